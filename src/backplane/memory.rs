@@ -1,0 +1,225 @@
+//! The in-process backplane: several nodes in one process (the demo, tests) exchange the same
+//! channel names and payload bytes as over Redis, through a shared `MemoryBus`.
+//!
+//! A publish fans out to every subscriber's inbox with `try_send`: a full inbox drops the message
+//! for that subscriber and counts it (`MemoryBus::dropped`), as Redis drops a slow subscriber's
+//! output. Blocking instead could deadlock two nodes that publish to each other while handling.
+//! Taps (the dashboard's PSUBSCRIBE equivalent) see every publish.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+
+use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus};
+
+/// The shared bus. Cloning gives another handle to the same bus.
+#[derive(Clone, Default)]
+pub struct MemoryBus {
+    inner: Arc<BusInner>,
+}
+
+impl std::fmt::Debug for MemoryBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBus").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct BusInner {
+    state: Mutex<BusState>,
+    dropped: AtomicU64,
+    /// Set while the presenter has "stopped" the bus: publishes fail as with Redis down.
+    down: AtomicBool,
+}
+
+#[derive(Default)]
+struct BusState {
+    next_id: u64,
+    /// channel → subscriber ids
+    channels: HashMap<String, HashSet<u64>>,
+    /// subscriber id → inbox
+    inboxes: HashMap<u64, mpsc::Sender<BackplaneMessage>>,
+    taps: Vec<mpsc::Sender<BackplaneMessage>>,
+}
+
+impl MemoryBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BusState> {
+        // A panic while holding this lock cannot leave the maps inconsistent (each update is one
+        // insert or remove), so a poisoned lock is safe to keep using.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Joins the bus; messages for this member's subscriptions go to `inbox`.
+    pub fn connect(&self, inbox: mpsc::Sender<BackplaneMessage>) -> MemoryBackplane {
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.inboxes.insert(id, inbox);
+        drop(state);
+        let (status_tx, _) = watch::channel(BackplaneStatus::new(BackplaneState::Memory));
+        MemoryBackplane {
+            bus: self.clone(),
+            id,
+            status_tx,
+        }
+    }
+
+    /// A receiver of every message published on the bus, whatever its channel.
+    pub fn tap(&self, tap: mpsc::Sender<BackplaneMessage>) {
+        self.lock().taps.push(tap);
+    }
+
+    /// Messages dropped because a subscriber's inbox (or a tap) was full.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Simulates an outage (`true`) or its end: publishes fail while down.
+    pub fn set_down(&self, down: bool) {
+        self.inner.down.store(down, Ordering::Relaxed);
+    }
+
+    fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, BackplaneError> {
+        if self.inner.down.load(Ordering::Relaxed) {
+            return Err(BackplaneError::Down("the in-memory bus is stopped".into()));
+        }
+        let mut state = self.lock();
+        let message = BackplaneMessage {
+            channel: channel.to_string(),
+            payload,
+        };
+        let mut delivered = 0;
+        if let Some(ids) = state.channels.get(channel) {
+            for id in ids {
+                if let Some(inbox) = state.inboxes.get(id) {
+                    match inbox.try_send(message.clone()) {
+                        Ok(()) => delivered += 1,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                            delivered += 1;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                }
+            }
+        }
+        state.taps.retain(|tap| match tap.try_send(message.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        Ok(delivered)
+    }
+}
+
+/// One member's handle on the bus.
+pub struct MemoryBackplane {
+    bus: MemoryBus,
+    id: u64,
+    status_tx: watch::Sender<BackplaneStatus>,
+}
+
+impl Drop for MemoryBackplane {
+    fn drop(&mut self) {
+        let mut state = self.bus.lock();
+        state.inboxes.remove(&self.id);
+        state.channels.retain(|_, ids| {
+            ids.remove(&self.id);
+            !ids.is_empty()
+        });
+    }
+}
+
+impl Backplane for MemoryBackplane {
+    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<usize, BackplaneError>> {
+        let result = self.bus.publish(channel, payload);
+        Box::pin(async move { result })
+    }
+
+    fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        self.bus
+            .lock()
+            .channels
+            .entry(channel.to_string())
+            .or_default()
+            .insert(self.id);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        let mut state = self.bus.lock();
+        if let Some(ids) = state.channels.get_mut(channel) {
+            ids.remove(&self.id);
+            if ids.is_empty() {
+                state.channels.remove(channel);
+            }
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn status(&self) -> watch::Receiver<BackplaneStatus> {
+        self.status_tx.subscribe()
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn publish_reaches_subscribers_and_taps_only() {
+        let bus = MemoryBus::new();
+        let (a_tx, mut a_rx) = mpsc::channel(8);
+        let (b_tx, mut b_rx) = mpsc::channel(8);
+        let (tap_tx, mut tap_rx) = mpsc::channel(8);
+        let a = bus.connect(a_tx);
+        let b = bus.connect(b_tx);
+        bus.tap(tap_tx);
+        a.subscribe("H:all").await.unwrap();
+        b.subscribe("H:group:g").await.unwrap();
+        assert_eq!(b.publish("H:all", Bytes::from_static(b"x")).await.unwrap(), 1);
+        let got = a_rx.recv().await.unwrap();
+        assert_eq!((got.channel.as_str(), &got.payload[..]), ("H:all", &b"x"[..]));
+        assert!(b_rx.try_recv().is_err());
+        assert_eq!(tap_rx.recv().await.unwrap().channel, "H:all");
+        a.unsubscribe("H:all").await.unwrap();
+        assert_eq!(b.publish("H:all", Bytes::from_static(b"y")).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn full_inbox_drops_and_counts() {
+        let bus = MemoryBus::new();
+        let (a_tx, _a_rx) = mpsc::channel(1);
+        let a = bus.connect(a_tx);
+        a.subscribe("c").await.unwrap();
+        a.publish("c", Bytes::new()).await.unwrap();
+        a.publish("c", Bytes::new()).await.unwrap();
+        assert_eq!(bus.dropped(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_bus_fails_publishes() {
+        let bus = MemoryBus::new();
+        let (a_tx, _a_rx) = mpsc::channel(1);
+        let a = bus.connect(a_tx);
+        bus.set_down(true);
+        assert!(a.publish("c", Bytes::new()).await.is_err());
+        bus.set_down(false);
+        assert!(a.publish("c", Bytes::new()).await.is_ok());
+    }
+}
