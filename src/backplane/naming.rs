@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(c.internal_groups(), "MyAppChat.Hub:internal:groups");
         assert_eq!(c.ack("srv_1"), "MyAppChat.Hub:internal:ack:srv_1");
         assert_eq!(c.return_channel("srv_1"), "MyAppChat.Hub:internal:return:srv_1");
-        assert_eq!(c.logical_return_channel("srv_1"), "Chat.Hub:internal:return:srv_1");
+        assert_eq!(
+            c.logical_return_channel("srv_1"),
+            "Chat.Hub:internal:return:srv_1"
+        );
         assert_eq!(c.nodes(), "MyAppswitchboard:nodes");
     }
 
@@ -195,7 +198,10 @@ mod tests {
             (c.all(), ChannelKind::All),
             (c.connection("x"), ChannelKind::Connection("x".into())),
             (c.group("g:1"), ChannelKind::Group("g:1".into())),
-            (c.group("a:connection:b"), ChannelKind::Group("a:connection:b".into())),
+            (
+                c.group("a:connection:b"),
+                ChannelKind::Group("a:connection:b".into()),
+            ),
             (c.user("u"), ChannelKind::User("u".into())),
             (c.internal_groups(), ChannelKind::InternalGroups),
             (c.ack("s_1"), ChannelKind::Ack("s_1".into())),

@@ -10,12 +10,33 @@
 //!
 //! Uses `protocol`, `config` and the `Backplane` trait; never the Redis client directly.
 
+mod connection;
+pub mod dispatch;
+pub mod lifetime;
+mod listener;
+mod page;
+pub mod registry;
+pub mod stats;
+mod status;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::backplane::memory::MemoryBus;
+use crate::backplane::naming::Channels;
+use crate::backplane::redis::RedisBackplane;
+use crate::backplane::{Backplane, BackplaneStatus};
 use crate::config;
+use lifetime::Lifetime;
+use registry::Registry;
+use stats::Stats;
 
 /// Everything a node needs to start. `NodeConfig::new` fills in the documented defaults.
 #[derive(Debug, Clone)]
@@ -44,6 +65,14 @@ pub struct NodeConfig {
     pub outbound_queue: usize,
     /// Time a remote group add/remove waits for the owner's ack.
     pub group_ack_timeout: Duration,
+    /// How often the monitor WebSocket pushes a snapshot.
+    pub monitor_interval: Duration,
+    /// How often the node announces itself on `{prefix}switchboard:nodes`.
+    pub heartbeat_interval: Duration,
+    /// How long a negotiated token waits for its WebSocket.
+    pub negotiate_ttl: Duration,
+    /// How long shutdown waits for clients to receive their Close.
+    pub shutdown_grace: Duration,
     /// The URL announced in heartbeats (defaults to `http://{bound address}`).
     pub public_url: Option<String>,
 }
@@ -64,6 +93,10 @@ impl NodeConfig {
             handshake_timeout: config::DEFAULT_HANDSHAKE_TIMEOUT,
             outbound_queue: config::DEFAULT_OUTBOUND_QUEUE,
             group_ack_timeout: config::DEFAULT_GROUP_ACK_TIMEOUT,
+            monitor_interval: config::DEFAULT_MONITOR_INTERVAL,
+            heartbeat_interval: config::DEFAULT_HEARTBEAT_INTERVAL,
+            negotiate_ttl: config::DEFAULT_NEGOTIATE_TTL,
+            shutdown_grace: config::DEFAULT_SHUTDOWN_GRACE,
             public_url: None,
         }
     }
@@ -94,65 +127,261 @@ pub enum NodeError {
     Path(String),
 }
 
+/// State shared by every task of a node.
+pub(crate) struct NodeShared {
+    pub config: NodeConfig,
+    pub server_name: String,
+    pub local_addr: SocketAddr,
+    pub lifetime: Lifetime,
+    pub registry: Arc<Registry>,
+    pub stats: Arc<Stats>,
+    /// Cancelled by `shutdown`; every connection's kill switch is a child of it.
+    pub shutdown: CancellationToken,
+    /// Every connection and monitor task, awaited (with a grace period) on shutdown.
+    pub tracker: TaskTracker,
+    /// Negotiated connection tokens: token → pending connection.
+    tokens: Mutex<HashMap<String, PendingToken>>,
+    /// Live WebSocket connections (including those still in the handshake), for the cap.
+    pub live: AtomicUsize,
+    pub started: Instant,
+    pub started_at: SystemTime,
+}
+
+/// A negotiated connection waiting for (or using) its WebSocket.
+pub(crate) struct PendingToken {
+    pub connection_id: String,
+    pub created: Instant,
+    pub active: bool,
+}
+
+impl NodeShared {
+    pub fn lock_tokens(&self) -> MutexGuard<'_, HashMap<String, PendingToken>> {
+        // Inserts and removes only: a poisoned map is still consistent.
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn public_url(&self) -> String {
+        self.config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.local_addr))
+    }
+}
+
 /// A running node. Dropping it does not stop the node; call `shutdown`.
 #[derive(Clone)]
 pub struct NodeHandle {
-    inner: Arc<NodeInner>,
+    shared: Arc<NodeShared>,
+    stopped: watch::Receiver<bool>,
 }
-
-struct NodeInner {}
 
 /// Starts nodes.
 pub struct Node;
+
+/// `{hostname}_{32 lowercase hex}`, as ASP.NET Core names its servers (B.3).
+pub fn new_server_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = if host.is_empty() {
+        "switchboard".to_string()
+    } else {
+        host
+    };
+    let guid: u128 = rand::random();
+    format!("{host}_{guid:032x}")
+}
 
 impl Node {
     /// Binds the listener, connects the backplane (in the background: a node with Redis down still
     /// serves its own clients) and starts serving. Returns once the listener is bound.
     pub async fn start(config: NodeConfig, backplane: BackplaneChoice) -> Result<NodeHandle, NodeError> {
-        let _ = (config, backplane);
-        todo!()
+        if !config.path.starts_with('/') || config.path.len() < 2 || config.path.ends_with('/') {
+            return Err(NodeError::Path(config.path));
+        }
+        let shutdown = CancellationToken::new();
+        let (inbox_tx, mut inbox_rx) = mpsc::channel(config::DEFAULT_BACKPLANE_INBOX);
+        let backplane: Arc<dyn Backplane> = match backplane {
+            BackplaneChoice::Alone => Arc::new(MemoryBus::new().connect(inbox_tx)),
+            BackplaneChoice::Memory(bus) => Arc::new(bus.connect(inbox_tx)),
+            BackplaneChoice::Redis(url) => Arc::new(
+                RedisBackplane::start(&url, inbox_tx, shutdown.child_token()).map_err(|reason| {
+                    NodeError::RedisUrl {
+                        url: redact(&url),
+                        reason,
+                    }
+                })?,
+            ),
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let server_name = new_server_name();
+        let registry = Arc::new(Registry::default());
+        let stats = Arc::new(Stats::default());
+        let channels = Channels::new(config.channel_prefix.clone(), config.hub_name.clone());
+        let lifetime = Lifetime::new(
+            channels,
+            server_name.clone(),
+            backplane,
+            registry.clone(),
+            stats.clone(),
+            config.group_ack_timeout,
+        );
+        let shared = Arc::new(NodeShared {
+            config,
+            server_name,
+            local_addr,
+            lifetime,
+            registry,
+            stats,
+            shutdown: shutdown.clone(),
+            tracker: TaskTracker::new(),
+            tokens: Mutex::new(HashMap::new()),
+            live: AtomicUsize::new(0),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+        });
+        for channel in shared.lifetime.base_channels() {
+            if let Err(e) = shared.lifetime.backplane().subscribe(&channel).await {
+                tracing::warn!(%channel, error = %e, "initial subscribe failed; retried on reconnect");
+            }
+        }
+        tracing::info!(
+            node = %shared.config.node_name,
+            server = %shared.server_name,
+            addr = %local_addr,
+            backplane = shared.lifetime.backplane().kind(),
+            "hub node listening"
+        );
+
+        // The backplane receive side: one task, in order, as messages arrive.
+        let receiver = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = receiver.shutdown.cancelled() => break,
+                    message = inbox_rx.recv() => match message {
+                        Some(message) => receiver.lifetime.on_backplane_message(message).await,
+                        None => break,
+                    },
+                }
+            }
+        });
+        tokio::spawn(status::heartbeat_loop(shared.clone()));
+        tokio::spawn(reap_tokens(shared.clone()));
+
+        let (stopped_tx, stopped) = watch::channel(false);
+        let app = listener::router(shared.clone());
+        let serve_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the hub listener failed");
+            }
+            let _ = stopped_tx.send(true);
+        });
+        Ok(NodeHandle { shared, stopped })
+    }
+}
+
+/// Drops negotiated tokens whose WebSocket never came.
+async fn reap_tokens(node: Arc<NodeShared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ttl = node.config.negotiate_ttl;
+        node.lock_tokens()
+            .retain(|_, t| t.active || t.created.elapsed() < ttl);
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 
 impl NodeHandle {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        todo!()
+        self.shared.local_addr
     }
 
     /// `http://{addr}{path}`: what a SignalR client connects to.
     pub fn hub_url(&self) -> String {
-        todo!()
+        format!("http://{}{}", self.shared.local_addr, self.shared.config.path)
     }
 
     /// `http://{addr}`.
     pub fn base_url(&self) -> String {
-        todo!()
+        format!("http://{}", self.shared.local_addr)
     }
 
     /// The backplane server name, `{hostname}_{32 hex}`.
     pub fn server_name(&self) -> &str {
-        todo!()
+        &self.shared.server_name
     }
 
     /// The node name from the config.
     pub fn node_name(&self) -> &str {
-        todo!()
+        &self.shared.config.node_name
     }
 
     /// A snapshot of the node's statistics, as `/switchboard/stats` serves it.
     pub fn stats(&self) -> serde_json::Value {
-        todo!()
+        status::snapshot(&self.shared)
+    }
+
+    /// The backplane link's live status.
+    pub fn backplane_status(&self) -> watch::Receiver<BackplaneStatus> {
+        self.shared.lifetime.backplane().status()
     }
 
     /// Sends every client a Close with allowReconnect, waits up to the grace period for the
     /// connections to end, and stops the listener and the backplane.
     pub async fn shutdown(&self) {
-        todo!()
+        let node = &self.shared;
+        if node.shutdown.is_cancelled() {
+            self.stopped().await;
+            return;
+        }
+        tracing::info!(node = %node.config.node_name, clients = node.registry.counts().0, "shutting down");
+        // Cancelling the node token kills every connection; each writer sends a Close with
+        // allowReconnect (no explicit reason = shutdown) and ends.
+        node.shutdown.cancel();
+        node.tracker.close();
+        if tokio::time::timeout(node.config.shutdown_grace, node.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within the shutdown grace period");
+        }
+        self.stopped().await;
     }
 
     /// Resolves when the node has stopped (after `shutdown`).
     pub async fn stopped(&self) {
-        todo!()
+        let mut stopped = self.stopped.clone();
+        let _ = stopped.wait_for(|s| *s).await;
     }
 }

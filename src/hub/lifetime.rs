@@ -1,0 +1,471 @@
+//! Routing, as ASP.NET Core's `RedisHubLifetimeManager` does it (SIGNALR-WIRE.md B.4–B.7): which
+//! sends go to the backplane and which are written locally, the receive side of every channel,
+//! reference-counted subscriptions, remote group operations with acks, and client results.
+//!
+//! Every message is serialized once per protocol (`Frames`), and the same buffers are handed to
+//! every local recipient (a refcount per recipient, never a copy). Broadcasts reach local clients
+//! through the node's own subscription; only when a publish fails does the node deliver locally
+//! itself, so local clients keep their messages through a backplane outage.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::registry::{GroupChange, LocalConnection, Outbox, Registry, WsFrame, text_bytes};
+use super::stats::Stats;
+use crate::backplane::naming::{ChannelKind, Channels};
+use crate::backplane::wire::{self, GroupAction, GroupCommand};
+use crate::backplane::{Backplane, BackplaneMessage};
+use crate::protocol::{CompletionResult, HubMessage, Protocol};
+
+/// One message serialized for each protocol, shareable between recipients.
+#[derive(Debug, Clone, Default)]
+pub struct Frames {
+    pub json: Option<Utf8Bytes>,
+    pub msgpack: Option<Bytes>,
+}
+
+impl Frames {
+    /// Serializes `message` once per protocol.
+    pub fn serialize(message: &HubMessage) -> Frames {
+        Frames {
+            json: Some(text_bytes(Protocol::Json.encode(message))),
+            msgpack: Some(Bytes::from(Protocol::MessagePack.encode(message))),
+        }
+    }
+
+    /// Frames from a backplane payload's serialization map (zero-copy slices of the payload).
+    fn from_serializations(serializations: &[(String, Bytes)]) -> Frames {
+        let mut frames = Frames::default();
+        for (name, bytes) in serializations {
+            match Protocol::from_name(name) {
+                Some(Protocol::Json) => frames.json = Utf8Bytes::try_from(bytes.clone()).ok(),
+                Some(Protocol::MessagePack) => frames.msgpack = Some(bytes.clone()),
+                None => {}
+            }
+        }
+        frames
+    }
+
+    pub fn for_protocol(&self, protocol: Protocol) -> Option<WsFrame> {
+        match protocol {
+            Protocol::Json => self.json.clone().map(WsFrame::Text),
+            Protocol::MessagePack => self.msgpack.clone().map(WsFrame::Binary),
+        }
+    }
+
+    /// The serialization map written to the backplane: every protocol we have.
+    fn serializations(&self) -> Vec<(&'static str, &[u8])> {
+        let mut out = Vec::with_capacity(2);
+        if let Some(json) = &self.json {
+            out.push((Protocol::Json.name(), json.as_bytes()));
+        }
+        if let Some(mp) = &self.msgpack {
+            out.push((Protocol::MessagePack.name(), &mp[..]));
+        }
+        out
+    }
+}
+
+/// Who a send is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    All { excluded: &'a [&'a str] },
+    Group { group: &'a str, excluded: &'a [&'a str] },
+    User(&'a str),
+    Connection(&'a str),
+}
+
+/// Why a remote group operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupOpError {
+    #[error("the backplane could not forward the group command: {0}")]
+    Forward(String),
+    #[error("no server acknowledged the group command within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The routing core of a node.
+pub struct Lifetime {
+    channels: Channels,
+    server_name: String,
+    backplane: Arc<dyn Backplane>,
+    registry: Arc<Registry>,
+    stats: Arc<Stats>,
+    ack_timeout: Duration,
+    next_group_op: AtomicI32,
+    pending_acks: Mutex<HashMap<i32, oneshot::Sender<()>>>,
+    /// Client results requested by other servers: (connection, invocation id) → return channel.
+    pending_results: Mutex<HashMap<(Arc<str>, String), String>>,
+    /// Serializes membership changes with their (un)subscribes, so the order of subscribe and
+    /// unsubscribe for one channel always matches the order of the registry changes.
+    membership: tokio::sync::Mutex<()>,
+    /// Whether the last publish failed: failures are logged on the transition, then only counted.
+    forwarding_failed: AtomicBool,
+}
+
+impl Lifetime {
+    pub fn new(
+        channels: Channels,
+        server_name: String,
+        backplane: Arc<dyn Backplane>,
+        registry: Arc<Registry>,
+        stats: Arc<Stats>,
+        ack_timeout: Duration,
+    ) -> Self {
+        Lifetime {
+            channels,
+            server_name,
+            backplane,
+            registry,
+            stats,
+            ack_timeout,
+            next_group_op: AtomicI32::new(0),
+            pending_acks: Mutex::new(HashMap::new()),
+            pending_results: Mutex::new(HashMap::new()),
+            membership: tokio::sync::Mutex::new(()),
+            forwarding_failed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn channels(&self) -> &Channels {
+        &self.channels
+    }
+
+    pub fn backplane(&self) -> &Arc<dyn Backplane> {
+        &self.backplane
+    }
+
+    /// The channels every node subscribes at start (B.4), in ASP.NET Core's order.
+    pub fn base_channels(&self) -> [String; 4] {
+        [
+            self.channels.all(),
+            self.channels.internal_groups(),
+            self.channels.ack(&self.server_name),
+            self.channels.return_channel(&self.server_name),
+        ]
+    }
+
+    fn deliver(&self, conn: &LocalConnection, frames: &Frames) {
+        match frames.for_protocol(conn.protocol) {
+            Some(frame) => {
+                conn.outbox.deliver(frame, &self.stats);
+            }
+            None => tracing::warn!(
+                connection = %conn.id,
+                "This message was received from another server that did not have the requested protocol available."
+            ),
+        }
+    }
+
+    fn deliver_local(&self, target: Target<'_>, frames: &Frames) -> bool {
+        match target {
+            Target::All { excluded } => {
+                self.registry.for_all(excluded, |c| self.deliver(c, frames));
+                true
+            }
+            Target::Group { group, excluded } => {
+                self.registry
+                    .for_group(group, excluded, |c| self.deliver(c, frames));
+                true
+            }
+            Target::User(user) => {
+                self.registry.for_user(user, |c| self.deliver(c, frames));
+                true
+            }
+            Target::Connection(id) => self.registry.with_connection(id, |c| self.deliver(c, frames)),
+        }
+    }
+
+    /// Sends `message` to `target` (B.5): a local connection is written directly; everything else
+    /// is published once, and reaches local clients through this node's own subscription.
+    pub async fn send(&self, target: Target<'_>, message: &HubMessage) {
+        let frames = Frames::serialize(message);
+        self.send_frames(target, &frames).await;
+    }
+
+    /// `send` with a message already serialized.
+    pub async fn send_frames(&self, target: Target<'_>, frames: &Frames) {
+        let (channel, excluded): (String, &[&str]) = match target {
+            Target::Connection(id) => {
+                if self.deliver_local(target, frames) {
+                    return;
+                }
+                (self.channels.connection(id), &[])
+            }
+            Target::All { excluded } => (self.channels.all(), excluded),
+            Target::Group { group, excluded } => (self.channels.group(group), excluded),
+            Target::User(user) => (self.channels.user(user), &[]),
+        };
+        if let Target::User("") = target {
+            return; // ASP.NET Core skips empty user ids
+        }
+        let payload = wire::encode_invocation(excluded, &frames.serializations(), None);
+        if self.publish(&channel, payload).await.is_err() && !matches!(target, Target::Connection(_)) {
+            // The message never reached Redis, so our own subscription will not bring it back:
+            // local clients get it directly. (A remote connection's message is lost, and counted.)
+            self.deliver_local(target, frames);
+        }
+    }
+
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, ()> {
+        match self.backplane.publish(channel, payload).await {
+            Ok(receivers) => {
+                Stats::inc(&self.stats.backplane_out);
+                if self.forwarding_failed.swap(false, Ordering::Relaxed) {
+                    tracing::info!("backplane publishes succeed again");
+                }
+                Ok(receivers)
+            }
+            Err(e) => {
+                Stats::inc(&self.stats.forward_failures);
+                if !self.forwarding_failed.swap(true, Ordering::Relaxed) {
+                    tracing::error!(%channel, error = %e, "could not forward a message to other nodes; counting failures until the backplane is back");
+                } else {
+                    tracing::debug!(%channel, error = %e, "forward failed");
+                }
+                Err(())
+            }
+        }
+    }
+
+    /// Registers a connection that finished its handshake and subscribes its channels (before the
+    /// handshake response is written, so a client that sees `{}` is already reachable).
+    pub async fn on_connected(&self, id: Arc<str>, protocol: Protocol, user: Option<String>, outbox: Outbox) {
+        let _guard = self.membership.lock().await;
+        let first_of_user = self.registry.register(id.clone(), protocol, user.clone(), outbox);
+        self.subscribe(&self.channels.connection(&id)).await;
+        if let (true, Some(user)) = (first_of_user, user) {
+            self.subscribe(&self.channels.user(&user)).await;
+        }
+    }
+
+    /// Removes a connection, releases its channels and fails its pending client results.
+    pub async fn on_disconnected(&self, id: &str) {
+        {
+            let _guard = self.membership.lock().await;
+            let departure = self.registry.unregister(id);
+            self.unsubscribe(&self.channels.connection(id)).await;
+            for group in departure.emptied_groups {
+                self.unsubscribe(&self.channels.group(&group)).await;
+            }
+            if let Some(user) = departure.emptied_user {
+                self.unsubscribe(&self.channels.user(&user)).await;
+            }
+        }
+        let orphaned: Vec<(String, String)> = {
+            let mut pending = self.lock_results();
+            let keys: Vec<_> = pending.keys().filter(|(c, _)| &**c == id).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| pending.remove(&k).map(|channel| (k.1, channel)))
+                .collect()
+        };
+        for (invocation_id, channel) in orphaned {
+            let completion = HubMessage::completion(
+                invocation_id,
+                CompletionResult::Error("Connection disconnected.".into()),
+            );
+            let bin = Protocol::Json.encode(&completion);
+            let payload = wire::encode_completion(Protocol::Json.name(), &bin);
+            let _ = self
+                .publish(&self.channels.wire_from_logical(&channel), payload)
+                .await;
+        }
+    }
+
+    async fn subscribe(&self, channel: &str) {
+        if let Err(e) = self.backplane.subscribe(channel).await {
+            tracing::warn!(%channel, error = %e, "subscribe failed; it is retried when the backplane reconnects");
+        }
+    }
+
+    async fn unsubscribe(&self, channel: &str) {
+        if let Err(e) = self.backplane.unsubscribe(channel).await {
+            tracing::debug!(%channel, error = %e, "unsubscribe failed");
+        }
+    }
+
+    async fn join_local(&self, id: &str, group: &str) -> GroupChange {
+        let _guard = self.membership.lock().await;
+        let change = self.registry.join(id, group);
+        if change == (GroupChange::Changed { first_or_last: true }) {
+            self.subscribe(&self.channels.group(group)).await;
+        }
+        change
+    }
+
+    async fn leave_local(&self, id: &str, group: &str) -> GroupChange {
+        let _guard = self.membership.lock().await;
+        let (change, name) = self.registry.leave(id, group);
+        if let (GroupChange::Changed { first_or_last: true }, Some(name)) = (&change, name) {
+            self.unsubscribe(&self.channels.group(&name)).await;
+        }
+        change
+    }
+
+    /// Adds any connection, local or on another node, to a group (B.5, B.7).
+    pub async fn add_to_group(&self, connection_id: &str, group: &str) -> Result<(), GroupOpError> {
+        self.group_op(connection_id, group, GroupAction::Add).await
+    }
+
+    /// Removes any connection, local or on another node, from a group.
+    pub async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), GroupOpError> {
+        self.group_op(connection_id, group, GroupAction::Remove).await
+    }
+
+    async fn group_op(
+        &self,
+        connection_id: &str,
+        group: &str,
+        action: GroupAction,
+    ) -> Result<(), GroupOpError> {
+        let local = match action {
+            GroupAction::Add => self.join_local(connection_id, group).await,
+            GroupAction::Remove => self.leave_local(connection_id, group).await,
+        };
+        if local != GroupChange::NotLocal {
+            return Ok(());
+        }
+        // Ids are per server, start at 1 and wrap like .NET's Interlocked.Increment on an int.
+        let id = self.next_group_op.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let (tx, rx) = oneshot::channel();
+        self.lock_acks().insert(id, tx);
+        let command = GroupCommand {
+            id,
+            server_name: self.server_name.clone(),
+            action,
+            group: group.to_string(),
+            connection_id: connection_id.to_string(),
+        };
+        let payload = wire::encode_group_command(&command);
+        if self
+            .publish(&self.channels.internal_groups(), payload)
+            .await
+            .is_err()
+        {
+            self.lock_acks().remove(&id);
+            return Err(GroupOpError::Forward("the backplane is down".into()));
+        }
+        match tokio::time::timeout(self.ack_timeout, rx).await {
+            Ok(Ok(())) => Ok(()),
+            _ => {
+                self.lock_acks().remove(&id);
+                Stats::inc(&self.stats.group_ack_timeouts);
+                Err(GroupOpError::Timeout(self.ack_timeout))
+            }
+        }
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<i32, oneshot::Sender<()>>> {
+        // Map operations only: a poisoned lock holds consistent data.
+        self.pending_acks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_results(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, String), String>> {
+        self.pending_results.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A Completion from a local client: if another server asked for this result, forward it.
+    /// Returns false when nobody was waiting for it.
+    pub async fn on_client_completion(
+        &self,
+        connection_id: &Arc<str>,
+        protocol: Protocol,
+        message: &HubMessage,
+    ) -> bool {
+        let HubMessage::Completion { invocation_id, .. } = message else {
+            return false;
+        };
+        let Some(channel) = self
+            .lock_results()
+            .remove(&(connection_id.clone(), invocation_id.clone()))
+        else {
+            return false;
+        };
+        let bin = protocol.encode(message);
+        let payload = wire::encode_completion(protocol.name(), &bin);
+        let _ = self
+            .publish(&self.channels.wire_from_logical(&channel), payload)
+            .await;
+        true
+    }
+
+    /// Handles one message from the backplane (B.7). Bad payloads are logged, counted and dropped.
+    pub async fn on_backplane_message(&self, message: BackplaneMessage) {
+        Stats::inc(&self.stats.backplane_in);
+        let Some(kind) = self.channels.classify(&message.channel) else {
+            tracing::debug!(channel = %message.channel, "message on a channel this hub does not use");
+            return;
+        };
+        if let Err(e) = self.handle(kind, &message.payload).await {
+            Stats::inc(&self.stats.backplane_decode_errors);
+            tracing::warn!(channel = %message.channel, error = %e, "undecodable backplane payload dropped");
+        }
+    }
+
+    async fn handle(&self, kind: ChannelKind, payload: &Bytes) -> Result<(), wire::WireError> {
+        match kind {
+            ChannelKind::All => {
+                let inv = wire::decode_invocation(payload)?;
+                let frames = Frames::from_serializations(&inv.serializations);
+                self.registry.for_all(&inv.excluded, |c| self.deliver(c, &frames));
+            }
+            ChannelKind::Group(group) => {
+                let inv = wire::decode_invocation(payload)?;
+                let frames = Frames::from_serializations(&inv.serializations);
+                self.registry
+                    .for_group(&group, &inv.excluded, |c| self.deliver(c, &frames));
+            }
+            ChannelKind::User(user) => {
+                // B.7: excluded ids are not checked for user sends.
+                let inv = wire::decode_invocation(payload)?;
+                let frames = Frames::from_serializations(&inv.serializations);
+                self.registry.for_user(&user, |c| self.deliver(c, &frames));
+            }
+            ChannelKind::Connection(id) => {
+                let inv = wire::decode_invocation(payload)?;
+                let frames = Frames::from_serializations(&inv.serializations);
+                let mut target: Option<Arc<str>> = None;
+                self.registry.with_connection(&id, |c| {
+                    target = Some(c.id.clone());
+                    self.deliver(c, &frames);
+                });
+                if let (Some(conn), Some(invocation_id), Some(channel)) =
+                    (target, inv.invocation_id, inv.return_channel)
+                {
+                    self.lock_results().insert((conn, invocation_id), channel);
+                }
+            }
+            ChannelKind::InternalGroups => {
+                let command = wire::decode_group_command(payload)?;
+                if !self.registry.is_local(&command.connection_id) {
+                    return Ok(()); // every server gets every command; only the owner acts and acks
+                }
+                match command.action {
+                    GroupAction::Add => self.join_local(&command.connection_id, &command.group).await,
+                    GroupAction::Remove => self.leave_local(&command.connection_id, &command.group).await,
+                };
+                let ack = wire::encode_ack(command.id);
+                let _ = self.publish(&self.channels.ack(&command.server_name), ack).await;
+            }
+            ChannelKind::Ack(server) => {
+                if server == self.server_name {
+                    let id = wire::decode_ack(payload)?;
+                    if let Some(tx) = self.lock_acks().remove(&id) {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            ChannelKind::Return(_) => {
+                // This hub never invokes client results on other servers' connections.
+                tracing::debug!("client result for an invocation this node did not make");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,397 @@
+//! The node's local connections, groups and users.
+//!
+//! Owned by `NodeShared`; written by `connection` (register / unregister) and `lifetime` (group
+//! changes), read by `lifetime` for every delivery. One `RwLock`: deliveries take the read lock and
+//! only `try_send` under it (never await), so it is never held across I/O.
+//!
+//! Groups and users are removed when their last local member leaves, and the caller is told so it
+//! can unsubscribe the channel: no map grows forever. A connection's own group set is
+//! case-insensitive while group names on the wire are case-sensitive, as in ASP.NET Core (B.4).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::stats::Stats;
+use crate::protocol::Protocol;
+
+/// One frame for one client's socket, shared between recipients (cloning is a refcount).
+#[derive(Debug, Clone)]
+pub enum WsFrame {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl WsFrame {
+    /// A text frame from serializer output (always UTF-8; lossy if it ever were not).
+    pub fn text(bytes: Vec<u8>) -> WsFrame {
+        WsFrame::Text(text_bytes(bytes))
+    }
+}
+
+/// `Utf8Bytes` from bytes our own JSON writer produced.
+pub fn text_bytes(bytes: Vec<u8>) -> Utf8Bytes {
+    match String::from_utf8(bytes) {
+        Ok(text) => Utf8Bytes::from(text),
+        Err(e) => Utf8Bytes::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+/// Why the server is ending a connection; turned into a SignalR Close message by the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    pub error: Option<String>,
+    pub allow_reconnect: bool,
+    /// Whether frames already queued are still sent before the Close (not for slow clients).
+    pub flush: bool,
+}
+
+impl CloseReason {
+    pub const ERROR_TEXT: &'static str = "Connection closed with an error.";
+
+    /// A protocol or transport error: the client may reconnect.
+    pub fn error() -> Self {
+        CloseReason {
+            error: Some(Self::ERROR_TEXT.to_string()),
+            allow_reconnect: true,
+            flush: true,
+        }
+    }
+}
+
+/// The sending side of one connection: its bounded queue and its kill switch.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<WsFrame>,
+    kill: CancellationToken,
+    reason: Arc<OnceLock<CloseReason>>,
+    slow: Arc<AtomicBool>,
+}
+
+impl Outbox {
+    /// A new outbox; `parent` is the node's shutdown token (cancelling it ends the connection).
+    pub fn new(capacity: usize, parent: &CancellationToken) -> (Outbox, mpsc::Receiver<WsFrame>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let outbox = Outbox {
+            tx,
+            kill: parent.child_token(),
+            reason: Arc::new(OnceLock::new()),
+            slow: Arc::new(AtomicBool::new(false)),
+        };
+        (outbox, rx)
+    }
+
+    /// Queues a frame without waiting. A full queue means the client does not read: it is closed
+    /// (once) and counted. Returns whether the frame was queued.
+    pub fn deliver(&self, frame: WsFrame, stats: &Stats) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => {
+                Stats::inc(&stats.client_out);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.slow.swap(true, Ordering::Relaxed) {
+                    Stats::inc(&stats.slow_client_disconnects);
+                    tracing::warn!("client does not read fast enough: outbound queue full, closing it");
+                    self.close(CloseReason {
+                        error: Some(CloseReason::ERROR_TEXT.to_string()),
+                        allow_reconnect: true,
+                        flush: false,
+                    });
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the writer to send a Close with `reason` and end the connection. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.kill.cancel();
+    }
+
+    /// Resolves when the connection is asked to end (by `close` or node shutdown).
+    pub fn killed(&self) -> &CancellationToken {
+        &self.kill
+    }
+
+    /// The reason given to `close`, or `None` when the node is shutting down.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.reason.get().cloned()
+    }
+}
+
+/// What the registry knows of one local connection.
+pub struct LocalConnection {
+    pub id: Arc<str>,
+    pub protocol: Protocol,
+    pub user: Option<String>,
+    pub outbox: Outbox,
+    /// Lowercased group name → the name as first added (the channel uses that spelling).
+    groups: HashMap<String, String>,
+}
+
+/// The outcome of adding a connection to a group.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GroupChange {
+    /// Done; `first` says the group had no local member before (subscribe its channel).
+    Changed { first_or_last: bool },
+    /// Already a member (or not a member, for a remove): nothing to do.
+    Unchanged,
+    /// No such local connection.
+    NotLocal,
+}
+
+#[derive(Default)]
+struct State {
+    connections: HashMap<Arc<str>, LocalConnection>,
+    groups: HashMap<String, HashSet<Arc<str>>>,
+    users: HashMap<String, HashSet<Arc<str>>>,
+}
+
+/// Local connections, groups and users.
+#[derive(Default)]
+pub struct Registry {
+    state: RwLock<State>,
+}
+
+/// What unregistering a connection left empty (channels to unsubscribe).
+#[derive(Debug, Default)]
+pub struct Departure {
+    pub emptied_groups: Vec<String>,
+    pub emptied_user: Option<String>,
+}
+
+impl Registry {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // Every update is a few map operations that cannot panic halfway in a way that breaks
+        // an invariant we rely on, so a poisoned lock is still usable.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection. Returns true when it is the user's first local connection (subscribe
+    /// the user channel).
+    pub fn register(&self, id: Arc<str>, protocol: Protocol, user: Option<String>, outbox: Outbox) -> bool {
+        let mut state = self.write();
+        let mut first_of_user = false;
+        if let Some(user) = &user {
+            let members = state.users.entry(user.clone()).or_default();
+            first_of_user = members.is_empty();
+            members.insert(id.clone());
+        }
+        state.connections.insert(
+            id.clone(),
+            LocalConnection {
+                id,
+                protocol,
+                user,
+                outbox,
+                groups: HashMap::new(),
+            },
+        );
+        first_of_user
+    }
+
+    /// Removes a connection from everything; reports what became empty.
+    pub fn unregister(&self, id: &str) -> Departure {
+        let mut state = self.write();
+        let mut departure = Departure::default();
+        let Some(conn) = state.connections.remove(id) else {
+            return departure;
+        };
+        for group in conn.groups.into_values() {
+            if let Some(members) = state.groups.get_mut(&group) {
+                members.remove(id);
+                if members.is_empty() {
+                    state.groups.remove(&group);
+                    departure.emptied_groups.push(group);
+                }
+            }
+        }
+        if let Some(user) = conn.user
+            && let Some(members) = state.users.get_mut(&user)
+        {
+            members.remove(id);
+            if members.is_empty() {
+                state.users.remove(&user);
+                departure.emptied_user = Some(user);
+            }
+        }
+        departure
+    }
+
+    /// Adds a local connection to a group.
+    pub fn join(&self, id: &str, group: &str) -> GroupChange {
+        let mut state = self.write();
+        let Some(conn) = state.connections.get_mut(id) else {
+            return GroupChange::NotLocal;
+        };
+        let key = group.to_lowercase();
+        if conn.groups.contains_key(&key) {
+            return GroupChange::Unchanged;
+        }
+        conn.groups.insert(key, group.to_string());
+        let conn_id = conn.id.clone();
+        let members = state.groups.entry(group.to_string()).or_default();
+        let first = members.is_empty();
+        members.insert(conn_id);
+        GroupChange::Changed { first_or_last: first }
+    }
+
+    /// Removes a local connection from a group (matched case-insensitively, as added).
+    pub fn leave(&self, id: &str, group: &str) -> (GroupChange, Option<String>) {
+        let mut state = self.write();
+        let Some(conn) = state.connections.get_mut(id) else {
+            return (GroupChange::NotLocal, None);
+        };
+        let Some(name) = conn.groups.remove(&group.to_lowercase()) else {
+            return (GroupChange::Unchanged, None);
+        };
+        let mut last = false;
+        if let Some(members) = state.groups.get_mut(&name) {
+            members.remove(id);
+            if members.is_empty() {
+                state.groups.remove(&name);
+                last = true;
+            }
+        }
+        (GroupChange::Changed { first_or_last: last }, Some(name))
+    }
+
+    pub fn is_local(&self, id: &str) -> bool {
+        self.read().connections.contains_key(id)
+    }
+
+    /// Calls `f` for every local connection not in `excluded`, under the read lock.
+    pub fn for_all(&self, excluded: &[impl AsRef<str>], mut f: impl FnMut(&LocalConnection)) {
+        let state = self.read();
+        for conn in state.connections.values() {
+            if !excluded.iter().any(|e| e.as_ref() == &*conn.id) {
+                f(conn);
+            }
+        }
+    }
+
+    /// Calls `f` for every local member of `group` not in `excluded`.
+    pub fn for_group(&self, group: &str, excluded: &[impl AsRef<str>], mut f: impl FnMut(&LocalConnection)) {
+        let state = self.read();
+        if let Some(members) = state.groups.get(group) {
+            for id in members {
+                if excluded.iter().any(|e| e.as_ref() == &**id) {
+                    continue;
+                }
+                if let Some(conn) = state.connections.get(id) {
+                    f(conn);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` for every local connection of `user`.
+    pub fn for_user(&self, user: &str, mut f: impl FnMut(&LocalConnection)) {
+        let state = self.read();
+        if let Some(members) = state.users.get(user) {
+            for id in members {
+                if let Some(conn) = state.connections.get(id) {
+                    f(conn);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` for one local connection; returns false when it is not local.
+    pub fn with_connection(&self, id: &str, f: impl FnOnce(&LocalConnection)) -> bool {
+        match self.read().connections.get(id) {
+            Some(conn) => {
+                f(conn);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every local connection's outbox (for shutdown).
+    pub fn outboxes(&self) -> Vec<Outbox> {
+        self.read()
+            .connections
+            .values()
+            .map(|c| c.outbox.clone())
+            .collect()
+    }
+
+    /// (connections, groups, users) counts.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let state = self.read();
+        (state.connections.len(), state.groups.len(), state.users.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox() -> Outbox {
+        Outbox::new(4, &CancellationToken::new()).0
+    }
+
+    #[test]
+    fn groups_and_users_are_removed_with_their_last_member() {
+        let r = Registry::default();
+        assert!(r.register("a".into(), Protocol::Json, Some("u".into()), outbox()));
+        assert!(!r.register("b".into(), Protocol::Json, Some("u".into()), outbox()));
+        assert_eq!(r.join("a", "Room"), GroupChange::Changed { first_or_last: true });
+        assert_eq!(r.join("b", "Room"), GroupChange::Changed { first_or_last: false });
+        assert_eq!(
+            r.join("a", "room"),
+            GroupChange::Unchanged,
+            "group set is case-insensitive"
+        );
+        assert_eq!(r.join("zz", "Room"), GroupChange::NotLocal);
+        assert_eq!(r.counts(), (2, 1, 1));
+        let d = r.unregister("a");
+        assert!(d.emptied_groups.is_empty() && d.emptied_user.is_none());
+        let (change, name) = r.leave("b", "ROOM");
+        assert_eq!(change, GroupChange::Changed { first_or_last: true });
+        assert_eq!(name.as_deref(), Some("Room"));
+        let d = r.unregister("b");
+        assert_eq!(d.emptied_user.as_deref(), Some("u"));
+        assert_eq!(r.counts(), (0, 0, 0));
+    }
+
+    #[test]
+    fn exclusions_are_honoured() {
+        let r = Registry::default();
+        r.register("a".into(), Protocol::Json, None, outbox());
+        r.register("b".into(), Protocol::Json, None, outbox());
+        r.join("a", "g");
+        r.join("b", "g");
+        let mut seen = Vec::new();
+        r.for_all(&["a"], |c| seen.push(c.id.to_string()));
+        assert_eq!(seen, ["b"]);
+        seen.clear();
+        r.for_group("g", &["b"], |c| seen.push(c.id.to_string()));
+        assert_eq!(seen, ["a"]);
+    }
+
+    #[test]
+    fn a_full_queue_closes_the_client_once_and_counts_it() {
+        let stats = Stats::default();
+        let (out, _rx) = Outbox::new(1, &CancellationToken::new());
+        assert!(out.deliver(WsFrame::Binary(Bytes::new()), &stats));
+        assert!(!out.deliver(WsFrame::Binary(Bytes::new()), &stats));
+        assert!(!out.deliver(WsFrame::Binary(Bytes::new()), &stats));
+        assert_eq!(Stats::get(&stats.slow_client_disconnects), 1);
+        assert!(out.killed().is_cancelled());
+        assert!(!out.close_reason().unwrap().flush);
+    }
+}

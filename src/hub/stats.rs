@@ -1,0 +1,52 @@
+//! Counters of one node, updated lock-free on the hot paths and read by the monitor endpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters (and two gauges). `Relaxed` everywhere: each is read on its own, for display.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Hub messages received from clients (invocations, pings, ...).
+    pub client_in: AtomicU64,
+    /// Hub messages written to clients' outbound queues.
+    pub client_out: AtomicU64,
+    /// Messages received from the backplane.
+    pub backplane_in: AtomicU64,
+    /// Messages published to the backplane.
+    pub backplane_out: AtomicU64,
+    /// Publishes that failed (backplane down or error): remote clients missed these.
+    pub forward_failures: AtomicU64,
+    /// Clients disconnected because their outbound queue was full.
+    pub slow_client_disconnects: AtomicU64,
+    /// Connections closed for a protocol error (bad frame, too large, bad handshake).
+    pub protocol_errors: AtomicU64,
+    /// Upgrades refused with 503 because of the connection cap.
+    pub rejected_connections: AtomicU64,
+    /// Backplane payloads that could not be decoded (logged and dropped).
+    pub backplane_decode_errors: AtomicU64,
+    /// Remote group operations that got no ack in time.
+    pub group_ack_timeouts: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_accepted: AtomicU64,
+    /// Live connections using JSON (gauge).
+    pub connections_json: AtomicU64,
+    /// Live connections using MessagePack (gauge).
+    pub connections_messagepack: AtomicU64,
+}
+
+impl Stats {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn dec(counter: &AtomicU64) {
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

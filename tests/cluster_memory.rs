@@ -1,0 +1,115 @@
+//! Two nodes in one process on the in-memory backplane behave exactly as over Redis: the same
+//! routing, the same remote group operations, the same payload bytes (seen through a bus tap).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{STEP, connect, expect_message, expect_silence, within};
+use switchboard::backplane::memory::MemoryBus;
+use switchboard::backplane::wire;
+use switchboard::client::str_args;
+use switchboard::hub::{BackplaneChoice, Node, NodeConfig};
+use switchboard::protocol::{CompletionResult, HubMessage, Protocol, Value};
+use tokio::sync::mpsc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_the_memory_bus_route_like_redis() {
+    let bus = MemoryBus::new();
+    let (tap_tx, mut tap_rx) = mpsc::channel(1024);
+    bus.tap(tap_tx);
+    let a = Node::start(NodeConfig::new("node-a"), BackplaneChoice::Memory(bus.clone()))
+        .await
+        .unwrap();
+    let b = Node::start(NodeConfig::new("node-b"), BackplaneChoice::Memory(bus.clone()))
+        .await
+        .unwrap();
+    let mut a1 = connect(&a, Protocol::Json, Some("ann")).await;
+    let mut b1 = connect(&b, Protocol::MessagePack, Some("ben")).await;
+    let mut b2 = connect(&b, Protocol::Json, None).await;
+
+    a1.invoke("SendMessage", str_args(&["ann", "hi"])).await.unwrap();
+    for c in [&mut a1, &mut b1, &mut b2] {
+        assert_eq!(
+            expect_message(c, "ReceiveMessage", STEP).await,
+            str_args(&["ann", "hi"])
+        );
+    }
+    // The tap saw the :all publish, in the ASP.NET Core layout.
+    // (Heartbeats on `switchboard:nodes` share the bus; skip to the :all publish.)
+    let published = within("tap", async {
+        loop {
+            let m = tap_rx.recv().await.expect("tap open");
+            if m.channel == "Switchboard.ChatHub:all" {
+                return m;
+            }
+            assert_eq!(m.channel, "switchboard:nodes", "unexpected publish");
+        }
+    })
+    .await;
+    let inv = wire::decode_invocation(&published.payload).unwrap();
+    let expected = HubMessage::invocation("ReceiveMessage", str_args(&["ann", "hi"]));
+    assert_eq!(
+        inv.serialization("json").unwrap().to_vec(),
+        Protocol::Json.encode(&expected)
+    );
+
+    a1.invoke("SendToUser", str_args(&["ben", "ann", "to ben"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_message(&mut b1, "ReceiveMessage", STEP).await,
+        str_args(&["ann", "to ben"])
+    );
+    expect_silence(&mut b2, Duration::from_millis(200)).await;
+
+    let b2_id = match b2.invoke("GetConnectionId", vec![]).await.unwrap() {
+        CompletionResult::Value(Value::String(s)) => s.into_str().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        a1.invoke("AddToGroup", str_args(&[&b2_id, "team"]))
+            .await
+            .unwrap(),
+        CompletionResult::Void
+    );
+    a1.invoke("SendToGroup", str_args(&["team", "ann", "team msg"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_message(&mut b2, "ReceiveMessage", STEP).await,
+        str_args(&["ann", "team msg"])
+    );
+    expect_silence(&mut b1, Duration::from_millis(200)).await;
+
+    // A stopped bus: local delivery goes on, the failure is counted.
+    bus.set_down(true);
+    a1.invoke("SendMessage", str_args(&["ann", "alone"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_message(&mut a1, "ReceiveMessage", STEP).await,
+        str_args(&["ann", "alone"])
+    );
+    expect_silence(&mut b1, Duration::from_millis(200)).await;
+    assert_eq!(a.stats()["forward_failures"], 1);
+    bus.set_down(false);
+    a1.invoke("SendMessage", str_args(&["ann", "back"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_message(&mut b1, "ReceiveMessage", STEP).await,
+        str_args(&["ann", "back"])
+    );
+
+    // Stats reflect the cluster.
+    let stats = b.stats();
+    assert_eq!(stats["connections"]["total"], 2);
+    assert_eq!(stats["connections"]["json"], 1);
+    assert_eq!(stats["connections"]["messagepack"], 1);
+    assert_eq!(stats["groups"], 1);
+    assert_eq!(stats["users"], 1);
+    assert_eq!(stats["backplane"]["kind"], "memory");
+    a.shutdown().await;
+    b.shutdown().await;
+}
