@@ -1,0 +1,190 @@
+//! URL handling for the client: splitting `http://host:port/path?query` into what a TCP connect and
+//! an HTTP request line need, deriving the negotiate and WebSocket URLs of a hub, and
+//! percent-encoding query values. Plain `http`/`ws` only: the crate is built without TLS.
+//!
+//! Used by `client::http` and the connection set-up in `client`; depends on nothing else.
+
+use tokio_tungstenite::tungstenite::http::Uri;
+
+use super::ClientError;
+
+/// The parts of an `http://` or `ws://` URL a plain TCP exchange needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Host as it goes to `TcpStream::connect` (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as it goes in the `Host` header.
+    pub authority: String,
+    /// Path and query (`/` when the URL had no path), as it goes in the request line.
+    pub path_and_query: String,
+}
+
+/// Parses an absolute `http://` or `ws://` URL. `https`/`wss` are refused: no TLS in this build.
+pub(crate) fn parse(url: &str) -> Result<Target, ClientError> {
+    let bad = |reason: &str| ClientError::Url {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("ws") => {}
+        Some("https") | Some("wss") => {
+            return Err(bad("TLS (https/wss) is not supported by this client"));
+        }
+        Some(other) => return Err(bad(&format!("unsupported scheme {other:?}"))),
+        None => return Err(bad("not an absolute URL (no scheme)")),
+    }
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    let host = authority.host();
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    let path_and_query = match uri.path_and_query().map(|pq| pq.as_str()) {
+        Some(s) if s.starts_with('/') => s.to_string(),
+        Some(s) if !s.is_empty() => format!("/{s}"),
+        _ => "/".to_string(),
+    };
+    Ok(Target {
+        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        port,
+        authority: authority
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        path_and_query,
+    })
+}
+
+/// Splits a hub URL at its `?`: (`http://host/chat`, `a=b` or "").
+fn split_query(url: &str) -> (&str, &str) {
+    match url.split_once('?') {
+        Some((base, query)) => (base.trim_end_matches('/'), query),
+        None => (url.trim_end_matches('/'), ""),
+    }
+}
+
+/// Appends `key=value` pairs (values percent-encoded) to an existing query string.
+fn join_query(existing: &str, pairs: &[(&str, &str)]) -> String {
+    let mut query = existing.to_string();
+    for (key, value) in pairs {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&encode_component(key));
+        query.push('=');
+        query.push_str(&encode_component(value));
+    }
+    query
+}
+
+/// `{hub}/negotiate?{hub query&}{pairs}`, as the official clients build it.
+pub(crate) fn negotiate_url(hub_url: &str, pairs: &[(&str, &str)]) -> String {
+    let (base, query) = split_query(hub_url);
+    let query = join_query(query, pairs);
+    if query.is_empty() {
+        format!("{base}/negotiate")
+    } else {
+        format!("{base}/negotiate?{query}")
+    }
+}
+
+/// The hub URL with `http` turned into `ws` and `pairs` appended to its query.
+pub(crate) fn websocket_url(hub_url: &str, pairs: &[(&str, &str)]) -> Result<String, ClientError> {
+    let (base, query) = split_query(hub_url);
+    let base = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if base.starts_with("ws://") {
+        base.to_string()
+    } else {
+        return Err(ClientError::Url {
+            url: hub_url.to_string(),
+            reason: "expected an http:// or ws:// URL (TLS is not supported)".to_string(),
+        });
+    };
+    let query = join_query(query, pairs);
+    Ok(if query.is_empty() {
+        base
+    } else {
+        format!("{base}?{query}")
+    })
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (what `encodeURIComponent`
+/// leaves alone, minus `!'()*`), so a user name or token survives any query parser.
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_host_port_and_path() {
+        let t = parse("http://127.0.0.1:5000/chat/negotiate?negotiateVersion=1").unwrap();
+        assert_eq!(t.host, "127.0.0.1");
+        assert_eq!(t.port, 5000);
+        assert_eq!(t.authority, "127.0.0.1:5000");
+        assert_eq!(t.path_and_query, "/chat/negotiate?negotiateVersion=1");
+    }
+
+    #[test]
+    fn defaults_port_and_path() {
+        let t = parse("ws://localhost").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path_and_query.as_str()),
+            ("localhost", 80, "/")
+        );
+        let t = parse("http://[::1]:8080/x").unwrap();
+        assert_eq!((t.host.as_str(), t.authority.as_str()), ("::1", "[::1]:8080"));
+    }
+
+    #[test]
+    fn refuses_tls_and_relative_urls() {
+        assert!(matches!(
+            parse("https://example.com/"),
+            Err(ClientError::Url { .. })
+        ));
+        assert!(matches!(parse("/chat"), Err(ClientError::Url { .. })));
+        assert!(matches!(
+            parse("ftp://example.com/"),
+            Err(ClientError::Url { .. })
+        ));
+    }
+
+    #[test]
+    fn builds_negotiate_and_websocket_urls() {
+        assert_eq!(
+            negotiate_url("http://h:1/chat", &[("negotiateVersion", "1"), ("user", "a b&c")]),
+            "http://h:1/chat/negotiate?negotiateVersion=1&user=a%20b%26c"
+        );
+        assert_eq!(
+            negotiate_url("http://h:1/chat?x=1", &[("negotiateVersion", "1")]),
+            "http://h:1/chat/negotiate?x=1&negotiateVersion=1"
+        );
+        assert_eq!(websocket_url("http://h:1/chat", &[]).unwrap(), "ws://h:1/chat");
+        assert_eq!(
+            websocket_url("http://h:1/chat/", &[("id", "a+b/c")]).unwrap(),
+            "ws://h:1/chat?id=a%2Bb%2Fc"
+        );
+        assert!(websocket_url("https://h/chat", &[]).is_err());
+    }
+
+    #[test]
+    fn encodes_utf8_and_reserved_characters() {
+        assert_eq!(encode_component("Zoë ~-._"), "Zo%C3%AB%20~-._");
+        assert_eq!(encode_component("=?/#"), "%3D%3F%2F%23");
+    }
+}
