@@ -49,12 +49,7 @@ fn reencode_invocation(inv: &InvocationPayload) -> Bytes {
 
 /// Fills a vector's channel template for `prefix`, classifies it, and checks the kind and that
 /// `decode_for_channel` picks the decoder giving `expected`.
-fn check_channel(
-    v: &vectors::Vector,
-    bytes: &Bytes,
-    expected_kind: ChannelKind,
-    expected: &DecodedPayload,
-) {
+fn check_channel(v: &vectors::Vector, bytes: &Bytes, expected_kind: ChannelKind, expected: &DecodedPayload) {
     let Some(template) = v.channel.as_deref() else {
         return;
     };
@@ -75,8 +70,7 @@ fn check_channel(
             .unwrap_or_else(|| panic!("{}: {wire_name} not classified", v.id));
         assert_eq!(hub, HUB, "{}", v.id);
         assert_eq!(kind, expected_kind, "{}", v.id);
-        let decoded =
-            wire::decode_for_channel(&kind, bytes).unwrap_or_else(|e| panic!("{}: {e}", v.id));
+        let decoded = wire::decode_for_channel(&kind, bytes).unwrap_or_else(|e| panic!("{}: {e}", v.id));
         assert_eq!(&decoded, expected, "{}", v.id);
     }
 }
@@ -126,10 +120,7 @@ fn aspnetcore_redis_vectors() {
                 };
                 assert_eq!(cmd, expected, "{}", v.id);
                 assert_eq!(wire::encode_group_command(&cmd), bytes, "{}", v.id);
-                (
-                    ChannelKind::InternalGroups,
-                    DecodedPayload::GroupCommand(cmd),
-                )
+                (ChannelKind::InternalGroups, DecodedPayload::GroupCommand(cmd))
             }
             "redis.invocation.no_excluded"
             | "redis.invocation.one_excluded"
@@ -183,7 +174,8 @@ fn aspnetcore_redis_vectors() {
                 let json = inv.serialization("json").unwrap();
                 assert_eq!(
                     &json[..],
-                    &b"{\"type\":1,\"invocationId\":\"abc\",\"target\":\"Echo\",\"arguments\":[\"hi\"]}\x1e"[..]
+                    &b"{\"type\":1,\"invocationId\":\"abc\",\"target\":\"Echo\",\"arguments\":[\"hi\"]}\x1e"
+                        [..]
                 );
                 assert_eq!(inv.invocation_id.as_deref(), Some("abc"));
                 let channel = format!("{HUB}:internal:return:{SERVER}");
@@ -251,18 +243,9 @@ fn signalr2_redis_vectors() {
         let bytes = v.bytes();
         let payload = sr2::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", v.id));
         assert_eq!(payload.messages.len(), 1, "{}", v.id);
-        assert_eq!(
-            payload.server_creation_ticks, 638_396_640_000_000_000,
-            "{}",
-            v.id
-        );
+        assert_eq!(payload.server_creation_ticks, 638_396_640_000_000_000, "{}", v.id);
         if let Some(ticks) = &v.ticks {
-            assert_eq!(
-                ticks.as_i64(),
-                Some(payload.server_creation_ticks),
-                "{}",
-                v.id
-            );
+            assert_eq!(ticks.as_i64(), Some(payload.server_creation_ticks), "{}", v.id);
         }
         let m = &payload.messages[0];
         match v.id.as_str() {
@@ -285,10 +268,7 @@ fn signalr2_redis_vectors() {
                     (inv.hub.as_str(), inv.method.as_str()),
                     ("ChatHub", "broadcastMessage")
                 );
-                assert_eq!(
-                    inv.args,
-                    [serde_json::json!("alice"), serde_json::json!("hi")]
-                );
+                assert_eq!(inv.args, [serde_json::json!("alice"), serde_json::json!("hi")]);
                 assert_eq!(inv.state, None);
             }
             "sr2.redis.group_add_command" => {

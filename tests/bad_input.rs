@@ -322,7 +322,7 @@ async fn the_connection_cap_answers_503() {
     let _a = connect(&node, Protocol::Json, None).await;
     let _b = connect(&node, Protocol::Json, None).await;
     let third = connect_raw_ws(&format!("ws://{}/chat", node.local_addr())).await;
-    let error = third.err().expect("third upgrade refused").to_string();
+    let error = third.expect_err("third upgrade refused").to_string();
     assert!(error.contains("503"), "{error}");
     assert_eq!(node.stats()["connections"]["rejected"], 1);
     node.shutdown().await;

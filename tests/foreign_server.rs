@@ -189,7 +189,7 @@ async fn client_results_requested_by_another_server_are_returned() {
             .wait_for(|ch, _| ch == wire_return, STEP)
             .await
             .expect("result returned");
-        let returned = wire::decode_completion(&payload.into()).unwrap();
+        let returned = wire::decode_completion(&payload).unwrap();
         assert_eq!(returned.protocol, "json");
         assert_eq!(&returned.message[..], completion.as_bytes());
     }
@@ -200,7 +200,7 @@ async fn client_results_requested_by_another_server_are_returned() {
         .wait_for(|ch, _| ch == wire_return, STEP)
         .await
         .expect("disconnect returned");
-    let returned = wire::decode_completion(&payload.into()).unwrap();
+    let returned = wire::decode_completion(&payload).unwrap();
     assert_eq!(
         std::str::from_utf8(&returned.message).unwrap(),
         "{\"type\":3,\"invocationId\":\"inv-2\",\"error\":\"Connection disconnected.\"}\u{1e}"

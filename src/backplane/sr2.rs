@@ -148,23 +148,15 @@ impl Sr2Command {
 /// Why an SR2 payload or Value could not be decoded. Offsets are byte offsets into the payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Sr2Error {
-    #[error(
-        "payload truncated at offset {offset} reading {field}: needs {needed} byte(s), {available} left"
-    )]
+    #[error("payload truncated at offset {offset} reading {field}: needs {needed} byte(s), {available} left")]
     Truncated {
         offset: usize,
         field: &'static str,
         needed: usize,
         available: usize,
     },
-    #[error(
-        "payload of {length} bytes fits neither the 2.1 layout ({v21}) nor the 2.0.x layout ({v20})"
-    )]
-    UnrecognizedLayout {
-        length: usize,
-        v21: String,
-        v20: String,
-    },
+    #[error("payload of {length} bytes fits neither the 2.1 layout ({v21}) nor the 2.0.x layout ({v20})")]
+    UnrecognizedLayout { length: usize, v21: String, v20: String },
     #[error("bad 2.1 message id: {reason}")]
     BadId { reason: &'static str },
     #[error("negative {field} {value} at offset {offset}")]
@@ -179,9 +171,7 @@ pub enum Sr2Error {
         count: usize,
         remaining: usize,
     },
-    #[error(
-        "bad 7-bit encoded length of {field} at offset {offset} (over 5 bytes or above 2^31-1)"
-    )]
+    #[error("bad 7-bit encoded length of {field} at offset {offset} (over 5 bytes or above 2^31-1)")]
     BadStringLength { offset: usize, field: &'static str },
     #[error("{field} at offset {offset} is not valid UTF-8")]
     InvalidUtf8 { offset: usize, field: &'static str },
@@ -209,10 +199,7 @@ impl Sr2Message {
         }
         let key = self.key.as_str();
         // Hub names are class names (no dots); user and group names may contain dots.
-        let qualified = |rest: &str| {
-            rest.split_once('.')
-                .map(|(a, b)| (a.to_owned(), b.to_owned()))
-        };
+        let qualified = |rest: &str| rest.split_once('.').map(|(a, b)| (a.to_owned(), b.to_owned()));
         let kind = if let Some(rest) = key.strip_prefix("hc-") {
             qualified(rest).map(|(hub, connection)| Sr2Kind::HubConnection { hub, connection })
         } else if let Some(rest) = key.strip_prefix("hu-") {
@@ -220,9 +207,7 @@ impl Sr2Message {
         } else if let Some(rest) = key.strip_prefix("hg-") {
             qualified(rest).map(|(hub, group)| Sr2Kind::HubGroup { hub, group })
         } else if let Some(hub) = key.strip_prefix("h-") {
-            Some(Sr2Kind::HubBroadcast {
-                hub: hub.to_owned(),
-            })
+            Some(Sr2Kind::HubBroadcast { hub: hub.to_owned() })
         } else if let Some(id) = key.strip_prefix("c-") {
             Some(Sr2Kind::Connection { id: id.to_owned() })
         } else if let Some(name) = key.strip_prefix("pcg-") {
@@ -230,10 +215,9 @@ impl Sr2Message {
                 name: name.to_owned(),
             })
         } else {
-            key.strip_prefix("pc-")
-                .map(|name| Sr2Kind::PersistentConnection {
-                    name: name.to_owned(),
-                })
+            key.strip_prefix("pc-").map(|name| Sr2Kind::PersistentConnection {
+                name: name.to_owned(),
+            })
         };
         kind.unwrap_or(Sr2Kind::Other)
     }
@@ -396,12 +380,7 @@ fn check_length(payload: &[u8], at: usize) -> Result<(), String> {
     }
 }
 
-fn decode_body(
-    payload: &[u8],
-    format: Sr2Format,
-    id: u64,
-    at: usize,
-) -> Result<Sr2Payload, Sr2Error> {
+fn decode_body(payload: &[u8], format: Sr2Format, id: u64, at: usize) -> Result<Sr2Payload, Sr2Error> {
     let mut r = Reader {
         buf: payload,
         pos: at,
@@ -483,11 +462,7 @@ impl<'a> Reader<'a> {
     fn length(&mut self, field: &'static str) -> Result<usize, Sr2Error> {
         let offset = self.pos;
         let value = i32::from_le_bytes(self.array(field)?);
-        usize::try_from(value).map_err(|_| Sr2Error::Negative {
-            offset,
-            field,
-            value,
-        })
+        usize::try_from(value).map_err(|_| Sr2Error::Negative { offset, field, value })
     }
 
     fn bool(&mut self, field: &'static str) -> Result<bool, Sr2Error> {
@@ -742,10 +717,7 @@ mod tests {
                 if cut > at + 4 {
                     let len = (cut - at - 4) as i32;
                     inner[at..at + 4].copy_from_slice(&len.to_le_bytes());
-                    assert!(
-                        decode(&inner).is_err(),
-                        "{format:?} consistent cut at {cut}"
-                    );
+                    assert!(decode(&inner).is_err(), "{format:?} consistent cut at {cut}");
                 }
             }
         }
@@ -790,14 +762,8 @@ mod tests {
             "{err}"
         );
         // With the layout configured, trailing bytes are ignored as .NET does.
-        assert_eq!(
-            decode_as(&bytes, Sr2Format::V21).unwrap(),
-            sample(Sr2Format::V21)
-        );
-        assert!(matches!(
-            decode(b"12x"),
-            Err(Sr2Error::UnrecognizedLayout { .. })
-        ));
+        assert_eq!(decode_as(&bytes, Sr2Format::V21).unwrap(), sample(Sr2Format::V21));
+        assert!(matches!(decode(b"12x"), Err(Sr2Error::UnrecognizedLayout { .. })));
         assert!(matches!(
             decode_as(b"12x 0000", Sr2Format::V21),
             Err(Sr2Error::BadId { .. })

@@ -25,9 +25,7 @@ const MAX_SKIP_DEPTH: usize = 32;
 /// Why a backplane payload could not be decoded. Offsets are byte offsets into the payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error(
-        "payload truncated at offset {offset} reading {field}: needs {needed} byte(s), {available} left"
-    )]
+    #[error("payload truncated at offset {offset} reading {field}: needs {needed} byte(s), {available} left")]
     Truncated {
         offset: usize,
         field: &'static str,
@@ -43,9 +41,7 @@ pub enum WireError {
         field: &'static str,
         expected: &'static str,
     },
-    #[error(
-        "{field} at offset {offset} declares {declared} element(s) but only {remaining} byte(s) remain"
-    )]
+    #[error("{field} at offset {offset} declares {declared} element(s) but only {remaining} byte(s) remain")]
     LengthExceedsPayload {
         offset: usize,
         field: &'static str,
@@ -153,15 +149,11 @@ pub enum DecodedPayload {
 
 /// Decodes `payload` with the decoder that the channel kind calls for (B.2): invocations on
 /// all/connection/group/user channels, group commands, acks and completions on the internal ones.
-pub fn decode_for_channel(
-    kind: &ChannelKind,
-    payload: &Bytes,
-) -> Result<DecodedPayload, WireError> {
+pub fn decode_for_channel(kind: &ChannelKind, payload: &Bytes) -> Result<DecodedPayload, WireError> {
     Ok(match kind {
-        ChannelKind::All
-        | ChannelKind::Connection(_)
-        | ChannelKind::Group(_)
-        | ChannelKind::User(_) => DecodedPayload::Invocation(decode_invocation(payload)?),
+        ChannelKind::All | ChannelKind::Connection(_) | ChannelKind::Group(_) | ChannelKind::User(_) => {
+            DecodedPayload::Invocation(decode_invocation(payload)?)
+        }
         ChannelKind::InternalGroups => DecodedPayload::GroupCommand(decode_group_command(payload)?),
         ChannelKind::Ack(_) => DecodedPayload::Ack(decode_ack(payload)?),
         ChannelKind::Return(_) => DecodedPayload::Completion(decode_completion(payload)?),
@@ -552,13 +544,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless an array of `len` elements read at `start` has at least `min`.
-    fn require(
-        &self,
-        start: usize,
-        len: usize,
-        min: usize,
-        field: &'static str,
-    ) -> Result<(), WireError> {
+    fn require(&self, start: usize, len: usize, min: usize, field: &'static str) -> Result<(), WireError> {
         if len < min {
             return Err(WireError::TooFewElements {
                 offset: start,
@@ -668,9 +654,7 @@ impl<'a> Reader<'a> {
     /// A `bin` (or `str`) body as a range of the payload; nil reads as empty, as in .NET.
     fn read_bin(&mut self, field: &'static str) -> Result<Range<usize>, WireError> {
         let at = self.pos;
-        Ok(self
-            .read_raw(field, true, true, "bin or str")?
-            .unwrap_or(at..at))
+        Ok(self.read_raw(field, true, true, "bin or str")?.unwrap_or(at..at))
     }
 
     /// Any MessagePack integer, widened so every uint64 and int64 fits.
@@ -806,10 +790,7 @@ mod tests {
         assert_eq!(inv.serialization("P2"), None);
         let ser: &[(&str, &[u8])] = &[("p1", &[0x2a]), ("p2", &[0x2a])];
         assert_eq!(encode_invocation(&[], ser, None), bytes);
-        assert_eq!(
-            &encode_invocation(&["a"], ser, None)[..3],
-            &[0x92, 0x91, 0xa1]
-        );
+        assert_eq!(&encode_invocation(&["a"], ser, None)[..3], &[0x92, 0x91, 0xa1]);
 
         assert_eq!(decode_group_command(&hex(GROUP_ADD)).unwrap(), group(42));
         assert_eq!(encode_group_command(&group(42)), hex(GROUP_ADD));
@@ -891,11 +872,7 @@ mod tests {
             ("d3 ff ff ff ff 80 00 00 00", i32::MIN),
         ];
         for &(int, id) in cases {
-            assert_eq!(
-                decode_ack(&[vec![0x91], hex(int)].concat()).unwrap(),
-                id,
-                "{int}"
-            );
+            assert_eq!(decode_ack(&[vec![0x91], hex(int)].concat()).unwrap(), id, "{int}");
         }
         for int in [
             "ce 80 00 00 00",
@@ -923,14 +900,8 @@ mod tests {
              da 00 02 70 31 c5 00 01 2a  db 00 00 00 02 70 32 db 00 00 00 01 2b");
         let inv = decode_invocation(&Bytes::from(payload)).unwrap();
         assert_eq!(inv.excluded, ["a"]);
-        assert_eq!(
-            inv.serializations[0],
-            ("p1".into(), Bytes::from_static(&[0x2a]))
-        );
-        assert_eq!(
-            inv.serializations[1],
-            ("p2".into(), Bytes::from_static(&[0x2b]))
-        );
+        assert_eq!(inv.serializations[0], ("p1".into(), Bytes::from_static(&[0x2a])));
+        assert_eq!(inv.serializations[1], ("p2".into(), Bytes::from_static(&[0x2b])));
 
         // map32, bin32, fixstr used as bin, nil bin reads as empty.
         let payload = hex("92 90 df 00 00 00 03 a1 61 c6 00 00 00 01 01 a1 62 a1 02 a1 63 c0");
@@ -971,16 +942,9 @@ mod tests {
             let empty: &[u8] = &[];
             let ser = vec![("", empty); count];
             let bytes = encode_invocation(&ids, &ser, None);
-            assert_eq!(
-                bytes.len(),
-                1 + 2 * header + count + 3 * count,
-                "count {count}"
-            );
+            assert_eq!(bytes.len(), 1 + 2 * header + count + 3 * count, "count {count}");
             let inv = decode_invocation(&bytes).unwrap();
-            assert_eq!(
-                (inv.excluded.len(), inv.serializations.len()),
-                (count, count)
-            );
+            assert_eq!((inv.excluded.len(), inv.serializations.len()), (count, count));
         }
     }
 
@@ -1130,8 +1094,7 @@ mod tests {
         for (payload, field) in cases {
             let err = decode_invocation(&Bytes::from(hex(payload))).unwrap_err();
             let got = match err {
-                WireError::LengthExceedsPayload { field, .. }
-                | WireError::Truncated { field, .. } => field,
+                WireError::LengthExceedsPayload { field, .. } | WireError::Truncated { field, .. } => field,
                 other => panic!("{payload}: {other}"),
             };
             assert_eq!(got, field, "{payload}");
@@ -1146,31 +1109,12 @@ mod tests {
     #[test]
     fn bad_shapes_are_reported_with_offsets() {
         let err = decode_group_command(&hex("95 2a a1 53 03 a1 47 a1 43")).unwrap_err();
-        assert_eq!(
-            err,
-            WireError::BadAction {
-                offset: 4,
-                value: 3
-            }
-        );
+        assert_eq!(err, WireError::BadAction { offset: 4, value: 3 });
         let err = decode_group_command(&hex("95 2a a1 53 00 a1 47 a1 43")).unwrap_err();
-        assert_eq!(
-            err,
-            WireError::BadAction {
-                offset: 4,
-                value: 0
-            }
-        );
+        assert_eq!(err, WireError::BadAction { offset: 4, value: 0 });
         let err = decode_group_command(&hex("94 2a a1 53 01 a1 47")).unwrap_err();
         assert!(
-            matches!(
-                err,
-                WireError::TooFewElements {
-                    found: 4,
-                    min: 5,
-                    ..
-                }
-            ),
+            matches!(err, WireError::TooFewElements { found: 4, min: 5, .. }),
             "{err}"
         );
         let err = decode_ack(&hex("91 a1 61")).unwrap_err();

@@ -54,10 +54,7 @@ pub enum HubMessage {
         stream_ids: Option<Vec<String>>,
     },
     /// Type 5.
-    CancelInvocation {
-        headers: Headers,
-        invocation_id: String,
-    },
+    CancelInvocation { headers: Headers, invocation_id: String },
     /// Type 6.
     Ping,
     /// Type 7. `error: Some("")` is kept distinct from `None` for JSON (MessagePack writes both as nil).
