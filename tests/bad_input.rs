@@ -371,7 +371,7 @@ async fn negotiate_answers_follow_the_transport_protocol() {
 #[tokio::test]
 async fn a_client_that_does_not_read_is_disconnected_and_counted() {
     let mut config = NodeConfig::new("n");
-    config.outbound_queue = 8;
+    config.outbound_queue = 256;
     let node = start(config).await;
     // A client that completes the handshake and then never reads again.
     let _stuck = json_connection(&node).await;
@@ -396,11 +396,19 @@ async fn a_client_that_does_not_read_is_disconnected_and_counted() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The sender was not affected.
+    // The sender was not affected, and the stuck connection is really gone (not just counted).
     assert_eq!(
         sender.invoke("Echo", str_args(&["ok"])).await.unwrap(),
         CompletionResult::Value(Value::from("ok"))
     );
+    while node.stats()["connections"]["total"] != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck client never dropped: {}",
+            node.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     node.shutdown().await;
 }
 

@@ -28,6 +28,9 @@ use crate::protocol::{
 /// Most frames written before one flush: batching writes under load without starving pings.
 const WRITE_BATCH: usize = 64;
 
+/// How long the final Close may take to write before the socket is simply dropped.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How often the writer checks whether a keep-alive ping is due (ASP.NET Core: every 1 s).
 const KEEP_ALIVE_TICK: Duration = Duration::from_secs(1);
 
@@ -363,14 +366,21 @@ async fn write_loop(
             biased;
             _ = outbox.killed().cancelled() => break true,
             frame = rx.recv() => match frame {
-                Some(frame) => write_batch(&mut sink, &mut rx, frame).await,
+                // Each write races the kill switch: a client that stopped reading blocks the
+                // socket, and must not pin this task once it has been told to go.
+                Some(frame) => tokio::select! {
+                    r = write_batch(&mut sink, &mut rx, frame) => r,
+                    _ = outbox.killed().cancelled() => break true,
+                },
                 None => break true,
             },
             _ = tick.tick() => {
-                if last_sent.elapsed() >= keep_alive {
-                    sink.send(to_message(ping.clone())).await
-                } else {
+                if last_sent.elapsed() < keep_alive {
                     continue;
+                }
+                tokio::select! {
+                    r = sink.send(to_message(ping.clone())) => r,
+                    _ = outbox.killed().cancelled() => break true,
                 }
             }
         };
@@ -393,20 +403,22 @@ async fn write_loop(
         allow_reconnect: true,
         flush: true,
     });
-    if reason.flush {
-        while let Ok(frame) = rx.try_recv() {
-            if sink.feed(to_message(frame)).await.is_err() {
-                return;
+    // The goodbye is best effort and bounded: a socket nobody reads would otherwise hold it forever.
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+        if reason.flush {
+            while let Ok(frame) = rx.try_recv() {
+                sink.feed(to_message(frame)).await?;
             }
         }
-    }
-    let close = HubMessage::Close {
-        error: reason.error,
-        allow_reconnect: reason.allow_reconnect,
-    };
-    let _ = sink.feed(to_message(frame_of(protocol, &close))).await;
-    let _ = sink.feed(close_frame()).await;
-    let _ = sink.flush().await;
+        let close = HubMessage::Close {
+            error: reason.error,
+            allow_reconnect: reason.allow_reconnect,
+        };
+        sink.feed(to_message(frame_of(protocol, &close))).await?;
+        sink.feed(close_frame()).await?;
+        sink.flush().await
+    })
+    .await;
 }
 
 /// Writes `first` and whatever else is queued (up to a batch), then flushes once.
