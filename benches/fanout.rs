@@ -6,7 +6,8 @@
 //!   split across them, the sender on node A.
 //!
 //! A delivery is one `ReceiveMessage` read by one client. Counts are bounded (N×M deliveries) and
-//! the run stops by itself. Override with `FANOUT_CLIENTS` and `FANOUT_MESSAGES`.
+//! the run stops by itself. Override with `FANOUT_CLIENTS` (500), `FANOUT_MESSAGES` (1000) and
+//! `FANOUT_SENDERS` (1: one client sends every broadcast; more split them, as in a real room).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -25,7 +26,7 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn run(name: &str, nodes: &[NodeHandle], clients: usize, messages: usize) {
+async fn run(name: &str, nodes: &[NodeHandle], clients: usize, messages: usize, senders_count: usize) {
     let delivered = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..clients {
@@ -67,6 +68,7 @@ async fn run(name: &str, nodes: &[NodeHandle], clients: usize, messages: usize) 
             .await
             .unwrap();
     }
+    let sent = start.elapsed();
     let mut complete = 0;
     for task in tasks {
         if task.await.unwrap_or(0) == messages {
@@ -76,8 +78,9 @@ async fn run(name: &str, nodes: &[NodeHandle], clients: usize, messages: usize) 
     let elapsed = start.elapsed();
     let total = delivered.load(Ordering::Relaxed);
     println!(
-        "{name:>6}: {clients} clients × {messages} broadcasts = {total} deliveries in {:.2} s → {:.0} deliveries/s, {:.0} broadcasts/s ({complete}/{clients} clients got every message)",
+        "{name:>6}: {senders_count} sender(s), {clients} clients × {messages} broadcasts = {total} deliveries in {:.2} s (sender done after {:.2} s) → {:.0} deliveries/s, {:.0} broadcasts/s ({complete}/{clients} clients got every message)",
         elapsed.as_secs_f64(),
+        sent.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
         messages as f64 / elapsed.as_secs_f64(),
     );
@@ -130,13 +133,14 @@ fn start_redis() -> Option<(Redis, String)> {
 
 fn main() {
     let clients = env_usize("FANOUT_CLIENTS", 500);
-    let messages = env_usize("FANOUT_MESSAGES", 200);
+    let messages = env_usize("FANOUT_MESSAGES", 1000);
+    let senders = env_usize("FANOUT_SENDERS", 1).max(1);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let node = Node::start(NodeConfig::new("bench"), BackplaneChoice::Alone)
             .await
             .unwrap();
-        run("memory", std::slice::from_ref(&node), clients, messages).await;
+        run("memory", std::slice::from_ref(&node), clients, messages, senders).await;
         node.shutdown().await;
 
         let Some((_redis, url)) = start_redis() else {
@@ -153,7 +157,7 @@ fn main() {
             let mut status = n.backplane_status();
             let _ = status.wait_for(|s| s.state.is_up()).await;
         }
-        run("redis", &[a.clone(), b.clone()], clients, messages).await;
+        run("redis", &[a.clone(), b.clone()], clients, messages, senders).await;
         a.shutdown().await;
         b.shutdown().await;
     });

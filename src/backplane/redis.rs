@@ -78,7 +78,11 @@ impl RedisBackplane {
         inbox: mpsc::Sender<BackplaneMessage>,
         cancel: CancellationToken,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        use redis::IntoConnectionInfo;
+        let info = url.into_connection_info().map_err(|e| e.to_string())?;
+        // Small PUBLISH commands must not wait for Nagle's algorithm (redis-rs leaves it on).
+        let nodelay = info.tcp_settings().clone().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(nodelay)).map_err(|e| e.to_string())?;
         let (status_tx, _) = watch::channel(BackplaneStatus::new(BackplaneState::Connecting));
         let shared = Arc::new(Shared {
             link: tokio::sync::Mutex::new(Link::default()),
