@@ -18,6 +18,7 @@
 //! `naming` is the only place that builds channel names; `wire` is the payload codec, shared with the
 //! dashboard's decoder. This module never sees `hub`, `monitor` or `ui`.
 
+mod cursor;
 pub mod memory;
 pub mod naming;
 pub mod redis;

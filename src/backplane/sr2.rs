@@ -438,18 +438,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], Sr2Error> {
-        let available = self.remaining();
-        if n > available {
-            return Err(Sr2Error::Truncated {
-                offset: self.pos,
-                field,
-                needed: n,
-                available,
-            });
-        }
-        let bytes = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(bytes)
+        Ok(super::cursor::take(self.buf, &mut self.pos, n, field)?)
     }
 
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], Sr2Error> {
@@ -582,6 +571,17 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
     }
     out.push(n as u8);
     out.extend_from_slice(s.as_bytes());
+}
+
+impl From<super::cursor::Truncated> for Sr2Error {
+    fn from(t: super::cursor::Truncated) -> Self {
+        Sr2Error::Truncated {
+            offset: t.offset,
+            field: t.field,
+            needed: t.needed,
+            available: t.available,
+        }
+    }
 }
 
 #[cfg(test)]

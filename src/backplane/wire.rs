@@ -491,18 +491,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
-        let available = self.remaining();
-        if n > available {
-            return Err(WireError::Truncated {
-                offset: self.pos,
-                field,
-                needed: n,
-                available,
-            });
-        }
-        let bytes = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(bytes)
+        Ok(super::cursor::take(self.buf, &mut self.pos, n, field)?)
     }
 
     fn take_range(&mut self, n: usize, field: &'static str) -> Result<Range<usize>, WireError> {
@@ -743,6 +732,17 @@ impl<'a> Reader<'a> {
             self.skip_value(depth + 1)?;
         }
         Ok(())
+    }
+}
+
+impl From<super::cursor::Truncated> for WireError {
+    fn from(t: super::cursor::Truncated) -> Self {
+        WireError::Truncated {
+            offset: t.offset,
+            field: t.field,
+            needed: t.needed,
+            available: t.available,
+        }
     }
 }
 
