@@ -299,6 +299,25 @@ async fn invocation_errors_have_the_exact_completion_texts() {
 }
 
 #[tokio::test]
+async fn adding_an_unknown_connection_to_a_group_fails_fast_on_a_lone_node() {
+    let node = start(NodeConfig::new("n")).await;
+    let client = connect(&node, Protocol::Json, None).await;
+    // No other server could own it, so there is no 30 s wait for an ack that cannot come.
+    let result = common::within_for(
+        "AddToGroup",
+        Duration::from_secs(2),
+        client.invoke("AddToGroup", str_args(&["nobody", "g"])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        result,
+        CompletionResult::Error("An unexpected error occurred invoking 'AddToGroup' on the server.".into())
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_stream_invocation_of_a_plain_method_gets_the_streaming_error() {
     let node = start(NodeConfig::new("n")).await;
     let mut ws = json_connection(&node).await;

@@ -86,6 +86,8 @@ pub enum Target<'a> {
 pub enum GroupOpError {
     #[error("the backplane could not forward the group command: {0}")]
     Forward(String),
+    #[error("connection {0} is on no server: this node is the only one on the backplane")]
+    NoSuchConnection(String),
     #[error("no server acknowledged the group command within {0:?}")]
     Timeout(Duration),
 }
@@ -343,13 +345,18 @@ impl Lifetime {
             connection_id: connection_id.to_string(),
         };
         let payload = wire::encode_group_command(&command);
-        if self
-            .publish(&self.channels.internal_groups(), payload)
-            .await
-            .is_err()
-        {
-            self.lock_acks().remove(&id);
-            return Err(GroupOpError::Forward("the backplane is down".into()));
+        match self.publish(&self.channels.internal_groups(), payload).await {
+            Err(()) => {
+                self.lock_acks().remove(&id);
+                return Err(GroupOpError::Forward("the backplane is down".into()));
+            }
+            // Every server subscribes this channel; if we are its only subscriber, no one can own
+            // the connection, so waiting 30 s for an ack (as ASP.NET Core does) would tell nothing.
+            Ok(receivers) if receivers <= 1 => {
+                self.lock_acks().remove(&id);
+                return Err(GroupOpError::NoSuchConnection(connection_id.to_string()));
+            }
+            Ok(_) => {}
         }
         match tokio::time::timeout(self.ack_timeout, rx).await {
             Ok(Ok(())) => Ok(()),
