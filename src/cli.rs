@@ -75,6 +75,11 @@ pub struct HubArgs {
     /// The base URL announced to dashboards (default: http://{listen address}).
     #[arg(long)]
     pub public_url: Option<String>,
+
+    /// A browser origin (scheme://host:port) allowed to negotiate from another origin, e.g. a
+    /// front-end dev server. Repeat for several; `*` allows any. Default: same origin only.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
 }
 
 impl HubArgs {
@@ -90,6 +95,7 @@ impl HubArgs {
         config.keep_alive = Duration::from_secs(self.keep_alive_secs.max(1));
         config.client_timeout = Duration::from_secs(self.client_timeout_secs.max(1));
         config.public_url = self.public_url.clone();
+        config.cors_origins = self.cors_origins.clone();
         config
     }
 }

@@ -66,7 +66,7 @@ pub async fn request_with_timeout(
     body: &[u8],
     timeout: Duration,
 ) -> Result<HttpResponse, ClientError> {
-    match tokio::time::timeout(timeout, exchange(method, url, body)).await {
+    match tokio::time::timeout(timeout, exchange(method, url, &[], body)).await {
         Ok(result) => result,
         Err(_) => Err(ClientError::Timeout(format!(
             "after {timeout:?} waiting for the response to {method} {url}"
@@ -74,7 +74,27 @@ pub async fn request_with_timeout(
     }
 }
 
-async fn exchange(method: &str, url: &str, body: &[u8]) -> Result<HttpResponse, ClientError> {
+/// [`request`] with extra request headers (for example `Origin`, or `Authorization`).
+pub async fn request_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, ClientError> {
+    match tokio::time::timeout(DEFAULT_HTTP_TIMEOUT, exchange(method, url, headers, body)).await {
+        Ok(result) => result,
+        Err(_) => Err(ClientError::Timeout(format!(
+            "after {DEFAULT_HTTP_TIMEOUT:?} waiting for the response to {method} {url}"
+        ))),
+    }
+}
+
+async fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, ClientError> {
     let target = url::parse(url)?;
     let io = |what: &str| {
         let what = format!("{what} {url}");
@@ -95,6 +115,13 @@ async fn exchange(method: &str, url: &str, body: &[u8]) -> Result<HttpResponse, 
     );
     if !body.is_empty() {
         request.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        // A header name or value with a line break would smuggle a second header or request.
+        if [name, value].iter().any(|t| t.contains(['\r', '\n'])) {
+            return Err(http_error(url, format!("invalid header {name:?}")));
+        }
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
     let mut bytes = request.into_bytes();

@@ -10,8 +10,9 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -35,7 +36,55 @@ pub fn router(node: Arc<NodeShared>) -> Router {
         .route("/assets/style.css", get(page::style))
         .route("/switchboard/stats", get(status::stats_handler))
         .route("/switchboard/monitor", get(status::monitor_handler))
+        .layer(axum::middleware::from_fn_with_state(node.clone(), cors))
         .with_state(node)
+}
+
+/// CORS for browser clients served from another origin (the official JavaScript client sends
+/// credentials, so the origin is echoed, never `*`). Preflights of allowed origins are answered
+/// here; everything else passes through untouched. WebSocket upgrades are not subject to CORS.
+async fn cors(State(node): State<Arc<NodeShared>>, request: Request, next: Next) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| {
+            node.config
+                .cors_origins
+                .iter()
+                .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(o))
+        })
+        .and_then(|o| HeaderValue::from_str(o).ok());
+    let Some(origin) = origin else {
+        return next.run(request).await;
+    };
+    let mut response = if request.method() == Method::OPTIONS {
+        let requested = request
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned();
+        let mut preflight = StatusCode::NO_CONTENT.into_response();
+        let h = preflight.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        if let Some(requested) = requested {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested);
+        }
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        preflight
+    } else {
+        next.run(request).await
+    };
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    response
 }
 
 /// Query keys are matched case-insensitively, as ASP.NET Core does.

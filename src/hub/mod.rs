@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub shutdown_grace: Duration,
     /// The URL announced in heartbeats (defaults to `http://{bound address}`).
     pub public_url: Option<String>,
+    /// Browser origins allowed to call negotiate and the stats endpoint from another origin
+    /// (exact `scheme://host:port`, or `*` for any). Empty: same-origin only.
+    pub cors_origins: Vec<String>,
 }
 
 impl NodeConfig {
@@ -98,6 +101,7 @@ impl NodeConfig {
             negotiate_ttl: config::DEFAULT_NEGOTIATE_TTL,
             shutdown_grace: config::DEFAULT_SHUTDOWN_GRACE,
             public_url: None,
+            cors_origins: Vec::new(),
         }
     }
 }
