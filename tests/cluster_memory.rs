@@ -82,6 +82,29 @@ async fn two_nodes_on_the_memory_bus_route_like_redis() {
     );
     expect_silence(&mut b1, Duration::from_millis(200)).await;
 
+    // A send to a local connection is written directly: nothing crosses the backplane (B.5).
+    let a1_id = match a1.invoke("GetConnectionId", vec![]).await.unwrap() {
+        CompletionResult::Value(Value::String(s)) => s.into_str().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    while tap_rx.try_recv().is_ok() {}
+    let published_before = a.stats()["messages"]["backplane_out"].clone();
+    a1.invoke("SendToConnection", str_args(&[&a1_id, "ann", "to myself"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_message(&mut a1, "ReceiveMessage", STEP).await,
+        str_args(&["ann", "to myself"])
+    );
+    assert_eq!(a.stats()["messages"]["backplane_out"], published_before);
+    while let Ok(m) = tap_rx.try_recv() {
+        assert_eq!(
+            m.channel, "switchboard:nodes",
+            "a local send was published: {}",
+            m.channel
+        );
+    }
+
     // A stopped bus: local delivery goes on, the failure is counted.
     bus.set_down(true);
     a1.invoke("SendMessage", str_args(&["ann", "alone"]))

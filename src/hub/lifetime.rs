@@ -187,6 +187,16 @@ impl Lifetime {
     /// Sends `message` to `target` (B.5): a local connection is written directly; everything else
     /// is published once, and reaches local clients through this node's own subscription.
     pub async fn send(&self, target: Target<'_>, message: &HubMessage) {
+        if let Target::Connection(id) = target {
+            // A local recipient needs its own protocol only: no backplane payload is built.
+            let delivered = self.registry.with_connection(id, |c| {
+                let frame = super::connection::frame_of(c.protocol, message);
+                c.outbox.deliver(frame, &self.stats);
+            });
+            if delivered {
+                return;
+            }
+        }
         let frames = Frames::serialize(message);
         self.send_frames(target, &frames).await;
     }
