@@ -104,7 +104,8 @@ impl Framer {
         match self.buf[start..].iter().position(|&b| b == RECORD_SEPARATOR) {
             Some(offset) => {
                 let end = start + offset;
-                if end > self.max_message_size {
+                // Like ASP.NET Core, the limit covers the framed message (the RS included).
+                if end >= self.max_message_size {
                     return Err(FrameError::TooLarge {
                         max: self.max_message_size,
                     });
@@ -130,7 +131,9 @@ impl Framer {
         let Some((length, prefix)) = read_varint(&self.buf)? else {
             return Ok(None);
         };
-        if length > self.max_message_size {
+        // The limit covers the framed message (the length prefix included), as in ASP.NET Core;
+        // it is enforced as soon as the prefix is read, without waiting for the body.
+        if length.saturating_add(prefix) > self.max_message_size {
             return Err(FrameError::TooLarge {
                 max: self.max_message_size,
             });
@@ -275,14 +278,15 @@ mod tests {
     }
 
     #[test]
-    fn text_limit_is_on_the_body() {
+    fn text_limit_covers_the_separator() {
+        // As ASP.NET Core: the framed message (body + RS) must fit in the limit.
         let mut framer = Framer::new(FrameKind::Text, 4);
-        framer.push(b"abcd\x1e");
+        framer.push(b"abc\x1e");
         assert_eq!(
             framer.next_frame().map(|f| f.map(|b| b.to_vec())),
-            Ok(Some(b"abcd".to_vec()))
+            Ok(Some(b"abc".to_vec()))
         );
-        framer.push(b"abcde\x1e");
+        framer.push(b"abcd\x1e");
         assert_eq!(framer.next_frame(), Err(FrameError::TooLarge { max: 4 }));
     }
 
@@ -335,7 +339,11 @@ mod tests {
         assert_eq!(framer.next_frame(), Err(FrameError::TooLarge { max: 32 * 1024 }));
 
         let mut framer = Framer::new(FrameKind::Binary, 100);
-        framer.push(&[0x64]); // exactly 100: wait for the body
+        framer.push(&[0x64]); // a 100-byte body + 1 prefix byte: over the limit, as in ASP.NET Core
+        assert_eq!(framer.next_frame(), Err(FrameError::TooLarge { max: 100 }));
+
+        let mut framer = Framer::new(FrameKind::Binary, 100);
+        framer.push(&[0x63]); // 99 + 1 = exactly 100: wait for the body
         assert_eq!(framer.next_frame(), Ok(None));
     }
 

@@ -113,6 +113,22 @@ pub fn encode(message: &HubMessage) -> Vec<u8> {
     out
 }
 
+/// A float as System.Text.Json and JavaScript write it: integral values without a fraction
+/// (`1`, not `1.0`), others in their shortest form for their own width, non-finite values (which
+/// JSON cannot carry) as `null`.
+fn write_float<F: serde::Serialize + Into<f64> + Copy>(out: &mut Vec<u8>, f: F) {
+    // 2^53: beyond it not every integer is a float, and the shortest form has an exponent.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let wide: f64 = f.into();
+    if !wide.is_finite() {
+        out.extend_from_slice(b"null");
+    } else if wide.fract() == 0.0 && wide.abs() < EXACT {
+        out.extend_from_slice((wide as i64).to_string().as_bytes());
+    } else {
+        serialize_into(out, &f);
+    }
+}
+
 /// Writes `value` as JSON: Nil → `null`; integers and floats as serde_json prints them
 /// (non-finite → `null`); strings raw UTF-8 (invalid UTF-8 lossily); Binary → a standard base64
 /// string (as .NET writes `byte[]`); arrays; maps as objects (non-string keys stringified, see
@@ -129,20 +145,8 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
                 out.extend_from_slice(i.to_string().as_bytes());
             }
         }
-        Value::F32(f) => {
-            if f.is_finite() {
-                serialize_into(out, f);
-            } else {
-                out.extend_from_slice(b"null");
-            }
-        }
-        Value::F64(f) => {
-            if f.is_finite() {
-                serialize_into(out, f);
-            } else {
-                out.extend_from_slice(b"null");
-            }
-        }
+        Value::F32(f) => write_float(out, *f),
+        Value::F64(f) => write_float(out, *f),
         Value::String(s) => match s.as_str() {
             Some(s) => write_str(out, s),
             None => write_str(out, &String::from_utf8_lossy(s.as_bytes())),
@@ -897,11 +901,13 @@ mod tests {
         assert_eq!(text(Value::from(-5)), "-5");
         assert_eq!(text(Value::from(u64::MAX)), "18446744073709551615");
         assert_eq!(text(Value::from(i64::MIN)), "-9223372036854775808");
-        assert_eq!(text(Value::F64(1.0)), "1.0");
+        assert_eq!(text(Value::F64(1.0)), "1");
+        assert_eq!(text(Value::F64(-3.0)), "-3");
+        assert_eq!(text(Value::F64(1e300)), "1e+300");
         assert_eq!(text(Value::F64(0.5)), "0.5");
         assert_eq!(text(Value::F64(f64::NAN)), "null");
         assert_eq!(text(Value::F32(f32::INFINITY)), "null");
-        assert_eq!(text(Value::F32(42.0)), "42.0");
+        assert_eq!(text(Value::F32(42.0)), "42");
         assert_eq!(text(Value::F32(0.1)), "0.1");
         assert_eq!(text(Value::Binary(vec![1, 2, 3, 250])), "\"AQID+g==\"");
         assert_eq!(text(Value::Ext(1, vec![1])), "null");
