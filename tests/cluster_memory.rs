@@ -133,6 +133,30 @@ async fn two_nodes_on_the_memory_bus_route_like_redis() {
     assert_eq!(stats["groups"], 1);
     assert_eq!(stats["users"], 1);
     assert_eq!(stats["backplane"]["kind"], "memory");
+    // While up, the bus holds A's and B's base channels and B's connection/user/group channels;
+    // a stopped node leaves the bus entirely (connections and base channels alike).
+    let before = bus.channels();
+    assert!(before.iter().any(|c| c.contains(a.server_name())), "{before:?}");
     a.shutdown().await;
+    let after = bus.channels();
+    assert!(!after.iter().any(|c| c.contains(a.server_name())), "{after:?}");
+    assert!(
+        before.contains(&format!("Switchboard.ChatHub:connection:{a1_id}")),
+        "{before:?}"
+    );
+    assert!(
+        !after.contains(&format!("Switchboard.ChatHub:connection:{a1_id}")),
+        "{after:?}"
+    );
+    assert!(
+        !after.contains(&"Switchboard.ChatHub:user:ann".to_string()),
+        "{after:?}"
+    );
+    assert!(
+        after.contains(&"Switchboard.ChatHub:all".to_string()),
+        "B is still subscribed"
+    );
     b.shutdown().await;
+    drop((a1, b1, b2));
+    assert_eq!(bus.channels(), Vec::<String>::new());
 }

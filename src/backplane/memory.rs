@@ -77,6 +77,13 @@ impl MemoryBus {
         self.lock().taps.push(tap);
     }
 
+    /// The channels with at least one subscriber, sorted: the bus's `PUBSUB CHANNELS`.
+    pub fn channels(&self) -> Vec<String> {
+        let mut channels: Vec<String> = self.lock().channels.keys().cloned().collect();
+        channels.sort();
+        channels
+    }
+
     /// Messages dropped because a subscriber's inbox (or a tap) was full.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)

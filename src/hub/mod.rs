@@ -380,6 +380,11 @@ impl NodeHandle {
         {
             tracing::warn!("some connections did not finish within the shutdown grace period");
         }
+        // Leave the backplane: a node stopped inside a process that goes on (the demo, tests)
+        // must not stay subscribed. (The connections released their own channels as they ended.)
+        for channel in node.lifetime.base_channels() {
+            let _ = node.lifetime.backplane().unsubscribe(&channel).await;
+        }
         self.stopped().await;
     }
 
