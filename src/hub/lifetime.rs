@@ -203,6 +203,9 @@ impl Lifetime {
 
     /// `send` with a message already serialized.
     pub async fn send_frames(&self, target: Target<'_>, frames: &Frames) {
+        if let Target::User("") = target {
+            return; // ASP.NET Core skips empty user ids
+        }
         let (channel, excluded): (String, &[&str]) = match target {
             Target::Connection(id) => {
                 if self.deliver_local(target, frames) {
@@ -214,9 +217,6 @@ impl Lifetime {
             Target::Group { group, excluded } => (self.channels.group(group), excluded),
             Target::User(user) => (self.channels.user(user), &[]),
         };
-        if let Target::User("") = target {
-            return; // ASP.NET Core skips empty user ids
-        }
         let payload = wire::encode_invocation(excluded, &frames.serializations(), None);
         if self.publish(&channel, payload).await.is_err() && !matches!(target, Target::Connection(_)) {
             // The message never reached Redis, so our own subscription will not bring it back:

@@ -320,15 +320,6 @@ impl Registry {
         }
     }
 
-    /// Every local connection's outbox (for shutdown).
-    pub fn outboxes(&self) -> Vec<Outbox> {
-        self.read()
-            .connections
-            .values()
-            .map(|c| c.outbox.clone())
-            .collect()
-    }
-
     /// (connections, groups, users) counts.
     pub fn counts(&self) -> (usize, usize, usize) {
         let state = self.read();
