@@ -16,5 +16,7 @@ pub mod backplane;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod hub;
+pub mod monitor;
 pub mod protocol;

@@ -1,0 +1,241 @@
+//! The dashboard's data side, with no egui: it watches a backplane and hub nodes from the outside,
+//! as an operator would (a Redis PSUBSCRIBE tap, the nodes' public monitor endpoints, probe client
+//! connections), and turns what it sees into [`MonitorEvent`]s for the pure traffic [`model`].
+//!
+//! Layout:
+//! - `model/`: std-only, time passed in: ring buffer, traffic view and filter, rates, node table,
+//!   traces, gap markers, capture and workspace files. Folded on the UI thread.
+//! - `decode`: (channel, payload) → [`model::TrafficEntry`], with the backplane codecs. Pure.
+//! - `tap`: the Redis (or in-memory bus) tap, the heartbeat discovery, the PUBSUB census.
+//! - `probe`: one task per hub node: monitor WebSocket, round-trip time, the probe client that
+//!   receives test messages, and sending test messages (once or in bursts).
+//! - `runtime`: [`MonitorHandle`], the front of all of the above: takes [`MonitorCommand`]s and
+//!   emits batches of [`MonitorEvent`]s on one bounded channel, counting what it had to drop.
+//!
+//! Uses `backplane` (codecs, naming, `MemoryBus` for the demo's tap), `client` and `protocol`;
+//! never `hub` internals (only what a node serves on the network) and never `ui`.
+
+pub mod decode;
+pub mod model;
+pub mod probe;
+pub mod runtime;
+pub mod tap;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backplane::memory::MemoryBus;
+
+pub use model::TrafficEntry;
+pub use runtime::MonitorHandle;
+
+/// The state of one network link (the tap, a node's monitor connection), as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LinkState {
+    /// Not configured, or disconnected on purpose.
+    #[default]
+    Idle,
+    /// First attempt under way.
+    Connecting,
+    Connected,
+    /// Lost (or never made); the next attempt is at `retry_at_ms` (unix ms).
+    Reconnecting { attempt: u32, retry_at_ms: u64, error: String },
+    /// Will not retry without a change from the user (a malformed URL, say).
+    Failed { error: String },
+}
+
+/// Where the tap listens.
+#[derive(Debug, Clone)]
+pub enum TapSource {
+    /// A Redis server: `url` may carry a password (never persisted), `prefix` is the backplane's
+    /// channel prefix (ASP.NET Core's `ChannelPrefix`), also used for the SignalR 2 event key check.
+    Redis { url: String, prefix: String },
+    /// The demo's in-process bus (the tap sees every publish, decoded just the same).
+    Memory { bus: MemoryBus, prefix: String },
+}
+
+/// A hub node to watch. `hub_url` is the SignalR endpoint (http://host:port/chat); `monitor_url`
+/// is the node's stats endpoint (http://host:port/switchboard/stats; the probe derives the
+/// `/switchboard/monitor` WebSocket from it), or `None` for a node without one (ASP.NET Core).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeTarget {
+    pub hub_url: String,
+    #[serde(default)]
+    pub monitor_url: Option<String>,
+}
+
+/// What a test message is addressed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendTarget {
+    All,
+    Others,
+    Group(String),
+    User(String),
+    Connection(String),
+}
+
+/// What a test message says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendBody {
+    /// The chat hub's methods (`SendMessage`, `SendToOthers`, `SendToGroup`, ...), chosen by the
+    /// target; the probe appends a trace marker to `text`.
+    Chat { user: String, text: String },
+    /// Any method with JSON arguments (a JSON array), for a foreign hub. String arguments that
+    /// contain `{trace}` get the trace marker substituted.
+    Custom { method: String, args_json: String },
+}
+
+/// A request to send one or more test messages through a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The node's hub URL (a key of the node list).
+    pub node: String,
+    pub target: SendTarget,
+    pub body: SendBody,
+    /// How many messages (1 for a single send).
+    pub count: u32,
+    /// Messages per second for a burst.
+    pub rate_per_sec: f64,
+}
+
+/// UI → runtime.
+#[derive(Debug, Clone)]
+pub enum MonitorCommand {
+    /// Starts (or replaces, or with `None` stops) the tap.
+    SetTap(Option<TapSource>),
+    /// Starts watching a node (no-op if already watched).
+    AddNode(NodeTarget),
+    /// Stops watching the node with this hub URL.
+    RemoveNode(String),
+    /// Sends test messages; each gets a trace id reported by [`MonitorEvent::Sent`].
+    Send(SendRequest),
+    /// Stops every running burst.
+    StopBursts,
+}
+
+/// A node's announcement on `{prefix}switchboard:nodes` (see `hub::status`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Announcement {
+    pub server_name: String,
+    pub node_name: String,
+    pub url: String,
+    pub hub_url: String,
+    pub monitor_url: String,
+    pub hub: String,
+    pub connections: u64,
+    pub version: String,
+    pub ts_ms: u64,
+}
+
+/// What Redis itself reveals about the cluster (PUBSUB CHANNELS; SIGNALR-WIRE.md D.1), per hub.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HubCensus {
+    pub hub: String,
+    /// `{prefix}{hub}:connection:*` channels: one per connected client, on any server.
+    pub connections: u64,
+    /// `{prefix}{hub}:user:*`: users with at least one connection.
+    pub users: u64,
+    /// `{prefix}{hub}:group:*`: non-empty groups with a member on some server.
+    pub groups: u64,
+    /// `{prefix}{hub}:internal:ack:*` suffixes: server names.
+    pub servers: Vec<String>,
+}
+
+/// A node's stats snapshot (`GET /switchboard/stats`), as far as the dashboard uses it. Every
+/// field defaults, so a newer or older node still parses.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    pub node_name: String,
+    pub server_name: String,
+    pub hub: String,
+    pub channel_prefix: String,
+    pub url: String,
+    pub version: String,
+    pub uptime_s: f64,
+    pub now_ms: u64,
+    pub connections: ConnectionStats,
+    pub groups: u64,
+    pub users: u64,
+    pub messages: MessageStats,
+    pub backplane: BackplaneStats,
+    pub forward_failures: u64,
+    pub slow_client_disconnects: u64,
+    pub protocol_errors: u64,
+    pub backplane_decode_errors: u64,
+    pub group_ack_timeouts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionStats {
+    pub total: u64,
+    pub json: u64,
+    pub messagepack: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MessageStats {
+    pub client_in: u64,
+    pub client_out: u64,
+    pub backplane_in: u64,
+    pub backplane_out: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackplaneStats {
+    pub kind: String,
+    pub status: BackplaneStatusStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackplaneStatusStats {
+    pub state: String,
+    pub last_error: Option<String>,
+    pub connects: u64,
+    pub retry_in_ms: Option<u64>,
+    pub attempt: Option<u32>,
+}
+
+/// What happened on one node's links.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// The monitor/probe link changed state.
+    State(LinkState),
+    /// A stats snapshot arrived (pushed every 500 ms on the monitor WebSocket).
+    Stats(NodeStats),
+    /// A round-trip time measurement (HTTP request to the node, end to end).
+    Rtt(Duration),
+    /// The probe client connected, with its connection id (the target for a connection send).
+    ProbeConnected { connection_id: String },
+    /// The probe client received a test message carrying trace `trace`.
+    ProbeReceived { trace: u64, at_ms: u64 },
+}
+
+/// Runtime → UI. Times are unix milliseconds taken where the thing happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MonitorEvent {
+    /// Decoded tap messages, oldest first.
+    Traffic(Vec<TrafficEntry>),
+    /// The tap's link changed state at `at_ms`.
+    Tap { state: LinkState, at_ms: u64 },
+    /// A node announced itself on the heartbeat channel (the runtime already watches it).
+    Announced(Announcement),
+    /// What PUBSUB CHANNELS reveals, polled every couple of seconds.
+    Census { at_ms: u64, hubs: Vec<HubCensus> },
+    /// Something about the node with this hub URL.
+    Node { hub_url: String, event: NodeEvent },
+    /// A test message was handed to `node` at `at_ms`; `expected` lists the hub URLs of the nodes
+    /// whose probe should receive it (empty when the runtime cannot tell, e.g. a foreign user id).
+    Sent { trace: u64, node: String, target: SendTarget, at_ms: u64, expected: Vec<String> },
+    /// Sending trace `trace` through `node` failed.
+    SendFailed { trace: u64, node: String, error: String, at_ms: u64 },
+}

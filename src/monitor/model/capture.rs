@@ -1,0 +1,1 @@
+//! Capture files: JSON Lines and CSV export, JSON Lines import.

@@ -1,0 +1,125 @@
+//! One row of the traffic stream: a decoded backplane message, or a gap marker for a time the tap
+//! could not see.
+
+use serde::{Deserialize, Serialize};
+
+/// What a message is, from its channel and payload. `label()` is what the table and the filter show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// ASP.NET Core `{hub}:all`.
+    All,
+    /// ASP.NET Core `{hub}:group:{group}`.
+    Group,
+    /// ASP.NET Core `{hub}:user:{user}`.
+    User,
+    /// ASP.NET Core `{hub}:connection:{id}`.
+    Connection,
+    /// ASP.NET Core `{hub}:internal:groups` (group add/remove commands).
+    Groups,
+    /// ASP.NET Core `{hub}:internal:ack:{server}`.
+    Ack,
+    /// ASP.NET Core `{hub}:internal:return:{server}` (client results).
+    Return,
+    /// SignalR 2 scale-out message (part C), on the single event-key channel.
+    Sr2,
+    /// A Switchboard node's heartbeat on `{prefix}switchboard:nodes`.
+    Heartbeat,
+    /// Anything else (shown as text or hex), including payloads that failed to decode.
+    Other,
+    /// Not a message: the tap was disconnected from `gap.0` to `gap.1`.
+    Gap,
+}
+
+impl EntryKind {
+    pub const ALL: [EntryKind; 11] = [
+        EntryKind::All,
+        EntryKind::Group,
+        EntryKind::User,
+        EntryKind::Connection,
+        EntryKind::Groups,
+        EntryKind::Ack,
+        EntryKind::Return,
+        EntryKind::Sr2,
+        EntryKind::Heartbeat,
+        EntryKind::Other,
+        EntryKind::Gap,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            EntryKind::All => "all",
+            EntryKind::Group => "group",
+            EntryKind::User => "user",
+            EntryKind::Connection => "connection",
+            EntryKind::Groups => "groups",
+            EntryKind::Ack => "ack",
+            EntryKind::Return => "return",
+            EntryKind::Sr2 => "signalr2",
+            EntryKind::Heartbeat => "heartbeat",
+            EntryKind::Other => "other",
+            EntryKind::Gap => "gap",
+        }
+    }
+}
+
+/// One decoded message (or gap). Built by `monitor::decode` off the UI thread; `seq` is set by
+/// the traffic ring when it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficEntry {
+    /// Position in the stream since the dashboard started (or the capture was made); 0 until stored.
+    #[serde(default)]
+    pub seq: u64,
+    /// When the tap received it (unix ms).
+    pub at_ms: u64,
+    /// The wire channel name, prefix included.
+    pub channel: String,
+    /// Payload size in bytes.
+    pub size: usize,
+    pub kind: EntryKind,
+    /// The hub (ASP.NET Core hub type name, SignalR 2 hub name), when known.
+    #[serde(default)]
+    pub hub: Option<String>,
+    /// The group, user, connection id or server name the message is addressed to, when known.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The target method (client method invoked), when the payload is an invocation.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The arguments as compact JSON text.
+    #[serde(default)]
+    pub args: Option<String>,
+    /// Connection ids excluded from delivery.
+    #[serde(default)]
+    pub excluded: Vec<String>,
+    /// One line for the table ("ReceiveMessage(\"ann\", \"hi\")", "add conn1 to room", ...).
+    #[serde(default)]
+    pub summary: String,
+    /// Why the payload could not be decoded, if it could not.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The trace id of a dashboard test message found in the arguments.
+    #[serde(default)]
+    pub trace: Option<u64>,
+    /// For `EntryKind::Gap`: the outage (unix ms from, to).
+    #[serde(default)]
+    pub gap: Option<(u64, u64)>,
+    /// The raw payload (hex in the detail pane; base64 in capture files).
+    #[serde(default, with = "payload_b64")]
+    pub payload: Vec<u8>,
+}
+
+mod payload_b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,4 @@
+//! The node table.
+
+#[derive(Debug, Default)]
+pub struct Nodes {}

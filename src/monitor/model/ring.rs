@@ -1,0 +1,1 @@
+//! A bounded ring buffer that counts what it evicts.

@@ -1,0 +1,1 @@
+//! The saved workspace: Redis URL (never a password), channel prefix, node list.
