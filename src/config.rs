@@ -65,3 +65,50 @@ pub const DEFAULT_RING_ENTRIES: usize = 100_000;
 /// Payload bytes the dashboard keeps in its ring, so a stream of large messages cannot grow memory
 /// past this (64 MiB) before the entry limit applies.
 pub const DEFAULT_RING_BYTES: usize = 64 * 1024 * 1024;
+
+/// How often the dashboard's tap asks Redis `PUBSUB CHANNELS` for the census: cheap for Redis
+/// (one scan of the channel table) and as often as nodes announce themselves.
+pub const DEFAULT_CENSUS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often a probe measures a node's round-trip time: a trend line, not a load test.
+pub const DEFAULT_RTT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Event batches queued from the monitor runtime to the UI. At one batch per 50 ms this is ~13 s
+/// of backlog, so only a stalled UI loses events (counted and shown).
+pub const DEFAULT_MONITOR_EVENT_QUEUE: usize = 256;
+
+/// Commands queued from the UI to the monitor runtime; the UI sends a handful per click.
+pub const DEFAULT_MONITOR_COMMAND_QUEUE: usize = 64;
+
+/// How often the monitor flushes its batches to the UI: faster than a frame matters to nobody.
+pub const DEFAULT_MONITOR_FLUSH: Duration = Duration::from_millis(50);
+
+/// Traffic entries per batch before an early flush: 2000 entries keep one batch under ~1 MiB at
+/// 50k msg/s while bounding the per-frame work of the UI.
+pub const DEFAULT_MONITOR_BATCH: usize = 2000;
+
+/// Largest test-message burst, so a typo cannot start hours of sending.
+pub const MAX_BURST_COUNT: u32 = 100_000;
+
+/// Fastest test-message burst (messages per second): well above what a chat hub sees, well below
+/// what would make the dashboard itself the load test.
+pub const MAX_BURST_RATE: f64 = 10_000.0;
+
+/// Most simulated clients per demo node: enough for a lively demo on a laptop.
+pub const DEMO_MAX_CLIENTS_PER_NODE: u32 = 200;
+
+/// Fastest simulated chat (messages per second, all clients together).
+pub const DEMO_MAX_MESSAGES_PER_SEC: f64 = 2000.0;
+
+/// How far back the dashboard's rate charts and node client-count history reach: long enough to
+/// see a burst and its aftermath, short enough that per-second buckets stay small (300 per series).
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(300);
+
+/// How long a dashboard test message may take to reach every expected probe before it counts as
+/// partially delivered. Delivery through Redis takes milliseconds; 5 s rides out a GC pause or a
+/// reconnect without leaving a trace pending for long.
+pub const DEFAULT_TRACE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connected node whose stats are older than this is shown as stale: ten of the 500 ms monitor
+/// snapshots missed in a row.
+pub const DEFAULT_STATS_STALE: Duration = Duration::from_secs(5);

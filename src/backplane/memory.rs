@@ -94,6 +94,12 @@ impl MemoryBus {
         self.inner.down.store(down, Ordering::Relaxed);
     }
 
+    /// Whether the bus is stopped (see [`set_down`](Self::set_down)); the dashboard's tap polls it
+    /// to show the outage as Redis would show one.
+    pub fn is_down(&self) -> bool {
+        self.inner.down.load(Ordering::Relaxed)
+    }
+
     fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, BackplaneError> {
         if self.inner.down.load(Ordering::Relaxed) {
             return Err(BackplaneError::Down("the in-memory bus is stopped".into()));

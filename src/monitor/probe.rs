@@ -1,1 +1,587 @@
-//! One task per watched hub node: monitor WebSocket, RTT, the probe client, test sends.
+//! One task per watched hub node, as an operator would watch it from outside: the node's monitor
+//! WebSocket (`/switchboard/monitor`, a stats snapshot every 500 ms), its round-trip time (an HTTP
+//! request every couple of seconds), and a probe client connected to the hub that receives the
+//! dashboard's test messages and reports the trace markers it finds in them. Test sends (once or in
+//! paced, cancellable bursts) go through the sending node's probe client.
+//!
+//! The node's one [`LinkState`] combines the monitor link and the probe client: Connected when both
+//! are, Reconnecting with the more telling error when either is not. A URL that is not a
+//! Switchboard node gives a readable error state, never a panic.
+//!
+//! Run by `runtime`; uses `client` and `protocol`. Never `hub` (only what a node serves).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::runtime::{EventSink, now_ms};
+use super::{LinkState, MonitorEvent, NodeEvent, NodeStats, NodeTarget, SendBody, SendRequest, SendTarget};
+use crate::backplane::backoff;
+use crate::client::{self, ClientEvent, ClientOptions, HubClient, HubSender, http};
+use crate::config;
+use crate::protocol::{CompletionResult, Value};
+
+/// The user id of every probe client, so a `SendToUser` to it reaches all probes.
+pub const PROBE_USER: &str = "switchboard-probe";
+
+/// Deadline of one RTT or diagnosis request: a node slower than this is as good as down.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Test invocations in flight at once during a burst: enough to keep 10k/s flowing over loopback
+/// without an unbounded pile of waiting tasks.
+const SENDS_IN_FLIGHT: usize = 64;
+
+/// The trace marker helpers: `model::traces` owns the format once it has them.
+mod marker {
+    pub fn marker(trace: u64) -> String {
+        format!("[trace:{trace}]")
+    }
+
+    pub fn find_marker(text: &str) -> Option<u64> {
+        let start = text.find("[trace:")? + "[trace:".len();
+        let rest = &text[start..];
+        let end = rest.find(']')?;
+        rest[..end].parse().ok()
+    }
+}
+
+/// A part of the node's link: the monitor WebSocket, or the probe client.
+#[derive(Debug, Clone, PartialEq, Default)]
+enum Part {
+    #[default]
+    Connecting,
+    Connected,
+    Down {
+        attempt: u32,
+        retry_at_ms: u64,
+        error: String,
+    },
+}
+
+#[derive(Default)]
+struct ProbeInner {
+    sender: Option<HubSender>,
+    connection_id: Option<String>,
+    /// Groups this probe joined for test sends, joined again after a reconnect.
+    groups: BTreeSet<String>,
+    monitor: Option<Part>,
+    probe: Part,
+    emitted: Option<LinkState>,
+}
+
+/// What the runtime (and sends) can see of a node's probe.
+#[derive(Default)]
+pub(crate) struct ProbeShared {
+    inner: Mutex<ProbeInner>,
+}
+
+impl ProbeShared {
+    fn lock(&self) -> MutexGuard<'_, ProbeInner> {
+        // Plain fields replaced whole: a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sender(&self) -> Option<HubSender> {
+        self.lock().sender.clone()
+    }
+
+    fn connection_id(&self) -> Option<String> {
+        let inner = self.lock();
+        inner.sender.as_ref().and(inner.connection_id.clone())
+    }
+
+    /// Updates one part and emits the combined state if it changed.
+    fn set(&self, monitor: bool, part: Part, hub_url: &str, sink: &EventSink) {
+        let mut inner = self.lock();
+        if monitor {
+            inner.monitor = Some(part);
+        } else {
+            inner.probe = part;
+        }
+        let parts = [inner.monitor.as_ref(), Some(&inner.probe)];
+        let down = parts.iter().flatten().find(|p| matches!(p, Part::Down { .. }));
+        let state = match down {
+            Some(Part::Down {
+                attempt,
+                retry_at_ms,
+                error,
+            }) => LinkState::Reconnecting {
+                attempt: *attempt,
+                retry_at_ms: *retry_at_ms,
+                error: error.clone(),
+            },
+            _ if parts.iter().flatten().all(|p| **p == Part::Connected) => LinkState::Connected,
+            _ => LinkState::Connecting,
+        };
+        if inner.emitted.as_ref() != Some(&state) {
+            inner.emitted = Some(state.clone());
+            drop(inner);
+            sink.node(hub_url, NodeEvent::State(state));
+        }
+    }
+}
+
+/// Watches one node until `cancel`.
+pub(crate) async fn run(
+    target: NodeTarget,
+    shared: Arc<ProbeShared>,
+    sink: EventSink,
+    cancel: CancellationToken,
+) {
+    tracing::info!(hub_url = %target.hub_url, monitor_url = ?target.monitor_url, "watching a node");
+    if target.monitor_url.is_some() {
+        shared.lock().monitor = Some(Part::Connecting);
+    }
+    shared.set(false, Part::Connecting, &target.hub_url, &sink);
+    let monitor = async {
+        if let Some(stats_url) = &target.monitor_url {
+            monitor_loop(&target.hub_url, stats_url, &shared, &sink, &cancel).await;
+        }
+    };
+    tokio::join!(
+        monitor,
+        rtt_loop(&target, &sink, &cancel),
+        probe_loop(&target.hub_url, &shared, &sink, &cancel)
+    );
+    tracing::info!(hub_url = %target.hub_url, "stopped watching a node");
+}
+
+/// The `/switchboard/monitor` WebSocket URL for a stats URL (`…/switchboard/stats`).
+fn monitor_ws_url(stats_url: &str) -> String {
+    let base = stats_url
+        .strip_suffix("/stats")
+        .unwrap_or(stats_url.trim_end_matches('/'));
+    format!("{base}/monitor")
+}
+
+/// Why a stats URL does not serve a monitor: what a plain GET of it says.
+async fn diagnose(stats_url: &str, ws_error: String) -> String {
+    match http::request_with_timeout("GET", stats_url, b"", HTTP_TIMEOUT).await {
+        Err(e) => e.to_string(),
+        Ok(r) if r.status != 200 => format!(
+            "{stats_url} is not a Switchboard monitor endpoint: HTTP {}",
+            r.status
+        ),
+        Ok(r) => match r.json::<serde_json::Value>() {
+            Ok(doc) if doc.get("node_name").is_some() => format!("monitor WebSocket: {ws_error}"),
+            _ => format!(
+                "{stats_url} is not a Switchboard monitor endpoint: the response is not a stats document"
+            ),
+        },
+    }
+}
+
+/// The next attempt number and when it is due (unix ms), after a capped backoff.
+fn next_retry(attempt: &mut u32) -> (u32, u64) {
+    let delay = backoff(
+        *attempt,
+        config::DEFAULT_RECONNECT_BASE,
+        config::DEFAULT_RECONNECT_MAX,
+    );
+    *attempt = attempt.saturating_add(1);
+    (*attempt, now_ms() + delay.as_millis() as u64)
+}
+
+async fn wait(delay_until_ms: u64, cancel: &CancellationToken) -> bool {
+    let delay = Duration::from_millis(delay_until_ms.saturating_sub(now_ms()));
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
+
+async fn monitor_loop(
+    hub_url: &str,
+    stats_url: &str,
+    shared: &ProbeShared,
+    sink: &EventSink,
+    cancel: &CancellationToken,
+) {
+    let ws_url = monitor_ws_url(stats_url);
+    let mut attempt = 0;
+    loop {
+        let connected = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = client::connect_raw_ws(&ws_url) => r,
+        };
+        let error = match connected {
+            Err(e) => diagnose(stats_url, e.to_string()).await,
+            Ok(mut ws) => loop {
+                let message = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    m = ws.next() => m,
+                };
+                match message {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<NodeStats>(&text) {
+                        Ok(stats) => {
+                            attempt = 0;
+                            shared.set(true, Part::Connected, hub_url, sink);
+                            sink.node(hub_url, NodeEvent::Stats(stats));
+                        }
+                        Err(e) => break format!("{ws_url} is not a Switchboard monitor endpoint: {e}"),
+                    },
+                    Some(Ok(Message::Close(_))) | None => {
+                        break "the monitor connection was closed".to_string();
+                    }
+                    Some(Err(e)) => break format!("the monitor connection failed: {e}"),
+                    Some(Ok(_)) => {}
+                }
+            },
+        };
+        tracing::debug!(%hub_url, %error, "monitor link problem");
+        if cancel.is_cancelled() {
+            return;
+        }
+        let (n, retry_at_ms) = next_retry(&mut attempt);
+        shared.set(
+            true,
+            Part::Down {
+                attempt: n,
+                retry_at_ms,
+                error,
+            },
+            hub_url,
+            sink,
+        );
+        if !wait(retry_at_ms, cancel).await {
+            return;
+        }
+    }
+}
+
+async fn rtt_loop(target: &NodeTarget, sink: &EventSink, cancel: &CancellationToken) {
+    let (method, url) = match &target.monitor_url {
+        Some(stats) => ("GET", stats.clone()),
+        None => ("POST", format!("{}/negotiate?negotiateVersion=1", target.hub_url)),
+    };
+    let mut tick = tokio::time::interval(config::DEFAULT_RTT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let started = Instant::now();
+        let request = http::request_with_timeout(method, &url, b"", HTTP_TIMEOUT);
+        let response = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = request => r,
+        };
+        if matches!(response, Ok(ref r) if r.status == 200) {
+            sink.node(&target.hub_url, NodeEvent::Rtt(started.elapsed()));
+        }
+    }
+}
+
+/// The trace marker in a value's strings (nested arrays and maps included).
+fn find_trace(value: &Value) -> Option<u64> {
+    match value {
+        Value::String(s) => s.as_str().and_then(marker::find_marker),
+        Value::Array(items) => items.iter().find_map(find_trace),
+        Value::Map(pairs) => pairs.iter().find_map(|(_, v)| find_trace(v)),
+        _ => None,
+    }
+}
+
+async fn probe_loop(hub_url: &str, shared: &ProbeShared, sink: &EventSink, cancel: &CancellationToken) {
+    let options = ClientOptions {
+        user: Some(PROBE_USER.to_string()),
+        ..ClientOptions::default()
+    };
+    let mut attempt = 0;
+    loop {
+        let connected = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = HubClient::connect(hub_url, options.clone()) => r,
+        };
+        let error = match connected {
+            Err(e) => e.to_string(),
+            Ok(mut client) => {
+                let connection_id = client.connection_id().unwrap_or_default().to_string();
+                let groups: Vec<String> = {
+                    let mut inner = shared.lock();
+                    inner.sender = Some(client.sender());
+                    inner.connection_id = Some(connection_id.clone());
+                    inner.groups.iter().cloned().collect()
+                };
+                for group in groups {
+                    let _ = client
+                        .invoke("JoinGroup", vec![Value::from(group.as_str())])
+                        .await;
+                }
+                attempt = 0;
+                sink.node(hub_url, NodeEvent::ProbeConnected { connection_id });
+                shared.set(false, Part::Connected, hub_url, sink);
+                let reason = loop {
+                    let event = tokio::select! {
+                        _ = cancel.cancelled() => None,
+                        e = client.recv() => Some(e),
+                    };
+                    match event {
+                        None => {
+                            shared.lock().sender = None;
+                            client.close().await;
+                            return;
+                        }
+                        Some(Some(ClientEvent::Invocation { arguments, .. })) => {
+                            if let Some(trace) = arguments.iter().find_map(find_trace) {
+                                sink.node(
+                                    hub_url,
+                                    NodeEvent::ProbeReceived {
+                                        trace,
+                                        at_ms: now_ms(),
+                                    },
+                                );
+                            }
+                        }
+                        Some(Some(ClientEvent::Close { .. })) => {}
+                        Some(Some(ClientEvent::Disconnected { reason })) => break reason,
+                        Some(None) => break "the probe connection ended".to_string(),
+                    }
+                };
+                shared.lock().sender = None;
+                format!("the probe connection was lost: {reason}")
+            }
+        };
+        tracing::debug!(%hub_url, %error, "probe client problem");
+        if cancel.is_cancelled() {
+            return;
+        }
+        let (n, retry_at_ms) = next_retry(&mut attempt);
+        shared.set(
+            false,
+            Part::Down {
+                attempt: n,
+                retry_at_ms,
+                error,
+            },
+            hub_url,
+            sink,
+        );
+        if !wait(retry_at_ms, cancel).await {
+            return;
+        }
+    }
+}
+
+/// `text` with the trace marker appended.
+fn with_marker(text: &str, trace: u64) -> String {
+    let marker = marker::marker(trace);
+    if text.is_empty() {
+        marker
+    } else {
+        format!("{text} {marker}")
+    }
+}
+
+/// Replaces `{trace}` in every string of a JSON value.
+fn substitute(value: &mut serde_json::Value, marker: &str) {
+    match value {
+        serde_json::Value::String(s) if s.contains("{trace}") => *s = s.replace("{trace}", marker),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, marker)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| substitute(v, marker)),
+        _ => {}
+    }
+}
+
+/// The hub method and arguments of one test message.
+fn invocation(
+    target: &SendTarget,
+    body: &SendBody,
+    custom: Option<&serde_json::Value>,
+    trace: u64,
+) -> (String, Vec<Value>) {
+    match body {
+        SendBody::Chat { user, text } => {
+            let text = with_marker(text, trace);
+            let s = |v: &str| Value::from(v);
+            match target {
+                SendTarget::All => ("SendMessage".into(), vec![s(user), s(&text)]),
+                SendTarget::Others => ("SendToOthers".into(), vec![s(user), s(&text)]),
+                SendTarget::Group(g) => ("SendToGroup".into(), vec![s(g), s(user), s(&text)]),
+                SendTarget::User(u) => ("SendToUser".into(), vec![s(u), s(user), s(&text)]),
+                SendTarget::Connection(c) => ("SendToConnection".into(), vec![s(c), s(user), s(&text)]),
+            }
+        }
+        SendBody::Custom { method, .. } => {
+            let mut args = custom.cloned().unwrap_or(serde_json::Value::Array(Vec::new()));
+            substitute(&mut args, &marker::marker(trace));
+            let values = match args {
+                serde_json::Value::Array(items) => {
+                    items.iter().map(crate::protocol::json::json_to_value).collect()
+                }
+                other => vec![crate::protocol::json::json_to_value(&other)],
+            };
+            (method.clone(), values)
+        }
+    }
+}
+
+/// The hub URLs whose probe should receive a message to `target` sent through `node`.
+fn expected(target: &SendTarget, node: &str, probes: &[(String, Arc<ProbeShared>)]) -> Vec<String> {
+    let connected = probes
+        .iter()
+        .filter_map(|(url, p)| p.connection_id().map(|id| (url, id)));
+    let mut out: Vec<String> = match target {
+        SendTarget::All | SendTarget::Group(_) => connected.map(|(url, _)| url.clone()).collect(),
+        SendTarget::Others => connected
+            .filter(|(url, _)| *url != node)
+            .map(|(url, _)| url.clone())
+            .collect(),
+        SendTarget::User(u) if u == PROBE_USER => connected.map(|(url, _)| url.clone()).collect(),
+        SendTarget::User(_) => Vec::new(),
+        SendTarget::Connection(c) => connected
+            .filter(|(_, id)| id == c)
+            .map(|(url, _)| url.clone())
+            .collect(),
+    };
+    out.sort();
+    out
+}
+
+/// Runs a send request (one message or a paced burst) in its own task.
+pub(crate) fn spawn_send(
+    request: SendRequest,
+    probes: Vec<(String, Arc<ProbeShared>)>,
+    sink: EventSink,
+    next_trace: Arc<AtomicU64>,
+    node_cancel: Option<CancellationToken>,
+    bursts: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let node = request.node.clone();
+        let fail = |error: String| {
+            let trace = next_trace.fetch_add(1, Ordering::Relaxed);
+            sink.push(MonitorEvent::SendFailed {
+                trace,
+                node: node.clone(),
+                error,
+                at_ms: now_ms(),
+            });
+        };
+        let (Some(node_cancel), Some(own)) = (node_cancel, probes.iter().find(|(url, _)| *url == node))
+        else {
+            return fail(format!("{node} is not watched: add it to the node list first"));
+        };
+        let own = own.1.clone();
+        let custom = match &request.body {
+            SendBody::Custom { args_json, .. } => {
+                match serde_json::from_str::<serde_json::Value>(args_json) {
+                    Ok(v @ serde_json::Value::Array(_)) => Some(v),
+                    Ok(_) => return fail("the arguments must be a JSON array".to_string()),
+                    Err(e) => return fail(format!("the arguments are not valid JSON: {e}")),
+                }
+            }
+            SendBody::Chat { .. } => None,
+        };
+        if let SendTarget::Group(group) = &request.target {
+            for (_, probe) in &probes {
+                probe.lock().groups.insert(group.clone());
+                if let Some(sender) = probe.sender() {
+                    let _ = sender
+                        .invoke("JoinGroup", vec![Value::from(group.as_str())])
+                        .await;
+                }
+            }
+        }
+        let count = request.count.clamp(1, config::MAX_BURST_COUNT);
+        let rate = if request.rate_per_sec.is_finite() && request.rate_per_sec > 0.0 {
+            request.rate_per_sec.min(config::MAX_BURST_RATE)
+        } else {
+            1.0
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        let in_flight = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
+        for _ in 0..count {
+            let permit = tokio::select! {
+                _ = bursts.cancelled() => break,
+                _ = node_cancel.cancelled() => break,
+                _ = tick.tick() => match in_flight.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let trace = next_trace.fetch_add(1, Ordering::Relaxed);
+            let Some(sender) = own.sender() else {
+                sink.push(MonitorEvent::SendFailed {
+                    trace,
+                    node: node.clone(),
+                    error: format!("the probe of {node} is not connected"),
+                    at_ms: now_ms(),
+                });
+                continue;
+            };
+            let (method, args) = invocation(&request.target, &request.body, custom.as_ref(), trace);
+            sink.push(MonitorEvent::Sent {
+                trace,
+                node: node.clone(),
+                target: request.target.clone(),
+                at_ms: now_ms(),
+                expected: expected(&request.target, &node, &probes),
+            });
+            let sink = sink.clone();
+            let node = node.clone();
+            tokio::spawn(async move {
+                let error = match sender.invoke(&method, args).await {
+                    Ok(CompletionResult::Error(e)) => Some(e),
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                };
+                drop(permit);
+                if let Some(error) = error {
+                    sink.push(MonitorEvent::SendFailed {
+                        trace,
+                        node,
+                        error,
+                        at_ms: now_ms(),
+                    });
+                }
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_url_follows_the_stats_url() {
+        assert_eq!(
+            monitor_ws_url("http://h:1/switchboard/stats"),
+            "http://h:1/switchboard/monitor"
+        );
+    }
+
+    #[test]
+    fn chat_sends_use_the_hub_parameter_order() {
+        let body = SendBody::Chat {
+            user: "me".into(),
+            text: "hi".into(),
+        };
+        let (method, args) = invocation(&SendTarget::Group("g".into()), &body, None, 7);
+        assert_eq!(method, "SendToGroup");
+        assert_eq!(args[0], Value::from("g"));
+        assert_eq!(args[1], Value::from("me"));
+        assert_eq!(find_trace(&args[2]), Some(7));
+    }
+
+    #[test]
+    fn custom_args_get_the_marker() {
+        let body = SendBody::Custom {
+            method: "M".into(),
+            args_json: String::new(),
+        };
+        let json = serde_json::json!(["x {trace}", 1]);
+        let (method, args) = invocation(&SendTarget::All, &body, Some(&json), 9);
+        assert_eq!(method, "M");
+        assert_eq!(find_trace(&args[0]), Some(9));
+        assert_eq!(args.len(), 2);
+    }
+}

@@ -1,2 +1,405 @@
-//! The tap: PSUBSCRIBE on the backplane's Redis (or a tap on the demo's in-memory bus), decoded
-//! in batches; heartbeat discovery; the PUBSUB census.
+//! The tap: a PSUBSCRIBE on the backplane's Redis (or a tap on the demo's in-memory bus), every
+//! message decoded with `decode::decode` and handed on in batches; node discovery from the
+//! heartbeat channel; and the `PUBSUB CHANNELS` census (SIGNALR-WIRE.md D.1).
+//!
+//! Transport failure is a state: the tap reports Connecting → Connected → Reconnecting{..} with a
+//! capped backoff, and Failed only for a URL that can never work. Errors never echo a password.
+//!
+//! Run by `runtime`; uses `backplane` (naming, backoff, `MemoryBus`) and `decode`. Never `hub`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::runtime::{EventSink, now_ms};
+use super::{Announcement, HubCensus, LinkState, MonitorEvent, TapSource, TrafficEntry, decode};
+use crate::backplane::memory::MemoryBus;
+use crate::backplane::naming::{self, ChannelKind, Channels};
+use crate::backplane::{BackplaneMessage, backoff};
+use crate::config;
+
+/// Messages queued from the memory bus to the tap; the bus drops (and counts) beyond it rather
+/// than stalling publishers.
+const MEMORY_TAP_QUEUE: usize = 16_384;
+
+/// How long one census command may take before the census skips a round.
+const CENSUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Decoded entries waiting for the next flush, plus what to do with heartbeats.
+struct Batcher {
+    prefix: String,
+    nodes_channel: String,
+    entries: Vec<TrafficEntry>,
+    sink: EventSink,
+    announce_tx: mpsc::Sender<Announcement>,
+}
+
+impl Batcher {
+    fn new(prefix: &str, sink: EventSink, announce_tx: mpsc::Sender<Announcement>) -> Self {
+        Batcher {
+            prefix: prefix.to_string(),
+            nodes_channel: naming::nodes_channel(prefix),
+            entries: Vec::new(),
+            sink,
+            announce_tx,
+        }
+    }
+
+    fn message(&mut self, channel: &str, payload: &[u8]) {
+        let at_ms = now_ms();
+        if channel == self.nodes_channel
+            && let Ok(announcement) = serde_json::from_slice::<Announcement>(payload)
+        {
+            // Full: the supervisor is busy; the next heartbeat (2 s) brings it again.
+            let _ = self.announce_tx.try_send(announcement.clone());
+            self.sink.push(MonitorEvent::Announced(announcement));
+        }
+        self.entries
+            .push(decode::decode(&self.prefix, channel, payload, at_ms));
+        if self.entries.len() >= config::DEFAULT_MONITOR_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.entries.is_empty() {
+            self.sink
+                .push(MonitorEvent::Traffic(std::mem::take(&mut self.entries)));
+        }
+    }
+
+    fn state(&mut self, state: LinkState) {
+        self.flush();
+        self.sink.push(MonitorEvent::Tap {
+            state,
+            at_ms: now_ms(),
+        });
+    }
+}
+
+/// Runs the tap until `cancel`; the runtime spawns it.
+pub(crate) async fn run(
+    source: TapSource,
+    sink: EventSink,
+    announce_tx: mpsc::Sender<Announcement>,
+    cancel: CancellationToken,
+) {
+    match source {
+        TapSource::Redis { url, prefix } => run_redis(url, prefix, sink, announce_tx, cancel).await,
+        TapSource::Memory { bus, prefix } => run_memory(bus, prefix, sink, announce_tx, cancel).await,
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A readable one-line description of a Redis error, with auth failures named as such.
+pub fn describe(e: &redis::RedisError) -> String {
+    let text = e.to_string();
+    if text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("invalid password") {
+        format!("authentication failed: {text}")
+    } else {
+        text
+    }
+}
+
+/// A client for `url` with TCP_NODELAY, or the reason the URL cannot work.
+fn open_client(url: &str) -> Result<redis::Client, String> {
+    use redis::IntoConnectionInfo;
+    let fail = |e: redis::RedisError| format!("invalid Redis URL {}: {e}", redact(url));
+    let info = url.into_connection_info().map_err(fail)?;
+    let nodelay = info.tcp_settings().clone().set_nodelay(true);
+    redis::Client::open(info.set_tcp_settings(nodelay)).map_err(fail)
+}
+
+async fn subscribe(client: &redis::Client, pattern: &str) -> Result<redis::aio::PubSub, String> {
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await.map_err(|e| describe(&e))?;
+        pubsub
+            .psubscribe(pattern)
+            .await
+            .map_err(|e| format!("PSUBSCRIBE {pattern}: {}", describe(&e)))?;
+        Ok(pubsub)
+    };
+    match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT, connect).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "timed out after {:?} connecting to Redis",
+            config::DEFAULT_REDIS_CONNECT_TIMEOUT
+        )),
+    }
+}
+
+async fn run_redis(
+    url: String,
+    prefix: String,
+    sink: EventSink,
+    announce_tx: mpsc::Sender<Announcement>,
+    cancel: CancellationToken,
+) {
+    let mut batcher = Batcher::new(&prefix, sink.clone(), announce_tx);
+    let client = match open_client(&url) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "the tap cannot use this Redis URL");
+            batcher.state(LinkState::Failed { error });
+            return;
+        }
+    };
+    let census = tokio::spawn(census_redis(client.clone(), prefix.clone(), sink, cancel.clone()));
+    let pattern = Channels::tap_pattern(&prefix);
+    let mut attempt: u32 = 0;
+    batcher.state(LinkState::Connecting);
+    loop {
+        let subscribed = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = subscribe(&client, &pattern) => r,
+        };
+        let error = match subscribed {
+            Ok(pubsub) => {
+                attempt = 0;
+                tracing::info!(%pattern, "tap subscribed");
+                batcher.state(LinkState::Connected);
+                let mut messages = pubsub.into_on_message();
+                let mut tick = tokio::time::interval(config::DEFAULT_MONITOR_FLUSH);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let lost = loop {
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => break None,
+                        _ = tick.tick() => batcher.flush(),
+                        message = messages.next() => match message {
+                            Some(m) => batcher.message(m.get_channel_name(), m.get_payload_bytes()),
+                            None => break Some("connection to Redis lost".to_string()),
+                        },
+                    }
+                };
+                match lost {
+                    Some(error) => error,
+                    None => break,
+                }
+            }
+            Err(error) => error,
+        };
+        let delay = backoff(
+            attempt,
+            config::DEFAULT_RECONNECT_BASE,
+            config::DEFAULT_RECONNECT_MAX,
+        );
+        attempt = attempt.saturating_add(1);
+        tracing::warn!(%error, attempt, "tap link problem");
+        batcher.state(LinkState::Reconnecting {
+            attempt,
+            retry_at_ms: now_ms() + delay.as_millis() as u64,
+            error,
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    batcher.state(LinkState::Idle);
+    census.abort();
+    let _ = census.await;
+}
+
+/// The census patterns under `prefix`: (pattern, what it counts).
+fn census_patterns(prefix: &str) -> [String; 4] {
+    let p = naming::escape_glob(prefix);
+    [
+        format!("{p}*:connection:*"),
+        format!("{p}*:user:*"),
+        format!("{p}*:group:*"),
+        format!("{p}*:internal:ack:*"),
+    ]
+}
+
+/// Groups channel names per hub (`classify`), counting connections, users, groups and servers.
+pub fn census_of<'a>(prefix: &str, channels: impl IntoIterator<Item = &'a str>) -> Vec<HubCensus> {
+    let mut hubs: BTreeMap<String, HubCensus> = BTreeMap::new();
+    for channel in channels {
+        let Some((hub, kind)) = naming::classify(prefix, channel) else {
+            continue;
+        };
+        let entry = hubs.entry(hub.clone()).or_insert_with(|| HubCensus {
+            hub,
+            ..HubCensus::default()
+        });
+        match kind {
+            ChannelKind::Connection(_) => entry.connections += 1,
+            ChannelKind::User(_) => entry.users += 1,
+            ChannelKind::Group(_) => entry.groups += 1,
+            ChannelKind::Ack(server) => entry.servers.push(server),
+            _ => {}
+        }
+    }
+    let mut out: Vec<HubCensus> = hubs.into_values().collect();
+    for hub in &mut out {
+        hub.servers.sort();
+    }
+    out
+}
+
+async fn census_once(
+    connection: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Result<Vec<HubCensus>, String> {
+    let mut names: Vec<String> = Vec::new();
+    for pattern in census_patterns(prefix) {
+        let mut command = redis::cmd("PUBSUB");
+        command.arg("CHANNELS").arg(&pattern);
+        let query = command.query_async::<Vec<String>>(connection);
+        match tokio::time::timeout(CENSUS_TIMEOUT, query).await {
+            Ok(Ok(found)) => names.extend(found),
+            Ok(Err(e)) => return Err(describe(&e)),
+            Err(_) => return Err("PUBSUB CHANNELS timed out".to_string()),
+        }
+    }
+    Ok(census_of(prefix, names.iter().map(String::as_str)))
+}
+
+async fn census_redis(client: redis::Client, prefix: String, sink: EventSink, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(config::DEFAULT_CENSUS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut connection: Option<redis::aio::MultiplexedConnection> = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if connection.is_none() {
+            let connect = client.get_multiplexed_async_connection();
+            // While Redis is down the census skips; the tap reports the outage.
+            if let Ok(Ok(c)) = tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT, connect).await {
+                connection = Some(c);
+            }
+        }
+        let Some(c) = connection.as_mut() else { continue };
+        match census_once(c, &prefix).await {
+            Ok(hubs) => sink.push(MonitorEvent::Census {
+                at_ms: now_ms(),
+                hubs,
+            }),
+            Err(error) => {
+                tracing::debug!(%error, "census skipped");
+                connection = None;
+            }
+        }
+    }
+}
+
+async fn run_memory(
+    bus: MemoryBus,
+    prefix: String,
+    sink: EventSink,
+    announce_tx: mpsc::Sender<Announcement>,
+    cancel: CancellationToken,
+) {
+    let mut batcher = Batcher::new(&prefix, sink.clone(), announce_tx);
+    let (tx, mut rx) = mpsc::channel::<BackplaneMessage>(MEMORY_TAP_QUEUE);
+    bus.tap(tx);
+    let mut down = bus.is_down();
+    let down_state = |attempt: u32| LinkState::Reconnecting {
+        attempt,
+        retry_at_ms: now_ms() + config::DEFAULT_MONITOR_FLUSH.as_millis() as u64,
+        error: "the in-memory bus is stopped".to_string(),
+    };
+    if down {
+        batcher.state(down_state(1));
+    } else {
+        batcher.state(LinkState::Connected);
+    }
+    let mut tick = tokio::time::interval(config::DEFAULT_MONITOR_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut census = tokio::time::interval(config::DEFAULT_CENSUS_INTERVAL);
+    census.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                batcher.flush();
+                let now_down = bus.is_down();
+                if now_down != down {
+                    down = now_down;
+                    if down {
+                        batcher.state(down_state(1));
+                    } else {
+                        batcher.state(LinkState::Connected);
+                    }
+                }
+            }
+            _ = census.tick() => {
+                if !down {
+                    let channels = bus.channels();
+                    let hubs = census_of(&prefix, channels.iter().map(String::as_str));
+                    sink.push(MonitorEvent::Census { at_ms: now_ms(), hubs });
+                }
+            }
+            message = rx.recv() => match message {
+                Some(m) => batcher.message(&m.channel, &m.payload),
+                None => break,
+            },
+        }
+    }
+    // Dropping `rx` unregisters the tap from the bus at its next publish.
+    batcher.state(LinkState::Idle);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password() {
+        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn census_groups_per_hub() {
+        let names = [
+            "p:H:connection:a",
+            "p:H:connection:b",
+            "p:H:user:u",
+            "p:H:group:g",
+            "p:H:internal:ack:s2",
+            "p:H:internal:ack:s1",
+            "p:K:connection:c",
+            "q:H:connection:x",
+        ];
+        let hubs = census_of("p:", names);
+        assert_eq!(hubs.len(), 2);
+        assert_eq!(hubs[0].hub, "H");
+        assert_eq!((hubs[0].connections, hubs[0].users, hubs[0].groups), (2, 1, 1));
+        assert_eq!(hubs[0].servers, vec!["s1".to_string(), "s2".to_string()]);
+        assert_eq!(hubs[1].connections, 1);
+    }
+
+    #[test]
+    fn census_patterns_escape_the_prefix() {
+        assert_eq!(census_patterns("a*")[0], "a\\**:connection:*");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_its_password() {
+        let e = open_client("nonsense://:secret@host").err().unwrap_or_default();
+        assert!(e.contains("invalid Redis URL"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
+}
