@@ -20,8 +20,87 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Open the dashboard (the default): live backplane traffic, nodes, test messages.
+    #[cfg(all(feature = "gui", any()))]
+    Dashboard(DashboardArgs),
     /// Run a chat hub node (ASP.NET Core SignalR protocol, Redis backplane).
     Hub(HubArgs),
+    /// Two hub nodes, a backplane, simulated chat clients and the dashboard, in one process.
+    #[cfg(all(feature = "gui", any()))]
+    Demo(DemoArgs),
+}
+
+/// What the dashboard connects to at start (added to what it remembers from the last run).
+#[cfg(all(feature = "gui", any()))]
+#[derive(Debug, Args, Default)]
+pub struct DashboardArgs {
+    /// Redis URL of the backplane to watch, e.g. redis://127.0.0.1:6379/0. A password in it is used
+    /// for this run and never saved; prefer passing it in REDIS_URL.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis: Option<String>,
+
+    /// The backplane's channel prefix (ASP.NET Core's ChannelPrefix).
+    #[arg(long)]
+    pub channel_prefix: Option<String>,
+
+    /// A hub node to watch: its hub URL (http://host:port/chat), optionally followed by a comma and
+    /// its stats URL (http://host:port/switchboard/stats; derived for Switchboard nodes when left
+    /// out; write `none` for a node without one, such as an ASP.NET Core server). Repeatable.
+    #[arg(long = "node", value_name = "HUB_URL[,STATS_URL]")]
+    pub nodes: Vec<String>,
+
+    /// Start with the settings of this workspace file (Redis URL, prefix, node list).
+    #[arg(long, value_name = "FILE")]
+    pub workspace: Option<std::path::PathBuf>,
+
+    /// Start in presenter mode (large type, topology view).
+    #[arg(long)]
+    pub presenter: bool,
+
+    /// Forget the settings remembered from earlier runs.
+    #[arg(long)]
+    pub fresh: bool,
+
+    /// Which tab to show first: traffic, rates, nodes, send, topology.
+    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology"])]
+    pub tab: Option<String>,
+
+    /// Quit after this many seconds (for smoke tests and screenshots).
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+}
+
+/// The demo's knobs; everything else is set from the UI while it runs.
+#[cfg(all(feature = "gui", any()))]
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Hub nodes to start.
+    #[arg(long, default_value_t = 2)]
+    pub nodes: usize,
+
+    /// Backplane: auto (a private redis-server when one is on PATH, else in memory), redis, memory.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "redis", "memory"])]
+    pub backplane: String,
+
+    /// Simulated chat clients per node.
+    #[arg(long, default_value_t = 5)]
+    pub clients: u32,
+
+    /// Chat messages per second from all simulated clients together.
+    #[arg(long, default_value_t = 2.0)]
+    pub rate: f64,
+
+    /// Start in presenter mode (large type, topology view).
+    #[arg(long)]
+    pub presenter: bool,
+
+    /// Quit after this many seconds (for smoke tests and screenshots).
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+
+    /// Which tab to show first: traffic, rates, nodes, send, topology.
+    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology"])]
+    pub tab: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -110,12 +189,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?;
             runtime.block_on(run_hub(args))
         }
+        #[cfg(all(feature = "gui", any()))]
+        Some(Command::Dashboard(args)) => run_dashboard(args),
+        #[cfg(all(feature = "gui", any()))]
+        Some(Command::Demo(args)) => run_demo(args),
+        #[cfg(all(feature = "gui", any()))]
+        None => run_dashboard(DashboardArgs::default_from_env()),
+        #[cfg(not(all(feature = "gui", any())))]
         None => {
             use clap::CommandFactory;
             Cli::command().print_help().context("printing help")?;
-            println!("\n\nThe dashboard is not built yet: start a node with `switchboard hub`.");
+            println!("\n\nThis build has no dashboard (built without the `gui` feature): run `switchboard hub`.");
             Ok(())
         }
+    }
+}
+
+#[cfg(all(feature = "gui", any()))]
+impl DashboardArgs {
+    /// The defaults of a bare `switchboard`, where clap parsed no dashboard flags: REDIS_URL still
+    /// counts, as it does for `switchboard dashboard`.
+    fn default_from_env() -> Self {
+        Self { redis: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()), ..Self::default() }
     }
 }
 
@@ -155,4 +250,99 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     tracing::info!("signal received");
     Ok(())
+}
+
+/// The window's title, size and persistence (window size and position are remembered too).
+#[cfg(all(feature = "gui", any()))]
+fn native_options() -> eframe::NativeOptions {
+    eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Switchboard")
+            .with_app_id("switchboard")
+            .with_inner_size([1440.0, 900.0])
+            .with_min_inner_size([800.0, 500.0]),
+        ..Default::default()
+    }
+}
+
+/// Opens the dashboard: remembered settings, plus what the flags add.
+#[cfg(all(feature = "gui", any()))]
+fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
+    use crate::ui::{DashboardApp, Settings, Startup, Tab};
+
+    let mut nodes = Vec::new();
+    for text in &args.nodes {
+        nodes.push(crate::ui::parse_node(text).map_err(|e| anyhow::anyhow!("--node {text}: {e}"))?);
+    }
+    let workspace = match &args.workspace {
+        Some(path) => Some(crate::ui::read_workspace(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let (link, _) = crate::link::Link::start(None)?;
+    let tab = args.tab.as_deref().and_then(Tab::from_name);
+    let exit_after = args.exit_after.map(std::time::Duration::from_secs_f64);
+    eframe::run_native(
+        "Switchboard",
+        native_options(),
+        Box::new(move |cc| {
+            let mut settings: Settings = match (args.fresh, cc.storage) {
+                (false, Some(storage)) => eframe::get_value(storage, crate::ui::STORAGE_KEY).unwrap_or_default(),
+                _ => Settings::default(),
+            };
+            if let Some(workspace) = workspace {
+                settings.apply_workspace(workspace);
+            }
+            for node in nodes {
+                settings.add_node(node);
+            }
+            if let Some(prefix) = args.channel_prefix {
+                settings.channel_prefix = prefix;
+            }
+            settings.presenter |= args.presenter;
+            let startup = Startup { settings, redis_url: args.redis, demo: None, tab, persist: true, exit_after };
+            Ok(Box::new(DashboardApp::new(link, startup)))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("the dashboard window could not open: {e} (is there a display? DISPLAY / WAYLAND_DISPLAY)"))
+}
+
+/// Starts the demo's nodes, backplane and simulated clients, then the dashboard connected to them.
+#[cfg(all(feature = "gui", any()))]
+fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    use crate::demo::{DemoBackplane, DemoOptions, SimSettings};
+    use crate::ui::{DashboardApp, Settings, Startup, Tab};
+
+    let backplane = match args.backplane.as_str() {
+        "redis" => DemoBackplane::Redis,
+        "memory" => DemoBackplane::Memory,
+        _ => DemoBackplane::Auto,
+    };
+    let options = DemoOptions {
+        nodes: args.nodes.clamp(1, 8),
+        backplane,
+        sim: SimSettings { clients_per_node: args.clients, messages_per_sec: args.rate, ..SimSettings::default() },
+        ..DemoOptions::default()
+    };
+    let (link, wiring) = crate::link::Link::start(Some(options))?;
+    if let Some(status) = link.demo_status() {
+        for node in &status.nodes {
+            println!("demo node {}: chat page {}/ · hub {}", node.name, node.base_url, node.hub_url);
+        }
+        match &status.redis_url {
+            Some(url) => println!("demo backplane: private redis-server at {url}"),
+            None => println!("demo backplane: in memory (no redis-server on PATH)"),
+        }
+    }
+    let settings = Settings { presenter: args.presenter, ..Settings::default() };
+    let tab = args.tab.as_deref().and_then(Tab::from_name);
+    let exit_after = args.exit_after.map(std::time::Duration::from_secs_f64);
+    eframe::run_native(
+        "Switchboard demo",
+        native_options(),
+        Box::new(move |_cc| {
+            let startup = Startup { settings, redis_url: None, demo: wiring, tab, persist: false, exit_after };
+            Ok(Box::new(DashboardApp::new(link, startup)))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("the demo window could not open: {e} (is there a display? DISPLAY / WAYLAND_DISPLAY)"))
 }

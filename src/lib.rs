@@ -18,5 +18,9 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod hub;
+#[cfg(all(feature = "gui", any()))]
+pub mod link;
 pub mod monitor;
 pub mod protocol;
+#[cfg(all(feature = "gui", any()))]
+pub mod ui;

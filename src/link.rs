@@ -1,0 +1,140 @@
+//! The only module that knows both the tokio side and the UI: it owns the tokio runtime (on its
+//! own worker threads), the monitor and, for `switchboard demo`, the demo, and gives the UI thread
+//! non-blocking calls only: `drain` (take what arrived, within a per-frame budget), `command` and
+//! `demo_command` (try_send; a full queue is counted, never waited on), and cheap snapshots.
+//!
+//! Shutdown order (written down because it matters): the window closes → `Link::shutdown` cancels
+//! the monitor's tasks → the demo stops its nodes (clients get Close with allowReconnect), its
+//! simulated clients and its redis-server → the runtime is shut down with a timeout, so a stuck
+//! task cannot keep the process alive.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::demo::{DemoCommand, DemoHandle, DemoOptions, DemoStatus};
+use crate::monitor::runtime::MonitorEvents;
+use crate::monitor::{MonitorCommand, MonitorEvent, MonitorHandle, NodeTarget, TapSource};
+
+/// How long shutdown waits for the demo and the tasks before dropping the runtime anyway.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Worker threads of the dashboard's runtime: the UI has the main thread; two workers keep the
+/// tap's decoding off the probes' path without taking the machine.
+const RUNTIME_WORKERS: usize = 2;
+
+/// The UI's handle on everything that does I/O.
+pub struct Link {
+    runtime: Option<tokio::runtime::Runtime>,
+    monitor: MonitorHandle,
+    events: MonitorEvents,
+    demo: Option<DemoHandle>,
+    /// UI commands refused because the command queue was full.
+    refused_commands: u64,
+}
+
+/// What the demo hands the dashboard when it starts: where to tap and which nodes to watch.
+pub struct DemoWiring {
+    pub tap: TapSource,
+    pub nodes: Vec<NodeTarget>,
+}
+
+impl Link {
+    /// Starts the runtime and the monitor (and the demo, when `demo` is given: this waits for its
+    /// nodes to listen, before the window opens).
+    pub fn start(demo: Option<DemoOptions>) -> anyhow::Result<(Link, Option<DemoWiring>)> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RUNTIME_WORKERS)
+            .thread_name("switchboard-io")
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?;
+        let (monitor, events) = runtime.block_on(async { MonitorHandle::start() });
+        let (demo, wiring) = match demo {
+            Some(options) => {
+                let demo = runtime
+                    .block_on(DemoHandle::start(options))
+                    .context("starting the demo")?;
+                let wiring = DemoWiring { tap: demo.tap_source(), nodes: demo.node_targets() };
+                (Some(demo), Some(wiring))
+            }
+            None => (None, None),
+        };
+        let link = Link { runtime: Some(runtime), monitor, events, demo, refused_commands: 0 };
+        Ok((link, wiring))
+    }
+
+    /// Takes the events that arrived, up to about `max_entries` traffic entries (whole batches),
+    /// so one frame never folds more than its budget; the rest waits for the next frame.
+    pub fn drain(&mut self, max_entries: usize) -> Vec<MonitorEvent> {
+        let mut out = Vec::new();
+        let mut taken = 0usize;
+        while taken < max_entries {
+            let Some(batch) = self.events.try_recv() else { break };
+            for event in batch {
+                if let MonitorEvent::Traffic(entries) = &event {
+                    taken += entries.len();
+                } else {
+                    taken += 1;
+                }
+                out.push(event);
+            }
+        }
+        out
+    }
+
+    /// Hands a command to the monitor without waiting. False when its queue was full (counted).
+    pub fn command(&mut self, command: MonitorCommand) -> bool {
+        let ok = self.monitor.command(command);
+        if !ok {
+            self.refused_commands += 1;
+        }
+        ok
+    }
+
+    /// Hands a command to the demo (no-op outside the demo).
+    pub fn demo_command(&mut self, command: DemoCommand) {
+        if let Some(demo) = &self.demo {
+            demo.command(command);
+        }
+    }
+
+    /// What the demo runs now, outside the demo `None`.
+    pub fn demo_status(&self) -> Option<DemoStatus> {
+        self.demo.as_ref().map(DemoHandle::status)
+    }
+
+    /// Event batches the UI was too slow to take (dropped by the monitor, counted there).
+    pub fn dropped_events(&self) -> u64 {
+        self.monitor.dropped_events()
+    }
+
+    /// Traffic entries in those dropped batches.
+    pub fn dropped_entries(&self) -> u64 {
+        self.monitor.dropped_entries()
+    }
+
+    /// Commands refused because the monitor's queue was full.
+    pub fn refused_commands(&self) -> u64 {
+        self.refused_commands
+    }
+
+    /// Stops everything in order (see the module doc). Idempotent.
+    pub fn shutdown(&mut self) {
+        let Some(runtime) = self.runtime.take() else { return };
+        self.monitor.shutdown();
+        if let Some(demo) = self.demo.take() {
+            let stopped = runtime.block_on(async { tokio::time::timeout(SHUTDOWN_TIMEOUT, demo.shutdown()).await });
+            if stopped.is_err() {
+                tracing::warn!("the demo did not stop within {SHUTDOWN_TIMEOUT:?}");
+            }
+        }
+        runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,430 @@
+//! The dashboard application: owns the settings, the link, the model and the panels' view state;
+//! runs one frame (`show`) and the actions the panels return.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use egui::{Color32, RichText};
+
+use super::settings::{STORAGE_KEY, Settings};
+use super::{Action, connections, demo, files, nodes, rates, send, topology, traffic, widgets};
+use crate::link::{DemoWiring, Link};
+use crate::monitor::model::{Limits, Model};
+use crate::monitor::{LinkState, MonitorCommand, MonitorEvent, TapSource};
+
+/// Traffic entries folded into the model per frame at most: at 20 frames/s this is 500k/s, ten
+/// times the rate the dashboard is built for, and it bounds one frame's work when a backlog waits.
+const FRAME_BUDGET: usize = 25_000;
+
+/// Repaint period while data is live: 20 frames/s reads as live and costs little.
+const LIVE_REPAINT: Duration = Duration::from_millis(50);
+
+/// Repaint period when nothing moves (clocks, "reconnecting in N s").
+const IDLE_REPAINT: Duration = Duration::from_millis(250);
+
+/// Lines kept in the notice log.
+const NOTICES: usize = 50;
+
+/// The panels of the central area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Tab {
+    Traffic,
+    Rates,
+    Nodes,
+    Send,
+    Topology,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 5] = [Tab::Traffic, Tab::Rates, Tab::Nodes, Tab::Send, Tab::Topology];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Tab::Traffic => "Traffic",
+            Tab::Rates => "Rates",
+            Tab::Nodes => "Nodes",
+            Tab::Send => "Send",
+            Tab::Topology => "Topology",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Tab> {
+        Tab::ALL.into_iter().find(|t| t.label().eq_ignore_ascii_case(name))
+    }
+}
+
+/// How the app starts: settings (loaded or fresh), what the command line adds, the demo's wiring.
+pub struct Startup {
+    pub settings: Settings,
+    /// The Redis URL as given on the command line or in REDIS_URL, password included (this run only).
+    pub redis_url: Option<String>,
+    pub demo: Option<DemoWiring>,
+    pub tab: Option<Tab>,
+    /// Whether the settings are saved on exit (not in the demo, whose ports change every run).
+    pub persist: bool,
+    /// Close the window after this long (smoke tests).
+    pub exit_after: Option<Duration>,
+}
+
+/// The dashboard.
+pub struct DashboardApp {
+    pub settings: Settings,
+    pub model: Model,
+    pub tab: Tab,
+    pub link: Link,
+    /// The password typed in the connection panel (never saved).
+    pub redis_password: String,
+    /// The URL with password from the command line or REDIS_URL, while it matches the settings.
+    session_redis_url: Option<String>,
+    /// The demo's tap and nodes.
+    demo: Option<DemoWiring>,
+    persist: bool,
+    exit_after: Option<Duration>,
+    started: Instant,
+    pub traffic_ui: traffic::TrafficUi,
+    pub send_ui: send::SendUi,
+    pub connections_ui: connections::ConnectionsUi,
+    pub demo_ui: demo::DemoUi,
+    topology_ui: topology::TopologyUi,
+    files: files::Files,
+    /// Recent notices (newest last), with their time.
+    pub notices: VecDeque<(u64, String)>,
+    /// Whether the last frame folded any traffic (for the repaint throttle).
+    live: bool,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl DashboardApp {
+    /// Builds the app and starts watching what the settings and the startup name.
+    pub fn new(link: Link, startup: Startup) -> Self {
+        let mut app = DashboardApp {
+            tab: startup.tab.unwrap_or(if startup.settings.presenter { Tab::Topology } else { Tab::Traffic }),
+            settings: startup.settings,
+            model: Model::new(Limits::default()),
+            link,
+            redis_password: String::new(),
+            session_redis_url: None,
+            demo: startup.demo,
+            persist: startup.persist,
+            exit_after: startup.exit_after,
+            started: Instant::now(),
+            traffic_ui: traffic::TrafficUi::default(),
+            send_ui: send::SendUi::default(),
+            connections_ui: connections::ConnectionsUi::default(),
+            demo_ui: demo::DemoUi::default(),
+            topology_ui: topology::TopologyUi::default(),
+            files: files::Files::default(),
+            notices: VecDeque::new(),
+            live: false,
+        };
+        if let Some(url) = startup.redis_url {
+            app.settings.set_redis_url(&url);
+            app.session_redis_url = Some(url);
+        }
+        if let Some(demo) = &app.demo {
+            if let TapSource::Redis { url, prefix } = &demo.tap {
+                app.settings.set_redis_url(url);
+                app.settings.channel_prefix = prefix.clone();
+            }
+            for node in demo.nodes.clone() {
+                app.settings.add_node(node);
+            }
+        }
+        for node in app.settings.nodes.clone() {
+            app.model.nodes.upsert(node.clone());
+            app.link.command(MonitorCommand::AddNode(node));
+        }
+        if app.demo.is_some() || (app.settings.auto_connect && !app.settings.redis_url.is_empty()) {
+            app.run(Action::ConnectRedis);
+        }
+        if let Some(node) = app.settings.nodes.first() {
+            app.send_ui.node = node.hub_url.clone();
+        }
+        app
+    }
+
+    /// Whether this is `switchboard demo`.
+    pub fn is_demo(&self) -> bool {
+        self.demo.is_some()
+    }
+
+    /// Takes what arrived and folds it into the model (the per-frame budget applies).
+    pub fn pump(&mut self) {
+        let now = now_ms();
+        let events = self.link.drain(FRAME_BUDGET);
+        self.live = events.iter().any(|e| matches!(e, MonitorEvent::Traffic(v) if !v.is_empty()));
+        for event in events {
+            if let MonitorEvent::Announced(a) = &event
+                && self.model.nodes.get(&a.hub_url).is_none()
+            {
+                self.notice(format!("node {} announced itself at {}", a.node_name, a.url));
+            }
+            self.model.apply(event, now);
+        }
+        self.model.tick(now);
+    }
+
+    /// One frame: fold events, draw every panel, run their actions.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        self.pump();
+        let now = now_ms();
+        let mut actions = Vec::new();
+        let presenter = self.settings.presenter;
+        ui.ctx().set_zoom_factor(if presenter { 1.5 } else { 1.0 });
+
+        egui::Panel::top("top_bar").show(ui, |ui| {
+            self.top_bar(ui, now, &mut actions);
+        });
+        egui::Panel::bottom("status_bar").show(ui, |ui| {
+            self.status_bar(ui, now);
+        });
+        if !presenter {
+            egui::Panel::left("connections")
+                .resizable(true)
+                .default_size(300.0)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| {
+                        if let Some(status) = self.link.demo_status() {
+                            demo::show(ui, &status, &mut self.demo_ui, &mut actions);
+                            ui.separator();
+                        }
+                        connections::show(
+                            ui,
+                            &mut self.settings,
+                            &mut self.redis_password,
+                            &mut self.connections_ui,
+                            &self.model,
+                            self.demo.is_some(),
+                            now,
+                            &mut actions,
+                        );
+                    });
+                });
+        }
+        egui::CentralPanel::default().show(ui, |ui| match self.tab {
+            Tab::Traffic => traffic::show(ui, &mut self.model, &mut self.traffic_ui, &mut actions),
+            Tab::Rates => rates::show(ui, &self.model, now),
+            Tab::Nodes => nodes::show(ui, &self.model, now, &mut actions),
+            Tab::Send => send::show(ui, &self.model, &mut self.send_ui, &mut self.settings, now, &mut actions),
+            Tab::Topology => topology::show(ui, &self.model, &mut self.topology_ui, presenter, now),
+        });
+
+        for action in actions {
+            self.run(action);
+        }
+        let (notices, reconnect) = self.files.poll(&mut self.model, &mut self.settings);
+        for notice in notices {
+            self.notice(notice);
+        }
+        if reconnect {
+            self.apply_settings();
+        }
+        let period = if self.live { LIVE_REPAINT } else { IDLE_REPAINT };
+        ui.ctx().request_repaint_after(period);
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui, now: u64, actions: &mut Vec<Action>) {
+        ui.horizontal(|ui| {
+            ui.heading(RichText::new("Switchboard").strong());
+            if self.is_demo() {
+                ui.label(RichText::new("demo").color(Color32::from_rgb(230, 160, 40)));
+            }
+            ui.separator();
+            for tab in Tab::ALL {
+                ui.selectable_value(&mut self.tab, tab, tab.label());
+            }
+            ui.separator();
+            ui.menu_button("File", |ui| files::menu(ui, self.model.traffic.offline().is_some(), actions));
+            ui.toggle_value(&mut self.settings.presenter, "Presenter");
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                widgets::link_state(ui, "Redis", &self.model.tap.state, now);
+            });
+        });
+    }
+
+    fn status_bar(&self, ui: &mut egui::Ui, now: u64) {
+        ui.horizontal_wrapped(|ui| {
+            let t = &self.model.traffic;
+            ui.label(format!(
+                "{} msg/s · {}/s",
+                widgets::si(self.model.rates.messages_per_sec(now, 5)),
+                widgets::bytes(self.model.rates.bytes_per_sec(now, 5) as u64)
+            ));
+            ui.separator();
+            ui.label(format!("{} seen · {} kept · {} evicted", t.total_seen(), t.len(), t.evicted()));
+            let dropped = self.link.dropped_entries();
+            ui.separator();
+            let text = format!("{dropped} dropped (UI behind)");
+            if dropped > 0 {
+                ui.label(RichText::new(text).color(widgets::WARN));
+            } else {
+                ui.label(text);
+            }
+            if self.link.refused_commands() > 0 {
+                ui.separator();
+                ui.label(
+                    RichText::new(format!("{} commands refused (queue full)", self.link.refused_commands()))
+                        .color(widgets::WARN),
+                );
+            }
+            if let Some((at, text)) = self.notices.back() {
+                ui.separator();
+                ui.label(format!("{} {}", widgets::clock(*at), text)).on_hover_ui(|ui| {
+                    for (at, text) in self.notices.iter().rev().take(15) {
+                        ui.label(format!("{} {}", widgets::clock(*at), text));
+                    }
+                });
+            }
+        });
+    }
+
+    /// Runs one action.
+    pub fn run(&mut self, action: Action) {
+        match action {
+            Action::Monitor(command) => {
+                if let MonitorCommand::AddNode(target) = &command {
+                    self.model.nodes.upsert(target.clone());
+                    if self.settings.add_node(target.clone()) && self.send_ui.node.is_empty() {
+                        self.send_ui.node = target.hub_url.clone();
+                    }
+                }
+                if !self.link.command(command) {
+                    self.notice("the monitor is busy: command refused, try again".to_string());
+                }
+            }
+            Action::Demo(command) => self.link.demo_command(command),
+            Action::ConnectRedis => {
+                let source = self.tap_source();
+                match source {
+                    Ok(source) => {
+                        self.link.command(MonitorCommand::SetTap(Some(source)));
+                    }
+                    Err(e) => {
+                        self.model.apply(
+                            MonitorEvent::Tap { state: LinkState::Failed { error: e.clone() }, at_ms: now_ms() },
+                            now_ms(),
+                        );
+                        self.notice(e);
+                    }
+                }
+            }
+            Action::DisconnectRedis => {
+                self.link.command(MonitorCommand::SetTap(None));
+            }
+            Action::RemoveNode(hub_url) => {
+                self.settings.nodes.retain(|n| n.hub_url != hub_url);
+                self.model.nodes.remove(&hub_url);
+                self.link.command(MonitorCommand::RemoveNode(hub_url));
+            }
+            Action::Export(format) => self.files.export(format, &self.model),
+            Action::OpenCapture => self.files.open_capture(),
+            Action::CloseCapture => {
+                self.model.traffic.close_offline();
+                self.notice("back to the live stream".to_string());
+            }
+            Action::SaveWorkspace => self.files.save_workspace(self.settings.workspace()),
+            Action::OpenWorkspace => self.files.open_workspace(),
+            Action::Notice(text) => self.notice(text),
+        }
+    }
+
+    /// Watches what the settings list (after a workspace was opened): every node, and the tap.
+    pub fn apply_settings(&mut self) {
+        for node in self.settings.nodes.clone() {
+            self.model.nodes.upsert(node.clone());
+            self.link.command(MonitorCommand::AddNode(node));
+        }
+        if !self.settings.redis_url.is_empty() {
+            self.run(Action::ConnectRedis);
+        }
+    }
+
+    /// The tap source for the settings: the demo's, or Redis with the typed password.
+    fn tap_source(&self) -> Result<TapSource, String> {
+        if let Some(demo) = &self.demo
+            && matches!(demo.tap, TapSource::Memory { .. })
+        {
+            return Ok(demo.tap.clone());
+        }
+        let url = self.settings.redis_url.trim();
+        if url.is_empty() {
+            return Err("enter a Redis URL first (redis://host:6379/0)".to_string());
+        }
+        let url = match &self.session_redis_url {
+            Some(session) if crate::monitor::model::workspace::strip_password(session) == url => session.clone(),
+            _ if !self.redis_password.is_empty() => with_password(url, &self.redis_password)?,
+            _ => url.to_string(),
+        };
+        Ok(TapSource::Redis { url, prefix: self.settings.channel_prefix.clone() })
+    }
+
+    /// Adds a line to the notice log.
+    pub fn notice(&mut self, text: String) {
+        tracing::info!("{text}");
+        self.notices.push_back((now_ms(), text));
+        while self.notices.len() > NOTICES {
+            self.notices.pop_front();
+        }
+    }
+
+    /// The settings to save, if this run saves any.
+    pub fn settings_to_save(&self) -> Option<&Settings> {
+        self.persist.then_some(&self.settings)
+    }
+}
+
+/// Puts `password` into a password-free redis:// URL.
+fn with_password(url: &str, password: &str) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("'{url}' is not a redis:// URL"))?;
+    let (user, host) = match rest.split_once('@') {
+        Some((user, host)) => (user, host),
+        None => ("", rest),
+    };
+    let password = crate::client::encode_component(password);
+    Ok(format!("{scheme}://{user}:{password}@{host}"))
+}
+
+impl eframe::App for DashboardApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+        if let Some(limit) = self.exit_after
+            && self.started.elapsed() >= limit
+        {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if let Some(settings) = self.settings_to_save() {
+            eframe::set_value(storage, STORAGE_KEY, settings);
+        }
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.link.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_password_goes_into_the_url() {
+        assert_eq!(with_password("redis://h:6379/2", "p@ss").unwrap(), "redis://:p%40ss@h:6379/2");
+        assert_eq!(with_password("redis://u@h", "x").unwrap(), "redis://u:x@h");
+        assert!(with_password("h:6379", "x").is_err());
+    }
+
+    #[test]
+    fn tabs_have_names() {
+        assert_eq!(Tab::from_name("nodes"), Some(Tab::Nodes));
+        assert_eq!(Tab::from_name("nope"), None);
+    }
+}

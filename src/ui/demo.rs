@@ -1,0 +1,75 @@
+//! The demo panel (only in `switchboard demo`): the backplane and the nodes with their addresses
+//! (the chat page opens in a browser), buttons to add or stop a node and to stop or restart the
+//! backplane, and the simulated clients' settings.
+
+use egui::{RichText, Ui};
+
+use super::{Action, widgets};
+use crate::demo::{DemoCommand, DemoStatus, SimSettings};
+
+/// The panel's state: the simulation settings as edited (applied with a button, so dragging a
+/// slider does not reconnect hundreds of clients on every step).
+#[derive(Debug, Default)]
+pub struct DemoUi {
+    pub sim: Option<SimSettings>,
+}
+
+pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut Vec<Action>) {
+    ui.heading("Demo");
+    ui.horizontal(|ui| {
+        let (color, words) = if status.backplane_running {
+            (widgets::OK, "running")
+        } else {
+            (widgets::BAD, "stopped")
+        };
+        widgets::dot(ui, color);
+        let what = match &status.redis_url {
+            Some(url) => format!("redis-server {url}"),
+            None => "in-memory backplane".to_string(),
+        };
+        ui.label(format!("{what}: {words}"));
+    });
+    ui.horizontal(|ui| {
+        if status.backplane_running {
+            if ui.button("Stop backplane").clicked() {
+                actions.push(Action::Demo(DemoCommand::StopBackplane));
+            }
+        } else if ui.button("Start backplane").clicked() {
+            actions.push(Action::Demo(DemoCommand::StartBackplane));
+        }
+        if ui.button("Add node").clicked() {
+            actions.push(Action::Demo(DemoCommand::AddNode));
+        }
+    });
+    for node in &status.nodes {
+        ui.horizontal(|ui| {
+            widgets::dot(ui, if node.running { widgets::OK } else { widgets::IDLE });
+            ui.label(RichText::new(&node.name).strong());
+            if node.running {
+                ui.hyperlink_to(&node.base_url, &node.base_url).on_hover_text("The chat page of this node");
+                if ui.small_button("Stop").on_hover_text(format!("Stop {}", node.name)).clicked() {
+                    actions.push(Action::Demo(DemoCommand::StopNode(node.name.clone())));
+                }
+            } else {
+                ui.label(RichText::new("stopped").weak());
+            }
+        });
+    }
+
+    ui.add_space(4.0);
+    ui.label(RichText::new("Simulated clients").strong());
+    let sim = state.sim.get_or_insert_with(|| status.sim.clone());
+    ui.add(egui::Slider::new(&mut sim.clients_per_node, 0..=200).text("per node"));
+    ui.add(egui::Slider::new(&mut sim.messages_per_sec, 0.0..=2000.0).logarithmic(true).text("msg/s"));
+    ui.add(egui::Slider::new(&mut sim.group_share, 0.0..=1.0).text("in groups"));
+    ui.horizontal(|ui| {
+        let changed = *sim != status.sim;
+        if ui.add_enabled(changed, egui::Button::new("Apply")).clicked() {
+            actions.push(Action::Demo(DemoCommand::SetSimulation(sim.clone())));
+        }
+        ui.label(format!("{} connected · {} sent · {} received", status.sim_clients, status.sim_sent, status.sim_received));
+    });
+    if let Some(e) = &status.last_error {
+        ui.label(RichText::new(e).color(widgets::BAD));
+    }
+}

@@ -1,0 +1,201 @@
+//! Files: export the captured traffic (JSON Lines, CSV), open a capture to browse offline, save
+//! and open a workspace. Dialogs (rfd) and file I/O run on a short-lived thread each, so the UI
+//! never waits on them; results come back over a channel polled every frame. One at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use egui::Ui;
+
+use super::Action;
+use super::settings::Settings;
+use crate::monitor::model::capture;
+use crate::monitor::model::workspace::Workspace;
+use crate::monitor::model::{Model, TrafficEntry};
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    JsonLines,
+    Csv,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::JsonLines => "jsonl",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+/// What a background file job produced.
+enum Outcome {
+    Notice(String),
+    Capture { name: String, entries: Vec<TrafficEntry>, note: String },
+    Workspace { name: String, workspace: Workspace },
+}
+
+/// The background jobs' channel; `busy` while a dialog is open.
+#[derive(Default)]
+pub struct Files {
+    results: Option<mpsc::Receiver<Outcome>>,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files").field("busy", &self.results.is_some()).finish()
+    }
+}
+
+/// The File menu's items.
+pub fn menu(ui: &mut Ui, offline: bool, actions: &mut Vec<Action>) {
+    if ui.button("Export traffic as JSON Lines…").clicked() {
+        actions.push(Action::Export(Format::JsonLines));
+        ui.close();
+    }
+    if ui.button("Export traffic as CSV…").clicked() {
+        actions.push(Action::Export(Format::Csv));
+        ui.close();
+    }
+    if ui.button("Open capture…").clicked() {
+        actions.push(Action::OpenCapture);
+        ui.close();
+    }
+    if offline && ui.button("Back to live traffic").clicked() {
+        actions.push(Action::CloseCapture);
+        ui.close();
+    }
+    ui.separator();
+    if ui.button("Save workspace…").clicked() {
+        actions.push(Action::SaveWorkspace);
+        ui.close();
+    }
+    if ui.button("Open workspace…").clicked() {
+        actions.push(Action::OpenWorkspace);
+        ui.close();
+    }
+}
+
+/// Writes entries to `path` in `format`. Returns how many were written.
+pub fn write_capture(path: &Path, format: Format, entries: &[TrafficEntry]) -> Result<u64, String> {
+    let file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let written = match format {
+        Format::JsonLines => capture::write_jsonl(entries.iter(), &mut w),
+        Format::Csv => capture::write_csv(entries.iter(), &mut w),
+    }
+    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    std::io::Write::flush(&mut w).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(written)
+}
+
+/// Reads a JSON Lines capture: (entries, a note on what was skipped).
+pub fn read_capture(path: &Path) -> Result<(Vec<TrafficEntry>, String), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let capture = capture::read_jsonl(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let note = if capture.skipped > 0 { format!(" ({} past the limit skipped)", capture.skipped) } else { String::new() };
+    Ok((capture.entries, note))
+}
+
+/// Reads a workspace file.
+pub fn read_workspace(path: &Path) -> Result<Workspace, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Workspace::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+}
+
+impl Files {
+    fn spawn(&mut self, job: impl FnOnce() -> Option<Outcome> + Send + 'static) -> bool {
+        if self.results.is_some() {
+            return false;
+        }
+        let (tx, rx) = mpsc::channel();
+        self.results = Some(rx);
+        let spawned = std::thread::Builder::new().name("switchboard-file".into()).spawn(move || {
+            let outcome = job().unwrap_or(Outcome::Notice("no file chosen".to_string()));
+            let _ = tx.send(outcome);
+        });
+        if let Err(e) = spawned {
+            self.results = None;
+            tracing::warn!("cannot start the file thread: {e}");
+            return false;
+        }
+        true
+    }
+
+    /// Asks where to save, then writes the traffic kept now (a copy, so capture goes on).
+    pub fn export(&mut self, format: Format, model: &Model) {
+        let entries: Vec<TrafficEntry> = model.traffic.iter().cloned().collect();
+        self.spawn(move || {
+            let path: PathBuf = rfd::FileDialog::new()
+                .set_file_name(format!("switchboard-capture.{}", format.extension()))
+                .add_filter(format.extension(), &[format.extension()])
+                .save_file()?;
+            Some(Outcome::Notice(match write_capture(&path, format, &entries) {
+                Ok(n) => format!("exported {n} messages to {}", path.display()),
+                Err(e) => e,
+            }))
+        });
+    }
+
+    pub fn open_capture(&mut self) {
+        self.spawn(|| {
+            let path = rfd::FileDialog::new().add_filter("JSON Lines capture", &["jsonl", "json"]).pick_file()?;
+            Some(match read_capture(&path) {
+                Ok((entries, note)) => Outcome::Capture { name: file_name(&path), entries, note },
+                Err(e) => Outcome::Notice(e),
+            })
+        });
+    }
+
+    pub fn save_workspace(&mut self, workspace: Workspace) {
+        self.spawn(move || {
+            let path = rfd::FileDialog::new()
+                .set_file_name("switchboard-workspace.json")
+                .add_filter("workspace", &["json"])
+                .save_file()?;
+            Some(Outcome::Notice(match std::fs::write(&path, workspace.to_json()) {
+                Ok(()) => format!("workspace saved to {} (no password)", path.display()),
+                Err(e) => format!("cannot write {}: {e}", path.display()),
+            }))
+        });
+    }
+
+    pub fn open_workspace(&mut self) {
+        self.spawn(|| {
+            let path = rfd::FileDialog::new().add_filter("workspace", &["json"]).pick_file()?;
+            Some(match read_workspace(&path) {
+                Ok(workspace) => Outcome::Workspace { name: file_name(&path), workspace },
+                Err(e) => Outcome::Notice(e),
+            })
+        });
+    }
+
+    /// Applies what a finished job produced; returns notices, and whether settings changed (a
+    /// workspace was opened: the caller reconnects).
+    pub fn poll(&mut self, model: &mut Model, settings: &mut Settings) -> (Vec<String>, bool) {
+        let Some(rx) = &self.results else { return (Vec::new(), false) };
+        let outcome = match rx.try_recv() {
+            Ok(outcome) => outcome,
+            Err(mpsc::TryRecvError::Empty) => return (Vec::new(), false),
+            Err(mpsc::TryRecvError::Disconnected) => Outcome::Notice("the file dialog ended unexpectedly".into()),
+        };
+        self.results = None;
+        match outcome {
+            Outcome::Notice(text) => (vec![text], false),
+            Outcome::Capture { name, entries, note } => {
+                let n = entries.len();
+                model.traffic.load(entries, name.clone());
+                (vec![format!("opened capture {name}: {n} messages{note}")], false)
+            }
+            Outcome::Workspace { name, workspace } => {
+                settings.apply_workspace(workspace);
+                (vec![format!("opened workspace {name}")], true)
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The send panel: pick a node, a target (all, others, group, user, connection) and a message (the
+//! chat hub's methods, or any method with JSON arguments for a foreign hub), once or as a burst of
+//! N at R per second; below, the traces: when Redis saw each message, when each node's probe got
+//! it (per-hop latency), and which node did not within the timeout.
+
+use egui::{RichText, Ui};
+
+use super::settings::Settings;
+use super::{Action, widgets};
+use crate::monitor::model::Model;
+use crate::monitor::{MonitorCommand, SendBody, SendRequest, SendTarget};
+
+/// Which kind of target is picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetKind {
+    #[default]
+    All,
+    Others,
+    Group,
+    User,
+    Connection,
+}
+
+impl TargetKind {
+    const ALL: [TargetKind; 5] =
+        [TargetKind::All, TargetKind::Others, TargetKind::Group, TargetKind::User, TargetKind::Connection];
+
+    fn label(self) -> &'static str {
+        match self {
+            TargetKind::All => "all",
+            TargetKind::Others => "others",
+            TargetKind::Group => "group",
+            TargetKind::User => "user",
+            TargetKind::Connection => "connection",
+        }
+    }
+}
+
+/// The form's state between frames.
+#[derive(Debug)]
+pub struct SendUi {
+    /// The sending node's hub URL.
+    pub node: String,
+    pub target: TargetKind,
+    /// The group name, user id or connection id.
+    pub scope: String,
+    /// Any method with JSON args instead of the chat methods.
+    pub custom: bool,
+    pub text: String,
+    pub method: String,
+    pub args_json: String,
+    pub count: u32,
+    pub rate: f64,
+    pub error: Option<String>,
+}
+
+impl Default for SendUi {
+    fn default() -> Self {
+        Self {
+            node: String::new(),
+            target: TargetKind::All,
+            scope: "room-1".to_string(),
+            custom: false,
+            text: "hello from the dashboard".to_string(),
+            method: "SendMessage".to_string(),
+            args_json: r#"["dashboard", "hello {trace}"]"#.to_string(),
+            count: 1,
+            rate: 10.0,
+            error: None,
+        }
+    }
+}
+
+impl SendUi {
+    /// The request the form describes, or why it cannot be sent.
+    pub fn request(&self, user: &str) -> Result<SendRequest, String> {
+        if self.node.is_empty() {
+            return Err("choose a node to send through".to_string());
+        }
+        let scope = self.scope.trim().to_string();
+        let target = match self.target {
+            TargetKind::All => SendTarget::All,
+            TargetKind::Others => SendTarget::Others,
+            TargetKind::Group | TargetKind::User | TargetKind::Connection if scope.is_empty() => {
+                return Err(format!("enter the {} to send to", self.target.label()));
+            }
+            TargetKind::Group => SendTarget::Group(scope),
+            TargetKind::User => SendTarget::User(scope),
+            TargetKind::Connection => SendTarget::Connection(scope),
+        };
+        let body = if self.custom {
+            let parsed: serde_json::Value =
+                serde_json::from_str(&self.args_json).map_err(|e| format!("arguments are not valid JSON: {e}"))?;
+            if !parsed.is_array() {
+                return Err("arguments must be a JSON array, like [\"ann\", \"hi\"]".to_string());
+            }
+            if self.method.trim().is_empty() {
+                return Err("enter a method name".to_string());
+            }
+            SendBody::Custom { method: self.method.trim().to_string(), args_json: self.args_json.clone() }
+        } else {
+            SendBody::Chat { user: user.to_string(), text: self.text.clone() }
+        };
+        Ok(SendRequest {
+            node: self.node.clone(),
+            target,
+            body,
+            count: self.count.max(1),
+            rate_per_sec: self.rate.max(0.1),
+        })
+    }
+}
+
+pub fn show(ui: &mut Ui, model: &Model, state: &mut SendUi, settings: &mut Settings, now: u64, actions: &mut Vec<Action>) {
+    ui.heading("Send a test message");
+    egui::Grid::new("send_form").num_columns(2).spacing([10.0, 6.0]).show(ui, |ui| {
+        ui.label("Through node");
+        let current = model
+            .nodes
+            .get(&state.node)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| if state.node.is_empty() { "choose…".to_string() } else { state.node.clone() });
+        egui::ComboBox::from_id_salt("send_node").selected_text(current).show_ui(ui, |ui| {
+            for row in model.nodes.rows() {
+                ui.selectable_value(&mut state.node, row.target.hub_url.clone(), &row.name);
+            }
+        });
+        ui.end_row();
+
+        ui.label("To");
+        ui.horizontal(|ui| {
+            for kind in TargetKind::ALL {
+                ui.selectable_value(&mut state.target, kind, kind.label());
+            }
+            if matches!(state.target, TargetKind::Group | TargetKind::User | TargetKind::Connection) {
+                ui.add(egui::TextEdit::singleline(&mut state.scope).hint_text(state.target.label()).desired_width(160.0));
+            }
+        });
+        ui.end_row();
+
+        ui.label("Message");
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut state.custom, false, "chat hub");
+            ui.selectable_value(&mut state.custom, true, "any method");
+        });
+        ui.end_row();
+
+        if state.custom {
+            ui.label("Method");
+            ui.add(egui::TextEdit::singleline(&mut state.method).desired_width(200.0));
+            ui.end_row();
+            ui.label("Arguments (JSON)");
+            ui.add(egui::TextEdit::singleline(&mut state.args_json).desired_width(360.0))
+                .on_hover_text("A JSON array. {trace} inside a string becomes the trace marker.");
+            ui.end_row();
+        } else {
+            ui.label("From user");
+            ui.add(egui::TextEdit::singleline(&mut settings.send_user).desired_width(200.0));
+            ui.end_row();
+            ui.label("Text");
+            ui.add(egui::TextEdit::singleline(&mut state.text).desired_width(360.0));
+            ui.end_row();
+        }
+
+        ui.label("Count");
+        ui.horizontal(|ui| {
+            ui.add(egui::DragValue::new(&mut state.count).range(1..=100_000));
+            ui.label("at");
+            ui.add(egui::DragValue::new(&mut state.rate).range(0.1..=10_000.0).speed(1.0));
+            ui.label("per second");
+        });
+        ui.end_row();
+    });
+    ui.horizontal(|ui| {
+        if ui.button(RichText::new("Send").strong()).clicked() {
+            match state.request(&settings.send_user) {
+                Ok(request) => {
+                    state.error = None;
+                    actions.push(Action::Monitor(MonitorCommand::Send(request)));
+                }
+                Err(e) => state.error = Some(e),
+            }
+        }
+        if ui.button("Stop bursts").clicked() {
+            actions.push(Action::Monitor(MonitorCommand::StopBursts));
+        }
+    });
+    if let Some(e) = &state.error {
+        ui.label(RichText::new(e).color(widgets::BAD));
+    }
+
+    ui.separator();
+    traces(ui, model, now);
+}
+
+fn traces(ui: &mut Ui, model: &Model, now: u64) {
+    let traces = &model.traces;
+    let summary = traces.summary();
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("Traces").strong());
+        ui.label(format!(
+            "{} sent · {} delivered everywhere · {} partial · {} failed · end to end p50 {} p95 {} max {}",
+            summary.count,
+            summary.delivered,
+            summary.partial,
+            summary.failed,
+            summary.p50_ms.map(widgets::millis).unwrap_or_else(|| "–".into()),
+            summary.p95_ms.map(widgets::millis).unwrap_or_else(|| "–".into()),
+            summary.max_ms.map(widgets::millis).unwrap_or_else(|| "–".into()),
+        ));
+    });
+    let name = |url: &str| model.nodes.get(url).map(|r| r.name.clone()).unwrap_or_else(|| url.to_string());
+    egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
+        egui::Grid::new("traces").striped(true).num_columns(6).spacing([12.0, 4.0]).show(ui, |ui| {
+            for t in ["trace", "sent", "via → to", "Redis saw it", "received by", "status"] {
+                ui.label(RichText::new(t).strong());
+            }
+            ui.end_row();
+            for trace in traces.recent().take(200) {
+                ui.label(RichText::new(format!("{:x}", trace.id)).monospace());
+                ui.label(widgets::clock_ms(trace.sent_at_ms));
+                ui.label(format!("{} → {}", name(&trace.node), target_text(&trace.target)));
+                ui.label(
+                    trace
+                        .redis_at_ms
+                        .map(|r| format!("+{}", widgets::millis(r.saturating_sub(trace.sent_at_ms) as f64)))
+                        .unwrap_or_else(|| "–".into()),
+                );
+                let hops: Vec<String> = trace
+                    .receipts
+                    .iter()
+                    .map(|(node, at)| {
+                        let from = trace.redis_at_ms.unwrap_or(trace.sent_at_ms);
+                        format!("{} +{}", name(node), widgets::millis(at.saturating_sub(from) as f64))
+                    })
+                    .collect();
+                ui.label(if hops.is_empty() { "–".to_string() } else { hops.join(", ") });
+                let (color, text) = status_text(trace, now, &name);
+                ui.label(RichText::new(text).color(color));
+                ui.end_row();
+            }
+        });
+        if traces.recent().next().is_none() {
+            ui.label(RichText::new("Send a message: its trace shows up here.").weak());
+        }
+    });
+}
+
+fn target_text(target: &SendTarget) -> String {
+    match target {
+        SendTarget::All => "all".into(),
+        SendTarget::Others => "others".into(),
+        SendTarget::Group(g) => format!("group {g}"),
+        SendTarget::User(u) => format!("user {u}"),
+        SendTarget::Connection(c) => format!("connection {c}"),
+    }
+}
+
+fn status_text(
+    trace: &crate::monitor::model::traces::Trace,
+    now: u64,
+    name: &dyn Fn(&str) -> String,
+) -> (egui::Color32, String) {
+    use crate::monitor::model::traces::TraceStatus;
+    match trace.status(now) {
+        TraceStatus::Pending => (widgets::WARN, "waiting…".to_string()),
+        TraceStatus::Delivered => (widgets::OK, "delivered".to_string()),
+        TraceStatus::Partial { missing } => (
+            widgets::BAD,
+            format!("not received by {}", missing.iter().map(|m| name(m)).collect::<Vec<_>>().join(", ")),
+        ),
+        TraceStatus::Failed(e) => (widgets::BAD, format!("failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_says_what_is_missing() {
+        let mut s = SendUi::default();
+        assert!(s.request("me").unwrap_err().contains("node"));
+        s.node = "http://h/chat".into();
+        s.target = TargetKind::Group;
+        s.scope = " ".into();
+        assert!(s.request("me").unwrap_err().contains("group"));
+        s.scope = "room".into();
+        let r = s.request("me").unwrap();
+        assert_eq!(r.target, SendTarget::Group("room".into()));
+        s.custom = true;
+        s.args_json = "{".into();
+        assert!(s.request("me").unwrap_err().contains("not valid JSON"));
+        s.args_json = "{}".into();
+        assert!(s.request("me").unwrap_err().contains("array"));
+    }
+}

@@ -1,0 +1,144 @@
+//! What the dashboard remembers between runs (eframe persistence), kept apart from runtime state.
+//! Every field has a default (`#[serde(default)]`), so a save from an older version still loads.
+//! Never a password: URLs are stored with theirs stripped, and the password field is not here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::monitor::NodeTarget;
+use crate::monitor::model::workspace::{Workspace, strip_password};
+
+/// The eframe storage key.
+pub const STORAGE_KEY: &str = "switchboard.settings";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The Redis URL without its password.
+    pub redis_url: String,
+    pub channel_prefix: String,
+    /// Connect the tap at start.
+    pub auto_connect: bool,
+    /// Nodes the user added (announced ones are found again by heartbeat).
+    pub nodes: Vec<NodeTarget>,
+    pub presenter: bool,
+    /// Default sender name for chat test messages.
+    pub send_user: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            channel_prefix: String::new(),
+            auto_connect: true,
+            nodes: Vec::new(),
+            presenter: false,
+            send_user: "dashboard".to_string(),
+        }
+    }
+}
+
+impl Settings {
+    /// Sets the Redis URL, keeping only the password-free form.
+    pub fn set_redis_url(&mut self, url: &str) {
+        self.redis_url = strip_password(url.trim());
+    }
+
+    /// Adds a node unless one with the same hub URL is listed. True if added.
+    pub fn add_node(&mut self, target: NodeTarget) -> bool {
+        if self.nodes.iter().any(|n| n.hub_url == target.hub_url) {
+            return false;
+        }
+        self.nodes.push(target);
+        true
+    }
+
+    /// The workspace file's content for these settings.
+    pub fn workspace(&self) -> Workspace {
+        Workspace {
+            redis_url: strip_password(&self.redis_url),
+            channel_prefix: self.channel_prefix.clone(),
+            nodes: self.nodes.clone(),
+        }
+    }
+
+    /// Takes the Redis URL, prefix and node list from a workspace.
+    pub fn apply_workspace(&mut self, workspace: Workspace) {
+        self.set_redis_url(&workspace.redis_url);
+        self.channel_prefix = workspace.channel_prefix;
+        self.nodes = workspace.nodes;
+    }
+}
+
+/// Parses `HUB_URL[,STATS_URL|none]` as given to `--node` or typed in the UI. A Switchboard
+/// node's stats URL is derived from the hub URL's origin when it is left out.
+pub fn parse_node(text: &str) -> Result<NodeTarget, String> {
+    let (hub, stats) = match text.split_once(',') {
+        Some((hub, stats)) => (hub.trim(), Some(stats.trim())),
+        None => (text.trim(), None),
+    };
+    let origin = origin_of(hub).ok_or_else(|| format!("'{hub}' is not an http:// or https:// URL"))?;
+    let monitor_url = match stats {
+        Some(s) if s.eq_ignore_ascii_case("none") || s.is_empty() => None,
+        Some(s) => {
+            origin_of(s).ok_or_else(|| format!("'{s}' is not an http:// or https:// URL"))?;
+            Some(s.to_string())
+        }
+        None => Some(format!("{origin}/switchboard/stats")),
+    };
+    Ok(NodeTarget { hub_url: hub.trim_end_matches('/').to_string(), monitor_url })
+}
+
+/// `scheme://host:port` of an http(s) URL.
+fn origin_of(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+    let host_len = rest.find('/').unwrap_or(rest.len());
+    if host_len == 0 {
+        return None;
+    }
+    Some(&url[..url.len() - rest.len() + host_len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_without_stats_url_gets_the_switchboard_one() {
+        let n = parse_node("http://127.0.0.1:5001/chat").unwrap();
+        assert_eq!(n.hub_url, "http://127.0.0.1:5001/chat");
+        assert_eq!(n.monitor_url.as_deref(), Some("http://127.0.0.1:5001/switchboard/stats"));
+    }
+
+    #[test]
+    fn none_means_a_node_without_monitor_endpoint() {
+        let n = parse_node("https://chat.example:443/hubs/chat, none").unwrap();
+        assert_eq!(n.monitor_url, None);
+        let n = parse_node("http://h:1/chat,http://h:2/stats").unwrap();
+        assert_eq!(n.monitor_url.as_deref(), Some("http://h:2/stats"));
+    }
+
+    #[test]
+    fn bad_node_urls_are_readable_errors() {
+        assert!(parse_node("localhost:5001").unwrap_err().contains("not an http"));
+        assert!(parse_node("http:///chat").is_err());
+        assert!(parse_node("http://h/chat,ftp://x").is_err());
+    }
+
+    #[test]
+    fn settings_never_keep_a_password() {
+        let mut s = Settings::default();
+        s.set_redis_url("redis://:hunter2@127.0.0.1:6379/3");
+        assert!(!s.redis_url.contains("hunter2"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("hunter2"));
+    }
+
+    #[test]
+    fn old_saves_load_with_defaults() {
+        let s: Settings = serde_json::from_str(r#"{"redis_url":"redis://h:1"}"#).unwrap();
+        assert_eq!(s.redis_url, "redis://h:1");
+        assert_eq!(s.send_user, "dashboard");
+        assert!(s.auto_connect);
+    }
+}

@@ -1,0 +1,148 @@
+//! Small shared widgets and formatters: link-state badges, numbers, clocks, sparklines.
+
+use egui::{Color32, RichText, Stroke, Ui, Vec2};
+
+use crate::monitor::LinkState;
+
+pub const OK: Color32 = Color32::from_rgb(80, 190, 110);
+pub const WARN: Color32 = Color32::from_rgb(230, 160, 40);
+pub const BAD: Color32 = Color32::from_rgb(230, 80, 70);
+pub const IDLE: Color32 = Color32::from_rgb(140, 140, 140);
+
+/// Color and words for a link state ("connected", "reconnecting in 3 s: why", "failed: why").
+pub fn describe(state: &LinkState, now_ms: u64) -> (Color32, String) {
+    match state {
+        LinkState::Idle => (IDLE, "not connected".to_string()),
+        LinkState::Connecting => (WARN, "connecting…".to_string()),
+        LinkState::Connected => (OK, "connected".to_string()),
+        LinkState::Reconnecting { attempt, retry_at_ms, error } => {
+            let secs = retry_at_ms.saturating_sub(now_ms).div_ceil(1000);
+            let when = if secs == 0 { "now".to_string() } else { format!("in {secs} s") };
+            (BAD, format!("reconnecting {when} (attempt {attempt}): {error}"))
+        }
+        LinkState::Failed { error } => (BAD, format!("failed: {error}")),
+    }
+}
+
+/// A colored dot and the state's words, labelled.
+pub fn link_state(ui: &mut Ui, label: &str, state: &LinkState, now_ms: u64) {
+    let (color, text) = describe(state, now_ms);
+    ui.horizontal(|ui| {
+        dot(ui, color);
+        let full = format!("{label}: {text}");
+        let shown: String = if full.chars().count() > 90 {
+            full.chars().take(88).chain("…".chars()).collect()
+        } else {
+            full.clone()
+        };
+        ui.label(RichText::new(shown).color(color)).on_hover_text(full);
+    });
+}
+
+/// A filled circle of the text height.
+pub fn dot(ui: &mut Ui, color: Color32) {
+    let size = ui.text_style_height(&egui::TextStyle::Body) * 0.6;
+    let (rect, _) = ui.allocate_exact_size(Vec2::splat(size), egui::Sense::hover());
+    ui.painter().circle_filled(rect.center(), size / 2.0, color);
+}
+
+/// 1234567 → "1.23M", 950 → "950", 12.5 → "12.5".
+pub fn si(value: f64) -> String {
+    let a = value.abs();
+    if a >= 1e9 {
+        format!("{:.2}G", value / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.2}M", value / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", value / 1e3)
+    } else if a >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+/// Bytes in B / KiB / MiB / GiB.
+pub fn bytes(n: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = n as f64;
+    if f >= K * K * K {
+        format!("{:.2} GiB", f / (K * K * K))
+    } else if f >= K * K {
+        format!("{:.1} MiB", f / (K * K))
+    } else if f >= K {
+        format!("{:.1} KiB", f / K)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// HH:MM:SS.mmm (UTC) of a unix-ms time.
+pub fn clock_ms(at_ms: u64) -> String {
+    let secs = at_ms / 1000;
+    format!("{}.{:03}", clock_of(secs), at_ms % 1000)
+}
+
+/// HH:MM:SS (UTC) of a unix-ms time.
+pub fn clock(at_ms: u64) -> String {
+    clock_of(at_ms / 1000)
+}
+
+fn clock_of(secs: u64) -> String {
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+/// A duration in ms with sensible precision.
+pub fn millis(ms: f64) -> String {
+    if ms < 10.0 { format!("{ms:.2} ms") } else if ms < 1000.0 { format!("{ms:.0} ms") } else { format!("{:.2} s", ms / 1000.0) }
+}
+
+/// A small line chart of `values` (oldest first), scaled to its own maximum.
+pub fn sparkline(ui: &mut Ui, values: &[f64], size: Vec2, color: Color32) {
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+    if values.len() >= 2 {
+        let max = values.iter().cloned().fold(1.0_f64, f64::max);
+        let step = rect.width() / (values.len() - 1) as f32;
+        let points: Vec<egui::Pos2> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                egui::pos2(
+                    rect.left() + i as f32 * step,
+                    rect.bottom() - 2.0 - (*v / max) as f32 * (rect.height() - 4.0),
+                )
+            })
+            .collect();
+        painter.add(egui::Shape::line(points, Stroke::new(1.5, color)));
+    }
+    if let (Some(last), Some(max)) = (values.last(), values.iter().cloned().reduce(f64::max)) {
+        response.on_hover_text(format!("now {last:.0}, max {max:.0} (last {} samples)", values.len()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(si(950.0), "950");
+        assert_eq!(si(12.5), "12.5");
+        assert_eq!(si(52_340.0), "52.3k");
+        assert_eq!(si(1_234_567.0), "1.23M");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(clock(3_723_000), "01:02:03");
+        assert_eq!(clock_ms(3_723_045), "01:02:03.045");
+    }
+
+    #[test]
+    fn states_read_well() {
+        let s = LinkState::Reconnecting { attempt: 2, retry_at_ms: 10_500, error: "refused".into() };
+        assert_eq!(describe(&s, 8_000).1, "reconnecting in 3 s (attempt 2): refused");
+        assert_eq!(describe(&LinkState::Failed { error: "bad url".into() }, 0).1, "failed: bad url");
+    }
+}
