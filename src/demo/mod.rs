@@ -23,7 +23,11 @@ pub struct SimSettings {
 
 impl Default for SimSettings {
     fn default() -> Self {
-        Self { clients_per_node: 5, messages_per_sec: 2.0, group_share: 0.4 }
+        Self {
+            clients_per_node: 5,
+            messages_per_sec: 2.0,
+            group_share: 0.4,
+        }
     }
 }
 
@@ -70,4 +74,166 @@ pub struct DemoStatus {
     pub sim_received: u64,
     /// The last thing that went wrong (a node that failed to start, ...), for the UI.
     pub last_error: Option<String>,
+}
+
+mod redis_server;
+mod runner;
+mod sim;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::NodeError;
+use crate::monitor::{NodeTarget, TapSource};
+
+/// Commands queued for the demo task; the presenter clicks a few per second at most.
+const COMMAND_QUEUE: usize = 64;
+
+/// How long [`DemoHandle::shutdown`] waits for nodes, simulations and redis-server.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which backplane the demo runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DemoBackplane {
+    /// A private redis-server when one is on PATH, else the in-memory bus.
+    #[default]
+    Auto,
+    Redis,
+    Memory,
+}
+
+/// How to start the demo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoOptions {
+    /// Nodes started at once.
+    pub nodes: usize,
+    pub backplane: DemoBackplane,
+    /// The channel prefix of every node (the Redis is private, so "" is fine).
+    pub channel_prefix: String,
+    pub sim: SimSettings,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 2,
+            backplane: DemoBackplane::Auto,
+            channel_prefix: String::new(),
+            sim: SimSettings::default(),
+        }
+    }
+}
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(
+        "redis-server is not on PATH: install it (apt-get install redis-server) or use the in-memory backplane"
+    )]
+    RedisNotFound,
+    #[error("starting the private redis-server: {0}")]
+    Redis(String),
+    #[error("starting demo node {name}: {source}")]
+    Node {
+        name: String,
+        #[source]
+        source: NodeError,
+    },
+}
+
+/// The front of a running demo. Dropping it cancels the demo (redis-server is killed when the
+/// demo task ends); [`shutdown`](Self::shutdown) waits for it.
+pub struct DemoHandle {
+    cmd_tx: mpsc::Sender<DemoCommand>,
+    status: Arc<Mutex<DemoStatus>>,
+    counters: Arc<sim::SimCounters>,
+    tap_source: TapSource,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DemoHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoHandle").finish_non_exhaustive()
+    }
+}
+
+fn lock(status: &Mutex<DemoStatus>) -> MutexGuard<'_, DemoStatus> {
+    // Replaced field by field: a poisoned status is still displayable.
+    status.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl DemoHandle {
+    /// Starts the backplane, `opts.nodes` nodes and their simulated clients. Call inside a tokio
+    /// runtime; returns once every node listens.
+    pub async fn start(opts: DemoOptions) -> Result<DemoHandle, DemoError> {
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let cancel = CancellationToken::new();
+        let started = runner::Runner::start(opts, cancel.clone()).await?;
+        let status = started.status.clone();
+        let counters = started.counters.clone();
+        let tap_source = started.tap_source.clone();
+        let task = tokio::spawn(started.runner.run(cmd_rx));
+        Ok(DemoHandle {
+            cmd_tx,
+            status,
+            counters,
+            tap_source,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    /// What is running now; cheap enough for every frame.
+    pub fn status(&self) -> DemoStatus {
+        let mut status = lock(&self.status).clone();
+        status.sim_clients = self.counters.clients.load(Ordering::Relaxed);
+        status.sim_sent = self.counters.sent.load(Ordering::Relaxed);
+        status.sim_received = self.counters.received.load(Ordering::Relaxed);
+        status
+    }
+
+    /// Queues a command without waiting; `false` when the queue is full or the demo has ended.
+    pub fn command(&self, cmd: DemoCommand) -> bool {
+        self.cmd_tx.try_send(cmd).is_ok()
+    }
+
+    /// Where the dashboard's tap should listen.
+    pub fn tap_source(&self) -> TapSource {
+        self.tap_source.clone()
+    }
+
+    /// The running nodes, as the dashboard watches them.
+    pub fn node_targets(&self) -> Vec<NodeTarget> {
+        lock(&self.status)
+            .nodes
+            .iter()
+            .filter(|n| n.running)
+            .map(|n| NodeTarget {
+                hub_url: n.hub_url.clone(),
+                monitor_url: Some(n.stats_url.clone()),
+            })
+            .collect()
+    }
+
+    /// Stops the simulations and the nodes and kills redis-server, within a few seconds.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_TIMEOUT, task).await.is_err()
+        {
+            tracing::warn!("the demo did not stop within {SHUTDOWN_TIMEOUT:?}");
+        }
+    }
+}
+
+impl Drop for DemoHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }

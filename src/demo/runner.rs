@@ -1,0 +1,281 @@
+//! The demo task: owns the backplane (private redis-server or memory bus), the nodes and their
+//! simulations, applies [`DemoCommand`]s one at a time and publishes [`DemoStatus`].
+//!
+//! Used by `DemoHandle` only; uses `hub` to start nodes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::redis_server::{self, RedisProcess};
+use super::sim::{SimCounters, SimNode, SimPlan};
+use super::{DemoBackplane, DemoCommand, DemoError, DemoNode, DemoOptions, DemoStatus, lock};
+use crate::backplane::memory::MemoryBus;
+use crate::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
+use crate::monitor::TapSource;
+
+/// How long stopping one node may take (its clients get a Close first).
+const NODE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Backplane {
+    Redis(RedisProcess),
+    Memory(MemoryBus),
+}
+
+struct Slot {
+    node: Option<NodeHandle>,
+    sim: Option<SimNode>,
+}
+
+/// The demo task's state.
+pub(super) struct Runner {
+    opts: DemoOptions,
+    backplane: Backplane,
+    slots: Vec<Slot>,
+    plan_tx: watch::Sender<SimPlan>,
+    counters: Arc<SimCounters>,
+    status: Arc<Mutex<DemoStatus>>,
+    cancel: CancellationToken,
+}
+
+/// A started runner and what the handle keeps of it.
+pub(super) struct Started {
+    pub runner: Runner,
+    pub status: Arc<Mutex<DemoStatus>>,
+    pub counters: Arc<SimCounters>,
+    pub tap_source: TapSource,
+}
+
+/// "node-a" … "node-z", then "node-27" ….
+fn node_name(index: usize) -> String {
+    match u8::try_from(index).ok().filter(|i| *i < 26) {
+        Some(i) => format!("node-{}", char::from(b'a' + i)),
+        None => format!("node-{}", index + 1),
+    }
+}
+
+impl Runner {
+    pub(super) async fn start(opts: DemoOptions, cancel: CancellationToken) -> Result<Started, DemoError> {
+        let use_redis = match opts.backplane {
+            DemoBackplane::Redis if !redis_server::on_path() => return Err(DemoError::RedisNotFound),
+            DemoBackplane::Redis => true,
+            DemoBackplane::Auto => redis_server::on_path(),
+            DemoBackplane::Memory => false,
+        };
+        let (backplane, tap_source, kind, redis_url) = if use_redis {
+            let server = RedisProcess::start().await.map_err(DemoError::Redis)?;
+            let url = server.url();
+            let tap = TapSource::Redis {
+                url: url.clone(),
+                prefix: opts.channel_prefix.clone(),
+            };
+            (Backplane::Redis(server), tap, "redis", Some(url))
+        } else {
+            let bus = MemoryBus::new();
+            let tap = TapSource::Memory {
+                bus: bus.clone(),
+                prefix: opts.channel_prefix.clone(),
+            };
+            (Backplane::Memory(bus), tap, "memory", None)
+        };
+        let status = Arc::new(Mutex::new(DemoStatus {
+            backplane_kind: kind.to_string(),
+            redis_url,
+            backplane_running: true,
+            sim: opts.sim.clone(),
+            ..DemoStatus::default()
+        }));
+        let (plan_tx, _) = watch::channel(SimPlan {
+            settings: opts.sim.clone(),
+            running_nodes: 0,
+        });
+        let counters = Arc::new(SimCounters::default());
+        let mut runner = Runner {
+            opts,
+            backplane,
+            slots: Vec::new(),
+            plan_tx,
+            counters: counters.clone(),
+            status: status.clone(),
+            cancel,
+        };
+        tracing::info!(backplane = kind, nodes = runner.opts.nodes, "starting the demo");
+        for _ in 0..runner.opts.nodes {
+            if let Err(e) = runner.add_node().await {
+                runner.stop_all().await;
+                return Err(e);
+            }
+        }
+        Ok(Started {
+            runner,
+            status,
+            counters,
+            tap_source,
+        })
+    }
+
+    fn choice(&self) -> BackplaneChoice {
+        match &self.backplane {
+            Backplane::Redis(server) => BackplaneChoice::Redis(server.url()),
+            Backplane::Memory(bus) => BackplaneChoice::Memory(bus.clone()),
+        }
+    }
+
+    fn update_plan(&self) {
+        let running_nodes = self.slots.iter().filter(|s| s.node.is_some()).count();
+        self.plan_tx.send_modify(|p| p.running_nodes = running_nodes);
+    }
+
+    async fn add_node(&mut self) -> Result<(), DemoError> {
+        let name = node_name(self.slots.len());
+        let mut config = NodeConfig::new(name.clone());
+        config.channel_prefix = self.opts.channel_prefix.clone();
+        let node = Node::start(config, self.choice())
+            .await
+            .map_err(|source| DemoError::Node {
+                name: name.clone(),
+                source,
+            })?;
+        tracing::info!(node = %name, url = %node.base_url(), "demo node started");
+        let info = DemoNode {
+            name: name.clone(),
+            base_url: node.base_url(),
+            hub_url: node.hub_url(),
+            stats_url: format!("{}/switchboard/stats", node.base_url()),
+            running: true,
+        };
+        let sim = SimNode::start(
+            name,
+            node.hub_url(),
+            self.plan_tx.subscribe(),
+            self.counters.clone(),
+        );
+        self.slots.push(Slot {
+            node: Some(node),
+            sim: Some(sim),
+        });
+        lock(&self.status).nodes.push(info);
+        self.update_plan();
+        Ok(())
+    }
+
+    async fn stop_node(&mut self, index: usize) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        if let Some(sim) = slot.sim.take() {
+            sim.stop().await;
+        }
+        if let Some(node) = slot.node.take() {
+            tracing::info!(node = %node.node_name(), "stopping demo node");
+            if tokio::time::timeout(NODE_STOP_TIMEOUT, node.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(node = %node.node_name(), "the node did not stop within {NODE_STOP_TIMEOUT:?}");
+            }
+        }
+        if let Some(info) = lock(&self.status).nodes.get_mut(index) {
+            info.running = false;
+        }
+        self.update_plan();
+    }
+
+    async fn set_backplane(&mut self, up: bool) {
+        let result = match &mut self.backplane {
+            Backplane::Memory(bus) => {
+                bus.set_down(!up);
+                Ok(())
+            }
+            Backplane::Redis(server) if up => {
+                if server.is_running() {
+                    Ok(())
+                } else {
+                    server.restart().await
+                }
+            }
+            Backplane::Redis(server) => {
+                server.kill();
+                Ok(())
+            }
+        };
+        tracing::info!(up, "demo backplane {}", if up { "started" } else { "stopped" });
+        let mut status = lock(&self.status);
+        match result {
+            Ok(()) => status.backplane_running = up,
+            Err(e) => {
+                tracing::error!(error = %e, "restarting the demo redis-server failed");
+                status.last_error = Some(format!("restarting redis-server: {e}"));
+                status.backplane_running = false;
+            }
+        }
+    }
+
+    async fn apply(&mut self, cmd: DemoCommand) {
+        match cmd {
+            DemoCommand::AddNode => {
+                if let Err(e) = self.add_node().await {
+                    tracing::error!(error = %e, "adding a demo node failed");
+                    lock(&self.status).last_error = Some(e.to_string());
+                }
+            }
+            DemoCommand::StopNode(name) => {
+                let index = lock(&self.status).nodes.iter().position(|n| n.name == name);
+                match index {
+                    Some(index) => self.stop_node(index).await,
+                    None => lock(&self.status).last_error = Some(format!("no demo node named {name}")),
+                }
+            }
+            DemoCommand::StopBackplane => self.set_backplane(false).await,
+            DemoCommand::StartBackplane => self.set_backplane(true).await,
+            DemoCommand::SetSimulation(settings) => {
+                lock(&self.status).sim = settings.clone();
+                self.plan_tx.send_modify(|p| p.settings = settings);
+            }
+        }
+    }
+
+    /// Applies commands until cancelled (or every handle is gone), then stops everything.
+    pub(super) async fn run(mut self, mut cmd_rx: mpsc::Receiver<DemoCommand>) {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.apply(cmd).await,
+                    None => break,
+                },
+            }
+        }
+        self.stop_all().await;
+    }
+
+    async fn stop_all(&mut self) {
+        tracing::info!("stopping the demo");
+        let sims: Vec<SimNode> = self.slots.iter_mut().filter_map(|s| s.sim.take()).collect();
+        futures_util::future::join_all(sims.into_iter().map(SimNode::stop)).await;
+        let nodes: Vec<NodeHandle> = self.slots.iter_mut().filter_map(|s| s.node.take()).collect();
+        let shutdowns = futures_util::future::join_all(nodes.iter().map(|n| n.shutdown()));
+        let _ = tokio::time::timeout(NODE_STOP_TIMEOUT, shutdowns).await;
+        for info in &mut lock(&self.status).nodes {
+            info.running = false;
+        }
+        if let Backplane::Redis(server) = &mut self.backplane {
+            server.kill();
+        }
+        lock(&self.status).backplane_running = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names() {
+        assert_eq!(node_name(0), "node-a");
+        assert_eq!(node_name(25), "node-z");
+        assert_eq!(node_name(26), "node-27");
+    }
+}
