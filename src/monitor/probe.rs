@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::model::traces as marker;
 use super::runtime::{EventSink, now_ms};
 use super::{LinkState, MonitorEvent, NodeEvent, NodeStats, NodeTarget, SendBody, SendRequest, SendTarget};
 use crate::backplane::backoff;
@@ -36,20 +37,6 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Test invocations in flight at once during a burst: enough to keep 10k/s flowing over loopback
 /// without an unbounded pile of waiting tasks.
 const SENDS_IN_FLIGHT: usize = 64;
-
-/// The trace marker helpers: `model::traces` owns the format once it has them.
-mod marker {
-    pub fn marker(trace: u64) -> String {
-        format!("[trace:{trace}]")
-    }
-
-    pub fn find_marker(text: &str) -> Option<u64> {
-        let start = text.find("[trace:")? + "[trace:".len();
-        let rest = &text[start..];
-        let end = rest.find(']')?;
-        rest[..end].parse().ok()
-    }
-}
 
 /// A part of the node's link: the monitor WebSocket, or the probe client.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -1,0 +1,475 @@
+//! The dashboard's runtime against real parts: a test-owned redis-server, real nodes on it with a
+//! unique prefix, real clients. The tap decodes cross-node traffic, the probes follow client
+//! counts and traced test messages, the tap survives a Redis restart, bad targets give readable
+//! errors, and heartbeats alone are enough to find the nodes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{connect, s, start_node, unique_prefix, within};
+use switchboard::hub::BackplaneChoice;
+use switchboard::monitor::model::EntryKind;
+use switchboard::monitor::runtime::MonitorEvents;
+use switchboard::monitor::{
+    LinkState, MonitorCommand, MonitorEvent, MonitorHandle, NodeEvent, NodeTarget, SendBody, SendRequest,
+    SendTarget, TapSource,
+};
+use switchboard::protocol::Protocol;
+
+/// How long one expected event may take (heartbeats every 2 s, reconnect backoff up to 5 s).
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Every event the runtime emitted so far, and a way to wait for one.
+struct Seen {
+    rx: MonitorEvents,
+    events: Vec<MonitorEvent>,
+}
+
+impl Seen {
+    /// The index and value of the first event at or after `from` for which `f` says Some.
+    async fn find<T>(
+        &mut self,
+        from: usize,
+        what: &str,
+        mut f: impl FnMut(&MonitorEvent) -> Option<T>,
+    ) -> (usize, T) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut index = from;
+        loop {
+            while index < self.events.len() {
+                if let Some(v) = f(&self.events[index]) {
+                    return (index, v);
+                }
+                index += 1;
+            }
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(batch)) => self.events.extend(batch),
+                Ok(None) => panic!("the runtime stopped while waiting for {what}"),
+                Err(_) => panic!("no {what} within {WAIT:?}; last events: {:#?}", self.tail()),
+            }
+        }
+    }
+
+    fn tail(&self) -> &[MonitorEvent] {
+        &self.events[self.events.len().saturating_sub(15)..]
+    }
+
+    async fn tap_state(&mut self, from: usize, what: &str, f: impl Fn(&LinkState) -> bool) -> usize {
+        self.find(from, what, |e| match e {
+            MonitorEvent::Tap { state, .. } if f(state) => Some(()),
+            _ => None,
+        })
+        .await
+        .0
+    }
+
+    async fn node_event<T>(
+        &mut self,
+        from: usize,
+        hub: &str,
+        what: &str,
+        f: impl Fn(&NodeEvent) -> Option<T>,
+    ) -> (usize, T) {
+        self.find(from, what, |e| match e {
+            MonitorEvent::Node { hub_url, event } if hub_url == hub => f(event),
+            _ => None,
+        })
+        .await
+    }
+}
+
+fn start() -> (MonitorHandle, Seen) {
+    let (handle, rx) = MonitorHandle::start();
+    (
+        handle,
+        Seen {
+            rx,
+            events: Vec::new(),
+        },
+    )
+}
+
+fn target(node: &switchboard::hub::NodeHandle) -> NodeTarget {
+    NodeTarget {
+        hub_url: node.hub_url(),
+        monitor_url: Some(format!("{}/switchboard/stats", node.base_url())),
+    }
+}
+
+async fn stop(handle: MonitorHandle) {
+    handle.shutdown();
+    within("monitor shutdown", handle.stopped()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let (monitor, mut seen) = start();
+    assert!(monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url: redis.url(),
+        prefix: prefix.clone()
+    }))));
+    assert!(monitor.command(MonitorCommand::AddNode(target(&a))));
+    assert!(monitor.command(MonitorCommand::AddNode(target(&b))));
+    seen.tap_state(0, "tap connected", |s| *s == LinkState::Connected)
+        .await;
+
+    // (1) Cross-node traffic, decoded.
+    let ann = connect(&a, Protocol::Json, Some("ann")).await;
+    let _bob = connect(&b, Protocol::Json, Some("bob")).await;
+    within(
+        "SendMessage",
+        ann.invoke("SendMessage", vec![s("ann"), s("hello across")]),
+    )
+    .await
+    .unwrap();
+    let (_, entry) = seen
+        .find(0, "a decoded broadcast", |e| match e {
+            MonitorEvent::Traffic(entries) => entries
+                .iter()
+                .find(|x| x.args.as_deref().is_some_and(|a| a.contains("hello across")))
+                .cloned(),
+            _ => None,
+        })
+        .await;
+    assert_eq!(entry.kind, EntryKind::All, "{entry:?}");
+    assert_eq!(entry.method.as_deref(), Some("ReceiveMessage"));
+    assert!(
+        entry.args.as_deref().is_some_and(|a| a.contains("ann")),
+        "{entry:?}"
+    );
+
+    // (2) Client counts: each node has one client plus the dashboard's probe.
+    for node in [&a, &b] {
+        seen.node_event(0, &node.hub_url(), "stats with 2 connections", |e| match e {
+            NodeEvent::Stats(s) if s.connections.total == 2 => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    let census_has = |n: u64| {
+        move |e: &MonitorEvent| match e {
+            MonitorEvent::Census { hubs, .. }
+                if hubs.iter().any(|h| h.connections == n && h.servers.len() == 2) =>
+            {
+                Some(())
+            }
+            _ => None,
+        }
+    };
+    let (mark, _) = seen
+        .find(0, "a census of 4 connections on 2 servers", census_has(4))
+        .await;
+    let carl = connect(&b, Protocol::MessagePack, Some("carl")).await;
+    let (mark, _) = seen
+        .node_event(mark, &b.hub_url(), "stats with 3 connections", |e| match e {
+            NodeEvent::Stats(s) if s.connections.total == 3 => Some(()),
+            _ => None,
+        })
+        .await;
+    seen.find(mark, "a census of 5 connections", census_has(5)).await;
+    within("closing carl", carl.close()).await;
+    seen.node_event(mark, &b.hub_url(), "stats back to 2 connections", |e| match e {
+        NodeEvent::Stats(s) if s.connections.total == 2 => Some(()),
+        _ => None,
+    })
+    .await;
+    let (mark, _) = seen.find(mark, "a census back to 4", census_has(4)).await;
+
+    // (3) A traced test message through node A reaches the tap and both probes.
+    for node in [&a, &b] {
+        seen.node_event(0, &node.hub_url(), "probe connected", |e| {
+            matches!(e, NodeEvent::ProbeConnected { .. }).then_some(())
+        })
+        .await;
+        seen.node_event(0, &node.hub_url(), "node link connected", |e| {
+            (*e == NodeEvent::State(LinkState::Connected)).then_some(())
+        })
+        .await;
+    }
+    assert!(monitor.command(MonitorCommand::Send(SendRequest {
+        node: a.hub_url(),
+        target: SendTarget::All,
+        body: SendBody::Chat {
+            user: "dashboard".into(),
+            text: "trace me".into()
+        },
+        count: 1,
+        rate_per_sec: 1.0,
+    })));
+    let (_, (trace, expected)) = seen
+        .find(mark, "Sent", |e| match e {
+            MonitorEvent::Sent { trace, expected, .. } => Some((*trace, expected.clone())),
+            MonitorEvent::SendFailed { error, .. } => panic!("send failed: {error}"),
+            _ => None,
+        })
+        .await;
+    let mut want = vec![a.hub_url(), b.hub_url()];
+    want.sort();
+    assert_eq!(expected, want);
+    seen.find(mark, "the traced tap entry", |e| match e {
+        MonitorEvent::Traffic(entries) => entries.iter().any(|x| x.trace == Some(trace)).then_some(()),
+        _ => None,
+    })
+    .await;
+    for node in [&a, &b] {
+        seen.node_event(
+            mark,
+            &node.hub_url(),
+            "the probe receiving the trace",
+            |e| match e {
+                NodeEvent::ProbeReceived { trace: t, .. } if *t == trace => Some(()),
+                _ => None,
+            },
+        )
+        .await;
+    }
+
+    // A group send: the probes join first, so both receive it; a bad custom send is refused.
+    assert!(monitor.command(MonitorCommand::Send(SendRequest {
+        node: b.hub_url(),
+        target: SendTarget::Group("probes".into()),
+        body: SendBody::Chat {
+            user: "dashboard".into(),
+            text: "to the group".into()
+        },
+        count: 3,
+        rate_per_sec: 50.0,
+    })));
+    let (_, group_trace) = seen
+        .find(mark, "a group Sent", |e| match e {
+            MonitorEvent::Sent {
+                trace,
+                target: SendTarget::Group(_),
+                ..
+            } => Some(*trace),
+            _ => None,
+        })
+        .await;
+    for node in [&a, &b] {
+        seen.node_event(
+            mark,
+            &node.hub_url(),
+            "a probe receiving the group trace",
+            |e| match e {
+                NodeEvent::ProbeReceived { trace: t, .. } if *t == group_trace => Some(()),
+                _ => None,
+            },
+        )
+        .await;
+    }
+    assert!(monitor.command(MonitorCommand::Send(SendRequest {
+        node: a.hub_url(),
+        target: SendTarget::All,
+        body: SendBody::Custom {
+            method: "NoSuchMethod".into(),
+            args_json: "[\"{trace}\"]".into()
+        },
+        count: 1,
+        rate_per_sec: 1.0,
+    })));
+    let (_, error) = seen
+        .find(mark, "SendFailed for an unknown method", |e| match e {
+            MonitorEvent::SendFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(error.contains("Unknown hub method"), "{error}");
+    assert_eq!(monitor.dropped_events(), 0);
+    stop(monitor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tap_reconnects_after_a_redis_restart() {
+    let mut redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let (monitor, mut seen) = start();
+    monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url: redis.url(),
+        prefix: prefix.clone(),
+    })));
+    let connected = seen
+        .tap_state(0, "tap connected", |s| *s == LinkState::Connected)
+        .await;
+
+    redis.kill();
+    let down = seen
+        .tap_state(connected, "tap reconnecting", |s| {
+            matches!(s, LinkState::Reconnecting { .. })
+        })
+        .await;
+    within("redis restart", redis.restart()).await;
+    let up = seen
+        .tap_state(down, "tap connected again", |s| *s == LinkState::Connected)
+        .await;
+    // Traffic after the restart is seen again (the node's heartbeat, once its own link is back).
+    seen.find(up, "traffic after the restart", |e| match e {
+        MonitorEvent::Traffic(entries) => entries
+            .iter()
+            .any(|x| x.kind == EntryKind::Heartbeat)
+            .then_some(()),
+        _ => None,
+    })
+    .await;
+    drop(a);
+    stop(monitor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_targets_give_readable_errors() {
+    let redis = RedisServer::start_with_password("s3cret-pw").await;
+    let (monitor, mut seen) = start();
+
+    // A wrong password.
+    let url = format!("redis://:wrong-pw@127.0.0.1:{}", redis.port());
+    monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url,
+        prefix: String::new(),
+    })));
+    let (mark, error) = seen
+        .find(0, "an auth error", |e| match e {
+            MonitorEvent::Tap {
+                state: LinkState::Reconnecting { error, .. },
+                ..
+            } => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(error.contains("authentication failed"), "{error}");
+    assert!(!error.contains("wrong-pw"), "{error}");
+    // No password at all: PSUBSCRIBE itself is refused.
+    monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url: redis.url(),
+        prefix: String::new(),
+    })));
+    let (mark, error) = seen
+        .find(mark + 1, "a NOAUTH error", |e| match e {
+            MonitorEvent::Tap {
+                state: LinkState::Reconnecting { error, .. },
+                ..
+            } => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(error.contains("authentication failed"), "{error}");
+
+    // Unreachable Redis (a port nobody listens on).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url: format!("redis://127.0.0.1:{closed}"),
+        prefix: String::new(),
+    })));
+    let (mark, error) = seen
+        .find(mark + 1, "a refused error", |e| match e {
+            MonitorEvent::Tap {
+                state: LinkState::Reconnecting { error, .. },
+                ..
+            } => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(error.to_lowercase().contains("refused"), "{error}");
+
+    // A malformed URL fails for good, without echoing the password.
+    monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url: "nonsense://:pw123@x".into(),
+        prefix: String::new(),
+    })));
+    let (mark, error) = seen
+        .find(mark + 1, "a failed tap", |e| match e {
+            MonitorEvent::Tap {
+                state: LinkState::Failed { error },
+                ..
+            } => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(
+        error.contains("invalid Redis URL") && !error.contains("pw123"),
+        "{error}"
+    );
+
+    // A node URL that is not a hub (a real node, wrong path) and a closed port.
+    let node = start_node("node-x", BackplaneChoice::Alone, "").await;
+    let wrong = format!("{}/nothing", node.base_url());
+    monitor.command(MonitorCommand::AddNode(NodeTarget {
+        hub_url: wrong.clone(),
+        monitor_url: Some(format!("{wrong}/stats")),
+    }));
+    let (_, error) = seen
+        .node_event(mark, &wrong, "a not-a-hub error", |e| match e {
+            NodeEvent::State(LinkState::Reconnecting { error, .. }) => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(error.contains("HTTP 404"), "{error}");
+    let refused = format!("http://127.0.0.1:{closed}/chat");
+    monitor.command(MonitorCommand::AddNode(NodeTarget {
+        hub_url: refused.clone(),
+        monitor_url: None,
+    }));
+    let (_, error) = seen
+        .node_event(mark, &refused, "a refused node error", |e| match e {
+            NodeEvent::State(LinkState::Reconnecting { error, .. }) => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(error.to_lowercase().contains("refused"), "{error}");
+    stop(monitor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_alone_find_the_nodes() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let (monitor, mut seen) = start();
+    monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url: redis.url(),
+        prefix: prefix.clone(),
+    })));
+    for node in [&a, &b] {
+        seen.find(0, "an announcement", |e| match e {
+            MonitorEvent::Announced(x) if x.hub_url == node.hub_url() => Some(()),
+            _ => None,
+        })
+        .await;
+        seen.node_event(0, &node.hub_url(), "stats of a discovered node", |e| match e {
+            NodeEvent::Stats(s) if s.server_name == node.server_name() => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    // A removed node stays removed although it keeps announcing itself.
+    monitor.command(MonitorCommand::RemoveNode(a.hub_url()));
+    let (mark, _) = seen
+        .node_event(0, &a.hub_url(), "node a idle", |e| {
+            (*e == NodeEvent::State(LinkState::Idle)).then_some(())
+        })
+        .await;
+    seen.find(mark, "another announcement of a", |e| match e {
+        MonitorEvent::Announced(x) if x.hub_url == a.hub_url() => Some(()),
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while let Some(batch) = seen.rx.try_recv() {
+        seen.events.extend(batch);
+    }
+    assert!(
+        !seen.events[mark + 1..].iter().any(|e| matches!(e, MonitorEvent::Node { hub_url, event: NodeEvent::Stats(_) } if *hub_url == a.hub_url())),
+        "a removed node came back"
+    );
+    stop(monitor).await;
+}
