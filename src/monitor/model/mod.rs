@@ -22,7 +22,7 @@ pub mod workspace;
 
 pub use entry::{EntryKind, TrafficEntry};
 
-use super::{HubCensus, LinkState, MonitorEvent};
+use super::{HubCensus, LinkState, MonitorEvent, NodeEvent};
 
 /// Size limits of the model (the ring buffer is what bounds memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { ring_entries: crate::config::DEFAULT_RING_ENTRIES, ring_bytes: crate::config::DEFAULT_RING_BYTES, traces: 200 }
+        Self {
+            ring_entries: crate::config::DEFAULT_RING_ENTRIES,
+            ring_bytes: crate::config::DEFAULT_RING_BYTES,
+            traces: 200,
+        }
     }
 }
 
@@ -75,14 +79,230 @@ impl Model {
         }
     }
 
-    /// Folds one event in.
+    /// Folds one event in; `now_ms` is the UI's time (gap markers are stamped with it).
+    ///
+    /// Traffic goes to the ring, the rates and (for entries carrying a trace) the traces. The tap
+    /// leaving `Connected` for `Connecting`, `Reconnecting` or `Failed` starts an outage; its
+    /// next `Connected` ends it with a gap marker. A tap set `Idle` on purpose is not an outage.
     pub fn apply(&mut self, event: MonitorEvent, now_ms: u64) {
-        let _ = (event, now_ms);
-        todo!("helper A")
+        match event {
+            MonitorEvent::Traffic(entries) => {
+                for entry in entries {
+                    self.rates.record(&entry);
+                    if let Some(trace) = entry.trace {
+                        self.traces.on_tap(trace, entry.at_ms);
+                    }
+                    self.traffic.push(entry);
+                }
+            }
+            MonitorEvent::Tap { state, at_ms } => self.apply_tap(state, at_ms, now_ms),
+            MonitorEvent::Announced(a) => self.nodes.announce(&a, now_ms),
+            MonitorEvent::Census { at_ms, hubs } => self.census = Some((at_ms, hubs)),
+            MonitorEvent::Node { hub_url, event } => {
+                if let NodeEvent::ProbeReceived { trace, at_ms } = &event {
+                    self.traces.on_received(&hub_url, *trace, *at_ms);
+                }
+                self.nodes.apply(&hub_url, &event, now_ms);
+            }
+            MonitorEvent::Sent {
+                trace,
+                node,
+                target,
+                at_ms,
+                expected,
+            } => {
+                self.traces.on_sent(trace, node, target, at_ms, expected);
+            }
+            MonitorEvent::SendFailed {
+                trace,
+                node,
+                error,
+                at_ms,
+            } => {
+                self.traces.on_send_failed(trace, node, error, at_ms);
+            }
+        }
     }
 
-    /// Time passes: trace timeouts, rate windows. Call once per frame.
+    fn apply_tap(&mut self, state: LinkState, at_ms: u64, now_ms: u64) {
+        match &state {
+            LinkState::Connected => {
+                if let Some(from) = self.tap.down_since_ms.take() {
+                    self.traffic.push_gap(from, at_ms.max(from), now_ms);
+                }
+            }
+            LinkState::Idle => self.tap.down_since_ms = None,
+            LinkState::Connecting | LinkState::Reconnecting { .. } | LinkState::Failed { .. } => {
+                if self.tap.state == LinkState::Connected {
+                    self.tap.down_since_ms = Some(at_ms);
+                }
+            }
+        }
+        // Another reconnect attempt is the same state, still entered when the first began.
+        if std::mem::discriminant(&state) != std::mem::discriminant(&self.tap.state) {
+            self.tap.since_ms = at_ms;
+        }
+        self.tap.state = state;
+    }
+
+    /// Time passes: trace timeouts. Call once per frame.
     pub fn tick(&mut self, now_ms: u64) {
-        let _ = now_ms;
+        self.traces.tick(now_ms);
+    }
+
+    /// Connections over the cluster as Redis sees them (the latest census: one
+    /// `{hub}:connection:*` channel per client, any server, any hub); `None` before any census.
+    pub fn cluster_connections_redis(&self) -> Option<u64> {
+        self.census
+            .as_ref()
+            .map(|(_, hubs)| hubs.iter().map(|h| h.connections).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::{NodeTarget, SendTarget};
+
+    fn model() -> Model {
+        Model::new(Limits {
+            ring_entries: 100,
+            ring_bytes: 10_000,
+            traces: 10,
+        })
+    }
+
+    #[test]
+    fn traffic_feeds_ring_rates_and_traces() {
+        let mut m = model();
+        m.apply(
+            MonitorEvent::Sent {
+                trace: 7,
+                node: "a".into(),
+                target: SendTarget::All,
+                at_ms: 1000,
+                expected: vec!["a".into()],
+            },
+            1000,
+        );
+        let e = crate::monitor::decode::decode("", "x", format!("hi {}", traces::marker(7)).as_bytes(), 1004);
+        assert_eq!(e.trace, Some(7));
+        m.apply(MonitorEvent::Traffic(vec![e]), 1005);
+        assert_eq!(m.traffic.len(), 1);
+        assert_eq!(m.rates.totals_by_kind(), vec![(EntryKind::Other, 1, e_size())]);
+        assert_eq!(m.traces.get(7).and_then(|t| t.redis_at_ms), Some(1004));
+        m.nodes.upsert(NodeTarget {
+            hub_url: "a".into(),
+            monitor_url: None,
+        });
+        m.apply(
+            MonitorEvent::Node {
+                hub_url: "a".into(),
+                event: NodeEvent::ProbeReceived {
+                    trace: 7,
+                    at_ms: 1006,
+                },
+            },
+            1006,
+        );
+        m.tick(1007);
+        assert_eq!(
+            m.traces.get(7).map(|t| t.status(1007)),
+            Some(traces::TraceStatus::Delivered)
+        );
+        m.apply(
+            MonitorEvent::SendFailed {
+                trace: 8,
+                node: "a".into(),
+                error: "no".into(),
+                at_ms: 1,
+            },
+            1,
+        );
+        assert_eq!(m.traces.len(), 2);
+    }
+
+    fn e_size() -> u64 {
+        format!("hi {}", traces::marker(7)).len() as u64
+    }
+
+    #[test]
+    fn tap_outage_becomes_a_gap_but_idle_does_not() {
+        let mut m = model();
+        let tap = |m: &mut Model, state: LinkState, at_ms: u64| {
+            m.apply(MonitorEvent::Tap { state, at_ms }, at_ms + 1)
+        };
+        tap(&mut m, LinkState::Connecting, 0);
+        tap(&mut m, LinkState::Connected, 10);
+        assert_eq!(m.traffic.len(), 0, "first connect is not a recovery");
+        tap(
+            &mut m,
+            LinkState::Reconnecting {
+                attempt: 1,
+                retry_at_ms: 2000,
+                error: "x".into(),
+            },
+            1000,
+        );
+        assert_eq!(m.tap.down_since_ms, Some(1000));
+        tap(
+            &mut m,
+            LinkState::Reconnecting {
+                attempt: 2,
+                retry_at_ms: 4000,
+                error: "x".into(),
+            },
+            2000,
+        );
+        assert_eq!((m.tap.down_since_ms, m.tap.since_ms), (Some(1000), 1000));
+        tap(&mut m, LinkState::Connected, 5000);
+        assert_eq!(m.tap.down_since_ms, None);
+        let gap = m.traffic.latest(0).expect("gap");
+        assert_eq!(
+            (gap.kind, gap.gap, gap.at_ms),
+            (EntryKind::Gap, Some((1000, 5000)), 5001)
+        );
+        tap(&mut m, LinkState::Failed { error: "bad".into() }, 6000);
+        tap(&mut m, LinkState::Idle, 7000);
+        tap(&mut m, LinkState::Connected, 8000);
+        assert_eq!(m.traffic.len(), 1, "stopping the tap on purpose is not a gap");
+        assert_eq!(m.rates.totals_by_kind(), vec![], "gaps are not counted");
+    }
+
+    #[test]
+    fn announcements_census_and_node_events() {
+        let mut m = model();
+        assert_eq!(m.cluster_connections_redis(), None);
+        let hub = |n: u64| HubCensus {
+            hub: "H".into(),
+            connections: n,
+            ..HubCensus::default()
+        };
+        m.apply(
+            MonitorEvent::Census {
+                at_ms: 5,
+                hubs: vec![hub(3), hub(4)],
+            },
+            5,
+        );
+        assert_eq!(m.cluster_connections_redis(), Some(7));
+        let a = crate::monitor::Announcement {
+            hub_url: "http://n/chat".into(),
+            node_name: "n".into(),
+            ..Default::default()
+        };
+        m.apply(MonitorEvent::Announced(a), 6);
+        m.apply(
+            MonitorEvent::Node {
+                hub_url: "http://n/chat".into(),
+                event: NodeEvent::State(LinkState::Connected),
+            },
+            7,
+        );
+        let row = m.nodes.get("http://n/chat").expect("row");
+        assert_eq!(
+            (row.name.as_str(), row.announced, &row.state, row.since_ms),
+            ("n", true, &LinkState::Connected, 7)
+        );
     }
 }

@@ -1,4 +1,15 @@
-//! Test messages followed from the sender through Redis to every probe.
+//! Test messages followed from the sender through Redis to every probe: the trace marker the
+//! probe puts in a message's text, and [`Traces`], the bounded list of recent traces with their
+//! per-hop times, status and summary statistics. Pure, std only; time is passed in.
+
+use std::collections::VecDeque;
+
+use crate::config::DEFAULT_TRACE_TIMEOUT;
+use crate::monitor::SendTarget;
+
+/// Tap sightings and receipts that arrive before their `Sent` event (they travel on other paths)
+/// are kept this long in number, then dropped.
+const MAX_EARLY: usize = 1024;
 
 /// The text the probe appends to a test message so the tap and the probes can recognise it:
 /// `[sb-trace 1a2b]`. Plain ASCII without quotes or backslashes, so it survives JSON escaping.
@@ -24,12 +35,382 @@ pub fn find_marker(text: &str) -> Option<u64> {
     None
 }
 
-#[derive(Debug)]
-pub struct Traces {}
+/// Where a trace stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceStatus {
+    /// Some expected node has not received it yet, and the timeout has not passed.
+    Pending,
+    /// Every expected node received it (or, with no expectation, some node did).
+    Delivered,
+    /// Timed out with these expected nodes (hub URLs) missing; empty when nothing was expected
+    /// and nobody received it.
+    Partial { missing: Vec<String> },
+    /// The send itself failed.
+    Failed(String),
+}
+
+/// One test message followed through the cluster. Times are unix ms on the dashboard's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub id: u64,
+    /// Hub URL of the node the message was sent through.
+    pub node: String,
+    pub target: SendTarget,
+    pub sent_at_ms: u64,
+    /// When the tap first saw a message carrying this trace.
+    pub redis_at_ms: Option<u64>,
+    /// (hub URL, when its probe received it), in arrival order; includes unexpected nodes.
+    pub receipts: Vec<(String, u64)>,
+    /// Hub URLs whose probe should receive it.
+    pub expected: Vec<String>,
+    pub failed: Option<String>,
+    /// Set when every expected node received it or the timeout passed: the status is final.
+    pub complete: bool,
+}
+
+impl Trace {
+    /// Expected nodes that have not received it.
+    pub fn missing(&self) -> Vec<String> {
+        self.expected
+            .iter()
+            .filter(|url| !self.receipts.iter().any(|(r, _)| r == *url))
+            .cloned()
+            .collect()
+    }
+
+    /// Receipts from nodes that were not expected.
+    pub fn extra(&self) -> Vec<&(String, u64)> {
+        self.receipts
+            .iter()
+            .filter(|(r, _)| !self.expected.contains(r))
+            .collect()
+    }
+
+    /// The status at `now_ms` (a pending trace past the timeout already reads as partial).
+    pub fn status(&self, now_ms: u64) -> TraceStatus {
+        if let Some(error) = &self.failed {
+            return TraceStatus::Failed(error.clone());
+        }
+        let missing = self.missing();
+        let timed_out = self.complete || now_ms >= self.deadline();
+        if self.expected.is_empty() {
+            return match (self.receipts.is_empty(), timed_out) {
+                (false, _) => TraceStatus::Delivered,
+                (true, true) => TraceStatus::Partial { missing },
+                (true, false) => TraceStatus::Pending,
+            };
+        }
+        match (missing.is_empty(), timed_out) {
+            (true, _) => TraceStatus::Delivered,
+            (false, true) => TraceStatus::Partial { missing },
+            (false, false) => TraceStatus::Pending,
+        }
+    }
+
+    fn deadline(&self) -> u64 {
+        self.sent_at_ms + DEFAULT_TRACE_TIMEOUT.as_millis() as u64
+    }
+
+    /// Milliseconds from the send to the tap's sighting.
+    pub fn sent_to_redis_ms(&self) -> Option<u64> {
+        Some(self.redis_at_ms?.saturating_sub(self.sent_at_ms))
+    }
+
+    /// Per receipt: (hub URL, ms from the tap's sighting, or from the send when the tap did not
+    /// see it, e.g. a local delivery that never crossed Redis).
+    pub fn hops_ms(&self) -> Vec<(&str, u64)> {
+        let from = self.redis_at_ms.unwrap_or(self.sent_at_ms);
+        self.receipts
+            .iter()
+            .map(|(url, at)| (url.as_str(), at.saturating_sub(from)))
+            .collect()
+    }
+
+    /// Milliseconds from the send to each receipt.
+    pub fn end_to_end_ms(&self) -> impl Iterator<Item = u64> + '_ {
+        self.receipts
+            .iter()
+            .map(|(_, at)| at.saturating_sub(self.sent_at_ms))
+    }
+}
+
+/// Counts and end-to-end latency percentiles over the traces held.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceSummary {
+    pub count: usize,
+    pub pending: usize,
+    pub delivered: usize,
+    pub partial: usize,
+    pub failed: usize,
+    /// Over every receipt (send → probe), nearest rank.
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+/// Early tap sightings (`None` hub) and receipts, waiting for their trace's `Sent`.
+type Early = (u64, Option<String>, u64);
+
+/// Recent traces, oldest dropped past the limit.
+#[derive(Debug, Clone)]
+pub struct Traces {
+    max: usize,
+    traces: VecDeque<Trace>,
+    early: VecDeque<Early>,
+    /// Time of the last `tick` (the summary's "now").
+    now_ms: u64,
+}
 
 impl Traces {
+    /// Keeps at most `max` traces (at least 1).
     pub fn new(max: usize) -> Self {
-        let _ = max;
-        Self {}
+        Self {
+            max: max.max(1),
+            traces: VecDeque::new(),
+            early: VecDeque::new(),
+            now_ms: 0,
+        }
+    }
+
+    fn find(&mut self, id: u64) -> Option<&mut Trace> {
+        self.traces.iter_mut().rev().find(|t| t.id == id)
+    }
+
+    /// A test message was handed to `node` at `at_ms`.
+    pub fn on_sent(&mut self, id: u64, node: String, target: SendTarget, at_ms: u64, expected: Vec<String>) {
+        let mut trace = Trace {
+            id,
+            node,
+            target,
+            sent_at_ms: at_ms,
+            redis_at_ms: None,
+            receipts: Vec::new(),
+            expected,
+            failed: None,
+            complete: false,
+        };
+        let (mine, rest): (Vec<Early>, Vec<Early>) = self.early.drain(..).partition(|e| e.0 == id);
+        self.early = rest.into();
+        for (_, hub, at) in mine {
+            match hub {
+                Some(hub) => add_receipt(&mut trace, hub, at),
+                None => trace.redis_at_ms = Some(trace.redis_at_ms.map_or(at, |r| r.min(at))),
+            }
+        }
+        check_complete(&mut trace);
+        self.traces.push_back(trace);
+        while self.traces.len() > self.max {
+            self.traces.pop_front();
+        }
+    }
+
+    /// Sending failed; the trace is complete with that error (created if `Sent` never came).
+    pub fn on_send_failed(&mut self, id: u64, node: String, error: String, at_ms: u64) {
+        if self.find(id).is_none() {
+            self.on_sent(id, node, SendTarget::All, at_ms, Vec::new());
+        }
+        if let Some(t) = self.find(id) {
+            t.failed = Some(error);
+            t.complete = true;
+        }
+    }
+
+    /// The tap saw a message carrying trace `id` at `at_ms` (only the first sighting counts).
+    pub fn on_tap(&mut self, id: u64, at_ms: u64) {
+        match self.find(id) {
+            Some(t) => {
+                if t.redis_at_ms.is_none() {
+                    t.redis_at_ms = Some(at_ms);
+                }
+            }
+            None => self.remember(id, None, at_ms),
+        }
+    }
+
+    /// The probe on `hub_url` received trace `id` at `at_ms` (one receipt per node).
+    pub fn on_received(&mut self, hub_url: &str, id: u64, at_ms: u64) {
+        match self.find(id) {
+            Some(t) => {
+                add_receipt(t, hub_url.to_string(), at_ms);
+                check_complete(t);
+            }
+            None => self.remember(id, Some(hub_url.to_string()), at_ms),
+        }
+    }
+
+    fn remember(&mut self, id: u64, hub: Option<String>, at_ms: u64) {
+        self.early.push_back((id, hub, at_ms));
+        while self.early.len() > MAX_EARLY {
+            self.early.pop_front();
+        }
+    }
+
+    /// Time passes: traces past [`DEFAULT_TRACE_TIMEOUT`] become complete (partial if nodes are
+    /// missing).
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        for t in self.traces.iter_mut().filter(|t| !t.complete) {
+            if now_ms >= t.deadline() {
+                t.complete = true;
+            }
+        }
+    }
+
+    /// The trace with this id.
+    pub fn get(&self, id: u64) -> Option<&Trace> {
+        self.traces.iter().rev().find(|t| t.id == id)
+    }
+
+    /// Traces, newest first.
+    pub fn recent(&self) -> impl Iterator<Item = &Trace> {
+        self.traces.iter().rev()
+    }
+
+    /// Traces held.
+    pub fn len(&self) -> usize {
+        self.traces.len()
+    }
+
+    /// Whether no trace is held.
+    pub fn is_empty(&self) -> bool {
+        self.traces.is_empty()
+    }
+
+    /// Counts by status (as of the last `tick`) and end-to-end latency percentiles.
+    pub fn summary(&self) -> TraceSummary {
+        let mut s = TraceSummary {
+            count: self.traces.len(),
+            ..TraceSummary::default()
+        };
+        let mut latencies: Vec<u64> = Vec::new();
+        for t in &self.traces {
+            match t.status(self.now_ms) {
+                TraceStatus::Pending => s.pending += 1,
+                TraceStatus::Delivered => s.delivered += 1,
+                TraceStatus::Partial { .. } => s.partial += 1,
+                TraceStatus::Failed(_) => s.failed += 1,
+            }
+            latencies.extend(t.end_to_end_ms());
+        }
+        latencies.sort_unstable();
+        let rank = |p: f64| -> Option<f64> {
+            let n = latencies.len();
+            let i = ((p * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1;
+            latencies.get(i).map(|&v| v as f64)
+        };
+        s.p50_ms = rank(0.50);
+        s.p95_ms = rank(0.95);
+        s.max_ms = latencies.last().map(|&v| v as f64);
+        s
+    }
+}
+
+fn add_receipt(t: &mut Trace, hub: String, at_ms: u64) {
+    if !t.receipts.iter().any(|(r, _)| *r == hub) {
+        t.receipts.push((hub, at_ms));
+    }
+}
+
+fn check_complete(t: &mut Trace) {
+    if !t.expected.is_empty() && t.missing().is_empty() {
+        t.complete = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "http://a/chat";
+    const B: &str = "http://b/chat";
+
+    #[test]
+    fn marker_round_trip_survives_json_escaping() {
+        for id in [0, 1, 0x1a2b, u64::MAX] {
+            let text = format!("hello \"x\" {}", marker(id));
+            assert_eq!(find_marker(&text), Some(id));
+            let escaped = serde_json::to_string(&text).expect("json");
+            assert_eq!(find_marker(&escaped), Some(id));
+        }
+        assert_eq!(find_marker("[sb-trace ] [sb-trace zz] [sb-trace 2a]"), Some(42));
+        assert_eq!(find_marker("[sb-trace 11111111111111111]"), None);
+        assert_eq!(find_marker("nothing"), None);
+    }
+
+    #[test]
+    fn delivered_with_hops() {
+        let mut t = Traces::new(10);
+        t.on_sent(1, A.into(), SendTarget::All, 1000, vec![A.into(), B.into()]);
+        t.on_tap(1, 1003);
+        t.on_tap(1, 1009);
+        t.on_received(A, 1, 1005);
+        assert_eq!(t.get(1).map(|x| x.status(1006)), Some(TraceStatus::Pending));
+        t.on_received(B, 1, 1010);
+        let x = t.get(1).expect("trace");
+        assert!(x.complete);
+        assert_eq!(x.status(1011), TraceStatus::Delivered);
+        assert_eq!(x.sent_to_redis_ms(), Some(3));
+        assert_eq!(x.hops_ms(), vec![(A, 2), (B, 7)]);
+        let s = t.summary();
+        assert_eq!(
+            (s.count, s.delivered, s.p50_ms, s.max_ms),
+            (1, 1, Some(5.0), Some(10.0))
+        );
+    }
+
+    #[test]
+    fn timeout_makes_partial_and_keeps_extras() {
+        let mut t = Traces::new(10);
+        t.on_sent(
+            2,
+            A.into(),
+            SendTarget::Group("g".into()),
+            0,
+            vec![A.into(), B.into()],
+        );
+        t.on_received("http://c/chat", 2, 20);
+        t.on_received(A, 2, 30);
+        t.tick(4999);
+        assert_eq!(t.get(2).map(|x| x.complete), Some(false));
+        t.tick(5000);
+        let x = t.get(2).expect("trace");
+        assert_eq!(
+            x.status(5000),
+            TraceStatus::Partial {
+                missing: vec![B.to_string()]
+            }
+        );
+        assert_eq!(x.extra().len(), 1);
+        assert_eq!(
+            x.hops_ms(),
+            vec![("http://c/chat", 20), (A, 30)],
+            "no tap time: from the send"
+        );
+        assert_eq!(t.summary().partial, 1);
+    }
+
+    #[test]
+    fn failures_early_events_and_bound() {
+        let mut t = Traces::new(2);
+        t.on_send_failed(3, A.into(), "refused".into(), 5);
+        assert_eq!(
+            t.get(3).map(|x| x.status(5)),
+            Some(TraceStatus::Failed("refused".into()))
+        );
+        // Tap and probe beat the Sent event.
+        t.on_tap(4, 12);
+        t.on_received(B, 4, 15);
+        t.on_sent(4, A.into(), SendTarget::User("u".into()), 10, vec![B.into()]);
+        let x = t.get(4).expect("trace");
+        assert_eq!((x.redis_at_ms, x.status(16)), (Some(12), TraceStatus::Delivered));
+        t.on_sent(5, A.into(), SendTarget::All, 20, Vec::new());
+        assert_eq!(t.len(), 2);
+        assert!(t.get(3).is_none());
+        assert_eq!(t.get(5).map(|x| x.status(21)), Some(TraceStatus::Pending));
+        assert_eq!(
+            t.get(5).map(|x| x.status(6000)),
+            Some(TraceStatus::Partial { missing: vec![] })
+        );
+        assert_eq!(t.recent().map(|x| x.id).collect::<Vec<_>>(), vec![5, 4]);
     }
 }

@@ -353,10 +353,26 @@ impl Traffic {
         self.totals
     }
 
+    /// Live messages seen since start (`totals().messages`).
+    pub fn total_seen(&self) -> u64 {
+        self.totals.messages
+    }
+
+    /// Live entries evicted by the ring limits since start (`totals().evicted`).
+    pub fn evicted(&self) -> u64 {
+        self.totals.evicted
+    }
+
+    /// The `n`th newest entry held, ignoring the filter and pause (0 = newest).
+    pub fn latest(&self, n: usize) -> Option<&TrafficEntry> {
+        let ring = &self.active().ring;
+        ring.get(ring.len().checked_sub(n + 1)?)
+    }
+
     /// Switches to offline browsing of `entries` (a capture read from file `name`), oldest first.
     /// Their seqs are kept when strictly increasing, else renumbered from 1. Replaces any capture
     /// already open. The ring limits apply (the oldest beyond them are dropped).
-    pub fn load(&mut self, name: impl Into<String>, entries: Vec<TrafficEntry>) {
+    pub fn load(&mut self, entries: Vec<TrafficEntry>, name: impl Into<String>) {
         let mut store = Store::new(self.max_entries, self.max_bytes);
         let increasing =
             entries.windows(2).all(|w| w[0].seq < w[1].seq) && entries.first().is_none_or(|e| e.seq > 0);
@@ -536,7 +552,7 @@ mod tests {
         ];
         loaded[0].seq = 40;
         loaded[1].seq = 41;
-        t.load("x.jsonl", loaded);
+        t.load(loaded, "x.jsonl");
         assert_eq!(t.offline(), Some("x.jsonl"));
         t.push(entry(EntryKind::All, "Live", "live2", 1));
         assert_eq!(visible_summaries(&t), vec!["cap2", "cap1"]);
@@ -546,13 +562,11 @@ mod tests {
         t.close_offline();
         assert_eq!(visible_summaries(&t), vec!["live2", "live1"]);
         // Non-increasing seqs are renumbered.
-        t.load(
-            "y",
-            vec![
-                entry(EntryKind::All, "C", "a", 1),
-                entry(EntryKind::All, "C", "b", 1),
-            ],
-        );
+        let two = vec![
+            entry(EntryKind::All, "C", "a", 1),
+            entry(EntryKind::All, "C", "b", 1),
+        ];
+        t.load(two, "y");
         assert_eq!(t.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
     }
 
