@@ -1,0 +1,208 @@
+//! `switchboard demo` without the window: the demo's nodes, simulated clients, node and backplane
+//! commands, on the memory bus (watched by the dashboard runtime's memory tap) and on a private
+//! redis-server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::within_for;
+use switchboard::client::http;
+use switchboard::demo::{DemoBackplane, DemoCommand, DemoHandle, DemoOptions, DemoStatus, SimSettings};
+use switchboard::monitor::{LinkState, MonitorCommand, MonitorEvent, MonitorHandle};
+
+/// How long a demo state change may take (a Redis reconnect backs off up to 5 s).
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn until(demo: &DemoHandle, what: &str, f: impl Fn(&DemoStatus) -> bool) -> DemoStatus {
+    within_for(what, WAIT, async {
+        loop {
+            let status = demo.status();
+            if f(&status) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+async fn stats(url: &str) -> serde_json::Value {
+    let response = http::request("GET", url, b"")
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(response.status, 200, "GET {url}");
+    response.json().unwrap()
+}
+
+/// Polls a node's stats until `f` holds.
+async fn stats_until(url: &str, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
+    within_for(what, WAIT, async {
+        loop {
+            if f(&stats(url).await) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+}
+
+fn sim(clients: u32) -> SimSettings {
+    SimSettings {
+        clients_per_node: clients,
+        messages_per_sec: 40.0,
+        group_share: 0.5,
+    }
+}
+
+async fn tap_state(
+    events: &mut switchboard::monitor::runtime::MonitorEvents,
+    what: &str,
+    f: impl Fn(&LinkState) -> bool,
+) {
+    within_for(what, WAIT, async {
+        loop {
+            let batch = events.recv().await.expect("the monitor runtime ended");
+            if batch
+                .iter()
+                .any(|e| matches!(e, MonitorEvent::Tap { state, .. } if f(state)))
+            {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_demo_runs_nodes_clients_and_outages() {
+    let options = DemoOptions {
+        backplane: DemoBackplane::Memory,
+        sim: sim(3),
+        ..DemoOptions::default()
+    };
+    let demo = within_for("starting the demo", WAIT, DemoHandle::start(options))
+        .await
+        .unwrap();
+    let status = demo.status();
+    assert_eq!(status.backplane_kind, "memory");
+    assert_eq!(
+        status.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        ["node-a", "node-b"]
+    );
+    assert_eq!(demo.node_targets().len(), 2);
+
+    until(&demo, "6 simulated clients", |s| s.sim_clients == 6).await;
+    for node in &status.nodes {
+        stats_until(&node.stats_url, "3 connections on each node", |s| {
+            s["connections"]["total"] == 3
+        })
+        .await;
+    }
+    until(&demo, "simulated chat flowing", |s| {
+        s.sim_sent > 5 && s.sim_received > 5
+    })
+    .await;
+
+    // The dashboard's memory tap sees the outage and the recovery.
+    let (monitor, mut events) = MonitorHandle::start();
+    monitor.command(MonitorCommand::SetTap(Some(demo.tap_source())));
+    tap_state(&mut events, "memory tap connected", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    assert!(demo.command(DemoCommand::StopBackplane));
+    until(&demo, "backplane stopped", |s| !s.backplane_running).await;
+    tap_state(&mut events, "memory tap reconnecting", |s| {
+        matches!(s, LinkState::Reconnecting { .. })
+    })
+    .await;
+    assert!(demo.command(DemoCommand::StartBackplane));
+    until(&demo, "backplane running", |s| s.backplane_running).await;
+    tap_state(&mut events, "memory tap connected again", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    monitor.shutdown();
+    within_for("monitor stopped", WAIT, monitor.stopped()).await;
+
+    assert!(demo.command(DemoCommand::AddNode));
+    let status = until(&demo, "a third node with clients", |s| {
+        s.nodes.len() == 3 && s.sim_clients == 9
+    })
+    .await;
+    assert_eq!(status.nodes[2].name, "node-c");
+    assert!(status.nodes[2].running);
+
+    assert!(demo.command(DemoCommand::StopNode("node-a".into())));
+    let status = until(&demo, "node-a stopped", |s| {
+        !s.nodes[0].running && s.sim_clients == 6
+    })
+    .await;
+    assert_eq!(status.nodes.len(), 3);
+    assert_eq!(demo.node_targets().len(), 2);
+
+    assert!(demo.command(DemoCommand::SetSimulation(sim(1))));
+    until(&demo, "one client per running node", |s| {
+        s.sim_clients == 2 && s.sim.clients_per_node == 1
+    })
+    .await;
+
+    within_for("demo shutdown", Duration::from_secs(15), demo.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_demo_survives_a_backplane_restart() {
+    assert!(
+        common::redis::redis_available(),
+        "redis-server must be on PATH for this test"
+    );
+    let options = DemoOptions {
+        backplane: DemoBackplane::Redis,
+        sim: sim(2),
+        ..DemoOptions::default()
+    };
+    let demo = within_for("starting the demo", WAIT, DemoHandle::start(options))
+        .await
+        .unwrap();
+    let status = demo.status();
+    assert_eq!(status.backplane_kind, "redis");
+    let redis_url = status.redis_url.clone().expect("a redis URL");
+    until(&demo, "4 simulated clients", |s| s.sim_clients == 4).await;
+    for node in &status.nodes {
+        stats_until(&node.stats_url, "backplane connected", |s| {
+            s["backplane"]["status"]["state"] == "connected"
+        })
+        .await;
+    }
+
+    assert!(demo.command(DemoCommand::StopBackplane));
+    until(&demo, "backplane stopped", |s| !s.backplane_running).await;
+    for node in &status.nodes {
+        stats_until(&node.stats_url, "backplane reconnecting", |s| {
+            s["backplane"]["status"]["state"] == "reconnecting"
+        })
+        .await;
+    }
+    assert!(demo.command(DemoCommand::StartBackplane));
+    until(&demo, "backplane running", |s| s.backplane_running).await;
+    for node in &status.nodes {
+        stats_until(&node.stats_url, "backplane connected again", |s| {
+            s["backplane"]["status"]["state"] == "connected" && s["backplane"]["status"]["connects"] == 2
+        })
+        .await;
+    }
+    let received = demo.status().sim_received;
+    until(&demo, "chat flowing after the restart", |s| {
+        s.sim_received > received + 5
+    })
+    .await;
+
+    within_for("demo shutdown", Duration::from_secs(15), demo.shutdown()).await;
+    let port = redis_url.rsplit(':').next().unwrap().to_string();
+    assert!(
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
+        "redis-server still listening after shutdown"
+    );
+}
