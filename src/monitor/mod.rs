@@ -206,6 +206,9 @@ pub struct BackplaneStatusStats {
 }
 
 /// What happened on one node's links.
+// Events travel in Vecs (batches) a few times a second: the size of the rare big variant costs
+// nothing worth a Box in every match of the UI.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeEvent {
     /// The monitor/probe link changed state.
@@ -221,6 +224,9 @@ pub enum NodeEvent {
 }
 
 /// Runtime → UI. Times are unix milliseconds taken where the thing happened.
+// Events travel in Vecs (batches) a few times a second: the size of the rare big variant costs
+// nothing worth a Box in every match of the UI.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MonitorEvent {
     /// Decoded tap messages, oldest first.
