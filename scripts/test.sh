@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Switchboard on a fresh Debian machine: installs what the tests need when it is
 # missing (redis-server for the backplane tests, Node.js + npm packages for the interop tests with
-# the official @microsoft/signalr client), then runs `cargo test`.
+# the official @microsoft/signalr client, Xvfb and the X libraries eframe loads for the dashboard's
+# smoke test in a real window, xwd for its screenshot), then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,11 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
+command -v xwd >/dev/null 2>&1 || missing+=(x11-apps)
+for lib in libxcursor1:libXcursor.so.1 libxi6:libXi.so.6 libxkbcommon-x11-0:libxkbcommon-x11.so.0 libgl1:libGL.so.1; do
+  ldconfig -p 2>/dev/null | grep -q "${lib#*:}" || missing+=("${lib%%:*}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq

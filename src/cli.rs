@@ -21,17 +21,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Open the dashboard (the default): live backplane traffic, nodes, test messages.
-    #[cfg(all(feature = "gui", any()))]
+    #[cfg(feature = "gui")]
     Dashboard(DashboardArgs),
     /// Run a chat hub node (ASP.NET Core SignalR protocol, Redis backplane).
     Hub(HubArgs),
     /// Two hub nodes, a backplane, simulated chat clients and the dashboard, in one process.
-    #[cfg(all(feature = "gui", any()))]
+    #[cfg(feature = "gui")]
     Demo(DemoArgs),
 }
 
 /// What the dashboard connects to at start (added to what it remembers from the last run).
-#[cfg(all(feature = "gui", any()))]
+#[cfg(feature = "gui")]
 #[derive(Debug, Args, Default)]
 pub struct DashboardArgs {
     /// Redis URL of the backplane to watch, e.g. redis://127.0.0.1:6379/0. A password in it is used
@@ -71,7 +71,7 @@ pub struct DashboardArgs {
 }
 
 /// The demo's knobs; everything else is set from the UI while it runs.
-#[cfg(all(feature = "gui", any()))]
+#[cfg(feature = "gui")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Hub nodes to start.
@@ -189,28 +189,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?;
             runtime.block_on(run_hub(args))
         }
-        #[cfg(all(feature = "gui", any()))]
+        #[cfg(feature = "gui")]
         Some(Command::Dashboard(args)) => run_dashboard(args),
-        #[cfg(all(feature = "gui", any()))]
+        #[cfg(feature = "gui")]
         Some(Command::Demo(args)) => run_demo(args),
-        #[cfg(all(feature = "gui", any()))]
+        #[cfg(feature = "gui")]
         None => run_dashboard(DashboardArgs::default_from_env()),
-        #[cfg(not(all(feature = "gui", any())))]
+        #[cfg(not(feature = "gui"))]
         None => {
             use clap::CommandFactory;
             Cli::command().print_help().context("printing help")?;
-            println!("\n\nThis build has no dashboard (built without the `gui` feature): run `switchboard hub`.");
+            println!(
+                "\n\nThis build has no dashboard (built without the `gui` feature): run `switchboard hub`."
+            );
             Ok(())
         }
     }
 }
 
-#[cfg(all(feature = "gui", any()))]
+#[cfg(feature = "gui")]
 impl DashboardArgs {
     /// The defaults of a bare `switchboard`, where clap parsed no dashboard flags: REDIS_URL still
     /// counts, as it does for `switchboard dashboard`.
     fn default_from_env() -> Self {
-        Self { redis: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()), ..Self::default() }
+        Self {
+            redis: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+            ..Self::default()
+        }
     }
 }
 
@@ -253,7 +258,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 /// The window's title, size and persistence (window size and position are remembered too).
-#[cfg(all(feature = "gui", any()))]
+#[cfg(feature = "gui")]
 fn native_options() -> eframe::NativeOptions {
     eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -266,7 +271,7 @@ fn native_options() -> eframe::NativeOptions {
 }
 
 /// Opens the dashboard: remembered settings, plus what the flags add.
-#[cfg(all(feature = "gui", any()))]
+#[cfg(feature = "gui")]
 fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
     use crate::ui::{DashboardApp, Settings, Startup, Tab};
 
@@ -286,7 +291,9 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         native_options(),
         Box::new(move |cc| {
             let mut settings: Settings = match (args.fresh, cc.storage) {
-                (false, Some(storage)) => eframe::get_value(storage, crate::ui::STORAGE_KEY).unwrap_or_default(),
+                (false, Some(storage)) => {
+                    eframe::get_value(storage, crate::ui::STORAGE_KEY).unwrap_or_default()
+                }
                 _ => Settings::default(),
             };
             if let Some(workspace) = workspace {
@@ -299,15 +306,26 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
                 settings.channel_prefix = prefix;
             }
             settings.presenter |= args.presenter;
-            let startup = Startup { settings, redis_url: args.redis, demo: None, tab, persist: true, exit_after };
+            let startup = Startup {
+                settings,
+                redis_url: args.redis,
+                demo: None,
+                tab,
+                persist: true,
+                exit_after,
+            };
             Ok(Box::new(DashboardApp::new(link, startup)))
         }),
     )
-    .map_err(|e| anyhow::anyhow!("the dashboard window could not open: {e} (is there a display? DISPLAY / WAYLAND_DISPLAY)"))
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "the dashboard window could not open: {e} (is there a display? DISPLAY / WAYLAND_DISPLAY)"
+        )
+    })
 }
 
 /// Starts the demo's nodes, backplane and simulated clients, then the dashboard connected to them.
-#[cfg(all(feature = "gui", any()))]
+#[cfg(feature = "gui")]
 fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     use crate::demo::{DemoBackplane, DemoOptions, SimSettings};
     use crate::ui::{DashboardApp, Settings, Startup, Tab};
@@ -320,29 +338,48 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let options = DemoOptions {
         nodes: args.nodes.clamp(1, 8),
         backplane,
-        sim: SimSettings { clients_per_node: args.clients, messages_per_sec: args.rate, ..SimSettings::default() },
+        sim: SimSettings {
+            clients_per_node: args.clients,
+            messages_per_sec: args.rate,
+            ..SimSettings::default()
+        },
         ..DemoOptions::default()
     };
     let (link, wiring) = crate::link::Link::start(Some(options))?;
     if let Some(status) = link.demo_status() {
         for node in &status.nodes {
-            println!("demo node {}: chat page {}/ · hub {}", node.name, node.base_url, node.hub_url);
+            println!(
+                "demo node {}: chat page {}/ · hub {}",
+                node.name, node.base_url, node.hub_url
+            );
         }
         match &status.redis_url {
             Some(url) => println!("demo backplane: private redis-server at {url}"),
             None => println!("demo backplane: in memory (no redis-server on PATH)"),
         }
     }
-    let settings = Settings { presenter: args.presenter, ..Settings::default() };
+    let settings = Settings {
+        presenter: args.presenter,
+        ..Settings::default()
+    };
     let tab = args.tab.as_deref().and_then(Tab::from_name);
     let exit_after = args.exit_after.map(std::time::Duration::from_secs_f64);
     eframe::run_native(
         "Switchboard demo",
         native_options(),
         Box::new(move |_cc| {
-            let startup = Startup { settings, redis_url: None, demo: wiring, tab, persist: false, exit_after };
+            let startup = Startup {
+                settings,
+                redis_url: None,
+                demo: wiring,
+                tab,
+                persist: false,
+                exit_after,
+            };
             Ok(Box::new(DashboardApp::new(link, startup)))
         }),
     )
-    .map_err(|e| anyhow::anyhow!("the demo window could not open: {e} (is there a display? DISPLAY / WAYLAND_DISPLAY)"))
+    .map_err(|e| {
+        anyhow::anyhow!("the demo window could not open: {e} (is there a display? DISPLAY / WAYLAND_DISPLAY)")
+    })
 }

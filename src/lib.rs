@@ -18,9 +18,9 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod hub;
-#[cfg(all(feature = "gui", any()))]
+#[cfg(feature = "gui")]
 pub mod link;
 pub mod monitor;
 pub mod protocol;
-#[cfg(all(feature = "gui", any()))]
+#[cfg(feature = "gui")]
 pub mod ui;

@@ -55,12 +55,21 @@ impl Link {
                 let demo = runtime
                     .block_on(DemoHandle::start(options))
                     .context("starting the demo")?;
-                let wiring = DemoWiring { tap: demo.tap_source(), nodes: demo.node_targets() };
+                let wiring = DemoWiring {
+                    tap: demo.tap_source(),
+                    nodes: demo.node_targets(),
+                };
                 (Some(demo), Some(wiring))
             }
             None => (None, None),
         };
-        let link = Link { runtime: Some(runtime), monitor, events, demo, refused_commands: 0 };
+        let link = Link {
+            runtime: Some(runtime),
+            monitor,
+            events,
+            demo,
+            refused_commands: 0,
+        };
         Ok((link, wiring))
     }
 
@@ -70,7 +79,9 @@ impl Link {
         let mut out = Vec::new();
         let mut taken = 0usize;
         while taken < max_entries {
-            let Some(batch) = self.events.try_recv() else { break };
+            let Some(batch) = self.events.try_recv() else {
+                break;
+            };
             for event in batch {
                 if let MonitorEvent::Traffic(entries) = &event {
                     taken += entries.len();
@@ -121,10 +132,13 @@ impl Link {
 
     /// Stops everything in order (see the module doc). Idempotent.
     pub fn shutdown(&mut self) {
-        let Some(runtime) = self.runtime.take() else { return };
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
         self.monitor.shutdown();
         if let Some(demo) = self.demo.take() {
-            let stopped = runtime.block_on(async { tokio::time::timeout(SHUTDOWN_TIMEOUT, demo.shutdown()).await });
+            let stopped =
+                runtime.block_on(async { tokio::time::timeout(SHUTDOWN_TIMEOUT, demo.shutdown()).await });
             if stopped.is_err() {
                 tracing::warn!("the demo did not stop within {SHUTDOWN_TIMEOUT:?}");
             }

@@ -41,9 +41,15 @@ pub enum LinkState {
     Connecting,
     Connected,
     /// Lost (or never made); the next attempt is at `retry_at_ms` (unix ms).
-    Reconnecting { attempt: u32, retry_at_ms: u64, error: String },
+    Reconnecting {
+        attempt: u32,
+        retry_at_ms: u64,
+        error: String,
+    },
     /// Will not retry without a change from the user (a malformed URL, say).
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// Where the tap listens.
@@ -241,7 +247,18 @@ pub enum MonitorEvent {
     Node { hub_url: String, event: NodeEvent },
     /// A test message was handed to `node` at `at_ms`; `expected` lists the hub URLs of the nodes
     /// whose probe should receive it (empty when the runtime cannot tell, e.g. a foreign user id).
-    Sent { trace: u64, node: String, target: SendTarget, at_ms: u64, expected: Vec<String> },
+    Sent {
+        trace: u64,
+        node: String,
+        target: SendTarget,
+        at_ms: u64,
+        expected: Vec<String>,
+    },
     /// Sending trace `trace` through `node` failed.
-    SendFailed { trace: u64, node: String, error: String, at_ms: u64 },
+    SendFailed {
+        trace: u64,
+        node: String,
+        error: String,
+        at_ms: u64,
+    },
 }

@@ -49,7 +49,9 @@ impl Tab {
     }
 
     pub fn from_name(name: &str) -> Option<Tab> {
-        Tab::ALL.into_iter().find(|t| t.label().eq_ignore_ascii_case(name))
+        Tab::ALL
+            .into_iter()
+            .find(|t| t.label().eq_ignore_ascii_case(name))
     }
 }
 
@@ -95,14 +97,21 @@ pub struct DashboardApp {
 
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl DashboardApp {
     /// Builds the app and starts watching what the settings and the startup name.
     pub fn new(link: Link, startup: Startup) -> Self {
         let mut app = DashboardApp {
-            tab: startup.tab.unwrap_or(if startup.settings.presenter { Tab::Topology } else { Tab::Traffic }),
+            tab: startup.tab.unwrap_or(if startup.settings.presenter {
+                Tab::Topology
+            } else {
+                Tab::Traffic
+            }),
             settings: startup.settings,
             model: Model::new(Limits::default()),
             link,
@@ -156,7 +165,9 @@ impl DashboardApp {
     pub fn pump(&mut self) {
         let now = now_ms();
         let events = self.link.drain(FRAME_BUDGET);
-        self.live = events.iter().any(|e| matches!(e, MonitorEvent::Traffic(v) if !v.is_empty()));
+        self.live = events
+            .iter()
+            .any(|e| matches!(e, MonitorEvent::Traffic(v) if !v.is_empty()));
         for event in events {
             if let MonitorEvent::Announced(a) = &event
                 && self.model.nodes.get(&a.hub_url).is_none()
@@ -209,7 +220,14 @@ impl DashboardApp {
             Tab::Traffic => traffic::show(ui, &mut self.model, &mut self.traffic_ui, &mut actions),
             Tab::Rates => rates::show(ui, &self.model, now),
             Tab::Nodes => nodes::show(ui, &self.model, now, &mut actions),
-            Tab::Send => send::show(ui, &self.model, &mut self.send_ui, &mut self.settings, now, &mut actions),
+            Tab::Send => send::show(
+                ui,
+                &self.model,
+                &mut self.send_ui,
+                &mut self.settings,
+                now,
+                &mut actions,
+            ),
             Tab::Topology => topology::show(ui, &self.model, &mut self.topology_ui, presenter, now),
         });
 
@@ -238,7 +256,9 @@ impl DashboardApp {
                 ui.selectable_value(&mut self.tab, tab, tab.label());
             }
             ui.separator();
-            ui.menu_button("File", |ui| files::menu(ui, self.model.traffic.offline().is_some(), actions));
+            ui.menu_button("File", |ui| {
+                files::menu(ui, self.model.traffic.offline().is_some(), actions)
+            });
             ui.toggle_value(&mut self.settings.presenter, "Presenter");
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 widgets::link_state(ui, "Redis", &self.model.tap.state, now);
@@ -255,7 +275,13 @@ impl DashboardApp {
                 widgets::bytes(self.model.rates.bytes_per_sec(now, 5) as u64)
             ));
             ui.separator();
-            ui.label(format!("{} seen · {} kept · {} evicted", t.total_seen(), t.len(), t.evicted()));
+            let totals = t.totals();
+            ui.label(format!(
+                "{} seen · {} kept · {} evicted",
+                totals.messages,
+                t.len(),
+                totals.evicted
+            ));
             let dropped = self.link.dropped_entries();
             ui.separator();
             let text = format!("{dropped} dropped (UI behind)");
@@ -267,17 +293,21 @@ impl DashboardApp {
             if self.link.refused_commands() > 0 {
                 ui.separator();
                 ui.label(
-                    RichText::new(format!("{} commands refused (queue full)", self.link.refused_commands()))
-                        .color(widgets::WARN),
+                    RichText::new(format!(
+                        "{} commands refused (queue full)",
+                        self.link.refused_commands()
+                    ))
+                    .color(widgets::WARN),
                 );
             }
             if let Some((at, text)) = self.notices.back() {
                 ui.separator();
-                ui.label(format!("{} {}", widgets::clock(*at), text)).on_hover_ui(|ui| {
-                    for (at, text) in self.notices.iter().rev().take(15) {
-                        ui.label(format!("{} {}", widgets::clock(*at), text));
-                    }
-                });
+                ui.label(format!("{} {}", widgets::clock(*at), text))
+                    .on_hover_ui(|ui| {
+                        for (at, text) in self.notices.iter().rev().take(15) {
+                            ui.label(format!("{} {}", widgets::clock(*at), text));
+                        }
+                    });
             }
         });
     }
@@ -305,7 +335,10 @@ impl DashboardApp {
                     }
                     Err(e) => {
                         self.model.apply(
-                            MonitorEvent::Tap { state: LinkState::Failed { error: e.clone() }, at_ms: now_ms() },
+                            MonitorEvent::Tap {
+                                state: LinkState::Failed { error: e.clone() },
+                                at_ms: now_ms(),
+                            },
                             now_ms(),
                         );
                         self.notice(e);
@@ -355,11 +388,16 @@ impl DashboardApp {
             return Err("enter a Redis URL first (redis://host:6379/0)".to_string());
         }
         let url = match &self.session_redis_url {
-            Some(session) if crate::monitor::model::workspace::strip_password(session) == url => session.clone(),
+            Some(session) if crate::monitor::model::workspace::strip_password(session) == url => {
+                session.clone()
+            }
             _ if !self.redis_password.is_empty() => with_password(url, &self.redis_password)?,
             _ => url.to_string(),
         };
-        Ok(TapSource::Redis { url, prefix: self.settings.channel_prefix.clone() })
+        Ok(TapSource::Redis {
+            url,
+            prefix: self.settings.channel_prefix.clone(),
+        })
     }
 
     /// Adds a line to the notice log.
@@ -417,7 +455,10 @@ mod tests {
 
     #[test]
     fn a_typed_password_goes_into_the_url() {
-        assert_eq!(with_password("redis://h:6379/2", "p@ss").unwrap(), "redis://:p%40ss@h:6379/2");
+        assert_eq!(
+            with_password("redis://h:6379/2", "p@ss").unwrap(),
+            "redis://:p%40ss@h:6379/2"
+        );
         assert_eq!(with_password("redis://u@h", "x").unwrap(), "redis://u:x@h");
         assert!(with_password("h:6379", "x").is_err());
     }

@@ -29,42 +29,49 @@ pub fn show(
     actions: &mut Vec<Action>,
 ) {
     ui.heading("Redis backplane");
-    egui::Grid::new("redis_form").num_columns(2).spacing([8.0, 4.0]).show(ui, |ui| {
-        ui.label("URL");
-        let mut url = settings.redis_url.clone();
-        let response = ui.add(
-            egui::TextEdit::singleline(&mut url)
-                .hint_text("redis://127.0.0.1:6379/0")
-                .desired_width(190.0),
-        );
-        if response.changed() {
-            settings.redis_url = url;
-        }
-        if response.lost_focus() {
-            // Typed with a password? Keep it for this run, store the URL without it.
-            let typed = settings.redis_url.clone();
-            if let Some(p) = password_in(&typed) {
-                *password = p;
+    egui::Grid::new("redis_form")
+        .num_columns(2)
+        .spacing([8.0, 4.0])
+        .show(ui, |ui| {
+            let label = ui.label("Redis URL");
+            let mut url = settings.redis_url.clone();
+            let response = ui
+                .add(
+                    egui::TextEdit::singleline(&mut url)
+                        .hint_text("redis://127.0.0.1:6379/0")
+                        .desired_width(190.0),
+                )
+                .labelled_by(label.id);
+            if response.changed() {
+                settings.redis_url = url;
             }
-            settings.set_redis_url(&typed);
-        }
-        ui.end_row();
-        ui.label("Password");
-        ui.add(
-            egui::TextEdit::singleline(password)
-                .password(true)
-                .hint_text("not saved")
-                .desired_width(190.0),
-        );
-        ui.end_row();
-        ui.label("Prefix");
-        ui.add(
-            egui::TextEdit::singleline(&mut settings.channel_prefix)
-                .hint_text("ChannelPrefix (often empty)")
-                .desired_width(190.0),
-        );
-        ui.end_row();
-    });
+            if response.lost_focus() {
+                // Typed with a password? Keep it for this run, store the URL without it.
+                let typed = settings.redis_url.clone();
+                if let Some(p) = password_in(&typed) {
+                    *password = p;
+                }
+                settings.set_redis_url(&typed);
+            }
+            ui.end_row();
+            let label = ui.label("Password");
+            ui.add(
+                egui::TextEdit::singleline(password)
+                    .password(true)
+                    .hint_text("not saved")
+                    .desired_width(190.0),
+            )
+            .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("Prefix");
+            ui.add(
+                egui::TextEdit::singleline(&mut settings.channel_prefix)
+                    .hint_text("ChannelPrefix (often empty)")
+                    .desired_width(190.0),
+            )
+            .labelled_by(label.id);
+            ui.end_row();
+        });
     ui.horizontal(|ui| {
         if ui.button("Connect").clicked() {
             actions.push(Action::ConnectRedis);
@@ -107,12 +114,20 @@ pub fn show(
             if row.announced {
                 ui.label(RichText::new("announced").weak().small());
             }
-            if ui.small_button("✕").on_hover_text("Stop watching this node").clicked() {
+            if ui
+                .small_button("Remove")
+                .on_hover_text("Stop watching this node")
+                .clicked()
+            {
                 actions.push(Action::RemoveNode(row.target.hub_url.clone()));
             }
         });
         if !matches!(row.state, crate::monitor::LinkState::Connected) {
-            ui.label(RichText::new(words_only(&row.state, now)).color(widgets::describe(&row.state, now).0).small());
+            ui.label(
+                RichText::new(words_only(&row.state, now))
+                    .color(widgets::describe(&row.state, now).0)
+                    .small(),
+            );
         }
     }
     if model.nodes.rows().is_empty() {
@@ -123,6 +138,9 @@ pub fn show(
             egui::TextEdit::singleline(&mut state.new_node)
                 .hint_text("http://host:5001/chat[,stats URL|none]")
                 .desired_width(210.0),
+        )
+        .on_hover_text(
+            "A hub URL; add ,STATS_URL for a custom stats endpoint or ,none for a node without one",
         );
         if ui.button("Add node").clicked() {
             match parse_node(&state.new_node) {

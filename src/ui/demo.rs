@@ -46,8 +46,13 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
             widgets::dot(ui, if node.running { widgets::OK } else { widgets::IDLE });
             ui.label(RichText::new(&node.name).strong());
             if node.running {
-                ui.hyperlink_to(&node.base_url, &node.base_url).on_hover_text("The chat page of this node");
-                if ui.small_button("Stop").on_hover_text(format!("Stop {}", node.name)).clicked() {
+                ui.hyperlink_to(&node.base_url, &node.base_url)
+                    .on_hover_text("The chat page of this node");
+                if ui
+                    .small_button("Stop")
+                    .on_hover_text(format!("Stop {}", node.name))
+                    .clicked()
+                {
                     actions.push(Action::Demo(DemoCommand::StopNode(node.name.clone())));
                 }
             } else {
@@ -60,14 +65,21 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
     ui.label(RichText::new("Simulated clients").strong());
     let sim = state.sim.get_or_insert_with(|| status.sim.clone());
     ui.add(egui::Slider::new(&mut sim.clients_per_node, 0..=200).text("per node"));
-    ui.add(egui::Slider::new(&mut sim.messages_per_sec, 0.0..=2000.0).logarithmic(true).text("msg/s"));
+    ui.add(
+        egui::Slider::new(&mut sim.messages_per_sec, 0.0..=2000.0)
+            .logarithmic(true)
+            .text("msg/s"),
+    );
     ui.add(egui::Slider::new(&mut sim.group_share, 0.0..=1.0).text("in groups"));
     ui.horizontal(|ui| {
         let changed = *sim != status.sim;
         if ui.add_enabled(changed, egui::Button::new("Apply")).clicked() {
             actions.push(Action::Demo(DemoCommand::SetSimulation(sim.clone())));
         }
-        ui.label(format!("{} connected · {} sent · {} received", status.sim_clients, status.sim_sent, status.sim_received));
+        ui.label(format!(
+            "{} connected · {} sent · {} received",
+            status.sim_clients, status.sim_sent, status.sim_received
+        ));
     });
     if let Some(e) = &status.last_error {
         ui.label(RichText::new(e).color(widgets::BAD));

@@ -32,8 +32,15 @@ impl Format {
 /// What a background file job produced.
 enum Outcome {
     Notice(String),
-    Capture { name: String, entries: Vec<TrafficEntry>, note: String },
-    Workspace { name: String, workspace: Workspace },
+    Capture {
+        name: String,
+        entries: Vec<TrafficEntry>,
+        note: String,
+    },
+    Workspace {
+        name: String,
+        workspace: Workspace,
+    },
 }
 
 /// The background jobs' channel; `busy` while a dialog is open.
@@ -44,7 +51,9 @@ pub struct Files {
 
 impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Files").field("busy", &self.results.is_some()).finish()
+        f.debug_struct("Files")
+            .field("busy", &self.results.is_some())
+            .finish()
     }
 }
 
@@ -93,8 +102,13 @@ pub fn write_capture(path: &Path, format: Format, entries: &[TrafficEntry]) -> R
 /// Reads a JSON Lines capture: (entries, a note on what was skipped).
 pub fn read_capture(path: &Path) -> Result<(Vec<TrafficEntry>, String), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let capture = capture::read_jsonl(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
-    let note = if capture.skipped > 0 { format!(" ({} past the limit skipped)", capture.skipped) } else { String::new() };
+    let capture =
+        capture::read_jsonl(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let note = if capture.skipped > 0 {
+        format!(" ({} past the limit skipped)", capture.skipped)
+    } else {
+        String::new()
+    };
     Ok((capture.entries, note))
 }
 
@@ -105,7 +119,9 @@ pub fn read_workspace(path: &Path) -> Result<Workspace, String> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 impl Files {
@@ -115,10 +131,12 @@ impl Files {
         }
         let (tx, rx) = mpsc::channel();
         self.results = Some(rx);
-        let spawned = std::thread::Builder::new().name("switchboard-file".into()).spawn(move || {
-            let outcome = job().unwrap_or(Outcome::Notice("no file chosen".to_string()));
-            let _ = tx.send(outcome);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("switchboard-file".into())
+            .spawn(move || {
+                let outcome = job().unwrap_or(Outcome::Notice("no file chosen".to_string()));
+                let _ = tx.send(outcome);
+            });
         if let Err(e) = spawned {
             self.results = None;
             tracing::warn!("cannot start the file thread: {e}");
@@ -144,9 +162,15 @@ impl Files {
 
     pub fn open_capture(&mut self) {
         self.spawn(|| {
-            let path = rfd::FileDialog::new().add_filter("JSON Lines capture", &["jsonl", "json"]).pick_file()?;
+            let path = rfd::FileDialog::new()
+                .add_filter("JSON Lines capture", &["jsonl", "json"])
+                .pick_file()?;
             Some(match read_capture(&path) {
-                Ok((entries, note)) => Outcome::Capture { name: file_name(&path), entries, note },
+                Ok((entries, note)) => Outcome::Capture {
+                    name: file_name(&path),
+                    entries,
+                    note,
+                },
                 Err(e) => Outcome::Notice(e),
             })
         });
@@ -158,18 +182,25 @@ impl Files {
                 .set_file_name("switchboard-workspace.json")
                 .add_filter("workspace", &["json"])
                 .save_file()?;
-            Some(Outcome::Notice(match std::fs::write(&path, workspace.to_json()) {
-                Ok(()) => format!("workspace saved to {} (no password)", path.display()),
-                Err(e) => format!("cannot write {}: {e}", path.display()),
-            }))
+            Some(Outcome::Notice(
+                match std::fs::write(&path, workspace.to_json()) {
+                    Ok(()) => format!("workspace saved to {} (no password)", path.display()),
+                    Err(e) => format!("cannot write {}: {e}", path.display()),
+                },
+            ))
         });
     }
 
     pub fn open_workspace(&mut self) {
         self.spawn(|| {
-            let path = rfd::FileDialog::new().add_filter("workspace", &["json"]).pick_file()?;
+            let path = rfd::FileDialog::new()
+                .add_filter("workspace", &["json"])
+                .pick_file()?;
             Some(match read_workspace(&path) {
-                Ok(workspace) => Outcome::Workspace { name: file_name(&path), workspace },
+                Ok(workspace) => Outcome::Workspace {
+                    name: file_name(&path),
+                    workspace,
+                },
                 Err(e) => Outcome::Notice(e),
             })
         });
@@ -178,11 +209,15 @@ impl Files {
     /// Applies what a finished job produced; returns notices, and whether settings changed (a
     /// workspace was opened: the caller reconnects).
     pub fn poll(&mut self, model: &mut Model, settings: &mut Settings) -> (Vec<String>, bool) {
-        let Some(rx) = &self.results else { return (Vec::new(), false) };
+        let Some(rx) = &self.results else {
+            return (Vec::new(), false);
+        };
         let outcome = match rx.try_recv() {
             Ok(outcome) => outcome,
             Err(mpsc::TryRecvError::Empty) => return (Vec::new(), false),
-            Err(mpsc::TryRecvError::Disconnected) => Outcome::Notice("the file dialog ended unexpectedly".into()),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Outcome::Notice("the file dialog ended unexpectedly".into())
+            }
         };
         self.results = None;
         match outcome {

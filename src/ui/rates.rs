@@ -12,9 +12,21 @@ use crate::monitor::model::rates::RateKey;
 pub fn show(ui: &mut Ui, model: &Model, now: u64) {
     let rates = &model.rates;
     ui.horizontal(|ui| {
-        big_number(ui, "messages/s (5 s)", &widgets::si(rates.messages_per_sec(now, 5)));
-        big_number(ui, "bytes/s (5 s)", &widgets::bytes(rates.bytes_per_sec(now, 5) as u64));
-        big_number(ui, "messages/s (1 min)", &widgets::si(rates.messages_per_sec(now, 60)));
+        big_number(
+            ui,
+            "messages/s (5 s)",
+            &widgets::si(rates.messages_per_sec(now, 5)),
+        );
+        big_number(
+            ui,
+            "bytes/s (5 s)",
+            &widgets::bytes(rates.bytes_per_sec(now, 5) as u64),
+        );
+        big_number(
+            ui,
+            "messages/s (1 min)",
+            &widgets::si(rates.messages_per_sec(now, 60)),
+        );
     });
     ui.separator();
     let height = ((ui.available_height() - 180.0) / 2.0).max(120.0);
@@ -49,25 +61,35 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
 
     ui.separator();
     ui.columns(2, |cols| {
-        totals(&mut cols[0], "Totals by kind", rates.totals_by_kind().into_iter().map(|(k, m, b)| (k.label().to_string(), m, b)));
+        totals(
+            &mut cols[0],
+            "Totals by kind",
+            rates
+                .totals_by_kind()
+                .into_iter()
+                .map(|(k, m, b)| (k.label().to_string(), m, b)),
+        );
         totals(&mut cols[1], "Totals by hub", rates.totals_by_hub().into_iter());
     });
 }
 
 fn totals(ui: &mut Ui, title: &str, rows: impl Iterator<Item = (String, u64, u64)>) {
     ui.label(RichText::new(title).strong());
-    egui::Grid::new(title).striped(true).num_columns(3).show(ui, |ui| {
-        ui.label("");
-        ui.label("messages");
-        ui.label("bytes");
-        ui.end_row();
-        for (name, messages, bytes) in rows {
-            ui.label(name);
-            ui.label(widgets::si(messages as f64));
-            ui.label(widgets::bytes(bytes));
+    egui::Grid::new(title)
+        .striped(true)
+        .num_columns(3)
+        .show(ui, |ui| {
+            ui.label("");
+            ui.label("messages");
+            ui.label("bytes");
             ui.end_row();
-        }
-    });
+            for (name, messages, bytes) in rows {
+                ui.label(name);
+                ui.label(widgets::si(messages as f64));
+                ui.label(widgets::bytes(bytes));
+                ui.end_row();
+            }
+        });
 }
 
 /// A large number with a small caption under it.

@@ -22,8 +22,13 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
-    const ALL: [TargetKind; 5] =
-        [TargetKind::All, TargetKind::Others, TargetKind::Group, TargetKind::User, TargetKind::Connection];
+    const ALL: [TargetKind; 5] = [
+        TargetKind::All,
+        TargetKind::Others,
+        TargetKind::Group,
+        TargetKind::User,
+        TargetKind::Connection,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -89,17 +94,23 @@ impl SendUi {
             TargetKind::Connection => SendTarget::Connection(scope),
         };
         let body = if self.custom {
-            let parsed: serde_json::Value =
-                serde_json::from_str(&self.args_json).map_err(|e| format!("arguments are not valid JSON: {e}"))?;
+            let parsed: serde_json::Value = serde_json::from_str(&self.args_json)
+                .map_err(|e| format!("arguments are not valid JSON: {e}"))?;
             if !parsed.is_array() {
                 return Err("arguments must be a JSON array, like [\"ann\", \"hi\"]".to_string());
             }
             if self.method.trim().is_empty() {
                 return Err("enter a method name".to_string());
             }
-            SendBody::Custom { method: self.method.trim().to_string(), args_json: self.args_json.clone() }
+            SendBody::Custom {
+                method: self.method.trim().to_string(),
+                args_json: self.args_json.clone(),
+            }
         } else {
-            SendBody::Chat { user: user.to_string(), text: self.text.clone() }
+            SendBody::Chat {
+                user: user.to_string(),
+                text: self.text.clone(),
+            }
         };
         Ok(SendRequest {
             node: self.node.clone(),
@@ -111,68 +122,97 @@ impl SendUi {
     }
 }
 
-pub fn show(ui: &mut Ui, model: &Model, state: &mut SendUi, settings: &mut Settings, now: u64, actions: &mut Vec<Action>) {
+pub fn show(
+    ui: &mut Ui,
+    model: &Model,
+    state: &mut SendUi,
+    settings: &mut Settings,
+    now: u64,
+    actions: &mut Vec<Action>,
+) {
     ui.heading("Send a test message");
-    egui::Grid::new("send_form").num_columns(2).spacing([10.0, 6.0]).show(ui, |ui| {
-        ui.label("Through node");
-        let current = model
-            .nodes
-            .get(&state.node)
-            .map(|r| r.name.clone())
-            .unwrap_or_else(|| if state.node.is_empty() { "choose…".to_string() } else { state.node.clone() });
-        egui::ComboBox::from_id_salt("send_node").selected_text(current).show_ui(ui, |ui| {
-            for row in model.nodes.rows() {
-                ui.selectable_value(&mut state.node, row.target.hub_url.clone(), &row.name);
+    egui::Grid::new("send_form")
+        .num_columns(2)
+        .spacing([10.0, 6.0])
+        .show(ui, |ui| {
+            ui.label("Through node");
+            let current = model
+                .nodes
+                .get(&state.node)
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| {
+                    if state.node.is_empty() {
+                        "choose…".to_string()
+                    } else {
+                        state.node.clone()
+                    }
+                });
+            egui::ComboBox::from_id_salt("send_node")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    for row in model.nodes.rows() {
+                        ui.selectable_value(&mut state.node, row.target.hub_url.clone(), &row.name);
+                    }
+                });
+            ui.end_row();
+
+            ui.label("To");
+            ui.horizontal(|ui| {
+                for kind in TargetKind::ALL {
+                    ui.selectable_value(&mut state.target, kind, kind.label());
+                }
+                if matches!(
+                    state.target,
+                    TargetKind::Group | TargetKind::User | TargetKind::Connection
+                ) {
+                    ui.add(
+                        egui::TextEdit::singleline(&mut state.scope)
+                            .hint_text(state.target.label())
+                            .desired_width(160.0),
+                    );
+                }
+            });
+            ui.end_row();
+
+            ui.label("Message");
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut state.custom, false, "chat hub");
+                ui.selectable_value(&mut state.custom, true, "any method");
+            });
+            ui.end_row();
+
+            if state.custom {
+                ui.label("Method");
+                ui.add(egui::TextEdit::singleline(&mut state.method).desired_width(200.0));
+                ui.end_row();
+                ui.label("Arguments (JSON)");
+                ui.add(egui::TextEdit::singleline(&mut state.args_json).desired_width(360.0))
+                    .on_hover_text("A JSON array. {trace} inside a string becomes the trace marker.");
+                ui.end_row();
+            } else {
+                ui.label("From user");
+                ui.add(egui::TextEdit::singleline(&mut settings.send_user).desired_width(200.0));
+                ui.end_row();
+                ui.label("Text");
+                ui.add(egui::TextEdit::singleline(&mut state.text).desired_width(360.0));
+                ui.end_row();
             }
-        });
-        ui.end_row();
 
-        ui.label("To");
-        ui.horizontal(|ui| {
-            for kind in TargetKind::ALL {
-                ui.selectable_value(&mut state.target, kind, kind.label());
-            }
-            if matches!(state.target, TargetKind::Group | TargetKind::User | TargetKind::Connection) {
-                ui.add(egui::TextEdit::singleline(&mut state.scope).hint_text(state.target.label()).desired_width(160.0));
-            }
+            ui.label("Count");
+            ui.horizontal(|ui| {
+                ui.add(egui::DragValue::new(&mut state.count).range(1..=100_000));
+                ui.label("at");
+                ui.add(
+                    egui::DragValue::new(&mut state.rate)
+                        .range(0.1..=10_000.0)
+                        .speed(1.0),
+                );
+                ui.label("per second");
+            });
+            ui.end_row();
         });
-        ui.end_row();
-
-        ui.label("Message");
-        ui.horizontal(|ui| {
-            ui.selectable_value(&mut state.custom, false, "chat hub");
-            ui.selectable_value(&mut state.custom, true, "any method");
-        });
-        ui.end_row();
-
-        if state.custom {
-            ui.label("Method");
-            ui.add(egui::TextEdit::singleline(&mut state.method).desired_width(200.0));
-            ui.end_row();
-            ui.label("Arguments (JSON)");
-            ui.add(egui::TextEdit::singleline(&mut state.args_json).desired_width(360.0))
-                .on_hover_text("A JSON array. {trace} inside a string becomes the trace marker.");
-            ui.end_row();
-        } else {
-            ui.label("From user");
-            ui.add(egui::TextEdit::singleline(&mut settings.send_user).desired_width(200.0));
-            ui.end_row();
-            ui.label("Text");
-            ui.add(egui::TextEdit::singleline(&mut state.text).desired_width(360.0));
-            ui.end_row();
-        }
-
-        ui.label("Count");
-        ui.horizontal(|ui| {
-            ui.add(egui::DragValue::new(&mut state.count).range(1..=100_000));
-            ui.label("at");
-            ui.add(egui::DragValue::new(&mut state.rate).range(0.1..=10_000.0).speed(1.0));
-            ui.label("per second");
-        });
-        ui.end_row();
-    });
     ui.horizontal(|ui| {
-        if ui.button(RichText::new("Send").strong()).clicked() {
+        if ui.button(RichText::new("Send message").strong()).clicked() {
             match state.request(&settings.send_user) {
                 Ok(request) => {
                     state.error = None;
@@ -209,37 +249,64 @@ fn traces(ui: &mut Ui, model: &Model, now: u64) {
             summary.max_ms.map(widgets::millis).unwrap_or_else(|| "–".into()),
         ));
     });
-    let name = |url: &str| model.nodes.get(url).map(|r| r.name.clone()).unwrap_or_else(|| url.to_string());
+    let name = |url: &str| {
+        model
+            .nodes
+            .get(url)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| url.to_string())
+    };
     egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
-        egui::Grid::new("traces").striped(true).num_columns(6).spacing([12.0, 4.0]).show(ui, |ui| {
-            for t in ["trace", "sent", "via → to", "Redis saw it", "received by", "status"] {
-                ui.label(RichText::new(t).strong());
-            }
-            ui.end_row();
-            for trace in traces.recent().take(200) {
-                ui.label(RichText::new(format!("{:x}", trace.id)).monospace());
-                ui.label(widgets::clock_ms(trace.sent_at_ms));
-                ui.label(format!("{} → {}", name(&trace.node), target_text(&trace.target)));
-                ui.label(
-                    trace
-                        .redis_at_ms
-                        .map(|r| format!("+{}", widgets::millis(r.saturating_sub(trace.sent_at_ms) as f64)))
-                        .unwrap_or_else(|| "–".into()),
-                );
-                let hops: Vec<String> = trace
-                    .receipts
-                    .iter()
-                    .map(|(node, at)| {
-                        let from = trace.redis_at_ms.unwrap_or(trace.sent_at_ms);
-                        format!("{} +{}", name(node), widgets::millis(at.saturating_sub(from) as f64))
-                    })
-                    .collect();
-                ui.label(if hops.is_empty() { "–".to_string() } else { hops.join(", ") });
-                let (color, text) = status_text(trace, now, &name);
-                ui.label(RichText::new(text).color(color));
+        egui::Grid::new("traces")
+            .striped(true)
+            .num_columns(6)
+            .spacing([12.0, 4.0])
+            .show(ui, |ui| {
+                for t in [
+                    "trace",
+                    "sent",
+                    "via -> to",
+                    "Redis saw it",
+                    "received by",
+                    "status",
+                ] {
+                    ui.label(RichText::new(t).strong());
+                }
                 ui.end_row();
-            }
-        });
+                for trace in traces.recent().take(200) {
+                    ui.label(RichText::new(format!("{:x}", trace.id)).monospace());
+                    ui.label(widgets::clock_ms(trace.sent_at_ms));
+                    ui.label(format!("{} -> {}", name(&trace.node), target_text(&trace.target)));
+                    ui.label(
+                        trace
+                            .redis_at_ms
+                            .map(|r| {
+                                format!("+{}", widgets::millis(r.saturating_sub(trace.sent_at_ms) as f64))
+                            })
+                            .unwrap_or_else(|| "–".into()),
+                    );
+                    let hops: Vec<String> = trace
+                        .receipts
+                        .iter()
+                        .map(|(node, at)| {
+                            let from = trace.redis_at_ms.unwrap_or(trace.sent_at_ms);
+                            format!(
+                                "{} +{}",
+                                name(node),
+                                widgets::millis(at.saturating_sub(from) as f64)
+                            )
+                        })
+                        .collect();
+                    ui.label(if hops.is_empty() {
+                        "–".to_string()
+                    } else {
+                        hops.join(", ")
+                    });
+                    let (color, text) = status_text(trace, now, &name);
+                    ui.label(RichText::new(text).color(color));
+                    ui.end_row();
+                }
+            });
         if traces.recent().next().is_none() {
             ui.label(RichText::new("Send a message: its trace shows up here.").weak());
         }
@@ -267,7 +334,10 @@ fn status_text(
         TraceStatus::Delivered => (widgets::OK, "delivered".to_string()),
         TraceStatus::Partial { missing } => (
             widgets::BAD,
-            format!("not received by {}", missing.iter().map(|m| name(m)).collect::<Vec<_>>().join(", ")),
+            format!(
+                "not received by {}",
+                missing.iter().map(|m| name(m)).collect::<Vec<_>>().join(", ")
+            ),
         ),
         TraceStatus::Failed(e) => (widgets::BAD, format!("failed: {e}")),
     }

@@ -86,12 +86,17 @@ pub fn parse_node(text: &str) -> Result<NodeTarget, String> {
         }
         None => Some(format!("{origin}/switchboard/stats")),
     };
-    Ok(NodeTarget { hub_url: hub.trim_end_matches('/').to_string(), monitor_url })
+    Ok(NodeTarget {
+        hub_url: hub.trim_end_matches('/').to_string(),
+        monitor_url,
+    })
 }
 
 /// `scheme://host:port` of an http(s) URL.
 fn origin_of(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
     let host_len = rest.find('/').unwrap_or(rest.len());
     if host_len == 0 {
         return None;
@@ -107,7 +112,10 @@ mod tests {
     fn a_node_without_stats_url_gets_the_switchboard_one() {
         let n = parse_node("http://127.0.0.1:5001/chat").unwrap();
         assert_eq!(n.hub_url, "http://127.0.0.1:5001/chat");
-        assert_eq!(n.monitor_url.as_deref(), Some("http://127.0.0.1:5001/switchboard/stats"));
+        assert_eq!(
+            n.monitor_url.as_deref(),
+            Some("http://127.0.0.1:5001/switchboard/stats")
+        );
     }
 
     #[test]

@@ -48,8 +48,17 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
     if presenter {
         ui.horizontal(|ui| {
             big_number(ui, "clients", &model.nodes.cluster_total_clients().to_string());
-            big_number(ui, "messages/s", &widgets::si(model.rates.messages_per_sec(now, 5)));
-            let up = model.nodes.rows().iter().filter(|r| r.state == LinkState::Connected).count();
+            big_number(
+                ui,
+                "messages/s",
+                &widgets::si(model.rates.messages_per_sec(now, 5)),
+            );
+            let up = model
+                .nodes
+                .rows()
+                .iter()
+                .filter(|r| r.state == LinkState::Connected)
+                .count();
             big_number(ui, "nodes up", &format!("{up}/{}", model.nodes.rows().len()));
             let (color, text) = widgets::describe(&model.tap.state, now);
             ui.label(RichText::new(format!("Redis {text}")).size(22.0).color(color));
@@ -58,7 +67,10 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
 
     let available = ui.available_size();
     let chat_height = if presenter { 150.0 } else { 0.0 };
-    let (rect, _) = ui.allocate_exact_size(vec2(available.x, (available.y - chat_height).max(200.0)), Sense::hover());
+    let (rect, _) = ui.allocate_exact_size(
+        vec2(available.x, (available.y - chat_height).max(200.0)),
+        Sense::hover(),
+    );
     let painter = ui.painter_at(rect);
     let center = rect.center();
     let radius = rect.width().min(rect.height()) * 0.34;
@@ -71,13 +83,19 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
         .enumerate()
         .map(|(i, row)| {
             let angle = -TAU / 4.0 + TAU * i as f32 / rows.len().max(1) as f32;
-            (row.target.hub_url.clone(), center + vec2(angle.cos(), angle.sin()) * radius)
+            (
+                row.target.hub_url.clone(),
+                center + vec2(angle.cos(), angle.sin()) * radius,
+            )
         })
         .collect();
 
     // Edges, then pulses on them.
     for (row, (_, pos)) in rows.iter().zip(&positions) {
-        let up = row.stats.as_ref().is_some_and(|s| matches!(s.backplane.status.state.as_str(), "connected" | "memory"));
+        let up = row
+            .stats
+            .as_ref()
+            .is_some_and(|s| matches!(s.backplane.status.state.as_str(), "connected" | "memory"));
         let color = if up { Color32::from_gray(110) } else { widgets::BAD };
         painter.line_segment([center, *pos], Stroke::new(2.0 * scale, color));
     }
@@ -86,21 +104,38 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
             Edge::ToRedis(u) => (u, false),
             Edge::FromRedis(u) => (u, true),
         };
-        let Some((_, pos)) = positions.iter().find(|(u, _)| u == url) else { continue };
+        let Some((_, pos)) = positions.iter().find(|(u, _)| u == url) else {
+            continue;
+        };
         let t = ((now_f - t0) / PULSE_MS) as f32;
         if !(0.0..=1.0).contains(&t) {
             continue;
         }
         let (from, to) = if outward { (center, *pos) } else { (*pos, center) };
         let p = from + (to - from) * t;
-        let color = if outward { Color32::from_rgb(100, 170, 255) } else { Color32::from_rgb(255, 200, 110) };
+        let color = if outward {
+            Color32::from_rgb(100, 170, 255)
+        } else {
+            Color32::from_rgb(255, 200, 110)
+        };
         painter.circle_filled(p, 5.0 * scale, color);
     }
 
     // Redis in the middle.
     let (tap_color, _) = widgets::describe(&model.tap.state, now);
-    painter.circle(center, 38.0 * scale, Color32::from_rgb(160, 40, 40), Stroke::new(3.0, tap_color));
-    painter.text(center, Align2::CENTER_CENTER, "Redis", FontId::proportional(18.0 * scale), Color32::WHITE);
+    painter.circle(
+        center,
+        38.0 * scale,
+        Color32::from_rgb(160, 40, 40),
+        Stroke::new(3.0, tap_color),
+    );
+    painter.text(
+        center,
+        Align2::CENTER_CENTER,
+        "Redis",
+        FontId::proportional(18.0 * scale),
+        Color32::WHITE,
+    );
     if let Some((_, hubs)) = &model.census {
         let total: u64 = hubs.iter().map(|h| h.connections).sum();
         painter.text(
@@ -139,7 +174,13 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
             Stroke::new(2.0, color),
             egui::StrokeKind::Outside,
         );
-        painter.text(*pos - vec2(0.0, 12.0 * scale), Align2::CENTER_CENTER, &row.name, FontId::proportional(16.0 * scale), text_color);
+        painter.text(
+            *pos - vec2(0.0, 12.0 * scale),
+            Align2::CENTER_CENTER,
+            &row.name,
+            FontId::proportional(16.0 * scale),
+            text_color,
+        );
         painter.text(
             *pos + vec2(0.0, 12.0 * scale),
             Align2::CENTER_CENTER,
@@ -175,8 +216,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
 /// The i-th newest chat-like entry: (time, kind, summary).
 fn latest_chat(model: &Model, i: usize) -> Option<(u64, &'static str, String)> {
     let mut seen = 0;
-    for n in 0..model.traffic.len().min(500) {
-        let e = model.traffic.latest(n)?;
+    for e in model.traffic.iter().rev().take(500) {
         if e.method.is_some() && !matches!(e.kind, EntryKind::Heartbeat | EntryKind::Gap) {
             if seen == i {
                 return Some((e.at_ms, e.kind.label(), e.summary.clone()));
@@ -188,7 +228,7 @@ fn latest_chat(model: &Model, i: usize) -> Option<(u64, &'static str, String)> {
 }
 
 fn spawn_pulses(model: &Model, state: &mut TopologyUi, now: f64) {
-    let seen = model.traffic.total_seen();
+    let seen = model.traffic.totals().messages;
     let first = !state.started;
     state.started = true;
     let new_messages = seen.saturating_sub(state.last_seen);
@@ -204,7 +244,9 @@ fn spawn_pulses(model: &Model, state: &mut TopologyUi, now: f64) {
             state.pulses.push((Edge::ToRedis(url.clone()), now));
         }
         for _ in 0..new_messages.min(PULSES_PER_FRAME) {
-            state.pulses.push((Edge::FromRedis(url.clone()), now + PULSE_MS * 0.3));
+            state
+                .pulses
+                .push((Edge::FromRedis(url.clone()), now + PULSE_MS * 0.3));
         }
     }
     if state.pulses.len() > MAX_PULSES {

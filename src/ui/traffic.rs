@@ -21,8 +21,15 @@ pub struct TrafficUi {
 }
 
 /// Column x offsets (points) and titles.
-const COLUMNS: [(f32, &str); 7] =
-    [(0.0, "time"), (96.0, "kind"), (176.0, "hub"), (320.0, "to"), (450.0, "message"), (-120.0, "excl"), (-60.0, "size")];
+const COLUMNS: [(f32, &str); 7] = [
+    (0.0, "time"),
+    (96.0, "kind"),
+    (176.0, "hub"),
+    (320.0, "to"),
+    (450.0, "message"),
+    (-120.0, "excl"),
+    (-60.0, "size"),
+];
 
 pub fn show(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &mut Vec<Action>) {
     filter_bar(ui, model, state, actions);
@@ -37,7 +44,11 @@ pub fn show(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &mut
         });
     }
 
-    let detail_height = if state.selected.is_some() { ui.available_height() * 0.38 } else { 0.0 };
+    let detail_height = if state.selected.is_some() {
+        ui.available_height() * 0.38
+    } else {
+        0.0
+    };
     if let Some(seq) = state.selected {
         egui::Panel::bottom("traffic_detail")
             .resizable(true)
@@ -51,13 +62,16 @@ pub fn show(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &mut
 fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &mut Vec<Action>) {
     let before = state.filter.clone();
     ui.horizontal_wrapped(|ui| {
-        ui.label("Filter");
+        let label = ui.label("Filter");
         ui.add(
             egui::TextEdit::singleline(&mut state.filter.text)
                 .hint_text("text in method, args, group, user…")
                 .desired_width(200.0),
         )
-        .on_hover_text("Case-insensitive: matched against the summary, method, arguments, target and channel");
+        .labelled_by(label.id)
+        .on_hover_text(
+            "Case-insensitive: matched against the summary, method, arguments, target and channel",
+        );
         egui::ComboBox::from_label("kind")
             .selected_text(state.filter.kind.map(EntryKind::label).unwrap_or("any"))
             .show_ui(ui, |ui| {
@@ -70,7 +84,8 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
             .selected_text(state.filter.hub.as_deref().unwrap_or("any"))
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut state.filter.hub, None, "any");
-                for hub in model.traffic.hubs() {
+                let hubs: Vec<String> = model.traffic.hubs().map(str::to_string).collect();
+                for hub in hubs {
                     ui.selectable_value(&mut state.filter.hub, Some(hub.clone()), hub.as_str());
                 }
             });
@@ -99,7 +114,11 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
     let t = &model.traffic;
     ui.horizontal(|ui| {
         ui.label(format!("{} shown of {} kept", t.visible_len(), t.len()));
-        ui.label(format!("· {} seen · {} evicted from the ring", t.total_seen(), t.evicted()));
+        let totals = t.totals();
+        ui.label(format!(
+            "· {} seen · {} evicted from the ring",
+            totals.messages, totals.evicted
+        ));
         if t.paused() {
             ui.label(RichText::new("· paused: the view is frozen, counting goes on").color(widgets::WARN));
         }
@@ -128,68 +147,103 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) {
     if total == 0 {
         ui.add_space(20.0);
         ui.vertical_centered(|ui| {
-            ui.label(RichText::new("No traffic yet. Connect to Redis on the left, or widen the filter.").weak());
+            ui.label(
+                RichText::new("No traffic yet. Connect to Redis on the left, or widen the filter.").weak(),
+            );
         });
         return;
     }
-    egui::ScrollArea::vertical().auto_shrink(false).show_rows(ui, row_height, total, |ui, range| {
-        for i in range {
-            let Some(entry) = model.traffic.visible(i) else { continue };
-            let (rect, response) = ui.allocate_exact_size(vec2(width, row_height), Sense::click());
-            let selected = state.selected == Some(entry.seq);
-            let painter = ui.painter_at(rect);
-            if selected {
-                painter.rect_filled(rect, 0.0, ui.visuals().selection.bg_fill);
-            } else if response.hovered() {
-                painter.rect_filled(rect, 0.0, ui.visuals().widgets.hovered.weak_bg_fill);
-            } else if i % 2 == 1 {
-                painter.rect_filled(rect, 0.0, ui.visuals().faint_bg_color);
-            }
-            let text_color = ui.visuals().text_color();
-            if entry.kind == EntryKind::Gap {
-                painter.rect_filled(rect.shrink(1.0), 2.0, Color32::from_rgba_unmultiplied(230, 80, 70, 60));
-                painter.text(
-                    rect.left_center() + vec2(8.0, 0.0),
-                    Align2::LEFT_CENTER,
-                    format!("⚠ {}", entry.summary),
-                    font.clone(),
-                    widgets::BAD,
-                );
-            } else {
-                let cells: [(f32, String, Color32); 7] = [
-                    (COLUMNS[0].0, widgets::clock_ms(entry.at_ms), text_color),
-                    (COLUMNS[1].0, entry.kind.label().to_string(), kind_color(entry.kind)),
-                    (COLUMNS[2].0, short(entry.hub.as_deref().unwrap_or(""), 22), text_color),
-                    (COLUMNS[3].0, short(entry.scope.as_deref().unwrap_or(""), 20), text_color),
-                    (
-                        COLUMNS[4].0,
-                        entry.summary.clone(),
-                        if entry.error.is_some() { widgets::BAD } else { text_color },
-                    ),
-                    (COLUMNS[5].0, excluded(entry), text_color),
-                    (COLUMNS[6].0, widgets::bytes(entry.size as u64), text_color),
-                ];
-                for (n, (x, text, color)) in cells.into_iter().enumerate() {
-                    let left = x_of(x) + 4.0;
-                    let right = COLUMNS.get(n + 1).map(|c| x_of(c.0)).unwrap_or(width) - 4.0;
-                    let clip = egui::Rect::from_min_max(
-                        egui::pos2(rect.left() + left, rect.top()),
-                        egui::pos2(rect.left() + right.max(left), rect.bottom()),
+    egui::ScrollArea::vertical()
+        .auto_shrink(false)
+        .show_rows(ui, row_height, total, |ui, range| {
+            for i in range {
+                let Some(entry) = model.traffic.visible(i) else {
+                    continue;
+                };
+                let (rect, response) = ui.allocate_exact_size(vec2(width, row_height), Sense::click());
+                let selected = state.selected == Some(entry.seq);
+                let painter = ui.painter_at(rect);
+                if selected {
+                    painter.rect_filled(rect, 0.0, ui.visuals().selection.bg_fill);
+                } else if response.hovered() {
+                    painter.rect_filled(rect, 0.0, ui.visuals().widgets.hovered.weak_bg_fill);
+                } else if i % 2 == 1 {
+                    painter.rect_filled(rect, 0.0, ui.visuals().faint_bg_color);
+                }
+                let text_color = ui.visuals().text_color();
+                if entry.kind == EntryKind::Gap {
+                    painter.rect_filled(
+                        rect.shrink(1.0),
+                        2.0,
+                        Color32::from_rgba_unmultiplied(230, 80, 70, 60),
                     );
-                    ui.painter_at(clip).text(
-                        egui::pos2(clip.left(), rect.center().y),
+                    painter.text(
+                        rect.left_center() + vec2(8.0, 0.0),
                         Align2::LEFT_CENTER,
-                        text,
+                        format!("!! {}", entry.summary),
                         font.clone(),
-                        color,
+                        widgets::BAD,
                     );
+                } else {
+                    let cells: [(f32, String, Color32); 7] = [
+                        (COLUMNS[0].0, widgets::clock_ms(entry.at_ms), text_color),
+                        (
+                            COLUMNS[1].0,
+                            entry.kind.label().to_string(),
+                            kind_color(entry.kind),
+                        ),
+                        (
+                            COLUMNS[2].0,
+                            short(entry.hub.as_deref().unwrap_or(""), 22),
+                            text_color,
+                        ),
+                        (
+                            COLUMNS[3].0,
+                            short(entry.scope.as_deref().unwrap_or(""), 20),
+                            text_color,
+                        ),
+                        (
+                            COLUMNS[4].0,
+                            entry.summary.clone(),
+                            if entry.error.is_some() {
+                                widgets::BAD
+                            } else {
+                                text_color
+                            },
+                        ),
+                        (COLUMNS[5].0, excluded(entry), text_color),
+                        (COLUMNS[6].0, widgets::bytes(entry.size as u64), text_color),
+                    ];
+                    for (n, (x, text, color)) in cells.into_iter().enumerate() {
+                        let left = x_of(x) + 4.0;
+                        let right = COLUMNS.get(n + 1).map(|c| x_of(c.0)).unwrap_or(width) - 4.0;
+                        let clip = egui::Rect::from_min_max(
+                            egui::pos2(rect.left() + left, rect.top()),
+                            egui::pos2(rect.left() + right.max(left), rect.bottom()),
+                        );
+                        ui.painter_at(clip).text(
+                            egui::pos2(clip.left(), rect.center().y),
+                            Align2::LEFT_CENTER,
+                            text,
+                            font.clone(),
+                            color,
+                        );
+                    }
+                }
+                // Rows are painted, not widgets; this gives each visible one an accessible name (screen
+                // readers, and the UI tests that find rows by their text).
+                let name = format!(
+                    "{} {} {}",
+                    entry.kind.label(),
+                    entry.scope.as_deref().unwrap_or(""),
+                    entry.summary
+                );
+                response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &name));
+                if response.clicked() {
+                    state.selected = if selected { None } else { Some(entry.seq) };
                 }
             }
-            if response.clicked() {
-                state.selected = if selected { None } else { Some(entry.seq) };
-            }
-        }
-    });
+        });
 }
 
 fn detail_pane(ui: &mut Ui, model: &Model, state: &mut TrafficUi, seq: u64) {
@@ -204,10 +258,21 @@ fn detail_pane(ui: &mut Ui, model: &Model, state: &mut TrafficUi, seq: u64) {
         let json = serde_json::to_string_pretty(&decode::detail(entry)).unwrap_or_else(|e| e.to_string());
         state.detail = Some((seq, json, decode::hex_dump(&entry.payload, 4096)));
     }
-    let Some((_, json, hex)) = &state.detail else { return };
+    let Some((_, json, hex)) = &state.detail else {
+        return;
+    };
     ui.horizontal(|ui| {
-        ui.label(RichText::new(format!("#{} {}", entry.seq, entry.channel)).strong().monospace());
-        ui.label(format!("{} · {} · {}", widgets::clock_ms(entry.at_ms), entry.kind.label(), widgets::bytes(entry.size as u64)));
+        ui.label(
+            RichText::new(format!("#{} {}", entry.seq, entry.channel))
+                .strong()
+                .monospace(),
+        );
+        ui.label(format!(
+            "{} · {} · {}",
+            widgets::clock_ms(entry.at_ms),
+            entry.kind.label(),
+            widgets::bytes(entry.size as u64)
+        ));
         if let Some(e) = &entry.error {
             ui.label(RichText::new(e).color(widgets::BAD));
         }
@@ -216,17 +281,25 @@ fn detail_pane(ui: &mut Ui, model: &Model, state: &mut TrafficUi, seq: u64) {
         }
     });
     ui.columns(2, |cols| {
-        egui::ScrollArea::both().id_salt("detail_json").show(&mut cols[0], |ui| {
-            ui.label(RichText::new(json.as_str()).monospace());
-        });
-        egui::ScrollArea::both().id_salt("detail_hex").show(&mut cols[1], |ui| {
-            ui.label(RichText::new(hex.as_str()).monospace());
-        });
+        egui::ScrollArea::both()
+            .id_salt("detail_json")
+            .show(&mut cols[0], |ui| {
+                ui.label(RichText::new(json.as_str()).monospace());
+            });
+        egui::ScrollArea::both()
+            .id_salt("detail_hex")
+            .show(&mut cols[1], |ui| {
+                ui.label(RichText::new(hex.as_str()).monospace());
+            });
     });
 }
 
 fn excluded(entry: &TrafficEntry) -> String {
-    if entry.excluded.is_empty() { String::new() } else { format!("{}", entry.excluded.len()) }
+    if entry.excluded.is_empty() {
+        String::new()
+    } else {
+        format!("{}", entry.excluded.len())
+    }
 }
 
 fn short(text: &str, max: usize) -> String {

@@ -15,9 +15,17 @@ pub fn describe(state: &LinkState, now_ms: u64) -> (Color32, String) {
         LinkState::Idle => (IDLE, "not connected".to_string()),
         LinkState::Connecting => (WARN, "connecting…".to_string()),
         LinkState::Connected => (OK, "connected".to_string()),
-        LinkState::Reconnecting { attempt, retry_at_ms, error } => {
+        LinkState::Reconnecting {
+            attempt,
+            retry_at_ms,
+            error,
+        } => {
             let secs = retry_at_ms.saturating_sub(now_ms).div_ceil(1000);
-            let when = if secs == 0 { "now".to_string() } else { format!("in {secs} s") };
+            let when = if secs == 0 {
+                "now".to_string()
+            } else {
+                format!("in {secs} s")
+            };
             (BAD, format!("reconnecting {when} (attempt {attempt}): {error}"))
         }
         LinkState::Failed { error } => (BAD, format!("failed: {error}")),
@@ -95,7 +103,13 @@ fn clock_of(secs: u64) -> String {
 
 /// A duration in ms with sensible precision.
 pub fn millis(ms: f64) -> String {
-    if ms < 10.0 { format!("{ms:.2} ms") } else if ms < 1000.0 { format!("{ms:.0} ms") } else { format!("{:.2} s", ms / 1000.0) }
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
 }
 
 /// A small line chart of `values` (oldest first), scaled to its own maximum.
@@ -119,7 +133,10 @@ pub fn sparkline(ui: &mut Ui, values: &[f64], size: Vec2, color: Color32) {
         painter.add(egui::Shape::line(points, Stroke::new(1.5, color)));
     }
     if let (Some(last), Some(max)) = (values.last(), values.iter().cloned().reduce(f64::max)) {
-        response.on_hover_text(format!("now {last:.0}, max {max:.0} (last {} samples)", values.len()));
+        response.on_hover_text(format!(
+            "now {last:.0}, max {max:.0} (last {} samples)",
+            values.len()
+        ));
     }
 }
 
@@ -141,8 +158,21 @@ mod tests {
 
     #[test]
     fn states_read_well() {
-        let s = LinkState::Reconnecting { attempt: 2, retry_at_ms: 10_500, error: "refused".into() };
+        let s = LinkState::Reconnecting {
+            attempt: 2,
+            retry_at_ms: 10_500,
+            error: "refused".into(),
+        };
         assert_eq!(describe(&s, 8_000).1, "reconnecting in 3 s (attempt 2): refused");
-        assert_eq!(describe(&LinkState::Failed { error: "bad url".into() }, 0).1, "failed: bad url");
+        assert_eq!(
+            describe(
+                &LinkState::Failed {
+                    error: "bad url".into()
+                },
+                0
+            )
+            .1,
+            "failed: bad url"
+        );
     }
 }

@@ -1,0 +1,250 @@
+//! The real dashboard app, driven by its labels with egui_kittest (no GPU: kittest runs the egui
+//! frames and reads the accessibility tree), against a real redis-server and two real hub nodes:
+//! connect, the nodes table, filter, pause, send with a trace, and bad input shown as text.
+//!
+//! The app's data comes from real sockets on the link's own runtime, so each step runs frames
+//! until what it waits for shows up, within a deadline.
+#![cfg(feature = "gui")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::{connect, s, start_node, unique_prefix};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use switchboard::hub::{BackplaneChoice, NodeHandle};
+use switchboard::link::Link;
+use switchboard::monitor::LinkState;
+use switchboard::protocol::Protocol;
+use switchboard::ui::{DashboardApp, Settings, Startup};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn app(prefix: &str) -> DashboardApp {
+    let (link, _) = Link::start(None).expect("the link starts");
+    let settings = Settings {
+        channel_prefix: prefix.to_string(),
+        auto_connect: false,
+        ..Settings::default()
+    };
+    DashboardApp::new(
+        link,
+        Startup {
+            settings,
+            redis_url: None,
+            demo: None,
+            tab: None,
+            persist: false,
+            exit_after: None,
+        },
+    )
+}
+
+fn harness(app: DashboardApp) -> Harness<'static, DashboardApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app)
+}
+
+/// Runs frames until `done` holds, panicking with `what` at the deadline.
+fn frames_until(
+    h: &mut Harness<'_, DashboardApp>,
+    what: &str,
+    done: impl Fn(&mut Harness<'_, DashboardApp>) -> bool,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+fn has_label(h: &Harness<'_, DashboardApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// Clicks the widget labelled `label` and runs a frame so the click takes effect.
+fn click(h: &mut Harness<'_, DashboardApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.step();
+    h.step();
+}
+
+/// Types into the text field labelled `label` (click to focus, then type).
+fn type_into(h: &mut Harness<'_, DashboardApp>, label: &str, text: &str) {
+    click(h, label);
+    h.get_by_label(label).type_text(text);
+    h.step();
+}
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    redis: RedisServer,
+    prefix: String,
+    a: NodeHandle,
+    b: NodeHandle,
+}
+
+fn cluster() -> Cluster {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let prefix = unique_prefix();
+    let (redis, a, b) = rt.block_on(async {
+        let redis = RedisServer::start().await;
+        let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
+        let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+        (redis, a, b)
+    });
+    Cluster {
+        rt,
+        redis,
+        prefix,
+        a,
+        b,
+    }
+}
+
+#[test]
+fn connect_nodes_filter_pause_and_send_through_the_ui() {
+    let c = cluster();
+    let mut h = harness(app(&c.prefix));
+
+    // Connect: type the URL, press Connect; the tap state reads "connected".
+    type_into(&mut h, "Redis URL", &c.redis.url());
+    click(&mut h, "Connect");
+    frames_until(&mut h, "Tap: connected", |h| has_label(h, "Tap: connected"));
+    assert_eq!(h.state().settings.redis_url, c.redis.url());
+
+    // The nodes announce themselves by heartbeat; the Nodes table shows them with client counts.
+    click(&mut h, "Nodes");
+    frames_until(&mut h, "both nodes with stats", |h| {
+        h.state()
+            .model
+            .nodes
+            .rows()
+            .iter()
+            .filter(|r| r.stats.is_some())
+            .count()
+            == 2
+    });
+    assert!(has_label(&h, "node-a") && has_label(&h, "node-b"));
+    let client = c.rt.block_on(connect(&c.a, Protocol::Json, Some("ann")));
+    let client_b = c.rt.block_on(connect(&c.b, Protocol::Json, Some("bob")));
+    // Two probes (one per node) plus these two clients: each node counts its own.
+    frames_until(&mut h, "client counts include ann and bob", |h| {
+        h.state()
+            .model
+            .nodes
+            .rows()
+            .iter()
+            .all(|r| r.stats.as_ref().is_some_and(|s| s.connections.total == 2))
+    });
+    frames_until(&mut h, "the cluster total and the PUBSUB count", |h| {
+        has_label(h, "clients on watched nodes")
+            && h.state()
+                .model
+                .census
+                .as_ref()
+                .is_some_and(|(_, hubs)| hubs.iter().map(|x| x.connections).sum::<u64>() == 4)
+    });
+
+    // Traffic: a chat message crosses the backplane and is decoded; the filter finds it.
+    click(&mut h, "Traffic");
+    c.rt.block_on(client.invoke("SendMessage", vec![s("ann"), s("hello kittest")]))
+        .unwrap();
+    type_into(&mut h, "Filter", "kittest");
+    frames_until(&mut h, "the filtered row", |h| has_label(h, "hello kittest"));
+    frames_until(&mut h, "one row shown", |h| has_label(h, "1 shown of"));
+    assert_eq!(h.state().model.traffic.visible_len(), 1);
+    let row = h.state().model.traffic.visible(0).unwrap().clone();
+    assert_eq!(row.method.as_deref(), Some("ReceiveMessage"));
+    assert!(row.args.as_deref().unwrap().contains("hello kittest"));
+
+    // Pause: the view stops, the counting does not.
+    click(&mut h, "Pause");
+    h.step();
+    assert!(has_label(&h, "Resume"));
+    let seen = h.state().model.traffic.totals().messages;
+    c.rt.block_on(client.invoke("SendMessage", vec![s("ann"), s("kittest while paused")]))
+        .unwrap();
+    frames_until(&mut h, "counting goes on while paused", |h| {
+        h.state().model.traffic.totals().messages > seen
+    });
+    frames_until(&mut h, "the paused message is counted", |h| {
+        h.state()
+            .model
+            .traffic
+            .iter()
+            .any(|e| e.args.as_deref().is_some_and(|a| a.contains("while paused")))
+    });
+    assert!(
+        !has_label(&h, "kittest while paused"),
+        "the paused view does not move"
+    );
+    click(&mut h, "Resume");
+    frames_until(&mut h, "resumed view shows it", |h| {
+        has_label(h, "kittest while paused")
+    });
+
+    // Send: through node-a to all; the trace shows Redis and both probes.
+    click(&mut h, "Send");
+    h.step();
+    h.state_mut().send_ui.node = c.a.hub_url();
+    click(&mut h, "Send message");
+    frames_until(&mut h, "a delivered trace", |h| {
+        h.query_by_label("delivered").is_some()
+    });
+    let trace = h.state().model.traces.recent().next().unwrap().clone();
+    assert!(trace.redis_at_ms.is_some(), "Redis saw the test message");
+    assert_eq!(trace.receipts.len(), 2, "both probes received it: {trace:?}");
+
+    drop(h);
+    c.rt.block_on(async {
+        client.close().await;
+        client_b.close().await;
+        c.a.shutdown().await;
+        c.b.shutdown().await;
+    });
+}
+
+#[test]
+fn bad_input_is_a_readable_message() {
+    let c = cluster();
+    let mut h = harness(app(&c.prefix));
+
+    // Not a URL at all: failed, with the reason.
+    type_into(&mut h, "Redis URL", "not a url");
+    click(&mut h, "Connect");
+    frames_until(&mut h, "a failed tap", |h| {
+        matches!(h.state().model.tap.state, LinkState::Failed { .. })
+    });
+    assert!(has_label(&h, "Tap: failed"));
+
+    // Nothing listens there: reconnecting, with the reason.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    h.state_mut().settings.redis_url = format!("redis://{closed}");
+    click(&mut h, "Connect");
+    frames_until(&mut h, "reconnecting", |h| has_label(h, "Tap: reconnecting"));
+
+    // A node URL that is not a hub (Redis speaks no HTTP): a readable state on its row.
+    let text = format!("http://127.0.0.1:{}/chat", c.redis.port());
+    h.state_mut().connections_ui.new_node = text.clone();
+    click(&mut h, "Add node");
+    frames_until(&mut h, "the bad node's error", |h| {
+        h.state().model.nodes.rows().iter().any(|r| matches!(&r.state, LinkState::Reconnecting { error, .. } | LinkState::Failed { error } if !error.is_empty()))
+    });
+
+    // A node URL that is not a URL: refused in the form, nothing added.
+    h.state_mut().connections_ui.new_node = "localhost:5001".into();
+    click(&mut h, "Add node");
+    h.step();
+    assert!(has_label(&h, "not an http"));
+}
