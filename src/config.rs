@@ -112,3 +112,7 @@ pub const DEFAULT_TRACE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connected node whose stats are older than this is shown as stale: ten of the 500 ms monitor
 /// snapshots missed in a row.
 pub const DEFAULT_STATS_STALE: Duration = Duration::from_secs(5);
+
+/// Decoded traffic entries the monitor holds for a UI that fell behind (about 2 s at 50k msg/s,
+/// some 50 MiB); past it new traffic is dropped and counted, so memory stays bounded.
+pub const DEFAULT_MONITOR_MAX_IN_FLIGHT: usize = 100_000;

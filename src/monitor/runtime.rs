@@ -7,7 +7,7 @@
 //! Called by `link` (the dashboard) and tests. Uses `tap`, `probe` and `client`; never `hub` or `ui`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,8 +20,9 @@ use super::tap;
 use super::{Announcement, LinkState, MonitorCommand, MonitorEvent, NodeTarget};
 use crate::config;
 
-/// Events held for the flusher before new ones are dropped (and counted): a few seconds of a busy
-/// tap, so memory stays bounded when the UI channel is full.
+/// Events held for the flusher before new ones are dropped (and counted). Traffic is bounded
+/// separately, by entries (`DEFAULT_MONITOR_MAX_IN_FLIGHT`); this bounds the small events (states,
+/// stats, traces) for a UI that stopped draining altogether.
 const MAX_PENDING_EVENTS: usize = 4096;
 
 /// How long shutdown waits for the tap and probe tasks before giving up on them.
@@ -41,18 +42,34 @@ pub(crate) fn now_ms() -> u64 {
 /// The receiving end of the monitor's events, for the UI thread (or a test).
 pub struct MonitorEvents {
     rx: mpsc::Receiver<Vec<MonitorEvent>>,
+    shared: Arc<SinkShared>,
 }
 
 impl MonitorEvents {
     /// The next batch if one is queued; never waits (for the UI thread).
     pub fn try_recv(&mut self) -> Option<Vec<MonitorEvent>> {
-        self.rx.try_recv().ok()
+        let batch = self.rx.try_recv().ok()?;
+        self.shared.taken(&batch);
+        Some(batch)
     }
 
     /// The next batch, waiting for it; `None` once the runtime has stopped.
     pub async fn recv(&mut self) -> Option<Vec<MonitorEvent>> {
-        self.rx.recv().await
+        let batch = self.rx.recv().await?;
+        self.shared.taken(&batch);
+        Some(batch)
     }
+}
+
+/// Traffic entries in `events`.
+fn entries_in(events: &[MonitorEvent]) -> usize {
+    events
+        .iter()
+        .map(|e| match e {
+            MonitorEvent::Traffic(entries) => entries.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 #[derive(Default)]
@@ -66,6 +83,16 @@ struct SinkShared {
     pending: Mutex<Vec<MonitorEvent>>,
     wake: Notify,
     counters: Counters,
+    /// Traffic entries decoded but not yet taken by the UI (pending here or queued on the
+    /// channel): what bounds the monitor's memory when the UI falls behind.
+    in_flight: AtomicUsize,
+}
+
+impl SinkShared {
+    /// The UI took `batch`: its entries are no longer in flight.
+    fn taken(&self, batch: &[MonitorEvent]) {
+        self.in_flight.fetch_sub(entries_in(batch), Ordering::Relaxed);
+    }
 }
 
 /// Where every monitor task puts its events: a bounded pending buffer drained by one flusher.
@@ -85,23 +112,27 @@ impl EventSink {
         counters
             .dropped_events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let entries: usize = events
-            .iter()
-            .map(|e| match e {
-                MonitorEvent::Traffic(entries) => entries.len(),
-                _ => 0,
-            })
-            .sum();
         counters
             .dropped_entries
-            .fetch_add(entries as u64, Ordering::Relaxed);
+            .fetch_add(entries_in(events) as u64, Ordering::Relaxed);
     }
 
-    /// Queues one event for the next batch; drops (and counts) it when the buffer is full.
+    /// Queues one event for the next batch. Traffic is dropped (and counted) when too many entries
+    /// are in flight already; other events only when the UI has stopped draining altogether.
     pub(crate) fn push(&self, event: MonitorEvent) {
+        if let MonitorEvent::Traffic(entries) = &event {
+            let n = entries.len();
+            let before = self.shared.in_flight.fetch_add(n, Ordering::Relaxed);
+            if before + n > config::DEFAULT_MONITOR_MAX_IN_FLIGHT {
+                self.shared.in_flight.fetch_sub(n, Ordering::Relaxed);
+                self.count_dropped(std::slice::from_ref(&event));
+                return;
+            }
+        }
         let mut pending = self.lock();
         if pending.len() >= MAX_PENDING_EVENTS {
             drop(pending);
+            self.shared.taken(std::slice::from_ref(&event));
             self.count_dropped(std::slice::from_ref(&event));
             return;
         }
@@ -131,7 +162,23 @@ impl EventSink {
             let batch = match e {
                 mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
             };
-            self.count_dropped(&batch);
+            // The UI is behind: drop the traffic (counted, shown), keep the small events (link
+            // states, stats, traces) for the next flush so a state change is never lost.
+            let (traffic, keep): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|e| matches!(e, MonitorEvent::Traffic(_)));
+            self.shared.taken(&traffic);
+            self.count_dropped(&traffic);
+            let mut pending = self.lock();
+            let newer = std::mem::replace(&mut *pending, keep);
+            pending.extend(newer);
+            if pending.len() > MAX_PENDING_EVENTS {
+                let excess = pending.len() - MAX_PENDING_EVENTS;
+                let dropped: Vec<_> = pending.drain(..excess).collect();
+                drop(pending);
+                self.shared.taken(&dropped);
+                self.count_dropped(&dropped);
+            }
         }
     }
 }
@@ -163,6 +210,7 @@ impl MonitorHandle {
                 pending: Mutex::new(Vec::new()),
                 wake: Notify::new(),
                 counters: Counters::default(),
+                in_flight: AtomicUsize::new(0),
             }),
         };
         let cancel = CancellationToken::new();
@@ -173,7 +221,8 @@ impl MonitorHandle {
             nodes: HashMap::new(),
             removed: HashSet::new(),
             bursts: cancel.child_token(),
-            next_trace: Arc::new(AtomicU64::new(1)),
+            // A random start, so two dashboards on one backplane never share trace ids.
+            next_trace: Arc::new(AtomicU64::new((rand::random::<u32>() as u64) << 16 | 1)),
         };
         let flusher_cancel = CancellationToken::new();
         let flusher = tokio::spawn(flush_loop(sink.clone(), events_tx, flusher_cancel.clone()));
@@ -189,7 +238,14 @@ impl MonitorHandle {
             cancel,
             stopped,
         };
-        (handle, MonitorEvents { rx: events_rx })
+        let shared = handle.sink.shared.clone();
+        (
+            handle,
+            MonitorEvents {
+                rx: events_rx,
+                shared,
+            },
+        )
     }
 
     /// Queues a command without waiting; `false` (and counted) when the queue is full or the
@@ -402,5 +458,83 @@ impl Supervisor {
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!("some probes did not stop within {SHUTDOWN_GRACE:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+    use crate::monitor::decode;
+
+    fn sink() -> (EventSink, Arc<SinkShared>) {
+        let shared = Arc::new(SinkShared {
+            pending: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            counters: Counters::default(),
+            in_flight: AtomicUsize::new(0),
+        });
+        (
+            EventSink {
+                shared: shared.clone(),
+            },
+            shared,
+        )
+    }
+
+    fn traffic(n: usize) -> MonitorEvent {
+        MonitorEvent::Traffic((0..n).map(|i| decode::decode("", "ch", b"x", i as u64)).collect())
+    }
+
+    #[test]
+    fn a_full_ui_channel_drops_traffic_but_keeps_state_changes() {
+        let (sink, shared) = sink();
+        let (tx, rx) = mpsc::channel(1);
+        let mut events = MonitorEvents {
+            rx,
+            shared: shared.clone(),
+        };
+        sink.push(traffic(10));
+        sink.flush(&tx); // the channel is now full
+        sink.push(traffic(5));
+        sink.push(MonitorEvent::Tap {
+            state: LinkState::Connected,
+            at_ms: 1,
+        });
+        sink.flush(&tx);
+        assert_eq!(shared.counters.dropped_entries.load(Ordering::Relaxed), 5);
+        assert_eq!(shared.in_flight.load(Ordering::Relaxed), 10);
+
+        let first = events.try_recv().unwrap();
+        assert_eq!(entries_in(&first), 10);
+        assert_eq!(shared.in_flight.load(Ordering::Relaxed), 0);
+        sink.flush(&tx);
+        let second = events.try_recv().unwrap();
+        assert!(matches!(
+            second.as_slice(),
+            [MonitorEvent::Tap {
+                state: LinkState::Connected,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn traffic_past_the_in_flight_cap_is_dropped_and_counted() {
+        let (sink, shared) = sink();
+        sink.push(traffic(config::DEFAULT_MONITOR_MAX_IN_FLIGHT - 1));
+        sink.push(traffic(2));
+        assert_eq!(shared.counters.dropped_entries.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.counters.dropped_events.load(Ordering::Relaxed), 1);
+        sink.push(traffic(1));
+        assert_eq!(
+            shared.in_flight.load(Ordering::Relaxed),
+            config::DEFAULT_MONITOR_MAX_IN_FLIGHT
+        );
+        // Small events still get through.
+        sink.push(MonitorEvent::Tap {
+            state: LinkState::Idle,
+            at_ms: 0,
+        });
+        assert_eq!(shared.pending.lock().unwrap().len(), 3);
     }
 }
