@@ -197,6 +197,7 @@ impl DashboardApp {
             egui::Panel::left("connections")
                 .resizable(true)
                 .default_size(300.0)
+                .size_range(240.0..=520.0)
                 .show(ui, |ui| {
                     egui::ScrollArea::vertical().show(ui, |ui| {
                         if let Some(status) = self.link.demo_status() {
@@ -259,7 +260,14 @@ impl DashboardApp {
             ui.menu_button("File", |ui| {
                 files::menu(ui, self.model.traffic.offline().is_some(), actions)
             });
-            ui.toggle_value(&mut self.settings.presenter, "Presenter");
+            if ui
+                .toggle_value(&mut self.settings.presenter, "Presenter")
+                .on_hover_text("Large type and the topology, for a projector")
+                .clicked()
+                && self.settings.presenter
+            {
+                self.tab = Tab::Topology;
+            }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 widgets::link_state(ui, "Redis", &self.model.tap.state, now);
             });

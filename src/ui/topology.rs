@@ -73,7 +73,8 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
     );
     let painter = ui.painter_at(rect);
     let center = rect.center();
-    let radius = rect.width().min(rect.height()) * 0.34;
+    // An ellipse that fills a wide window: two nodes sit left and right of Redis.
+    let radius = vec2(rect.width() * 0.34, rect.height() * 0.32);
     let scale = if presenter { 1.4 } else { 1.0 };
     let text_color = ui.visuals().strong_text_color();
 
@@ -82,7 +83,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
         .iter()
         .enumerate()
         .map(|(i, row)| {
-            let angle = -TAU / 4.0 + TAU * i as f32 / rows.len().max(1) as f32;
+            let angle = TAU / 2.0 + TAU * i as f32 / rows.len().max(1) as f32;
             (
                 row.target.hub_url.clone(),
                 center + vec2(angle.cos(), angle.sin()) * radius,
@@ -194,7 +195,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
     }
     if rows.is_empty() {
         painter.text(
-            center + vec2(0.0, radius),
+            center + vec2(0.0, radius.y),
             Align2::CENTER_CENTER,
             "no nodes yet",
             FontId::proportional(16.0),

@@ -72,7 +72,8 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
         .on_hover_text(
             "Case-insensitive: matched against the summary, method, arguments, target and channel",
         );
-        egui::ComboBox::from_label("kind")
+        ui.label("kind");
+        egui::ComboBox::from_id_salt("filter_kind")
             .selected_text(state.filter.kind.map(EntryKind::label).unwrap_or("any"))
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut state.filter.kind, None, "any");
@@ -80,7 +81,8 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
                     ui.selectable_value(&mut state.filter.kind, Some(kind), kind.label());
                 }
             });
-        egui::ComboBox::from_label("hub")
+        ui.label("hub");
+        egui::ComboBox::from_id_salt("filter_hub")
             .selected_text(state.filter.hub.as_deref().unwrap_or("any"))
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut state.filter.hub, None, "any");
@@ -89,11 +91,13 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
                     ui.selectable_value(&mut state.filter.hub, Some(hub.clone()), hub.as_str());
                 }
             });
+        let label = ui.label("channel");
         ui.add(
             egui::TextEdit::singleline(&mut state.filter.channel)
-                .hint_text("channel (glob: *room*)")
+                .hint_text("glob: *room*")
                 .desired_width(140.0),
-        );
+        )
+        .labelled_by(label.id);
         ui.separator();
         let paused = model.traffic.paused();
         if ui.button(if paused { "Resume" } else { "Pause" }).clicked() {
@@ -281,16 +285,24 @@ fn detail_pane(ui: &mut Ui, model: &Model, state: &mut TrafficUi, seq: u64) {
         }
     });
     ui.columns(2, |cols| {
-        egui::ScrollArea::both()
-            .id_salt("detail_json")
-            .show(&mut cols[0], |ui| {
-                ui.label(RichText::new(json.as_str()).monospace());
-            });
-        egui::ScrollArea::both()
-            .id_salt("detail_hex")
-            .show(&mut cols[1], |ui| {
-                ui.label(RichText::new(hex.as_str()).monospace());
-            });
+        // Read-only code editors: they keep the indentation and can be selected and copied. The
+        // hex dump is wider than its column rather than wrapped (76 characters a line).
+        for (col, (id, text, width)) in cols
+            .iter_mut()
+            .zip([("detail_json", json, f32::INFINITY), ("detail_hex", hex, 640.0)])
+        {
+            egui::ScrollArea::both()
+                .id_salt(id)
+                .auto_shrink(false)
+                .show(col, |ui| {
+                    ui.add(
+                        egui::TextEdit::multiline(&mut text.as_str())
+                            .code_editor()
+                            .desired_width(width)
+                            .desired_rows(4),
+                    );
+                });
+        }
     });
 }
 
