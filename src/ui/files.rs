@@ -234,3 +234,68 @@ impl Files {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::decode;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("switchboard-files-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn an_exported_capture_opens_again_byte_for_byte() {
+        let entries: Vec<TrafficEntry> = (0..3)
+            .map(|i| decode::decode("", "Hub:all", format!("payload {i}").as_bytes(), 1_000 + i))
+            .collect();
+        let path = temp("roundtrip.jsonl");
+        assert_eq!(write_capture(&path, Format::JsonLines, &entries).unwrap(), 3);
+        let (read, note) = read_capture(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(note, "");
+        assert_eq!(read.len(), 3);
+        for (a, b) in entries.iter().zip(&read) {
+            assert_eq!(a.payload, b.payload);
+            assert_eq!(a.channel, b.channel);
+            assert_eq!(a.at_ms, b.at_ms);
+        }
+        let csv = temp("export.csv");
+        assert_eq!(write_capture(&csv, Format::Csv, &entries).unwrap(), 3);
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let _ = std::fs::remove_file(&csv);
+        assert_eq!(text.lines().count(), 4, "a header and one line per message");
+    }
+
+    #[test]
+    fn a_corrupt_capture_is_a_readable_error() {
+        let path = temp("corrupt.jsonl");
+        std::fs::write(&path, "{\"at_ms\": 1}\nnot json at all\n").unwrap();
+        let err = read_capture(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains("corrupt.jsonl") && err.contains("line"), "{err}");
+        let err = read_capture(Path::new("/nonexistent/capture.jsonl")).unwrap_err();
+        assert!(err.contains("cannot open"), "{err}");
+    }
+
+    #[test]
+    fn a_workspace_file_never_holds_a_password() {
+        let mut settings = Settings::default();
+        settings.set_redis_url("redis://:hunter2@10.0.0.5:6379/1");
+        settings.add_node(crate::monitor::NodeTarget {
+            hub_url: "http://h:1/chat".into(),
+            monitor_url: None,
+        });
+        let path = temp("workspace.json");
+        std::fs::write(&path, settings.workspace().to_json()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("hunter2"));
+        let back = read_workspace(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(back.redis_url, "redis://10.0.0.5:6379/1");
+        assert_eq!(back.nodes.len(), 1);
+        std::fs::write(&path, "[1, 2").unwrap();
+        assert!(read_workspace(&path).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -103,8 +103,10 @@ fn clock_of(secs: u64) -> String {
 
 /// A duration in ms with sensible precision.
 pub fn millis(ms: f64) -> String {
-    if ms < 10.0 {
-        format!("{ms:.2} ms")
+    if ms < 1.0 {
+        "<1 ms".to_string()
+    } else if ms < 10.0 {
+        format!("{ms:.1} ms")
     } else if ms < 1000.0 {
         format!("{ms:.0} ms")
     } else {
