@@ -289,7 +289,7 @@ fn detail_pane(ui: &mut Ui, model: &Model, state: &mut TrafficUi, seq: u64) {
         // hex dump is wider than its column rather than wrapped (76 characters a line).
         for (col, (id, text, width)) in cols
             .iter_mut()
-            .zip([("detail_json", json, f32::INFINITY), ("detail_hex", hex, 640.0)])
+            .zip([("detail_json", json, f32::INFINITY), ("detail_hex", hex, 820.0)])
         {
             egui::ScrollArea::both()
                 .id_salt(id)
