@@ -27,23 +27,7 @@ const SUMMARY_HEX_BYTES: usize = 32;
 /// Decodes a message the tap received at `at_ms` on wire channel `channel`, where the backplane's
 /// channel prefix is `prefix`.
 pub fn decode(prefix: &str, channel: &str, payload: &[u8], at_ms: u64) -> TrafficEntry {
-    let mut entry = TrafficEntry {
-        seq: 0,
-        at_ms,
-        channel: channel.to_string(),
-        size: payload.len(),
-        kind: EntryKind::Other,
-        hub: None,
-        scope: None,
-        method: None,
-        args: None,
-        excluded: Vec::new(),
-        summary: String::new(),
-        error: None,
-        trace: None,
-        gap: None,
-        payload: payload.to_vec(),
-    };
+    let mut entry = TrafficEntry::new(at_ms, channel, EntryKind::Other, payload.to_vec());
     if channel == naming::nodes_channel(prefix) {
         decode_heartbeat(&mut entry, payload);
     } else if let Some((hub, kind)) = naming::classify(prefix, channel) {

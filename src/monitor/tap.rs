@@ -18,6 +18,7 @@ use super::runtime::{EventSink, now_ms};
 use super::{Announcement, HubCensus, LinkState, MonitorEvent, TapSource, TrafficEntry, decode};
 use crate::backplane::memory::MemoryBus;
 use crate::backplane::naming::{self, ChannelKind, Channels};
+use crate::backplane::redis::redact;
 use crate::backplane::{BackplaneMessage, backoff};
 use crate::config;
 
@@ -90,20 +91,6 @@ pub(crate) async fn run(
     match source {
         TapSource::Redis { url, prefix } => run_redis(url, prefix, sink, announce_tx, cancel).await,
         TapSource::Memory { bus, prefix } => run_memory(bus, prefix, sink, announce_tx, cancel).await,
-    }
-}
-
-/// The URL with any password replaced by `***`, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 

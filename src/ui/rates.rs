@@ -31,33 +31,34 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
     ui.separator();
     let height = ((ui.available_height() - 180.0) / 2.0).max(120.0);
 
-    ui.label(RichText::new("Messages per second by kind").strong());
-    Plot::new("rates_by_kind")
-        .height(height)
-        .legend(Legend::default())
-        .include_y(0.0)
-        .x_axis_label("seconds ago")
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            for kind in rates.kinds() {
-                let points = rates.series(&RateKey::Kind(kind), now);
-                plot.line(Line::new(kind.label(), points).color(kind_color(kind)).width(1.5));
-            }
-        });
-
-    ui.label(RichText::new("Messages per second by hub").strong());
-    Plot::new("rates_by_hub")
-        .height(height)
-        .legend(Legend::default())
-        .include_y(0.0)
-        .x_axis_label("seconds ago")
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            for hub in rates.hubs() {
-                let points = rates.series(&RateKey::Hub(hub.clone()), now);
-                plot.line(Line::new(hub.as_str(), points).width(1.5));
-            }
-        });
+    let by_kind: Vec<_> = rates
+        .kinds()
+        .into_iter()
+        .map(|k| (k.label().to_string(), Some(kind_color(k)), RateKey::Kind(k)))
+        .collect();
+    rate_plot(
+        ui,
+        "Messages per second by kind",
+        "rates_by_kind",
+        height,
+        &by_kind,
+        rates,
+        now,
+    );
+    let by_hub: Vec<_> = rates
+        .hubs()
+        .into_iter()
+        .map(|h| (h.clone(), None, RateKey::Hub(h)))
+        .collect();
+    rate_plot(
+        ui,
+        "Messages per second by hub",
+        "rates_by_hub",
+        height,
+        &by_hub,
+        rates,
+        now,
+    );
 
     ui.separator();
     ui.columns(2, |cols| {
@@ -71,6 +72,34 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         );
         totals(&mut cols[1], "Totals by hub", rates.totals_by_hub().into_iter());
     });
+}
+
+/// One plot of message rates, a line per (name, color, key).
+fn rate_plot(
+    ui: &mut Ui,
+    title: &str,
+    id: &str,
+    height: f32,
+    lines: &[(String, Option<egui::Color32>, RateKey)],
+    rates: &crate::monitor::model::rates::Rates,
+    now: u64,
+) {
+    ui.label(RichText::new(title).strong());
+    Plot::new(id)
+        .height(height)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .x_axis_label("seconds ago")
+        .allow_scroll(false)
+        .show(ui, |plot| {
+            for (name, color, key) in lines {
+                let mut line = Line::new(name.as_str(), rates.series(key, now)).width(1.5);
+                if let Some(color) = color {
+                    line = line.color(*color);
+                }
+                plot.line(line);
+            }
+        });
 }
 
 fn totals(ui: &mut Ui, title: &str, rows: impl Iterator<Item = (String, u64, u64)>) {

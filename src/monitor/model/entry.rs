@@ -109,6 +109,29 @@ pub struct TrafficEntry {
     pub payload: Vec<u8>,
 }
 
+impl TrafficEntry {
+    /// An entry with nothing decoded yet: `kind`, the channel, the payload and its size.
+    pub fn new(at_ms: u64, channel: impl Into<String>, kind: EntryKind, payload: Vec<u8>) -> Self {
+        TrafficEntry {
+            seq: 0,
+            at_ms,
+            channel: channel.into(),
+            size: payload.len(),
+            kind,
+            hub: None,
+            scope: None,
+            method: None,
+            args: None,
+            excluded: Vec::new(),
+            summary: String::new(),
+            error: None,
+            trace: None,
+            gap: None,
+            payload,
+        }
+    }
+}
+
 mod payload_b64 {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;

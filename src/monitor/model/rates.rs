@@ -229,23 +229,10 @@ mod tests {
     use super::*;
 
     fn entry(kind: EntryKind, hub: Option<&str>, at_ms: u64, size: usize) -> TrafficEntry {
-        TrafficEntry {
-            seq: 0,
-            at_ms,
-            channel: String::new(),
-            size,
-            kind,
-            hub: hub.map(str::to_string),
-            scope: None,
-            method: None,
-            args: None,
-            excluded: Vec::new(),
-            summary: String::new(),
-            error: None,
-            trace: None,
-            gap: None,
-            payload: Vec::new(),
-        }
+        let mut e = TrafficEntry::new(at_ms, "", kind, Vec::new());
+        e.size = size;
+        e.hub = hub.map(str::to_string);
+        e
     }
 
     const T0: u64 = 1_700_000_000_000;

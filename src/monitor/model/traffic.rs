@@ -239,23 +239,9 @@ impl Traffic {
     /// Stores a gap marker: the tap saw nothing from `from_ms` to `to_ms`; `now_ms` is when the
     /// marker is inserted (its `at_ms`). Returns its seq.
     pub fn push_gap(&mut self, from_ms: u64, to_ms: u64, now_ms: u64) -> u64 {
-        let entry = TrafficEntry {
-            seq: 0,
-            at_ms: now_ms,
-            channel: String::new(),
-            size: 0,
-            kind: EntryKind::Gap,
-            hub: None,
-            scope: None,
-            method: None,
-            args: None,
-            excluded: Vec::new(),
-            summary: format!("no data {} to {}", hms_utc(from_ms), hms_utc(to_ms)),
-            error: None,
-            trace: None,
-            gap: Some((from_ms, to_ms)),
-            payload: Vec::new(),
-        };
+        let mut entry = TrafficEntry::new(now_ms, "", EntryKind::Gap, Vec::new());
+        entry.summary = format!("no data {} to {}", hms_utc(from_ms), hms_utc(to_ms));
+        entry.gap = Some((from_ms, to_ms));
         self.push(entry)
     }
 
@@ -407,23 +393,10 @@ mod tests {
     use super::*;
 
     fn entry(kind: EntryKind, hub: &str, summary: &str, size: usize) -> TrafficEntry {
-        TrafficEntry {
-            seq: 0,
-            at_ms: 1,
-            channel: format!("app:{hub}:{}", kind.label()),
-            size,
-            kind,
-            hub: Some(hub.to_string()),
-            scope: None,
-            method: None,
-            args: None,
-            excluded: Vec::new(),
-            summary: summary.to_string(),
-            error: None,
-            trace: None,
-            gap: None,
-            payload: vec![0; size],
-        }
+        let mut e = TrafficEntry::new(1, format!("app:{hub}:{}", kind.label()), kind, vec![0; size]);
+        e.hub = Some(hub.to_string());
+        e.summary = summary.to_string();
+        e
     }
 
     fn visible_summaries(t: &Traffic) -> Vec<String> {
