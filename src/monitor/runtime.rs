@@ -144,6 +144,14 @@ impl EventSink {
         }
     }
 
+    /// Counts `n` traffic messages the tap dropped before decoding them (it was behind).
+    pub(crate) fn shed(&self, n: usize) {
+        self.shared
+            .counters
+            .dropped_entries
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// A node event.
     pub(crate) fn node(&self, hub_url: &str, event: super::NodeEvent) {
         self.push(MonitorEvent::Node {

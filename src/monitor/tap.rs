@@ -29,6 +29,42 @@ const MEMORY_TAP_QUEUE: usize = 16_384;
 /// How long one census command may take before the census skips a round.
 const CENSUS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Consecutive full chunks (each `DEFAULT_MONITOR_BATCH` messages already waiting) after which the
+/// tap counts decoding as behind: 25 × 2000 = 50,000 messages of backlog, half a second at 100k
+/// msg/s, so a short stall of the machine never sheds anything.
+const SHED_AFTER_FULL_CHUNKS: u32 = 25;
+
+/// Decides, chunk by chunk, whether the tap decodes or sheds: while read chunks keep coming back
+/// full, messages are arriving faster than they are decoded; past [`SHED_AFTER_FULL_CHUNKS`] the
+/// tap drops whole chunks undecoded (counted as dropped, shown by the UI) until a chunk comes back
+/// short, i.e. the backlog is gone. This bounds the memory redis-rs's unbounded queue would take.
+#[derive(Debug, Default)]
+struct Shedder {
+    full_streak: u32,
+    shedding: bool,
+}
+
+impl Shedder {
+    /// Whether to decode a chunk of `len` messages.
+    fn keep(&mut self, len: usize) -> bool {
+        if len < config::DEFAULT_MONITOR_BATCH {
+            self.full_streak = 0;
+            self.shedding = false;
+            return true;
+        }
+        self.full_streak += 1;
+        if self.full_streak > SHED_AFTER_FULL_CHUNKS {
+            if !self.shedding {
+                tracing::warn!(
+                    "the tap cannot decode as fast as messages arrive: dropping undecoded messages"
+                );
+            }
+            self.shedding = true;
+        }
+        !self.shedding
+    }
+}
+
 /// Decoded entries waiting for the next flush, plus what to do with heartbeats.
 struct Batcher {
     prefix: String,
@@ -63,6 +99,11 @@ impl Batcher {
         if self.entries.len() >= config::DEFAULT_MONITOR_BATCH {
             self.flush();
         }
+    }
+
+    /// `n` messages dropped undecoded (the tap is behind): counted with the UI's drops.
+    fn shed(&mut self, n: usize) {
+        self.sink.shed(n);
     }
 
     fn flush(&mut self) {
@@ -161,7 +202,12 @@ async fn run_redis(
                 attempt = 0;
                 tracing::info!(%pattern, "tap subscribed");
                 batcher.state(LinkState::Connected);
-                let mut messages = pubsub.into_on_message();
+                // redis-rs queues pub/sub messages without bound behind this stream, so the
+                // tap reads them in chunks and sheds load itself when decoding falls behind.
+                let mut messages = pubsub
+                    .into_on_message()
+                    .ready_chunks(config::DEFAULT_MONITOR_BATCH);
+                let mut shedder = Shedder::default();
                 let mut tick = tokio::time::interval(config::DEFAULT_MONITOR_FLUSH);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 let lost = loop {
@@ -169,8 +215,16 @@ async fn run_redis(
                         biased;
                         _ = cancel.cancelled() => break None,
                         _ = tick.tick() => batcher.flush(),
-                        message = messages.next() => match message {
-                            Some(m) => batcher.message(m.get_channel_name(), m.get_payload_bytes()),
+                        chunk = messages.next() => match chunk {
+                            Some(chunk) => {
+                                if shedder.keep(chunk.len()) {
+                                    for m in &chunk {
+                                        batcher.message(m.get_channel_name(), m.get_payload_bytes());
+                                    }
+                                } else {
+                                    batcher.shed(chunk.len());
+                                }
+                            }
                             None => break Some("connection to Redis lost".to_string()),
                         },
                     }
@@ -388,5 +442,29 @@ mod tests {
         let e = open_client("nonsense://:secret@host").err().unwrap_or_default();
         assert!(e.contains("invalid Redis URL"), "{e}");
         assert!(!e.contains("secret"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod shed_tests {
+    use super::*;
+
+    #[test]
+    fn the_tap_sheds_only_a_lasting_backlog_and_stops_when_it_is_gone() {
+        let full = config::DEFAULT_MONITOR_BATCH;
+        let mut s = Shedder::default();
+        // A short burst of full chunks is decoded.
+        for _ in 0..SHED_AFTER_FULL_CHUNKS {
+            assert!(s.keep(full));
+        }
+        assert!(s.keep(10), "a short chunk resets the streak");
+        for _ in 0..SHED_AFTER_FULL_CHUNKS {
+            assert!(s.keep(full));
+        }
+        // Past the limit, full chunks are shed until one comes back short.
+        assert!(!s.keep(full));
+        assert!(!s.keep(full));
+        assert!(s.keep(full - 1));
+        assert!(s.keep(full), "decoding again after the backlog drained");
     }
 }
