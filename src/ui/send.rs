@@ -135,7 +135,7 @@ pub fn show(
         .num_columns(2)
         .spacing([10.0, 6.0])
         .show(ui, |ui| {
-            ui.label("Through node");
+            let node_label = ui.label("Through node");
             let current = model
                 .nodes
                 .get(&state.node)
@@ -153,7 +153,9 @@ pub fn show(
                     for row in model.nodes.rows() {
                         ui.selectable_value(&mut state.node, row.target.hub_url.clone(), &row.name);
                     }
-                });
+                })
+                .response
+                .labelled_by(node_label.id);
             ui.end_row();
 
             ui.label("To");

@@ -72,7 +72,7 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
         .on_hover_text(
             "Case-insensitive: matched against the summary, method, arguments, target and channel",
         );
-        ui.label("kind");
+        let kind_label = ui.label("kind");
         egui::ComboBox::from_id_salt("filter_kind")
             .selected_text(state.filter.kind.map(EntryKind::label).unwrap_or("any"))
             .show_ui(ui, |ui| {
@@ -80,8 +80,10 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
                 for kind in EntryKind::ALL {
                     ui.selectable_value(&mut state.filter.kind, Some(kind), kind.label());
                 }
-            });
-        ui.label("hub");
+            })
+            .response
+            .labelled_by(kind_label.id);
+        let hub_label = ui.label("hub");
         egui::ComboBox::from_id_salt("filter_hub")
             .selected_text(state.filter.hub.as_deref().unwrap_or("any"))
             .show_ui(ui, |ui| {
@@ -90,7 +92,9 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
                 for hub in hubs {
                     ui.selectable_value(&mut state.filter.hub, Some(hub.clone()), hub.as_str());
                 }
-            });
+            })
+            .response
+            .labelled_by(hub_label.id);
         let label = ui.label("channel");
         ui.add(
             egui::TextEdit::singleline(&mut state.filter.channel)
