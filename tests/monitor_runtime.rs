@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::redis::RedisServer;
 use common::{connect, s, start_node, unique_prefix, within};
 use switchboard::hub::BackplaneChoice;
-use switchboard::monitor::model::EntryKind;
+use switchboard::monitor::model::{EntryKind, Limits, Model};
 use switchboard::monitor::runtime::MonitorEvents;
 use switchboard::monitor::{
     LinkState, MonitorCommand, MonitorEvent, MonitorHandle, NodeEvent, NodeTarget, SendBody, SendRequest,
@@ -317,8 +317,42 @@ async fn tap_reconnects_after_a_redis_restart() {
         _ => None,
     })
     .await;
+
+    // Folded into the dashboard's model, the outage is a gap marker between the traffic before
+    // and after it, and the traffic after it is there.
+    let mut model = Model::new(Limits::default());
+    for event in seen.events.clone() {
+        model.apply(event, now_ms());
+    }
+    let gaps: Vec<_> = model
+        .traffic
+        .iter()
+        .filter(|e| e.kind == EntryKind::Gap)
+        .collect();
+    assert_eq!(gaps.len(), 1, "one outage, one gap marker");
+    let (from, to) = gaps[0].gap.unwrap();
+    assert!(
+        from < to && gaps[0].summary.starts_with("no data "),
+        "{:?}",
+        gaps[0]
+    );
+    let gap_seq = gaps[0].seq;
+    assert!(
+        model
+            .traffic
+            .iter()
+            .any(|e| e.seq > gap_seq && e.kind == EntryKind::Heartbeat),
+        "the tap resumed after the gap"
+    );
     drop(a);
     stop(monitor).await;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,15 +29,21 @@ const MEMORY_TAP_QUEUE: usize = 16_384;
 /// How long one census command may take before the census skips a round.
 const CENSUS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Consecutive full chunks (each `DEFAULT_MONITOR_BATCH` messages already waiting) after which the
-/// tap counts decoding as behind: 25 × 2000 = 50,000 messages of backlog, half a second at 100k
-/// msg/s, so a short stall of the machine never sheds anything.
-const SHED_AFTER_FULL_CHUNKS: u32 = 25;
+/// A read chunk at least this long means messages were already waiting. tokio's cooperative
+/// budget hands a task at most 128 queued messages per poll, so a backlog shows as chunks of ~128,
+/// while a tap that keeps up reads a few at a time.
+const BACKLOG_CHUNK: usize = 64;
+
+/// Consecutive backlogged chunks after which the tap counts decoding as behind: 800 × 64+ = at
+/// least 51,200 messages waiting (half a second at 100k msg/s), so a short stall of the machine
+/// never sheds anything.
+const SHED_AFTER_FULL_CHUNKS: u32 = 800;
 
 /// Decides, chunk by chunk, whether the tap decodes or sheds: while read chunks keep coming back
-/// full, messages are arriving faster than they are decoded; past [`SHED_AFTER_FULL_CHUNKS`] the
-/// tap drops whole chunks undecoded (counted as dropped, shown by the UI) until a chunk comes back
-/// short, i.e. the backlog is gone. This bounds the memory redis-rs's unbounded queue would take.
+/// long ([`BACKLOG_CHUNK`]), messages are arriving faster than they are decoded; past
+/// [`SHED_AFTER_FULL_CHUNKS`] the tap drops whole chunks undecoded (counted as dropped, shown by
+/// the UI) until a chunk comes back short, i.e. the backlog is gone. This bounds the memory
+/// redis-rs's unbounded queue would otherwise take.
 #[derive(Debug, Default)]
 struct Shedder {
     full_streak: u32,
@@ -47,7 +53,7 @@ struct Shedder {
 impl Shedder {
     /// Whether to decode a chunk of `len` messages.
     fn keep(&mut self, len: usize) -> bool {
-        if len < config::DEFAULT_MONITOR_BATCH {
+        if len < BACKLOG_CHUNK {
             self.full_streak = 0;
             self.shedding = false;
             return true;
@@ -451,7 +457,7 @@ mod shed_tests {
 
     #[test]
     fn the_tap_sheds_only_a_lasting_backlog_and_stops_when_it_is_gone() {
-        let full = config::DEFAULT_MONITOR_BATCH;
+        let full = BACKLOG_CHUNK;
         let mut s = Shedder::default();
         // A short burst of full chunks is decoded.
         for _ in 0..SHED_AFTER_FULL_CHUNKS {
