@@ -99,6 +99,10 @@ pub struct DashboardApp {
     live: bool,
     /// Events taken from the link but not folded yet (at most one drain's worth).
     backlog: VecDeque<MonitorEvent>,
+    /// When the recent frames started, for the frame rate in the status bar.
+    frames: VecDeque<Instant>,
+    /// How long the last frames took to build (pump + panels), for the status bar.
+    frame_cost: VecDeque<Duration>,
 }
 
 /// Unix milliseconds now.
@@ -136,6 +140,8 @@ impl DashboardApp {
             notices: VecDeque::new(),
             live: false,
             backlog: VecDeque::new(),
+            frames: VecDeque::new(),
+            frame_cost: VecDeque::new(),
         };
         if let Some(url) = startup.redis_url {
             app.settings.set_redis_url(&url);
@@ -193,6 +199,15 @@ impl DashboardApp {
 
     /// One frame: fold events, draw every panel, run their actions.
     pub fn show(&mut self, ui: &mut egui::Ui) {
+        let frame_start = Instant::now();
+        self.frames.push_back(frame_start);
+        while self
+            .frames
+            .front()
+            .is_some_and(|t| frame_start.duration_since(*t) > Duration::from_secs(2))
+        {
+            self.frames.pop_front();
+        }
         self.pump();
         let now = now_ms();
         let mut actions = Vec::new();
@@ -254,6 +269,10 @@ impl DashboardApp {
         if reconnect {
             self.apply_settings();
         }
+        self.frame_cost.push_back(frame_start.elapsed());
+        if self.frame_cost.len() > 40 {
+            self.frame_cost.pop_front();
+        }
         let period = if self.live { LIVE_REPAINT } else { IDLE_REPAINT };
         ui.ctx().request_repaint_after(period);
     }
@@ -310,6 +329,16 @@ impl DashboardApp {
             } else {
                 ui.label(text);
             }
+            ui.separator();
+            let fps = self.frames.len() as f64 / 2.0;
+            let worst = self.frame_cost.iter().max().copied().unwrap_or_default();
+            ui.label(format!(
+                "UI {fps:.0} frames/s, slowest {:.0} ms",
+                worst.as_secs_f64() * 1000.0
+            ))
+            .on_hover_text(
+                "Frames drawn over the last 2 s, and the longest time one of the last 40 took to build",
+            );
             if self.link.refused_commands() > 0 {
                 ui.separator();
                 ui.label(
