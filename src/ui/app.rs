@@ -256,7 +256,16 @@ impl DashboardApp {
                 now,
                 &mut actions,
             ),
-            Tab::Topology => topology::show(ui, &self.model, &mut self.topology_ui, presenter, now),
+            Tab::Topology => {
+                let bus = match &self.demo {
+                    Some(DemoWiring {
+                        tap: TapSource::Memory { .. },
+                        ..
+                    }) => "Memory bus",
+                    _ => "Redis",
+                };
+                topology::show(ui, &self.model, &mut self.topology_ui, presenter, bus, now)
+            }
         });
 
         for action in actions {
@@ -300,7 +309,7 @@ impl DashboardApp {
                 self.tab = Tab::Topology;
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                widgets::link_state(ui, "Redis", &self.model.tap.state, now);
+                widgets::link_state(ui, "Backplane", &self.model.tap.state, now);
             });
         });
     }

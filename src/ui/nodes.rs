@@ -24,7 +24,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
         );
         big_number(
             ui,
-            "connections Redis sees (PUBSUB)",
+            "connections the backplane sees",
             &if model.census.is_some() {
                 redis_total.to_string()
             } else {
@@ -116,7 +116,11 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                         Some(s) => {
                             let b = &s.backplane;
                             let ok = matches!(b.status.state.as_str(), "connected" | "memory");
-                            let text = format!("{} {}", b.kind, b.status.state);
+                            let text = if b.kind == b.status.state {
+                                b.kind.clone()
+                            } else {
+                                format!("{} {}", b.kind, b.status.state)
+                            };
                             let label = ui.label(RichText::new(text).color(if ok {
                                 widgets::OK
                             } else {
@@ -152,7 +156,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
             ui.add_space(12.0);
             ui.label(
                 RichText::new(format!(
-                    "What Redis reveals (PUBSUB CHANNELS, {})",
+                    "What the backplane reveals (PUBSUB CHANNELS, {})",
                     widgets::clock(*at)
                 ))
                 .strong(),

@@ -37,7 +37,8 @@ pub struct TopologyUi {
     started: bool,
 }
 
-pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool, now: u64) {
+/// `bus` names the backplane in the middle ("Redis", "Memory bus").
+pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool, bus: &str, now: u64) {
     let now_f = now as f64;
     spawn_pulses(model, state, now_f);
     state.pulses.retain(|(_, t0)| now_f - t0 < PULSE_MS);
@@ -61,7 +62,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
                 .count();
             big_number(ui, "nodes up", &format!("{up}/{}", model.nodes.rows().len()));
             let (color, text) = widgets::describe(&model.tap.state, now);
-            ui.label(RichText::new(format!("Redis {text}")).size(22.0).color(color));
+            ui.label(RichText::new(format!("{bus} {text}")).size(22.0).color(color));
         });
     }
 
@@ -133,7 +134,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
     painter.text(
         center,
         Align2::CENTER_CENTER,
-        "Redis",
+        bus,
         FontId::proportional(18.0 * scale),
         Color32::WHITE,
     );
