@@ -199,8 +199,20 @@ fn connect_nodes_filter_pause_and_send_through_the_ui() {
     frames_until(&mut h, "a delivered trace", |h| {
         h.query_by_label("delivered").is_some()
     });
+    // The tap's sighting comes in its own batch (flushed every 50 ms), maybe after the receipts.
+    frames_until(&mut h, "the tap's sighting of the test message", |h| {
+        h.state()
+            .model
+            .traces
+            .recent()
+            .next()
+            .is_some_and(|t| t.redis_at_ms.is_some())
+    });
     let trace = h.state().model.traces.recent().next().unwrap().clone();
-    assert!(trace.redis_at_ms.is_some(), "Redis saw the test message");
+    assert!(
+        trace.redis_at_ms.unwrap() >= trace.sent_at_ms,
+        "Redis saw it after it was sent: {trace:?}"
+    );
     assert_eq!(trace.receipts.len(), 2, "both probes received it: {trace:?}");
 
     drop(h);
