@@ -95,8 +95,10 @@ pub struct DashboardApp {
     files: files::Files,
     /// Recent notices (newest last), with their time.
     pub notices: VecDeque<(u64, String)>,
-    /// Whether the last frame folded any traffic (for the repaint throttle).
+    /// Whether traffic was folded in the last second (for the repaint throttle).
     live: bool,
+    /// When traffic was last folded.
+    last_traffic: Option<Instant>,
     /// Events taken from the link but not folded yet (at most one drain's worth).
     backlog: VecDeque<MonitorEvent>,
     /// When the recent frames started, for the frame rate in the status bar.
@@ -139,6 +141,7 @@ impl DashboardApp {
             files: files::Files::default(),
             notices: VecDeque::new(),
             live: false,
+            last_traffic: None,
             backlog: VecDeque::new(),
             frames: VecDeque::new(),
             frame_cost: VecDeque::new(),
@@ -182,7 +185,12 @@ impl DashboardApp {
         if self.backlog.is_empty() {
             self.backlog.extend(self.link.drain(FRAME_BUDGET));
         }
-        self.live = !self.backlog.is_empty();
+        if !self.backlog.is_empty() {
+            self.last_traffic = Some(started);
+        }
+        self.live = self
+            .last_traffic
+            .is_some_and(|t| started.duration_since(t) < Duration::from_secs(1));
         while started.elapsed() < FOLD_TIME {
             let Some(event) = self.backlog.pop_front() else {
                 break;

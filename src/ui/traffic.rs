@@ -23,12 +23,12 @@ pub struct TrafficUi {
 /// Column x offsets (points) and titles.
 const COLUMNS: [(f32, &str); 7] = [
     (0.0, "time"),
-    (96.0, "kind"),
-    (176.0, "hub"),
-    (320.0, "to"),
-    (450.0, "message"),
+    (124.0, "kind"),
+    (204.0, "hub"),
+    (380.0, "to"),
+    (500.0, "message"),
     (-120.0, "excl"),
-    (-60.0, "size"),
+    (-64.0, "size"),
 ];
 
 pub fn show(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &mut Vec<Action>) {
@@ -289,24 +289,25 @@ fn detail_pane(ui: &mut Ui, model: &Model, state: &mut TrafficUi, seq: u64) {
         }
     });
     ui.columns(2, |cols| {
-        // Read-only code editors: they keep the indentation and can be selected and copied. The
-        // hex dump is wider than its column rather than wrapped (76 characters a line).
-        for (col, (id, text, width)) in cols
-            .iter_mut()
-            .zip([("detail_json", json, f32::INFINITY), ("detail_hex", hex, 820.0)])
-        {
-            egui::ScrollArea::both()
-                .id_salt(id)
-                .auto_shrink(false)
-                .show(col, |ui| {
-                    ui.add(
-                        egui::TextEdit::multiline(&mut text.as_str())
-                            .code_editor()
-                            .desired_width(width)
-                            .desired_rows(4),
-                    );
-                });
-        }
+        // The JSON in a read-only code editor (keeps the indentation, can be selected and
+        // copied); the hex dump as one unwrapped monospace label, scrolled sideways if needed.
+        egui::ScrollArea::both()
+            .id_salt("detail_json")
+            .auto_shrink(false)
+            .show(&mut cols[0], |ui| {
+                ui.add(
+                    egui::TextEdit::multiline(&mut json.as_str())
+                        .code_editor()
+                        .desired_width(f32::INFINITY)
+                        .desired_rows(4),
+                );
+            });
+        egui::ScrollArea::both()
+            .id_salt("detail_hex")
+            .auto_shrink(false)
+            .show(&mut cols[1], |ui| {
+                ui.add(egui::Label::new(RichText::new(hex.as_str()).monospace()).extend());
+            });
     });
 }
 
