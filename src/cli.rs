@@ -68,6 +68,10 @@ pub struct DashboardArgs {
     /// Quit after this many seconds (for smoke tests and screenshots).
     #[arg(long, value_name = "SECS")]
     pub exit_after: Option<f64>,
+
+    /// Open a JSON Lines capture (File > Export) and browse it offline.
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<std::path::PathBuf>,
 }
 
 /// The demo's knobs; everything else is set from the UI while it runs.
@@ -283,6 +287,17 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         Some(path) => Some(crate::ui::read_workspace(path).map_err(anyhow::Error::msg)?),
         None => None,
     };
+    let capture = match &args.capture {
+        Some(path) => {
+            let (entries, _) = crate::ui::read_capture(path).map_err(anyhow::Error::msg)?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some((name, entries))
+        }
+        None => None,
+    };
     let (link, _) = crate::link::Link::start(None)?;
     let tab = args.tab.as_deref().and_then(Tab::from_name);
     let exit_after = args.exit_after.map(std::time::Duration::from_secs_f64);
@@ -313,6 +328,7 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
                 tab,
                 persist: true,
                 exit_after,
+                capture,
             };
             Ok(Box::new(DashboardApp::new(link, startup)))
         }),
@@ -375,6 +391,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
                 tab,
                 persist: false,
                 exit_after,
+                capture: None,
             };
             Ok(Box::new(DashboardApp::new(link, startup)))
         }),

@@ -38,6 +38,7 @@ fn app(prefix: &str) -> DashboardApp {
             tab: None,
             persist: false,
             exit_after: None,
+            capture: None,
         },
     )
 }
@@ -259,4 +260,54 @@ fn bad_input_is_a_readable_message() {
     click(&mut h, "Add node");
     h.step();
     assert!(has_label(&h, "not an http"));
+}
+
+#[test]
+fn an_exported_capture_is_browsed_offline_and_live_comes_back() {
+    // Export what a real tap decoded (here: built with the same decoder), then open it offline.
+    let entries: Vec<_> = (0..5u64)
+        .map(|i| {
+            let json = format!(
+                "{{\"type\":1,\"target\":\"ReceiveMessage\",\"arguments\":[\"ann\",\"offline {i}\"]}}\u{1e}"
+            );
+            let payload =
+                switchboard::backplane::wire::encode_invocation(&[], &[("json", json.as_bytes())], None);
+            switchboard::monitor::decode::decode("", "Chat.Hub:all", &payload, 1_000 + i)
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("kittest-capture-{}.jsonl", std::process::id()));
+    switchboard::ui::write_capture(&path, switchboard::ui::Format::JsonLines, &entries).unwrap();
+    let (read, _) = switchboard::ui::read_capture(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+
+    let (link, _) = Link::start(None).expect("the link starts");
+    let settings = Settings {
+        auto_connect: false,
+        ..Settings::default()
+    };
+    let startup = Startup {
+        settings,
+        redis_url: None,
+        demo: None,
+        tab: None,
+        persist: false,
+        exit_after: None,
+        capture: Some(("saved.jsonl".into(), read)),
+    };
+    let mut h = harness(DashboardApp::new(link, startup));
+    h.step();
+    assert!(has_label(&h, "Browsing capture saved.jsonl (offline)"));
+    assert!(
+        has_label(&h, "offline 4"),
+        "the newest message of the capture is shown"
+    );
+    type_into(&mut h, "Filter", "offline 2");
+    assert_eq!(h.state().model.traffic.visible_len(), 1);
+    assert_eq!(
+        h.state().model.traffic.visible(0).unwrap().method.as_deref(),
+        Some("ReceiveMessage")
+    );
+    click(&mut h, "Back to live");
+    assert!(!has_label(&h, "Browsing capture"));
+    assert_eq!(h.state().model.traffic.visible_len(), 0, "nothing live yet");
 }

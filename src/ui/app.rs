@@ -70,6 +70,8 @@ pub struct Startup {
     pub persist: bool,
     /// Close the window after this long (smoke tests).
     pub exit_after: Option<Duration>,
+    /// A capture to browse offline from the start: (file name, entries).
+    pub capture: Option<(String, Vec<crate::monitor::TrafficEntry>)>,
 }
 
 /// The dashboard.
@@ -168,6 +170,11 @@ impl DashboardApp {
         }
         if let Some(node) = app.settings.nodes.first() {
             app.send_ui.node = node.hub_url.clone();
+        }
+        if let Some((name, entries)) = startup.capture {
+            let n = entries.len();
+            app.model.traffic.load(entries, name.clone());
+            app.notice(format!("opened capture {name}: {n} messages"));
         }
         app
     }

@@ -86,6 +86,18 @@ pub fn menu(ui: &mut Ui, offline: bool, actions: &mut Vec<Action>) {
     }
 }
 
+/// A file dialog that "returns" faster than this never opened: nobody cancels in 300 ms.
+const NO_DIALOG: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Where an export goes when no dialog can be shown: the working directory, named by the time.
+pub fn default_export_path(format: Format) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from(format!("switchboard-capture-{secs}.{}", format.extension()))
+}
+
 /// Writes entries to `path` in `format`. Returns how many were written.
 pub fn write_capture(path: &Path, format: Format, entries: &[TrafficEntry]) -> Result<u64, String> {
     let file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
@@ -149,12 +161,22 @@ impl Files {
     pub fn export(&mut self, format: Format, model: &Model) {
         let entries: Vec<TrafficEntry> = model.traffic.iter().cloned().collect();
         self.spawn(move || {
-            let path: PathBuf = rfd::FileDialog::new()
+            let asked = std::time::Instant::now();
+            let chosen = rfd::FileDialog::new()
                 .set_file_name(format!("switchboard-capture.{}", format.extension()))
                 .add_filter(format.extension(), &[format.extension()])
-                .save_file()?;
+                .save_file();
+            let (path, fallback) = match chosen {
+                Some(path) => (path, ""),
+                // No dialog could open (no xdg-desktop-portal, say): rather than lose the export,
+                // write it to the working directory and say so. A person who cancels takes longer.
+                None if asked.elapsed() < NO_DIALOG => {
+                    (default_export_path(format), " (no file dialog is available here)")
+                }
+                None => return None,
+            };
             Some(Outcome::Notice(match write_capture(&path, format, &entries) {
-                Ok(n) => format!("exported {n} messages to {}", path.display()),
+                Ok(n) => format!("exported {n} messages to {}{fallback}", path.display()),
                 Err(e) => e,
             }))
         });

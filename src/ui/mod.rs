@@ -19,7 +19,7 @@ mod traffic;
 mod widgets;
 
 pub use app::{DashboardApp, Startup, Tab};
-pub use files::{read_capture, read_workspace, write_capture};
+pub use files::{Format, read_capture, read_workspace, write_capture};
 pub use settings::{STORAGE_KEY, Settings, parse_node};
 
 use crate::demo::DemoCommand;
