@@ -311,3 +311,98 @@ fn an_exported_capture_is_browsed_offline_and_live_comes_back() {
     assert!(!has_label(&h, "Browsing capture"));
     assert_eq!(h.state().model.traffic.visible_len(), 0, "nothing live yet");
 }
+
+#[test]
+fn the_demo_panel_adds_and_stops_nodes_and_stops_and_restarts_the_backplane() {
+    use switchboard::demo::{DemoBackplane, DemoOptions, SimSettings};
+    use switchboard::monitor::model::EntryKind;
+
+    let options = DemoOptions {
+        backplane: DemoBackplane::Memory,
+        sim: SimSettings {
+            clients_per_node: 2,
+            messages_per_sec: 5.0,
+            group_share: 0.5,
+        },
+        ..DemoOptions::default()
+    };
+    let (link, wiring) = Link::start(Some(options)).expect("the demo starts");
+    let startup = Startup {
+        settings: Settings::default(),
+        redis_url: None,
+        demo: wiring,
+        tab: None,
+        persist: false,
+        exit_after: None,
+        capture: None,
+    };
+    let mut h = harness(DashboardApp::new(link, startup));
+    frames_until(&mut h, "both demo nodes watched, with stats", |h| {
+        h.state()
+            .model
+            .nodes
+            .rows()
+            .iter()
+            .filter(|r| r.stats.is_some())
+            .count()
+            == 2
+    });
+    assert!(has_label(&h, "in-memory backplane: running"));
+
+    click(&mut h, "Start another node");
+    frames_until(&mut h, "node-c running and watched", |h| {
+        h.state()
+            .link
+            .demo_status()
+            .is_some_and(|s| s.nodes.iter().any(|n| n.name == "node-c" && n.running))
+            && h.state()
+                .model
+                .nodes
+                .rows()
+                .iter()
+                .any(|r| r.name == "node-c" && r.stats.is_some())
+    });
+
+    // The first node's Stop button.
+    h.get_all_by_label("Stop")
+        .next()
+        .expect("a Stop button per node")
+        .click();
+    h.step();
+    frames_until(&mut h, "node-a stopped and seen down", |h| {
+        let stopped = h
+            .state()
+            .link
+            .demo_status()
+            .is_some_and(|s| s.nodes.iter().any(|n| n.name == "node-a" && !n.running));
+        let down = h
+            .state()
+            .model
+            .nodes
+            .rows()
+            .iter()
+            .any(|r| r.name == "node-a" && r.state != LinkState::Connected);
+        stopped && down
+    });
+
+    click(&mut h, "Stop backplane");
+    frames_until(&mut h, "the tap sees the bus down", |h| {
+        matches!(h.state().model.tap.state, LinkState::Reconnecting { .. }) && has_label(h, "Start backplane")
+    });
+    click(&mut h, "Start backplane");
+    frames_until(&mut h, "the bus back, with a gap marker", |h| {
+        h.state().model.tap.state == LinkState::Connected
+            && h.state().model.traffic.iter().any(|e| e.kind == EntryKind::Gap)
+    });
+
+    // More simulated clients, applied from the panel: 2 running nodes × 4.
+    h.state_mut().demo_ui.sim = Some(SimSettings {
+        clients_per_node: 4,
+        messages_per_sec: 5.0,
+        group_share: 0.5,
+    });
+    click(&mut h, "Apply");
+    frames_until(&mut h, "8 simulated clients", |h| {
+        h.state().link.demo_status().is_some_and(|s| s.sim_clients == 8)
+    });
+}

@@ -37,7 +37,11 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
         } else if ui.button("Start backplane").clicked() {
             actions.push(Action::Demo(DemoCommand::StartBackplane));
         }
-        if ui.button("Add node").clicked() {
+        if ui
+            .button("Start another node")
+            .on_hover_text("A new hub node on a free port, with its simulated clients")
+            .clicked()
+        {
             actions.push(Action::Demo(DemoCommand::AddNode));
         }
     });
