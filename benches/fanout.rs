@@ -9,13 +9,12 @@
 //! the run stops by itself. Override with `FANOUT_CLIENTS` (500), `FANOUT_MESSAGES` (1000) and
 //! `FANOUT_SENDERS` (1: one client sends every broadcast; more split them, as in a real room).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use switchboard::client::{ClientEvent, ClientOptions, HubClient, str_args};
+use switchboard::demo::redis_server::RedisProcess;
 use switchboard::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
 use switchboard::protocol::Protocol;
 
@@ -86,51 +85,6 @@ async fn run(name: &str, nodes: &[NodeHandle], clients: usize, messages: usize, 
     );
 }
 
-/// A private redis-server and its working directory, both removed on drop.
-struct Redis {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_redis() -> Option<(Redis, String)> {
-    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let dir = std::env::temp_dir().join(format!("switchboard-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let redis = Redis { child, dir };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some((redis, format!("redis://127.0.0.1:{port}")));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
 fn main() {
     let clients = env_usize("FANOUT_CLIENTS", 500);
     let messages = env_usize("FANOUT_MESSAGES", 1000);
@@ -143,10 +97,14 @@ fn main() {
         run("memory", std::slice::from_ref(&node), clients, messages, senders).await;
         node.shutdown().await;
 
-        let Some((_redis, url)) = start_redis() else {
-            println!(" redis: skipped (redis-server not on PATH)");
-            return;
+        let redis = match RedisProcess::start().await {
+            Ok(redis) => redis,
+            Err(e) => {
+                println!(" redis: skipped ({e})");
+                return;
+            }
         };
+        let url = redis.url();
         let a = Node::start(NodeConfig::new("a"), BackplaneChoice::Redis(url.clone()))
             .await
             .unwrap();

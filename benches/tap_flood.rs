@@ -16,8 +16,6 @@
 //!   URL and prefix first, to point a real window at it:
 //!   `switchboard dashboard --redis URL --channel-prefix PREFIX`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use switchboard::backplane::naming::Channels;
 use switchboard::backplane::wire;
+use switchboard::demo::redis_server::RedisProcess;
 use switchboard::monitor::decode;
 use switchboard::monitor::model::{Limits, Model};
 use switchboard::monitor::runtime::MonitorEvents;
@@ -81,51 +80,6 @@ fn rss_kib() -> (u64, u64) {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-/// A private redis-server and its working directory, both removed on drop (also on panic).
-struct Redis {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_redis() -> Option<(Redis, String)> {
-    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let dir = std::env::temp_dir().join(format!("switchboard-tap-flood-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let redis = Redis { child, dir };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some((redis, format!("redis://127.0.0.1:{port}")));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 /// (channel, payload) pairs: `ReceiveMessage(user, text)` in JSON and MessagePack, wrapped the
@@ -593,10 +547,18 @@ fn rates() -> Vec<u64> {
 
 fn main() {
     let secs = env_u64("FLOOD_SECS", 10).clamp(1, MAX_SECS);
-    let Some((redis, url)) = start_redis() else {
-        println!("tap_flood: skipped (redis-server not on PATH or did not start)");
-        return;
+    let starter = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let redis = match starter.block_on(RedisProcess::start()) {
+        Ok(redis) => redis,
+        Err(e) => {
+            println!("tap_flood: skipped (redis-server did not start: {e})");
+            return;
+        }
     };
+    let url = redis.url();
 
     if std::env::var("FLOOD_ONLY").is_ok_and(|v| v == "1") {
         let rate = env_u64("FLOOD_RATE", 50_000).max(1);

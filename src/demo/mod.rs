@@ -76,7 +76,7 @@ pub struct DemoStatus {
     pub last_error: Option<String>,
 }
 
-mod redis_server;
+pub mod redis_server;
 mod runner;
 mod sim;
 

@@ -2,7 +2,7 @@
 //! off and its files in a private temp dir, killed on stop and on drop, restartable on the SAME
 //! port so nodes and the dashboard's tap reconnect by themselves.
 //!
-//! Used by the demo runner only.
+//! Used by the demo runner, and by the benchmarks (which cannot use the test harness).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
