@@ -175,6 +175,34 @@ fn next_retry(attempt: &mut u32) -> (u32, u64) {
     (*attempt, now_ms() + delay.as_millis() as u64)
 }
 
+/// After a failure of the monitor link (`monitor`) or the probe client: reports it down with the
+/// next attempt's time, then waits for it. False when cancelled meanwhile.
+async fn back_off(
+    shared: &ProbeShared,
+    monitor: bool,
+    error: String,
+    attempt: &mut u32,
+    hub_url: &str,
+    sink: &EventSink,
+    cancel: &CancellationToken,
+) -> bool {
+    if cancel.is_cancelled() {
+        return false;
+    }
+    let (n, retry_at_ms) = next_retry(attempt);
+    shared.set(
+        monitor,
+        Part::Down {
+            attempt: n,
+            retry_at_ms,
+            error,
+        },
+        hub_url,
+        sink,
+    );
+    wait(retry_at_ms, cancel).await
+}
+
 async fn wait(delay_until_ms: u64, cancel: &CancellationToken) -> bool {
     let delay = Duration::from_millis(delay_until_ms.saturating_sub(now_ms()));
     tokio::select! {
@@ -222,21 +250,7 @@ async fn monitor_loop(
             },
         };
         tracing::debug!(%hub_url, %error, "monitor link problem");
-        if cancel.is_cancelled() {
-            return;
-        }
-        let (n, retry_at_ms) = next_retry(&mut attempt);
-        shared.set(
-            true,
-            Part::Down {
-                attempt: n,
-                retry_at_ms,
-                error,
-            },
-            hub_url,
-            sink,
-        );
-        if !wait(retry_at_ms, cancel).await {
+        if !back_off(shared, true, error, &mut attempt, hub_url, sink, cancel).await {
             return;
         }
     }
@@ -337,21 +351,7 @@ async fn probe_loop(hub_url: &str, shared: &ProbeShared, sink: &EventSink, cance
             }
         };
         tracing::debug!(%hub_url, %error, "probe client problem");
-        if cancel.is_cancelled() {
-            return;
-        }
-        let (n, retry_at_ms) = next_retry(&mut attempt);
-        shared.set(
-            false,
-            Part::Down {
-                attempt: n,
-                retry_at_ms,
-                error,
-            },
-            hub_url,
-            sink,
-        );
-        if !wait(retry_at_ms, cancel).await {
+        if !back_off(shared, false, error, &mut attempt, hub_url, sink, cancel).await {
             return;
         }
     }
