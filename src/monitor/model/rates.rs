@@ -70,6 +70,9 @@ pub struct Rates {
     newest_sec: u64,
     /// Entries too old for the window (counted in the totals only).
     late: u64,
+    /// The first second anything was recorded: averages over a span longer than what was seen
+    /// so far divide by what was seen (a 1-minute rate 10 s after the start is not a sixth).
+    first_sec: Option<u64>,
 }
 
 impl Default for Rates {
@@ -96,6 +99,7 @@ impl Rates {
             totals_hub: BTreeMap::new(),
             newest_sec: 0,
             late: 0,
+            first_sec: None,
         }
     }
 
@@ -106,6 +110,8 @@ impl Rates {
             return;
         }
         let bytes = entry.size as u64;
+        let sec = entry.at_ms / 1000;
+        self.first_sec = Some(self.first_sec.map_or(sec, |f| f.min(sec)));
         let t = self.totals_kind.entry(entry.kind).or_default();
         *t = (t.0 + 1, t.1 + bytes);
         if let Some(hub) = &entry.hub
@@ -173,8 +179,11 @@ impl Rates {
     }
 
     fn average(&self, now_ms: u64, over_secs: u64, bytes: bool) -> f64 {
-        let over = over_secs.clamp(1, self.slots as u64);
         let now_sec = now_ms / 1000;
+        let seen = self
+            .first_sec
+            .map_or(1, |first| now_sec.saturating_sub(first).max(1));
+        let over = over_secs.clamp(1, self.slots as u64).min(seen);
         let sum: u64 = (1..=over)
             .filter_map(|ago| now_sec.checked_sub(ago))
             .map(|sec| {
@@ -227,6 +236,19 @@ impl Rates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_average_divides_by_the_time_seen_so_far() {
+        let mut r = Rates::new();
+        for s in 100..110u64 {
+            for _ in 0..50 {
+                r.record(&entry(EntryKind::All, None, s * 1000, 10));
+            }
+        }
+        // 10 complete seconds of 50/s: the 1-minute average is 50/s, not 500/60.
+        assert!((r.messages_per_sec(110_000, 60) - 50.0).abs() < 1e-9);
+        assert!((r.messages_per_sec(110_000, 5) - 50.0).abs() < 1e-9);
+    }
 
     fn entry(kind: EntryKind, hub: Option<&str>, at_ms: u64, size: usize) -> TrafficEntry {
         let mut e = TrafficEntry::new(at_ms, "", kind, Vec::new());
