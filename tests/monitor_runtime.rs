@@ -507,3 +507,31 @@ async fn heartbeats_alone_find_the_nodes() {
     );
     stop(monitor).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tap_decodes_signalr2_traffic_on_an_event_key_channel() {
+    let redis = RedisServer::start().await;
+    let (monitor, mut seen) = start();
+    // An empty prefix: the tap subscribes every channel, the SignalR 2 event key among them.
+    monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url: redis.url(),
+        prefix: String::new(),
+    })));
+    seen.tap_state(0, "tap connected", |s| *s == LinkState::Connected)
+        .await;
+    let vector = common::vectors::get("sr2.redis.hub_broadcast");
+    common::redis::publish(&redis.url(), "SignalRChat", &vector.bytes()).await;
+    let (_, entry) = seen
+        .find(0, "the SignalR 2 message, decoded", |e| match e {
+            MonitorEvent::Traffic(entries) => entries.iter().find(|x| x.channel == "SignalRChat").cloned(),
+            _ => None,
+        })
+        .await;
+    assert_eq!(entry.kind, EntryKind::Sr2, "{entry:?}");
+    assert_eq!(entry.error, None, "{entry:?}");
+    assert!(
+        entry.hub.is_some() && entry.method.is_some(),
+        "hub and method decoded: {entry:?}"
+    );
+    stop(monitor).await;
+}
