@@ -32,6 +32,8 @@ impl std::fmt::Debug for MemoryBus {
 struct BusInner {
     state: Mutex<BusState>,
     dropped: AtomicU64,
+    /// The part of `dropped` that taps missed (the dashboard shows it).
+    tap_dropped: AtomicU64,
     /// Set while the presenter has "stopped" the bus: publishes fail as with Redis down.
     down: AtomicBool,
 }
@@ -89,6 +91,11 @@ impl MemoryBus {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
+    /// Messages a tap missed because its queue was full (part of [`dropped`](Self::dropped)).
+    pub fn tap_dropped(&self) -> u64 {
+        self.inner.tap_dropped.load(Ordering::Relaxed)
+    }
+
     /// Simulates an outage (`true`) or its end: publishes fail while down.
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::Relaxed);
@@ -128,6 +135,7 @@ impl MemoryBus {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                self.inner.tap_dropped.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -193,6 +201,19 @@ impl Backplane for MemoryBackplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_tap_misses_messages_and_they_are_counted() {
+        let bus = MemoryBus::new();
+        let (tap_tx, _tap_rx) = mpsc::channel(1);
+        bus.tap(tap_tx);
+        let member = bus.connect(mpsc::channel(8).0);
+        for _ in 0..3 {
+            member.publish("c", Bytes::from_static(b"x")).await.unwrap();
+        }
+        assert_eq!(bus.tap_dropped(), 2);
+        assert_eq!(bus.dropped(), 2);
+    }
 
     #[tokio::test]
     async fn publish_reaches_subscribers_and_taps_only() {

@@ -374,12 +374,19 @@ async fn run_memory(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut census = tokio::time::interval(config::DEFAULT_CENSUS_INTERVAL);
     census.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut missed = bus.tap_dropped();
     loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
                 batcher.flush();
+                // What the bus could not hand this tap (its queue was full) counts as dropped.
+                let now_missed = bus.tap_dropped();
+                if now_missed > missed {
+                    batcher.shed((now_missed - missed) as usize);
+                    missed = now_missed;
+                }
                 let now_down = bus.is_down();
                 if now_down != down {
                     down = now_down;
