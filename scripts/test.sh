@@ -14,9 +14,17 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xwd >/dev/null 2>&1 || missing+=(x11-apps)
-for lib in libxcursor1:libXcursor.so.1 libxi6:libXi.so.6 libxkbcommon-x11-0:libxkbcommon-x11.so.0 libgl1:libGL.so.1; do
-  ldconfig -p 2>/dev/null | grep -q "${lib#*:}" || missing+=("${lib%%:*}")
+# The X and GL libraries eframe loads when the window opens (read once: a pipe into `grep -q`
+# could end ldconfig with SIGPIPE, which pipefail would report as a missing library).
+libs=$(ldconfig -p 2>/dev/null || true)
+for lib in libxcursor1:libXcursor.so.1 libxi6:libXi.so.6 libxkbcommon-x11-0:libxkbcommon-x11.so.0 \
+  libgl1:libGL.so.1 libegl1:libEGL.so.1; do
+  grep -qF "${lib#*:}" <<<"$libs" || missing+=("${lib%%:*}")
 done
+# Mesa's software renderer, which the dashboard's OpenGL context uses under Xvfb.
+if command -v dpkg >/dev/null 2>&1 && ! dpkg -s libgl1-mesa-dri >/dev/null 2>&1; then
+  missing+=(libgl1-mesa-dri)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq
