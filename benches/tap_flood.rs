@@ -18,16 +18,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use switchboard::backplane::naming::Channels;
 use switchboard::backplane::wire;
 use switchboard::demo::redis_server::RedisProcess;
-use switchboard::monitor::decode;
 use switchboard::monitor::model::{Limits, Model};
 use switchboard::monitor::runtime::MonitorEvents;
 use switchboard::monitor::{LinkState, MonitorCommand, MonitorEvent, MonitorHandle, TapSource};
+use switchboard::monitor::{decode, now_ms};
 use switchboard::protocol::{HubMessage, Protocol, Value};
 
 /// Traffic entries folded per frame at most: the dashboard's `FRAME_BUDGET` (src/ui/app.rs).
@@ -55,13 +55,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// (VmRSS, VmHWM) of this process in KiB.

@@ -29,8 +29,6 @@ pub struct Link {
     monitor: MonitorHandle,
     events: MonitorEvents,
     demo: Option<DemoHandle>,
-    /// UI commands refused because the command queue was full.
-    refused_commands: u64,
 }
 
 /// What the demo hands the dashboard when it starts: where to tap and which nodes to watch.
@@ -68,7 +66,6 @@ impl Link {
             monitor,
             events,
             demo,
-            refused_commands: 0,
         };
         Ok((link, wiring))
     }
@@ -94,13 +91,10 @@ impl Link {
         out
     }
 
-    /// Hands a command to the monitor without waiting. False when its queue was full (counted).
+    /// Hands a command to the monitor without waiting. False when its queue was full (the
+    /// monitor counts it: [`refused_commands`](Self::refused_commands)).
     pub fn command(&mut self, command: MonitorCommand) -> bool {
-        let ok = self.monitor.command(command);
-        if !ok {
-            self.refused_commands += 1;
-        }
-        ok
+        self.monitor.command(command)
     }
 
     /// Hands a command to the demo (no-op outside the demo).
@@ -127,7 +121,7 @@ impl Link {
 
     /// Commands refused because the monitor's queue was full.
     pub fn refused_commands(&self) -> u64 {
-        self.refused_commands
+        self.monitor.dropped_commands()
     }
 
     /// Stops everything in order (see the module doc). Idempotent.

@@ -322,7 +322,7 @@ async fn tap_reconnects_after_a_redis_restart() {
     // and after it, and the traffic after it is there.
     let mut model = Model::new(Limits::default());
     for event in seen.events.clone() {
-        model.apply(event, now_ms());
+        model.apply(event, switchboard::monitor::now_ms());
     }
     let gaps: Vec<_> = model
         .traffic
@@ -346,13 +346,6 @@ async fn tap_reconnects_after_a_redis_restart() {
     );
     drop(a);
     stop(monitor).await;
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

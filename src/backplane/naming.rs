@@ -41,7 +41,16 @@ impl ChannelKind {
 /// The channel on which Switchboard nodes announce themselves, under `prefix`. Not an ASP.NET Core
 /// channel: real servers neither publish nor subscribe it.
 pub fn nodes_channel(prefix: &str) -> String {
-    format!("{prefix}switchboard:nodes")
+    format!("{prefix}{NODES_SUFFIX}")
+}
+
+/// The nodes channel's name after the prefix.
+const NODES_SUFFIX: &str = "switchboard:nodes";
+
+/// Whether `wire` is [`nodes_channel`]`(prefix)`, without building the name (the tap asks this
+/// for every message).
+pub fn is_nodes_channel(prefix: &str, wire: &str) -> bool {
+    wire.strip_prefix(prefix) == Some(NODES_SUFFIX)
 }
 
 /// Splits a wire channel name into (hub, kind) given the prefix, trying the known suffixes.

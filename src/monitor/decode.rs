@@ -28,7 +28,7 @@ const SUMMARY_HEX_BYTES: usize = 32;
 /// channel prefix is `prefix`.
 pub fn decode(prefix: &str, channel: &str, payload: &[u8], at_ms: u64) -> TrafficEntry {
     let mut entry = TrafficEntry::new(at_ms, channel, EntryKind::Other, payload.to_vec());
-    if channel == naming::nodes_channel(prefix) {
+    if naming::is_nodes_channel(prefix, channel) {
         decode_heartbeat(&mut entry, payload);
     } else if let Some((hub, kind)) = naming::classify(prefix, channel) {
         entry.hub = Some(hub);

@@ -30,6 +30,14 @@ use crate::backplane::memory::MemoryBus;
 pub use model::TrafficEntry;
 pub use runtime::MonitorHandle;
 
+/// Unix milliseconds now: the time stamp of every event (the pure model takes it as an argument).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The state of one network link (the tap, a node's monitor connection), as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

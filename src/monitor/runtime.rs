@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -31,13 +31,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Announcements queued from the tap to the supervisor; one per node every 2 s.
 const ANNOUNCE_QUEUE: usize = 256;
 
-/// Unix milliseconds now.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use super::now_ms;
 
 /// The receiving end of the monitor's events, for the UI thread (or a test).
 pub struct MonitorEvents {

@@ -74,7 +74,6 @@ impl Shedder {
 /// Decoded entries waiting for the next flush, plus what to do with heartbeats.
 struct Batcher {
     prefix: String,
-    nodes_channel: String,
     entries: Vec<TrafficEntry>,
     sink: EventSink,
     announce_tx: mpsc::Sender<Announcement>,
@@ -84,7 +83,6 @@ impl Batcher {
     fn new(prefix: &str, sink: EventSink, announce_tx: mpsc::Sender<Announcement>) -> Self {
         Batcher {
             prefix: prefix.to_string(),
-            nodes_channel: naming::nodes_channel(prefix),
             entries: Vec::new(),
             sink,
             announce_tx,
@@ -93,7 +91,7 @@ impl Batcher {
 
     fn message(&mut self, channel: &str, payload: &[u8]) {
         let at_ms = now_ms();
-        if channel == self.nodes_channel
+        if naming::is_nodes_channel(&self.prefix, channel)
             && let Ok(announcement) = serde_json::from_slice::<Announcement>(payload)
         {
             // Full: the supervisor is busy; the next heartbeat (2 s) brings it again.

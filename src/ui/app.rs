@@ -2,7 +2,7 @@
 //! runs one frame (`show`) and the actions the panels return.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText};
 
@@ -10,7 +10,7 @@ use super::settings::{STORAGE_KEY, Settings};
 use super::{Action, connections, demo, files, nodes, rates, send, topology, traffic, widgets};
 use crate::link::{DemoWiring, Link};
 use crate::monitor::model::{Limits, Model};
-use crate::monitor::{LinkState, MonitorCommand, MonitorEvent, TapSource};
+use crate::monitor::{LinkState, MonitorCommand, MonitorEvent, TapSource, now_ms};
 
 /// Traffic entries folded into the model per frame at most: at 20 frames/s this is 500k/s, ten
 /// times the rate the dashboard is built for, and it bounds one frame's work when a backlog waits.
@@ -97,9 +97,7 @@ pub struct DashboardApp {
     files: files::Files,
     /// Recent notices (newest last), with their time.
     pub notices: VecDeque<(u64, String)>,
-    /// Whether traffic was folded in the last second (for the repaint throttle).
-    live: bool,
-    /// When traffic was last folded.
+    /// When events last arrived (the repaint throttle stays live for a second after).
     last_traffic: Option<Instant>,
     /// Events taken from the link but not folded yet (at most one drain's worth).
     backlog: VecDeque<MonitorEvent>,
@@ -107,14 +105,6 @@ pub struct DashboardApp {
     frames: VecDeque<Instant>,
     /// How long the last frames took to build (pump + panels), for the status bar.
     frame_cost: VecDeque<Duration>,
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl DashboardApp {
@@ -142,7 +132,6 @@ impl DashboardApp {
             topology_ui: topology::TopologyUi::default(),
             files: files::Files::default(),
             notices: VecDeque::new(),
-            live: false,
             last_traffic: None,
             backlog: VecDeque::new(),
             frames: VecDeque::new(),
@@ -195,9 +184,6 @@ impl DashboardApp {
         if !self.backlog.is_empty() {
             self.last_traffic = Some(started);
         }
-        self.live = self
-            .last_traffic
-            .is_some_and(|t| started.duration_since(t) < Duration::from_secs(1));
         while started.elapsed() < FOLD_TIME {
             let Some(event) = self.backlog.pop_front() else {
                 break;
@@ -297,7 +283,10 @@ impl DashboardApp {
         if self.frame_cost.len() > 40 {
             self.frame_cost.pop_front();
         }
-        let period = if self.live { LIVE_REPAINT } else { IDLE_REPAINT };
+        let live = self
+            .last_traffic
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        let period = if live { LIVE_REPAINT } else { IDLE_REPAINT };
         ui.ctx().request_repaint_after(period);
     }
 

@@ -3,6 +3,7 @@
 use egui::{Color32, RichText, Stroke, Ui, Vec2};
 
 use crate::monitor::LinkState;
+use crate::monitor::model::traffic::hms_utc;
 
 pub const OK: Color32 = Color32::from_rgb(80, 190, 110);
 pub const WARN: Color32 = Color32::from_rgb(230, 160, 40);
@@ -87,18 +88,12 @@ pub fn bytes(n: u64) -> String {
 
 /// HH:MM:SS.mmm (UTC) of a unix-ms time.
 pub fn clock_ms(at_ms: u64) -> String {
-    let secs = at_ms / 1000;
-    format!("{}.{:03}", clock_of(secs), at_ms % 1000)
+    format!("{}.{:03}", hms_utc(at_ms), at_ms % 1000)
 }
 
 /// HH:MM:SS (UTC) of a unix-ms time.
 pub fn clock(at_ms: u64) -> String {
-    clock_of(at_ms / 1000)
-}
-
-fn clock_of(secs: u64) -> String {
-    let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+    hms_utc(at_ms)
 }
 
 /// A duration in ms with sensible precision.
