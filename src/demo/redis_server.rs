@@ -2,7 +2,8 @@
 //! off and its files in a private temp dir, killed on stop and on drop, restartable on the SAME
 //! port so nodes and the dashboard's tap reconnect by themselves.
 //!
-//! Used by the demo runner, and by the benchmarks (which cannot use the test harness).
+//! Used by the demo runner, the benchmarks, and the integration tests' harness (which adds a
+//! password option's tests and panics instead of returning errors).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -23,6 +24,8 @@ pub fn on_path() -> bool {
 /// A running (or stopped) private redis-server.
 pub struct RedisProcess {
     port: u16,
+    /// `--requirepass`, if any.
+    password: Option<String>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -39,6 +42,11 @@ fn free_port() -> Result<u16, String> {
 impl RedisProcess {
     /// Starts a server on a free port and waits until it answers PING.
     pub async fn start() -> Result<RedisProcess, String> {
+        Self::start_with_password(None).await
+    }
+
+    /// Like [`start`](Self::start), with `--requirepass password` when one is given.
+    pub async fn start_with_password(password: Option<&str>) -> Result<RedisProcess, String> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "switchboard-demo-redis-{}-{}",
@@ -48,6 +56,7 @@ impl RedisProcess {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let mut server = RedisProcess {
             port: free_port()?,
+            password: password.map(str::to_string),
             dir,
             child: None,
         };
@@ -66,9 +75,27 @@ impl RedisProcess {
         Err(last)
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (without the password, even if one is required).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://:PASSWORD@127.0.0.1:PORT` (the same as [`url`](Self::url) without a password).
+    pub fn url_with_password(&self) -> String {
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => self.url(),
+        }
+    }
+
+    /// The port it listens on (kept across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where the server's output goes (read it when something fails).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
     }
 
     /// Whether the child is alive.
@@ -107,12 +134,13 @@ impl RedisProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("redis.log"))
-            .map_err(|e| format!("creating the redis log: {e}"))?;
+            .open(self.log_path())
+            .map_err(|e| format!("creating {}: {e}", self.log_path().display()))?;
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cloning the log handle: {e}"))?;
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .arg("--port")
             .arg(self.port.to_string())
             .args([
@@ -129,18 +157,22 @@ impl RedisProcess {
             .arg(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log_err)
+            .stderr(log_err);
+        if let Some(pw) = &self.password {
+            command.args(["--requirepass", pw]);
+        }
+        let child = command
             .spawn()
             .map_err(|e| format!("spawning redis-server: {e}"))?;
         self.child = Some(child);
-        let client = redis::Client::open(self.url()).map_err(|e| e.to_string())?;
+        let client = redis::Client::open(self.url_with_password()).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if !self.is_running() {
                 return Err(format!(
-                    "redis-server exited at once on port {} (see {})",
+                    "redis-server exited at once on port {}; log:\n{}",
                     self.port,
-                    self.dir.display()
+                    log_tail(&self.log_path())
                 ));
             }
             let ping = async {
@@ -153,13 +185,21 @@ impl RedisProcess {
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "redis-server on port {} did not answer within {READY_TIMEOUT:?}",
-                    self.port
+                    "redis-server on port {} did not answer within {READY_TIMEOUT:?}; log:\n{}",
+                    self.port,
+                    log_tail(&self.log_path())
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The last lines of a log file, for error messages.
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 impl Drop for RedisProcess {
