@@ -78,6 +78,17 @@ impl Seen {
         })
         .await
     }
+
+    /// Waits for every node in `hubs` to report its probe received trace `trace`.
+    async fn probes_received(&mut self, from: usize, hubs: &[String], trace: u64, what: &str) {
+        for hub in hubs {
+            self.node_event(from, hub, what, |e| match e {
+                NodeEvent::ProbeReceived { trace: t, .. } if *t == trace => Some(()),
+                _ => None,
+            })
+            .await;
+        }
+    }
 }
 
 fn start() -> (MonitorHandle, Seen) {
@@ -217,18 +228,13 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
         _ => None,
     })
     .await;
-    for node in [&a, &b] {
-        seen.node_event(
-            mark,
-            &node.hub_url(),
-            "the probe receiving the trace",
-            |e| match e {
-                NodeEvent::ProbeReceived { trace: t, .. } if *t == trace => Some(()),
-                _ => None,
-            },
-        )
-        .await;
-    }
+    seen.probes_received(
+        mark,
+        &[a.hub_url(), b.hub_url()],
+        trace,
+        "the probe receiving the trace",
+    )
+    .await;
 
     // A group send: the probes join first, so both receive it; a bad custom send is refused.
     assert!(monitor.command(MonitorCommand::Send(SendRequest {
@@ -251,18 +257,13 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
             _ => None,
         })
         .await;
-    for node in [&a, &b] {
-        seen.node_event(
-            mark,
-            &node.hub_url(),
-            "a probe receiving the group trace",
-            |e| match e {
-                NodeEvent::ProbeReceived { trace: t, .. } if *t == group_trace => Some(()),
-                _ => None,
-            },
-        )
-        .await;
-    }
+    seen.probes_received(
+        mark,
+        &[a.hub_url(), b.hub_url()],
+        group_trace,
+        "a probe receiving the group trace",
+    )
+    .await;
     assert!(monitor.command(MonitorCommand::Send(SendRequest {
         node: a.hub_url(),
         target: SendTarget::All,

@@ -29,18 +29,24 @@ fn app(prefix: &str) -> DashboardApp {
         auto_connect: false,
         ..Settings::default()
     };
-    DashboardApp::new(
-        link,
-        Startup {
-            settings,
-            redis_url: None,
-            demo: None,
-            tab: None,
-            persist: false,
-            exit_after: None,
-            capture: None,
-        },
-    )
+    DashboardApp::new(link, startup(settings, None, None))
+}
+
+/// How a test starts the app: nothing saved, no exit timer, the first tab.
+fn startup(
+    settings: Settings,
+    demo: Option<switchboard::link::DemoWiring>,
+    capture: Option<(String, Vec<switchboard::monitor::TrafficEntry>)>,
+) -> Startup {
+    Startup {
+        settings,
+        redis_url: None,
+        demo,
+        tab: None,
+        persist: false,
+        exit_after: None,
+        capture,
+    }
 }
 
 fn harness(app: DashboardApp) -> Harness<'static, DashboardApp> {
@@ -285,15 +291,7 @@ fn an_exported_capture_is_browsed_offline_and_live_comes_back() {
         auto_connect: false,
         ..Settings::default()
     };
-    let startup = Startup {
-        settings,
-        redis_url: None,
-        demo: None,
-        tab: None,
-        persist: false,
-        exit_after: None,
-        capture: Some(("saved.jsonl".into(), read)),
-    };
+    let startup = startup(settings, None, Some(("saved.jsonl".into(), read)));
     let mut h = harness(DashboardApp::new(link, startup));
     h.step();
     assert!(has_label(&h, "Browsing capture saved.jsonl (offline)"));
@@ -327,15 +325,7 @@ fn the_demo_panel_adds_and_stops_nodes_and_stops_and_restarts_the_backplane() {
         ..DemoOptions::default()
     };
     let (link, wiring) = Link::start(Some(options)).expect("the demo starts");
-    let startup = Startup {
-        settings: Settings::default(),
-        redis_url: None,
-        demo: wiring,
-        tab: None,
-        persist: false,
-        exit_after: None,
-        capture: None,
-    };
+    let startup = startup(Settings::default(), wiring, None);
     let mut h = harness(DashboardApp::new(link, startup));
     frames_until(&mut h, "both demo nodes watched, with stats", |h| {
         h.state()
