@@ -423,7 +423,6 @@ impl DashboardApp {
             }
             Action::SaveWorkspace => self.files.save_workspace(self.settings.workspace()),
             Action::OpenWorkspace => self.files.open_workspace(),
-            Action::Notice(text) => self.notice(text),
         }
     }
 

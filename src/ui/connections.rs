@@ -103,8 +103,8 @@ pub fn show(
     ui.separator();
     ui.heading("Hub nodes");
     for row in model.nodes.rows() {
+        let (color, words) = widgets::describe(&row.state, now);
         ui.horizontal(|ui| {
-            let (color, words) = widgets::describe(&row.state, now);
             widgets::dot(ui, color);
             ui.label(RichText::new(&row.name).strong()).on_hover_text(format!(
                 "hub {}\nstats {}\n{words}",
@@ -123,11 +123,7 @@ pub fn show(
             }
         });
         if !matches!(row.state, crate::monitor::LinkState::Connected) {
-            ui.label(
-                RichText::new(words_only(&row.state, now))
-                    .color(widgets::describe(&row.state, now).0)
-                    .small(),
-            );
+            ui.label(RichText::new(words).color(color).small());
         }
     }
     if model.nodes.rows().is_empty() {
@@ -156,10 +152,6 @@ pub fn show(
     if let Some(e) = &state.node_error {
         ui.label(RichText::new(e).color(widgets::BAD));
     }
-}
-
-fn words_only(state: &crate::monitor::LinkState, now: u64) -> String {
-    widgets::describe(state, now).1
 }
 
 /// The password in a redis:// URL, if it has one.

@@ -137,9 +137,10 @@ fn file_name(path: &Path) -> String {
 }
 
 impl Files {
-    fn spawn(&mut self, job: impl FnOnce() -> Option<Outcome> + Send + 'static) -> bool {
+    /// Runs `job` on its own thread, unless one is still running (one dialog at a time).
+    fn spawn(&mut self, job: impl FnOnce() -> Option<Outcome> + Send + 'static) {
         if self.results.is_some() {
-            return false;
+            return;
         }
         let (tx, rx) = mpsc::channel();
         self.results = Some(rx);
@@ -152,9 +153,7 @@ impl Files {
         if let Err(e) = spawned {
             self.results = None;
             tracing::warn!("cannot start the file thread: {e}");
-            return false;
         }
-        true
     }
 
     /// Asks where to save, then writes the traffic kept now (a copy, so capture goes on).

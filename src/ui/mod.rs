@@ -43,6 +43,4 @@ pub enum Action {
     CloseCapture,
     SaveWorkspace,
     OpenWorkspace,
-    /// Show this message in the status line and the event log.
-    Notice(String),
 }
