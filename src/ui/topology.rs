@@ -11,7 +11,7 @@ use egui::{Align2, Color32, FontId, Pos2, RichText, Sense, Stroke, Ui, vec2};
 use super::rates::big_number;
 use super::widgets;
 use crate::monitor::LinkState;
-use crate::monitor::model::{EntryKind, Model};
+use crate::monitor::model::{EntryKind, Model, TrafficEntry};
 
 /// How long a pulse takes along one edge.
 const PULSE_MS: f64 = 700.0;
@@ -206,27 +206,23 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
 
     if presenter {
         ui.label(RichText::new("Latest messages").strong());
-        for i in 0..5 {
-            let Some(entry) = latest_chat(model, i) else { break };
-            ui.label(
-                RichText::new(format!("{}  {}  {}", widgets::clock(entry.0), entry.1, entry.2)).size(18.0),
-            );
+        for e in latest_chat(model, 5) {
+            let text = format!("{}  {}  {}", widgets::clock(e.at_ms), e.kind.label(), e.summary);
+            ui.label(RichText::new(text).size(18.0));
         }
     }
 }
 
-/// The i-th newest chat-like entry: (time, kind, summary).
-fn latest_chat(model: &Model, i: usize) -> Option<(u64, &'static str, String)> {
-    let mut seen = 0;
-    for e in model.traffic.iter().rev().take(500) {
-        if e.method.is_some() && !matches!(e.kind, EntryKind::Heartbeat | EntryKind::Gap) {
-            if seen == i {
-                return Some((e.at_ms, e.kind.label(), e.summary.clone()));
-            }
-            seen += 1;
-        }
-    }
-    None
+/// The `n` newest chat-like entries (invocations, not heartbeats), newest first, looking back at
+/// most 500 entries.
+fn latest_chat(model: &Model, n: usize) -> impl Iterator<Item = &TrafficEntry> {
+    model
+        .traffic
+        .iter()
+        .rev()
+        .take(500)
+        .filter(|e| e.method.is_some() && !matches!(e.kind, EntryKind::Heartbeat | EntryKind::Gap))
+        .take(n)
 }
 
 fn spawn_pulses(model: &Model, state: &mut TopologyUi, now: f64) {
