@@ -150,10 +150,7 @@ impl DashboardApp {
                 app.settings.add_node(node);
             }
         }
-        for node in app.settings.nodes.clone() {
-            app.model.nodes.upsert(node.clone());
-            app.link.command(MonitorCommand::AddNode(node));
-        }
+        app.watch_nodes();
         if app.demo.is_some() || (app.settings.auto_connect && !app.settings.redis_url.is_empty()) {
             app.run(Action::ConnectRedis);
         }
@@ -428,12 +425,17 @@ impl DashboardApp {
 
     /// Watches what the settings list (after a workspace was opened): every node, and the tap.
     pub fn apply_settings(&mut self) {
+        self.watch_nodes();
+        if !self.settings.redis_url.is_empty() {
+            self.run(Action::ConnectRedis);
+        }
+    }
+
+    /// Puts every node of the settings in the table and has the monitor watch it.
+    fn watch_nodes(&mut self) {
         for node in self.settings.nodes.clone() {
             self.model.nodes.upsert(node.clone());
             self.link.command(MonitorCommand::AddNode(node));
-        }
-        if !self.settings.redis_url.is_empty() {
-            self.run(Action::ConnectRedis);
         }
     }
 
