@@ -105,6 +105,13 @@ pub struct DashboardApp {
     frames: VecDeque<Instant>,
     /// How long the last frames took to build (pump + panels), for the status bar.
     frame_cost: VecDeque<Duration>,
+    /// Frames drawn since the window opened, and per whole second since then (kept only when
+    /// `exit_after` is set, at most one entry per second of the run): logged at exit for
+    /// `scripts/dashboard-cost.sh`, which measures the window's cost per tab.
+    frames_drawn: u64,
+    frames_per_sec: Vec<u32>,
+    /// The longest time one frame took to build (pump + panels) in this run.
+    slowest_frame: Duration,
 }
 
 impl DashboardApp {
@@ -136,6 +143,9 @@ impl DashboardApp {
             backlog: VecDeque::new(),
             frames: VecDeque::new(),
             frame_cost: VecDeque::new(),
+            frames_drawn: 0,
+            frames_per_sec: Vec::new(),
+            slowest_frame: Duration::ZERO,
         };
         if let Some(url) = startup.redis_url {
             app.settings.set_redis_url(&url);
@@ -198,6 +208,14 @@ impl DashboardApp {
     /// One frame: fold events, draw every panel, run their actions.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let frame_start = Instant::now();
+        self.frames_drawn += 1;
+        if self.exit_after.is_some() {
+            let second = frame_start.duration_since(self.started).as_secs() as usize;
+            if self.frames_per_sec.len() <= second {
+                self.frames_per_sec.resize(second + 1, 0);
+            }
+            self.frames_per_sec[second] += 1;
+        }
         self.frames.push_back(frame_start);
         while self
             .frames
@@ -276,7 +294,9 @@ impl DashboardApp {
         if reconnect {
             self.apply_settings();
         }
-        self.frame_cost.push_back(frame_start.elapsed());
+        let cost = frame_start.elapsed();
+        self.slowest_frame = self.slowest_frame.max(cost);
+        self.frame_cost.push_back(cost);
         if self.frame_cost.len() > 40 {
             self.frame_cost.pop_front();
         }
@@ -508,6 +528,13 @@ impl eframe::App for DashboardApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        let secs = self.started.elapsed().as_secs_f64();
+        tracing::info!(
+            "window closed: {} frames drawn in {secs:.1} s, slowest built in {:.1} ms; per second: {:?}",
+            self.frames_drawn,
+            self.slowest_frame.as_secs_f64() * 1000.0,
+            self.frames_per_sec
+        );
         self.link.shutdown();
     }
 }
