@@ -87,12 +87,15 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
         if ui.add_enabled(changed, egui::Button::new("Apply")).clicked() {
             actions.push(Action::Demo(DemoCommand::SetSimulation(sim.clone())));
         }
-        ui.label(format!(
+    });
+    ui.add(
+        egui::Label::new(format!(
             "{} connected · {} sent · {} received",
             status.sim_clients, status.sim_sent, status.sim_received
-        ));
-    });
+        ))
+        .wrap(),
+    );
     if let Some(e) = &status.last_error {
-        ui.label(RichText::new(e).color(widgets::BAD));
+        ui.add(egui::Label::new(RichText::new(e).color(widgets::BAD)).wrap());
     }
 }

@@ -166,14 +166,20 @@ fn rate_plot(
         if let Some(limit) = limit {
             ui.label(
                 RichText::new(format!(
-                    "· y axis clipped at {}/s: a burst above it is marked ▲",
+                    "· y axis clipped at {}/s: points above it are drawn at the limit and marked in red",
                     widgets::rate(limit)
                 ))
                 .color(widgets::WARN),
             );
         }
     });
-    let mut plot = Plot::new(id)
+    // One plot memory per mode: bounds fixed for a clipped chart must not stick to the others.
+    let mode = match (view.log, limit) {
+        (true, _) => "log",
+        (false, Some(_)) => "clipped",
+        (false, None) => "linear",
+    };
+    let mut plot = Plot::new(format!("{id}_{mode}"))
         .height(height)
         .legend(Legend::default())
         .include_y(0.0)

@@ -42,13 +42,13 @@ const NODE_REACH: f32 = 92.0;
 const BUS_RADIUS: f32 = 38.0;
 
 /// Latest messages shown in presenter mode.
-const PRESENTER_LINES: usize = 5;
+const PRESENTER_LINES: usize = 4;
 
 /// Text size of the presenter's counters: three times the panels' 26.
 const PRESENTER_COUNTER_SIZE: f32 = 78.0;
 
 /// Text size of the presenter's latest messages.
-const PRESENTER_LINE_SIZE: f32 = 24.0;
+const PRESENTER_LINE_SIZE: f32 = 20.0;
 
 /// Where a pulse runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,35 +83,52 @@ pub fn layout(size: Vec2, n: usize, max_scale: f32) -> (Vec<Vec2>, f32) {
     }
 }
 
+/// A node box's scale: it shrinks with the picture, but not below what its text needs.
+fn box_scale(scale: f32) -> f32 {
+    scale.max(0.8)
+}
+
+/// How far a node's drawing (box and client dots) reaches from its centre.
+fn reach(scale: f32) -> f32 {
+    (NODE_REACH * scale).max(72.0 * box_scale(scale))
+}
+
 fn offsets(size: Vec2, n: usize, scale: f32) -> Vec<Vec2> {
-    let reach = NODE_REACH * scale;
+    let reach = reach(scale);
     let rx = (size.x / 2.0 - reach - 6.0).min(size.x * 0.4).max(0.0);
     let ry = (size.y / 2.0 - reach - 6.0).min(size.y * 0.4).max(0.0);
     (0..n)
         .map(|i| {
-            // The first node on the left, then clockwise; with two, left and right.
-            let angle = TAU / 2.0 + TAU * i as f32 / n.max(1) as f32;
+            // One or two: left (and right). Three or more: spread evenly, symmetric about the
+            // vertical axis (three: lower left, top, lower right; four: the corners), which
+            // uses a wide area best.
+            let start = if n <= 2 {
+                TAU / 2.0
+            } else {
+                TAU / 4.0 + TAU / (2.0 * n as f32)
+            };
+            let angle = start + TAU * i as f32 / n.max(1) as f32;
             vec2(angle.cos() * rx, angle.sin() * ry)
         })
         .collect()
 }
 
 fn fits(offsets: &[Vec2], size: Vec2, scale: f32) -> bool {
-    let reach = NODE_REACH * scale;
+    let reach = reach(scale);
     let inside = offsets
         .iter()
         .all(|o| o.x.abs() + reach <= size.x / 2.0 + 0.5 && o.y.abs() + reach <= size.y / 2.0 + 0.5);
     // Boxes (130 × 56 at scale 1) clear the backplane's circle and its label under it.
     let clear_of_bus = offsets.iter().all(|o| {
-        (o.x.abs() - 65.0 * scale)
+        (o.x.abs() - 65.0 * box_scale(scale))
             .max(0.0)
-            .hypot((o.y.abs() - 28.0 * scale).max(0.0))
+            .hypot((o.y.abs() - 28.0 * box_scale(scale)).max(0.0))
             >= (BUS_RADIUS + 30.0) * scale
     });
     let apart = offsets.iter().enumerate().all(|(i, a)| {
         offsets[i + 1..]
             .iter()
-            .all(|b| (*a - *b).length() >= 2.0 * reach * 0.85)
+            .all(|b| (*a - *b).length() >= 2.0 * reach * 0.75)
     });
     inside && clear_of_bus && apart
 }
@@ -126,7 +143,8 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
     }
 
     if presenter {
-        ui.horizontal(|ui| {
+        // Counters, then the latest messages beside them, so the picture keeps the height.
+        ui.horizontal_top(|ui| {
             let size = PRESENTER_COUNTER_SIZE;
             widgets::big_number(
                 ui,
@@ -146,19 +164,12 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
                 &format!("{}/{}", model.nodes.live_count(now), model.nodes.rows().len()),
                 size,
             );
+            latest_messages(ui, model, state, now);
         });
     }
 
     let available = ui.available_size();
-    let chat_height = if presenter {
-        (PRESENTER_LINES as f32 + 1.0) * PRESENTER_LINE_SIZE * 1.45 + 16.0
-    } else {
-        0.0
-    };
-    let (rect, _) = ui.allocate_exact_size(
-        vec2(available.x, (available.y - chat_height).max(200.0)),
-        Sense::hover(),
-    );
+    let (rect, _) = ui.allocate_exact_size(vec2(available.x, available.y.max(200.0)), Sense::hover());
     let painter = ui.painter_at(rect);
     let center = rect.center();
     let rows = model.nodes.rows();
@@ -268,7 +279,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
                 painter.circle_filled(c, 5.0 * scale, Color32::from_rgb(90, 160, 110));
             }
         }
-        let node_rect = egui::Rect::from_center_size(*pos, vec2(130.0, 56.0) * scale);
+        let node_rect = egui::Rect::from_center_size(*pos, vec2(130.0, 56.0) * box_scale(scale));
         let (first, second, name_color) = if live {
             let (color, _) = widgets::describe(&row.state, now);
             painter.rect_filled(node_rect, 8.0, ui.visuals().widgets.inactive.bg_fill);
@@ -301,18 +312,21 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
             };
             (row.name.clone(), second, widgets::IDLE)
         };
+        // Text stays readable when a crowded picture is drawn small.
+        let name_size = (16.0 * scale).max(13.0);
+        let line_size = (12.0 * scale).max(10.0);
         painter.text(
-            *pos - vec2(0.0, 12.0 * scale),
+            *pos - vec2(0.0, name_size * 0.7),
             Align2::CENTER_CENTER,
             first,
-            FontId::proportional(16.0 * scale),
+            FontId::proportional(name_size),
             name_color,
         );
         painter.text(
-            *pos + vec2(0.0, 12.0 * scale),
+            *pos + vec2(0.0, line_size * 0.9),
             Align2::CENTER_CENTER,
             second,
-            FontId::proportional(12.0 * scale),
+            FontId::proportional(line_size),
             name_color,
         );
     }
@@ -325,10 +339,6 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
             Color32::GRAY,
         );
     }
-
-    if presenter {
-        latest_messages(ui, model, state, now);
-    }
 }
 
 /// The presenter's latest messages: taken from the ring at most twice a second (so they can be
@@ -340,8 +350,14 @@ fn latest_messages(ui: &mut Ui, model: &Model, state: &mut TopologyUi, now: u64)
             .map(|e| {
                 (
                     kind_color(e.kind),
-                    format!("{}  {}", widgets::clock(e.at_ms), e.kind.label()),
-                    e.summary.clone(),
+                    format!("{} {}", widgets::clock(e.at_ms), e.kind.label()),
+                    // The chat's own words: the arguments of a ReceiveMessage, else the summary.
+                    match (&e.method, &e.args) {
+                        (Some(m), Some(args)) if m == "ReceiveMessage" => {
+                            chat_words(args).unwrap_or_else(|| e.summary.clone())
+                        }
+                        _ => e.summary.clone(),
+                    },
                 )
             })
             .collect();
@@ -352,38 +368,54 @@ fn latest_messages(ui: &mut Ui, model: &Model, state: &mut TopologyUi, now: u64)
         .inner_margin(8.0)
         .corner_radius(6.0)
         .show(ui, |ui| {
-            ui.set_width(ui.available_width());
-            ui.label(
-                RichText::new("Latest messages")
-                    .size(PRESENTER_LINE_SIZE * 0.75)
-                    .color(Color32::from_gray(200)),
-            );
-            if state.latest.is_empty() {
-                ui.label(
-                    RichText::new("no chat messages yet")
-                        .size(PRESENTER_LINE_SIZE)
-                        .color(Color32::from_gray(160)),
-                );
-            }
-            for (color, head, summary) in &state.latest {
-                ui.horizontal(|ui| {
-                    ui.label(
-                        RichText::new(head)
-                            .size(PRESENTER_LINE_SIZE)
-                            .color(*color)
-                            .strong(),
-                    );
-                    ui.add(
-                        egui::Label::new(
-                            RichText::new(summary)
-                                .size(PRESENTER_LINE_SIZE)
-                                .color(Color32::WHITE),
-                        )
-                        .truncate(),
-                    );
-                });
-            }
+            let width = ui.available_width() - 16.0;
+            ui.set_width(width);
+            ui.set_max_width(width);
+            ui.vertical(|ui| latest_lines(ui, state));
         });
+}
+
+/// The presenter's latest messages, one per line, shortened with "…" to the width.
+fn latest_lines(ui: &mut Ui, state: &TopologyUi) {
+    ui.label(
+        RichText::new("Latest messages")
+            .size(PRESENTER_LINE_SIZE * 0.75)
+            .color(Color32::from_gray(200)),
+    );
+    if state.latest.is_empty() {
+        ui.label(
+            RichText::new("no chat messages yet")
+                .size(PRESENTER_LINE_SIZE)
+                .color(Color32::from_gray(160)),
+        );
+    }
+    for (color, head, summary) in &state.latest {
+        ui.horizontal(|ui| {
+            ui.label(
+                RichText::new(head)
+                    .size(PRESENTER_LINE_SIZE)
+                    .color(*color)
+                    .strong(),
+            );
+            ui.add(
+                egui::Label::new(
+                    RichText::new(summary)
+                        .size(PRESENTER_LINE_SIZE)
+                        .color(Color32::WHITE),
+                )
+                .truncate(),
+            );
+        });
+    }
+}
+
+/// `user: text` from a chat message's JSON arguments `["user", "text"]`.
+fn chat_words(args: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(args).ok()?;
+    match value.as_array()?.as_slice() {
+        [user, text] => Some(format!("{}: {}", user.as_str()?, text.as_str()?)),
+        _ => None,
+    }
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -453,6 +485,16 @@ mod tests {
             "{n} nodes in {size:?} at {scale}: {offsets:?}"
         );
         scale
+    }
+
+    #[test]
+    fn chat_lines_read_as_words() {
+        assert_eq!(
+            chat_words(r#"["ann@node-a","lunch at noon"]"#).as_deref(),
+            Some("ann@node-a: lunch at noon")
+        );
+        assert_eq!(chat_words(r#"["one"]"#), None);
+        assert_eq!(chat_words("not json"), None);
     }
 
     #[test]
