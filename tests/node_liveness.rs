@@ -89,7 +89,10 @@ async fn a_stopped_node_is_marked_and_leaves_the_totals_within_two_seconds() {
     assert_eq!(b_row.clients(), Some(3), "node-b counts 3 clients + its probe");
     assert_eq!(b_row.connections(), Some(4));
     assert_eq!(b_row.clients_text().as_deref(), Some("3 clients + 1 probe"));
-    assert!(b_row.probe_connection_id.is_some(), "the probe's connection id is known");
+    assert!(
+        b_row.probe_connection_id.is_some(),
+        "the probe's connection id is known"
+    );
 
     // Node b goes away (its clients are closed by the shutdown, as when a process ends).
     within("node-b shutdown", b.shutdown()).await;
@@ -111,7 +114,9 @@ async fn a_stopped_node_is_marked_and_leaves_the_totals_within_two_seconds() {
         Nodes::liveness(row, now),
         model.nodes.cluster_total_clients(now)
     );
-    let last_seen = Nodes::liveness(row, now).last_seen_ms().expect("a last-seen time");
+    let last_seen = Nodes::liveness(row, now)
+        .last_seen_ms()
+        .expect("a last-seen time");
     assert!(
         last_seen <= gone_at,
         "last seen {last_seen} is before it went away at {gone_at}"
