@@ -164,8 +164,8 @@ fn node_row(ui: &mut Ui, row: &NodeRow, now: u64, actions: &mut Vec<Action>) {
     let (color, words) = row_state(row, now);
     ui.horizontal(|ui| {
         widgets::dot(ui, color);
-        let short: String = if words.chars().count() > 44 {
-            words.chars().take(43).chain(['…']).collect()
+        let short: String = if words.chars().count() > 36 {
+            words.chars().take(35).chain(['…']).collect()
         } else {
             words.clone()
         };

@@ -7,7 +7,7 @@
 //! the points above are drawn at the limit with a red marker (`monitor::model::rates`).
 
 use egui::{Color32, RichText, Ui};
-use egui_plot::{GridInput, GridMark, Legend, Line, MarkerShape, Plot, Points};
+use egui_plot::{Legend, Line, MarkerShape, Plot, Points};
 
 use super::traffic::kind_color;
 use super::widgets;
@@ -68,7 +68,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         }
         ui.separator();
         ui.checkbox(&mut view.log, "log scale").on_hover_text(
-            "y = log(1 + rate): 1, 10, 100… evenly spaced, so bursts and trickles show together",
+            "0 to 1 linear, then 1, 10, 100… evenly spaced, so bursts and trickles show together",
         );
     });
     ui.data_mut(|d| d.insert_temp(view_id(), view));
@@ -120,24 +120,6 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
     });
 }
 
-/// Grid marks of the log-scale chart: 0, 1, 10, 100… (as rates), where they fall in log space.
-fn log_marks(input: GridInput) -> Vec<GridMark> {
-    let top = from_log_y(input.bounds.1).max(1.0);
-    let mut marks = vec![GridMark {
-        value: 0.0,
-        step_size: 1.0,
-    }];
-    let mut v = 1.0;
-    while v <= top * 10.0 && v < 1e12 {
-        marks.push(GridMark {
-            value: log_y(v),
-            step_size: 1.0,
-        });
-        v *= 10.0;
-    }
-    marks
-}
-
 /// One plot of message rates, a line per (name, color, key).
 #[allow(clippy::too_many_arguments)]
 fn rate_plot(
@@ -186,9 +168,15 @@ fn rate_plot(
         .x_axis_label("seconds ago")
         .allow_scroll(false);
     if view.log {
-        plot = plot
-            .y_grid_spacer(log_marks)
-            .y_axis_formatter(|mark, _| widgets::rate(from_log_y(mark.value).round()));
+        // Whole numbers of the log scale are 0, 1, 10, 100…; the marks between stay unlabelled.
+        plot = plot.y_axis_formatter(|mark, _| {
+            let whole = mark.value.round();
+            if (mark.value - whole).abs() < 1e-9 && whole >= 0.0 {
+                widgets::si(from_log_y(whole).round())
+            } else {
+                String::new()
+            }
+        });
     } else if let Some(limit) = limit {
         plot = plot.include_y(limit * 1.05).auto_bounds([true, false]);
     }

@@ -76,6 +76,9 @@ pub struct NodeRow {
     pub stats_at_ms: u64,
     /// The connection id of the dashboard's own probe client on this node, while connected.
     pub probe_connection_id: Option<String>,
+    /// Whether the probe was connected when the latest stats arrived (so they count it), kept
+    /// after the link drops so the last values still read "5 + 1 probe".
+    probe_in_stats: bool,
     /// (unix ms, clients without the probe) at most one a second, over the last
     /// [`DEFAULT_RATE_WINDOW`].
     pub history: VecDeque<(u64, u64)>,
@@ -96,6 +99,7 @@ impl NodeRow {
             stats: None,
             stats_at_ms: 0,
             probe_connection_id: None,
+            probe_in_stats: false,
             history: VecDeque::new(),
             rates: MsgRates::default(),
             counters: CounterRates::new(DEFAULT_NODE_RATE_WINDOW),
@@ -108,10 +112,11 @@ impl NodeRow {
     }
 
     /// The dashboard's probe clients among [`connections`](Self::connections): 1 while the probe
-    /// is connected, else 0.
+    /// is connected (or was, when the latest stats were taken), else 0.
     pub fn probes(&self) -> u64 {
-        match (&self.probe_connection_id, self.connections()) {
-            (Some(_), Some(n)) if n > 0 => 1,
+        let probe = self.probe_connection_id.is_some() || self.probe_in_stats;
+        match self.connections() {
+            Some(n) if n > 0 && probe => 1,
             _ => 0,
         }
     }
@@ -156,6 +161,7 @@ impl NodeRow {
         };
         self.stats = Some(stats);
         self.stats_at_ms = now_ms;
+        self.probe_in_stats = self.probe_connection_id.is_some();
         let clients = self.clients().unwrap_or(0);
         if self
             .history
@@ -533,7 +539,12 @@ mod tests {
                 last_seen_ms: Some(5_000)
             }
         );
-        assert_eq!(b.probes(), 0, "no probe on a node that is down");
+        assert_eq!(
+            b.clients_text().as_deref(),
+            Some("6 clients + 1 probe"),
+            "its last values still leave the probe out"
+        );
+        assert_eq!(n.probes(5_100), 1, "only the live node's probe counts");
         assert_eq!(n.cluster_total_clients(5_100), 6);
         assert_eq!(n.live_count(5_100), 1);
         // A node without a monitor endpoint is live while connected (nothing to go stale).

@@ -363,15 +363,16 @@ pub fn clip_bursts(points: &[[f64; 2]], limit: f64) -> (Vec<[f64; 2]>, Vec<[f64;
     (kept, clipped)
 }
 
-/// The log-scale chart's y for a rate: log10(1 + v), so 0 stays at 0 and 1, 10, 100… are evenly
-/// spaced.
+/// The log-scale chart's y for a rate: linear from 0 to 1, then 1 + log10(v), so 0 stays at 0,
+/// and 1, 10, 100… sit at the whole numbers 1, 2, 3… (where the chart's grid lines are).
 pub fn log_y(v: f64) -> f64 {
-    (1.0 + v.max(0.0)).log10()
+    let v = v.max(0.0);
+    if v <= 1.0 { v } else { 1.0 + v.log10() }
 }
 
 /// The rate at a log-scale chart's y (the inverse of [`log_y`]).
 pub fn from_log_y(y: f64) -> f64 {
-    10f64.powf(y) - 1.0
+    if y <= 1.0 { y.max(0.0) } else { 10f64.powf(y - 1.0) }
 }
 
 #[cfg(test)]
@@ -447,8 +448,12 @@ mod tests {
     #[test]
     fn log_scale_round_trips() {
         assert_eq!(log_y(0.0), 0.0);
-        assert!((log_y(9.0) - 1.0).abs() < 1e-12);
+        assert_eq!(log_y(0.5), 0.5);
+        assert_eq!(log_y(1.0), 1.0);
+        assert!((log_y(10.0) - 2.0).abs() < 1e-12);
+        assert!((log_y(1000.0) - 4.0).abs() < 1e-12);
         assert!((from_log_y(log_y(1234.5)) - 1234.5).abs() < 1e-6);
+        assert!((from_log_y(3.0) - 100.0).abs() < 1e-9);
         assert_eq!(log_y(-3.0), 0.0);
     }
 
