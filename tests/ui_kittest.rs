@@ -611,3 +611,49 @@ fn a_stopped_demo_node_is_shown_down_and_starts_again() {
             && nodes.cluster_total_clients(now) == 4
     });
 }
+
+#[test]
+fn the_selected_row_keeps_its_place_as_rows_arrive_above_it() {
+    use switchboard::monitor::MonitorEvent;
+    // The row's own name (the detail pane's JSON also holds "line 30").
+    const ROW_30: &str = r#"ReceiveMessage("ann", "line 30")"#;
+
+    let (link, _) = Link::start(None).expect("the link starts");
+    let settings = Settings {
+        auto_connect: false,
+        ..Settings::default()
+    };
+    let mut h = harness(DashboardApp::new(link, startup(settings, None, None)));
+    let mut entries = chat_capture(0, 60);
+    let later = entries.split_off(40);
+    h.state_mut().model.apply(MonitorEvent::Traffic(entries), 2_000);
+    h.step();
+    h.step();
+    // Select a row in the middle of the screen (line 30: the 10th newest).
+    let row = h.get_by_label_contains(ROW_30).rect();
+    click_at(&mut h, egui::pos2(row.left() + 40.0, row.center().y));
+    let selected = h.state().traffic_ui.selected.expect("a selected row");
+    let before = h.get_by_label_contains(ROW_30).rect().top();
+
+    // Twenty newer rows arrive: newest first, they go above it.
+    h.state_mut().model.apply(MonitorEvent::Traffic(later), 3_000);
+    // Several frames: the place is kept, not reached and then lost (no spring-back).
+    for _ in 0..4 {
+        h.step();
+    }
+    assert_eq!(h.state().traffic_ui.selected, Some(selected));
+    let after = h
+        .query_by_label_contains(ROW_30)
+        .expect("the selected row is still on screen")
+        .rect()
+        .top();
+    assert!(
+        (after - before).abs() < 1.0,
+        "the selected row moved from y {before} to {after}"
+    );
+    assert!(
+        h.query_by_label_contains(r#"ReceiveMessage("ann", "line 59")"#)
+            .is_none(),
+        "the new rows are above, out of view"
+    );
+}

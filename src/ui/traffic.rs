@@ -419,6 +419,9 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
         area = area.vertical_scroll_offset((offset + moved).max(0.0));
     }
 
+    // Rows arriving grow the content in the same frame as the offset moves; with rubber banding
+    // the new offset would look like overscroll (against last frame's size) and spring back.
+    ui.spacing_mut().scroll.kinetic.rubber_band = false;
     let mut filter_by = None;
     let output = area.show_rows(ui, row_height, total, |ui, range| {
         for i in range {
