@@ -6,8 +6,9 @@
 //! The table's columns can be resized (drag a header edge) and hidden (the Columns menu); the hub
 //! column collapses by itself while only one hub is seen. A message too long for its cell ends
 //! in "…" with the full text on hover. Clicking a kind, hub, target or method filters by it;
-//! clicking elsewhere selects the row, and the selected row keeps its place on screen as new rows
-//! arrive above it. A right click offers copy (JSON, hex, channel) and the same filters.
+//! clicking elsewhere selects the row, and the selected row (else the row under the pointer)
+//! keeps its place on screen as new rows arrive above it. A right click offers copy (JSON, hex,
+//! channel) and the same filters.
 
 use egui::text::{LayoutJob, TextWrapping};
 use egui::{Align2, Color32, FontId, Key, KeyboardShortcut, Modifiers, RichText, Sense, Ui, vec2};
@@ -162,6 +163,9 @@ pub struct TrafficUi {
     /// The selected row's index in the view and the scroll offset, as of the last frame: when
     /// rows arrive above it, the offset moves by as many rows so it stays where it was.
     anchor: Option<(u64, usize, f32)>,
+    /// The row under the pointer in the last frame: anchored like the selection while no row is
+    /// selected, so rows do not slide away under the pointer.
+    hovered: Option<u64>,
     /// What the last Copy put on the clipboard ("channel of #12"), shown in the panel.
     pub copied: Option<String>,
 }
@@ -407,12 +411,14 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
         return None;
     }
 
-    // Keep the selected row where it was on screen while rows arrive above it.
-    let selected_index = state.selected.and_then(|seq| index_of(model, seq));
+    // Keep the selected row (else the row under the pointer, so it can be read and clicked)
+    // where it was on screen while rows arrive above it.
+    let anchor_seq = state.selected.or(state.hovered);
+    let anchor_index = anchor_seq.and_then(|seq| index_of(model, seq));
     let mut area = egui::ScrollArea::vertical().auto_shrink(false);
-    if let (Some(seq), Some(now_index), Some((anchor_seq, then_index, offset))) =
-        (state.selected, selected_index, state.anchor)
-        && seq == anchor_seq
+    if let (Some(seq), Some(now_index), Some((then_seq, then_index, offset))) =
+        (anchor_seq, anchor_index, state.anchor)
+        && seq == then_seq
         && now_index != then_index
     {
         let moved = (now_index as f32 - then_index as f32) * pitch;
@@ -423,6 +429,7 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
     // the new offset would look like overscroll (against last frame's size) and spring back.
     ui.spacing_mut().scroll.kinetic.rubber_band = false;
     let mut filter_by = None;
+    state.hovered = None;
     let output = area.show_rows(ui, row_height, total, |ui, range| {
         for i in range {
             let Some(entry) = model.traffic.visible(i) else {
@@ -433,7 +440,7 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
             }
         }
     });
-    state.anchor = match (state.selected, selected_index) {
+    state.anchor = match (anchor_seq, anchor_index) {
         (Some(seq), Some(index)) => Some((seq, index, output.state.clamped_offset().y)),
         _ => None,
     };
@@ -460,6 +467,9 @@ fn row(
         Sense::click(),
     );
     let selected = state.selected == Some(entry.seq);
+    if response.hovered() {
+        state.hovered = Some(entry.seq);
+    }
     let painter = ui.painter_at(rect);
     if selected {
         painter.rect_filled(rect, 0.0, ui.visuals().selection.bg_fill);
