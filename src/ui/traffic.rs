@@ -13,113 +13,14 @@
 use egui::text::{LayoutJob, TextWrapping};
 use egui::{Align2, Color32, FontId, Key, KeyboardShortcut, Modifiers, RichText, Sense, Ui, vec2};
 
+mod columns;
+
+pub use columns::{Column, Columns};
+
 use super::{Action, widgets};
 use crate::monitor::decode;
 use crate::monitor::model::traffic::Filter;
 use crate::monitor::model::{EntryKind, Model, TrafficEntry};
-
-/// A column of the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Column {
-    Time,
-    Kind,
-    Hub,
-    To,
-    Message,
-    Excluded,
-    Size,
-}
-
-impl Column {
-    pub const ALL: [Column; 7] = [
-        Column::Time,
-        Column::Kind,
-        Column::Hub,
-        Column::To,
-        Column::Message,
-        Column::Excluded,
-        Column::Size,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Column::Time => "time",
-            Column::Kind => "kind",
-            Column::Hub => "hub",
-            Column::To => "to",
-            Column::Message => "message",
-            Column::Excluded => "excl",
-            Column::Size => "size",
-        }
-    }
-
-    /// Starting width in points; the message column takes whatever the others leave.
-    fn default_width(self) -> f32 {
-        match self {
-            Column::Time => 124.0,
-            Column::Kind => 80.0,
-            Column::Hub => 176.0,
-            Column::To => 120.0,
-            Column::Message => 0.0,
-            Column::Excluded => 56.0,
-            Column::Size => 64.0,
-        }
-    }
-
-    fn index(self) -> usize {
-        Column::ALL.iter().position(|c| *c == self).unwrap_or(0)
-    }
-}
-
-/// Narrowest a resized column may get, and the message column at least.
-const MIN_COLUMN: f32 = 28.0;
-const MIN_MESSAGE: f32 = 120.0;
-
-/// Width and visibility of the columns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Columns {
-    pub widths: [f32; 7],
-    pub shown: [bool; 7],
-}
-
-impl Default for Columns {
-    fn default() -> Self {
-        Self {
-            widths: Column::ALL.map(Column::default_width),
-            shown: [true; 7],
-        }
-    }
-}
-
-impl Columns {
-    /// (column, left x, width) of each column drawn in a table `width` wide; the hub column is
-    /// left out when `one_hub`. The message column is never hidden and takes the rest.
-    pub fn layout(&self, width: f32, one_hub: bool) -> Vec<(Column, f32, f32)> {
-        let visible: Vec<Column> = Column::ALL
-            .into_iter()
-            .filter(|c| *c == Column::Message || (self.shown[c.index()] && !(one_hub && *c == Column::Hub)))
-            .collect();
-        let fixed: f32 = visible
-            .iter()
-            .filter(|c| **c != Column::Message)
-            .map(|c| self.widths[c.index()])
-            .sum();
-        let mut x = 0.0;
-        visible
-            .into_iter()
-            .map(|c| {
-                let w = if c == Column::Message {
-                    (width - fixed).max(MIN_MESSAGE)
-                } else {
-                    self.widths[c.index()]
-                };
-                let cell = (c, x, w);
-                x += w;
-                cell
-            })
-            .collect()
-    }
-}
 
 /// A value in a row that a click filters by.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,7 +172,7 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
             actions.push(Action::Export(super::files::Format::JsonLines));
         }
         let one_hub = model.traffic.hubs().nth(1).is_none();
-        ui.menu_button("Columns", |ui| columns_menu(ui, &mut state.columns, one_hub));
+        ui.menu_button("Columns", |ui| columns::menu(ui, &mut state.columns, one_hub));
     });
     if state.filter != before {
         model.traffic.set_filter(state.filter.clone());
@@ -291,28 +192,6 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
             ui.label(RichText::new(format!("· {copied}")).weak());
         }
     });
-}
-
-fn columns_menu(ui: &mut Ui, columns: &mut Columns, one_hub: bool) {
-    for c in Column::ALL {
-        let i = c.index();
-        match c {
-            Column::Message => {
-                ui.add_enabled(false, egui::Checkbox::new(&mut true, "message (always)"));
-            }
-            Column::Hub if one_hub => {
-                ui.checkbox(&mut columns.shown[i], "hub")
-                    .on_hover_text("Collapsed while only one hub is seen");
-            }
-            _ => {
-                ui.checkbox(&mut columns.shown[i], c.title());
-            }
-        }
-    }
-    ui.separator();
-    if ui.button("Reset widths").clicked() {
-        columns.widths = Columns::default().widths;
-    }
 }
 
 /// The index of the row with `seq` in the view (newest first, so seqs descend), if shown.
@@ -396,7 +275,7 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
         if response.dragged() {
             let dx = response.drag_delta().x;
             let width = &mut state.columns.widths[column.index()];
-            *width = (*width + if before_message { dx } else { -dx }).max(MIN_COLUMN);
+            *width = (*width + if before_message { dx } else { -dx }).max(columns::MIN_COLUMN);
         }
     }
 
