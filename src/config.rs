@@ -110,9 +110,18 @@ pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(300);
 /// reconnect without leaving a trace pending for long.
 pub const DEFAULT_TRACE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A connected node whose stats are older than this is shown as stale: ten of the 500 ms monitor
-/// snapshots missed in a row.
-pub const DEFAULT_STATS_STALE: Duration = Duration::from_secs(5);
+/// A connected node whose stats are older than this is shown as stale and left out of the totals:
+/// three of the 500 ms monitor snapshots missed in a row, so a node that hangs is flagged within
+/// 2 s of its last word, while one late snapshot on a busy machine is not.
+pub const DEFAULT_STATS_STALE: Duration = Duration::from_millis(1500);
+
+/// The window of a node's message rates (from its counters, sampled every 500 ms): ten samples,
+/// so steady traffic reads as one steady number instead of the jumps of one 500 ms delta.
+pub const DEFAULT_NODE_RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// How often the presenter's latest-messages list may change: twice a second stays readable at
+/// 50 msg/s, where a list redrawn every frame is a blur.
+pub const PRESENTER_LIST_REFRESH: Duration = Duration::from_millis(500);
 
 /// Decoded traffic entries the monitor holds for a UI that fell behind (about 2 s at 50k msg/s,
 /// some 50 MiB); past it new traffic is dropped and counted, so memory stays bounded.

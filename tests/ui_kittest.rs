@@ -396,3 +396,264 @@ fn the_demo_panel_adds_and_stops_nodes_and_stops_and_restarts_the_backplane() {
         h.state().link.demo_status().is_some_and(|s| s.sim_clients == 8)
     });
 }
+
+/// A capture of chat traffic on one hub: `groups` messages to group room-1, then `alls` to all.
+fn chat_capture(groups: u64, alls: u64) -> Vec<switchboard::monitor::TrafficEntry> {
+    (0..groups + alls)
+        .map(|i| {
+            let json = format!(
+                "{{\"type\":1,\"target\":\"ReceiveMessage\",\"arguments\":[\"ann\",\"line {i}\"]}}\u{1e}"
+            );
+            let payload =
+                switchboard::backplane::wire::encode_invocation(&[], &[("json", json.as_bytes())], None);
+            let channel = if i < groups {
+                "Chat.Hub:group:room-1"
+            } else {
+                "Chat.Hub:all"
+            };
+            let mut e = switchboard::monitor::decode::decode("", channel, &payload, 1_000 + i);
+            e.seq = i;
+            e
+        })
+        .collect()
+}
+
+fn capture_app(entries: Vec<switchboard::monitor::TrafficEntry>) -> Harness<'static, DashboardApp> {
+    let (link, _) = Link::start(None).expect("the link starts");
+    let settings = Settings {
+        auto_connect: false,
+        ..Settings::default()
+    };
+    let startup = startup(settings, None, Some(("chat.jsonl".into(), entries)));
+    let mut h = harness(DashboardApp::new(link, startup));
+    h.step();
+    h
+}
+
+/// Presses and releases the primary button at `pos` (a painted cell, which has no widget of its own).
+fn click_at(h: &mut Harness<'_, DashboardApp>, pos: egui::Pos2) {
+    h.hover_at(pos);
+    h.step();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::NONE,
+        });
+    }
+    h.step();
+    h.step();
+}
+
+#[test]
+fn traffic_values_filter_on_click_ctrl_f_focuses_and_x_clears() {
+    use switchboard::monitor::model::EntryKind;
+
+    let mut h = capture_app(chat_capture(3, 2));
+    assert_eq!(h.state().model.traffic.visible_len(), 5);
+
+    // Clicking the kind of a group row filters by kind group. The row is painted: click its kind
+    // cell (the kind column starts after the 124-point time column).
+    let row = h.get_by_label_contains("line 1").rect();
+    click_at(&mut h, egui::pos2(row.left() + 124.0 + 12.0, row.center().y));
+    assert_eq!(h.state().traffic_ui.filter.kind, Some(EntryKind::Group));
+    assert_eq!(h.state().model.traffic.visible_len(), 3);
+    assert_eq!(
+        h.state().traffic_ui.selected,
+        None,
+        "a value click filters, it does not select"
+    );
+
+    // Clicking elsewhere in a row selects it.
+    let row = h.get_by_label_contains("line 2").rect();
+    click_at(&mut h, egui::pos2(row.left() + 40.0, row.center().y));
+    let line_2 = h
+        .state()
+        .model
+        .traffic
+        .iter()
+        .find(|e| e.args.as_deref().is_some_and(|a| a.contains("line 2")))
+        .map(|e| e.seq);
+    assert_eq!(h.state().traffic_ui.selected, line_2);
+
+    // × clears the whole filter.
+    click(&mut h, "×");
+    assert!(h.state().traffic_ui.filter.is_empty());
+    assert_eq!(h.state().model.traffic.visible_len(), 5);
+
+    // Ctrl+F puts the typing into the filter, without a click.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::F);
+    h.step();
+    h.step();
+    assert!(h.get_by_label("Filter").is_focused(), "Ctrl+F focuses the filter");
+    h.event(egui::Event::Text("line 4".into()));
+    h.step();
+    h.step();
+    assert_eq!(h.state().traffic_ui.filter.text, "line 4");
+    assert_eq!(h.state().model.traffic.visible_len(), 1);
+    click(&mut h, "×");
+    assert!(h.state().traffic_ui.filter.text.is_empty());
+}
+
+#[test]
+fn traffic_columns_menu_hides_columns_and_the_row_menu_copies() {
+    let mut h = capture_app(chat_capture(2, 2));
+
+    // Columns: one hub seen, so the hub column is collapsed by itself; "size" can be hidden.
+    let one_hub = h.state().traffic_ui.columns.layout(1000.0, true);
+    assert!(one_hub.iter().all(|(c, _, _)| c.title() != "hub"));
+    click(&mut h, "Columns");
+    assert!(has_label(&h, "message (always)"));
+    click(&mut h, "size");
+    assert!(!h.state().traffic_ui.columns.shown[6], "size hidden");
+    let cells = h.state().traffic_ui.columns.layout(1000.0, true);
+    assert!(cells.iter().all(|(c, _, _)| c.title() != "size"));
+    if !has_label(&h, "message (always)") {
+        click(&mut h, "Columns");
+    }
+    click(&mut h, "size");
+    assert!(h.state().traffic_ui.columns.shown[6], "size shown again");
+    h.key_press(egui::Key::Escape);
+    h.step();
+
+    // Right click on a row: copy its channel, its JSON, its hex.
+    h.get_by_label_contains("line 0").click_secondary();
+    h.step();
+    h.step();
+    click(&mut h, "Copy channel");
+    let copied = h.state().traffic_ui.copied.clone().unwrap_or_default();
+    assert!(copied.starts_with("copied the channel of #"), "{copied}");
+    assert!(copied.contains(&format!("({} characters)", "Chat.Hub:group:room-1".len())));
+
+    h.get_by_label_contains("line 3").click_secondary();
+    h.step();
+    h.step();
+    click(&mut h, "Copy hex");
+    let copied = h.state().traffic_ui.copied.clone().unwrap_or_default();
+    assert!(copied.starts_with("copied the hex of #"), "{copied}");
+
+    h.get_by_label_contains("line 3").click_secondary();
+    h.step();
+    h.step();
+    click(&mut h, "Copy JSON");
+    assert!(
+        h.state()
+            .traffic_ui
+            .copied
+            .as_deref()
+            .is_some_and(|c| c.starts_with("copied the JSON of #"))
+    );
+
+    // The row menu also filters by its values.
+    h.get_by_label_contains("line 0").click_secondary();
+    h.step();
+    h.step();
+    click(&mut h, "Filter by method ReceiveMessage");
+    assert_eq!(h.state().traffic_ui.filter.text, "ReceiveMessage");
+}
+
+#[test]
+fn a_stopped_demo_node_is_shown_down_and_starts_again() {
+    use switchboard::demo::{DemoBackplane, DemoOptions, SimSettings};
+    use switchboard::monitor::model::nodes::Nodes;
+    use switchboard::monitor::now_ms;
+
+    let options = DemoOptions {
+        backplane: DemoBackplane::Memory,
+        sim: SimSettings {
+            clients_per_node: 2,
+            messages_per_sec: 5.0,
+            group_share: 0.5,
+        },
+        ..DemoOptions::default()
+    };
+    let (link, wiring) = Link::start(Some(options)).expect("the demo starts");
+    let startup = startup(Settings::default(), wiring, None);
+    let mut h = harness(DashboardApp::new(link, startup));
+    click(&mut h, "Nodes");
+    frames_until(&mut h, "both nodes live with 2 clients each", |h| {
+        let now = now_ms();
+        let nodes = &h.state().model.nodes;
+        nodes.live_count(now) == 2 && nodes.cluster_total_clients(now) == 4
+    });
+    assert!(has_label(&h, "2 + 1 probe"), "the probe is shown apart");
+    let hub_url = h.state().model.nodes.rows()[0].target.hub_url.clone();
+
+    h.get_all_by_label("Stop")
+        .next()
+        .expect("a Stop button per node")
+        .click();
+    h.step();
+    frames_until(&mut h, "node-a down, out of the totals, last seen shown", |h| {
+        let now = now_ms();
+        let nodes = &h.state().model.nodes;
+        nodes
+            .get(&hub_url)
+            .is_some_and(|r| !Nodes::liveness(r, now).is_live())
+            && nodes.cluster_total_clients(now) == 2
+            && has_label(h, "down, last seen")
+    });
+
+    click(&mut h, "Start");
+    frames_until(&mut h, "node-a running again, on its old address, live", |h| {
+        let now = now_ms();
+        let running = h.state().link.demo_status().is_some_and(|s| {
+            s.nodes
+                .iter()
+                .any(|n| n.name == "node-a" && n.running && n.hub_url == hub_url)
+        });
+        let nodes = &h.state().model.nodes;
+        running
+            && nodes
+                .get(&hub_url)
+                .is_some_and(|r| Nodes::liveness(r, now).is_live())
+            && nodes.cluster_total_clients(now) == 4
+    });
+}
+
+#[test]
+fn the_selected_row_keeps_its_place_as_rows_arrive_above_it() {
+    use switchboard::monitor::MonitorEvent;
+    // The row's own name (the detail pane's JSON also holds "line 30").
+    const ROW_30: &str = r#"ReceiveMessage("ann", "line 30")"#;
+
+    let (link, _) = Link::start(None).expect("the link starts");
+    let settings = Settings {
+        auto_connect: false,
+        ..Settings::default()
+    };
+    let mut h = harness(DashboardApp::new(link, startup(settings, None, None)));
+    let mut entries = chat_capture(0, 60);
+    let later = entries.split_off(40);
+    h.state_mut().model.apply(MonitorEvent::Traffic(entries), 2_000);
+    h.step();
+    h.step();
+    // Select a row in the middle of the screen (line 30: the 10th newest).
+    let row = h.get_by_label_contains(ROW_30).rect();
+    click_at(&mut h, egui::pos2(row.left() + 40.0, row.center().y));
+    let selected = h.state().traffic_ui.selected.expect("a selected row");
+    let before = h.get_by_label_contains(ROW_30).rect().top();
+
+    // Twenty newer rows arrive: newest first, they go above it.
+    h.state_mut().model.apply(MonitorEvent::Traffic(later), 3_000);
+    // Several frames: the place is kept, not reached and then lost (no spring-back).
+    for _ in 0..4 {
+        h.step();
+    }
+    assert_eq!(h.state().traffic_ui.selected, Some(selected));
+    let after = h
+        .query_by_label_contains(ROW_30)
+        .expect("the selected row is still on screen")
+        .rect()
+        .top();
+    assert!(
+        (after - before).abs() < 1.0,
+        "the selected row moved from y {before} to {after}"
+    );
+    assert!(
+        h.query_by_label_contains(r#"ReceiveMessage("ann", "line 59")"#)
+            .is_none(),
+        "the new rows are above, out of view"
+    );
+}

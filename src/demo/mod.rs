@@ -38,6 +38,8 @@ pub enum DemoCommand {
     AddNode,
     /// Stops the node with this name (it closes its clients with allowReconnect, leaves the bus).
     StopNode(String),
+    /// Starts the stopped node with this name again: same name, same port when it is free.
+    StartNode(String),
     /// Stops the backplane (kills redis-server, or takes the memory bus down).
     StopBackplane,
     /// Starts it again (same port for Redis, so nodes and the tap reconnect by themselves).

@@ -3,6 +3,7 @@
 //!
 //! Used by `DemoHandle` only; uses `hub` to start nodes.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,35 +129,87 @@ impl Runner {
         self.plan_tx.send_modify(|p| p.running_nodes = running_nodes);
     }
 
-    async fn add_node(&mut self) -> Result<(), DemoError> {
-        let name = node_name(self.slots.len());
-        let mut config = NodeConfig::new(name.clone());
+    /// Starts a node named `name` (on `listen`, or a free port) with its simulated clients.
+    async fn start_node(
+        &self,
+        name: &str,
+        listen: Option<SocketAddr>,
+    ) -> Result<(NodeHandle, SimNode, DemoNode), DemoError> {
+        let mut config = NodeConfig::new(name.to_string());
         config.channel_prefix = self.opts.channel_prefix.clone();
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
         let node = Node::start(config, self.choice())
             .await
             .map_err(|source| DemoError::Node {
-                name: name.clone(),
+                name: name.to_string(),
                 source,
             })?;
         tracing::info!(node = %name, url = %node.base_url(), "demo node started");
         let info = DemoNode {
-            name: name.clone(),
+            name: name.to_string(),
             base_url: node.base_url(),
             hub_url: node.hub_url(),
             stats_url: format!("{}/switchboard/stats", node.base_url()),
             running: true,
         };
         let sim = SimNode::start(
-            name,
+            name.to_string(),
             node.hub_url(),
             self.plan_tx.subscribe(),
             self.counters.clone(),
         );
+        Ok((node, sim, info))
+    }
+
+    async fn add_node(&mut self) -> Result<(), DemoError> {
+        let name = node_name(self.slots.len());
+        let (node, sim, info) = self.start_node(&name, None).await?;
         self.slots.push(Slot {
             node: Some(node),
             sim: Some(sim),
         });
         lock(&self.status).nodes.push(info);
+        self.update_plan();
+        Ok(())
+    }
+
+    /// Starts a stopped node again under its name, on its old port when that is free (so the
+    /// dashboard's row, keyed by the hub URL, comes back to life), else on a new one (said in
+    /// `last_error`; the node then announces itself at its new address).
+    async fn restart_node(&mut self, index: usize) -> Result<(), DemoError> {
+        let Some(old) = lock(&self.status).nodes.get(index).cloned() else {
+            return Ok(());
+        };
+        if old.running || self.slots.get(index).is_none_or(|s| s.node.is_some()) {
+            return Ok(());
+        }
+        let old_addr = old
+            .base_url
+            .strip_prefix("http://")
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        let started = match self.start_node(&old.name, old_addr).await {
+            Ok(started) => started,
+            Err(e) if old_addr.is_some() => {
+                tracing::warn!(node = %old.name, error = %e, "the old port is taken; restarting on a new one");
+                let started = self.start_node(&old.name, None).await?;
+                lock(&self.status).last_error = Some(format!(
+                    "{}: its old address {} was taken ({e}); restarted at {}",
+                    old.name, old.base_url, started.2.base_url
+                ));
+                started
+            }
+            Err(e) => return Err(e),
+        };
+        let (node, sim, info) = started;
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.node = Some(node);
+            slot.sim = Some(sim);
+        }
+        if let Some(row) = lock(&self.status).nodes.get_mut(index) {
+            *row = info;
+        }
         self.update_plan();
         Ok(())
     }
@@ -226,6 +279,20 @@ impl Runner {
                 match index {
                     Some(index) => self.stop_node(index).await,
                     None => lock(&self.status).last_error = Some(format!("no demo node named {name}")),
+                }
+            }
+            DemoCommand::StartNode(name) => {
+                let index = lock(&self.status).nodes.iter().position(|n| n.name == name);
+                let result = match index {
+                    Some(index) => self.restart_node(index).await,
+                    None => {
+                        lock(&self.status).last_error = Some(format!("no demo node named {name}"));
+                        Ok(())
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "restarting a demo node failed");
+                    lock(&self.status).last_error = Some(e.to_string());
                 }
             }
             DemoCommand::StopBackplane => self.set_backplane(false).await,

@@ -26,6 +26,9 @@ const LIVE_REPAINT: Duration = Duration::from_millis(50);
 /// Repaint period when nothing moves (clocks, "reconnecting in N s").
 const IDLE_REPAINT: Duration = Duration::from_millis(250);
 
+/// Width of the left (connections) panel, in points: room for a URL field and its label.
+const LEFT_PANEL_WIDTH: f32 = 300.0;
+
 /// Lines kept in the notice log.
 const NOTICES: usize = 50;
 
@@ -237,10 +240,11 @@ impl DashboardApp {
             self.status_bar(ui, now);
         });
         if !presenter {
+            // A fixed width: long errors wrap or shorten with "…" (full text on hover) instead of
+            // pushing the panel wider.
             egui::Panel::left("connections")
-                .resizable(true)
-                .default_size(300.0)
-                .size_range(240.0..=520.0)
+                .resizable(false)
+                .exact_size(LEFT_PANEL_WIDTH)
                 .show(ui, |ui| {
                     egui::ScrollArea::vertical().show(ui, |ui| {
                         if let Some(status) = self.link.demo_status() {
@@ -308,7 +312,12 @@ impl DashboardApp {
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui, now: u64, actions: &mut Vec<Action>) {
-        ui.horizontal(|ui| {
+        // A menu bar: File is a menu at the left, then the title and the tabs.
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                files::menu(ui, self.model.traffic.offline().is_some(), actions)
+            });
+            ui.separator();
             ui.heading(RichText::new("Switchboard").strong());
             if self.is_demo() {
                 ui.label(RichText::new("demo").color(Color32::from_rgb(230, 160, 40)));
@@ -318,9 +327,6 @@ impl DashboardApp {
                 ui.selectable_value(&mut self.tab, tab, tab.label());
             }
             ui.separator();
-            ui.menu_button("File", |ui| {
-                files::menu(ui, self.model.traffic.offline().is_some(), actions)
-            });
             if ui
                 .toggle_value(&mut self.settings.presenter, "Presenter")
                 .on_hover_text("Large type and the topology, for a projector")
@@ -340,7 +346,7 @@ impl DashboardApp {
             let t = &self.model.traffic;
             ui.label(format!(
                 "{} msg/s · {}/s",
-                widgets::si(self.model.rates.messages_per_sec(now, 5)),
+                widgets::rate(self.model.rates.messages_per_sec(now, 5)),
                 widgets::bytes(self.model.rates.bytes_per_sec(now, 5) as u64)
             ));
             ui.separator();
@@ -359,16 +365,19 @@ impl DashboardApp {
             } else {
                 ui.label(text);
             }
-            ui.separator();
-            let fps = self.frames.len() as f64 / 2.0;
-            let worst = self.frame_cost.iter().max().copied().unwrap_or_default();
-            ui.label(format!(
-                "UI {fps:.0} frames/s, slowest {:.0} ms",
-                worst.as_secs_f64() * 1000.0
-            ))
-            .on_hover_text(
-                "Frames drawn over the last 2 s, and the longest time one of the last 40 took to build",
-            );
+            // Debug figures stay off a projector.
+            if !self.settings.presenter {
+                ui.separator();
+                let fps = self.frames.len() as f64 / 2.0;
+                let worst = self.frame_cost.iter().max().copied().unwrap_or_default();
+                ui.label(format!(
+                    "UI {fps:.0} frames/s, slowest {:.0} ms",
+                    worst.as_secs_f64() * 1000.0
+                ))
+                .on_hover_text(
+                    "Frames drawn over the last 2 s, and the longest time one of the last 40 took to build",
+                );
+            }
             if self.link.refused_commands() > 0 {
                 ui.separator();
                 ui.label(

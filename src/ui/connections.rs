@@ -7,6 +7,7 @@ use super::settings::{Settings, parse_node};
 use super::{Action, widgets};
 use crate::monitor::MonitorCommand;
 use crate::monitor::model::Model;
+use crate::monitor::model::nodes::Nodes;
 
 /// The panel's own state between frames.
 #[derive(Debug, Default)]
@@ -103,7 +104,7 @@ pub fn show(
     ui.separator();
     ui.heading("Hub nodes");
     for row in model.nodes.rows() {
-        let (color, words) = widgets::describe(&row.state, now);
+        let (color, words) = super::nodes::row_state(row, now);
         ui.horizontal(|ui| {
             widgets::dot(ui, color);
             ui.label(RichText::new(&row.name).strong()).on_hover_text(format!(
@@ -122,8 +123,9 @@ pub fn show(
                 actions.push(Action::RemoveNode(row.target.hub_url.clone()));
             }
         });
-        if !matches!(row.state, crate::monitor::LinkState::Connected) {
-            ui.label(RichText::new(words).color(color).small());
+        if !Nodes::liveness(row, now).is_live() {
+            // Wrapped, never widening the panel: errors can be long.
+            ui.add(egui::Label::new(RichText::new(words).color(color).small()).wrap());
         }
     }
     if model.nodes.rows().is_empty() {
@@ -150,7 +152,7 @@ pub fn show(
         }
     });
     if let Some(e) = &state.node_error {
-        ui.label(RichText::new(e).color(widgets::BAD));
+        ui.add(egui::Label::new(RichText::new(e).color(widgets::BAD)).wrap());
     }
 }
 

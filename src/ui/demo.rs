@@ -27,7 +27,7 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
             Some(url) => format!("redis-server {url}"),
             None => "in-memory backplane".to_string(),
         };
-        ui.label(format!("{what}: {words}"));
+        ui.add(egui::Label::new(format!("{what}: {words}")).truncate());
     });
     ui.horizontal(|ui| {
         if status.backplane_running {
@@ -61,6 +61,13 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
                 }
             } else {
                 ui.label(RichText::new("stopped").weak());
+                if ui
+                    .small_button("Start")
+                    .on_hover_text(format!("Start {} again, on its old port when free", node.name))
+                    .clicked()
+                {
+                    actions.push(Action::Demo(DemoCommand::StartNode(node.name.clone())));
+                }
             }
         });
     }
@@ -80,12 +87,15 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
         if ui.add_enabled(changed, egui::Button::new("Apply")).clicked() {
             actions.push(Action::Demo(DemoCommand::SetSimulation(sim.clone())));
         }
-        ui.label(format!(
+    });
+    ui.add(
+        egui::Label::new(format!(
             "{} connected · {} sent · {} received",
             status.sim_clients, status.sim_sent, status.sim_received
-        ));
-    });
+        ))
+        .wrap(),
+    );
     if let Some(e) = &status.last_error {
-        ui.label(RichText::new(e).color(widgets::BAD));
+        ui.add(egui::Label::new(RichText::new(e).color(widgets::BAD)).wrap());
     }
 }

@@ -1,42 +1,66 @@
 //! The nodes panel: one row per hub node (state, round-trip time, clients, groups, message rates,
 //! backplane state, a client-count history), the cluster total, and the connection count Redis
 //! itself reveals (PUBSUB), which also counts nodes without a monitor endpoint.
+//!
+//! A node that is not live (link down, or stats older than the stale limit; the rules are in
+//! `monitor::model::nodes`) keeps its last values greyed with "last seen HH:MM:SS" and is left out
+//! of the totals. The dashboard's own probe connection is shown apart: "6 + 1 probe".
 
 use egui::{RichText, Ui, vec2};
 
-use super::rates::big_number;
 use super::{Action, widgets};
-use crate::monitor::LinkState;
 use crate::monitor::model::Model;
+use crate::monitor::model::nodes::{Liveness, NodeRow, Nodes};
+
+/// Words and colour for a row's state: the link's words while live; "stale" or "down" with when
+/// it was last heard from otherwise.
+pub fn row_state(row: &NodeRow, now: u64) -> (egui::Color32, String) {
+    let (color, words) = widgets::describe(&row.state, now);
+    match Nodes::liveness(row, now) {
+        Liveness::Live => (color, words),
+        Liveness::Stale { last_seen_ms } => (
+            widgets::WARN,
+            format!("stale: no stats since {}", widgets::clock(last_seen_ms)),
+        ),
+        Liveness::Down {
+            last_seen_ms: Some(t),
+        } => (color, format!("down, last seen {} · {words}", widgets::clock(t))),
+        Liveness::Down { last_seen_ms: None } => (color, words),
+    }
+}
 
 pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
     let nodes = &model.nodes;
-    let redis_total: u64 = model
-        .census
-        .as_ref()
-        .map(|(_, hubs)| hubs.iter().map(|h| h.connections).sum())
-        .unwrap_or(0);
     ui.horizontal(|ui| {
-        big_number(
+        let probes = nodes.probes(now);
+        widgets::big_number(
             ui,
-            "clients on watched nodes",
-            &nodes.cluster_total_clients().to_string(),
+            &format!(
+                "clients on watched nodes (live only; {probes} dashboard probe{} not counted)",
+                if probes == 1 { "" } else { "s" }
+            ),
+            &nodes.cluster_total_clients(now).to_string(),
+            26.0,
         );
-        big_number(
+        let backplane = match model.cluster_connections_redis() {
+            Some(n) => n.to_string(),
+            None => "–".to_string(),
+        };
+        widgets::big_number(
             ui,
-            "connections the backplane sees",
-            &if model.census.is_some() {
-                redis_total.to_string()
-            } else {
-                "–".to_string()
-            },
+            &format!(
+                "connections the backplane sees (incl. {} dashboard probes)",
+                nodes.probe_connections()
+            ),
+            &backplane,
+            26.0,
         );
-        let up = nodes
-            .rows()
-            .iter()
-            .filter(|r| r.state == LinkState::Connected)
-            .count();
-        big_number(ui, "nodes up", &format!("{up} / {}", nodes.rows().len()));
+        widgets::big_number(
+            ui,
+            "nodes up",
+            &format!("{} / {}", nodes.live_count(now), nodes.rows().len()),
+            26.0,
+        );
     });
     ui.separator();
 
@@ -46,100 +70,37 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
             .num_columns(11)
             .spacing([14.0, 6.0])
             .show(ui, |ui| {
-                for title in [
-                    "node",
-                    "state",
-                    "RTT",
-                    "clients",
-                    "history",
-                    "groups",
-                    "in/s",
-                    "out/s",
-                    "backplane in/s",
-                    "backplane out/s",
-                    "backplane",
+                for (title, hover) in [
+                    ("node", ""),
+                    ("state", ""),
+                    ("RTT", ""),
+                    (
+                        "clients",
+                        "Clients connected, without the dashboard's own probe (shown as + 1 probe)",
+                    ),
+                    ("history", ""),
+                    ("groups", ""),
+                    ("in/s", "Client messages in per second, over the last 5 s"),
+                    ("out/s", "Messages out to clients per second, over the last 5 s"),
+                    (
+                        "backplane in/s",
+                        "Messages from the backplane per second, over the last 5 s",
+                    ),
+                    (
+                        "backplane out/s",
+                        "Messages to the backplane per second, over the last 5 s",
+                    ),
+                    ("backplane", ""),
                 ] {
-                    ui.label(RichText::new(title).strong());
+                    let label = ui.label(RichText::new(title).strong());
+                    if !hover.is_empty() {
+                        label.on_hover_text(hover);
+                    }
                 }
                 ui.label("");
                 ui.end_row();
                 for row in nodes.rows() {
-                    ui.label(RichText::new(&row.name).strong()).on_hover_text(format!(
-                        "hub {}\nstats {}\nserver {}",
-                        row.target.hub_url,
-                        row.target.monitor_url.as_deref().unwrap_or("none"),
-                        row.stats.as_ref().map(|s| s.server_name.as_str()).unwrap_or("?")
-                    ));
-                    let (color, words) = widgets::describe(&row.state, now);
-                    ui.horizontal(|ui| {
-                        widgets::dot(ui, color);
-                        let short: String = words.chars().take(40).collect();
-                        ui.label(short).on_hover_text(words);
-                    });
-                    ui.label(
-                        row.rtt
-                            .map(|d| widgets::millis(d.as_secs_f64() * 1000.0))
-                            .unwrap_or_else(|| "–".into()),
-                    );
-                    match &row.stats {
-                        Some(s) => {
-                            ui.label(RichText::new(s.connections.total.to_string()).strong())
-                                .on_hover_text(format!(
-                                    "{} JSON, {} MessagePack; {} accepted, {} rejected since start",
-                                    s.connections.json,
-                                    s.connections.messagepack,
-                                    s.connections.accepted,
-                                    s.connections.rejected
-                                ));
-                        }
-                        None => {
-                            ui.label("–")
-                                .on_hover_text("no monitor endpoint, or not connected");
-                        }
-                    }
-                    let history: Vec<f64> = row.history.iter().map(|(_, c)| *c as f64).collect();
-                    widgets::sparkline(ui, &history, vec2(120.0, 22.0), widgets::OK);
-                    let stats = row.stats.as_ref();
-                    ui.label(stats.map(|s| s.groups.to_string()).unwrap_or_else(|| "–".into()));
-                    let rate = |v: f64| {
-                        if stats.is_some() {
-                            widgets::si(v)
-                        } else {
-                            "–".into()
-                        }
-                    };
-                    ui.label(rate(row.rates.client_in));
-                    ui.label(rate(row.rates.client_out));
-                    ui.label(rate(row.rates.backplane_in));
-                    ui.label(rate(row.rates.backplane_out));
-                    match stats {
-                        Some(s) => {
-                            let b = &s.backplane;
-                            let ok = matches!(b.status.state.as_str(), "connected" | "memory");
-                            let text = if b.kind == b.status.state {
-                                b.kind.clone()
-                            } else {
-                                format!("{} {}", b.kind, b.status.state)
-                            };
-                            let label = ui.label(RichText::new(text).color(if ok {
-                                widgets::OK
-                            } else {
-                                widgets::BAD
-                            }));
-                            if let Some(e) = &b.status.last_error {
-                                label.on_hover_text(format!(
-                                    "last error: {e}\n{} forward failures, {} connects",
-                                    s.forward_failures, b.status.connects
-                                ));
-                            }
-                        }
-                        None => {
-                            ui.label("–");
-                        }
-                    }
-                    if ui.small_button("Remove").clicked() {
-                        actions.push(Action::RemoveNode(row.target.hub_url.clone()));
-                    }
+                    node_row(ui, row, now, actions);
                     ui.end_row();
                 }
             });
@@ -181,4 +142,118 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                 });
         }
     });
+}
+
+/// One row of the table; values of a node that is not live are greyed.
+fn node_row(ui: &mut Ui, row: &NodeRow, now: u64, actions: &mut Vec<Action>) {
+    let live = Nodes::liveness(row, now).is_live();
+    let text = |t: String| {
+        if live {
+            RichText::new(t)
+        } else {
+            widgets::greyed(t)
+        }
+    };
+    ui.label(text(row.name.clone()).strong()).on_hover_text(format!(
+        "hub {}\nstats {}\nserver {}\nprobe connection {}",
+        row.target.hub_url,
+        row.target.monitor_url.as_deref().unwrap_or("none"),
+        row.stats.as_ref().map(|s| s.server_name.as_str()).unwrap_or("?"),
+        row.probe_connection_id.as_deref().unwrap_or("none"),
+    ));
+    let (color, words) = row_state(row, now);
+    ui.horizontal(|ui| {
+        widgets::dot(ui, color);
+        let short: String = if words.chars().count() > 36 {
+            words.chars().take(35).chain(['…']).collect()
+        } else {
+            words.clone()
+        };
+        let shown = RichText::new(short).color(if live { ui.visuals().text_color() } else { color });
+        ui.label(shown).on_hover_text(&words);
+    });
+    ui.label(text(
+        row.rtt
+            .map(|d| widgets::millis(d.as_secs_f64() * 1000.0))
+            .unwrap_or_else(|| "–".into()),
+    ));
+    match (&row.stats, row.clients()) {
+        (Some(s), Some(clients)) => {
+            let shown = match row.probes() {
+                0 => clients.to_string(),
+                p => format!("{clients} + {p} probe"),
+            };
+            ui.label(text(shown).strong()).on_hover_text(format!(
+                "{} connections on the node: {} JSON, {} MessagePack; {} accepted, {} rejected since start{}",
+                s.connections.total,
+                s.connections.json,
+                s.connections.messagepack,
+                s.connections.accepted,
+                s.connections.rejected,
+                match &row.probe_connection_id {
+                    Some(id) => format!("\nthe dashboard's probe is connection {id}"),
+                    None => String::new(),
+                }
+            ));
+        }
+        _ => {
+            ui.label("–")
+                .on_hover_text("no monitor endpoint, or not connected");
+        }
+    }
+    let history: Vec<f64> = row.history.iter().map(|(_, c)| *c as f64).collect();
+    widgets::sparkline(
+        ui,
+        &history,
+        vec2(120.0, 22.0),
+        if live { widgets::OK } else { widgets::IDLE },
+    );
+    let stats = row.stats.as_ref();
+    ui.label(text(
+        stats.map(|s| s.groups.to_string()).unwrap_or_else(|| "–".into()),
+    ));
+    let rate = |v: f64| {
+        if stats.is_some() {
+            text(widgets::rate(v))
+        } else {
+            RichText::new("–")
+        }
+    };
+    ui.label(rate(row.rates.client_in));
+    ui.label(rate(row.rates.client_out));
+    ui.label(rate(row.rates.backplane_in));
+    ui.label(rate(row.rates.backplane_out));
+    match stats {
+        Some(s) => {
+            let b = &s.backplane;
+            let ok = matches!(b.status.state.as_str(), "connected" | "memory");
+            let words = if b.kind == b.status.state {
+                b.kind.clone()
+            } else {
+                format!("{} {}", b.kind, b.status.state)
+            };
+            let shown = if !live {
+                widgets::greyed(words)
+            } else {
+                RichText::new(words).color(if ok { widgets::OK } else { widgets::BAD })
+            };
+            let mut hover = format!(
+                "{} forward failures, {} connects",
+                s.forward_failures, b.status.connects
+            );
+            if let Some(e) = &b.status.last_error {
+                hover = format!("last error: {e}\n{hover}");
+            }
+            if !live {
+                hover = format!("The last state the node reported, before it stopped answering\n{hover}");
+            }
+            ui.label(shown).on_hover_text(hover);
+        }
+        None => {
+            ui.label("–");
+        }
+    }
+    if ui.small_button("Remove").clicked() {
+        actions.push(Action::RemoveNode(row.target.hub_url.clone()));
+    }
 }

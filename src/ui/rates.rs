@@ -1,35 +1,79 @@
 //! The rates panel: messages and bytes per second per channel kind and per hub over the last
 //! minutes (from the tap: Redis keeps no per-channel counters), and totals since the start.
+//!
+//! The charts are smoothed over a chosen interval (1 s / 5 s / 30 s; 5 s by default, which is
+//! what removes the 0↔2 sawtooth of a low steady rate), can use a log scale, and on a linear
+//! scale one burst does not flatten the rest: the y axis stops at twice the 90th percentile and
+//! the points above are drawn at the limit with a red marker (`monitor::model::rates`).
 
-use egui::{RichText, Ui};
-use egui_plot::{Legend, Line, Plot};
+use egui::{Color32, RichText, Ui};
+use egui_plot::{Legend, Line, MarkerShape, Plot, Points};
 
 use super::traffic::kind_color;
 use super::widgets;
 use crate::monitor::model::Model;
-use crate::monitor::model::rates::RateKey;
+use crate::monitor::model::rates::{
+    RateKey, Rates, SMOOTHING_CHOICES, clip_bursts, clip_limit, from_log_y, log_y, smooth,
+};
+
+/// How the charts are drawn; kept in egui's memory between frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RatesView {
+    /// Trailing mean over this many seconds (one of [`SMOOTHING_CHOICES`]).
+    pub smoothing: u64,
+    pub log: bool,
+}
+
+impl Default for RatesView {
+    fn default() -> Self {
+        Self {
+            smoothing: 5,
+            log: false,
+        }
+    }
+}
+
+fn view_id() -> egui::Id {
+    egui::Id::unique("rates_view")
+}
 
 pub fn show(ui: &mut Ui, model: &Model, now: u64) {
     let rates = &model.rates;
+    let mut view: RatesView = ui.data(|d| d.get_temp(view_id())).unwrap_or_default();
     ui.horizontal(|ui| {
-        big_number(
+        widgets::big_number(
             ui,
             "messages/s (5 s)",
-            &widgets::si(rates.messages_per_sec(now, 5)),
+            &widgets::rate(rates.messages_per_sec(now, 5)),
+            26.0,
         );
-        big_number(
+        widgets::big_number(
             ui,
             "bytes/s (5 s)",
             &widgets::bytes(rates.bytes_per_sec(now, 5) as u64),
+            26.0,
         );
-        big_number(
+        widgets::big_number(
             ui,
             "messages/s (1 min)",
-            &widgets::si(rates.messages_per_sec(now, 60)),
+            &widgets::rate(rates.messages_per_sec(now, 60)),
+            26.0,
         );
     });
+    ui.horizontal(|ui| {
+        ui.label("Smoothing");
+        for secs in SMOOTHING_CHOICES {
+            ui.selectable_value(&mut view.smoothing, secs, format!("{secs} s"))
+                .on_hover_text(format!("Each point is the mean of the {secs} s up to it"));
+        }
+        ui.separator();
+        ui.checkbox(&mut view.log, "log scale").on_hover_text(
+            "0 to 1 linear, then 1, 10, 100… evenly spaced, so bursts and trickles show together",
+        );
+    });
+    ui.data_mut(|d| d.insert_temp(view_id(), view));
     ui.separator();
-    let height = ((ui.available_height() - 180.0) / 2.0).max(120.0);
+    let height = ((ui.available_height() - 200.0) / 2.0).max(120.0);
 
     let by_kind: Vec<_> = rates
         .kinds()
@@ -43,6 +87,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         height,
         &by_kind,
         rates,
+        view,
         now,
     );
     let by_hub: Vec<_> = rates
@@ -57,6 +102,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         height,
         &by_hub,
         rates,
+        view,
         now,
     );
 
@@ -75,31 +121,99 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
 }
 
 /// One plot of message rates, a line per (name, color, key).
+#[allow(clippy::too_many_arguments)]
 fn rate_plot(
     ui: &mut Ui,
     title: &str,
     id: &str,
     height: f32,
-    lines: &[(String, Option<egui::Color32>, RateKey)],
-    rates: &crate::monitor::model::rates::Rates,
+    lines: &[(String, Option<Color32>, RateKey)],
+    rates: &Rates,
+    view: RatesView,
     now: u64,
 ) {
-    ui.label(RichText::new(title).strong());
-    Plot::new(id)
+    let series: Vec<Vec<[f64; 2]>> = lines
+        .iter()
+        .map(|(_, _, key)| smooth(&rates.series(key, now), view.smoothing))
+        .collect();
+    let limit = if view.log {
+        None
+    } else {
+        clip_limit(series.iter().map(Vec::as_slice))
+    };
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(title).strong());
+        let how = format!("smoothed over {} s", view.smoothing);
+        ui.label(RichText::new(how).weak());
+        if let Some(limit) = limit {
+            ui.label(
+                RichText::new(format!(
+                    "· y axis clipped at {}/s: points above it are drawn at the limit and marked in red",
+                    widgets::rate(limit)
+                ))
+                .color(widgets::WARN),
+            );
+        }
+    });
+    // One plot memory per mode: bounds fixed for a clipped chart must not stick to the others.
+    let mode = match (view.log, limit) {
+        (true, _) => "log",
+        (false, Some(_)) => "clipped",
+        (false, None) => "linear",
+    };
+    let mut plot = Plot::new(format!("{id}_{mode}"))
         .height(height)
         .legend(Legend::default())
         .include_y(0.0)
         .x_axis_label("seconds ago")
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            for (name, color, key) in lines {
-                let mut line = Line::new(name.as_str(), rates.series(key, now)).width(1.5);
-                if let Some(color) = color {
-                    line = line.color(*color);
-                }
-                plot.line(line);
+        .allow_scroll(false);
+    if view.log {
+        // Whole numbers of the log scale are 0, 1, 10, 100…; the marks between stay unlabelled.
+        plot = plot.y_axis_formatter(|mark, _| {
+            let whole = mark.value.round();
+            if (mark.value - whole).abs() < 1e-9 && whole >= 0.0 {
+                widgets::si(from_log_y(whole).round())
+            } else {
+                String::new()
             }
         });
+    } else if let Some(limit) = limit {
+        plot = plot.include_y(limit * 1.05).auto_bounds([true, false]);
+    }
+    plot.show(ui, |plot| {
+        if let Some(limit) = limit {
+            plot.set_plot_bounds_y(0.0..=limit * 1.08);
+        }
+        for ((name, color, _), points) in lines.iter().zip(series) {
+            let color = color.unwrap_or_else(|| auto_color(name));
+            let (points, clipped) = match limit {
+                Some(limit) => clip_bursts(&points, limit),
+                None => (points, Vec::new()),
+            };
+            let points: Vec<[f64; 2]> = if view.log {
+                points.iter().map(|p| [p[0], log_y(p[1])]).collect()
+            } else {
+                points
+            };
+            plot.line(Line::new(name.as_str(), points).width(1.5).color(color));
+            if !clipped.is_empty() {
+                plot.points(
+                    Points::new(format!("{name} (clipped)"), clipped)
+                        .shape(MarkerShape::Up)
+                        .radius(5.0)
+                        .color(widgets::BAD),
+                );
+            }
+        }
+    });
+}
+
+/// A stable colour for a series without its own (hubs), from its name.
+fn auto_color(name: &str) -> Color32 {
+    let h = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    egui::ecolor::Hsva::new((h % 360) as f32 / 360.0, 0.55, 0.9, 1.0).into()
 }
 
 fn totals(ui: &mut Ui, title: &str, rows: impl Iterator<Item = (String, u64, u64)>) {
@@ -119,14 +233,4 @@ fn totals(ui: &mut Ui, title: &str, rows: impl Iterator<Item = (String, u64, u64
                 ui.end_row();
             }
         });
-}
-
-/// A large number with a small caption under it.
-pub fn big_number(ui: &mut Ui, caption: &str, value: &str) {
-    ui.group(|ui| {
-        ui.vertical(|ui| {
-            ui.label(RichText::new(value).size(26.0).strong());
-            ui.label(RichText::new(caption).small().weak());
-        });
-    });
 }

@@ -33,18 +33,19 @@ pub fn describe(state: &LinkState, now_ms: u64) -> (Color32, String) {
     }
 }
 
-/// A colored dot and the state's words, labelled.
+/// A colored dot and the state's words, labelled, on one line: shortened with "…" to the width
+/// there is, the full text on hover.
 pub fn link_state(ui: &mut Ui, label: &str, state: &LinkState, now_ms: u64) {
     let (color, text) = describe(state, now_ms);
     ui.horizontal(|ui| {
         dot(ui, color);
         let full = format!("{label}: {text}");
-        let shown: String = if full.chars().count() > 90 {
-            full.chars().take(88).chain("…".chars()).collect()
-        } else {
-            full.clone()
-        };
-        ui.label(RichText::new(shown).color(color)).on_hover_text(full);
+        ui.add(
+            egui::Label::new(RichText::new(full.as_str()).color(color))
+                .truncate()
+                .show_tooltip_when_elided(false),
+        )
+        .on_hover_text(full);
     });
 }
 
@@ -69,6 +70,47 @@ pub fn si(value: f64) -> String {
     } else {
         format!("{value:.1}")
     }
+}
+
+/// A rate per second, in the one format every rate on screen uses: one decimal below 10 ("0.0",
+/// "2.5"), whole numbers from 10 ("16", "950"), then k / M ("12.3k", "1.23M"). Rates never
+/// switch between "2" and "2.0".
+pub fn rate(per_sec: f64) -> String {
+    let v = if per_sec.is_finite() {
+        per_sec.max(0.0)
+    } else {
+        0.0
+    };
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if v >= 9.95 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// A large number with a small caption under it, in a frame; `size` is the number's text size
+/// (the caption follows at a third of it, never below the small text style).
+pub fn big_number(ui: &mut Ui, caption: &str, value: &str, size: f32) {
+    ui.group(|ui| {
+        ui.vertical(|ui| {
+            ui.label(RichText::new(value).size(size).strong());
+            let caption_text = RichText::new(caption).weak();
+            if size > 40.0 {
+                ui.label(caption_text.size(size / 3.0));
+            } else {
+                ui.label(caption_text.small());
+            }
+        });
+    });
+}
+
+/// Text greyed out: the values of a node that is not live.
+pub fn greyed(text: impl Into<String>) -> RichText {
+    RichText::new(text.into()).color(IDLE).italics()
 }
 
 /// Bytes in B / KiB / MiB / GiB.
@@ -147,6 +189,13 @@ mod tests {
         assert_eq!(si(12.5), "12.5");
         assert_eq!(si(52_340.0), "52.3k");
         assert_eq!(si(1_234_567.0), "1.23M");
+        assert_eq!(rate(0.0), "0.0");
+        assert_eq!(rate(2.0), "2.0");
+        assert_eq!(rate(9.96), "10");
+        assert_eq!(rate(16.4), "16");
+        assert_eq!(rate(12_345.0), "12.3k");
+        assert_eq!(rate(-1.0), "0.0");
+        assert_eq!(rate(f64::NAN), "0.0");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
         assert_eq!(clock(3_723_000), "01:02:03");

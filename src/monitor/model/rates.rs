@@ -1,9 +1,14 @@
 //! Message and byte rates per channel kind and per hub: per-second buckets over the last
 //! [`DEFAULT_RATE_WINDOW`], from each entry's `at_ms` (the tap's clock), plus totals since start.
 //! Memory is bounded: one fixed array of buckets per series, at most [`MAX_HUB_SERIES`] hubs.
+//!
+//! Also the arithmetic the charts and the node table share: [`CounterRates`] (a windowed rate
+//! from sampled counters), [`smooth`] (a trailing mean over N seconds), [`clip_bursts`] (a y
+//! limit that one burst cannot flatten the rest with) and the log-scale mapping [`log_y`].
 //! Pure, std only; time is passed in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use super::entry::{EntryKind, TrafficEntry};
 use crate::config::DEFAULT_RATE_WINDOW;
@@ -233,9 +238,224 @@ impl Rates {
     }
 }
 
+/// Rates from `N` monotonically increasing counters sampled now and then (a node's stats every
+/// 500 ms): the rate is the counters' growth between the oldest and the newest sample inside the
+/// window, divided by the time between them. One 500 ms delta of a 16 msg/s stream reads 0, 16
+/// or 32; ten of them together read 16.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterRates<const N: usize> {
+    window_ms: u64,
+    samples: VecDeque<(u64, [u64; N])>,
+}
+
+impl<const N: usize> CounterRates<N> {
+    /// Rates over `window` (at least one sample interval is needed to say anything).
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window_ms: window.as_millis().max(1) as u64,
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Adds a sample taken at `at_ms`. A sample not newer than the last is ignored (the same
+    /// snapshot twice); a counter that went down means the source restarted, so the older
+    /// samples are dropped and the rates start again from this one.
+    pub fn push(&mut self, at_ms: u64, counters: [u64; N]) {
+        if let Some((last_at, last)) = self.samples.back() {
+            if at_ms <= *last_at {
+                return;
+            }
+            if counters.iter().zip(last).any(|(c, l)| c < l) {
+                self.samples.clear();
+            }
+        }
+        self.samples.push_back((at_ms, counters));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| t + self.window_ms < at_ms)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Per-second rates over the samples in the window; `None` until two samples span some time.
+    pub fn rates(&self) -> Option<[f64; N]> {
+        let (first_at, first) = self.samples.front()?;
+        let (last_at, last) = self.samples.back()?;
+        if last_at <= first_at {
+            return None;
+        }
+        let secs = (last_at - first_at) as f64 / 1000.0;
+        let mut out = [0.0; N];
+        for (o, (l, f)) in out.iter_mut().zip(last.iter().zip(first)) {
+            *o = l.saturating_sub(*f) as f64 / secs;
+        }
+        Some(out)
+    }
+
+    /// The time the rates span (newest sample minus oldest).
+    pub fn span(&self) -> Duration {
+        match (self.samples.front(), self.samples.back()) {
+            (Some((a, _)), Some((b, _))) => Duration::from_millis(b - a),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// Chart smoothing the Rates panel offers: a trailing mean over this many seconds.
+pub const SMOOTHING_CHOICES: [u64; 3] = [1, 5, 30];
+
+/// A trailing mean of per-second points over `secs` points (1 = unchanged): each output point is
+/// the mean of itself and the `secs - 1` before it (fewer at the start). At a steady 2 msg/s the
+/// per-second counts read 1, 3, 2, 0, 4…; over 5 s they read 2.
+pub fn smooth(points: &[[f64; 2]], secs: u64) -> Vec<[f64; 2]> {
+    let n = secs.max(1) as usize;
+    let mut sum = 0.0;
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            sum += p[1];
+            if i >= n {
+                sum -= points[i - n][1];
+            }
+            let count = (i + 1).min(n) as f64;
+            [p[0], sum / count]
+        })
+        .collect()
+}
+
+/// Where a linear chart's y axis stops so one burst does not flatten the rest: `None` (no clip)
+/// unless the largest value is more than 4× the 90th percentile of the non-zero values (and
+/// there are at least 10 of them); then 2× that percentile. Points above are drawn at the limit
+/// and marked as clipped.
+pub fn clip_limit<'a>(series: impl IntoIterator<Item = &'a [[f64; 2]]>) -> Option<f64> {
+    let mut values: Vec<f64> = series
+        .into_iter()
+        .flat_map(|s| s.iter().map(|p| p[1]))
+        .filter(|v| *v > 0.0)
+        .collect();
+    if values.len() < 10 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let p90 = values[(values.len() - 1) * 9 / 10];
+    let max = values[values.len() - 1];
+    (max > 4.0 * p90).then_some(2.0 * p90)
+}
+
+/// `points` with every y above `limit` lowered to it, and the points that were (at the limit,
+/// for a marker).
+pub fn clip_bursts(points: &[[f64; 2]], limit: f64) -> (Vec<[f64; 2]>, Vec<[f64; 2]>) {
+    let mut clipped = Vec::new();
+    let kept = points
+        .iter()
+        .map(|p| {
+            if p[1] > limit {
+                clipped.push([p[0], limit]);
+                [p[0], limit]
+            } else {
+                *p
+            }
+        })
+        .collect();
+    (kept, clipped)
+}
+
+/// The log-scale chart's y for a rate: linear from 0 to 1, then 1 + log10(v), so 0 stays at 0,
+/// and 1, 10, 100… sit at the whole numbers 1, 2, 3… (where the chart's grid lines are).
+pub fn log_y(v: f64) -> f64 {
+    let v = v.max(0.0);
+    if v <= 1.0 { v } else { 1.0 + v.log10() }
+}
+
+/// The rate at a log-scale chart's y (the inverse of [`log_y`]).
+pub fn from_log_y(y: f64) -> f64 {
+    if y <= 1.0 { y.max(0.0) } else { 10f64.powf(y - 1.0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counter_rates_read_a_steady_stream_steadily() {
+        // 16 msg/s, but in the lumps a 500 ms snapshot sees: 12, 12, 0, 8, 8, 0, 4, 0 ... per
+        // half second (the out/s readings 24, 24, 0, 16, 16, 0, 8, 0 were these × 2).
+        let lumps = [12u64, 12, 0, 8, 8, 0, 4, 0, 12, 24];
+        let mut r = CounterRates::<1>::new(Duration::from_secs(5));
+        assert_eq!(r.rates(), None);
+        let mut total = 0;
+        let mut readings = Vec::new();
+        for i in 0..60u64 {
+            total += lumps[(i % 10) as usize];
+            r.push(10_000 + i * 500, [total]);
+            if i >= 10 {
+                readings.push(r.rates().expect("a rate")[0]);
+            }
+        }
+        // Every reading once the window is full: 16 ± 2.5, never 0.
+        for v in &readings {
+            assert!((*v - 16.0).abs() <= 2.5, "{readings:?}");
+        }
+        assert_eq!(r.span(), Duration::from_secs(5));
+        // The same snapshot twice changes nothing; a restart (counter down) starts again.
+        r.push(10_000 + 59 * 500, [0]);
+        assert!(r.rates().is_some());
+        r.push(50_000, [3]);
+        assert_eq!(r.rates(), None, "one sample after a restart says nothing yet");
+        r.push(51_000, [13]);
+        assert_eq!(r.rates(), Some([10.0]));
+    }
+
+    #[test]
+    fn smoothing_removes_the_low_rate_sawtooth() {
+        let raw: Vec<[f64; 2]> = (0..20)
+            .map(|i| [i as f64, if i % 2 == 0 { 0.0 } else { 4.0 }])
+            .collect();
+        assert_eq!(smooth(&raw, 1), raw);
+        let five = smooth(&raw, 5);
+        assert_eq!(five[0], [0.0, 0.0]);
+        assert_eq!(five[1], [1.0, 2.0]);
+        for p in &five[5..] {
+            assert!((p[1] - 2.0).abs() <= 0.4, "{five:?}");
+        }
+        let thirty = smooth(&raw, 30);
+        assert_eq!(thirty.len(), 20);
+        assert!((thirty[19][1] - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_burst_is_clipped_and_marked() {
+        let mut points: Vec<[f64; 2]> = (0..60).map(|i| [i as f64, 10.0 + (i % 3) as f64]).collect();
+        assert_eq!(
+            clip_limit([points.as_slice()]),
+            None,
+            "steady traffic is not clipped"
+        );
+        points[30][1] = 5000.0;
+        let limit = clip_limit([points.as_slice()]).expect("a burst");
+        assert_eq!(limit, 24.0);
+        let (kept, clipped) = clip_bursts(&points, limit);
+        assert_eq!(clipped, vec![[30.0, 24.0]]);
+        assert_eq!(kept[30], [30.0, 24.0]);
+        assert_eq!(kept[29], points[29]);
+        // Too few values to tell a burst from the traffic.
+        assert_eq!(clip_limit([&points[25..32]]), None);
+    }
+
+    #[test]
+    fn log_scale_round_trips() {
+        assert_eq!(log_y(0.0), 0.0);
+        assert_eq!(log_y(0.5), 0.5);
+        assert_eq!(log_y(1.0), 1.0);
+        assert!((log_y(10.0) - 2.0).abs() < 1e-12);
+        assert!((log_y(1000.0) - 4.0).abs() < 1e-12);
+        assert!((from_log_y(log_y(1234.5)) - 1234.5).abs() < 1e-6);
+        assert!((from_log_y(3.0) - 100.0).abs() < 1e-9);
+        assert_eq!(log_y(-3.0), 0.0);
+    }
 
     #[test]
     fn a_long_average_divides_by_the_time_seen_so_far() {
