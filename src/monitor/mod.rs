@@ -9,6 +9,8 @@
 //! - `tap`: the Redis (or in-memory bus) tap, the heartbeat discovery, the PUBSUB census.
 //! - `probe`: one task per hub node: monitor WebSocket, round-trip time, the probe client that
 //!   receives test messages, and sending test messages (once or in bursts).
+//! - `sink`: [`sink::EventSink`], the bounded buffer every task pushes events into, with its drop
+//!   counters, and [`sink::MonitorEvents`], the UI's end.
 //! - `runtime`: [`MonitorHandle`], the front of all of the above: takes [`MonitorCommand`]s and
 //!   emits batches of [`MonitorEvent`]s on one bounded channel, counting what it had to drop.
 //!
@@ -19,6 +21,7 @@ pub mod decode;
 pub mod model;
 pub mod probe;
 pub mod runtime;
+pub mod sink;
 pub mod tap;
 
 use std::time::Duration;

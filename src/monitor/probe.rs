@@ -21,7 +21,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::model::traces as marker;
-use super::runtime::{EventSink, now_ms};
+use super::now_ms;
+use super::sink::EventSink;
 use super::{LinkState, MonitorEvent, NodeEvent, NodeStats, NodeTarget, SendBody, SendRequest, SendTarget};
 use crate::backplane::backoff;
 use crate::client::{self, ClientEvent, ClientOptions, HubClient, HubSender, http};

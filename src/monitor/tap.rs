@@ -14,7 +14,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{EventSink, now_ms};
+use super::now_ms;
+use super::sink::EventSink;
 use super::{Announcement, HubCensus, LinkState, MonitorEvent, TapSource, TrafficEntry, decode};
 use crate::backplane::memory::MemoryBus;
 use crate::backplane::naming::{self, ChannelKind, Channels};
