@@ -60,6 +60,8 @@ impl MonitorHandle {
             tap: None,
             nodes: HashMap::new(),
             removed: HashSet::new(),
+            tap_source: None,
+            lookups: super::lookup::Limiter::default(),
             bursts: cancel.child_token(),
             // A random start, so two dashboards on one backplane never share trace ids.
             next_trace: Arc::new(AtomicU64::new((rand::random::<u32>() as u64) << 16 | 1)),
@@ -140,6 +142,9 @@ struct Supervisor {
     nodes: HashMap<String, Watched>,
     /// Nodes the user removed this session: discovery does not bring them back.
     removed: HashSet<String>,
+    /// The tap's source, for trace lookups (NUMSUB on the same Redis).
+    tap_source: Option<super::TapSource>,
+    lookups: super::lookup::Limiter,
     /// Parent of every running burst; replaced by StopBursts.
     bursts: CancellationToken,
     next_trace: Arc<AtomicU64>,
@@ -165,6 +170,7 @@ impl Supervisor {
         match cmd {
             MonitorCommand::SetTap(source) => {
                 self.stop_tap().await;
+                self.tap_source = source.clone();
                 match source {
                     None => self.sink.push(MonitorEvent::Tap {
                         state: LinkState::Idle,
@@ -201,6 +207,11 @@ impl Supervisor {
                     .map(|(url, w)| (url.clone(), w.shared.clone()))
                     .collect();
                 let node_cancel = self.nodes.get(&request.node).map(|w| w.cancel.clone());
+                let lookups = super::lookup::LookupContext {
+                    tap: self.tap_source.clone(),
+                    nodes: self.nodes.values().map(|w| w.target.clone()).collect(),
+                    limiter: self.lookups.clone(),
+                };
                 probe::spawn_send(
                     request,
                     probes,
@@ -208,6 +219,7 @@ impl Supervisor {
                     self.next_trace.clone(),
                     node_cancel,
                     self.bursts.clone(),
+                    lookups,
                 );
             }
             MonitorCommand::StopBursts => {

@@ -151,7 +151,7 @@ pub fn describe(e: &redis::RedisError) -> String {
 }
 
 /// A client for `url` with TCP_NODELAY, or the reason the URL cannot work.
-fn open_client(url: &str) -> Result<redis::Client, String> {
+pub(crate) fn open_client(url: &str) -> Result<redis::Client, String> {
     use redis::IntoConnectionInfo;
     let fail = |e: redis::RedisError| format!("invalid Redis URL {}: {e}", redact(url));
     let info = url.into_connection_info().map_err(fail)?;
