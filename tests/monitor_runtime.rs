@@ -397,7 +397,7 @@ async fn bad_targets_give_readable_errors() {
         url: format!("redis://127.0.0.1:{closed}"),
         prefix: String::new(),
     })));
-    let (mark, error) = seen
+    let (_, error) = seen
         .find(mark + 1, "a refused error", |e| match e {
             MonitorEvent::Tap {
                 state: LinkState::Reconnecting { error, .. },
@@ -408,24 +408,43 @@ async fn bad_targets_give_readable_errors() {
         .await;
     assert!(error.to_lowercase().contains("refused"), "{error}");
 
-    // A malformed URL fails for good, without echoing the password.
+    // A malformed URL does not replace the running tap: refused (counted), and the UI's check
+    // says why in plain words, without echoing the password.
+    let refused = monitor.dropped_commands();
+    let before = seen.events.len();
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
         url: "nonsense://:pw123@x".into(),
         prefix: String::new(),
     })));
-    let (mark, error) = seen
-        .find(mark + 1, "a failed tap", |e| match e {
-            MonitorEvent::Tap {
-                state: LinkState::Failed { error },
-                ..
-            } => Some(error.clone()),
-            _ => None,
-        })
-        .await;
+    within("the refusal is counted", async {
+        while monitor.dropped_commands() == refused {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Some(batch) = seen.rx.try_recv() {
+        seen.events.extend(batch);
+    }
     assert!(
-        error.contains("invalid Redis URL") && !error.contains("pw123"),
+        !seen.events[before..].iter().any(|e| matches!(
+            e,
+            MonitorEvent::Tap {
+                state: LinkState::Idle | LinkState::Failed { .. },
+                ..
+            }
+        )),
+        "the running tap was not replaced: {:#?}",
+        &seen.events[before..]
+    );
+    let error = switchboard::monitor::tap::check_redis_url("nonsense://:pw123@x").unwrap_err();
+    assert!(
+        error.contains("is not a Redis URL")
+            && !error.contains("pw123")
+            && !error.contains("InvalidClientConfig"),
         "{error}"
     );
+    let mark = seen.events.len().saturating_sub(1);
 
     // A node URL that is not a hub (a real node, wrong path) and a closed port.
     let node = start_node("node-x", BackplaneChoice::Alone, "").await;

@@ -94,6 +94,12 @@ impl MonitorHandle {
         false
     }
 
+    /// Counts a command refused elsewhere (the demo's queue), so the status bar's refused count
+    /// covers every path.
+    pub fn count_refused(&self) {
+        self.sink.refused_command();
+    }
+
     /// Event batches dropped because the UI did not drain them in time, counted in events.
     pub fn dropped_events(&self) -> u64 {
         self.sink.dropped_events()
@@ -169,6 +175,14 @@ impl Supervisor {
     async fn apply(&mut self, cmd: MonitorCommand, announce_tx: &mpsc::Sender<Announcement>) {
         match cmd {
             MonitorCommand::SetTap(source) => {
+                // A URL that can never work does not replace a working tap.
+                if let Some(super::TapSource::Redis { url, .. }) = &source
+                    && let Err(error) = tap::check_redis_url(url)
+                {
+                    tracing::warn!(%error, "the tap keeps its current source");
+                    self.sink.refused_command();
+                    return;
+                }
                 self.stop_tap().await;
                 self.tap_source = source.clone();
                 match source {
