@@ -6,6 +6,7 @@
 //! - `model/`: std-only, time passed in: ring buffer, traffic view and filter, rates, node table,
 //!   traces, gap markers, capture and workspace files. Folded on the UI thread.
 //! - `decode`: (channel, payload) → [`model::TrafficEntry`], with the backplane codecs. Pure.
+//! - `detail`: the detail pane's JSON document and hex dump of one entry. Pure.
 //! - `tap`: the Redis (or in-memory bus) tap, the heartbeat discovery, the PUBSUB census.
 //! - `probe`: one task per hub node: monitor WebSocket, round-trip time, the probe client that
 //!   receives test messages, and sending test messages (once or in bursts).
@@ -20,6 +21,7 @@
 //! never `hub` internals (only what a node serves on the network) and never `ui`.
 
 pub mod decode;
+pub mod detail;
 pub mod lookup;
 pub mod model;
 pub mod probe;

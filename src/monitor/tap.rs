@@ -325,17 +325,6 @@ async fn run_redis(
     let _ = census.await;
 }
 
-/// The census patterns under `prefix`: (pattern, what it counts).
-fn census_patterns(prefix: &str) -> [String; 4] {
-    let p = naming::escape_glob(prefix);
-    [
-        format!("{p}*:connection:*"),
-        format!("{p}*:user:*"),
-        format!("{p}*:group:*"),
-        format!("{p}*:internal:ack:*"),
-    ]
-}
-
 /// Groups channel names per hub (`classify`), counting connections, users, groups and servers.
 pub fn census_of<'a>(prefix: &str, channels: impl IntoIterator<Item = &'a str>) -> Vec<HubCensus> {
     let mut hubs: BTreeMap<String, HubCensus> = BTreeMap::new();
@@ -367,7 +356,7 @@ async fn census_once(
     prefix: &str,
 ) -> Result<Vec<HubCensus>, String> {
     let mut names: Vec<String> = Vec::new();
-    for pattern in census_patterns(prefix) {
+    for pattern in Channels::census_patterns(prefix) {
         let mut command = redis::cmd("PUBSUB");
         command.arg("CHANNELS").arg(&pattern);
         let query = command.query_async::<Vec<String>>(connection);
@@ -508,7 +497,7 @@ mod tests {
 
     #[test]
     fn census_patterns_escape_the_prefix() {
-        assert_eq!(census_patterns("a*")[0], "a\\**:connection:*");
+        assert_eq!(Channels::census_patterns("a*")[0], "a\\**:connection:*");
     }
 
     #[test]
