@@ -342,9 +342,9 @@ fn sr2_summary(entry: &mut TrafficEntry, m: &Sr2Message, kind: &Sr2Kind) -> Stri
 mod tests {
     use super::*;
     use crate::backplane::sr2::Sr2Format;
-    use serde_json::json;
     use crate::backplane::wire::GroupCommand;
     use crate::protocol::{Value, msgpack};
+    use serde_json::json;
 
     const PREFIX: &str = "app:";
     const HUB: &str = "Switchboard.ChatHub";
