@@ -14,6 +14,7 @@
 //! A delivery is one `ReceiveMessage` read by one client. Counts are bounded (N×M deliveries) and
 //! the run stops by itself. Override with `FANOUT_CLIENTS` (500), `FANOUT_MESSAGES` (1000) and
 //! `FANOUT_SENDERS` (1: one client sends every broadcast; more split them, as in a real room).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

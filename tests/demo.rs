@@ -2,6 +2,7 @@
 //! commands, on the memory bus (watched by the dashboard runtime's memory tap) and on a private
 //! redis-server. And with it, under a private Xvfb: SIGINT, SIGTERM and SIGKILL of the real binary
 //! leave no redis-server behind, and its folder is removed (or swept by the next start).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -4,7 +4,7 @@
 //! the memory bus's count), and which watched nodes hold that user or connection (each node's
 //! `/switchboard/stats?user=…` / `?connection=…`).
 //!
-//! Asked once per send request, and at most once a second across requests ([`Limiter`]), so a
+//! Asked once per send request, and at most once a second across requests (`Limiter`), so a
 //! burst never turns into a stream of Redis commands and HTTP requests.
 //!
 //! Run by `probe::spawn_send`; uses `client::http`, `backplane::naming` and the tap's client
