@@ -12,6 +12,9 @@ use crate::monitor::model::Model;
 use crate::monitor::probe::PROBE_USER;
 use crate::monitor::{BurstState, MonitorCommand, SendBody, SendRequest, SendTarget};
 
+/// Width of the traces' status column (its text wraps).
+const STATUS_WIDTH: f32 = 380.0;
+
 /// A trace whose receiver cannot be observed: neither good nor bad news.
 const NEUTRAL: egui::Color32 = egui::Color32::from_rgb(120, 170, 220);
 
@@ -392,7 +395,11 @@ fn traces(ui: &mut Ui, model: &Model, now: u64) {
                         hops.join(", ")
                     });
                     let (color, text) = status_text(trace, now, &name);
-                    ui.label(RichText::new(text).color(color));
+                    // Wrapped to a fixed width: a not-observable trace says several things.
+                    ui.vertical(|ui| {
+                        ui.set_max_width(STATUS_WIDTH);
+                        ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
+                    });
                     ui.end_row();
                 }
             });
