@@ -11,6 +11,8 @@
 //!   send → receipt per path. Nagle's algorithm on the hub's sockets shows here as a same-node
 //!   p99 of ~40 ms.
 //!
+//! `FANOUT_LATENCY_ONLY=1` runs only the latency scenario (for before/after comparisons).
+//!
 //! A delivery is one `ReceiveMessage` read by one client. Counts are bounded (N×M deliveries) and
 //! the run stops by itself. Override with `FANOUT_CLIENTS` (500), `FANOUT_MESSAGES` (1000) and
 //! `FANOUT_SENDERS` (1: one client sends every broadcast; more split them, as in a real room).
@@ -185,11 +187,14 @@ fn main() {
     let senders = env_usize("FANOUT_SENDERS", 1).max(1);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let node = Node::start(NodeConfig::new("bench"), BackplaneChoice::Alone)
-            .await
-            .unwrap();
-        run("memory", std::slice::from_ref(&node), clients, messages, senders).await;
-        node.shutdown().await;
+        let latency_only = std::env::var("FANOUT_LATENCY_ONLY").is_ok_and(|v| v == "1");
+        if !latency_only {
+            let node = Node::start(NodeConfig::new("bench"), BackplaneChoice::Alone)
+                .await
+                .unwrap();
+            run("memory", std::slice::from_ref(&node), clients, messages, senders).await;
+            node.shutdown().await;
+        }
 
         let redis = match RedisProcess::start().await {
             Ok(redis) => redis,
@@ -209,7 +214,9 @@ fn main() {
             let mut status = n.backplane_status();
             let _ = status.wait_for(|s| s.state.is_up()).await;
         }
-        run("redis", &[a.clone(), b.clone()], clients, messages, senders).await;
+        if !latency_only {
+            run("redis", &[a.clone(), b.clone()], clients, messages, senders).await;
+        }
         latency(&a, &b, env_usize("FANOUT_LATENCY_MESSAGES", 400)).await;
         a.shutdown().await;
         b.shutdown().await;

@@ -220,32 +220,38 @@ pub fn show(
             ui.end_row();
 
             if state.custom {
-                ui.label("Method");
-                ui.add(egui::TextEdit::singleline(&mut state.method).desired_width(200.0));
+                let label = ui.label("Method");
+                ui.add(egui::TextEdit::singleline(&mut state.method).desired_width(200.0))
+                    .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Arguments (JSON)");
+                let label = ui.label("Arguments (JSON)");
                 ui.add(egui::TextEdit::singleline(&mut state.args_json).desired_width(360.0))
+                    .labelled_by(label.id)
                     .on_hover_text("A JSON array. {trace} inside a string becomes the trace marker.");
                 ui.end_row();
             } else {
-                ui.label("From user");
-                ui.add(egui::TextEdit::singleline(&mut settings.send_user).desired_width(200.0));
+                let label = ui.label("From user");
+                ui.add(egui::TextEdit::singleline(&mut settings.send_user).desired_width(200.0))
+                    .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Text");
-                ui.add(egui::TextEdit::singleline(&mut state.text).desired_width(360.0));
+                let label = ui.label("Text");
+                ui.add(egui::TextEdit::singleline(&mut state.text).desired_width(360.0))
+                    .labelled_by(label.id);
                 ui.end_row();
             }
 
-            ui.label("Count");
+            let count_label = ui.label("Count");
             ui.horizontal(|ui| {
-                ui.add(egui::DragValue::new(&mut state.count).range(1..=MAX_BURST_COUNT));
+                ui.add(egui::DragValue::new(&mut state.count).range(1..=MAX_BURST_COUNT))
+                    .labelled_by(count_label.id);
                 ui.label("at");
-                ui.add(
+                let rate = ui.add(
                     egui::DragValue::new(&mut state.rate)
                         .range(0.1..=MAX_BURST_RATE)
                         .speed(1.0),
                 );
-                ui.label("per second");
+                let per_second = ui.label("per second");
+                rate.labelled_by(per_second.id);
                 ui.label(
                     RichText::new(format!(
                         "(at most {} messages, {}/s)",
@@ -495,5 +501,91 @@ mod tests {
         assert!(s.request("me").unwrap_err().contains("not valid JSON"));
         s.args_json = "{}".into();
         assert!(s.request("me").unwrap_err().contains("array"));
+    }
+
+    /// The form, the model and the actions a frame produced, for the kittest.
+    struct Form {
+        model: Model,
+        state: SendUi,
+        settings: Settings,
+        actions: Vec<Action>,
+    }
+
+    #[test]
+    fn probe_targets_are_one_click_away_and_limits_and_progress_are_stated() {
+        use crate::monitor::model::Limits;
+        use crate::monitor::{BurstProgress, MonitorEvent, NodeEvent, NodeTarget};
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable;
+
+        let mut model = Model::new(Limits::default());
+        let hub_url = "http://127.0.0.1:1/chat".to_string();
+        model.nodes.upsert(NodeTarget {
+            hub_url: hub_url.clone(),
+            monitor_url: None,
+        });
+        let connected = NodeEvent::ProbeConnected {
+            connection_id: "probe-conn-1".into(),
+        };
+        model.apply(
+            MonitorEvent::Node {
+                hub_url: hub_url.clone(),
+                event: connected,
+            },
+            1,
+        );
+        model.apply(
+            MonitorEvent::Burst(BurstProgress {
+                id: 9,
+                node: hub_url.clone(),
+                sent: 37,
+                failed: 0,
+                total: 100,
+                state: BurstState::Stopped,
+            }),
+            1,
+        );
+        let name = model
+            .nodes
+            .get(&hub_url)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        let form = Form {
+            model,
+            state: SendUi {
+                node: hub_url.clone(),
+                ..SendUi::default()
+            },
+            settings: Settings::default(),
+            actions: Vec::new(),
+        };
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1200.0, 700.0))
+            .build_ui_state(
+                |ui, f: &mut Form| show(ui, &f.model, &mut f.state, &mut f.settings, 2, &mut f.actions),
+                form,
+            );
+        h.run();
+        assert!(
+            h.query_by_label_contains("at most 100,000 messages, 10,000/s")
+                .is_some()
+        );
+        assert!(h.query_by_label_contains("stopped after 37 of 100").is_some());
+
+        h.get_by_label("probes' user").click();
+        h.run();
+        assert_eq!(h.state().state.target, TargetKind::User);
+        assert_eq!(h.state().state.scope, PROBE_USER);
+
+        h.get_by_label(&format!("probe on {name}")).click();
+        h.run();
+        assert_eq!(h.state().state.target, TargetKind::Connection);
+        assert_eq!(h.state().state.scope, "probe-conn-1");
+        h.get_by_label("Send message").click();
+        h.run();
+        let sent = h.state().actions.iter().any(|a| {
+            matches!(a, Action::Monitor(MonitorCommand::Send(r)) if r.target == SendTarget::Connection("probe-conn-1".into()))
+        });
+        assert!(sent, "a connection send to the probe");
     }
 }
