@@ -433,7 +433,20 @@ function appendItem(item) {
   if (nearBottom) list.scrollTop = list.scrollHeight;
 }
 
-function addMessage(user, text, group) {
+/**
+ * The Switchboard dashboard appends a trace marker, "[sb-trace 1a2b]", to its test messages so it
+ * can follow them through Redis. It is for the dashboard, not for people: the page strips it and
+ * tags the message as a test instead.
+ */
+const TRACE_MARKER = /\s*\[sb-trace [0-9a-f]{1,16}\]/g;
+
+function stripTraceMarker(text) {
+  const stripped = text.replace(TRACE_MARKER, "");
+  return { text: stripped, traced: stripped !== text };
+}
+
+function addMessage(user, rawText, group) {
+  const { text, traced } = stripTraceMarker(rawText);
   const mine = user === userName;
   const item = el("li", `message${mine ? " mine" : ""}${group ? " group" : ""}`);
   const head = el("div", "message-head");
@@ -443,6 +456,11 @@ function addMessage(user, text, group) {
   if (group) {
     const tag = el("span", "message-group", `# ${group}`);
     tag.title = `Sent to group ${group}`;
+    head.append(tag);
+  }
+  if (traced) {
+    const tag = el("span", "message-group", "test");
+    tag.title = "A traced test message from the Switchboard dashboard";
     head.append(tag);
   }
   head.append(el("time", "message-time", formatTime(new Date())));

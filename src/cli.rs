@@ -65,8 +65,8 @@ pub struct DashboardArgs {
     #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology"])]
     pub tab: Option<String>,
 
-    /// Quit after this many seconds (for smoke tests and screenshots).
-    #[arg(long, value_name = "SECS")]
+    /// Quit after this many seconds (for smoke tests and screenshots; not in --help).
+    #[arg(long, value_name = "SECS", hide = true)]
     pub exit_after: Option<f64>,
 
     /// Open a JSON Lines capture (File > Export) and browse it offline.
@@ -78,8 +78,8 @@ pub struct DashboardArgs {
 #[cfg(feature = "gui")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Hub nodes to start.
-    #[arg(long, default_value_t = 2)]
+    /// Hub nodes to start (1 to 8).
+    #[arg(long, default_value_t = 2, value_parser = parse_demo_nodes)]
     pub nodes: usize,
 
     /// Backplane: auto (a private redis-server when one is on PATH, else in memory), redis, memory.
@@ -98,13 +98,46 @@ pub struct DemoArgs {
     #[arg(long)]
     pub presenter: bool,
 
-    /// Quit after this many seconds (for smoke tests and screenshots).
-    #[arg(long, value_name = "SECS")]
+    /// Quit after this many seconds (for smoke tests and screenshots; not in --help).
+    #[arg(long, value_name = "SECS", hide = true)]
     pub exit_after: Option<f64>,
 
     /// Which tab to show first: traffic, rates, nodes, send, topology.
     #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology"])]
     pub tab: Option<String>,
+}
+
+/// Most demo nodes: each is a real node with its simulated clients, on a 2-core laptop.
+#[cfg(feature = "gui")]
+const MAX_DEMO_NODES: usize = 8;
+
+#[cfg(feature = "gui")]
+fn parse_demo_nodes(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_DEMO_NODES).contains(&n) => Ok(n),
+        _ => Err(format!("the demo runs 1 to {MAX_DEMO_NODES} nodes")),
+    }
+}
+
+/// Refuses to go on without a display, in one sentence (before any window or demo starts).
+#[cfg(feature = "gui")]
+fn require_display() -> anyhow::Result<()> {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if cfg!(all(unix, not(target_os = "macos"))) && !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
+        anyhow::bail!(
+            "there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); run `switchboard hub` for a node without a window"
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a malformed `--redis` at start-up, in plain words.
+#[cfg(feature = "gui")]
+fn check_redis_arg(url: Option<&str>) -> anyhow::Result<()> {
+    if let Some(url) = url.filter(|u| !u.is_empty()) {
+        crate::monitor::tap::check_redis_url(url).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -245,7 +278,7 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -298,13 +331,19 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    check_redis_arg(args.redis.as_deref())?;
+    require_display()?;
     let (link, _) = crate::link::Link::start(None)?;
+    if link.signalled() {
+        return Ok(());
+    }
     let tab = args.tab.as_deref().and_then(Tab::from_name);
     let exit_after = args.exit_after.map(std::time::Duration::from_secs_f64);
     eframe::run_native(
         "Switchboard",
         native_options(),
         Box::new(move |cc| {
+            link.attach_window(&cc.egui_ctx);
             let mut settings: Settings = match (args.fresh, cc.storage) {
                 (false, Some(storage)) => {
                     eframe::get_value(storage, crate::ui::STORAGE_KEY).unwrap_or_default()
@@ -333,11 +372,7 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
             Ok(Box::new(DashboardApp::new(link, startup)))
         }),
     )
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "the dashboard window could not open: {e} (is there a display? DISPLAY / WAYLAND_DISPLAY)"
-        )
-    })
+    .map_err(|e| anyhow::anyhow!("the dashboard window could not open: {e}"))
 }
 
 /// Starts the demo's nodes, backplane and simulated clients, then the dashboard connected to them.
@@ -351,8 +386,9 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         "memory" => DemoBackplane::Memory,
         _ => DemoBackplane::Auto,
     };
+    require_display()?;
     let options = DemoOptions {
-        nodes: args.nodes.clamp(1, 8),
+        nodes: args.nodes,
         backplane,
         sim: SimSettings {
             clients_per_node: args.clients,
@@ -362,6 +398,10 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         ..DemoOptions::default()
     };
     let (link, wiring) = crate::link::Link::start(Some(options))?;
+    if link.signalled() {
+        // Dropping the link stops the demo in the window-close order.
+        return Ok(());
+    }
     if let Some(status) = link.demo_status() {
         for node in &status.nodes {
             println!(
@@ -383,7 +423,8 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     eframe::run_native(
         "Switchboard demo",
         native_options(),
-        Box::new(move |_cc| {
+        Box::new(move |cc| {
+            link.attach_window(&cc.egui_ctx);
             let startup = Startup {
                 settings,
                 redis_url: None,
@@ -396,7 +437,5 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             Ok(Box::new(DashboardApp::new(link, startup)))
         }),
     )
-    .map_err(|e| {
-        anyhow::anyhow!("the demo window could not open: {e} (is there a display? DISPLAY / WAYLAND_DISPLAY)")
-    })
+    .map_err(|e| anyhow::anyhow!("the demo window could not open: {e}"))
 }

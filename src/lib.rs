@@ -1,16 +1,32 @@
 //! Switchboard: SignalR-compatible chat hub nodes that scale out through a Redis backplane in the
-//! exact ASP.NET Core wire format, and (later) a dashboard to watch them.
+//! exact ASP.NET Core wire format, a dashboard to watch them, and a demo that runs both.
 //!
-//! Crate map, and who may use whom (layers by data shape: bytes → frames → messages → hub → backplane):
+//! Crate map, and who may use whom. Layers by data shape: bytes → frames → messages → hub →
+//! backplane on the node side; Redis/WebSocket events → a pure model → egui panels on the
+//! dashboard side.
 //! - `config`: every default as a documented `DEFAULT_*` const. Used by all; uses nothing.
 //! - `protocol`: the SignalR client protocol, pure, no I/O. Uses no other module.
-//! - `backplane`: the `Backplane` trait, channel naming, the ASP.NET Core payload codec, the memory
-//!   and Redis implementations. Uses `protocol` only for protocol names; never `hub` or `client`.
+//! - `backplane`: the `Backplane` trait, channel naming (`naming`, the ONLY place that names
+//!   channels, census patterns included), the ASP.NET Core and SignalR 2 payload codecs, the memory
+//!   and Redis implementations. Uses `protocol` only for protocol names; never `hub`, `client`,
+//!   `monitor` or `ui`.
 //! - `hub`: the hub node (listener, connections, registry, dispatch, stats, monitor endpoint, chat
 //!   page). Uses `protocol`, `config` and the `Backplane` trait, never the Redis client directly.
-//! - `client`: a small SignalR client over WebSockets (tests, the demo's simulated users, the
-//!   dashboard's probes). Uses `protocol` only.
-//! - `cli`: the composition root: parses arguments, picks the backplane, starts nodes.
+//! - `client`: a small SignalR client over WebSockets, and plain HTTP (tests, the demo's simulated
+//!   users, the dashboard's probes). Uses `protocol` only.
+//! - `monitor`: the dashboard's data side, no egui: the Redis (or memory bus) tap, node probes,
+//!   test sends and their lookups, the event sink, the runtime that owns them, and `model/`, the
+//!   pure std-only model folded on the UI thread. Uses `backplane`, `client`, `protocol`; watches
+//!   nodes only through what they serve, never `hub` internals; never `ui`.
+//! - `demo` (`switchboard demo`): nodes, a private `redis-server` or the memory bus, simulated
+//!   clients. Uses `hub`, `backplane`, `client`, and `monitor` only for the types it hands over.
+//! - `link` (gui): the only module that knows both tokio and egui: owns the runtime, the monitor,
+//!   the demo, and the signal handling; gives the UI non-blocking calls only.
+//! - `ui` (gui): egui only: the app, settings, one file per panel. Uses `link`, `monitor` (the
+//!   model, the event and command types) and `config`; never names tokio, redis, sockets or
+//!   `client` (a test greps for them).
+//! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
+//!   backplane, starts nodes, the dashboard or the demo; waits for SIGINT/SIGTERM.
 
 pub mod backplane;
 pub mod cli;

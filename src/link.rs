@@ -7,7 +7,15 @@
 //! the monitor's tasks → the demo stops its nodes (clients get Close with allowReconnect), its
 //! simulated clients and its redis-server → the runtime is shut down with a timeout, so a stuck
 //! task cannot keep the process alive.
+//!
+//! SIGINT and SIGTERM take the same path: a signal task sends `ViewportCommand::Close` to the
+//! window's egui context (attached with [`Link::attach_window`]), so the normal close runs. A
+//! signal before the window opened is remembered: the caller checks [`Link::signalled`] and
+//! returns without opening it (dropping the link shuts down in the same order), or the window
+//! closes as soon as it attaches. A second signal exits at once (the demo's redis-server still dies
+//! with the process: see `demo::redis_server`).
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,6 +37,48 @@ pub struct Link {
     monitor: MonitorHandle,
     events: MonitorEvents,
     demo: Option<DemoHandle>,
+    signals: Arc<Mutex<SignalState>>,
+}
+
+/// Where a SIGINT/SIGTERM goes: the window, once there is one.
+#[derive(Default)]
+struct SignalState {
+    window: Option<egui::Context>,
+    /// A signal arrived before the window attached.
+    pending: bool,
+}
+
+fn lock(state: &Mutex<SignalState>) -> MutexGuard<'_, SignalState> {
+    // Two plain fields set whole: a poisoned lock is still consistent.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Closes the window on SIGINT/SIGTERM (see the module docs); a second signal exits at once.
+async fn close_on_signals(state: Arc<Mutex<SignalState>>) {
+    let mut received = 0u32;
+    loop {
+        if let Err(e) = crate::cli::wait_for_signal().await {
+            tracing::warn!("signals are not handled: {e:#}");
+            return;
+        }
+        received += 1;
+        if received > 1 {
+            eprintln!("switchboard: second signal, exiting now");
+            std::process::exit(130);
+        }
+        let mut state = lock(&state);
+        match &state.window {
+            Some(ctx) => {
+                tracing::info!("signal received: closing the window");
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                ctx.request_repaint();
+            }
+            None => {
+                tracing::info!("signal received before the window opened");
+                state.pending = true;
+            }
+        }
+    }
 }
 
 /// What the demo hands the dashboard when it starts: where to tap and which nodes to watch.
@@ -47,6 +97,8 @@ impl Link {
             .enable_all()
             .build()
             .context("starting the tokio runtime")?;
+        let signals = Arc::new(Mutex::new(SignalState::default()));
+        runtime.spawn(close_on_signals(signals.clone()));
         let (monitor, events) = runtime.block_on(async { MonitorHandle::start() });
         let (demo, wiring) = match demo {
             Some(options) => {
@@ -66,8 +118,24 @@ impl Link {
             monitor,
             events,
             demo,
+            signals,
         };
         Ok((link, wiring))
+    }
+
+    /// The window opened: a SIGINT/SIGTERM now closes it (at once if one already arrived).
+    pub fn attach_window(&self, ctx: &egui::Context) {
+        let mut state = lock(&self.signals);
+        if state.pending {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            ctx.request_repaint();
+        }
+        state.window = Some(ctx.clone());
+    }
+
+    /// Whether a SIGINT/SIGTERM arrived before the window attached (then do not open it).
+    pub fn signalled(&self) -> bool {
+        lock(&self.signals).pending
     }
 
     /// Takes the events that arrived, up to about `max_entries` traffic entries (whole batches),
@@ -97,10 +165,16 @@ impl Link {
         self.monitor.command(command)
     }
 
-    /// Hands a command to the demo (no-op outside the demo).
-    pub fn demo_command(&mut self, command: DemoCommand) {
-        if let Some(demo) = &self.demo {
-            demo.command(command);
+    /// Hands a command to the demo without waiting (no-op outside the demo). False when its
+    /// queue was full or the demo had ended; counted with [`refused_commands`](Self::refused_commands).
+    pub fn demo_command(&mut self, command: DemoCommand) -> bool {
+        match &self.demo {
+            Some(demo) if demo.command(command) => true,
+            Some(_) => {
+                self.monitor.count_refused();
+                false
+            }
+            None => true,
         }
     }
 
@@ -119,7 +193,7 @@ impl Link {
         self.monitor.dropped_entries()
     }
 
-    /// Commands refused because the monitor's queue was full.
+    /// Commands refused because the monitor's or the demo's queue was full (or it had stopped).
     pub fn refused_commands(&self) -> u64 {
         self.monitor.dropped_commands()
     }

@@ -1,6 +1,7 @@
 //! Bad input from the network, each with the exact SignalR answer of part A, and proof that it
 //! affects only the connection that sent it. Driven through raw WebSockets so every byte the
 //! client receives is checked.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -112,3 +112,86 @@ fn a_port_in_use_is_a_readable_error() {
         "{stderr}"
     );
 }
+
+#[cfg(feature = "gui")]
+mod gui_flags {
+    use super::BIN;
+    use std::process::Command;
+
+    fn run(args: &[&str], display: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("REDIS_URL");
+        match display {
+            Some(d) => cmd.env("DISPLAY", d),
+            None => cmd.env_remove("DISPLAY"),
+        };
+        let out = cmd.output().expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn demo_with_no_nodes_is_an_error() {
+        let (ok, _, stderr) = run(&["demo", "--nodes", "0"], Some(":9999"));
+        assert!(!ok);
+        assert!(stderr.contains("the demo runs 1 to 8 nodes"), "{stderr}");
+        let (ok, _, stderr) = run(&["demo", "--nodes", "9"], Some(":9999"));
+        assert!(!ok && stderr.contains("1 to 8"), "{stderr}");
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused_before_any_window() {
+        // A display that does not exist: the URL is refused before anything tries to open it.
+        let (ok, _, stderr) = run(
+            &["dashboard", "--redis", "redis://:hunter2x@h:notaport"],
+            Some(":9999"),
+        );
+        assert!(!ok);
+        assert!(
+            stderr.contains("--redis:") && stderr.contains("bad port 'notaport'"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("hunter2x") && !stderr.contains("InvalidClientConfig"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("window"), "{stderr}");
+        let (ok, _, stderr) = run(&["dashboard", "--redis", "localhost:6379"], Some(":9999"));
+        assert!(
+            !ok && stderr.contains("write it like redis://host:6379/0"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn exit_after_is_hidden_from_help_but_accepted() {
+        for sub in ["dashboard", "demo"] {
+            let (ok, stdout, _) = run(&[sub, "--help"], None);
+            assert!(ok);
+            assert!(stdout.contains("--tab"), "{stdout}");
+            assert!(!stdout.contains("exit-after"), "{sub} --help: {stdout}");
+        }
+        // Still parsed: it gets as far as the missing display.
+        let (ok, _, stderr) = run(&["dashboard", "--exit-after", "1"], None);
+        assert!(!ok && !stderr.contains("unexpected argument"), "{stderr}");
+    }
+
+    #[test]
+    fn no_display_is_one_plain_sentence() {
+        for sub in ["dashboard", "demo"] {
+            let (ok, _, stderr) = run(&[sub], None);
+            assert!(!ok);
+            let text = stderr.trim();
+            assert_eq!(
+                text,
+                "switchboard: there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); run `switchboard hub` for a node without a window",
+                "{sub}"
+            );
+        }
+    }
+}

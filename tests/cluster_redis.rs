@@ -1,6 +1,7 @@
 //! Two real hub nodes sharing a real `redis-server` (started by the harness on a free port, with a
 //! unique channel prefix): delivery across nodes for every target, remote group operations with
 //! acks, the exact wire format on Redis, and a Redis kill/restart in the middle.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

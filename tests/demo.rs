@@ -1,6 +1,8 @@
 //! `switchboard demo` without the window: the demo's nodes, simulated clients, node and backplane
 //! commands, on the memory bus (watched by the dashboard runtime's memory tap) and on a private
-//! redis-server.
+//! redis-server. And with it, under a private Xvfb: SIGINT, SIGTERM and SIGKILL of the real binary
+//! leave no redis-server behind, and its folder is removed (or swept by the next start).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
@@ -205,4 +207,148 @@ async fn redis_demo_survives_a_backplane_restart() {
         std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
         "redis-server still listening after shutdown"
     );
+}
+
+/// The pid of `parent`'s child process named `name`, from /proc.
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if comm == name && ppid == Some(parent) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Whether `pid` is running (a zombie waiting for a reaper counts as gone).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `switchboard demo` on a private redis-server under Xvfb, sends it `signal`, and checks its
+/// redis-server dies and its folder goes (removed by the demo, or swept when it could not).
+fn signal_the_demo(signal: &str) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let x = common::xvfb::Xvfb::start();
+    let tmp = std::env::temp_dir().join(format!("switchboard-signal-test-{}-{signal}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "demo",
+            "--backplane",
+            "redis",
+            "--clients",
+            "2",
+            "--exit-after",
+            "120",
+        ])
+        .env("DISPLAY", &x.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .env("TMPDIR", &tmp)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let demo_pid = demo.id();
+    let stdout = demo.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never announced its redis-server"
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+            && line.contains("private redis-server")
+        {
+            break;
+        }
+    }
+    let redis = child_named(demo_pid, "redis-server").expect("the demo's redis-server is its child");
+    let parent = tmp.join("switchboard-demo-redis");
+    let folder = parent.join(format!("{demo_pid}-0"));
+    assert!(folder.is_dir(), "{} exists while the demo runs", folder.display());
+    // Let the window open, so SIGINT/SIGTERM take the window's close path.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(demo.try_wait().unwrap().is_none(), "the demo still runs");
+
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), demo_pid.to_string()])
+        .status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -{signal}");
+    let mut status = None;
+    wait_until(
+        &format!("the demo exits on SIG{signal}"),
+        Duration::from_secs(30),
+        || {
+            status = demo.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    wait_until(
+        &format!("redis-server {redis} is gone after SIG{signal}"),
+        Duration::from_secs(5),
+        || !running(redis),
+    );
+    if signal == "KILL" {
+        // The killed demo could not remove its folder: the next start sweeps it.
+        assert!(folder.is_dir(), "left behind by SIGKILL");
+        assert_eq!(switchboard::demo::redis_server::sweep_stale_folders(&parent), 1);
+    } else {
+        let status = status.unwrap();
+        assert!(status.success(), "SIG{signal} closes the demo cleanly: {status}");
+    }
+    assert!(!folder.exists(), "{} is removed", folder.display());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn sigint_sigterm_and_sigkill_leave_no_redis_server_behind() {
+    if !switchboard::demo::redis_server::on_path() {
+        eprintln!("skipped: no redis-server on PATH");
+        return;
+    }
+    for signal in ["TERM", "INT", "KILL"] {
+        signal_the_demo(signal);
+    }
 }

@@ -1,6 +1,7 @@
 //! The node shares a real Redis with a "foreign" ASP.NET Core server, played by this test: it
 //! publishes payloads byte for byte as .NET writes them (the vectors), sends a group command and
 //! expects the ack, and asks one of our clients for a client result (B.7).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! chat pages, draws something (a screenshot taken with xwd is not blank), and closes cleanly.
 //! Needs `Xvfb` and `xwd` (the README's test command installs them).
 #![cfg(feature = "gui")]
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

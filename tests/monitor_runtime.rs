@@ -397,7 +397,7 @@ async fn bad_targets_give_readable_errors() {
         url: format!("redis://127.0.0.1:{closed}"),
         prefix: String::new(),
     })));
-    let (mark, error) = seen
+    let (_, error) = seen
         .find(mark + 1, "a refused error", |e| match e {
             MonitorEvent::Tap {
                 state: LinkState::Reconnecting { error, .. },
@@ -408,24 +408,43 @@ async fn bad_targets_give_readable_errors() {
         .await;
     assert!(error.to_lowercase().contains("refused"), "{error}");
 
-    // A malformed URL fails for good, without echoing the password.
+    // A malformed URL does not replace the running tap: refused (counted), and the UI's check
+    // says why in plain words, without echoing the password.
+    let refused = monitor.dropped_commands();
+    let before = seen.events.len();
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
         url: "nonsense://:pw123@x".into(),
         prefix: String::new(),
     })));
-    let (mark, error) = seen
-        .find(mark + 1, "a failed tap", |e| match e {
-            MonitorEvent::Tap {
-                state: LinkState::Failed { error },
-                ..
-            } => Some(error.clone()),
-            _ => None,
-        })
-        .await;
+    within("the refusal is counted", async {
+        while monitor.dropped_commands() == refused {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Some(batch) = seen.rx.try_recv() {
+        seen.events.extend(batch);
+    }
     assert!(
-        error.contains("invalid Redis URL") && !error.contains("pw123"),
+        !seen.events[before..].iter().any(|e| matches!(
+            e,
+            MonitorEvent::Tap {
+                state: LinkState::Idle | LinkState::Failed { .. },
+                ..
+            }
+        )),
+        "the running tap was not replaced: {:#?}",
+        &seen.events[before..]
+    );
+    let error = switchboard::monitor::tap::check_redis_url("nonsense://:pw123@x").unwrap_err();
+    assert!(
+        error.contains("is not a Redis URL")
+            && !error.contains("pw123")
+            && !error.contains("InvalidClientConfig"),
         "{error}"
     );
+    let mark = seen.events.len().saturating_sub(1);
 
     // A node URL that is not a hub (a real node, wrong path) and a closed port.
     let node = start_node("node-x", BackplaneChoice::Alone, "").await;
@@ -527,5 +546,163 @@ async fn the_tap_decodes_signalr2_traffic_on_an_event_key_channel() {
         entry.hub.is_some() && entry.method.is_some(),
         "hub and method decoded: {entry:?}"
     );
+    stop(monitor).await;
+}
+
+/// Waits for the `TraceLookup` of `trace`.
+async fn lookup_of(seen: &mut Seen, from: usize, trace: u64) -> switchboard::monitor::TraceLookup {
+    seen.find(from, "the trace lookup", |e| match e {
+        MonitorEvent::TraceLookup { trace: t, lookup } if *t == trace => Some(lookup.clone()),
+        _ => None,
+    })
+    .await
+    .1
+}
+
+/// Sends one chat message through `node` to `target` and returns its trace id and expected nodes.
+async fn send_one(
+    monitor: &MonitorHandle,
+    seen: &mut Seen,
+    from: usize,
+    node: &str,
+    target: SendTarget,
+) -> (usize, u64, Vec<String>) {
+    assert!(monitor.command(MonitorCommand::Send(SendRequest {
+        node: node.to_string(),
+        target: target.clone(),
+        body: SendBody::Chat {
+            user: "dashboard".into(),
+            text: "where does it go".into()
+        },
+        count: 1,
+        rate_per_sec: 1.0,
+    })));
+    let (at, (trace, expected)) = seen
+        .find(from, "Sent", |e| match e {
+            MonitorEvent::Sent {
+                trace,
+                target: t,
+                expected,
+                ..
+            } if *t == target => Some((*trace, expected.clone())),
+            MonitorEvent::SendFailed { error, .. } => panic!("send failed: {error}"),
+            _ => None,
+        })
+        .await;
+    (at, trace, expected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_connection_sends_to_real_clients_name_the_node_and_are_never_failed() {
+    use switchboard::monitor::model::traces::TraceStatus;
+    use switchboard::monitor::probe::PROBE_USER;
+
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let (monitor, mut seen) = start();
+    assert!(monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        url: redis.url(),
+        prefix: prefix.clone()
+    }))));
+    assert!(monitor.command(MonitorCommand::AddNode(target(&a))));
+    assert!(monitor.command(MonitorCommand::AddNode(target(&b))));
+    seen.tap_state(0, "tap connected", |s| *s == LinkState::Connected)
+        .await;
+    for node in [&a, &b] {
+        seen.node_event(0, &node.hub_url(), "probe connected", |e| {
+            matches!(e, NodeEvent::ProbeConnected { .. }).then_some(())
+        })
+        .await;
+    }
+    // A simulated chat user on node B: not a probe, so its receipt cannot be seen.
+    let mut ann = connect(&b, Protocol::Json, Some("ann")).await;
+    let ann_id = ann.connection_id().expect("negotiated id").to_string();
+    let hub = switchboard::config::DEFAULT_HUB_NAME;
+
+    // (1) A user send through node A.
+    let (mark, user_trace, expected) = send_one(
+        &monitor,
+        &mut seen,
+        0,
+        &a.hub_url(),
+        SendTarget::User("ann".into()),
+    )
+    .await;
+    assert!(expected.is_empty(), "no probe can receive it: {expected:?}");
+    let lookup = lookup_of(&mut seen, mark, user_trace).await;
+    assert_eq!(lookup.holders, vec![b.hub_url()], "{lookup:?}");
+    assert_eq!(
+        lookup.channel.as_deref(),
+        Some(format!("{prefix}{hub}:user:ann").as_str())
+    );
+    assert_eq!(
+        lookup.subscribers,
+        Some(1),
+        "node B subscribes to ann's channel: {lookup:?}"
+    );
+    seen.find(mark, "the user trace on the tap", |e| match e {
+        MonitorEvent::Traffic(entries) => entries.iter().any(|x| x.trace == Some(user_trace)).then_some(()),
+        _ => None,
+    })
+    .await;
+    match within("ann receives it", ann.recv()).await {
+        Some(switchboard::client::ClientEvent::Invocation { .. }) => {}
+        other => panic!("ann got {other:?}"),
+    }
+
+    // (2) A connection send (after the lookup limit of one a second).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (mark, conn_trace, expected) = send_one(
+        &monitor,
+        &mut seen,
+        mark,
+        &a.hub_url(),
+        SendTarget::Connection(ann_id.clone()),
+    )
+    .await;
+    assert!(expected.is_empty(), "{expected:?}");
+    let lookup = lookup_of(&mut seen, mark, conn_trace).await;
+    assert_eq!(lookup.holders, vec![b.hub_url()], "{lookup:?}");
+    assert_eq!(
+        lookup.channel.as_deref(),
+        Some(format!("{prefix}{hub}:connection:{ann_id}").as_str())
+    );
+    assert_eq!(lookup.subscribers, Some(1), "{lookup:?}");
+    seen.find(mark, "the connection trace on the tap", |e| match e {
+        MonitorEvent::Traffic(entries) => entries.iter().any(|x| x.trace == Some(conn_trace)).then_some(()),
+        _ => None,
+    })
+    .await;
+
+    // (3) The probes' own user: followed to every node, delivered.
+    let (mark, probe_trace, expected) = send_one(
+        &monitor,
+        &mut seen,
+        mark,
+        &a.hub_url(),
+        SendTarget::User(PROBE_USER.into()),
+    )
+    .await;
+    let mut want = vec![a.hub_url(), b.hub_url()];
+    want.sort();
+    assert_eq!(expected, want);
+    seen.probes_received(mark, &want, probe_trace, "the probe user trace")
+        .await;
+
+    // Folded as the UI folds them: never failed or partial, even past the trace timeout.
+    let mut model = Model::new(Limits::default());
+    for e in seen.events.clone() {
+        model.apply(e, switchboard::monitor::now_ms());
+    }
+    let later = switchboard::monitor::now_ms() + 60_000;
+    model.traces.tick(later);
+    let status = |t| model.traces.get(t).map(|x| x.status(later));
+    assert_eq!(status(user_trace), Some(TraceStatus::NotObservable));
+    assert_eq!(status(conn_trace), Some(TraceStatus::NotObservable));
+    assert_eq!(status(probe_trace), Some(TraceStatus::Delivered));
+    let summary = model.traces.summary();
+    assert_eq!((summary.failed, summary.partial), (0, 0), "{summary:?}");
     stop(monitor).await;
 }

@@ -5,6 +5,7 @@
 //! The app's data comes from real sockets on the link's own runtime, so each step runs frames
 //! until what it waits for shows up, within a deadline.
 #![cfg(feature = "gui")]
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

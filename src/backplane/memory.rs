@@ -86,6 +86,11 @@ impl MemoryBus {
         channels
     }
 
+    /// Subscribers of `channel`: the bus's `PUBSUB NUMSUB`.
+    pub fn subscribers(&self, channel: &str) -> usize {
+        self.lock().channels.get(channel).map_or(0, HashSet::len)
+    }
+
     /// Messages dropped because a subscriber's inbox (or a tap) was full.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)

@@ -160,6 +160,19 @@ impl Channels {
         }
     }
 
+    /// The `PUBSUB CHANNELS` patterns of the dashboard's census, for every hub under `prefix`:
+    /// connections, users, groups and servers (ack channels), with the prefix's glob characters
+    /// escaped.
+    pub fn census_patterns(prefix: &str) -> [String; 4] {
+        let p = escape_glob(prefix);
+        [
+            format!("{p}*:connection:*"),
+            format!("{p}*:user:*"),
+            format!("{p}*:group:*"),
+            format!("{p}*:internal:ack:*"),
+        ]
+    }
+
     /// The PSUBSCRIBE pattern matching every channel of every hub under this prefix, with glob
     /// characters in the prefix escaped (part D caveat).
     pub fn tap_pattern(prefix: &str) -> String {

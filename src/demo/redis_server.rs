@@ -2,6 +2,13 @@
 //! off and its files in a private temp dir, killed on stop and on drop, restartable on the SAME
 //! port so nodes and the dashboard's tap reconnect by themselves.
 //!
+//! It must not outlive the process that started it, even one killed with SIGKILL: on Linux the
+//! child asks the kernel for SIGKILL when its parent thread dies (`PR_SET_PDEATHSIG`, set between
+//! fork and exec). Spawn it from a long-lived thread (a runtime worker, never a `spawn_blocking`
+//! thread, which exits when idle). A SIGKILLed process cannot remove its folder, so every folder
+//! lives under one known parent, `{temp}/switchboard-demo-redis/`, named `{owner pid}-{n}`, and
+//! every start sweeps the folders whose owner is gone.
+//!
 //! Used by the demo runner, the benchmarks, and the integration tests' harness (which adds a
 //! password option's tests and panics instead of returning errors).
 
@@ -19,6 +26,53 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn on_path() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("redis-server").is_file()))
+}
+
+/// The known parent of every private server's folder (see the module docs).
+pub fn folders_parent() -> PathBuf {
+    std::env::temp_dir().join("switchboard-demo-redis")
+}
+
+/// Whether process `pid` is alive (a process we may not signal counts as alive).
+fn pid_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: kill with signal 0 only checks for the process; it sends nothing.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// Removes the folders under `parent` whose owner process is gone; returns how many.
+pub fn sweep_stale_folders(parent: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let owner = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && pid != std::process::id()
+            && !pid_alive(pid)
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
+            tracing::info!(folder = %entry.path().display(), "removed a stale demo redis folder");
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// A running (or stopped) private redis-server.
@@ -48,8 +102,10 @@ impl RedisProcess {
     /// Like [`start`](Self::start), with `--requirepass password` when one is given.
     pub async fn start_with_password(password: Option<&str>) -> Result<RedisProcess, String> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "switchboard-demo-redis-{}-{}",
+        let parent = folders_parent();
+        sweep_stale_folders(&parent);
+        let dir = parent.join(format!(
+            "{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -96,6 +152,16 @@ impl RedisProcess {
     /// Where the server's output goes (read it when something fails).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("redis.log")
+    }
+
+    /// The server's folder (removed on drop; swept by a later start if this process is killed).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The child's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the child is alive.
@@ -161,6 +227,7 @@ impl RedisProcess {
         if let Some(pw) = &self.password {
             command.args(["--requirepass", pw]);
         }
+        die_with_parent(&mut command);
         let child = command
             .spawn()
             .map_err(|e| format!("spawning redis-server: {e}"))?;
@@ -195,6 +262,31 @@ impl RedisProcess {
     }
 }
 
+/// Has the child killed by the kernel when the spawning thread dies (Linux `PR_SET_PDEATHSIG`),
+/// so a SIGKILLed demo leaves no redis-server behind.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: runs in the child between fork and exec and calls only async-signal-safe functions
+    // (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody will signal us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
+
 /// The last lines of a log file, for error messages.
 fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"));
@@ -206,5 +298,27 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_removes_only_folders_whose_owner_is_gone() {
+        let parent = std::env::temp_dir().join(format!("switchboard-sweep-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&parent);
+        // A pid far above Linux's pid_max (4,194,304) is never alive.
+        let dead = parent.join("999999999-0");
+        let mine = parent.join(format!("{}-0", std::process::id()));
+        let other = parent.join("not-a-pid");
+        for d in [&dead, &mine, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        assert_eq!(sweep_stale_folders(&parent), 1);
+        assert!(!dead.exists());
+        assert!(mine.exists() && other.exists());
+        std::fs::remove_dir_all(&parent).unwrap();
     }
 }

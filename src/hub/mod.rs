@@ -285,6 +285,11 @@ impl Node {
         let app = listener::router(shared.clone());
         let serve_shutdown = shutdown.clone();
         tokio::spawn(async move {
+            // TCP_NODELAY on every accepted socket: without it Nagle's algorithm and the client's
+            // delayed ACK hold a small frame written right after another for ~40 ms.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
                 .await;

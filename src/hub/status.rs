@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -71,8 +71,41 @@ pub fn snapshot(node: &NodeShared) -> serde_json::Value {
     })
 }
 
-pub async fn stats_handler(State(node): State<Arc<NodeShared>>) -> Json<serde_json::Value> {
-    Json(snapshot(&node))
+/// `GET /switchboard/stats?user=U&connection=C`: a dashboard asks which node holds the client a
+/// test message went to, so its trace can name the node.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct HoldsQuery {
+    user: Option<String>,
+    connection: Option<String>,
+}
+
+/// Whether this node holds the user or connection asked about; bounded: one user's connections.
+fn holds(node: &NodeShared, q: &HoldsQuery) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    if let Some(user) = &q.user {
+        let mut n = 0u64;
+        node.registry.for_user(user, |_| n += 1);
+        out.insert("user".into(), json!(user));
+        out.insert("user_connections".into(), json!(n));
+    }
+    if let Some(id) = &q.connection {
+        out.insert("connection".into(), json!(id));
+        out.insert("connection_here".into(), json!(node.registry.is_local(id)));
+    }
+    serde_json::Value::Object(out)
+}
+
+pub async fn stats_handler(
+    State(node): State<Arc<NodeShared>>,
+    Query(q): Query<HoldsQuery>,
+) -> Json<serde_json::Value> {
+    let mut doc = snapshot(&node);
+    if (q.user.is_some() || q.connection.is_some())
+        && let Some(map) = doc.as_object_mut()
+    {
+        map.insert("holds".into(), holds(&node, &q));
+    }
+    Json(doc)
 }
 
 pub async fn monitor_handler(State(node): State<Arc<NodeShared>>, ws: WebSocketUpgrade) -> Response {

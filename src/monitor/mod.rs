@@ -6,9 +6,14 @@
 //! - `model/`: std-only, time passed in: ring buffer, traffic view and filter, rates, node table,
 //!   traces, gap markers, capture and workspace files. Folded on the UI thread.
 //! - `decode`: (channel, payload) → [`model::TrafficEntry`], with the backplane codecs. Pure.
+//! - `detail`: the detail pane's JSON document and hex dump of one entry. Pure.
 //! - `tap`: the Redis (or in-memory bus) tap, the heartbeat discovery, the PUBSUB census.
 //! - `probe`: one task per hub node: monitor WebSocket, round-trip time, the probe client that
 //!   receives test messages, and sending test messages (once or in bursts).
+//! - `lookup`: where a test message to a client that is not a probe went (NUMSUB, which node
+//!   holds the user or connection), once per send request, rate-limited.
+//! - `sink`: [`sink::EventSink`], the bounded buffer every task pushes events into, with its drop
+//!   counters, and [`sink::MonitorEvents`], the UI's end.
 //! - `runtime`: [`MonitorHandle`], the front of all of the above: takes [`MonitorCommand`]s and
 //!   emits batches of [`MonitorEvent`]s on one bounded channel, counting what it had to drop.
 //!
@@ -16,9 +21,12 @@
 //! never `hub` internals (only what a node serves on the network) and never `ui`.
 
 pub mod decode;
+pub mod detail;
+pub mod lookup;
 pub mod model;
 pub mod probe;
 pub mod runtime;
+pub mod sink;
 pub mod tap;
 
 use std::time::Duration;
@@ -112,6 +120,49 @@ pub struct SendRequest {
     pub count: u32,
     /// Messages per second for a burst.
     pub rate_per_sec: f64,
+}
+
+/// What the runtime found out about a test message whose receiver is not a probe (a user or
+/// connection send to a real client), so its trace can say what was observed: asked once per send
+/// request, and at most once a second.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TraceLookup {
+    /// The Redis channel such a message is published on (from the sending node's hub and prefix).
+    pub channel: Option<String>,
+    /// Subscribers of that channel when asked (Redis `PUBSUB NUMSUB`; the memory bus's count).
+    pub subscribers: Option<u64>,
+    /// Hub URLs of the nodes that say they hold the user or connection.
+    pub holders: Vec<String>,
+    /// Hub URLs of the nodes that could not say (no monitor endpoint, an older node, no answer).
+    pub unknown: Vec<String>,
+    /// What could not be asked, in plain words (rate limit, a Redis error).
+    pub note: Option<String>,
+}
+
+/// Where a send request (one message or a burst) stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BurstState {
+    Running,
+    /// Every message was handed to the node.
+    Done,
+    /// Stopped by the user (Stop bursts) or because the node was removed.
+    Stopped,
+}
+
+/// Progress of one send request, reported a few times a second and when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BurstProgress {
+    /// Unique per request (the trace id of its first message slot).
+    pub id: u64,
+    /// The sending node's hub URL.
+    pub node: String,
+    /// Messages handed to the node so far.
+    pub sent: u32,
+    /// Of these, how many the node or the probe refused.
+    pub failed: u32,
+    /// Messages asked for (after the stated limits).
+    pub total: u32,
+    pub state: BurstState,
 }
 
 /// UI → runtime.
@@ -262,6 +313,10 @@ pub enum MonitorEvent {
         at_ms: u64,
         expected: Vec<String>,
     },
+    /// What the runtime found out about where trace `trace` went (see [`TraceLookup`]).
+    TraceLookup { trace: u64, lookup: TraceLookup },
+    /// A send request's progress.
+    Burst(BurstProgress),
     /// Sending trace `trace` through `node` failed.
     SendFailed {
         trace: u64,

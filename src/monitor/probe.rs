@@ -20,9 +20,14 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::lookup::{self, LookupContext};
 use super::model::traces as marker;
-use super::runtime::{EventSink, now_ms};
-use super::{LinkState, MonitorEvent, NodeEvent, NodeStats, NodeTarget, SendBody, SendRequest, SendTarget};
+use super::now_ms;
+use super::sink::EventSink;
+use super::{
+    BurstProgress, BurstState, LinkState, MonitorEvent, NodeEvent, NodeStats, NodeTarget, SendBody,
+    SendRequest, SendTarget, TraceLookup,
+};
 use crate::backplane::backoff;
 use crate::client::{self, ClientEvent, ClientOptions, HubClient, HubSender, http};
 use crate::config;
@@ -33,6 +38,12 @@ pub const PROBE_USER: &str = "switchboard-probe";
 
 /// Deadline of one RTT or diagnosis request: a node slower than this is as good as down.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a running burst reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// How long the end of a burst waits for its last invocations' answers before reporting.
+const BURST_DRAIN: Duration = Duration::from_secs(5);
 
 /// Test invocations in flight at once during a burst: enough to keep 10k/s flowing over loopback
 /// without an unbounded pile of waiting tasks.
@@ -432,7 +443,10 @@ fn expected(target: &SendTarget, node: &str, probes: &[(String, Arc<ProbeShared>
     out
 }
 
-/// Runs a send request (one message or a paced burst) in its own task.
+/// Runs a send request (one message or a paced burst) in its own task: reports each message
+/// (`Sent`, `SendFailed`), the request's progress (`Burst`: sent of N, and how many went when
+/// stopped), and, for a message to a client that is not a probe, where it went (`TraceLookup`,
+/// for the first message only).
 pub(crate) fn spawn_send(
     request: SendRequest,
     probes: Vec<(String, Arc<ProbeShared>)>,
@@ -440,6 +454,7 @@ pub(crate) fn spawn_send(
     next_trace: Arc<AtomicU64>,
     node_cancel: Option<CancellationToken>,
     bursts: CancellationToken,
+    lookups: LookupContext,
 ) {
     tokio::spawn(async move {
         let node = request.node.clone();
@@ -477,25 +492,40 @@ pub(crate) fn spawn_send(
                 }
             }
         }
-        let count = request.count.clamp(1, config::MAX_BURST_COUNT);
+        // The stated limits (the Send form shows them).
+        let total = request.count.clamp(1, config::MAX_BURST_COUNT);
         let rate = if request.rate_per_sec.is_finite() && request.rate_per_sec > 0.0 {
             request.rate_per_sec.min(config::MAX_BURST_RATE)
         } else {
             1.0
         };
+        let mut progress = BurstProgress {
+            id: next_trace.fetch_add(1, Ordering::Relaxed),
+            node: node.clone(),
+            sent: 0,
+            failed: 0,
+            total,
+            state: BurstState::Running,
+        };
+        sink.push(MonitorEvent::Burst(progress.clone()));
+        let failed = Arc::new(AtomicU64::new(0));
+        let mut reported = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         let in_flight = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
-        for _ in 0..count {
+        let mut stopped = false;
+        for i in 0..total {
             let permit = tokio::select! {
-                _ = bursts.cancelled() => break,
-                _ = node_cancel.cancelled() => break,
+                _ = bursts.cancelled() => { stopped = true; break }
+                _ = node_cancel.cancelled() => { stopped = true; break }
                 _ = tick.tick() => match in_flight.clone().acquire_owned().await {
                     Ok(permit) => permit,
-                    Err(_) => break,
+                    Err(_) => { stopped = true; break }
                 },
             };
             let trace = next_trace.fetch_add(1, Ordering::Relaxed);
+            progress.sent = i + 1;
             let Some(sender) = own.sender() else {
+                failed.fetch_add(1, Ordering::Relaxed);
                 sink.push(MonitorEvent::SendFailed {
                     trace,
                     node: node.clone(),
@@ -505,15 +535,20 @@ pub(crate) fn spawn_send(
                 continue;
             };
             let (method, args) = invocation(&request.target, &request.body, custom.as_ref(), trace);
+            let expected = expected(&request.target, &node, &probes);
+            let observable = !(matches!(request.target, SendTarget::User(_) | SendTarget::Connection(_))
+                && expected.is_empty());
             sink.push(MonitorEvent::Sent {
                 trace,
                 node: node.clone(),
                 target: request.target.clone(),
                 at_ms: now_ms(),
-                expected: expected(&request.target, &node, &probes),
+                expected,
             });
-            let sink = sink.clone();
-            let node = node.clone();
+            if i == 0 && !observable {
+                spawn_lookup(trace, &node, &request.target, &lookups, &sink);
+            }
+            let (task_sink, task_node, task_failed) = (sink.clone(), node.clone(), failed.clone());
             tokio::spawn(async move {
                 let error = match sender.invoke(&method, args).await {
                     Ok(CompletionResult::Error(e)) => Some(e),
@@ -522,15 +557,50 @@ pub(crate) fn spawn_send(
                 };
                 drop(permit);
                 if let Some(error) = error {
-                    sink.push(MonitorEvent::SendFailed {
+                    task_failed.fetch_add(1, Ordering::Relaxed);
+                    task_sink.push(MonitorEvent::SendFailed {
                         trace,
-                        node,
+                        node: task_node,
                         error,
                         at_ms: now_ms(),
                     });
                 }
             });
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                progress.failed = failed.load(Ordering::Relaxed) as u32;
+                sink.push(MonitorEvent::Burst(progress.clone()));
+            }
         }
+        // The last answers, so the final count of refusals is complete (bounded).
+        let _ = tokio::time::timeout(BURST_DRAIN, in_flight.acquire_many(SENDS_IN_FLIGHT as u32)).await;
+        progress.failed = failed.load(Ordering::Relaxed) as u32;
+        progress.state = if stopped {
+            BurstState::Stopped
+        } else {
+            BurstState::Done
+        };
+        sink.push(MonitorEvent::Burst(progress));
+    });
+}
+
+/// Looks up where trace `trace` (to a client that is not a probe) went, in its own task; at most
+/// once a second (a skipped lookup says so).
+fn spawn_lookup(trace: u64, node: &str, target: &SendTarget, ctx: &LookupContext, sink: &EventSink) {
+    if !ctx.limiter.allow(Instant::now()) {
+        sink.push(MonitorEvent::TraceLookup {
+            trace,
+            lookup: TraceLookup {
+                note: Some("not looked up: at most one lookup a second".to_string()),
+                ..TraceLookup::default()
+            },
+        });
+        return;
+    }
+    let (ctx, node, target, sink) = (ctx.clone(), node.to_string(), target.clone(), sink.clone());
+    tokio::spawn(async move {
+        let lookup = lookup::lookup(&ctx, &node, &target).await;
+        sink.push(MonitorEvent::TraceLookup { trace, lookup });
     });
 }
 

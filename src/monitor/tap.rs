@@ -14,7 +14,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{EventSink, now_ms};
+use super::now_ms;
+use super::sink::EventSink;
 use super::{Announcement, HubCensus, LinkState, MonitorEvent, TapSource, TrafficEntry, decode};
 use crate::backplane::memory::MemoryBus;
 use crate::backplane::naming::{self, ChannelKind, Channels};
@@ -149,10 +150,72 @@ pub fn describe(e: &redis::RedisError) -> String {
     }
 }
 
+/// Puts `password` into a password-free `redis://` URL (the dashboard's password field).
+pub fn url_with_password(url: &str, password: &str) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("'{url}' is not a redis:// URL"))?;
+    let (user, host) = match rest.split_once('@') {
+        Some((user, host)) => (user, host),
+        None => ("", rest),
+    };
+    let password = crate::client::encode_component(password);
+    Ok(format!("{scheme}://{user}:{password}@{host}"))
+}
+
+/// Why `url` cannot be a Redis URL for the tap, in plain words (never echoing a password); Ok
+/// for a URL the tap can try. Checked before a working tap is replaced.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    open_client(url).map(|_| ())
+}
+
+/// Plain words for a URL redis-rs refuses (its own message names `InvalidClientConfig`).
+fn url_problem(url: &str) -> String {
+    let shown = redact(url);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return format!("'{shown}' is not a Redis URL: write it like redis://host:6379/0");
+    };
+    match scheme {
+        "redis" => {}
+        "rediss" => return "rediss:// (TLS) is not supported by this build: use redis://".to_string(),
+        "unix" | "redis+unix" => {}
+        other => {
+            return format!("'{shown}' is not a Redis URL: the scheme is '{other}', use redis://host:6379/0");
+        }
+    }
+    let host_port = rest.rsplit('@').next().unwrap_or(rest);
+    let host_port = host_port.split(['/', '?']).next().unwrap_or(host_port);
+    if host_port.is_empty() {
+        return format!("'{shown}' names no host: write it like redis://host:6379/0");
+    }
+    if let Some((_, port)) = host_port.rsplit_once(':')
+        && !port.is_empty()
+        && port.parse::<u16>().is_err()
+    {
+        return format!("'{shown}' has a bad port '{port}': use a number from 1 to 65535");
+    }
+    let db = rest
+        .rsplit('@')
+        .next()
+        .unwrap_or(rest)
+        .split_once('/')
+        .map(|(_, db)| db);
+    if let Some(db) = db.map(|d| d.split('?').next().unwrap_or(d))
+        && !db.is_empty()
+        && db.parse::<i64>().is_err()
+    {
+        return format!("'{shown}' has a bad database number '{db}': use a number such as /0");
+    }
+    format!("'{shown}' is not a valid Redis URL: write it like redis://[:password@]host:6379/0")
+}
+
 /// A client for `url` with TCP_NODELAY, or the reason the URL cannot work.
-fn open_client(url: &str) -> Result<redis::Client, String> {
+pub(crate) fn open_client(url: &str) -> Result<redis::Client, String> {
     use redis::IntoConnectionInfo;
-    let fail = |e: redis::RedisError| format!("invalid Redis URL {}: {e}", redact(url));
+    let fail = |e: redis::RedisError| {
+        tracing::debug!(error = %e, "redis-rs refused the URL");
+        url_problem(url)
+    };
     let info = url.into_connection_info().map_err(fail)?;
     let nodelay = info.tcp_settings().clone().set_nodelay(true);
     redis::Client::open(info.set_tcp_settings(nodelay)).map_err(fail)
@@ -262,17 +325,6 @@ async fn run_redis(
     let _ = census.await;
 }
 
-/// The census patterns under `prefix`: (pattern, what it counts).
-fn census_patterns(prefix: &str) -> [String; 4] {
-    let p = naming::escape_glob(prefix);
-    [
-        format!("{p}*:connection:*"),
-        format!("{p}*:user:*"),
-        format!("{p}*:group:*"),
-        format!("{p}*:internal:ack:*"),
-    ]
-}
-
 /// Groups channel names per hub (`classify`), counting connections, users, groups and servers.
 pub fn census_of<'a>(prefix: &str, channels: impl IntoIterator<Item = &'a str>) -> Vec<HubCensus> {
     let mut hubs: BTreeMap<String, HubCensus> = BTreeMap::new();
@@ -304,7 +356,7 @@ async fn census_once(
     prefix: &str,
 ) -> Result<Vec<HubCensus>, String> {
     let mut names: Vec<String> = Vec::new();
-    for pattern in census_patterns(prefix) {
+    for pattern in Channels::census_patterns(prefix) {
         let mut command = redis::cmd("PUBSUB");
         command.arg("CHANNELS").arg(&pattern);
         let query = command.query_async::<Vec<String>>(connection);
@@ -445,14 +497,38 @@ mod tests {
 
     #[test]
     fn census_patterns_escape_the_prefix() {
-        assert_eq!(census_patterns("a*")[0], "a\\**:connection:*");
+        assert_eq!(Channels::census_patterns("a*")[0], "a\\**:connection:*");
     }
 
     #[test]
-    fn a_bad_url_is_refused_without_its_password() {
+    fn a_bad_url_is_refused_in_plain_words_without_its_password() {
         let e = open_client("nonsense://:secret@host").err().unwrap_or_default();
-        assert!(e.contains("invalid Redis URL"), "{e}");
+        assert!(e.contains("is not a Redis URL"), "{e}");
         assert!(!e.contains("secret"), "{e}");
+        for (url, words) in [
+            ("localhost:6379", "write it like redis://"),
+            ("http://h:1", "the scheme is 'http'"),
+            ("redis://h:99999", "bad port '99999'"),
+            ("redis://:pw@h:1/x", "bad database number 'x'"),
+        ] {
+            let e = check_redis_url(url).err().unwrap_or_default();
+            assert!(e.contains(words), "{url}: {e}");
+            assert!(
+                !e.contains("InvalidClientConfig") && !e.contains("pw"),
+                "{url}: {e}"
+            );
+        }
+        assert!(check_redis_url("redis://127.0.0.1:6379/0").is_ok());
+    }
+
+    #[test]
+    fn a_typed_password_goes_into_the_url() {
+        assert_eq!(
+            url_with_password("redis://h:6379/2", "p@ss").unwrap(),
+            "redis://:p%40ss@h:6379/2"
+        );
+        assert_eq!(url_with_password("redis://u@h", "x").unwrap(), "redis://u:x@h");
+        assert!(url_with_password("h:6379", "x").is_err());
     }
 }
 

@@ -414,7 +414,11 @@ impl DashboardApp {
                     self.notice("the monitor is busy: command refused, try again".to_string());
                 }
             }
-            Action::Demo(command) => self.link.demo_command(command),
+            Action::Demo(command) => {
+                if !self.link.demo_command(command) {
+                    self.notice("the demo is busy: command refused, try again".to_string());
+                }
+            }
             Action::ConnectRedis => {
                 let source = self.tap_source();
                 match source {
@@ -422,13 +426,16 @@ impl DashboardApp {
                         self.link.command(MonitorCommand::SetTap(Some(source)));
                     }
                     Err(e) => {
-                        self.model.apply(
-                            MonitorEvent::Tap {
-                                state: LinkState::Failed { error: e.clone() },
-                                at_ms: now_ms(),
-                            },
-                            now_ms(),
-                        );
+                        // A working tap keeps running: the error is shown, its state kept.
+                        if self.model.tap.state == LinkState::Idle {
+                            self.model.apply(
+                                MonitorEvent::Tap {
+                                    state: LinkState::Failed { error: e.clone() },
+                                    at_ms: now_ms(),
+                                },
+                                now_ms(),
+                            );
+                        }
                         self.notice(e);
                     }
                 }
@@ -483,9 +490,12 @@ impl DashboardApp {
             Some(session) if crate::monitor::model::workspace::strip_password(session) == url => {
                 session.clone()
             }
-            _ if !self.redis_password.is_empty() => with_password(url, &self.redis_password)?,
+            _ if !self.redis_password.is_empty() => {
+                crate::monitor::tap::url_with_password(url, &self.redis_password)?
+            }
             _ => url.to_string(),
         };
+        crate::monitor::tap::check_redis_url(&url)?;
         Ok(TapSource::Redis {
             url,
             prefix: self.settings.channel_prefix.clone(),
@@ -505,19 +515,6 @@ impl DashboardApp {
     pub fn settings_to_save(&self) -> Option<&Settings> {
         self.persist.then_some(&self.settings)
     }
-}
-
-/// Puts `password` into a password-free redis:// URL.
-fn with_password(url: &str, password: &str) -> Result<String, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("'{url}' is not a redis:// URL"))?;
-    let (user, host) = match rest.split_once('@') {
-        Some((user, host)) => (user, host),
-        None => ("", rest),
-    };
-    let password = crate::client::encode_component(password);
-    Ok(format!("{scheme}://{user}:{password}@{host}"))
 }
 
 impl eframe::App for DashboardApp {
@@ -551,16 +548,6 @@ impl eframe::App for DashboardApp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_typed_password_goes_into_the_url() {
-        assert_eq!(
-            with_password("redis://h:6379/2", "p@ss").unwrap(),
-            "redis://:p%40ss@h:6379/2"
-        );
-        assert_eq!(with_password("redis://u@h", "x").unwrap(), "redis://u:x@h");
-        assert!(with_password("h:6379", "x").is_err());
-    }
 
     #[test]
     fn tabs_have_names() {

@@ -99,12 +99,16 @@ pub fn default_export_path(format: Format) -> PathBuf {
 }
 
 /// Writes entries to `path` in `format`. Returns how many were written.
-pub fn write_capture(path: &Path, format: Format, entries: &[TrafficEntry]) -> Result<u64, String> {
+pub fn write_capture<'a>(
+    path: &Path,
+    format: Format,
+    entries: impl IntoIterator<Item = &'a TrafficEntry>,
+) -> Result<u64, String> {
     let file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
     let written = match format {
-        Format::JsonLines => capture::write_jsonl(entries.iter(), &mut w),
-        Format::Csv => capture::write_csv(entries.iter(), &mut w),
+        Format::JsonLines => capture::write_jsonl(entries.into_iter(), &mut w),
+        Format::Csv => capture::write_csv(entries.into_iter(), &mut w),
     }
     .map_err(|e| format!("writing {}: {e}", path.display()))?;
     std::io::Write::flush(&mut w).map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -156,9 +160,10 @@ impl Files {
         }
     }
 
-    /// Asks where to save, then writes the traffic kept now (a copy, so capture goes on).
+    /// Asks where to save, then writes the traffic kept now. The UI thread only takes a shared
+    /// snapshot (one reference count per entry); the file thread serializes it, so capture goes on.
     pub fn export(&mut self, format: Format, model: &Model) {
-        let entries: Vec<TrafficEntry> = model.traffic.iter().cloned().collect();
+        let entries = model.traffic.snapshot();
         self.spawn(move || {
             let asked = std::time::Instant::now();
             let chosen = rfd::FileDialog::new()
@@ -174,10 +179,12 @@ impl Files {
                 }
                 None => return None,
             };
-            Some(Outcome::Notice(match write_capture(&path, format, &entries) {
-                Ok(n) => format!("exported {n} messages to {}{fallback}", path.display()),
-                Err(e) => e,
-            }))
+            Some(Outcome::Notice(
+                match write_capture(&path, format, entries.iter().map(|e| &**e)) {
+                    Ok(n) => format!("exported {n} messages to {}{fallback}", path.display()),
+                    Err(e) => e,
+                },
+            ))
         });
     }
 

@@ -7,8 +7,16 @@ use egui::{RichText, Ui};
 
 use super::settings::Settings;
 use super::{Action, widgets};
+use crate::config::{MAX_BURST_COUNT, MAX_BURST_RATE};
 use crate::monitor::model::Model;
-use crate::monitor::{MonitorCommand, SendBody, SendRequest, SendTarget};
+use crate::monitor::probe::PROBE_USER;
+use crate::monitor::{BurstState, MonitorCommand, SendBody, SendRequest, SendTarget};
+
+/// Width of the traces' status column (its text wraps).
+const STATUS_WIDTH: f32 = 380.0;
+
+/// A trace whose receiver cannot be observed: neither good nor bad news.
+const NEUTRAL: egui::Color32 = egui::Color32::from_rgb(120, 170, 220);
 
 /// Which kind of target is picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,6 +184,34 @@ pub fn show(
             });
             ui.end_row();
 
+            // The probes' own ids: a user or connection send a probe receives is traced end to
+            // end; one to any other client can only be followed as far as Redis.
+            ui.label("Probe targets");
+            ui.horizontal_wrapped(|ui| {
+                if ui
+                    .button("probes' user")
+                    .on_hover_text(format!(
+                        "Send to the user {PROBE_USER}: every node's probe receives it, so the trace follows it to each node"
+                    ))
+                    .clicked()
+                {
+                    state.target = TargetKind::User;
+                    state.scope = PROBE_USER.to_string();
+                }
+                for row in model.nodes.rows() {
+                    if let Some(id) = &row.probe_connection_id
+                        && ui
+                            .button(format!("probe on {}", row.name))
+                            .on_hover_text(format!("Send to the connection {id}, this node's probe"))
+                            .clicked()
+                    {
+                        state.target = TargetKind::Connection;
+                        state.scope = id.clone();
+                    }
+                }
+            });
+            ui.end_row();
+
             ui.label("Message");
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut state.custom, false, "chat hub");
@@ -184,32 +220,46 @@ pub fn show(
             ui.end_row();
 
             if state.custom {
-                ui.label("Method");
-                ui.add(egui::TextEdit::singleline(&mut state.method).desired_width(200.0));
+                let label = ui.label("Method");
+                ui.add(egui::TextEdit::singleline(&mut state.method).desired_width(200.0))
+                    .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Arguments (JSON)");
+                let label = ui.label("Arguments (JSON)");
                 ui.add(egui::TextEdit::singleline(&mut state.args_json).desired_width(360.0))
+                    .labelled_by(label.id)
                     .on_hover_text("A JSON array. {trace} inside a string becomes the trace marker.");
                 ui.end_row();
             } else {
-                ui.label("From user");
-                ui.add(egui::TextEdit::singleline(&mut settings.send_user).desired_width(200.0));
+                let label = ui.label("From user");
+                ui.add(egui::TextEdit::singleline(&mut settings.send_user).desired_width(200.0))
+                    .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Text");
-                ui.add(egui::TextEdit::singleline(&mut state.text).desired_width(360.0));
+                let label = ui.label("Text");
+                ui.add(egui::TextEdit::singleline(&mut state.text).desired_width(360.0))
+                    .labelled_by(label.id);
                 ui.end_row();
             }
 
-            ui.label("Count");
+            let count_label = ui.label("Count");
             ui.horizontal(|ui| {
-                ui.add(egui::DragValue::new(&mut state.count).range(1..=100_000));
+                ui.add(egui::DragValue::new(&mut state.count).range(1..=MAX_BURST_COUNT))
+                    .labelled_by(count_label.id);
                 ui.label("at");
-                ui.add(
+                let rate = ui.add(
                     egui::DragValue::new(&mut state.rate)
-                        .range(0.1..=10_000.0)
+                        .range(0.1..=MAX_BURST_RATE)
                         .speed(1.0),
                 );
-                ui.label("per second");
+                let per_second = ui.label("per second");
+                rate.labelled_by(per_second.id);
+                ui.label(
+                    RichText::new(format!(
+                        "(at most {} messages, {}/s)",
+                        thousands(MAX_BURST_COUNT as u64),
+                        thousands(MAX_BURST_RATE as u64)
+                    ))
+                    .weak(),
+                );
             });
             ui.end_row();
         });
@@ -230,9 +280,54 @@ pub fn show(
     if let Some(e) = &state.error {
         ui.label(RichText::new(e).color(widgets::BAD));
     }
+    bursts(ui, model);
 
     ui.separator();
     traces(ui, model, now);
+}
+
+/// `12345` as `12,345`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One line per recent send request: "sent 37 of 100", and how many went when it was stopped.
+fn bursts(ui: &mut Ui, model: &Model) {
+    for b in model.traces.bursts().take(3) {
+        let node = model
+            .nodes
+            .get(&b.node)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| b.node.clone());
+        let refused = if b.failed > 0 {
+            format!(" ({} refused)", b.failed)
+        } else {
+            String::new()
+        };
+        let (color, text) = match b.state {
+            BurstState::Running => (
+                widgets::WARN,
+                format!("via {node}: sent {} of {}{refused}…", b.sent, b.total),
+            ),
+            BurstState::Done => (
+                widgets::IDLE,
+                format!("via {node}: sent {} of {}{refused}, done", b.sent, b.total),
+            ),
+            BurstState::Stopped => (
+                widgets::WARN,
+                format!("via {node}: stopped after {} of {}{refused}", b.sent, b.total),
+            ),
+        };
+        ui.label(RichText::new(text).color(color));
+    }
 }
 
 fn traces(ui: &mut Ui, model: &Model, now: u64) {
@@ -241,11 +336,12 @@ fn traces(ui: &mut Ui, model: &Model, now: u64) {
     ui.horizontal(|ui| {
         ui.label(RichText::new("Traces").strong());
         ui.label(format!(
-            "{} sent · {} delivered everywhere · {} partial · {} failed · end to end p50 {} p95 {} max {}",
+            "{} sent · {} delivered everywhere · {} partial · {} failed · {} not observable · end to end per message p50 {} p95 {} max {}",
             summary.count,
             summary.delivered,
             summary.partial,
             summary.failed,
+            summary.not_observable,
             summary.p50_ms.map(widgets::millis).unwrap_or_else(|| "–".into()),
             summary.p95_ms.map(widgets::millis).unwrap_or_else(|| "–".into()),
             summary.max_ms.map(widgets::millis).unwrap_or_else(|| "–".into()),
@@ -305,7 +401,11 @@ fn traces(ui: &mut Ui, model: &Model, now: u64) {
                         hops.join(", ")
                     });
                     let (color, text) = status_text(trace, now, &name);
-                    ui.label(RichText::new(text).color(color));
+                    // Wrapped to a fixed width: a not-observable trace says several things.
+                    ui.vertical(|ui| {
+                        ui.set_max_width(STATUS_WIDTH);
+                        ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
+                    });
                     ui.end_row();
                 }
             });
@@ -342,7 +442,43 @@ fn status_text(
             ),
         ),
         TraceStatus::Failed(e) => (widgets::BAD, format!("failed: {e}")),
+        TraceStatus::NotObservable => (NEUTRAL, not_observable_text(trace, name)),
     }
+}
+
+/// What was observed of a message to a client that is not a probe, and what cannot be.
+fn not_observable_text(
+    trace: &crate::monitor::model::traces::Trace,
+    name: &dyn Fn(&str) -> String,
+) -> String {
+    let mut parts = vec![if trace.redis_at_ms.is_some() {
+        "Redis saw the publish".to_string()
+    } else {
+        "the tap did not see it on Redis".to_string()
+    }];
+    if let Some(lookup) = &trace.lookup {
+        if let Some(n) = lookup.subscribers {
+            let channel = lookup.channel.as_deref().unwrap_or("its channel");
+            parts.push(format!(
+                "{n} subscriber{} on {channel}",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        let names = |urls: &[String]| urls.iter().map(|u| name(u)).collect::<Vec<_>>().join(", ");
+        if !lookup.holders.is_empty() {
+            parts.push(format!("held by {}", names(&lookup.holders)));
+        } else if lookup.unknown.is_empty() {
+            parts.push("no watched node holds it".to_string());
+        }
+        if !lookup.unknown.is_empty() {
+            parts.push(format!("{} could not say", names(&lookup.unknown)));
+        }
+        if let Some(note) = &lookup.note {
+            parts.push(note.clone());
+        }
+    }
+    parts.push("delivery to that client is not observable".to_string());
+    parts.join(" · ")
 }
 
 #[cfg(test)]
@@ -365,5 +501,91 @@ mod tests {
         assert!(s.request("me").unwrap_err().contains("not valid JSON"));
         s.args_json = "{}".into();
         assert!(s.request("me").unwrap_err().contains("array"));
+    }
+
+    /// The form, the model and the actions a frame produced, for the kittest.
+    struct Form {
+        model: Model,
+        state: SendUi,
+        settings: Settings,
+        actions: Vec<Action>,
+    }
+
+    #[test]
+    fn probe_targets_are_one_click_away_and_limits_and_progress_are_stated() {
+        use crate::monitor::model::Limits;
+        use crate::monitor::{BurstProgress, MonitorEvent, NodeEvent, NodeTarget};
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable;
+
+        let mut model = Model::new(Limits::default());
+        let hub_url = "http://127.0.0.1:1/chat".to_string();
+        model.nodes.upsert(NodeTarget {
+            hub_url: hub_url.clone(),
+            monitor_url: None,
+        });
+        let connected = NodeEvent::ProbeConnected {
+            connection_id: "probe-conn-1".into(),
+        };
+        model.apply(
+            MonitorEvent::Node {
+                hub_url: hub_url.clone(),
+                event: connected,
+            },
+            1,
+        );
+        model.apply(
+            MonitorEvent::Burst(BurstProgress {
+                id: 9,
+                node: hub_url.clone(),
+                sent: 37,
+                failed: 0,
+                total: 100,
+                state: BurstState::Stopped,
+            }),
+            1,
+        );
+        let name = model
+            .nodes
+            .get(&hub_url)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        let form = Form {
+            model,
+            state: SendUi {
+                node: hub_url.clone(),
+                ..SendUi::default()
+            },
+            settings: Settings::default(),
+            actions: Vec::new(),
+        };
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1200.0, 700.0))
+            .build_ui_state(
+                |ui, f: &mut Form| show(ui, &f.model, &mut f.state, &mut f.settings, 2, &mut f.actions),
+                form,
+            );
+        h.run();
+        assert!(
+            h.query_by_label_contains("at most 100,000 messages, 10,000/s")
+                .is_some()
+        );
+        assert!(h.query_by_label_contains("stopped after 37 of 100").is_some());
+
+        h.get_by_label("probes' user").click();
+        h.run();
+        assert_eq!(h.state().state.target, TargetKind::User);
+        assert_eq!(h.state().state.scope, PROBE_USER);
+
+        h.get_by_label(&format!("probe on {name}")).click();
+        h.run();
+        assert_eq!(h.state().state.target, TargetKind::Connection);
+        assert_eq!(h.state().state.scope, "probe-conn-1");
+        h.get_by_label("Send message").click();
+        h.run();
+        let sent = h.state().actions.iter().any(|a| {
+            matches!(a, Action::Monitor(MonitorCommand::Send(r)) if r.target == SendTarget::Connection("probe-conn-1".into()))
+        });
+        assert!(sent, "a connection send to the probe");
     }
 }

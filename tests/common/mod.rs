@@ -3,6 +3,7 @@
 //! - `redis`: a test-owned `redis-server` (start, kill, restart), one-shot commands, a PSUBSCRIBE tap.
 //! - `http`: plain HTTP requests (negotiate, stats, wrong methods) with deadlines.
 //! - `vectors`: the byte-exact protocol test vectors.
+//! - `xvfb`: a private X server for tests that open the real window.
 //! - here: deadlines (`STEP`, `within`), unique channel prefixes, starting nodes, connecting clients,
 //!   and assertions on what a client receives.
 //!
@@ -12,6 +13,7 @@
 pub mod http;
 pub mod redis;
 pub mod vectors;
+pub mod xvfb;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

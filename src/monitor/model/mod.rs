@@ -113,6 +113,8 @@ impl Model {
             } => {
                 self.traces.on_sent(trace, node, target, at_ms, expected);
             }
+            MonitorEvent::TraceLookup { trace, lookup } => self.traces.on_lookup(trace, lookup),
+            MonitorEvent::Burst(progress) => self.traces.on_burst(progress),
             MonitorEvent::SendFailed {
                 trace,
                 node,

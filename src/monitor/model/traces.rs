@@ -1,11 +1,20 @@
 //! Test messages followed from the sender through Redis to every probe: the trace marker the
 //! probe puts in a message's text, and [`Traces`], the bounded list of recent traces with their
-//! per-hop times, status and summary statistics. Pure, std only; time is passed in.
+//! per-hop times, status and summary statistics, and the progress of recent bursts. Pure, std
+//! only; time is passed in.
+//!
+//! A trace states only what was observed. A message to a user or a connection that is not one of
+//! the dashboard's probes reaches a client whose receipt cannot be seen: its trace is
+//! [`TraceStatus::NotObservable`] (what Redis saw, which node holds the client), never partial
+//! or failed.
 
 use std::collections::VecDeque;
 
 use crate::config::DEFAULT_TRACE_TIMEOUT;
-use crate::monitor::SendTarget;
+use crate::monitor::{BurstProgress, SendTarget, TraceLookup};
+
+/// Bursts whose progress is kept (the newest; a finished one stays until pushed out).
+const MAX_BURSTS: usize = 8;
 
 /// Tap sightings and receipts that arrive before their `Sent` event (they travel on other paths)
 /// are kept this long in number, then dropped.
@@ -47,6 +56,9 @@ pub enum TraceStatus {
     Partial { missing: Vec<String> },
     /// The send itself failed.
     Failed(String),
+    /// Sent to a client that is not a probe (a user or connection send): Redis's sighting is what
+    /// can be observed; delivery to that client cannot.
+    NotObservable,
 }
 
 /// One test message followed through the cluster. Times are unix ms on the dashboard's clock.
@@ -66,6 +78,8 @@ pub struct Trace {
     pub failed: Option<String>,
     /// Set when every expected node received it or the timeout passed: the status is final.
     pub complete: bool,
+    /// Where a message to a non-probe client went, when the runtime looked it up.
+    pub lookup: Option<TraceLookup>,
 }
 
 impl Trace {
@@ -86,6 +100,12 @@ impl Trace {
             .collect()
     }
 
+    /// Whether a probe should receive it: false for a user or connection send whose receiver is
+    /// not one of the dashboard's probes (no probe expected).
+    pub fn observable(&self) -> bool {
+        !(matches!(self.target, SendTarget::User(_) | SendTarget::Connection(_)) && self.expected.is_empty())
+    }
+
     /// The status at `now_ms` (a pending trace past the timeout already reads as partial).
     pub fn status(&self, now_ms: u64) -> TraceStatus {
         if let Some(error) = &self.failed {
@@ -93,6 +113,14 @@ impl Trace {
         }
         let missing = self.missing();
         let timed_out = self.complete || now_ms >= self.deadline();
+        if !self.observable() {
+            // Redis's sighting (or the deadline) is as far as it can be followed.
+            return if self.redis_at_ms.is_some() || timed_out {
+                TraceStatus::NotObservable
+            } else {
+                TraceStatus::Pending
+            };
+        }
         if self.expected.is_empty() {
             return match (self.receipts.is_empty(), timed_out) {
                 (false, _) => TraceStatus::Delivered,
@@ -126,11 +154,13 @@ impl Trace {
             .collect()
     }
 
-    /// Milliseconds from the send to each receipt.
-    pub fn end_to_end_ms(&self) -> impl Iterator<Item = u64> + '_ {
+    /// Milliseconds from the send to the last receipt: how long this message took to reach every
+    /// probe that got it (`None` without a receipt).
+    pub fn end_to_end_ms(&self) -> Option<u64> {
         self.receipts
             .iter()
             .map(|(_, at)| at.saturating_sub(self.sent_at_ms))
+            .max()
     }
 }
 
@@ -142,7 +172,9 @@ pub struct TraceSummary {
     pub delivered: usize,
     pub partial: usize,
     pub failed: usize,
-    /// Over every receipt (send → probe), nearest rank.
+    /// Sent to clients whose receipt cannot be observed (see [`TraceStatus::NotObservable`]).
+    pub not_observable: usize,
+    /// Per message (send → its last probe receipt), nearest rank.
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub max_ms: Option<f64>,
@@ -159,6 +191,8 @@ pub struct Traces {
     early: VecDeque<Early>,
     /// Time of the last `tick` (the summary's "now").
     now_ms: u64,
+    /// Recent send requests' progress, newest last.
+    bursts: VecDeque<BurstProgress>,
 }
 
 impl Traces {
@@ -169,6 +203,7 @@ impl Traces {
             traces: VecDeque::new(),
             early: VecDeque::new(),
             now_ms: 0,
+            bursts: VecDeque::new(),
         }
     }
 
@@ -188,6 +223,7 @@ impl Traces {
             expected,
             failed: None,
             complete: false,
+            lookup: None,
         };
         let (mine, rest): (Vec<Early>, Vec<Early>) = self.early.drain(..).partition(|e| e.0 == id);
         self.early = rest.into();
@@ -215,6 +251,31 @@ impl Traces {
         }
     }
 
+    /// What the runtime found out about where trace `id` went (ignored for an unknown trace).
+    pub fn on_lookup(&mut self, id: u64, lookup: TraceLookup) {
+        if let Some(t) = self.find(id) {
+            t.lookup = Some(lookup);
+        }
+    }
+
+    /// A send request's progress (replaces the earlier report of the same request).
+    pub fn on_burst(&mut self, progress: BurstProgress) {
+        match self.bursts.iter_mut().find(|b| b.id == progress.id) {
+            Some(b) => *b = progress,
+            None => {
+                self.bursts.push_back(progress);
+                while self.bursts.len() > MAX_BURSTS {
+                    self.bursts.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Recent send requests' progress, newest first.
+    pub fn bursts(&self) -> impl Iterator<Item = &BurstProgress> {
+        self.bursts.iter().rev()
+    }
+
     /// The tap saw a message carrying trace `id` at `at_ms` (only the first sighting counts).
     pub fn on_tap(&mut self, id: u64, at_ms: u64) {
         match self.find(id) {
@@ -222,6 +283,7 @@ impl Traces {
                 if t.redis_at_ms.is_none() {
                     t.redis_at_ms = Some(at_ms);
                 }
+                check_complete(t);
             }
             None => self.remember(id, None, at_ms),
         }
@@ -289,6 +351,7 @@ impl Traces {
                 TraceStatus::Delivered => s.delivered += 1,
                 TraceStatus::Partial { .. } => s.partial += 1,
                 TraceStatus::Failed(_) => s.failed += 1,
+                TraceStatus::NotObservable => s.not_observable += 1,
             }
             latencies.extend(t.end_to_end_ms());
         }
@@ -312,6 +375,9 @@ fn add_receipt(t: &mut Trace, hub: String, at_ms: u64) {
 }
 
 fn check_complete(t: &mut Trace) {
+    if !t.observable() && t.redis_at_ms.is_some() {
+        t.complete = true;
+    }
     if !t.expected.is_empty() && t.missing().is_empty() {
         t.complete = true;
     }
@@ -354,7 +420,8 @@ mod tests {
         let s = t.summary();
         assert_eq!(
             (s.count, s.delivered, s.p50_ms, s.max_ms),
-            (1, 1, Some(5.0), Some(10.0))
+            (1, 1, Some(10.0), Some(10.0)),
+            "per message: the send to its last receipt"
         );
     }
 
@@ -412,5 +479,102 @@ mod tests {
             Some(TraceStatus::Partial { missing: vec![] })
         );
         assert_eq!(t.recent().map(|x| x.id).collect::<Vec<_>>(), vec![5, 4]);
+    }
+
+    #[test]
+    fn a_send_to_a_client_that_is_not_a_probe_is_not_observable_never_partial() {
+        let mut t = Traces::new(10);
+        // The runtime expects no probe for a real user or a real connection id.
+        t.on_sent(6, A.into(), SendTarget::User("ann".into()), 100, vec![]);
+        t.on_sent(7, A.into(), SendTarget::Connection("c-42".into()), 100, vec![]);
+        assert_eq!(t.get(6).map(|x| x.status(101)), Some(TraceStatus::Pending));
+        t.on_tap(6, 103);
+        let x = t.get(6).expect("trace");
+        assert!(x.complete, "Redis's sighting is as far as it can be followed");
+        assert_eq!(x.status(104), TraceStatus::NotObservable);
+        t.on_lookup(
+            6,
+            TraceLookup {
+                channel: Some("p:H:user:ann".into()),
+                subscribers: Some(2),
+                holders: vec![B.into()],
+                ..TraceLookup::default()
+            },
+        );
+        let x = t.get(6).expect("trace");
+        assert_eq!(
+            x.lookup.as_ref().map(|l| l.holders.clone()),
+            Some(vec![B.to_string()])
+        );
+        // Without a tap sighting, the deadline still does not make it partial.
+        t.tick(100 + DEFAULT_TRACE_TIMEOUT.as_millis() as u64);
+        assert_eq!(t.get(7).map(|x| x.status(6000)), Some(TraceStatus::NotObservable));
+        let s = t.summary();
+        assert_eq!((s.not_observable, s.partial, s.failed, s.p50_ms), (2, 0, 0, None));
+    }
+
+    #[test]
+    fn a_send_to_a_probe_user_or_connection_is_followed_to_delivery() {
+        let mut t = Traces::new(10);
+        t.on_sent(
+            8,
+            A.into(),
+            SendTarget::User("switchboard-probe".into()),
+            0,
+            vec![A.into(), B.into()],
+        );
+        t.on_sent(
+            9,
+            A.into(),
+            SendTarget::Connection("probe-b".into()),
+            0,
+            vec![B.into()],
+        );
+        t.on_received(A, 8, 3);
+        t.on_received(B, 8, 4);
+        t.on_received(B, 9, 6);
+        assert_eq!(t.get(8).map(|x| x.status(7)), Some(TraceStatus::Delivered));
+        assert_eq!(t.get(9).map(|x| x.status(7)), Some(TraceStatus::Delivered));
+        let s = t.summary();
+        assert_eq!((s.delivered, s.p50_ms, s.p95_ms), (2, Some(4.0), Some(6.0)));
+        // A connection send whose probe never gets it is partial, naming that node.
+        t.on_sent(
+            10,
+            A.into(),
+            SendTarget::Connection("probe-b".into()),
+            10,
+            vec![B.into()],
+        );
+        assert_eq!(
+            t.get(10).map(|x| x.status(6000)),
+            Some(TraceStatus::Partial {
+                missing: vec![B.to_string()]
+            })
+        );
+    }
+
+    #[test]
+    fn burst_progress_replaces_its_earlier_report_and_is_bounded() {
+        use crate::monitor::BurstState;
+        let mut t = Traces::new(10);
+        let p = |id, sent, state| BurstProgress {
+            id,
+            node: A.into(),
+            sent,
+            failed: 0,
+            total: 100,
+            state,
+        };
+        t.on_burst(p(1, 10, BurstState::Running));
+        t.on_burst(p(1, 37, BurstState::Stopped));
+        assert_eq!(
+            t.bursts().map(|b| (b.sent, b.state.clone())).collect::<Vec<_>>(),
+            vec![(37, BurstState::Stopped)]
+        );
+        for id in 2..20 {
+            t.on_burst(p(id, 1, BurstState::Done));
+        }
+        assert_eq!(t.bursts().count(), MAX_BURSTS);
+        assert_eq!(t.bursts().next().map(|b| b.id), Some(19));
     }
 }

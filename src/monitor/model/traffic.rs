@@ -11,6 +11,7 @@
 //! view; [`Traffic::close_offline`] drops the capture and shows the live store again.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use super::entry::{EntryKind, TrafficEntry};
 use super::ring::Ring;
@@ -115,10 +116,12 @@ pub struct Totals {
     pub cleared: u64,
 }
 
-/// One set of entries with its filter index (the live stream, or a loaded capture).
+/// One set of entries with its filter index (the live stream, or a loaded capture). Entries are
+/// held in `Arc`s so an export can take a snapshot of 100,000 of them in a frame for the cost of
+/// the reference counts, and serialize it on another thread.
 #[derive(Debug)]
 struct Store {
-    ring: Ring<TrafficEntry>,
+    ring: Ring<Arc<TrafficEntry>>,
     /// Seqs of the entries that match the filter, ascending.
     index: VecDeque<u64>,
     next_seq: u64,
@@ -130,7 +133,9 @@ struct Store {
 impl Store {
     fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
-            ring: Ring::with_budget(max_entries, Some(max_bytes), |e: &TrafficEntry| e.payload.len()),
+            ring: Ring::with_budget(max_entries, Some(max_bytes), |e: &Arc<TrafficEntry>| {
+                e.payload.len()
+            }),
             index: VecDeque::new(),
             next_seq: 1,
             hubs: BTreeSet::new(),
@@ -150,7 +155,7 @@ impl Store {
             self.index.push_back(entry.seq);
         }
         let (before, before_bytes) = (self.ring.evicted(), self.ring.evicted_weight());
-        self.ring.push(entry);
+        self.ring.push(Arc::new(entry));
         if let Some(oldest) = self.ring.front().map(|e| e.seq) {
             while self.index.front().is_some_and(|&s| s < oldest) {
                 self.index.pop_front();
@@ -184,6 +189,7 @@ impl Store {
             .binary_search_by_key(&seq, |e| e.seq)
             .ok()
             .and_then(|i| deque.get(i))
+            .map(|e| &**e)
     }
 }
 
@@ -309,9 +315,15 @@ impl Traffic {
         self.active().get(seq)
     }
 
-    /// Every held entry, oldest first, unfiltered (for export).
+    /// Every held entry, oldest first, unfiltered.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &TrafficEntry> {
-        self.active().ring.iter()
+        self.active().ring.iter().map(|e| &**e)
+    }
+
+    /// Every held entry, oldest first, unfiltered, shared: what an export serializes on another
+    /// thread (costs one reference count per entry on the UI thread, no copy).
+    pub fn snapshot(&self) -> Vec<Arc<TrafficEntry>> {
+        self.active().ring.iter().cloned().collect()
     }
 
     /// Distinct hubs seen (for the filter's combo box), sorted.
@@ -352,7 +364,7 @@ impl Traffic {
     /// The `n`th newest entry held, ignoring the filter and pause (0 = newest).
     pub fn latest(&self, n: usize) -> Option<&TrafficEntry> {
         let ring = &self.active().ring;
-        ring.get(ring.len().checked_sub(n + 1)?)
+        ring.get(ring.len().checked_sub(n + 1)?).map(|e| &**e)
     }
 
     /// Switches to offline browsing of `entries` (a capture read from file `name`), oldest first.

@@ -1,0 +1,206 @@
+//! Where a test message went when its receiver is not one of the dashboard's probes (a user or
+//! connection send to a real client), so the trace can say what was observed instead of calling
+//! it failed: the Redis channel it was published on and its subscriber count (`PUBSUB NUMSUB`, or
+//! the memory bus's count), and which watched nodes hold that user or connection (each node's
+//! `/switchboard/stats?user=…` / `?connection=…`).
+//!
+//! Asked once per send request, and at most once a second across requests (`Limiter`), so a
+//! burst never turns into a stream of Redis commands and HTTP requests.
+//!
+//! Run by `probe::spawn_send`; uses `client::http`, `backplane::naming` and the tap's client
+//! options. Never `hub` (only what a node serves).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{NodeTarget, SendTarget, TapSource, TraceLookup};
+use crate::backplane::naming::Channels;
+use crate::client::{encode_component, http};
+use crate::config;
+
+/// Least time between two lookups: one a second is plenty for a person reading traces.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Deadline of each node's answer and of the NUMSUB command.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Lets one lookup through per [`MIN_INTERVAL`].
+#[derive(Clone, Default)]
+pub(crate) struct Limiter {
+    last: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Limiter {
+    /// Whether a lookup may run now (and, if so, counts it).
+    pub(crate) fn allow(&self, now: Instant) -> bool {
+        // One Option replaced whole: a poisoned lock is still consistent.
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(at) if now.saturating_duration_since(at) < MIN_INTERVAL => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// What a lookup may use: the tap's source (for NUMSUB) and the watched nodes.
+#[derive(Clone)]
+pub(crate) struct LookupContext {
+    pub tap: Option<TapSource>,
+    pub nodes: Vec<NodeTarget>,
+    pub limiter: Limiter,
+}
+
+/// The query string asking a node about `target`, for user and connection targets.
+pub(crate) fn holds_query(target: &SendTarget) -> Option<String> {
+    match target {
+        SendTarget::User(u) => Some(format!("user={}", encode_component(u))),
+        SendTarget::Connection(c) => Some(format!("connection={}", encode_component(c))),
+        _ => None,
+    }
+}
+
+/// Whether a node's stats document (with `holds`) says it holds the target; `None` when the
+/// document does not say (an older node, or not a Switchboard node).
+pub(crate) fn holds(doc: &serde_json::Value) -> Option<bool> {
+    let holds = doc.get("holds")?;
+    if let Some(n) = holds.get("user_connections").and_then(serde_json::Value::as_u64) {
+        return Some(n > 0);
+    }
+    holds.get("connection_here").and_then(serde_json::Value::as_bool)
+}
+
+/// The channel a node publishes a message to `target` on.
+pub(crate) fn channel_of(prefix: &str, hub: &str, target: &SendTarget) -> Option<String> {
+    let channels = Channels::new(prefix, hub);
+    match target {
+        SendTarget::User(u) => Some(channels.user(u)),
+        SendTarget::Connection(c) => Some(channels.connection(c)),
+        _ => None,
+    }
+}
+
+/// Runs one lookup for a message to `target` sent through `sending_node`.
+pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &SendTarget) -> TraceLookup {
+    let mut out = TraceLookup::default();
+    let Some(query) = holds_query(target) else {
+        return out;
+    };
+    let asks = ctx.nodes.iter().map(|node| {
+        let query = query.clone();
+        async move {
+            let doc = match &node.monitor_url {
+                Some(stats) => {
+                    let url = format!("{stats}?{query}");
+                    match http::request_with_timeout("GET", &url, b"", LOOKUP_TIMEOUT).await {
+                        Ok(r) if r.status == 200 => r.json::<serde_json::Value>().ok(),
+                        _ => None,
+                    }
+                }
+                None => None,
+            };
+            (node.hub_url.clone(), doc)
+        }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut naming: Option<(String, String)> = None;
+    for (hub_url, doc) in &answers {
+        match doc.as_ref().and_then(holds) {
+            Some(true) => out.holders.push(hub_url.clone()),
+            Some(false) => {}
+            None => out.unknown.push(hub_url.clone()),
+        }
+        if let Some(doc) = doc {
+            let field = |k: &str| doc.get(k).and_then(serde_json::Value::as_str).map(str::to_string);
+            if let (Some(prefix), Some(hub)) = (field("channel_prefix"), field("hub"))
+                && (naming.is_none() || hub_url == sending_node)
+            {
+                naming = Some((prefix, hub));
+            }
+        }
+    }
+    out.holders.sort();
+    out.unknown.sort();
+    let Some((prefix, hub)) = naming else {
+        out.note = Some("no node told its hub name, so the channel was not asked about".to_string());
+        return out;
+    };
+    out.channel = channel_of(&prefix, &hub, target);
+    let Some(channel) = out.channel.clone() else {
+        return out;
+    };
+    match &ctx.tap {
+        Some(TapSource::Memory { bus, .. }) => out.subscribers = Some(bus.subscribers(&channel) as u64),
+        Some(TapSource::Redis { url, .. }) => match numsub(url, &channel).await {
+            Ok(n) => out.subscribers = Some(n),
+            Err(e) => out.note = Some(format!("PUBSUB NUMSUB not answered: {e}")),
+        },
+        None => out.note = Some("no Redis connection to ask for subscribers".to_string()),
+    }
+    out
+}
+
+/// `PUBSUB NUMSUB channel` on the tap's Redis, on a short-lived connection.
+async fn numsub(url: &str, channel: &str) -> Result<u64, String> {
+    let client = super::tap::open_client(url)?;
+    let ask = async {
+        let mut c = tokio::time::timeout(
+            config::DEFAULT_REDIS_CONNECT_TIMEOUT,
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| "timed out connecting to Redis".to_string())?
+        .map_err(|e| super::tap::describe(&e))?;
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("NUMSUB").arg(channel);
+        let (_, n): (String, u64) = cmd
+            .query_async(&mut c)
+            .await
+            .map_err(|e| super::tap::describe(&e))?;
+        Ok::<u64, String>(n)
+    };
+    tokio::time::timeout(LOOKUP_TIMEOUT, ask)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_lets_one_lookup_through_a_second() {
+        let l = Limiter::default();
+        let t0 = Instant::now();
+        assert!(l.allow(t0));
+        assert!(!l.allow(t0 + Duration::from_millis(999)));
+        assert!(l.allow(t0 + Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn node_answers_and_channels() {
+        let user = serde_json::json!({"holds": {"user": "ann", "user_connections": 2}});
+        let none = serde_json::json!({"holds": {"user": "ann", "user_connections": 0}});
+        let conn = serde_json::json!({"holds": {"connection": "c", "connection_here": true}});
+        let old = serde_json::json!({"node_name": "a"});
+        assert_eq!(
+            [&user, &none, &conn, &old].map(holds),
+            [Some(true), Some(false), Some(true), None]
+        );
+        assert_eq!(
+            holds_query(&SendTarget::User("a b".into())).as_deref(),
+            Some("user=a%20b")
+        );
+        assert_eq!(holds_query(&SendTarget::All), None);
+        assert_eq!(
+            channel_of("p:", "H", &SendTarget::User("ann".into())).as_deref(),
+            Some("p:H:user:ann")
+        );
+        assert_eq!(
+            channel_of("", "H", &SendTarget::Connection("c1".into())).as_deref(),
+            Some("H:connection:c1")
+        );
+    }
+}
