@@ -24,8 +24,13 @@ use crate::monitor::model::{EntryKind, Model, TrafficEntry};
 /// How long a pulse takes along one edge.
 const PULSE_MS: f64 = 700.0;
 
-/// Frame period while a pulse moves: 30 frames/s is smooth for a dot and half the cost of 60.
-const PULSE_FRAME: Duration = Duration::from_millis(33);
+/// Frame period while a pulse moves: 20 frames/s reads as motion for a dot crossing the screen,
+/// and keeps the topology within 60 % of a core where a frame costs 25-30 ms of CPU (software
+/// OpenGL under Xvfb: `scripts/dashboard-cost.sh`). Nothing is drawn once the pulses have landed.
+const PULSE_FRAME: Duration = Duration::from_millis(50);
+
+/// The same in presenter mode, whose large type costs more per frame.
+const PRESENTER_PULSE_FRAME: Duration = Duration::from_millis(66);
 
 /// At most this many pulses start per edge per frame, and this many live at once: at 50k msg/s
 /// the picture shows "busy", not 50k dots.
@@ -139,7 +144,12 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
     spawn_pulses(model, state, now_f, now);
     state.pulses.retain(|(_, t0)| now_f - t0 < PULSE_MS);
     if !state.pulses.is_empty() {
-        ui.ctx().request_repaint_after(PULSE_FRAME);
+        let frame = if presenter {
+            PRESENTER_PULSE_FRAME
+        } else {
+            PULSE_FRAME
+        };
+        ui.ctx().request_repaint_after(frame);
     }
 
     if presenter {
