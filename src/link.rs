@@ -15,14 +15,20 @@
 //! closes as soon as it attaches. A second signal exits at once (the demo's redis-server still dies
 //! with the process: see `demo::redis_server`).
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::demo::{DemoCommand, DemoHandle, DemoOptions, DemoStatus};
+use crate::monitor::model::wake::{Showing, WakePolicy};
 use crate::monitor::runtime::MonitorEvents;
-use crate::monitor::{MonitorCommand, MonitorEvent, MonitorHandle, NodeTarget, TapSource};
+use crate::monitor::{MonitorCommand, MonitorEvent, MonitorHandle, NodeTarget, TapSource, now_ms};
+
+/// How often the link looks for a node whose stats stopped (it is shown stale 1.5 s after its
+/// last stats; this adds at most a quarter of a second).
+const STALE_CHECK: Duration = Duration::from_millis(250);
 
 /// How long shutdown waits for the demo and the tasks before dropping the runtime anyway.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,6 +44,8 @@ pub struct Link {
     events: MonitorEvents,
     demo: Option<DemoHandle>,
     signals: Arc<Mutex<SignalState>>,
+    /// What the window shows ([`Showing`] as bits), for the waker on the monitor's thread.
+    showing: Arc<AtomicU8>,
 }
 
 /// Where a SIGINT/SIGTERM goes: the window, once there is one.
@@ -46,6 +54,11 @@ struct SignalState {
     window: Option<egui::Context>,
     /// A signal arrived before the window attached.
     pending: bool,
+}
+
+fn lock_policy(policy: &Mutex<WakePolicy>) -> MutexGuard<'_, WakePolicy> {
+    // Taken by the flusher and the stale check only, for microseconds; its maps stay whole.
+    policy.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock(state: &Mutex<SignalState>) -> MutexGuard<'_, SignalState> {
@@ -119,18 +132,57 @@ impl Link {
             events,
             demo,
             signals,
+            showing: Arc::new(AtomicU8::new(Showing::default().to_bits())),
         };
         Ok((link, wiring))
     }
 
-    /// The window opened: a SIGINT/SIGTERM now closes it (at once if one already arrived).
+    /// The window opened: a SIGINT/SIGTERM now closes it (at once if one already arrived), and
+    /// events arriving wake it when they change what it shows (by [`WakePolicy`]; the window
+    /// never polls for them).
     pub fn attach_window(&self, ctx: &egui::Context) {
+        let showing = self.showing.clone();
+        let policy = Arc::new(Mutex::new(WakePolicy::default()));
+        let window = ctx.clone();
+        let for_batches = policy.clone();
+        self.monitor.set_waker(Box::new(move |events| {
+            let showing = Showing::from_bits(showing.load(Ordering::Relaxed));
+            let wake = lock_policy(&for_batches).wake_for(showing, events, now_ms());
+            if let Some(after) = wake {
+                window.request_repaint_after(after);
+            }
+        }));
+        // A node that falls silent sends nothing that could wake the window: look for that here
+        // (a lock and a comparison a few times a second, never a frame), so the window needs no
+        // timer of its own to show a stale node within 2 s.
+        if let Some(runtime) = &self.runtime {
+            let window = ctx.clone();
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(STALE_CHECK);
+                loop {
+                    tick.tick().await;
+                    if lock_policy(&policy).stale_due(now_ms()) {
+                        window.request_repaint();
+                    }
+                }
+            });
+        }
         let mut state = lock(&self.signals);
         if state.pending {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             ctx.request_repaint();
         }
         state.window = Some(ctx.clone());
+    }
+
+    /// Tells the waker what the window shows now (called every frame; one atomic store).
+    pub fn set_showing(&self, showing: Showing) {
+        self.showing.store(showing.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Whether event batches wait on the channel (the frame drained only its budget's worth).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// Whether a SIGINT/SIGTERM arrived before the window attached (then do not open it).
@@ -140,11 +192,12 @@ impl Link {
 
     /// Takes the events that arrived, up to about `max_entries` traffic entries (whole batches),
     /// so one frame never folds more than its budget; the rest waits for the next frame.
-    pub fn drain(&mut self, max_entries: usize) -> Vec<MonitorEvent> {
+    /// Each event comes with when it was handed over (unix ms), the time to fold it at.
+    pub fn drain(&mut self, max_entries: usize) -> Vec<(u64, MonitorEvent)> {
         let mut out = Vec::new();
         let mut taken = 0usize;
         while taken < max_entries {
-            let Some(batch) = self.events.try_recv() else {
+            let Some((at_ms, batch)) = self.events.try_recv_stamped() else {
                 break;
             };
             for event in batch {
@@ -153,7 +206,7 @@ impl Link {
                 } else {
                     taken += 1;
                 }
-                out.push(event);
+                out.push((at_ms, event));
             }
         }
         out

@@ -115,6 +115,12 @@ impl MonitorHandle {
         self.sink.dropped_commands()
     }
 
+    /// Has `waker` told of every batch of events handed to the UI (see [`super::sink::Waker`]);
+    /// set once, later calls are ignored.
+    pub fn set_waker(&self, waker: super::sink::Waker) {
+        self.sink.set_waker(waker);
+    }
+
     /// Cancels every task (tap, probes, bursts); see [`stopped`](Self::stopped).
     pub fn shutdown(&self) {
         self.cancel.cancel();

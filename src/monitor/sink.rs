@@ -7,7 +7,7 @@
 //! that push into it and the runtime that owns it do not import each other.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -22,21 +22,35 @@ const MAX_PENDING_EVENTS: usize = 4096;
 
 /// The receiving end of the monitor's events, for the UI thread (or a test).
 pub struct MonitorEvents {
-    rx: mpsc::Receiver<Vec<MonitorEvent>>,
+    rx: mpsc::Receiver<Batch>,
     shared: Arc<SinkShared>,
 }
+
+/// Events handed over together, with when they were handed over (unix ms): within one flush
+/// interval (50 ms) of when they happened, whenever the UI gets round to folding them.
+pub type Batch = (u64, Vec<MonitorEvent>);
 
 impl MonitorEvents {
     /// The next batch if one is queued; never waits (for the UI thread).
     pub fn try_recv(&mut self) -> Option<Vec<MonitorEvent>> {
-        let batch = self.rx.try_recv().ok()?;
+        self.try_recv_stamped().map(|(_, batch)| batch)
+    }
+
+    /// The next batch with the time it was handed over, if one is queued; never waits.
+    pub fn try_recv_stamped(&mut self) -> Option<Batch> {
+        let (at_ms, batch) = self.rx.try_recv().ok()?;
         self.shared.taken(&batch);
-        Some(batch)
+        Some((at_ms, batch))
+    }
+
+    /// Whether no batch is queued (a batch may still be pending in the sink).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
     }
 
     /// The next batch, waiting for it; `None` once the runtime has stopped.
     pub async fn recv(&mut self) -> Option<Vec<MonitorEvent>> {
-        let batch = self.rx.recv().await?;
+        let (_, batch) = self.rx.recv().await?;
         self.shared.taken(&batch);
         Some(batch)
     }
@@ -53,6 +67,11 @@ fn entries_in(events: &[MonitorEvent]) -> usize {
         .sum()
 }
 
+/// Called with every batch as it is handed to the UI's channel, on the flusher's task: the
+/// dashboard's link uses it to wake the window only for batches that change what it shows (the
+/// window never polls; see `monitor::model::wake`). Must not block.
+pub type Waker = Box<dyn Fn(&[MonitorEvent]) + Send + Sync>;
+
 #[derive(Default)]
 struct Counters {
     dropped_events: AtomicU64,
@@ -67,6 +86,8 @@ struct SinkShared {
     /// Traffic entries decoded but not yet taken by the UI (pending here or queued on the
     /// channel): what bounds the monitor's memory when the UI falls behind.
     in_flight: AtomicUsize,
+    /// Told of every batch handed over (set once, by the dashboard's link).
+    waker: OnceLock<Waker>,
 }
 
 impl SinkShared {
@@ -91,12 +112,18 @@ impl EventSink {
                 wake: Notify::new(),
                 counters: Counters::default(),
                 in_flight: AtomicUsize::new(0),
+                waker: OnceLock::new(),
             }),
         }
     }
 
+    /// Sets the function told of every batch handed to the UI (once; later calls are ignored).
+    pub(crate) fn set_waker(&self, waker: Waker) {
+        let _ = self.shared.waker.set(waker);
+    }
+
     /// The UI's end of the channel `flush_loop` fills.
-    pub(crate) fn events(&self, rx: mpsc::Receiver<Vec<MonitorEvent>>) -> MonitorEvents {
+    pub(crate) fn events(&self, rx: mpsc::Receiver<Batch>) -> MonitorEvents {
         MonitorEvents {
             rx,
             shared: self.shared.clone(),
@@ -185,13 +212,16 @@ impl EventSink {
     }
 
     /// Hands the pending events to the UI channel as one batch.
-    fn flush(&self, tx: &mpsc::Sender<Vec<MonitorEvent>>) {
+    fn flush(&self, tx: &mpsc::Sender<Batch>) {
         let batch = std::mem::take(&mut *self.lock());
         if batch.is_empty() {
             return;
         }
-        if let Err(e) = tx.try_send(batch) {
-            let batch = match e {
+        if let Some(waker) = self.shared.waker.get() {
+            waker(&batch);
+        }
+        if let Err(e) = tx.try_send((super::now_ms(), batch)) {
+            let (_, batch) = match e {
                 mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
             };
             // The UI is behind: drop the traffic (counted, shown), keep the small events (link
@@ -217,11 +247,7 @@ impl EventSink {
 
 /// Hands the pending events to `tx` every flush interval (sooner when a batch fills), until
 /// `cancel`; then once more.
-pub(crate) async fn flush_loop(
-    sink: EventSink,
-    tx: mpsc::Sender<Vec<MonitorEvent>>,
-    cancel: CancellationToken,
-) {
+pub(crate) async fn flush_loop(sink: EventSink, tx: mpsc::Sender<Batch>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(config::DEFAULT_MONITOR_FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -242,18 +268,40 @@ mod sink_tests {
     use crate::monitor::decode;
 
     fn sink() -> (EventSink, Arc<SinkShared>) {
-        let shared = Arc::new(SinkShared {
-            pending: Mutex::new(Vec::new()),
-            wake: Notify::new(),
-            counters: Counters::default(),
-            in_flight: AtomicUsize::new(0),
+        let sink = EventSink::new();
+        let shared = sink.shared.clone();
+        (sink, shared)
+    }
+
+    #[test]
+    fn the_waker_sees_each_batch_handed_over_and_the_batch_is_stamped() {
+        let (sink, shared) = sink();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        sink.set_waker(Box::new(move |events| {
+            counter.fetch_add(events.len(), Ordering::Relaxed);
+        }));
+        let (tx, rx) = mpsc::channel(4);
+        let mut events = MonitorEvents { rx, shared };
+        assert!(events.is_empty());
+        sink.push(traffic(3));
+        sink.push(MonitorEvent::Tap {
+            state: LinkState::Connected,
+            at_ms: 1,
         });
-        (
-            EventSink {
-                shared: shared.clone(),
-            },
-            shared,
-        )
+        let before = crate::monitor::now_ms();
+        sink.flush(&tx);
+        assert_eq!(seen.load(Ordering::Relaxed), 2);
+        assert!(!events.is_empty());
+        let (at_ms, batch) = events.try_recv_stamped().unwrap();
+        assert!(at_ms >= before && at_ms <= crate::monitor::now_ms());
+        assert_eq!(batch.len(), 2);
+        sink.flush(&tx);
+        assert_eq!(
+            seen.load(Ordering::Relaxed),
+            2,
+            "an empty flush hands nothing over"
+        );
     }
 
     fn traffic(n: usize) -> MonitorEvent {

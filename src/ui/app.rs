@@ -9,7 +9,8 @@ use egui::{Color32, RichText};
 use super::settings::{STORAGE_KEY, Settings};
 use super::{Action, connections, demo, files, nodes, rates, send, topology, traffic, widgets};
 use crate::link::{DemoWiring, Link};
-use crate::monitor::model::{Limits, Model};
+use crate::monitor::model::wake::{Showing, View};
+use crate::monitor::model::{Limits, Model, STATUS_RATE_SECS};
 use crate::monitor::{LinkState, MonitorCommand, MonitorEvent, TapSource, now_ms};
 
 /// Traffic entries folded into the model per frame at most: at 20 frames/s this is 500k/s, ten
@@ -20,11 +21,10 @@ const FRAME_BUDGET: usize = 25_000;
 /// frame, so the window stays at 20+ frames/s even when the CPU is shared with a flood.
 const FOLD_TIME: Duration = Duration::from_millis(12);
 
-/// Repaint period while data is live: 20 frames/s reads as live and costs little.
-const LIVE_REPAINT: Duration = Duration::from_millis(50);
-
-/// Repaint period when nothing moves (clocks, "reconnecting in N s").
-const IDLE_REPAINT: Duration = Duration::from_millis(250);
+/// How often the window looks at the demo's status while a demo command is being carried out
+/// (the demo's status is read, not pushed), and for how long after the command.
+const DEMO_POLL: Duration = Duration::from_millis(250);
+const DEMO_SETTLE: Duration = Duration::from_secs(5);
 
 /// Width of the left (connections) panel, in points: room for a URL field and its label.
 const LEFT_PANEL_WIDTH: f32 = 300.0;
@@ -100,10 +100,11 @@ pub struct DashboardApp {
     files: files::Files,
     /// Recent notices (newest last), with their time.
     pub notices: VecDeque<(u64, String)>,
-    /// When events last arrived (the repaint throttle stays live for a second after).
-    last_traffic: Option<Instant>,
-    /// Events taken from the link but not folded yet (at most one drain's worth).
-    backlog: VecDeque<MonitorEvent>,
+    /// Until when the demo may still be carrying out a command (its panel is polled until then).
+    demo_busy_until: Option<Instant>,
+    /// Events taken from the link but not folded yet (at most one drain's worth), with when they
+    /// were handed over.
+    backlog: VecDeque<(u64, MonitorEvent)>,
     /// When the recent frames started, for the frame rate in the status bar.
     frames: VecDeque<Instant>,
     /// How long the last frames took to build (pump + panels), for the status bar.
@@ -142,7 +143,7 @@ impl DashboardApp {
             topology_ui: topology::TopologyUi::default(),
             files: files::Files::default(),
             notices: VecDeque::new(),
-            last_traffic: None,
+            demo_busy_until: None,
             backlog: VecDeque::new(),
             frames: VecDeque::new(),
             frame_cost: VecDeque::new(),
@@ -191,11 +192,10 @@ impl DashboardApp {
         if self.backlog.is_empty() {
             self.backlog.extend(self.link.drain(FRAME_BUDGET));
         }
-        if !self.backlog.is_empty() {
-            self.last_traffic = Some(started);
-        }
         while started.elapsed() < FOLD_TIME {
-            let Some(event) = self.backlog.pop_front() else {
+            // Folded at the time it arrived, not when this frame came round to it (the window
+            // sleeps while nothing visible changes), so a node's last stats are dated right.
+            let Some((at_ms, event)) = self.backlog.pop_front() else {
                 break;
             };
             if let MonitorEvent::Announced(a) = &event
@@ -203,7 +203,7 @@ impl DashboardApp {
             {
                 self.notice(format!("node {} announced itself at {}", a.node_name, a.url));
             }
-            self.model.apply(event, now);
+            self.model.apply(event, at_ms.min(now));
         }
         self.model.tick(now);
     }
@@ -288,27 +288,71 @@ impl DashboardApp {
             }
         });
 
+        // What an action or a finished file operation changes is drawn by the next frame.
+        let mut changed = !actions.is_empty();
         for action in actions {
             self.run(action);
         }
         let (notices, reconnect) = self.files.poll(&mut self.model, &mut self.settings);
+        changed |= !notices.is_empty() || reconnect;
         for notice in notices {
             self.notice(notice);
         }
         if reconnect {
             self.apply_settings();
         }
+        self.link.set_showing(self.showing());
+        self.schedule(ui.ctx(), changed, now_ms());
         let cost = frame_start.elapsed();
         self.slowest_frame = self.slowest_frame.max(cost);
         self.frame_cost.push_back(cost);
         if self.frame_cost.len() > 40 {
             self.frame_cost.pop_front();
         }
-        let live = self
-            .last_traffic
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
-        let period = if live { LIVE_REPAINT } else { IDLE_REPAINT };
-        ui.ctx().request_repaint_after(period);
+    }
+
+    /// What the window shows, for the repaint policy (see `monitor::model::wake`).
+    fn showing(&self) -> Showing {
+        Showing {
+            view: match self.tab {
+                Tab::Traffic => View::Traffic,
+                Tab::Rates => View::Rates,
+                Tab::Nodes => View::Nodes,
+                Tab::Send => View::Send,
+                Tab::Topology => View::Topology,
+            },
+            table_frozen: self.model.traffic.paused() || self.model.traffic.offline().is_some(),
+            presenter: self.settings.presenter,
+        }
+    }
+
+    /// Asks for the next frame, and only when something on screen will change: events arriving
+    /// wake the window through the link (by the policy in `monitor::model::wake`); this asks for what changes
+    /// with time alone (countdowns, stale nodes, timed-out traces, rates sliding), for what is
+    /// still to be folded, and for the demo's and the file dialogs' results. When nothing is due,
+    /// no frame is drawn at all.
+    fn schedule(&self, ctx: &egui::Context, changed: bool, now: u64) {
+        if changed || !self.backlog.is_empty() || self.link.has_events() {
+            ctx.request_repaint();
+            return;
+        }
+        let mut next = self
+            .model
+            .next_change(now, self.showing())
+            .map(|at| Duration::from_millis(at.saturating_sub(now)));
+        let mut sooner = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
+        if let Some(limit) = self.exit_after {
+            sooner(limit.saturating_sub(self.started.elapsed()));
+        }
+        if self.demo_busy_until.is_some_and(|t| Instant::now() < t) {
+            sooner(DEMO_POLL);
+        }
+        if let Some(poll) = self.files.poll_in() {
+            sooner(poll);
+        }
+        if let Some(d) = next {
+            ctx.request_repaint_after(d);
+        }
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui, now: u64, actions: &mut Vec<Action>) {
@@ -346,8 +390,8 @@ impl DashboardApp {
             let t = &self.model.traffic;
             ui.label(format!(
                 "{} msg/s · {}/s",
-                widgets::rate(self.model.rates.messages_per_sec(now, 5)),
-                widgets::bytes(self.model.rates.bytes_per_sec(now, 5) as u64)
+                widgets::rate(self.model.rates.messages_per_sec(now, STATUS_RATE_SECS)),
+                widgets::bytes(self.model.rates.bytes_per_sec(now, STATUS_RATE_SECS) as u64)
             ));
             ui.separator();
             let totals = t.totals();
@@ -415,6 +459,7 @@ impl DashboardApp {
                 }
             }
             Action::Demo(command) => {
+                self.demo_busy_until = Some(Instant::now() + DEMO_SETTLE);
                 if !self.link.demo_command(command) {
                     self.notice("the demo is busy: command refused, try again".to_string());
                 }

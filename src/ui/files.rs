@@ -234,6 +234,14 @@ impl Files {
         });
     }
 
+    /// How soon to look for a result again: while a dialog or a file operation runs (its result
+    /// comes over a channel, which does not wake the window), a few times a second.
+    pub fn poll_in(&self) -> Option<std::time::Duration> {
+        self.results
+            .is_some()
+            .then_some(std::time::Duration::from_millis(250))
+    }
+
     /// Applies what a finished job produced; returns notices, and whether settings changed (a
     /// workspace was opened: the caller reconnects).
     pub fn poll(&mut self, model: &mut Model, settings: &mut Settings) -> (Vec<String>, bool) {

@@ -18,11 +18,19 @@ pub mod rates;
 pub mod ring;
 pub mod traces;
 pub mod traffic;
+pub mod wake;
 pub mod workspace;
 
 pub use entry::{EntryKind, TrafficEntry};
 
 use super::{HubCensus, LinkState, MonitorEvent, NodeEvent};
+
+/// The status bar's rate is read over this many complete seconds.
+pub const STATUS_RATE_SECS: u64 = 5;
+
+/// How often the status bar's rate is brought up to date when only time passes (a rate over 5 s,
+/// read at most 2 s late).
+pub const RATE_SLIDE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Size limits of the model (the ring buffer is what bounds memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +160,47 @@ impl Model {
         self.traces.tick(now_ms);
     }
 
+    /// The next moment (unix ms) something on screen changes with time alone, when no event
+    /// arrives: a "reconnecting in N s" countdown ticks, a trace times out, or a rate slides (the status bar's rate over the last complete seconds, the Rates
+    /// view's "seconds ago" axis). `None` when nothing would change: the window then draws no
+    /// frame until an event or the user wakes it (see [`wake`]). A node going stale is not here:
+    /// it would cost a frame every 1.5 s while stats arrive unseen; the link wakes the window
+    /// when a node's stats stop ([`wake::WakePolicy::stale_due`]).
+    pub fn next_change(&self, now_ms: u64, showing: wake::Showing) -> Option<u64> {
+        let mut next: Option<u64> = None;
+        let mut at = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+        let next_second = (now_ms / 1000 + 1) * 1000;
+        let countdown = |state: &LinkState| matches!(state, LinkState::Reconnecting { .. });
+        if countdown(&self.tap.state) || self.nodes.rows().iter().any(|r| countdown(&r.state)) {
+            at(next_second);
+        }
+        let timeout = crate::config::DEFAULT_TRACE_TIMEOUT.as_millis() as u64;
+        for trace in self.traces.recent() {
+            if trace.status(now_ms) == traces::TraceStatus::Pending {
+                at((trace.sent_at_ms + timeout).max(now_ms + 1));
+            }
+        }
+        // Rates are counted in whole seconds: they move when a second completes, for as long as
+        // the window they are read over still holds traffic. The Rates view's charts follow every
+        // second; the status bar's rate (over the last 5 s) every [`RATE_SLIDE`] after this
+        // frame, which is when a quiet backplane's next heartbeat draws one anyway (traffic wakes
+        // the window on the same half-second grid: see `wake::TABLE`).
+        if let Some(newest) = self.rates.newest_ms() {
+            if showing.view == wake::View::Rates {
+                let last_change = newest + crate::config::DEFAULT_RATE_WINDOW.as_millis() as u64;
+                if now_ms < last_change {
+                    at(next_second);
+                }
+            } else {
+                let last_change = newest + (STATUS_RATE_SECS + 1) * 1000;
+                if now_ms < last_change {
+                    at((now_ms + RATE_SLIDE.as_millis() as u64).min(last_change));
+                }
+            }
+        }
+        next
+    }
+
     /// Connections over the cluster as Redis sees them (the latest census: one
     /// `{hub}:connection:*` channel per client, any server, any hub); `None` before any census.
     pub fn cluster_connections_redis(&self) -> Option<u64> {
@@ -226,6 +275,70 @@ mod tests {
 
     fn e_size() -> u64 {
         format!("hi {}", traces::marker(7)).len() as u64
+    }
+
+    #[test]
+    fn next_change_names_only_what_time_alone_changes() {
+        let traffic_view = wake::Showing::default();
+        let rates_view = wake::Showing {
+            view: wake::View::Rates,
+            ..Default::default()
+        };
+        let mut m = model();
+        assert_eq!(
+            m.next_change(10_300, traffic_view),
+            None,
+            "nothing to change: no frame"
+        );
+        // A countdown ticks on the whole second.
+        m.apply(
+            MonitorEvent::Tap {
+                state: LinkState::Reconnecting {
+                    attempt: 1,
+                    retry_at_ms: 14_000,
+                    error: "refused".into(),
+                },
+                at_ms: 10_000,
+            },
+            10_000,
+        );
+        assert_eq!(m.next_change(10_300, traffic_view), Some(11_000));
+        m.apply(
+            MonitorEvent::Tap {
+                state: LinkState::Connected,
+                at_ms: 10_400,
+            },
+            10_400,
+        );
+        // A trace waits for its timeout.
+        m.apply(
+            MonitorEvent::Sent {
+                trace: 1,
+                node: "a".into(),
+                target: SendTarget::All,
+                at_ms: 10_500,
+                expected: vec!["a".into()],
+            },
+            10_500,
+        );
+        let timeout = crate::config::DEFAULT_TRACE_TIMEOUT.as_millis() as u64;
+        assert_eq!(m.next_change(10_600, traffic_view), Some(10_500 + timeout));
+        m.tick(10_500 + timeout);
+        assert_eq!(m.next_change(10_500 + timeout, traffic_view), None);
+        // Rates slide: the status bar's every RATE_SLIDE until the window is past the traffic,
+        // the Rates view's every second.
+        let mut m = model();
+        let e = crate::monitor::decode::decode("", "x", b"hi", 20_200);
+        m.apply(MonitorEvent::Traffic(vec![e]), 20_200);
+        let slide = RATE_SLIDE.as_millis() as u64;
+        assert_eq!(m.next_change(20_300, traffic_view), Some(20_300 + slide));
+        assert_eq!(
+            m.next_change(25_500, traffic_view),
+            Some(26_000),
+            "never past its last change"
+        );
+        assert_eq!(m.next_change(26_000, traffic_view), None);
+        assert_eq!(m.next_change(26_000, rates_view), Some(27_000));
     }
 
     #[test]

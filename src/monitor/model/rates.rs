@@ -199,6 +199,11 @@ impl Rates {
         sum as f64 / over as f64
     }
 
+    /// When the newest counted message arrived, to the second (unix ms); `None` before any.
+    pub fn newest_ms(&self) -> Option<u64> {
+        self.first_sec.map(|_| self.newest_sec * 1000)
+    }
+
     /// Average messages per second over the `over_secs` complete seconds before `now_ms`.
     pub fn messages_per_sec(&self, now_ms: u64, over_secs: u64) -> f64 {
         self.average(now_ms, over_secs, false)
