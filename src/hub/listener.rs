@@ -315,9 +315,11 @@ async fn hub_get(
         .write_buffer_size(config::DEFAULT_WS_WRITE_BUFFER)
         .max_write_buffer_size(max_write_buffer(max))
         .on_upgrade(move |socket| {
+            let node = slot.0.0.clone();
+            // `serve` takes the socket here, so this task's state does not keep a second copy.
+            let connection = connection::serve(socket, node.clone(), connection_id.into(), user);
             tracker.track_future(async move {
-                let node = slot.0.0.clone();
-                connection::serve(socket, node.clone(), connection_id.into(), user).await;
+                connection.await;
                 if let Some(token) = token {
                     node.lock_tokens().remove(&token);
                 }
