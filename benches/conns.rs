@@ -10,7 +10,8 @@
 //!
 //! Bounded: each load process holds its clients for `CONNS_HOLD_S` after connecting and exits; the
 //! bench gives up waiting after `CONNS_TIMEOUT_S`. Knobs: `CONNS_TOTAL` (19000), `CONNS_PROCESSES`
-//! (4), `CONNS_RUNS` (1), `CONNS_PROTOCOL` (json), `CONNS_HOLD_S` (20), `CONNS_TIMEOUT_S` (120).
+//! (4), `CONNS_RUNS` (1), `CONNS_PROTOCOL` (json), `CONNS_HOLD_S` (20), `CONNS_TIMEOUT_S` (120),
+//! and `CONNS_NODE_BIN` (another `switchboard` binary to run as the node, for before/after).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -41,7 +42,9 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Starts the node and returns it with its base URL (from its first stdout line).
 fn start_node(redis_url: &str, max_connections: usize) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    // Another build's node (say, an older commit) may be measured against this build's clients.
+    let bin = std::env::var("CONNS_NODE_BIN").unwrap_or_else(|_| BIN.to_string());
+    let mut child = Command::new(bin)
         .args(["hub", "--listen", "127.0.0.1:0", "--name", "conns-bench"])
         .args([
             "--redis",

@@ -169,3 +169,25 @@ async fn a_bad_node_is_a_clear_error() {
     assert!(stderr.contains("Connection refused"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn load_measures_from_the_outside_and_never_names_hub_internals() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/load");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for word in ["crate::hub", "crate::backplane", "crate::monitor", "redis::"] {
+                assert!(
+                    !line.contains(word),
+                    "{}:{} names {word}: {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+}
