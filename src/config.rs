@@ -39,10 +39,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// holding file descriptors).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Initial WebSocket read buffer per connection. tungstenite's default (128 KiB) is zero-filled on
-/// the first read, which made it ~128 KiB of RSS per idle connection. Chat messages are a few
-/// hundred bytes; a larger frame (up to the message limit) reserves its full length on demand.
-pub const DEFAULT_WS_READ_BUFFER: usize = 2 * 1024;
+/// WebSocket read buffer per connection, and the most one read asks the socket for. tungstenite's
+/// default (128 KiB) is zero-filled on the first read, which made it ~128 KiB of RSS per idle
+/// connection. Client messages of a chat are a few hundred bytes, so 1 KiB holds one or several;
+/// a larger frame (up to the message limit) reserves its full length on demand and arrives in
+/// 1 KiB reads (32 for a 32 KiB message), a cost only senders of large messages pay.
+pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 
 /// Bytes of queued frames after which tungstenite writes to the socket even before a flush. The
 /// writer feeds up to a batch of frames and flushes once, so one write usually carries the batch;

@@ -27,6 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::task::TaskTracker;
@@ -316,15 +317,20 @@ async fn hub_get(
         .max_write_buffer_size(max_write_buffer(max))
         .on_upgrade(move |socket| {
             let node = slot.0.0.clone();
-            // `serve` takes the socket here, so this task's state does not keep a second copy.
+            // `serve` takes the socket here, so no task state keeps a second copy of it.
             let connection = connection::serve(socket, node.clone(), connection_id.into(), user);
-            tracker.track_future(async move {
-                connection.await;
+            // The connection gets a task of its own: axum's upgrade task (~4 KiB of state:
+            // the upgrade, the WebSocket config, the socket under construction) ends here instead
+            // of living as long as the connection.
+            // `map`, not an `async` block: awaiting a captured future would keep it twice in the
+            // task (the capture and the awaited copy), doubling every connection's task.
+            tracker.spawn(connection.map(move |()| {
                 if let Some(token) = token {
                     node.lock_tokens().remove(&token);
                 }
                 drop(slot);
-            })
+            }));
+            std::future::ready(())
         })
 }
 
