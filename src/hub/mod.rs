@@ -1,7 +1,8 @@
 //! The hub node: a chat hub speaking the ASP.NET Core SignalR client protocol over WebSockets,
 //! scaled out through a `Backplane` in the ASP.NET Core Redis format.
 //!
-//! - `listener`: HTTP routes (negotiate, WebSocket upgrade, connection cap, chat page, monitor).
+//! - `listener`: the accept loop (TCP connection cap, header read timeout) and the HTTP routes
+//!   (negotiate, WebSocket upgrade, chat page, monitor).
 //! - `connection`: one task per client: handshake, inbound frames, bounded outbound queue, keep-alive.
 //! - `registry`: local connections, groups and users, with reference-counted subscriptions.
 //! - `lifetime`: routing of sends (local or via the backplane) and the backplane receive side.
