@@ -25,6 +25,8 @@
 //! - `ui` (gui): egui only: the app, settings, one file per panel. Uses `link`, `monitor` (the
 //!   model, the event and command types) and `config`; never names tokio, redis, sockets or
 //!   `client` (a test greps for them).
+//! - `load`: `switchboard load`, a load generator measuring delivery across nodes from the outside.
+//!   Uses `client` and `protocol`; never `hub`.
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo; waits for SIGINT/SIGTERM.
 
@@ -36,6 +38,7 @@ pub mod demo;
 pub mod hub;
 #[cfg(feature = "gui")]
 pub mod link;
+pub mod load;
 pub mod monitor;
 pub mod protocol;
 #[cfg(feature = "gui")]
