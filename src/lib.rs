@@ -10,6 +10,8 @@
 //!   page). Uses `protocol`, `config` and the `Backplane` trait, never the Redis client directly.
 //! - `client`: a small SignalR client over WebSockets (tests, the demo's simulated users, the
 //!   dashboard's probes). Uses `protocol` only.
+//! - `status_doc`: the stats snapshot and heartbeat documents a node publishes, declared once:
+//!   `hub` writes them, `monitor` reads them. Uses only serde.
 //! - `cli`: the composition root: parses arguments, picks the backplane, starts nodes.
 
 pub mod backplane;
@@ -22,5 +24,6 @@ pub mod hub;
 pub mod link;
 pub mod monitor;
 pub mod protocol;
+pub mod status_doc;
 #[cfg(feature = "gui")]
 pub mod ui;
