@@ -13,7 +13,11 @@
 //! under way, so the children together stay under the listener's accept backlog (1024) and the
 //! figure measures the node, not SYN retransmits. The figure printed is
 //! `completed handshakes / (last completion − go)`, plus the median and p99 handshake time.
-//! Bounded: every phase has a timeout and the run stops by itself.
+//! It also prints the CPU time the bench process (node and proxy) and the client processes spent
+//! per handshake (`/proc/PID/stat` user + system ticks): on a shared 2-core machine the rate is
+//! bounded by CPU, and these say by whose. `STORM_BACKPLANE=memory` runs the same storm without
+//! Redis, for the ceiling of the node itself. Bounded: every phase has a timeout and the run stops
+//! by itself.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -64,24 +68,43 @@ fn main() {
     runtime.block_on(parent(clients, processes, in_flight));
 }
 
+/// User + system CPU ticks of a process so far (0 when unreadable).
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12) // utime, stime (fields 14 and 15)
+}
+
 async fn parent(clients: usize, processes: usize, in_flight: usize) {
-    let redis = match RedisProcess::start().await {
-        Ok(redis) => redis,
-        Err(e) => {
-            println!("storm: skipped, no redis-server ({e})");
-            return;
+    let memory = std::env::var("STORM_BACKPLANE").is_ok_and(|b| b == "memory");
+    let redis = if memory {
+        None
+    } else {
+        match RedisProcess::start().await {
+            Ok(redis) => Some(redis),
+            Err(e) => {
+                println!("storm: skipped, no redis-server ({e})");
+                return;
+            }
         }
     };
-    let upstream: SocketAddr = ([127, 0, 0, 1], redis.port()).into();
-    let proxy = TcpListener::bind("127.0.0.1:0").await.expect("proxy listener");
-    let proxy_addr = proxy.local_addr().expect("proxy address");
-    tokio::spawn(run_proxy(proxy, upstream));
+    let backplane = match &redis {
+        Some(redis) => {
+            let upstream: SocketAddr = ([127, 0, 0, 1], redis.port()).into();
+            let proxy = TcpListener::bind("127.0.0.1:0").await.expect("proxy listener");
+            let proxy_addr = proxy.local_addr().expect("proxy address");
+            tokio::spawn(run_proxy(proxy, upstream));
+            BackplaneChoice::Redis(format!("redis://{proxy_addr}"))
+        }
+        None => BackplaneChoice::Alone,
+    };
 
     let mut config = NodeConfig::new("storm");
     config.max_connections = clients + 100;
-    let node = Node::start(config, BackplaneChoice::Redis(format!("redis://{proxy_addr}")))
-        .await
-        .expect("node starts");
+    let node = Node::start(config, backplane).await.expect("node starts");
     let mut status = node.backplane_status();
     let up = tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.state.is_up())).await;
     if !matches!(up, Ok(Ok(_))) {
@@ -110,6 +133,9 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
         let _ = reader.read_line(&mut line); // "ready"
         readers.push(reader);
     }
+    let child_pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+    let own_before = cpu_ticks("self");
+    let children_before: u64 = child_pids.iter().map(|p| cpu_ticks(p)).sum();
     let go = unix_us();
     for child in &mut children {
         if let Some(stdin) = child.stdin.as_mut() {
@@ -140,6 +166,8 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
             return;
         }
     };
+    let own_cpu = cpu_ticks("self") - own_before;
+    let children_cpu = child_pids.iter().map(|p| cpu_ticks(p)).sum::<u64>() - children_before;
     let (mut ok, mut failed, mut last) = (0u64, 0u64, go);
     let mut times: Vec<u64> = Vec::new();
     for (done, line) in &reports {
@@ -168,6 +196,18 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
         times.last().copied().unwrap_or(0) as f64 / 1000.0,
         stats["connections"]["total"],
         PROXY_DELAY.as_millis(),
+    );
+    // Ticks are 10 ms (CLK_TCK = 100 on these machines).
+    let per = |ticks: u64| ticks as f64 * 10_000.0 / ok.max(1) as f64;
+    println!(
+        "storm: backplane {}; CPU per handshake: node+proxy {:.0} µs, clients {:.0} µs",
+        if memory {
+            "memory (no Redis)"
+        } else {
+            "redis via the proxy"
+        },
+        per(own_cpu),
+        per(children_cpu),
     );
     for child in &mut children {
         // Closing stdin tells the child to drop its connections and exit.
