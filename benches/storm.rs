@@ -197,6 +197,33 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
         stats["connections"]["total"],
         PROXY_DELAY.as_millis(),
     );
+    if let Some(redis) = &redis {
+        // How many SUBSCRIBE commands Redis saw for the storm (4 are the node's base channels).
+        let info = async {
+            let client = redis::Client::open(redis.url()).ok()?;
+            let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async::<String>(&mut connection)
+                .await
+                .ok()
+        };
+        let calls = tokio::time::timeout(Duration::from_secs(5), info)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|info| {
+                let line = info.lines().find(|l| l.starts_with("cmdstat_subscribe:"))?;
+                let calls = line.split("calls=").nth(1)?.split(',').next()?;
+                calls.parse::<u64>().ok()
+            });
+        if let Some(calls) = calls {
+            println!(
+                "storm: Redis received {calls} SUBSCRIBE commands for {ok} handshakes ({:.1} handshakes per round trip)",
+                ok as f64 / calls.max(1) as f64
+            );
+        }
+    }
     // Ticks are 10 ms (CLK_TCK = 100 on these machines).
     let per = |ticks: u64| ticks as f64 * 10_000.0 / ok.max(1) as f64;
     println!(
