@@ -21,7 +21,7 @@
 //!
 //! This is the only module that names the `redis` crate on the node side.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -70,6 +70,9 @@ struct Table {
     counts: HashMap<String, i64>,
     /// What the current pub/sub connection was asked for (empty while down).
     link: HashMap<String, Sub>,
+    /// Channels whose count changed since the last `diff` (or that the link lost): the manager
+    /// looks at these only, so a round costs the changes, not every channel of the node.
+    dirty: HashSet<String>,
     /// `subscribe` callers waiting for their channel's confirmation.
     waiters: HashMap<String, Vec<oneshot::Sender<Result<(), BackplaneError>>>>,
     /// True once a pub/sub connection is up and its first resubscribe is done: before that,
@@ -80,6 +83,7 @@ struct Table {
 impl Table {
     /// Adds `delta` references to `channel`; returns whether it is wanted now.
     fn add(&mut self, channel: &str, delta: i64) -> bool {
+        self.dirty.insert(channel.to_string());
         let count = self.counts.entry(channel.to_string()).or_default();
         *count += delta;
         let wanted = *count > 0;
@@ -95,18 +99,19 @@ impl Table {
 
     /// The changes to send: (to subscribe, marked Pending; to unsubscribe, forgotten).
     fn diff(&mut self) -> (Vec<String>, Vec<String>) {
-        let subscribe: Vec<String> = self
-            .counts
-            .iter()
-            .filter(|(c, n)| **n > 0 && !self.link.contains_key(*c))
-            .map(|(c, _)| c.clone())
-            .collect();
-        let unsubscribe: Vec<String> = self.link.keys().filter(|c| !self.wanted(c)).cloned().collect();
-        for channel in &subscribe {
-            self.link.insert(channel.clone(), Sub::Pending);
-        }
-        for channel in &unsubscribe {
-            self.link.remove(channel);
+        let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
+        for channel in std::mem::take(&mut self.dirty) {
+            match (self.wanted(&channel), self.link.contains_key(&channel)) {
+                (true, false) => {
+                    self.link.insert(channel.clone(), Sub::Pending);
+                    subscribe.push(channel);
+                }
+                (false, true) => {
+                    self.link.remove(&channel);
+                    unsubscribe.push(channel);
+                }
+                _ => {}
+            }
         }
         (subscribe, unsubscribe)
     }
@@ -127,6 +132,7 @@ impl Table {
     fn failed(&mut self, channels: &[String], error: &BackplaneError) {
         for channel in channels {
             self.link.remove(channel);
+            self.dirty.insert(channel.clone());
             for waiter in self.waiters.remove(channel).unwrap_or_default() {
                 let _ = waiter.send(Err(error.clone()));
             }
@@ -138,6 +144,8 @@ impl Table {
     fn lost(&mut self) {
         self.live = false;
         self.link.clear();
+        // The next connection starts from nothing: every referenced channel is a change.
+        self.dirty.extend(self.counts.keys().cloned());
         for (_, waiters) in self.waiters.drain() {
             for waiter in waiters {
                 let _ = waiter.send(Ok(()));
@@ -510,5 +518,24 @@ mod tests {
         t.lost();
         assert!(matches!(rx.try_recv(), Ok(Ok(()))));
         assert!(!t.live && t.link.is_empty());
+    }
+
+    #[test]
+    fn after_a_lost_link_every_referenced_channel_is_sent_again() {
+        let mut t = Table::default();
+        t.add("a", 1);
+        t.add("b", 2);
+        let (sub, _) = t.diff();
+        t.confirmed(&sub);
+        assert_eq!(t.diff(), (vec![], vec![]));
+        t.lost();
+        let (sub, unsub) = t.diff();
+        assert_eq!((sorted(sub), unsub), (names(&["a", "b"]), vec![]));
+        t.failed(&names(&["a"]), &BackplaneError::Redis("x".into()));
+        assert_eq!(
+            t.diff(),
+            (names(&["a"]), vec![]),
+            "a failed SUBSCRIBE is tried again"
+        );
     }
 }
