@@ -66,16 +66,38 @@ fn main() {
     let in_flight = env_usize("STORM_IN_FLIGHT", 250).max(1);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(parent(clients, processes, in_flight));
+    // Do not wait for stray tasks (the proxy's pipes): the figures are printed.
+    runtime.shutdown_timeout(Duration::from_secs(2));
 }
 
-/// User + system CPU ticks of a process so far (0 when unreadable).
-fn cpu_ticks(pid: &str) -> u64 {
+/// (user, system) CPU ticks of a process so far (0 when unreadable).
+fn cpu_ticks(pid: &str) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at state (field 3).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12) // utime, stime (fields 14 and 15)
+    (get(11), get(12)) // utime, stime (fields 14 and 15)
+}
+
+fn sum_ticks(pids: &[String]) -> (u64, u64) {
+    pids.iter()
+        .map(|p| cpu_ticks(p))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// Waits up to 10 s for a child to exit, then kills it: the bench always stops by itself.
+fn reap(mut child: std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("storm: a client process did not exit in 10 s; killing it");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 async fn parent(clients: usize, processes: usize, in_flight: usize) {
@@ -106,8 +128,12 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
     config.max_connections = clients + 100;
     let node = Node::start(config, backplane).await.expect("node starts");
     let mut status = node.backplane_status();
-    let up = tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.state.is_up())).await;
-    if !matches!(up, Ok(Ok(_))) {
+    // The `Ref` that `wait_for` returns holds the watch's read lock: keep only the answer, or the
+    // backplane could never publish another state change.
+    let up = tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.state.is_up()))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if !up {
         println!("storm: the node did not connect to Redis through the proxy");
         return;
     }
@@ -135,7 +161,7 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
     }
     let child_pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
     let own_before = cpu_ticks("self");
-    let children_before: u64 = child_pids.iter().map(|p| cpu_ticks(p)).sum();
+    let children_before = sum_ticks(&child_pids);
     let go = unix_us();
     for child in &mut children {
         if let Some(stdin) = child.stdin.as_mut() {
@@ -166,8 +192,13 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
             return;
         }
     };
-    let own_cpu = cpu_ticks("self") - own_before;
-    let children_cpu = child_pids.iter().map(|p| cpu_ticks(p)).sum::<u64>() - children_before;
+    let own_after = cpu_ticks("self");
+    let own_cpu = (own_after.0 - own_before.0, own_after.1 - own_before.1);
+    let children_after = sum_ticks(&child_pids);
+    let children_cpu = (
+        children_after.0 - children_before.0,
+        children_after.1 - children_before.1,
+    );
     let (mut ok, mut failed, mut last) = (0u64, 0u64, go);
     let mut times: Vec<u64> = Vec::new();
     for (done, line) in &reports {
@@ -227,23 +258,28 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
     // Ticks are 10 ms (CLK_TCK = 100 on these machines).
     let per = |ticks: u64| ticks as f64 * 10_000.0 / ok.max(1) as f64;
     println!(
-        "storm: backplane {}; CPU per handshake: node+proxy {:.0} µs, clients {:.0} µs",
+        "storm: backplane {}; CPU per handshake: node+proxy {:.0} µs user + {:.0} µs kernel, clients {:.0} µs user + {:.0} µs kernel",
         if memory {
             "memory (no Redis)"
         } else {
             "redis via the proxy"
         },
-        per(own_cpu),
-        per(children_cpu),
+        per(own_cpu.0),
+        per(own_cpu.1),
+        per(children_cpu.0),
+        per(children_cpu.1),
     );
     for child in &mut children {
         // Closing stdin tells the child to drop its connections and exit.
         drop(child.stdin.take());
     }
-    for mut child in children {
-        let _ = child.wait();
+    let _ = tokio::task::spawn_blocking(move || children.into_iter().for_each(reap)).await;
+    if tokio::time::timeout(Duration::from_secs(15), node.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("storm: the node did not shut down in 15 s");
     }
-    node.shutdown().await;
     drop(redis);
 }
 
@@ -349,7 +385,7 @@ fn child(spec: &str) {
     let _ = std::io::stdout().flush();
     let _ = std::io::stdin().read_line(&mut line);
     drop(held);
-    drop(runtime);
+    runtime.shutdown_timeout(Duration::from_secs(2));
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
