@@ -29,6 +29,11 @@
 //!   Uses `client` and `protocol`; never `hub`.
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo; waits for SIGINT/SIGTERM.
+//! - `client`: a small SignalR client over WebSockets (tests, the demo's simulated users, the
+//!   dashboard's probes). Uses `protocol` only.
+//! - `status_doc`: the stats snapshot and heartbeat documents a node publishes, declared once:
+//!   `hub` writes them, `monitor` reads them. Uses only serde.
+//! - `cli`: the composition root: parses arguments, picks the backplane, starts nodes.
 
 pub mod backplane;
 pub mod cli;
@@ -41,5 +46,6 @@ pub mod link;
 pub mod load;
 pub mod monitor;
 pub mod protocol;
+pub mod status_doc;
 #[cfg(feature = "gui")]
 pub mod ui;
