@@ -170,7 +170,8 @@ pub struct HubArgs {
     #[arg(long, default_value = config::DEFAULT_PATH)]
     pub path: String,
 
-    /// Maximum concurrent client connections; extra WebSocket upgrades get 503.
+    /// Maximum open TCP connections (HTTP and WebSocket); past it new connections are closed at
+    /// once and counted.
     #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 

@@ -176,11 +176,11 @@ async fn diagnose(stats_url: &str, ws_error: String) -> String {
 }
 
 /// The next attempt number and when it is due (unix ms), after a capped backoff.
-fn next_retry(attempt: &mut u32) -> (u32, u64) {
+fn next_retry(attempt: &mut u32, error: &str) -> (u32, u64) {
     let delay = backoff(
         *attempt,
         config::DEFAULT_RECONNECT_BASE,
-        config::DEFAULT_RECONNECT_MAX,
+        crate::backplane::retry_cap(error),
     );
     *attempt = attempt.saturating_add(1);
     (*attempt, now_ms() + delay.as_millis() as u64)
@@ -200,7 +200,7 @@ async fn back_off(
     if cancel.is_cancelled() {
         return false;
     }
-    let (n, retry_at_ms) = next_retry(attempt);
+    let (n, retry_at_ms) = next_retry(attempt, &error);
     shared.set(
         monitor,
         Part::Down {

@@ -306,7 +306,7 @@ async fn run_redis(
         let delay = backoff(
             attempt,
             config::DEFAULT_RECONNECT_BASE,
-            config::DEFAULT_RECONNECT_MAX,
+            crate::backplane::retry_cap(&error),
         );
         attempt = attempt.saturating_add(1);
         tracing::warn!(%error, attempt, "tap link problem");

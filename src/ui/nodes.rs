@@ -227,19 +227,40 @@ fn node_row(ui: &mut Ui, row: &NodeRow, now: u64, actions: &mut Vec<Action>) {
         Some(s) => {
             let b = &s.backplane;
             let ok = matches!(b.status.state.as_str(), "connected" | "memory");
-            let words = if b.kind == b.status.state {
+            let mut words = if b.kind == b.status.state {
                 b.kind.clone()
             } else {
                 format!("{} {}", b.kind, b.status.state)
             };
+            // Messages the node could not keep up with (its bounded backplane inbox was full):
+            // lost for its clients, so said on the row, not only in the hover.
+            let shed = s.messages.backplane_dropped;
+            if shed > 0 {
+                words = format!("{words} · {shed} shed");
+            }
             let shown = if !live {
                 widgets::greyed(words)
             } else {
-                RichText::new(words).color(if ok { widgets::OK } else { widgets::BAD })
+                RichText::new(words).color(match (ok, shed > 0) {
+                    (false, _) => widgets::BAD,
+                    (true, true) => widgets::WARN,
+                    (true, false) => widgets::OK,
+                })
             };
             let mut hover = format!(
-                "{} forward failures, {} connects",
-                s.forward_failures, b.status.connects
+                "{} forward failures (Redis unreachable), {} sent to a connection no node held, \
+                 {} shed (backplane inbox full), {} connects\n\
+                 {} slow clients disconnected, {} protocol errors, {} group ack timeouts, \
+                 {} connections refused at the cap ({})",
+                s.forward_failures,
+                s.forward_unreached,
+                shed,
+                b.status.connects,
+                s.slow_client_disconnects,
+                s.protocol_errors,
+                s.group_ack_timeouts,
+                s.connections.refused,
+                s.limits.max_connections
             );
             if let Some(e) = &b.status.last_error {
                 hover = format!("last error: {e}\n{hover}");

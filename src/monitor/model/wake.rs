@@ -129,6 +129,8 @@ struct NodeSeen {
     drawn: Drawn,
     /// When the counters last moved (the node's rates settle for [`RATE_SETTLE`] after).
     counters_moved_ms: u64,
+    /// The kind of its link's last state (see [`WakePolicy::tap_state`]).
+    state: Option<std::mem::Discriminant<crate::monitor::LinkState>>,
     /// When its latest stats were handed over (unix ms), while its link is up.
     stats_seen_ms: Option<u64>,
     /// Whether the window was already woken for this node going stale.
@@ -143,6 +145,9 @@ pub struct WakePolicy {
     nodes: HashMap<String, NodeSeen>,
     /// The client count each announced node last gave in its heartbeat.
     announced: HashMap<String, u64>,
+    /// The kind of the tap's last state (a link that goes down wakes at once; another attempt
+    /// of the same outage, every 250 ms against a refused port, only at a glance).
+    tap_state: Option<std::mem::Discriminant<crate::monitor::LinkState>>,
     census: Option<Vec<crate::monitor::HubCensus>>,
 }
 
@@ -181,7 +186,11 @@ impl WakePolicy {
                 _ if showing.presenter => COUNTERS,
                 _ => GLANCE,
             }),
-            MonitorEvent::Tap { .. } => Some(NOW),
+            MonitorEvent::Tap { state, .. } => {
+                let kind = std::mem::discriminant(state);
+                let before = self.tap_state.replace(kind);
+                Some(if before == Some(kind) { GLANCE } else { NOW })
+            }
             // A node's heartbeat (every 2 s): news only for a node not seen before; what it
             // carries besides is its client count, shown on the Nodes view and the topology.
             MonitorEvent::Announced(a) => {
@@ -210,10 +219,12 @@ impl WakePolicy {
     fn node(&mut self, view: View, hub_url: &str, event: &NodeEvent, now_ms: u64) -> Option<Duration> {
         let seen = self.nodes.entry(hub_url.to_string()).or_default();
         match event {
-            NodeEvent::State(_) => {
+            NodeEvent::State(state) => {
                 // Down (or back, with stats to come): either way no longer silent-but-connected.
                 seen.stats_seen_ms = None;
-                Some(NOW)
+                let kind = std::mem::discriminant(state);
+                let before = seen.state.replace(kind);
+                Some(if before == Some(kind) { GLANCE } else { NOW })
             }
             NodeEvent::ProbeConnected { .. } => Some(NOW),
             NodeEvent::ProbeReceived { .. } => Some(if view == View::Send { NOW } else { TABLE }),
@@ -436,6 +447,29 @@ mod tests {
         };
         p.wake_for(showing(View::Traffic), &[down], 20_100);
         assert!(!p.stale_due(30_000), "a node that is down is not stale");
+    }
+
+    #[test]
+    fn a_link_going_down_wakes_at_once_and_its_next_attempts_at_a_glance() {
+        use crate::monitor::LinkState;
+        let mut p = WakePolicy::default();
+        let attempt = |n: u32| LinkState::Reconnecting {
+            attempt: n,
+            retry_at_ms: 0,
+            error: "refused".into(),
+        };
+        let tap = |state: LinkState| MonitorEvent::Tap { state, at_ms: 0 };
+        let node = |state: LinkState| MonitorEvent::Node {
+            hub_url: "http://a/chat".into(),
+            event: NodeEvent::State(state),
+        };
+        let v = showing(View::Traffic);
+        assert_eq!(p.wake_for(v, &[tap(LinkState::Connected)], 0), Some(NOW));
+        assert_eq!(p.wake_for(v, &[tap(attempt(1))], 0), Some(NOW));
+        assert_eq!(p.wake_for(v, &[tap(attempt(2))], 0), Some(GLANCE));
+        assert_eq!(p.wake_for(v, &[tap(LinkState::Connected)], 0), Some(NOW));
+        assert_eq!(p.wake_for(v, &[node(attempt(1))], 0), Some(NOW));
+        assert_eq!(p.wake_for(v, &[node(attempt(2))], 0), Some(GLANCE));
     }
 
     #[test]
