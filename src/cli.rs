@@ -28,6 +28,8 @@ pub enum Command {
     /// Two hub nodes, a backplane, simulated chat clients and the dashboard, in one process.
     #[cfg(feature = "gui")]
     Demo(DemoArgs),
+    /// Load-test hub nodes: N clients, broadcasts at a target rate, latency/loss/order report.
+    Load(LoadArgs),
 }
 
 /// What the dashboard connects to at start (added to what it remembers from the last run).
@@ -193,6 +195,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?;
             runtime.block_on(run_hub(args))
         }
+        Some(Command::Load(args)) => run_load(args),
         #[cfg(feature = "gui")]
         Some(Command::Dashboard(args)) => run_dashboard(args),
         #[cfg(feature = "gui")]
@@ -243,6 +246,116 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     node.shutdown().await;
     Ok(())
 }
+
+// ---- `switchboard load` (the load generator; see `crate::load`) ----
+
+/// `switchboard load`: clients spread over the nodes, senders at a target rate, a report at the end.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// A hub URL (http://host:port/chat). Repeat for several nodes; clients are spread round-robin.
+    #[arg(long = "node", value_name = "URL", required = true)]
+    pub nodes: Vec<String>,
+
+    /// Clients to connect (one process holds at most as many as it may open files).
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+
+    /// Clients that broadcast (the first ones, spread over the nodes); capped at --clients.
+    #[arg(long, default_value_t = 10)]
+    pub senders: usize,
+
+    /// Target deliveries per second over all clients (a broadcast is one delivery per client);
+    /// 0 keeps the clients idle.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub rate: f64,
+
+    /// Seconds of sending (idle clients stay connected this long).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+
+    /// Hub protocol of the clients.
+    #[arg(long, default_value = "json", value_parser = ["json", "messagepack"])]
+    pub protocol: String,
+
+    /// Open the WebSocket directly, without negotiate (skipNegotiation).
+    #[arg(long)]
+    pub skip_negotiation: bool,
+
+    /// Hub method the senders invoke with (user, message).
+    #[arg(long, default_value = "SendMessage")]
+    pub send_method: String,
+
+    /// Client method the hub broadcasts with (user, message).
+    #[arg(long, default_value = "ReceiveMessage")]
+    pub receive_method: String,
+
+    /// Length of each message text in bytes (a timing stamp plus padding).
+    #[arg(long, default_value_t = 64)]
+    pub message_size: usize,
+
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = crate::load::DEFAULT_CONNECT_CONCURRENCY)]
+    pub connect_concurrency: usize,
+
+    /// Seconds to wait for late deliveries after sending stops.
+    #[arg(long, default_value_t = crate::load::DEFAULT_DRAIN.as_secs_f64())]
+    pub drain: f64,
+
+    /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn run_load(args: LoadArgs) -> anyhow::Result<()> {
+    let seconds = |value: f64, name: &str| {
+        if value.is_finite() && value >= 0.0 && value <= crate::load::MAX_DURATION.as_secs_f64() {
+            Ok(Duration::from_secs_f64(value))
+        } else {
+            Err(anyhow::anyhow!(
+                "--{name} must be a number of seconds between 0 and {}",
+                crate::load::MAX_DURATION.as_secs()
+            ))
+        }
+    };
+    let mut options = crate::load::LoadOptions::new(args.nodes);
+    options.clients = args.clients;
+    options.senders = args.senders;
+    options.rate = args.rate;
+    options.duration = seconds(args.duration, "duration")?;
+    options.drain = seconds(args.drain, "drain")?;
+    options.protocol = match args.protocol.as_str() {
+        "messagepack" => crate::protocol::Protocol::MessagePack,
+        _ => crate::protocol::Protocol::Json,
+    };
+    options.negotiate = !args.skip_negotiation;
+    options.send_method = args.send_method;
+    options.receive_method = args.receive_method;
+    options.message_size = args.message_size;
+    options.connect_concurrency = args.connect_concurrency;
+    options.progress = !args.quiet;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let report = runtime.block_on(crate::load::run(options))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("writing the report as JSON")?
+        );
+    } else {
+        print!("{}", report.text());
+    }
+    // Client tasks cut at the stop timeout must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+// ---- end of `switchboard load` ----
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -30,8 +30,29 @@ pub const DEFAULT_NEGOTIATE_TTL: Duration = Duration::from_secs(15);
 /// are shared, not copied, so the cost is a pointer each).
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
 
-/// Upper bound on concurrent client connections; extra WebSocket upgrades get 503.
+/// Upper bound on open TCP connections to a node (every accepted socket counts: WebSockets, HTTP
+/// requests, idle sockets); past it a new connection is closed at once and counted.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// A connection that has not sent complete request headers within this time is closed (Kestrel
+/// allows 30 s; 10 s is generous for a real client on a slow link and short for a Slowloris
+/// holding file descriptors).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Initial WebSocket read buffer per connection. tungstenite's default (128 KiB) is zero-filled on
+/// the first read, which made it ~128 KiB of RSS per idle connection. Chat messages are a few
+/// hundred bytes; a larger frame (up to the message limit) reserves its full length on demand.
+pub const DEFAULT_WS_READ_BUFFER: usize = 2 * 1024;
+
+/// Bytes of queued frames after which tungstenite writes to the socket even before a flush. The
+/// writer feeds up to a batch of frames and flushes once, so one write usually carries the batch;
+/// the buffer grows only to this (plus one frame), not to tungstenite's default 128 KiB.
+pub const DEFAULT_WS_WRITE_BUFFER: usize = 16 * 1024;
+
+/// Hard cap of one connection's WebSocket write buffer: above the write buffer plus the largest
+/// WebSocket message the node sends (4 × the 32 KiB hub message limit), far below what a few
+/// thousand stalled clients could otherwise pin.
+pub const DEFAULT_WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// Messages from the backplane waiting to be fanned out locally. Large enough to absorb bursts;
 /// Redis itself buffers beyond it (the reader applies backpressure to the socket).

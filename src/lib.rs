@@ -10,6 +10,8 @@
 //!   page). Uses `protocol`, `config` and the `Backplane` trait, never the Redis client directly.
 //! - `client`: a small SignalR client over WebSockets (tests, the demo's simulated users, the
 //!   dashboard's probes). Uses `protocol` only.
+//! - `load`: `switchboard load`, a load generator measuring delivery across nodes from the outside.
+//!   Uses `client` and `protocol`; never `hub`.
 //! - `cli`: the composition root: parses arguments, picks the backplane, starts nodes.
 
 pub mod backplane;
@@ -20,6 +22,7 @@ pub mod demo;
 pub mod hub;
 #[cfg(feature = "gui")]
 pub mod link;
+pub mod load;
 pub mod monitor;
 pub mod protocol;
 #[cfg(feature = "gui")]

@@ -176,6 +176,12 @@ impl ClientError {
     }
 }
 
+/// Checks that `hub_url` is a URL this client can connect to (`http://` or `ws://`, host, port),
+/// without connecting: for tools that take URLs on their command line.
+pub fn check_hub_url(hub_url: &str) -> Result<(), ClientError> {
+    url::parse(&url::websocket_url(hub_url, &[])?).map(|_| ())
+}
+
 /// String arguments as hub values: `str_args(&["room", "hello"])`.
 pub fn str_args(args: &[&str]) -> Vec<Value> {
     args.iter().map(|a| Value::from(*a)).collect()
@@ -418,12 +424,26 @@ impl HubSender {
     }
 }
 
-/// What `establish` hands to the socket task.
-struct Established {
-    ws: WebSocketStream<TcpStream>,
+/// A connection right after the SignalR handshake, without a background task: for callers that
+/// drive thousands of connections from their own tasks (`load`) and must keep per-connection
+/// state small. The caller reads and writes `ws` itself (and answers nothing: no keep-alive).
+pub struct Established {
+    /// The WebSocket, with the small read buffer of [`READ_BUFFER_SIZE`].
+    pub ws: WebSocketStream<TcpStream>,
     /// Holds any bytes that followed the handshake response, set to the protocol's framing.
-    framer: Framer,
-    connection_id: Option<String>,
+    pub framer: Framer,
+    /// The connection id from negotiate; `None` with `negotiate: false`.
+    pub connection_id: Option<String>,
+}
+
+/// Negotiate (unless skipped), WebSocket and handshake within `opts.connect_timeout`, and hands
+/// the socket over (see [`Established`]). [`HubClient::connect`] does the same and then spawns
+/// its socket task.
+pub async fn connect_stream(hub_url: &str, opts: &ClientOptions) -> Result<Established, ClientError> {
+    let deadline = opts.connect_timeout;
+    tokio::time::timeout(deadline, establish(hub_url, opts))
+        .await
+        .map_err(|_| ClientError::Timeout(format!("after {deadline:?} connecting to {hub_url}")))?
 }
 
 async fn establish(hub_url: &str, opts: &ClientOptions) -> Result<Established, ClientError> {
@@ -502,8 +522,14 @@ async fn negotiate(hub_url: &mut String, query: &[(&str, &str)]) -> Result<(Stri
     })
 }
 
+/// Initial WebSocket read buffer. tungstenite's default (128 KiB) is zero-filled on the first read,
+/// so it would cost 128 KiB of RSS per idle connection; chat messages are a few hundred bytes, and a
+/// larger frame reserves its full length on demand.
+pub const READ_BUFFER_SIZE: usize = 4 * 1024;
+
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(MAX_MESSAGE_SIZE))
         .max_frame_size(Some(MAX_MESSAGE_SIZE))
 }

@@ -62,21 +62,35 @@ enum HandshakeEnd {
 }
 
 /// Runs a connection to its end. `id` is the public connection id; `user` the demo identity.
-pub async fn serve(socket: WebSocket, node: Arc<NodeShared>, id: Arc<str>, user: Option<String>) {
+///
+/// Memory: this future is what every idle connection holds, so it stays small. It is a plain
+/// function (an `async fn` would keep the 368-byte `WebSocket` argument in its state for the whole
+/// connection); the socket is split here and only the halves move into the task; and the futures
+/// that run rarely (handshake, hub methods, connect and disconnect bookkeeping, the goodbye) are
+/// boxed, so their state is allocated while they run instead of widening every connection's task.
+pub fn serve(
+    socket: WebSocket,
+    node: Arc<NodeShared>,
+    id: Arc<str>,
+    user: Option<String>,
+) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("connection", id = %id, user = user.as_deref().unwrap_or(""));
-    run(socket, node, id, user).instrument(span).await
+    let (sink, stream) = socket.split();
+    run(sink, stream, node, id, user).instrument(span)
 }
 
-async fn run(socket: WebSocket, node: Arc<NodeShared>, id: Arc<str>, user: Option<String>) {
-    let (mut sink, mut stream) = socket.split();
+async fn run(mut sink: Sink, mut stream: Stream, node: Arc<NodeShared>, id: Arc<str>, user: Option<String>) {
     let mut framer = Framer::new(FrameKind::Text, node.config.max_message_size);
 
-    let end = tokio::select! {
-        end = tokio::time::timeout(node.config.handshake_timeout, read_handshake(&mut stream, &mut framer)) => {
-            end.unwrap_or_else(|_| HandshakeEnd::Reply(handshake::CANCELED.to_string()))
+    let end = Box::pin(async {
+        tokio::select! {
+            end = tokio::time::timeout(node.config.handshake_timeout, read_handshake(&mut stream, &mut framer)) => {
+                end.unwrap_or_else(|_| HandshakeEnd::Reply(handshake::CANCELED.to_string()))
+            }
+            _ = node.shutdown.cancelled() => HandshakeEnd::Gone,
         }
-        _ = node.shutdown.cancelled() => HandshakeEnd::Gone,
-    };
+    })
+    .await;
     let protocol = match end {
         HandshakeEnd::Done(protocol) => protocol,
         HandshakeEnd::Reply(text) => {
@@ -91,9 +105,11 @@ async fn run(socket: WebSocket, node: Arc<NodeShared>, id: Arc<str>, user: Optio
     };
 
     let (outbox, rx) = Outbox::new(node.config.outbound_queue, &node.shutdown);
-    node.lifetime
-        .on_connected(id.clone(), protocol, user.clone(), outbox.clone())
-        .await;
+    Box::pin(
+        node.lifetime
+            .on_connected(id.clone(), protocol, user.clone(), outbox.clone()),
+    )
+    .await;
     let gauge = match protocol {
         Protocol::Json => &node.stats.connections_json,
         Protocol::MessagePack => &node.stats.connections_messagepack,
@@ -141,7 +157,7 @@ async fn run(socket: WebSocket, node: Arc<NodeShared>, id: Arc<str>, user: Optio
         }
         let _ = writer.await;
     }
-    node.lifetime.on_disconnected(&id).await;
+    Box::pin(node.lifetime.on_disconnected(&id)).await;
     Stats::dec(gauge);
     tracing::debug!("disconnected");
 }
@@ -246,7 +262,9 @@ async fn read_loop(
                                 "Client sent {n} stream(s), Hub method expects 0."
                             )))
                         } else {
-                            dispatch::invoke(&node.lifetime, &caller, &target, arguments).await
+                            // Boxed: the hub method's future lives only while it runs, instead
+                            // of widening every idle connection's task (see `serve`).
+                            Box::pin(dispatch::invoke(&node.lifetime, &caller, &target, arguments)).await
                         };
                     complete(protocol, outbox, node, invocation_id, &target, result);
                 }
@@ -263,11 +281,7 @@ async fn read_loop(
                     complete(protocol, outbox, node, Some(invocation_id), &target, Err(error));
                 }
                 completion @ HubMessage::Completion { .. } => {
-                    if !node
-                        .lifetime
-                        .on_client_completion(id, protocol, &completion)
-                        .await
-                    {
+                    if !Box::pin(node.lifetime.on_client_completion(id, protocol, &completion)).await {
                         tracing::debug!("completion for an unknown invocation ignored");
                     }
                 }
@@ -404,7 +418,8 @@ async fn write_loop(
         flush: true,
     });
     // The goodbye is best effort and bounded: a socket nobody reads would otherwise hold it forever.
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+    // Boxed: it runs once, at the end (see `serve` on memory).
+    let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
         if reason.flush {
             while let Ok(frame) = rx.try_recv() {
                 sink.feed(to_message(frame)).await?;
@@ -417,7 +432,7 @@ async fn write_loop(
         sink.feed(to_message(frame_of(protocol, &close))).await?;
         sink.feed(close_frame()).await?;
         sink.flush().await
-    })
+    }))
     .await;
 }
 

@@ -1,13 +1,24 @@
-//! HTTP routes of a node (A.1): negotiate, the WebSocket transport with the connection cap, the
+//! The accept loop and the HTTP routes of a node (A.1): negotiate, the WebSocket transport, the
 //! browser chat page and the monitor endpoints. Each accepted WebSocket becomes a `connection`
 //! task tracked for shutdown; failures of one request or connection affect only that one.
+//!
+//! The accept loop is ours, not `axum::serve`, for two limits axum does not offer:
+//! - the connection cap counts every accepted TCP connection (HTTP, WebSocket, idle): past it a
+//!   new socket is closed at once, before anything is read, and counted (`refused`);
+//! - a connection that has not sent complete request headers within the header read timeout is
+//!   closed (hyper's `header_read_timeout`), so idle and half-sent sockets cannot hold descriptors.
+//!
+//! A connection's slot under the cap is reference-counted: the HTTP connection task holds it, and
+//! a WebSocket upgrade takes a share into the WebSocket task, so the slot is released when the
+//! socket really closes.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, Request, State};
@@ -15,10 +26,102 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_util::task::TaskTracker;
 
 use super::stats::Stats;
 use super::{NodeShared, PendingToken, connection, page, status};
+use crate::config;
 use crate::protocol::negotiate;
+
+/// Accepts connections until the node shuts down, then lets the HTTP connections finish (within
+/// the shutdown grace period). Upgraded WebSockets are tracked by the node, not here.
+pub async fn serve<L>(mut listener: L, node: Arc<NodeShared>)
+where
+    L: axum::serve::Listener,
+{
+    let router = router(node.clone());
+    let connections = TaskTracker::new();
+    loop {
+        let (io, _remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = node.shutdown.cancelled() => break,
+        };
+        // Reserve first, so a burst of accepts cannot overshoot the cap.
+        if node.live.fetch_add(1, Ordering::SeqCst) >= node.config.max_connections {
+            node.live.fetch_sub(1, Ordering::SeqCst);
+            Stats::inc(&node.stats.refused_connections);
+            tracing::debug!(
+                max = node.config.max_connections,
+                "connection refused: at the cap"
+            );
+            drop(io);
+            continue;
+        }
+        let slot = ConnSlot(Arc::new(LiveSlot(node.clone())));
+        connections.spawn(serve_connection(io, router.clone(), slot, node.clone()));
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(node.config.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::debug!("some HTTP connections did not finish within the shutdown grace period");
+    }
+}
+
+/// Serves one HTTP/1.1 connection (and its upgrade, if any) with the header read timeout.
+async fn serve_connection<I>(io: I, router: Router, slot: ConnSlot, node: Arc<NodeShared>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = ConnService { router, slot };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(node.config.header_read_timeout);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = node.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Timeouts, resets and malformed requests end this connection only.
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// The router, with this connection's slot attached to every request (see [`ConnSlot`]).
+struct ConnService {
+    router: Router,
+    slot: ConnSlot,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(self.slot.clone());
+        // A Router is always ready (its `poll_ready` returns Ready); cloning it is a refcount.
+        tower_service::Service::call(&mut self.router.clone(), request)
+    }
+}
+
+/// A share of one TCP connection's place under the cap.
+#[derive(Clone)]
+pub(crate) struct ConnSlot(Arc<LiveSlot>);
 
 /// Largest WebSocket message accepted: several hub messages may share one, but one message
 /// never needs more than a few times the hub message limit.
@@ -145,6 +248,7 @@ async fn hub_get(
     State(node): State<Arc<NodeShared>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    conn_slot: Option<Extension<ConnSlot>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let token = query(&q, "id").map(str::to_string);
@@ -162,20 +266,26 @@ async fn hub_get(
     if node.shutdown.is_cancelled() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "The node is shutting down.");
     }
-    // Reserve a slot first, so concurrent upgrades cannot overshoot the cap.
-    let live = node.live.fetch_add(1, Ordering::SeqCst);
-    if live >= node.config.max_connections {
-        node.live.fetch_sub(1, Ordering::SeqCst);
-        Stats::inc(&node.stats.rejected_connections);
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "The node is at its limit of {} connections.",
-                node.config.max_connections
-            ),
-        );
-    }
-    let slot = LiveSlot(node.clone());
+    // The TCP connection already holds a slot under the cap (taken by the accept loop); the
+    // WebSocket task keeps a share of it so the slot lives as long as the socket.
+    let slot = match conn_slot {
+        Some(Extension(slot)) => slot,
+        // Served without our accept loop (never in this crate): reserve a slot here.
+        None => {
+            if node.live.fetch_add(1, Ordering::SeqCst) >= node.config.max_connections {
+                node.live.fetch_sub(1, Ordering::SeqCst);
+                Stats::inc(&node.stats.rejected_connections);
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "The node is at its limit of {} connections.",
+                        node.config.max_connections
+                    ),
+                );
+            }
+            ConnSlot(Arc::new(LiveSlot(node.clone())))
+        }
+    };
     let connection_id = match &token {
         None => negotiate::new_id(),
         Some(token) => {
@@ -201,10 +311,15 @@ async fn hub_get(
     let tracker = node.tracker.clone();
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(config::DEFAULT_WS_READ_BUFFER)
+        .write_buffer_size(config::DEFAULT_WS_WRITE_BUFFER)
+        .max_write_buffer_size(max_write_buffer(max))
         .on_upgrade(move |socket| {
+            let node = slot.0.0.clone();
+            // `serve` takes the socket here, so this task's state does not keep a second copy.
+            let connection = connection::serve(socket, node.clone(), connection_id.into(), user);
             tracker.track_future(async move {
-                let node = slot.0.clone();
-                connection::serve(socket, node.clone(), connection_id.into(), user).await;
+                connection.await;
                 if let Some(token) = token {
                     node.lock_tokens().remove(&token);
                 }
@@ -213,7 +328,12 @@ async fn hub_get(
         })
 }
 
-/// Releases a connection slot when the upgrade fails or the connection ends.
+/// Above the write buffer plus the largest message, as tungstenite requires; at least the default.
+fn max_write_buffer(max_ws_message: usize) -> usize {
+    config::DEFAULT_WS_MAX_WRITE_BUFFER.max(config::DEFAULT_WS_WRITE_BUFFER + 2 * max_ws_message)
+}
+
+/// One place under the connection cap, released when dropped (the connection ended).
 struct LiveSlot(Arc<NodeShared>);
 
 impl Drop for LiveSlot {

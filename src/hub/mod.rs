@@ -51,8 +51,10 @@ pub struct NodeConfig {
     pub channel_prefix: String,
     /// The hub path (default `/chat`).
     pub path: String,
-    /// Maximum concurrent connections; extra upgrades get 503.
+    /// Maximum open TCP connections (HTTP and WebSocket); past it new ones are closed at once.
     pub max_connections: usize,
+    /// A connection that has not sent complete request headers within this time is closed.
+    pub header_read_timeout: Duration,
     /// Maximum size of one hub message in bytes.
     pub max_message_size: usize,
     /// Server ping interval when nothing else was sent.
@@ -90,6 +92,7 @@ impl NodeConfig {
             channel_prefix: String::new(),
             path: config::DEFAULT_PATH.to_string(),
             max_connections: config::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: config::DEFAULT_HEADER_READ_TIMEOUT,
             max_message_size: config::DEFAULT_MAX_MESSAGE_SIZE,
             keep_alive: config::DEFAULT_KEEP_ALIVE,
             client_timeout: config::DEFAULT_CLIENT_TIMEOUT,
@@ -145,7 +148,7 @@ pub(crate) struct NodeShared {
     pub tracker: TaskTracker,
     /// Negotiated connection tokens: token → pending connection.
     tokens: Mutex<HashMap<String, PendingToken>>,
-    /// Live WebSocket connections (including those still in the handshake), for the cap.
+    /// Open TCP connections (HTTP requests, WebSockets, idle sockets), for the cap.
     pub live: AtomicUsize,
     pub started: Instant,
     pub started_at: SystemTime,
@@ -282,15 +285,9 @@ impl Node {
         tokio::spawn(reap_tokens(shared.clone()));
 
         let (stopped_tx, stopped) = watch::channel(false);
-        let app = listener::router(shared.clone());
-        let serve_shutdown = shutdown.clone();
+        let node = shared.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the hub listener failed");
-            }
+            listener::serve(listener, node).await;
             let _ = stopped_tx.send(true);
         });
         Ok(NodeHandle { shared, stopped })

@@ -19,8 +19,10 @@ pub struct Stats {
     pub slow_client_disconnects: AtomicU64,
     /// Connections closed for a protocol error (bad frame, too large, bad handshake).
     pub protocol_errors: AtomicU64,
-    /// Upgrades refused with 503 because of the connection cap.
+    /// Requests refused with 503 (too many pending negotiations).
     pub rejected_connections: AtomicU64,
+    /// TCP connections closed at once because the node was at its connection cap.
+    pub refused_connections: AtomicU64,
     /// Backplane payloads that could not be decoded (logged and dropped).
     pub backplane_decode_errors: AtomicU64,
     /// Remote group operations that got no ack in time.

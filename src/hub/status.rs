@@ -44,6 +44,7 @@ pub fn snapshot(node: &NodeShared) -> serde_json::Value {
             "messagepack": Stats::get(&s.connections_messagepack),
             "accepted": Stats::get(&s.connections_accepted),
             "rejected": Stats::get(&s.rejected_connections),
+            "refused": Stats::get(&s.refused_connections),
         },
         "groups": groups,
         "users": users,

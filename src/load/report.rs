@@ -1,0 +1,136 @@
+//! The result of a `load` run: one serde document (what `--json` prints, and what the benchmarks
+//! and tests read back) and its human-readable form.
+
+use serde::{Deserialize, Serialize};
+
+use super::histogram::Histogram;
+
+/// Latency percentiles of one class of deliveries, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Deliveries measured.
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Percentiles of `h` (all zero when it is empty).
+    pub fn of(h: &Histogram) -> Latency {
+        let ms = |us: Option<u64>| us.map_or(0.0, |us| us as f64 / 1000.0);
+        Latency {
+            count: h.count(),
+            p50_ms: ms(h.quantile(0.5)),
+            p99_ms: ms(h.quantile(0.99)),
+            p999_ms: ms(h.quantile(0.999)),
+            max_ms: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// Everything a run measured. Counts are exact; rates are per second of the phase they belong to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// The hub URLs, as given.
+    pub nodes: Vec<String>,
+    /// `json` or `messagepack`.
+    pub protocol: String,
+    /// Whether clients negotiated before opening the WebSocket.
+    pub negotiate: bool,
+    /// Clients asked for.
+    pub clients: usize,
+    /// Clients that completed the handshake.
+    pub connected: usize,
+    /// Clients that could not connect (see `first_connect_error`).
+    pub connect_failures: usize,
+    /// The first connect error, for the operator.
+    pub first_connect_error: Option<String>,
+    /// Wall time of the connect phase.
+    pub connect_seconds: f64,
+    /// Handshakes completed per second of the connect phase.
+    pub connects_per_s: f64,
+    /// Clients sending (each broadcasts to every client).
+    pub senders: usize,
+    /// The target, in deliveries per second (one broadcast = one delivery per connected client).
+    pub target_deliveries_per_s: f64,
+    /// Length of the sending phase.
+    pub duration_s: f64,
+    /// Broadcasts sent (written to the socket).
+    pub sent: u64,
+    /// `sent` × connected clients: every client, the sender included, should get every broadcast.
+    pub expected_deliveries: u64,
+    /// Distinct deliveries received.
+    pub delivered: u64,
+    /// Expected deliveries that never arrived (by the end of the drain).
+    pub lost: u64,
+    /// Deliveries received more than once.
+    pub duplicates: u64,
+    /// Deliveries that arrived after a later message of the same sender (per receiver).
+    pub order_violations: u64,
+    /// Messages of the receive method that this run did not send (other runs, other users).
+    pub foreign: u64,
+    /// Clients whose connection ended before the run did.
+    pub disconnected_early: u64,
+    /// Broadcasts per second of the sending phase.
+    pub achieved_sends_per_s: f64,
+    /// Deliveries per second, from the start of sending to the end of the drain.
+    pub achieved_deliveries_per_s: f64,
+    /// Receiver on another node than the sender.
+    pub cross_node: Latency,
+    /// Receiver on the sender's node (the sender itself included).
+    pub same_node: Latency,
+}
+
+impl LoadReport {
+    /// The summary printed without `--json`.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "switchboard load: {} node(s), {} clients ({}, {}), {} sender(s), target {:.0} deliveries/s for {:.1} s\n",
+            self.nodes.len(),
+            self.clients,
+            self.protocol,
+            if self.negotiate {
+                "negotiate"
+            } else {
+                "no negotiate"
+            },
+            self.senders,
+            self.target_deliveries_per_s,
+            self.duration_s,
+        );
+        out += &format!(
+            "connect:  {}/{} in {:.2} s -> {:.0} connects/s ({} failed{})\n",
+            self.connected,
+            self.clients,
+            self.connect_seconds,
+            self.connects_per_s,
+            self.connect_failures,
+            self.first_connect_error
+                .as_deref()
+                .map(|e| format!("; first error: {e}"))
+                .unwrap_or_default(),
+        );
+        out += &format!(
+            "sent:     {} broadcasts -> {:.1}/s; delivered {}/{} -> {:.0} deliveries/s\n",
+            self.sent,
+            self.achieved_sends_per_s,
+            self.delivered,
+            self.expected_deliveries,
+            self.achieved_deliveries_per_s,
+        );
+        out += &format!(
+            "errors:   lost {} · duplicates {} · order violations {} · foreign {} · disconnected early {}\n",
+            self.lost, self.duplicates, self.order_violations, self.foreign, self.disconnected_early,
+        );
+        out += "latency (ms)      count      p50      p99    p99.9      max\n";
+        for (name, l) in [("cross-node", &self.cross_node), ("same-node", &self.same_node)] {
+            out += &format!(
+                "  {name:<12} {:>9} {:>8.3} {:>8.3} {:>8.3} {:>8.3}\n",
+                l.count, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,193 @@
+//! `switchboard load` as an operator runs it: the real binary against two real hub nodes sharing a
+//! real redis-server, reporting a clean run as JSON; and readable errors for bad nodes.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{start_node, unique_prefix, within_for};
+use switchboard::hub::{BackplaneChoice, NodeHandle};
+use switchboard::load::LoadReport;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// A load run is bounded by its own duration, drain and connect timeouts; this is the test's cap.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+async fn run_load(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let run = tokio::task::spawn_blocking(move || Command::new(BIN).arg("load").args(&args).output());
+    within_for("switchboard load to finish", RUN_LIMIT, run)
+        .await
+        .expect("the blocking task ran")
+        .expect("the binary starts")
+}
+
+async fn two_nodes(redis: &RedisServer) -> (NodeHandle, NodeHandle) {
+    let prefix = unique_prefix();
+    let a = start_node("a", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let b = start_node("b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    for node in [&a, &b] {
+        let mut status = node.backplane_status();
+        within_for(
+            "the backplane to come up",
+            Duration::from_secs(10),
+            status.wait_for(|s| s.state.is_up()),
+        )
+        .await
+        .expect("the status channel stays open");
+    }
+    (a, b)
+}
+
+fn report_of(out: &Output) -> LoadReport {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "load failed: {stderr}\n{stdout}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not a JSON report ({e}): {stdout}"))
+}
+
+fn assert_clean(report: &LoadReport, clients: usize) {
+    assert_eq!(report.connected, clients, "{report:?}");
+    assert_eq!(report.connect_failures, 0, "{report:?}");
+    assert!(report.sent > 0, "nothing was sent: {report:?}");
+    assert_eq!(
+        report.expected_deliveries,
+        report.sent * clients as u64,
+        "{report:?}"
+    );
+    assert_eq!(report.delivered, report.expected_deliveries, "{report:?}");
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(report.duplicates, 0, "{report:?}");
+    assert_eq!(report.order_violations, 0, "{report:?}");
+    assert_eq!(report.disconnected_early, 0, "{report:?}");
+    // Half of every broadcast's receivers are on the other node.
+    assert!(report.cross_node.count > 0, "no cross-node latency: {report:?}");
+    assert!(report.same_node.count > 0, "no same-node latency: {report:?}");
+    assert_eq!(report.cross_node.count + report.same_node.count, report.delivered);
+    assert!(report.cross_node.max_ms >= report.cross_node.p50_ms, "{report:?}");
+    assert!(report.connects_per_s > 0.0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_over_two_redis_nodes_reports_a_clean_json_run() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_nodes(&redis).await;
+    let out = run_load(&[
+        "--node",
+        &a.hub_url(),
+        "--node",
+        &b.hub_url(),
+        "--clients",
+        "20",
+        "--senders",
+        "4",
+        "--rate",
+        "2000",
+        "--duration",
+        "1.5",
+        "--json",
+    ])
+    .await;
+    let report = report_of(&out);
+    assert_clean(&report, 20);
+    assert_eq!(report.protocol, "json");
+    assert!(report.negotiate);
+    assert_eq!(report.senders, 4);
+    assert_eq!(report.nodes, vec![a.hub_url(), b.hub_url()]);
+    // The progress line goes to stderr, never into the JSON on stdout.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connected 20/20"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_with_messagepack_and_without_negotiate() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_nodes(&redis).await;
+    let out = run_load(&[
+        "--node",
+        &a.hub_url(),
+        "--node",
+        &b.hub_url(),
+        "--clients",
+        "10",
+        "--senders",
+        "2",
+        "--rate",
+        "500",
+        "--duration",
+        "1",
+        "--protocol",
+        "messagepack",
+        "--skip-negotiation",
+        "--message-size",
+        "200",
+        "--json",
+        "--quiet",
+    ])
+    .await;
+    let report = report_of(&out);
+    assert_clean(&report, 10);
+    assert_eq!(report.protocol, "messagepack");
+    assert!(!report.negotiate);
+    assert!(
+        out.stderr.is_empty(),
+        "--quiet: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_node_is_a_clear_error() {
+    let out = run_load(&["--node", "not a url", "--duration", "1"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--node not a url: invalid URL"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = run_load(&["--node", "https://example.invalid/chat", "--duration", "1"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TLS"), "{stderr}");
+
+    // Nothing listens there: every client fails, and the run says why.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/chat");
+    let out = run_load(&["--node", &url, "--clients", "3", "--duration", "1", "--quiet"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no client could connect (3 tried)"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn load_measures_from_the_outside_and_never_names_hub_internals() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/load");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for word in ["crate::hub", "crate::backplane", "crate::monitor", "redis::"] {
+                assert!(
+                    !line.contains(word),
+                    "{}:{} names {word}: {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+}
