@@ -12,6 +12,8 @@
 //!   dashboard's probes). Uses `protocol` only.
 //! - `load`: `switchboard load`, a load generator measuring delivery across nodes from the outside.
 //!   Uses `client` and `protocol`; never `hub`.
+//! - `status_doc`: the stats snapshot and heartbeat documents a node publishes, declared once:
+//!   `hub` writes them, `monitor` reads them. Uses only serde.
 //! - `cli`: the composition root: parses arguments, picks the backplane, starts nodes.
 
 pub mod backplane;
@@ -25,5 +27,6 @@ pub mod link;
 pub mod load;
 pub mod monitor;
 pub mod protocol;
+pub mod status_doc;
 #[cfg(feature = "gui")]
 pub mod ui;

@@ -2,11 +2,12 @@
 //! channel names and payload bytes as over Redis, through a shared `MemoryBus`.
 //!
 //! A publish fans out to every subscriber's inbox with `try_send`: a full inbox drops the message
-//! for that subscriber and counts it (`MemoryBus::dropped`), as Redis drops a slow subscriber's
-//! output. Blocking instead could deadlock two nodes that publish to each other while handling.
+//! for that subscriber and counts it (`MemoryBus::dropped` for the bus, `inbox_dropped` for the
+//! member), as Redis drops a slow subscriber's output. Blocking instead could deadlock two nodes
+//! that publish to each other while handling. Subscriptions are reference-counted per member.
 //! Taps (the dashboard's PSUBSCRIBE equivalent) see every publish.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
-use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus};
+use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox};
 
 /// The shared bus. Cloning gives another handle to the same bus.
 #[derive(Clone, Default)]
@@ -41,10 +42,11 @@ struct BusInner {
 #[derive(Default)]
 struct BusState {
     next_id: u64,
-    /// channel → subscriber ids
-    channels: HashMap<String, HashSet<u64>>,
+    /// channel → subscriber id → references (signed: a release may overtake its take; a member
+    /// receives the channel while its count is positive)
+    channels: HashMap<String, HashMap<u64, i64>>,
     /// subscriber id → inbox
-    inboxes: HashMap<u64, mpsc::Sender<BackplaneMessage>>,
+    inboxes: HashMap<u64, Inbox>,
     taps: Vec<mpsc::Sender<BackplaneMessage>>,
 }
 
@@ -64,13 +66,15 @@ impl MemoryBus {
         let mut state = self.lock();
         state.next_id += 1;
         let id = state.next_id;
-        state.inboxes.insert(id, inbox);
+        let inbox = Inbox::new(inbox);
+        state.inboxes.insert(id, inbox.clone());
         drop(state);
         let (status_tx, _) = watch::channel(BackplaneStatus::new(BackplaneState::Memory));
         MemoryBackplane {
             bus: self.clone(),
             id,
             status_tx,
+            inbox,
         }
     }
 
@@ -81,7 +85,13 @@ impl MemoryBus {
 
     /// The channels with at least one subscriber, sorted: the bus's `PUBSUB CHANNELS`.
     pub fn channels(&self) -> Vec<String> {
-        let mut channels: Vec<String> = self.lock().channels.keys().cloned().collect();
+        let mut channels: Vec<String> = self
+            .lock()
+            .channels
+            .iter()
+            .filter(|(_, members)| members.values().any(|n| *n > 0))
+            .map(|(channel, _)| channel.clone())
+            .collect();
         channels.sort();
         channels
     }
@@ -107,6 +117,19 @@ impl MemoryBus {
         self.inner.down.load(Ordering::Relaxed)
     }
 
+    fn add_reference(&self, channel: &str, member: u64, delta: i64) {
+        let mut state = self.lock();
+        let members = state.channels.entry(channel.to_string()).or_default();
+        let count = members.entry(member).or_default();
+        *count += delta;
+        if *count == 0 {
+            members.remove(&member);
+        }
+        if members.is_empty() {
+            state.channels.remove(channel);
+        }
+    }
+
     fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, BackplaneError> {
         if self.inner.down.load(Ordering::Relaxed) {
             return Err(BackplaneError::Down("the in-memory bus is stopped".into()));
@@ -118,15 +141,14 @@ impl MemoryBus {
         };
         let mut delivered = 0;
         if let Some(ids) = state.channels.get(channel) {
-            for id in ids {
+            for id in ids.iter().filter(|(_, n)| **n > 0).map(|(id, _)| id) {
                 if let Some(inbox) = state.inboxes.get(id) {
-                    match inbox.try_send(message.clone()) {
-                        Ok(()) => delivered += 1,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                            delivered += 1;
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    if inbox.offer(message.clone()) {
+                        delivered += 1;
+                    } else if !inbox.is_closed() {
+                        // Redis counts a subscriber it could not serve as a receiver too.
+                        self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                        delivered += 1;
                     }
                 }
             }
@@ -149,15 +171,16 @@ pub struct MemoryBackplane {
     bus: MemoryBus,
     id: u64,
     status_tx: watch::Sender<BackplaneStatus>,
+    inbox: Inbox,
 }
 
 impl Drop for MemoryBackplane {
     fn drop(&mut self) {
         let mut state = self.bus.lock();
         state.inboxes.remove(&self.id);
-        state.channels.retain(|_, ids| {
-            ids.remove(&self.id);
-            !ids.is_empty()
+        state.channels.retain(|_, members| {
+            members.remove(&self.id);
+            !members.is_empty()
         });
     }
 }
@@ -169,23 +192,12 @@ impl Backplane for MemoryBackplane {
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        self.bus
-            .lock()
-            .channels
-            .entry(channel.to_string())
-            .or_default()
-            .insert(self.id);
+        self.bus.add_reference(channel, self.id, 1);
         Box::pin(async { Ok(()) })
     }
 
     fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        let mut state = self.bus.lock();
-        if let Some(ids) = state.channels.get_mut(channel) {
-            ids.remove(&self.id);
-            if ids.is_empty() {
-                state.channels.remove(channel);
-            }
-        }
+        self.bus.add_reference(channel, self.id, -1);
         Box::pin(async { Ok(()) })
     }
 
@@ -195,6 +207,10 @@ impl Backplane for MemoryBackplane {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn inbox_dropped(&self) -> u64 {
+        self.inbox.dropped()
     }
 }
 
@@ -244,6 +260,28 @@ mod tests {
         a.publish("c", Bytes::new()).await.unwrap();
         a.publish("c", Bytes::new()).await.unwrap();
         assert_eq!(bus.dropped(), 1);
+        assert_eq!(a.inbox_dropped(), 1);
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_counted_per_member() {
+        let bus = MemoryBus::new();
+        let (a_tx, _a_rx) = mpsc::channel(8);
+        let a = bus.connect(a_tx);
+        a.subscribe("u").await.unwrap();
+        a.subscribe("u").await.unwrap();
+        a.unsubscribe("u").await.unwrap();
+        assert_eq!(bus.channels(), ["u"], "one reference is left");
+        a.unsubscribe("u").await.unwrap();
+        assert!(bus.channels().is_empty());
+        a.unsubscribe("g").await.unwrap();
+        assert_eq!(
+            a.publish("g", Bytes::new()).await.unwrap(),
+            0,
+            "released before taken"
+        );
+        a.subscribe("g").await.unwrap();
+        assert!(bus.channels().is_empty(), "the late take nets out");
     }
 
     #[tokio::test]

@@ -9,11 +9,21 @@
 //!   delivers locally itself, so local clients never lose messages to a backplane outage.
 //! * **Per-channel order** is the order of publishes from one node (Redis and the memory bus both
 //!   keep it); nothing is promised across channels or across nodes.
-//! * **Subscriptions are a desired set.** `subscribe` records the channel and returns once the
-//!   server confirmed it (or at once while disconnected); after a reconnect every channel in the set
-//!   is subscribed again before the state goes back to `Connected`.
+//! * **Subscriptions are reference-counted.** Each `subscribe` takes one reference on a channel
+//!   and each `unsubscribe` releases one; the channel is subscribed while it has any. Callers take
+//!   one per member (a connection, each of a user's connections, each group member), so the
+//!   final state never depends on the order in which concurrent callers got there. `subscribe`
+//!   returns once the server confirmed the channel (or at once while disconnected); `unsubscribe`
+//!   returns at once. After a reconnect every referenced channel is subscribed again before the
+//!   state goes back to `Connected`.
 //!
-//! Incoming messages are handed to the `mpsc::Sender<BackplaneMessage>` given at construction.
+//! **The inbox is bounded and never waits.** Incoming messages are handed to the
+//! `mpsc::Sender<BackplaneMessage>` given at construction with `try_send`. When the node cannot
+//! keep up and the inbox is full, the message is dropped and counted (`inbox_dropped`, shown as
+//! `messages.backplane_dropped` in the node's stats and on the dashboard's node row). Waiting
+//! instead would push back on nothing: redis-rs reads pub/sub into an unbounded queue of its own,
+//! so a waiting reader only moves the backlog there, without limit; and on the memory bus a
+//! waiting publisher could deadlock two nodes that publish to each other while handling.
 //!
 //! `naming` is the only place that builds channel names; `wire` is the payload codec, shared with the
 //! dashboard's decoder. This module never sees `hub`, `monitor` or `ui`.
@@ -25,12 +35,14 @@ pub mod redis;
 pub mod sr2;
 pub mod wire;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// One message received from the backplane: its wire channel name (prefix included) and payload.
 #[derive(Debug, Clone)]
@@ -111,10 +123,11 @@ pub trait Backplane: Send + Sync + 'static {
     /// Fails fast (without waiting for a reconnect) when the link is down.
     fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<usize, BackplaneError>>;
 
-    /// Adds `channel` to the desired set and waits for the server to confirm it when connected.
+    /// Takes one reference on `channel` and, when connected, waits for the server to confirm the
+    /// subscription (callers that arrive during one round trip share the next).
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>>;
 
-    /// Removes `channel` from the desired set.
+    /// Releases one reference on `channel`; the last one unsubscribes it (in the background).
     fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>>;
 
     /// The live status of the link.
@@ -122,6 +135,53 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// "memory" or "redis", for the monitor endpoint.
     fn kind(&self) -> &'static str;
+
+    /// Messages dropped because the inbox was full (see the module docs).
+    fn inbox_dropped(&self) -> u64;
+}
+
+/// The sending end of a node's bounded inbox, with the count of what it had to drop.
+#[derive(Clone)]
+pub(crate) struct Inbox {
+    tx: mpsc::Sender<BackplaneMessage>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Inbox {
+    pub(crate) fn new(tx: mpsc::Sender<BackplaneMessage>) -> Self {
+        Inbox {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Hands `message` on without waiting. Returns false when it was dropped (a full inbox,
+    /// counted) or nobody receives any more (the node stopped).
+    pub(crate) fn offer(&self, message: BackplaneMessage) -> bool {
+        match self.tx.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::error!(
+                        channel = %message.channel,
+                        "the node cannot keep up with the backplane: its inbox is full, dropping messages (counted)"
+                    );
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Messages dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether nobody receives any more.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 /// The reconnect delay after `attempt` consecutive failures: doubling from `base`, capped at `max`.
@@ -143,5 +203,44 @@ mod tests {
         assert_eq!(backoff(5, base, max), Duration::from_millis(3200));
         assert_eq!(backoff(6, base, max), max);
         assert_eq!(backoff(u32::MAX, base, max), max);
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_within_the_short_cap() {
+        let base = crate::config::DEFAULT_RECONNECT_BASE;
+        let refused = crate::config::DEFAULT_RECONNECT_MAX_REFUSED;
+        let worst: Duration = (0..20)
+            .map(|a| backoff(a, base, refused))
+            .max()
+            .unwrap_or_default();
+        assert_eq!(worst, refused);
+        assert!(
+            refused <= Duration::from_millis(250),
+            "a dead port costs nothing to try"
+        );
+        assert_eq!(
+            backoff(20, base, crate::config::DEFAULT_RECONNECT_MAX),
+            crate::config::DEFAULT_RECONNECT_MAX
+        );
+    }
+
+    #[test]
+    fn a_full_inbox_drops_and_counts_without_waiting() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let inbox = Inbox::new(tx);
+        let message = || BackplaneMessage {
+            channel: "c".into(),
+            payload: Bytes::from_static(b"x"),
+        };
+        assert!(inbox.offer(message()));
+        assert!(inbox.offer(message()));
+        assert!(!inbox.offer(message()));
+        assert!(!inbox.offer(message()));
+        assert_eq!(inbox.dropped(), 2);
+        assert!(rx.try_recv().is_ok());
+        assert!(inbox.offer(message()), "room again once the node caught up");
+        drop(rx);
+        assert!(!inbox.offer(message()) && inbox.is_closed());
+        assert_eq!(inbox.dropped(), 2, "a closed inbox is not a drop");
     }
 }

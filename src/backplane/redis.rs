@@ -4,12 +4,24 @@
 //! Transport failure is a state, not an error: `status()` moves Connecting → Connected →
 //! Reconnecting{attempt, retry_in} → Connected ..., and keeps the last error. While the link is
 //! down, publishes fail at once (the hub counts them and delivers locally) and subscriptions are
-//! only recorded; on reconnect every recorded channel is subscribed again, in one command, before
-//! the state returns to Connected. Nothing is replayed (at most once, as ASP.NET Core).
+//! only counted; on reconnect every channel with a reference is subscribed again before the state
+//! returns to Connected. Nothing is replayed (at most once, as ASP.NET Core).
+//!
+//! Subscriptions: callers take and release references (`subscribe` / `unsubscribe`) under a
+//! short std mutex that is never held across an await. One task per pub/sub connection, the
+//! subscription manager, owns SUBSCRIBE and UNSUBSCRIBE: it compares the referenced channels with
+//! what it has asked Redis for and sends the whole difference as one UNSUBSCRIBE and one SUBSCRIBE,
+//! so every handshake that arrived during a round trip shares the next one. A `subscribe` caller
+//! waits for its own channel's confirmation, never for a lock. The receive path (the supervisor's
+//! read loop) never waits on a subscription round trip.
+//!
+//! Inbox: redis-rs reads pub/sub messages into an unbounded queue of its own; the supervisor drains
+//! it as fast as messages arrive and hands each to the node's bounded inbox with `try_send`. A full
+//! inbox drops the message and counts it (`inbox_dropped`): the node sheds instead of growing.
 //!
 //! This is the only module that names the `redis` crate on the node side.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -17,10 +29,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use redis::aio::{MultiplexedConnection, PubSubSink};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, backoff};
+use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, backoff};
 use crate::config;
 
 /// How long one PUBLISH or SUBSCRIBE may take before the link is considered unhealthy for it.
@@ -33,20 +45,113 @@ pub struct RedisBackplane {
 }
 
 struct Shared {
-    /// The desired subscriptions and the live sink, under one async lock so a subscribe racing a
-    /// reconnect is never lost: either the reconnect sees it in `desired`, or it sees the sink.
-    link: tokio::sync::Mutex<Link>,
+    /// References and the link's view of them. A std mutex: held for a few map operations only,
+    /// never across an await (the manager copies what it needs, then sends without it).
+    table: Mutex<Table>,
+    /// Wakes the subscription manager after `table.counts` changed (a stored permit is never lost).
+    changed: Notify,
     publisher: Mutex<Option<MultiplexedConnection>>,
     status_tx: watch::Sender<BackplaneStatus>,
+    inbox: Inbox,
+}
+
+/// Where one channel stands on the current pub/sub connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    /// SUBSCRIBE sent, not confirmed yet.
+    Pending,
+    Confirmed,
 }
 
 #[derive(Default)]
-struct Link {
-    desired: BTreeSet<String>,
-    sink: Option<PubSubSink>,
+struct Table {
+    /// channel → references. A channel is wanted while its count is positive. Signed, so that a
+    /// release that overtakes its take (two tasks racing) still nets out to zero.
+    counts: HashMap<String, i64>,
+    /// What the current pub/sub connection was asked for (empty while down).
+    link: HashMap<String, Sub>,
+    /// `subscribe` callers waiting for their channel's confirmation.
+    waiters: HashMap<String, Vec<oneshot::Sender<Result<(), BackplaneError>>>>,
+    /// True once a pub/sub connection is up and its first resubscribe is done: before that,
+    /// `subscribe` only counts (the reconnect subscribes everything).
+    live: bool,
+}
+
+impl Table {
+    /// Adds `delta` references to `channel`; returns whether it is wanted now.
+    fn add(&mut self, channel: &str, delta: i64) -> bool {
+        let count = self.counts.entry(channel.to_string()).or_default();
+        *count += delta;
+        let wanted = *count > 0;
+        if *count == 0 {
+            self.counts.remove(channel);
+        }
+        wanted
+    }
+
+    fn wanted(&self, channel: &str) -> bool {
+        self.counts.get(channel).is_some_and(|c| *c > 0)
+    }
+
+    /// The changes to send: (to subscribe, marked Pending; to unsubscribe, forgotten).
+    fn diff(&mut self) -> (Vec<String>, Vec<String>) {
+        let subscribe: Vec<String> = self
+            .counts
+            .iter()
+            .filter(|(c, n)| **n > 0 && !self.link.contains_key(*c))
+            .map(|(c, _)| c.clone())
+            .collect();
+        let unsubscribe: Vec<String> = self.link.keys().filter(|c| !self.wanted(c)).cloned().collect();
+        for channel in &subscribe {
+            self.link.insert(channel.clone(), Sub::Pending);
+        }
+        for channel in &unsubscribe {
+            self.link.remove(channel);
+        }
+        (subscribe, unsubscribe)
+    }
+
+    /// Redis confirmed `channels`: mark them and release their waiters.
+    fn confirmed(&mut self, channels: &[String]) {
+        for channel in channels {
+            if let Some(state) = self.link.get_mut(channel) {
+                *state = Sub::Confirmed;
+            }
+            for waiter in self.waiters.remove(channel).unwrap_or_default() {
+                let _ = waiter.send(Ok(()));
+            }
+        }
+    }
+
+    /// SUBSCRIBE for `channels` failed: forget them (the next connection retries) and tell waiters.
+    fn failed(&mut self, channels: &[String], error: &BackplaneError) {
+        for channel in channels {
+            self.link.remove(channel);
+            for waiter in self.waiters.remove(channel).unwrap_or_default() {
+                let _ = waiter.send(Err(error.clone()));
+            }
+        }
+    }
+
+    /// The pub/sub connection is gone: nothing is subscribed any more. Waiters are released (their
+    /// channels keep their references and are subscribed again on reconnect).
+    fn lost(&mut self) {
+        self.live = false;
+        self.link.clear();
+        for (_, waiters) in self.waiters.drain() {
+            for waiter in waiters {
+                let _ = waiter.send(Ok(()));
+            }
+        }
+    }
 }
 
 impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Map operations only, none of which can panic halfway: a poisoned lock is consistent.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn publisher(&self) -> MutexGuard<'_, Option<MultiplexedConnection>> {
         // Holds an Option only: always consistent.
         self.publisher.lock().unwrap_or_else(|e| e.into_inner())
@@ -72,7 +177,8 @@ impl Shared {
 
 impl RedisBackplane {
     /// Validates `url` and starts the supervisor; returns at once (the first connection is made in
-    /// the background). Messages received go to `inbox`. `cancel` stops the link.
+    /// the background). Messages received go to `inbox` (without waiting: see the module docs).
+    /// `cancel` stops the link.
     pub fn start(
         url: &str,
         inbox: mpsc::Sender<BackplaneMessage>,
@@ -85,99 +191,161 @@ impl RedisBackplane {
         let client = redis::Client::open(info.set_tcp_settings(nodelay)).map_err(|e| e.to_string())?;
         let (status_tx, _) = watch::channel(BackplaneStatus::new(BackplaneState::Connecting));
         let shared = Arc::new(Shared {
-            link: tokio::sync::Mutex::new(Link::default()),
+            table: Mutex::new(Table::default()),
+            changed: Notify::new(),
             publisher: Mutex::new(None),
             status_tx,
+            inbox: Inbox::new(inbox),
         });
-        tokio::spawn(supervise(client, shared.clone(), inbox, cancel));
+        tokio::spawn(supervise(client, shared.clone(), cancel));
         Ok(RedisBackplane { shared })
     }
 }
 
-async fn connect(client: &redis::Client) -> redis::RedisResult<(redis::aio::PubSub, MultiplexedConnection)> {
-    let pubsub = client.get_async_pubsub().await?;
-    let publisher = client.get_multiplexed_async_connection().await?;
-    Ok((pubsub, publisher))
+/// Why one connection attempt failed, which decides how soon to try again.
+enum Failure {
+    /// Nothing listens on the port (Redis is restarting): trying again costs nobody anything.
+    Refused(String),
+    /// Anything else (authentication, timeouts, protocol errors): costs Redis or the network.
+    Other(String),
 }
 
-async fn supervise(
-    client: redis::Client,
-    shared: Arc<Shared>,
-    inbox: mpsc::Sender<BackplaneMessage>,
-    cancel: CancellationToken,
-) {
+async fn connect(client: &redis::Client) -> Result<(redis::aio::PubSub, MultiplexedConnection), Failure> {
+    let attempt = async {
+        let pubsub = client.get_async_pubsub().await?;
+        let publisher = client.get_multiplexed_async_connection().await?;
+        Ok::<_, redis::RedisError>((pubsub, publisher))
+    };
+    match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(connected)) => Ok(connected),
+        Ok(Err(e)) if e.is_connection_refusal() => Err(Failure::Refused(describe(&e))),
+        Ok(Err(e)) => Err(Failure::Other(describe(&e))),
+        Err(_) => Err(Failure::Other("timed out connecting to Redis".to_string())),
+    }
+}
+
+/// Sends what changed in the table until nothing is left to send: one UNSUBSCRIBE and one
+/// SUBSCRIBE per round trip, covering every change made since the previous one.
+async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), String> {
+    loop {
+        let (subscribe, unsubscribe) = shared.table().diff();
+        if subscribe.is_empty() && unsubscribe.is_empty() {
+            return Ok(());
+        }
+        let unsubscribed = async {
+            if unsubscribe.is_empty() {
+                return Ok(());
+            }
+            let mut sink = sink.clone();
+            match tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&unsubscribe)).await {
+                Ok(r) => r.map_err(|e| BackplaneError::Redis(describe(&e))),
+                Err(_) => Err(BackplaneError::Redis("UNSUBSCRIBE timed out".into())),
+            }
+        };
+        let subscribed = async {
+            if subscribe.is_empty() {
+                return Ok(());
+            }
+            let mut sink = sink.clone();
+            match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&subscribe)).await {
+                Ok(r) => r.map_err(|e| BackplaneError::Redis(describe(&e))),
+                Err(_) => Err(BackplaneError::Redis("SUBSCRIBE timed out".into())),
+            }
+        };
+        // Both commands are queued on the one connection in this order, so a channel released
+        // and taken again across two rounds is always unsubscribed before it is subscribed.
+        let (unsubscribed, subscribed) = futures_util::future::join(unsubscribed, subscribed).await;
+        tracing::trace!(
+            subscribed = subscribe.len(),
+            unsubscribed = unsubscribe.len(),
+            "subscriptions synced"
+        );
+        match subscribed {
+            Ok(()) => shared.table().confirmed(&subscribe),
+            Err(e) => {
+                shared.table().failed(&subscribe, &e);
+                return Err(format!("subscribing: {e}"));
+            }
+        }
+        unsubscribed.map_err(|e| format!("unsubscribing: {e}"))?;
+    }
+}
+
+/// The subscription manager of one pub/sub connection: syncs after every change until the
+/// connection fails (its error is returned).
+async fn manage_subscriptions(sink: PubSubSink, shared: Arc<Shared>) -> String {
+    loop {
+        if let Err(e) = sync_subscriptions(&sink, &shared).await {
+            return e;
+        }
+        shared.changed.notified().await;
+    }
+}
+
+async fn supervise(client: redis::Client, shared: Arc<Shared>, cancel: CancellationToken) {
     let mut attempt: u32 = 0;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT, connect(&client)) => r,
+            r = connect(&client) => r,
         };
-        match connected {
-            Ok(Ok((pubsub, publisher))) => {
+        let failure = match connected {
+            Ok((pubsub, publisher)) => {
                 let (sink, mut stream) = pubsub.split();
-                let resubscribed = {
-                    let mut link = shared.link.lock().await;
-                    let channels: Vec<String> = link.desired.iter().cloned().collect();
-                    let result = if channels.is_empty() {
-                        Ok(())
-                    } else {
-                        let mut sink = sink.clone();
-                        match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&channels)).await {
-                            Ok(r) => r.map_err(|e| e.to_string()),
-                            Err(_) => Err("timed out resubscribing".to_string()),
-                        }
-                    };
-                    if result.is_ok() {
-                        link.sink = Some(sink);
-                        tracing::info!(
-                            channels = channels.len(),
-                            "redis backplane connected and subscribed"
-                        );
-                    }
-                    result
-                };
-                match resubscribed {
-                    Err(e) => shared.record_error(format!("subscribing after connect: {e}")),
+                match sync_subscriptions(&sink, &shared).await {
+                    Err(e) => Failure::Other(format!("subscribing after connect: {e}")),
                     Ok(()) => {
+                        let channels = {
+                            let mut table = shared.table();
+                            table.live = true;
+                            table.link.len()
+                        };
+                        tracing::info!(channels, "redis backplane connected and subscribed");
                         *shared.publisher() = Some(publisher);
                         attempt = 0;
                         shared.set_state(BackplaneState::Connected);
+                        let mut manager = tokio::spawn(manage_subscriptions(sink, shared.clone()));
                         let lost = loop {
                             tokio::select! {
                                 _ = cancel.cancelled() => break None,
+                                failed = &mut manager => {
+                                    break Some(failed.unwrap_or_else(|e| format!("subscription manager ended: {e}")));
+                                }
                                 message = stream.next() => match message {
                                     Some(message) => {
                                         let message = BackplaneMessage {
                                             channel: message.get_channel_name().to_string(),
                                             payload: Bytes::copy_from_slice(message.get_payload_bytes()),
                                         };
-                                        // Waiting here pushes back on the socket: Redis buffers
-                                        // for us rather than this node dropping messages.
-                                        if inbox.send(message).await.is_err() {
-                                            break None;
+                                        // Never waits: a full inbox drops and counts (module docs).
+                                        if !shared.inbox.offer(message) && shared.inbox.is_closed() {
+                                            break None; // the node stopped
                                         }
                                     }
-                                    None => break Some("connection to Redis lost"),
+                                    None => break Some("connection to Redis lost".to_string()),
                                 },
                             }
                         };
-                        shared.link.lock().await.sink = None;
+                        manager.abort();
+                        shared.table().lost();
                         *shared.publisher() = None;
                         match lost {
-                            Some(reason) => shared.record_error(reason.to_string()),
+                            // A lost link is retried at once (base delay): Redis may be back.
+                            Some(reason) => Failure::Refused(reason),
                             None => break,
                         }
                     }
                 }
             }
-            Ok(Err(e)) => shared.record_error(describe(&e)),
-            Err(_) => shared.record_error("timed out connecting to Redis".to_string()),
-        }
-        let delay = backoff(
-            attempt,
-            config::DEFAULT_RECONNECT_BASE,
-            config::DEFAULT_RECONNECT_MAX,
-        );
+            Err(failure) => failure,
+        };
+        shared.table().lost();
+        let (error, cap) = match failure {
+            Failure::Refused(e) => (e, config::DEFAULT_RECONNECT_MAX_REFUSED),
+            Failure::Other(e) => (e, config::DEFAULT_RECONNECT_MAX),
+        };
+        shared.record_error(error);
+        let delay = backoff(attempt, config::DEFAULT_RECONNECT_BASE, cap);
         attempt = attempt.saturating_add(1);
         shared.set_state(BackplaneState::Reconnecting {
             attempt,
@@ -188,7 +356,7 @@ async fn supervise(
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    shared.link.lock().await.sink = None;
+    shared.table().lost();
     *shared.publisher() = None;
     shared.set_state(BackplaneState::Stopped);
 }
@@ -224,39 +392,35 @@ impl Backplane for RedisBackplane {
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        let channel = channel.to_string();
-        Box::pin(async move {
-            let mut link = self.shared.link.lock().await;
-            if !link.desired.insert(channel.clone()) {
-                return Ok(());
+        let waiting = {
+            let mut table = self.shared.table();
+            let wanted = table.add(channel, 1);
+            if !wanted || !table.live || table.link.get(channel) == Some(&Sub::Confirmed) {
+                None // already subscribed, or counted for the reconnect
+            } else {
+                let (tx, rx) = oneshot::channel();
+                table.waiters.entry(channel.to_string()).or_default().push(tx);
+                Some(rx)
             }
-            let Some(mut sink) = link.sink.clone() else {
-                return Ok(()); // subscribed on reconnect
+        };
+        Box::pin(async move {
+            let Some(rx) = waiting else {
+                return Ok(());
             };
-            match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&channel)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(BackplaneError::Redis(describe(&e))),
+            self.shared.changed.notify_one();
+            match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+                Ok(Ok(result)) => result,
+                // The manager went away with the connection: subscribed again on reconnect.
+                Ok(Err(_)) => Ok(()),
                 Err(_) => Err(BackplaneError::Redis("SUBSCRIBE timed out".into())),
             }
         })
     }
 
     fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        let channel = channel.to_string();
-        Box::pin(async move {
-            let mut link = self.shared.link.lock().await;
-            if !link.desired.remove(&channel) {
-                return Ok(());
-            }
-            let Some(mut sink) = link.sink.clone() else {
-                return Ok(());
-            };
-            match tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&channel)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(BackplaneError::Redis(describe(&e))),
-                Err(_) => Err(BackplaneError::Redis("UNSUBSCRIBE timed out".into())),
-            }
-        })
+        self.shared.table().add(channel, -1);
+        self.shared.changed.notify_one();
+        Box::pin(async { Ok(()) })
     }
 
     fn status(&self) -> watch::Receiver<BackplaneStatus> {
@@ -265,6 +429,10 @@ impl Backplane for RedisBackplane {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn inbox_dropped(&self) -> u64 {
+        self.shared.inbox.dropped()
     }
 }
 
@@ -279,5 +447,68 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_diff_sends_each_change_once_and_a_release_before_a_retake() {
+        let mut t = Table::default();
+        t.add("a", 2);
+        t.add("b", 1);
+        let (sub, unsub) = t.diff();
+        assert_eq!(sorted(sub), names(&["a", "b"]));
+        assert!(unsub.is_empty());
+        assert_eq!(t.diff(), (vec![], vec![]), "pending channels are not sent twice");
+        t.confirmed(&names(&["a", "b"]));
+        assert_eq!(t.link.get("a"), Some(&Sub::Confirmed));
+        t.add("b", -1);
+        t.add("c", 1);
+        let (sub, unsub) = t.diff();
+        assert_eq!((sub, unsub), (names(&["c"]), names(&["b"])));
+        // Released and taken again before the manager ran: nothing to send.
+        t.add("a", -2);
+        t.add("a", 1);
+        assert_eq!(t.diff(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_release_that_overtakes_its_take_nets_out() {
+        let mut t = Table::default();
+        assert!(!t.add("g", -1), "released before taken: not wanted");
+        assert_eq!(t.diff(), (vec![], vec![]));
+        assert!(!t.add("g", 1), "the late take balances it");
+        assert!(t.counts.is_empty());
+        assert_eq!(t.diff(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn waiters_hear_the_confirmation_or_the_loss_of_the_link() {
+        let mut t = Table::default();
+        let (tx, mut rx) = oneshot::channel();
+        t.waiters.entry("a".into()).or_default().push(tx);
+        t.confirmed(&names(&["a"]));
+        assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+        let (tx, mut rx) = oneshot::channel();
+        t.waiters.entry("b".into()).or_default().push(tx);
+        t.live = true;
+        t.link.insert("b".into(), Sub::Pending);
+        t.lost();
+        assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+        assert!(!t.live && t.link.is_empty());
     }
 }

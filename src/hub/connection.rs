@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::NodeShared;
 use super::dispatch::{self, Caller, HubError};
-use super::registry::{CloseReason, Outbox, WsFrame, text_bytes};
+use super::registry::{CloseReason, Outbox, WsFrame, frame_of, text_bytes};
 use super::stats::Stats;
 use crate::protocol::{
     CompletionResult, FrameError, FrameKind, Framer, HubMessage, MAX_PROTOCOL_VERSION, Protocol, handshake,
@@ -33,15 +33,6 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often the writer checks whether a keep-alive ping is due (ASP.NET Core: every 1 s).
 const KEEP_ALIVE_TICK: Duration = Duration::from_secs(1);
-
-/// Serializes one message for one protocol as a WebSocket frame.
-pub fn frame_of(protocol: Protocol, message: &HubMessage) -> WsFrame {
-    let bytes = protocol.encode(message);
-    match protocol {
-        Protocol::Json => WsFrame::text(bytes),
-        Protocol::MessagePack => WsFrame::Binary(Bytes::from(bytes)),
-    }
-}
 
 fn to_message(frame: WsFrame) -> Message {
     match frame {

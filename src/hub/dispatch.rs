@@ -1,22 +1,27 @@
 //! The chat hub's methods, looked up case-insensitively as ASP.NET Core does (A.6.1), with the
 //! argument binding and error texts of A.6.2.
 //!
+//! Each method is a [`Method`] variant: its name, its arity and its body are exhaustive matches
+//! on that enum, so a method cannot be added to one and forgotten in another.
+//!
 //! Called by `connection` for each Invocation; sends go through `lifetime`.
 
 use std::sync::Arc;
 
-use super::lifetime::{Lifetime, Target};
+use super::lifetime::{GroupOpError, Lifetime, Target};
 use crate::protocol::{HubMessage, Value};
 
 /// The caller of a hub method.
-pub struct Caller<'a> {
+pub(crate) struct Caller<'a> {
     pub connection_id: &'a Arc<str>,
+    /// `Context.UserIdentifier`: no chat method reads it yet, the connection fills it in.
+    #[allow(dead_code)]
     pub user: Option<&'a str>,
 }
 
 /// Why an invocation failed; `completion_text` gives what the client sees.
 #[derive(Debug, thiserror::Error)]
-pub enum HubError {
+pub(crate) enum HubError {
     #[error("unknown hub method")]
     UnknownMethod,
     /// Argument count or types do not match (detail is logged, not sent: detailed errors are off).
@@ -25,6 +30,10 @@ pub enum HubError {
     /// The method itself failed.
     #[error("method failed: {0}")]
     Failed(String),
+    /// The method refused on purpose, with a message for the client (ASP.NET Core's
+    /// `HubException`: its message is sent even with detailed errors off).
+    #[error("hub exception: {0}")]
+    Hub(String),
     /// A streaming invocation of a non-streaming method.
     #[error("not a streaming method")]
     NotStreaming,
@@ -37,6 +46,11 @@ impl HubError {
             HubError::UnknownMethod => format!("Unknown hub method '{target}'"),
             HubError::Binding(_) => format!("Failed to invoke '{target}' due to an error on the server."),
             HubError::Failed(_) => format!("An unexpected error occurred invoking '{target}' on the server."),
+            HubError::Hub(message) => {
+                format!(
+                    "An unexpected error occurred invoking '{target}' on the server. HubException: {message}"
+                )
+            }
             HubError::NotStreaming => format!(
                 "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
             ),
@@ -44,28 +58,88 @@ impl HubError {
     }
 }
 
-/// The methods of the chat hub: (lowercase name, parameter count).
-const METHODS: &[(&str, usize)] = &[
-    ("sendmessage", 2),
-    ("sendtoothers", 2),
-    ("joingroup", 1),
-    ("leavegroup", 1),
-    ("sendtogroup", 3),
-    ("sendtouser", 3),
-    ("sendtoconnection", 3),
-    ("addtogroup", 2),
-    ("removefromgroup", 2),
-    ("echo", 1),
-    ("getconnectionid", 0),
-];
+impl From<GroupOpError> for HubError {
+    fn from(e: GroupOpError) -> Self {
+        match e {
+            GroupOpError::TooManyGroups { .. } => HubError::Hub(e.to_string()),
+            other => HubError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// The methods of the chat hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    SendMessage,
+    SendToOthers,
+    JoinGroup,
+    LeaveGroup,
+    SendToGroup,
+    SendToUser,
+    SendToConnection,
+    AddToGroup,
+    RemoveFromGroup,
+    Echo,
+    GetConnectionId,
+}
+
+impl Method {
+    /// Every method, for lookups and tests.
+    pub const ALL: [Method; 11] = [
+        Method::SendMessage,
+        Method::SendToOthers,
+        Method::JoinGroup,
+        Method::LeaveGroup,
+        Method::SendToGroup,
+        Method::SendToUser,
+        Method::SendToConnection,
+        Method::AddToGroup,
+        Method::RemoveFromGroup,
+        Method::Echo,
+        Method::GetConnectionId,
+    ];
+
+    /// The name as a .NET hub declares it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::SendMessage => "SendMessage",
+            Method::SendToOthers => "SendToOthers",
+            Method::JoinGroup => "JoinGroup",
+            Method::LeaveGroup => "LeaveGroup",
+            Method::SendToGroup => "SendToGroup",
+            Method::SendToUser => "SendToUser",
+            Method::SendToConnection => "SendToConnection",
+            Method::AddToGroup => "AddToGroup",
+            Method::RemoveFromGroup => "RemoveFromGroup",
+            Method::Echo => "Echo",
+            Method::GetConnectionId => "GetConnectionId",
+        }
+    }
+
+    /// How many parameters the method declares.
+    pub fn arity(self) -> usize {
+        match self {
+            Method::GetConnectionId => 0,
+            Method::JoinGroup | Method::LeaveGroup | Method::Echo => 1,
+            Method::SendMessage | Method::SendToOthers | Method::AddToGroup | Method::RemoveFromGroup => 2,
+            Method::SendToGroup | Method::SendToUser | Method::SendToConnection => 3,
+        }
+    }
+
+    /// The method `target` names, case-insensitively (A.6.1).
+    pub fn find(target: &str) -> Option<Method> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(target))
+    }
+}
 
 /// The client method every chat send invokes.
-pub const RECEIVE_MESSAGE: &str = "ReceiveMessage";
+pub(crate) const RECEIVE_MESSAGE: &str = "ReceiveMessage";
 
 /// Whether `target` names a hub method (for streaming invocations, which none of them is).
-pub fn exists(target: &str) -> bool {
-    let name = target.to_ascii_lowercase();
-    METHODS.iter().any(|(m, _)| *m == name)
+pub(crate) fn exists(target: &str) -> bool {
+    Method::find(target).is_some()
 }
 
 /// A string parameter: .NET binds JSON strings and null (a null string) to `string`.
@@ -114,16 +188,16 @@ fn receive_message(args: &[Value], user_index: usize) -> Result<HubMessage, HubE
 }
 
 /// Runs hub method `target`. `Ok(Some(v))` is a result, `Ok(None)` a void method.
-pub async fn invoke(
+pub(crate) async fn invoke(
     lifetime: &Lifetime,
     caller: &Caller<'_>,
     target: &str,
     args: Vec<Value>,
 ) -> Result<Option<Value>, HubError> {
-    let name = target.to_ascii_lowercase();
-    let Some(&(_, expected)) = METHODS.iter().find(|(m, _)| *m == name) else {
+    let Some(method) = Method::find(target) else {
         return Err(HubError::UnknownMethod);
     };
+    let expected = method.arity();
     if args.len() != expected {
         return Err(HubError::Binding(format!(
             "Invocation provides {} argument(s) but target expects {expected}.",
@@ -131,71 +205,54 @@ pub async fn invoke(
         )));
     }
     let me: &str = caller.connection_id;
-    match name.as_str() {
-        "sendmessage" => {
+    match method {
+        Method::SendMessage => {
             let msg = receive_message(&args, 0)?;
             lifetime.send(Target::All { excluded: &[] }, &msg).await;
         }
-        "sendtoothers" => {
+        Method::SendToOthers => {
             let msg = receive_message(&args, 0)?;
             lifetime.send(Target::All { excluded: &[me] }, &msg).await;
         }
-        "joingroup" => {
+        Method::JoinGroup => {
             let group = required(&args, 0, "group")?;
-            lifetime
-                .add_to_group(me, &group)
-                .await
-                .map_err(|e| HubError::Failed(e.to_string()))?;
+            lifetime.add_to_group(me, &group).await?;
         }
-        "leavegroup" => {
+        Method::LeaveGroup => {
             let group = required(&args, 0, "group")?;
-            lifetime
-                .remove_from_group(me, &group)
-                .await
-                .map_err(|e| HubError::Failed(e.to_string()))?;
+            lifetime.remove_from_group(me, &group).await?;
         }
-        "sendtogroup" => {
+        Method::SendToGroup => {
             let group = required(&args, 0, "group")?;
             let msg = receive_message(&args, 1)?;
-            lifetime
-                .send(
-                    Target::Group {
-                        group: &group,
-                        excluded: &[],
-                    },
-                    &msg,
-                )
-                .await;
+            let target = Target::Group {
+                group: &group,
+                excluded: &[],
+            };
+            lifetime.send(target, &msg).await;
         }
-        "sendtouser" => {
+        Method::SendToUser => {
             let user = required(&args, 0, "userId")?;
             let msg = receive_message(&args, 1)?;
             lifetime.send(Target::User(&user), &msg).await;
         }
-        "sendtoconnection" => {
+        Method::SendToConnection => {
             let id = required(&args, 0, "connectionId")?;
             let msg = receive_message(&args, 1)?;
             lifetime.send(Target::Connection(&id), &msg).await;
         }
-        "addtogroup" => {
+        Method::AddToGroup => {
             let id = required(&args, 0, "connectionId")?;
             let group = required(&args, 1, "group")?;
-            lifetime
-                .add_to_group(&id, &group)
-                .await
-                .map_err(|e| HubError::Failed(e.to_string()))?;
+            lifetime.add_to_group(&id, &group).await?;
         }
-        "removefromgroup" => {
+        Method::RemoveFromGroup => {
             let id = required(&args, 0, "connectionId")?;
             let group = required(&args, 1, "group")?;
-            lifetime
-                .remove_from_group(&id, &group)
-                .await
-                .map_err(|e| HubError::Failed(e.to_string()))?;
+            lifetime.remove_from_group(&id, &group).await?;
         }
-        "echo" => return Ok(args.into_iter().next()),
-        "getconnectionid" => return Ok(Some(Value::from(me))),
-        _ => return Err(HubError::UnknownMethod),
+        Method::Echo => return Ok(args.into_iter().next()),
+        Method::GetConnectionId => return Ok(Some(Value::from(me))),
     }
     Ok(None)
 }
@@ -218,6 +275,10 @@ mod tests {
             HubError::Failed(String::new()).completion_text("Send"),
             "An unexpected error occurred invoking 'Send' on the server."
         );
+        assert_eq!(
+            HubError::Hub("No.".into()).completion_text("JoinGroup"),
+            "An unexpected error occurred invoking 'JoinGroup' on the server. HubException: No."
+        );
     }
 
     #[test]
@@ -225,6 +286,19 @@ mod tests {
         assert!(exists("SENDMESSAGE"));
         assert!(exists("echo"));
         assert!(!exists("nope"));
+        assert_eq!(Method::find("joingroup"), Some(Method::JoinGroup));
+    }
+
+    #[test]
+    fn every_method_is_found_by_its_own_name_and_names_are_unique() {
+        for m in Method::ALL {
+            assert_eq!(Method::find(m.name()), Some(m));
+            assert_eq!(Method::find(&m.name().to_lowercase()), Some(m));
+        }
+        let mut names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Method::ALL.len());
     }
 
     #[test]

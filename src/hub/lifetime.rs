@@ -6,6 +6,14 @@
 //! every local recipient (a refcount per recipient, never a copy). Broadcasts reach local clients
 //! through the node's own subscription; only when a publish fails does the node deliver locally
 //! itself, so local clients keep their messages through a backplane outage.
+//!
+//! Subscriptions: no lock is held across a backplane round trip. The registry changes first
+//! (under its own short lock), then one backplane reference per member is taken or released:
+//! references commute, so concurrent joins, leaves, handshakes and disconnects end in the right
+//! subscriptions whatever their interleaving, and the backplane batches the round trips. A
+//! handshake or a local join waits for its own channel's confirmation; a remote group command
+//! received from the backplane never does (its subscription and ack run in a spawned task, so
+//! the receive path keeps reading).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -16,7 +24,7 @@ use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::registry::{GroupChange, LocalConnection, Outbox, Registry, WsFrame, text_bytes};
+use super::registry::{GroupChange, LocalConnection, Outbox, Registry, WsFrame, frame_of, text_bytes};
 use super::stats::Stats;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::wire::{self, GroupAction, GroupCommand};
@@ -25,7 +33,7 @@ use crate::protocol::{CompletionResult, HubMessage, Protocol};
 
 /// One message serialized for each protocol, shareable between recipients.
 #[derive(Debug, Clone, Default)]
-pub struct Frames {
+pub(crate) struct Frames {
     pub json: Option<Utf8Bytes>,
     pub msgpack: Option<Bytes>,
 }
@@ -74,7 +82,7 @@ impl Frames {
 
 /// Who a send is for.
 #[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
+pub(crate) enum Target<'a> {
     All { excluded: &'a [&'a str] },
     Group { group: &'a str, excluded: &'a [&'a str] },
     User(&'a str),
@@ -83,7 +91,9 @@ pub enum Target<'a> {
 
 /// Why a remote group operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum GroupOpError {
+pub(crate) enum GroupOpError {
+    #[error("A connection may be in at most {max} groups; leave one before joining another.")]
+    TooManyGroups { max: usize },
     #[error("the backplane could not forward the group command: {0}")]
     Forward(String),
     #[error("connection {0} is on no server: this node is the only one on the backplane")]
@@ -93,10 +103,10 @@ pub enum GroupOpError {
 }
 
 /// The routing core of a node.
-pub struct Lifetime {
+pub(crate) struct Lifetime {
     channels: Channels,
     server_name: String,
-    backplane: Arc<dyn Backplane>,
+    forwarder: Arc<Forwarder>,
     registry: Arc<Registry>,
     stats: Arc<Stats>,
     ack_timeout: Duration,
@@ -104,11 +114,52 @@ pub struct Lifetime {
     pending_acks: Mutex<HashMap<i32, oneshot::Sender<()>>>,
     /// Client results requested by other servers: (connection, invocation id) → return channel.
     pending_results: Mutex<HashMap<(Arc<str>, String), String>>,
-    /// Serializes membership changes with their (un)subscribes, so the order of subscribe and
-    /// unsubscribe for one channel always matches the order of the registry changes.
-    membership: tokio::sync::Mutex<()>,
+}
+
+/// The backplane with the node's publish accounting; shared with the tasks that finish remote
+/// group commands off the receive path.
+struct Forwarder {
+    backplane: Arc<dyn Backplane>,
+    stats: Arc<Stats>,
     /// Whether the last publish failed: failures are logged on the transition, then only counted.
     forwarding_failed: AtomicBool,
+}
+
+impl Forwarder {
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, ()> {
+        match self.backplane.publish(channel, payload).await {
+            Ok(receivers) => {
+                Stats::inc(&self.stats.backplane_out);
+                if self.forwarding_failed.swap(false, Ordering::Relaxed) {
+                    tracing::info!("backplane publishes succeed again");
+                }
+                Ok(receivers)
+            }
+            Err(e) => {
+                Stats::inc(&self.stats.forward_failures);
+                if !self.forwarding_failed.swap(true, Ordering::Relaxed) {
+                    tracing::error!(%channel, error = %e, "could not forward a message to other nodes; counting failures until the backplane is back");
+                } else {
+                    tracing::debug!(%channel, error = %e, "forward failed");
+                }
+                Err(())
+            }
+        }
+    }
+
+    /// Takes one reference on `channel`, waiting for the backplane to confirm it.
+    async fn subscribe(&self, channel: &str) {
+        if let Err(e) = self.backplane.subscribe(channel).await {
+            tracing::warn!(%channel, error = %e, "subscribe failed; it is retried when the backplane reconnects");
+        }
+    }
+
+    /// Releases one reference on `channel` (never waits for Redis).
+    async fn unsubscribe(&self, channel: &str) {
+        if let Err(e) = self.backplane.unsubscribe(channel).await {
+            tracing::debug!(%channel, error = %e, "unsubscribe failed");
+        }
+    }
 }
 
 impl Lifetime {
@@ -123,15 +174,17 @@ impl Lifetime {
         Lifetime {
             channels,
             server_name,
-            backplane,
+            forwarder: Arc::new(Forwarder {
+                backplane,
+                stats: stats.clone(),
+                forwarding_failed: AtomicBool::new(false),
+            }),
             registry,
             stats,
             ack_timeout,
             next_group_op: AtomicI32::new(0),
             pending_acks: Mutex::new(HashMap::new()),
             pending_results: Mutex::new(HashMap::new()),
-            membership: tokio::sync::Mutex::new(()),
-            forwarding_failed: AtomicBool::new(false),
         }
     }
 
@@ -140,7 +193,7 @@ impl Lifetime {
     }
 
     pub fn backplane(&self) -> &Arc<dyn Backplane> {
-        &self.backplane
+        &self.forwarder.backplane
     }
 
     /// The channels every node subscribes at start (B.4), in ASP.NET Core's order.
@@ -190,7 +243,7 @@ impl Lifetime {
         if let Target::Connection(id) = target {
             // A local recipient needs its own protocol only: no backplane payload is built.
             let delivered = self.registry.with_connection(id, |c| {
-                let frame = super::connection::frame_of(c.protocol, message);
+                let frame = frame_of(c.protocol, message);
                 c.outbox.deliver(frame, &self.stats);
             });
             if delivered {
@@ -218,57 +271,48 @@ impl Lifetime {
             Target::User(user) => (self.channels.user(user), &[]),
         };
         let payload = wire::encode_invocation(excluded, &frames.serializations(), None);
-        if self.publish(&channel, payload).await.is_err() && !matches!(target, Target::Connection(_)) {
-            // The message never reached Redis, so our own subscription will not bring it back:
-            // local clients get it directly. (A remote connection's message is lost, and counted.)
-            self.deliver_local(target, frames);
+        match self.publish(&channel, payload).await {
+            Err(()) if !matches!(target, Target::Connection(_)) => {
+                // The message never reached Redis, so our own subscription will not bring it
+                // back: local clients get it directly.
+                self.deliver_local(target, frames);
+            }
+            // A remote connection's message is lost when the publish failed (counted as a
+            // forward failure) or when no node has that connection's channel subscribed.
+            Ok(0) if matches!(target, Target::Connection(_)) => Stats::inc(&self.stats.forward_unreached),
+            _ => {}
         }
     }
 
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, ()> {
-        match self.backplane.publish(channel, payload).await {
-            Ok(receivers) => {
-                Stats::inc(&self.stats.backplane_out);
-                if self.forwarding_failed.swap(false, Ordering::Relaxed) {
-                    tracing::info!("backplane publishes succeed again");
-                }
-                Ok(receivers)
-            }
-            Err(e) => {
-                Stats::inc(&self.stats.forward_failures);
-                if !self.forwarding_failed.swap(true, Ordering::Relaxed) {
-                    tracing::error!(%channel, error = %e, "could not forward a message to other nodes; counting failures until the backplane is back");
-                } else {
-                    tracing::debug!(%channel, error = %e, "forward failed");
-                }
-                Err(())
-            }
-        }
+        self.forwarder.publish(channel, payload).await
     }
 
     /// Registers a connection that finished its handshake and subscribes its channels (before the
-    /// handshake response is written, so a client that sees `{}` is already reachable).
+    /// handshake response is written, so a client that sees `{}` is already reachable). The two
+    /// subscriptions share one round trip with every other handshake under way.
     pub async fn on_connected(&self, id: Arc<str>, protocol: Protocol, user: Option<String>, outbox: Outbox) {
-        let _guard = self.membership.lock().await;
-        let first_of_user = self.registry.register(id.clone(), protocol, user.clone(), outbox);
-        self.subscribe(&self.channels.connection(&id)).await;
-        if let (true, Some(user)) = (first_of_user, user) {
-            self.subscribe(&self.channels.user(&user)).await;
+        self.registry.register(id.clone(), protocol, user.clone(), outbox);
+        let connection = self.channels.connection(&id);
+        let own = self.forwarder.subscribe(&connection);
+        match user {
+            Some(user) => {
+                let user = self.channels.user(&user);
+                futures_util::future::join(own, self.forwarder.subscribe(&user)).await;
+            }
+            None => own.await,
         }
     }
 
     /// Removes a connection, releases its channels and fails its pending client results.
     pub async fn on_disconnected(&self, id: &str) {
-        {
-            let _guard = self.membership.lock().await;
-            let departure = self.registry.unregister(id);
-            self.unsubscribe(&self.channels.connection(id)).await;
-            for group in departure.emptied_groups {
-                self.unsubscribe(&self.channels.group(&group)).await;
-            }
-            if let Some(user) = departure.emptied_user {
-                self.unsubscribe(&self.channels.user(&user)).await;
-            }
+        let departure = self.registry.unregister(id);
+        self.forwarder.unsubscribe(&self.channels.connection(id)).await;
+        for group in departure.groups {
+            self.forwarder.unsubscribe(&self.channels.group(&group)).await;
+        }
+        if let Some(user) = departure.user {
+            self.forwarder.unsubscribe(&self.channels.user(&user)).await;
         }
         let orphaned: Vec<(String, String)> = {
             let mut pending = self.lock_results();
@@ -290,32 +334,18 @@ impl Lifetime {
         }
     }
 
-    async fn subscribe(&self, channel: &str) {
-        if let Err(e) = self.backplane.subscribe(channel).await {
-            tracing::warn!(%channel, error = %e, "subscribe failed; it is retried when the backplane reconnects");
-        }
-    }
-
-    async fn unsubscribe(&self, channel: &str) {
-        if let Err(e) = self.backplane.unsubscribe(channel).await {
-            tracing::debug!(%channel, error = %e, "unsubscribe failed");
-        }
-    }
-
     async fn join_local(&self, id: &str, group: &str) -> GroupChange {
-        let _guard = self.membership.lock().await;
         let change = self.registry.join(id, group);
-        if change == (GroupChange::Changed { first_or_last: true }) {
-            self.subscribe(&self.channels.group(group)).await;
+        if change == GroupChange::Changed {
+            self.forwarder.subscribe(&self.channels.group(group)).await;
         }
         change
     }
 
     async fn leave_local(&self, id: &str, group: &str) -> GroupChange {
-        let _guard = self.membership.lock().await;
         let (change, name) = self.registry.leave(id, group);
-        if let (GroupChange::Changed { first_or_last: true }, Some(name)) = (&change, name) {
-            self.unsubscribe(&self.channels.group(&name)).await;
+        if let (GroupChange::Changed, Some(name)) = (&change, name) {
+            self.forwarder.unsubscribe(&self.channels.group(&name)).await;
         }
         change
     }
@@ -340,8 +370,10 @@ impl Lifetime {
             GroupAction::Add => self.join_local(connection_id, group).await,
             GroupAction::Remove => self.leave_local(connection_id, group).await,
         };
-        if local != GroupChange::NotLocal {
-            return Ok(());
+        match local {
+            GroupChange::NotLocal => {}
+            GroupChange::LimitReached { max } => return Err(GroupOpError::TooManyGroups { max }),
+            GroupChange::Changed | GroupChange::Unchanged => return Ok(()),
         }
         // Ids are per server, start at 1 and wrap like .NET's Interlocked.Increment on an int.
         let id = self.next_group_op.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
@@ -463,12 +495,38 @@ impl Lifetime {
                 if !self.registry.is_local(&command.connection_id) {
                     return Ok(()); // every server gets every command; only the owner acts and acks
                 }
-                match command.action {
-                    GroupAction::Add => self.join_local(&command.connection_id, &command.group).await,
-                    GroupAction::Remove => self.leave_local(&command.connection_id, &command.group).await,
+                // The membership changes here, in order with the other backplane messages; the
+                // subscription round trip and the ack run in their own task.
+                let channel = match command.action {
+                    GroupAction::Add => match self.registry.join(&command.connection_id, &command.group) {
+                        GroupChange::Changed => Some((true, self.channels.group(&command.group))),
+                        GroupChange::LimitReached { max } => {
+                            // The ack carries no error: the requester sees success, as it would
+                            // from ASP.NET Core; the refusal is logged here.
+                            tracing::warn!(connection = %command.connection_id, group = %command.group, max, "remote AddToGroup refused: the connection is in too many groups");
+                            None
+                        }
+                        GroupChange::Unchanged | GroupChange::NotLocal => None,
+                    },
+                    GroupAction::Remove => {
+                        match self.registry.leave(&command.connection_id, &command.group) {
+                            (GroupChange::Changed, Some(name)) => Some((false, self.channels.group(&name))),
+                            _ => None,
+                        }
+                    }
                 };
-                let ack = wire::encode_ack(command.id);
-                let _ = self.publish(&self.channels.ack(&command.server_name), ack).await;
+                let forwarder = self.forwarder.clone();
+                let ack_channel = self.channels.ack(&command.server_name);
+                tokio::spawn(async move {
+                    match channel {
+                        Some((true, channel)) => forwarder.subscribe(&channel).await,
+                        Some((false, channel)) => forwarder.unsubscribe(&channel).await,
+                        None => {}
+                    }
+                    let _ = forwarder
+                        .publish(&ack_channel, wire::encode_ack(command.id))
+                        .await;
+                });
             }
             ChannelKind::Ack(server) => {
                 if server == self.server_name {

@@ -4,9 +4,11 @@
 //! changes), read by `lifetime` for every delivery. One `RwLock`: deliveries take the read lock and
 //! only `try_send` under it (never await), so it is never held across I/O.
 //!
-//! Groups and users are removed when their last local member leaves, and the caller is told so it
-//! can unsubscribe the channel: no map grows forever. A connection's own group set is
-//! case-insensitive while group names on the wire are case-sensitive, as in ASP.NET Core (B.4).
+//! Groups and users are removed when their last local member leaves: no map grows forever. The
+//! caller (`lifetime`) takes one backplane subscription reference per member and releases it when
+//! the member goes, so the registry reports every membership change, not only first and last. A
+//! connection's own group set is case-insensitive while group names on the wire are
+//! case-sensitive, as in ASP.NET Core (B.4); its size is capped (`max_groups`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +20,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
-use crate::protocol::Protocol;
+use crate::config;
+use crate::protocol::{HubMessage, Protocol};
 
 /// One frame for one client's socket, shared between recipients (cloning is a refcount).
 #[derive(Debug, Clone)]
-pub enum WsFrame {
+pub(crate) enum WsFrame {
     Text(Utf8Bytes),
     Binary(Bytes),
 }
@@ -34,8 +37,17 @@ impl WsFrame {
     }
 }
 
+/// Serializes one message for one protocol as a WebSocket frame.
+pub(crate) fn frame_of(protocol: Protocol, message: &HubMessage) -> WsFrame {
+    let bytes = protocol.encode(message);
+    match protocol {
+        Protocol::Json => WsFrame::text(bytes),
+        Protocol::MessagePack => WsFrame::Binary(Bytes::from(bytes)),
+    }
+}
+
 /// `Utf8Bytes` from bytes our own JSON writer produced.
-pub fn text_bytes(bytes: Vec<u8>) -> Utf8Bytes {
+pub(crate) fn text_bytes(bytes: Vec<u8>) -> Utf8Bytes {
     match String::from_utf8(bytes) {
         Ok(text) => Utf8Bytes::from(text),
         Err(e) => Utf8Bytes::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
@@ -44,7 +56,7 @@ pub fn text_bytes(bytes: Vec<u8>) -> Utf8Bytes {
 
 /// Why the server is ending a connection; turned into a SignalR Close message by the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseReason {
+pub(crate) struct CloseReason {
     pub error: Option<String>,
     pub allow_reconnect: bool,
     /// Whether frames already queued are still sent before the Close (not for slow clients).
@@ -66,7 +78,7 @@ impl CloseReason {
 
 /// The sending side of one connection: its bounded queue and its kill switch.
 #[derive(Clone)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     tx: mpsc::Sender<WsFrame>,
     kill: CancellationToken,
     reason: Arc<OnceLock<CloseReason>>,
@@ -128,7 +140,7 @@ impl Outbox {
 }
 
 /// What the registry knows of one local connection.
-pub struct LocalConnection {
+pub(crate) struct LocalConnection {
     pub id: Arc<str>,
     pub protocol: Protocol,
     pub user: Option<String>,
@@ -137,15 +149,17 @@ pub struct LocalConnection {
     groups: HashMap<String, String>,
 }
 
-/// The outcome of adding a connection to a group.
+/// The outcome of adding a connection to (or removing it from) a group.
 #[derive(Debug, PartialEq, Eq)]
-pub enum GroupChange {
-    /// Done; `first` says the group had no local member before (subscribe its channel).
-    Changed { first_or_last: bool },
+pub(crate) enum GroupChange {
+    /// Done: take (or release) one subscription reference on the group's channel.
+    Changed,
     /// Already a member (or not a member, for a remove): nothing to do.
     Unchanged,
     /// No such local connection.
     NotLocal,
+    /// The connection is already in `max` groups: refused.
+    LimitReached { max: usize },
 }
 
 #[derive(Default)]
@@ -156,19 +170,40 @@ struct State {
 }
 
 /// Local connections, groups and users.
-#[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     state: RwLock<State>,
+    /// Groups one connection may be in.
+    max_groups: usize,
 }
 
-/// What unregistering a connection left empty (channels to unsubscribe).
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::with_max_groups(config::DEFAULT_MAX_GROUPS_PER_CONNECTION)
+    }
+}
+
+/// What a connection was a member of when it left (one subscription reference each).
 #[derive(Debug, Default)]
-pub struct Departure {
-    pub emptied_groups: Vec<String>,
-    pub emptied_user: Option<String>,
+pub(crate) struct Departure {
+    /// Every group it was in, as spelled on the wire.
+    pub groups: Vec<String>,
+    pub user: Option<String>,
 }
 
 impl Registry {
+    /// A registry whose connections may each join at most `max_groups` groups.
+    pub fn with_max_groups(max_groups: usize) -> Self {
+        Registry {
+            state: RwLock::default(),
+            max_groups,
+        }
+    }
+
+    /// Groups one connection may be in.
+    pub fn max_groups(&self) -> usize {
+        self.max_groups
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, State> {
         // Every update is a few map operations that cannot panic halfway in a way that breaks
         // an invariant we rely on, so a poisoned lock is still usable.
@@ -179,15 +214,11 @@ impl Registry {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a connection. Returns true when it is the user's first local connection (subscribe
-    /// the user channel).
-    pub fn register(&self, id: Arc<str>, protocol: Protocol, user: Option<String>, outbox: Outbox) -> bool {
+    /// Adds a connection (and to its user's set, if it has one).
+    pub fn register(&self, id: Arc<str>, protocol: Protocol, user: Option<String>, outbox: Outbox) {
         let mut state = self.write();
-        let mut first_of_user = false;
         if let Some(user) = &user {
-            let members = state.users.entry(user.clone()).or_default();
-            first_of_user = members.is_empty();
-            members.insert(id.clone());
+            state.users.entry(user.clone()).or_default().insert(id.clone());
         }
         state.connections.insert(
             id.clone(),
@@ -199,10 +230,9 @@ impl Registry {
                 groups: HashMap::new(),
             },
         );
-        first_of_user
     }
 
-    /// Removes a connection from everything; reports what became empty.
+    /// Removes a connection from everything; reports what it was a member of.
     pub fn unregister(&self, id: &str) -> Departure {
         let mut state = self.write();
         let mut departure = Departure::default();
@@ -214,18 +244,18 @@ impl Registry {
                 members.remove(id);
                 if members.is_empty() {
                     state.groups.remove(&group);
-                    departure.emptied_groups.push(group);
                 }
             }
+            departure.groups.push(group);
         }
-        if let Some(user) = conn.user
-            && let Some(members) = state.users.get_mut(&user)
-        {
-            members.remove(id);
-            if members.is_empty() {
-                state.users.remove(&user);
-                departure.emptied_user = Some(user);
+        if let Some(user) = conn.user {
+            if let Some(members) = state.users.get_mut(&user) {
+                members.remove(id);
+                if members.is_empty() {
+                    state.users.remove(&user);
+                }
             }
+            departure.user = Some(user);
         }
         departure
     }
@@ -240,12 +270,13 @@ impl Registry {
         if conn.groups.contains_key(&key) {
             return GroupChange::Unchanged;
         }
+        if conn.groups.len() >= self.max_groups {
+            return GroupChange::LimitReached { max: self.max_groups };
+        }
         conn.groups.insert(key, group.to_string());
         let conn_id = conn.id.clone();
-        let members = state.groups.entry(group.to_string()).or_default();
-        let first = members.is_empty();
-        members.insert(conn_id);
-        GroupChange::Changed { first_or_last: first }
+        state.groups.entry(group.to_string()).or_default().insert(conn_id);
+        GroupChange::Changed
     }
 
     /// Removes a local connection from a group (matched case-insensitively, as added).
@@ -257,15 +288,13 @@ impl Registry {
         let Some(name) = conn.groups.remove(&group.to_lowercase()) else {
             return (GroupChange::Unchanged, None);
         };
-        let mut last = false;
         if let Some(members) = state.groups.get_mut(&name) {
             members.remove(id);
             if members.is_empty() {
                 state.groups.remove(&name);
-                last = true;
             }
         }
-        (GroupChange::Changed { first_or_last: last }, Some(name))
+        (GroupChange::Changed, Some(name))
     }
 
     pub fn is_local(&self, id: &str) -> bool {
@@ -338,10 +367,10 @@ mod tests {
     #[test]
     fn groups_and_users_are_removed_with_their_last_member() {
         let r = Registry::default();
-        assert!(r.register("a".into(), Protocol::Json, Some("u".into()), outbox()));
-        assert!(!r.register("b".into(), Protocol::Json, Some("u".into()), outbox()));
-        assert_eq!(r.join("a", "Room"), GroupChange::Changed { first_or_last: true });
-        assert_eq!(r.join("b", "Room"), GroupChange::Changed { first_or_last: false });
+        r.register("a".into(), Protocol::Json, Some("u".into()), outbox());
+        r.register("b".into(), Protocol::Json, Some("u".into()), outbox());
+        assert_eq!(r.join("a", "Room"), GroupChange::Changed);
+        assert_eq!(r.join("b", "Room"), GroupChange::Changed);
         assert_eq!(
             r.join("a", "room"),
             GroupChange::Unchanged,
@@ -350,13 +379,39 @@ mod tests {
         assert_eq!(r.join("zz", "Room"), GroupChange::NotLocal);
         assert_eq!(r.counts(), (2, 1, 1));
         let d = r.unregister("a");
-        assert!(d.emptied_groups.is_empty() && d.emptied_user.is_none());
+        assert_eq!(
+            (d.groups, d.user.as_deref()),
+            (vec!["Room".to_string()], Some("u"))
+        );
+        assert_eq!(r.counts(), (1, 1, 1));
         let (change, name) = r.leave("b", "ROOM");
-        assert_eq!(change, GroupChange::Changed { first_or_last: true });
+        assert_eq!(change, GroupChange::Changed);
         assert_eq!(name.as_deref(), Some("Room"));
         let d = r.unregister("b");
-        assert_eq!(d.emptied_user.as_deref(), Some("u"));
+        assert!(d.groups.is_empty());
+        assert_eq!(d.user.as_deref(), Some("u"));
         assert_eq!(r.counts(), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_connection_joins_at_most_max_groups() {
+        let r = Registry::with_max_groups(2);
+        r.register("a".into(), Protocol::Json, None, outbox());
+        assert_eq!(r.join("a", "g1"), GroupChange::Changed);
+        assert_eq!(r.join("a", "g2"), GroupChange::Changed);
+        assert_eq!(r.join("a", "g3"), GroupChange::LimitReached { max: 2 });
+        assert_eq!(
+            r.join("a", "G1"),
+            GroupChange::Unchanged,
+            "a group it is in is no new join"
+        );
+        assert_eq!(r.leave("a", "g2").0, GroupChange::Changed);
+        assert_eq!(
+            r.join("a", "g3"),
+            GroupChange::Changed,
+            "room again after a leave"
+        );
+        assert_eq!(r.counts(), (1, 2, 0));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Monotonic counters (and two gauges). `Relaxed` everywhere: each is read on its own, for display.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Hub messages received from clients (invocations, pings, ...).
     pub client_in: AtomicU64,
     /// Hub messages written to clients' outbound queues.
@@ -15,6 +15,9 @@ pub struct Stats {
     pub backplane_out: AtomicU64,
     /// Publishes that failed (backplane down or error): remote clients missed these.
     pub forward_failures: AtomicU64,
+    /// Messages for one remote connection that Redis accepted but no node had subscribed (the
+    /// connection is gone, or its node had not resubscribed yet after a Redis restart).
+    pub forward_unreached: AtomicU64,
     /// Clients disconnected because their outbound queue was full.
     pub slow_client_disconnects: AtomicU64,
     /// Connections closed for a protocol error (bad frame, too large, bad handshake).

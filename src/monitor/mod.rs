@@ -27,6 +27,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::backplane::memory::MemoryBus;
 
+/// The node documents, declared once in `status_doc` (the hub writes them, the dashboard reads
+/// them); re-exported here under the names the dashboard has always used.
+pub use crate::status_doc::{
+    Announcement, BackplaneStats, BackplaneStatusStats, ConnectionStats, MessageStats, NodeStats,
+};
 pub use model::TrafficEntry;
 pub use runtime::MonitorHandle;
 
@@ -129,21 +134,6 @@ pub enum MonitorCommand {
     StopBursts,
 }
 
-/// A node's announcement on `{prefix}switchboard:nodes` (see `hub::status`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Announcement {
-    pub server_name: String,
-    pub node_name: String,
-    pub url: String,
-    pub hub_url: String,
-    pub monitor_url: String,
-    pub hub: String,
-    pub connections: u64,
-    pub version: String,
-    pub ts_ms: u64,
-}
-
 /// What Redis itself reveals about the cluster (PUBSUB CHANNELS; SIGNALR-WIRE.md D.1), per hub.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HubCensus {
@@ -156,67 +146,6 @@ pub struct HubCensus {
     pub groups: u64,
     /// `{prefix}{hub}:internal:ack:*` suffixes: server names.
     pub servers: Vec<String>,
-}
-
-/// A node's stats snapshot (`GET /switchboard/stats`), as far as the dashboard uses it. Every
-/// field defaults, so a newer or older node still parses.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NodeStats {
-    pub node_name: String,
-    pub server_name: String,
-    pub hub: String,
-    pub channel_prefix: String,
-    pub url: String,
-    pub version: String,
-    pub uptime_s: f64,
-    pub now_ms: u64,
-    pub connections: ConnectionStats,
-    pub groups: u64,
-    pub users: u64,
-    pub messages: MessageStats,
-    pub backplane: BackplaneStats,
-    pub forward_failures: u64,
-    pub slow_client_disconnects: u64,
-    pub protocol_errors: u64,
-    pub backplane_decode_errors: u64,
-    pub group_ack_timeouts: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ConnectionStats {
-    pub total: u64,
-    pub json: u64,
-    pub messagepack: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct MessageStats {
-    pub client_in: u64,
-    pub client_out: u64,
-    pub backplane_in: u64,
-    pub backplane_out: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BackplaneStats {
-    pub kind: String,
-    pub status: BackplaneStatusStats,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BackplaneStatusStats {
-    pub state: String,
-    pub last_error: Option<String>,
-    pub connects: u64,
-    pub retry_in_ms: Option<u64>,
-    pub attempt: Option<u32>,
 }
 
 /// What happened on one node's links.

@@ -1,0 +1,310 @@
+//! Reconnect storm: how many SignalR handshakes per second one node completes when thousands of
+//! clients come back at once, with a Redis that is 1 ms away each way (as on a real network).
+//!
+//! `cargo bench --bench storm` starts a private `redis-server`, a small TCP proxy in front of it
+//! that holds every chunk 1 ms in each direction, and one hub node on the Redis backplane (through
+//! the proxy). It then re-executes itself as `STORM_PROCESSES` (4) child processes, each opening its
+//! share of `STORM_CLIENTS` (19,000) raw WebSocket connections and doing the SignalR JSON handshake
+//! (a handshake is done when `{}` arrives: the node has subscribed the connection's channel by
+//! then). One process may hold at most 20,000 open files here, so the clients live in the children
+//! and the node's process holds only the node's side.
+//!
+//! Every child starts on the same "go"; each keeps at most `STORM_IN_FLIGHT` (250) handshakes
+//! under way, so the children together stay under the listener's accept backlog (1024) and the
+//! figure measures the node, not SYN retransmits. The figure printed is
+//! `completed handshakes / (last completion − go)`, plus the median and p99 handshake time.
+//! Bounded: every phase has a timeout and the run stops by itself.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard::demo::redis_server::RedisProcess;
+use switchboard::hub::{BackplaneChoice, Node, NodeConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Set in a child: `ws_url count in_flight`.
+const CHILD_ENV: &str = "STORM_CHILD";
+
+/// The latency the proxy adds in each direction.
+const PROXY_DELAY: Duration = Duration::from_millis(1);
+
+/// How long the whole storm may take before the bench gives up on it.
+const STORM_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        child(&spec);
+        return;
+    }
+    let clients = env_usize("STORM_CLIENTS", 19_000);
+    let processes = env_usize("STORM_PROCESSES", 4).max(1);
+    let in_flight = env_usize("STORM_IN_FLIGHT", 250).max(1);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(parent(clients, processes, in_flight));
+}
+
+async fn parent(clients: usize, processes: usize, in_flight: usize) {
+    let redis = match RedisProcess::start().await {
+        Ok(redis) => redis,
+        Err(e) => {
+            println!("storm: skipped, no redis-server ({e})");
+            return;
+        }
+    };
+    let upstream: SocketAddr = ([127, 0, 0, 1], redis.port()).into();
+    let proxy = TcpListener::bind("127.0.0.1:0").await.expect("proxy listener");
+    let proxy_addr = proxy.local_addr().expect("proxy address");
+    tokio::spawn(run_proxy(proxy, upstream));
+
+    let mut config = NodeConfig::new("storm");
+    config.max_connections = clients + 100;
+    let node = Node::start(config, BackplaneChoice::Redis(format!("redis://{proxy_addr}")))
+        .await
+        .expect("node starts");
+    let mut status = node.backplane_status();
+    let up = tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.state.is_up())).await;
+    if !matches!(up, Ok(Ok(_))) {
+        println!("storm: the node did not connect to Redis through the proxy");
+        return;
+    }
+    let ws_url = format!("ws://{}/chat", node.local_addr());
+
+    let exe = std::env::current_exe().expect("current exe");
+    let mut children = Vec::new();
+    for i in 0..processes {
+        let share = clients / processes + usize::from(i < clients % processes);
+        let child = Command::new(&exe)
+            .env(CHILD_ENV, format!("{ws_url} {share} {in_flight}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning a client process");
+        children.push(child);
+    }
+    let mut readers = Vec::new();
+    for child in &mut children {
+        let mut reader = BufReader::new(child.stdout.take().expect("child stdout"));
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line); // "ready"
+        readers.push(reader);
+    }
+    let go = unix_us();
+    for child in &mut children {
+        if let Some(stdin) = child.stdin.as_mut() {
+            let _ = writeln!(stdin, "go");
+            let _ = stdin.flush();
+        }
+    }
+    // Each child answers "done OK FAILED LAST_US" and a line of handshake times (µs).
+    let reports = tokio::task::spawn_blocking(move || {
+        let mut reports = Vec::new();
+        for mut reader in readers {
+            let mut done = String::new();
+            let mut times = String::new();
+            let _ = reader.read_line(&mut done);
+            let _ = reader.read_line(&mut times);
+            reports.push((done, times));
+        }
+        reports
+    });
+    let reports = match tokio::time::timeout(STORM_TIMEOUT + Duration::from_secs(10), reports).await {
+        Ok(Ok(reports)) => reports,
+        _ => {
+            println!("storm: the client processes did not report in time");
+            for mut child in children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return;
+        }
+    };
+    let (mut ok, mut failed, mut last) = (0u64, 0u64, go);
+    let mut times: Vec<u64> = Vec::new();
+    for (done, line) in &reports {
+        let fields: Vec<u64> = done
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        if let [o, f, l] = fields[..] {
+            ok += o;
+            failed += f;
+            last = last.max(l);
+        }
+        times.extend(line.split_whitespace().filter_map(|t| t.parse::<u64>().ok()));
+    }
+    times.sort_unstable();
+    let pct = |p: f64| times.get(((times.len() as f64 * p) as usize).min(times.len().saturating_sub(1)));
+    let span = Duration::from_micros(last.saturating_sub(go));
+    let stats = node.stats();
+    println!(
+        "storm: {ok}/{clients} handshakes ({failed} failed) in {:.2} s → {:.0} handshakes/s; handshake time p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; node holds {} connections ({processes} client processes, ≤{in_flight} in flight each, proxy +{} ms each way)",
+        span.as_secs_f64(),
+        ok as f64 / span.as_secs_f64().max(1e-9),
+        pct(0.5).copied().unwrap_or(0) as f64 / 1000.0,
+        pct(0.99).copied().unwrap_or(0) as f64 / 1000.0,
+        times.last().copied().unwrap_or(0) as f64 / 1000.0,
+        stats["connections"]["total"],
+        PROXY_DELAY.as_millis(),
+    );
+    for child in &mut children {
+        // Closing stdin tells the child to drop its connections and exit.
+        drop(child.stdin.take());
+    }
+    for mut child in children {
+        let _ = child.wait();
+    }
+    node.shutdown().await;
+    drop(redis);
+}
+
+/// Forwards every accepted connection to `upstream`, each chunk held `PROXY_DELAY` per direction.
+async fn run_proxy(listener: TcpListener, upstream: SocketAddr) {
+    while let Ok((down, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let Ok(up) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = down.set_nodelay(true);
+            let _ = up.set_nodelay(true);
+            let (down_read, down_write) = down.into_split();
+            let (up_read, up_write) = up.into_split();
+            tokio::spawn(delayed_pipe(down_read, up_write));
+            tokio::spawn(delayed_pipe(up_read, down_write));
+        });
+    }
+}
+
+/// Copies `from` to `to`, writing each chunk `PROXY_DELAY` after it was read (in order, and
+/// pipelined: chunks read meanwhile wait in a bounded queue, not behind each other's delay).
+async fn delayed_pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf) {
+    let (tx, mut rx) = mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
+    let writer = tokio::spawn(async move {
+        while let Some((read_at, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(read_at + PROXY_DELAY).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx
+                    .send((tokio::time::Instant::now(), buf[..n].to_vec()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// A client process: `count` connections, at most `in_flight` handshakes at a time, started on
+/// "go" from stdin; reports, then holds the connections until stdin closes.
+fn child(spec: &str) {
+    let mut fields = spec.split_whitespace();
+    let url = fields.next().unwrap_or_default().to_string();
+    let count: usize = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+    let in_flight: usize = fields.next().and_then(|f| f.parse().ok()).unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let (held, report) = runtime.block_on(async move {
+        let gate = Arc::new(Semaphore::new(in_flight));
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            let gate = gate.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.ok()?;
+                let started = Instant::now();
+                let socket = handshake(&url).await?;
+                Some((socket, started.elapsed(), unix_us()))
+            }));
+        }
+        let mut held = Vec::with_capacity(count);
+        let (mut failed, mut last) = (0u64, 0u64);
+        let mut times = Vec::with_capacity(count);
+        let all = async {
+            for task in tasks {
+                match task.await {
+                    Ok(Some((socket, took, done_at))) => {
+                        held.push(socket);
+                        times.push(took.as_micros().to_string());
+                        last = last.max(done_at);
+                    }
+                    _ => failed += 1,
+                }
+            }
+        };
+        if tokio::time::timeout(STORM_TIMEOUT, all).await.is_err() {
+            eprintln!("storm child: timed out");
+        }
+        let report = format!("done {} {failed} {last}\n{}", held.len(), times.join(" "));
+        (held, report)
+    });
+    println!("{report}");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop(held);
+    drop(runtime);
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket and completes the SignalR JSON handshake; `None` on any failure.
+async fn handshake(url: &str) -> Option<Socket> {
+    let attempt = async {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+        socket
+            .send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+            .await
+            .ok()?;
+        while let Some(message) = socket.next().await {
+            match message.ok()? {
+                Message::Text(text) if text.starts_with("{}\u{1e}") => return Some(socket),
+                Message::Text(_) => return None, // an error reply
+                _ => {}
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(60), attempt)
+        .await
+        .ok()?
+}
