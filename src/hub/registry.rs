@@ -213,7 +213,15 @@ impl OutboxReceiver {
     /// Waits for frames (moving up to `max` of them into `batch`) or for the stop; the stop wins.
     pub fn poll_next(&self, cx: &mut Context<'_>, batch: &mut VecDeque<WsFrame>, max: usize) -> Poll<Wake> {
         let shared = &*self.shared;
-        // Register before looking, so a frame queued in between still wakes us.
+        // Look first: with frames waiting there is no need to register (a registration clones
+        // the waker, and a delivery's wake consumes it).
+        if shared.stop.load(Ordering::Acquire) {
+            return Poll::Ready(Wake::Stop);
+        }
+        if self.drain(batch, max) > 0 {
+            return Poll::Ready(Wake::Frames);
+        }
+        // Register, then look again, so a frame or a stop that came in between still wakes us.
         shared.writer.register(cx.waker());
         if shared.stop.load(Ordering::Acquire) {
             return Poll::Ready(Wake::Stop);
