@@ -248,6 +248,9 @@ impl OutboxReceiver {
     /// in an empty batch the two buffers are swapped (no copy, no allocation: they take turns).
     pub fn drain(&self, batch: &mut VecDeque<WsFrame>, max: usize) -> usize {
         let mut queue = self.shared.lock_queue();
+        if queue.is_empty() {
+            return 0;
+        }
         let n = queue.len().min(max);
         if batch.is_empty() && n == queue.len() {
             std::mem::swap(&mut *queue, batch);
