@@ -1,6 +1,15 @@
-//! Broadcast fan-out throughput, measured with real nodes and real WebSocket clients on loopback.
+//! Broadcast fan-out: the node's CPU per delivery and throughput, measured with real nodes and real
+//! WebSocket clients on loopback.
 //!
-//! `cargo bench --bench fanout` runs two scenarios and prints one line each:
+//! `cargo bench --bench fanout` runs three scenarios:
+//! - `cpu`: the load of issue 8 (200 clients on two nodes, 40,000 deliveries/s for 10 s), with the
+//!   nodes as `switchboard hub` child processes on a private `redis-server` and the clients in one
+//!   `switchboard load` process, so the nodes' own CPU is measured alone. Per run it prints user and
+//!   kernel µs per delivery (fields 14 and 15 of /proc/PID/stat of both nodes over the middle of
+//!   the sending phase, divided by the frames they queued to clients, `client_out`), then the
+//!   median. Knobs: `FANOUT_CPU_RUNS` (3), `FANOUT_CPU_CLIENTS` (200), `FANOUT_CPU_RATE` (40000),
+//!   `FANOUT_CPU_DURATION` (10 s), `FANOUT_CPU_PROTOCOL` (json), `FANOUT_NODE_BIN` (another
+//!   `switchboard` binary to run as the nodes, for before/after);
 //! - `memory`: one node, N clients, one sender broadcasting M `SendMessage` calls;
 //! - `redis`: two nodes sharing a private `redis-server` (skipped when it is not on PATH), clients
 //!   split across them, the sender on node A.
@@ -12,21 +21,27 @@
 //!   algorithm against the client's delayed ACK) the sender's own copy took p50 ~4.5 ms and every
 //!   path p99 ~20 ms here; with it, p50 ~0.3 ms and p99 ~3 ms on every path (2026-11-26).
 //!
-//! `FANOUT_LATENCY_ONLY=1` runs only the latency scenario (for before/after comparisons).
+//! `FANOUT_LATENCY_ONLY=1` runs only the latency scenario (the same as `FANOUT_SCENARIOS=latency`).
 //!
 //! A delivery is one `ReceiveMessage` read by one client. Counts are bounded (N×M deliveries) and
 //! the run stops by itself. Override with `FANOUT_CLIENTS` (500), `FANOUT_MESSAGES` (1000) and
 //! `FANOUT_SENDERS` (1: one client sends every broadcast; more split them, as in a real room).
+//! `FANOUT_SCENARIOS` picks scenarios (comma-separated; default `cpu,memory,redis,latency`).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use switchboard::client::{ClientEvent, ClientOptions, HubClient, str_args};
+use switchboard::client::{ClientEvent, ClientOptions, HubClient, http, str_args};
 use switchboard::demo::redis_server::RedisProcess;
 use switchboard::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
+use switchboard::load::LoadReport;
 use switchboard::protocol::Protocol;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -186,17 +201,27 @@ fn main() {
     let clients = env_usize("FANOUT_CLIENTS", 500);
     let messages = env_usize("FANOUT_MESSAGES", 1000);
     let senders = env_usize("FANOUT_SENDERS", 1).max(1);
+    let scenarios = if std::env::var("FANOUT_LATENCY_ONLY").is_ok_and(|v| v == "1") {
+        "latency".to_string()
+    } else {
+        std::env::var("FANOUT_SCENARIOS").unwrap_or_else(|_| "cpu,memory,redis,latency".to_string())
+    };
+    let wanted = |name: &str| scenarios.split(',').any(|s| s.trim() == name);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let latency_only = std::env::var("FANOUT_LATENCY_ONLY").is_ok_and(|v| v == "1");
-        if !latency_only {
+        if wanted("cpu") {
+            cpu_scenario().await;
+        }
+        if wanted("memory") {
             let node = Node::start(NodeConfig::new("bench"), BackplaneChoice::Alone)
                 .await
                 .unwrap();
             run("memory", std::slice::from_ref(&node), clients, messages, senders).await;
             node.shutdown().await;
         }
-
+        if !wanted("redis") && !wanted("latency") {
+            return;
+        }
         let redis = match RedisProcess::start().await {
             Ok(redis) => redis,
             Err(e) => {
@@ -215,11 +240,240 @@ fn main() {
             let mut status = n.backplane_status();
             let _ = status.wait_for(|s| s.state.is_up()).await;
         }
-        if !latency_only {
+        if wanted("redis") {
             run("redis", &[a.clone(), b.clone()], clients, messages, senders).await;
         }
-        latency(&a, &b, env_usize("FANOUT_LATENCY_MESSAGES", 400)).await;
+        if wanted("latency") {
+            latency(&a, &b, env_usize("FANOUT_LATENCY_MESSAGES", 400)).await;
+        }
         a.shutdown().await;
         b.shutdown().await;
     });
+}
+
+// ---- `cpu`: the node's own user and kernel time per delivery ----
+
+/// The CPU load of issue 8: two `switchboard hub` processes on a private Redis, one
+/// `switchboard load` process as the client side, the node processes' CPU measured alone.
+struct CpuLoad {
+    clients: usize,
+    rate: f64,
+    duration: u64,
+    protocol: String,
+}
+
+/// User and kernel clock ticks of a process (fields 14 and 15 of /proc/PID/stat).
+fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3, so field n is fields[n - 3].
+    Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux unless told otherwise).
+fn clock_ticks_per_s() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Starts a node and returns it with its hub URL (from its first stdout line).
+fn start_node(bin: &str, name: &str, redis_url: &str) -> (Child, String) {
+    let mut child = Command::new(bin)
+        .args([
+            "hub",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+            "--redis",
+            redis_url,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the node starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the node's first line");
+    let hub = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.ends_with("/chat"))
+        .unwrap_or_else(|| panic!("no hub URL in {line:?}"))
+        .to_string();
+    (child, hub)
+}
+
+/// A node's stats document (None while it does not answer).
+async fn node_stats(hub: &str) -> Option<serde_json::Value> {
+    let base = hub.trim_end_matches("/chat");
+    let response = http::request("GET", &format!("{base}/switchboard/stats"), b"")
+        .await
+        .ok()?;
+    response.json().ok()
+}
+
+fn connections_of(stats: &serde_json::Value) -> u64 {
+    let c = &stats["connections"];
+    c["json"].as_u64().unwrap_or(0) + c["messagepack"].as_u64().unwrap_or(0)
+}
+
+/// One sample of both nodes: CPU ticks and frames queued to clients.
+struct Sample {
+    at: Instant,
+    user: u64,
+    system: u64,
+    client_out: u64,
+}
+
+async fn sample(nodes: &[(Child, String)]) -> Sample {
+    let mut s = Sample {
+        at: Instant::now(),
+        user: 0,
+        system: 0,
+        client_out: 0,
+    };
+    for (child, hub) in nodes {
+        let (user, system) = cpu_ticks(child.id()).expect("the node's /proc stat");
+        s.user += user;
+        s.system += system;
+        let stats = node_stats(hub).await.expect("the node's stats");
+        s.client_out += stats["messages"]["client_out"].as_u64().unwrap_or(0);
+    }
+    s
+}
+
+struct CpuRun {
+    user_us: f64,
+    system_us: f64,
+    deliveries_per_s: f64,
+    lost: u64,
+}
+
+async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
+    let nodes = vec![
+        start_node(bin, "cpu-a", redis_url),
+        start_node(bin, "cpu-b", redis_url),
+    ];
+    for (_, hub) in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node_stats(hub).await.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut args = vec!["load".to_string()];
+    for (_, hub) in &nodes {
+        args.extend(["--node".to_string(), hub.clone()]);
+    }
+    args.extend(
+        [
+            "--clients",
+            &load.clients.to_string(),
+            "--rate",
+            &load.rate.to_string(),
+            "--duration",
+            &load.duration.to_string(),
+            "--protocol",
+            &load.protocol,
+            "--json",
+            "--quiet",
+        ]
+        .map(String::from),
+    );
+    let client_side = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the load process starts");
+
+    // The window is the middle of the sending phase: after every client is in (and a second
+    // more, so the senders run), ending a second before the senders stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut connected = 0;
+        for (_, hub) in &nodes {
+            connected += node_stats(hub).await.map_or(0, |s| connections_of(&s));
+        }
+        if connected >= load.clients as u64 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = sample(&nodes).await;
+    tokio::time::sleep(Duration::from_secs(load.duration.saturating_sub(2).max(1))).await;
+    let after = sample(&nodes).await;
+
+    let out = client_side.wait_with_output().expect("the load process ends");
+    let report = serde_json::from_slice::<LoadReport>(&out.stdout);
+    for (mut child, _) in nodes {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    let deliveries = after.client_out.saturating_sub(before.client_out).max(1) as f64;
+    let tick_us = 1e6 / clock_ticks_per_s();
+    let lost = match &report {
+        Ok(r) => r.lost,
+        Err(e) => {
+            println!("  the load process gave no report ({e}); exit {:?}", out.status);
+            0
+        }
+    };
+    CpuRun {
+        user_us: (after.user - before.user) as f64 * tick_us / deliveries,
+        system_us: (after.system - before.system) as f64 * tick_us / deliveries,
+        deliveries_per_s: deliveries / (after.at - before.at).as_secs_f64(),
+        lost,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+async fn cpu_scenario() {
+    let load = CpuLoad {
+        clients: env_usize("FANOUT_CPU_CLIENTS", 200),
+        rate: env_usize("FANOUT_CPU_RATE", 40_000) as f64,
+        duration: env_usize("FANOUT_CPU_DURATION", 10).max(3) as u64,
+        protocol: std::env::var("FANOUT_CPU_PROTOCOL").unwrap_or_else(|_| "json".to_string()),
+    };
+    let runs = env_usize("FANOUT_CPU_RUNS", 3).max(1);
+    // Another build's node (say, an older commit) may be measured against this build's clients.
+    let bin = std::env::var("FANOUT_NODE_BIN").unwrap_or_else(|_| BIN.to_string());
+    let redis = match RedisProcess::start().await {
+        Ok(redis) => redis,
+        Err(e) => {
+            println!("   cpu: skipped ({e})");
+            return;
+        }
+    };
+    let (mut users, mut systems) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let r = cpu_run(&bin, &redis.url(), &load).await;
+        println!(
+            "   cpu run {run}/{runs}: 2 hub processes on Redis, {} {} clients from one load process, {:.0} deliveries/s measured → per delivery {:.3} µs user, {:.3} µs kernel ({} lost)",
+            load.clients, load.protocol, r.deliveries_per_s, r.user_us, r.system_us, r.lost
+        );
+        users.push(r.user_us);
+        systems.push(r.system_us);
+    }
+    println!(
+        "   cpu: median of {runs} run(s): {:.3} µs user, {:.3} µs kernel per delivery (the nodes' own CPU: /proc/PID/stat over the middle of the sending phase, over their client_out)",
+        median(users),
+        median(systems)
+    );
 }

@@ -27,13 +27,10 @@
 //!   `client` (a test greps for them).
 //! - `load`: `switchboard load`, a load generator measuring delivery across nodes from the outside.
 //!   Uses `client` and `protocol`; never `hub`.
-//! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
-//!   backplane, starts nodes, the dashboard or the demo; waits for SIGINT/SIGTERM.
-//! - `client`: a small SignalR client over WebSockets (tests, the demo's simulated users, the
-//!   dashboard's probes). Uses `protocol` only.
 //! - `status_doc`: the stats snapshot and heartbeat documents a node publishes, declared once:
 //!   `hub` writes them, `monitor` reads them. Uses only serde.
-//! - `cli`: the composition root: parses arguments, picks the backplane, starts nodes.
+//! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
+//!   backplane, starts nodes, the dashboard or the demo; waits for SIGINT/SIGTERM.
 
 pub mod backplane;
 pub mod cli;

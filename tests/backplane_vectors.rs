@@ -2,6 +2,7 @@
 //! SignalR 2) against every vector of the `aspnetcore-redis` and `signalr2-redis` categories:
 //! decode, assert every field, re-encode byte for byte, and classify the channel when the vector
 //! names one. An unknown vector id fails the test so new vectors are never skipped silently.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 // The shared loader has helpers this test does not need.
 #[allow(dead_code)]

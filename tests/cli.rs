@@ -1,6 +1,7 @@
 //! The binary as a newcomer runs it: `switchboard hub ...` starts, prints where it listens, serves
 //! clients, and on SIGTERM sends every client a Close with allowReconnect before exiting 0. A bad
 //! Redis URL is a readable error and a non-zero exit, never a panic.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

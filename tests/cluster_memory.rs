@@ -1,5 +1,6 @@
 //! Two nodes in one process on the in-memory backplane behave exactly as over Redis: the same
 //! routing, the same remote group operations, the same payload bytes (seen through a bus tap).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Browser clients on another origin (a front-end dev server, say) can negotiate when the node
 //! allows that origin, with the credentialed CORS answers the official JavaScript client needs;
 //! other origins get no CORS headers, and a node allows none by default.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Slow and idle clients at the HTTP layer: a socket that never completes its request headers is
 //! closed after the header read timeout, the connection cap counts every TCP connection (not only
 //! WebSockets), and a real client is served all along.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `switchboard load` as an operator runs it: the real binary against two real hub nodes sharing a
 //! real redis-server, reporting a clean run as JSON; and readable errors for bad nodes.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

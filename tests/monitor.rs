@@ -1,6 +1,7 @@
 //! What the dashboard reads from a node: `/switchboard/stats`, the `/switchboard/monitor`
 //! WebSocket (a snapshot every 500 ms that follows clients connecting and leaving), and the
 //! heartbeat on `{prefix}switchboard:nodes`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

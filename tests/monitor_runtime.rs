@@ -2,6 +2,7 @@
 //! unique prefix, real clients. The tap decodes cross-node traffic, the probes follow client
 //! counts and traced test messages, the tap survives a Redis restart, bad targets give readable
 //! errors, and heartbeats alone are enough to find the nodes.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
