@@ -13,13 +13,16 @@
 //! (4), `CONNS_RUNS` (1), `CONNS_PROTOCOL` (json), `CONNS_HOLD_S` (20), `CONNS_TIMEOUT_S` (120),
 //! and `CONNS_NODE_BIN` (another `switchboard` binary to run as the node, for before/after).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use switchboard::client::http;
 use switchboard::demo::redis_server::RedisProcess;
 use switchboard::load::LoadReport;
+
+#[path = "support/node_process.rs"]
+mod node_process;
+use node_process::{median, start_node};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -38,36 +41,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("a VmRSS line")
-}
-
-/// Starts the node and returns it with its base URL (from its first stdout line).
-fn start_node(redis_url: &str, max_connections: usize) -> (Child, String) {
-    // Another build's node (say, an older commit) may be measured against this build's clients.
-    let bin = std::env::var("CONNS_NODE_BIN").unwrap_or_else(|_| BIN.to_string());
-    let mut child = Command::new(bin)
-        .args(["hub", "--listen", "127.0.0.1:0", "--name", "conns-bench"])
-        .args([
-            "--redis",
-            redis_url,
-            "--max-connections",
-            &max_connections.to_string(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the node starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the node's first line");
-    let hub = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://") && w.ends_with("/chat"))
-        .unwrap_or_else(|| panic!("no hub URL in {line:?}"))
-        .to_string();
-    (child, hub)
 }
 
 /// The node's count of live connections of both protocols.
@@ -96,7 +69,15 @@ async fn one_run(
     hold: u64,
     timeout: Duration,
 ) -> Run {
-    let (mut node, hub) = start_node(redis_url, total + 500);
+    // Another build's node (say, an older commit) may be measured against this build's clients.
+    let bin = std::env::var("CONNS_NODE_BIN").unwrap_or_else(|_| BIN.to_string());
+    let max_connections = (total + 500).to_string();
+    let (mut node, hub) = start_node(
+        &bin,
+        "conns-bench",
+        redis_url,
+        &["--max-connections", &max_connections],
+    );
     let base = hub.trim_end_matches("/chat").to_string();
     // Let the node finish starting (backplane subscribe) before the baseline.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -176,11 +157,6 @@ async fn one_run(
         connects_per_s: connected as f64 / connect_time.as_secs_f64(),
         connected,
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 fn main() {

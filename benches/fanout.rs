@@ -29,7 +29,6 @@
 //! `FANOUT_SCENARIOS` picks scenarios (comma-separated; default `cpu,memory,redis,latency`).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +39,10 @@ use switchboard::demo::redis_server::RedisProcess;
 use switchboard::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
 use switchboard::load::LoadReport;
 use switchboard::protocol::Protocol;
+
+#[path = "support/node_process.rs"]
+mod node_process;
+use node_process::{median, start_node};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -283,36 +286,6 @@ fn clock_ticks_per_s() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Starts a node and returns it with its hub URL (from its first stdout line).
-fn start_node(bin: &str, name: &str, redis_url: &str) -> (Child, String) {
-    let mut child = Command::new(bin)
-        .args([
-            "hub",
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            name,
-            "--redis",
-            redis_url,
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the node starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the node's first line");
-    let hub = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://") && w.ends_with("/chat"))
-        .unwrap_or_else(|| panic!("no hub URL in {line:?}"))
-        .to_string();
-    (child, hub)
-}
-
 /// A node's stats document (None while it does not answer).
 async fn node_stats(hub: &str) -> Option<serde_json::Value> {
     let base = hub.trim_end_matches("/chat");
@@ -361,8 +334,8 @@ struct CpuRun {
 
 async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
     let nodes = vec![
-        start_node(bin, "cpu-a", redis_url),
-        start_node(bin, "cpu-b", redis_url),
+        start_node(bin, "cpu-a", redis_url, &[]),
+        start_node(bin, "cpu-b", redis_url, &[]),
     ];
     for (_, hub) in &nodes {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -437,11 +410,6 @@ async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
         deliveries_per_s: deliveries / (after.at - before.at).as_secs_f64(),
         lost,
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 async fn cpu_scenario() {
