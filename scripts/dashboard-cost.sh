@@ -56,6 +56,7 @@ done
 Xvfb "$display" -screen 0 1600x1000x24 -nolisten tcp >/dev/null 2>&1 &
 pids+=($!)
 sleep 1
+real_home=$HOME # cargo and rustup live there; the window gets a private home
 export DISPLAY=$display HOME=$work/home XDG_DATA_HOME=$work/home/.local/share LIBGL_ALWAYS_SOFTWARE=1
 mkdir -p "$HOME"
 unset WAYLAND_DISPLAY
@@ -109,7 +110,7 @@ fi
 
 if [ -z "$only" ] || [ "$only" = flood ]; then
   flood_log=$work/flood.log
-  FLOOD_ONLY=1 FLOOD_RATE=10000 FLOOD_SECS=$((warmup + secs + 10)) \
+  HOME=$real_home FLOOD_ONLY=1 FLOOD_RATE=10000 FLOOD_SECS=$((warmup + secs + 10)) \
     cargo bench --locked --quiet --bench tap_flood >"$flood_log" 2>&1 &
   pids+=($!)
   for _ in $(seq 600); do grep -q '^prefix:' "$flood_log" && break; sleep 0.5; done
