@@ -276,7 +276,9 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         node.base_url(),
         node.base_url()
     );
-    wait_for_signal().await?;
+    crate::signals::wait_for_signal()
+        .await
+        .context("waiting for SIGINT/SIGTERM")?;
     node.shutdown().await;
     Ok(())
 }
@@ -390,23 +392,6 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
 }
 
 // ---- end of `switchboard load` ----
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    tracing::info!("signal received");
-    Ok(())
-}
 
 /// The window's title, size and persistence (window size and position are remembered too).
 #[cfg(feature = "gui")]

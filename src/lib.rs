@@ -29,8 +29,9 @@
 //!   Uses `client` and `protocol`; never `hub`.
 //! - `status_doc`: the stats snapshot and heartbeat documents a node publishes, declared once:
 //!   `hub` writes them, `monitor` reads them. Uses only serde.
+//! - `signals`: waits for SIGINT/SIGTERM (the node in `cli`, the window in `link`). Uses tokio only.
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
-//!   backplane, starts nodes, the dashboard or the demo; waits for SIGINT/SIGTERM.
+//!   backplane, starts nodes, the dashboard or the demo.
 
 pub mod backplane;
 pub mod cli;
@@ -43,6 +44,7 @@ pub mod link;
 pub mod load;
 pub mod monitor;
 pub mod protocol;
+pub mod signals;
 pub mod status_doc;
 #[cfg(feature = "gui")]
 pub mod ui;

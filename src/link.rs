@@ -70,7 +70,7 @@ fn lock(state: &Mutex<SignalState>) -> MutexGuard<'_, SignalState> {
 async fn close_on_signals(state: Arc<Mutex<SignalState>>) {
     let mut received = 0u32;
     loop {
-        if let Err(e) = crate::cli::wait_for_signal().await {
+        if let Err(e) = crate::signals::wait_for_signal().await {
             tracing::warn!("signals are not handled: {e:#}");
             return;
         }

@@ -12,12 +12,12 @@
 //! Uses `protocol`, `config` and the `Backplane` trait; never the Redis client directly.
 
 mod connection;
-pub mod dispatch;
-pub mod lifetime;
+pub(crate) mod dispatch;
+pub(crate) mod lifetime;
 mod listener;
 mod page;
-pub mod registry;
-pub mod stats;
+pub(crate) mod registry;
+pub(crate) mod stats;
 mod status;
 
 use std::collections::HashMap;
