@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::redis::{RedisServer, Tap, channels};
-use common::{STEP, connect, expect_message, expect_silence, unique_prefix, within};
+use common::{STEP, connect, expect_message, expect_silence, unique_prefix, wait_connected, within};
 use switchboard::backplane::wire;
 use switchboard::client::str_args;
 use switchboard::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
@@ -21,13 +21,6 @@ async fn node(name: &str, redis: &RedisServer, prefix: &str) -> NodeHandle {
     Node::start(config, BackplaneChoice::Redis(redis.url()))
         .await
         .expect("node starts")
-}
-
-async fn wait_connected(node: &NodeHandle) {
-    let mut status = node.backplane_status();
-    within("backplane connected", status.wait_for(|s| s.state.is_up()))
-        .await
-        .expect("status");
 }
 
 fn receive(user: &str, text: &str) -> Vec<Value> {

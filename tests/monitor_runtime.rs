@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{connect, s, start_node, unique_prefix, within};
-use switchboard::hub::BackplaneChoice;
+use switchboard::hub::{BackplaneChoice, NodeHandle};
 use switchboard::monitor::model::{EntryKind, Limits, Model};
 use switchboard::monitor::runtime::MonitorEvents;
 use switchboard::monitor::{
@@ -110,13 +110,9 @@ fn target(node: &switchboard::hub::NodeHandle) -> NodeTarget {
     }
 }
 
-async fn stop(handle: MonitorHandle) {
-    handle.shutdown();
-    within("monitor shutdown", handle.stopped()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
+/// A Redis, two nodes on it (node-a, node-b) under a fresh prefix, and a monitor tapping Redis and
+/// watching both, once its tap is connected.
+async fn two_nodes_watched() -> (RedisServer, String, NodeHandle, NodeHandle, MonitorHandle, Seen) {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
     let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
@@ -130,6 +126,17 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
     assert!(monitor.command(MonitorCommand::AddNode(target(&b))));
     seen.tap_state(0, "tap connected", |s| *s == LinkState::Connected)
         .await;
+    (redis, prefix, a, b, monitor, seen)
+}
+
+async fn stop(handle: MonitorHandle) {
+    handle.shutdown();
+    within("monitor shutdown", handle.stopped()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
+    let (_redis, _prefix, a, b, monitor, mut seen) = two_nodes_watched().await;
 
     // (1) Cross-node traffic, decoded.
     let ann = connect(&a, Protocol::Json, Some("ann")).await;
@@ -598,19 +605,7 @@ async fn user_and_connection_sends_to_real_clients_name_the_node_and_are_never_f
     use switchboard::monitor::model::traces::TraceStatus;
     use switchboard::monitor::probe::PROBE_USER;
 
-    let redis = RedisServer::start().await;
-    let prefix = unique_prefix();
-    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let (monitor, mut seen) = start();
-    assert!(monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url: redis.url(),
-        prefix: prefix.clone()
-    }))));
-    assert!(monitor.command(MonitorCommand::AddNode(target(&a))));
-    assert!(monitor.command(MonitorCommand::AddNode(target(&b))));
-    seen.tap_state(0, "tap connected", |s| *s == LinkState::Connected)
-        .await;
+    let (_redis, prefix, a, b, monitor, mut seen) = two_nodes_watched().await;
     for node in [&a, &b] {
         seen.node_event(0, &node.hub_url(), "probe connected", |e| {
             matches!(e, NodeEvent::ProbeConnected { .. }).then_some(())

@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use common::{STEP, connect, unique_prefix, within, within_for};
+use common::{STEP, connect, start_node, unique_prefix, wait_connected, within, within_for};
 use switchboard::client::{ClientEvent, ClientOptions, HubClient, str_args};
-use switchboard::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
+use switchboard::hub::{BackplaneChoice, NodeHandle};
 use switchboard::protocol::{CompletionResult, Protocol, Value};
 use tokio::sync::Mutex;
 
@@ -33,24 +33,6 @@ const DOWN: Duration = Duration::from_secs(3);
 
 /// Kill/restart cycles, for a median.
 const CYCLES: usize = 3;
-
-async fn node(name: &str, redis: &RedisServer, prefix: &str) -> NodeHandle {
-    let mut config = NodeConfig::new(name);
-    config.channel_prefix = prefix.to_string();
-    within(
-        "starting a node",
-        Node::start(config, BackplaneChoice::Redis(redis.url())),
-    )
-    .await
-    .expect("node starts")
-}
-
-async fn wait_connected(node: &NodeHandle) {
-    let mut status = node.backplane_status();
-    within("backplane connected", status.wait_for(|s| s.state.is_up()))
-        .await
-        .expect("status");
-}
 
 fn counter(node: &NodeHandle, name: &str) -> u64 {
     node.stats()[name].as_u64().unwrap_or(0)
@@ -72,8 +54,8 @@ struct Received {
 async fn cross_node_delivery_resumes_after_redis_restarts_and_losses_are_counted_exactly() {
     let mut redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let a = node("node-a", &redis, &prefix).await;
-    let b = node("node-b", &redis, &prefix).await;
+    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
     wait_connected(&a).await;
     wait_connected(&b).await;
 

@@ -69,6 +69,14 @@ pub async fn start_node_with(config: NodeConfig, backplane: BackplaneChoice) -> 
         .unwrap_or_else(|e| panic!("starting node {name}: {e}"))
 }
 
+/// Waits until `node`'s backplane reports up (connected, every channel subscribed).
+pub async fn wait_connected(node: &NodeHandle) {
+    let mut status = node.backplane_status();
+    within("backplane connected", status.wait_for(|s| s.state.is_up()))
+        .await
+        .expect("status");
+}
+
 /// Connects a client to `node` with negotiate and the default options.
 pub async fn connect(node: &NodeHandle, protocol: Protocol, user: Option<&str>) -> HubClient {
     let options = ClientOptions {

@@ -332,16 +332,6 @@ impl Nodes {
             .filter(|r| r.probe_connection_id.is_some())
             .count() as u64
     }
-
-    /// When the next live row turns stale if nothing arrives (unix ms), so a caller that repaints
-    /// only on change knows when to look again.
-    pub fn next_stale_at(&self, now_ms: u64) -> Option<u64> {
-        let after = DEFAULT_STATS_STALE.as_millis() as u64 + 1;
-        self.live(now_ms)
-            .filter(|r| r.target.monitor_url.is_some())
-            .map(|r| r.stats_at_ms.max(r.since_ms) + after)
-            .min()
-    }
 }
 
 #[cfg(test)]
@@ -501,7 +491,6 @@ mod tests {
         }
         let b = n.get("http://b:2/chat").expect("row");
         assert_eq!(Nodes::liveness(b, 11_500), Liveness::Live);
-        assert_eq!(n.next_stale_at(11_400), Some(11_501));
         assert_eq!(
             Nodes::liveness(b, 11_501),
             Liveness::Stale { last_seen_ms: 10_000 }

@@ -272,12 +272,6 @@ impl WakePolicy {
         }
         due
     }
-
-    /// Forgets a node that is no longer watched.
-    pub fn forget(&mut self, hub_url: &str) {
-        self.nodes.remove(hub_url);
-        self.announced.remove(hub_url);
-    }
 }
 
 #[cfg(test)]
