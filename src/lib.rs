@@ -27,6 +27,12 @@
 //!   `client` (a test greps for them).
 //! - `load`: `switchboard load`, a load generator measuring delivery across nodes from the outside.
 //!   Uses `client` and `protocol`; never `hub`.
+//! - `tls`: rustls configurations (client: system roots, a CA file, client certificates, SNI,
+//!   insecure; server: the hub's certificate) and handshake errors in words. Uses nothing else.
+//! - `redis_conn`: the one Redis connection spec (`redis://`, `rediss://`, ACL users, sentinels,
+//!   cluster seeds; the one password redaction) and the connector that opens, authenticates and
+//!   discovers. Uses `tls` and `config`; used by `backplane`, `monitor`, `demo`, `cli`, and `ui`
+//!   (the pure `spec` only).
 //! - `status_doc`: the stats snapshot and heartbeat documents a node publishes, declared once:
 //!   `hub` writes them, `monitor` reads them. Uses only serde.
 //! - `signals`: waits for SIGINT/SIGTERM (the node in `cli`, the window in `link`). Uses tokio only.
@@ -44,7 +50,9 @@ pub mod link;
 pub mod load;
 pub mod monitor;
 pub mod protocol;
+pub mod redis_conn;
 pub mod signals;
 pub mod status_doc;
+pub mod tls;
 #[cfg(feature = "gui")]
 pub mod ui;
