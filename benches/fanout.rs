@@ -233,10 +233,10 @@ fn main() {
             }
         };
         let url = redis.url();
-        let a = Node::start(NodeConfig::new("a"), BackplaneChoice::Redis(url.clone()))
+        let a = Node::start(NodeConfig::new("a"), BackplaneChoice::RedisUrl(url.clone()))
             .await
             .unwrap();
-        let b = Node::start(NodeConfig::new("b"), BackplaneChoice::Redis(url))
+        let b = Node::start(NodeConfig::new("b"), BackplaneChoice::RedisUrl(url))
             .await
             .unwrap();
         for n in [&a, &b] {

@@ -119,7 +119,7 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
             let proxy = TcpListener::bind("127.0.0.1:0").await.expect("proxy listener");
             let proxy_addr = proxy.local_addr().expect("proxy address");
             tokio::spawn(run_proxy(proxy, upstream));
-            BackplaneChoice::Redis(format!("redis://{proxy_addr}"))
+            BackplaneChoice::RedisUrl(format!("redis://{proxy_addr}"))
         }
         None => BackplaneChoice::Alone,
     };

@@ -308,7 +308,7 @@ fn run_pass(runtime: &tokio::runtime::Runtime, url: &str, pass: usize, rate: u64
     };
     assert!(
         monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-            url: url.to_string(),
+            spec: redis_spec(url),
             prefix: prefix.clone(),
         }))),
         "the monitor takes the tap command"
@@ -610,4 +610,11 @@ fn main() {
     );
     runtime.shutdown_timeout(Duration::from_secs(5));
     drop(redis);
+}
+
+/// A Redis spec from a plain URL (the tests' servers need no TLS or sentinel options).
+fn redis_spec(url: &str) -> Box<switchboard::redis_conn::RedisSpec> {
+    Box::new(
+        switchboard::redis_conn::RedisSpec::parse(url, &Default::default()).expect("a plain redis:// URL"),
+    )
 }

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config;
 use crate::hub::{BackplaneChoice, Node, NodeConfig};
+use crate::redis_conn::{ClusterMode, RedisOptions, RedisSpec};
 
 /// Switchboard: SignalR-compatible chat hubs scaled out through Redis, and the tools to watch them.
 #[derive(Debug, Parser)]
@@ -36,10 +37,8 @@ pub enum Command {
 #[cfg(feature = "gui")]
 #[derive(Debug, Args, Default)]
 pub struct DashboardArgs {
-    /// Redis URL of the backplane to watch, e.g. redis://127.0.0.1:6379/0. A password in it is used
-    /// for this run and never saved; prefer passing it in REDIS_URL.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis: Option<String>,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// The backplane's channel prefix (ASP.NET Core's ChannelPrefix).
     #[arg(long)]
@@ -133,13 +132,93 @@ fn require_display() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses a malformed `--redis` at start-up, in plain words.
-#[cfg(feature = "gui")]
-fn check_redis_arg(url: Option<&str>) -> anyhow::Result<()> {
-    if let Some(url) = url.filter(|u| !u.is_empty()) {
-        crate::monitor::tap::check_redis_url(url).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+/// How to reach Redis: the same flags on `hub`, `dashboard`, `demo` and the headless commands.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RedisArgs {
+    /// Redis URL: redis://host:6379/0, rediss://host:6380 (TLS), redis://user:password@host (ACL),
+    /// redis://:password@host, several cluster seeds redis://h1:7000,h2:7001, or sentinels
+    /// redis+sentinel://s1:26379,s2:26379/mymaster[/db] (rediss+sentinel:// for TLS). A password in
+    /// it is used for this run and never saved; prefer passing it in REDIS_URL.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// A CA certificate file (PEM) to trust for rediss://, besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub redis_ca: Option<std::path::PathBuf>,
+
+    /// A client certificate (PEM) for mutual TLS; needs --redis-key.
+    #[arg(long, value_name = "FILE", requires = "redis_key")]
+    pub redis_cert: Option<std::path::PathBuf>,
+
+    /// The client certificate's private key (PEM, unencrypted).
+    #[arg(long, value_name = "FILE", requires = "redis_cert")]
+    pub redis_key: Option<std::path::PathBuf>,
+
+    /// The TLS server name to send and verify, when it is not the host in the URL.
+    #[arg(long, value_name = "NAME")]
+    pub redis_sni: Option<String>,
+
+    /// Do not verify the Redis server's certificate (test setups only; shown as insecure).
+    #[arg(long)]
+    pub redis_tls_insecure: bool,
+
+    /// The sentinels' own ACL user, when they need one (redis+sentinel:// only).
+    #[arg(long, value_name = "USER")]
+    pub redis_sentinel_user: Option<String>,
+
+    /// The sentinels' own password, when they need one (redis+sentinel:// only).
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub redis_sentinel_password: Option<String>,
+
+    /// Require a Redis Cluster (detected by itself otherwise): a seed that is not in cluster mode
+    /// is an error.
+    #[arg(long)]
+    pub cluster: bool,
+}
+
+impl RedisArgs {
+    /// The options the flags give, for `RedisSpec::parse`.
+    pub fn options(&self) -> RedisOptions {
+        RedisOptions {
+            tls: crate::tls::ClientTls {
+                ca: self.redis_ca.clone(),
+                cert: self.redis_cert.clone(),
+                key: self.redis_key.clone(),
+                sni: self.redis_sni.clone(),
+                insecure: self.redis_tls_insecure,
+            },
+            sentinel_username: self.redis_sentinel_user.clone(),
+            sentinel_password: self.redis_sentinel_password.clone().filter(|p| !p.is_empty()),
+            cluster: if self.cluster {
+                ClusterMode::Required
+            } else {
+                ClusterMode::Detect
+            },
+        }
     }
-    Ok(())
+
+    /// The spec, when --redis is given; a malformed URL or an unreadable TLS file is refused
+    /// here, at start-up, in plain words and without the password.
+    pub fn spec(&self) -> anyhow::Result<Option<RedisSpec>> {
+        let Some(url) = self.redis.as_deref().filter(|u| !u.trim().is_empty()) else {
+            let options = self.options();
+            if options != RedisOptions::default() {
+                anyhow::bail!("--redis-* options were given without --redis URL");
+            }
+            return Ok(None);
+        };
+        let spec = RedisSpec::parse(url, &self.options()).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+        // Reads the certificate files now: a bad path fails at start, not at the first connect.
+        if let Some(tls) = &spec.tls {
+            tls.config().map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+        }
+        Ok(Some(spec))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -148,10 +227,9 @@ pub struct HubArgs {
     #[arg(long, default_value = "127.0.0.1:5001")]
     pub listen: SocketAddr,
 
-    /// Redis URL of the backplane, e.g. redis://127.0.0.1:6379 or redis://:password@host:6379/0.
-    /// Without it the node runs alone on the in-memory backplane.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis: Option<String>,
+    /// The Redis backplane (without --redis the node runs alone on the in-memory backplane).
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// A human name for this node, shown by the chat page and the dashboard.
     #[arg(long, default_value = "node")]
@@ -254,15 +332,24 @@ impl DashboardArgs {
     /// counts, as it does for `switchboard dashboard`.
     fn default_from_env() -> Self {
         Self {
-            redis: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+            redis: RedisArgs {
+                redis: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+                redis_sentinel_password: std::env::var("REDIS_SENTINEL_PASSWORD")
+                    .ok()
+                    .filter(|u| !u.is_empty()),
+                ..RedisArgs::default()
+            },
             ..Self::default()
         }
     }
 }
 
 async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
-    let backplane = match &args.redis {
-        Some(url) => BackplaneChoice::Redis(url.clone()),
+    let backplane = match args.redis.spec()? {
+        Some(spec) => {
+            tracing::info!(redis = %spec.redacted(), how = %spec.describe(), "redis backplane");
+            BackplaneChoice::Redis(spec)
+        }
         None => BackplaneChoice::Alone,
     };
     let node = Node::start(args.node_config(), backplane)
@@ -430,7 +517,7 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    check_redis_arg(args.redis.as_deref())?;
+    let redis = args.redis.spec()?;
     require_display()?;
     let (link, _) = crate::link::Link::start(None)?;
     if link.signalled() {
@@ -461,7 +548,7 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
             settings.presenter |= args.presenter;
             let startup = Startup {
                 settings,
-                redis_url: args.redis,
+                redis,
                 demo: None,
                 tab,
                 persist: true,
@@ -526,7 +613,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             link.attach_window(&cc.egui_ctx);
             let startup = Startup {
                 settings,
-                redis_url: None,
+                redis: None,
                 demo: wiring,
                 tab,
                 persist: false,

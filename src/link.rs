@@ -95,6 +95,7 @@ async fn close_on_signals(state: Arc<Mutex<SignalState>>) {
 }
 
 /// What the demo hands the dashboard when it starts: where to tap and which nodes to watch.
+#[derive(Clone)]
 pub struct DemoWiring {
     pub tap: TapSource,
     pub nodes: Vec<NodeTarget>,

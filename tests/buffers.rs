@@ -16,8 +16,8 @@ use switchboard::protocol::{Protocol, Value};
 async fn a_message_at_the_size_limit_crosses_nodes_in_both_protocols() {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let a = start_node("a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let b = start_node("b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let a = start_node("a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     for node in [&a, &b] {
         let mut status = node.backplane_status();
         within("the backplane", status.wait_for(|s| s.state.is_up()))

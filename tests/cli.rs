@@ -154,7 +154,7 @@ mod gui_flags {
         );
         assert!(!ok);
         assert!(
-            stderr.contains("--redis:") && stderr.contains("bad port 'notaport'"),
+            stderr.contains("--redis: invalid Redis URL") && stderr.contains("bad port"),
             "{stderr}"
         );
         assert!(

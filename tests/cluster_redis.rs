@@ -18,7 +18,7 @@ async fn node(name: &str, redis: &RedisServer, prefix: &str) -> NodeHandle {
     let mut config = NodeConfig::new(name);
     config.channel_prefix = prefix.to_string();
     config.group_ack_timeout = Duration::from_secs(2);
-    Node::start(config, BackplaneChoice::Redis(redis.url()))
+    Node::start(config, BackplaneChoice::RedisUrl(redis.url()))
         .await
         .expect("node starts")
 }
@@ -333,13 +333,19 @@ async fn a_password_protected_redis_works_and_a_wrong_password_is_reported() {
     let prefix = unique_prefix();
     let mut config = NodeConfig::new("node-a");
     config.channel_prefix = prefix.clone();
-    let a = Node::start(config.clone(), BackplaneChoice::Redis(redis.url_with_password()))
-        .await
-        .unwrap();
+    let a = Node::start(
+        config.clone(),
+        BackplaneChoice::RedisUrl(redis.url_with_password()),
+    )
+    .await
+    .unwrap();
     config.node_name = "node-b".into();
-    let b = Node::start(config.clone(), BackplaneChoice::Redis(redis.url_with_password()))
-        .await
-        .unwrap();
+    let b = Node::start(
+        config.clone(),
+        BackplaneChoice::RedisUrl(redis.url_with_password()),
+    )
+    .await
+    .unwrap();
     wait_connected(&a).await;
     wait_connected(&b).await;
     let a1 = connect(&a, Protocol::Json, None).await;
@@ -354,7 +360,9 @@ async fn a_password_protected_redis_works_and_a_wrong_password_is_reported() {
 
     config.node_name = "node-c".into();
     let wrong = redis.url().replace("redis://", "redis://:hunter2x@");
-    let c = Node::start(config, BackplaneChoice::Redis(wrong)).await.unwrap();
+    let c = Node::start(config, BackplaneChoice::RedisUrl(wrong))
+        .await
+        .unwrap();
     let mut status = c.backplane_status();
     let seen = within("auth error", status.wait_for(|s| s.last_error.is_some()))
         .await
@@ -373,10 +381,13 @@ async fn a_password_protected_redis_works_and_a_wrong_password_is_reported() {
 
 #[tokio::test]
 async fn an_invalid_redis_url_is_a_readable_error() {
-    let err = Node::start(NodeConfig::new("x"), BackplaneChoice::Redis("http://nope".into()))
-        .await
-        .err()
-        .expect("rejected");
+    let err = Node::start(
+        NodeConfig::new("x"),
+        BackplaneChoice::RedisUrl("http://nope".into()),
+    )
+    .await
+    .err()
+    .expect("rejected");
     let text = err.to_string();
     assert!(text.starts_with("invalid Redis URL"), "{text}");
 }

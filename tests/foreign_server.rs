@@ -22,7 +22,7 @@ const FOREIGN: &str = "FakeServer_0123456789abcdef0123456789abcdef";
 async fn start(redis: &RedisServer, prefix: &str) -> NodeHandle {
     let mut config = NodeConfig::new("node-a");
     config.channel_prefix = prefix.to_string();
-    let node = Node::start(config, BackplaneChoice::Redis(redis.url()))
+    let node = Node::start(config, BackplaneChoice::RedisUrl(redis.url()))
         .await
         .unwrap();
     let mut status = node.backplane_status();

@@ -16,7 +16,7 @@ use switchboard::protocol::{CompletionResult, Protocol};
 async fn a_join_past_the_cap_is_refused_with_a_hub_exception_and_subscribes_nothing() {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let node = common::start_node("capped", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let node = common::start_node("capped", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     let mut status = node.backplane_status();
     within("backplane connected", status.wait_for(|s| s.state.is_up()))
         .await

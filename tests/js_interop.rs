@@ -134,8 +134,8 @@ async fn official_js_client_interoperates_across_two_redis_nodes() {
 
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let node_a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let node_b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let node_a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let node_b = start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     let (url_a, url_b) = (node_a.hub_url(), node_b.hub_url());
 
     let script = js_dir().join("interop.mjs");

@@ -28,8 +28,8 @@ async fn run_load(args: &[&str]) -> Output {
 
 async fn two_nodes(redis: &RedisServer) -> (NodeHandle, NodeHandle) {
     let prefix = unique_prefix();
-    let a = start_node("a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let b = start_node("b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let a = start_node("a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     for node in [&a, &b] {
         let mut status = node.backplane_status();
         within_for(

@@ -22,7 +22,7 @@ async fn stats_monitor_and_heartbeat_describe_the_node() {
     let mut tap = Tap::start(&redis.url(), &format!("{prefix}switchboard:nodes")).await;
     let mut config = NodeConfig::new("node-m");
     config.channel_prefix = prefix.clone();
-    let node = Node::start(config, BackplaneChoice::Redis(redis.url()))
+    let node = Node::start(config, BackplaneChoice::RedisUrl(redis.url()))
         .await
         .unwrap();
 

@@ -115,11 +115,11 @@ fn target(node: &switchboard::hub::NodeHandle) -> NodeTarget {
 async fn two_nodes_watched() -> (RedisServer, String, NodeHandle, NodeHandle, MonitorHandle, Seen) {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     let (monitor, mut seen) = start();
     assert!(monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url: redis.url(),
+        spec: redis_spec(&redis.url()),
         prefix: prefix.clone()
     }))));
     assert!(monitor.command(MonitorCommand::AddNode(target(&a))));
@@ -297,10 +297,10 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
 async fn tap_reconnects_after_a_redis_restart() {
     let mut redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     let (monitor, mut seen) = start();
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url: redis.url(),
+        spec: redis_spec(&redis.url()),
         prefix: prefix.clone(),
     })));
     let connected = seen
@@ -365,7 +365,7 @@ async fn bad_targets_give_readable_errors() {
     // A wrong password.
     let url = format!("redis://:wrong-pw@127.0.0.1:{}", redis.port());
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url,
+        spec: redis_spec(&url),
         prefix: String::new(),
     })));
     let (mark, error) = seen
@@ -381,7 +381,7 @@ async fn bad_targets_give_readable_errors() {
     assert!(!error.contains("wrong-pw"), "{error}");
     // No password at all: PSUBSCRIBE itself is refused.
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url: redis.url(),
+        spec: redis_spec(&redis.url()),
         prefix: String::new(),
     })));
     let (mark, error) = seen
@@ -393,7 +393,7 @@ async fn bad_targets_give_readable_errors() {
             _ => None,
         })
         .await;
-    assert!(error.contains("authentication failed"), "{error}");
+    assert!(error.contains("authentication required"), "{error}");
 
     // Unreachable Redis (a port nobody listens on).
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -402,7 +402,7 @@ async fn bad_targets_give_readable_errors() {
         .unwrap()
         .port();
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url: format!("redis://127.0.0.1:{closed}"),
+        spec: redis_spec(&format!("redis://127.0.0.1:{closed}")),
         prefix: String::new(),
     })));
     let (_, error) = seen
@@ -420,8 +420,20 @@ async fn bad_targets_give_readable_errors() {
     // says why in plain words, without echoing the password.
     let refused = monitor.dropped_commands();
     let before = seen.events.len();
+    // A spec whose CA file cannot be read: the connector refuses it before the tap is touched.
+    let unreadable = switchboard::redis_conn::RedisSpec::parse(
+        "rediss://:pw123@x",
+        &switchboard::redis_conn::RedisOptions {
+            tls: switchboard::tls::ClientTls {
+                ca: Some("/nonexistent/ca.pem".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url: "nonsense://:pw123@x".into(),
+        spec: Box::new(unreadable),
         prefix: String::new(),
     })));
     within("the refusal is counted", async {
@@ -445,9 +457,11 @@ async fn bad_targets_give_readable_errors() {
         "the running tap was not replaced: {:#?}",
         &seen.events[before..]
     );
-    let error = switchboard::monitor::tap::check_redis_url("nonsense://:pw123@x").unwrap_err();
+    let error = switchboard::redis_conn::RedisSpec::parse("nonsense://:pw123@x", &Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(
-        error.contains("is not a Redis URL")
+        error.contains("unknown scheme")
             && !error.contains("pw123")
             && !error.contains("InvalidClientConfig"),
         "{error}"
@@ -487,11 +501,11 @@ async fn bad_targets_give_readable_errors() {
 async fn heartbeats_alone_find_the_nodes() {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     let (monitor, mut seen) = start();
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url: redis.url(),
+        spec: redis_spec(&redis.url()),
         prefix: prefix.clone(),
     })));
     for node in [&a, &b] {
@@ -535,7 +549,7 @@ async fn the_tap_decodes_signalr2_traffic_on_an_event_key_channel() {
     let (monitor, mut seen) = start();
     // An empty prefix: the tap subscribes every channel, the SignalR 2 event key among them.
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-        url: redis.url(),
+        spec: redis_spec(&redis.url()),
         prefix: String::new(),
     })));
     seen.tap_state(0, "tap connected", |s| *s == LinkState::Connected)
@@ -701,4 +715,9 @@ async fn user_and_connection_sends_to_real_clients_name_the_node_and_are_never_f
     let summary = model.traces.summary();
     assert_eq!((summary.failed, summary.partial), (0, 0), "{summary:?}");
     stop(monitor).await;
+}
+
+/// A Redis spec from a plain URL (the tests' servers need no TLS or sentinel options).
+fn redis_spec(url: &str) -> Box<switchboard::redis_conn::RedisSpec> {
+    Box::new(switchboard::redis_conn::RedisSpec::parse(url, &Default::default()).unwrap())
 }

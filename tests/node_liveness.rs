@@ -63,8 +63,8 @@ async fn fold_until(
 async fn a_stopped_node_is_marked_and_leaves_the_totals_within_two_seconds() {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     let (monitor, mut rx) = MonitorHandle::start();
     let mut model = Model::new(Limits::default());
     for node in [&a, &b] {

@@ -54,8 +54,8 @@ struct Received {
 async fn cross_node_delivery_resumes_after_redis_restarts_and_losses_are_counted_exactly() {
     let mut redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-    let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+    let a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     wait_connected(&a).await;
     wait_connected(&b).await;
 

@@ -41,7 +41,7 @@ fn startup(
 ) -> Startup {
     Startup {
         settings,
-        redis_url: None,
+        redis: None,
         demo,
         tab: None,
         persist: false,
@@ -104,8 +104,8 @@ fn cluster() -> Cluster {
     let prefix = unique_prefix();
     let (redis, a, b) = rt.block_on(async {
         let redis = RedisServer::start().await;
-        let a = start_node("node-a", BackplaneChoice::Redis(redis.url()), &prefix).await;
-        let b = start_node("node-b", BackplaneChoice::Redis(redis.url()), &prefix).await;
+        let a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+        let b = start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
         (redis, a, b)
     });
     Cluster {

@@ -19,7 +19,8 @@
 //! it as fast as messages arrive and hands each to the node's bounded inbox with `try_send`. A full
 //! inbox drops the message and counts it (`inbox_dropped`): the node sheds instead of growing.
 //!
-//! This is the only module that names the `redis` crate on the node side.
+//! With `redis_conn` (which opens and authenticates the connections and finds the primary or the
+//! cluster), this is the only module that names the `redis` crate on the node side.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, backoff};
 use crate::config;
+use crate::redis_conn::{ConnectError, RedisConnector, RedisSpec, describe};
 
 /// How long one PUBLISH or SUBSCRIBE may take before the link is considered unhealthy for it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -184,19 +186,19 @@ impl Shared {
 }
 
 impl RedisBackplane {
-    /// Validates `url` and starts the supervisor; returns at once (the first connection is made in
-    /// the background). Messages received go to `inbox` (without waiting: see the module docs).
+    /// Reads the spec's TLS files and starts the supervisor; returns at once (the first
+    /// connection is made in the background). Every connection is named `client_name` in Redis's
+    /// `CLIENT LIST`. Messages received go to `inbox` (without waiting: see the module docs).
     /// `cancel` stops the link.
     pub fn start(
-        url: &str,
+        spec: RedisSpec,
+        client_name: &str,
         inbox: mpsc::Sender<BackplaneMessage>,
         cancel: CancellationToken,
     ) -> Result<Self, String> {
-        use redis::IntoConnectionInfo;
-        let info = url.into_connection_info().map_err(|e| e.to_string())?;
-        // Small PUBLISH commands must not wait for Nagle's algorithm (redis-rs leaves it on).
-        let nodelay = info.tcp_settings().clone().set_nodelay(true);
-        let client = redis::Client::open(info.set_tcp_settings(nodelay)).map_err(|e| e.to_string())?;
+        let connector = RedisConnector::new(spec)
+            .map_err(|e| e.to_string())?
+            .with_name(client_name);
         let (status_tx, _) = watch::channel(BackplaneStatus::new(BackplaneState::Connecting));
         let shared = Arc::new(Shared {
             table: Mutex::new(Table::default()),
@@ -205,7 +207,7 @@ impl RedisBackplane {
             status_tx,
             inbox: Inbox::new(inbox),
         });
-        tokio::spawn(supervise(client, shared.clone(), cancel));
+        tokio::spawn(supervise(connector, shared.clone(), cancel));
         Ok(RedisBackplane { shared })
     }
 }
@@ -218,16 +220,21 @@ enum Failure {
     Other(String),
 }
 
-async fn connect(client: &redis::Client) -> Result<(redis::aio::PubSub, MultiplexedConnection), Failure> {
+/// Finds the server to use now (the primary a sentinel names, or any node of a cluster: classic
+/// pub/sub reaches every shard from any node) and opens both connections to it.
+async fn connect(connector: &RedisConnector) -> Result<(redis::aio::PubSub, MultiplexedConnection), Failure> {
     let attempt = async {
-        let pubsub = client.get_async_pubsub().await?;
-        let publisher = client.get_multiplexed_async_connection().await?;
-        Ok::<_, redis::RedisError>((pubsub, publisher))
+        let reached = connector.reach().await?;
+        let entry = reached.entry().clone();
+        let pubsub = connector.pubsub(&entry).await?;
+        let publisher = connector.multiplexed(&entry).await?;
+        tracing::debug!(server = %entry, reached = %reached.describe(), "redis backplane reached");
+        Ok::<_, ConnectError>((pubsub, publisher))
     };
-    match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT, attempt).await {
+    match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, attempt).await {
         Ok(Ok(connected)) => Ok(connected),
-        Ok(Err(e)) if e.is_connection_refusal() => Err(Failure::Refused(describe(&e))),
-        Ok(Err(e)) => Err(Failure::Other(describe(&e))),
+        Ok(Err(e)) if e.is_refused() => Err(Failure::Refused(e.to_string())),
+        Ok(Err(e)) => Err(Failure::Other(e.to_string())),
         Err(_) => Err(Failure::Other("timed out connecting to Redis".to_string())),
     }
 }
@@ -290,12 +297,12 @@ async fn manage_subscriptions(sink: PubSubSink, shared: Arc<Shared>) -> String {
     }
 }
 
-async fn supervise(client: redis::Client, shared: Arc<Shared>, cancel: CancellationToken) {
+async fn supervise(connector: RedisConnector, shared: Arc<Shared>, cancel: CancellationToken) {
     let mut attempt: u32 = 0;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = connect(&client) => r,
+            r = connect(&connector) => r,
         };
         let failure = match connected {
             Ok((pubsub, publisher)) => {
@@ -369,16 +376,6 @@ async fn supervise(client: redis::Client, shared: Arc<Shared>, cancel: Cancellat
     shared.set_state(BackplaneState::Stopped);
 }
 
-/// A readable one-line description of a Redis error (wrong password, refused, ...).
-fn describe(e: &redis::RedisError) -> String {
-    let text = e.to_string();
-    if text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("invalid password") {
-        format!("authentication failed: {text}")
-    } else {
-        text
-    }
-}
-
 impl Backplane for RedisBackplane {
     fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<usize, BackplaneError>> {
         let connection = self.shared.publisher().clone();
@@ -441,20 +438,6 @@ impl Backplane for RedisBackplane {
 
     fn inbox_dropped(&self) -> u64 {
         self.shared.inbox.dropped()
-    }
-}
-
-/// The URL with any password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 

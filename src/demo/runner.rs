@@ -16,6 +16,7 @@ use super::{DemoBackplane, DemoCommand, DemoError, DemoNode, DemoOptions, DemoSt
 use crate::backplane::memory::MemoryBus;
 use crate::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
 use crate::monitor::TapSource;
+use crate::redis_conn::{RedisOptions, RedisSpec};
 
 /// How long stopping one node may take (its clients get a Close first).
 const NODE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,8 +69,10 @@ impl Runner {
         let (backplane, tap_source, kind, redis_url) = if use_redis {
             let server = RedisProcess::start().await.map_err(DemoError::Redis)?;
             let url = server.url();
+            let spec = RedisSpec::parse(&url, &RedisOptions::default())
+                .map_err(|e| DemoError::Redis(e.to_string()))?;
             let tap = TapSource::Redis {
-                url: url.clone(),
+                spec: Box::new(spec),
                 prefix: opts.channel_prefix.clone(),
             };
             (Backplane::Redis(server), tap, "redis", Some(url))
@@ -119,7 +122,7 @@ impl Runner {
 
     fn choice(&self) -> BackplaneChoice {
         match &self.backplane {
-            Backplane::Redis(server) => BackplaneChoice::Redis(server.url()),
+            Backplane::Redis(server) => BackplaneChoice::RedisUrl(server.url()),
             Backplane::Memory(bus) => BackplaneChoice::Memory(bus.clone()),
         }
     }

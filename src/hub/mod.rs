@@ -35,6 +35,7 @@ use crate::backplane::naming::Channels;
 use crate::backplane::redis::RedisBackplane;
 use crate::backplane::{Backplane, BackplaneStatus};
 use crate::config;
+use crate::redis_conn::{RedisOptions, RedisSpec};
 use lifetime::Lifetime;
 use registry::Registry;
 use stats::Stats;
@@ -112,13 +113,18 @@ impl NodeConfig {
 
 /// Which backplane a node uses.
 #[derive(Debug, Clone)]
+// Made once per node or tap, never in a hot path: the spec's size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum BackplaneChoice {
     /// No other node: an in-process bus of its own.
     Alone,
     /// An in-process bus shared with other nodes of this process.
     Memory(MemoryBus),
-    /// A Redis server, by URL (`redis://[:password@]host:port[/db]`).
-    Redis(String),
+    /// A Redis backplane: a server, a sentinel set's primary or a cluster, with TLS and ACL
+    /// options (`redis_conn::RedisSpec`).
+    Redis(RedisSpec),
+    /// The same from a URL alone (no TLS files or sentinel password), checked at start.
+    RedisUrl(String),
 }
 
 /// Why a node could not start.
@@ -198,6 +204,20 @@ pub fn new_server_name() -> String {
     format!("{host}_{guid:032x}")
 }
 
+/// Starts the Redis link; its connections are named after the node in Redis's `CLIENT LIST`.
+fn redis_backplane(
+    spec: RedisSpec,
+    config: &NodeConfig,
+    inbox_tx: mpsc::Sender<crate::backplane::BackplaneMessage>,
+    shutdown: &CancellationToken,
+) -> Result<Arc<dyn Backplane>, NodeError> {
+    let url = spec.redacted();
+    let client_name = format!("switchboard-hub:{}", config.node_name);
+    let link = RedisBackplane::start(spec, &client_name, inbox_tx, shutdown.child_token())
+        .map_err(|reason| NodeError::RedisUrl { url, reason })?;
+    Ok(Arc::new(link))
+}
+
 impl Node {
     /// Binds the listener, connects the backplane (in the background: a node with Redis down still
     /// serves its own clients) and starts serving. Returns once the listener is bound.
@@ -210,14 +230,16 @@ impl Node {
         let backplane: Arc<dyn Backplane> = match backplane {
             BackplaneChoice::Alone => Arc::new(MemoryBus::new().connect(inbox_tx)),
             BackplaneChoice::Memory(bus) => Arc::new(bus.connect(inbox_tx)),
-            BackplaneChoice::Redis(url) => Arc::new(
-                RedisBackplane::start(&url, inbox_tx, shutdown.child_token()).map_err(|reason| {
-                    NodeError::RedisUrl {
-                        url: redact(&url),
-                        reason,
-                    }
-                })?,
-            ),
+            BackplaneChoice::Redis(spec) => redis_backplane(spec, &config, inbox_tx, &shutdown)?,
+            // A bare URL is a spec without flag options.
+            BackplaneChoice::RedisUrl(url) => {
+                let spec =
+                    RedisSpec::parse(&url, &RedisOptions::default()).map_err(|e| NodeError::RedisUrl {
+                        url: e.url,
+                        reason: e.reason,
+                    })?;
+                redis_backplane(spec, &config, inbox_tx, &shutdown)?
+            }
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -314,7 +336,7 @@ async fn reap_tokens(node: Arc<NodeShared>) {
     }
 }
 
-pub use crate::backplane::redis::redact;
+pub use crate::redis_conn::redact;
 
 impl NodeHandle {
     /// The bound address.

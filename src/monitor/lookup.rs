@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use super::{NodeTarget, SendTarget, TapSource, TraceLookup};
 use crate::backplane::naming::Channels;
 use crate::client::{encode_component, http};
-use crate::config;
 
 /// Least time between two lookups: one a second is plenty for a person reading traces.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -133,7 +132,7 @@ pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &Sen
     };
     match &ctx.tap {
         Some(TapSource::Memory { bus, .. }) => out.subscribers = Some(bus.subscribers(&channel) as u64),
-        Some(TapSource::Redis { url, .. }) => match numsub(url, &channel).await {
+        Some(TapSource::Redis { spec, .. }) => match numsub(spec, &channel).await {
             Ok(n) => out.subscribers = Some(n),
             Err(e) => out.note = Some(format!("PUBSUB NUMSUB not answered: {e}")),
         },
@@ -143,22 +142,20 @@ pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &Sen
 }
 
 /// `PUBSUB NUMSUB channel` on the tap's Redis, on a short-lived connection.
-async fn numsub(url: &str, channel: &str) -> Result<u64, String> {
-    let client = super::tap::open_client(url)?;
+async fn numsub(spec: &crate::redis_conn::RedisSpec, channel: &str) -> Result<u64, String> {
+    let connector = super::tap::connector_for(spec)?;
     let ask = async {
-        let mut c = tokio::time::timeout(
-            config::DEFAULT_REDIS_CONNECT_TIMEOUT,
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| "timed out connecting to Redis".to_string())?
-        .map_err(|e| super::tap::describe(&e))?;
+        let reached = connector.reach().await.map_err(|e| e.to_string())?;
+        let mut c = connector
+            .multiplexed(reached.entry())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut cmd = redis::cmd("PUBSUB");
         cmd.arg("NUMSUB").arg(channel);
         let (_, n): (String, u64) = cmd
             .query_async(&mut c)
             .await
-            .map_err(|e| super::tap::describe(&e))?;
+            .map_err(|e| crate::redis_conn::describe(&e))?;
         Ok::<u64, String>(n)
     };
     tokio::time::timeout(LOOKUP_TIMEOUT, ask)

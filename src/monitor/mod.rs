@@ -34,6 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backplane::memory::MemoryBus;
+use crate::redis_conn::RedisSpec;
 
 /// The node documents, declared once in `status_doc` (the hub writes them, the dashboard reads
 /// them); re-exported here under the names the dashboard has always used.
@@ -76,9 +77,10 @@ pub enum LinkState {
 /// Where the tap listens.
 #[derive(Debug, Clone)]
 pub enum TapSource {
-    /// A Redis server: `url` may carry a password (never persisted), `prefix` is the backplane's
-    /// channel prefix (ASP.NET Core's `ChannelPrefix`), also used for the SignalR 2 event key check.
-    Redis { url: String, prefix: String },
+    /// A Redis backplane (a server, a sentinel set or a cluster): `spec` may carry a password
+    /// (never persisted), `prefix` is the backplane's channel prefix (ASP.NET Core's
+    /// `ChannelPrefix`), also used for the SignalR 2 event key check.
+    Redis { spec: Box<RedisSpec>, prefix: String },
     /// The demo's in-process bus (the tap sees every publish, decoded just the same).
     Memory { bus: MemoryBus, prefix: String },
 }

@@ -182,8 +182,8 @@ impl Supervisor {
         match cmd {
             MonitorCommand::SetTap(source) => {
                 // A URL that can never work does not replace a working tap.
-                if let Some(super::TapSource::Redis { url, .. }) = &source
-                    && let Err(error) = tap::check_redis_url(url)
+                if let Some(super::TapSource::Redis { spec, .. }) = &source
+                    && let Err(error) = tap::connector_for(spec)
                 {
                     tracing::warn!(%error, "the tap keeps its current source");
                     self.sink.refused_command();

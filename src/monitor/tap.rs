@@ -19,9 +19,9 @@ use super::sink::EventSink;
 use super::{Announcement, HubCensus, LinkState, MonitorEvent, TapSource, TrafficEntry, decode};
 use crate::backplane::memory::MemoryBus;
 use crate::backplane::naming::{self, ChannelKind, Channels};
-use crate::backplane::redis::redact;
 use crate::backplane::{BackplaneMessage, backoff};
 use crate::config;
+use crate::redis_conn::{RedisConnector, RedisSpec, describe};
 
 /// Messages queued from the memory bus to the tap; the bus drops (and counts) beyond it rather
 /// than stalling publishers.
@@ -135,134 +135,70 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     match source {
-        TapSource::Redis { url, prefix } => run_redis(url, prefix, sink, announce_tx, cancel).await,
+        TapSource::Redis { spec, prefix } => run_redis(*spec, prefix, sink, announce_tx, cancel).await,
         TapSource::Memory { bus, prefix } => run_memory(bus, prefix, sink, announce_tx, cancel).await,
     }
 }
 
-/// A readable one-line description of a Redis error, with auth failures named as such.
-pub fn describe(e: &redis::RedisError) -> String {
-    let text = e.to_string();
-    if text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("invalid password") {
-        format!("authentication failed: {text}")
-    } else {
-        text
-    }
+/// The connector for a Redis tap source (reads its TLS files), or why it cannot work, in plain
+/// words. Checked before a working tap is replaced.
+pub fn connector_for(spec: &RedisSpec) -> Result<RedisConnector, String> {
+    RedisConnector::new(spec.clone())
+        .map(|c| c.with_name("switchboard-dashboard"))
+        .map_err(|e| e.to_string())
 }
 
-/// Puts `password` into a password-free `redis://` URL (the dashboard's password field).
-pub fn url_with_password(url: &str, password: &str) -> Result<String, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("'{url}' is not a redis:// URL"))?;
-    let (user, host) = match rest.split_once('@') {
-        Some((user, host)) => (user, host),
-        None => ("", rest),
-    };
-    let password = crate::client::encode_component(password);
-    Ok(format!("{scheme}://{user}:{password}@{host}"))
-}
-
-/// Why `url` cannot be a Redis URL for the tap, in plain words (never echoing a password); Ok
-/// for a URL the tap can try. Checked before a working tap is replaced.
-pub fn check_redis_url(url: &str) -> Result<(), String> {
-    open_client(url).map(|_| ())
-}
-
-/// Plain words for a URL redis-rs refuses (its own message names `InvalidClientConfig`).
-fn url_problem(url: &str) -> String {
-    let shown = redact(url);
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return format!("'{shown}' is not a Redis URL: write it like redis://host:6379/0");
-    };
-    match scheme {
-        "redis" => {}
-        "rediss" => return "rediss:// (TLS) is not supported by this build: use redis://".to_string(),
-        "unix" | "redis+unix" => {}
-        other => {
-            return format!("'{shown}' is not a Redis URL: the scheme is '{other}', use redis://host:6379/0");
-        }
-    }
-    let host_port = rest.rsplit('@').next().unwrap_or(rest);
-    let host_port = host_port.split(['/', '?']).next().unwrap_or(host_port);
-    if host_port.is_empty() {
-        return format!("'{shown}' names no host: write it like redis://host:6379/0");
-    }
-    if let Some((_, port)) = host_port.rsplit_once(':')
-        && !port.is_empty()
-        && port.parse::<u16>().is_err()
-    {
-        return format!("'{shown}' has a bad port '{port}': use a number from 1 to 65535");
-    }
-    let db = rest
-        .rsplit('@')
-        .next()
-        .unwrap_or(rest)
-        .split_once('/')
-        .map(|(_, db)| db);
-    if let Some(db) = db.map(|d| d.split('?').next().unwrap_or(d))
-        && !db.is_empty()
-        && db.parse::<i64>().is_err()
-    {
-        return format!("'{shown}' has a bad database number '{db}': use a number such as /0");
-    }
-    format!("'{shown}' is not a valid Redis URL: write it like redis://[:password@]host:6379/0")
-}
-
-/// A client for `url` with TCP_NODELAY, or the reason the URL cannot work.
-pub(crate) fn open_client(url: &str) -> Result<redis::Client, String> {
-    use redis::IntoConnectionInfo;
-    let fail = |e: redis::RedisError| {
-        tracing::debug!(error = %e, "redis-rs refused the URL");
-        url_problem(url)
-    };
-    let info = url.into_connection_info().map_err(fail)?;
-    let nodelay = info.tcp_settings().clone().set_nodelay(true);
-    redis::Client::open(info.set_tcp_settings(nodelay)).map_err(fail)
-}
-
-async fn subscribe(client: &redis::Client, pattern: &str) -> Result<redis::aio::PubSub, String> {
+async fn subscribe(connector: &RedisConnector, pattern: &str) -> Result<redis::aio::PubSub, String> {
     let connect = async {
-        let mut pubsub = client.get_async_pubsub().await.map_err(|e| describe(&e))?;
+        let reached = connector.reach().await.map_err(|e| e.to_string())?;
+        let mut pubsub = connector
+            .pubsub(reached.entry())
+            .await
+            .map_err(|e| e.to_string())?;
         pubsub
             .psubscribe(pattern)
             .await
             .map_err(|e| format!("PSUBSCRIBE {pattern}: {}", describe(&e)))?;
         Ok(pubsub)
     };
-    match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT, connect).await {
+    match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, connect).await {
         Ok(result) => result,
         Err(_) => Err(format!(
             "timed out after {:?} connecting to Redis",
-            config::DEFAULT_REDIS_CONNECT_TIMEOUT
+            config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2
         )),
     }
 }
 
 async fn run_redis(
-    url: String,
+    spec: RedisSpec,
     prefix: String,
     sink: EventSink,
     announce_tx: mpsc::Sender<Announcement>,
     cancel: CancellationToken,
 ) {
     let mut batcher = Batcher::new(&prefix, sink.clone(), announce_tx);
-    let client = match open_client(&url) {
-        Ok(client) => client,
+    let connector = match connector_for(&spec) {
+        Ok(connector) => connector,
         Err(error) => {
-            tracing::warn!(%error, "the tap cannot use this Redis URL");
+            tracing::warn!(%error, "the tap cannot use this Redis connection");
             batcher.state(LinkState::Failed { error });
             return;
         }
     };
-    let census = tokio::spawn(census_redis(client.clone(), prefix.clone(), sink, cancel.clone()));
+    let census = tokio::spawn(census_redis(
+        connector.clone(),
+        prefix.clone(),
+        sink,
+        cancel.clone(),
+    ));
     let pattern = Channels::tap_pattern(&prefix);
     let mut attempt: u32 = 0;
     batcher.state(LinkState::Connecting);
     loop {
         let subscribed = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = subscribe(&client, &pattern) => r,
+            r = subscribe(&connector, &pattern) => r,
         };
         let error = match subscribed {
             Ok(pubsub) => {
@@ -369,7 +305,7 @@ async fn census_once(
     Ok(census_of(prefix, names.iter().map(String::as_str)))
 }
 
-async fn census_redis(client: redis::Client, prefix: String, sink: EventSink, cancel: CancellationToken) {
+async fn census_redis(connector: RedisConnector, prefix: String, sink: EventSink, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(config::DEFAULT_CENSUS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
@@ -379,9 +315,13 @@ async fn census_redis(client: redis::Client, prefix: String, sink: EventSink, ca
             _ = tick.tick() => {}
         }
         if connection.is_none() {
-            let connect = client.get_multiplexed_async_connection();
+            let connect = async {
+                let reached = connector.reach().await?;
+                connector.multiplexed(reached.entry()).await
+            };
             // While Redis is down the census skips; the tap reports the outage.
-            if let Ok(Ok(c)) = tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT, connect).await {
+            if let Ok(Ok(c)) = tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, connect).await
+            {
                 connection = Some(c);
             }
         }
@@ -469,13 +409,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redact_hides_the_password() {
-        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
-        assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
-    }
-
-    #[test]
     fn census_groups_per_hub() {
         let names = [
             "p:H:connection:a",
@@ -498,37 +431,6 @@ mod tests {
     #[test]
     fn census_patterns_escape_the_prefix() {
         assert_eq!(Channels::census_patterns("a*")[0], "a\\**:connection:*");
-    }
-
-    #[test]
-    fn a_bad_url_is_refused_in_plain_words_without_its_password() {
-        let e = open_client("nonsense://:secret@host").err().unwrap_or_default();
-        assert!(e.contains("is not a Redis URL"), "{e}");
-        assert!(!e.contains("secret"), "{e}");
-        for (url, words) in [
-            ("localhost:6379", "write it like redis://"),
-            ("http://h:1", "the scheme is 'http'"),
-            ("redis://h:99999", "bad port '99999'"),
-            ("redis://:pw@h:1/x", "bad database number 'x'"),
-        ] {
-            let e = check_redis_url(url).err().unwrap_or_default();
-            assert!(e.contains(words), "{url}: {e}");
-            assert!(
-                !e.contains("InvalidClientConfig") && !e.contains("pw"),
-                "{url}: {e}"
-            );
-        }
-        assert!(check_redis_url("redis://127.0.0.1:6379/0").is_ok());
-    }
-
-    #[test]
-    fn a_typed_password_goes_into_the_url() {
-        assert_eq!(
-            url_with_password("redis://h:6379/2", "p@ss").unwrap(),
-            "redis://:p%40ss@h:6379/2"
-        );
-        assert_eq!(url_with_password("redis://u@h", "x").unwrap(), "redis://u:x@h");
-        assert!(url_with_password("h:6379", "x").is_err());
     }
 }
 

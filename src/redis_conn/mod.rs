@@ -10,6 +10,4 @@ pub mod connect;
 pub mod spec;
 
 pub use connect::{ClusterNode, ConnectError, Reached, RedisConnector, Role, Shard, describe, describe_text};
-pub use spec::{
-    Addr, ClusterMode, RedisOptions, RedisSpec, SpecError, Topology, redact, with_password, without_password,
-};
+pub use spec::{Addr, ClusterMode, RedisOptions, RedisSpec, SpecError, Topology, redact, without_password};

@@ -90,7 +90,7 @@ pub struct RedisSpec {
 
 /// Why a Redis URL or option was refused. Messages show the URL redacted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{url}: {reason}")]
+#[error("invalid Redis URL \"{url}\": {reason}")]
 pub struct SpecError {
     pub url: String,
     pub reason: String,
@@ -106,7 +106,7 @@ impl RedisSpec {
         };
         let url = url.trim();
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            bad("not a URL: expected redis://host:port (or rediss://, redis+sentinel://)".into())
+            bad("not a URL: write it like redis://host:6379/0 (or rediss://, redis+sentinel://)".into())
         })?;
         let (tls, sentinel) = match scheme.to_ascii_lowercase().as_str() {
             "redis" => (false, false),
@@ -145,7 +145,7 @@ impl RedisSpec {
         };
         let userinfo_part = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
         let first = format!("redis://{userinfo_part}{}{tail}", host_list[0]);
-        let parsed = url::Url::parse(&first).map_err(|e| bad(format!("{e}")))?;
+        let parsed = url::Url::parse(&first).map_err(|e| bad(url_error(e)))?;
         let mut addrs = vec![addr_of(&parsed, default_port).map_err(&bad)?];
         for host in &host_list[1..] {
             let one = url::Url::parse(&format!("redis://{host}"))
@@ -238,6 +238,16 @@ impl RedisSpec {
             sentinel_username: None,
             sentinel_password: None,
             cluster: ClusterMode::Detect,
+        }
+    }
+
+    /// The flag options this spec was made with (for a form that shows them again).
+    pub fn options(&self) -> RedisOptions {
+        RedisOptions {
+            tls: self.tls.clone().unwrap_or_default(),
+            sentinel_username: self.sentinel_username.clone(),
+            sentinel_password: self.sentinel_password.clone(),
+            cluster: self.cluster,
         }
     }
 
@@ -350,6 +360,18 @@ impl fmt::Display for RedisSpec {
     }
 }
 
+/// The `url` crate's parse errors in words.
+fn url_error(e: url::ParseError) -> String {
+    match e {
+        url::ParseError::InvalidPort => "bad port: use a number from 1 to 65535".to_string(),
+        url::ParseError::EmptyHost => "no host".to_string(),
+        url::ParseError::InvalidIpv6Address => {
+            "bad IPv6 address (write it in brackets: [::1]:6379)".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 fn addr_of(parsed: &url::Url, default_port: u16) -> Result<Addr, String> {
     let host = match parsed.host() {
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
@@ -427,26 +449,6 @@ pub fn without_password(url: &str) -> String {
         }
         None => url.to_string(),
     }
-}
-
-/// Puts a password typed into a separate field into the URL (percent-encoded), for tools that
-/// want one string. Refuses a URL that already has one.
-pub fn with_password(url: &str, password: &str) -> Result<String, String> {
-    if password.is_empty() {
-        return Ok(url.to_string());
-    }
-    if password_span(url).is_some() {
-        return Err("the URL already has a password; leave the password field empty".to_string());
-    }
-    let start = url.find("://").ok_or("not a URL")? + 3;
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |e| start + e);
-    let encoded = percent_encode(password);
-    Ok(match url[start..end].rfind('@') {
-        Some(at) => format!("{}:{encoded}{}", &url[..start + at], &url[start + at..]),
-        None => format!("{}:{encoded}@{}", &url[..start], &url[start..]),
-    })
 }
 
 #[cfg(test)]
@@ -537,7 +539,7 @@ mod tests {
             ("http://:pw@h:1", "node's address"),
             ("mongodb://h", "unknown scheme"),
             ("redis://:pw@", "no host"),
-            ("redis://h:99999", "invalid port"),
+            ("redis://h:99999", "bad port"),
             ("redis://h/x", "not a number"),
             ("redis://h/1/2", "at most /db"),
             ("redis://:pw@h?protocol=resp3", "unknown option"),
@@ -573,13 +575,9 @@ mod tests {
         assert_eq!(without_password("redis://:secret@h:1/0"), "redis://h:1/0");
         assert_eq!(without_password("rediss://u:secret@h:1"), "rediss://u@h:1");
         assert_eq!(without_password("redis://h:1"), "redis://h:1");
-        assert_eq!(
-            with_password("redis://h:1/0", "p@ss").unwrap(),
-            "redis://:p%40ss@h:1/0"
-        );
-        assert_eq!(with_password("redis://u@h:1", "x").unwrap(), "redis://u:x@h:1");
-        assert!(with_password("redis://:a@h", "b").is_err());
-        let typed = with_password("rediss://u@h:6380", "p/w").unwrap();
-        assert_eq!(parse(&typed).password(), Some("p/w"));
+        let mut typed = parse("rediss://u@h:6380");
+        typed.set_password(Some("p/w".into()));
+        assert_eq!(typed.redacted(), "rediss://u:***@h:6380");
+        assert_eq!(typed.password(), Some("p/w"));
     }
 }

@@ -10,8 +10,10 @@ use super::settings::{STORAGE_KEY, Settings};
 use super::{Action, connections, demo, files, nodes, rates, send, topology, traffic, widgets};
 use crate::link::{DemoWiring, Link};
 use crate::monitor::model::wake::{Showing, View};
+use crate::monitor::model::workspace::RedisConnSettings;
 use crate::monitor::model::{Limits, Model, STATUS_RATE_SECS};
 use crate::monitor::{LinkState, MonitorCommand, MonitorEvent, TapSource, now_ms};
+use crate::redis_conn::RedisSpec;
 
 /// Traffic entries folded into the model per frame at most: at 20 frames/s this is 500k/s, ten
 /// times the rate the dashboard is built for, and it bounds one frame's work when a backlog waits.
@@ -65,8 +67,9 @@ impl Tab {
 /// How the app starts: settings (loaded or fresh), what the command line adds, the demo's wiring.
 pub struct Startup {
     pub settings: Settings,
-    /// The Redis URL as given on the command line or in REDIS_URL, password included (this run only).
-    pub redis_url: Option<String>,
+    /// The Redis connection given on the command line or in REDIS_URL, password included (this
+    /// run only).
+    pub redis: Option<RedisSpec>,
     pub demo: Option<DemoWiring>,
     pub tab: Option<Tab>,
     /// Whether the settings are saved on exit (not in the demo, whose ports change every run).
@@ -85,8 +88,11 @@ pub struct DashboardApp {
     pub link: Link,
     /// The password typed in the connection panel (never saved).
     pub redis_password: String,
-    /// The URL with password from the command line or REDIS_URL, while it matches the settings.
-    session_redis_url: Option<String>,
+    /// The sentinels' password typed in the connection panel (never saved).
+    pub sentinel_password: String,
+    /// The password-free URL and the password given on the command line, REDIS_URL or by the
+    /// demo: used while the settings still show that URL.
+    session_redis: Option<(String, String)>,
     /// The demo's tap and nodes.
     demo: Option<DemoWiring>,
     persist: bool,
@@ -131,7 +137,8 @@ impl DashboardApp {
             model: Model::new(Limits::default()),
             link,
             redis_password: String::new(),
-            session_redis_url: None,
+            sentinel_password: String::new(),
+            session_redis: None,
             demo: startup.demo,
             persist: startup.persist,
             exit_after: startup.exit_after,
@@ -151,13 +158,12 @@ impl DashboardApp {
             frames_per_sec: Vec::new(),
             slowest_frame: Duration::ZERO,
         };
-        if let Some(url) = startup.redis_url {
-            app.settings.set_redis_url(&url);
-            app.session_redis_url = Some(url);
+        if let Some(spec) = startup.redis {
+            app.use_session_redis(&spec);
         }
-        if let Some(demo) = &app.demo {
-            if let TapSource::Redis { url, prefix } = &demo.tap {
-                app.settings.set_redis_url(url);
+        if let Some(demo) = app.demo.clone() {
+            if let TapSource::Redis { spec, prefix } = &demo.tap {
+                app.use_session_redis(&spec.clone());
                 app.settings.channel_prefix = prefix.clone();
             }
             for node in demo.nodes.clone() {
@@ -254,7 +260,10 @@ impl DashboardApp {
                         connections::show(
                             ui,
                             &mut self.settings,
-                            &mut self.redis_password,
+                            connections::Secrets {
+                                password: &mut self.redis_password,
+                                sentinel_password: &mut self.sentinel_password,
+                            },
                             &mut self.connections_ui,
                             &self.model,
                             self.demo.is_some(),
@@ -501,6 +510,7 @@ impl DashboardApp {
             }
             Action::SaveWorkspace => self.files.save_workspace(self.settings.workspace()),
             Action::OpenWorkspace => self.files.open_workspace(),
+            Action::PickPem(field) => self.files.pick_pem(field),
         }
     }
 
@@ -531,20 +541,33 @@ impl DashboardApp {
         if url.is_empty() {
             return Err("enter a Redis URL first (redis://host:6379/0)".to_string());
         }
-        let url = match &self.session_redis_url {
-            Some(session) if crate::monitor::model::workspace::strip_password(session) == url => {
-                session.clone()
-            }
-            _ if !self.redis_password.is_empty() => {
-                crate::monitor::tap::url_with_password(url, &self.redis_password)?
-            }
-            _ => url.to_string(),
-        };
-        crate::monitor::tap::check_redis_url(&url)?;
+        let options = self.settings.redis_options.options(&self.sentinel_password);
+        let mut spec = RedisSpec::parse(url, &options).map_err(|e| e.to_string())?;
+        if spec.password().is_none() {
+            let password = match &self.session_redis {
+                Some((session_url, password)) if session_url == url && self.redis_password.is_empty() => {
+                    password
+                }
+                _ => &self.redis_password,
+            };
+            spec.set_password(Some(password.clone()));
+        }
         Ok(TapSource::Redis {
-            url,
+            spec: Box::new(spec),
             prefix: self.settings.channel_prefix.clone(),
         })
+    }
+
+    /// Shows a connection given from outside (command line, demo) in the form; its password is
+    /// used for this run only.
+    fn use_session_redis(&mut self, spec: &RedisSpec) {
+        let url = spec.url_without_password();
+        self.settings.set_redis_url(&url);
+        self.settings.redis_options = RedisConnSettings::from_options(&spec.options());
+        if let Some(password) = spec.sentinel_password() {
+            self.sentinel_password = password.to_string();
+        }
+        self.session_redis = Some((url, spec.password().unwrap_or_default().to_string()));
     }
 
     /// Adds a line to the notice log.

@@ -3,11 +3,13 @@
 
 use egui::{RichText, Ui};
 
+use super::files::PemField;
 use super::settings::{Settings, parse_node};
 use super::{Action, widgets};
 use crate::monitor::MonitorCommand;
 use crate::monitor::model::Model;
 use crate::monitor::model::nodes::Nodes;
+use crate::redis_conn::{RedisOptions, RedisSpec};
 
 /// The panel's own state between frames.
 #[derive(Debug, Default)]
@@ -18,11 +20,17 @@ pub struct ConnectionsUi {
     pub node_error: Option<String>,
 }
 
+/// The passwords typed into the panel: held by the app for this run, never saved.
+pub struct Secrets<'a> {
+    pub password: &'a mut String,
+    pub sentinel_password: &'a mut String,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn show(
     ui: &mut Ui,
     settings: &mut Settings,
-    password: &mut String,
+    secrets: Secrets<'_>,
     state: &mut ConnectionsUi,
     model: &Model,
     demo: bool,
@@ -50,14 +58,14 @@ pub fn show(
                 // Typed with a password? Keep it for this run, store the URL without it.
                 let typed = settings.redis_url.clone();
                 if let Some(p) = password_in(&typed) {
-                    *password = p;
+                    *secrets.password = p;
                 }
                 settings.set_redis_url(&typed);
             }
             ui.end_row();
             let label = ui.label("Password");
             ui.add(
-                egui::TextEdit::singleline(password)
+                egui::TextEdit::singleline(secrets.password)
                     .password(true)
                     .hint_text("not saved")
                     .desired_width(190.0),
@@ -73,6 +81,28 @@ pub fn show(
             .labelled_by(label.id);
             ui.end_row();
         });
+    tls_and_topology(ui, settings, secrets.sentinel_password, actions);
+    // What the form says, in words, before connecting: TLS verified or not, user, topology.
+    let options = settings.redis_options.options(secrets.sentinel_password);
+    if !settings.redis_url.trim().is_empty() {
+        match RedisSpec::parse(&settings.redis_url, &options) {
+            Ok(mut spec) => {
+                if spec.password().is_none() {
+                    spec.set_password(Some(secrets.password.clone()));
+                }
+                let insecure = spec.tls.as_ref().is_some_and(|t| t.insecure);
+                let text = RichText::new(spec.describe()).small();
+                ui.label(if insecure {
+                    text.color(widgets::WARN)
+                } else {
+                    text.weak()
+                });
+            }
+            Err(e) => {
+                ui.add(egui::Label::new(RichText::new(e.reason).small().color(widgets::BAD)).wrap());
+            }
+        }
+    }
     ui.horizontal(|ui| {
         if ui.button("Connect").clicked() {
             actions.push(Action::ConnectRedis);
@@ -156,33 +186,76 @@ pub fn show(
     }
 }
 
-/// The password in a redis:// URL, if it has one.
-fn password_in(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let userinfo = rest.split_once('@')?.0;
-    let password = userinfo.split_once(':')?.1;
-    (!password.is_empty()).then(|| percent_decode(password))
+/// TLS files (picked with a dialog), SNI, insecure, the sentinels' credentials and cluster mode.
+fn tls_and_topology(
+    ui: &mut Ui,
+    settings: &mut Settings,
+    sentinel_password: &mut String,
+    actions: &mut Vec<Action>,
+) {
+    let options = &mut settings.redis_options;
+    egui::CollapsingHeader::new("TLS, sentinel, cluster")
+        .default_open(!options.ca.is_empty() || options.insecure || options.cluster)
+        .show(ui, |ui| {
+            egui::Grid::new("redis_tls_form")
+                .num_columns(3)
+                .spacing([6.0, 4.0])
+                .show(ui, |ui| {
+                    for (name, field, value, hint) in [
+                        ("CA file", PemField::Ca, &mut options.ca, "system roots only"),
+                        ("Client cert", PemField::Cert, &mut options.cert, "mutual TLS only"),
+                        ("Client key", PemField::Key, &mut options.key, "mutual TLS only"),
+                    ] {
+                        let label = ui.label(name);
+                        ui.add(egui::TextEdit::singleline(value).hint_text(hint).desired_width(150.0))
+                            .labelled_by(label.id);
+                        if ui.small_button("…").on_hover_text(format!("Pick the {name} (PEM)")).clicked() {
+                            actions.push(Action::PickPem(field));
+                        }
+                        ui.end_row();
+                    }
+                    let label = ui.label("TLS name");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut options.sni)
+                            .hint_text("the URL's host")
+                            .desired_width(150.0),
+                    )
+                    .labelled_by(label.id);
+                    ui.end_row();
+                    let label = ui.label("Sentinel user");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut options.sentinel_user)
+                            .hint_text("if the sentinels need one")
+                            .desired_width(150.0),
+                    )
+                    .labelled_by(label.id);
+                    ui.end_row();
+                    let label = ui.label("Sentinel password");
+                    ui.add(
+                        egui::TextEdit::singleline(sentinel_password)
+                            .password(true)
+                            .hint_text("not saved")
+                            .desired_width(150.0),
+                    )
+                    .labelled_by(label.id);
+                    ui.end_row();
+                });
+            ui.checkbox(&mut options.insecure, "Skip certificate verification (insecure)")
+                .on_hover_text("Accept any certificate: for test servers only. The connection is shown as insecure.");
+            ui.checkbox(&mut options.cluster, "Require a cluster")
+                .on_hover_text("Refuse a seed that is not in cluster mode (a cluster is detected by itself otherwise)");
+            ui.label(
+                RichText::new("rediss:// for TLS · user:password@ for ACL · redis+sentinel://s1,s2/master · seeds h1:p1,h2:p2")
+                    .weak()
+                    .small(),
+            );
+        });
 }
 
-/// Undoes %XX escapes (the URL form of a password), leaving malformed escapes as they are.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The password in a typed Redis URL, if it has one.
+fn password_in(url: &str) -> Option<String> {
+    let spec = RedisSpec::parse(url, &RedisOptions::default()).ok()?;
+    spec.password().map(str::to_string)
 }
 
 #[cfg(test)]
@@ -195,6 +268,6 @@ mod tests {
         assert_eq!(password_in("redis://u:pw@h").as_deref(), Some("pw"));
         assert_eq!(password_in("redis://h:1"), None);
         assert_eq!(password_in("redis://u@h"), None);
-        assert_eq!(password_in("redis://:p%40ss%2@h").as_deref(), Some("p@ss%2"));
+        assert_eq!(password_in("rediss://:p%40ss@h").as_deref(), Some("p@ss"));
     }
 }

@@ -41,6 +41,19 @@ enum Outcome {
         name: String,
         workspace: Workspace,
     },
+    /// A PEM file picked for one of the Redis TLS fields.
+    Pem {
+        field: PemField,
+        path: String,
+    },
+}
+
+/// Which Redis TLS file a picker fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemField {
+    Ca,
+    Cert,
+    Key,
 }
 
 /// The background jobs' channel; `busy` while a dialog is open.
@@ -234,6 +247,19 @@ impl Files {
         });
     }
 
+    /// Asks for a PEM file for a Redis TLS field (the path is kept, never the file's content).
+    pub fn pick_pem(&mut self, field: PemField) {
+        self.spawn(move || {
+            let path = rfd::FileDialog::new()
+                .add_filter("PEM", &["pem", "crt", "key", "cer"])
+                .pick_file()?;
+            Some(Outcome::Pem {
+                field,
+                path: path.display().to_string(),
+            })
+        });
+    }
+
     /// How soon to look for a result again: while a dialog or a file operation runs (its result
     /// comes over a channel, which does not wake the window), a few times a second.
     pub fn poll_in(&self) -> Option<std::time::Duration> {
@@ -266,6 +292,15 @@ impl Files {
             Outcome::Workspace { name, workspace } => {
                 settings.apply_workspace(workspace);
                 (vec![format!("opened workspace {name}")], true)
+            }
+            Outcome::Pem { field, path } => {
+                let options = &mut settings.redis_options;
+                match field {
+                    PemField::Ca => options.ca = path,
+                    PemField::Cert => options.cert = path,
+                    PemField::Key => options.key = path,
+                }
+                (Vec::new(), false)
             }
         }
     }

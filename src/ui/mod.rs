@@ -43,4 +43,6 @@ pub enum Action {
     CloseCapture,
     SaveWorkspace,
     OpenWorkspace,
+    /// Pick a PEM file for a Redis TLS field (opens a dialog).
+    PickPem(files::PemField),
 }

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::monitor::NodeTarget;
-use crate::monitor::model::workspace::{Workspace, strip_password};
+use crate::monitor::model::workspace::{RedisConnSettings, Workspace};
+use crate::redis_conn::without_password;
 
 /// The eframe storage key.
 pub const STORAGE_KEY: &str = "switchboard.settings";
@@ -15,6 +16,8 @@ pub const STORAGE_KEY: &str = "switchboard.settings";
 pub struct Settings {
     /// The Redis URL without its password.
     pub redis_url: String,
+    /// TLS files, the sentinels' user, cluster mode (no secrets).
+    pub redis_options: RedisConnSettings,
     pub channel_prefix: String,
     /// Connect the tap at start.
     pub auto_connect: bool,
@@ -29,6 +32,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             redis_url: String::new(),
+            redis_options: RedisConnSettings::default(),
             channel_prefix: String::new(),
             auto_connect: true,
             nodes: Vec::new(),
@@ -41,7 +45,7 @@ impl Default for Settings {
 impl Settings {
     /// Sets the Redis URL, keeping only the password-free form.
     pub fn set_redis_url(&mut self, url: &str) {
-        self.redis_url = strip_password(url.trim());
+        self.redis_url = without_password(url.trim());
     }
 
     /// Adds a node unless one with the same hub URL is listed. True if added.
@@ -56,7 +60,8 @@ impl Settings {
     /// The workspace file's content for these settings.
     pub fn workspace(&self) -> Workspace {
         Workspace {
-            redis_url: strip_password(&self.redis_url),
+            redis_url: without_password(&self.redis_url),
+            redis_options: self.redis_options.clone(),
             channel_prefix: self.channel_prefix.clone(),
             nodes: self.nodes.clone(),
         }
@@ -65,6 +70,7 @@ impl Settings {
     /// Takes the Redis URL, prefix and node list from a workspace.
     pub fn apply_workspace(&mut self, workspace: Workspace) {
         self.set_redis_url(&workspace.redis_url);
+        self.redis_options = workspace.redis_options;
         self.channel_prefix = workspace.channel_prefix;
         self.nodes = workspace.nodes;
     }

@@ -4,13 +4,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::monitor::NodeTarget;
+use crate::redis_conn::{ClusterMode, RedisOptions, without_password};
+use crate::tls::ClientTls;
 
 /// What a workspace file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Workspace {
-    /// Without its password ([`strip_password`] is applied when saving and loading).
+    /// Without its password ([`without_password`] is applied when saving and loading).
     pub redis_url: String,
+    /// TLS files, the sentinels' user, cluster mode.
+    pub redis_options: RedisConnSettings,
     pub channel_prefix: String,
     pub nodes: Vec<NodeTarget>,
 }
@@ -28,7 +32,7 @@ impl Workspace {
     /// Pretty JSON, with the password stripped from the Redis URL.
     pub fn to_json(&self) -> String {
         let clean = Workspace {
-            redis_url: strip_password(&self.redis_url),
+            redis_url: without_password(&self.redis_url),
             ..self.clone()
         };
         // Serializing plain strings and vectors cannot fail; fall back to an empty object anyway.
@@ -42,29 +46,65 @@ impl Workspace {
             column: e.column(),
             reason: e.to_string(),
         })?;
-        ws.redis_url = strip_password(&ws.redis_url);
+        ws.redis_url = without_password(&ws.redis_url);
         Ok(ws)
     }
 }
 
-/// Removes the password from a `redis://` or `rediss://` URL (`:pw@` or `user:pw@`), leaving the
-/// user, host, port, database and query. Anything else is returned unchanged.
-pub fn strip_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    if !scheme.eq_ignore_ascii_case("redis") && !scheme.eq_ignore_ascii_case("rediss") {
-        return url.to_string();
+/// How to reach Redis beyond its URL: TLS files, the sentinels' user, cluster mode. Saved with
+/// the settings and workspaces (file paths and names only: never a password or a key's content).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConnSettings {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    pub sni: String,
+    pub insecure: bool,
+    pub sentinel_user: String,
+    pub cluster: bool,
+}
+
+impl RedisConnSettings {
+    /// The spec options, with the sentinels' password typed for this run (never saved).
+    pub fn options(&self, sentinel_password: &str) -> RedisOptions {
+        let path = |p: &String| {
+            Some(p.trim())
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from)
+        };
+        let text = |t: &String| Some(t.trim().to_string()).filter(|t| !t.is_empty());
+        RedisOptions {
+            tls: ClientTls {
+                ca: path(&self.ca),
+                cert: path(&self.cert),
+                key: path(&self.key),
+                sni: text(&self.sni),
+                insecure: self.insecure,
+            },
+            sentinel_username: text(&self.sentinel_user),
+            sentinel_password: Some(sentinel_password.to_string()).filter(|p| !p.is_empty()),
+            cluster: if self.cluster {
+                ClusterMode::Required
+            } else {
+                ClusterMode::Detect
+            },
+        }
     }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some(("", _)) => format!("{scheme}://{host}{tail}"),
-        Some((user, _)) => format!("{scheme}://{user}@{host}{tail}"),
-        None => url.to_string(),
+
+    /// The savable part of options given on the command line.
+    pub fn from_options(options: &RedisOptions) -> Self {
+        let path =
+            |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        RedisConnSettings {
+            ca: path(&options.tls.ca),
+            cert: path(&options.tls.cert),
+            key: path(&options.tls.key),
+            sni: options.tls.sni.clone().unwrap_or_default(),
+            insecure: options.tls.insecure,
+            sentinel_user: options.sentinel_username.clone().unwrap_or_default(),
+            cluster: options.cluster == ClusterMode::Required,
+        }
     }
 }
 
@@ -73,23 +113,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_passwords_only() {
+    fn options_round_trip_without_secrets() {
+        let saved = RedisConnSettings {
+            ca: "/etc/ca.pem".into(),
+            insecure: true,
+            sentinel_user: "watcher".into(),
+            cluster: true,
+            ..RedisConnSettings::default()
+        };
+        let options = saved.options("sentinel-secret");
+        assert_eq!(options.sentinel_password.as_deref(), Some("sentinel-secret"));
         assert_eq!(
-            strip_password("redis://:secret@host:6379/2"),
-            "redis://host:6379/2"
+            options.tls.ca.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
         );
-        assert_eq!(strip_password("redis://user:secret@h/0"), "redis://user@h/0");
-        assert_eq!(
-            strip_password("rediss://u:p%40ss@h:1?timeout=3"),
-            "rediss://u@h:1?timeout=3"
-        );
-        assert_eq!(strip_password("redis://:a@b@h"), "redis://h");
-        assert_eq!(strip_password("redis://host:6379/1"), "redis://host:6379/1");
-        assert_eq!(strip_password("redis://user@h"), "redis://user@h");
-        assert_eq!(strip_password("http://u:p@h"), "http://u:p@h");
-        for garbage in ["", "not a url", "://", "redis://", "redis://@"] {
-            assert_eq!(strip_password(garbage), garbage);
-        }
+        assert_eq!(RedisConnSettings::from_options(&options), saved);
+        let ws = Workspace {
+            redis_options: saved,
+            ..Workspace::default()
+        };
+        assert!(!ws.to_json().contains("sentinel-secret"));
     }
 
     #[test]
@@ -97,6 +140,7 @@ mod tests {
         let ws = Workspace {
             redis_url: "redis://:pw@h:6379".into(),
             channel_prefix: "app:".into(),
+            redis_options: RedisConnSettings::default(),
             nodes: vec![NodeTarget {
                 hub_url: "http://a/chat".into(),
                 monitor_url: Some("m".into()),
