@@ -2,8 +2,9 @@
 //! with and without negotiate, and mixed: two nodes share a real `redis-server`, and `tests/js/interop.mjs`
 //! drives clients on both (see that file for the list of checks). The same checks run once more
 //! against two nodes serving HTTPS/WSS with a test CA (Node trusts it through
-//! `NODE_EXTRA_CA_CERTS`), and `tests/js/tls_untrusted.mjs` checks that without the CA the client
-//! refuses the node.
+//! `NODE_EXTRA_CA_CERTS`), `tests/js/chat_page.mjs` runs the built-in chat page's own client
+//! against them (https negotiate, then wss), and `tests/js/tls_untrusted.mjs` checks that without
+//! the CA the official client refuses the node.
 //!
 //! Needs `node` and `npm` on PATH; installs `tests/js/node_modules` with `npm ci` when missing.
 
@@ -232,6 +233,19 @@ async fn official_js_client_interoperates_over_https_and_wss() {
         println!("--- interop.mjs (TLS) stderr ---\n{}", finished.stderr);
     }
 
+    // The built-in chat page's own client, as a browser runs it: https negotiate, then wss.
+    let mut page = Command::new("node");
+    page.arg(js_dir().join("chat_page.mjs"))
+        .arg(nodes[0].base_url())
+        .env("NODE_EXTRA_CA_CERTS", &certs.ca)
+        .current_dir(js_dir());
+    let page = tokio::task::spawn_blocking(move || {
+        run_with_timeout(page, "node tests/js/chat_page.mjs over TLS", SCRIPT_TIMEOUT)
+    })
+    .await
+    .expect("running chat_page.mjs");
+    println!("--- chat_page.mjs stdout ---\n{}", page.stdout);
+
     // Without the CA, the official client refuses the node's certificate.
     let mut untrusted = Command::new("node");
     untrusted
@@ -250,6 +264,13 @@ async fn official_js_client_interoperates_over_https_and_wss() {
         node.shutdown().await;
     }
     assert_every_check_passed(&finished);
+    assert!(
+        page.success && page.stdout.contains("3 passed, 0 failed"),
+        "chat_page.mjs ({}):\n{}\n{}",
+        page.status,
+        page.stdout,
+        page.stderr
+    );
     assert!(
         refused.success && refused.stdout.starts_with("ok refused:"),
         "tls_untrusted.mjs ({}):\n{}\n{}",
