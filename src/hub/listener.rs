@@ -14,7 +14,8 @@
 //!
 //! With `--tls-cert`/`--tls-key` each accepted socket first goes through the TLS handshake, in its
 //! own connection task and holding its slot, within the header read timeout (a socket that never
-//! sends a ClientHello is closed like one that never sends headers). A failed handshake closes
+//! sends a ClientHello is closed like one that never sends headers; the request headers then get
+//! their own header read timeout, so a socket is held at most twice that before a request). A failed handshake closes
 //! that connection only, is counted (`tls_handshake_failures`) and logged at debug. A plain HTTP
 //! request on the TLS port gets a plaintext `400` that says to use https://, so browsers, curl and
 //! our client show the reason instead of a reset.
