@@ -14,6 +14,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xwd >/dev/null 2>&1 || missing+=(x11-apps)
+# The TLS tests make their certificates at test time with the openssl CLI (tests/common/certs.rs).
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The X and GL libraries eframe loads when the window opens (read once: a pipe into `grep -q`
 # could end ldconfig with SIGPIPE, which pipefail would report as a missing library).
 libs=$(ldconfig -p 2>/dev/null || true)

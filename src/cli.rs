@@ -73,6 +73,11 @@ pub struct DashboardArgs {
     /// Open a JSON Lines capture (File > Export) and browse it offline.
     #[arg(long, value_name = "FILE")]
     pub capture: Option<std::path::PathBuf>,
+
+    /// A CA certificate (PEM) to trust for https:// nodes, besides the system's roots: for nodes
+    /// started with `switchboard hub --tls-cert` by a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub node_ca: Option<std::path::PathBuf>,
 }
 
 /// The demo's knobs; everything else is set from the UI while it runs.
@@ -221,6 +226,21 @@ impl RedisArgs {
     }
 }
 
+/// The client TLS for https:// nodes with `--node-ca FILE` (read and checked now, so a bad file
+/// fails the start in words); `None` without it (the system's roots).
+fn node_tls(node_ca: Option<&std::path::Path>) -> anyhow::Result<Option<crate::client::NodeTls>> {
+    let Some(ca) = node_ca else {
+        return Ok(None);
+    };
+    let options = crate::tls::ClientTls {
+        ca: Some(ca.to_path_buf()),
+        ..crate::tls::ClientTls::default()
+    };
+    crate::client::NodeTls::new(&options)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--node-ca: {e}"))
+}
+
 #[derive(Debug, Args)]
 pub struct HubArgs {
     /// Address to listen on. Loopback by default; use 0.0.0.0:PORT to accept remote clients.
@@ -269,7 +289,8 @@ pub struct HubArgs {
     #[arg(long, default_value_t = config::DEFAULT_CLIENT_TIMEOUT.as_secs())]
     pub client_timeout_secs: u64,
 
-    /// The base URL announced to dashboards (default: http://{listen address}).
+    /// The base URL announced to dashboards (default: http://{listen address}, or https:// with
+    /// --tls-cert).
     #[arg(long)]
     pub public_url: Option<String>,
 
@@ -277,6 +298,15 @@ pub struct HubArgs {
     /// front-end dev server. Repeat for several; `*` allows any. Default: same origin only.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+
+    /// Serve HTTPS and WSS with this certificate chain (PEM; needs --tls-key). Clients then use
+    /// https://HOST:PORT/chat; dashboards that do not trust its issuer need --node-ca.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The certificate's private key (PEM, unencrypted PKCS#8, PKCS#1 or SEC1; needs --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl HubArgs {
@@ -293,6 +323,12 @@ impl HubArgs {
         config.client_timeout = Duration::from_secs(self.client_timeout_secs.max(1));
         config.public_url = self.public_url.clone();
         config.cors_origins = self.cors_origins.clone();
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls = Some(crate::hub::ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
         config
     }
 }
@@ -375,7 +411,8 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
 /// `switchboard load`: clients spread over the nodes, senders at a target rate, a report at the end.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// A hub URL (http://host:port/chat). Repeat for several nodes; clients are spread round-robin.
+    /// A hub URL (http://host:port/chat, or https://). Repeat for several nodes; clients are
+    /// spread round-robin.
     #[arg(long = "node", value_name = "URL", required = true)]
     pub nodes: Vec<String>,
 
@@ -431,6 +468,10 @@ pub struct LoadArgs {
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+
+    /// A CA certificate (PEM) to trust for https:// nodes, besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub node_ca: Option<std::path::PathBuf>,
 }
 
 fn run_load(args: LoadArgs) -> anyhow::Result<()> {
@@ -460,6 +501,7 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     options.message_size = args.message_size;
     options.connect_concurrency = args.connect_concurrency;
     options.progress = !args.quiet;
+    options.node_tls = node_tls(args.node_ca.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -518,8 +560,11 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         None => None,
     };
     let redis = args.redis.spec()?;
+    let monitor_options = crate::monitor::MonitorOptions {
+        node_tls: node_tls(args.node_ca.as_deref())?,
+    };
     require_display()?;
-    let (link, _) = crate::link::Link::start(None)?;
+    let (link, _) = crate::link::Link::start_with(None, monitor_options)?;
     if link.signalled() {
         return Ok(());
     }

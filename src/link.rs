@@ -24,7 +24,9 @@ use anyhow::Context;
 use crate::demo::{DemoCommand, DemoHandle, DemoOptions, DemoStatus};
 use crate::monitor::model::wake::{Showing, WakePolicy};
 use crate::monitor::runtime::MonitorEvents;
-use crate::monitor::{MonitorCommand, MonitorEvent, MonitorHandle, NodeTarget, TapSource, now_ms};
+use crate::monitor::{
+    MonitorCommand, MonitorEvent, MonitorHandle, MonitorOptions, NodeTarget, TapSource, now_ms,
+};
 
 /// How often the link looks for a node whose stats stopped (it is shown stale 1.5 s after its
 /// last stats; this adds at most a quarter of a second).
@@ -105,6 +107,14 @@ impl Link {
     /// Starts the runtime and the monitor (and the demo, when `demo` is given: this waits for its
     /// nodes to listen, before the window opens).
     pub fn start(demo: Option<DemoOptions>) -> anyhow::Result<(Link, Option<DemoWiring>)> {
+        Self::start_with(demo, MonitorOptions::default())
+    }
+
+    /// [`start`](Self::start) with the monitor's options (the node CA).
+    pub fn start_with(
+        demo: Option<DemoOptions>,
+        monitor_options: MonitorOptions,
+    ) -> anyhow::Result<(Link, Option<DemoWiring>)> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_WORKERS)
             .thread_name("switchboard-io")
@@ -113,7 +123,7 @@ impl Link {
             .context("starting the tokio runtime")?;
         let signals = Arc::new(Mutex::new(SignalState::default()));
         runtime.spawn(close_on_signals(signals.clone()));
-        let (monitor, events) = runtime.block_on(async { MonitorHandle::start() });
+        let (monitor, events) = runtime.block_on(async { MonitorHandle::start_with(monitor_options) });
         let (demo, wiring) = match demo {
             Some(options) => {
                 let demo = runtime

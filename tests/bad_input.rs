@@ -12,11 +12,9 @@ use futures_util::{SinkExt, StreamExt};
 use switchboard::client::{connect_raw_ws, str_args};
 use switchboard::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
 use switchboard::protocol::{CompletionResult, HubMessage, Protocol, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = switchboard::client::NodeWebSocket;
 
 const CLOSE_WITH_ERROR: &str =
     "{\"type\":7,\"error\":\"Connection closed with an error.\",\"allowReconnect\":true}\u{1e}";

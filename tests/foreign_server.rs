@@ -209,7 +209,7 @@ async fn client_results_requested_by_another_server_are_returned() {
     node.shutdown().await;
 }
 
-async fn next_text(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> String {
+async fn next_text(ws: &mut switchboard::client::NodeWebSocket) -> String {
     loop {
         match within("frame", ws.next()).await {
             Some(Ok(Message::Text(t))) => return t.to_string(),

@@ -1,6 +1,10 @@
 //! Compatibility with the official `@microsoft/signalr` JavaScript client, JSON and MessagePack,
 //! with and without negotiate, and mixed: two nodes share a real `redis-server`, and `tests/js/interop.mjs`
-//! drives clients on both (see that file for the list of checks).
+//! drives clients on both (see that file for the list of checks). The same checks run once more
+//! against two nodes serving HTTPS/WSS with a test CA (Node trusts it through
+//! `NODE_EXTRA_CA_CERTS`), `tests/js/chat_page.mjs` runs the built-in chat page's own client
+//! against them (https negotiate, then wss), and `tests/js/tls_untrusted.mjs` checks that without
+//! the CA the official client refuses the node.
 //!
 //! Needs `node` and `npm` on PATH; installs `tests/js/node_modules` with `npm ci` when missing.
 
@@ -11,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::certs::TestCerts;
 use common::redis::RedisServer;
-use common::{start_node, unique_prefix};
-use switchboard::hub::BackplaneChoice;
+use common::{start_node, start_node_with, unique_prefix};
+use switchboard::hub::{BackplaneChoice, NodeConfig, ServerTls};
 
 /// Checks interop.mjs runs per (protocol, mode) pair; keep in step with its `CHECKS` list.
 const CHECKS_PER_MODE: usize = 16;
@@ -155,6 +160,11 @@ async fn official_js_client_interoperates_across_two_redis_nodes() {
     node_a.shutdown().await;
     node_b.shutdown().await;
 
+    assert_every_check_passed(&finished);
+}
+
+/// interop.mjs exited 0, printed no FAIL line, ran every check and printed its summary.
+fn assert_every_check_passed(finished: &Finished) {
     let oks = finished.stdout.lines().filter(|l| l.starts_with("ok ")).count();
     let fails: Vec<&str> = finished
         .stdout
@@ -179,5 +189,100 @@ async fn official_js_client_interoperates_across_two_redis_nodes() {
             .lines()
             .any(|l| l == format!("{oks} passed, 0 failed")),
         "interop.mjs did not print its summary line"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_js_client_interoperates_over_https_and_wss() {
+    tokio::task::spawn_blocking(ensure_node_modules)
+        .await
+        .expect("installing the JS client packages");
+
+    let certs = TestCerts::make();
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let mut nodes = Vec::new();
+    for name in ["tls-a", "tls-b"] {
+        let mut config = NodeConfig::new(name);
+        config.channel_prefix = prefix.clone();
+        config.tls = Some(ServerTls {
+            cert: certs.server_cert.clone(),
+            key: certs.server_key.clone(),
+        });
+        nodes.push(start_node_with(config, BackplaneChoice::RedisUrl(redis.url())).await);
+    }
+    let url_a = nodes[0].hub_url();
+    // Node B by name: the certificate carries both 127.0.0.1 and localhost.
+    let url_b = format!("https://localhost:{}/chat", nodes[1].local_addr().port());
+    assert!(url_a.starts_with("https://"), "{url_a}");
+
+    // Every check of the plain run, over https (negotiate) and wss, trusting the test CA.
+    let mut node = Command::new("node");
+    node.arg(js_dir().join("interop.mjs"))
+        .arg(&url_a)
+        .arg(&url_b)
+        .env("NODE_EXTRA_CA_CERTS", &certs.ca)
+        .current_dir(js_dir());
+    let finished = tokio::task::spawn_blocking(move || {
+        run_with_timeout(node, "node tests/js/interop.mjs over TLS", SCRIPT_TIMEOUT)
+    })
+    .await
+    .expect("running interop.mjs over TLS");
+    println!("--- interop.mjs (TLS) stdout ---\n{}", finished.stdout);
+    if !finished.stderr.trim().is_empty() {
+        println!("--- interop.mjs (TLS) stderr ---\n{}", finished.stderr);
+    }
+
+    // The built-in chat page's own client, as a browser runs it: https negotiate, then wss.
+    let mut page = Command::new("node");
+    page.arg(js_dir().join("chat_page.mjs"))
+        .arg(nodes[0].base_url())
+        .env("NODE_EXTRA_CA_CERTS", &certs.ca)
+        .current_dir(js_dir());
+    let page = tokio::task::spawn_blocking(move || {
+        run_with_timeout(page, "node tests/js/chat_page.mjs over TLS", SCRIPT_TIMEOUT)
+    })
+    .await
+    .expect("running chat_page.mjs");
+    println!("--- chat_page.mjs stdout ---\n{}", page.stdout);
+
+    // Without the CA, the official client refuses the node's certificate.
+    let mut untrusted = Command::new("node");
+    untrusted
+        .arg(js_dir().join("tls_untrusted.mjs"))
+        .arg(&url_a)
+        .env_remove("NODE_EXTRA_CA_CERTS")
+        .current_dir(js_dir());
+    let refused = tokio::task::spawn_blocking(move || {
+        run_with_timeout(untrusted, "node tests/js/tls_untrusted.mjs", SCRIPT_TIMEOUT)
+    })
+    .await
+    .expect("running tls_untrusted.mjs");
+    println!("--- tls_untrusted.mjs stdout ---\n{}", refused.stdout);
+
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    assert_every_check_passed(&finished);
+    assert!(
+        page.success && page.stdout.contains("3 passed, 0 failed"),
+        "chat_page.mjs ({}):\n{}\n{}",
+        page.status,
+        page.stdout,
+        page.stderr
+    );
+    assert!(
+        refused.success && refused.stdout.starts_with("ok refused:"),
+        "tls_untrusted.mjs ({}):\n{}\n{}",
+        refused.status,
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stdout.contains("UNABLE_TO_VERIFY_LEAF_SIGNATURE")
+            || refused.stdout.contains("SELF_SIGNED_CERT_IN_CHAIN")
+            || refused.stdout.contains("UNABLE_TO_GET_ISSUER_CERT"),
+        "the refusal is not a certificate error: {}",
+        refused.stdout
     );
 }

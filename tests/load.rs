@@ -151,10 +151,14 @@ async fn a_bad_node_is_a_clear_error() {
     assert!(stderr.contains("--node not a url: invalid URL"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
-    let out = run_load(&["--node", "https://example.invalid/chat", "--duration", "1"]).await;
+    // https:// is a node URL (tests/https.rs runs load over TLS); other schemes are not.
+    let out = run_load(&["--node", "ftp://example.invalid/chat", "--duration", "1"]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("TLS"), "{stderr}");
+    assert!(
+        stderr.contains("expected an http://, https://, ws:// or wss:// URL"),
+        "{stderr}"
+    );
 
     // Nothing listens there: every client fails, and the run says why.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

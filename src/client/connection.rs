@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -143,7 +141,7 @@ pub(crate) fn describe_close(frame: Option<&CloseFrame>) -> String {
 
 /// The socket task's state.
 pub(crate) struct Driver {
-    ws: WebSocketStream<TcpStream>,
+    ws: super::NodeWebSocket,
     framer: Framer,
     protocol: Protocol,
     shared: Arc<Shared>,
@@ -158,7 +156,7 @@ pub(crate) struct Driver {
 
 impl Driver {
     pub(crate) fn new(
-        ws: WebSocketStream<TcpStream>,
+        ws: super::NodeWebSocket,
         framer: Framer,
         protocol: Protocol,
         shared: Arc<Shared>,

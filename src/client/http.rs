@@ -3,15 +3,18 @@
 //! `Connection: close`, the response read to EOF and parsed (status line, headers, body with
 //! `Content-Length` or `Transfer-Encoding: chunked`).
 //!
-//! Deliberately small: no TLS, no keep-alive, no redirects; every exchange has a deadline and a
-//! response size cap so a misbehaving server cannot hang or exhaust the caller.
-//! Used by `client` and, from outside, by the dashboard and tests. Depends only on tokio.
+//! Deliberately small: no keep-alive, no redirects; every exchange has a deadline and a
+//! response size cap so a misbehaving server cannot hang or exhaust the caller. `https://` URLs
+//! go over TLS (`client::transport`): the system's roots, or the caller's [`NodeTls`] through
+//! [`RequestOptions`].
+//! Used by `client` and, from outside, by the dashboard and tests. Depends only on tokio and
+//! `client::transport`.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use super::transport::{self, NodeTls};
 use super::{ClientError, url};
 
 /// Deadline for one whole exchange (connect, write, read to EOF) made with [`request`]: long enough
@@ -53,10 +56,23 @@ impl HttpResponse {
     }
 }
 
+/// Everything about a request besides its method, URL and body. `Default`: no extra headers,
+/// [`DEFAULT_HTTP_TIMEOUT`], the system's roots for `https://`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestOptions<'a> {
+    /// Extra request headers (for example `Origin`, or `Authorization`).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Deadline of the whole exchange (connect, TLS handshake, write, read to EOF); `None` is
+    /// [`DEFAULT_HTTP_TIMEOUT`].
+    pub timeout: Option<Duration>,
+    /// What an `https://` URL is verified against; `None` is the system's roots.
+    pub tls: Option<&'a NodeTls>,
+}
+
 /// Sends `method url` with `body` (an empty body is sent as `Content-Length: 0`) and returns the
 /// response, within [`DEFAULT_HTTP_TIMEOUT`].
 pub async fn request(method: &str, url: &str, body: &[u8]) -> Result<HttpResponse, ClientError> {
-    request_with_timeout(method, url, body, DEFAULT_HTTP_TIMEOUT).await
+    request_with(method, url, body, RequestOptions::default()).await
 }
 
 /// [`request`] with an explicit deadline for the whole exchange.
@@ -66,12 +82,11 @@ pub async fn request_with_timeout(
     body: &[u8],
     timeout: Duration,
 ) -> Result<HttpResponse, ClientError> {
-    match tokio::time::timeout(timeout, exchange(method, url, &[], body)).await {
-        Ok(result) => result,
-        Err(_) => Err(ClientError::Timeout(format!(
-            "after {timeout:?} waiting for the response to {method} {url}"
-        ))),
-    }
+    let options = RequestOptions {
+        timeout: Some(timeout),
+        ..RequestOptions::default()
+    };
+    request_with(method, url, body, options).await
 }
 
 /// [`request`] with extra request headers (for example `Origin`, or `Authorization`).
@@ -81,10 +96,25 @@ pub async fn request_with_headers(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, ClientError> {
-    match tokio::time::timeout(DEFAULT_HTTP_TIMEOUT, exchange(method, url, headers, body)).await {
+    let options = RequestOptions {
+        headers,
+        ..RequestOptions::default()
+    };
+    request_with(method, url, body, options).await
+}
+
+/// [`request`] with every option (headers, deadline, TLS trust).
+pub async fn request_with(
+    method: &str,
+    url: &str,
+    body: &[u8],
+    options: RequestOptions<'_>,
+) -> Result<HttpResponse, ClientError> {
+    let timeout = options.timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT);
+    match tokio::time::timeout(timeout, exchange(method, url, &options, body)).await {
         Ok(result) => result,
         Err(_) => Err(ClientError::Timeout(format!(
-            "after {DEFAULT_HTTP_TIMEOUT:?} waiting for the response to {method} {url}"
+            "after {timeout:?} waiting for the response to {method} {url}"
         ))),
     }
 }
@@ -92,7 +122,7 @@ pub async fn request_with_headers(
 async fn exchange(
     method: &str,
     url: &str,
-    headers: &[(&str, &str)],
+    options: &RequestOptions<'_>,
     body: &[u8],
 ) -> Result<HttpResponse, ClientError> {
     let target = url::parse(url)?;
@@ -100,11 +130,7 @@ async fn exchange(
         let what = format!("{what} {url}");
         move |source| ClientError::Io { what, source }
     };
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(io("connecting for"))?;
-    // A request is one small write; Nagle would only delay it.
-    let _ = stream.set_nodelay(true);
+    let mut stream = transport::connect(&target, options.tls, url).await?;
 
     let mut request = format!(
         "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: switchboard-client\r\nAccept: */*\r\n\
@@ -116,7 +142,7 @@ async fn exchange(
     if !body.is_empty() {
         request.push_str("Content-Type: application/json\r\n");
     }
-    for (name, value) in headers {
+    for (name, value) in options.headers {
         // A header name or value with a line break would smuggle a second header or request.
         if [name, value].iter().any(|t| t.contains(['\r', '\n'])) {
             return Err(http_error(url, format!("invalid header {name:?}")));
@@ -132,18 +158,48 @@ async fn exchange(
         .map_err(io("sending the request to"))?;
 
     let mut raw = Vec::new();
-    (&mut stream)
+    let read = (&mut stream)
         .take(MAX_RESPONSE_SIZE as u64 + 1)
         .read_to_end(&mut raw)
-        .await
-        .map_err(io("reading the response from"))?;
+        .await;
+    match read {
+        Ok(_) => {}
+        // Many TLS servers (ours included) close without a close_notify after a response sent
+        // with `Connection: close`; everything before the cut is the response.
+        Err(e) if stream.is_tls() && e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) if stream.is_tls() => {
+            return Err(ClientError::Tls {
+                url: url.to_string(),
+                reason: crate::tls::explain_io(&e),
+            });
+        }
+        Err(e) => return Err(io("reading the response from")(e)),
+    }
     if raw.len() > MAX_RESPONSE_SIZE {
         return Err(http_error(
             url,
             format!("response larger than {MAX_RESPONSE_SIZE} bytes"),
         ));
     }
+    if !target.tls
+        && let Some(hint) = plain_mismatch(&raw)
+    {
+        return Err(http_error(url, hint.to_string()));
+    }
     parse_response(&raw, method.eq_ignore_ascii_case("HEAD")).map_err(|reason| http_error(url, reason))
+}
+
+/// Why a plain `http://` exchange got no HTTP answer, when the bytes say so: nothing at all (a
+/// TLS server drops a request it cannot read as a handshake) or a TLS record (an alert).
+fn plain_mismatch(raw: &[u8]) -> Option<&'static str> {
+    match raw.first() {
+        None => Some("the server closed the connection without an HTTP response (a TLS port? try https://)"),
+        // TLS record types: 0x15 alert, 0x16 handshake, then the protocol version 3.x.
+        Some(0x15 | 0x16) if raw.get(1) == Some(&3) => {
+            Some("the server answered in TLS: this is an https:// node, use https:// (or wss://)")
+        }
+        _ => None,
+    }
 }
 
 fn http_error(url: &str, reason: String) -> ClientError {
@@ -297,6 +353,17 @@ mod tests {
         );
         let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
         assert!(parse_response(huge, false).is_err());
+    }
+
+    #[test]
+    fn a_tls_answer_to_plain_http_is_named() {
+        assert!(plain_mismatch(b"").unwrap().contains("https://"));
+        assert!(
+            plain_mismatch(&[0x15, 3, 3, 0, 2, 2, 70])
+                .unwrap()
+                .contains("https:// node")
+        );
+        assert_eq!(plain_mismatch(b"HTTP/1.1 200 OK\r\n\r\n"), None);
     }
 
     #[test]

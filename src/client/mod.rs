@@ -1,5 +1,5 @@
-//! A small SignalR client over WebSockets (`ws://` only), for integration tests, the demo's
-//! simulated chat users and the dashboard's probe connections.
+//! A small SignalR client over WebSockets (`http(s)://`, `ws(s)://`), for integration tests, the
+//! demo's simulated chat users, `switchboard load` and the dashboard's probe connections.
 //!
 //! It owns: negotiate (`http`, a raw HTTP/1.1 exchange also used for the stats probe), the WebSocket
 //! connection and the SignalR handshake (`connect`), and one background task per connection
@@ -12,18 +12,21 @@
 //! Nothing here panics on bad server data: it ends the connection with a
 //! [`ClientEvent::Disconnected`] that says why.
 //!
-//! Uses `protocol` only (and `config` for nothing); must never depend on `hub`, `backplane` or `ui`.
+//! TLS (`https://`, `wss://`) goes through `crate::tls` ([`NodeTls`] in `transport`): the system's
+//! roots, or what the caller passes in [`ClientOptions::tls`] (the dashboard's `--node-ca`).
+//!
+//! Uses `protocol` and `tls` only; must never depend on `hub`, `backplane` or `ui`.
 
 mod connection;
 pub mod http;
 #[cfg(test)]
 mod tests;
+mod transport;
 mod url;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -36,7 +39,11 @@ use crate::protocol::{CompletionResult, FrameKind, Framer, HubMessage, Protocol,
 
 use connection::{Command, Driver, Shared};
 
+pub use transport::{NodeStream, NodeTls};
 pub use url::encode_component;
+
+/// A WebSocket to a node, plain or over TLS.
+pub type NodeWebSocket = WebSocketStream<NodeStream>;
 
 /// How long [`ClientOptions::default`] allows for negotiate + WebSocket + handshake together.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,6 +97,8 @@ pub struct ClientOptions {
     pub invoke_timeout: Duration,
     /// More query parameters for the negotiate and WebSocket URLs (URL-encoded).
     pub extra_query: Vec<(String, String)>,
+    /// What `https://`/`wss://` nodes are verified against; `None` is the system's roots.
+    pub tls: Option<NodeTls>,
 }
 
 impl Default for ClientOptions {
@@ -104,6 +113,7 @@ impl Default for ClientOptions {
             server_timeout: DEFAULT_SERVER_TIMEOUT,
             invoke_timeout: DEFAULT_INVOKE_TIMEOUT,
             extra_query: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -143,6 +153,10 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// A TLS set-up or handshake failure, in words (`tls::explain_io`): an untrusted or expired
+    /// certificate, a plaintext server, a missing CA file.
+    #[error("{url}: {reason}")]
+    Tls { url: String, reason: String },
     #[error("malformed HTTP response from {url}: {reason}")]
     Http { url: String, reason: String },
     #[error("negotiate at {url} failed with HTTP {status}: {body}")]
@@ -176,7 +190,7 @@ impl ClientError {
     }
 }
 
-/// Checks that `hub_url` is a URL this client can connect to (`http://` or `ws://`, host, port),
+/// Checks that `hub_url` is a URL this client can connect to (`http(s)://` or `ws(s)://`, host, port),
 /// without connecting: for tools that take URLs on their command line.
 pub fn check_hub_url(hub_url: &str) -> Result<(), ClientError> {
     url::parse(&url::websocket_url(hub_url, &[])?).map(|_| ())
@@ -218,8 +232,8 @@ impl std::fmt::Debug for HubClient {
 }
 
 impl HubClient {
-    /// Connects to a hub (`http://127.0.0.1:PORT/chat`): negotiate (unless skipped), WebSocket,
-    /// handshake, all within `opts.connect_timeout`.
+    /// Connects to a hub (`http://127.0.0.1:PORT/chat`, or `https://`): negotiate (unless
+    /// skipped), WebSocket, handshake, all within `opts.connect_timeout`.
     pub async fn connect(hub_url: &str, opts: ClientOptions) -> Result<HubClient, ClientError> {
         let span = tracing::debug_span!(
             "hub_client",
@@ -428,8 +442,8 @@ impl HubSender {
 /// drive thousands of connections from their own tasks (`load`) and must keep per-connection
 /// state small. The caller reads and writes `ws` itself (and answers nothing: no keep-alive).
 pub struct Established {
-    /// The WebSocket, with the small read buffer of [`READ_BUFFER_SIZE`].
-    pub ws: WebSocketStream<TcpStream>,
+    /// The WebSocket (plain or TLS), with the small read buffer of [`READ_BUFFER_SIZE`].
+    pub ws: NodeWebSocket,
     /// Holds any bytes that followed the handshake response, set to the protocol's framing.
     pub framer: Framer,
     /// The connection id from negotiate; `None` with `negotiate: false`.
@@ -458,13 +472,13 @@ async fn establish(hub_url: &str, opts: &ClientOptions) -> Result<Established, C
     let mut ws_query = query.clone();
     let transport_id;
     if opts.negotiate {
-        let negotiated = negotiate(&mut hub_url, &query).await?;
+        let negotiated = negotiate(&mut hub_url, &query, opts.tls.as_ref()).await?;
         connection_id = Some(negotiated.0);
         transport_id = negotiated.1;
         ws_query.insert(0, ("id", transport_id.as_str()));
     }
     let ws_url = url::websocket_url(&hub_url, &ws_query)?;
-    let mut ws = connect_ws(&ws_url).await?;
+    let mut ws = connect_ws(&ws_url, opts.tls.as_ref()).await?;
     let framer = handshake_over(&mut ws, opts.protocol).await?;
     Ok(Established {
         ws,
@@ -475,12 +489,20 @@ async fn establish(hub_url: &str, opts: &ClientOptions) -> Result<Established, C
 
 /// POSTs negotiate (following redirects), returns (connectionId, id for the transport URL) and
 /// leaves the final hub URL in `hub_url`.
-async fn negotiate(hub_url: &mut String, query: &[(&str, &str)]) -> Result<(String, String), ClientError> {
+async fn negotiate(
+    hub_url: &mut String,
+    query: &[(&str, &str)],
+    tls: Option<&NodeTls>,
+) -> Result<(String, String), ClientError> {
     for _ in 0..=MAX_REDIRECTS {
         let mut pairs = vec![("negotiateVersion", "1")];
         pairs.extend_from_slice(query);
         let url = url::negotiate_url(hub_url, &pairs);
-        let response = http::request("POST", &url, b"").await?;
+        let options = http::RequestOptions {
+            tls,
+            ..http::RequestOptions::default()
+        };
+        let response = http::request_with("POST", &url, b"", options).await?;
         if response.status != 200 {
             return Err(ClientError::Negotiate {
                 url,
@@ -534,16 +556,10 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE_SIZE))
 }
 
-async fn connect_ws(ws_url: &str) -> Result<WebSocketStream<TcpStream>, ClientError> {
+async fn connect_ws(ws_url: &str, tls: Option<&NodeTls>) -> Result<NodeWebSocket, ClientError> {
     let target = url::parse(ws_url)?;
-    let stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| ClientError::Io {
-            what: format!("connecting to {ws_url}"),
-            source,
-        })?;
-    // Hub messages are small and latency matters more than packet count.
-    let _ = stream.set_nodelay(true);
+    let stream = transport::connect(&target, tls, ws_url).await?;
+    let is_tls = stream.is_tls();
     match tokio_tungstenite::client_async_with_config(ws_url, stream, Some(ws_config())).await {
         Ok((ws, _response)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ClientError::UpgradeRejected {
@@ -555,15 +571,26 @@ async fn connect_ws(ws_url: &str) -> Result<WebSocketStream<TcpStream>, ClientEr
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default(),
         }),
+        Err(tokio_tungstenite::tungstenite::Error::Io(e)) if is_tls => Err(ClientError::Tls {
+            url: ws_url.to_string(),
+            reason: crate::tls::explain_io(&e),
+        }),
         Err(e) => Err(ClientError::websocket(format!("upgrading {ws_url}"), e)),
     }
 }
 
-/// Opens a bare WebSocket (no negotiate, no handshake) to an `http://` or `ws://` URL, within
-/// [`DEFAULT_CONNECT_TIMEOUT`]: for tests that need to misbehave (bad handshakes, raw frames).
-pub async fn connect_raw_ws(url: &str) -> Result<WebSocketStream<TcpStream>, ClientError> {
+/// Opens a bare WebSocket (no negotiate, no handshake) to an `http(s)://` or `ws(s)://` URL,
+/// within [`DEFAULT_CONNECT_TIMEOUT`]: for tests that need to misbehave (bad handshakes, raw
+/// frames), and the dashboard's monitor link. `https`/`wss` are verified against the system's
+/// roots; see [`connect_raw_ws_with`] to pass a CA.
+pub async fn connect_raw_ws(url: &str) -> Result<NodeWebSocket, ClientError> {
+    connect_raw_ws_with(url, None).await
+}
+
+/// [`connect_raw_ws`] verifying `https`/`wss` nodes against `tls` (`None`: the system's roots).
+pub async fn connect_raw_ws_with(url: &str, tls: Option<&NodeTls>) -> Result<NodeWebSocket, ClientError> {
     let ws_url = url::websocket_url(url, &[])?;
-    tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, connect_ws(&ws_url))
+    tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, connect_ws(&ws_url, tls))
         .await
         .map_err(|_| {
             ClientError::Timeout(format!(
@@ -574,10 +601,7 @@ pub async fn connect_raw_ws(url: &str) -> Result<WebSocketStream<TcpStream>, Cli
 
 /// Sends the handshake request and reads WebSocket messages until the handshake response. Returns
 /// the framer, switched to the protocol's framing, holding whatever followed the response.
-async fn handshake_over(
-    ws: &mut WebSocketStream<TcpStream>,
-    protocol: Protocol,
-) -> Result<Framer, ClientError> {
+async fn handshake_over(ws: &mut NodeWebSocket, protocol: Protocol) -> Result<Framer, ClientError> {
     use futures_util::{SinkExt, StreamExt};
 
     let request = handshake::request(protocol.name(), 1);

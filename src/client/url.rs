@@ -1,6 +1,6 @@
 //! URL handling for the client: splitting `http://host:port/path?query` into what a TCP connect and
 //! an HTTP request line need, deriving the negotiate and WebSocket URLs of a hub, and
-//! percent-encoding query values. Plain `http`/`ws` only: the crate is built without TLS.
+//! percent-encoding query values. `https`/`wss` mark the target as TLS (see `client::transport`).
 //!
 //! Used by `client::http` and the connection set-up in `client`; depends on nothing else.
 
@@ -8,39 +8,43 @@ use tokio_tungstenite::tungstenite::http::Uri;
 
 use super::ClientError;
 
-/// The parts of an `http://` or `ws://` URL a plain TCP exchange needs.
+/// The parts of an `http(s)://` or `ws(s)://` URL a TCP (or TLS) exchange needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
     /// Host as it goes to `TcpStream::connect` (IPv6 without brackets).
     pub host: String,
     pub port: u16,
+    /// `https://` or `wss://`: speak TLS over the TCP connection.
+    pub tls: bool,
     /// `host[:port]` as it goes in the `Host` header.
     pub authority: String,
     /// Path and query (`/` when the URL had no path), as it goes in the request line.
     pub path_and_query: String,
 }
 
-/// Parses an absolute `http://` or `ws://` URL. `https`/`wss` are refused: no TLS in this build.
+/// Parses an absolute `http://`, `https://`, `ws://` or `wss://` URL.
 pub(crate) fn parse(url: &str) -> Result<Target, ClientError> {
     let bad = |reason: &str| ClientError::Url {
         url: url.to_string(),
         reason: reason.to_string(),
     };
     let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
-    match uri.scheme_str() {
-        Some("http") | Some("ws") => {}
-        Some("https") | Some("wss") => {
-            return Err(bad("TLS (https/wss) is not supported by this client"));
+    let tls = match uri.scheme_str() {
+        Some("http") | Some("ws") => false,
+        Some("https") | Some("wss") => true,
+        Some(other) => {
+            return Err(bad(&format!(
+                "unsupported scheme {other:?} (use http://, https://, ws:// or wss://)"
+            )));
         }
-        Some(other) => return Err(bad(&format!("unsupported scheme {other:?}"))),
         None => return Err(bad("not an absolute URL (no scheme)")),
-    }
+    };
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
     let host = authority.host();
     if host.is_empty() {
         return Err(bad("no host"));
     }
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path_and_query = match uri.path_and_query().map(|pq| pq.as_str()) {
         Some(s) if s.starts_with('/') => s.to_string(),
         Some(s) if !s.is_empty() => format!("/{s}"),
@@ -49,6 +53,7 @@ pub(crate) fn parse(url: &str) -> Result<Target, ClientError> {
     Ok(Target {
         host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
         port,
+        tls,
         authority: authority
             .as_str()
             .rsplit('@')
@@ -92,17 +97,19 @@ pub(crate) fn negotiate_url(hub_url: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
-/// The hub URL with `http` turned into `ws` and `pairs` appended to its query.
+/// The hub URL with `http` turned into `ws` (`https` into `wss`) and `pairs` appended to its query.
 pub(crate) fn websocket_url(hub_url: &str, pairs: &[(&str, &str)]) -> Result<String, ClientError> {
     let (base, query) = split_query(hub_url);
     let base = if let Some(rest) = base.strip_prefix("http://") {
         format!("ws://{rest}")
-    } else if base.starts_with("ws://") {
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
         base.to_string()
     } else {
         return Err(ClientError::Url {
             url: hub_url.to_string(),
-            reason: "expected an http:// or ws:// URL (TLS is not supported)".to_string(),
+            reason: "expected an http://, https://, ws:// or wss:// URL".to_string(),
         });
     };
     let query = join_query(query, pairs);
@@ -152,11 +159,20 @@ mod tests {
     }
 
     #[test]
-    fn refuses_tls_and_relative_urls() {
-        assert!(matches!(
-            parse("https://example.com/"),
-            Err(ClientError::Url { .. })
-        ));
+    fn tls_schemes_default_to_443_and_are_marked() {
+        let t = parse("https://example.com/chat").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("example.com", 443, true));
+        let t = parse("wss://127.0.0.1:5443/chat?id=1").unwrap();
+        assert_eq!(
+            (t.port, t.tls, t.path_and_query.as_str()),
+            (5443, true, "/chat?id=1")
+        );
+        assert!(!parse("http://h/").unwrap().tls);
+        assert!(!parse("ws://h/").unwrap().tls);
+    }
+
+    #[test]
+    fn refuses_relative_urls_and_other_schemes() {
         assert!(matches!(parse("/chat"), Err(ClientError::Url { .. })));
         assert!(matches!(
             parse("ftp://example.com/"),
@@ -179,7 +195,12 @@ mod tests {
             websocket_url("http://h:1/chat/", &[("id", "a+b/c")]).unwrap(),
             "ws://h:1/chat?id=a%2Bb%2Fc"
         );
-        assert!(websocket_url("https://h/chat", &[]).is_err());
+        assert_eq!(
+            websocket_url("https://h:5443/chat", &[("id", "x")]).unwrap(),
+            "wss://h:5443/chat?id=x"
+        );
+        assert_eq!(websocket_url("wss://h/chat", &[]).unwrap(), "wss://h/chat");
+        assert!(websocket_url("ftp://h/chat", &[]).is_err());
     }
 
     #[test]

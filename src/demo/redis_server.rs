@@ -263,9 +263,9 @@ impl RedisProcess {
 }
 
 /// Has the child killed by the kernel when the spawning thread dies (Linux `PR_SET_PDEATHSIG`),
-/// so a SIGKILLed demo leaves no redis-server behind.
+/// so a SIGKILLed demo leaves no redis-server behind. Also used by the tests' TLS redis-server.
 #[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
+pub fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: runs in the child between fork and exec and calls only async-signal-safe functions
@@ -285,7 +285,7 @@ fn die_with_parent(command: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
+pub fn die_with_parent(_command: &mut Command) {}
 
 /// The last lines of a log file, for error messages.
 fn log_tail(path: &std::path::Path) -> String {

@@ -11,6 +11,14 @@
 //! A connection's slot under the cap is reference-counted: the HTTP connection task holds it, and
 //! a WebSocket upgrade takes a share into the WebSocket task, so the slot is released when the
 //! socket really closes.
+//!
+//! With `--tls-cert`/`--tls-key` each accepted socket first goes through the TLS handshake, in its
+//! own connection task and holding its slot, within the header read timeout (a socket that never
+//! sends a ClientHello is closed like one that never sends headers; the request headers then get
+//! their own header read timeout, so a socket is held at most twice that before a request). A failed handshake closes
+//! that connection only, is counted (`tls_handshake_failures`) and logged at debug. A plain HTTP
+//! request on the TLS port gets a plaintext `400` that says to use https://, so browsers, curl and
+//! our client show the reason instead of a reset.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -62,7 +70,10 @@ where
             continue;
         }
         let slot = ConnSlot(Arc::new(LiveSlot(node.clone())));
-        connections.spawn(serve_connection(io, router.clone(), slot, node.clone()));
+        match node.tls.clone() {
+            Some(acceptor) => connections.spawn(serve_tls(io, acceptor, router.clone(), slot, node.clone())),
+            None => connections.spawn(serve_connection(io, router.clone(), slot, node.clone())),
+        };
     }
     drop(listener);
     connections.close();
@@ -98,6 +109,157 @@ where
     if let Err(e) = result {
         // Timeouts, resets and malformed requests end this connection only.
         tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// The first byte of a TLS connection: a handshake record (ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// How much of a plain HTTP request is read (to find its end) before answering it: the request
+/// must be read, or closing the socket with unread bytes resets it and the client never sees the
+/// answer. 16 KiB covers any negotiate or upgrade request.
+const PLAIN_REQUEST_LIMIT: usize = 16 * 1024;
+
+/// What a plain HTTP client on the TLS port is told.
+const PLAIN_ON_TLS_PORT: &str = "This node serves HTTPS: use https:// (and wss:// for WebSockets).\n";
+
+/// Runs the TLS handshake (bounded by the header read timeout and by shutdown), then serves the
+/// connection over it. Failures end this connection only.
+async fn serve_tls<I>(
+    io: I,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+    slot: ConnSlot,
+    node: Arc<NodeShared>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limit = node.config.header_read_timeout;
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(limit, handshake(io, acceptor)) => r,
+        _ = node.shutdown.cancelled() => return,
+    };
+    let error = match handshake {
+        Ok(Ok(stream)) => return serve_connection(stream, router, slot, node).await,
+        Ok(Err(error)) => error,
+        Err(_) => format!("no TLS handshake within {limit:?}"),
+    };
+    Stats::inc(&node.stats.tls_handshake_failures);
+    tracing::debug!(%error, "TLS handshake failed");
+}
+
+/// The TLS handshake, or the plaintext answer to a plain HTTP request.
+async fn handshake<I>(
+    mut io: I,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> Result<tokio_rustls::server::TlsStream<Prefixed<I>>, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+
+    let mut first = [0u8; 1];
+    match io.read(&mut first).await {
+        Ok(0) => return Err("closed before the handshake".to_string()),
+        Ok(_) => {}
+        Err(e) => return Err(format!("reading the ClientHello: {e}")),
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        answer_plain(&mut io, first[0]).await;
+        return Err("a plaintext request on the TLS port (answered 400: use https://)".to_string());
+    }
+    acceptor
+        .accept(Prefixed {
+            first: Some(first[0]),
+            inner: io,
+        })
+        .await
+        .map_err(|e| crate::tls::explain_io(&e))
+}
+
+/// Reads the rest of a plain request's head (bounded), answers `400` in plain words and closes.
+async fn answer_plain<I>(io: &mut I, first: u8)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut head = vec![first];
+    let mut buf = [0u8; 2048];
+    while head.len() < PLAIN_REQUEST_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match io.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{PLAIN_ON_TLS_PORT}",
+        PLAIN_ON_TLS_PORT.len()
+    );
+    if io.write_all(response.as_bytes()).await.is_ok() {
+        let _ = io.shutdown().await;
+    }
+}
+
+/// A stream with the one byte already read (to tell TLS from plain HTTP) put back in front.
+struct Prefixed<I> {
+    first: Option<u8>,
+    inner: I,
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<I> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(byte) = this.first.take() {
+            if buf.remaining() == 0 {
+                this.first = Some(byte);
+                return std::task::Poll::Ready(Ok(()));
+            }
+            buf.put_slice(&[byte]);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<I> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -82,6 +82,15 @@ pub struct NodeConfig {
     /// Browser origins allowed to call negotiate and the stats endpoint from another origin
     /// (exact `scheme://host:port`, or `*` for any). Empty: same-origin only.
     pub cors_origins: Vec<String>,
+    /// Serve HTTPS/WSS with this certificate and key (`--tls-cert`, `--tls-key`); `None`: plain.
+    pub tls: Option<ServerTls>,
+}
+
+/// A node's own certificate chain and private key (PEM files), for serving HTTPS/WSS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl NodeConfig {
@@ -107,6 +116,7 @@ impl NodeConfig {
             shutdown_grace: config::DEFAULT_SHUTDOWN_GRACE,
             public_url: None,
             cors_origins: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -139,6 +149,8 @@ pub enum NodeError {
     RedisUrl { url: String, reason: String },
     #[error("invalid hub path {0:?}: it must start with '/' and not end with '/'")]
     Path(String),
+    #[error("the hub's TLS certificate: {0}")]
+    Tls(String),
 }
 
 /// State shared by every task of a node.
@@ -157,6 +169,8 @@ pub(crate) struct NodeShared {
     tokens: Mutex<HashMap<String, PendingToken>>,
     /// Open TCP connections (HTTP requests, WebSockets, idle sockets), for the cap.
     pub live: AtomicUsize,
+    /// The TLS acceptor when the node serves HTTPS (built once from `config.tls`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub started: Instant,
     pub started_at: SystemTime,
 }
@@ -178,7 +192,12 @@ impl NodeShared {
         self.config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.local_addr))
+            .unwrap_or_else(|| format!("{}://{}", self.scheme(), self.local_addr))
+    }
+
+    /// `https` when the node serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
@@ -225,6 +244,14 @@ impl Node {
         if !config.path.starts_with('/') || config.path.len() < 2 || config.path.ends_with('/') {
             return Err(NodeError::Path(config.path));
         }
+        // Read the certificate before anything starts, so a bad file fails the start in words.
+        let tls = match &config.tls {
+            Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+                crate::tls::server_config(&files.cert, &files.key)
+                    .map_err(|e| NodeError::Tls(e.to_string()))?,
+            )),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let (inbox_tx, mut inbox_rx) = mpsc::channel(config::DEFAULT_BACKPLANE_INBOX);
         let backplane: Arc<dyn Backplane> = match backplane {
@@ -275,6 +302,7 @@ impl Node {
             tracker: TaskTracker::new(),
             tokens: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(0),
+            tls,
             started: Instant::now(),
             started_at: SystemTime::now(),
         });
@@ -287,6 +315,7 @@ impl Node {
             node = %shared.config.node_name,
             server = %shared.server_name,
             addr = %local_addr,
+            scheme = shared.scheme(),
             backplane = shared.lifetime.backplane().kind(),
             "hub node listening"
         );
@@ -344,14 +373,25 @@ impl NodeHandle {
         self.shared.local_addr
     }
 
-    /// `http://{addr}{path}`: what a SignalR client connects to.
+    /// `http://{addr}{path}` (`https://` when the node serves TLS): what a SignalR client
+    /// connects to.
     pub fn hub_url(&self) -> String {
-        format!("http://{}{}", self.shared.local_addr, self.shared.config.path)
+        format!("{}{}", self.base_url(), self.shared.config.path)
     }
 
-    /// `http://{addr}`.
+    /// `http://{addr}` (`https://` when the node serves TLS).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.shared.local_addr)
+        format!("{}://{}", self.shared.scheme(), self.shared.local_addr)
+    }
+
+    /// Whether the node serves HTTPS/WSS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// TLS handshakes that failed (untrusted certificate, plain HTTP on the TLS port, timeout).
+    pub fn tls_handshake_failures(&self) -> u64 {
+        Stats::get(&self.shared.stats.tls_handshake_failures)
     }
 
     /// The backplane server name, `{hostname}_{32 hex}`.

@@ -26,6 +26,9 @@ pub(crate) struct Stats {
     pub rejected_connections: AtomicU64,
     /// TCP connections closed at once because the node was at its connection cap.
     pub refused_connections: AtomicU64,
+    /// TLS handshakes that failed or timed out (a plain HTTP client on the TLS port, a client
+    /// that does not trust the certificate, a socket that never sent a ClientHello).
+    pub tls_handshake_failures: AtomicU64,
     /// Backplane payloads that could not be decoded (logged and dropped).
     pub backplane_decode_errors: AtomicU64,
     /// Remote group operations that got no ack in time.

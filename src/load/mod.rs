@@ -83,6 +83,8 @@ pub struct LoadOptions {
     pub drain: Duration,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// What `https://` nodes are verified against (`--node-ca`); `None`: the system's roots.
+    pub node_tls: Option<crate::client::NodeTls>,
 }
 
 impl LoadOptions {
@@ -102,6 +104,7 @@ impl LoadOptions {
             connect_concurrency: DEFAULT_CONNECT_CONCURRENCY,
             drain: DEFAULT_DRAIN,
             progress: false,
+            node_tls: None,
         }
     }
 }
@@ -241,6 +244,7 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
     let client_options = ClientOptions {
         protocol: options.protocol,
         negotiate: options.negotiate,
+        tls: options.node_tls.clone(),
         ..ClientOptions::default()
     };
     let run = Arc::new(Run {

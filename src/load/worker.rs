@@ -183,11 +183,7 @@ async fn tick(ticker: &mut Option<Interval>) {
     }
 }
 
-async fn write(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
-    frame: Vec<u8>,
-    binary: bool,
-) -> Result<(), ()> {
+async fn write(ws: &mut crate::client::NodeWebSocket, frame: Vec<u8>, binary: bool) -> Result<(), ()> {
     let message = if binary {
         Message::Binary(frame.into())
     } else {

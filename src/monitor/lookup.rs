@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::{NodeTarget, SendTarget, TapSource, TraceLookup};
 use crate::backplane::naming::Channels;
-use crate::client::{encode_component, http};
+use crate::client::{NodeTls, encode_component, http};
 
 /// Least time between two lookups: one a second is plenty for a person reading traces.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -50,6 +50,8 @@ pub(crate) struct LookupContext {
     pub tap: Option<TapSource>,
     pub nodes: Vec<NodeTarget>,
     pub limiter: Limiter,
+    /// What https nodes are verified against (`--node-ca`).
+    pub tls: Option<NodeTls>,
 }
 
 /// The query string asking a node about `target`, for user and connection targets.
@@ -93,7 +95,12 @@ pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &Sen
             let doc = match &node.monitor_url {
                 Some(stats) => {
                     let url = format!("{stats}?{query}");
-                    match http::request_with_timeout("GET", &url, b"", LOOKUP_TIMEOUT).await {
+                    let options = http::RequestOptions {
+                        timeout: Some(LOOKUP_TIMEOUT),
+                        tls: ctx.tls.as_ref(),
+                        ..http::RequestOptions::default()
+                    };
+                    match http::request_with("GET", &url, b"", options).await {
                         Ok(r) if r.status == 200 => r.json::<serde_json::Value>().ok(),
                         _ => None,
                     }

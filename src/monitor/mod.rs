@@ -42,7 +42,7 @@ pub use crate::status_doc::{
     Announcement, BackplaneStats, BackplaneStatusStats, ConnectionStats, MessageStats, NodeStats,
 };
 pub use model::TrafficEntry;
-pub use runtime::MonitorHandle;
+pub use runtime::{MonitorHandle, MonitorOptions};
 
 /// Unix milliseconds now: the time stamp of every event (the pure model takes it as an argument).
 pub fn now_ms() -> u64 {

@@ -29,7 +29,7 @@ use super::{
     SendRequest, SendTarget, TraceLookup,
 };
 use crate::backplane::backoff;
-use crate::client::{self, ClientEvent, ClientOptions, HubClient, HubSender, http};
+use crate::client::{self, ClientEvent, ClientOptions, HubClient, HubSender, NodeTls, http};
 use crate::config;
 use crate::protocol::{CompletionResult, Value};
 
@@ -125,9 +125,11 @@ impl ProbeShared {
     }
 }
 
-/// Watches one node until `cancel`.
+/// Watches one node until `cancel`; `https://` nodes are verified against `tls` (`None`: the
+/// system's roots).
 pub(crate) async fn run(
     target: NodeTarget,
+    tls: Option<NodeTls>,
     shared: Arc<ProbeShared>,
     sink: EventSink,
     cancel: CancellationToken,
@@ -137,15 +139,16 @@ pub(crate) async fn run(
         shared.lock().monitor = Some(Part::Connecting);
     }
     shared.set(false, Part::Connecting, &target.hub_url, &sink);
+    let tls = tls.as_ref();
     let monitor = async {
         if let Some(stats_url) = &target.monitor_url {
-            monitor_loop(&target.hub_url, stats_url, &shared, &sink, &cancel).await;
+            monitor_loop(&target.hub_url, stats_url, tls, &shared, &sink, &cancel).await;
         }
     };
     tokio::join!(
         monitor,
-        rtt_loop(&target, &sink, &cancel),
-        probe_loop(&target.hub_url, &shared, &sink, &cancel)
+        rtt_loop(&target, tls, &sink, &cancel),
+        probe_loop(&target.hub_url, tls, &shared, &sink, &cancel)
     );
     tracing::info!(hub_url = %target.hub_url, "stopped watching a node");
 }
@@ -158,9 +161,18 @@ fn monitor_ws_url(stats_url: &str) -> String {
     format!("{base}/monitor")
 }
 
+/// A request's options: the probe's deadline and the node CA.
+fn request_options(tls: Option<&NodeTls>) -> http::RequestOptions<'_> {
+    http::RequestOptions {
+        timeout: Some(HTTP_TIMEOUT),
+        tls,
+        ..http::RequestOptions::default()
+    }
+}
+
 /// Why a stats URL does not serve a monitor: what a plain GET of it says.
-async fn diagnose(stats_url: &str, ws_error: String) -> String {
-    match http::request_with_timeout("GET", stats_url, b"", HTTP_TIMEOUT).await {
+async fn diagnose(stats_url: &str, tls: Option<&NodeTls>, ws_error: String) -> String {
+    match http::request_with("GET", stats_url, b"", request_options(tls)).await {
         Err(e) => e.to_string(),
         Ok(r) if r.status != 200 => format!(
             "{stats_url} is not a Switchboard monitor endpoint: HTTP {}",
@@ -225,6 +237,7 @@ async fn wait(delay_until_ms: u64, cancel: &CancellationToken) -> bool {
 async fn monitor_loop(
     hub_url: &str,
     stats_url: &str,
+    tls: Option<&NodeTls>,
     shared: &ProbeShared,
     sink: &EventSink,
     cancel: &CancellationToken,
@@ -234,10 +247,10 @@ async fn monitor_loop(
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = client::connect_raw_ws(&ws_url) => r,
+            r = client::connect_raw_ws_with(&ws_url, tls) => r,
         };
         let error = match connected {
-            Err(e) => diagnose(stats_url, e.to_string()).await,
+            Err(e) => diagnose(stats_url, tls, e.to_string()).await,
             Ok(mut ws) => loop {
                 let message = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -267,7 +280,7 @@ async fn monitor_loop(
     }
 }
 
-async fn rtt_loop(target: &NodeTarget, sink: &EventSink, cancel: &CancellationToken) {
+async fn rtt_loop(target: &NodeTarget, tls: Option<&NodeTls>, sink: &EventSink, cancel: &CancellationToken) {
     let (method, url) = match &target.monitor_url {
         Some(stats) => ("GET", stats.clone()),
         None => ("POST", format!("{}/negotiate?negotiateVersion=1", target.hub_url)),
@@ -280,7 +293,7 @@ async fn rtt_loop(target: &NodeTarget, sink: &EventSink, cancel: &CancellationTo
             _ = tick.tick() => {}
         }
         let started = Instant::now();
-        let request = http::request_with_timeout(method, &url, b"", HTTP_TIMEOUT);
+        let request = http::request_with(method, &url, b"", request_options(tls));
         let response = tokio::select! {
             _ = cancel.cancelled() => return,
             r = request => r,
@@ -301,9 +314,16 @@ fn find_trace(value: &Value) -> Option<u64> {
     }
 }
 
-async fn probe_loop(hub_url: &str, shared: &ProbeShared, sink: &EventSink, cancel: &CancellationToken) {
+async fn probe_loop(
+    hub_url: &str,
+    tls: Option<&NodeTls>,
+    shared: &ProbeShared,
+    sink: &EventSink,
+    cancel: &CancellationToken,
+) {
     let options = ClientOptions {
         user: Some(PROBE_USER.to_string()),
+        tls: tls.cloned(),
         ..ClientOptions::default()
     };
     let mut attempt = 0;

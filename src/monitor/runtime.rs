@@ -20,6 +20,7 @@ pub use super::sink::MonitorEvents;
 use super::sink::{self, EventSink};
 use super::tap;
 use super::{Announcement, LinkState, MonitorCommand, MonitorEvent, NodeTarget};
+use crate::client::NodeTls;
 use crate::config;
 
 /// How long shutdown waits for the tap and probe tasks before giving up on them.
@@ -45,10 +46,23 @@ impl std::fmt::Debug for MonitorHandle {
     }
 }
 
+/// How the runtime reaches nodes. `Default`: `https://` nodes verified against the system's roots.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorOptions {
+    /// What `https://`/`wss://` nodes are verified against (the dashboard's `--node-ca`), for
+    /// every probe, monitor link, RTT request, test send and trace lookup.
+    pub node_tls: Option<NodeTls>,
+}
+
 impl MonitorHandle {
-    /// Starts the runtime's tasks; call inside a tokio runtime. Nothing is watched until commands
-    /// arrive.
+    /// Starts the runtime's tasks with the default options; call inside a tokio runtime.
+    /// Nothing is watched until commands arrive.
     pub fn start() -> (MonitorHandle, MonitorEvents) {
+        Self::start_with(MonitorOptions::default())
+    }
+
+    /// [`start`](Self::start) with options (the node CA).
+    pub fn start_with(options: MonitorOptions) -> (MonitorHandle, MonitorEvents) {
         let (events_tx, events_rx) = mpsc::channel(config::DEFAULT_MONITOR_EVENT_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::channel(config::DEFAULT_MONITOR_COMMAND_QUEUE);
         let (stopped_tx, stopped) = watch::channel(false);
@@ -62,6 +76,7 @@ impl MonitorHandle {
             removed: HashSet::new(),
             tap_source: None,
             lookups: super::lookup::Limiter::default(),
+            node_tls: options.node_tls,
             bursts: cancel.child_token(),
             // A random start, so two dashboards on one backplane never share trace ids.
             next_trace: Arc::new(AtomicU64::new((rand::random::<u32>() as u64) << 16 | 1)),
@@ -157,6 +172,8 @@ struct Supervisor {
     /// The tap's source, for trace lookups (NUMSUB on the same Redis).
     tap_source: Option<super::TapSource>,
     lookups: super::lookup::Limiter,
+    /// What https nodes are verified against (see [`MonitorOptions::node_tls`]).
+    node_tls: Option<NodeTls>,
     /// Parent of every running burst; replaced by StopBursts.
     bursts: CancellationToken,
     next_trace: Arc<AtomicU64>,
@@ -231,6 +248,7 @@ impl Supervisor {
                     tap: self.tap_source.clone(),
                     nodes: self.nodes.values().map(|w| w.target.clone()).collect(),
                     limiter: self.lookups.clone(),
+                    tls: self.node_tls.clone(),
                 };
                 probe::spawn_send(
                     request,
@@ -274,6 +292,7 @@ impl Supervisor {
         let shared = Arc::new(ProbeShared::default());
         let task = tokio::spawn(probe::run(
             target.clone(),
+            self.node_tls.clone(),
             shared.clone(),
             self.sink.clone(),
             cancel.clone(),

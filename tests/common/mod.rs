@@ -1,5 +1,7 @@
 //! The integration-test harness, shared by every `tests/*.rs` binary (`mod common;`).
 //!
+//! - `certs`: test certificates made with the `openssl` CLI (CA, server, client, another CA, an
+//!   expired one) and a TLS-only `redis-server` (`--tls-port`, optional mutual TLS).
 //! - `redis`: a test-owned `redis-server` (start, kill, restart), one-shot commands, a PSUBSCRIBE tap.
 //! - `http`: plain HTTP requests (negotiate, stats, wrong methods) with deadlines.
 //! - `vectors`: the byte-exact protocol test vectors.
@@ -10,6 +12,7 @@
 //! Every await in a test goes through a deadline so a hang fails fast with a label, never a stuck CI.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod http;
 pub mod redis;
 pub mod vectors;

@@ -1,7 +1,8 @@
 // Interop checks of two switchboard hub nodes against the official @microsoft/signalr client.
 //
 // Usage: node interop.mjs <hub URL of node A> <hub URL of node B>
-//        (e.g. http://127.0.0.1:5001/chat http://127.0.0.1:5002/chat)
+//        (e.g. http://127.0.0.1:5001/chat http://127.0.0.1:5002/chat; https:// URLs work the
+//        same, with NODE_EXTRA_CA_CERTS=ca.pem when the nodes' CA is not a system root)
 //
 // For every protocol (json, messagepack) and every connection mode (negotiate, skipNegotiation),
 // and once more with a JSON client on A and a MessagePack client on B, it connects one client to
