@@ -7,14 +7,18 @@
 //! - `registry`: local connections, groups and users, with reference-counted subscriptions.
 //! - `lifetime`: routing of sends (local or via the backplane) and the backplane receive side.
 //! - `dispatch`: the chat hub's methods.
-//! - `stats`: counters and the monitor snapshot; `status`: the monitor endpoints and heartbeat.
+//! - `stats`: counters and the monitor snapshot; `status`: the monitor endpoints and heartbeat;
+//!   `metrics`: the same counters in the Prometheus text format (`GET /metrics`); `access`: who may
+//!   look at the monitor endpoints (`--monitor-token`, loopback clients).
 //!
 //! Uses `protocol`, `config` and the `Backplane` trait; never the Redis client directly.
 
+mod access;
 mod connection;
 pub(crate) mod dispatch;
 pub(crate) mod lifetime;
 mod listener;
+mod metrics;
 mod page;
 pub(crate) mod registry;
 pub(crate) mod stats;
@@ -35,6 +39,7 @@ use crate::backplane::naming::Channels;
 use crate::backplane::redis::RedisBackplane;
 use crate::backplane::{Backplane, BackplaneStatus};
 use crate::config;
+use crate::monitor_token::MonitorToken;
 use lifetime::Lifetime;
 use registry::Registry;
 use stats::Stats;
@@ -81,6 +86,9 @@ pub struct NodeConfig {
     /// Browser origins allowed to call negotiate and the stats endpoint from another origin
     /// (exact `scheme://host:port`, or `*` for any). Empty: same-origin only.
     pub cors_origins: Vec<String>,
+    /// The bearer token the monitor endpoints (`/switchboard/*`, `/metrics`) require. Without one
+    /// they answer loopback clients only (see `access`). Its `Debug` prints `***`.
+    pub monitor_token: Option<MonitorToken>,
 }
 
 impl NodeConfig {
@@ -106,6 +114,7 @@ impl NodeConfig {
             shutdown_grace: config::DEFAULT_SHUTDOWN_GRACE,
             public_url: None,
             cors_origins: Vec::new(),
+            monitor_token: None,
         }
     }
 }
@@ -268,6 +277,14 @@ impl Node {
             backplane = shared.lifetime.backplane().kind(),
             "hub node listening"
         );
+        if shared.config.monitor_token.is_none() && access::listens_beyond_loopback(local_addr) {
+            tracing::warn!(
+                addr = %local_addr,
+                "listening beyond loopback without --monitor-token: the monitor endpoints \
+                 (/switchboard/*, /metrics) answer loopback clients only; set --monitor-token to \
+                 let a remote dashboard or Prometheus look"
+            );
+        }
 
         // The backplane receive side: one task, in order, as messages arrive.
         let receiver = shared.clone();
