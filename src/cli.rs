@@ -9,6 +9,16 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config;
 use crate::hub::{BackplaneChoice, Node, NodeConfig};
+use crate::monitor_token::MonitorToken;
+
+/// The environment variable read for `--monitor-token` (safer than the command line, which other
+/// users of the machine can see in `ps`).
+pub const MONITOR_TOKEN_ENV: &str = "SWITCHBOARD_MONITOR_TOKEN";
+
+/// Parses `--monitor-token` (the error never repeats the token).
+fn parse_monitor_token(text: &str) -> Result<MonitorToken, String> {
+    MonitorToken::new(text)
+}
 
 /// Switchboard: SignalR-compatible chat hubs scaled out through Redis, and the tools to watch them.
 #[derive(Debug, Parser)]
@@ -74,6 +84,11 @@ pub struct DashboardArgs {
     /// Open a JSON Lines capture (File > Export) and browse it offline.
     #[arg(long, value_name = "FILE")]
     pub capture: Option<std::path::PathBuf>,
+
+    /// Bearer token sent to every watched node's monitor endpoints (the nodes' --monitor-token).
+    /// Used for this run only, never saved; prefer the SWITCHBOARD_MONITOR_TOKEN variable.
+    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN", value_parser = parse_monitor_token)]
+    pub monitor_token: Option<MonitorToken>,
 }
 
 /// The demo's knobs; everything else is set from the UI while it runs.
@@ -199,6 +214,13 @@ pub struct HubArgs {
     /// front-end dev server. Repeat for several; `*` allows any. Default: same origin only.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+
+    /// Bearer token the monitor endpoints (/switchboard/*, /metrics) require: dashboards and
+    /// Prometheus send `Authorization: Bearer TOKEN`. Without it they answer loopback clients
+    /// only, so set it when the node listens beyond loopback and is watched from elsewhere.
+    /// Prefer the SWITCHBOARD_MONITOR_TOKEN variable (the command line shows in `ps`).
+    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN", value_parser = parse_monitor_token)]
+    pub monitor_token: Option<MonitorToken>,
 }
 
 impl HubArgs {
@@ -215,6 +237,7 @@ impl HubArgs {
         config.client_timeout = Duration::from_secs(self.client_timeout_secs.max(1));
         config.public_url = self.public_url.clone();
         config.cors_origins = self.cors_origins.clone();
+        config.monitor_token = self.monitor_token.clone();
         config
     }
 }
@@ -253,8 +276,19 @@ impl DashboardArgs {
     /// The defaults of a bare `switchboard`, where clap parsed no dashboard flags: REDIS_URL still
     /// counts, as it does for `switchboard dashboard`.
     fn default_from_env() -> Self {
+        let monitor_token = std::env::var(MONITOR_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .and_then(|t| match MonitorToken::new(&t) {
+                Ok(token) => Some(token),
+                Err(e) => {
+                    tracing::warn!("{MONITOR_TOKEN_ENV} ignored: {e}");
+                    None
+                }
+            });
         Self {
             redis: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+            monitor_token,
             ..Self::default()
         }
     }
@@ -269,13 +303,19 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         .await
         .context("starting the hub node")?;
     println!(
-        "switchboard hub '{}' ({}) listening: hub {} · chat page {}/ · stats {}/switchboard/stats",
+        "switchboard hub '{}' ({}) listening: hub {} · chat page {}/ · stats {}/switchboard/stats · metrics {}/metrics",
         node.node_name(),
         node.server_name(),
         node.hub_url(),
         node.base_url(),
+        node.base_url(),
         node.base_url()
     );
+    if args.monitor_token.is_none() && !args.listen.ip().to_canonical().is_loopback() {
+        println!(
+            "note: no --monitor-token: the monitor endpoints (/switchboard/*, /metrics) answer loopback clients only"
+        );
+    }
     crate::signals::wait_for_signal()
         .await
         .context("waiting for SIGINT/SIGTERM")?;
@@ -432,9 +472,15 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
     };
     check_redis_arg(args.redis.as_deref())?;
     require_display()?;
-    let (link, _) = crate::link::Link::start(None)?;
+    let (mut link, _) = crate::link::Link::start(None)?;
     if link.signalled() {
         return Ok(());
+    }
+    if args.monitor_token.is_some() {
+        // Queued before any node is watched: the UI's first commands come after it.
+        link.command(crate::monitor::MonitorCommand::SetMonitorToken(
+            args.monitor_token.clone(),
+        ));
     }
     let tab = args.tab.as_deref().and_then(Tab::from_name);
     let exit_after = args.exit_after.map(std::time::Duration::from_secs_f64);

@@ -464,7 +464,7 @@ async fn establish(hub_url: &str, opts: &ClientOptions) -> Result<Established, C
         ws_query.insert(0, ("id", transport_id.as_str()));
     }
     let ws_url = url::websocket_url(&hub_url, &ws_query)?;
-    let mut ws = connect_ws(&ws_url).await?;
+    let mut ws = connect_ws(&ws_url, &[]).await?;
     let framer = handshake_over(&mut ws, opts.protocol).await?;
     Ok(Established {
         ws,
@@ -534,8 +534,27 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE_SIZE))
 }
 
-async fn connect_ws(ws_url: &str) -> Result<WebSocketStream<TcpStream>, ClientError> {
+async fn connect_ws(
+    ws_url: &str,
+    headers: &[(&str, &str)],
+) -> Result<WebSocketStream<TcpStream>, ClientError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+
     let target = url::parse(ws_url)?;
+    let mut request = ws_url
+        .into_client_request()
+        .map_err(|e| ClientError::websocket(format!("building the request for {ws_url}"), e))?;
+    for (name, value) in headers {
+        // The header's value may be a secret: the error names the header only.
+        let invalid = || ClientError::Url {
+            url: ws_url.to_string(),
+            reason: format!("invalid request header {name:?}"),
+        };
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        request.headers_mut().insert(name, value);
+    }
     let stream = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|source| ClientError::Io {
@@ -544,7 +563,7 @@ async fn connect_ws(ws_url: &str) -> Result<WebSocketStream<TcpStream>, ClientEr
         })?;
     // Hub messages are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    match tokio_tungstenite::client_async_with_config(ws_url, stream, Some(ws_config())).await {
+    match tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config())).await {
         Ok((ws, _response)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ClientError::UpgradeRejected {
             url: ws_url.to_string(),
@@ -562,8 +581,17 @@ async fn connect_ws(ws_url: &str) -> Result<WebSocketStream<TcpStream>, ClientEr
 /// Opens a bare WebSocket (no negotiate, no handshake) to an `http://` or `ws://` URL, within
 /// [`DEFAULT_CONNECT_TIMEOUT`]: for tests that need to misbehave (bad handshakes, raw frames).
 pub async fn connect_raw_ws(url: &str) -> Result<WebSocketStream<TcpStream>, ClientError> {
+    connect_raw_ws_with_headers(url, &[]).await
+}
+
+/// [`connect_raw_ws`] with extra request headers (the dashboard's monitor link sends
+/// `Authorization: Bearer …` to a node with a monitor token).
+pub async fn connect_raw_ws_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<WebSocketStream<TcpStream>, ClientError> {
     let ws_url = url::websocket_url(url, &[])?;
-    tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, connect_ws(&ws_url))
+    tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, connect_ws(&ws_url, headers))
         .await
         .map_err(|_| {
             ClientError::Timeout(format!(

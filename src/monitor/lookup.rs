@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::{NodeTarget, SendTarget, TapSource, TraceLookup};
 use crate::backplane::naming::Channels;
-use crate::client::{encode_component, http};
+use crate::client::encode_component;
 use crate::config;
 
 /// Least time between two lookups: one a second is plenty for a person reading traces.
@@ -51,6 +51,8 @@ pub(crate) struct LookupContext {
     pub tap: Option<TapSource>,
     pub nodes: Vec<NodeTarget>,
     pub limiter: Limiter,
+    /// Sent to the nodes' monitor endpoints.
+    pub monitor_token: Option<crate::monitor_token::MonitorToken>,
 }
 
 /// The query string asking a node about `target`, for user and connection targets.
@@ -94,7 +96,8 @@ pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &Sen
             let doc = match &node.monitor_url {
                 Some(stats) => {
                     let url = format!("{stats}?{query}");
-                    match http::request_with_timeout("GET", &url, b"", LOOKUP_TIMEOUT).await {
+                    let token = ctx.monitor_token.as_ref();
+                    match super::directory::get(&url, token, LOOKUP_TIMEOUT).await {
                         Ok(r) if r.status == 200 => r.json::<serde_json::Value>().ok(),
                         _ => None,
                     }

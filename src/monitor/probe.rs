@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::directory;
 use super::lookup::{self, LookupContext};
 use super::model::traces as marker;
 use super::now_ms;
@@ -31,6 +32,7 @@ use super::{
 use crate::backplane::backoff;
 use crate::client::{self, ClientEvent, ClientOptions, HubClient, HubSender, http};
 use crate::config;
+use crate::monitor_token::MonitorToken;
 use crate::protocol::{CompletionResult, Value};
 
 /// The user id of every probe client, so a `SendToUser` to it reaches all probes.
@@ -128,6 +130,7 @@ impl ProbeShared {
 /// Watches one node until `cancel`.
 pub(crate) async fn run(
     target: NodeTarget,
+    token: Option<MonitorToken>,
     shared: Arc<ProbeShared>,
     sink: EventSink,
     cancel: CancellationToken,
@@ -139,12 +142,20 @@ pub(crate) async fn run(
     shared.set(false, Part::Connecting, &target.hub_url, &sink);
     let monitor = async {
         if let Some(stats_url) = &target.monitor_url {
-            monitor_loop(&target.hub_url, stats_url, &shared, &sink, &cancel).await;
+            monitor_loop(
+                &target.hub_url,
+                stats_url,
+                token.as_ref(),
+                &shared,
+                &sink,
+                &cancel,
+            )
+            .await;
         }
     };
     tokio::join!(
         monitor,
-        rtt_loop(&target, &sink, &cancel),
+        rtt_loop(&target, token.as_ref(), &sink, &cancel),
         probe_loop(&target.hub_url, &shared, &sink, &cancel)
     );
     tracing::info!(hub_url = %target.hub_url, "stopped watching a node");
@@ -159,9 +170,19 @@ fn monitor_ws_url(stats_url: &str) -> String {
 }
 
 /// Why a stats URL does not serve a monitor: what a plain GET of it says.
-async fn diagnose(stats_url: &str, ws_error: String) -> String {
-    match http::request_with_timeout("GET", stats_url, b"", HTTP_TIMEOUT).await {
+async fn diagnose(stats_url: &str, token: Option<&MonitorToken>, ws_error: String) -> String {
+    match directory::get(stats_url, token, HTTP_TIMEOUT).await {
         Err(e) => e.to_string(),
+        Ok(r) if r.status == 401 || r.status == 403 => format!(
+            "{stats_url} refused the dashboard (HTTP {}): {}{}",
+            r.status,
+            r.text().lines().next().unwrap_or("").trim(),
+            if token.is_none() {
+                " (start the dashboard with --monitor-token)"
+            } else {
+                ""
+            }
+        ),
         Ok(r) if r.status != 200 => format!(
             "{stats_url} is not a Switchboard monitor endpoint: HTTP {}",
             r.status
@@ -225,19 +246,25 @@ async fn wait(delay_until_ms: u64, cancel: &CancellationToken) -> bool {
 async fn monitor_loop(
     hub_url: &str,
     stats_url: &str,
+    token: Option<&MonitorToken>,
     shared: &ProbeShared,
     sink: &EventSink,
     cancel: &CancellationToken,
 ) {
     let ws_url = monitor_ws_url(stats_url);
+    let authorization = token.map(MonitorToken::header_value);
+    let headers: Vec<(&str, &str)> = authorization
+        .iter()
+        .map(|value| ("Authorization", value.as_str()))
+        .collect();
     let mut attempt = 0;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = client::connect_raw_ws(&ws_url) => r,
+            r = client::connect_raw_ws_with_headers(&ws_url, &headers) => r,
         };
         let error = match connected {
-            Err(e) => diagnose(stats_url, e.to_string()).await,
+            Err(e) => diagnose(stats_url, token, e.to_string()).await,
             Ok(mut ws) => loop {
                 let message = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -267,7 +294,12 @@ async fn monitor_loop(
     }
 }
 
-async fn rtt_loop(target: &NodeTarget, sink: &EventSink, cancel: &CancellationToken) {
+async fn rtt_loop(
+    target: &NodeTarget,
+    token: Option<&MonitorToken>,
+    sink: &EventSink,
+    cancel: &CancellationToken,
+) {
     let (method, url) = match &target.monitor_url {
         Some(stats) => ("GET", stats.clone()),
         None => ("POST", format!("{}/negotiate?negotiateVersion=1", target.hub_url)),
@@ -280,7 +312,12 @@ async fn rtt_loop(target: &NodeTarget, sink: &EventSink, cancel: &CancellationTo
             _ = tick.tick() => {}
         }
         let started = Instant::now();
-        let request = http::request_with_timeout(method, &url, b"", HTTP_TIMEOUT);
+        let request = async {
+            match method {
+                "GET" => directory::get(&url, token, HTTP_TIMEOUT).await,
+                _ => http::request_with_timeout(method, &url, b"", HTTP_TIMEOUT).await,
+            }
+        };
         let response = tokio::select! {
             _ = cancel.cancelled() => return,
             r = request => r,
