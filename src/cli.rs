@@ -15,9 +15,32 @@ use crate::monitor_token::MonitorToken;
 /// users of the machine can see in `ps`).
 pub const MONITOR_TOKEN_ENV: &str = "SWITCHBOARD_MONITOR_TOKEN";
 
-/// Parses `--monitor-token` (the error never repeats the token).
-fn parse_monitor_token(text: &str) -> Result<MonitorToken, String> {
-    MonitorToken::new(text)
+/// `--monitor-token` as given, checked when used (`MonitorToken::new`) rather than by clap: clap's
+/// error for an invalid value repeats the value, and this one is a secret. `Debug` prints `***`.
+#[derive(Clone, Default)]
+pub struct TokenArg(String);
+
+impl std::fmt::Debug for TokenArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenArg(***)")
+    }
+}
+
+impl std::str::FromStr for TokenArg {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(TokenArg(text.to_string()))
+    }
+}
+
+/// The checked token of `--monitor-token` (an empty one counts as none).
+fn monitor_token(arg: Option<&TokenArg>) -> anyhow::Result<Option<MonitorToken>> {
+    match arg.filter(|t| !t.0.is_empty()) {
+        None => Ok(None),
+        Some(t) => MonitorToken::new(&t.0)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--monitor-token (or {MONITOR_TOKEN_ENV}): {e}")),
+    }
 }
 
 /// Switchboard: SignalR-compatible chat hubs scaled out through Redis, and the tools to watch them.
@@ -87,8 +110,8 @@ pub struct DashboardArgs {
 
     /// Bearer token sent to every watched node's monitor endpoints (the nodes' --monitor-token).
     /// Used for this run only, never saved; prefer the SWITCHBOARD_MONITOR_TOKEN variable.
-    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN", value_parser = parse_monitor_token)]
-    pub monitor_token: Option<MonitorToken>,
+    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub monitor_token: Option<TokenArg>,
 }
 
 /// The demo's knobs; everything else is set from the UI while it runs.
@@ -219,12 +242,12 @@ pub struct HubArgs {
     /// Prometheus send `Authorization: Bearer TOKEN`. Without it they answer loopback clients
     /// only, so set it when the node listens beyond loopback and is watched from elsewhere.
     /// Prefer the SWITCHBOARD_MONITOR_TOKEN variable (the command line shows in `ps`).
-    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN", value_parser = parse_monitor_token)]
-    pub monitor_token: Option<MonitorToken>,
+    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub monitor_token: Option<TokenArg>,
 }
 
 impl HubArgs {
-    fn node_config(&self) -> NodeConfig {
+    fn node_config(&self) -> anyhow::Result<NodeConfig> {
         let mut config = NodeConfig::new(self.name.clone());
         config.listen = self.listen;
         config.hub_name = self.hub_name.clone();
@@ -237,8 +260,8 @@ impl HubArgs {
         config.client_timeout = Duration::from_secs(self.client_timeout_secs.max(1));
         config.public_url = self.public_url.clone();
         config.cors_origins = self.cors_origins.clone();
-        config.monitor_token = self.monitor_token.clone();
-        config
+        config.monitor_token = monitor_token(self.monitor_token.as_ref())?;
+        Ok(config)
     }
 }
 
@@ -276,16 +299,7 @@ impl DashboardArgs {
     /// The defaults of a bare `switchboard`, where clap parsed no dashboard flags: REDIS_URL still
     /// counts, as it does for `switchboard dashboard`.
     fn default_from_env() -> Self {
-        let monitor_token = std::env::var(MONITOR_TOKEN_ENV)
-            .ok()
-            .filter(|t| !t.is_empty())
-            .and_then(|t| match MonitorToken::new(&t) {
-                Ok(token) => Some(token),
-                Err(e) => {
-                    tracing::warn!("{MONITOR_TOKEN_ENV} ignored: {e}");
-                    None
-                }
-            });
+        let monitor_token = std::env::var(MONITOR_TOKEN_ENV).ok().map(TokenArg);
         Self {
             redis: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
             monitor_token,
@@ -299,7 +313,9 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         Some(url) => BackplaneChoice::Redis(url.clone()),
         None => BackplaneChoice::Alone,
     };
-    let node = Node::start(args.node_config(), backplane)
+    let config = args.node_config()?;
+    let guarded = config.monitor_token.is_some();
+    let node = Node::start(config, backplane)
         .await
         .context("starting the hub node")?;
     println!(
@@ -311,7 +327,7 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         node.base_url(),
         node.base_url()
     );
-    if args.monitor_token.is_none() && !args.listen.ip().to_canonical().is_loopback() {
+    if !guarded && !args.listen.ip().to_canonical().is_loopback() {
         println!(
             "note: no --monitor-token: the monitor endpoints (/switchboard/*, /metrics) answer loopback clients only"
         );
@@ -471,16 +487,15 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         None => None,
     };
     check_redis_arg(args.redis.as_deref())?;
+    let token = monitor_token(args.monitor_token.as_ref())?;
     require_display()?;
     let (mut link, _) = crate::link::Link::start(None)?;
     if link.signalled() {
         return Ok(());
     }
-    if args.monitor_token.is_some() {
+    if token.is_some() {
         // Queued before any node is watched: the UI's first commands come after it.
-        link.command(crate::monitor::MonitorCommand::SetMonitorToken(
-            args.monitor_token.clone(),
-        ));
+        link.command(crate::monitor::MonitorCommand::SetMonitorToken(token));
     }
     let tab = args.tab.as_deref().and_then(Tab::from_name);
     let exit_after = args.exit_after.map(std::time::Duration::from_secs_f64);
