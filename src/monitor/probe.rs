@@ -173,16 +173,9 @@ fn monitor_ws_url(stats_url: &str) -> String {
 async fn diagnose(stats_url: &str, token: Option<&MonitorToken>, ws_error: String) -> String {
     match directory::get(stats_url, token, HTTP_TIMEOUT).await {
         Err(e) => e.to_string(),
-        Ok(r) if r.status == 401 || r.status == 403 => format!(
-            "{stats_url} refused the dashboard (HTTP {}): {}{}",
-            r.status,
-            r.text().lines().next().unwrap_or("").trim(),
-            if token.is_none() {
-                " (start the dashboard with --monitor-token)"
-            } else {
-                ""
-            }
-        ),
+        Ok(r) if r.status == 401 || r.status == 403 => {
+            not_allowed(stats_url, r.status, &r.text(), token.is_some())
+        }
         Ok(r) if r.status != 200 => format!(
             "{stats_url} is not a Switchboard monitor endpoint: HTTP {}",
             r.status
@@ -194,6 +187,26 @@ async fn diagnose(stats_url: &str, token: Option<&MonitorToken>, ws_error: Strin
             ),
         },
     }
+}
+
+/// Why a node's monitor endpoint turned the dashboard away (401/403), with the node's one-line
+/// reason. Worded without "refused", so the probe backs off as for any authentication error
+/// (`retry_cap`) instead of retrying within a quarter second.
+fn not_allowed(stats_url: &str, status: u16, body: &str, token_given: bool) -> String {
+    let hint = if token_given {
+        ""
+    } else {
+        " (start the dashboard with --monitor-token)"
+    };
+    let reason: String = body
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(300)
+        .collect();
+    format!("{stats_url} does not let this dashboard look (HTTP {status}): {reason}{hint}")
 }
 
 /// The next attempt number and when it is due (unix ms), after a capped backoff.
@@ -644,6 +657,17 @@ fn spawn_lookup(trace: u64, node: &str, target: &SendTarget, ctx: &LookupContext
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_monitor_endpoint_that_wants_a_token_is_retried_slowly_and_says_why() {
+        let text = not_allowed("http://h:1/switchboard/stats", 401, "needs a token\nmore", false);
+        assert_eq!(
+            text,
+            "http://h:1/switchboard/stats does not let this dashboard look (HTTP 401): needs a token (start the dashboard with --monitor-token)"
+        );
+        assert_eq!(crate::backplane::retry_cap(&text), config::DEFAULT_RECONNECT_MAX);
+        assert!(!not_allowed("u", 403, "x", true).contains("--monitor-token"));
+    }
 
     #[test]
     fn monitor_url_follows_the_stats_url() {
