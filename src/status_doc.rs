@@ -148,7 +148,8 @@ pub struct Limits {
 pub const CONNECTIONS_DEFAULT_LIMIT: usize = 100;
 
 /// Most entries one page may ask for: a page is built under the registry's read lock, so its size
-/// bounds how long deliveries can wait behind it (1,000 entries is well under a millisecond).
+/// bounds how long a connect, a disconnect or a group change (the writers) can wait behind it.
+/// Deliveries take the read lock too and do not wait.
 pub const CONNECTIONS_MAX_LIMIT: usize = 1000;
 
 /// Group names listed per connection (a connection may be in up to 100 groups); the rest are

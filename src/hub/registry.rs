@@ -11,8 +11,8 @@
 //! case-sensitive, as in ASP.NET Core (B.4); its size is capped (`max_groups`).
 //!
 //! For the monitor's directory (`GET /switchboard/connections`) the connection ids are also kept
-//! in order (`State::order`, a `BTreeSet` of the same `Arc<str>`s, ~25 bytes a connection and an
-//! O(log n) insert at register): a page resumes after a cursor id and examines at most
+//! in order (`State::order`, a `BTreeSet` of the same `Arc<str>`s: by the B-tree's node layout
+//! about 30 bytes a connection, not measured, and an O(log n) insert at register): a page resumes after a cursor id and examines at most
 //! [`SCAN_BUDGET`] connections, so listing a node of 19,000 clients never holds the read lock for
 //! a walk of all of them. A user or group filter starts from that user's or group's own set when
 //! it is small enough to sort within the same budget.
@@ -34,8 +34,10 @@ use crate::config;
 use crate::protocol::{HubMessage, Protocol};
 use crate::status_doc::{CONNECTIONS_MAX_LISTED_GROUPS, ConnectionEntry};
 
-/// Most connections one directory page examines under the read lock: a few hundred microseconds,
-/// so deliveries and joins never wait long behind a listing.
+/// Most connections one directory page examines under the read lock, so a connect, disconnect or
+/// group change (they take the write lock) never waits behind a walk of every connection. Not
+/// timed on its own; a whole 1,000-entry page over HTTP took ~7 ms end to end on a debug build with
+/// 5,000 connections.
 pub(crate) const SCAN_BUDGET: usize = 4096;
 
 /// One frame for one client's socket, shared between recipients (cloning is a refcount).
