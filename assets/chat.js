@@ -714,6 +714,13 @@ async function refreshStats() {
       cache: "no-store",
       signal: AbortSignal.timeout(STATS_REFRESH_MS),
     });
+    if (response.status === 401 || response.status === 403) {
+      // The node keeps its monitor endpoints to monitors (--monitor-token, or loopback clients
+      // only): the chat works, only the node's numbers stay hidden. Not an outage.
+      ui.stats.uptime.textContent = "node details are for monitors only";
+      if (ui.badge.textContent === "…") ui.serverName.textContent = `node details are not public (HTTP ${response.status})`;
+      return;
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     showNode(await response.json());
   } catch (error) {

@@ -9,7 +9,40 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config;
 use crate::hub::{BackplaneChoice, Node, NodeConfig};
+use crate::monitor_token::MonitorToken;
 use crate::redis_conn::{ClusterMode, RedisOptions, RedisSpec};
+
+/// The environment variable read for `--monitor-token` (safer than the command line, which other
+/// users of the machine can see in `ps`).
+pub const MONITOR_TOKEN_ENV: &str = "SWITCHBOARD_MONITOR_TOKEN";
+
+/// `--monitor-token` as given, checked when used (`MonitorToken::new`) rather than by clap: clap's
+/// error for an invalid value repeats the value, and this one is a secret. `Debug` prints `***`.
+#[derive(Clone, Default)]
+pub struct TokenArg(String);
+
+impl std::fmt::Debug for TokenArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenArg(***)")
+    }
+}
+
+impl std::str::FromStr for TokenArg {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(TokenArg(text.to_string()))
+    }
+}
+
+/// The checked token of `--monitor-token` (an empty one counts as none).
+fn monitor_token(arg: Option<&TokenArg>) -> anyhow::Result<Option<MonitorToken>> {
+    match arg.filter(|t| !t.0.is_empty()) {
+        None => Ok(None),
+        Some(t) => MonitorToken::new(&t.0)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--monitor-token (or {MONITOR_TOKEN_ENV}): {e}")),
+    }
+}
 
 /// Switchboard: SignalR-compatible chat hubs scaled out through Redis, and the tools to watch them.
 #[derive(Debug, Parser)]
@@ -78,6 +111,10 @@ pub struct DashboardArgs {
     /// started with `switchboard hub --tls-cert` by a private CA.
     #[arg(long, value_name = "FILE")]
     pub node_ca: Option<std::path::PathBuf>,
+    /// Bearer token sent to every watched node's monitor endpoints (the nodes' --monitor-token).
+    /// Used for this run only, never saved; prefer the SWITCHBOARD_MONITOR_TOKEN variable.
+    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub monitor_token: Option<TokenArg>,
 }
 
 /// The demo's knobs; everything else is set from the UI while it runs.
@@ -307,10 +344,16 @@ pub struct HubArgs {
     /// The certificate's private key (PEM, unencrypted PKCS#8, PKCS#1 or SEC1; needs --tls-cert).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Bearer token the monitor endpoints (/switchboard/*, /metrics) require: dashboards and
+    /// Prometheus send `Authorization: Bearer TOKEN`. Without it they answer loopback clients
+    /// only, so set it when the node listens beyond loopback and is watched from elsewhere.
+    /// Prefer the SWITCHBOARD_MONITOR_TOKEN variable (the command line shows in `ps`).
+    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub monitor_token: Option<TokenArg>,
 }
 
 impl HubArgs {
-    fn node_config(&self) -> NodeConfig {
+    fn node_config(&self) -> anyhow::Result<NodeConfig> {
         let mut config = NodeConfig::new(self.name.clone());
         config.listen = self.listen;
         config.hub_name = self.hub_name.clone();
@@ -329,7 +372,8 @@ impl HubArgs {
                 key: key.clone(),
             });
         }
-        config
+        config.monitor_token = monitor_token(self.monitor_token.as_ref())?;
+        Ok(config)
     }
 }
 
@@ -367,6 +411,7 @@ impl DashboardArgs {
     /// The defaults of a bare `switchboard`, where clap parsed no dashboard flags: REDIS_URL still
     /// counts, as it does for `switchboard dashboard`.
     fn default_from_env() -> Self {
+        let monitor_token = std::env::var(MONITOR_TOKEN_ENV).ok().map(TokenArg);
         Self {
             redis: RedisArgs {
                 redis: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
@@ -375,6 +420,7 @@ impl DashboardArgs {
                     .filter(|u| !u.is_empty()),
                 ..RedisArgs::default()
             },
+            monitor_token,
             ..Self::default()
         }
     }
@@ -388,17 +434,25 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         }
         None => BackplaneChoice::Alone,
     };
-    let node = Node::start(args.node_config(), backplane)
+    let config = args.node_config()?;
+    let guarded = config.monitor_token.is_some();
+    let node = Node::start(config, backplane)
         .await
         .context("starting the hub node")?;
     println!(
-        "switchboard hub '{}' ({}) listening: hub {} · chat page {}/ · stats {}/switchboard/stats",
+        "switchboard hub '{}' ({}) listening: hub {} · chat page {}/ · stats {}/switchboard/stats · metrics {}/metrics",
         node.node_name(),
         node.server_name(),
         node.hub_url(),
         node.base_url(),
+        node.base_url(),
         node.base_url()
     );
+    if !guarded && !args.listen.ip().to_canonical().is_loopback() {
+        println!(
+            "note: no --monitor-token: the monitor endpoints (/switchboard/*, /metrics) answer loopback clients only"
+        );
+    }
     crate::signals::wait_for_signal()
         .await
         .context("waiting for SIGINT/SIGTERM")?;
@@ -563,10 +617,15 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
     let monitor_options = crate::monitor::MonitorOptions {
         node_tls: node_tls(args.node_ca.as_deref())?,
     };
+    let token = monitor_token(args.monitor_token.as_ref())?;
     require_display()?;
-    let (link, _) = crate::link::Link::start_with(None, monitor_options)?;
+    let (mut link, _) = crate::link::Link::start_with(None, monitor_options)?;
     if link.signalled() {
         return Ok(());
+    }
+    if token.is_some() {
+        // Queued before any node is watched: the UI's first commands come after it.
+        link.command(crate::monitor::MonitorCommand::SetMonitorToken(token));
     }
     let tab = args.tab.as_deref().and_then(Tab::from_name);
     let exit_after = args.exit_after.map(std::time::Duration::from_secs_f64);

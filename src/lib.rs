@@ -35,6 +35,9 @@
 //!   (the pure `spec` only).
 //! - `status_doc`: the stats snapshot and heartbeat documents a node publishes, declared once:
 //!   `hub` writes them, `monitor` reads them. Uses only serde.
+//! - `monitor_token`: the bearer token guarding a node's monitor endpoints (`/switchboard/*`,
+//!   `/metrics`): redacted `Debug`, constant-time check. `hub` checks it, `monitor` and `cli` send
+//!   or parse it. Uses nothing.
 //! - `signals`: waits for SIGINT/SIGTERM (the node in `cli`, the window in `link`). Uses tokio only.
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo.
@@ -49,6 +52,7 @@ pub mod hub;
 pub mod link;
 pub mod load;
 pub mod monitor;
+pub mod monitor_token;
 pub mod protocol;
 pub mod redis_conn;
 pub mod signals;

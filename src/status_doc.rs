@@ -1,6 +1,7 @@
 //! The documents a hub node publishes about itself, declared once: the stats snapshot
-//! (`GET /switchboard/stats`, pushed every 500 ms on `/switchboard/monitor`) and the heartbeat
-//! announcement on `{prefix}switchboard:nodes`.
+//! (`GET /switchboard/stats`, pushed every 500 ms on `/switchboard/monitor`), a page of its
+//! connections (`GET /switchboard/connections`) and the heartbeat announcement on
+//! `{prefix}switchboard:nodes`.
 //!
 //! `hub::status` fills these types and serializes them; `monitor` deserializes the very same types,
 //! so renaming a field renames it on both sides. Every field still defaults when missing, so a
@@ -141,6 +142,57 @@ pub struct Limits {
     pub max_message_size: u64,
     pub outbound_queue: u64,
     pub max_groups_per_connection: u64,
+}
+
+/// Entries per page of `GET /switchboard/connections` when `limit` is not given.
+pub const CONNECTIONS_DEFAULT_LIMIT: usize = 100;
+
+/// Most entries one page may ask for: a page is built under the registry's read lock, so its size
+/// bounds how long a connect, a disconnect or a group change (the writers) can wait behind it.
+/// Deliveries take the read lock too and do not wait.
+pub const CONNECTIONS_MAX_LIMIT: usize = 1000;
+
+/// Group names listed per connection (a connection may be in up to 100 groups); the rest are
+/// counted in `groups_total`.
+pub const CONNECTIONS_MAX_LISTED_GROUPS: usize = 32;
+
+/// One page of a node's local connections (`GET /switchboard/connections?user=&group=&id=&limit=&after=`),
+/// in connection id order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionsPage {
+    pub node_name: String,
+    /// The backplane server name, `{hostname}_{32 hex}`.
+    pub server_name: String,
+    /// The node's base URL (`http://host:port`).
+    pub url: String,
+    pub connections: Vec<ConnectionEntry>,
+    /// Pass as `after=` to get the next page; `None` when this was the last one. A page may hold
+    /// fewer than `limit` entries and still have a `next`: each page examines a bounded number of
+    /// connections, so a rare match on a busy node takes several pages to reach.
+    pub next: Option<String>,
+    /// Connections examined to build this page.
+    pub scanned: u64,
+    /// The page size used.
+    pub limit: u64,
+}
+
+/// One local connection in a [`ConnectionsPage`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionEntry {
+    /// The SignalR connection id.
+    pub id: String,
+    /// The user id it connected with, if any.
+    pub user: Option<String>,
+    /// "json" or "messagepack".
+    pub protocol: String,
+    /// Its groups as spelled on the wire, sorted; at most [`CONNECTIONS_MAX_LISTED_GROUPS`].
+    pub groups: Vec<String>,
+    /// How many groups it is in (`groups` may be cut short).
+    pub groups_total: u64,
+    /// When it registered (handshake done), unix ms.
+    pub connected_at_ms: u64,
 }
 
 /// A node's heartbeat on `{prefix}switchboard:nodes`.

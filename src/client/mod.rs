@@ -478,7 +478,7 @@ async fn establish(hub_url: &str, opts: &ClientOptions) -> Result<Established, C
         ws_query.insert(0, ("id", transport_id.as_str()));
     }
     let ws_url = url::websocket_url(&hub_url, &ws_query)?;
-    let mut ws = connect_ws(&ws_url, opts.tls.as_ref()).await?;
+    let mut ws = connect_ws(&ws_url, opts.tls.as_ref(), &[]).await?;
     let framer = handshake_over(&mut ws, opts.protocol).await?;
     Ok(Established {
         ws,
@@ -556,11 +556,31 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE_SIZE))
 }
 
-async fn connect_ws(ws_url: &str, tls: Option<&NodeTls>) -> Result<NodeWebSocket, ClientError> {
+async fn connect_ws(
+    ws_url: &str,
+    tls: Option<&NodeTls>,
+    headers: &[(&str, &str)],
+) -> Result<NodeWebSocket, ClientError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+
     let target = url::parse(ws_url)?;
+    let mut request = ws_url
+        .into_client_request()
+        .map_err(|e| ClientError::websocket(format!("building the request for {ws_url}"), e))?;
+    for (name, value) in headers {
+        // The header's value may be a secret: the error names the header only.
+        let invalid = || ClientError::Url {
+            url: ws_url.to_string(),
+            reason: format!("invalid request header {name:?}"),
+        };
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        request.headers_mut().insert(name, value);
+    }
     let stream = transport::connect(&target, tls, ws_url).await?;
     let is_tls = stream.is_tls();
-    match tokio_tungstenite::client_async_with_config(ws_url, stream, Some(ws_config())).await {
+    match tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config())).await {
         Ok((ws, _response)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ClientError::UpgradeRejected {
             url: ws_url.to_string(),
@@ -582,15 +602,21 @@ async fn connect_ws(ws_url: &str, tls: Option<&NodeTls>) -> Result<NodeWebSocket
 /// Opens a bare WebSocket (no negotiate, no handshake) to an `http(s)://` or `ws(s)://` URL,
 /// within [`DEFAULT_CONNECT_TIMEOUT`]: for tests that need to misbehave (bad handshakes, raw
 /// frames), and the dashboard's monitor link. `https`/`wss` are verified against the system's
-/// roots; see [`connect_raw_ws_with`] to pass a CA.
+/// roots; see [`connect_raw_ws_with`] to pass a CA and headers.
 pub async fn connect_raw_ws(url: &str) -> Result<NodeWebSocket, ClientError> {
-    connect_raw_ws_with(url, None).await
+    connect_raw_ws_with(url, None, &[]).await
 }
 
-/// [`connect_raw_ws`] verifying `https`/`wss` nodes against `tls` (`None`: the system's roots).
-pub async fn connect_raw_ws_with(url: &str, tls: Option<&NodeTls>) -> Result<NodeWebSocket, ClientError> {
+/// [`connect_raw_ws`] verifying `https`/`wss` nodes against `tls` (`None`: the system's roots),
+/// with extra request headers (the dashboard's monitor link sends `Authorization: Bearer …` to a
+/// node with a monitor token).
+pub async fn connect_raw_ws_with(
+    url: &str,
+    tls: Option<&NodeTls>,
+    headers: &[(&str, &str)],
+) -> Result<NodeWebSocket, ClientError> {
     let ws_url = url::websocket_url(url, &[])?;
-    tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, connect_ws(&ws_url, tls))
+    tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, connect_ws(&ws_url, tls, headers))
         .await
         .map_err(|_| {
             ClientError::Timeout(format!(

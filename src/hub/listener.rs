@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -29,7 +30,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -41,7 +42,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::task::TaskTracker;
 
 use super::stats::Stats;
-use super::{NodeShared, PendingToken, connection, page, status};
+use super::{NodeShared, PendingToken, access, connection, metrics, page, status};
 use crate::config;
 use crate::protocol::negotiate;
 
@@ -49,12 +50,12 @@ use crate::protocol::negotiate;
 /// the shutdown grace period). Upgraded WebSockets are tracked by the node, not here.
 pub async fn serve<L>(mut listener: L, node: Arc<NodeShared>)
 where
-    L: axum::serve::Listener,
+    L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let router = router(node.clone());
     let connections = TaskTracker::new();
     loop {
-        let (io, _remote) = tokio::select! {
+        let (io, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = node.shutdown.cancelled() => break,
         };
@@ -71,8 +72,10 @@ where
         }
         let slot = ConnSlot(Arc::new(LiveSlot(node.clone())));
         match node.tls.clone() {
-            Some(acceptor) => connections.spawn(serve_tls(io, acceptor, router.clone(), slot, node.clone())),
-            None => connections.spawn(serve_connection(io, router.clone(), slot, node.clone())),
+            Some(acceptor) => {
+                connections.spawn(serve_tls(io, acceptor, router.clone(), slot, peer, node.clone()))
+            }
+            None => connections.spawn(serve_connection(io, router.clone(), slot, peer, node.clone())),
         };
     }
     drop(listener);
@@ -86,11 +89,11 @@ where
 }
 
 /// Serves one HTTP/1.1 connection (and its upgrade, if any) with the header read timeout.
-async fn serve_connection<I>(io: I, router: Router, slot: ConnSlot, node: Arc<NodeShared>)
+async fn serve_connection<I>(io: I, router: Router, slot: ConnSlot, peer: SocketAddr, node: Arc<NodeShared>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = ConnService { router, slot };
+    let service = ConnService { router, slot, peer };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -130,6 +133,7 @@ async fn serve_tls<I>(
     acceptor: tokio_rustls::TlsAcceptor,
     router: Router,
     slot: ConnSlot,
+    peer: SocketAddr,
     node: Arc<NodeShared>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -140,7 +144,7 @@ async fn serve_tls<I>(
         _ = node.shutdown.cancelled() => return,
     };
     let error = match handshake {
-        Ok(Ok(stream)) => return serve_connection(stream, router, slot, node).await,
+        Ok(Ok(stream)) => return serve_connection(stream, router, slot, peer, node).await,
         Ok(Err(error)) => error,
         Err(_) => format!("no TLS handshake within {limit:?}"),
     };
@@ -263,10 +267,12 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<I> {
     }
 }
 
-/// The router, with this connection's slot attached to every request (see [`ConnSlot`]).
+/// The router, with this connection's slot (see [`ConnSlot`]) and peer address (for
+/// `access`: who may read the monitor endpoints) attached to every request.
 struct ConnService {
     router: Router,
     slot: ConnSlot,
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
@@ -277,6 +283,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.slot.clone());
+        request.extensions_mut().insert(ConnectInfo(self.peer));
         // A Router is always ready (its `poll_ready` returns Ready); cloning it is a refcount.
         tower_service::Service::call(&mut self.router.clone(), request)
     }
@@ -294,14 +301,22 @@ fn max_ws_message(max_message_size: usize) -> usize {
 
 pub fn router(node: Arc<NodeShared>) -> Router {
     let path = node.config.path.clone();
+    // The monitor endpoints expose user and connection ids: `access` decides who may read them.
+    // A route layer, so unknown paths stay plain 404s; inside the CORS layer, so a browser's
+    // preflight (which never carries credentials) is still answered.
+    let monitor = Router::new()
+        .route("/switchboard/stats", get(status::stats_handler))
+        .route("/switchboard/monitor", get(status::monitor_handler))
+        .route("/switchboard/connections", get(status::connections_handler))
+        .route("/metrics", get(metrics::handler))
+        .route_layer(axum::middleware::from_fn_with_state(node.clone(), access::guard));
     Router::new()
         .route(&format!("{path}/negotiate"), post(negotiate_handler))
         .route(&path, get(hub_get).post(hub_post).delete(hub_delete))
         .route("/", get(page::index))
         .route("/assets/chat.js", get(page::script))
         .route("/assets/style.css", get(page::style))
-        .route("/switchboard/stats", get(status::stats_handler))
-        .route("/switchboard/monitor", get(status::monitor_handler))
+        .merge(monitor)
         .layer(axum::middleware::from_fn_with_state(node.clone(), cors))
         .with_state(node)
 }

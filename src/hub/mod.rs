@@ -7,14 +7,18 @@
 //! - `registry`: local connections, groups and users, with reference-counted subscriptions.
 //! - `lifetime`: routing of sends (local or via the backplane) and the backplane receive side.
 //! - `dispatch`: the chat hub's methods.
-//! - `stats`: counters and the monitor snapshot; `status`: the monitor endpoints and heartbeat.
+//! - `stats`: counters and the monitor snapshot; `status`: the monitor endpoints and heartbeat;
+//!   `metrics`: the same counters in the Prometheus text format (`GET /metrics`); `access`: who may
+//!   look at the monitor endpoints (`--monitor-token`, loopback clients).
 //!
 //! Uses `protocol`, `config` and the `Backplane` trait; never the Redis client directly.
 
+mod access;
 mod connection;
 pub(crate) mod dispatch;
 pub(crate) mod lifetime;
 mod listener;
+mod metrics;
 mod page;
 pub(crate) mod registry;
 pub(crate) mod stats;
@@ -35,6 +39,7 @@ use crate::backplane::naming::Channels;
 use crate::backplane::redis::RedisBackplane;
 use crate::backplane::{Backplane, BackplaneStatus};
 use crate::config;
+use crate::monitor_token::MonitorToken;
 use crate::redis_conn::{RedisOptions, RedisSpec};
 use lifetime::Lifetime;
 use registry::Registry;
@@ -84,6 +89,9 @@ pub struct NodeConfig {
     pub cors_origins: Vec<String>,
     /// Serve HTTPS/WSS with this certificate and key (`--tls-cert`, `--tls-key`); `None`: plain.
     pub tls: Option<ServerTls>,
+    /// The bearer token the monitor endpoints (`/switchboard/*`, `/metrics`) require. Without one
+    /// they answer loopback clients only (see `access`). Its `Debug` prints `***`.
+    pub monitor_token: Option<MonitorToken>,
 }
 
 /// A node's own certificate chain and private key (PEM files), for serving HTTPS/WSS.
@@ -117,6 +125,7 @@ impl NodeConfig {
             public_url: None,
             cors_origins: Vec::new(),
             tls: None,
+            monitor_token: None,
         }
     }
 }
@@ -319,6 +328,14 @@ impl Node {
             backplane = shared.lifetime.backplane().kind(),
             "hub node listening"
         );
+        if shared.config.monitor_token.is_none() && access::listens_beyond_loopback(local_addr) {
+            tracing::warn!(
+                addr = %local_addr,
+                "listening beyond loopback without --monitor-token: the monitor endpoints \
+                 (/switchboard/*, /metrics) answer loopback clients only; set --monitor-token to \
+                 let a remote dashboard or Prometheus look"
+            );
+        }
 
         // The backplane receive side: one task, in order, as messages arrive.
         let receiver = shared.clone();

@@ -1,5 +1,6 @@
 //! What the dashboard reads from a node: the JSON snapshot (`GET /switchboard/stats`, and pushed
-//! every 500 ms on the `/switchboard/monitor` WebSocket), and the heartbeat each node publishes on
+//! every 500 ms on the `/switchboard/monitor` WebSocket), one page of its connections
+//! (`GET /switchboard/connections`, the directory), and the heartbeat each node publishes on
 //! `{prefix}switchboard:nodes` so a dashboard can discover nodes from Redis alone. Both documents
 //! are the types of `status_doc`, which the dashboard reads with the same declarations.
 
@@ -7,16 +8,18 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::NodeShared;
+use super::registry::ConnectionQuery;
 use super::stats::Stats;
 use crate::backplane::BackplaneState;
 use crate::status_doc::{
-    ANNOUNCEMENT_TYPE, Announcement, BackplaneStats, BackplaneStatusStats, ConnectionStats, Holds, Limits,
-    MessageStats, NodeStats,
+    ANNOUNCEMENT_TYPE, Announcement, BackplaneStats, BackplaneStatusStats, CONNECTIONS_DEFAULT_LIMIT,
+    CONNECTIONS_MAX_LIMIT, ConnectionStats, ConnectionsPage, Holds, Limits, MessageStats, NodeStats,
 };
 use axum::Json;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -143,6 +146,70 @@ pub(crate) async fn stats_handler(
     Json(doc)
 }
 
+/// `GET /switchboard/connections?user=&group=&id=&limit=&after=`. Empty parameters count as
+/// absent; unknown ones are ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct ConnectionsParams {
+    user: Option<String>,
+    group: Option<String>,
+    id: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// A query parameter, when given and not empty.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+/// The page size asked for, or why it is not one.
+fn page_limit(limit: Option<&str>) -> Result<usize, String> {
+    match limit.filter(|l| !l.is_empty()) {
+        None => Ok(CONNECTIONS_DEFAULT_LIMIT),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=CONNECTIONS_MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "limit must be a whole number from 1 to {CONNECTIONS_MAX_LIMIT}, not {:?}",
+                text.chars().take(40).collect::<String>()
+            )),
+        },
+    }
+}
+
+pub(crate) async fn connections_handler(
+    State(node): State<Arc<NodeShared>>,
+    Query(q): Query<ConnectionsParams>,
+) -> Response {
+    let limit = match page_limit(q.limit.as_deref()) {
+        Ok(limit) => limit,
+        Err(reason) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{reason}\n"),
+            )
+                .into_response();
+        }
+    };
+    let page = node.registry.list(&ConnectionQuery {
+        id: given(&q.id),
+        user: given(&q.user),
+        group: given(&q.group),
+        after: given(&q.after),
+        limit,
+    });
+    Json(ConnectionsPage {
+        node_name: node.config.node_name.clone(),
+        server_name: node.server_name.clone(),
+        url: node.public_url(),
+        connections: page.entries,
+        next: page.next,
+        scanned: page.scanned as u64,
+        limit: limit as u64,
+    })
+    .into_response()
+}
+
 pub(crate) async fn monitor_handler(State(node): State<Arc<NodeShared>>, ws: WebSocketUpgrade) -> Response {
     let tracker = node.tracker.clone();
     ws.on_upgrade(move |socket| {
@@ -206,6 +273,23 @@ pub(crate) async fn heartbeat_loop(node: Arc<NodeShared>) {
         let payload = bytes::Bytes::from(serde_json::to_vec(&heartbeat(&node)).unwrap_or_default());
         if let Err(e) = backplane.publish(&channel, payload).await {
             tracing::debug!(error = %e, "heartbeat not published");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_limit_defaults_and_is_bounded() {
+        assert_eq!(page_limit(None), Ok(CONNECTIONS_DEFAULT_LIMIT));
+        assert_eq!(page_limit(Some("")), Ok(CONNECTIONS_DEFAULT_LIMIT));
+        assert_eq!(page_limit(Some("1")), Ok(1));
+        assert_eq!(page_limit(Some("1000")), Ok(CONNECTIONS_MAX_LIMIT));
+        for bad in ["0", "1001", "-1", "ten", "1e3"] {
+            let error = page_limit(Some(bad)).unwrap_err();
+            assert!(error.contains("from 1 to 1000"), "{error}");
         }
     }
 }

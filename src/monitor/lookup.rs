@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::{NodeTarget, SendTarget, TapSource, TraceLookup};
 use crate::backplane::naming::Channels;
-use crate::client::{NodeTls, encode_component, http};
+use crate::client::{NodeTls, encode_component};
 
 /// Least time between two lookups: one a second is plenty for a person reading traces.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -52,6 +52,8 @@ pub(crate) struct LookupContext {
     pub limiter: Limiter,
     /// What https nodes are verified against (`--node-ca`).
     pub tls: Option<NodeTls>,
+    /// Sent to the nodes' monitor endpoints.
+    pub monitor_token: Option<crate::monitor_token::MonitorToken>,
 }
 
 /// The query string asking a node about `target`, for user and connection targets.
@@ -95,12 +97,8 @@ pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &Sen
             let doc = match &node.monitor_url {
                 Some(stats) => {
                     let url = format!("{stats}?{query}");
-                    let options = http::RequestOptions {
-                        timeout: Some(LOOKUP_TIMEOUT),
-                        tls: ctx.tls.as_ref(),
-                        ..http::RequestOptions::default()
-                    };
-                    match http::request_with("GET", &url, b"", options).await {
+                    let token = ctx.monitor_token.as_ref();
+                    match super::directory::get(&url, token, ctx.tls.as_ref(), LOOKUP_TIMEOUT).await {
                         Ok(r) if r.status == 200 => r.json::<serde_json::Value>().ok(),
                         _ => None,
                     }

@@ -10,6 +10,9 @@
 //! - `tap`: the Redis (or in-memory bus) tap, the heartbeat discovery, the PUBSUB census.
 //! - `probe`: one task per hub node: monitor WebSocket, round-trip time, the probe client that
 //!   receives test messages, and sending test messages (once or in bursts).
+//! - `directory`: which watched node holds a connection id, user or group
+//!   (`GET /switchboard/connections`, paged, bounded), and the one monitor GET that carries the
+//!   monitor token.
 //! - `lookup`: where a test message to a client that is not a probe went (NUMSUB, which node
 //!   holds the user or connection), once per send request, rate-limited.
 //! - `sink`: [`sink::EventSink`], the bounded buffer every task pushes events into, with its drop
@@ -22,6 +25,7 @@
 
 pub mod decode;
 pub mod detail;
+pub mod directory;
 pub mod lookup;
 pub mod model;
 pub mod probe;
@@ -185,6 +189,9 @@ pub enum MonitorCommand {
     Send(SendRequest),
     /// Stops every running burst.
     StopBursts,
+    /// The bearer token sent to every watched node's monitor endpoints (`--monitor-token` of the
+    /// dashboard); the probes restart with it. Held by the runtime only, never saved.
+    SetMonitorToken(Option<crate::monitor_token::MonitorToken>),
 }
 
 /// What Redis itself reveals about the cluster (PUBSUB CHANNELS; SIGNALR-WIRE.md D.1), per hub.

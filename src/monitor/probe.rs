@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::directory;
 use super::lookup::{self, LookupContext};
 use super::model::traces as marker;
 use super::now_ms;
@@ -31,6 +32,7 @@ use super::{
 use crate::backplane::backoff;
 use crate::client::{self, ClientEvent, ClientOptions, HubClient, HubSender, NodeTls, http};
 use crate::config;
+use crate::monitor_token::MonitorToken;
 use crate::protocol::{CompletionResult, Value};
 
 /// The user id of every probe client, so a `SendToUser` to it reaches all probes.
@@ -130,6 +132,7 @@ impl ProbeShared {
 pub(crate) async fn run(
     target: NodeTarget,
     tls: Option<NodeTls>,
+    token: Option<MonitorToken>,
     shared: Arc<ProbeShared>,
     sink: EventSink,
     cancel: CancellationToken,
@@ -142,12 +145,21 @@ pub(crate) async fn run(
     let tls = tls.as_ref();
     let monitor = async {
         if let Some(stats_url) = &target.monitor_url {
-            monitor_loop(&target.hub_url, stats_url, tls, &shared, &sink, &cancel).await;
+            monitor_loop(
+                &target.hub_url,
+                stats_url,
+                tls,
+                token.as_ref(),
+                &shared,
+                &sink,
+                &cancel,
+            )
+            .await;
         }
     };
     tokio::join!(
         monitor,
-        rtt_loop(&target, tls, &sink, &cancel),
+        rtt_loop(&target, tls, token.as_ref(), &sink, &cancel),
         probe_loop(&target.hub_url, tls, &shared, &sink, &cancel)
     );
     tracing::info!(hub_url = %target.hub_url, "stopped watching a node");
@@ -171,9 +183,17 @@ fn request_options(tls: Option<&NodeTls>) -> http::RequestOptions<'_> {
 }
 
 /// Why a stats URL does not serve a monitor: what a plain GET of it says.
-async fn diagnose(stats_url: &str, tls: Option<&NodeTls>, ws_error: String) -> String {
-    match http::request_with("GET", stats_url, b"", request_options(tls)).await {
+async fn diagnose(
+    stats_url: &str,
+    tls: Option<&NodeTls>,
+    token: Option<&MonitorToken>,
+    ws_error: String,
+) -> String {
+    match directory::get(stats_url, token, tls, HTTP_TIMEOUT).await {
         Err(e) => e.to_string(),
+        Ok(r) if r.status == 401 || r.status == 403 => {
+            not_allowed(stats_url, r.status, &r.text(), token.is_some())
+        }
         Ok(r) if r.status != 200 => format!(
             "{stats_url} is not a Switchboard monitor endpoint: HTTP {}",
             r.status
@@ -185,6 +205,26 @@ async fn diagnose(stats_url: &str, tls: Option<&NodeTls>, ws_error: String) -> S
             ),
         },
     }
+}
+
+/// Why a node's monitor endpoint turned the dashboard away (401/403), with the node's one-line
+/// reason. Worded without "refused", so the probe backs off as for any authentication error
+/// (`retry_cap`) instead of retrying within a quarter second.
+fn not_allowed(stats_url: &str, status: u16, body: &str, token_given: bool) -> String {
+    let hint = if token_given {
+        ""
+    } else {
+        " (start the dashboard with --monitor-token)"
+    };
+    let reason: String = body
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(300)
+        .collect();
+    format!("{stats_url} does not let this dashboard look (HTTP {status}): {reason}{hint}")
 }
 
 /// The next attempt number and when it is due (unix ms), after a capped backoff.
@@ -238,19 +278,25 @@ async fn monitor_loop(
     hub_url: &str,
     stats_url: &str,
     tls: Option<&NodeTls>,
+    token: Option<&MonitorToken>,
     shared: &ProbeShared,
     sink: &EventSink,
     cancel: &CancellationToken,
 ) {
     let ws_url = monitor_ws_url(stats_url);
+    let authorization = token.map(MonitorToken::header_value);
+    let headers: Vec<(&str, &str)> = authorization
+        .iter()
+        .map(|value| ("Authorization", value.as_str()))
+        .collect();
     let mut attempt = 0;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = client::connect_raw_ws_with(&ws_url, tls) => r,
+            r = client::connect_raw_ws_with(&ws_url, tls, &headers) => r,
         };
         let error = match connected {
-            Err(e) => diagnose(stats_url, tls, e.to_string()).await,
+            Err(e) => diagnose(stats_url, tls, token, e.to_string()).await,
             Ok(mut ws) => loop {
                 let message = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -280,7 +326,13 @@ async fn monitor_loop(
     }
 }
 
-async fn rtt_loop(target: &NodeTarget, tls: Option<&NodeTls>, sink: &EventSink, cancel: &CancellationToken) {
+async fn rtt_loop(
+    target: &NodeTarget,
+    tls: Option<&NodeTls>,
+    token: Option<&MonitorToken>,
+    sink: &EventSink,
+    cancel: &CancellationToken,
+) {
     let (method, url) = match &target.monitor_url {
         Some(stats) => ("GET", stats.clone()),
         None => ("POST", format!("{}/negotiate?negotiateVersion=1", target.hub_url)),
@@ -293,7 +345,12 @@ async fn rtt_loop(target: &NodeTarget, tls: Option<&NodeTls>, sink: &EventSink, 
             _ = tick.tick() => {}
         }
         let started = Instant::now();
-        let request = http::request_with(method, &url, b"", request_options(tls));
+        let request = async {
+            match method {
+                "GET" => directory::get(&url, token, tls, HTTP_TIMEOUT).await,
+                _ => http::request_with(method, &url, b"", request_options(tls)).await,
+            }
+        };
         let response = tokio::select! {
             _ = cancel.cancelled() => return,
             r = request => r,
@@ -627,6 +684,17 @@ fn spawn_lookup(trace: u64, node: &str, target: &SendTarget, ctx: &LookupContext
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_monitor_endpoint_that_wants_a_token_is_retried_slowly_and_says_why() {
+        let text = not_allowed("http://h:1/switchboard/stats", 401, "needs a token\nmore", false);
+        assert_eq!(
+            text,
+            "http://h:1/switchboard/stats does not let this dashboard look (HTTP 401): needs a token (start the dashboard with --monitor-token)"
+        );
+        assert_eq!(crate::backplane::retry_cap(&text), config::DEFAULT_RECONNECT_MAX);
+        assert!(!not_allowed("u", 403, "x", true).contains("--monitor-token"));
+    }
 
     #[test]
     fn monitor_url_follows_the_stats_url() {

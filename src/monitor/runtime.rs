@@ -80,6 +80,7 @@ impl MonitorHandle {
             bursts: cancel.child_token(),
             // A random start, so two dashboards on one backplane never share trace ids.
             next_trace: Arc::new(AtomicU64::new((rand::random::<u32>() as u64) << 16 | 1)),
+            monitor_token: None,
         };
         let flusher_cancel = CancellationToken::new();
         let flusher = tokio::spawn(sink::flush_loop(sink.clone(), events_tx, flusher_cancel.clone()));
@@ -177,6 +178,8 @@ struct Supervisor {
     /// Parent of every running burst; replaced by StopBursts.
     bursts: CancellationToken,
     next_trace: Arc<AtomicU64>,
+    /// Sent to every node's monitor endpoints (see [`MonitorCommand::SetMonitorToken`]).
+    monitor_token: Option<crate::monitor_token::MonitorToken>,
 }
 
 impl Supervisor {
@@ -249,6 +252,7 @@ impl Supervisor {
                     nodes: self.nodes.values().map(|w| w.target.clone()).collect(),
                     limiter: self.lookups.clone(),
                     tls: self.node_tls.clone(),
+                    monitor_token: self.monitor_token.clone(),
                 };
                 probe::spawn_send(
                     request,
@@ -263,6 +267,21 @@ impl Supervisor {
             MonitorCommand::StopBursts => {
                 self.bursts.cancel();
                 self.bursts = self.cancel.child_token();
+            }
+            MonitorCommand::SetMonitorToken(token) => {
+                if self.monitor_token == token {
+                    return;
+                }
+                self.monitor_token = token;
+                // Every probe starts again with the new token (its monitor link was refused, or
+                // would be).
+                let targets: Vec<NodeTarget> = self.nodes.values().map(|w| w.target.clone()).collect();
+                for target in targets {
+                    if let Some(watched) = self.nodes.remove(&target.hub_url) {
+                        watched.cancel.cancel();
+                    }
+                    self.watch(target);
+                }
             }
         }
     }
@@ -293,6 +312,7 @@ impl Supervisor {
         let task = tokio::spawn(probe::run(
             target.clone(),
             self.node_tls.clone(),
+            self.monitor_token.clone(),
             shared.clone(),
             self.sink.clone(),
             cancel.clone(),

@@ -1,0 +1,181 @@
+//! Who may look at a node's monitor endpoints (`/switchboard/*` and `/metrics`), which expose user
+//! and connection ids:
+//!
+//! - with `--monitor-token TOKEN`, every request (loopback ones too) must carry
+//!   `Authorization: Bearer TOKEN`; otherwise 401 with a one-line reason;
+//! - without a token, only loopback clients are answered; anyone else gets 403 with a one-line
+//!   reason that names `--monitor-token`. So a node that listens beyond loopback requires the
+//!   token before a remote dashboard or Prometheus may look.
+//!
+//! "Loopback client" means the TCP peer is a loopback address (127.0.0.0/8, ::1, or IPv4-mapped
+//! 127.x) AND the request carries no proxy header (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`):
+//! behind a reverse proxy on the same host every peer is loopback, and the proxy's header says the
+//! real client is elsewhere. The peer address comes from the accept loop (`ConnectInfo`); a request
+//! without one is treated as remote.
+//!
+//! The token is never logged: it lives in a `MonitorToken`, whose `Debug` prints `***`. Refusals
+//! are logged at debug level with the peer address and the reason only.
+//!
+//! Used by `listener` (the route table) only.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::NodeShared;
+use crate::monitor_token::MonitorToken;
+
+/// The answer to one monitor request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Allowed,
+    /// 401: a token is configured and the request does not carry it.
+    Unauthorized(&'static str),
+    /// 403: no token is configured and the client is not on loopback.
+    Forbidden(&'static str),
+}
+
+pub(crate) const NO_TOKEN_SENT: &str = "this node's monitor endpoints require a bearer token: send `Authorization: Bearer TOKEN` with the node's --monitor-token";
+pub(crate) const WRONG_TOKEN: &str = "the bearer token does not match this node's --monitor-token";
+pub(crate) const LOOPBACK_ONLY: &str = "this node answers monitor requests from loopback clients only: start it with --monitor-token TOKEN (or SWITCHBOARD_MONITOR_TOKEN) and send `Authorization: Bearer TOKEN`";
+
+/// The rule of the module docs, pure: `authorization` is the request's header value, if any;
+/// `local` whether the client is a loopback client (see [`is_local_client`]).
+pub(crate) fn decide(token: Option<&MonitorToken>, authorization: Option<&[u8]>, local: bool) -> Access {
+    match (token, authorization) {
+        (Some(token), Some(header)) if token.matches_header(header) => Access::Allowed,
+        (Some(_), Some(_)) => Access::Unauthorized(WRONG_TOKEN),
+        (Some(_), None) => Access::Unauthorized(NO_TOKEN_SENT),
+        (None, _) if local => Access::Allowed,
+        (None, _) => Access::Forbidden(LOOPBACK_ONLY),
+    }
+}
+
+/// Headers a reverse proxy adds to say who the real client is.
+const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Whether a request comes from a loopback client (see the module docs).
+pub(crate) fn is_local_client(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+    let loopback = peer.is_some_and(|p| is_loopback(p.ip()));
+    loopback && !PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
+
+/// Loopback, IPv4-mapped IPv6 included (a dual-stack `[::]` listener sees 127.0.0.1 that way).
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// Whether a listen address accepts connections from beyond this host.
+pub(crate) fn listens_beyond_loopback(listen: SocketAddr) -> bool {
+    !is_loopback(listen.ip())
+}
+
+/// The middleware on the monitor routes.
+pub(crate) async fn guard(State(node): State<Arc<NodeShared>>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let local = is_local_client(peer, request.headers());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let decision = decide(node.config.monitor_token.as_ref(), authorization, local);
+    let (status, reason) = match decision {
+        Access::Allowed => return next.run(request).await,
+        Access::Unauthorized(reason) => (StatusCode::UNAUTHORIZED, reason),
+        Access::Forbidden(reason) => (StatusCode::FORBIDDEN, reason),
+    };
+    tracing::debug!(peer = ?peer, path = %request.uri().path(), %status, "monitor request refused");
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{reason}\n"),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"switchboard-monitor\""),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> Option<SocketAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_clients_are_answered() {
+        assert_eq!(decide(None, None, true), Access::Allowed);
+        assert_eq!(decide(None, Some(b"Bearer x"), true), Access::Allowed);
+        assert_eq!(decide(None, None, false), Access::Forbidden(LOOPBACK_ONLY));
+        assert_eq!(
+            decide(None, Some(b"Bearer x"), false),
+            Access::Forbidden(LOOPBACK_ONLY),
+            "a token sent to a node without one opens nothing"
+        );
+        assert!(LOOPBACK_ONLY.contains("--monitor-token"));
+    }
+
+    #[test]
+    fn with_a_token_everyone_must_send_it_loopback_included() {
+        let token = MonitorToken::new("t0ken").unwrap();
+        for local in [true, false] {
+            assert_eq!(
+                decide(Some(&token), None, local),
+                Access::Unauthorized(NO_TOKEN_SENT)
+            );
+            assert_eq!(
+                decide(Some(&token), Some(b"Bearer nope"), local),
+                Access::Unauthorized(WRONG_TOKEN)
+            );
+            assert_eq!(
+                decide(Some(&token), Some(b"Bearer t0ken"), local),
+                Access::Allowed
+            );
+        }
+        for reason in [NO_TOKEN_SENT, WRONG_TOKEN, LOOPBACK_ONLY] {
+            assert!(!reason.contains('\n'), "one line: {reason}");
+        }
+    }
+
+    #[test]
+    fn the_peer_address_decides_what_is_local() {
+        let none = HeaderMap::new();
+        assert!(is_local_client(addr("127.0.0.1:5000"), &none));
+        assert!(is_local_client(addr("127.3.4.5:5000"), &none));
+        assert!(is_local_client(addr("[::1]:5000"), &none));
+        assert!(is_local_client(addr("[::ffff:127.0.0.1]:5000"), &none));
+        assert!(!is_local_client(addr("192.0.2.7:5000"), &none));
+        assert!(!is_local_client(addr("[::ffff:192.0.2.7]:5000"), &none));
+        assert!(!is_local_client(addr("[fd00::2]:5000"), &none));
+        assert!(!is_local_client(addr("0.0.0.0:5000"), &none));
+        assert!(!is_local_client(None, &none), "no peer address: remote");
+    }
+
+    #[test]
+    fn a_proxied_request_is_not_local_even_from_loopback() {
+        for name in PROXY_HEADERS {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static("203.0.113.9"));
+            assert!(!is_local_client(addr("127.0.0.1:5000"), &headers), "{name}");
+        }
+    }
+
+    #[test]
+    fn listening_beyond_loopback() {
+        assert!(!listens_beyond_loopback("127.0.0.1:0".parse().unwrap()));
+        assert!(!listens_beyond_loopback("[::1]:0".parse().unwrap()));
+        assert!(listens_beyond_loopback("0.0.0.0:5001".parse().unwrap()));
+        assert!(listens_beyond_loopback("[::]:5001".parse().unwrap()));
+        assert!(listens_beyond_loopback("192.0.2.2:5001".parse().unwrap()));
+    }
+}
