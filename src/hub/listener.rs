@@ -144,6 +144,9 @@ async fn serve_tls<I>(
         Ok(Err(error)) => error,
         Err(_) => format!("no TLS handshake within {limit:?}"),
     };
+    // The socket is closed (dropped with the handshake); free its place before counting, so
+    // whoever sees the count also finds the place free.
+    drop(slot);
     Stats::inc(&node.stats.tls_handshake_failures);
     tracing::debug!(%error, "TLS handshake failed");
 }
