@@ -77,9 +77,10 @@ pub struct DashboardArgs {
     #[arg(long)]
     pub channel_prefix: Option<String>,
 
-    /// A hub node to watch: its hub URL (http://host:port/chat), optionally followed by a comma and
-    /// its stats URL (http://host:port/switchboard/stats; derived for Switchboard nodes when left
-    /// out; write `none` for a node without one, such as an ASP.NET Core server). Repeatable.
+    /// A hub node to watch: its hub URL (http://host:port/chat, or https://; see --node-ca),
+    /// optionally followed by a comma and its stats URL (http://host:port/switchboard/stats;
+    /// derived for Switchboard nodes when left out; write `none` for a node without one, such as
+    /// an ASP.NET Core server). Repeatable.
     #[arg(long = "node", value_name = "HUB_URL[,STATS_URL]")]
     pub nodes: Vec<String>,
 

@@ -11,9 +11,11 @@
 //!   and Redis implementations. Uses `protocol` only for protocol names; never `hub`, `client`,
 //!   `monitor` or `ui`.
 //! - `hub`: the hub node (listener, connections, registry, dispatch, stats, monitor endpoint, chat
-//!   page). Uses `protocol`, `config` and the `Backplane` trait, never the Redis client directly.
-//! - `client`: a small SignalR client over WebSockets, and plain HTTP (tests, the demo's simulated
-//!   users, the dashboard's probes). Uses `protocol` only.
+//!   page; HTTPS with `tls`). Uses `protocol`, `config`, `tls` and the `Backplane` trait, never the
+//!   Redis client directly.
+//! - `client`: a small SignalR client over WebSockets, and plain HTTP, over TCP or TLS (`https`,
+//!   `wss`) (tests, the demo's simulated users, `load`, the dashboard's probes). Uses `protocol`
+//!   and `tls`.
 //! - `monitor`: the dashboard's data side, no egui: the Redis (or memory bus) tap, node probes,
 //!   test sends and their lookups, the event sink, the runtime that owns them, and `model/`, the
 //!   pure std-only model folded on the UI thread. Uses `backplane`, `client`, `protocol`; watches

@@ -148,6 +148,9 @@ async fn serve_tls<I>(
         Ok(Err(error)) => error,
         Err(_) => format!("no TLS handshake within {limit:?}"),
     };
+    // The socket is closed (dropped with the handshake); free its place before counting, so
+    // whoever sees the count also finds the place free.
+    drop(slot);
     Stats::inc(&node.stats.tls_handshake_failures);
     tracing::debug!(%error, "TLS handshake failed");
 }
@@ -545,5 +548,42 @@ async fn hub_delete(
             "Cannot terminate this connection using the DELETE endpoint.",
         ),
         _ => text(StatusCode::NOT_FOUND, "No Connection with that ID"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn the_peeked_byte_comes_back_first_then_the_stream() {
+        let (mut near, far) = tokio::io::duplex(64);
+        near.write_all(b"bcd").await.unwrap();
+        drop(near);
+        let mut prefixed = Prefixed {
+            first: Some(b'a'),
+            inner: far,
+        };
+        let mut got = Vec::new();
+        prefixed.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"abcd");
+    }
+
+    #[tokio::test]
+    async fn a_plain_request_on_the_tls_port_gets_a_400_that_says_https() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        client
+            .write_all(b"POST /chat/negotiate HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 1];
+        server.read_exact(&mut first).await.unwrap();
+        answer_plain(&mut server, first[0]).await;
+        drop(server);
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{response}");
+        assert!(response.ends_with(PLAIN_ON_TLS_PORT), "{response}");
     }
 }
