@@ -214,7 +214,7 @@ impl RedisConnector {
                 match tokio::time::timeout(self.timeout, connector.connect(&addr.host, tcp)).await {
                     Err(_) => Err(ConnectError::Timeout {
                         addr: shown,
-                        what: "TLS handshake (is this a TLS port?)",
+                        what: "TLS handshake (no TLS answer: a plaintext port? use redis://)",
                         after: self.timeout,
                     }),
                     Ok(result) => Ok(result?),
@@ -254,7 +254,12 @@ impl RedisConnector {
             commands.push(vec![b"CLIENT", b"SETNAME", name.as_bytes()]);
         }
         if commands.is_empty() {
-            return Ok(io);
+            if self.tls.is_none() {
+                return Ok(io);
+            }
+            // With TLS 1.3 a server that wants a client certificate refuses it after the
+            // handshake: one PING finds out now, so the error can say so.
+            commands.push(vec![b"PING"]);
         }
         let mut out = Vec::new();
         for command in &commands {
@@ -284,12 +289,22 @@ impl RedisConnector {
                 });
             }
             Ok(Err(e)) => {
-                return Err(ConnectError::Io {
-                    addr: shown,
-                    reason: format!(
-                        "connection closed while authenticating ({e}); a TLS port needs rediss://"
+                let reason = match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                {
+                    Some(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)) => {
+                        "the server requires a client certificate (--redis-cert, --redis-key)".to_string()
+                    }
+                    Some(_) => format!("TLS: {}", tls::explain_io(&e)),
+                    None if self.tls.is_some() => format!(
+                        "the server closed the TLS connection ({e}): does it require a client certificate it trusts (--redis-cert, --redis-key)?"
                     ),
-                });
+                    None => {
+                        format!("connection closed while authenticating ({e}); a TLS port needs rediss://")
+                    }
+                };
+                return Err(ConnectError::Io { addr: shown, reason });
             }
             Ok(Ok(replies)) => replies,
         };
