@@ -130,6 +130,12 @@ pub struct DemoArgs {
     #[arg(long, default_value = "auto", value_parser = ["auto", "redis", "memory"])]
     pub backplane: String,
 
+    /// Run the demo's nodes on your own Redis (a cluster, a sentinel set, TLS, ACL) instead of a
+    /// private redis-server: --redis URL and the same --redis-* flags as `hub` and `dashboard`.
+    /// The demo's channels then start with "switchboard-demo:"; it never stops that Redis.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
     /// Simulated chat clients per node.
     #[arg(long, default_value_t = 5)]
     pub clients: u32,
@@ -677,16 +683,25 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         "memory" => DemoBackplane::Memory,
         _ => DemoBackplane::Auto,
     };
+    let external_redis = args.redis.spec()?;
+    if external_redis.is_some() && args.backplane == "memory" {
+        anyhow::bail!("--redis and --backplane memory contradict each other: choose one");
+    }
     require_display()?;
     let options = DemoOptions {
         nodes: args.nodes,
         backplane,
+        channel_prefix: if external_redis.is_some() {
+            "switchboard-demo:".to_string()
+        } else {
+            String::new()
+        },
+        external_redis,
         sim: SimSettings {
             clients_per_node: args.clients,
             messages_per_sec: args.rate,
             ..SimSettings::default()
         },
-        ..DemoOptions::default()
     };
     let (link, wiring) = crate::link::Link::start(Some(options))?;
     if link.signalled() {

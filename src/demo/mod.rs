@@ -117,6 +117,9 @@ pub struct DemoOptions {
     pub backplane: DemoBackplane,
     /// The channel prefix of every node (the Redis is private, so "" is fine).
     pub channel_prefix: String,
+    /// Run the nodes on this Redis (a cluster, TLS, ACL...) instead of a private redis-server;
+    /// the demo then never stops or restarts it.
+    pub external_redis: Option<crate::redis_conn::RedisSpec>,
     pub sim: SimSettings,
 }
 
@@ -126,6 +129,7 @@ impl Default for DemoOptions {
             nodes: 2,
             backplane: DemoBackplane::Auto,
             channel_prefix: String::new(),
+            external_redis: None,
             sim: SimSettings::default(),
         }
     }

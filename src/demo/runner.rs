@@ -23,6 +23,8 @@ const NODE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Backplane {
     Redis(RedisProcess),
+    /// The operator's own Redis (`switchboard demo --redis URL`): never stopped by the demo.
+    External(Box<RedisSpec>),
     Memory(MemoryBus),
 }
 
@@ -61,12 +63,20 @@ fn node_name(index: usize) -> String {
 impl Runner {
     pub(super) async fn start(opts: DemoOptions, cancel: CancellationToken) -> Result<Started, DemoError> {
         let use_redis = match opts.backplane {
+            _ if opts.external_redis.is_some() => false,
             DemoBackplane::Redis if !redis_server::on_path() => return Err(DemoError::RedisNotFound),
             DemoBackplane::Redis => true,
             DemoBackplane::Auto => redis_server::on_path(),
             DemoBackplane::Memory => false,
         };
-        let (backplane, tap_source, kind, redis_url) = if use_redis {
+        let (backplane, tap_source, kind, redis_url) = if let Some(spec) = opts.external_redis.clone() {
+            let tap = TapSource::Redis {
+                spec: Box::new(spec.clone()),
+                prefix: opts.channel_prefix.clone(),
+            };
+            let shown = spec.redacted();
+            (Backplane::External(Box::new(spec)), tap, "external", Some(shown))
+        } else if use_redis {
             let server = RedisProcess::start().await.map_err(DemoError::Redis)?;
             let url = server.url();
             let spec = RedisSpec::parse(&url, &RedisOptions::default())
@@ -123,6 +133,7 @@ impl Runner {
     fn choice(&self) -> BackplaneChoice {
         match &self.backplane {
             Backplane::Redis(server) => BackplaneChoice::RedisUrl(server.url()),
+            Backplane::External(spec) => BackplaneChoice::Redis((**spec).clone()),
             Backplane::Memory(bus) => BackplaneChoice::Memory(bus.clone()),
         }
     }
@@ -255,6 +266,9 @@ impl Runner {
             Backplane::Redis(server) => {
                 server.kill();
                 Ok(())
+            }
+            Backplane::External(_) => {
+                Err("the demo does not stop or start a Redis it did not start".to_string())
             }
         };
         tracing::info!(up, "demo backplane {}", if up { "started" } else { "stopped" });

@@ -198,7 +198,7 @@ fn tls_and_topology(
         .default_open(!options.ca.is_empty() || options.insecure || options.cluster)
         .show(ui, |ui| {
             egui::Grid::new("redis_tls_form")
-                .num_columns(3)
+                .num_columns(2)
                 .spacing([6.0, 4.0])
                 .show(ui, |ui| {
                     for (name, field, value, hint) in [
@@ -207,38 +207,31 @@ fn tls_and_topology(
                         ("Client key", PemField::Key, &mut options.key, "mutual TLS only"),
                     ] {
                         let label = ui.label(name);
-                        ui.add(egui::TextEdit::singleline(value).hint_text(hint).desired_width(150.0))
-                            .labelled_by(label.id);
-                        if ui.small_button("…").on_hover_text(format!("Pick the {name} (PEM)")).clicked() {
-                            actions.push(Action::PickPem(field));
-                        }
+                        ui.horizontal(|ui| {
+                            ui.add(egui::TextEdit::singleline(value).hint_text(hint).desired_width(112.0))
+                                .labelled_by(label.id)
+                                .on_hover_text(value.as_str());
+                            if ui.small_button("…").on_hover_text(format!("Pick the {name} (PEM)")).clicked() {
+                                actions.push(Action::PickPem(field));
+                            }
+                        });
                         ui.end_row();
                     }
-                    let label = ui.label("TLS name");
-                    ui.add(
-                        egui::TextEdit::singleline(&mut options.sni)
-                            .hint_text("the URL's host")
-                            .desired_width(150.0),
-                    )
-                    .labelled_by(label.id);
-                    ui.end_row();
-                    let label = ui.label("Sentinel user");
-                    ui.add(
-                        egui::TextEdit::singleline(&mut options.sentinel_user)
-                            .hint_text("if the sentinels need one")
-                            .desired_width(150.0),
-                    )
-                    .labelled_by(label.id);
-                    ui.end_row();
-                    let label = ui.label("Sentinel password");
-                    ui.add(
-                        egui::TextEdit::singleline(sentinel_password)
-                            .password(true)
-                            .hint_text("not saved")
-                            .desired_width(150.0),
-                    )
-                    .labelled_by(label.id);
-                    ui.end_row();
+                    for (name, value, hint, secret) in [
+                        ("TLS name", &mut options.sni, "the URL's host", false),
+                        ("Sentinel user", &mut options.sentinel_user, "if sentinels need one", false),
+                        ("Sentinel pw", sentinel_password, "not saved", true),
+                    ] {
+                        let label = ui.label(name);
+                        ui.add(
+                            egui::TextEdit::singleline(value)
+                                .password(secret)
+                                .hint_text(hint)
+                                .desired_width(138.0),
+                        )
+                        .labelled_by(label.id);
+                        ui.end_row();
+                    }
                 });
             ui.checkbox(&mut options.insecure, "Skip certificate verification (insecure)")
                 .on_hover_text("Accept any certificate: for test servers only. The connection is shown as insecure.");

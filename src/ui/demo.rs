@@ -23,14 +23,18 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
             (widgets::BAD, "stopped")
         };
         widgets::dot(ui, color);
+        let external = status.backplane_kind == "external";
         let what = match &status.redis_url {
+            Some(url) if external => format!("your Redis {url}"),
             Some(url) => format!("redis-server {url}"),
             None => "in-memory backplane".to_string(),
         };
         ui.add(egui::Label::new(format!("{what}: {words}")).truncate());
     });
     ui.horizontal(|ui| {
-        if status.backplane_running {
+        if status.backplane_kind == "external" {
+            // The demo never stops a Redis it did not start.
+        } else if status.backplane_running {
             if ui.button("Stop backplane").clicked() {
                 actions.push(Action::Demo(DemoCommand::StopBackplane));
             }
