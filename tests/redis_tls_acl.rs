@@ -285,3 +285,38 @@ async fn a_limited_acl_user_runs_the_nodes_and_the_tap_and_a_user_without_pubsub
     assert!(error.contains("wrong user or password"), "{error}");
     assert!(!error.contains("nope-pw"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_that_is_not_a_cluster_is_named_when_a_cluster_is_required() {
+    let redis = RedisServer::start().await;
+    let spec = RedisSpec::parse(
+        &redis.url(),
+        &RedisOptions {
+            cluster: switchboard::redis_conn::ClusterMode::Required,
+            ..RedisOptions::default()
+        },
+    )
+    .unwrap();
+    let node = start_node(
+        "not-a-cluster",
+        BackplaneChoice::Redis(spec.clone()),
+        &unique_prefix(),
+    )
+    .await;
+    let error = backplane_error(&node).await;
+    assert!(error.contains("is not in cluster mode"), "{error}");
+    // Detected, not required: the same server is used as itself.
+    let detect = RedisSpec::parse(&redis.url(), &RedisOptions::default()).unwrap();
+    let reached = within(
+        "reach",
+        switchboard::redis_conn::RedisConnector::new(detect)
+            .unwrap()
+            .reach(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        reached.describe(),
+        format!("single server 127.0.0.1:{}", redis.port())
+    );
+}
