@@ -583,3 +583,114 @@ pub fn parse_nodes(text: &str) -> Vec<NodeView> {
         })
         .collect()
 }
+
+/// The delivery matrix between two nodes on one backplane (used on a cluster and a sharded
+/// cluster): all, others, group (joined on B, sent from A), user, connection, and a remote
+/// AddToGroup that the owner acks (the group send that follows reaches the added connection).
+pub async fn delivery_matrix(a: &switchboard::hub::NodeHandle, b: &switchboard::hub::NodeHandle) {
+    use super::{STEP, connect, expect_message, expect_silence, within};
+    use switchboard::client::str_args;
+    use switchboard::protocol::{CompletionResult, Protocol};
+
+    let mut a1 = connect(a, Protocol::Json, Some("alice")).await;
+    let mut b1 = connect(b, Protocol::MessagePack, Some("bob")).await;
+    let mut b2 = connect(b, Protocol::Json, Some("bob")).await;
+    let mut b3 = connect(b, Protocol::Json, Some("carol")).await;
+    let receive = |user: &str, text: &str| str_args(&[user, text]);
+    let quiet = Duration::from_millis(300);
+
+    a1.invoke("SendMessage", str_args(&["alice", "hello all"]))
+        .await
+        .expect("SendMessage");
+    for c in [&mut a1, &mut b1, &mut b2, &mut b3] {
+        assert_eq!(
+            expect_message(c, "ReceiveMessage", STEP).await,
+            receive("alice", "hello all")
+        );
+    }
+    a1.invoke("SendToOthers", str_args(&["alice", "not me"]))
+        .await
+        .expect("SendToOthers");
+    for c in [&mut b1, &mut b2, &mut b3] {
+        assert_eq!(
+            expect_message(c, "ReceiveMessage", STEP).await,
+            receive("alice", "not me")
+        );
+    }
+    expect_silence(&mut a1, quiet).await;
+
+    assert_eq!(
+        b1.invoke("JoinGroup", str_args(&["room"]))
+            .await
+            .expect("JoinGroup"),
+        CompletionResult::Void
+    );
+    a1.invoke("SendToGroup", str_args(&["room", "alice", "to the room"]))
+        .await
+        .expect("SendToGroup");
+    assert_eq!(
+        expect_message(&mut b1, "ReceiveMessage", STEP).await,
+        receive("alice", "to the room")
+    );
+    expect_silence(&mut b2, quiet).await;
+
+    a1.invoke("SendToUser", str_args(&["bob", "alice", "hi bob"]))
+        .await
+        .expect("SendToUser");
+    assert_eq!(
+        expect_message(&mut b1, "ReceiveMessage", STEP).await,
+        receive("alice", "hi bob")
+    );
+    assert_eq!(
+        expect_message(&mut b2, "ReceiveMessage", STEP).await,
+        receive("alice", "hi bob")
+    );
+    expect_silence(&mut b3, quiet).await;
+
+    let b2_id = connection_id(&b2).await;
+    a1.invoke("SendToConnection", str_args(&[&b2_id, "alice", "just you"]))
+        .await
+        .expect("SendToConnection");
+    assert_eq!(
+        expect_message(&mut b2, "ReceiveMessage", STEP).await,
+        receive("alice", "just you")
+    );
+    expect_silence(&mut b1, quiet).await;
+
+    // A remote AddToGroup: the owner (B) acks it, and the group send that follows reaches b3.
+    let b3_id = connection_id(&b3).await;
+    let added = within(
+        "AddToGroup",
+        a1.invoke("AddToGroup", str_args(&[&b3_id, "remote"])),
+    )
+    .await
+    .expect("AddToGroup");
+    assert_eq!(added, CompletionResult::Void, "the owner acked the remote add");
+    a1.invoke("SendToGroup", str_args(&["remote", "alice", "added remotely"]))
+        .await
+        .expect("SendToGroup");
+    assert_eq!(
+        expect_message(&mut b3, "ReceiveMessage", STEP).await,
+        receive("alice", "added remotely")
+    );
+
+    b1.invoke("LeaveGroup", str_args(&["room"]))
+        .await
+        .expect("LeaveGroup");
+    a1.invoke("SendToGroup", str_args(&["room", "alice", "anyone?"]))
+        .await
+        .expect("SendToGroup");
+    expect_silence(&mut b1, quiet).await;
+}
+
+/// The connection id of `client` (the hub's GetConnectionId).
+pub async fn connection_id(client: &switchboard::client::HubClient) -> String {
+    use switchboard::protocol::{CompletionResult, Value};
+    match super::within("GetConnectionId", client.invoke("GetConnectionId", vec![]))
+        .await
+        .expect("GetConnectionId")
+    {
+        CompletionResult::Value(Value::String(s)) => s.into_str().expect("an id"),
+        other => panic!("GetConnectionId returned {other:?}"),
+    }
+}
