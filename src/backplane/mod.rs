@@ -174,6 +174,13 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Messages dropped because the inbox was full (see the module docs).
     fn inbox_dropped(&self) -> u64;
+
+    /// How many times a subscription was lost while the link stayed up and was then taken again
+    /// (a sharded channel whose slot moved to another shard): messages published in between
+    /// were not received. 0 for backplanes that cannot lose a subscription that way.
+    fn subscription_gaps(&self) -> u64 {
+        0
+    }
 }
 
 /// The sending end of a node's bounded inbox, with the count of what it had to drop.

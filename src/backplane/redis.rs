@@ -34,6 +34,13 @@ use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+mod resp;
+mod sharded;
+mod slot;
+
+pub use sharded::IsSharded;
+use sharded::ShardedLink;
+
 use super::{
     Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, Receivers, backoff,
 };
@@ -55,6 +62,8 @@ const SENTINEL_WATCH_RETRY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct RedisBackplane {
     shared: Arc<Shared>,
+    /// With `--sharded-pubsub`: the sharded half and which channels it carries.
+    sharded: Option<(Arc<ShardedLink>, IsSharded)>,
 }
 
 struct Shared {
@@ -66,9 +75,40 @@ struct Shared {
     publisher: Mutex<Option<MultiplexedConnection>>,
     status_tx: watch::Sender<BackplaneStatus>,
     inbox: Inbox,
+    /// The classic link's and the sharded link's states; `status_tx` shows them combined.
+    parts: Mutex<Parts>,
     /// Whether the current server is a Redis Cluster node: then a PUBLISH count covers that
     /// node's own subscribers only ([`Receivers::Local`]).
     cluster: AtomicBool,
+}
+
+/// Which half of the link reports a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Classic,
+    Sharded,
+}
+
+struct Parts {
+    classic: BackplaneState,
+    /// `None` without `--sharded-pubsub`.
+    sharded: Option<BackplaneState>,
+}
+
+impl Parts {
+    /// Up only when both halves are; otherwise the classic half's trouble first.
+    fn combined(&self) -> BackplaneState {
+        let Some(sharded) = &self.sharded else {
+            return self.classic.clone();
+        };
+        match (&self.classic, sharded) {
+            (BackplaneState::Stopped, _) => BackplaneState::Stopped,
+            (c @ BackplaneState::Reconnecting { .. }, _) => c.clone(),
+            (_, s @ BackplaneState::Reconnecting { .. }) => s.clone(),
+            (BackplaneState::Connected, BackplaneState::Connected) => BackplaneState::Connected,
+            _ => BackplaneState::Connecting,
+        }
+    }
 }
 
 /// Where one channel stands on the current pub/sub connection.
@@ -182,11 +222,25 @@ impl Shared {
     }
 
     fn set_state(&self, state: BackplaneState) {
+        self.set_part(Part::Classic, state);
+    }
+
+    /// Records one half's state and publishes the combined one (a (re)connect is counted when
+    /// the combination becomes Connected).
+    fn set_part(&self, part: Part, state: BackplaneState) {
+        let combined = {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            match part {
+                Part::Classic => parts.classic = state,
+                Part::Sharded => parts.sharded = Some(state),
+            }
+            parts.combined()
+        };
         self.status_tx.send_modify(|s| {
-            if state == BackplaneState::Connected {
+            if combined == BackplaneState::Connected && s.state != BackplaneState::Connected {
                 s.connects += 1;
             }
-            s.state = state;
+            s.state = combined;
         });
     }
 
@@ -210,6 +264,19 @@ impl RedisBackplane {
         inbox: mpsc::Sender<BackplaneMessage>,
         cancel: CancellationToken,
     ) -> Result<Self, String> {
+        Self::start_with(spec, client_name, inbox, cancel, None)
+    }
+
+    /// Like [`start`](Self::start); with `sharded`, the channels it accepts use sharded pub/sub
+    /// (SSUBSCRIBE / SPUBLISH on the shard that owns their slot, Redis 7+; see `sharded`) and
+    /// the rest stay classic.
+    pub fn start_with(
+        spec: RedisSpec,
+        client_name: &str,
+        inbox: mpsc::Sender<BackplaneMessage>,
+        cancel: CancellationToken,
+        sharded: Option<IsSharded>,
+    ) -> Result<Self, String> {
         let connector = RedisConnector::new(spec)
             .map_err(|e| e.to_string())?
             .with_name(client_name);
@@ -221,14 +288,22 @@ impl RedisBackplane {
             status_tx,
             inbox: Inbox::new(inbox),
             cluster: AtomicBool::new(false),
+            parts: Mutex::new(Parts {
+                classic: BackplaneState::Connecting,
+                sharded: sharded.as_ref().map(|_| BackplaneState::Connecting),
+            }),
         });
         let finder = Finder {
             connector,
             client_name: client_name.to_string(),
             known: Vec::new(),
         };
+        let sharded = sharded.map(|is_sharded| {
+            let link = ShardedLink::start(finder.clone(), shared.clone(), cancel.clone());
+            (Arc::new(link), is_sharded)
+        });
         tokio::spawn(supervise(finder, shared.clone(), cancel));
-        Ok(RedisBackplane { shared })
+        Ok(RedisBackplane { shared, sharded })
     }
 }
 
@@ -241,6 +316,7 @@ enum Failure {
 }
 
 /// Finds the server behind the spec on every (re)connect, remembering a cluster's nodes.
+#[derive(Clone)]
 struct Finder {
     connector: RedisConnector,
     client_name: String,
@@ -541,6 +617,12 @@ async fn supervise(mut finder: Finder, shared: Arc<Shared>, cancel: Cancellation
 
 impl Backplane for RedisBackplane {
     fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<Receivers, BackplaneError>> {
+        if let Some((link, is_sharded)) = &self.sharded
+            && is_sharded(channel)
+        {
+            let channel = channel.to_string();
+            return Box::pin(async move { link.publish(&channel, payload).await });
+        }
         let connection = self.shared.publisher().clone();
         let channel = channel.to_string();
         Box::pin(async move {
@@ -568,6 +650,21 @@ impl Backplane for RedisBackplane {
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        if let Some((link, is_sharded)) = &self.sharded
+            && is_sharded(channel)
+        {
+            let waiting = link.subscribe(channel);
+            return Box::pin(async move {
+                let Some(rx) = waiting else {
+                    return Ok(());
+                };
+                match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+                    // Confirmed, or the link went away (subscribed again on reconnect).
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(BackplaneError::Redis("SSUBSCRIBE timed out".into())),
+                }
+            });
+        }
         let waiting = {
             let mut table = self.shared.table();
             let wanted = table.add(channel, 1);
@@ -594,6 +691,12 @@ impl Backplane for RedisBackplane {
     }
 
     fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        if let Some((link, is_sharded)) = &self.sharded
+            && is_sharded(channel)
+        {
+            link.unsubscribe(channel);
+            return Box::pin(async { Ok(()) });
+        }
         self.shared.table().add(channel, -1);
         self.shared.changed.notify_one();
         Box::pin(async { Ok(()) })
@@ -609,6 +712,12 @@ impl Backplane for RedisBackplane {
 
     fn inbox_dropped(&self) -> u64 {
         self.shared.inbox.dropped()
+    }
+
+    /// With `--sharded-pubsub`: how many times a shard dropped a sharded channel by itself (its
+    /// slot moved) before the node subscribed it on the new owner. 0 otherwise.
+    fn subscription_gaps(&self) -> u64 {
+        self.sharded.as_ref().map_or(0, |(link, _)| link.gaps())
     }
 }
 
