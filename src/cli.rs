@@ -295,6 +295,14 @@ pub struct HubArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
 
+    /// Sharded pub/sub (Redis 7+, best on a Redis Cluster): connection, group and user
+    /// channels use SSUBSCRIBE/SPUBLISH on the shard that owns their slot, so backplane traffic
+    /// grows with shards instead of reaching every node. Does NOT interoperate with ASP.NET Core
+    /// SignalR servers on the same backplane (they only speak classic pub/sub:
+    /// dotnet/aspnetcore#54344): use it only when every node is a Switchboard node.
+    #[arg(long, requires = "redis")]
+    pub sharded_pubsub: bool,
+
     /// A human name for this node, shown by the chat page and the dashboard.
     #[arg(long, default_value = "node")]
     pub name: String,
@@ -436,8 +444,12 @@ impl DashboardArgs {
 async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     let backplane = match args.redis.spec()? {
         Some(spec) => {
-            tracing::info!(redis = %spec.redacted(), how = %spec.describe(), "redis backplane");
-            BackplaneChoice::Redis(spec)
+            tracing::info!(redis = %spec.redacted(), how = %spec.describe(), sharded = args.sharded_pubsub, "redis backplane");
+            if args.sharded_pubsub {
+                BackplaneChoice::ShardedRedis(spec)
+            } else {
+                BackplaneChoice::Redis(spec)
+            }
         }
         None => BackplaneChoice::Alone,
     };

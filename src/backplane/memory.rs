@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
-use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox};
+use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, Receivers};
 
 /// The shared bus. Cloning gives another handle to the same bus.
 #[derive(Clone, Default)]
@@ -194,8 +194,9 @@ impl Drop for MemoryBackplane {
 }
 
 impl Backplane for MemoryBackplane {
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<usize, BackplaneError>> {
-        let result = self.bus.publish(channel, payload);
+    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<Receivers, BackplaneError>> {
+        // One process sees every subscriber: the count is global.
+        let result = self.bus.publish(channel, payload).map(Receivers::All);
         Box::pin(async move { result })
     }
 
@@ -250,13 +251,19 @@ mod tests {
         bus.tap(tap_tx);
         a.subscribe("H:all").await.unwrap();
         b.subscribe("H:group:g").await.unwrap();
-        assert_eq!(b.publish("H:all", Bytes::from_static(b"x")).await.unwrap(), 1);
+        assert_eq!(
+            b.publish("H:all", Bytes::from_static(b"x")).await.unwrap(),
+            Receivers::All(1)
+        );
         let got = a_rx.recv().await.unwrap();
         assert_eq!((got.channel.as_str(), &got.payload[..]), ("H:all", &b"x"[..]));
         assert!(b_rx.try_recv().is_err());
         assert_eq!(tap_rx.recv().await.unwrap().channel, "H:all");
         a.unsubscribe("H:all").await.unwrap();
-        assert_eq!(b.publish("H:all", Bytes::from_static(b"y")).await.unwrap(), 0);
+        assert_eq!(
+            b.publish("H:all", Bytes::from_static(b"y")).await.unwrap(),
+            Receivers::All(0)
+        );
     }
 
     #[tokio::test]
@@ -285,7 +292,7 @@ mod tests {
         a.unsubscribe("g").await.unwrap();
         assert_eq!(
             a.publish("g", Bytes::new()).await.unwrap(),
-            0,
+            Receivers::All(0),
             "released before taken"
         );
         a.subscribe("g").await.unwrap();

@@ -117,11 +117,47 @@ pub enum BackplaneError {
     Stopped,
 }
 
+/// How many subscribers one publish reached, and whether that count covers the whole backplane.
+///
+/// Redis answers PUBLISH with the number of clients that received the message *on the server
+/// that took the command*. On a single server (or a sentinel set's primary) that is everyone. On
+/// a Redis Cluster the message is relayed to every node over the cluster bus, but the count only
+/// covers the publishing node's own clients (checked with real processes in
+/// tests/redis_cluster_hub.rs): 0 there proves nothing about the other nodes. Callers may treat a
+/// count as "nobody else listens" only when it is [`Receivers::All`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receivers {
+    /// Every subscriber of the channel on the backplane (a single Redis, a sentinel primary,
+    /// the memory bus).
+    All(usize),
+    /// Only the subscribers of the server that took the publish (a Redis Cluster node, or the
+    /// shard of a sharded channel); others may have received it too.
+    Local(usize),
+}
+
+impl Receivers {
+    /// The count when it covers the whole backplane, `None` when it is a lower bound only.
+    pub fn global(self) -> Option<usize> {
+        match self {
+            Receivers::All(n) => Some(n),
+            Receivers::Local(_) => None,
+        }
+    }
+
+    /// The count as reported (a lower bound for [`Receivers::Local`]).
+    pub fn at_least(self) -> usize {
+        match self {
+            Receivers::All(n) | Receivers::Local(n) => n,
+        }
+    }
+}
+
 /// A pub/sub transport between hub nodes. See the module docs for the delivery guarantees.
 pub trait Backplane: Send + Sync + 'static {
-    /// Publishes `payload` on the wire channel `channel` and returns how many subscribers got it.
-    /// Fails fast (without waiting for a reconnect) when the link is down.
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<usize, BackplaneError>>;
+    /// Publishes `payload` on the wire channel `channel` and returns how many subscribers got it,
+    /// saying whether that count is global (see [`Receivers`]). Fails fast (without waiting for a
+    /// reconnect) when the link is down.
+    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<Receivers, BackplaneError>>;
 
     /// Takes one reference on `channel` and, when connected, waits for the server to confirm the
     /// subscription (callers that arrive during one round trip share the next).
@@ -138,6 +174,13 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Messages dropped because the inbox was full (see the module docs).
     fn inbox_dropped(&self) -> u64;
+
+    /// How many times a subscription was lost while the link stayed up and was then taken again
+    /// (a sharded channel whose slot moved to another shard): messages published in between
+    /// were not received. 0 for backplanes that cannot lose a subscription that way.
+    fn subscription_gaps(&self) -> u64 {
+        0
+    }
 }
 
 /// The sending end of a node's bounded inbox, with the count of what it had to drop.

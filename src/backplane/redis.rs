@@ -23,6 +23,7 @@
 //! cluster), this is the only module that names the `redis` crate on the node side.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -33,17 +34,36 @@ use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, backoff};
+mod resp;
+mod sharded;
+mod slot;
+
+pub use sharded::IsSharded;
+use sharded::ShardedLink;
+
+use super::{
+    Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, Receivers, backoff,
+};
 use crate::config;
-use crate::redis_conn::{ConnectError, RedisConnector, RedisSpec, describe};
+use crate::redis_conn::{Addr, ConnectError, Reached, RedisConnector, RedisSpec, Topology, describe};
 
 /// How long one PUBLISH or SUBSCRIBE may take before the link is considered unhealthy for it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a node on a sentinel set asks its server for its ROLE: the backstop for a missed
+/// `+switch-master` (one tiny command per second costs Redis nothing; a demoted primary is
+/// noticed within about a second).
+const ROLE_CHECK: Duration = Duration::from_secs(1);
+
+/// How long to wait before watching a sentinel again after its connection failed.
+const SENTINEL_WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// A node's link to Redis. Cloning shares the link.
 #[derive(Clone)]
 pub struct RedisBackplane {
     shared: Arc<Shared>,
+    /// With `--sharded-pubsub`: the sharded half and which channels it carries.
+    sharded: Option<(Arc<ShardedLink>, IsSharded)>,
 }
 
 struct Shared {
@@ -55,6 +75,40 @@ struct Shared {
     publisher: Mutex<Option<MultiplexedConnection>>,
     status_tx: watch::Sender<BackplaneStatus>,
     inbox: Inbox,
+    /// The classic link's and the sharded link's states; `status_tx` shows them combined.
+    parts: Mutex<Parts>,
+    /// Whether the current server is a Redis Cluster node: then a PUBLISH count covers that
+    /// node's own subscribers only ([`Receivers::Local`]).
+    cluster: AtomicBool,
+}
+
+/// Which half of the link reports a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Classic,
+    Sharded,
+}
+
+struct Parts {
+    classic: BackplaneState,
+    /// `None` without `--sharded-pubsub`.
+    sharded: Option<BackplaneState>,
+}
+
+impl Parts {
+    /// Up only when both halves are; otherwise the classic half's trouble first.
+    fn combined(&self) -> BackplaneState {
+        let Some(sharded) = &self.sharded else {
+            return self.classic.clone();
+        };
+        match (&self.classic, sharded) {
+            (BackplaneState::Stopped, _) => BackplaneState::Stopped,
+            (c @ BackplaneState::Reconnecting { .. }, _) => c.clone(),
+            (_, s @ BackplaneState::Reconnecting { .. }) => s.clone(),
+            (BackplaneState::Connected, BackplaneState::Connected) => BackplaneState::Connected,
+            _ => BackplaneState::Connecting,
+        }
+    }
 }
 
 /// Where one channel stands on the current pub/sub connection.
@@ -168,11 +222,25 @@ impl Shared {
     }
 
     fn set_state(&self, state: BackplaneState) {
+        self.set_part(Part::Classic, state);
+    }
+
+    /// Records one half's state and publishes the combined one (a (re)connect is counted when
+    /// the combination becomes Connected).
+    fn set_part(&self, part: Part, state: BackplaneState) {
+        let combined = {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            match part {
+                Part::Classic => parts.classic = state,
+                Part::Sharded => parts.sharded = Some(state),
+            }
+            parts.combined()
+        };
         self.status_tx.send_modify(|s| {
-            if state == BackplaneState::Connected {
+            if combined == BackplaneState::Connected && s.state != BackplaneState::Connected {
                 s.connects += 1;
             }
-            s.state = state;
+            s.state = combined;
         });
     }
 
@@ -196,6 +264,19 @@ impl RedisBackplane {
         inbox: mpsc::Sender<BackplaneMessage>,
         cancel: CancellationToken,
     ) -> Result<Self, String> {
+        Self::start_with(spec, client_name, inbox, cancel, None)
+    }
+
+    /// Like [`start`](Self::start); with `sharded`, the channels it accepts use sharded pub/sub
+    /// (SSUBSCRIBE / SPUBLISH on the shard that owns their slot, Redis 7+; see `sharded`) and
+    /// the rest stay classic.
+    pub fn start_with(
+        spec: RedisSpec,
+        client_name: &str,
+        inbox: mpsc::Sender<BackplaneMessage>,
+        cancel: CancellationToken,
+        sharded: Option<IsSharded>,
+    ) -> Result<Self, String> {
         let connector = RedisConnector::new(spec)
             .map_err(|e| e.to_string())?
             .with_name(client_name);
@@ -206,9 +287,23 @@ impl RedisBackplane {
             publisher: Mutex::new(None),
             status_tx,
             inbox: Inbox::new(inbox),
+            cluster: AtomicBool::new(false),
+            parts: Mutex::new(Parts {
+                classic: BackplaneState::Connecting,
+                sharded: sharded.as_ref().map(|_| BackplaneState::Connecting),
+            }),
         });
-        tokio::spawn(supervise(connector, shared.clone(), cancel));
-        Ok(RedisBackplane { shared })
+        let finder = Finder {
+            connector,
+            client_name: client_name.to_string(),
+            known: Vec::new(),
+        };
+        let sharded = sharded.map(|is_sharded| {
+            let link = ShardedLink::start(finder.clone(), shared.clone(), cancel.clone());
+            (Arc::new(link), is_sharded)
+        });
+        tokio::spawn(supervise(finder, shared.clone(), cancel));
+        Ok(RedisBackplane { shared, sharded })
     }
 }
 
@@ -220,16 +315,72 @@ enum Failure {
     Other(String),
 }
 
+/// Finds the server behind the spec on every (re)connect, remembering a cluster's nodes.
+#[derive(Clone)]
+struct Finder {
+    connector: RedisConnector,
+    client_name: String,
+    /// Every node of the cluster as last described (`CLUSTER SHARDS`): extra seeds for when the
+    /// spec's own seeds are gone (the node we used died and its replica took over).
+    known: Vec<Addr>,
+}
+
+impl Finder {
+    /// Asks the spec's seeds (or sentinels); when none answers and a cluster was seen before,
+    /// asks the cluster's other known nodes.
+    async fn reach(&mut self) -> Result<Reached, ConnectError> {
+        let error = match self.connector.reach().await {
+            Ok(reached) => {
+                self.remember(&reached);
+                return Ok(reached);
+            }
+            Err(e) => e,
+        };
+        if self.known.is_empty() {
+            return Err(error);
+        }
+        let mut spec = self.connector.spec().clone();
+        spec.topology = Topology::Servers(self.known.clone());
+        let fallback = RedisConnector::new(spec)?.with_name(&self.client_name);
+        match fallback.reach().await {
+            Ok(reached) => {
+                tracing::info!(server = %reached.entry(), "the given seeds are gone; reached the cluster through a node it named before");
+                self.remember(&reached);
+                Ok(reached)
+            }
+            Err(_) => Err(error),
+        }
+    }
+
+    fn remember(&mut self, reached: &Reached) {
+        if let Reached::Cluster { shards, .. } = reached {
+            let mut known: Vec<Addr> = Vec::new();
+            // Primaries first: they are the likeliest to be up after a failover.
+            for primary_pass in [true, false] {
+                for node in shards.iter().flat_map(|s| s.nodes.iter()) {
+                    let is_primary = node.role == crate::redis_conn::Role::Primary;
+                    if is_primary == primary_pass && node.health != "failed" && !known.contains(&node.addr) {
+                        known.push(node.addr.clone());
+                    }
+                }
+            }
+            self.known = known;
+        }
+    }
+}
+
 /// Finds the server to use now (the primary a sentinel names, or any node of a cluster: classic
 /// pub/sub reaches every shard from any node) and opens both connections to it.
-async fn connect(connector: &RedisConnector) -> Result<(redis::aio::PubSub, MultiplexedConnection), Failure> {
+async fn connect(
+    finder: &mut Finder,
+) -> Result<(redis::aio::PubSub, MultiplexedConnection, Reached), Failure> {
     let attempt = async {
-        let reached = connector.reach().await?;
+        let reached = finder.reach().await?;
         let entry = reached.entry().clone();
-        let pubsub = connector.pubsub(&entry).await?;
-        let publisher = connector.multiplexed(&entry).await?;
+        let pubsub = finder.connector.pubsub(&entry).await?;
+        let publisher = finder.connector.multiplexed(&entry).await?;
         tracing::debug!(server = %entry, reached = %reached.describe(), "redis backplane reached");
-        Ok::<_, ConnectError>((pubsub, publisher))
+        Ok::<_, ConnectError>((pubsub, publisher, reached))
     };
     match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, attempt).await {
         Ok(Ok(connected)) => Ok(connected),
@@ -237,6 +388,79 @@ async fn connect(connector: &RedisConnector) -> Result<(redis::aio::PubSub, Mult
         Ok(Err(e)) => Err(Failure::Other(e.to_string())),
         Err(_) => Err(Failure::Other("timed out connecting to Redis".to_string())),
     }
+}
+
+/// On a sentinel set, returns (with the reason) once the server we use is no longer the primary:
+/// the sentinel that named it announces `+switch-master`, or the server's own ROLE says it is a
+/// replica. Checked with real processes (tests/redis_sentinel_hub.rs): after a failover the old
+/// primary keeps saying `master` for several seconds until the sentinels reconfigure it, and
+/// meanwhile a node left on it would publish to nobody else, so the announcement is what moves
+/// the node; the ROLE check is the backstop for a missed announcement. Never returns for other
+/// topologies (a dead server ends the pub/sub stream; any cluster node relays classic pub/sub).
+async fn watch_primary(
+    connector: RedisConnector,
+    reached: Reached,
+    publisher: MultiplexedConnection,
+) -> String {
+    let Reached::Sentinel { primary, master, via } = reached else {
+        return std::future::pending().await;
+    };
+    let announced = async {
+        loop {
+            match connector.sentinel_pubsub(&via).await {
+                Ok(mut pubsub) => {
+                    if pubsub.subscribe("+switch-master").await.is_ok() {
+                        let mut messages = pubsub.into_on_message();
+                        while let Some(message) = messages.next().await {
+                            let text = String::from_utf8_lossy(message.get_payload_bytes()).to_string();
+                            if let Some(moved) = switched_away(&text, &master, &primary) {
+                                return format!("sentinel {via}: +switch-master {master} to {moved}");
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(sentinel = %via, error = %e, "cannot watch the sentinel; trying again")
+                }
+            }
+            tokio::time::sleep(SENTINEL_WATCH_RETRY).await;
+        }
+    };
+    let demoted = async {
+        let mut publisher = publisher;
+        let mut tick = tokio::time::interval(ROLE_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let command = redis::cmd("ROLE");
+            let role = command.query_async::<redis::Value>(&mut publisher);
+            // Errors and timeouts are the link's business (the stream or a publish notices).
+            if let Ok(Ok(redis::Value::Array(items))) = tokio::time::timeout(COMMAND_TIMEOUT, role).await
+                && let Some(redis::Value::BulkString(role)) = items.first()
+                && role.as_slice() != b"master"
+            {
+                return format!(
+                    "{primary} is now a {} (a failover happened)",
+                    String::from_utf8_lossy(role)
+                );
+            }
+        }
+    };
+    tokio::select! {
+        reason = announced => reason,
+        reason = demoted => reason,
+    }
+}
+
+/// Reads a `+switch-master` payload (`<master> <old ip> <old port> <new ip> <new port>`): the new
+/// address when it is about `master` and moves it away from `current`.
+fn switched_away(payload: &str, master: &str, current: &Addr) -> Option<Addr> {
+    let parts: Vec<&str> = payload.split_whitespace().collect();
+    let [name, _, _, host, port] = parts.as_slice() else {
+        return None;
+    };
+    let new = Addr::new(*host, port.parse().ok()?);
+    (*name == master && &new != current).then_some(new)
 }
 
 /// Sends what changed in the table until nothing is left to send: one UNSUBSCRIBE and one
@@ -297,18 +521,29 @@ async fn manage_subscriptions(sink: PubSubSink, shared: Arc<Shared>) -> String {
     }
 }
 
-async fn supervise(connector: RedisConnector, shared: Arc<Shared>, cancel: CancellationToken) {
+async fn supervise(mut finder: Finder, shared: Arc<Shared>, cancel: CancellationToken) {
     let mut attempt: u32 = 0;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = connect(&connector) => r,
+            r = connect(&mut finder) => r,
         };
         let failure = match connected {
-            Ok((pubsub, publisher)) => {
+            Ok((pubsub, publisher, reached)) => {
+                shared
+                    .cluster
+                    .store(matches!(reached, Reached::Cluster { .. }), Ordering::Relaxed);
+                let mut watcher = tokio::spawn(watch_primary(
+                    finder.connector.clone(),
+                    reached,
+                    publisher.clone(),
+                ));
                 let (sink, mut stream) = pubsub.split();
                 match sync_subscriptions(&sink, &shared).await {
-                    Err(e) => Failure::Other(format!("subscribing after connect: {e}")),
+                    Err(e) => {
+                        watcher.abort();
+                        Failure::Other(format!("subscribing after connect: {e}"))
+                    }
                     Ok(()) => {
                         let channels = {
                             let mut table = shared.table();
@@ -323,6 +558,9 @@ async fn supervise(connector: RedisConnector, shared: Arc<Shared>, cancel: Cance
                         let lost = loop {
                             tokio::select! {
                                 _ = cancel.cancelled() => break None,
+                                moved = &mut watcher => {
+                                    break Some(moved.unwrap_or_else(|e| format!("primary watcher ended: {e}")));
+                                }
                                 failed = &mut manager => {
                                     break Some(failed.unwrap_or_else(|e| format!("subscription manager ended: {e}")));
                                 }
@@ -342,6 +580,7 @@ async fn supervise(connector: RedisConnector, shared: Arc<Shared>, cancel: Cance
                             }
                         };
                         manager.abort();
+                        watcher.abort();
                         shared.table().lost();
                         *shared.publisher() = None;
                         match lost {
@@ -377,7 +616,13 @@ async fn supervise(connector: RedisConnector, shared: Arc<Shared>, cancel: Cance
 }
 
 impl Backplane for RedisBackplane {
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<usize, BackplaneError>> {
+    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<Receivers, BackplaneError>> {
+        if let Some((link, is_sharded)) = &self.sharded
+            && is_sharded(channel)
+        {
+            let channel = channel.to_string();
+            return Box::pin(async move { link.publish(&channel, payload).await });
+        }
         let connection = self.shared.publisher().clone();
         let channel = channel.to_string();
         Box::pin(async move {
@@ -389,7 +634,15 @@ impl Backplane for RedisBackplane {
             command.arg(&channel).arg(&payload[..]);
             let publish = command.query_async::<i64>(&mut connection);
             match tokio::time::timeout(COMMAND_TIMEOUT, publish).await {
-                Ok(Ok(receivers)) => Ok(receivers.max(0) as usize),
+                Ok(Ok(receivers)) => {
+                    let receivers = receivers.max(0) as usize;
+                    // A cluster node counts only its own subscribers (see `Receivers`).
+                    Ok(if self.shared.cluster.load(Ordering::Relaxed) {
+                        Receivers::Local(receivers)
+                    } else {
+                        Receivers::All(receivers)
+                    })
+                }
                 Ok(Err(e)) => Err(BackplaneError::Redis(describe(&e))),
                 Err(_) => Err(BackplaneError::Redis("PUBLISH timed out".into())),
             }
@@ -397,6 +650,21 @@ impl Backplane for RedisBackplane {
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        if let Some((link, is_sharded)) = &self.sharded
+            && is_sharded(channel)
+        {
+            let waiting = link.subscribe(channel);
+            return Box::pin(async move {
+                let Some(rx) = waiting else {
+                    return Ok(());
+                };
+                match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+                    // Confirmed, or the link went away (subscribed again on reconnect).
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(BackplaneError::Redis("SSUBSCRIBE timed out".into())),
+                }
+            });
+        }
         let waiting = {
             let mut table = self.shared.table();
             let wanted = table.add(channel, 1);
@@ -423,6 +691,12 @@ impl Backplane for RedisBackplane {
     }
 
     fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        if let Some((link, is_sharded)) = &self.sharded
+            && is_sharded(channel)
+        {
+            link.unsubscribe(channel);
+            return Box::pin(async { Ok(()) });
+        }
         self.shared.table().add(channel, -1);
         self.shared.changed.notify_one();
         Box::pin(async { Ok(()) })
@@ -439,11 +713,35 @@ impl Backplane for RedisBackplane {
     fn inbox_dropped(&self) -> u64 {
         self.shared.inbox.dropped()
     }
+
+    /// With `--sharded-pubsub`: how many times a shard dropped a sharded channel by itself (its
+    /// slot moved) before the node subscribed it on the new owner. 0 otherwise.
+    fn subscription_gaps(&self) -> u64 {
+        self.sharded.as_ref().map_or(0, |(link, _)| link.gaps())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_master_announcement_moves_the_node_only_for_its_master_and_a_new_address() {
+        let current = Addr::new("127.0.0.1", 6379);
+        assert_eq!(
+            switched_away("mymaster 127.0.0.1 6379 127.0.0.1 6380", "mymaster", &current),
+            Some(Addr::new("127.0.0.1", 6380))
+        );
+        assert_eq!(
+            switched_away("other 127.0.0.1 6379 127.0.0.1 6380", "mymaster", &current),
+            None
+        );
+        assert_eq!(
+            switched_away("mymaster 127.0.0.1 6380 127.0.0.1 6379", "mymaster", &current),
+            None
+        );
+        assert_eq!(switched_away("garbage", "mymaster", &current), None);
+    }
 
     fn names(v: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();

@@ -28,7 +28,7 @@ use super::registry::{GroupChange, LocalConnection, Outbox, Registry, WsFrame, f
 use super::stats::Stats;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::wire::{self, GroupAction, GroupCommand};
-use crate::backplane::{Backplane, BackplaneMessage};
+use crate::backplane::{Backplane, BackplaneMessage, Receivers};
 use crate::protocol::{CompletionResult, HubMessage, Protocol};
 
 /// One message serialized for each protocol, shareable between recipients.
@@ -126,7 +126,7 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, ()> {
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<Receivers, ()> {
         match self.backplane.publish(channel, payload).await {
             Ok(receivers) => {
                 Stats::inc(&self.stats.backplane_out);
@@ -278,13 +278,16 @@ impl Lifetime {
                 self.deliver_local(target, frames);
             }
             // A remote connection's message is lost when the publish failed (counted as a
-            // forward failure) or when no node has that connection's channel subscribed.
-            Ok(0) if matches!(target, Target::Connection(_)) => Stats::inc(&self.stats.forward_unreached),
+            // forward failure) or when no node has that connection's channel subscribed. Only a
+            // global count can say so (a cluster node counts its own subscribers only).
+            Ok(Receivers::All(0)) if matches!(target, Target::Connection(_)) => {
+                Stats::inc(&self.stats.forward_unreached)
+            }
             _ => {}
         }
     }
 
-    async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, ()> {
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<Receivers, ()> {
         self.forwarder.publish(channel, payload).await
     }
 
@@ -394,7 +397,9 @@ impl Lifetime {
             }
             // Every server subscribes this channel; if we are its only subscriber, no one can own
             // the connection, so waiting 30 s for an ack (as ASP.NET Core does) would tell nothing.
-            Ok(receivers) if receivers <= 1 => {
+            // Only a global count proves that: on a Redis Cluster PUBLISH counts the publishing
+            // node's own subscribers, so there we wait for the ack like ASP.NET Core.
+            Ok(receivers) if receivers.global().is_some_and(|n| n <= 1) => {
                 self.lock_acks().remove(&id);
                 return Err(GroupOpError::NoSuchConnection(connection_id.to_string()));
             }

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backplane::memory::MemoryBus;
-use crate::backplane::naming::Channels;
+use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::redis::RedisBackplane;
 use crate::backplane::{Backplane, BackplaneStatus};
 use crate::config;
@@ -144,6 +144,11 @@ pub enum BackplaneChoice {
     Redis(RedisSpec),
     /// The same from a URL alone (no TLS files or sentinel password), checked at start.
     RedisUrl(String),
+    /// `--sharded-pubsub` (Redis 7+): connection, group and user channels use SSUBSCRIBE /
+    /// SPUBLISH on the shard that owns their slot; `:all` and the `:internal:` channels stay
+    /// classic (every node must hear them). Does NOT interoperate with ASP.NET Core servers on
+    /// the same backplane (they use classic pub/sub only: dotnet/aspnetcore#54344).
+    ShardedRedis(RedisSpec),
 }
 
 /// Why a node could not start.
@@ -238,10 +243,24 @@ fn redis_backplane(
     config: &NodeConfig,
     inbox_tx: mpsc::Sender<crate::backplane::BackplaneMessage>,
     shutdown: &CancellationToken,
+    sharded: bool,
 ) -> Result<Arc<dyn Backplane>, NodeError> {
     let url = spec.redacted();
     let client_name = format!("switchboard-hub:{}", config.node_name);
-    let link = RedisBackplane::start(spec, &client_name, inbox_tx, shutdown.child_token())
+    // Sharded: the channels that reach one connection, user or group. `:all` and the
+    // `:internal:` channels (group commands, acks, client results) must reach every node, which
+    // is what classic pub/sub does on a cluster.
+    let is_sharded = sharded.then(|| {
+        let channels = Channels::new(config.channel_prefix.clone(), config.hub_name.clone());
+        let is_sharded: crate::backplane::redis::IsSharded = Arc::new(move |wire: &str| {
+            matches!(
+                channels.classify(wire),
+                Some(ChannelKind::Connection(_) | ChannelKind::Group(_) | ChannelKind::User(_))
+            )
+        });
+        is_sharded
+    });
+    let link = RedisBackplane::start_with(spec, &client_name, inbox_tx, shutdown.child_token(), is_sharded)
         .map_err(|reason| NodeError::RedisUrl { url, reason })?;
     Ok(Arc::new(link))
 }
@@ -266,7 +285,8 @@ impl Node {
         let backplane: Arc<dyn Backplane> = match backplane {
             BackplaneChoice::Alone => Arc::new(MemoryBus::new().connect(inbox_tx)),
             BackplaneChoice::Memory(bus) => Arc::new(bus.connect(inbox_tx)),
-            BackplaneChoice::Redis(spec) => redis_backplane(spec, &config, inbox_tx, &shutdown)?,
+            BackplaneChoice::Redis(spec) => redis_backplane(spec, &config, inbox_tx, &shutdown, false)?,
+            BackplaneChoice::ShardedRedis(spec) => redis_backplane(spec, &config, inbox_tx, &shutdown, true)?,
             // A bare URL is a spec without flag options.
             BackplaneChoice::RedisUrl(url) => {
                 let spec =
@@ -274,7 +294,7 @@ impl Node {
                         url: e.url,
                         reason: e.reason,
                     })?;
-                redis_backplane(spec, &config, inbox_tx, &shutdown)?
+                redis_backplane(spec, &config, inbox_tx, &shutdown, false)?
             }
         };
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -336,6 +336,24 @@ impl RedisConnector {
             })
     }
 
+    /// A pub/sub connection to the sentinel at `addr`, with the sentinels' credentials (to watch
+    /// `+switch-master`).
+    pub async fn sentinel_pubsub(&self, addr: &Addr) -> Result<PubSub, ConnectError> {
+        let io = self.stream(addr, Creds::Sentinel).await?;
+        PubSub::new(&Self::info(), io)
+            .await
+            .map_err(|e| ConnectError::Redis {
+                addr: addr.to_string(),
+                reason: describe(&e),
+            })
+    }
+
+    /// An authenticated raw stream to `addr` (AUTH, SELECT and CLIENT SETNAME done), for
+    /// protocols redis-rs does not speak on a plain connection (sharded pub/sub).
+    pub async fn raw(&self, addr: &Addr) -> Result<BoxedIo, ConnectError> {
+        self.stream(addr, Creds::Data).await
+    }
+
     /// A multiplexed command connection to `addr`; its driver runs on the current runtime and
     /// ends with the connection.
     pub async fn multiplexed(&self, addr: &Addr) -> Result<MultiplexedConnection, ConnectError> {

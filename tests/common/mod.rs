@@ -2,6 +2,9 @@
 //!
 //! - `certs`: test certificates made with the `openssl` CLI (CA, server, client, another CA, an
 //!   expired one) and a TLS-only `redis-server` (`--tls-port`, optional mutual TLS).
+//! - `cluster`: a test-owned Redis Cluster (N primaries, R replicas), kill/restart a node, wait for failover;
+//!   the shared `ServerProcess` child helper.
+//! - `sentinel`: a primary, a replica and three sentinels; kill the primary, wait for failover.
 //! - `redis`: a test-owned `redis-server` (start, kill, restart), one-shot commands, a PSUBSCRIBE tap.
 //! - `http`: plain HTTP requests (negotiate, stats, wrong methods) with deadlines.
 //! - `vectors`: the byte-exact protocol test vectors.
@@ -13,8 +16,10 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod cluster;
 pub mod http;
 pub mod redis;
+pub mod sentinel;
 pub mod vectors;
 pub mod xvfb;
 
