@@ -329,6 +329,11 @@ pub struct HubArgs {
     #[arg(long, default_value_t = config::DEFAULT_MAX_MESSAGE_SIZE)]
     pub max_message_size: usize,
 
+    /// Groups one connection may be in; a join past it fails with a HubException naming the
+    /// limit (each first member of a group costs the node a SUBSCRIBE).
+    #[arg(long, default_value_t = config::DEFAULT_MAX_GROUPS_PER_CONNECTION)]
+    pub max_groups_per_connection: usize,
+
     /// Frames queued per client before it is disconnected as too slow.
     #[arg(long, default_value_t = config::DEFAULT_OUTBOUND_QUEUE)]
     pub outbound_queue: usize,
@@ -376,6 +381,7 @@ impl HubArgs {
         config.path = self.path.clone();
         config.max_connections = self.max_connections;
         config.max_message_size = self.max_message_size;
+        config.max_groups_per_connection = self.max_groups_per_connection;
         config.outbound_queue = self.outbound_queue;
         config.keep_alive = Duration::from_secs(self.keep_alive_secs.max(1));
         config.client_timeout = Duration::from_secs(self.client_timeout_secs.max(1));

@@ -89,3 +89,27 @@ async fn a_join_past_the_cap_is_refused_with_a_hub_exception_and_subscribes_noth
     .await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_is_set_per_node() {
+    let mut config = switchboard::hub::NodeConfig::new("small-cap");
+    config.max_groups_per_connection = 3;
+    let node = common::start_node_with(config, BackplaneChoice::Alone).await;
+    let client = connect(&node, Protocol::Json, Some("capper")).await;
+    for i in 0..3 {
+        let joined = within(
+            "JoinGroup",
+            client.invoke("JoinGroup", str_args(&[&format!("g{i}")])),
+        )
+        .await
+        .expect("invoke");
+        assert_eq!(joined, CompletionResult::Void, "join {i}");
+    }
+    let refused = within("JoinGroup past 3", client.invoke("JoinGroup", str_args(&["g3"])))
+        .await
+        .expect("invoke");
+    match refused {
+        CompletionResult::Error(text) => assert!(text.contains("at most 3 groups"), "{text}"),
+        other => panic!("the fourth join was not refused: {other:?}"),
+    }
+}

@@ -64,6 +64,8 @@ pub struct NodeConfig {
     pub header_read_timeout: Duration,
     /// Maximum size of one hub message in bytes.
     pub max_message_size: usize,
+    /// Groups one connection may be in (each first member of a group costs a SUBSCRIBE).
+    pub max_groups_per_connection: usize,
     /// Server ping interval when nothing else was sent.
     pub keep_alive: Duration,
     /// Silence after which a client is dropped (armed after its first ping, as ASP.NET Core does).
@@ -113,6 +115,7 @@ impl NodeConfig {
             max_connections: config::DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: config::DEFAULT_HEADER_READ_TIMEOUT,
             max_message_size: config::DEFAULT_MAX_MESSAGE_SIZE,
+            max_groups_per_connection: config::DEFAULT_MAX_GROUPS_PER_CONNECTION,
             keep_alive: config::DEFAULT_KEEP_ALIVE,
             client_timeout: config::DEFAULT_CLIENT_TIMEOUT,
             handshake_timeout: config::DEFAULT_HANDSHAKE_TIMEOUT,
@@ -309,7 +312,7 @@ impl Node {
         })?;
 
         let server_name = new_server_name();
-        let registry = Arc::new(Registry::default());
+        let registry = Arc::new(Registry::with_max_groups(config.max_groups_per_connection.max(1)));
         let stats = Arc::new(Stats::default());
         let channels = Channels::new(config.channel_prefix.clone(), config.hub_name.clone());
         let lifetime = Lifetime::new(
