@@ -31,6 +31,7 @@ pub mod model;
 pub mod probe;
 pub mod redis_view;
 pub mod runtime;
+pub mod shard_tap;
 pub mod sink;
 pub mod tap;
 

@@ -123,7 +123,7 @@ impl Poller {
                 return snapshot;
             }
         };
-        snapshot.connection.reached = reached.describe();
+        snapshot.connection.reached = describe_reached(&reached);
         let mut targets = Vec::new();
         match &reached {
             Reached::Cluster { shards, .. } => {
@@ -252,8 +252,8 @@ impl Poller {
             }
             Err(e) => {
                 node.error = Some(e.to_string());
-                if e.is_refused() || matches!(e, ConnectError::Timeout { .. } | ConnectError::Io { .. }) {
-                    // The server is down: no point asking it more this round.
+                if !self.connections.contains_key(&target.addr) {
+                    // The link failed (not a refusal by Redis): no point asking more this round.
                     node.limit = LimitKnowledge::Unknown("the node did not answer".into());
                     return node;
                 }
@@ -303,6 +303,29 @@ impl Poller {
             self.connections.remove(addr);
         }
         result
+    }
+}
+
+/// What the spec reaches, in one line. For a cluster, only shards that serve slots count (a
+/// failed primary whose slots moved to its replica is listed by `CLUSTER SHARDS` as a shard of
+/// its own, without slots).
+fn describe_reached(reached: &Reached) -> String {
+    match reached {
+        Reached::Cluster { seed, shards } => {
+            let serving = shards.iter().filter(|s| !s.slots.is_empty()).count();
+            let nodes: usize = shards.iter().map(|s| s.nodes.len()).sum();
+            let failed = shards
+                .iter()
+                .flat_map(|s| &s.nodes)
+                .filter(|n| n.health != "online")
+                .count();
+            let mut line = format!("cluster of {serving} shards, {nodes} nodes (as {seed} sees it)");
+            if failed > 0 {
+                line.push_str(&format!(", {failed} not online"));
+            }
+            line
+        }
+        other => other.describe(),
     }
 }
 

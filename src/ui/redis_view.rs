@@ -103,7 +103,10 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
 
 fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
     let (color, role) = match (&node.role, node.error.is_some()) {
-        (_, true) => (widgets::BAD, node.role.label().to_string()),
+        (_, true) => (
+            widgets::BAD,
+            format!("not answering (last known: {})", node.role.label()),
+        ),
         (NodeRole::Primary, false) => (widgets::OK, "primary".to_string()),
         (NodeRole::Replica { of: Some(of) }, false) => (widgets::IDLE, format!("replica of {of}")),
         (r, false) => (widgets::IDLE, r.label().to_string()),
