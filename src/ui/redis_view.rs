@@ -17,13 +17,13 @@ use crate::monitor::model::redis_view::{
 pub fn show(ui: &mut Ui, model: &Model, now: u64) {
     let view = &model.redis;
     let Some(snapshot) = view.latest() else {
-        ui.heading("Redis");
+        ui.heading("Redis servers");
         ui.label(widgets::greyed(
             "No Redis poll yet. Connect to a Redis backplane (left panel); the first round comes within a few seconds.",
         ));
         return;
     };
-    ui.heading("Redis");
+    ui.heading("Redis servers");
     Grid::new("redis_connection").num_columns(2).show(ui, |ui| {
         ui.label("Connected to");
         ui.label(&snapshot.connection.url);
