@@ -31,7 +31,7 @@ use super::tap::Batcher;
 use super::{MonitorEvent, sink::EventSink};
 use crate::backplane::naming::Channels;
 use crate::config;
-use crate::redis_conn::{Addr, RedisConnector, describe};
+use crate::redis_conn::{Addr, Reached, RedisConnector, Role, describe};
 
 /// Time between two discovery rounds: a new shard channel is tapped within this. `PUBSUB
 /// SHARDCHANNELS` scans the primary's shard-channel table, so it is not asked more often.
@@ -144,7 +144,7 @@ async fn discover(
                 return status;
             }
         };
-    let primaries = reached.primaries();
+    let primaries = serving_primaries(&reached);
     // A server that is no longer a primary keeps nothing: its channels are found on their owner.
     subscribers.retain(|addr, _| primaries.contains(addr));
     let mut problems = Vec::new();
@@ -217,6 +217,25 @@ async fn discover(
     status.error = (!problems.is_empty()).then(|| problems.join("; "));
     status.discovered_at_ms = now_ms();
     status
+}
+
+/// The primaries that own slots now. In a cluster, a failed primary whose slots went to its
+/// replica stays listed by `CLUSTER SHARDS` (as a primary of no slots, or flagged `fail`): it is
+/// left out, so it costs no connection attempt per round.
+fn serving_primaries(reached: &Reached) -> Vec<Addr> {
+    match reached {
+        Reached::Cluster { shards, .. } => shards
+            .iter()
+            .filter(|s| !s.slots.is_empty())
+            .filter_map(|s| {
+                s.nodes
+                    .iter()
+                    .find(|n| n.role == Role::Primary && n.health == "online")
+            })
+            .map(|n| n.addr.clone())
+            .collect(),
+        other => other.primaries(),
+    }
 }
 
 async fn command<T: redis::FromRedisValue>(
@@ -298,5 +317,53 @@ fn text(v: &Value) -> Option<String> {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis_conn::{ClusterNode, Shard};
+
+    fn node(port: u16, role: Role, health: &str) -> ClusterNode {
+        ClusterNode {
+            id: port.to_string(),
+            addr: Addr::new("127.0.0.1", port),
+            role,
+            health: health.into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_primary_without_slots_is_not_tapped() {
+        let reached = Reached::Cluster {
+            seed: Addr::new("127.0.0.1", 7000),
+            shards: vec![
+                Shard {
+                    slots: vec![(0, 8191)],
+                    nodes: vec![
+                        node(7000, Role::Primary, "online"),
+                        node(7003, Role::Replica, "online"),
+                    ],
+                },
+                Shard {
+                    slots: vec![(8192, 16383)],
+                    nodes: vec![
+                        node(7001, Role::Primary, "fail"),
+                        node(7004, Role::Primary, "online"),
+                    ],
+                },
+                Shard {
+                    slots: vec![],
+                    nodes: vec![node(7002, Role::Primary, "fail")],
+                },
+            ],
+        };
+        assert_eq!(
+            serving_primaries(&reached),
+            vec![Addr::new("127.0.0.1", 7000), Addr::new("127.0.0.1", 7004)]
+        );
+        let single = Reached::Single(Addr::new("h", 1));
+        assert_eq!(serving_primaries(&single), vec![Addr::new("h", 1)]);
     }
 }

@@ -119,7 +119,13 @@ fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
             ui.label(format!("slots {}", slot_ranges(&node.slots)));
         }
         if !node.health.is_empty() && node.health != "online" {
-            ui.colored_label(widgets::BAD, &node.health);
+            // `loading`: a replica syncing; `fail`: the cluster counts it down.
+            let color = if node.health.starts_with("fail") {
+                widgets::BAD
+            } else {
+                widgets::WARN
+            };
+            ui.colored_label(color, format!("cluster says: {}", node.health));
         }
         ui.label(widgets::greyed(format!(
             "{} pub/sub client{}",
