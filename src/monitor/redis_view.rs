@@ -27,7 +27,7 @@ use super::now_ms;
 use super::sink::EventSink;
 use super::{MonitorEvent, tap};
 use crate::config;
-use crate::redis_conn::{Addr, ConnectError, Reached, RedisConnector, RedisSpec, Role, connect::query};
+use crate::redis_conn::{Addr, ConnectError, Reached, RedisConnector, RedisSpec, Role, describe};
 
 /// The shortest time between two rounds: a failover shows within this (plus the time Redis
 /// takes to promote a replica), and five seconds is slow enough to be free on a small Redis.
@@ -289,8 +289,18 @@ impl Poller {
         let Some(connection) = self.connections.get_mut(addr) else {
             return Err(ConnectError::Config("no connection".into()));
         };
-        let result = match tokio::time::timeout(COMMAND_TIMEOUT, query(connection, addr, command)).await {
-            Ok(r) => r,
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, command.query_async::<T>(connection)).await {
+            // A lost link is not Redis refusing the command: the connection is dropped below.
+            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() => {
+                Err(ConnectError::Io {
+                    addr: addr.to_string(),
+                    reason: describe(&e),
+                })
+            }
+            Ok(r) => r.map_err(|e| ConnectError::Redis {
+                addr: addr.to_string(),
+                reason: describe(&e),
+            }),
             Err(_) => Err(ConnectError::Timeout {
                 addr: addr.to_string(),
                 what: "command",
