@@ -178,6 +178,13 @@ async fn discover(
         .await;
         let found = match found {
             Ok(f) => f,
+            Err(e) if e.to_ascii_lowercase().contains("unknown subcommand") => {
+                // Redis before 7: nothing sharded to tap; the connection is kept (no churn).
+                problems.push(format!(
+                    "{addr}: no sharded pub/sub on this Redis (needs Redis 7)"
+                ));
+                continue;
+            }
             Err(e) => {
                 problems.push(format!("{addr}: PUBSUB SHARDCHANNELS: {e}"));
                 subscribers.remove(addr);
