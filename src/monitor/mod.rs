@@ -8,6 +8,10 @@
 //! - `decode`: (channel, payload) → [`model::TrafficEntry`], with the backplane codecs. Pure.
 //! - `detail`: the detail pane's JSON document and hex dump of one entry. Pure.
 //! - `tap`: the Redis (or in-memory bus) tap, the heartbeat discovery, the PUBSUB census.
+//! - `shard_tap`: the sharded pub/sub tap (PUBSUB SHARDCHANNELS discovery, SSUBSCRIBE on the
+//!   owning primary), feeding the tap's batcher.
+//! - `redis_view`: the Redis view's poller (ROLE, CLIENT LIST TYPE pubsub, the output-buffer
+//!   limit on every primary and replica), rate-limited; started and stopped with the tap.
 //! - `probe`: one task per hub node: monitor WebSocket, round-trip time, the probe client that
 //!   receives test messages, and sending test messages (once or in bursts).
 //! - `directory`: which watched node holds a connection id, user or group
@@ -29,7 +33,9 @@ pub mod directory;
 pub mod lookup;
 pub mod model;
 pub mod probe;
+pub mod redis_view;
 pub mod runtime;
+pub mod shard_tap;
 pub mod sink;
 pub mod tap;
 
@@ -240,6 +246,11 @@ pub enum MonitorEvent {
     Announced(Announcement),
     /// What PUBSUB CHANNELS reveals, polled every couple of seconds.
     Census { at_ms: u64, hubs: Vec<HubCensus> },
+    /// One round of the Redis view's poller (`redis_view`): nodes, roles, slots, pub/sub
+    /// clients and output buffers, who is primary of what.
+    Redis(Box<model::redis_view::RedisSnapshot>),
+    /// The sharded tap's discovery (`shard_tap`): channels subscribed, age of the last round.
+    ShardTap(model::redis_view::ShardTapStatus),
     /// Something about the node with this hub URL.
     Node { hub_url: String, event: NodeEvent },
     /// A test message was handed to `node` at `at_ms`; `expected` lists the hub URLs of the nodes

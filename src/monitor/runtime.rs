@@ -153,6 +153,8 @@ impl MonitorHandle {
 struct TapTask {
     cancel: CancellationToken,
     task: JoinHandle<()>,
+    /// The Redis view's poller (Redis sources only), cancelled with the tap.
+    view: Option<JoinHandle<()>>,
 }
 
 /// One watched node.
@@ -218,13 +220,19 @@ impl Supervisor {
                     }),
                     Some(source) => {
                         let cancel = self.cancel.child_token();
+                        let view = match &source {
+                            super::TapSource::Redis { spec, .. } => Some(tokio::spawn(
+                                super::redis_view::run((**spec).clone(), self.sink.clone(), cancel.clone()),
+                            )),
+                            super::TapSource::Memory { .. } => None,
+                        };
                         let task = tokio::spawn(tap::run(
                             source,
                             self.sink.clone(),
                             announce_tx.clone(),
                             cancel.clone(),
                         ));
-                        self.tap = Some(TapTask { cancel, task });
+                        self.tap = Some(TapTask { cancel, task, view });
                     }
                 }
             }
@@ -333,6 +341,11 @@ impl Supervisor {
             tap.cancel.cancel();
             if tokio::time::timeout(SHUTDOWN_GRACE, tap.task).await.is_err() {
                 tracing::warn!("the tap did not stop within {SHUTDOWN_GRACE:?}");
+            }
+            if let Some(view) = tap.view
+                && tokio::time::timeout(SHUTDOWN_GRACE, view).await.is_err()
+            {
+                tracing::warn!("the Redis view's poller did not stop within {SHUTDOWN_GRACE:?}");
             }
         }
     }

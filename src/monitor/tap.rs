@@ -72,8 +72,9 @@ impl Shedder {
     }
 }
 
-/// Decoded entries waiting for the next flush, plus what to do with heartbeats.
-struct Batcher {
+/// Decoded entries waiting for the next flush, plus what to do with heartbeats. The sharded tap
+/// (`shard_tap`) has its own, made with [`Batcher::twin`].
+pub(crate) struct Batcher {
     prefix: String,
     entries: Vec<TrafficEntry>,
     sink: EventSink,
@@ -90,7 +91,16 @@ impl Batcher {
         }
     }
 
-    fn message(&mut self, channel: &str, payload: &[u8]) {
+    /// An empty batcher for the same prefix, sink and heartbeat queue.
+    pub(crate) fn twin(&self) -> Self {
+        Batcher::new(&self.prefix, self.sink.clone(), self.announce_tx.clone())
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn message(&mut self, channel: &str, payload: &[u8]) {
         let at_ms = now_ms();
         if naming::is_nodes_channel(&self.prefix, channel)
             && let Ok(announcement) = serde_json::from_slice::<Announcement>(payload)
@@ -107,11 +117,11 @@ impl Batcher {
     }
 
     /// `n` messages dropped undecoded (the tap is behind): counted with the UI's drops.
-    fn shed(&mut self, n: usize) {
+    pub(crate) fn shed(&mut self, n: usize) {
         self.sink.shed(n);
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if !self.entries.is_empty() {
             self.sink
                 .push(MonitorEvent::Traffic(std::mem::take(&mut self.entries)));
@@ -186,6 +196,12 @@ async fn run_redis(
             return;
         }
     };
+    tokio::spawn(super::shard_tap::run(
+        connector.clone(),
+        batcher.twin(),
+        sink.clone(),
+        cancel.clone(),
+    ));
     let census = tokio::spawn(census_redis(
         connector.clone(),
         prefix.clone(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use egui::{Color32, RichText};
 
 use super::settings::{STORAGE_KEY, Settings};
-use super::{Action, connections, demo, files, nodes, rates, send, topology, traffic, widgets};
+use super::{Action, connections, demo, files, nodes, rates, redis_view, send, topology, traffic, widgets};
 use crate::link::{DemoWiring, Link};
 use crate::monitor::model::wake::{Showing, View};
 use crate::monitor::model::workspace::RedisConnSettings;
@@ -42,10 +42,18 @@ pub enum Tab {
     Nodes,
     Send,
     Topology,
+    Redis,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [Tab::Traffic, Tab::Rates, Tab::Nodes, Tab::Send, Tab::Topology];
+    pub const ALL: [Tab; 6] = [
+        Tab::Traffic,
+        Tab::Rates,
+        Tab::Nodes,
+        Tab::Send,
+        Tab::Topology,
+        Tab::Redis,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -54,6 +62,7 @@ impl Tab {
             Tab::Nodes => "Nodes",
             Tab::Send => "Send",
             Tab::Topology => "Topology",
+            Tab::Redis => "Redis",
         }
     }
 
@@ -295,6 +304,7 @@ impl DashboardApp {
                 };
                 topology::show(ui, &self.model, &mut self.topology_ui, presenter, bus, now)
             }
+            Tab::Redis => redis_view::show(ui, &self.model, now),
         });
 
         // What an action or a finished file operation changes is drawn by the next frame.
@@ -329,6 +339,7 @@ impl DashboardApp {
                 Tab::Nodes => View::Nodes,
                 Tab::Send => View::Send,
                 Tab::Topology => View::Topology,
+                Tab::Redis => View::Redis,
             },
             table_frozen: self.model.traffic.paused() || self.model.traffic.offline().is_some(),
             presenter: self.settings.presenter,

@@ -12,6 +12,7 @@ mod demo;
 mod files;
 mod nodes;
 mod rates;
+mod redis_view;
 mod send;
 mod settings;
 mod topology;

@@ -10,11 +10,14 @@
 //! - `traces`: test messages followed from the sender through Redis to every probe.
 //! - `capture`: JSON Lines and CSV export, JSON Lines import (offline browsing).
 //! - `workspace`: the saved Redis and node list (never a password).
+//! - `redis_view`: the Redis view: nodes, roles, slots, pub/sub clients and their output buffers,
+//!   failovers (which become markers in the traffic stream).
 
 pub mod capture;
 pub mod entry;
 pub mod nodes;
 pub mod rates;
+pub mod redis_view;
 pub mod ring;
 pub mod traces;
 pub mod traffic;
@@ -73,6 +76,8 @@ pub struct Model {
     pub tap: TapStatus,
     /// The latest PUBSUB census and when it was taken.
     pub census: Option<(u64, Vec<HubCensus>)>,
+    /// What the Redis view shows (the poller's rounds, the sharded tap's discovery).
+    pub redis: redis_view::RedisView,
 }
 
 impl Model {
@@ -84,6 +89,7 @@ impl Model {
             traces: traces::Traces::new(limits.traces),
             tap: TapStatus::default(),
             census: None,
+            redis: redis_view::RedisView::default(),
         }
     }
 
@@ -106,6 +112,13 @@ impl Model {
             MonitorEvent::Tap { state, at_ms } => self.apply_tap(state, at_ms, now_ms),
             MonitorEvent::Announced(a) => self.nodes.announce(&a, now_ms),
             MonitorEvent::Census { at_ms, hubs } => self.census = Some((at_ms, hubs)),
+            MonitorEvent::Redis(snapshot) => {
+                for f in self.redis.apply(*snapshot) {
+                    self.traffic
+                        .push_failover(f.since_ms, f.at_ms, f.summary(), now_ms);
+                }
+            }
+            MonitorEvent::ShardTap(status) => self.redis.shard_tap = Some(status),
             MonitorEvent::Node { hub_url, event } => {
                 if let NodeEvent::ProbeReceived { trace, at_ms } = &event {
                     self.traces.on_received(&hub_url, *trace, *at_ms);
@@ -141,7 +154,10 @@ impl Model {
                     self.traffic.push_gap(from, at_ms.max(from), now_ms);
                 }
             }
-            LinkState::Idle => self.tap.down_since_ms = None,
+            LinkState::Idle => {
+                self.tap.down_since_ms = None;
+                self.redis.clear();
+            }
             LinkState::Connecting | LinkState::Reconnecting { .. } | LinkState::Failed { .. } => {
                 if self.tap.state == LinkState::Connected {
                     self.tap.down_since_ms = Some(at_ms);

@@ -251,6 +251,16 @@ impl Traffic {
         self.push(entry)
     }
 
+    /// Stores a failover marker (shown like a gap): `summary` says who became primary of what;
+    /// the failover happened between `from_ms` (the last poll with the old primary) and `to_ms`
+    /// (the first with the new one). Its channel is [`FAILOVER_CHANNEL`]. Returns its seq.
+    pub fn push_failover(&mut self, from_ms: u64, to_ms: u64, summary: String, now_ms: u64) -> u64 {
+        let mut entry = TrafficEntry::new(now_ms, FAILOVER_CHANNEL, EntryKind::Gap, Vec::new());
+        entry.summary = summary;
+        entry.gap = Some((from_ms, to_ms));
+        self.push(entry)
+    }
+
     /// Empties what is shown: the live ring (or, offline, the capture's view). Totals keep
     /// counting (the removed entries are added to `cleared`), seqs keep increasing, the filter
     /// and pause stay as they were.
@@ -394,6 +404,9 @@ impl Traffic {
     }
 }
 
+/// The channel of a failover marker (not a Redis channel: no channel name contains a space).
+pub const FAILOVER_CHANNEL: &str = "(redis failover)";
+
 /// `HH:MM:SS` (UTC) of a unix-ms time.
 pub fn hms_utc(ms: u64) -> String {
     let s = (ms / 1000) % 86_400;
@@ -525,6 +538,23 @@ mod tests {
         );
         assert_eq!(t.totals().messages, 0);
         assert_eq!(hms_utc(86_400_000 + 5000), "00:00:05");
+    }
+
+    #[test]
+    fn failover_marker_is_a_gap_row_with_its_own_words() {
+        let mut t = Traffic::new(10, 1000);
+        let seq = t.push_failover(1000, 6000, "failover: b became primary".into(), 6001);
+        let e = t.get(seq).expect("marker");
+        assert_eq!(
+            (e.kind, e.gap, e.channel.as_str(), e.summary.as_str()),
+            (
+                EntryKind::Gap,
+                Some((1000, 6000)),
+                FAILOVER_CHANNEL,
+                "failover: b became primary"
+            )
+        );
+        assert_eq!(t.totals().messages, 0, "a marker is not a message");
     }
 
     #[test]

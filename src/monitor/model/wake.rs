@@ -51,6 +51,7 @@ pub enum View {
     Nodes,
     Send,
     Topology,
+    Redis,
 }
 
 /// What the window shows now (published by the UI every frame, read by the monitor's thread).
@@ -72,6 +73,7 @@ impl Showing {
             View::Nodes => 2,
             View::Send => 3,
             View::Topology => 4,
+            View::Redis => 5,
         };
         view | (self.table_frozen as u8) << 3 | (self.presenter as u8) << 4
     }
@@ -82,6 +84,7 @@ impl Showing {
             2 => View::Nodes,
             3 => View::Send,
             4 => View::Topology,
+            5 => View::Redis,
             _ => View::Traffic,
         };
         Showing {
@@ -208,6 +211,12 @@ impl WakePolicy {
                 self.census = Some(hubs.clone());
                 (!showing.presenter).then_some(GLANCE)
             }
+            // A poll round (every few seconds): drawn on the Redis view; elsewhere only its
+            // failover markers show, in the traffic table.
+            MonitorEvent::Redis(_) | MonitorEvent::ShardTap(_) => Some(match view {
+                View::Redis => NOW,
+                _ => GLANCE,
+            }),
             MonitorEvent::Sent { .. } | MonitorEvent::SendFailed { .. } => Some(NOW),
             // Traces' findings and a burst's progress are drawn on the Send view only.
             MonitorEvent::TraceLookup { .. } => (view == View::Send).then_some(NOW),
@@ -306,6 +315,7 @@ mod tests {
             View::Nodes,
             View::Send,
             View::Topology,
+            View::Redis,
         ] {
             for frozen in [false, true] {
                 for presenter in [false, true] {
