@@ -341,3 +341,59 @@ async fn without_config_permission_the_limit_is_unknown_and_says_why() {
     assert!(!connection.url.contains("viewerpw"), "{}", connection.url);
     handle.shutdown();
 }
+
+/// A sentinel set (a primary, a replica, 3 sentinels): the view lists the primary and its replica,
+/// and a killed primary becomes a failover marker naming the new primary of the sentinel master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_is_a_marker_in_the_traffic_stream() {
+    let mut set = within_for(
+        "starting a sentinel set",
+        Duration::from_secs(60),
+        common::sentinel::SentinelSet::start(),
+    )
+    .await;
+    let prefix = unique_prefix();
+    let (handle, mut watch) = start_watch(&set.url(), &prefix);
+    let old = set.primary_port().await;
+    let nodes = watch
+        .until("a round with the primary and its replica", |m| {
+            let s = m.redis.latest()?;
+            (s.nodes.len() == 2 && s.nodes.iter().all(|n| n.error.is_none())).then(|| s.nodes.clone())
+        })
+        .await;
+    assert_eq!(nodes[0].addr, format!("127.0.0.1:{old}"));
+    assert_eq!(nodes[0].role, NodeRole::Primary);
+    assert_eq!(
+        nodes[1].role,
+        NodeRole::Replica {
+            of: Some(format!("127.0.0.1:{old}"))
+        }
+    );
+    let reached = watch.model.redis.latest().unwrap().connection.reached.clone();
+    assert!(
+        reached.contains("mymaster") && reached.contains(&old.to_string()),
+        "{reached}"
+    );
+
+    let killed_at = Instant::now();
+    set.kill_primary().await;
+    let new = set.wait_failover(old).await;
+    let promoted_after = killed_at.elapsed();
+    let marker = watch
+        .until("a failover marker", |m| {
+            m.traffic.iter().find(|e| e.channel == FAILOVER_CHANNEL).cloned()
+        })
+        .await;
+    assert!(
+        marker.summary.starts_with(&format!(
+            "failover: 127.0.0.1:{new} became primary of sentinel master mymaster (was 127.0.0.1:{old})"
+        )),
+        "{}",
+        marker.summary
+    );
+    eprintln!(
+        "sentinel failover: new primary named by every sentinel {promoted_after:?} after the kill, marker after {:?}",
+        killed_at.elapsed()
+    );
+    handle.shutdown();
+}

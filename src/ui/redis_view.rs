@@ -37,7 +37,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         ui.label("Last poll");
         let cost = snapshot.cost_micros as f64 / 1000.0;
         ui.label(format!(
-            "{} ({} s ago) · CLIENT LIST took {} of Redis time · next in {} s",
+            "{} ({} s ago) · CLIENT LIST took {} here, round trip included (rounds are spaced 100× that, at least 5 s) · next in {} s",
             widgets::clock(snapshot.at_ms),
             now.saturating_sub(snapshot.at_ms) / 1000,
             widgets::millis(cost),

@@ -140,7 +140,8 @@ pub struct RedisSnapshot {
     pub nodes: Vec<NodeSnapshot>,
     /// Who is primary of what, as this round saw it (the input of failover detection).
     pub primaries: Vec<(PrimaryOf, String)>,
-    /// The round's Redis time (the sum of the nodes' CLIENT LIST times), microseconds.
+    /// The round's cost (the sum of the nodes' CLIENT LIST times as measured by the poller, round
+    /// trip included: an upper bound of Redis's time), microseconds.
     pub cost_micros: u64,
     /// When the next round is due (unix ms): rounds are spaced so their cost stays small.
     pub next_at_ms: u64,
