@@ -113,6 +113,12 @@ pub fn show(
         ui.checkbox(&mut settings.auto_connect, "at start");
     });
     widgets::link_state(ui, "Tap", &model.tap.state, now);
+    // What the spec reaches now (a single server, the sentinel primary, the cluster's shards), from
+    // the Redis view's last round.
+    if let Some(snapshot) = model.redis.latest() {
+        ui.add(egui::Label::new(RichText::new(format!("Reaches: {}", snapshot.connection.reached)).small()).wrap())
+            .on_hover_text("From the Redis view's last round (the Redis tab has every node)");
+    }
     if let Some((at, hubs)) = &model.census {
         for hub in hubs {
             ui.label(format!(
