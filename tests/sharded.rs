@@ -265,3 +265,18 @@ async fn a_sharded_group_survives_the_failover_of_its_shard() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Sharded pub/sub on a single Redis 7 server (no cluster): one shard owns every slot, and the
+/// delivery matrix holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_nodes_work_on_a_single_redis_7() {
+    let redis = common::redis::RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = sharded_node("node-a", redis.url(), &prefix).await;
+    let b = sharded_node("node-b", redis.url(), &prefix).await;
+    wait_connected(&a).await;
+    wait_connected(&b).await;
+    delivery_matrix(&a, &b).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

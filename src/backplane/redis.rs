@@ -604,6 +604,28 @@ impl Backplane for RedisBackplane {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_link_is_up_only_when_both_halves_are() {
+        let retry = BackplaneState::Reconnecting {
+            attempt: 1,
+            retry_in: Duration::from_millis(50),
+        };
+        let parts =
+            |classic: BackplaneState, sharded: Option<BackplaneState>| Parts { classic, sharded }.combined();
+        use BackplaneState::{Connected, Connecting, Stopped};
+        assert_eq!(parts(Connected, None), Connected, "classic only");
+        assert_eq!(parts(retry.clone(), None), retry);
+        assert_eq!(parts(Connected, Some(Connecting)), Connecting);
+        assert_eq!(parts(Connected, Some(Connected)), Connected);
+        assert_eq!(
+            parts(Connected, Some(retry.clone())),
+            retry,
+            "a sharded outage shows"
+        );
+        assert_eq!(parts(retry.clone(), Some(Connected)), retry);
+        assert_eq!(parts(Stopped, Some(Connected)), Stopped);
+    }
+
     fn names(v: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
         v.sort();
