@@ -202,3 +202,81 @@ async fn a_live_group_follows_its_slot_to_another_shard() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Kill the primary that owns a live group's slot: its replica is promoted, the sharded links
+/// reconnect to the new shard map and subscribe again, and the group receives again. Prints the
+/// time from the kill to the first delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_group_survives_the_failover_of_its_shard() {
+    let mut cluster = within_for(
+        "forming a 3+3 cluster",
+        Duration::from_secs(60),
+        RedisCluster::start(3, 1),
+    )
+    .await;
+    let primaries = cluster.primary_ports().await;
+    let prefix = unique_prefix();
+    let a = sharded_node("node-a", cluster.url_of(primaries[0]), &prefix).await;
+    let b = sharded_node("node-b", cluster.url_of(primaries[1]), &prefix).await;
+    wait_connected(&a).await;
+    wait_connected(&b).await;
+    let a1 = connect(&a, Protocol::Json, None).await;
+    let mut b1 = connect(&b, Protocol::Json, None).await;
+    assert_eq!(
+        b1.invoke("JoinGroup", str_args(&["room"])).await.unwrap(),
+        CompletionResult::Void
+    );
+    a1.invoke("SendToGroup", str_args(&["room", "a", "before"]))
+        .await
+        .unwrap();
+    expect_message(&mut b1, "ReceiveMessage", STEP).await;
+
+    let group = format!("{prefix}Switchboard.ChatHub:group:room");
+    let slot = int_reply(&cluster.url_of(primaries[0]), &["CLUSTER", "KEYSLOT", &group]).await as u16;
+    let owner = cluster.owner_of(slot).await;
+    let index = primaries.iter().position(|p| *p == owner).unwrap();
+    let killed_at = Instant::now();
+    let dead = cluster.kill_primary(index).await;
+    let deadline = killed_at + Duration::from_secs(40);
+    let mut n = 0;
+    let took = loop {
+        n += 1;
+        let _ = within_for(
+            "SendToGroup",
+            STEP,
+            a1.invoke("SendToGroup", str_args(&["room", "a", &format!("try {n}")])),
+        )
+        .await;
+        if let Some(ClientEvent::Invocation { .. }) = b1.recv_timeout(Duration::from_millis(50)).await {
+            break killed_at.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group got nothing within 40 s of killing its shard"
+        );
+    };
+    let promoted = cluster.wait_failover(dead).await;
+    eprintln!(
+        "FAILOVER sharded: kill of slot {slot}'s primary {dead} → first group delivery {} ms (new owner {promoted}); A forward_failures {}",
+        took.as_millis(),
+        a.stats()["forward_failures"]
+    );
+    assert!(b.backplane_status().borrow().state.is_up());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Sharded pub/sub on a single Redis 7 server (no cluster): one shard owns every slot, and the
+/// delivery matrix holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_nodes_work_on_a_single_redis_7() {
+    let redis = common::redis::RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = sharded_node("node-a", redis.url(), &prefix).await;
+    let b = sharded_node("node-b", redis.url(), &prefix).await;
+    wait_connected(&a).await;
+    wait_connected(&b).await;
+    delivery_matrix(&a, &b).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

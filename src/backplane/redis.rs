@@ -19,6 +19,18 @@
 //! it as fast as messages arrive and hands each to the node's bounded inbox with `try_send`. A full
 //! inbox drops the message and counts it (`inbox_dropped`): the node sheds instead of growing.
 //!
+//! Topologies (`topology`): on every (re)connect the link asks the spec where to go
+//! (`RedisConnector::reach`): a single server, the primary the sentinels name, or any node of a
+//! cluster (classic pub/sub reaches every shard from any node). A cluster's nodes are remembered
+//! as extra seeds, so a node whose seed died reconnects through the others. On a sentinel set the
+//! node leaves a primary that was failed over even while it stays up (`+switch-master`, ROLE).
+//! On a cluster a PUBLISH count covers the publishing node's subscribers only, so publishes
+//! answer [`Receivers::Local`] there.
+//!
+//! `--sharded-pubsub` (`sharded`, with `slot` and `resp`): the channels the hub marks as sharded
+//! use SSUBSCRIBE / SPUBLISH on their slot's owner; the status is Connected only when both the
+//! classic and the sharded half are.
+//!
 //! With `redis_conn` (which opens and authenticates the connections and finds the primary or the
 //! cluster), this is the only module that names the `redis` crate on the node side.
 
@@ -37,26 +49,20 @@ use tokio_util::sync::CancellationToken;
 mod resp;
 mod sharded;
 mod slot;
+mod topology;
 
 pub use sharded::IsSharded;
 use sharded::ShardedLink;
+use topology::{Finder, watch_primary};
 
 use super::{
     Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, Receivers, backoff,
 };
 use crate::config;
-use crate::redis_conn::{Addr, ConnectError, Reached, RedisConnector, RedisSpec, Topology, describe};
+use crate::redis_conn::{ConnectError, Reached, RedisConnector, RedisSpec, describe};
 
 /// How long one PUBLISH or SUBSCRIBE may take before the link is considered unhealthy for it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How often a node on a sentinel set asks its server for its ROLE: the backstop for a missed
-/// `+switch-master` (one tiny command per second costs Redis nothing; a demoted primary is
-/// noticed within about a second).
-const ROLE_CHECK: Duration = Duration::from_secs(1);
-
-/// How long to wait before watching a sentinel again after its connection failed.
-const SENTINEL_WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// A node's link to Redis. Cloning shares the link.
 #[derive(Clone)]
@@ -315,60 +321,6 @@ enum Failure {
     Other(String),
 }
 
-/// Finds the server behind the spec on every (re)connect, remembering a cluster's nodes.
-#[derive(Clone)]
-struct Finder {
-    connector: RedisConnector,
-    client_name: String,
-    /// Every node of the cluster as last described (`CLUSTER SHARDS`): extra seeds for when the
-    /// spec's own seeds are gone (the node we used died and its replica took over).
-    known: Vec<Addr>,
-}
-
-impl Finder {
-    /// Asks the spec's seeds (or sentinels); when none answers and a cluster was seen before,
-    /// asks the cluster's other known nodes.
-    async fn reach(&mut self) -> Result<Reached, ConnectError> {
-        let error = match self.connector.reach().await {
-            Ok(reached) => {
-                self.remember(&reached);
-                return Ok(reached);
-            }
-            Err(e) => e,
-        };
-        if self.known.is_empty() {
-            return Err(error);
-        }
-        let mut spec = self.connector.spec().clone();
-        spec.topology = Topology::Servers(self.known.clone());
-        let fallback = RedisConnector::new(spec)?.with_name(&self.client_name);
-        match fallback.reach().await {
-            Ok(reached) => {
-                tracing::info!(server = %reached.entry(), "the given seeds are gone; reached the cluster through a node it named before");
-                self.remember(&reached);
-                Ok(reached)
-            }
-            Err(_) => Err(error),
-        }
-    }
-
-    fn remember(&mut self, reached: &Reached) {
-        if let Reached::Cluster { shards, .. } = reached {
-            let mut known: Vec<Addr> = Vec::new();
-            // Primaries first: they are the likeliest to be up after a failover.
-            for primary_pass in [true, false] {
-                for node in shards.iter().flat_map(|s| s.nodes.iter()) {
-                    let is_primary = node.role == crate::redis_conn::Role::Primary;
-                    if is_primary == primary_pass && node.health != "failed" && !known.contains(&node.addr) {
-                        known.push(node.addr.clone());
-                    }
-                }
-            }
-            self.known = known;
-        }
-    }
-}
-
 /// Finds the server to use now (the primary a sentinel names, or any node of a cluster: classic
 /// pub/sub reaches every shard from any node) and opens both connections to it.
 async fn connect(
@@ -388,79 +340,6 @@ async fn connect(
         Ok(Err(e)) => Err(Failure::Other(e.to_string())),
         Err(_) => Err(Failure::Other("timed out connecting to Redis".to_string())),
     }
-}
-
-/// On a sentinel set, returns (with the reason) once the server we use is no longer the primary:
-/// the sentinel that named it announces `+switch-master`, or the server's own ROLE says it is a
-/// replica. Checked with real processes (tests/redis_sentinel_hub.rs): after a failover the old
-/// primary keeps saying `master` for several seconds until the sentinels reconfigure it, and
-/// meanwhile a node left on it would publish to nobody else, so the announcement is what moves
-/// the node; the ROLE check is the backstop for a missed announcement. Never returns for other
-/// topologies (a dead server ends the pub/sub stream; any cluster node relays classic pub/sub).
-async fn watch_primary(
-    connector: RedisConnector,
-    reached: Reached,
-    publisher: MultiplexedConnection,
-) -> String {
-    let Reached::Sentinel { primary, master, via } = reached else {
-        return std::future::pending().await;
-    };
-    let announced = async {
-        loop {
-            match connector.sentinel_pubsub(&via).await {
-                Ok(mut pubsub) => {
-                    if pubsub.subscribe("+switch-master").await.is_ok() {
-                        let mut messages = pubsub.into_on_message();
-                        while let Some(message) = messages.next().await {
-                            let text = String::from_utf8_lossy(message.get_payload_bytes()).to_string();
-                            if let Some(moved) = switched_away(&text, &master, &primary) {
-                                return format!("sentinel {via}: +switch-master {master} to {moved}");
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(sentinel = %via, error = %e, "cannot watch the sentinel; trying again")
-                }
-            }
-            tokio::time::sleep(SENTINEL_WATCH_RETRY).await;
-        }
-    };
-    let demoted = async {
-        let mut publisher = publisher;
-        let mut tick = tokio::time::interval(ROLE_CHECK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let command = redis::cmd("ROLE");
-            let role = command.query_async::<redis::Value>(&mut publisher);
-            // Errors and timeouts are the link's business (the stream or a publish notices).
-            if let Ok(Ok(redis::Value::Array(items))) = tokio::time::timeout(COMMAND_TIMEOUT, role).await
-                && let Some(redis::Value::BulkString(role)) = items.first()
-                && role.as_slice() != b"master"
-            {
-                return format!(
-                    "{primary} is now a {} (a failover happened)",
-                    String::from_utf8_lossy(role)
-                );
-            }
-        }
-    };
-    tokio::select! {
-        reason = announced => reason,
-        reason = demoted => reason,
-    }
-}
-
-/// Reads a `+switch-master` payload (`<master> <old ip> <old port> <new ip> <new port>`): the new
-/// address when it is about `master` and moves it away from `current`.
-fn switched_away(payload: &str, master: &str, current: &Addr) -> Option<Addr> {
-    let parts: Vec<&str> = payload.split_whitespace().collect();
-    let [name, _, _, host, port] = parts.as_slice() else {
-        return None;
-    };
-    let new = Addr::new(*host, port.parse().ok()?);
-    (*name == master && &new != current).then_some(new)
 }
 
 /// Sends what changed in the table until nothing is left to send: one UNSUBSCRIBE and one
@@ -726,21 +605,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_switch_master_announcement_moves_the_node_only_for_its_master_and_a_new_address() {
-        let current = Addr::new("127.0.0.1", 6379);
+    fn the_link_is_up_only_when_both_halves_are() {
+        let retry = BackplaneState::Reconnecting {
+            attempt: 1,
+            retry_in: Duration::from_millis(50),
+        };
+        let parts =
+            |classic: BackplaneState, sharded: Option<BackplaneState>| Parts { classic, sharded }.combined();
+        use BackplaneState::{Connected, Connecting, Stopped};
+        assert_eq!(parts(Connected, None), Connected, "classic only");
+        assert_eq!(parts(retry.clone(), None), retry);
+        assert_eq!(parts(Connected, Some(Connecting)), Connecting);
+        assert_eq!(parts(Connected, Some(Connected)), Connected);
         assert_eq!(
-            switched_away("mymaster 127.0.0.1 6379 127.0.0.1 6380", "mymaster", &current),
-            Some(Addr::new("127.0.0.1", 6380))
+            parts(Connected, Some(retry.clone())),
+            retry,
+            "a sharded outage shows"
         );
-        assert_eq!(
-            switched_away("other 127.0.0.1 6379 127.0.0.1 6380", "mymaster", &current),
-            None
-        );
-        assert_eq!(
-            switched_away("mymaster 127.0.0.1 6380 127.0.0.1 6379", "mymaster", &current),
-            None
-        );
-        assert_eq!(switched_away("garbage", "mymaster", &current), None);
+        assert_eq!(parts(retry.clone(), Some(Connected)), retry);
+        assert_eq!(parts(Stopped, Some(Connected)), Stopped);
     }
 
     fn names(v: &[&str]) -> Vec<String> {
