@@ -7,6 +7,7 @@
 //! caller from recomputing (and re-querying Redis) more often than every [`MIN_REFRESH`].
 //!
 //! The rules, one function each, in the order of [`evaluate`]:
+//! - `redis-unreachable`: the observer could not talk to Redis;
 //! - `servers`: servers per hub from ack/return channels, heartbeats and `NUMSUB` of `:all` and
 //!   `:internal:groups`;
 //! - `deaf-server`: ack channels subscribed by more servers than `{hub}:all` counts subscribers;
@@ -77,7 +78,8 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(rule: &'static str, severity: Severity, summary: String) -> Self {
+    /// A finding with no hub, subject, evidence or action yet (builders below).
+    pub fn new(rule: &'static str, severity: Severity, summary: String) -> Self {
         Finding {
             rule,
             severity,
@@ -88,19 +90,19 @@ impl Finding {
             action: String::new(),
         }
     }
-    fn hub(mut self, hub: &str) -> Self {
+    pub fn hub(mut self, hub: &str) -> Self {
         self.hub = Some(hub.to_string());
         self
     }
-    fn subject(mut self, subject: &str) -> Self {
+    pub fn subject(mut self, subject: &str) -> Self {
         self.subject = Some(subject.to_string());
         self
     }
-    fn evidence(mut self, line: String) -> Self {
+    pub fn evidence(mut self, line: String) -> Self {
         self.evidence.push(line);
         self
     }
-    fn action(mut self, text: &str) -> Self {
+    pub fn action(mut self, text: &str) -> Self {
         self.action = text.to_string();
         self
     }
@@ -375,6 +377,8 @@ pub struct Sr2Observation {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthInputs {
     pub now_ms: u64,
+    /// Redis could not be reached or refused the observer's commands, in words.
+    pub redis_error: Option<String>,
     /// The watched channel prefix.
     pub prefix: String,
     /// Hub names the operator expects (given, or what the nodes announce); empty = any.
@@ -395,6 +399,7 @@ pub struct HealthInputs {
 /// Runs every rule; findings come worst first, then in rule order.
 pub fn evaluate(inputs: &HealthInputs) -> Vec<Finding> {
     let mut out = Vec::new();
+    redis_reach(inputs, &mut out);
     servers_per_hub(inputs, &mut out);
     deaf_servers(inputs, &mut out);
     output_buffers(inputs, &mut out);
@@ -407,6 +412,21 @@ pub fn evaluate(inputs: &HealthInputs) -> Vec<Finding> {
     sr2(inputs, &mut out);
     out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
+}
+
+/// The observer could not talk to Redis: nothing below it is known.
+fn redis_reach(inputs: &HealthInputs, out: &mut Vec<Finding>) {
+    if let Some(why) = &inputs.redis_error {
+        out.push(
+            Finding::new(
+                "redis-unreachable",
+                Severity::Critical,
+                "the backplane's Redis cannot be reached or refused the checks".to_string(),
+            )
+            .evidence(why.clone())
+            .action("look at the Redis URL, its credentials and TLS options, and the network; the servers cannot use it either if it is down"),
+        );
+    }
 }
 
 fn fresh_heartbeats<'a>(inputs: &'a HealthInputs, hub: &'a str) -> BTreeSet<&'a str> {
@@ -1366,6 +1386,15 @@ mod tests {
             f[0].summary
                 .contains("GET App = 7 is below the last id seen, 500")
         );
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_critical() {
+        let mut i = inputs();
+        i.redis_error = Some("127.0.0.1:1: connection refused".into());
+        let f = evaluate(&i);
+        assert_eq!(rules(&f), vec![("redis-unreachable", Severity::Critical)]);
+        assert_eq!(f[0].evidence, vec!["127.0.0.1:1: connection refused".to_string()]);
     }
 
     #[test]
