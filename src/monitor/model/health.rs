@@ -937,6 +937,121 @@ fn sr2(inputs: &HealthInputs, out: &mut Vec<Finding>) {
     }
 }
 
+/// Most distinct channel names taken from the traffic ring for the channel rules.
+const MAX_MODEL_CHANNELS: usize = 10_000;
+
+/// The id of a SignalR 2.1+ payload: ASCII digits up to the first space (SIGNALR-WIRE.md C.2);
+/// `None` for the 2.0.x layout or anything else.
+fn sr2_ascii_id(payload: &[u8]) -> Option<u64> {
+    let end = payload.iter().position(|&b| b == b' ')?;
+    std::str::from_utf8(&payload[..end]).ok()?.parse().ok()
+}
+
+/// The dashboard's inputs, from what its model holds: the census (servers from ack channels; no
+/// `NUMSUB`, so no deaf-server finding), the node table (stats, links, announcements), and the
+/// traffic ring over the last `window_ms` (channels seen, per-hub traffic, tap gaps, SignalR 2
+/// ids). `switchboard check` fills the same struct from its own queries.
+pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now_ms: u64) -> HealthInputs {
+    let since = now_ms.saturating_sub(window_ms);
+    let mut inputs = HealthInputs {
+        now_ms,
+        prefix: prefix.to_string(),
+        ..HealthInputs::default()
+    };
+    let mut hubs: BTreeMap<String, HubObservation> = BTreeMap::new();
+    if let Some((_, census)) = &model.census {
+        for h in census {
+            let entry = hubs.entry(h.hub.clone()).or_default();
+            entry.ack_servers = h.servers.clone();
+        }
+    }
+    let mut channels: BTreeSet<String> = BTreeSet::new();
+    let mut sr2: Option<Sr2Observation> = None;
+    for e in model.traffic.iter() {
+        if e.kind == super::EntryKind::Gap {
+            if let Some((from_ms, to_ms)) = e.gap
+                && to_ms >= since
+            {
+                inputs.tap_gaps.push(TapGap { from_ms, to_ms });
+            }
+            continue;
+        }
+        if e.at_ms < since {
+            continue;
+        }
+        if channels.len() < MAX_MODEL_CHANNELS {
+            channels.insert(e.channel.clone());
+        }
+        if e.kind == super::EntryKind::Sr2 {
+            if let Some(id) = sr2_ascii_id(&e.payload) {
+                let obs = sr2.get_or_insert_with(|| Sr2Observation {
+                    event_key: e.channel.clone(),
+                    ..Sr2Observation::default()
+                });
+                if obs.event_key == e.channel {
+                    obs.ids.observe(id);
+                }
+            }
+        } else if let Some(hub) = &e.hub
+            && naming::classify(prefix, &e.channel).is_some()
+        {
+            *hubs.entry(hub.clone()).or_default().traffic.get_or_insert(0) += 1;
+        }
+    }
+    let mut expected = BTreeSet::new();
+    for row in model.nodes.rows() {
+        let reach = match (&row.state, &row.stats) {
+            (super::LinkState::Connected, Some(stats)) => {
+                let window_s = (window_ms as f64 / 1000.0).max(1.0);
+                NodeReach::Stats(NodeSnapshot {
+                    server_name: stats.server_name.clone(),
+                    hub: stats.hub.clone(),
+                    backplane_kind: stats.backplane.kind.clone(),
+                    backplane_state: stats.backplane.status.state.clone(),
+                    backplane_error: stats.backplane.status.last_error.clone(),
+                    connections: stats.connections.total,
+                    client_out_delta: Some((row.rates.client_out * window_s).round() as u64),
+                    backplane_in_delta: Some((row.rates.backplane_in * window_s).round() as u64),
+                })
+            }
+            (super::LinkState::Connected, None) => NodeReach::NoMonitor,
+            (super::LinkState::Reconnecting { error, .. } | super::LinkState::Failed { error }, _) => {
+                NodeReach::Unreachable(error.clone())
+            }
+            // Not watched, or the first attempt is under way: nothing to say yet.
+            (super::LinkState::Idle | super::LinkState::Connecting, _) => continue,
+        };
+        if let Some(stats) = &row.stats {
+            if !stats.hub.is_empty() {
+                expected.insert(stats.hub.clone());
+            }
+            if row.announced {
+                inputs.heartbeats.push(Heartbeat {
+                    server_name: stats.server_name.clone(),
+                    node_name: row.name.clone(),
+                    hub: stats.hub.clone(),
+                    ts_ms: row.stats_at_ms,
+                });
+            }
+        }
+        inputs.nodes.push(NodeObservation {
+            name: row.name.clone(),
+            reach,
+        });
+    }
+    for (name, hub) in hubs.iter_mut() {
+        hub.hub = name.clone();
+        if hub.traffic.is_none() {
+            hub.traffic = Some(0);
+        }
+    }
+    inputs.hubs = hubs.into_values().collect();
+    inputs.expected_hubs = expected.into_iter().collect();
+    inputs.channels = channels.into_iter().collect();
+    inputs.sr2 = sr2;
+    inputs
+}
+
 /// Lets a refresh through at most once per interval (time passed in, unix ms).
 #[derive(Debug, Clone)]
 pub struct RefreshGate {
@@ -1395,6 +1510,60 @@ mod tests {
         let f = evaluate(&i);
         assert_eq!(rules(&f), vec![("redis-unreachable", Severity::Critical)]);
         assert_eq!(f[0].evidence, vec!["127.0.0.1:1: connection refused".to_string()]);
+    }
+
+    #[test]
+    fn the_dashboard_model_fills_the_inputs() {
+        use crate::monitor::model::{EntryKind, Limits, Model, TrafficEntry};
+        use crate::monitor::{HubCensus, MonitorEvent};
+        let mut model = Model::new(Limits::default());
+        model.apply(
+            MonitorEvent::Census {
+                at_ms: NOW,
+                hubs: vec![HubCensus {
+                    hub: HUB.into(),
+                    servers: vec!["a_1".into(), "b_2".into()],
+                    ..HubCensus::default()
+                }],
+            },
+            NOW,
+        );
+        let mut entries = Vec::new();
+        for (i, id) in [7u64, 8, 12].iter().enumerate() {
+            let mut payload = format!("{id} ").into_bytes();
+            payload.extend_from_slice(&[0, 0, 0, 0]);
+            entries.push(TrafficEntry::new(
+                NOW - 1000 + i as u64,
+                "App",
+                EntryKind::Sr2,
+                payload,
+            ));
+        }
+        let mut group = TrafficEntry::new(NOW - 500, "p:ChatHub:group:room*", EntryKind::Group, vec![]);
+        group.hub = Some(HUB.into());
+        entries.push(group);
+        let mut gap = TrafficEntry::new(NOW - 400, "", EntryKind::Gap, vec![]);
+        gap.gap = Some((NOW - 3000, NOW - 400));
+        entries.push(gap);
+        model.apply(MonitorEvent::Traffic(entries), NOW);
+        let i = inputs_from_model(&model, "p:", 60_000, NOW);
+        assert_eq!(i.hubs.len(), 1);
+        assert_eq!(i.hubs[0].ack_servers, vec!["a_1".to_string(), "b_2".to_string()]);
+        assert_eq!(i.hubs[0].traffic, Some(1));
+        assert_eq!(i.hubs[0].numsub_all, None);
+        assert_eq!(
+            i.tap_gaps,
+            vec![TapGap {
+                from_ms: NOW - 3000,
+                to_ms: NOW - 400
+            }]
+        );
+        let sr2 = i.sr2.clone().unwrap_or_default();
+        assert_eq!((sr2.event_key.as_str(), sr2.ids.missed()), ("App", 3));
+        let rules: Vec<_> = evaluate(&i).iter().map(|f| f.rule).collect();
+        for rule in ["pattern-group", "tap-gap", "sr2-gap", "servers"] {
+            assert!(rules.contains(&rule), "{rule} in {rules:?}");
+        }
     }
 
     #[test]
