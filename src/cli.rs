@@ -64,6 +64,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Load-test hub nodes: N clients, broadcasts at a target rate, latency/loss/order report.
     Load(LoadArgs),
+    /// A canary for cron, CI and probes: a test message through every node, then the health
+    /// rules; exit 0 healthy, 1 degraded, 2 broken.
+    Check(CheckArgs),
 }
 
 /// What the dashboard connects to at start (added to what it remembers from the last run).
@@ -409,6 +412,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(run_hub(args))
         }
         Some(Command::Load(args)) => run_load(args),
+        Some(Command::Check(args)) => run_check(args),
         #[cfg(feature = "gui")]
         Some(Command::Dashboard(args)) => run_dashboard(args),
         #[cfg(feature = "gui")]
@@ -600,6 +604,119 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
 }
 
 // ---- end of `switchboard load` ----
+
+// ---- `switchboard check` (the canary; see `crate::check`) ----
+
+/// `switchboard check`: a test message through every node, then the health rules.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The backplane's Redis (required: --redis URL or REDIS_URL), with the same --redis-* flags.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// The backplane's channel prefix (ASP.NET Core's ChannelPrefix).
+    #[arg(long, default_value = "")]
+    pub channel_prefix: String,
+
+    /// A node to check: its hub URL (http://host:port/chat, or https://), optionally followed by a
+    /// comma and its stats URL, or `none` for a node without one (ASP.NET Core). Repeatable;
+    /// without it the nodes announcing themselves on the heartbeat channel are checked.
+    #[arg(long = "node", value_name = "HUB_URL[,STATS_URL]")]
+    pub nodes: Vec<String>,
+
+    /// Seconds the whole check may take (test messages, Redis queries, node stats).
+    #[arg(long, default_value_t = crate::check::DEFAULT_TIMEOUT.as_secs_f64(), value_name = "SECS")]
+    pub timeout: f64,
+
+    /// Print the report as one JSON document instead of one line per finding.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Bearer token for the nodes' monitor endpoints (their --monitor-token).
+    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub monitor_token: Option<TokenArg>,
+
+    /// A CA certificate (PEM) to trust for https:// nodes, besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub node_ca: Option<std::path::PathBuf>,
+
+    /// The hub type name expected on the backplane (channels of other hubs are reported);
+    /// default: the hubs the nodes announce.
+    #[arg(long, value_name = "NAME")]
+    pub hub_name: Option<String>,
+
+    /// Hub method the test message is sent with (user, message).
+    #[arg(long, default_value = "SendMessage", value_name = "METHOD")]
+    pub send_method: String,
+
+    /// Client method the hub broadcasts with (user, message).
+    #[arg(long, default_value = "ReceiveMessage", value_name = "METHOD")]
+    pub receive_method: String,
+}
+
+/// Most seconds `--timeout` may ask for: a probe that waits longer is no probe.
+const MAX_CHECK_TIMEOUT_SECS: f64 = 600.0;
+
+/// Exits 2 (broken, as clap does for usage errors) when the command line cannot run, so that a
+/// probe never reads a typo as "degraded".
+fn run_check(args: CheckArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let options = match check_options(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("switchboard: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let report = runtime.block_on(crate::check::run(options));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("writing the report as JSON")?
+        );
+    } else {
+        print!("{}", report.text());
+    }
+    // Connection drivers cut at the deadline must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if report.exit_code != 0 {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(i32::from(report.exit_code));
+    }
+    Ok(())
+}
+
+fn check_options(args: CheckArgs) -> anyhow::Result<crate::check::CheckOptions> {
+    let Some(redis) = args.redis.spec()? else {
+        anyhow::bail!("switchboard check needs --redis URL (or REDIS_URL)");
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= MAX_CHECK_TIMEOUT_SECS) {
+        anyhow::bail!("--timeout must be a number of seconds above 0 and at most {MAX_CHECK_TIMEOUT_SECS}");
+    }
+    let mut nodes = Vec::new();
+    for text in &args.nodes {
+        nodes.push(crate::check::CheckNode::parse(text).map_err(|e| anyhow::anyhow!("--node {text}: {e}"))?);
+    }
+    let options = crate::check::CheckOptions {
+        redis,
+        prefix: args.channel_prefix,
+        nodes,
+        timeout: Duration::from_secs_f64(args.timeout),
+        hub_name: args.hub_name.filter(|h| !h.is_empty()),
+        send_method: args.send_method,
+        receive_method: args.receive_method,
+        token: monitor_token(args.monitor_token.as_ref())?,
+        node_tls: node_tls(args.node_ca.as_deref())?,
+    };
+    Ok(options)
+}
+
+// ---- end of `switchboard check` ----
 
 /// The window's title, size and persistence (window size and position are remembered too).
 #[cfg(feature = "gui")]

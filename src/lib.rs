@@ -41,10 +41,14 @@
 //!   `/metrics`): redacted `Debug`, constant-time check. `hub` checks it, `monitor` and `cli` send
 //!   or parse it. Uses nothing.
 //! - `signals`: waits for SIGINT/SIGTERM (the node in `cli`, the window in `link`). Uses tokio only.
+//! - `check` (`switchboard check`): the canary: a test message through every node, one round of
+//!   Redis queries and node stats, judged by `monitor::model::health`. Uses `client`,
+//!   `redis_conn`, `backplane::naming`, `status_doc` and `monitor`; never `hub`.
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo.
 
 pub mod backplane;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -7,6 +7,7 @@
 //! - `traffic`: the captured stream: ring, filter, pause, the filtered newest-first view.
 //! - `rates`: messages and bytes per second per channel kind and per hub, over the last minutes.
 //! - `nodes`: the node table: state, RTT, stats, client-count history, per-node message rates.
+//! - `health`: findings (severity, evidence, what to do) from plain inputs, and the refresh gate.
 //! - `traces`: test messages followed from the sender through Redis to every probe.
 //! - `capture`: JSON Lines and CSV export, JSON Lines import (offline browsing).
 //! - `workspace`: the saved Redis and node list (never a password).
@@ -15,6 +16,7 @@
 
 pub mod capture;
 pub mod entry;
+pub mod health;
 pub mod nodes;
 pub mod rates;
 pub mod redis_view;

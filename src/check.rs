@@ -1,0 +1,634 @@
+//! `switchboard check`: a canary for cron, CI and Kubernetes probes. Through each node (given, or
+//! discovered from the heartbeats on `{prefix}switchboard:nodes`) a SignalR client sends a test
+//! message, which a client of every other node must receive within the timeout; then one round of
+//! Redis queries (`PUBSUB CHANNELS` with three narrow patterns, `PUBSUB NUMSUB` of each hub's
+//! `:all` and `:internal:groups`, `CLIENT LIST TYPE pubsub` and the pubsub buffer limit) and the
+//! nodes' stats (where they serve them) fill a [`HealthInputs`], and the health rules judge.
+//!
+//! Bounded: every step runs under one deadline (`--timeout`); a node or a Redis that does not
+//! answer is a finding, never a crash. Headless (no `gui` feature needed).
+//!
+//! Uses `client` (hub clients, HTTP), `redis_conn`, `backplane::naming`, `status_doc` and
+//! `monitor::model::health`; never `hub` internals: it sees nodes as an operator would.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::backplane::naming::{self, ChannelKind, escape_glob};
+use crate::client::{ClientEvent, ClientOptions, HubClient, NodeTls};
+use crate::monitor::directory;
+use crate::monitor::model::health::{
+    self, BufferLimit, ClientListInput, Delivery, Finding, HealthInputs, Heartbeat, HubObservation,
+    NodeObservation, NodeReach, NodeSnapshot, Verdict,
+};
+use crate::monitor_token::MonitorToken;
+use crate::protocol::Value;
+use crate::redis_conn::{Addr, RedisConnector, RedisSpec, describe};
+use crate::status_doc::{Announcement, NodeStats};
+
+/// The default deadline of the whole check.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long to listen for heartbeats when no node is given: a little more than one heartbeat
+/// interval, so every live node has announced itself once.
+const DISCOVERY: Duration = Duration::from_millis(2_500);
+
+/// The share of the deadline the canary may use; the rest is kept for Redis and the stats.
+const CANARY_SHARE: f64 = 0.6;
+
+/// Most nodes one check talks to (discovered ones beyond are ignored, and said so).
+const MAX_NODES: usize = 32;
+
+/// Most channels taken from one `PUBSUB CHANNELS` answer (the group pattern can be large).
+const MAX_CHANNELS: usize = 100_000;
+
+/// The user name the test messages carry.
+const CHECK_USER: &str = "switchboard-check";
+
+/// One node to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckNode {
+    pub hub_url: String,
+    /// `None` for a node without a monitor endpoint (ASP.NET Core).
+    pub stats_url: Option<String>,
+}
+
+impl CheckNode {
+    /// `HUB_URL[,STATS_URL|none]`, the dashboard's `--node` syntax; the stats URL of a Switchboard
+    /// node is derived from the hub URL's origin.
+    pub fn parse(text: &str) -> Result<CheckNode, String> {
+        let (hub, stats) = match text.split_once(',') {
+            Some((hub, stats)) => (hub.trim(), Some(stats.trim())),
+            None => (text.trim(), None),
+        };
+        crate::client::check_hub_url(hub).map_err(|e| e.to_string())?;
+        let origin = origin_of(hub).ok_or_else(|| format!("'{hub}' is not an http:// or https:// URL"))?;
+        let stats_url = match stats {
+            Some(s) if s.is_empty() || s.eq_ignore_ascii_case("none") => None,
+            Some(s) => Some(s.to_string()),
+            None => Some(format!("{origin}/switchboard/stats")),
+        };
+        Ok(CheckNode {
+            hub_url: hub.trim_end_matches('/').to_string(),
+            stats_url,
+        })
+    }
+}
+
+/// `scheme://host:port` of an http(s) URL.
+fn origin_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let host_len = rest.find('/').unwrap_or(rest.len());
+    (host_len > 0).then(|| &url[..url.len() - rest.len() + host_len])
+}
+
+/// What `switchboard check` was asked.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub redis: RedisSpec,
+    pub prefix: String,
+    /// Empty: discover from heartbeats.
+    pub nodes: Vec<CheckNode>,
+    pub timeout: Duration,
+    /// The hub type name expected (others are reported); `None` takes what the nodes announce.
+    pub hub_name: Option<String>,
+    pub send_method: String,
+    pub receive_method: String,
+    pub token: Option<MonitorToken>,
+    pub node_tls: Option<NodeTls>,
+}
+
+/// The outcome, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub status: Verdict,
+    pub exit_code: u8,
+    pub redis: String,
+    pub nodes: Vec<String>,
+    pub elapsed_ms: u64,
+    pub findings: Vec<Finding>,
+}
+
+impl CheckReport {
+    /// One line per finding, then a summary line.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            out.push_str(&f.line());
+            out.push('\n');
+        }
+        let count = |s: health::Severity| self.findings.iter().filter(|f| f.severity == s).count();
+        out.push_str(&format!(
+            "check: {} ({} critical, {} warning, {} info) · redis {} · {} node(s) · {:.1} s\n",
+            self.status.label(),
+            count(health::Severity::Critical),
+            count(health::Severity::Warning),
+            count(health::Severity::Info),
+            self.redis,
+            self.nodes.len(),
+            self.elapsed_ms as f64 / 1000.0
+        ));
+        out
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs the check to its end within `options.timeout` (plus connection set-up slack of at most a
+/// second).
+pub async fn run(options: CheckOptions) -> CheckReport {
+    let started = Instant::now();
+    let deadline = started + options.timeout;
+    let mut inputs = HealthInputs {
+        prefix: options.prefix.clone(),
+        ..HealthInputs::default()
+    };
+    let redis_label = options.redis.redacted();
+
+    // Redis first: heartbeats (and discovery) need it.
+    let connector = match RedisConnector::new(options.redis.clone()) {
+        Ok(c) => Some(c.with_name("switchboard-check")),
+        Err(e) => {
+            inputs.redis_error = Some(e.to_string());
+            None
+        }
+    };
+    let reached = match &connector {
+        Some(c) => match tokio::time::timeout(remaining(deadline), c.reach()).await {
+            Ok(Ok(r)) => Some(r),
+            Ok(Err(e)) => {
+                inputs.redis_error = Some(e.to_string());
+                None
+            }
+            Err(_) => {
+                inputs.redis_error = Some("timed out reaching Redis".to_string());
+                None
+            }
+        },
+        None => None,
+    };
+
+    // Heartbeats: listened to while the canary runs (or before it, to discover the nodes).
+    let (beats_tx, mut beats_rx) = tokio::sync::mpsc::channel::<Announcement>(256);
+    let listen_for = if options.nodes.is_empty() {
+        DISCOVERY.min(remaining(deadline))
+    } else {
+        DISCOVERY.min(remaining(deadline).mul_f64(CANARY_SHARE))
+    };
+    let listener = match (&connector, &reached) {
+        (Some(c), Some(r)) => Some(tokio::spawn(listen_heartbeats(
+            c.clone(),
+            r.entry().clone(),
+            naming::nodes_channel(&options.prefix),
+            listen_for,
+            beats_tx,
+        ))),
+        _ => None,
+    };
+    let mut heartbeats: Vec<Announcement> = Vec::new();
+    let mut nodes = options.nodes.clone();
+    let mut discovery_note = None;
+    let mut listener = listener;
+    if nodes.is_empty() {
+        if let Some(l) = listener.take() {
+            let _ = l.await;
+        }
+        while let Ok(a) = beats_rx.try_recv() {
+            heartbeats.push(a);
+        }
+        let mut seen = BTreeSet::new();
+        for a in &heartbeats {
+            if !a.hub_url.is_empty() && seen.insert(a.hub_url.clone()) {
+                let stats_url = (!a.monitor_url.is_empty() || !a.url.is_empty())
+                    .then(|| format!("{}/switchboard/stats", a.url.trim_end_matches('/')));
+                nodes.push(CheckNode {
+                    hub_url: a.hub_url.clone(),
+                    stats_url,
+                });
+            }
+        }
+        if nodes.len() > MAX_NODES {
+            discovery_note = Some(format!(
+                "{} nodes announced themselves; the first {MAX_NODES} were checked",
+                nodes.len()
+            ));
+            nodes.truncate(MAX_NODES);
+        }
+    }
+
+    // The canary, with stats before and after.
+    let canary_deadline = started + options.timeout.mul_f64(CANARY_SHARE);
+    let before =
+        futures_util::future::join_all(nodes.iter().map(|n| node_stats(n, &options, deadline))).await;
+    let clients =
+        futures_util::future::join_all(nodes.iter().map(|n| connect(n, &options, canary_deadline))).await;
+    let (deliveries, connect_errors, clients) = canary(&nodes, clients, &options, canary_deadline).await;
+    let after = futures_util::future::join_all(nodes.iter().map(|n| node_stats(n, &options, deadline))).await;
+    // Closed together, each for at most 200 ms: a hung node never holds the exit.
+    let closing = clients
+        .into_iter()
+        .flatten()
+        .map(|client| tokio::time::timeout(Duration::from_millis(200), client.close()));
+    futures_util::future::join_all(closing).await;
+    inputs.deliveries = deliveries;
+
+    let mut traffic: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let reach = match (&connect_errors[i], &before[i], &after[i]) {
+            // The hub itself refused or timed out: its clients cannot connect either.
+            (Some(why), _, _) => NodeReach::Unreachable(why.clone()),
+            (None, StatsResult::Stats(b), StatsResult::Stats(a)) => {
+                *traffic.entry(a.hub.clone()).or_default() +=
+                    a.messages.backplane_out.saturating_sub(b.messages.backplane_out);
+                NodeReach::Stats(snapshot(a, Some(b)))
+            }
+            (None, _, StatsResult::Stats(a)) => NodeReach::Stats(snapshot(a, None)),
+            (None, _, _) => NodeReach::NoMonitor,
+        };
+        inputs.nodes.push(NodeObservation {
+            name: node.hub_url.clone(),
+            reach,
+        });
+    }
+
+    // Heartbeats heard during the canary (the listener ends by itself within one interval).
+    if let Some(l) = listener.take() {
+        let _ = tokio::time::timeout(remaining(deadline), l).await;
+    }
+    while let Ok(a) = beats_rx.try_recv() {
+        heartbeats.push(a);
+    }
+    inputs.heartbeats = heartbeats
+        .iter()
+        .map(|a| Heartbeat {
+            server_name: a.server_name.clone(),
+            node_name: a.node_name.clone(),
+            hub: a.hub.clone(),
+            ts_ms: a.ts_ms,
+        })
+        .collect();
+
+    // Expected hubs: the flag, else what the nodes say.
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    if let Some(h) = &options.hub_name {
+        expected.insert(h.clone());
+    } else {
+        expected.extend(heartbeats.iter().map(|a| a.hub.clone()).filter(|h| !h.is_empty()));
+        for n in &inputs.nodes {
+            if let NodeReach::Stats(s) = &n.reach
+                && !s.hub.is_empty()
+            {
+                expected.insert(s.hub.clone());
+            }
+        }
+    }
+    inputs.expected_hubs = expected.iter().cloned().collect();
+
+    // One round of Redis queries.
+    if let (Some(c), Some(r)) = (&connector, &reached) {
+        let queried = tokio::time::timeout(
+            remaining(deadline).max(Duration::from_millis(500)),
+            query_redis(c, &r.primaries(), &options.prefix, &expected, &traffic),
+        )
+        .await;
+        match queried {
+            Ok(Ok(q)) => {
+                inputs.channels = q.channels;
+                inputs.hubs = q.hubs;
+                inputs.client_list = Some(q.client_list);
+            }
+            Ok(Err(e)) => inputs.redis_error = Some(e),
+            Err(_) => inputs.redis_error = Some("timed out querying Redis (PUBSUB)".to_string()),
+        }
+    }
+    inputs.now_ms = now_ms();
+    let mut findings = health::evaluate(&inputs);
+    if let Some(note) = discovery_note {
+        findings.push(Finding::new("nodes", health::Severity::Info, note));
+    }
+    if nodes.is_empty() && inputs.redis_error.is_none() {
+        findings.insert(
+            0,
+            Finding::new(
+                "nodes",
+                health::Severity::Warning,
+                "no node was given and none announced itself on the heartbeat channel: no test message was sent"
+                    .to_string(),
+            )
+            .action("pass --node URL (ASP.NET Core servers do not send heartbeats), or check --channel-prefix"),
+        );
+    }
+    let status = Verdict::of(&findings);
+    CheckReport {
+        status,
+        exit_code: status.exit_code(),
+        redis: redis_label,
+        nodes: nodes.iter().map(|n| n.hub_url.clone()).collect(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        findings,
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Subscribes to the heartbeat channel for `listen_for` and hands on every announcement.
+async fn listen_heartbeats(
+    connector: RedisConnector,
+    addr: Addr,
+    channel: String,
+    listen_for: Duration,
+    tx: tokio::sync::mpsc::Sender<Announcement>,
+) {
+    let work = async {
+        let Ok(mut pubsub) = connector.pubsub(&addr).await else {
+            return;
+        };
+        if pubsub.subscribe(&channel).await.is_err() {
+            return;
+        }
+        let mut stream = pubsub.on_message();
+        while let Some(message) = stream.next().await {
+            if let Ok(a) = serde_json::from_slice::<Announcement>(message.get_payload_bytes()) {
+                let _ = tx.try_send(a);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(listen_for, work).await;
+}
+
+enum StatsResult {
+    Stats(Box<NodeStats>),
+    NoMonitor,
+    /// Did not answer (the hub client's error says why, or it connected: a wrong stats URL).
+    Unreachable,
+}
+
+async fn node_stats(node: &CheckNode, options: &CheckOptions, deadline: Instant) -> StatsResult {
+    let Some(url) = &node.stats_url else {
+        return StatsResult::NoMonitor;
+    };
+    let limit = remaining(deadline).min(directory::PAGE_TIMEOUT);
+    match directory::get(url, options.token.as_ref(), options.node_tls.as_ref(), limit).await {
+        Ok(response) if response.status == 200 => match response.json::<NodeStats>() {
+            Ok(stats) => StatsResult::Stats(Box::new(stats)),
+            Err(_) => StatsResult::NoMonitor,
+        },
+        // 404 (no monitor endpoint: ASP.NET Core) or 401/403: the canary still tells.
+        Ok(_) => StatsResult::NoMonitor,
+        Err(_) => StatsResult::Unreachable,
+    }
+}
+
+fn snapshot(after: &NodeStats, before: Option<&NodeStats>) -> NodeSnapshot {
+    NodeSnapshot {
+        server_name: after.server_name.clone(),
+        hub: after.hub.clone(),
+        backplane_kind: after.backplane.kind.clone(),
+        backplane_state: after.backplane.status.state.clone(),
+        backplane_error: after.backplane.status.last_error.clone(),
+        connections: after.connections.total,
+        client_out_delta: before.map(|b| after.messages.client_out.saturating_sub(b.messages.client_out)),
+        backplane_in_delta: before.map(|b| {
+            after
+                .messages
+                .backplane_in
+                .saturating_sub(b.messages.backplane_in)
+        }),
+    }
+}
+
+async fn connect(node: &CheckNode, options: &CheckOptions, deadline: Instant) -> Result<HubClient, String> {
+    let opts = ClientOptions {
+        user: Some(CHECK_USER.to_string()),
+        connect_timeout: remaining(deadline).max(Duration::from_millis(100)),
+        tls: options.node_tls.clone(),
+        ..ClientOptions::default()
+    };
+    HubClient::connect(&node.hub_url, opts)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Sends one text through each connected node and waits on every other node's client for the
+/// texts it should receive. Returns the deliveries, why each node's client could not connect,
+/// and the clients (to close them).
+async fn canary(
+    nodes: &[CheckNode],
+    clients: Vec<Result<HubClient, String>>,
+    options: &CheckOptions,
+    deadline: Instant,
+) -> (Vec<Delivery>, Vec<Option<String>>, Vec<Option<HubClient>>) {
+    let stamp = now_ms();
+    let texts: Vec<String> = (0..nodes.len())
+        .map(|i| format!("switchboard check {}-{stamp}-{i}", std::process::id()))
+        .collect();
+    let mut unreachable: Vec<Option<String>> = Vec::new();
+    let mut clients: Vec<Option<HubClient>> = clients
+        .into_iter()
+        .map(|c| match c {
+            Ok(c) => {
+                unreachable.push(None);
+                Some(c)
+            }
+            Err(e) => {
+                unreachable.push(Some(e));
+                None
+            }
+        })
+        .collect();
+    let live: Vec<usize> = (0..nodes.len()).filter(|&i| clients[i].is_some()).collect();
+    let sent_at = Instant::now();
+    let mut sent = vec![false; nodes.len()];
+    for &i in &live {
+        if let Some(c) = &clients[i] {
+            let args = vec![Value::from(CHECK_USER), Value::from(texts[i].as_str())];
+            sent[i] = c.send(&options.send_method, args).await.is_ok();
+        }
+    }
+    // Who expects what: every other live node; a lone node expects its own.
+    let expect = |j: usize| -> Vec<usize> {
+        if live.len() == 1 {
+            live.clone()
+        } else {
+            live.iter().copied().filter(|&i| i != j && sent[i]).collect()
+        }
+    };
+    let waits = clients.iter_mut().enumerate().filter_map(|(j, c)| {
+        let c = c.as_mut()?;
+        let wanted: Vec<(usize, String)> = expect(j).into_iter().map(|i| (i, texts[i].clone())).collect();
+        let receive = options.receive_method.clone();
+        Some(async move {
+            let mut got: BTreeMap<usize, u64> = BTreeMap::new();
+            while got.len() < wanted.len() {
+                let left = remaining(deadline);
+                if left.is_zero() {
+                    break;
+                }
+                match c.recv_timeout(left).await {
+                    Some(ClientEvent::Invocation { target, arguments }) if target == receive => {
+                        for (i, text) in &wanted {
+                            if arguments.iter().any(|a| a.as_str() == Some(text.as_str())) {
+                                got.entry(*i).or_insert(sent_at.elapsed().as_millis() as u64);
+                            }
+                        }
+                    }
+                    Some(ClientEvent::Invocation { .. }) => {}
+                    Some(_) | None => break,
+                }
+            }
+            (j, wanted, got)
+        })
+    });
+    let results = futures_util::future::join_all(waits).await;
+    let mut deliveries = Vec::new();
+    for (j, wanted, got) in results {
+        for (i, _) in wanted {
+            deliveries.push(Delivery {
+                from: nodes[i].hub_url.clone(),
+                to: nodes[j].hub_url.clone(),
+                received_after_ms: got.get(&i).copied(),
+            });
+        }
+    }
+    (deliveries, unreachable, clients)
+}
+
+struct RedisRound {
+    channels: Vec<String>,
+    hubs: Vec<HubObservation>,
+    client_list: Result<ClientListInput, String>,
+}
+
+/// PUBSUB CHANNELS (three narrow patterns), NUMSUB per hub, CLIENT LIST and the buffer limit, on
+/// every primary (PUBSUB answers per node in a cluster: counts are summed, names merged).
+async fn query_redis(
+    connector: &RedisConnector,
+    primaries: &[Addr],
+    prefix: &str,
+    expected: &BTreeSet<String>,
+    traffic: &BTreeMap<String, u64>,
+) -> Result<RedisRound, String> {
+    let mut connections = Vec::new();
+    for addr in primaries {
+        let c = connector.multiplexed(addr).await.map_err(|e| e.to_string())?;
+        connections.push(c);
+    }
+    let p = escape_glob(prefix);
+    let patterns = [
+        "*:all".to_string(),
+        "*:internal:*".to_string(),
+        format!("{p}*:group:*"),
+    ];
+    let mut channels: BTreeSet<String> = BTreeSet::new();
+    for c in &mut connections {
+        for pattern in &patterns {
+            let found: Vec<String> = redis::cmd("PUBSUB")
+                .arg("CHANNELS")
+                .arg(pattern)
+                .query_async(c)
+                .await
+                .map_err(|e| format!("PUBSUB CHANNELS: {}", describe(&e)))?;
+            channels.extend(found.into_iter().take(MAX_CHANNELS));
+        }
+    }
+    let mut hubs: BTreeMap<String, HubObservation> = BTreeMap::new();
+    for hub in expected {
+        hubs.entry(hub.clone()).or_default();
+    }
+    for channel in &channels {
+        match naming::classify(prefix, channel) {
+            Some((hub, ChannelKind::Ack(server))) => hubs.entry(hub).or_default().ack_servers.push(server),
+            Some((hub, ChannelKind::Return(server))) => {
+                hubs.entry(hub).or_default().return_servers.push(server)
+            }
+            Some((hub, ChannelKind::All)) => {
+                hubs.entry(hub).or_default();
+            }
+            _ => {}
+        }
+    }
+    for (name, hub) in hubs.iter_mut() {
+        hub.hub = name.clone();
+        let names = naming::Channels::new(prefix, name.as_str());
+        let mut all = 0u64;
+        let mut groups = 0u64;
+        for c in &mut connections {
+            let reply: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(names.all())
+                .arg(names.internal_groups())
+                .query_async(c)
+                .await
+                .map_err(|e| format!("PUBSUB NUMSUB: {}", describe(&e)))?;
+            all += reply.first().map_or(0, |r| r.1);
+            groups += reply.get(1).map_or(0, |r| r.1);
+        }
+        hub.numsub_all = Some(all);
+        hub.numsub_groups = Some(groups);
+        hub.traffic = traffic.get(name).copied();
+    }
+    let mut rows = Vec::new();
+    let mut limit = None;
+    let mut refused = None;
+    for c in &mut connections {
+        match redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async::<String>(c)
+            .await
+        {
+            Ok(text) => rows.extend(health::parse_client_list(&text)),
+            Err(e) => refused = Some(format!("CLIENT LIST: {}", describe(&e))),
+        }
+        if limit.is_none()
+            && let Ok(pair) = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("client-output-buffer-limit")
+                .query_async::<Vec<String>>(c)
+                .await
+        {
+            limit = pair.get(1).and_then(|v| BufferLimit::parse_pubsub(v));
+        }
+    }
+    let client_list = match refused {
+        Some(why) => Err(why),
+        None => Ok(ClientListInput { clients: rows, limit }),
+    };
+    Ok(RedisRound {
+        channels: channels.into_iter().collect(),
+        hubs: hubs.into_values().collect(),
+        client_list,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_argument_derives_its_stats_url_or_takes_none() {
+        let n = CheckNode::parse("http://127.0.0.1:5001/chat").unwrap();
+        assert_eq!(
+            n.stats_url.as_deref(),
+            Some("http://127.0.0.1:5001/switchboard/stats")
+        );
+        let n = CheckNode::parse("https://h:443/hubs/chat/,none").unwrap();
+        assert_eq!(
+            (n.hub_url.as_str(), n.stats_url),
+            ("https://h:443/hubs/chat", None)
+        );
+        assert!(CheckNode::parse("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! `switchboard check`, the real binary against a real redis-server and real hub nodes: exit 0 on a
+//! healthy pair, 1 with a deaf server (a raw Redis client subscribed only to an ack channel, posing
+//! as a server that does not listen on `:all`), 2 with a node down (a closed port). Each run is
+//! bounded by its own `--timeout` and by the test's deadline.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{start_node, unique_prefix, wait_connected, within, within_for};
+use switchboard::hub::BackplaneChoice;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// Runs `switchboard check` with `args` (off the async runtime), within a deadline well above its
+/// own `--timeout`.
+async fn check(args: Vec<String>) -> Output {
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .arg("check")
+            .args(&args)
+            .env_remove("REDIS_URL")
+            .env_remove("SWITCHBOARD_MONITOR_TOKEN")
+            .output()
+    });
+    within_for("switchboard check", Duration::from_secs(30), run)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A port nothing listens on: bound, then closed.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn healthy_pair_exits_0_then_deaf_server_1_then_node_down_2() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = start_node("check-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("check-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    wait_connected(&a).await;
+    wait_connected(&b).await;
+    let base = vec![
+        "--redis".to_string(),
+        redis.url(),
+        "--channel-prefix".to_string(),
+        prefix.clone(),
+        "--node".to_string(),
+        a.hub_url(),
+        "--node".to_string(),
+        b.hub_url(),
+        "--timeout".to_string(),
+        "6".to_string(),
+    ];
+
+    // Healthy: both test messages crossed, two servers counted four ways.
+    let out = check(base.clone()).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("2 test deliveries between nodes arrived"),
+        "{report}"
+    );
+    assert!(
+        report.contains("ack channels 2, return channels 2") && report.contains("NUMSUB :all 2"),
+        "{report}"
+    );
+    assert!(report.contains("check: healthy"), "{report}");
+
+    // JSON: the same verdict, machine-readable.
+    let mut json_args = base.clone();
+    json_args.push("--json".into());
+    let out = check(json_args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "healthy");
+    assert_eq!(doc["exit_code"], 0);
+    assert!(
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "canary")
+    );
+
+    // Deaf: a raw client subscribed to an ack channel only, posing as a third server.
+    let hub = switchboard::config::DEFAULT_HUB_NAME;
+    let fake = format!("{prefix}{hub}:internal:ack:fakehost_00000000000000000000000000000000");
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut deaf = within("deaf subscriber", client.get_async_pubsub())
+        .await
+        .unwrap();
+    within("subscribe the ack channel", deaf.subscribe(&fake))
+        .await
+        .unwrap();
+    let out = check(base.clone()).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("deaf-server"), "{report}");
+    assert!(
+        report.contains(&format!("NUMSUB {prefix}{hub}:all = 2, ack channels = 3")),
+        "{report}"
+    );
+    assert!(report.contains("without heartbeat: fakehost_"), "{report}");
+    assert!(report.contains("check: degraded"), "{report}");
+    drop(deaf);
+
+    // Down: a third node URL on a closed port.
+    let mut down_args = base.clone();
+    down_args.push("--node".into());
+    down_args.push(format!("http://127.0.0.1:{}/chat", closed_port()));
+    let out = check(down_args).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    assert!(report.contains("node-unreachable"), "{report}");
+    assert!(report.contains("check: broken"), "{report}");
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn discovered_nodes_and_an_unreachable_redis() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = start_node("disc-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("disc-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    wait_connected(&a).await;
+    wait_connected(&b).await;
+    // No --node: the two heartbeating nodes are found and checked.
+    let out = check(vec![
+        "--redis".into(),
+        redis.url(),
+        "--channel-prefix".into(),
+        prefix.clone(),
+        "--timeout".into(),
+        "8".into(),
+    ])
+    .await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("2 node(s)"), "{report}");
+    assert!(
+        report.contains("2 test deliveries between nodes arrived"),
+        "{report}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+
+    // Redis on a closed port: a finding and exit 2, within the timeout, not a crash.
+    let started = std::time::Instant::now();
+    let out = check(vec![
+        "--redis".into(),
+        format!("redis://:hunter2secret@127.0.0.1:{}", closed_port()),
+        "--timeout".into(),
+        "3".into(),
+    ])
+    .await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    assert!(report.contains("redis-unreachable"), "{report}");
+    assert!(
+        !report.contains("hunter2secret"),
+        "the password never shows: {report}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{report}");
+
+    // A command line that cannot run exits 2, never 1 (which a probe would read as degraded).
+    let out = check(vec!["--timeout".into(), "3".into()]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    assert!(report.contains("needs --redis URL"), "{report}");
+}
