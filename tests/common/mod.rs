@@ -1,5 +1,8 @@
 //! The integration-test harness, shared by every `tests/*.rs` binary (`mod common;`).
 //!
+//! - `cluster`: a test-owned Redis Cluster (N primaries, R replicas), kill/restart a node, wait for failover;
+//!   the shared `ServerProcess` child helper.
+//! - `sentinel`: a primary, a replica and three sentinels; kill the primary, wait for failover.
 //! - `redis`: a test-owned `redis-server` (start, kill, restart), one-shot commands, a PSUBSCRIBE tap.
 //! - `http`: plain HTTP requests (negotiate, stats, wrong methods) with deadlines.
 //! - `vectors`: the byte-exact protocol test vectors.
@@ -10,8 +13,10 @@
 //! Every await in a test goes through a deadline so a hang fails fast with a label, never a stuck CI.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod http;
 pub mod redis;
+pub mod sentinel;
 pub mod vectors;
 pub mod xvfb;
 
