@@ -7,7 +7,8 @@
 //!   traces, gap markers, capture and workspace files. Folded on the UI thread.
 //! - `decode`: (channel, payload) → [`model::TrafficEntry`], with the backplane codecs. Pure.
 //! - `detail`: the detail pane's JSON document and hex dump of one entry. Pure.
-//! - `tap`: the Redis (or in-memory bus) tap, the heartbeat discovery, the PUBSUB census.
+//! - `tap`: the Redis (or in-memory bus) tap and the heartbeat discovery.
+//! - `census`: the PUBSUB census, spaced by its measured cost to Redis, over every cluster node.
 //! - `probe`: one task per hub node: monitor WebSocket, round-trip time, the probe client that
 //!   receives test messages, and sending test messages (once or in bursts).
 //! - `lookup`: where a test message to a client that is not a probe went (NUMSUB, which node
@@ -20,6 +21,7 @@
 //! Uses `backplane` (codecs, naming, `MemoryBus` for the demo's tap), `client` and `protocol`;
 //! never `hub` internals (only what a node serves on the network) and never `ui`.
 
+pub mod census;
 pub mod decode;
 pub mod detail;
 pub mod lookup;
@@ -41,6 +43,7 @@ use crate::redis_conn::RedisSpec;
 pub use crate::status_doc::{
     Announcement, BackplaneStats, BackplaneStatusStats, ConnectionStats, MessageStats, NodeStats,
 };
+pub use census::{CensusStatus, WaitReason};
 pub use model::TrafficEntry;
 pub use runtime::MonitorHandle;
 
@@ -231,8 +234,11 @@ pub enum MonitorEvent {
     Tap { state: LinkState, at_ms: u64 },
     /// A node announced itself on the heartbeat channel (the runtime already watches it).
     Announced(Announcement),
-    /// What PUBSUB CHANNELS reveals, polled every couple of seconds.
+    /// What a PUBSUB CHANNELS walk revealed (over every node of a cluster), taken at `at_ms`.
     Census { at_ms: u64, hubs: Vec<HubCensus> },
+    /// How the census is taken: its age, its cost to Redis, when the next walk is due. After
+    /// every census round (every couple of seconds), walk or not.
+    CensusStatus(CensusStatus),
     /// Something about the node with this hub URL.
     Node { hub_url: String, event: NodeEvent },
     /// A test message was handed to `node` at `at_ms`; `expected` lists the hub URLs of the nodes

@@ -23,7 +23,7 @@ pub mod workspace;
 
 pub use entry::{EntryKind, TrafficEntry};
 
-use super::{HubCensus, LinkState, MonitorEvent, NodeEvent};
+use super::{CensusStatus, HubCensus, LinkState, MonitorEvent, NodeEvent};
 
 /// The status bar's rate is read over this many complete seconds.
 pub const STATUS_RATE_SECS: u64 = 5;
@@ -73,6 +73,8 @@ pub struct Model {
     pub tap: TapStatus,
     /// The latest PUBSUB census and when it was taken.
     pub census: Option<(u64, Vec<HubCensus>)>,
+    /// How the census is taken: its age, cost and next walk (see `monitor::census`).
+    pub census_status: Option<CensusStatus>,
 }
 
 impl Model {
@@ -84,6 +86,7 @@ impl Model {
             traces: traces::Traces::new(limits.traces),
             tap: TapStatus::default(),
             census: None,
+            census_status: None,
         }
     }
 
@@ -106,6 +109,7 @@ impl Model {
             MonitorEvent::Tap { state, at_ms } => self.apply_tap(state, at_ms, now_ms),
             MonitorEvent::Announced(a) => self.nodes.announce(&a, now_ms),
             MonitorEvent::Census { at_ms, hubs } => self.census = Some((at_ms, hubs)),
+            MonitorEvent::CensusStatus(status) => self.census_status = Some(status),
             MonitorEvent::Node { hub_url, event } => {
                 if let NodeEvent::ProbeReceived { trace, at_ms } = &event {
                     self.traces.on_received(&hub_url, *trace, *at_ms);
