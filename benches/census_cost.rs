@@ -5,7 +5,8 @@
 //! every 10 ms.
 //!
 //! Prints the share of Redis's time spent on the dashboard's commands (the `INFO commandstats`
-//! usec delta of every command but the PINGs, over the wall time), per command; Redis's own CPU
+//! usec delta of every command but the PINGs and the churn's (UN)SUBSCRIBEs, over the wall
+//! time), per command; Redis's own CPU
 //! share from /proc; the PING latency p50/p99/max; and the census rounds the runtime reported.
 //!
 //! `cargo bench --bench census_cost`. Bounded: subscribing takes ~10-20 s, the measured window
@@ -14,6 +15,8 @@
 //! Environment:
 //! - `CENSUS_CHANNELS` (300000, at most 600000): channels held.
 //! - `CENSUS_SECS` (40, capped at 120): how long the dashboard is connected.
+//! - `CENSUS_CHURN` (1): connection channels replaced per second during the window (one client
+//!   leaves, another arrives), as on a live backplane; 0 for a still channel table.
 //! - `CENSUS_HEARTBEATS=1`: also publish a heartbeat for each of the three servers every 2 s, as
 //!   Switchboard nodes do (their own connection counts), to see the census lean on them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -181,6 +184,31 @@ fn pinger(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Durat
     })
 }
 
+/// Replaces `per_sec` connection channels a second on a raw connection until `stop`: a live
+/// backplane's clients come and go, so `pubsub_channels` moves.
+async fn churn(port: u16, prefix: String, per_sec: u64, stop: Arc<AtomicBool>) {
+    if per_sec == 0 {
+        return;
+    }
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (reader, mut writer) = stream.into_split();
+    tokio::spawn(drain(reader));
+    let c = Channels::new(&prefix, HUB);
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..per_sec {
+            let arrive = c.connection(&format!("churn{n}"));
+            writer.write_all(&resp(&["SUBSCRIBE", &arrive])).await.unwrap();
+            if n >= 1 && n % 3 != 0 {
+                let leave = c.connection(&format!("churn{}", n - 1));
+                writer.write_all(&resp(&["UNSUBSCRIBE", &leave])).await.unwrap();
+            }
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Publishes one heartbeat per server every 2 s until `stop`, as Switchboard nodes do.
 async fn heartbeats(port: u16, prefix: String, connections: u64, stop: Arc<AtomicBool>) {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
@@ -219,7 +247,11 @@ fn ms(d: Duration) -> String {
 }
 
 /// Drains the runtime's events like a UI would, counting census rounds and keeping the last.
-fn ui_loop(mut events: MonitorEvents, stop: Arc<AtomicBool>) -> (u64, Option<MonitorEvent>, Vec<String>) {
+fn ui_loop(
+    mut events: MonitorEvents,
+    stop: Arc<AtomicBool>,
+    first: Arc<AtomicBool>,
+) -> (u64, Option<MonitorEvent>, Vec<String>) {
     let mut rounds = 0;
     let mut last = None;
     let mut other = Vec::new();
@@ -228,6 +260,7 @@ fn ui_loop(mut events: MonitorEvents, stop: Arc<AtomicBool>) -> (u64, Option<Mon
             for event in batch {
                 match &event {
                     MonitorEvent::Census { .. } => {
+                        first.store(true, Ordering::Relaxed);
                         rounds += 1;
                         last = Some(event);
                     }
@@ -245,6 +278,7 @@ fn main() {
     let total = env_u64("CENSUS_CHANNELS", 300_000).min(600_000) as usize;
     let secs = env_u64("CENSUS_SECS", 40).clamp(1, 120);
     let with_heartbeats = std::env::var("CENSUS_HEARTBEATS").is_ok_and(|v| v == "1");
+    let churn_per_sec = env_u64("CENSUS_CHURN", 1).min(1000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -303,27 +337,37 @@ fn main() {
         runtime.spawn(heartbeats(port, prefix.clone(), connections, stop.clone()));
         std::thread::sleep(Duration::from_millis(200));
     }
+    runtime.spawn(churn(port, prefix.clone(), churn_per_sec, stop.clone()));
     let before = commandstats(&runtime.block_on(info(&mut admin, "commandstats")));
     let pid = redis.pid().expect("redis-server pid");
     let ticks_before = cpu_ticks(pid);
     let ping = pinger(port, stop.clone());
     let (monitor, events) = runtime.block_on(async { MonitorHandle::start() });
+    let first = Arc::new(AtomicBool::new(false));
     let ui = {
-        let stop = stop.clone();
-        std::thread::spawn(move || ui_loop(events, stop))
+        let (stop, first) = (stop.clone(), first.clone());
+        std::thread::spawn(move || ui_loop(events, stop, first))
     };
     let start = Instant::now();
     assert!(monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
         spec: Box::new(switchboard::redis_conn::RedisSpec::parse(&url, &Default::default()).unwrap()),
         prefix: prefix.clone(),
     }))));
-    std::thread::sleep(Duration::from_secs(secs));
+    // The steady state: from the first census on (the first walk is the price of connecting).
+    let deadline = start + Duration::from_secs(secs);
+    while !first.load(Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let steady_start = Instant::now();
+    let steady_before = commandstats(&runtime.block_on(info(&mut admin, "commandstats")));
+    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
     monitor.shutdown();
     runtime.block_on(async {
         let _ = tokio::time::timeout(Duration::from_secs(5), monitor.stopped()).await;
     });
     let wall = start.elapsed();
     let after = commandstats(&runtime.block_on(info(&mut admin, "commandstats")));
+    let steady_wall = steady_start.elapsed();
     let ticks = cpu_ticks(pid).saturating_sub(ticks_before);
     stop.store(true, Ordering::Relaxed);
     let mut pings = ping.join().unwrap();
@@ -339,7 +383,8 @@ fn main() {
     );
     let mut usec_total = 0u64;
     for (name, (calls, usec)) in &after {
-        if name == "ping" {
+        // The other client's PINGs and the churn's (UN)SUBSCRIBEs are not the dashboard's.
+        if name == "ping" || name == "subscribe" || name == "unsubscribe" {
             continue;
         }
         let (c0, u0) = before.get(name).copied().unwrap_or((0, 0));
@@ -354,12 +399,22 @@ fn main() {
         );
     }
     let share = usec_total as f64 / (wall.as_secs_f64() * 1e6) * 100.0;
+    let steady_usec: u64 = after
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "ping" | "subscribe" | "unsubscribe"))
+        .map(|(name, (_, usec))| usec - steady_before.get(name).map_or(0, |b| b.1))
+        .sum();
+    let steady_share = steady_usec as f64 / (steady_wall.as_secs_f64() * 1e6) * 100.0;
     let clk = 100.0;
     let cpu_share = ticks as f64 / clk / wall.as_secs_f64() * 100.0;
     pings.sort();
     println!(
         "\nSHARE of Redis time on the dashboard's commands: {share:.2} % ({usec_total} usec in {:.1} s)",
         wall.as_secs_f64()
+    );
+    println!(
+        "steady state, from the first census on: {steady_share:.3} % ({steady_usec} usec in {:.1} s)",
+        steady_wall.as_secs_f64()
     );
     println!(
         "redis-server CPU over the window (all work, incl. writing replies): {cpu_share:.1} % of a core"

@@ -197,7 +197,7 @@ impl CensusStatus {
             n => format!(" over {n} servers"),
         };
         let mut line = format!(
-            "walked {age} ago{nodes}: {cost}, {:.2} % of Redis's time so far (budget {:.0} %)",
+            "walked {age} ago{nodes}: {cost}, {:.2} % of Redis's time so far (budget {:.1} %)",
             self.share * 100.0,
             self.budget_share * 100.0
         );
