@@ -7,7 +7,8 @@
 //!   traces, gap markers, capture and workspace files. Folded on the UI thread.
 //! - `decode`: (channel, payload) → [`model::TrafficEntry`], with the backplane codecs. Pure.
 //! - `detail`: the detail pane's JSON document and hex dump of one entry. Pure.
-//! - `tap`: the Redis (or in-memory bus) tap, the heartbeat discovery, the PUBSUB census.
+//! - `tap`: the Redis (or in-memory bus) tap and the heartbeat discovery.
+//! - `census`: the PUBSUB census, spaced by its measured cost to Redis, over every cluster node.
 //! - `shard_tap`: the sharded pub/sub tap (PUBSUB SHARDCHANNELS discovery, SSUBSCRIBE on the
 //!   owning primary), feeding the tap's batcher.
 //! - `redis_view`: the Redis view's poller (ROLE, CLIENT LIST TYPE pubsub, the output-buffer
@@ -27,6 +28,7 @@
 //! Uses `backplane` (codecs, naming, `MemoryBus` for the demo's tap), `client` and `protocol`;
 //! never `hub` internals (only what a node serves on the network) and never `ui`.
 
+pub mod census;
 pub mod decode;
 pub mod detail;
 pub mod directory;
@@ -51,6 +53,7 @@ use crate::redis_conn::RedisSpec;
 pub use crate::status_doc::{
     Announcement, BackplaneStats, BackplaneStatusStats, ConnectionStats, MessageStats, NodeStats,
 };
+pub use census::{CensusStatus, WaitReason};
 pub use model::TrafficEntry;
 pub use runtime::{MonitorHandle, MonitorOptions};
 
@@ -244,13 +247,16 @@ pub enum MonitorEvent {
     Tap { state: LinkState, at_ms: u64 },
     /// A node announced itself on the heartbeat channel (the runtime already watches it).
     Announced(Announcement),
-    /// What PUBSUB CHANNELS reveals, polled every couple of seconds.
+    /// What a PUBSUB CHANNELS walk revealed (over every node of a cluster), taken at `at_ms`.
     Census { at_ms: u64, hubs: Vec<HubCensus> },
     /// One round of the Redis view's poller (`redis_view`): nodes, roles, slots, pub/sub
     /// clients and output buffers, who is primary of what.
     Redis(Box<model::redis_view::RedisSnapshot>),
     /// The sharded tap's discovery (`shard_tap`): channels subscribed, age of the last round.
     ShardTap(model::redis_view::ShardTapStatus),
+    /// How the census is taken: its age, its cost to Redis, when the next walk is due. After
+    /// every census round (every couple of seconds), walk or not.
+    CensusStatus(CensusStatus),
     /// Something about the node with this hub URL.
     Node { hub_url: String, event: NodeEvent },
     /// A test message was handed to `node` at `at_ms`; `expected` lists the hub URLs of the nodes

@@ -1,14 +1,13 @@
 //! The tap: a PSUBSCRIBE on the backplane's Redis (or a tap on the demo's in-memory bus), every
 //! message decoded with `decode::decode` and handed on in batches; node discovery from the
-//! heartbeat channel; and the `PUBSUB CHANNELS` census (SIGNALR-WIRE.md D.1).
+//! heartbeat channel. Starts the `census` beside a Redis tap (and feeds it the heartbeats); the
+//! in-memory bus's census is counted here.
 //!
 //! Transport failure is a state: the tap reports Connecting → Connected → Reconnecting{..} with a
 //! capped backoff, and Failed only for a URL that can never work. Errors never echo a password.
 //!
-//! Run by `runtime`; uses `backplane` (naming, backoff, `MemoryBus`) and `decode`. Never `hub`.
-
-use std::collections::BTreeMap;
-use std::time::Duration;
+//! Run by `runtime`; uses `backplane` (naming, backoff, `MemoryBus`), `decode` and `census`.
+//! Never `hub`.
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -16,19 +15,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::now_ms;
 use super::sink::EventSink;
-use super::{Announcement, HubCensus, LinkState, MonitorEvent, TapSource, TrafficEntry, decode};
+use super::{Announcement, LinkState, MonitorEvent, TapSource, TrafficEntry, census, decode};
 use crate::backplane::memory::MemoryBus;
-use crate::backplane::naming::{self, ChannelKind, Channels};
+use crate::backplane::naming::{self, Channels};
 use crate::backplane::{BackplaneMessage, backoff};
 use crate::config;
 use crate::redis_conn::{RedisConnector, RedisSpec, describe};
+pub use census::census_of;
 
 /// Messages queued from the memory bus to the tap; the bus drops (and counts) beyond it rather
 /// than stalling publishers.
 const MEMORY_TAP_QUEUE: usize = 16_384;
-
-/// How long one census command may take before the census skips a round.
-const CENSUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A read chunk at least this long means messages were already waiting. tokio's cooperative
 /// budget hands a task at most 128 queued messages per poll, so a backlog shows as chunks of ~128,
@@ -79,6 +76,8 @@ pub(crate) struct Batcher {
     entries: Vec<TrafficEntry>,
     sink: EventSink,
     announce_tx: mpsc::Sender<Announcement>,
+    /// Heartbeats for the census (its nodes' own counts); `None` for the memory bus.
+    census_tx: Option<mpsc::Sender<Announcement>>,
 }
 
 impl Batcher {
@@ -88,6 +87,7 @@ impl Batcher {
             entries: Vec::new(),
             sink,
             announce_tx,
+            census_tx: None,
         }
     }
 
@@ -105,8 +105,12 @@ impl Batcher {
         if naming::is_nodes_channel(&self.prefix, channel)
             && let Ok(announcement) = serde_json::from_slice::<Announcement>(payload)
         {
-            // Full: the supervisor is busy; the next heartbeat (2 s) brings it again.
+            // Full: the supervisor (or the census) is busy; the next heartbeat (2 s) brings it
+            // again.
             let _ = self.announce_tx.try_send(announcement.clone());
+            if let Some(tx) = &self.census_tx {
+                let _ = tx.try_send(announcement.clone());
+            }
             self.sink.push(MonitorEvent::Announced(announcement));
         }
         self.entries
@@ -202,10 +206,13 @@ async fn run_redis(
         sink.clone(),
         cancel.clone(),
     ));
-    let census = tokio::spawn(census_redis(
+    let (census_tx, census_rx) = mpsc::channel(census::HEARTBEAT_QUEUE);
+    batcher.census_tx = Some(census_tx);
+    let census = tokio::spawn(census::run_redis(
         connector.clone(),
         prefix.clone(),
         sink,
+        census_rx,
         cancel.clone(),
     ));
     let pattern = Channels::tap_pattern(&prefix);
@@ -277,84 +284,6 @@ async fn run_redis(
     let _ = census.await;
 }
 
-/// Groups channel names per hub (`classify`), counting connections, users, groups and servers.
-pub fn census_of<'a>(prefix: &str, channels: impl IntoIterator<Item = &'a str>) -> Vec<HubCensus> {
-    let mut hubs: BTreeMap<String, HubCensus> = BTreeMap::new();
-    for channel in channels {
-        let Some((hub, kind)) = naming::classify(prefix, channel) else {
-            continue;
-        };
-        let entry = hubs.entry(hub.clone()).or_insert_with(|| HubCensus {
-            hub,
-            ..HubCensus::default()
-        });
-        match kind {
-            ChannelKind::Connection(_) => entry.connections += 1,
-            ChannelKind::User(_) => entry.users += 1,
-            ChannelKind::Group(_) => entry.groups += 1,
-            ChannelKind::Ack(server) => entry.servers.push(server),
-            _ => {}
-        }
-    }
-    let mut out: Vec<HubCensus> = hubs.into_values().collect();
-    for hub in &mut out {
-        hub.servers.sort();
-    }
-    out
-}
-
-async fn census_once(
-    connection: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-) -> Result<Vec<HubCensus>, String> {
-    let mut names: Vec<String> = Vec::new();
-    for pattern in Channels::census_patterns(prefix) {
-        let mut command = redis::cmd("PUBSUB");
-        command.arg("CHANNELS").arg(&pattern);
-        let query = command.query_async::<Vec<String>>(connection);
-        match tokio::time::timeout(CENSUS_TIMEOUT, query).await {
-            Ok(Ok(found)) => names.extend(found),
-            Ok(Err(e)) => return Err(describe(&e)),
-            Err(_) => return Err("PUBSUB CHANNELS timed out".to_string()),
-        }
-    }
-    Ok(census_of(prefix, names.iter().map(String::as_str)))
-}
-
-async fn census_redis(connector: RedisConnector, prefix: String, sink: EventSink, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(config::DEFAULT_CENSUS_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut connection: Option<redis::aio::MultiplexedConnection> = None;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if connection.is_none() {
-            let connect = async {
-                let reached = connector.reach().await?;
-                connector.multiplexed(reached.entry()).await
-            };
-            // While Redis is down the census skips; the tap reports the outage.
-            if let Ok(Ok(c)) = tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, connect).await
-            {
-                connection = Some(c);
-            }
-        }
-        let Some(c) = connection.as_mut() else { continue };
-        match census_once(c, &prefix).await {
-            Ok(hubs) => sink.push(MonitorEvent::Census {
-                at_ms: now_ms(),
-                hubs,
-            }),
-            Err(error) => {
-                tracing::debug!(%error, "census skipped");
-                connection = None;
-            }
-        }
-    }
-}
-
 async fn run_memory(
     bus: MemoryBus,
     prefix: String,
@@ -378,9 +307,10 @@ async fn run_memory(
     }
     let mut tick = tokio::time::interval(config::DEFAULT_MONITOR_FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut census = tokio::time::interval(config::DEFAULT_CENSUS_INTERVAL);
-    census.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut census_tick = tokio::time::interval(config::DEFAULT_CENSUS_INTERVAL);
+    census_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut missed = bus.tap_dropped();
+    let mut walks = 0u64;
     loop {
         tokio::select! {
             biased;
@@ -403,11 +333,18 @@ async fn run_memory(
                     }
                 }
             }
-            _ = census.tick() => {
+            _ = census_tick.tick() => {
                 if !down {
                     let channels = bus.channels();
                     let hubs = census_of(&prefix, channels.iter().map(String::as_str));
-                    sink.push(MonitorEvent::Census { at_ms: now_ms(), hubs });
+                    let at_ms = now_ms();
+                    walks += 1;
+                    sink.push(MonitorEvent::Census { at_ms, hubs });
+                    sink.push(MonitorEvent::CensusStatus(census::memory_status(
+                        at_ms,
+                        channels.len() as u64,
+                        walks,
+                    )));
                 }
             }
             message = rx.recv() => match message {
@@ -423,26 +360,6 @@ async fn run_memory(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn census_groups_per_hub() {
-        let names = [
-            "p:H:connection:a",
-            "p:H:connection:b",
-            "p:H:user:u",
-            "p:H:group:g",
-            "p:H:internal:ack:s2",
-            "p:H:internal:ack:s1",
-            "p:K:connection:c",
-            "q:H:connection:x",
-        ];
-        let hubs = census_of("p:", names);
-        assert_eq!(hubs.len(), 2);
-        assert_eq!(hubs[0].hub, "H");
-        assert_eq!((hubs[0].connections, hubs[0].users, hubs[0].groups), (2, 1, 1));
-        assert_eq!(hubs[0].servers, vec!["s1".to_string(), "s2".to_string()]);
-        assert_eq!(hubs[1].connections, 1);
-    }
 
     #[test]
     fn census_patterns_escape_the_prefix() {

@@ -120,8 +120,10 @@ pub fn show(
             .on_hover_text("From the Redis view's last round (the Redis tab has every node)");
     }
     if let Some((at, hubs)) = &model.census {
+        // A stale census is greyed and says so: its counts may be old.
+        let stale = model.census_status.as_ref().is_none_or(|s| s.is_stale(now));
         for hub in hubs {
-            ui.label(format!(
+            let text = format!(
                 "{}: {} connections, {} users, {} groups, {} servers (PUBSUB, {})",
                 hub.hub,
                 hub.connections,
@@ -129,9 +131,35 @@ pub fn show(
                 hub.groups,
                 hub.servers.len(),
                 widgets::clock(*at)
-            ))
-            .on_hover_text(hub.servers.join("\n"));
+            );
+            let text = if stale {
+                widgets::greyed(text)
+            } else {
+                RichText::new(text)
+            };
+            ui.label(text).on_hover_text(hub.servers.join("\n"));
         }
+    }
+    if let Some(status) = &model.census_status {
+        let color = if status.is_stale(now) {
+            widgets::WARN
+        } else {
+            ui.visuals().weak_text_color()
+        };
+        ui.add(
+            egui::Label::new(
+                RichText::new(format!("Census {}", status.summary(now)))
+                    .small()
+                    .color(color),
+            )
+            .wrap(),
+        )
+        .on_hover_text(format!(
+            "Servers asked: {}\nChannels now (INFO stats, all prefixes): {}\nWalks so far: {}",
+            status.nodes.join(", "),
+            status.channels_now.map_or("?".to_string(), |n| n.to_string()),
+            status.scans
+        ));
     }
     if demo {
         ui.label(RichText::new("The demo's backplane: connected for you.").weak());

@@ -115,13 +115,30 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
 
         if let Some((at, hubs)) = &model.census {
             ui.add_space(12.0);
+            let stale = model.census_status.as_ref().is_none_or(|s| s.is_stale(now));
             ui.label(
                 RichText::new(format!(
-                    "What the backplane reveals (PUBSUB CHANNELS, {})",
-                    widgets::clock(*at)
+                    "What the backplane reveals (PUBSUB CHANNELS, {}{})",
+                    widgets::clock(*at),
+                    if stale { ", STALE" } else { "" }
                 ))
-                .strong(),
+                .strong()
+                .color(if stale {
+                    widgets::WARN
+                } else {
+                    ui.visuals().strong_text_color()
+                }),
             );
+            if let Some(status) = &model.census_status {
+                ui.add(
+                    egui::Label::new(RichText::new(status.summary(now)).small().color(if stale {
+                        widgets::WARN
+                    } else {
+                        ui.visuals().weak_text_color()
+                    }))
+                    .wrap(),
+                );
+            }
             egui::Grid::new("census")
                 .striped(true)
                 .num_columns(5)
@@ -130,12 +147,19 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                         ui.label(RichText::new(t).strong());
                     }
                     ui.end_row();
+                    let text = |t: String| {
+                        if stale {
+                            widgets::greyed(t)
+                        } else {
+                            RichText::new(t)
+                        }
+                    };
                     for hub in hubs {
-                        ui.label(&hub.hub);
-                        ui.label(hub.connections.to_string());
-                        ui.label(hub.users.to_string());
-                        ui.label(hub.groups.to_string());
-                        ui.label(hub.servers.len().to_string())
+                        ui.label(text(hub.hub.clone()));
+                        ui.label(text(hub.connections.to_string()));
+                        ui.label(text(hub.users.to_string()));
+                        ui.label(text(hub.groups.to_string()));
+                        ui.label(text(hub.servers.len().to_string()))
                             .on_hover_text(hub.servers.join("\n"));
                         ui.end_row();
                     }

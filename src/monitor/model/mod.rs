@@ -28,7 +28,7 @@ pub mod workspace;
 
 pub use entry::{EntryKind, TrafficEntry};
 
-use super::{HubCensus, LinkState, MonitorEvent, NodeEvent};
+use super::{CensusStatus, HubCensus, LinkState, MonitorEvent, NodeEvent};
 
 /// The status bar's rate is read over this many complete seconds.
 pub const STATUS_RATE_SECS: u64 = 5;
@@ -80,6 +80,8 @@ pub struct Model {
     pub census: Option<(u64, Vec<HubCensus>)>,
     /// What the Redis view shows (the poller's rounds, the sharded tap's discovery).
     pub redis: redis_view::RedisView,
+    /// How the census is taken: its age, cost and next walk (see `monitor::census`).
+    pub census_status: Option<CensusStatus>,
 }
 
 impl Model {
@@ -92,6 +94,7 @@ impl Model {
             tap: TapStatus::default(),
             census: None,
             redis: redis_view::RedisView::default(),
+            census_status: None,
         }
     }
 
@@ -121,6 +124,7 @@ impl Model {
                 }
             }
             MonitorEvent::ShardTap(status) => self.redis.shard_tap = Some(status),
+            MonitorEvent::CensusStatus(status) => self.census_status = Some(status),
             MonitorEvent::Node { hub_url, event } => {
                 if let NodeEvent::ProbeReceived { trace, at_ms } = &event {
                     self.traces.on_received(&hub_url, *trace, *at_ms);

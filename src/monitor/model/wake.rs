@@ -152,6 +152,8 @@ pub struct WakePolicy {
     /// of the same outage, every 250 ms against a refused port, only at a glance).
     tap_state: Option<std::mem::Discriminant<crate::monitor::LinkState>>,
     census: Option<Vec<crate::monitor::HubCensus>>,
+    /// What the census line shows of the latest status: (walk time, next walk, a problem).
+    census_status: Option<(u64, u64, bool)>,
 }
 
 /// The time from `now_ms` to the next multiple of `grid` (at least 20 ms away).
@@ -217,6 +219,19 @@ impl WakePolicy {
                 View::Redis => NOW,
                 _ => GLANCE,
             }),
+            // Every round (2 s): news only when a walk happened, the next one moved or a
+            // problem came or went; the age it shows moves with the other repaints.
+            MonitorEvent::CensusStatus(status) => {
+                let shown = (
+                    status.scanned_at_ms,
+                    status.next_scan_at_ms / 1000,
+                    status.problem.is_some(),
+                );
+                if self.census_status.replace(shown) == Some(shown) {
+                    return None;
+                }
+                (!showing.presenter).then_some(GLANCE)
+            }
             MonitorEvent::Sent { .. } | MonitorEvent::SendFailed { .. } => Some(NOW),
             // Traces' findings and a burst's progress are drawn on the Send view only.
             MonitorEvent::TraceLookup { .. } => (view == View::Send).then_some(NOW),

@@ -1,0 +1,811 @@
+//! The census: how many connections, users, groups and servers each hub has, as Redis itself
+//! reveals them (SIGNALR-WIRE.md D.1), at a cost Redis does not feel.
+//!
+//! `PUBSUB CHANNELS` walks the server's whole channel table in one blocking command: with 300,000
+//! subscribed channels one walk takes Redis ~100 ms or more. So:
+//! - one walk per round (the widest pattern under the prefix, `{prefix}*`, classified here)
+//!   instead of one per kind;
+//! - each walk is timed with Redis's own clock (the `INFO commandstats` usec delta of
+//!   `pubsub|channels`; the wall time when INFO is not allowed) and the rounds are spaced so the
+//!   walks take at most [`config::DEFAULT_CENSUS_SHARE`] of Redis's time ([`Spacing`]);
+//! - between walks, cheap O(1) figures: `INFO stats` (`pubsub_channels`) and `PUBSUB NUMSUB` of
+//!   the servers' ack channels. When they say nothing changed, the next walk waits up to the
+//!   ceiling;
+//! - when every server seen has a fresh heartbeat (Switchboard nodes announce their own
+//!   connection counts every 2 s), an expensive walk also waits up to the ceiling, and the status
+//!   says so;
+//! - on a Redis Cluster every node is asked, primaries and replicas (a client may SUBSCRIBE on a
+//!   replica, and a node's PUBSUB answers only for its own clients), and the channel names are
+//!   merged before counting: a user or group channel held on two nodes is one user or group.
+//!
+//! Each round reports a [`CensusStatus`] (age, cost, share, why the next walk waits) beside the
+//! [`MonitorEvent::Census`] of each walk. Run by `tap`; uses `redis_conn` and `backplane::naming`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::sink::EventSink;
+use super::{Announcement, HubCensus, MonitorEvent, now_ms};
+use crate::backplane::naming::{self, ChannelKind, Channels};
+use crate::config;
+use crate::redis_conn::{Addr, Reached, RedisConnector, describe};
+
+/// How long one census command may take before the round counts as failed (the connection's
+/// own response timeout, 3 s, usually ends it first).
+const CENSUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the census asks again which nodes a cluster has (a failover or a resharding moves
+/// them); sooner after any error.
+const TOPOLOGY_REFRESH: Duration = Duration::from_secs(30);
+
+/// A heartbeat younger than this counts as fresh: three of the nodes' 2 s announcements.
+const HEARTBEAT_FRESH: Duration = Duration::from_secs(6);
+
+/// Heartbeats queued from the tap's reader to the census (one per node every 2 s); beyond it they
+/// are dropped: the next one brings the same news.
+pub(crate) const HEARTBEAT_QUEUE: usize = 1024;
+
+/// Why the next walk waits as long as it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitReason {
+    /// The walk is cheap: the next one comes at the floor interval.
+    #[default]
+    Floor,
+    /// The walk is expensive: the next waits so the walks stay under their share of Redis's time.
+    Budget,
+    /// The cheap figures say nothing changed since the last walk.
+    Unchanged,
+    /// Every server seen announces its own connection count: no need to walk often.
+    NodesReport,
+}
+
+impl WaitReason {
+    /// A few words for the UI.
+    pub fn words(self) -> &'static str {
+        match self {
+            WaitReason::Floor => "every couple of seconds",
+            WaitReason::Budget => "spaced to keep Redis's cost under its share",
+            WaitReason::Unchanged => "channel count unchanged, waiting",
+            WaitReason::NodesReport => "every server reports its own count, walking rarely",
+        }
+    }
+}
+
+/// The spacing policy of the walks: never more often than `floor`; never more of Redis's time
+/// than `share` (a walk that cost `c` is followed by a pause of at least `c / share` from its
+/// start); and when nothing is to be learnt (no change, or the nodes report their own counts)
+/// an expensive walk waits up to `ceiling`. The budget wins over the ceiling: a walk that costs
+/// more than `ceiling × share` is spaced by its cost alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spacing {
+    pub share: f64,
+    pub floor: Duration,
+    pub ceiling: Duration,
+}
+
+impl Default for Spacing {
+    fn default() -> Self {
+        Spacing {
+            share: config::DEFAULT_CENSUS_SHARE,
+            floor: config::DEFAULT_CENSUS_INTERVAL,
+            ceiling: config::DEFAULT_CENSUS_CEILING,
+        }
+    }
+}
+
+impl Spacing {
+    /// The time from the start of the last walk (which cost Redis `cost`) to the next one, and
+    /// why. `changed`: the cheap figures moved since that walk. `nodes_report`: every server seen
+    /// has a fresh heartbeat with its own connection count.
+    pub fn wait(&self, cost: Duration, changed: bool, nodes_report: bool) -> (Duration, WaitReason) {
+        let share = self.share.clamp(1e-6, 1.0);
+        let budget = cost.div_f64(share).max(self.floor);
+        let long = budget.max(self.ceiling);
+        if !changed {
+            return (long, WaitReason::Unchanged);
+        }
+        if budget > self.floor {
+            if nodes_report {
+                return (long, WaitReason::NodesReport);
+            }
+            return (budget, WaitReason::Budget);
+        }
+        (self.floor, WaitReason::Floor)
+    }
+}
+
+/// How the latest census was taken, what it cost Redis and when the next walk is due. Reported
+/// after every round (every couple of seconds), walk or not.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CensusStatus {
+    /// When the latest walk ended (unix ms); 0 before the first.
+    pub scanned_at_ms: u64,
+    /// Redis's own time for that walk, over every node asked (INFO commandstats); `None` when
+    /// INFO is not allowed (then `scan_wall` is the cost used).
+    pub scan_server: Option<Duration>,
+    /// Wall time of that walk, round trips and reply transfer included.
+    pub scan_wall: Duration,
+    /// Channel names under the prefix that walk returned (merged over the nodes).
+    pub scanned_channels: u64,
+    /// `pubsub_channels` over every node at the latest cheap check (all prefixes).
+    pub channels_now: Option<u64>,
+    /// When the latest round ran (unix ms).
+    pub checked_at_ms: u64,
+    /// When the next walk is due (unix ms), if nothing changes the reason.
+    pub next_scan_at_ms: u64,
+    pub reason: WaitReason,
+    /// The walks' share of Redis's time since the census started (cost / elapsed).
+    pub share: f64,
+    /// The share the spacing keeps under.
+    pub budget_share: f64,
+    /// Walks so far.
+    pub scans: u64,
+    /// The servers asked ("127.0.0.1:7000 primary", ...).
+    pub nodes: Vec<String>,
+    /// Connections the servers' heartbeats report together, when every server seen has a fresh
+    /// one (newer than the walk).
+    pub nodes_report: Option<u64>,
+    /// What went wrong in the latest round, in plain words; empty when it went well.
+    pub problem: Option<String>,
+}
+
+impl CensusStatus {
+    /// Whether the census shown is older than it should be: the round stopped (no round for
+    /// three floor intervals), a round failed, or the walk is overdue by more than a floor
+    /// interval.
+    pub fn is_stale(&self, now_ms: u64) -> bool {
+        let floor = config::DEFAULT_CENSUS_INTERVAL.as_millis() as u64;
+        self.scanned_at_ms == 0
+            || self.problem.is_some()
+            || now_ms > self.checked_at_ms + 3 * floor
+            || now_ms > self.next_scan_at_ms + 2 * floor
+    }
+}
+
+/// "12 s", "3 min": an age or a wait, coarse.
+fn span(ms: u64) -> String {
+    match ms / 1000 {
+        s if s < 120 => format!("{s} s"),
+        s => format!("{} min", s / 60),
+    }
+}
+
+impl CensusStatus {
+    /// One line for the UI: the walk's age, its cost to Redis, the share so far, when the next
+    /// walk is due and why; what went wrong, if anything.
+    pub fn summary(&self, now_ms: u64) -> String {
+        if self.scanned_at_ms == 0 {
+            return match &self.problem {
+                Some(p) => format!("no census yet: {p}"),
+                None => "no census yet".to_string(),
+            };
+        }
+        let age = span(now_ms.saturating_sub(self.scanned_at_ms));
+        let cost = match self.scan_server {
+            Some(d) => format!("{:.1} ms of Redis time", d.as_secs_f64() * 1000.0),
+            None => format!(
+                "{:.0} ms wall (INFO not allowed)",
+                self.scan_wall.as_secs_f64() * 1000.0
+            ),
+        };
+        let nodes = match self.nodes.len() {
+            1 => String::new(),
+            n => format!(" over {n} servers"),
+        };
+        let mut line = format!(
+            "walked {age} ago{nodes}: {cost}, {:.2} % of Redis's time so far (budget {:.1} %)",
+            self.share * 100.0,
+            self.budget_share * 100.0
+        );
+        let next = self.next_scan_at_ms.saturating_sub(now_ms);
+        line.push_str(&format!("; next walk in {}: {}", span(next), self.reason.words()));
+        if let Some(n) = self.nodes_report {
+            line.push_str(&format!("; the servers' heartbeats report {n} connections now"));
+        }
+        if let Some(p) = &self.problem {
+            line.push_str(&format!("; STALE: {p}"));
+        } else if self.is_stale(now_ms) {
+            line.push_str("; STALE: no census round lately");
+        }
+        line
+    }
+}
+
+/// Groups channel names per hub (`classify`), counting connections, users, groups and servers.
+pub fn census_of<'a>(prefix: &str, channels: impl IntoIterator<Item = &'a str>) -> Vec<HubCensus> {
+    let mut hubs: BTreeMap<String, HubCensus> = BTreeMap::new();
+    for channel in channels {
+        let Some((hub, kind)) = naming::classify(prefix, channel) else {
+            continue;
+        };
+        let entry = hubs.entry(hub.clone()).or_insert_with(|| HubCensus {
+            hub,
+            ..HubCensus::default()
+        });
+        match kind {
+            ChannelKind::Connection(_) => entry.connections += 1,
+            ChannelKind::User(_) => entry.users += 1,
+            ChannelKind::Group(_) => entry.groups += 1,
+            ChannelKind::Ack(server) => entry.servers.push(server),
+            _ => {}
+        }
+    }
+    let mut out: Vec<HubCensus> = hubs.into_values().collect();
+    for hub in &mut out {
+        hub.servers.sort();
+        hub.servers.dedup();
+    }
+    out
+}
+
+/// The cumulative usec Redis spent in `PUBSUB CHANNELS`, from `INFO commandstats` (Redis 7
+/// counts `pubsub|channels`; older servers only `pubsub` as a whole).
+pub fn pubsub_channels_usec(info: &str) -> Option<u64> {
+    let usec = |name: &str| {
+        info.lines().find_map(|line| {
+            let rest = line.trim().strip_prefix(name)?.strip_prefix(':')?;
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix("usec="))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+    };
+    if info.contains("cmdstat_") {
+        return Some(
+            usec("cmdstat_pubsub|channels")
+                .or_else(|| usec("cmdstat_pubsub"))
+                .unwrap_or(0),
+        );
+    }
+    None
+}
+
+/// `pubsub_channels` from `INFO stats` (Redis has no `pubsub` section).
+pub fn pubsub_channels(info: &str) -> Option<u64> {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("pubsub_channels:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One server the census asks.
+struct Link {
+    addr: Addr,
+    label: String,
+    conn: MultiplexedConnection,
+    /// Redis's cumulative `PUBSUB CHANNELS` usec when last read; `None` when INFO is refused.
+    usec: Option<u64>,
+}
+
+/// What the latest walk found, for the cheap checks and the spacing.
+struct Walk {
+    started: Instant,
+    cost: Duration,
+    /// `pubsub_channels` summed right after the walk.
+    channels_after: Option<u64>,
+    /// (hub, server) of every ack channel seen.
+    servers: Vec<(String, String)>,
+}
+
+async fn timed<T>(
+    what: &str,
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CENSUS_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {}", describe(&e))),
+        Err(_) => Err(format!("{what} timed out after {CENSUS_TIMEOUT:?}")),
+    }
+}
+
+async fn info(conn: &mut MultiplexedConnection, section: &str) -> Result<String, String> {
+    timed(
+        "INFO",
+        redis::cmd("INFO").arg(section).query_async::<String>(conn),
+    )
+    .await
+}
+
+/// The servers a census asks: the one server, the sentinel's primary, or every node of every
+/// shard of a cluster (replicas too: a client may SUBSCRIBE there).
+fn servers_of(reached: &Reached) -> Vec<(Addr, String)> {
+    match reached {
+        Reached::Single(a) => vec![(a.clone(), a.to_string())],
+        Reached::Sentinel { primary, .. } => vec![(primary.clone(), format!("{primary} primary"))],
+        Reached::Cluster { shards, .. } => shards
+            .iter()
+            .flat_map(|s| s.nodes.iter())
+            .filter(|n| n.health != "failed" && n.addr.port != 0)
+            .map(|n| {
+                let role = match n.role {
+                    crate::redis_conn::Role::Primary => "primary",
+                    crate::redis_conn::Role::Replica => "replica",
+                };
+                (n.addr.clone(), format!("{} {role}", n.addr))
+            })
+            .collect(),
+    }
+}
+
+/// The links to every server the spec reaches now, keeping the open ones that are still wanted.
+async fn connect(connector: &RedisConnector, mut old: Vec<Link>) -> Result<Vec<Link>, String> {
+    let reached = connector.reach().await.map_err(|e| e.to_string())?;
+    let mut links = Vec::new();
+    for (addr, label) in servers_of(&reached) {
+        if let Some(i) = old.iter().position(|l| l.addr == addr) {
+            let mut link = old.swap_remove(i);
+            link.label = label;
+            links.push(link);
+            continue;
+        }
+        let mut conn = connector.multiplexed(&addr).await.map_err(|e| e.to_string())?;
+        // A user without +info still gets a census, timed by the wall clock.
+        let usec = match info(&mut conn, "commandstats").await {
+            Ok(text) => pubsub_channels_usec(&text),
+            Err(_) => None,
+        };
+        links.push(Link {
+            addr,
+            label,
+            conn,
+            usec,
+        });
+    }
+    Ok(links)
+}
+
+/// `pubsub_channels` summed over the links: O(1) on each server.
+async fn channel_count(links: &mut [Link]) -> Result<Option<u64>, String> {
+    let mut total = Some(0u64);
+    for link in links.iter_mut() {
+        let text = info(&mut link.conn, "stats")
+            .await
+            .map_err(|e| format!("{}: {e}", link.addr))?;
+        total = match (total, pubsub_channels(&text)) {
+            (Some(t), Some(n)) => Some(t + n),
+            _ => None,
+        };
+    }
+    Ok(total)
+}
+
+/// Servers among `servers` whose ack channel no server holds any more (`PUBSUB NUMSUB`, O(1)
+/// per channel, summed over the links).
+async fn servers_gone(
+    links: &mut [Link],
+    prefix: &str,
+    servers: &[(String, String)],
+) -> Result<usize, String> {
+    if servers.is_empty() {
+        return Ok(0);
+    }
+    let channels: Vec<String> = servers
+        .iter()
+        .map(|(hub, server)| Channels::new(prefix, hub.as_str()).ack(server))
+        .collect();
+    let mut held: HashMap<String, i64> = HashMap::new();
+    for link in links.iter_mut() {
+        let mut command = redis::cmd("PUBSUB");
+        command.arg("NUMSUB").arg(&channels);
+        let reply: Vec<(String, i64)> = timed("PUBSUB NUMSUB", command.query_async(&mut link.conn))
+            .await
+            .map_err(|e| format!("{}: {e}", link.addr))?;
+        for (channel, n) in reply {
+            *held.entry(channel).or_default() += n;
+        }
+    }
+    Ok(channels
+        .iter()
+        .filter(|c| held.get(*c).copied().unwrap_or(0) == 0)
+        .count())
+}
+
+/// One walk over every link: the merged channel names, and Redis's time for it (`None` when a
+/// server would not say).
+async fn walk(links: &mut [Link], prefix: &str) -> Result<(HashSet<String>, Option<Duration>), String> {
+    let pattern = Channels::tap_pattern(prefix);
+    let mut names: HashSet<String> = HashSet::new();
+    let mut server_usec = Some(0u64);
+    for link in links.iter_mut() {
+        let mut command = redis::cmd("PUBSUB");
+        command.arg("CHANNELS").arg(&pattern);
+        let found: Vec<String> = timed("PUBSUB CHANNELS", command.query_async(&mut link.conn))
+            .await
+            .map_err(|e| format!("{}: {e}", link.addr))?;
+        names.extend(found);
+        let after = match info(&mut link.conn, "commandstats").await {
+            Ok(text) => pubsub_channels_usec(&text),
+            Err(_) => None,
+        };
+        server_usec = match (server_usec, link.usec, after) {
+            (Some(total), Some(before), Some(after)) => Some(total + after.saturating_sub(before)),
+            _ => None,
+        };
+        link.usec = after;
+    }
+    Ok((names, server_usec.map(Duration::from_micros)))
+}
+
+/// Heartbeats seen lately: server name → (connections, when).
+#[derive(Default)]
+struct Heartbeats {
+    seen: HashMap<String, (u64, Instant)>,
+}
+
+impl Heartbeats {
+    fn note(&mut self, a: &Announcement, at: Instant) {
+        if !a.server_name.is_empty() {
+            self.seen.insert(a.server_name.clone(), (a.connections, at));
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        self.seen
+            .retain(|_, (_, at)| now.duration_since(*at) < HEARTBEAT_FRESH);
+    }
+
+    /// When every server of the last walk has a fresh heartbeat: their connections together.
+    fn cover(&self, servers: &[(String, String)]) -> Option<u64> {
+        if servers.is_empty() {
+            return None;
+        }
+        let mut total = 0;
+        for (_, server) in servers {
+            total += self.seen.get(server)?.0;
+        }
+        Some(total)
+    }
+
+    /// Whether a server heartbeats that the last walk did not see.
+    fn newcomer(&self, servers: &[(String, String)]) -> bool {
+        self.seen
+            .keys()
+            .any(|s| !servers.iter().any(|(_, known)| known == s))
+    }
+}
+
+/// Runs the Redis census until `cancel`: a round every floor interval (cheap checks), a walk when
+/// the spacing allows it. While Redis is down the rounds report the problem; the tap reports the
+/// outage itself.
+pub(crate) async fn run_redis(
+    connector: RedisConnector,
+    prefix: String,
+    sink: EventSink,
+    mut heartbeats_rx: mpsc::Receiver<Announcement>,
+    cancel: CancellationToken,
+) {
+    let spacing = Spacing::default();
+    let mut tick = tokio::time::interval(spacing.floor);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let mut links: Vec<Link> = Vec::new();
+    let mut topology_at: Option<Instant> = None;
+    let mut last: Option<Walk> = None;
+    let mut heartbeats = Heartbeats::default();
+    let mut status = CensusStatus {
+        budget_share: spacing.share,
+        ..CensusStatus::default()
+    };
+    let mut spent = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        while let Ok(a) = heartbeats_rx.try_recv() {
+            heartbeats.note(&a, now);
+        }
+        heartbeats.prune(now);
+        status.checked_at_ms = now_ms();
+        let round = async {
+            if links.is_empty() || topology_at.is_none_or(|t| t.elapsed() >= TOPOLOGY_REFRESH) {
+                links = connect(&connector, std::mem::take(&mut links)).await?;
+                topology_at = Some(Instant::now());
+            }
+            let channels_now = channel_count(&mut links).await?;
+            let servers = last.as_ref().map(|w| w.servers.clone()).unwrap_or_default();
+            let gone = servers_gone(&mut links, &prefix, &servers).await?;
+            Ok::<_, String>((channels_now, gone))
+        };
+        let (channels_now, gone) = match round.await {
+            Ok(r) => r,
+            Err(problem) => {
+                tracing::debug!(%problem, "census round failed");
+                links.clear();
+                topology_at = None;
+                status.problem = Some(problem);
+                sink.push(MonitorEvent::CensusStatus(status.clone()));
+                continue;
+            }
+        };
+        status.channels_now = channels_now;
+        status.nodes = links.iter().map(|l| l.label.clone()).collect();
+        let servers = last.as_ref().map(|w| w.servers.as_slice()).unwrap_or_default();
+        let nodes_report = heartbeats.cover(servers);
+        let due = match &last {
+            None => None,
+            Some(w) => {
+                let changed = channels_now.is_none()
+                    || channels_now != w.channels_after
+                    || gone > 0
+                    || heartbeats.newcomer(&w.servers);
+                let (wait, reason) = spacing.wait(w.cost, changed, nodes_report.is_some());
+                status.reason = reason;
+                Some(w.started + wait)
+            }
+        };
+        status.nodes_report = nodes_report;
+        if due.is_none_or(|d| Instant::now() + Duration::from_millis(50) >= d) {
+            let walk_started = Instant::now();
+            match walk(&mut links, &prefix).await {
+                Ok((names, server)) => {
+                    let wall = walk_started.elapsed();
+                    let cost = server.unwrap_or(wall);
+                    spent += cost;
+                    let hubs = census_of(&prefix, names.iter().map(String::as_str));
+                    let servers: Vec<(String, String)> = hubs
+                        .iter()
+                        .flat_map(|h| h.servers.iter().map(|s| (h.hub.clone(), s.clone())))
+                        .collect();
+                    // The count after the walk is the baseline of the next cheap checks.
+                    let channels_after = channel_count(&mut links).await.ok().flatten();
+                    let at_ms = now_ms();
+                    sink.push(MonitorEvent::Census { at_ms, hubs });
+                    status.scanned_at_ms = at_ms;
+                    status.scan_server = server;
+                    status.scan_wall = wall;
+                    status.scanned_channels = names.len() as u64;
+                    status.scans += 1;
+                    status.nodes_report = heartbeats.cover(&servers);
+                    // Just walked: the next is due after the budget, unless the cheap checks of
+                    // the coming rounds find nothing changed (then up to the ceiling).
+                    let (wait, reason) = spacing.wait(cost, true, status.nodes_report.is_some());
+                    status.reason = reason;
+                    last = Some(Walk {
+                        started: walk_started,
+                        cost,
+                        channels_after,
+                        servers,
+                    });
+                    status.next_scan_at_ms =
+                        at_ms.saturating_sub(wall.as_millis() as u64) + wait.as_millis() as u64;
+                    status.problem = None;
+                    tracing::debug!(
+                        ?cost,
+                        ?wall,
+                        ?wait,
+                        channels = status.scanned_channels,
+                        "census walk"
+                    );
+                }
+                Err(problem) => {
+                    tracing::debug!(%problem, "census walk failed");
+                    // A walk that failed (a timeout, most likely) counts as costly: back off.
+                    let cost = walk_started.elapsed();
+                    spent += cost;
+                    if let Some(w) = last.as_mut() {
+                        w.started = walk_started;
+                        w.cost = w.cost.max(cost);
+                    }
+                    links.clear();
+                    topology_at = None;
+                    status.problem = Some(problem);
+                }
+            }
+        } else if let Some(d) = due {
+            status.next_scan_at_ms =
+                status.checked_at_ms + d.saturating_duration_since(Instant::now()).as_millis() as u64;
+            status.problem = None;
+        }
+        status.share = spent.as_secs_f64() / started.elapsed().as_secs_f64().max(1.0);
+        sink.push(MonitorEvent::CensusStatus(status.clone()));
+    }
+}
+
+/// The status of the in-memory bus's census (the demo): free, every floor interval.
+pub(crate) fn memory_status(at_ms: u64, channels: u64, scans: u64) -> CensusStatus {
+    CensusStatus {
+        scanned_at_ms: at_ms,
+        scan_server: Some(Duration::ZERO),
+        scanned_channels: channels,
+        channels_now: Some(channels),
+        checked_at_ms: at_ms,
+        next_scan_at_ms: at_ms + config::DEFAULT_CENSUS_INTERVAL.as_millis() as u64,
+        reason: WaitReason::Floor,
+        budget_share: config::DEFAULT_CENSUS_SHARE,
+        scans,
+        nodes: vec!["in-memory bus".to_string()],
+        ..CensusStatus::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spacing() -> Spacing {
+        Spacing {
+            share: 0.01,
+            floor: Duration::from_secs(2),
+            ceiling: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn a_cheap_walk_comes_at_the_floor_and_an_expensive_one_is_spaced_by_its_cost() {
+        let s = spacing();
+        // 1 ms of Redis time: 100 ms would do for 1 %, the floor is 2 s.
+        assert_eq!(
+            s.wait(Duration::from_millis(1), true, false),
+            (Duration::from_secs(2), WaitReason::Floor)
+        );
+        // 150 ms at 1 %: 15 s between walk starts.
+        assert_eq!(
+            s.wait(Duration::from_millis(150), true, false),
+            (Duration::from_secs(15), WaitReason::Budget)
+        );
+        // The budget wins over the ceiling: 600 ms → 60 s, beyond the 30 s ceiling.
+        assert_eq!(
+            s.wait(Duration::from_millis(600), true, false),
+            (Duration::from_secs(60), WaitReason::Budget)
+        );
+    }
+
+    #[test]
+    fn nothing_changed_or_nodes_reporting_waits_up_to_the_ceiling() {
+        let s = spacing();
+        assert_eq!(
+            s.wait(Duration::from_millis(1), false, false),
+            (Duration::from_secs(30), WaitReason::Unchanged)
+        );
+        assert_eq!(
+            s.wait(Duration::from_millis(150), true, true),
+            (Duration::from_secs(30), WaitReason::NodesReport)
+        );
+        // A cheap walk is not skipped for heartbeats: users and groups come only from walks.
+        assert_eq!(
+            s.wait(Duration::from_millis(1), true, true),
+            (Duration::from_secs(2), WaitReason::Floor)
+        );
+        // Still never more than the share.
+        assert_eq!(
+            s.wait(Duration::from_millis(900), false, true),
+            (Duration::from_secs(90), WaitReason::Unchanged)
+        );
+    }
+
+    #[test]
+    fn any_walk_cost_keeps_under_the_share_over_time() {
+        let s = spacing();
+        for ms in [0u64, 1, 19, 20, 21, 150, 299, 300, 301, 2000] {
+            let cost = Duration::from_millis(ms);
+            for (changed, report) in [(true, false), (false, false), (true, true)] {
+                let (wait, _) = s.wait(cost, changed, report);
+                assert!(wait >= s.floor, "{ms} ms");
+                assert!(
+                    cost.as_secs_f64() <= wait.as_secs_f64() * s.share + 1e-9,
+                    "{ms} ms"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn census_groups_per_hub() {
+        let names = [
+            "p:H:connection:a",
+            "p:H:connection:b",
+            "p:H:user:u",
+            "p:H:group:g",
+            "p:H:internal:ack:s2",
+            "p:H:internal:ack:s1",
+            "p:K:connection:c",
+            "q:H:connection:x",
+        ];
+        let hubs = census_of("p:", names);
+        assert_eq!(hubs.len(), 2);
+        assert_eq!(hubs[0].hub, "H");
+        assert_eq!((hubs[0].connections, hubs[0].users, hubs[0].groups), (2, 1, 1));
+        assert_eq!(hubs[0].servers, vec!["s1".to_string(), "s2".to_string()]);
+        assert_eq!(hubs[1].connections, 1);
+    }
+
+    #[test]
+    fn commandstats_and_pubsub_figures_are_read() {
+        let info = "# Commandstats\r\ncmdstat_ping:calls=3,usec=4,usec_per_call=1.33,rejected_calls=0,failed_calls=0\r\n\
+                    cmdstat_pubsub|channels:calls=2,usec=123456,usec_per_call=61728.00,rejected_calls=0,failed_calls=0\r\n";
+        assert_eq!(pubsub_channels_usec(info), Some(123_456));
+        assert_eq!(
+            pubsub_channels_usec("# Commandstats\r\ncmdstat_ping:calls=1,usec=1\r\n"),
+            Some(0)
+        );
+        assert_eq!(pubsub_channels_usec("ERR"), None);
+        let old = "cmdstat_pubsub:calls=2,usec=99,usec_per_call=49.5";
+        assert_eq!(pubsub_channels_usec(old), Some(99));
+        assert_eq!(
+            pubsub_channels("# Pubsub\r\npubsub_channels:300000\r\npubsub_patterns:1\r\n"),
+            Some(300_000)
+        );
+    }
+
+    #[test]
+    fn a_status_looks_stale_when_rounds_stop_fail_or_the_walk_is_overdue() {
+        let fresh = CensusStatus {
+            scanned_at_ms: 10_000,
+            checked_at_ms: 20_000,
+            next_scan_at_ms: 25_000,
+            ..CensusStatus::default()
+        };
+        assert!(!fresh.is_stale(21_000));
+        assert!(fresh.is_stale(27_000), "no round for 7 s");
+        assert!(
+            CensusStatus {
+                problem: Some("refused".into()),
+                ..fresh.clone()
+            }
+            .is_stale(21_000)
+        );
+        assert!(CensusStatus::default().is_stale(1));
+        let overdue = CensusStatus {
+            checked_at_ms: 40_000,
+            ..fresh
+        };
+        assert!(overdue.is_stale(40_500), "the walk was due at 25 s");
+    }
+
+    #[test]
+    fn the_summary_says_age_cost_share_and_staleness() {
+        let status = CensusStatus {
+            scanned_at_ms: 10_000,
+            scan_server: Some(Duration::from_micros(95_400)),
+            checked_at_ms: 20_000,
+            next_scan_at_ms: 28_000,
+            reason: WaitReason::Budget,
+            share: 0.004,
+            budget_share: 0.01,
+            nodes: vec!["a".into(), "b".into(), "c".into()],
+            ..CensusStatus::default()
+        };
+        let line = status.summary(21_000);
+        assert!(
+            line.contains("walked 11 s ago over 3 servers: 95.4 ms of Redis time"),
+            "{line}"
+        );
+        assert!(
+            line.contains("0.40 % of Redis's time so far (budget 1 %)"),
+            "{line}"
+        );
+        assert!(line.contains("next walk in 7 s"), "{line}");
+        assert!(!line.contains("STALE"), "{line}");
+        assert!(status.summary(40_000).contains("STALE"));
+        assert_eq!(CensusStatus::default().summary(5), "no census yet");
+    }
+
+    #[test]
+    fn heartbeats_cover_only_when_every_server_seen_has_one() {
+        let now = Instant::now();
+        let mut h = Heartbeats::default();
+        let a = |s: &str, n| Announcement {
+            server_name: s.into(),
+            connections: n,
+            ..Announcement::default()
+        };
+        let servers = vec![
+            ("H".to_string(), "s1".to_string()),
+            ("H".to_string(), "s2".to_string()),
+        ];
+        h.note(&a("s1", 5), now);
+        assert_eq!(h.cover(&servers), None);
+        h.note(&a("s2", 7), now);
+        assert_eq!(h.cover(&servers), Some(12));
+        assert!(!h.newcomer(&servers));
+        h.note(&a("s3", 1), now);
+        assert!(h.newcomer(&servers));
+        h.prune(now + HEARTBEAT_FRESH);
+        assert_eq!(h.cover(&servers), None);
+        assert_eq!(h.cover(&[]), None);
+    }
+}
