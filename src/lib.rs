@@ -41,6 +41,9 @@
 //!   `/metrics`): redacted `Debug`, constant-time check. `hub` checks it, `monitor` and `cli` send
 //!   or parse it. Uses nothing.
 //! - `signals`: waits for SIGINT/SIGTERM (the node in `cli`, the window in `link`). Uses tokio only.
+//! - `tapcli`: `switchboard tap`, the live decoder in a terminal: runs `monitor`'s tap and prints
+//!   what passes the model's filter (table or JSON Lines) and writes a capture. Uses `monitor`,
+//!   `redis_conn`, `signals`; used by `cli` only.
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo.
 
@@ -59,6 +62,7 @@ pub mod protocol;
 pub mod redis_conn;
 pub mod signals;
 pub mod status_doc;
+pub mod tapcli;
 pub mod tls;
 #[cfg(feature = "gui")]
 pub mod ui;
