@@ -157,9 +157,9 @@ fn terminal_columns() -> Option<usize> {
 
 const W_TIME: usize = 12;
 const W_KIND: usize = 10;
-const W_HUB: usize = 14;
-const W_TARGET: usize = 14;
-const W_METHOD: usize = 16;
+const W_HUB: usize = 19;
+const W_TARGET: usize = 12;
+const W_METHOD: usize = 14;
 
 /// The table's header line.
 pub fn table_header(width: usize) -> String {
@@ -527,7 +527,7 @@ impl<W: Write> Session<W> {
         if let Some(c) = &self.capture {
             lines.push(match &c.error {
                 None => format!(
-                    "capture: {} ({} lines; open it with `switchboard dashboard --capture {}`)",
+                    "capture: {} ({} entries; open it with `switchboard dashboard --capture {}`)",
                     c.path.display(),
                     c.written,
                     c.path.display()
@@ -852,7 +852,7 @@ mod tests {
         assert_eq!(row.chars().count(), 100, "{row}");
         assert!(
             row.starts_with(
-                "12:34:56.789 group      …board.ChatHub room           ReceiveMessage   [\"ann\""
+                "12:34:56.789 group      Switchboard.ChatHub room         ReceiveMessage [\"ann\""
             ),
             "{row}"
         );
@@ -864,6 +864,9 @@ mod tests {
         // A narrow terminal still shows a few characters of arguments.
         assert!(table_row(&e, 20).chars().count() >= prefix_width() + MIN_REST - 1);
         assert!(table_header(100).starts_with("TIME (UTC)   KIND"));
+        let hub = clip_left("Company.Product.Hubs.ChatHub", W_HUB);
+        assert_eq!((hub.chars().count(), hub.starts_with('…')), (W_HUB, true));
+        assert!(hub.ends_with(".Hubs.ChatHub"), "{hub}");
     }
 
     #[test]
