@@ -592,6 +592,11 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
 /// `switchboard tap`: the live decoder in a terminal, with the dashboard's connection options and
 /// filter language.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 stopped as asked (--count reached, --duration over, Ctrl-C); \
+1 --duration ran out before --count, Redis was never reached, or stdout or the capture could not \
+be written; 2 bad input (URL, TLS file, flag, capture path)."
+)]
 pub struct TapArgs {
     /// The Redis backplane to watch (required: --redis URL or REDIS_URL).
     #[command(flatten)]

@@ -186,7 +186,7 @@ pub fn table_row(entry: &TrafficEntry, width: usize) -> String {
             .map(|(from, to)| to.saturating_sub(from) as f64 / 1000.0)
             .unwrap_or(0.0);
         let line = format!(
-            "{time:W_TIME$} {:W_KIND$} --- {} ({seconds:.1} s): the tap saw nothing, messages may be missing ---",
+            "{time:W_TIME$} {:W_KIND$} --- {} ({seconds:.1} s): messages then were not seen ---",
             "gap",
             clean(&entry.summary)
         );
