@@ -44,6 +44,9 @@
 //! - `check` (`switchboard check`): the canary: a test message through every node, one round of
 //!   Redis queries and node stats, judged by `monitor::model::health`. Uses `client`,
 //!   `redis_conn`, `backplane::naming`, `status_doc` and `monitor`; never `hub`.
+//! - `tapcli`: `switchboard tap`, the live decoder in a terminal: runs `monitor`'s tap and prints
+//!   what passes the model's filter (table or JSON Lines) and writes a capture. Uses `monitor`,
+//!   `redis_conn`, `signals`; used by `cli` only.
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo.
 
@@ -63,6 +66,7 @@ pub mod protocol;
 pub mod redis_conn;
 pub mod signals;
 pub mod status_doc;
+pub mod tapcli;
 pub mod tls;
 #[cfg(feature = "gui")]
 pub mod ui;

@@ -5,10 +5,21 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// The default log level (RUST_LOG overrides it): `tap` says its link states in its own lines on
+/// stderr, so the tap task's per-attempt warnings would only repeat them.
+fn log_level(cli: &switchboard::cli::Cli) -> &'static str {
+    match cli.command {
+        Some(switchboard::cli::Command::Tap(_)) => "error",
+        _ => "info",
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = switchboard::cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(log_level(&cli))),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -61,6 +61,19 @@ impl EntryKind {
             EntryKind::Gap => "gap",
         }
     }
+
+    /// The kind whose [`label`](Self::label) (or capture-file name, e.g. `sr2`) is `text`,
+    /// ignoring ASCII case: how a command line names a kind (`switchboard tap --kind group`).
+    pub fn from_label(text: &str) -> Option<EntryKind> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("sr2") {
+            // The serde name differs from the label for this one only.
+            return Some(EntryKind::Sr2);
+        }
+        EntryKind::ALL
+            .into_iter()
+            .find(|k| k.label().eq_ignore_ascii_case(text))
+    }
 }
 
 /// One decoded message (or gap). Built by `monitor::decode` off the UI thread; `seq` is set by
@@ -110,6 +123,18 @@ pub struct TrafficEntry {
 }
 
 impl TrafficEntry {
+    /// A gap marker stamped `at_ms`: the tap saw nothing from `from_ms` to `to_ms` (unix ms).
+    pub fn gap_marker(from_ms: u64, to_ms: u64, at_ms: u64) -> Self {
+        let mut entry = TrafficEntry::new(at_ms, "", EntryKind::Gap, Vec::new());
+        entry.summary = format!(
+            "no data {} to {}",
+            super::traffic::hms_utc(from_ms),
+            super::traffic::hms_utc(to_ms)
+        );
+        entry.gap = Some((from_ms, to_ms));
+        entry
+    }
+
     /// An entry with nothing decoded yet: `kind`, the channel, the payload and its size.
     pub fn new(at_ms: u64, channel: impl Into<String>, kind: EntryKind, payload: Vec<u8>) -> Self {
         TrafficEntry {
@@ -144,5 +169,35 @@ mod payload_b64 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
         STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_found_by_its_label_and_its_capture_name() {
+        for kind in EntryKind::ALL {
+            assert_eq!(EntryKind::from_label(kind.label()), Some(kind));
+            assert_eq!(EntryKind::from_label(&kind.label().to_uppercase()), Some(kind));
+            let name = serde_json::to_value(kind).expect("serialize");
+            assert_eq!(
+                EntryKind::from_label(name.as_str().expect("a string")),
+                Some(kind)
+            );
+        }
+        assert_eq!(EntryKind::from_label("grp"), None);
+        assert_eq!(EntryKind::from_label(""), None);
+    }
+
+    #[test]
+    fn a_gap_marker_says_when() {
+        let gap = TrafficEntry::gap_marker(1_000, 5_000, 5_001);
+        assert_eq!(
+            (gap.kind, gap.gap, gap.at_ms),
+            (EntryKind::Gap, Some((1_000, 5_000)), 5_001)
+        );
+        assert_eq!(gap.summary, "no data 00:00:01 to 00:00:05");
     }
 }

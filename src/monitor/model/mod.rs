@@ -68,6 +68,35 @@ pub struct TapStatus {
     pub down_since_ms: Option<u64>,
 }
 
+impl TapStatus {
+    /// Folds a tap state change in. Leaving `Connected` for `Connecting`, `Reconnecting` or
+    /// `Failed` starts an outage; the next `Connected` ends it and returns it as (from, to) unix ms,
+    /// for a gap marker. `Idle` (stopped on purpose) is not an outage. Shared by the dashboard's
+    /// model and `switchboard tap`, so both see the same gaps.
+    pub fn apply(&mut self, state: LinkState, at_ms: u64) -> Option<(u64, u64)> {
+        let mut gap = None;
+        match &state {
+            LinkState::Connected => {
+                if let Some(from) = self.down_since_ms.take() {
+                    gap = Some((from, at_ms.max(from)));
+                }
+            }
+            LinkState::Idle => self.down_since_ms = None,
+            LinkState::Connecting | LinkState::Reconnecting { .. } | LinkState::Failed { .. } => {
+                if self.state == LinkState::Connected {
+                    self.down_since_ms = Some(at_ms);
+                }
+            }
+        }
+        // Another reconnect attempt is the same state, still entered when the first began.
+        if std::mem::discriminant(&state) != std::mem::discriminant(&self.state) {
+            self.since_ms = at_ms;
+        }
+        self.state = state;
+        gap
+    }
+}
+
 /// Everything the dashboard shows.
 #[derive(Debug)]
 pub struct Model {
@@ -154,27 +183,13 @@ impl Model {
     }
 
     fn apply_tap(&mut self, state: LinkState, at_ms: u64, now_ms: u64) {
-        match &state {
-            LinkState::Connected => {
-                if let Some(from) = self.tap.down_since_ms.take() {
-                    self.traffic.push_gap(from, at_ms.max(from), now_ms);
-                }
-            }
-            LinkState::Idle => {
-                self.tap.down_since_ms = None;
-                self.redis.clear();
-            }
-            LinkState::Connecting | LinkState::Reconnecting { .. } | LinkState::Failed { .. } => {
-                if self.tap.state == LinkState::Connected {
-                    self.tap.down_since_ms = Some(at_ms);
-                }
-            }
+        // A stopped tap stops the Redis view's poller too: its last round is no longer current.
+        if state == LinkState::Idle {
+            self.redis.clear();
         }
-        // Another reconnect attempt is the same state, still entered when the first began.
-        if std::mem::discriminant(&state) != std::mem::discriminant(&self.tap.state) {
-            self.tap.since_ms = at_ms;
+        if let Some((from, to)) = self.tap.apply(state, at_ms) {
+            self.traffic.push_gap(from, to, now_ms);
         }
-        self.tap.state = state;
     }
 
     /// Time passes: trace timeouts. Call once per frame.

@@ -245,10 +245,7 @@ impl Traffic {
     /// Stores a gap marker: the tap saw nothing from `from_ms` to `to_ms`; `now_ms` is when the
     /// marker is inserted (its `at_ms`). Returns its seq.
     pub fn push_gap(&mut self, from_ms: u64, to_ms: u64, now_ms: u64) -> u64 {
-        let mut entry = TrafficEntry::new(now_ms, "", EntryKind::Gap, Vec::new());
-        entry.summary = format!("no data {} to {}", hms_utc(from_ms), hms_utc(to_ms));
-        entry.gap = Some((from_ms, to_ms));
-        self.push(entry)
+        self.push(TrafficEntry::gap_marker(from_ms, to_ms, now_ms))
     }
 
     /// Stores a failover marker (shown like a gap): `summary` says who became primary of what;
