@@ -199,7 +199,7 @@ async fn churn(port: u16, prefix: String, per_sec: u64, stop: Arc<AtomicBool>) {
         for _ in 0..per_sec {
             let arrive = c.connection(&format!("churn{n}"));
             writer.write_all(&resp(&["SUBSCRIBE", &arrive])).await.unwrap();
-            if n >= 1 && n % 3 != 0 {
+            if n >= 1 && !n.is_multiple_of(3) {
                 let leave = c.connection(&format!("churn{}", n - 1));
                 writer.write_all(&resp(&["UNSUBSCRIBE", &leave])).await.unwrap();
             }

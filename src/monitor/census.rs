@@ -775,7 +775,7 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.contains("0.40 % of Redis's time so far (budget 1 %)"),
+            line.contains("0.40 % of Redis's time so far (budget 1.0 %)"),
             "{line}"
         );
         assert!(line.contains("next walk in 7 s"), "{line}");
