@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of Switchboard on a fresh Debian machine: installs what the tests need when it is
-# missing (redis-server for the backplane tests, Node.js + npm packages for the interop tests with
+# missing (redis-server, redis-tools and redis-sentinel for the backplane, Cluster and Sentinel tests, Node.js + npm packages for the interop tests with
 # the official @microsoft/signalr client, Xvfb and the X libraries eframe loads for the dashboard's
 # smoke test in a real window, xwd for its screenshot), then runs `cargo test`.
 set -euo pipefail
@@ -10,6 +10,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The Cluster tests join nodes with redis-cli (redis-tools); the Sentinel tests run redis-sentinel.
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)

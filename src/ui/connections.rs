@@ -116,8 +116,11 @@ pub fn show(
     // What the spec reaches now (a single server, the sentinel primary, the cluster's shards), from
     // the Redis view's last round.
     if let Some(snapshot) = model.redis.latest() {
-        ui.add(egui::Label::new(RichText::new(format!("Reaches: {}", snapshot.connection.reached)).small()).wrap())
-            .on_hover_text("From the Redis view's last round (the Redis tab has every node)");
+        ui.add(
+            egui::Label::new(RichText::new(format!("Reaches: {}", snapshot.connection.reached)).small())
+                .wrap(),
+        )
+        .on_hover_text("From the Redis view's last round (the Redis tab has every node)");
     }
     if let Some((at, hubs)) = &model.census {
         // A stale census is greyed and says so: its counts may be old.
