@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of Switchboard on a fresh Debian machine: installs what the tests need when it is
-# missing (redis-server, redis-tools and redis-sentinel for the backplane, Cluster and Sentinel tests, Node.js + npm packages for the interop tests with
-# the official @microsoft/signalr client, Xvfb and the X libraries eframe loads for the dashboard's
-# smoke test in a real window, xwd for its screenshot), then runs `cargo test`.
+# missing (redis-server, redis-tools and redis-sentinel for the backplane, Cluster and Sentinel
+# tests, Node.js + npm packages for the interop tests with the official @microsoft/signalr client,
+# Xvfb and the X libraries eframe loads for the dashboard's smoke test in a real window, xwd for its
+# screenshot), then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
