@@ -104,6 +104,11 @@ pub struct MessageStats {
     /// Messages received from the backplane but shed because the node's bounded inbox was full
     /// (the node could not keep up): local clients missed these.
     pub backplane_dropped: u64,
+    /// Times a sharded subscription was lost while the link stayed up (its slot moved) and was
+    /// taken again on the new owner: messages published in between were not received. Always 0
+    /// without `--sharded-pubsub`.
+    #[serde(default)]
+    pub backplane_gaps: u64,
 }
 
 /// The backplane link.

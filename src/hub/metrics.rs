@@ -161,6 +161,11 @@ pub(crate) fn render(node: &NodeShared) -> String {
         backplane.inbox_dropped(),
     );
     m.counter(
+        "switchboard_backplane_subscription_gaps_total",
+        "Sharded subscriptions lost while the link stayed up (a slot moved) and taken again: messages in between were missed.",
+        backplane.subscription_gaps(),
+    );
+    m.counter(
         "switchboard_backplane_decode_errors_total",
         "Backplane payloads that could not be decoded (dropped).",
         Stats::get(&s.backplane_decode_errors),

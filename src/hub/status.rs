@@ -67,6 +67,7 @@ pub(crate) fn document(node: &NodeShared) -> NodeStats {
             backplane_in: Stats::get(&s.backplane_in),
             backplane_out: Stats::get(&s.backplane_out),
             backplane_dropped: backplane.inbox_dropped(),
+            backplane_gaps: backplane.subscription_gaps(),
         },
         backplane: BackplaneStats {
             kind: backplane.kind().to_string(),

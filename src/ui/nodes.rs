@@ -262,6 +262,12 @@ fn node_row(ui: &mut Ui, row: &NodeRow, now: u64, actions: &mut Vec<Action>) {
             if shed > 0 {
                 words = format!("{words} · {shed} shed");
             }
+            // A sharded subscription lost to a slot move: messages in between were missed.
+            let gaps = s.messages.backplane_gaps;
+            if gaps > 0 {
+                words = format!("{words} · {gaps} gap{}", if gaps == 1 { "" } else { "s" });
+            }
+            let shed = shed + gaps;
             let shown = if !live {
                 widgets::greyed(words)
             } else {
