@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::cluster::RedisCluster;
 use common::redis::RedisServer;
-use common::{STEP, unique_prefix, within, within_for};
+use common::{STEP, unique_prefix, within};
 use switchboard::backplane::naming::Channels;
 use switchboard::monitor::runtime::MonitorEvents;
 use switchboard::monitor::{CensusStatus, HubCensus, MonitorCommand, MonitorEvent, MonitorHandle, TapSource};
@@ -139,12 +139,7 @@ async fn one_walk_per_round_counts_what_is_held_and_is_timed_by_redis() {
 /// replica are all counted, and a user or group held on two nodes counts once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_census_of_a_cluster_sums_every_node() {
-    let mut cluster = within_for(
-        "forming a 3+3 cluster",
-        Duration::from_secs(60),
-        RedisCluster::start(3, 1),
-    )
-    .await;
+    let mut cluster = RedisCluster::formed(3, 1).await;
     let primaries = cluster.primary_ports().await;
     assert_eq!(primaries.len(), 3);
     let replica = cluster

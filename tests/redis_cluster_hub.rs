@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::cluster::{RedisCluster, delivery_matrix, try_cmd};
 use common::redis::{Tap, publish};
-use common::{STEP, connect, expect_message, start_node_with, unique_prefix, wait_connected, within_for};
+use common::{STEP, connect, expect_message, start_node_with, unique_prefix, wait_connected};
 use switchboard::client::{ClientEvent, HubClient, str_args};
 use switchboard::hub::{BackplaneChoice, NodeConfig, NodeHandle};
 use switchboard::protocol::{CompletionResult, Protocol, Value};
@@ -19,12 +19,7 @@ use tokio::time::Instant;
 /// The harness forms a cluster, and a killed primary is replaced by its replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harness_forms_a_cluster_and_fails_over() {
-    let mut cluster = within_for(
-        "forming a 3+3 cluster",
-        std::time::Duration::from_secs(60),
-        RedisCluster::start(3, 1),
-    )
-    .await;
+    let mut cluster = RedisCluster::formed(3, 1).await;
     let primaries = cluster.primary_ports().await;
     assert_eq!(primaries.len(), 3, "three primaries: {primaries:?}");
     assert_eq!(cluster.ports().len(), 6);
@@ -41,12 +36,7 @@ async fn harness_forms_a_cluster_and_fails_over() {
 /// "nobody else is listening" from the reply on a cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_reaches_every_shard_but_counts_only_its_own_node() {
-    let mut cluster = within_for(
-        "forming a 3+0 cluster",
-        std::time::Duration::from_secs(60),
-        RedisCluster::start(3, 0),
-    )
-    .await;
+    let mut cluster = RedisCluster::formed(3, 0).await;
     let primaries = cluster.primary_ports().await;
     let prefix = unique_prefix();
     let channel = format!("{prefix}probe");
@@ -82,12 +72,7 @@ async fn cluster_node(name: &str, url: String, prefix: &str) -> NodeHandle {
 /// "nobody else is on the backplane").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_on_different_primaries_exchange_every_target() {
-    let mut cluster = within_for(
-        "forming a 3+0 cluster",
-        Duration::from_secs(60),
-        RedisCluster::start(3, 0),
-    )
-    .await;
+    let mut cluster = RedisCluster::formed(3, 0).await;
     let primaries = cluster.primary_ports().await;
     let prefix = unique_prefix();
     let a = cluster_node("node-a", cluster.url_of(primaries[0]), &prefix).await;
@@ -133,12 +118,7 @@ async fn first_delivery(from: &mut HubClient, to: &mut HubClient, since: Instant
 /// in both directions. Prints the failover time (kill → first cross-node delivery).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_follow_a_primary_failover() {
-    let mut cluster = within_for(
-        "forming a 3+3 cluster",
-        Duration::from_secs(60),
-        RedisCluster::start(3, 1),
-    )
-    .await;
+    let mut cluster = RedisCluster::formed(3, 1).await;
     let primaries = cluster.primary_ports().await;
     let prefix = unique_prefix();
     let a = cluster_node("node-a", cluster.url_of(primaries[0]), &prefix).await;

@@ -101,12 +101,7 @@ async fn stalled_subscriber(port: u16, name: &str, channel: &str) -> TcpStream {
 /// by the tap; a killed primary shown as a failover marker in the traffic stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_view_on_a_real_cluster() {
-    let mut cluster = within_for(
-        "forming a 3+3 cluster",
-        Duration::from_secs(60),
-        RedisCluster::start(3, 1),
-    )
-    .await;
+    let mut cluster = RedisCluster::formed(3, 1).await;
     let primaries = cluster.primary_ports().await;
     let prefix = unique_prefix();
     let seeds = format!("redis://127.0.0.1:{},127.0.0.1:{}", primaries[0], primaries[1]);

@@ -38,12 +38,7 @@ async fn int_reply(url: &str, args: &[&str]) -> i64 {
 }
 
 async fn forming(primaries: usize) -> RedisCluster {
-    within_for(
-        "forming a cluster",
-        Duration::from_secs(60),
-        RedisCluster::start(primaries, 0),
-    )
-    .await
+    RedisCluster::formed(primaries, 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,12 +205,7 @@ async fn a_live_group_follows_its_slot_to_another_shard() {
 /// time from the kill to the first delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharded_group_survives_the_failover_of_its_shard() {
-    let mut cluster = within_for(
-        "forming a 3+3 cluster",
-        Duration::from_secs(60),
-        RedisCluster::start(3, 1),
-    )
-    .await;
+    let mut cluster = RedisCluster::formed(3, 1).await;
     let primaries = cluster.primary_ports().await;
     let prefix = unique_prefix();
     let a = sharded_node("node-a", cluster.url_of(primaries[0]), &prefix).await;

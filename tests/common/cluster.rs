@@ -255,6 +255,17 @@ pub struct NodeView {
 }
 
 impl RedisCluster {
+    /// [`RedisCluster::start`] within a minute (forming a cluster takes a few seconds; a loaded CI
+    /// machine may need more), panicking with a label past it.
+    pub async fn formed(primaries: usize, replicas: usize) -> RedisCluster {
+        super::within_for(
+            &format!("forming a {primaries}+{} cluster", primaries * replicas),
+            Duration::from_secs(60),
+            RedisCluster::start(primaries, replicas),
+        )
+        .await
+    }
+
     /// Starts `primaries` primaries with `replicas` replicas each, joins them, and waits until every
     /// node reports `cluster_state:ok` and knows every other node. Panics with the logs on failure.
     pub async fn start(primaries: usize, replicas: usize) -> RedisCluster {
