@@ -124,7 +124,7 @@ pub fn show(
     }
     if let Some((at, hubs)) = &model.census {
         // A stale census is greyed and says so: its counts may be old.
-        let stale = model.census_status.as_ref().is_none_or(|s| s.is_stale(now));
+        let stale = model.census_stale(now);
         for hub in hubs {
             let text = format!(
                 "{}: {} connections, {} users, {} groups, {} servers (PUBSUB, {})",

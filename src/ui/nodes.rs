@@ -46,10 +46,15 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
             Some(n) => n.to_string(),
             None => "–".to_string(),
         };
+        // A stale census still shows its last figure, but says so (and when it was taken).
+        let stale = match &model.census {
+            Some((at, _)) if model.census_stale(now) => format!(" · STALE, from {}", widgets::clock(*at)),
+            _ => String::new(),
+        };
         widgets::big_number(
             ui,
             &format!(
-                "connections the backplane sees (incl. {} dashboard probes)",
+                "connections the backplane sees (incl. {} dashboard probes){stale}",
                 nodes.probe_connections()
             ),
             &backplane,
@@ -115,7 +120,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
 
         if let Some((at, hubs)) = &model.census {
             ui.add_space(12.0);
-            let stale = model.census_status.as_ref().is_none_or(|s| s.is_stale(now));
+            let stale = model.census_stale(now);
             ui.label(
                 RichText::new(format!(
                     "What the backplane reveals (PUBSUB CHANNELS, {}{})",

@@ -250,10 +250,15 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
     );
     let (_, tap_words) = widgets::describe(&model.tap.state, now);
     let under = match (&model.tap.state, &model.census) {
-        (LinkState::Connected, Some((_, hubs))) => {
+        (LinkState::Connected, Some((at, hubs))) => {
             let total: u64 = hubs.iter().map(|h| h.connections).sum();
+            let stale = if model.census_stale(now) {
+                format!(", stale: from {}", widgets::clock(*at))
+            } else {
+                String::new()
+            };
             format!(
-                "{total} connections (PUBSUB, incl. {} probes)",
+                "{total} connections (PUBSUB, incl. {} probes{stale})",
                 model.nodes.probe_connections()
             )
         }

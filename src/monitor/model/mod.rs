@@ -245,6 +245,12 @@ impl Model {
             .as_ref()
             .map(|(_, hubs)| hubs.iter().map(|h| h.connections).sum())
     }
+
+    /// Whether the latest census is too old to show as current (no walk yet, a failed round, or
+    /// rounds overdue): its figures are then drawn as stale wherever they appear.
+    pub fn census_stale(&self, now_ms: u64) -> bool {
+        self.census_status.as_ref().is_none_or(|s| s.is_stale(now_ms))
+    }
 }
 
 #[cfg(test)]
