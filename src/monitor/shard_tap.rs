@@ -20,8 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisConnectionInfo, Value};
-use tokio::net::TcpStream;
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -265,58 +264,20 @@ async fn resp3_connection(
     push_tx: mpsc::Sender<PushInfo>,
     dropped: Arc<AtomicU64>,
 ) -> Result<MultiplexedConnection, String> {
-    let spec = connector.spec();
-    let timeout = config::DEFAULT_REDIS_CONNECT_TIMEOUT;
-    let tcp = match tokio::time::timeout(timeout, TcpStream::connect((addr.host.as_str(), addr.port))).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(format!("{addr}: {e}")),
-        Err(_) => return Err(format!("{addr}: TCP connect timed out after {timeout:?}")),
-    };
-    let _ = tcp.set_nodelay(true);
-    let io: crate::tls::BoxedIo = match &spec.tls {
-        None => Box::new(tcp),
-        Some(options) => {
-            let tls = crate::tls::Connector::new(options).map_err(|e| e.to_string())?;
-            match tokio::time::timeout(timeout, tls.connect(&addr.host, tcp)).await {
-                Ok(Ok(io)) => io,
-                Ok(Err(e)) => return Err(format!("{addr}: {e}")),
-                Err(_) => return Err(format!("{addr}: TLS handshake timed out after {timeout:?}")),
-            }
-        }
-    };
-    let mut info = RedisConnectionInfo::default()
-        .set_protocol(ProtocolVersion::RESP3)
-        .set_skip_set_lib_name()
-        .set_db(spec.db);
-    if let Some(user) = &spec.username {
-        info = info.set_username(user);
-    }
-    if let Some(password) = spec.password() {
-        info = info.set_password(password);
-    }
+    // The connector authenticates and names the connection (`switchboard-dashboard`); pushes
+    // go to a bounded queue, and what does not fit is counted.
     let sender = move |push: PushInfo| -> Result<(), ()> {
         if push_tx.try_send(push).is_err() {
             dropped.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     };
-    let config = AsyncConnectionConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_push_sender(sender);
-    let setup = MultiplexedConnection::new_with_config(&info, io, config);
-    let (mut connection, driver) = match tokio::time::timeout(timeout, setup).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(format!("{addr}: {}", describe(&e))),
-        Err(_) => return Err(format!("{addr}: HELLO 3 timed out after {timeout:?}")),
-    };
-    tokio::spawn(driver);
-    command::<Value>(
-        &mut connection,
-        redis::cmd("CLIENT").arg("SETNAME").arg("switchboard-dashboard"),
-    )
-    .await
-    .map_err(|e| format!("{addr}: CLIENT SETNAME: {e}"))?;
-    Ok(connection)
+    let connect = connector.multiplexed_resp3(addr, sender);
+    let timeout = config::DEFAULT_REDIS_CONNECT_TIMEOUT;
+    match tokio::time::timeout(timeout * 2, connect).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("{addr}: connecting timed out after {:?}", timeout * 2)),
+    }
 }
 
 fn text(v: &Value) -> Option<String> {

@@ -361,9 +361,34 @@ impl RedisConnector {
         self.wrap(addr, io).await
     }
 
+    /// A RESP3 multiplexed connection to `addr` whose server pushes (sharded messages, a
+    /// SUNSUBSCRIBE after a slot moved) go to `push_sender`, which must never block.
+    pub async fn multiplexed_resp3(
+        &self,
+        addr: &Addr,
+        push_sender: impl redis::aio::AsyncPushSender,
+    ) -> Result<MultiplexedConnection, ConnectError> {
+        let io = self.stream(addr, Creds::Data).await?;
+        let info = Self::info().set_protocol(redis::ProtocolVersion::RESP3);
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(self.timeout))
+            .set_push_sender(push_sender);
+        self.wrap_with(addr, io, &info, config).await
+    }
+
     async fn wrap(&self, addr: &Addr, io: BoxedIo) -> Result<MultiplexedConnection, ConnectError> {
         let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.timeout));
-        let (connection, driver) = MultiplexedConnection::new_with_config(&Self::info(), io, config)
+        self.wrap_with(addr, io, &Self::info(), config).await
+    }
+
+    async fn wrap_with(
+        &self,
+        addr: &Addr,
+        io: BoxedIo,
+        info: &RedisConnectionInfo,
+        config: AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, ConnectError> {
+        let (connection, driver) = MultiplexedConnection::new_with_config(info, io, config)
             .await
             .map_err(|e| ConnectError::Redis {
                 addr: addr.to_string(),
