@@ -20,24 +20,29 @@
 //! by itself.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt, StreamExt};
 use switchboard::demo::redis_server::RedisProcess;
 use switchboard::hub::{BackplaneChoice, Node, NodeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
 
-/// Set in a child: `ws_url count in_flight`.
+/// Set in a child: `node_addr count in_flight sources seed`.
 const CHILD_ENV: &str = "STORM_CHILD";
 
 /// The latency the proxy adds in each direction.
 const PROXY_DELAY: Duration = Duration::from_millis(1);
+
+/// How many loopback source addresses the clients spread over (127.0.0.2 …): 19,000 connections
+/// from one address to one destination use up most of its ephemeral port range, and every
+/// `connect` then searches it (the kernel's `__inet_hash_connect` took more than half of the
+/// clients' CPU). `STORM_SOURCES=0` lets the kernel pick from 127.0.0.1, as before.
+const DEFAULT_SOURCES: usize = 16;
 
 /// How long the whole storm may take before the bench gives up on it.
 const STORM_TIMEOUT: Duration = Duration::from_secs(180);
@@ -64,8 +69,9 @@ fn main() {
     let clients = env_usize("STORM_CLIENTS", 19_000);
     let processes = env_usize("STORM_PROCESSES", 4).max(1);
     let in_flight = env_usize("STORM_IN_FLIGHT", 250).max(1);
+    let sources = env_usize("STORM_SOURCES", DEFAULT_SOURCES);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(parent(clients, processes, in_flight));
+    runtime.block_on(parent(clients, processes, in_flight, sources));
     // Do not wait for stray tasks (the proxy's pipes): the figures are printed.
     runtime.shutdown_timeout(Duration::from_secs(2));
 }
@@ -100,7 +106,7 @@ fn reap(mut child: std::process::Child) {
     let _ = child.wait();
 }
 
-async fn parent(clients: usize, processes: usize, in_flight: usize) {
+async fn parent(clients: usize, processes: usize, in_flight: usize, sources: usize) {
     let memory = std::env::var("STORM_BACKPLANE").is_ok_and(|b| b == "memory");
     let redis = if memory {
         None
@@ -137,14 +143,17 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
         println!("storm: the node did not connect to Redis through the proxy");
         return;
     }
-    let ws_url = format!("ws://{}/chat", node.local_addr());
+    let node_addr = node.local_addr();
 
     let exe = std::env::current_exe().expect("current exe");
     let mut children = Vec::new();
     for i in 0..processes {
         let share = clients / processes + usize::from(i < clients % processes);
         let child = Command::new(&exe)
-            .env(CHILD_ENV, format!("{ws_url} {share} {in_flight}"))
+            .env(
+                CHILD_ENV,
+                format!("{node_addr} {share} {in_flight} {sources} {}", i + 1),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -160,8 +169,14 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
         readers.push(reader);
     }
     let child_pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+    let redis_pid: Vec<String> = redis
+        .iter()
+        .filter_map(|r| r.pid())
+        .map(|p| p.to_string())
+        .collect();
     let own_before = cpu_ticks("self");
     let children_before = sum_ticks(&child_pids);
+    let redis_before = sum_ticks(&redis_pid);
     let go = unix_us();
     for child in &mut children {
         if let Some(stdin) = child.stdin.as_mut() {
@@ -199,6 +214,8 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
         children_after.0 - children_before.0,
         children_after.1 - children_before.1,
     );
+    let redis_after = sum_ticks(&redis_pid);
+    let redis_cpu = (redis_after.0 - redis_before.0, redis_after.1 - redis_before.1);
     let (mut ok, mut failed, mut last) = (0u64, 0u64, go);
     let mut times: Vec<u64> = Vec::new();
     for (done, line) in &reports {
@@ -257,8 +274,9 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
     }
     // Ticks are 10 ms (CLK_TCK = 100 on these machines).
     let per = |ticks: u64| ticks as f64 * 10_000.0 / ok.max(1) as f64;
+    let total = own_cpu.0 + own_cpu.1 + children_cpu.0 + children_cpu.1 + redis_cpu.0 + redis_cpu.1;
     println!(
-        "storm: backplane {}; CPU per handshake: node+proxy {:.0} µs user + {:.0} µs kernel, clients {:.0} µs user + {:.0} µs kernel",
+        "storm: backplane {}; CPU per handshake: node+proxy {:.0} µs user + {:.0} µs kernel, redis-server {:.0} + {:.0} µs, clients {:.0} + {:.0} µs; all together {:.0} µs ({:.0} handshakes per core-second); clients from {}",
         if memory {
             "memory (no Redis)"
         } else {
@@ -266,8 +284,17 @@ async fn parent(clients: usize, processes: usize, in_flight: usize) {
         },
         per(own_cpu.0),
         per(own_cpu.1),
+        per(redis_cpu.0),
+        per(redis_cpu.1),
         per(children_cpu.0),
         per(children_cpu.1),
+        per(total),
+        1e6 / per(total).max(1e-9),
+        if sources == 0 {
+            "127.0.0.1 (kernel-chosen ports)".to_string()
+        } else {
+            format!("{sources} source addresses")
+        },
     );
     for child in &mut children {
         // Closing stdin tells the child to drop its connections and exit.
@@ -333,13 +360,31 @@ async fn delayed_pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::n
 
 /// A client process: `count` connections, at most `in_flight` handshakes at a time, started on
 /// "go" from stdin; reports, then holds the connections until stdin closes.
+///
+/// The clients are lean so that the figure measures the node, not the load generator: one
+/// single-threaded runtime, `in_flight` tasks that each run handshakes back to back, a raw
+/// `TcpStream`, an upgrade request and a handshake frame built once per connection from a template
+/// (its own `Sec-WebSocket-Key` and mask), and only as much parsing as the protocol needs: the
+/// status line of the 101 and the header block's end, then one frame header and its payload. It
+/// stays a real client: it waits for the 101 before it sends the handshake frame (RFC 6455 4.1),
+/// masks what it sends, and counts a handshake only when `{}` arrives.
+///
+/// Source addresses: with `sources` > 0 each socket is bound to one of 127.0.0.2 … 127.0.0.(sources+1)
+/// with `IP_BIND_ADDRESS_NO_PORT` (the port is chosen at `connect`, by the 4-tuple). Every source
+/// address has its own ephemeral port range, so `connect` does not search a range that 19,000
+/// connections to the same destination have mostly used up.
 fn child(spec: &str) {
     let mut fields = spec.split_whitespace();
-    let url = fields.next().unwrap_or_default().to_string();
+    let node: Option<SocketAddr> = fields.next().and_then(|f| f.parse().ok());
     let count: usize = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
     let in_flight: usize = fields.next().and_then(|f| f.parse().ok()).unwrap_or(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    let sources: u32 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+    let seed: u64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(1);
+    let Some(node) = node else {
+        eprintln!("storm child: bad spec {spec:?}");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
@@ -348,30 +393,49 @@ fn child(spec: &str) {
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
     let (held, report) = runtime.block_on(async move {
-        let gate = Arc::new(Semaphore::new(in_flight));
-        let mut tasks = Vec::with_capacity(count);
-        for _ in 0..count {
-            let gate = gate.clone();
-            let url = url.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = gate.acquire_owned().await.ok()?;
-                let started = Instant::now();
-                let socket = handshake(&url).await?;
-                Some((socket, started.elapsed(), unix_us()))
+        let next = Arc::new(AtomicUsize::new(0));
+        let template = Arc::new(Template::new(node));
+        let mut workers = Vec::with_capacity(in_flight);
+        for worker in 0..in_flight.min(count) {
+            let next = next.clone();
+            let template = template.clone();
+            workers.push(tokio::spawn(async move {
+                let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(worker as u64));
+                let mut done = Vec::new();
+                let mut failed = 0u64;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let source = (sources > 0).then(|| {
+                        Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + (i as u32 % sources))
+                    });
+                    let started = Instant::now();
+                    let attempt = handshake(node, source, &template, &mut rng);
+                    match tokio::time::timeout(Duration::from_secs(60), attempt).await {
+                        Ok(Some(socket)) => done.push((socket, started.elapsed(), unix_us())),
+                        _ => failed += 1,
+                    }
+                }
+                (done, failed)
             }));
         }
         let mut held = Vec::with_capacity(count);
         let (mut failed, mut last) = (0u64, 0u64);
         let mut times = Vec::with_capacity(count);
         let all = async {
-            for task in tasks {
-                match task.await {
-                    Ok(Some((socket, took, done_at))) => {
-                        held.push(socket);
-                        times.push(took.as_micros().to_string());
-                        last = last.max(done_at);
+            for worker in workers {
+                match worker.await {
+                    Ok((done, f)) => {
+                        failed += f;
+                        for (socket, took, done_at) in done {
+                            held.push(socket);
+                            times.push(took.as_micros().to_string());
+                            last = last.max(done_at);
+                        }
                     }
-                    _ => failed += 1,
+                    Err(_) => failed += 1,
                 }
             }
         };
@@ -388,26 +452,139 @@ fn child(spec: &str) {
     runtime.shutdown_timeout(Duration::from_secs(2));
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+/// The SignalR JSON handshake request, unmasked (each connection masks its own copy).
+const HANDSHAKE: &[u8] = b"{\"protocol\":\"json\",\"version\":1}\x1e";
 
-/// Opens a WebSocket and completes the SignalR JSON handshake; `None` on any failure.
-async fn handshake(url: &str) -> Option<Socket> {
-    let attempt = async {
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.ok()?;
-        socket
-            .send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-            .await
-            .ok()?;
-        while let Some(message) = socket.next().await {
-            match message.ok()? {
-                Message::Text(text) if text.starts_with("{}\u{1e}") => return Some(socket),
-                Message::Text(_) => return None, // an error reply
-                _ => {}
-            }
+/// The upgrade request with a placeholder key, and where the key goes.
+struct Template {
+    request: Vec<u8>,
+    key_at: usize,
+}
+
+impl Template {
+    fn new(node: SocketAddr) -> Template {
+        let head = format!(
+            "GET /chat HTTP/1.1\r\nHost: {node}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+        );
+        let key_at = head.len();
+        let mut request = head.into_bytes();
+        request.extend_from_slice(&[b'A'; 24]);
+        request.extend_from_slice(b"\r\n\r\n");
+        Template { request, key_at }
+    }
+}
+
+/// xorshift64*: the per-connection WebSocket key and mask (RFC 6455 wants them unpredictable to
+/// intermediaries; a bench needs them distinct, and cheap).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Opens a TCP connection (from `source` if given), upgrades it to a WebSocket and completes the
+/// SignalR JSON handshake; `None` on any failure.
+async fn handshake(
+    node: SocketAddr,
+    source: Option<Ipv4Addr>,
+    template: &Template,
+    rng: &mut Rng,
+) -> Option<TcpStream> {
+    use base64::Engine as _;
+    let socket = TcpSocket::new_v4().ok()?;
+    if let Some(source) = source {
+        bind_address_no_port(&socket)?;
+        socket.bind(SocketAddr::from((source, 0))).ok()?;
+    }
+    let mut stream = socket.connect(node).await.ok()?;
+    stream.set_nodelay(true).ok()?;
+
+    let mut request = template.request.clone();
+    let key: [u8; 16] = [rng.next().to_le_bytes(), rng.next().to_le_bytes()]
+        .concat()
+        .try_into()
+        .ok()?;
+    base64::engine::general_purpose::STANDARD
+        .encode_slice(key, &mut request[template.key_at..template.key_at + 24])
+        .ok()?;
+    stream.write_all(&request).await.ok()?;
+
+    // The response head: status line 101, up to the blank line.
+    let mut buf = [0u8; 1024];
+    let mut filled = 0;
+    let head_end = loop {
+        let n = stream.read(&mut buf[filled..]).await.ok()?;
+        if n == 0 {
+            return None;
         }
-        None
+        filled += n;
+        if let Some(at) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if filled == buf.len() {
+            return None;
+        }
     };
-    tokio::time::timeout(Duration::from_secs(60), attempt)
-        .await
-        .ok()?
+    if !buf.starts_with(b"HTTP/1.1 101 ") {
+        return None;
+    }
+
+    // The handshake request in one masked text frame (payload < 126 bytes).
+    let mask = (rng.next() as u32).to_le_bytes();
+    let mut frame = Vec::with_capacity(6 + HANDSHAKE.len());
+    frame.extend_from_slice(&[0x81, 0x80 | HANDSHAKE.len() as u8]);
+    frame.extend_from_slice(&mask);
+    frame.extend(HANDSHAKE.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&frame).await.ok()?;
+
+    // Server frames are unmasked: skip control frames, then the first text frame must be `{}`.
+    buf.copy_within(head_end..filled, 0);
+    filled -= head_end;
+    loop {
+        while filled < 2 || filled < 2 + usize::from(buf[1] & 0x7f).min(126) {
+            let n = stream.read(&mut buf[filled..]).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            filled += n;
+        }
+        let len = usize::from(buf[1] & 0x7f);
+        if len >= 126 || buf[1] & 0x80 != 0 {
+            return None; // the handshake reply and pings are short and unmasked
+        }
+        match buf[0] & 0x0f {
+            0x1 => return buf[2..2 + len].starts_with(b"{}\x1e").then_some(stream),
+            0x9 | 0xa => {
+                buf.copy_within(2 + len..filled, 0);
+                filled -= 2 + len;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT`: `bind` takes the address only; `connect` picks the port.
+fn bind_address_no_port(socket: &TcpSocket) -> Option<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    (r == 0).then_some(())
 }
