@@ -34,6 +34,12 @@ pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
 /// requests, idle sockets); past it a new connection is closed at once and counted.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// The hub listener's accept queue (the kernel caps it at `net.core.somaxconn`, 4096 on current
+/// Linux). In a reconnect storm thousands of clients connect within a second; with the standard
+/// library's 128 the queue overflowed, the kernel dropped SYNs, and each dropped client waited
+/// its 1 s SYN retransmit (`benches/storm.rs`: ~2,000 overflows per 19,000-client storm).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// A connection that has not sent complete request headers within this time is closed (Kestrel
 /// allows 30 s; 10 s is generous for a real client on a slow link and short for a Slowloris
 /// holding file descriptors).

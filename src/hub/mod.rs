@@ -300,12 +300,10 @@ impl Node {
                 redis_backplane(spec, &config, inbox_tx, &shutdown, false)?
             }
         };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = bind_listener(config.listen).map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
@@ -486,4 +484,17 @@ impl NodeHandle {
         let mut stopped = self.stopped.clone();
         let _ = stopped.wait_for(|s| *s).await;
     }
+}
+
+/// Binds the node's listener with a deep accept queue ([`config::LISTEN_BACKLOG`]); otherwise as
+/// `TcpListener::bind` (SO_REUSEADDR off Windows).
+fn bind_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(config::LISTEN_BACKLOG)
 }
