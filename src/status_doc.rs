@@ -51,6 +51,8 @@ pub struct NodeStats {
     pub backplane_decode_errors: u64,
     /// Remote group operations no server acknowledged in time.
     pub group_ack_timeouts: u64,
+    /// Remote AddToGroup commands this node refused (the connection was in too many groups).
+    pub remote_group_refusals: u64,
     pub limits: Limits,
     /// Only in an answer to `?user=` or `?connection=`: whether this node holds that client.
     #[serde(skip_serializing_if = "Option::is_none")]

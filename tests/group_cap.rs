@@ -113,3 +113,72 @@ async fn the_cap_is_set_per_node() {
         other => panic!("the fourth join was not refused: {other:?}"),
     }
 }
+
+/// A remote AddToGroup (node A asks for a connection that node B holds) past B's cap: B refuses
+/// it, counts it and sends no ack, because an ack carries no error and would tell A the join
+/// succeeded. A's caller sees a failure when A's ack timeout expires (as ASP.NET Core's sender
+/// does). The same command for a connection under the cap is acked at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_add_past_the_cap_is_not_acknowledged_and_is_counted() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let mut config = switchboard::hub::NodeConfig::new("asker");
+    config.channel_prefix = prefix.clone();
+    config.group_ack_timeout = std::time::Duration::from_secs(1);
+    let a = common::start_node_with(config, BackplaneChoice::RedisUrl(redis.url())).await;
+    let mut config = switchboard::hub::NodeConfig::new("owner");
+    config.channel_prefix = prefix.clone();
+    config.max_groups_per_connection = 1;
+    let b = common::start_node_with(config, BackplaneChoice::RedisUrl(redis.url())).await;
+    common::wait_connected(&a).await;
+    common::wait_connected(&b).await;
+
+    let asker = connect(&a, Protocol::Json, Some("asker")).await;
+    let mut full = connect(&b, Protocol::Json, Some("full")).await;
+    let mut roomy = connect(&b, Protocol::Json, Some("roomy")).await;
+    let joined = within("JoinGroup", full.invoke("JoinGroup", str_args(&["mine"])))
+        .await
+        .expect("invoke");
+    assert_eq!(joined, CompletionResult::Void, "the one join B allows");
+    let full_id = common::cluster::connection_id(&full).await;
+    let roomy_id = common::cluster::connection_id(&roomy).await;
+
+    let added = within(
+        "AddToGroup under the cap",
+        asker.invoke("AddToGroup", str_args(&[&roomy_id, "remote"])),
+    )
+    .await
+    .expect("invoke");
+    assert_eq!(added, CompletionResult::Void, "B acked the add it made");
+
+    let refused = within(
+        "AddToGroup past the cap",
+        asker.invoke("AddToGroup", str_args(&[&full_id, "remote"])),
+    )
+    .await
+    .expect("invoke");
+    match refused {
+        CompletionResult::Error(text) => {
+            assert!(
+                text.starts_with("An unexpected error occurred invoking 'AddToGroup'"),
+                "{text}"
+            )
+        }
+        other => panic!("a refused remote add was reported as {other:?}"),
+    }
+    assert_eq!(b.stats()["remote_group_refusals"], 1, "B counted the refusal");
+    assert_eq!(a.stats()["group_ack_timeouts"], 1, "A saw no ack");
+    assert_eq!(a.stats()["remote_group_refusals"], 0);
+    // The group holds the connection B acked, not the one it refused.
+    within(
+        "SendToGroup",
+        asker.invoke("SendToGroup", str_args(&["remote", "asker", "who is here?"])),
+    )
+    .await
+    .expect("invoke");
+    let got = common::expect_message(&mut roomy, "ReceiveMessage", common::STEP).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    common::expect_silence(&mut full, common::SILENCE).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -506,10 +506,12 @@ impl Lifetime {
                     GroupAction::Add => match self.registry.join(&command.connection_id, &command.group) {
                         GroupChange::Changed => Some((true, self.channels.group(&command.group))),
                         GroupChange::LimitReached { max } => {
-                            // The ack carries no error: the requester sees success, as it would
-                            // from ASP.NET Core; the refusal is logged here.
-                            tracing::warn!(connection = %command.connection_id, group = %command.group, max, "remote AddToGroup refused: the connection is in too many groups");
-                            None
+                            // An ack carries no error, so an ack would tell the requester the join
+                            // succeeded. No ack: ASP.NET Core's sender (and ours) reports a failure
+                            // when its ack timeout expires. Counted and logged here.
+                            Stats::inc(&self.stats.remote_group_refusals);
+                            tracing::warn!(connection = %command.connection_id, group = %command.group, max, "remote AddToGroup refused and not acknowledged: the connection is in too many groups");
+                            return Ok(());
                         }
                         GroupChange::Unchanged | GroupChange::NotLocal => None,
                     },

@@ -218,6 +218,11 @@ pub(crate) fn render(node: &NodeShared) -> String {
         "Remote group operations no server acknowledged in time.",
         Stats::get(&s.group_ack_timeouts),
     );
+    m.counter(
+        "switchboard_remote_group_refusals_total",
+        "Remote AddToGroup commands refused because the connection was in too many groups (not acknowledged).",
+        Stats::get(&s.remote_group_refusals),
+    );
     m.0
 }
 

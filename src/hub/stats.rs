@@ -33,6 +33,9 @@ pub(crate) struct Stats {
     pub backplane_decode_errors: AtomicU64,
     /// Remote group operations that got no ack in time.
     pub group_ack_timeouts: AtomicU64,
+    /// Remote AddToGroup commands for a local connection already in its maximum number of
+    /// groups: refused, logged, and not acknowledged (the requester reports a failure).
+    pub remote_group_refusals: AtomicU64,
     /// Connections accepted since start.
     pub connections_accepted: AtomicU64,
     /// Live connections using JSON (gauge).

@@ -86,6 +86,7 @@ pub(crate) fn document(node: &NodeShared) -> NodeStats {
         protocol_errors: Stats::get(&s.protocol_errors),
         backplane_decode_errors: Stats::get(&s.backplane_decode_errors),
         group_ack_timeouts: Stats::get(&s.group_ack_timeouts),
+        remote_group_refusals: Stats::get(&s.remote_group_refusals),
         limits: Limits {
             max_connections: node.config.max_connections as u64,
             max_message_size: node.config.max_message_size as u64,
