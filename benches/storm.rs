@@ -92,6 +92,23 @@ fn cpu_ticks(pid: &str) -> (u64, u64) {
     (get(11), get(12)) // utime, stime (fields 14 and 15)
 }
 
+/// (busy, all) CPU ticks of the whole machine so far, summed over its cores (`/proc/stat`).
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let all: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (all.saturating_sub(idle), all)
+}
+
 fn sum_ticks(pids: &[String]) -> (u64, u64) {
     pids.iter()
         .map(|p| cpu_ticks(p))
@@ -183,6 +200,7 @@ async fn parent(clients: usize, processes: usize, in_flight: usize, sources: usi
     let own_before = cpu_ticks("self");
     let children_before = sum_ticks(&child_pids);
     let redis_before = sum_ticks(&redis_pid);
+    let machine_before = machine_ticks();
     let go = unix_us();
     for child in &mut children {
         if let Some(stdin) = child.stdin.as_mut() {
@@ -222,6 +240,11 @@ async fn parent(clients: usize, processes: usize, in_flight: usize, sources: usi
     );
     let redis_after = sum_ticks(&redis_pid);
     let redis_cpu = (redis_after.0 - redis_before.0, redis_after.1 - redis_before.1);
+    let machine_after = machine_ticks();
+    let machine = (
+        machine_after.0.saturating_sub(machine_before.0),
+        machine_after.1.saturating_sub(machine_before.1),
+    );
     let (mut ok, mut failed, mut last) = (0u64, 0u64, go);
     let mut times: Vec<u64> = Vec::new();
     for (done, line) in &reports {
@@ -302,6 +325,20 @@ async fn parent(clients: usize, processes: usize, in_flight: usize, sources: usi
         } else {
             format!("{sources} source addresses")
         },
+    );
+    // What else ran meanwhile: the machine's busy time beyond ours (other processes, and kernel
+    // work no process is charged for, such as ksoftirqd). On a shared machine the rate is the
+    // storm's share of the cores divided by its CPU per handshake.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let window = machine.1 as f64 / cores; // ticks per core over the storm
+    let ours = total as f64;
+    let others = machine.0.saturating_sub(total) as f64;
+    println!(
+        "storm: the machine's {cores:.0} cores over the storm: {:.2} busy with this storm, {:.2} with everything else, {:.2} idle; at all {cores:.0} cores this CPU per handshake would allow {:.0} handshakes/s",
+        ours / window.max(1.0),
+        others / window.max(1.0),
+        (machine.1.saturating_sub(machine.0)) as f64 / window.max(1.0),
+        cores * 1e6 / per(total).max(1e-9),
     );
     for child in &mut children {
         // Closing stdin tells the child to drop its connections and exit.
