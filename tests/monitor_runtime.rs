@@ -220,6 +220,7 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
         },
         count: 1,
         rate_per_sec: 1.0,
+        probes_join: true,
     })));
     let (_, (trace, expected)) = seen
         .find(mark, "Sent", |e| match e {
@@ -254,6 +255,7 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
         },
         count: 3,
         rate_per_sec: 50.0,
+        probes_join: true,
     })));
     let (_, group_trace) = seen
         .find(mark, "a group Sent", |e| match e {
@@ -281,6 +283,7 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
         },
         count: 1,
         rate_per_sec: 1.0,
+        probes_join: true,
     })));
     let (_, error) = seen
         .find(mark, "SendFailed for an unknown method", |e| match e {
@@ -598,6 +601,7 @@ async fn send_one(
         },
         count: 1,
         rate_per_sec: 1.0,
+        probes_join: true,
     })));
     let (at, (trace, expected)) = seen
         .find(from, "Sent", |e| match e {

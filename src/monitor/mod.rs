@@ -140,6 +140,15 @@ pub struct SendRequest {
     pub count: u32,
     /// Messages per second for a burst.
     pub rate_per_sec: f64,
+    /// For a group target: the probes join the group first, so the trace follows the message to
+    /// every node. Off, the message goes to the group as it is (to see what a group nobody is in
+    /// looks like, or to leave a real group's membership alone).
+    #[serde(default = "probes_join_default")]
+    pub probes_join: bool,
+}
+
+fn probes_join_default() -> bool {
+    true
 }
 
 /// What the runtime found out about a test message whose receiver is not a probe (a user or
@@ -201,6 +210,9 @@ pub enum MonitorCommand {
     /// The bearer token sent to every watched node's monitor endpoints (`--monitor-token` of the
     /// dashboard); the probes restart with it. Held by the runtime only, never saved.
     SetMonitorToken(Option<crate::monitor_token::MonitorToken>),
+    /// Searches the directory (every watched node's connections, and NUMSUB of the channels);
+    /// replaces a search still running. Answered by [`MonitorEvent::Directory`].
+    Directory(model::directory::DirectorySearch),
 }
 
 /// What Redis itself reveals about the cluster (PUBSUB CHANNELS; SIGNALR-WIRE.md D.1), per hub.
@@ -272,6 +284,8 @@ pub enum MonitorEvent {
     TraceLookup { trace: u64, lookup: TraceLookup },
     /// A send request's progress.
     Burst(BurstProgress),
+    /// The answer to a directory search (it carries the search it answers).
+    Directory(model::directory::DirectoryAnswer),
     /// Sending trace `trace` through `node` failed.
     SendFailed {
         trace: u64,
