@@ -10,7 +10,7 @@ use egui::{RichText, Ui};
 use super::{Action, widgets};
 use crate::monitor::SendTarget;
 use crate::monitor::model::Model;
-use crate::monitor::model::directory::{DirectoryKind, summary};
+use crate::monitor::model::directory::{DirectoryKind, summarize};
 
 /// The panel's state between frames.
 #[derive(Debug, Default)]
@@ -74,15 +74,18 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut DirectoryUi, now: u64, actio
             .unwrap_or_else(|| url.to_string())
     };
     ui.add_space(6.0);
-    let lines = summary(answer, &name);
+    let summary = summarize(answer, &name);
     let color = if answer.found() > 0 {
         widgets::OK
     } else {
         widgets::WARN
     };
-    for (i, line) in lines.iter().enumerate() {
-        let text = RichText::new(line);
-        ui.add(egui::Label::new(if i == 0 { text.color(color).strong() } else { text }).wrap());
+    ui.add(egui::Label::new(RichText::new(&summary.headline).color(color).strong()).wrap());
+    if answer.channels.is_empty() && answer.found() > 0 {
+        ui.add(egui::Label::new(&summary.redis).wrap());
+    }
+    for note in &summary.notes {
+        ui.add(egui::Label::new(RichText::new(note).color(widgets::WARN)).wrap());
     }
     ui.label(
         RichText::new(format!(

@@ -371,7 +371,8 @@ fn explanations(
 ) {
     use crate::monitor::model::explain::Verdict;
     let mut close = Vec::new();
-    for &id in open.iter() {
+    // Newest first, as in the table below.
+    for &id in open.iter().rev() {
         let (Some(trace), Some(causes)) = (model.traces.get(id), model.explain(id, tap_prefix, now)) else {
             close.push(id);
             continue;
@@ -552,6 +553,9 @@ fn status_text(
     match trace.status(now) {
         TraceStatus::Pending => (widgets::WARN, "waiting…".to_string()),
         TraceStatus::Delivered => (widgets::OK, "delivered".to_string()),
+        TraceStatus::Partial { missing } if missing.is_empty() => {
+            (widgets::WARN, "no probe received it".to_string())
+        }
         TraceStatus::Partial { missing } => (
             widgets::BAD,
             format!(

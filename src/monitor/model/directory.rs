@@ -192,11 +192,18 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The answer in plain lines: what was found where (or plainly that nothing was), the Redis
-/// side, and the nodes that could not say.
-pub fn summary(answer: &DirectoryAnswer, name: &dyn Fn(&str) -> String) -> Vec<String> {
+/// The answer in words: a headline (where it was found, or plainly that it was not, with the
+/// Redis side), the Redis side alone, and one note per node that could not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub headline: String,
+    pub redis: String,
+    pub notes: Vec<String>,
+}
+
+/// See [`Summary`]; `name` turns a hub URL into the node's name.
+pub fn summarize(answer: &DirectoryAnswer, name: &dyn Fn(&str) -> String) -> Summary {
     let s = &answer.search;
-    let mut lines = Vec::new();
     let asked = answer.nodes.iter().filter(|n| n.hits.is_ok()).count() as u64;
     let channels: Vec<String> = answer
         .channels
@@ -211,39 +218,69 @@ pub fn summary(answer: &DirectoryAnswer, name: &dyn Fn(&str) -> String) -> Vec<S
     } else {
         format!("channel {}", channels.join(", "))
     };
-    if answer.found() == 0 {
-        lines.push(format!(
+    let found = answer.found() as u64;
+    let headline = if found == 0 {
+        format!(
             "no {} {:?} on {}; {redis}",
             s.kind.words(),
             s.text,
             plural(asked, "node", "nodes")
-        ));
+        )
     } else {
+        let mut kinds: Vec<&str> = Vec::new();
+        let mut per_node = Vec::new();
+        let mut truncated = false;
         for n in &answer.nodes {
             if let Ok(hits) = &n.hits
                 && !hits.is_empty()
             {
-                let more = if n.truncated { " (more not read)" } else { "" };
-                lines.push(format!(
-                    "{}: {}{more}",
-                    name(&n.hub_url),
-                    plural(hits.len() as u64, "connection", "connections")
-                ));
+                for h in hits {
+                    if !kinds.contains(&h.matched.words()) {
+                        kinds.push(h.matched.words());
+                    }
+                }
+                truncated |= n.truncated;
+                per_node.push(format!("{} {}", name(&n.hub_url), hits.len()));
             }
         }
-        lines.push(redis);
-    }
+        format!(
+            "{} {:?}: {} on {}: {}{}",
+            kinds.join(" and "),
+            s.text,
+            plural(found, "connection", "connections"),
+            plural(per_node.len() as u64, "node", "nodes"),
+            per_node.join(", "),
+            if truncated { " (more not read)" } else { "" }
+        )
+    };
+    let mut notes = Vec::new();
     for n in &answer.nodes {
         if n.no_monitor {
-            lines.push(format!(
+            notes.push(format!(
                 "{} has no monitor endpoint (ASP.NET Core?): it cannot list its connections; the \
-                 subscriber counts above include its subscriptions",
+                 subscriber counts include its subscriptions",
                 name(&n.hub_url)
             ));
         } else if let Err(e) = &n.hits {
-            lines.push(format!("{}: could not ask: {e}", name(&n.hub_url)));
+            notes.push(format!("{}: could not ask: {e}", name(&n.hub_url)));
         }
     }
+    Summary {
+        headline,
+        redis,
+        notes,
+    }
+}
+
+/// [`summarize`] as lines: the headline, the Redis side when something was found (it is in the
+/// headline otherwise), the notes.
+pub fn summary(answer: &DirectoryAnswer, name: &dyn Fn(&str) -> String) -> Vec<String> {
+    let s = summarize(answer, name);
+    let mut lines = vec![s.headline];
+    if answer.found() > 0 {
+        lines.push(s.redis);
+    }
+    lines.extend(s.notes);
     lines
 }
 
@@ -373,7 +410,7 @@ mod tests {
         assert_eq!(
             summary(&answer, &|u: &str| u.to_string()),
             vec![
-                "a: 2 connections (more not read)".to_string(),
+                "user \"ann\": 2 connections on 1 node: a 2 (more not read)".to_string(),
                 "channel p:Chat:user:ann has 1 subscriber".to_string()
             ]
         );

@@ -339,7 +339,7 @@ pub fn explain(input: ExplainInput<'_>) -> Vec<Cause> {
     }
 
     if input.sightings.is_empty() {
-        causes.push(not_on_redis(
+        causes.extend(not_on_redis(
             &input,
             sender,
             &sender_name,
@@ -415,19 +415,30 @@ pub fn explain(input: ExplainInput<'_>) -> Vec<Cause> {
             causes.push(missing_node(&input, url, channel, window, &evidence, &name));
         }
         if missing.is_empty() && t.receipts.is_empty() && t.observable() && !nobody {
-            causes.push(Cause {
-                verdict: Verdict::Unknown,
-                headline: format!(
-                    "Redis carried it to {}, but no probe was expected to receive it",
-                    subscribers.map_or("its subscribers".to_string(), |n| plural(
-                        n,
-                        "subscriber",
-                        "subscribers"
-                    ))
+            let mut ev = evidence.clone();
+            if let Some(l) = lookup {
+                ev.extend(holders_line(l, &t.target, &name));
+            }
+            let servers = subscribers.map_or("its subscribers".to_string(), |n| {
+                plural(n, "subscribed server", "subscribed servers")
+            });
+            let (headline, action) = match &t.target {
+                SendTarget::Group(g) => (
+                    format!(
+                        "Redis carried it to {servers}; no probe is in group {g:?}, so delivery to its members cannot be observed"
+                    ),
+                    "Turn on \"probes join the group\" to follow a message to every node.".to_string(),
                 ),
-                evidence,
-                action: "Connect the probes (they join the group when asked to) to follow delivery."
-                    .to_string(),
+                _ => (
+                    format!("Redis carried it to {servers}, but no probe was connected to receive it"),
+                    "Wait for the probes to connect (Nodes view), then send again.".to_string(),
+                ),
+            };
+            causes.push(Cause {
+                verdict: Verdict::Expected,
+                headline,
+                evidence: ev,
+                action,
             });
         }
     }
@@ -475,61 +486,53 @@ fn holders_line(l: &TraceLookup, target: &SendTarget, name: &dyn Fn(&str) -> Str
     out
 }
 
-/// The tap never saw the publish: why that may be.
+/// The tap never saw the publish: why that may be. Faults found first (a prefix mismatch, the
+/// sender's or a missing node's backplane down), then what limits the view (the tap was down).
 fn not_on_redis(
     input: &ExplainInput<'_>,
     sender: Option<&NodeFacts>,
     sender_name: &str,
     window: (u64, u64),
     expected_channel: &Option<String>,
-) -> Cause {
+) -> Vec<Cause> {
     let t = input.trace;
+    let name = |url: &str| {
+        input
+            .nodes
+            .iter()
+            .find(|n| n.hub_url == url)
+            .map_or(url.to_string(), |n| n.name.clone())
+    };
     let channel = expected_channel
         .clone()
         .unwrap_or_else(|| "its channel".to_string());
-    if let Some(o) = input.history.down_during(&Link::Tap, window.0, window.1) {
-        return Cause {
-            verdict: Verdict::Unknown,
-            headline: "The tap was not connected to Redis then, so it cannot say whether Redis carried it"
-                .to_string(),
-            evidence: vec![format!("the tap was {}", outage_words(&o))],
-            action: "Send again once the tap is connected.".to_string(),
-        };
-    }
-    let Some(tap_prefix) = input.tap_prefix else {
-        return Cause {
-            verdict: Verdict::Unknown,
-            headline: "No tap is watching Redis, so the publish cannot be seen".to_string(),
-            evidence: vec![format!("expected on {channel}")],
-            action: "Connect the dashboard to the backplane's Redis.".to_string(),
-        };
-    };
-    if let Some(prefix) = sender.and_then(|s| s.prefix.as_deref())
+    let tap_down = input.history.down_during(&Link::Tap, window.0, window.1);
+    let mut causes = Vec::new();
+    if let (Some(tap_prefix), None) = (input.tap_prefix, &tap_down)
+        && let Some(prefix) = sender.and_then(|s| s.prefix.as_deref())
         && !prefix.starts_with(tap_prefix)
     {
-        return Cause {
+        causes.push(Cause {
             verdict: Verdict::Fault,
             headline: format!(
                 "Prefix mismatch: {sender_name} publishes under {prefix:?}, but the tap listens to {tap_prefix:?}*"
             ),
             evidence: vec![
                 format!("{sender_name}'s channel prefix is {prefix:?}: it published on {channel}"),
-                format!(
-                    "the tap subscribes to {tap_prefix}* and saw no message of trace {:x}",
-                    t.id
-                ),
+                format!("the tap subscribes to {tap_prefix}* and saw no message of trace {:x}", t.id),
             ],
             action: format!(
                 "Set the dashboard's channel prefix to {prefix:?}, or fix the nodes' ChannelPrefix so \
                  they all agree."
             ),
-        };
+        });
+        return causes;
     }
-    let backplane = input
+    if let Some(o) = input
         .history
-        .down_during(&Link::Backplane(t.node.clone()), window.0, window.1);
-    if let Some(o) = backplane {
-        return Cause {
+        .down_during(&Link::Backplane(t.node.clone()), window.0, window.1)
+    {
+        causes.push(Cause {
             verdict: Verdict::Fault,
             headline: format!(
                 "{sender_name}'s backplane link was down when it was sent: the publish never reached Redis"
@@ -542,8 +545,44 @@ fn not_on_redis(
                 "Check that {sender_name} can reach Redis (its Nodes row shows the error); messages \
                  published while the link is down are lost, not queued."
             ),
-        };
+        });
     }
+    for url in t.missing().iter().filter(|u| **u != t.node) {
+        if let Some(o) = input
+            .history
+            .down_during(&Link::Backplane(url.clone()), window.0, window.1)
+        {
+            let who = name(url);
+            causes.push(Cause {
+                verdict: Verdict::Fault,
+                headline: format!("{who}'s backplane link was down in that window, so it missed the message"),
+                evidence: vec![format!("{who}'s backplane was {}", outage_words(&o))],
+                action: format!("Check {who}'s connection to Redis (Nodes view, its log)."),
+            });
+        }
+    }
+    if let Some(o) = tap_down {
+        causes.push(Cause {
+            verdict: Verdict::Unknown,
+            headline: "The tap was not connected to Redis then, so it cannot say whether Redis carried it"
+                .to_string(),
+            evidence: vec![format!("the tap was {}", outage_words(&o))],
+            action: "Send again once the tap is connected.".to_string(),
+        });
+        return causes;
+    }
+    if !causes.is_empty() {
+        return causes;
+    }
+    let Some(tap_prefix) = input.tap_prefix else {
+        causes.push(Cause {
+            verdict: Verdict::Unknown,
+            headline: "No tap is watching Redis, so the publish cannot be seen".to_string(),
+            evidence: vec![format!("expected on {channel}")],
+            action: "Connect the dashboard to the backplane's Redis.".to_string(),
+        });
+        return causes;
+    };
     let mut evidence = vec![format!(
         "no message with trace {:x} under {tap_prefix}* between {} and {}",
         t.id,
@@ -551,34 +590,26 @@ fn not_on_redis(
         hms(window.1)
     )];
     if !t.receipts.is_empty() {
-        let names: Vec<String> = t
-            .receipts
-            .iter()
-            .map(|(u, _)| {
-                input
-                    .nodes
-                    .iter()
-                    .find(|n| n.hub_url == *u)
-                    .map_or(u.clone(), |n| n.name.clone())
-            })
-            .collect();
+        let names: Vec<String> = t.receipts.iter().map(|(u, _)| name(u)).collect();
         evidence.push(format!("yet {} received it", names.join(", ")));
-        return Cause {
+        causes.push(Cause {
             verdict: Verdict::Unknown,
             headline: format!("Delivered without crossing Redis: {sender_name} delivered it locally only"),
             evidence,
             action: "If other nodes should get it, check that the hub method publishes to the backplane."
                 .to_string(),
-        };
+        });
+        return causes;
     }
-    Cause {
+    causes.push(Cause {
         verdict: Verdict::Fault,
         headline: format!("Redis never carried it: {sender_name} did not publish on {channel}"),
         evidence,
         action: "Check the hub method (a custom method may not broadcast) and the node's backplane \
                  (Nodes view)."
             .to_string(),
-    }
+    });
+    causes
 }
 
 /// Redis carried it, but the probe on `url` did not get it.
@@ -772,6 +803,30 @@ mod tests {
     }
 
     #[test]
+    fn a_group_without_probes_is_carried_but_not_observable() {
+        let mut trace = settled(SendTarget::Group("room".into()), &[], &[]);
+        trace.lookup = Some(TraceLookup {
+            channel: Some("p:Chat:group:room".into()),
+            subscribers: Some(2),
+            holders: vec![A.into(), B.into()],
+            ..TraceLookup::default()
+        });
+        let seen = [("p:Chat:group:room".to_string(), 10_003)];
+        let causes = run(&trace, &seen, &nodes(), &LinkHistory::default());
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].verdict, Verdict::Expected);
+        assert_eq!(
+            causes[0].headline,
+            "Redis carried it to 2 subscribed servers; no probe is in group \"room\", so delivery to its members cannot be observed"
+        );
+        assert!(
+            causes[0]
+                .evidence
+                .contains(&"group \"room\" is held by a, b".to_string())
+        );
+    }
+
+    #[test]
     fn a_node_whose_backplane_was_down_in_the_window_is_named_with_times() {
         let mut trace = settled(SendTarget::All, &[A, B], &[A]);
         trace.redis_at_ms = Some(10_001);
@@ -885,6 +940,26 @@ mod tests {
         let causes = run(&trace, &[], &nodes(), &h);
         assert_eq!(causes[0].verdict, Verdict::Unknown);
         assert!(causes[0].headline.starts_with("The tap was not connected"));
+        // Redis itself down: the sender's and the other node's backplanes first, then the tap.
+        h.record(
+            Link::Backplane(A.into()),
+            9_700,
+            false,
+            "reconnecting: connection refused",
+        );
+        h.record(
+            Link::Backplane(B.into()),
+            9_700,
+            false,
+            "reconnecting: connection refused",
+        );
+        let causes = run(&trace, &[], &nodes(), &h);
+        let heads: Vec<&str> = causes.iter().map(|c| c.headline.as_str()).collect();
+        assert_eq!(heads.len(), 3, "{heads:?}");
+        assert!(heads[0].starts_with("a's backplane link was down when it was sent"));
+        assert!(heads[1].starts_with("b's backplane link was down in that window"));
+        assert!(heads[2].starts_with("The tap was not connected"));
+
         let causes = explain(ExplainInput {
             trace: &trace,
             now_ms: 20_000,
