@@ -312,7 +312,7 @@ impl DashboardApp {
                 topology::show(ui, &self.model, &mut self.topology_ui, presenter, bus, now)
             }
             Tab::Redis => redis_view::show(ui, &self.model, now),
-            Tab::Directory => directory::show(ui, &self.model, &mut self.directory_ui, now, &mut actions),
+            Tab::Directory => directory::show(ui, &self.model, &mut self.directory_ui, &mut actions),
         });
 
         // What an action or a finished file operation changes is drawn by the next frame.

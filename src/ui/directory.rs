@@ -19,7 +19,7 @@ pub struct DirectoryUi {
     pub kind: DirectoryKind,
 }
 
-pub fn show(ui: &mut Ui, model: &Model, state: &mut DirectoryUi, now: u64, actions: &mut Vec<Action>) {
+pub fn show(ui: &mut Ui, model: &Model, state: &mut DirectoryUi, actions: &mut Vec<Action>) {
     ui.heading("Directory");
     ui.label(
         RichText::new(
@@ -96,7 +96,6 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut DirectoryUi, now: u64, actio
         ))
         .weak(),
     );
-    let _ = now;
 
     if !answer.channels.is_empty() {
         ui.add_space(6.0);
@@ -111,6 +110,8 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut DirectoryUi, now: u64, actio
                 for (channel, n) in &answer.channels {
                     ui.label(RichText::new(channel).monospace());
                     match n {
+                        // Next to a hit of another kind, a channel nobody is on is no news.
+                        Ok(0) if answer.found() > 0 => ui.label(RichText::new("0").weak()),
                         Ok(0) => ui.label(RichText::new("0: nobody subscribed").color(widgets::WARN)),
                         Ok(n) => ui.label(RichText::new(n.to_string()).color(widgets::OK)),
                         Err(e) => ui.label(RichText::new(format!("not answered: {e}")).color(widgets::BAD)),

@@ -219,7 +219,39 @@ pub fn summarize(answer: &DirectoryAnswer, name: &dyn Fn(&str) -> String) -> Sum
         format!("channel {}", channels.join(", "))
     };
     let found = answer.found() as u64;
-    let headline = if found == 0 {
+    let subscribed: Vec<String> = answer
+        .channels
+        .iter()
+        .filter_map(|(c, n)| match n {
+            Ok(n) if *n > 0 => Some(format!("{c} has {}", plural(*n, "subscriber", "subscribers"))),
+            _ => None,
+        })
+        .collect();
+    let silent: Vec<String> = answer
+        .nodes
+        .iter()
+        .filter(|n| n.hits.is_err())
+        .map(|n| name(&n.hub_url))
+        .collect();
+    let headline = if found == 0 && !subscribed.is_empty() {
+        // Redis knows it and the nodes that list do not: a node that cannot list holds it, or a
+        // server that is not watched.
+        let holder = if silent.is_empty() {
+            "a server that is not watched".to_string()
+        } else {
+            format!(
+                "a node that cannot list its connections ({}) or by a server that is not watched",
+                silent.join(", ")
+            )
+        };
+        format!(
+            "no {} {:?} on the {} that can list connections, but {}: it is held by {holder}",
+            s.kind.words(),
+            s.text,
+            plural(asked, "node", "nodes"),
+            subscribed.join(", ")
+        )
+    } else if found == 0 {
         format!(
             "no {} {:?} on {}; {redis}",
             s.kind.words(),
@@ -379,6 +411,14 @@ mod tests {
                 .trim_end_matches("/chat")
                 .to_string()
         };
+        let mut held = answer.clone();
+        held.channels[0].1 = Ok(1);
+        assert_eq!(
+            summary(&held, &name)[0],
+            "no connection, user or group \"x\" on the 2 nodes that can list connections, but \
+             p:Chat:user:x has 1 subscriber: it is held by a node that cannot list its connections (c) \
+             or by a server that is not watched"
+        );
         let lines = summary(&answer, &name);
         assert_eq!(
             lines[0],
