@@ -748,10 +748,27 @@ fn explain_from(
     for node in nodes {
         model.nodes.upsert(target(node));
     }
-    let now = switchboard::monitor::now_ms();
+    // Folded at (about) when each event happened, as the dashboard folds them as they arrive, so
+    // the link history has its times.
+    let mut at = 0;
     for event in seen.events.iter().cloned() {
-        model.apply(event, now);
+        at = match &event {
+            MonitorEvent::Tap { at_ms, .. } | MonitorEvent::Sent { at_ms, .. } => *at_ms,
+            MonitorEvent::Node {
+                event: NodeEvent::Stats(stats),
+                ..
+            } => stats.now_ms,
+            MonitorEvent::Node {
+                event: NodeEvent::ProbeReceived { at_ms, .. },
+                ..
+            } => *at_ms,
+            MonitorEvent::Traffic(entries) => entries.last().map_or(at, |e| e.at_ms),
+            _ => at,
+        }
+        .max(at);
+        model.apply(event, at);
     }
+    let now = switchboard::monitor::now_ms();
     let later = now + switchboard::config::DEFAULT_TRACE_TIMEOUT.as_millis() as u64 + 1;
     model.tick(later);
     model
@@ -863,6 +880,57 @@ async fn explain_says_zero_subscribers_for_a_group_nobody_is_in_and_a_local_conn
     assert_eq!(
         causes[0].evidence[0],
         format!("connection {probe_a} is on node-a, the node it was sent through")
+    );
+    stop(monitor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_backplane_outage_of_the_sending_node() {
+    use switchboard::monitor::model::explain::Verdict;
+
+    let (mut redis, prefix, a, b, monitor, mut seen) = two_nodes_watched().await;
+    for node in [&a, &b] {
+        seen.node_event(0, &node.hub_url(), "probe connected", |e| {
+            matches!(e, NodeEvent::ProbeConnected { .. }).then_some(())
+        })
+        .await;
+    }
+    let (mark, _) = seen
+        .node_event(0, &a.hub_url(), "node A's backplane connected", |e| match e {
+            NodeEvent::Stats(s) if s.backplane.status.state == "connected" => Some(()),
+            _ => None,
+        })
+        .await;
+    redis.kill();
+    let (mark, _) = seen
+        .node_event(mark, &a.hub_url(), "node A's backplane down", |e| match e {
+            NodeEvent::Stats(s) if s.backplane.status.state != "connected" => Some(()),
+            _ => None,
+        })
+        .await;
+    let (_, trace, expected) = send_one(&monitor, &mut seen, mark, &a.hub_url(), SendTarget::All).await;
+    assert_eq!(expected.len(), 2, "{expected:?}");
+    // Past the trace's timeout, with the node's stats of that time.
+    tokio::time::sleep(switchboard::config::DEFAULT_TRACE_TIMEOUT + Duration::from_millis(500)).await;
+    seen.node_event(mark, &a.hub_url(), "later stats", |e| {
+        matches!(e, NodeEvent::Stats(_)).then_some(())
+    })
+    .await;
+    let causes = explain_from(&seen, &[&a, &b], &prefix, trace);
+    assert_eq!(causes[0].verdict, Verdict::Fault, "{causes:#?}");
+    assert_eq!(
+        causes[0].headline,
+        "node-a's backplane link was down when it was sent: the publish never reached Redis"
+    );
+    assert!(
+        causes[0].evidence[0].starts_with("node-a's backplane was down from "),
+        "{causes:#?}"
+    );
+    assert!(
+        causes
+            .iter()
+            .any(|c| c.headline.starts_with("The tap was not connected")),
+        "the tap's own outage is said too: {causes:#?}"
     );
     stop(monitor).await;
 }
