@@ -528,8 +528,8 @@ fn expected(target: &SendTarget, node: &str, probes: &[(String, Arc<ProbeShared>
 
 /// Runs a send request (one message or a paced burst) in its own task: reports each message
 /// (`Sent`, `SendFailed`), the request's progress (`Burst`: sent of N, and how many went when
-/// stopped), and, for a message to a client that is not a probe, where it went (`TraceLookup`,
-/// for the first message only).
+/// stopped), and where its first message went (`TraceLookup`: the channel's NUMSUB, which node
+/// holds the target), the evidence of its trace and of Explain.
 pub(crate) fn spawn_send(
     request: SendRequest,
     probes: Vec<(String, Arc<ProbeShared>)>,
@@ -669,7 +669,7 @@ pub(crate) fn spawn_send(
     });
 }
 
-/// Looks up where trace `trace` (to a client that is not a probe) went, in its own task; at most
+/// Looks up where trace `trace` went, in its own task; at most
 /// once a second (a skipped lookup says so).
 fn spawn_lookup(trace: u64, node: &str, target: &SendTarget, ctx: &LookupContext, sink: &EventSink) {
     if !ctx.limiter.allow(Instant::now()) {

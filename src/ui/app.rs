@@ -535,6 +535,7 @@ impl DashboardApp {
                 let namings = self.model.hub_namings(&self.settings.channel_prefix);
                 let search = self.model.directory.ask(&text, kind, &namings);
                 if !self.link.command(MonitorCommand::Directory(search)) {
+                    self.model.directory.withdraw();
                     self.notice("the directory search was not taken: the monitor is busy".to_string());
                 }
             }

@@ -148,6 +148,12 @@ impl Directory {
         }
     }
 
+    /// The latest search was never handed to the runtime (its queue was full): back to the
+    /// previous answer, nothing pending.
+    pub fn withdraw(&mut self) {
+        self.asked = self.answer.as_ref().map(|a| a.search.clone());
+    }
+
     /// The latest search, while its answer has not come.
     pub fn pending(&self) -> Option<&DirectorySearch> {
         let asked = self.asked.as_ref()?;
@@ -369,6 +375,12 @@ mod tests {
         d.on_answer(answer(second.clone()));
         assert_eq!(d.answer().map(|a| a.search.id), Some(second.id));
         assert!(d.pending().is_none());
+        // A search the runtime never took: nothing pending, the last answer still shown.
+        d.ask("carl", DirectoryKind::User, &naming());
+        assert!(d.pending().is_some() && d.answer().is_none());
+        d.withdraw();
+        assert!(d.pending().is_none());
+        assert_eq!(d.answer().map(|a| a.search.id), Some(second.id));
     }
 
     #[test]
