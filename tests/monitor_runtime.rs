@@ -926,6 +926,8 @@ async fn explain_names_the_backplane_outage_of_the_sending_node() {
         causes[0].evidence[0].starts_with("node-a's backplane was down from "),
         "{causes:#?}"
     );
+    // The outage of the kill (with its error), not the node's first moments of connecting.
+    assert!(causes[0].evidence[0].contains("reconnecting"), "{causes:#?}");
     assert!(
         causes
             .iter()

@@ -85,32 +85,48 @@ impl LinkHistory {
         self.links.remove(link);
     }
 
-    /// The first outage of `link` that overlaps `[from_ms, to_ms]`, if any. A link never heard of
-    /// has none.
+    /// The outage of `link` that overlaps `[from_ms, to_ms]` the most (the later one on a tie), if
+    /// any: a blip at the window's edge (a node still connecting when it started) gives way to
+    /// the outage that covers the send. A link never heard of has none.
     pub fn down_during(&self, link: &Link, from_ms: u64, to_ms: u64) -> Option<Outage> {
         let list = self.links.get(link)?;
+        let mut outages: Vec<Outage> = Vec::new();
         let mut open: Option<&Transition> = None;
         for t in list {
             match (t.up, open) {
                 (false, None) => open = Some(t),
                 (true, Some(down)) => {
-                    if down.at_ms <= to_ms && t.at_ms >= from_ms {
-                        return Some(Outage {
-                            from_ms: down.at_ms,
-                            to_ms: Some(t.at_ms),
-                            detail: down.detail.clone(),
-                        });
-                    }
+                    outages.push(Outage {
+                        from_ms: down.at_ms,
+                        to_ms: Some(t.at_ms),
+                        detail: down.detail.clone(),
+                    });
                     open = None;
                 }
                 _ => {}
             }
         }
-        open.filter(|down| down.at_ms <= to_ms).map(|down| Outage {
-            from_ms: down.at_ms,
-            to_ms: None,
-            detail: down.detail.clone(),
-        })
+        if let Some(down) = open {
+            outages.push(Outage {
+                from_ms: down.at_ms,
+                to_ms: None,
+                detail: down.detail.clone(),
+            });
+        }
+        let overlap = |o: &Outage| {
+            let end = o.to_ms.unwrap_or(u64::MAX).min(to_ms);
+            let start = o.from_ms.max(from_ms);
+            (o.from_ms <= to_ms && o.to_ms.is_none_or(|t| t >= from_ms)).then(|| end.saturating_sub(start))
+        };
+        let mut best: Option<(u64, Outage)> = None;
+        for o in outages {
+            if let Some(n) = overlap(&o)
+                && best.as_ref().is_none_or(|(m, _)| n >= *m)
+            {
+                best = Some((n, o));
+            }
+        }
+        best.map(|(_, o)| o)
     }
 }
 
@@ -762,6 +778,9 @@ mod tests {
         assert_eq!(h.down_during(&l, 9_001, 12_000), None);
         h.record(l.clone(), 15_000, false, "reconnecting");
         assert_eq!(h.down_during(&l, 20_000, 21_000).map(|o| o.to_ms), Some(None));
+        // A blip at the window's start gives way to the outage that covers most of it.
+        assert_eq!(h.down_during(&l, 8_000, 15_500).map(|o| o.from_ms), Some(5_000));
+        assert_eq!(h.down_during(&l, 8_900, 20_000).map(|o| o.from_ms), Some(15_000));
         assert_eq!(h.down_during(&Link::Tap, 0, 100_000), None);
         for i in 0..200 {
             h.record(Link::Tap, i, i % 2 == 0, "");
