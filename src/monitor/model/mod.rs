@@ -238,7 +238,27 @@ impl Model {
     /// Why trace `trace` is missing something (see [`explain::explain`]); `tap_prefix` is the
     /// prefix the tap listens under, when a tap is set. `None` for an unknown trace.
     pub fn explain(&self, trace: u64, tap_prefix: Option<&str>, now_ms: u64) -> Option<Vec<explain::Cause>> {
-        let t = self.traces.get(trace)?;
+        let mut t = self.traces.get(trace)?.clone();
+        // Only a send request's first message is looked up (rate-limited): the others of a burst
+        // borrow its answer (same node and target, sent within the burst's window).
+        if t.lookup.is_none()
+            && let Some(first) = self.traces.recent().find(|o| {
+                o.lookup.is_some()
+                    && o.node == t.node
+                    && o.target == t.target
+                    && o.sent_at_ms <= t.sent_at_ms
+                    && t.sent_at_ms - o.sent_at_ms <= explain::BORROW_LOOKUP_MS
+            })
+            && let Some(mut lookup) = first.lookup.clone()
+        {
+            let from = format!("asked for trace {:x}, the first of its send", first.id);
+            lookup.note = Some(match lookup.note {
+                Some(note) => format!("{note} ({from})"),
+                None => format!("NUMSUB and holders {from}"),
+            });
+            t.lookup = Some(lookup);
+        }
+        let t = &t;
         let nodes: Vec<explain::NodeFacts> = self
             .nodes
             .rows()
@@ -379,6 +399,67 @@ mod tests {
             ring_bytes: 10_000,
             traces: 10,
         })
+    }
+
+    #[test]
+    fn the_rest_of_a_burst_borrows_the_first_messages_lookup_and_sightings_are_kept() {
+        let mut m = model();
+        let group = SendTarget::Group("ghosts".into());
+        for (trace, at) in [(1, 1_000), (2, 1_100)] {
+            m.apply(
+                MonitorEvent::Sent {
+                    trace,
+                    node: "a".into(),
+                    target: group.clone(),
+                    at_ms: at,
+                    expected: Vec::new(),
+                },
+                at,
+            );
+            let text = format!("hi {}", traces::marker(trace));
+            let e = crate::monitor::decode::decode("", "p:H:group:ghosts", text.as_bytes(), at + 2);
+            m.apply(MonitorEvent::Traffic(vec![e]), at + 2);
+        }
+        m.apply(
+            MonitorEvent::TraceLookup {
+                trace: 1,
+                lookup: crate::monitor::TraceLookup {
+                    channel: Some("p:H:group:ghosts".into()),
+                    subscribers: Some(0),
+                    ..Default::default()
+                },
+            },
+            1_200,
+        );
+        m.tick(10_000);
+        assert_eq!(m.sightings.of(2), vec![("p:H:group:ghosts".to_string(), 1_102)]);
+        let causes = m.explain(2, Some("p:"), 10_000).expect("known trace");
+        assert!(
+            causes[0]
+                .headline
+                .starts_with("Nobody was subscribed to p:H:group:ghosts"),
+            "{causes:?}"
+        );
+        assert!(
+            causes[0]
+                .evidence
+                .contains(&"NUMSUB and holders asked for trace 1, the first of its send".to_string()),
+            "{causes:?}"
+        );
+        // Too late to borrow from: no NUMSUB, so no verdict on subscribers.
+        m.apply(
+            MonitorEvent::Sent {
+                trace: 3,
+                node: "a".into(),
+                target: group,
+                at_ms: 1_000 + explain::BORROW_LOOKUP_MS + 1,
+                expected: Vec::new(),
+            },
+            40_000,
+        );
+        m.tick(100_000);
+        let causes = m.explain(3, Some("p:"), 100_000).expect("known trace");
+        assert!(!causes[0].headline.starts_with("Nobody"), "{causes:?}");
     }
 
     #[test]
