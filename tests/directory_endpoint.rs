@@ -2,7 +2,9 @@
 //! nodes on a test-owned redis-server, real WebSocket clients with users and groups. The directory
 //! finds a user, a group and a connection id on the right node, pages through a node in id order
 //! without repeats, refuses a bad page size in words, says plainly when nothing matches, and sends
-//! the monitor token to a guarded node.
+//! the monitor token to a guarded node. Through the dashboard's runtime (`MonitorCommand::Directory`),
+//! a user is found on the right node with its groups and its channel's NUMSUB, a node without a
+//! monitor endpoint is named as such, and nothing found is said plainly.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -239,4 +241,122 @@ async fn the_directory_sends_the_monitor_token_and_reports_a_refusal() {
     let answers = directory::search(&[foreign], &q, None, None, 10).await;
     assert!(matches!(answers[0].result, Err(DirectoryError::NoMonitor(_))));
     node.shutdown().await;
+}
+
+/// Waits for the runtime's answer to directory search `id` (other events are skipped).
+async fn answer_of(
+    events: &mut switchboard::monitor::runtime::MonitorEvents,
+    id: u64,
+) -> switchboard::monitor::model::directory::DirectoryAnswer {
+    use switchboard::monitor::MonitorEvent;
+    let wait = async {
+        loop {
+            let Some(batch) = events.recv().await else {
+                panic!("the runtime stopped");
+            };
+            for event in batch {
+                if let MonitorEvent::Directory(answer) = event
+                    && answer.search.id == id
+                {
+                    return answer;
+                }
+            }
+        }
+    };
+    within("the directory answer", wait).await
+}
+
+/// The dashboard's side of the directory, through its runtime: a search for a user names the node
+/// that holds it with its groups and counts its channel's subscribers (NUMSUB on the real Redis);
+/// a node without a monitor endpoint (as an ASP.NET Core node) is said to be one; a search for
+/// nothing says so plainly with the Redis side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_directory_finds_a_user_on_the_right_node_and_counts_its_channel() {
+    use switchboard::monitor::model::directory::{Directory, DirectoryKind, summary};
+    use switchboard::monitor::{MonitorCommand, MonitorHandle, TapSource};
+
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = start_node("dirrt-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let b = start_node("dirrt-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    let c = start_node("dirrt-c", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    for node in [&a, &b, &c] {
+        wait_connected(node).await;
+    }
+    let carol = connect(&b, Protocol::Json, Some("carol")).await;
+    join(&carol, "Lobby").await;
+    let carol_id = carol.connection_id().unwrap().to_string();
+
+    let (monitor, mut events) = MonitorHandle::start();
+    let spec = switchboard::redis_conn::RedisSpec::parse(&redis.url(), &Default::default()).unwrap();
+    assert!(monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
+        spec: Box::new(spec),
+        prefix: prefix.clone(),
+    }))));
+    assert!(monitor.command(MonitorCommand::AddNode(target(&a))));
+    assert!(monitor.command(MonitorCommand::AddNode(target(&b))));
+    // Node C watched as if it had no monitor endpoint (an ASP.NET Core node).
+    assert!(monitor.command(MonitorCommand::AddNode(NodeTarget {
+        hub_url: c.hub_url(),
+        monitor_url: None,
+    })));
+
+    let namings = vec![(prefix.clone(), switchboard::config::DEFAULT_HUB_NAME.to_string())];
+    let mut directory = Directory::default();
+    let search = directory.ask("carol", DirectoryKind::Any, &namings);
+    let id = search.id;
+    assert!(monitor.command(MonitorCommand::Directory(search)));
+    let answer = answer_of(&mut events, id).await;
+    directory.on_answer(answer.clone());
+    assert_eq!(directory.answer(), Some(&answer));
+
+    let by_node = |url: &str| answer.nodes.iter().find(|n| n.hub_url == url).unwrap();
+    let on_b = by_node(&b.hub_url()).hits.as_ref().unwrap();
+    assert_eq!(on_b.len(), 1, "{answer:#?}");
+    assert_eq!(on_b[0].matched, DirectoryKind::User);
+    assert_eq!(on_b[0].entry.id, carol_id);
+    assert_eq!(on_b[0].entry.groups, ["Lobby"]);
+    assert!(by_node(&a.hub_url()).hits.as_ref().unwrap().is_empty());
+    let on_c = by_node(&c.hub_url());
+    assert!(on_c.no_monitor, "{on_c:?}");
+    let hub = switchboard::config::DEFAULT_HUB_NAME;
+    assert_eq!(
+        answer.channels,
+        vec![
+            (format!("{prefix}{hub}:connection:carol"), Ok(0)),
+            (format!("{prefix}{hub}:user:carol"), Ok(1)),
+            (format!("{prefix}{hub}:group:carol"), Ok(0)),
+        ]
+    );
+    let name = |u: &str| {
+        [(&a, "a"), (&b, "b"), (&c, "c")]
+            .iter()
+            .find(|(n, _)| n.hub_url() == u)
+            .map_or(u.to_string(), |(_, s)| s.to_string())
+    };
+    let lines = summary(&answer, &name);
+    assert_eq!(lines[0], "user \"carol\": 1 connection on 1 node: b 1");
+    assert!(
+        lines.iter().any(|l| l.starts_with("c has no monitor endpoint")),
+        "{lines:?}"
+    );
+
+    // Something that does not exist: plainly, with the Redis side.
+    let search = directory.ask("ghost", DirectoryKind::Any, &namings);
+    let id = search.id;
+    assert!(monitor.command(MonitorCommand::Directory(search)));
+    let answer = answer_of(&mut events, id).await;
+    assert_eq!(
+        summary(&answer, &name)[0],
+        format!(
+            "no connection, user or group \"ghost\" on 2 nodes; channel {prefix}{hub}:connection:ghost has 0 \
+             subscribers, {prefix}{hub}:user:ghost has 0 subscribers, {prefix}{hub}:group:ghost has 0 subscribers"
+        )
+    );
+
+    monitor.shutdown();
+    within("the monitor stops", monitor.stopped()).await;
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
 }

@@ -548,6 +548,7 @@ async fn the_dashboard_runtime_probes_tls_nodes_with_the_node_ca() {
         },
         count: 1,
         rate_per_sec: 1.0,
+        probes_join: true,
     })));
     let trace = seen
         .find("Sent", |e| match e {

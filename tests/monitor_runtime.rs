@@ -1,7 +1,9 @@
 //! The dashboard's runtime against real parts: a test-owned redis-server, real nodes on it with a
 //! unique prefix, real clients. The tap decodes cross-node traffic, the probes follow client
 //! counts and traced test messages, the tap survives a Redis restart, bad targets give readable
-//! errors, and heartbeats alone are enough to find the nodes.
+//! errors, and heartbeats alone are enough to find the nodes. Explain, folded from the same
+//! events: a group nobody is in reads "0 subscribers", a local SendToConnection "never touches
+//! Redis".
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -220,6 +222,7 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
         },
         count: 1,
         rate_per_sec: 1.0,
+        probes_join: true,
     })));
     let (_, (trace, expected)) = seen
         .find(mark, "Sent", |e| match e {
@@ -254,6 +257,7 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
         },
         count: 3,
         rate_per_sec: 50.0,
+        probes_join: true,
     })));
     let (_, group_trace) = seen
         .find(mark, "a group Sent", |e| match e {
@@ -281,6 +285,7 @@ async fn tap_decodes_traffic_probes_follow_counts_and_traces() {
         },
         count: 1,
         rate_per_sec: 1.0,
+        probes_join: true,
     })));
     let (_, error) = seen
         .find(mark, "SendFailed for an unknown method", |e| match e {
@@ -589,6 +594,18 @@ async fn send_one(
     node: &str,
     target: SendTarget,
 ) -> (usize, u64, Vec<String>) {
+    send_joining(monitor, seen, from, node, target, true).await
+}
+
+/// [`send_one`], saying whether the probes join a target group first.
+async fn send_joining(
+    monitor: &MonitorHandle,
+    seen: &mut Seen,
+    from: usize,
+    node: &str,
+    target: SendTarget,
+    probes_join: bool,
+) -> (usize, u64, Vec<String>) {
     assert!(monitor.command(MonitorCommand::Send(SendRequest {
         node: node.to_string(),
         target: target.clone(),
@@ -598,6 +615,7 @@ async fn send_one(
         },
         count: 1,
         rate_per_sec: 1.0,
+        probes_join,
     })));
     let (at, (trace, expected)) = seen
         .find(from, "Sent", |e| match e {
@@ -718,6 +736,207 @@ async fn user_and_connection_sends_to_real_clients_name_the_node_and_are_never_f
 }
 
 /// A Redis spec from a plain URL (the tests' servers need no TLS or sentinel options).
+/// Folds every event seen so far into a fresh model, as the dashboard does, and explains `trace`
+/// once its timeout has passed.
+fn explain_from(
+    seen: &Seen,
+    nodes: &[&NodeHandle],
+    prefix: &str,
+    trace: u64,
+) -> Vec<switchboard::monitor::model::explain::Cause> {
+    let mut model = Model::new(Limits::default());
+    for node in nodes {
+        model.nodes.upsert(target(node));
+    }
+    // Folded at (about) when each event happened, as the dashboard folds them as they arrive, so
+    // the link history has its times.
+    let mut at = 0;
+    for event in seen.events.iter().cloned() {
+        at = match &event {
+            MonitorEvent::Tap { at_ms, .. } | MonitorEvent::Sent { at_ms, .. } => *at_ms,
+            MonitorEvent::Node {
+                event: NodeEvent::Stats(stats),
+                ..
+            } => stats.now_ms,
+            MonitorEvent::Node {
+                event: NodeEvent::ProbeReceived { at_ms, .. },
+                ..
+            } => *at_ms,
+            MonitorEvent::Traffic(entries) => entries.last().map_or(at, |e| e.at_ms),
+            _ => at,
+        }
+        .max(at);
+        model.apply(event, at);
+    }
+    let now = switchboard::monitor::now_ms();
+    let later = now + switchboard::config::DEFAULT_TRACE_TIMEOUT.as_millis() as u64 + 1;
+    model.tick(later);
+    model
+        .explain(trace, Some(prefix), later)
+        .expect("the trace is known")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_says_zero_subscribers_for_a_group_nobody_is_in_and_a_local_connection_send_stays_off_redis()
+{
+    use switchboard::monitor::model::explain::Verdict;
+
+    let (_redis, prefix, a, b, monitor, mut seen) = two_nodes_watched().await;
+    let mut probe_a = String::new();
+    for node in [&a, &b] {
+        let (_, id) = seen
+            .node_event(0, &node.hub_url(), "probe connected", |e| match e {
+                NodeEvent::ProbeConnected { connection_id } => Some(connection_id.clone()),
+                _ => None,
+            })
+            .await;
+        if node.hub_url() == a.hub_url() {
+            probe_a = id;
+        }
+    }
+    // Both nodes' stats (their prefix and hub, their backplane state) before the sends.
+    for node in [&a, &b] {
+        seen.node_event(0, &node.hub_url(), "stats", |e| {
+            matches!(e, NodeEvent::Stats(_)).then_some(())
+        })
+        .await;
+    }
+    let hub = switchboard::config::DEFAULT_HUB_NAME;
+
+    // (1) A group nobody is in, the probes left out of it.
+    let group = "nobody-is-here";
+    let (mark, trace, expected) = send_joining(
+        &monitor,
+        &mut seen,
+        0,
+        &a.hub_url(),
+        SendTarget::Group(group.into()),
+        false,
+    )
+    .await;
+    assert!(expected.is_empty(), "no probe is in the group: {expected:?}");
+    let channel = format!("{prefix}{hub}:group:{group}");
+    let lookup = lookup_of(&mut seen, mark, trace).await;
+    assert_eq!(lookup.channel.as_deref(), Some(channel.as_str()), "{lookup:?}");
+    assert_eq!(lookup.subscribers, Some(0), "{lookup:?}");
+    assert!(lookup.holders.is_empty(), "{lookup:?}");
+    seen.find(mark, "the group message on the tap", |e| match e {
+        MonitorEvent::Traffic(entries) => entries
+            .iter()
+            .any(|x| x.trace == Some(trace) && x.channel == channel)
+            .then_some(()),
+        _ => None,
+    })
+    .await;
+    let causes = explain_from(&seen, &[&a, &b], &prefix, trace);
+    assert_eq!(causes.len(), 1, "{causes:#?}");
+    assert_eq!(causes[0].verdict, Verdict::Fault);
+    assert_eq!(
+        causes[0].headline,
+        format!(
+            "Nobody was subscribed to {channel}: no server had a member of group \"{group}\" when it was sent"
+        )
+    );
+    let numsub = format!("PUBSUB NUMSUB {channel} = 0 when it was sent (0 servers subscribed)");
+    assert!(causes[0].evidence.contains(&numsub), "{causes:#?}");
+    assert!(
+        causes[0]
+            .evidence
+            .contains(&format!("no watched node holds group \"{group}\"")),
+        "{causes:#?}"
+    );
+
+    // (2) SendToConnection to node A's own probe, through node A: delivered, never on Redis.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the lookup's one-a-second limit
+    let (mark, trace, expected) = send_one(
+        &monitor,
+        &mut seen,
+        mark,
+        &a.hub_url(),
+        SendTarget::Connection(probe_a.clone()),
+    )
+    .await;
+    assert_eq!(expected, vec![a.hub_url()]);
+    seen.probes_received(mark, &[a.hub_url()], trace, "node A's probe gets it")
+        .await;
+    // Another message through Redis after it: once the tap has shown that one, it would have
+    // shown the first had it been published.
+    let (after, later_trace, _) = send_one(&monitor, &mut seen, mark, &b.hub_url(), SendTarget::All).await;
+    seen.find(after, "a later message on the tap", |e| match e {
+        MonitorEvent::Traffic(entries) => entries.iter().any(|x| x.trace == Some(later_trace)).then_some(()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        !seen.events.iter().any(
+            |e| matches!(e, MonitorEvent::Traffic(entries) if entries.iter().any(|x| x.trace == Some(trace)))
+        ),
+        "a local SendToConnection is not published"
+    );
+    let causes = explain_from(&seen, &[&a, &b], &prefix, trace);
+    assert_eq!(causes.len(), 1, "{causes:#?}");
+    assert_eq!(causes[0].verdict, Verdict::Expected);
+    assert!(causes[0].headline.contains("never touches Redis"), "{causes:#?}");
+    assert_eq!(
+        causes[0].evidence[0],
+        format!("connection {probe_a} is on node-a, the node it was sent through")
+    );
+    stop(monitor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_backplane_outage_of_the_sending_node() {
+    use switchboard::monitor::model::explain::Verdict;
+
+    let (mut redis, prefix, a, b, monitor, mut seen) = two_nodes_watched().await;
+    for node in [&a, &b] {
+        seen.node_event(0, &node.hub_url(), "probe connected", |e| {
+            matches!(e, NodeEvent::ProbeConnected { .. }).then_some(())
+        })
+        .await;
+    }
+    let (mark, _) = seen
+        .node_event(0, &a.hub_url(), "node A's backplane connected", |e| match e {
+            NodeEvent::Stats(s) if s.backplane.status.state == "connected" => Some(()),
+            _ => None,
+        })
+        .await;
+    redis.kill();
+    let (mark, _) = seen
+        .node_event(mark, &a.hub_url(), "node A's backplane down", |e| match e {
+            NodeEvent::Stats(s) if s.backplane.status.state != "connected" => Some(()),
+            _ => None,
+        })
+        .await;
+    let (_, trace, expected) = send_one(&monitor, &mut seen, mark, &a.hub_url(), SendTarget::All).await;
+    assert_eq!(expected.len(), 2, "{expected:?}");
+    // Past the trace's timeout, with the node's stats of that time.
+    tokio::time::sleep(switchboard::config::DEFAULT_TRACE_TIMEOUT + Duration::from_millis(500)).await;
+    seen.node_event(mark, &a.hub_url(), "later stats", |e| {
+        matches!(e, NodeEvent::Stats(_)).then_some(())
+    })
+    .await;
+    let causes = explain_from(&seen, &[&a, &b], &prefix, trace);
+    assert_eq!(causes[0].verdict, Verdict::Fault, "{causes:#?}");
+    assert_eq!(
+        causes[0].headline,
+        "node-a's backplane link was down when it was sent: the publish never reached Redis"
+    );
+    assert!(
+        causes[0].evidence[0].starts_with("node-a's backplane was down from "),
+        "{causes:#?}"
+    );
+    // The outage of the kill (with its error), not the node's first moments of connecting.
+    assert!(causes[0].evidence[0].contains("reconnecting"), "{causes:#?}");
+    assert!(
+        causes
+            .iter()
+            .any(|c| c.headline.starts_with("The tap was not connected")),
+        "the tap's own outage is said too: {causes:#?}"
+    );
+    stop(monitor).await;
+}
+
 fn redis_spec(url: &str) -> Box<switchboard::redis_conn::RedisSpec> {
     Box::new(switchboard::redis_conn::RedisSpec::parse(url, &Default::default()).unwrap())
 }

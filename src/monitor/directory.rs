@@ -6,6 +6,10 @@
 //! node; each request has a deadline. A node that cannot answer (down, refused, not a Switchboard
 //! node) is a finding with its reason, never an error of the whole search.
 //!
+//! [`run_search`] answers the Directory view: each kind asked (id, user, group) on every node,
+//! and `PUBSUB NUMSUB` of the matching channels (at most once a second, waiting its turn), in one
+//! [`DirectoryAnswer`] that carries the search it answers.
+//!
 //! Also home of [`get`], the one GET every monitor request goes through (stats probes, trace
 //! lookups, directory pages), so the token is attached in one place.
 //!
@@ -14,6 +18,7 @@
 use std::time::Duration;
 
 use super::NodeTarget;
+use super::model::directory::{DirectoryAnswer, DirectoryHit, DirectoryKind, DirectorySearch, NodeHits};
 use crate::client::{ClientError, NodeTls, encode_component, http};
 use crate::monitor_token::MonitorToken;
 use crate::status_doc::{CONNECTIONS_MAX_LIMIT, ConnectionEntry, ConnectionsPage};
@@ -263,6 +268,136 @@ pub fn summary(query: &DirectoryQuery, answers: &[NodeAnswer]) -> Vec<String> {
         );
     }
     lines
+}
+
+/// Entries read per node and kind in a Directory search: enough for a person to read, bounded
+/// for a node with thousands of members in a group.
+pub const SEARCH_MAX_ENTRIES: usize = 200;
+
+/// Answers one Directory search (see the module docs); `None` when cancelled (a newer search
+/// replaced it).
+pub(crate) async fn run_search(
+    search: DirectorySearch,
+    nodes: Vec<NodeTarget>,
+    token: Option<MonitorToken>,
+    tls: Option<NodeTls>,
+    tap: Option<super::TapSource>,
+    limiter: super::lookup::Limiter,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Option<DirectoryAnswer> {
+    let work = async {
+        let asks = search.kind.kinds().iter().map(|kind| {
+            let text = Some(search.text.clone());
+            let query = match kind {
+                DirectoryKind::Connection => DirectoryQuery {
+                    id: text,
+                    ..Default::default()
+                },
+                DirectoryKind::User => DirectoryQuery {
+                    user: text,
+                    ..Default::default()
+                },
+                _ => DirectoryQuery {
+                    group: text,
+                    ..Default::default()
+                },
+            };
+            let (nodes, token, tls) = (&nodes, token.as_ref(), tls.as_ref());
+            async move {
+                (
+                    *kind,
+                    super::directory::search(nodes, &query, token, tls, SEARCH_MAX_ENTRIES).await,
+                )
+            }
+        });
+        let per_kind = futures_util::future::join_all(asks).await;
+        let channels = subscribers(&search.channels, tap.as_ref(), &limiter).await;
+        let nodes = nodes.iter().map(|node| merge(&node.hub_url, &per_kind)).collect();
+        DirectoryAnswer {
+            search: search.clone(),
+            nodes,
+            channels,
+            at_ms: super::now_ms(),
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        answer = work => Some(answer),
+    }
+}
+
+/// One node's hits over the kinds asked, one per connection id (the first kind it matched).
+fn merge(hub_url: &str, per_kind: &[(DirectoryKind, Vec<NodeAnswer>)]) -> NodeHits {
+    let mut hits: Vec<DirectoryHit> = Vec::new();
+    let mut error: Option<String> = None;
+    let mut no_monitor = false;
+    let mut truncated = false;
+    for (kind, answers) in per_kind {
+        let Some(answer) = answers.iter().find(|a| a.hub_url == hub_url) else {
+            continue;
+        };
+        truncated |= answer.truncated;
+        match &answer.result {
+            Ok(entries) => {
+                for entry in entries {
+                    if !hits.iter().any(|h| h.entry.id == entry.id) {
+                        hits.push(DirectoryHit {
+                            matched: *kind,
+                            entry: entry.clone(),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                no_monitor |= matches!(e, DirectoryError::NoMonitor(_));
+                error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    NodeHits {
+        hub_url: hub_url.to_string(),
+        hits: match error {
+            Some(e) if hits.is_empty() => Err(e),
+            _ => Ok(hits),
+        },
+        no_monitor,
+        truncated,
+    }
+}
+
+/// `PUBSUB NUMSUB` of `channels` on the tap's Redis (the memory bus's counts in the demo), after
+/// waiting for the limiter's turn.
+async fn subscribers(
+    channels: &[String],
+    tap: Option<&super::TapSource>,
+    limiter: &super::lookup::Limiter,
+) -> Vec<(String, Result<u64, String>)> {
+    if channels.is_empty() {
+        return Vec::new();
+    }
+    let all = |r: Result<Vec<u64>, String>| -> Vec<(String, Result<u64, String>)> {
+        channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let n = match &r {
+                    Ok(counts) => counts.get(i).copied().ok_or_else(|| "no count".to_string()),
+                    Err(e) => Err(e.clone()),
+                };
+                (c.clone(), n)
+            })
+            .collect()
+    };
+    match tap {
+        Some(super::TapSource::Memory { bus, .. }) => {
+            all(Ok(channels.iter().map(|c| bus.subscribers(c) as u64).collect()))
+        }
+        Some(super::TapSource::Redis { spec, .. }) => {
+            tokio::time::sleep(limiter.book(std::time::Instant::now())).await;
+            all(super::lookup::numsub(spec, channels).await)
+        }
+        None => all(Err("no Redis connection".to_string())),
+    }
 }
 
 #[cfg(test)]

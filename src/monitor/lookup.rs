@@ -1,8 +1,8 @@
-//! Where a test message went when its receiver is not one of the dashboard's probes (a user or
-//! connection send to a real client), so the trace can say what was observed instead of calling
-//! it failed: the Redis channel it was published on and its subscriber count (`PUBSUB NUMSUB`, or
-//! the memory bus's count), and which watched nodes hold that user or connection (each node's
-//! `/switchboard/stats?user=…` / `?connection=…`).
+//! Where a test message went, for its trace and its explanation: the Redis channel it was
+//! published on and its subscriber count (`PUBSUB NUMSUB`, or the memory bus's count), and which
+//! watched nodes hold the user, connection or group (each node's `/switchboard/stats?user=…` /
+//! `?connection=…`, and `/switchboard/connections?group=…&limit=1`). A message to a client that
+//! is not a probe can be followed no further than this.
 //!
 //! Asked once per send request, and at most once a second across requests (`Limiter`), so a
 //! burst never turns into a stream of Redis commands and HTTP requests.
@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{NodeTarget, SendTarget, TapSource, TraceLookup};
-use crate::backplane::naming::Channels;
 use crate::client::{NodeTls, encode_component};
 
 /// Least time between two lookups: one a second is plenty for a person reading traces.
@@ -30,6 +29,19 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
+    /// How long to wait before the next use, which is booked now: callers that must not be
+    /// refused (a directory search) wait their turn instead.
+    pub(crate) fn book(&self, now: Instant) -> Duration {
+        // One Option replaced whole: a poisoned lock is still consistent.
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let at = match *last {
+            Some(prev) => (prev + MIN_INTERVAL).max(now),
+            None => now,
+        };
+        *last = Some(at);
+        at.saturating_duration_since(now)
+    }
+
     /// Whether a lookup may run now (and, if so, counts it).
     pub(crate) fn allow(&self, now: Instant) -> bool {
         // One Option replaced whole: a poisoned lock is still consistent.
@@ -77,41 +89,60 @@ pub(crate) fn holds(doc: &serde_json::Value) -> Option<bool> {
 
 /// The channel a node publishes a message to `target` on.
 pub(crate) fn channel_of(prefix: &str, hub: &str, target: &SendTarget) -> Option<String> {
-    let channels = Channels::new(prefix, hub);
-    match target {
-        SendTarget::User(u) => Some(channels.user(u)),
-        SendTarget::Connection(c) => Some(channels.connection(c)),
-        _ => None,
-    }
+    Some(super::model::explain::target_channel(prefix, hub, target))
 }
 
-/// Runs one lookup for a message to `target` sent through `sending_node`.
+/// What one node says about a lookup's target: its stats document (asked with `holds` for a user
+/// or connection target) and, for a group target, whether it has a member (its first
+/// `/switchboard/connections?group=` page).
+async fn ask_node(
+    ctx: &LookupContext,
+    node: &NodeTarget,
+    target: &SendTarget,
+) -> (Option<serde_json::Value>, Option<bool>) {
+    let Some(stats) = &node.monitor_url else {
+        return (None, None);
+    };
+    let token = ctx.monitor_token.as_ref();
+    let url = match holds_query(target) {
+        Some(query) => format!("{stats}?{query}"),
+        None => stats.clone(),
+    };
+    let doc = match super::directory::get(&url, token, ctx.tls.as_ref(), LOOKUP_TIMEOUT).await {
+        Ok(r) if r.status == 200 => r.json::<serde_json::Value>().ok(),
+        _ => None,
+    };
+    let holds = match target {
+        SendTarget::Group(g) => {
+            let query = super::directory::DirectoryQuery {
+                group: Some(g.clone()),
+                ..Default::default()
+            };
+            let page = super::directory::fetch_page(stats, &query, 1, None, token, ctx.tls.as_ref());
+            match tokio::time::timeout(LOOKUP_TIMEOUT, page).await {
+                Ok(Ok(page)) => Some(!page.connections.is_empty()),
+                _ => None,
+            }
+        }
+        _ => doc.as_ref().and_then(holds),
+    };
+    (doc, holds)
+}
+
+/// Runs one lookup for a message to `target` sent through `sending_node`: the channel and its
+/// NUMSUB for every target; which node holds it for a group, user or connection.
 pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &SendTarget) -> TraceLookup {
     let mut out = TraceLookup::default();
-    let Some(query) = holds_query(target) else {
-        return out;
-    };
-    let asks = ctx.nodes.iter().map(|node| {
-        let query = query.clone();
-        async move {
-            let doc = match &node.monitor_url {
-                Some(stats) => {
-                    let url = format!("{stats}?{query}");
-                    let token = ctx.monitor_token.as_ref();
-                    match super::directory::get(&url, token, ctx.tls.as_ref(), LOOKUP_TIMEOUT).await {
-                        Ok(r) if r.status == 200 => r.json::<serde_json::Value>().ok(),
-                        _ => None,
-                    }
-                }
-                None => None,
-            };
-            (node.hub_url.clone(), doc)
-        }
+    let asks = ctx.nodes.iter().map(|node| async move {
+        let (doc, holds) = ask_node(ctx, node, target).await;
+        (node.hub_url.clone(), doc, holds)
     });
     let answers = futures_util::future::join_all(asks).await;
     let mut naming: Option<(String, String)> = None;
-    for (hub_url, doc) in &answers {
-        match doc.as_ref().and_then(holds) {
+    let scoped = !matches!(target, SendTarget::All | SendTarget::Others);
+    for (hub_url, doc, holds) in &answers {
+        match holds {
+            _ if !scoped => {}
             Some(true) => out.holders.push(hub_url.clone()),
             Some(false) => {}
             None => out.unknown.push(hub_url.clone()),
@@ -137,8 +168,8 @@ pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &Sen
     };
     match &ctx.tap {
         Some(TapSource::Memory { bus, .. }) => out.subscribers = Some(bus.subscribers(&channel) as u64),
-        Some(TapSource::Redis { spec, .. }) => match numsub(spec, &channel).await {
-            Ok(n) => out.subscribers = Some(n),
+        Some(TapSource::Redis { spec, .. }) => match numsub(spec, std::slice::from_ref(&channel)).await {
+            Ok(counts) => out.subscribers = counts.first().copied(),
             Err(e) => out.note = Some(format!("PUBSUB NUMSUB not answered: {e}")),
         },
         None => out.note = Some("no Redis connection to ask for subscribers".to_string()),
@@ -146,8 +177,12 @@ pub(crate) async fn lookup(ctx: &LookupContext, sending_node: &str, target: &Sen
     out
 }
 
-/// `PUBSUB NUMSUB channel` on the tap's Redis, on a short-lived connection.
-async fn numsub(spec: &crate::redis_conn::RedisSpec, channel: &str) -> Result<u64, String> {
+/// `PUBSUB NUMSUB c1 c2 …` on the tap's Redis, on a short-lived connection: the counts in the
+/// order asked (one command, one round trip).
+pub(crate) async fn numsub(
+    spec: &crate::redis_conn::RedisSpec,
+    channels: &[String],
+) -> Result<Vec<u64>, String> {
     let connector = super::tap::connector_for(spec)?;
     let ask = async {
         let reached = connector.reach().await.map_err(|e| e.to_string())?;
@@ -156,12 +191,19 @@ async fn numsub(spec: &crate::redis_conn::RedisSpec, channel: &str) -> Result<u6
             .await
             .map_err(|e| e.to_string())?;
         let mut cmd = redis::cmd("PUBSUB");
-        cmd.arg("NUMSUB").arg(channel);
-        let (_, n): (String, u64) = cmd
+        cmd.arg("NUMSUB");
+        for channel in channels {
+            cmd.arg(channel);
+        }
+        let pairs: Vec<(String, u64)> = cmd
             .query_async(&mut c)
             .await
             .map_err(|e| crate::redis_conn::describe(&e))?;
-        Ok::<u64, String>(n)
+        let counts = channels
+            .iter()
+            .map(|ch| pairs.iter().find(|(c, _)| c == ch).map_or(0, |(_, n)| *n))
+            .collect();
+        Ok::<Vec<u64>, String>(counts)
     };
     tokio::time::timeout(LOOKUP_TIMEOUT, ask)
         .await
@@ -179,6 +221,16 @@ mod tests {
         assert!(l.allow(t0));
         assert!(!l.allow(t0 + Duration::from_millis(999)));
         assert!(l.allow(t0 + Duration::from_millis(1000)));
+        let b = Limiter::default();
+        assert_eq!(b.book(t0), Duration::ZERO);
+        assert_eq!(
+            b.book(t0 + Duration::from_millis(200)),
+            Duration::from_millis(800)
+        );
+        assert_eq!(
+            b.book(t0 + Duration::from_millis(300)),
+            Duration::from_millis(1700)
+        );
     }
 
     #[test]
@@ -196,6 +248,14 @@ mod tests {
             Some("user=a%20b")
         );
         assert_eq!(holds_query(&SendTarget::All), None);
+        assert_eq!(
+            channel_of("p:", "H", &SendTarget::Group("g".into())).as_deref(),
+            Some("p:H:group:g")
+        );
+        assert_eq!(
+            channel_of("p:", "H", &SendTarget::Others).as_deref(),
+            Some("p:H:all")
+        );
         assert_eq!(
             channel_of("p:", "H", &SendTarget::User("ann".into())).as_deref(),
             Some("p:H:user:ann")

@@ -18,8 +18,9 @@
 //! - `directory`: which watched node holds a connection id, user or group
 //!   (`GET /switchboard/connections`, paged, bounded), and the one monitor GET that carries the
 //!   monitor token.
-//! - `lookup`: where a test message to a client that is not a probe went (NUMSUB, which node
-//!   holds the user or connection), once per send request, rate-limited.
+//! - `lookup`: where a test message went (NUMSUB of its channel, which node holds the group, user
+//!   or connection), once per send request, rate-limited: what a trace to a client that is not a
+//!   probe can show, and Explain's evidence.
 //! - `sink`: [`sink::EventSink`], the bounded buffer every task pushes events into, with its drop
 //!   counters, and [`sink::MonitorEvents`], the UI's end.
 //! - `runtime`: [`MonitorHandle`], the front of all of the above: takes [`MonitorCommand`]s and
@@ -140,18 +141,27 @@ pub struct SendRequest {
     pub count: u32,
     /// Messages per second for a burst.
     pub rate_per_sec: f64,
+    /// For a group target: the probes join the group first, so the trace follows the message to
+    /// every node. Off, the message goes to the group as it is (to see what a group nobody is in
+    /// looks like, or to leave a real group's membership alone).
+    #[serde(default = "probes_join_default")]
+    pub probes_join: bool,
 }
 
-/// What the runtime found out about a test message whose receiver is not a probe (a user or
-/// connection send to a real client), so its trace can say what was observed: asked once per send
-/// request, and at most once a second.
+fn probes_join_default() -> bool {
+    true
+}
+
+/// What the runtime found out about where a test message went: its trace to a client that is not
+/// a probe can say what was observed, and Explain has its evidence. Asked for the first message
+/// of each send request, at most once a second.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TraceLookup {
     /// The Redis channel such a message is published on (from the sending node's hub and prefix).
     pub channel: Option<String>,
     /// Subscribers of that channel when asked (Redis `PUBSUB NUMSUB`; the memory bus's count).
     pub subscribers: Option<u64>,
-    /// Hub URLs of the nodes that say they hold the user or connection.
+    /// Hub URLs of the nodes that say they hold the group (a member), user or connection.
     pub holders: Vec<String>,
     /// Hub URLs of the nodes that could not say (no monitor endpoint, an older node, no answer).
     pub unknown: Vec<String>,
@@ -201,6 +211,9 @@ pub enum MonitorCommand {
     /// The bearer token sent to every watched node's monitor endpoints (`--monitor-token` of the
     /// dashboard); the probes restart with it. Held by the runtime only, never saved.
     SetMonitorToken(Option<crate::monitor_token::MonitorToken>),
+    /// Searches the directory (every watched node's connections, and NUMSUB of the channels);
+    /// replaces a search still running. Answered by [`MonitorEvent::Directory`].
+    Directory(model::directory::DirectorySearch),
 }
 
 /// What Redis itself reveals about the cluster (PUBSUB CHANNELS; SIGNALR-WIRE.md D.1), per hub.
@@ -272,6 +285,8 @@ pub enum MonitorEvent {
     TraceLookup { trace: u64, lookup: TraceLookup },
     /// A send request's progress.
     Burst(BurstProgress),
+    /// The answer to a directory search (it carries the search it answers).
+    Directory(model::directory::DirectoryAnswer),
     /// Sending trace `trace` through `node` failed.
     SendFailed {
         trace: u64,

@@ -504,7 +504,13 @@ fn expected(target: &SendTarget, node: &str, probes: &[(String, Arc<ProbeShared>
         .iter()
         .filter_map(|(url, p)| p.connection_id().map(|id| (url, id)));
     let mut out: Vec<String> = match target {
-        SendTarget::All | SendTarget::Group(_) => connected.map(|(url, _)| url.clone()).collect(),
+        SendTarget::All => connected.map(|(url, _)| url.clone()).collect(),
+        // The probes that joined it (for this send, or an earlier one).
+        SendTarget::Group(g) => probes
+            .iter()
+            .filter(|(_, p)| p.connection_id().is_some() && p.lock().groups.contains(g))
+            .map(|(url, _)| url.clone())
+            .collect(),
         SendTarget::Others => connected
             .filter(|(url, _)| *url != node)
             .map(|(url, _)| url.clone())
@@ -522,8 +528,8 @@ fn expected(target: &SendTarget, node: &str, probes: &[(String, Arc<ProbeShared>
 
 /// Runs a send request (one message or a paced burst) in its own task: reports each message
 /// (`Sent`, `SendFailed`), the request's progress (`Burst`: sent of N, and how many went when
-/// stopped), and, for a message to a client that is not a probe, where it went (`TraceLookup`,
-/// for the first message only).
+/// stopped), and where its first message went (`TraceLookup`: the channel's NUMSUB, which node
+/// holds the target), the evidence of its trace and of Explain.
 pub(crate) fn spawn_send(
     request: SendRequest,
     probes: Vec<(String, Arc<ProbeShared>)>,
@@ -559,7 +565,9 @@ pub(crate) fn spawn_send(
             }
             SendBody::Chat { .. } => None,
         };
-        if let SendTarget::Group(group) = &request.target {
+        if let SendTarget::Group(group) = &request.target
+            && request.probes_join
+        {
             for (_, probe) in &probes {
                 probe.lock().groups.insert(group.clone());
                 if let Some(sender) = probe.sender() {
@@ -613,8 +621,6 @@ pub(crate) fn spawn_send(
             };
             let (method, args) = invocation(&request.target, &request.body, custom.as_ref(), trace);
             let expected = expected(&request.target, &node, &probes);
-            let observable = !(matches!(request.target, SendTarget::User(_) | SendTarget::Connection(_))
-                && expected.is_empty());
             sink.push(MonitorEvent::Sent {
                 trace,
                 node: node.clone(),
@@ -622,7 +628,9 @@ pub(crate) fn spawn_send(
                 at_ms: now_ms(),
                 expected,
             });
-            if i == 0 && !observable {
+            // Every request's first message is looked up (NUMSUB of its channel, who holds the
+            // target): the evidence an explanation needs, asked once, rate-limited.
+            if i == 0 {
                 spawn_lookup(trace, &node, &request.target, &lookups, &sink);
             }
             let (task_sink, task_node, task_failed) = (sink.clone(), node.clone(), failed.clone());
@@ -661,7 +669,7 @@ pub(crate) fn spawn_send(
     });
 }
 
-/// Looks up where trace `trace` (to a client that is not a probe) went, in its own task; at most
+/// Looks up where trace `trace` went, in its own task; at most
 /// once a second (a skipped lookup says so).
 fn spawn_lookup(trace: u64, node: &str, target: &SendTarget, ctx: &LookupContext, sink: &EventSink) {
     if !ctx.limiter.allow(Instant::now()) {

@@ -81,6 +81,8 @@ impl MonitorHandle {
             // A random start, so two dashboards on one backplane never share trace ids.
             next_trace: Arc::new(AtomicU64::new((rand::random::<u32>() as u64) << 16 | 1)),
             monitor_token: None,
+            directory: cancel.child_token(),
+            directory_limiter: super::lookup::Limiter::default(),
         };
         let flusher_cancel = CancellationToken::new();
         let flusher = tokio::spawn(sink::flush_loop(sink.clone(), events_tx, flusher_cancel.clone()));
@@ -182,6 +184,10 @@ struct Supervisor {
     next_trace: Arc<AtomicU64>,
     /// Sent to every node's monitor endpoints (see [`MonitorCommand::SetMonitorToken`]).
     monitor_token: Option<crate::monitor_token::MonitorToken>,
+    /// The directory search running, cancelled by the next one (one at a time).
+    directory: CancellationToken,
+    /// Spaces the directory's NUMSUB commands (one a second).
+    directory_limiter: super::lookup::Limiter,
 }
 
 impl Supervisor {
@@ -275,6 +281,25 @@ impl Supervisor {
             MonitorCommand::StopBursts => {
                 self.bursts.cancel();
                 self.bursts = self.cancel.child_token();
+            }
+            MonitorCommand::Directory(search) => {
+                self.directory.cancel();
+                self.directory = self.cancel.child_token();
+                let task = super::directory::run_search(
+                    search,
+                    self.nodes.values().map(|w| w.target.clone()).collect(),
+                    self.monitor_token.clone(),
+                    self.node_tls.clone(),
+                    self.tap_source.clone(),
+                    self.directory_limiter.clone(),
+                    self.directory.clone(),
+                );
+                let sink = self.sink.clone();
+                tokio::spawn(async move {
+                    if let Some(answer) = task.await {
+                        sink.push(MonitorEvent::Directory(answer));
+                    }
+                });
             }
             MonitorCommand::SetMonitorToken(token) => {
                 if self.monitor_token == token {

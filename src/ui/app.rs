@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use egui::{Color32, RichText};
 
 use super::settings::{STORAGE_KEY, Settings};
-use super::{Action, connections, demo, files, nodes, rates, redis_view, send, topology, traffic, widgets};
+use super::{
+    Action, connections, demo, directory, files, nodes, rates, redis_view, send, topology, traffic, widgets,
+};
 use crate::link::{DemoWiring, Link};
 use crate::monitor::model::wake::{Showing, View};
 use crate::monitor::model::workspace::RedisConnSettings;
@@ -43,16 +45,18 @@ pub enum Tab {
     Send,
     Topology,
     Redis,
+    Directory,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Traffic,
         Tab::Rates,
         Tab::Nodes,
         Tab::Send,
         Tab::Topology,
         Tab::Redis,
+        Tab::Directory,
     ];
 
     pub fn label(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Tab {
             Tab::Send => "Send",
             Tab::Topology => "Topology",
             Tab::Redis => "Redis",
+            Tab::Directory => "Directory",
         }
     }
 
@@ -111,6 +116,7 @@ pub struct DashboardApp {
     pub send_ui: send::SendUi,
     pub connections_ui: connections::ConnectionsUi,
     pub demo_ui: demo::DemoUi,
+    pub directory_ui: directory::DirectoryUi,
     topology_ui: topology::TopologyUi,
     files: files::Files,
     /// Recent notices (newest last), with their time.
@@ -156,6 +162,7 @@ impl DashboardApp {
             send_ui: send::SendUi::default(),
             connections_ui: connections::ConnectionsUi::default(),
             demo_ui: demo::DemoUi::default(),
+            directory_ui: directory::DirectoryUi::default(),
             topology_ui: topology::TopologyUi::default(),
             files: files::Files::default(),
             notices: VecDeque::new(),
@@ -305,6 +312,7 @@ impl DashboardApp {
                 topology::show(ui, &self.model, &mut self.topology_ui, presenter, bus, now)
             }
             Tab::Redis => redis_view::show(ui, &self.model, now),
+            Tab::Directory => directory::show(ui, &self.model, &mut self.directory_ui, &mut actions),
         });
 
         // What an action or a finished file operation changes is drawn by the next frame.
@@ -340,6 +348,7 @@ impl DashboardApp {
                 Tab::Send => View::Send,
                 Tab::Topology => View::Topology,
                 Tab::Redis => View::Redis,
+                Tab::Directory => View::Directory,
             },
             table_frozen: self.model.traffic.paused() || self.model.traffic.offline().is_some(),
             presenter: self.settings.presenter,
@@ -522,6 +531,18 @@ impl DashboardApp {
             Action::SaveWorkspace => self.files.save_workspace(self.settings.workspace()),
             Action::OpenWorkspace => self.files.open_workspace(),
             Action::PickPem(field) => self.files.pick_pem(field),
+            Action::DirectorySearch { text, kind } => {
+                let namings = self.model.hub_namings(&self.settings.channel_prefix);
+                let search = self.model.directory.ask(&text, kind, &namings);
+                if !self.link.command(MonitorCommand::Directory(search)) {
+                    self.model.directory.withdraw();
+                    self.notice("the directory search was not taken: the monitor is busy".to_string());
+                }
+            }
+            Action::PickTarget(target) => {
+                self.send_ui.set_target(&target);
+                self.tab = Tab::Send;
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 mod app;
 mod connections;
 mod demo;
+mod directory;
 mod files;
 mod nodes;
 mod rates;
@@ -46,4 +47,11 @@ pub enum Action {
     OpenWorkspace,
     /// Pick a PEM file for a Redis TLS field (opens a dialog).
     PickPem(files::PemField),
+    /// Search the directory (the answer lands in `model.directory`).
+    DirectorySearch {
+        text: String,
+        kind: crate::monitor::model::directory::DirectoryKind,
+    },
+    /// Fill the Send form's target with this and show the Send view.
+    PickTarget(crate::monitor::SendTarget),
 }

@@ -64,7 +64,11 @@ pub struct SendUi {
     pub args_json: String,
     pub count: u32,
     pub rate: f64,
+    /// For a group target: the probes join the group first (see [`SendRequest::probes_join`]).
+    pub probes_join: bool,
     pub error: Option<String>,
+    /// The traces whose Explain is open.
+    pub explaining: std::collections::BTreeSet<u64>,
 }
 
 impl Default for SendUi {
@@ -79,12 +83,29 @@ impl Default for SendUi {
             args_json: r#"["dashboard", "hello {trace}"]"#.to_string(),
             count: 1,
             rate: 10.0,
+            probes_join: true,
             error: None,
+            explaining: std::collections::BTreeSet::new(),
         }
     }
 }
 
 impl SendUi {
+    /// Points the form at `target` (a pick in the Directory).
+    pub fn set_target(&mut self, target: &SendTarget) {
+        let (kind, scope) = match target {
+            SendTarget::All => (TargetKind::All, None),
+            SendTarget::Others => (TargetKind::Others, None),
+            SendTarget::Group(g) => (TargetKind::Group, Some(g)),
+            SendTarget::User(u) => (TargetKind::User, Some(u)),
+            SendTarget::Connection(c) => (TargetKind::Connection, Some(c)),
+        };
+        self.target = kind;
+        if let Some(scope) = scope {
+            self.scope = scope.clone();
+        }
+    }
+
     /// The request the form describes, or why it cannot be sent.
     pub fn request(&self, user: &str) -> Result<SendRequest, String> {
         if self.node.is_empty() {
@@ -126,6 +147,7 @@ impl SendUi {
             body,
             count: self.count.max(1),
             rate_per_sec: self.rate.max(0.1),
+            probes_join: self.probes_join,
         })
     }
 }
@@ -179,6 +201,12 @@ pub fn show(
                         egui::TextEdit::singleline(&mut state.scope)
                             .hint_text(state.target.label())
                             .desired_width(160.0),
+                    );
+                }
+                if state.target == TargetKind::Group {
+                    ui.checkbox(&mut state.probes_join, "probes join the group").on_hover_text(
+                        "On: every probe joins the group first, so the trace follows the message to each node. \
+                         Off: the group is left as it is (a group nobody is in gets nothing).",
                     );
                 }
             });
@@ -283,7 +311,9 @@ pub fn show(
     bursts(ui, model);
 
     ui.separator();
-    traces(ui, model, now);
+    let tap_prefix =
+        (model.tap.state != crate::monitor::LinkState::Idle).then_some(settings.channel_prefix.as_str());
+    traces(ui, model, &mut state.explaining, tap_prefix, now);
 }
 
 /// `12345` as `12,345`.
@@ -330,7 +360,77 @@ fn bursts(ui: &mut Ui, model: &Model) {
     }
 }
 
-fn traces(ui: &mut Ui, model: &Model, now: u64) {
+/// The open explanations, each in a frame with its causes: verdict, evidence, what to do.
+fn explanations(
+    ui: &mut Ui,
+    model: &Model,
+    open: &mut std::collections::BTreeSet<u64>,
+    tap_prefix: Option<&str>,
+    now: u64,
+    name: &dyn Fn(&str) -> String,
+) {
+    use crate::monitor::model::explain::Verdict;
+    let mut close = Vec::new();
+    // Newest first, as in the table below.
+    for &id in open.iter().rev() {
+        let (Some(trace), Some(causes)) = (model.traces.get(id), model.explain(id, tap_prefix, now)) else {
+            close.push(id);
+            continue;
+        };
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.horizontal(|ui| {
+                ui.label(
+                    RichText::new(format!(
+                        "Why: trace {:x}, via {} -> {}",
+                        id,
+                        name(&trace.node),
+                        target_text(&trace.target)
+                    ))
+                    .strong(),
+                );
+                if ui.small_button("close").clicked() {
+                    close.push(id);
+                }
+            });
+            for cause in &causes {
+                let (color, tag) = match cause.verdict {
+                    Verdict::Expected => (widgets::OK, "expected"),
+                    Verdict::Fault => (widgets::BAD, "fault"),
+                    Verdict::Unknown => (widgets::WARN, "unknown"),
+                };
+                ui.horizontal_wrapped(|ui| {
+                    ui.label(RichText::new(format!("[{tag}]")).color(color).monospace());
+                    ui.add(egui::Label::new(RichText::new(&cause.headline).color(color).strong()).wrap());
+                });
+                for line in &cause.evidence {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.add_space(16.0);
+                        ui.add(egui::Label::new(format!("• {line}")).wrap());
+                    });
+                }
+                ui.horizontal_wrapped(|ui| {
+                    ui.add_space(16.0);
+                    ui.add(
+                        egui::Label::new(RichText::new(format!("What to do: {}", cause.action)).italics())
+                            .wrap(),
+                    );
+                });
+            }
+        });
+    }
+    for id in close {
+        open.remove(&id);
+    }
+}
+
+fn traces(
+    ui: &mut Ui,
+    model: &Model,
+    explaining: &mut std::collections::BTreeSet<u64>,
+    tap_prefix: Option<&str>,
+    now: u64,
+) {
     let traces = &model.traces;
     let summary = traces.summary();
     ui.horizontal(|ui| {
@@ -355,9 +455,10 @@ fn traces(ui: &mut Ui, model: &Model, now: u64) {
             .unwrap_or_else(|| url.to_string())
     };
     egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
+        explanations(ui, model, explaining, tap_prefix, now, &name);
         egui::Grid::new("traces")
             .striped(true)
-            .num_columns(6)
+            .num_columns(7)
             .spacing([12.0, 4.0])
             .show(ui, |ui| {
                 for t in [
@@ -367,6 +468,7 @@ fn traces(ui: &mut Ui, model: &Model, now: u64) {
                     "Redis saw it",
                     "received by",
                     "status",
+                    "why",
                 ] {
                     ui.label(RichText::new(t).strong());
                 }
@@ -406,6 +508,23 @@ fn traces(ui: &mut Ui, model: &Model, now: u64) {
                         ui.set_max_width(STATUS_WIDTH);
                         ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
                     });
+                    if crate::monitor::model::explain::worth_explaining(trace, now) {
+                        let open = explaining.contains(&trace.id);
+                        let label = if open { "Hide" } else { "Explain" };
+                        if ui
+                            .button(label)
+                            .on_hover_text("Why this message is missing something, with the evidence")
+                            .clicked()
+                        {
+                            if open {
+                                explaining.remove(&trace.id);
+                            } else {
+                                explaining.insert(trace.id);
+                            }
+                        }
+                    } else {
+                        ui.label("");
+                    }
                     ui.end_row();
                 }
             });
@@ -434,6 +553,9 @@ fn status_text(
     match trace.status(now) {
         TraceStatus::Pending => (widgets::WARN, "waiting…".to_string()),
         TraceStatus::Delivered => (widgets::OK, "delivered".to_string()),
+        TraceStatus::Partial { missing } if missing.is_empty() => {
+            (widgets::WARN, "no probe received it".to_string())
+        }
         TraceStatus::Partial { missing } => (
             widgets::BAD,
             format!(

@@ -9,13 +9,18 @@
 //! - `nodes`: the node table: state, RTT, stats, client-count history, per-node message rates.
 //! - `health`: findings (severity, evidence, what to do) from plain inputs, and the refresh gate.
 //! - `traces`: test messages followed from the sender through Redis to every probe.
+//! - `explain`: why a test message did not arrive (verdict, evidence, what to do), and the link
+//!   history and tap sightings it weighs.
+//! - `directory`: the Directory view's searches and answers (stale answers ignored).
 //! - `capture`: JSON Lines and CSV export, JSON Lines import (offline browsing).
 //! - `workspace`: the saved Redis and node list (never a password).
 //! - `redis_view`: the Redis view: nodes, roles, slots, pub/sub clients and their output buffers,
 //!   failovers (which become markers in the traffic stream).
 
 pub mod capture;
+pub mod directory;
 pub mod entry;
+pub mod explain;
 pub mod health;
 pub mod nodes;
 pub mod rates;
@@ -111,6 +116,12 @@ pub struct Model {
     pub redis: redis_view::RedisView,
     /// How the census is taken: its age, cost and next walk (see `monitor::census`).
     pub census_status: Option<CensusStatus>,
+    /// Up/down transitions of the tap, the probes and the nodes' backplane links (for Explain).
+    pub history: explain::LinkHistory,
+    /// On which channel the tap saw each trace (for Explain).
+    pub sightings: explain::Sightings,
+    /// The Directory view's latest search and its answer.
+    pub directory: directory::Directory,
 }
 
 impl Model {
@@ -124,6 +135,9 @@ impl Model {
             census: None,
             redis: redis_view::RedisView::default(),
             census_status: None,
+            history: explain::LinkHistory::default(),
+            sightings: explain::Sightings::default(),
+            directory: directory::Directory::default(),
         }
     }
 
@@ -139,6 +153,7 @@ impl Model {
                     self.rates.record(&entry);
                     if let Some(trace) = entry.trace {
                         self.traces.on_tap(trace, entry.at_ms);
+                        self.sightings.record(trace, &entry.channel, entry.at_ms);
                     }
                     self.traffic.push(entry);
                 }
@@ -158,6 +173,7 @@ impl Model {
                 if let NodeEvent::ProbeReceived { trace, at_ms } = &event {
                     self.traces.on_received(&hub_url, *trace, *at_ms);
                 }
+                self.record_link(&hub_url, &event, now_ms);
                 self.nodes.apply(&hub_url, &event, now_ms);
             }
             MonitorEvent::Sent {
@@ -171,6 +187,7 @@ impl Model {
             }
             MonitorEvent::TraceLookup { trace, lookup } => self.traces.on_lookup(trace, lookup),
             MonitorEvent::Burst(progress) => self.traces.on_burst(progress),
+            MonitorEvent::Directory(answer) => self.directory.on_answer(answer),
             MonitorEvent::SendFailed {
                 trace,
                 node,
@@ -183,6 +200,9 @@ impl Model {
     }
 
     fn apply_tap(&mut self, state: LinkState, at_ms: u64, now_ms: u64) {
+        let up = state == LinkState::Connected;
+        self.history
+            .record(explain::Link::Tap, at_ms, up, &link_words(&state));
         // A stopped tap stops the Redis view's poller too: its last round is no longer current.
         if state == LinkState::Idle {
             self.redis.clear();
@@ -190,6 +210,110 @@ impl Model {
         if let Some((from, to)) = self.tap.apply(state, at_ms) {
             self.traffic.push_gap(from, to, now_ms);
         }
+    }
+
+    /// Folds a node's probe-link change or backplane state (from its stats) into the history.
+    fn record_link(&mut self, hub_url: &str, event: &NodeEvent, now_ms: u64) {
+        match event {
+            NodeEvent::State(state) => self.history.record(
+                explain::Link::Probe(hub_url.to_string()),
+                now_ms,
+                *state == LinkState::Connected,
+                &link_words(state),
+            ),
+            NodeEvent::Stats(stats) => {
+                let status = &stats.backplane.status;
+                let up = matches!(status.state.as_str(), "connected" | "memory");
+                let detail = match &status.last_error {
+                    Some(e) if !up => format!("{}: {e}", status.state),
+                    _ => status.state.clone(),
+                };
+                self.history
+                    .record(explain::Link::Backplane(hub_url.to_string()), now_ms, up, &detail);
+            }
+            _ => {}
+        }
+    }
+
+    /// Why trace `trace` is missing something (see [`explain::explain`]); `tap_prefix` is the
+    /// prefix the tap listens under, when a tap is set. `None` for an unknown trace.
+    pub fn explain(&self, trace: u64, tap_prefix: Option<&str>, now_ms: u64) -> Option<Vec<explain::Cause>> {
+        let mut t = self.traces.get(trace)?.clone();
+        // Only a send request's first message is looked up (rate-limited): the others of a burst
+        // borrow its answer (same node and target, sent within the burst's window).
+        if t.lookup.is_none()
+            && let Some(first) = self.traces.recent().find(|o| {
+                o.lookup.is_some()
+                    && o.node == t.node
+                    && o.target == t.target
+                    && o.sent_at_ms <= t.sent_at_ms
+                    && t.sent_at_ms - o.sent_at_ms <= explain::BORROW_LOOKUP_MS
+            })
+            && let Some(mut lookup) = first.lookup.clone()
+        {
+            let from = format!("asked for trace {:x}, the first of its send", first.id);
+            lookup.note = Some(match lookup.note {
+                Some(note) => format!("{note} ({from})"),
+                None => format!("NUMSUB and holders {from}"),
+            });
+            t.lookup = Some(lookup);
+        }
+        let t = &t;
+        let nodes: Vec<explain::NodeFacts> = self
+            .nodes
+            .rows()
+            .iter()
+            .map(|r| {
+                let s = r.stats.as_ref();
+                explain::NodeFacts {
+                    hub_url: r.target.hub_url.clone(),
+                    name: r.name.clone(),
+                    prefix: s.map(|s| s.channel_prefix.clone()),
+                    hub: s.map(|s| s.hub.clone()).filter(|h| !h.is_empty()),
+                    probe_connection_id: r.probe_connection_id.clone(),
+                    forward_failures: s.map_or(0, |s| s.forward_failures),
+                    backplane_dropped: s.map_or(0, |s| s.messages.backplane_dropped),
+                    backplane_gaps: s.map_or(0, |s| s.messages.backplane_gaps),
+                    slow_client_disconnects: s.map_or(0, |s| s.slow_client_disconnects),
+                }
+            })
+            .collect();
+        let sightings = self.sightings.of(trace);
+        Some(explain::explain(explain::ExplainInput {
+            trace: t,
+            now_ms,
+            sightings: &sightings,
+            nodes: &nodes,
+            history: &self.history,
+            tap_prefix,
+        }))
+    }
+
+    /// Every (channel prefix, hub name) the dashboard knows: each node's own (from its stats),
+    /// else the tap's prefix with the hubs the census or the traffic revealed (ASP.NET Core
+    /// nodes tell nothing themselves). Without repeats, in node order.
+    pub fn hub_namings(&self, tap_prefix: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut add = |prefix: &str, hub: &str| {
+            let pair = (prefix.to_string(), hub.to_string());
+            if !hub.is_empty() && !out.contains(&pair) {
+                out.push(pair);
+            }
+        };
+        for row in self.nodes.rows() {
+            if let Some(s) = &row.stats {
+                add(&s.channel_prefix, &s.hub);
+            }
+        }
+        if let Some((_, hubs)) = &self.census {
+            for h in hubs {
+                add(tap_prefix, &h.hub);
+            }
+        }
+        for hub in self.rates.hubs() {
+            add(tap_prefix, &hub);
+        }
+        out
     }
 
     /// Time passes: trace timeouts. Call once per frame.
@@ -253,6 +377,17 @@ impl Model {
     }
 }
 
+/// A link state in a few words, for the history's evidence lines.
+fn link_words(state: &LinkState) -> String {
+    match state {
+        LinkState::Idle => "not set".to_string(),
+        LinkState::Connecting => "connecting".to_string(),
+        LinkState::Connected => "connected".to_string(),
+        LinkState::Reconnecting { error, .. } => format!("reconnecting: {error}"),
+        LinkState::Failed { error } => format!("failed: {error}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +399,67 @@ mod tests {
             ring_bytes: 10_000,
             traces: 10,
         })
+    }
+
+    #[test]
+    fn the_rest_of_a_burst_borrows_the_first_messages_lookup_and_sightings_are_kept() {
+        let mut m = model();
+        let group = SendTarget::Group("ghosts".into());
+        for (trace, at) in [(1, 1_000), (2, 1_100)] {
+            m.apply(
+                MonitorEvent::Sent {
+                    trace,
+                    node: "a".into(),
+                    target: group.clone(),
+                    at_ms: at,
+                    expected: Vec::new(),
+                },
+                at,
+            );
+            let text = format!("hi {}", traces::marker(trace));
+            let e = crate::monitor::decode::decode("", "p:H:group:ghosts", text.as_bytes(), at + 2);
+            m.apply(MonitorEvent::Traffic(vec![e]), at + 2);
+        }
+        m.apply(
+            MonitorEvent::TraceLookup {
+                trace: 1,
+                lookup: crate::monitor::TraceLookup {
+                    channel: Some("p:H:group:ghosts".into()),
+                    subscribers: Some(0),
+                    ..Default::default()
+                },
+            },
+            1_200,
+        );
+        m.tick(10_000);
+        assert_eq!(m.sightings.of(2), vec![("p:H:group:ghosts".to_string(), 1_102)]);
+        let causes = m.explain(2, Some("p:"), 10_000).expect("known trace");
+        assert!(
+            causes[0]
+                .headline
+                .starts_with("Nobody was subscribed to p:H:group:ghosts"),
+            "{causes:?}"
+        );
+        assert!(
+            causes[0]
+                .evidence
+                .contains(&"NUMSUB and holders asked for trace 1, the first of its send".to_string()),
+            "{causes:?}"
+        );
+        // Too late to borrow from: no NUMSUB, so no verdict on subscribers.
+        m.apply(
+            MonitorEvent::Sent {
+                trace: 3,
+                node: "a".into(),
+                target: group,
+                at_ms: 1_000 + explain::BORROW_LOOKUP_MS + 1,
+                expected: Vec::new(),
+            },
+            40_000,
+        );
+        m.tick(100_000);
+        let causes = m.explain(3, Some("p:"), 100_000).expect("known trace");
+        assert!(!causes[0].headline.starts_with("Nobody"), "{causes:?}");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub enum View {
     Send,
     Topology,
     Redis,
+    Directory,
 }
 
 /// What the window shows now (published by the UI every frame, read by the monitor's thread).
@@ -74,6 +75,8 @@ impl Showing {
             View::Send => 3,
             View::Topology => 4,
             View::Redis => 5,
+            // 7, leaving 6 free for another view being added in parallel.
+            View::Directory => 7,
         };
         view | (self.table_frozen as u8) << 3 | (self.presenter as u8) << 4
     }
@@ -85,6 +88,7 @@ impl Showing {
             3 => View::Send,
             4 => View::Topology,
             5 => View::Redis,
+            7 => View::Directory,
             _ => View::Traffic,
         };
         Showing {
@@ -236,6 +240,8 @@ impl WakePolicy {
             // Traces' findings and a burst's progress are drawn on the Send view only.
             MonitorEvent::TraceLookup { .. } => (view == View::Send).then_some(NOW),
             MonitorEvent::Burst(_) => (view == View::Send).then_some(TABLE),
+            // A directory answer is drawn on the Directory view only (the user is waiting for it).
+            MonitorEvent::Directory(_) => (view == View::Directory).then_some(NOW),
             MonitorEvent::Node { hub_url, event } => self.node(view, hub_url, event, now_ms),
         }
     }

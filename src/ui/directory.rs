@@ -1,0 +1,203 @@
+//! The Directory panel: search a connection id, a user or a group (or all three at once) and see
+//! which node holds it, its groups, and whether its Redis channel is subscribed and by how many.
+//! A connection id, user or group in the answer is a button that fills the Send form's target.
+//!
+//! egui only: the search is an [`Action`]; the runtime answers it off the UI thread and the
+//! answer lands in `model.directory` (answers to older searches are ignored there).
+
+use egui::{RichText, Ui};
+
+use super::{Action, widgets};
+use crate::monitor::SendTarget;
+use crate::monitor::model::Model;
+use crate::monitor::model::directory::{DirectoryKind, summarize};
+
+/// The panel's state between frames.
+#[derive(Debug, Default)]
+pub struct DirectoryUi {
+    pub text: String,
+    pub kind: DirectoryKind,
+}
+
+pub fn show(ui: &mut Ui, model: &Model, state: &mut DirectoryUi, actions: &mut Vec<Action>) {
+    ui.heading("Directory");
+    ui.label(
+        RichText::new(
+            "Where a connection id, a user or a group lives: Switchboard nodes list their connections; \
+             Redis tells how many servers subscribe to its channel (every node, ASP.NET Core too).",
+        )
+        .weak(),
+    );
+    ui.horizontal(|ui| {
+        let label = ui.label("Search");
+        let edit = ui
+            .add(
+                egui::TextEdit::singleline(&mut state.text)
+                    .hint_text("connection id, user or group")
+                    .desired_width(280.0),
+            )
+            .labelled_by(label.id);
+        for kind in DirectoryKind::ALL {
+            ui.selectable_value(&mut state.kind, kind, kind.label());
+        }
+        let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let clicked = ui.button(RichText::new("Search directory").strong()).clicked();
+        if (clicked || enter) && !state.text.trim().is_empty() {
+            actions.push(Action::DirectorySearch {
+                text: state.text.trim().to_string(),
+                kind: state.kind,
+            });
+        }
+    });
+    let nodes = model.nodes.rows().len();
+    if let Some(search) = model.directory.pending() {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!(
+                "asking {nodes} node{} and Redis about {:?}…",
+                if nodes == 1 { "" } else { "s" },
+                search.text
+            ));
+        });
+    }
+    let Some(answer) = model.directory.answer() else {
+        if model.directory.pending().is_none() {
+            ui.label(RichText::new("Type a connection id, a user or a group, then Search directory.").weak());
+        }
+        return;
+    };
+    let name = |url: &str| {
+        model
+            .nodes
+            .get(url)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| url.to_string())
+    };
+    ui.add_space(6.0);
+    let summary = summarize(answer, &name);
+    let color = if answer.found() > 0 {
+        widgets::OK
+    } else {
+        widgets::WARN
+    };
+    ui.add(egui::Label::new(RichText::new(&summary.headline).color(color).strong()).wrap());
+    if answer.channels.is_empty() && answer.found() > 0 {
+        ui.add(egui::Label::new(&summary.redis).wrap());
+    }
+    for note in &summary.notes {
+        ui.add(egui::Label::new(RichText::new(note).color(widgets::WARN)).wrap());
+    }
+    ui.label(
+        RichText::new(format!(
+            "answered at {} for {:?} ({})",
+            widgets::clock(answer.at_ms),
+            answer.search.text,
+            answer.search.kind.label()
+        ))
+        .weak(),
+    );
+
+    if !answer.channels.is_empty() {
+        ui.add_space(6.0);
+        ui.label(RichText::new("Redis channels").strong());
+        egui::Grid::new("directory_channels")
+            .striped(true)
+            .spacing([16.0, 4.0])
+            .show(ui, |ui| {
+                ui.label(RichText::new("channel").strong());
+                ui.label(RichText::new("subscribers (PUBSUB NUMSUB)").strong());
+                ui.end_row();
+                for (channel, n) in &answer.channels {
+                    ui.label(RichText::new(channel).monospace());
+                    match n {
+                        // Next to a hit of another kind, a channel nobody is on is no news.
+                        Ok(0) if answer.found() > 0 => ui.label(RichText::new("0").weak()),
+                        Ok(0) => ui.label(RichText::new("0: nobody subscribed").color(widgets::WARN)),
+                        Ok(n) => ui.label(RichText::new(n.to_string()).color(widgets::OK)),
+                        Err(e) => ui.label(RichText::new(format!("not answered: {e}")).color(widgets::BAD)),
+                    };
+                    ui.end_row();
+                }
+            });
+    }
+
+    egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
+        for node in &answer.nodes {
+            let hits = match &node.hits {
+                Ok(hits) if !hits.is_empty() => hits,
+                _ => continue,
+            };
+            ui.add_space(8.0);
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(name(&node.hub_url)).strong());
+                ui.label(RichText::new(&node.hub_url).weak());
+                if node.truncated {
+                    ui.label(RichText::new("(more not read)").color(widgets::WARN));
+                }
+            });
+            egui::Grid::new(("directory_hits", &node.hub_url))
+                .striped(true)
+                .spacing([14.0, 4.0])
+                .show(ui, |ui| {
+                    for h in [
+                        "connection id",
+                        "user",
+                        "groups",
+                        "protocol",
+                        "connected",
+                        "matched as",
+                    ] {
+                        ui.label(RichText::new(h).strong());
+                    }
+                    ui.end_row();
+                    for hit in hits {
+                        let e = &hit.entry;
+                        if ui
+                            .button(RichText::new(&e.id).monospace())
+                            .on_hover_text("Send a test message to this connection")
+                            .clicked()
+                        {
+                            actions.push(Action::PickTarget(SendTarget::Connection(e.id.clone())));
+                        }
+                        match &e.user {
+                            Some(user) => {
+                                if ui
+                                    .button(user)
+                                    .on_hover_text("Send a test message to this user")
+                                    .clicked()
+                                {
+                                    actions.push(Action::PickTarget(SendTarget::User(user.clone())));
+                                }
+                            }
+                            None => {
+                                ui.label(RichText::new("–").weak());
+                            }
+                        }
+                        ui.horizontal_wrapped(|ui| {
+                            ui.set_max_width(320.0);
+                            if e.groups.is_empty() {
+                                ui.label(RichText::new("none").weak());
+                            }
+                            for g in &e.groups {
+                                if ui
+                                    .small_button(g)
+                                    .on_hover_text("Send a test message to this group")
+                                    .clicked()
+                                {
+                                    actions.push(Action::PickTarget(SendTarget::Group(g.clone())));
+                                }
+                            }
+                            let listed = e.groups.len() as u64;
+                            if e.groups_total > listed {
+                                ui.label(RichText::new(format!("+{} more", e.groups_total - listed)).weak());
+                            }
+                        });
+                        ui.label(&e.protocol);
+                        ui.label(widgets::clock(e.connected_at_ms));
+                        ui.label(hit.matched.label());
+                        ui.end_row();
+                    }
+                });
+        }
+    });
+}
