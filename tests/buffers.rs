@@ -1,5 +1,5 @@
-//! The node's per-connection buffers are sized for chat messages (1 KiB WebSocket reads, see
-//! `config::DEFAULT_WS_READ_BUFFER`) and grow on demand: a message at the 32 KiB limit still goes
+//! The node's per-connection buffers are sized for chat messages (no read buffer kept between
+//! reads, see `hub::connection::READ_CHUNK`; frames written from shared bytes) and grow on demand: a message at the 32 KiB limit still goes
 //! through, in both protocols and across nodes, and small messages keep flowing after it.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
