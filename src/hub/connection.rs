@@ -39,7 +39,7 @@ const KEEP_ALIVE_TICK: Duration = Duration::from_secs(1);
 
 /// Bytes read from the socket at once. A stack buffer, alive only within one poll (so it is
 /// not part of any idle connection's memory); what it holds goes straight into the framer.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 1024;
 
 /// An upgraded WebSocket, as the listener hands it over.
 pub(crate) enum Socket {
