@@ -2,10 +2,11 @@
 //! client timeout), and the writer (bounded outbound queue, keep-alive pings, Close messages).
 //!
 //! Spawned by `listener` per WebSocket. Errors end this connection only. Ownership: the reader
-//! owns the stream half and runs invocations one at a time (ASP.NET Core's default of one
-//! parallel invocation per client); the writer owns the sink half and is the only task that
-//! writes to the socket, so everything (broadcasts, completions, pings, the final Close) goes
-//! through the queue or the writer's own close path.
+//! owns the read side (WebSocket frames are read by `ws::WsReader`) and runs invocations one at a
+//! time (ASP.NET Core's default of one parallel invocation per client). Everything sent
+//! (broadcasts, completions, pongs, pings, the final Close) goes through the connection's
+//! `Outbox`: on a plain TCP socket a sender writes it there and then when nothing is queued, else
+//! it queues and the writer task writes it; on TLS the writer task writes everything.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;

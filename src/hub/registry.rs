@@ -106,7 +106,7 @@ struct OutboxShared {
     state: Mutex<OutState>,
     capacity: usize,
     /// The socket, when deliveries may write it themselves (see the type's docs).
-    direct: Option<Arc<TcpStream>>,
+    direct: Option<Direct>,
     /// The writer task, parked until a frame or a stop arrives.
     writer: AtomicWaker,
     /// The writer should end: set by `close` and by `stop_writer` (node shutdown).
@@ -159,7 +159,7 @@ impl Outbox {
         let shared = Arc::new(OutboxShared {
             state: Mutex::new(OutState::default()),
             capacity: capacity.max(1),
-            direct,
+            direct: direct.map(Direct::new),
             writer: AtomicWaker::new(),
             stop: AtomicBool::new(false),
             kill: parent.child_token(),
@@ -240,6 +240,52 @@ impl Outbox {
     }
 }
 
+/// A connection's own TCP socket, written by deliveries.
+struct Direct {
+    stream: Arc<TcpStream>,
+    /// The socket's descriptor, kept next to the outbox's state: a delivery's `send` touches
+    /// neither the stream nor tokio's readiness record (measured: see `send_now`).
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
+}
+
+impl Direct {
+    fn new(stream: Arc<TcpStream>) -> Direct {
+        Direct {
+            #[cfg(unix)]
+            fd: std::os::fd::AsRawFd::as_raw_fd(&*stream),
+            stream,
+        }
+    }
+
+    /// One non-blocking `send` of `bytes`: how much the socket took, or `WouldBlock`.
+    ///
+    /// Straight to the system call, not through tokio's `try_write`: that one first reads the
+    /// socket's readiness record (another allocation, another cache line per recipient) and
+    /// clears it on `WouldBlock`. Skipping it is sound: tokio's readiness can only be stale in
+    /// the "writable" direction, and the writer, which does wait on it, writes through
+    /// `try_write_vectored`, which finds the socket full itself and clears the readiness.
+    #[cfg(unix)]
+    fn send_now(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes for the whole call, and `fd`
+        // is the descriptor of `self.stream`, which this struct keeps open.
+        let n = unsafe {
+            libc::send(
+                self.fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+    }
+
+    #[cfg(not(unix))]
+    fn send_now(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.stream.try_write(bytes)
+    }
+}
+
 enum Sent {
     Yes,
     Refused,
@@ -262,10 +308,10 @@ impl OutboxShared {
         // Straight to the socket when nothing is ahead of this frame and the writer is not
         // ending the connection (its goodbye decides what still goes out).
         if state.queue.is_empty()
-            && let Some(tcp) = &self.direct
+            && let Some(direct) = &self.direct
             && !self.stop.load(Ordering::Acquire)
         {
-            match tcp.try_write(bytes) {
+            match direct.send_now(bytes) {
                 Ok(n) if n == bytes.len() => {
                     state.active = true;
                     return Sent::Yes;
@@ -343,7 +389,7 @@ impl OutboxReceiver {
     /// Writes the queue to the direct socket, one vectored write per round, until it is empty
     /// or the socket is full. An error is the transport's end.
     pub fn flush_direct(&self) -> std::io::Result<Flush> {
-        let Some(tcp) = &self.shared.direct else {
+        let Some(Direct { stream: tcp, .. }) = &self.shared.direct else {
             return Ok(Flush::Done);
         };
         let mut state = self.shared.lock_state();
