@@ -45,23 +45,6 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// holding file descriptors).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// WebSocket read buffer per connection, and the most one read asks the socket for. tungstenite's
-/// default (128 KiB) is zero-filled on the first read, which made it ~128 KiB of RSS per idle
-/// connection. Client messages of a chat are a few hundred bytes, so 1 KiB holds one or several;
-/// a larger frame (up to the message limit) reserves its full length on demand and arrives in
-/// 1 KiB reads (32 for a 32 KiB message), a cost only senders of large messages pay.
-pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
-
-/// Bytes of queued frames after which tungstenite writes to the socket even before a flush. The
-/// writer feeds up to a batch of frames and flushes once, so one write usually carries the batch;
-/// the buffer grows only to this (plus one frame), not to tungstenite's default 128 KiB.
-pub const DEFAULT_WS_WRITE_BUFFER: usize = 16 * 1024;
-
-/// Hard cap of one connection's WebSocket write buffer: above the write buffer plus the largest
-/// WebSocket message the node sends (4 × the 32 KiB hub message limit), far below what a few
-/// thousand stalled clients could otherwise pin.
-pub const DEFAULT_WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
-
 /// Messages from the backplane waiting to be fanned out locally: about 80 ms at 100k msg/s, enough
 /// to ride out a scheduling hiccup. Nothing pushes back on Redis (redis-rs reads pub/sub into an
 /// unbounded queue of its own), so past this the node drops and counts (`backplane_dropped`)

@@ -1,6 +1,7 @@
-//! The node's per-connection buffers are sized for chat messages (1 KiB WebSocket reads, see
-//! `config::DEFAULT_WS_READ_BUFFER`) and grow on demand: a message at the 32 KiB limit still goes
-//! through, in both protocols and across nodes, and small messages keep flowing after it.
+//! The node's per-connection buffers are sized for chat messages (no read buffer is kept between
+//! reads, see `READ_CHUNK` in `hub/connection.rs`; frames are written from shared bytes) and grow
+//! on demand: a message at the 32 KiB limit still goes through, in both protocols and across
+//! nodes, and small messages keep flowing after it.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;

@@ -2,33 +2,35 @@
 //! client timeout), and the writer (bounded outbound queue, keep-alive pings, Close messages).
 //!
 //! Spawned by `listener` per WebSocket. Errors end this connection only. Ownership: the reader
-//! owns the stream half and runs invocations one at a time (ASP.NET Core's default of one
-//! parallel invocation per client); the writer owns the sink half and is the only task that
-//! writes to the socket, so everything (broadcasts, completions, pings, the final Close) goes
-//! through the queue or the writer's own close path.
+//! owns the read side (WebSocket frames are read by `ws::WsReader`) and runs invocations one at a
+//! time (ASP.NET Core's default of one parallel invocation per client). Everything sent
+//! (broadcasts, completions, pongs, pings, the final Close) goes through the connection's
+//! `Outbox`: on a plain TCP socket a sender writes it there and then when nothing is queued, else
+//! it queues and the writer task writes it; on TLS the writer task writes everything.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::io::ErrorKind;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::NodeShared;
 use super::dispatch::{self, Caller, HubError};
-use super::registry::{CloseReason, Outbox, OutboxReceiver, Wake, WsFrame, frame_of, text_bytes};
+use super::registry::{CloseReason, Flush, Outbox, OutboxReceiver, Wake, WsFrame, frame_of};
 use super::stats::Stats;
+use super::ws::{self, Inbound, WsReader};
 use crate::protocol::{
     CompletionResult, FrameError, FrameKind, Framer, HubMessage, MAX_PROTOCOL_VERSION, Protocol, handshake,
 };
-
-/// Most frames written before one flush: batching writes under load without starving pings (and
-/// what the writer moves out of the queue at once).
-const WRITE_BATCH: usize = 64;
 
 /// How long the final Close may take to write before the socket is simply dropped.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,15 +38,28 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the writer checks whether a keep-alive ping is due (ASP.NET Core: every 1 s).
 const KEEP_ALIVE_TICK: Duration = Duration::from_secs(1);
 
-fn to_message(frame: WsFrame) -> Message {
-    match frame {
-        WsFrame::Text(text) => Message::Text(text),
-        WsFrame::Binary(bin) => Message::Binary(bin),
-    }
+/// Bytes read from the socket at once. A stack buffer, alive only within one poll (so it is
+/// not part of any idle connection's memory); what it holds goes straight into the framer.
+const READ_CHUNK: usize = 1024;
+
+/// An upgraded WebSocket, as the listener hands it over.
+pub(crate) enum Socket {
+    /// A plain TCP connection (the node's own listener): deliveries write it directly (see
+    /// `registry::Outbox`). `early` holds bytes the HTTP server read past the upgrade request.
+    Tcp { stream: TcpStream, early: Bytes },
+    /// Anything else (TLS): read through one half, written by the writer task only.
+    Io(TokioIo<Upgraded>),
 }
 
-type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
+enum ReadSide {
+    Tcp(Arc<TcpStream>),
+    Io(ReadHalf<TokioIo<Upgraded>>),
+}
+
+enum WriteSide {
+    Tcp(Arc<TcpStream>),
+    Io(WriteHalf<TokioIo<Upgraded>>),
+}
 
 enum HandshakeEnd {
     Done(Protocol),
@@ -56,28 +71,137 @@ enum HandshakeEnd {
 
 /// Runs a connection to its end. `id` is the public connection id; `user` the demo identity.
 ///
-/// Memory: this future is what every idle connection holds, so it stays small. It is a plain
-/// function (an `async fn` would keep the 368-byte `WebSocket` argument in its state for the whole
-/// connection); the socket is split here and only the halves move into the task; and the futures
-/// that run rarely (handshake, hub methods, connect and disconnect bookkeeping, the goodbye) are
-/// boxed, so their state is allocated while they run instead of widening every connection's task.
+/// Memory: this future is what every idle connection holds, so it stays small: the socket is
+/// split here and only the halves move into the task; no read buffer is kept between reads (see
+/// `READ_CHUNK`); and the futures that run rarely (handshake, hub methods, connect and
+/// disconnect bookkeeping, the goodbye) are boxed, so their state is allocated while they run
+/// instead of widening every connection's task.
 pub fn serve(
-    socket: WebSocket,
+    socket: Socket,
     node: Arc<NodeShared>,
     id: Arc<str>,
     user: Option<String>,
 ) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("connection", id = %id, user = user.as_deref().unwrap_or(""));
-    let (sink, stream) = socket.split();
-    run(sink, stream, node, id, user).instrument(span)
+    let (read, write, early) = match socket {
+        Socket::Tcp { stream, early } => {
+            let stream = Arc::new(stream);
+            (ReadSide::Tcp(stream.clone()), WriteSide::Tcp(stream), early)
+        }
+        Socket::Io(io) => {
+            let (r, w) = tokio::io::split(io);
+            (ReadSide::Io(r), WriteSide::Io(w), Bytes::new())
+        }
+    };
+    run(read, write, early, node, id, user).instrument(span)
 }
 
-async fn run(mut sink: Sink, mut stream: Stream, node: Arc<NodeShared>, id: Arc<str>, user: Option<String>) {
-    let mut framer = Framer::new(FrameKind::Text, node.config.max_message_size);
+/// The reading side: the socket, the WebSocket frame reader and the SignalR framer.
+struct Reader {
+    side: ReadSide,
+    ws: WsReader,
+    framer: Framer,
+}
 
+/// What one read brought.
+enum ReadStep {
+    /// Message data went into the framer; these pings want an answer.
+    Data { pings: Vec<Bytes> },
+    /// The client started the close handshake.
+    Close,
+    /// The client broke RFC 6455.
+    Violation(&'static str),
+    /// End of stream or a transport error.
+    Gone,
+}
+
+impl Reader {
+    /// Feeds received bytes through the WebSocket reader into the framer.
+    fn feed(ws: &mut WsReader, framer: &mut Framer, mut data: &mut [u8]) -> ReadStep {
+        let mut pings = Vec::new();
+        loop {
+            let (used, event) = ws.feed(data, framer);
+            match event {
+                None => return ReadStep::Data { pings },
+                Some(Inbound::Ping(payload)) => pings.push(payload),
+                Some(Inbound::Close(_)) => return ReadStep::Close,
+                Some(Inbound::Violation(what)) => return ReadStep::Violation(what),
+            }
+            data = &mut std::mem::take(&mut data)[used..];
+        }
+    }
+
+    /// Reads once (waiting for data) and feeds what came.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<ReadStep> {
+        let mut chunk = [0u8; READ_CHUNK];
+        let n = match &mut self.side {
+            ReadSide::Tcp(stream) => loop {
+                if ready!(stream.poll_read_ready(cx)).is_err() {
+                    return Poll::Ready(ReadStep::Gone);
+                }
+                match stream.try_read(&mut chunk) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    Err(_) => return Poll::Ready(ReadStep::Gone),
+                }
+            },
+            ReadSide::Io(half) => {
+                let mut buf = ReadBuf::new(&mut chunk);
+                if ready!(Pin::new(half).poll_read(cx, &mut buf)).is_err() {
+                    return Poll::Ready(ReadStep::Gone);
+                }
+                buf.filled().len()
+            }
+        };
+        if n == 0 {
+            return Poll::Ready(ReadStep::Gone);
+        }
+        Poll::Ready(Self::feed(&mut self.ws, &mut self.framer, &mut chunk[..n]))
+    }
+
+    async fn read(&mut self) -> ReadStep {
+        poll_fn(|cx| self.poll_read(cx)).await
+    }
+}
+
+/// Writes `bytes` completely (before the writer exists: the handshake's answers).
+async fn write_now(write: &mut WriteSide, bytes: &[u8]) -> std::io::Result<()> {
+    match write {
+        WriteSide::Tcp(stream) => {
+            let mut at = 0;
+            while at < bytes.len() {
+                stream.writable().await?;
+                match stream.try_write(&bytes[at..]) {
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+        WriteSide::Io(half) => {
+            half.write_all(bytes).await?;
+            half.flush().await
+        }
+    }
+}
+
+async fn run(
+    read: ReadSide,
+    mut write: WriteSide,
+    early: Bytes,
+    node: Arc<NodeShared>,
+    id: Arc<str>,
+    user: Option<String>,
+) {
+    let mut reader = Reader {
+        side: read,
+        ws: WsReader::default(),
+        framer: Framer::new(FrameKind::Text, node.config.max_message_size),
+    };
     let end = Box::pin(async {
         tokio::select! {
-            end = tokio::time::timeout(node.config.handshake_timeout, read_handshake(&mut stream, &mut framer)) => {
+            end = tokio::time::timeout(node.config.handshake_timeout, read_handshake(&mut reader, &mut write, early)) => {
                 end.unwrap_or_else(|_| HandshakeEnd::Reply(handshake::CANCELED.to_string()))
             }
             _ = node.shutdown.cancelled() => HandshakeEnd::Gone,
@@ -90,14 +214,30 @@ async fn run(mut sink: Sink, mut stream: Stream, node: Arc<NodeShared>, id: Arc<
             Stats::inc(&node.stats.protocol_errors);
             tracing::debug!(error = %text, "handshake failed");
             let reply = handshake::error_response(&text);
-            let _ = sink.send(Message::Text(text_bytes(reply))).await;
-            let _ = sink.send(close_frame()).await;
+            let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+                write_now(&mut write, WsFrame::text(&reply).wire()).await?;
+                write_now(&mut write, WsFrame::close(ws::CLOSE_NORMAL).wire()).await
+            }))
+            .await;
             return;
         }
         HandshakeEnd::Gone => return,
     };
 
-    let (outbox, rx) = Outbox::new(node.config.outbound_queue, &node.shutdown);
+    let direct = match &write {
+        WriteSide::Tcp(stream) => Some(stream.clone()),
+        WriteSide::Io(_) => None,
+    };
+    let (outbox, rx) = Outbox::new(node.config.outbound_queue, &node.shutdown, direct);
+    // The success reply goes in the negotiated format's frame type (A.3). It is queued before
+    // the connection is registered, so whatever is sent to it meanwhile queues behind it, and
+    // written by the writer once the subscriptions are confirmed (a client that sees `{}` is
+    // reachable).
+    let ok = match protocol {
+        Protocol::Json => WsFrame::text(b"{}\x1e"),
+        Protocol::MessagePack => WsFrame::binary(handshake::RESPONSE_OK),
+    };
+    outbox.hold(&ok);
     Box::pin(
         node.lifetime
             .on_connected(id.clone(), protocol, user.clone(), outbox.clone()),
@@ -110,62 +250,65 @@ async fn run(mut sink: Sink, mut stream: Stream, node: Arc<NodeShared>, id: Arc<
     Stats::inc(gauge);
     tracing::debug!(protocol = protocol.name(), "connected");
 
-    // The success reply goes in the negotiated format's frame type (A.3).
-    let ok = match protocol {
-        Protocol::Json => Message::Text(Utf8Bytes::from_static("{}\u{1e}")),
-        Protocol::MessagePack => Message::Binary(Bytes::from_static(handshake::RESPONSE_OK)),
-    };
-    if sink.send(ok).await.is_ok() {
-        framer.set_kind(protocol.frame_kind());
-        let writer = tokio::spawn(
-            write_loop(sink, rx, outbox.clone(), protocol, node.config.keep_alive).in_current_span(),
-        );
-        let end = read_loop(
-            &mut stream,
-            &mut framer,
-            &node,
-            &id,
-            user.as_deref(),
-            protocol,
-            &outbox,
-        )
-        .await;
-        match end {
-            ReadEnd::ClientClosed => outbox.close(CloseReason {
-                error: None,
-                allow_reconnect: false,
-                flush: true,
-            }),
-            ReadEnd::Error(text) => {
-                Stats::inc(&node.stats.protocol_errors);
-                tracing::debug!(error = %text, "closing the connection with an error");
-                outbox.close(CloseReason::error());
-            }
-            ReadEnd::TransportGone => outbox.close(CloseReason {
-                error: None,
-                allow_reconnect: true,
-                flush: false,
-            }),
-            // The node is shutting down (or a close already told the writer): make sure it stops.
-            ReadEnd::Killed => outbox.stop_writer(),
+    reader.framer.set_kind(protocol.frame_kind());
+    let writer = tokio::spawn(
+        write_loop(write, rx, outbox.clone(), protocol, node.config.keep_alive).in_current_span(),
+    );
+    let end = read_loop(&mut reader, &node, &id, user.as_deref(), protocol, &outbox).await;
+    match end {
+        ReadEnd::ClientClosed => outbox.close(CloseReason {
+            error: None,
+            allow_reconnect: false,
+            flush: true,
+            goodbye: true,
+            ws_code: ws::CLOSE_NORMAL,
+        }),
+        ReadEnd::Error(text) => {
+            Stats::inc(&node.stats.protocol_errors);
+            tracing::debug!(error = %text, "closing the connection with an error");
+            outbox.close(CloseReason::error());
         }
-        let _ = writer.await;
+        ReadEnd::Violation(what) => {
+            Stats::inc(&node.stats.protocol_errors);
+            tracing::debug!(error = what, "WebSocket protocol violation");
+            outbox.close(CloseReason::transport(ws::CLOSE_PROTOCOL_ERROR));
+        }
+        ReadEnd::WsClosed => outbox.close(CloseReason::transport(ws::CLOSE_NORMAL)),
+        ReadEnd::TransportGone => outbox.close(CloseReason::transport(ws::CLOSE_NORMAL)),
+        // The node is shutting down (or a close already told the writer): make sure it stops.
+        ReadEnd::Killed => outbox.stop_writer(),
     }
+    let _ = writer.await;
     Box::pin(node.lifetime.on_disconnected(&id)).await;
     Stats::dec(gauge);
     tracing::debug!("disconnected");
 }
 
-fn close_frame() -> Message {
-    Message::Close(Some(CloseFrame {
-        code: 1000,
-        reason: Utf8Bytes::from_static(""),
-    }))
-}
-
-async fn read_handshake(stream: &mut Stream, framer: &mut Framer) -> HandshakeEnd {
+async fn read_handshake(reader: &mut Reader, write: &mut WriteSide, early: Bytes) -> HandshakeEnd {
+    let mut step = if early.is_empty() {
+        None
+    } else {
+        let mut early = early.to_vec();
+        Some(Reader::feed(&mut reader.ws, &mut reader.framer, &mut early))
+    };
     loop {
-        match framer.next_frame() {
+        match step.take() {
+            None => {}
+            Some(ReadStep::Data { pings }) => {
+                for ping in pings {
+                    if write_now(write, WsFrame::pong(&ping).wire()).await.is_err() {
+                        return HandshakeEnd::Gone;
+                    }
+                }
+            }
+            Some(ReadStep::Close | ReadStep::Gone) => return HandshakeEnd::Gone,
+            Some(ReadStep::Violation(what)) => {
+                tracing::debug!(error = what, "WebSocket protocol violation in the handshake");
+                let _ = write_now(write, WsFrame::close(ws::CLOSE_PROTOCOL_ERROR).wire()).await;
+                return HandshakeEnd::Gone;
+            }
+        }
+        match reader.framer.next_frame() {
             Ok(Some(body)) => {
                 let request = match handshake::parse_request(&body) {
                     Ok(request) => request,
@@ -188,30 +331,27 @@ async fn read_handshake(stream: &mut Stream, framer: &mut Framer) -> HandshakeEn
             Ok(None) => {}
             Err(_) => return HandshakeEnd::Reply(handshake::CANCELED.to_string()),
         }
-        match stream.next().await {
-            Some(Ok(Message::Text(text))) => framer.push(text.as_bytes()),
-            Some(Ok(Message::Binary(bin))) => framer.push(&bin),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return HandshakeEnd::Gone,
-        }
+        step = Some(reader.read().await);
     }
 }
 
 enum ReadEnd {
-    /// The client sent a Close message (graceful).
+    /// The client sent a SignalR Close message (graceful).
     ClientClosed,
     /// A protocol error (bad frame, too large, client timeout): Close with an error.
     Error(String),
+    /// The client broke the WebSocket protocol: WebSocket Close 1002.
+    Violation(&'static str),
+    /// The client started the WebSocket close handshake.
+    WsClosed,
     /// The WebSocket ended.
     TransportGone,
     /// The writer or the node ended the connection.
     Killed,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn read_loop(
-    stream: &mut Stream,
-    framer: &mut Framer,
+    reader: &mut Reader,
     node: &Arc<NodeShared>,
     id: &Arc<str>,
     user: Option<&str>,
@@ -226,7 +366,7 @@ async fn read_loop(
     };
     loop {
         loop {
-            let body = match framer.next_frame() {
+            let body = match reader.framer.next_frame() {
                 Ok(Some(body)) => body,
                 Ok(None) => break,
                 Err(e @ FrameError::TooLarge { .. }) | Err(e @ FrameError::InvalidLength) => {
@@ -287,45 +427,31 @@ async fn read_loop(
             }
         }
 
-        let next = tokio::select! {
+        let timeout = timeout_armed.then_some(node.config.client_timeout);
+        let step = tokio::select! {
             _ = outbox.killed().cancelled() => return ReadEnd::Killed,
-            next = next_message(stream, timeout_armed.then_some(node.config.client_timeout)) => next,
+            step = async {
+                match timeout {
+                    Some(limit) => tokio::time::timeout(limit, reader.read()).await.ok(),
+                    None => Some(reader.read().await),
+                }
+            } => step,
         };
-        match next {
-            Next::Data(bytes) => framer.push(&bytes),
-            Next::Text(text) => framer.push(text.as_bytes()),
-            Next::Skip => {}
-            Next::Closed => return ReadEnd::TransportGone,
-            Next::TimedOut => {
+        match step {
+            Some(ReadStep::Data { pings }) => {
+                for ping in pings {
+                    outbox.send_control(&WsFrame::pong(&ping));
+                }
+            }
+            Some(ReadStep::Close) => return ReadEnd::WsClosed,
+            Some(ReadStep::Violation(what)) => return ReadEnd::Violation(what),
+            Some(ReadStep::Gone) => return ReadEnd::TransportGone,
+            None => {
                 return ReadEnd::Error(
                     "Server timeout elapsed without receiving a message from the client.".into(),
                 );
             }
         }
-    }
-}
-
-enum Next {
-    Data(Bytes),
-    Text(Utf8Bytes),
-    Skip,
-    Closed,
-    TimedOut,
-}
-
-async fn next_message(stream: &mut Stream, timeout: Option<Duration>) -> Next {
-    let next = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, stream.next()).await {
-            Ok(next) => next,
-            Err(_) => return Next::TimedOut,
-        },
-        None => stream.next().await,
-    };
-    match next {
-        Some(Ok(Message::Text(text))) => Next::Text(text),
-        Some(Ok(Message::Binary(bin))) => Next::Data(bin),
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Skip,
-        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => Next::Closed,
     }
 }
 
@@ -353,13 +479,15 @@ fn complete(
         }
     };
     outbox.deliver(
-        frame_of(protocol, &HubMessage::completion(invocation_id, result)),
+        &frame_of(protocol, &HubMessage::completion(invocation_id, result)),
         &node.stats,
     );
 }
 
+/// The connection's writer: sends what deliveries could not write at once (see
+/// `registry::Outbox`), the keep-alive pings and the goodbye.
 async fn write_loop(
-    mut sink: Sink,
+    mut write: WriteSide,
     rx: OutboxReceiver,
     outbox: Outbox,
     protocol: Protocol,
@@ -368,7 +496,6 @@ async fn write_loop(
     let ping = frame_of(protocol, &HubMessage::Ping);
     // Keep-alive without a clock read per write: a frame sent since the last tick resets the idle
     // time; each tick without one adds a tick to it.
-    let mut sent_since_tick = false;
     let mut idle = Duration::ZERO;
     let mut tick = Tick::new();
     let mut batch = VecDeque::new();
@@ -377,47 +504,38 @@ async fn write_loop(
         // when the queue is empty); the stop wins over frames inside `poll_next`.
         let wake = tokio::select! {
             biased;
-            wake = poll_fn(|cx| rx.poll_next(cx, &mut batch, WRITE_BATCH)) => Some(wake),
+            wake = poll_fn(|cx| rx.poll_next(cx)) => Some(wake),
             _ = poll_fn(|cx| tick.poll_due(cx)) => None,
         };
-        let result = match wake {
+        match wake {
             Some(Wake::Stop) => break true,
             // Each write races the stop: a client that stopped reading blocks the socket, and must
-            // not pin this task once it has been told to go. The write goes first: it usually
-            // completes at once, and the stop is seen at the top of the loop anyway.
-            Some(Wake::Frames) => tokio::select! {
-                biased;
-                r = write_batch(&mut sink, &mut batch) => r,
-                _ = poll_fn(|cx| rx.poll_stopped(cx)) => break true,
-            },
+            // not pin this task once it has been told to go.
+            Some(Wake::Frames) => {
+                let written = tokio::select! {
+                    biased;
+                    r = write_queued(&mut write, &rx, &mut batch) => r,
+                    _ = poll_fn(|cx| rx.poll_stopped(cx)) => break true,
+                };
+                if written.is_err() {
+                    break false;
+                }
+            }
             None => {
-                if std::mem::take(&mut sent_since_tick) {
+                if rx.take_active() {
                     idle = Duration::ZERO;
                     continue;
                 }
                 idle += KEEP_ALIVE_TICK;
-                if idle < keep_alive {
-                    continue;
-                }
-                tokio::select! {
-                    biased;
-                    _ = poll_fn(|cx| rx.poll_stopped(cx)) => break true,
-                    r = sink.send(to_message(ping.clone())) => r,
+                if idle >= keep_alive {
+                    // Queued like any frame; written by the next round of this loop.
+                    outbox.send_control(&ping);
                 }
             }
-        };
-        if result.is_err() {
-            break false;
         }
-        sent_since_tick = true;
-        idle = Duration::ZERO;
     };
     if !transport_ok {
-        outbox.close(CloseReason {
-            error: None,
-            allow_reconnect: true,
-            flush: false,
-        });
+        outbox.close(CloseReason::transport(ws::CLOSE_NORMAL));
         return;
     }
     // No explicit reason means the node is shutting down: the client may reconnect elsewhere.
@@ -425,26 +543,55 @@ async fn write_loop(
         error: None,
         allow_reconnect: true,
         flush: true,
+        goodbye: true,
+        ws_code: ws::CLOSE_NORMAL,
     });
+    let goodbye = reason.goodbye.then(|| {
+        frame_of(
+            protocol,
+            &HubMessage::Close {
+                error: reason.error.clone(),
+                allow_reconnect: reason.allow_reconnect,
+            },
+        )
+    });
+    let close = WsFrame::close(reason.ws_code);
+    let mut last: Vec<&WsFrame> = goodbye.iter().collect();
+    last.push(&close);
+    rx.finish(reason.flush, &last);
     // The goodbye is best effort and bounded: a socket nobody reads would otherwise hold it forever.
     // Boxed: it runs once, at the end (see `serve` on memory).
-    let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
-        if reason.flush {
-            batch.clear();
-            rx.drain(&mut batch, usize::MAX);
-            for frame in batch.drain(..) {
-                sink.feed(to_message(frame)).await?;
-            }
-        }
-        let close = HubMessage::Close {
-            error: reason.error,
-            allow_reconnect: reason.allow_reconnect,
-        };
-        sink.feed(to_message(frame_of(protocol, &close))).await?;
-        sink.feed(close_frame()).await?;
-        sink.flush().await
-    }))
+    let _ = Box::pin(tokio::time::timeout(
+        CLOSE_WRITE_TIMEOUT,
+        write_queued(&mut write, &rx, &mut batch),
+    ))
     .await;
+}
+
+/// Writes everything queued: on the direct socket with vectored writes as it becomes writable;
+/// on any other stream frame by frame, then one flush.
+async fn write_queued(
+    write: &mut WriteSide,
+    rx: &OutboxReceiver,
+    batch: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    match write {
+        WriteSide::Tcp(stream) => loop {
+            match rx.flush_direct()? {
+                Flush::Done => return Ok(()),
+                Flush::Blocked => stream.writable().await?,
+            }
+        },
+        WriteSide::Io(half) => {
+            while rx.drain(batch) > 0 {
+                while let Some(frame) = batch.pop_front() {
+                    half.write_all(&frame).await?;
+                }
+                half.flush().await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The writer's keep-alive tick, cheap to look at while it is not due: once its timer has been
@@ -485,13 +632,4 @@ impl Tick {
             }
         }
     }
-}
-
-/// Writes the batch (everything that was queued, up to `WRITE_BATCH`), then flushes once: one
-/// syscall for all of them.
-async fn write_batch(sink: &mut Sink, batch: &mut VecDeque<WsFrame>) -> Result<(), axum::Error> {
-    while let Some(frame) = batch.pop_front() {
-        sink.feed(to_message(frame)).await?;
-    }
-    sink.flush().await
 }

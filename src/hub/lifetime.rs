@@ -20,50 +20,53 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::registry::{GroupChange, LocalConnection, Outbox, Registry, WsFrame, frame_of, text_bytes};
+use super::registry::{GroupChange, LocalConnection, Outbox, Registry, WsFrame, frame_of};
 use super::stats::Stats;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::wire::{self, GroupAction, GroupCommand};
 use crate::backplane::{Backplane, BackplaneMessage, Receivers};
 use crate::protocol::{CompletionResult, HubMessage, Protocol};
 
-/// One message serialized for each protocol, shareable between recipients.
+/// One message serialized for each protocol as a complete WebSocket frame, built once per
+/// message and written as-is to every local recipient of that protocol.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Frames {
-    pub json: Option<Utf8Bytes>,
-    pub msgpack: Option<Bytes>,
+    pub json: Option<WsFrame>,
+    pub msgpack: Option<WsFrame>,
 }
 
 impl Frames {
     /// Serializes `message` once per protocol.
     pub fn serialize(message: &HubMessage) -> Frames {
         Frames {
-            json: Some(text_bytes(Protocol::Json.encode(message))),
-            msgpack: Some(Bytes::from(Protocol::MessagePack.encode(message))),
+            json: Some(frame_of(Protocol::Json, message)),
+            msgpack: Some(frame_of(Protocol::MessagePack, message)),
         }
     }
 
-    /// Frames from a backplane payload's serialization map (zero-copy slices of the payload).
+    /// Frames from a backplane payload's serialization map (a JSON one must be UTF-8: it goes
+    /// out as a text frame).
     fn from_serializations(serializations: &[(String, Bytes)]) -> Frames {
         let mut frames = Frames::default();
         for (name, bytes) in serializations {
             match Protocol::from_name(name) {
-                Some(Protocol::Json) => frames.json = Utf8Bytes::try_from(bytes.clone()).ok(),
-                Some(Protocol::MessagePack) => frames.msgpack = Some(bytes.clone()),
+                Some(Protocol::Json) => {
+                    frames.json = std::str::from_utf8(bytes).is_ok().then(|| WsFrame::text(bytes))
+                }
+                Some(Protocol::MessagePack) => frames.msgpack = Some(WsFrame::binary(bytes)),
                 None => {}
             }
         }
         frames
     }
 
-    pub fn for_protocol(&self, protocol: Protocol) -> Option<WsFrame> {
+    pub fn for_protocol(&self, protocol: Protocol) -> Option<&WsFrame> {
         match protocol {
-            Protocol::Json => self.json.clone().map(WsFrame::Text),
-            Protocol::MessagePack => self.msgpack.clone().map(WsFrame::Binary),
+            Protocol::Json => self.json.as_ref(),
+            Protocol::MessagePack => self.msgpack.as_ref(),
         }
     }
 
@@ -71,10 +74,10 @@ impl Frames {
     fn serializations(&self) -> Vec<(&'static str, &[u8])> {
         let mut out = Vec::with_capacity(2);
         if let Some(json) = &self.json {
-            out.push((Protocol::Json.name(), json.as_bytes()));
+            out.push((Protocol::Json.name(), json.payload()));
         }
         if let Some(mp) = &self.msgpack {
-            out.push((Protocol::MessagePack.name(), &mp[..]));
+            out.push((Protocol::MessagePack.name(), mp.payload()));
         }
         out
     }
@@ -244,7 +247,7 @@ impl Lifetime {
             // A local recipient needs its own protocol only: no backplane payload is built.
             let delivered = self.registry.with_connection(id, |c| {
                 let frame = frame_of(c.protocol, message);
-                c.outbox.deliver(frame, &self.stats);
+                c.outbox.deliver(&frame, &self.stats);
             });
             if delivered {
                 return;

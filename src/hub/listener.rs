@@ -28,8 +28,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -38,12 +36,13 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_util::task::TaskTracker;
 
 use super::stats::Stats;
 use super::{NodeShared, PendingToken, access, connection, metrics, page, status};
-use crate::config;
 use crate::protocol::negotiate;
 
 /// Accepts connections until the node shuts down, then lets the HTTP connections finish (within
@@ -296,12 +295,6 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
 #[derive(Clone)]
 pub(crate) struct ConnSlot(Arc<LiveSlot>);
 
-/// Largest WebSocket message accepted: several hub messages may share one, but one message
-/// never needs more than a few times the hub message limit.
-fn max_ws_message(max_message_size: usize) -> usize {
-    (max_message_size * 4).max(64 * 1024)
-}
-
 pub fn router(node: Arc<NodeShared>) -> Router {
     let path = node.config.path.clone();
     // The monitor endpoints expose user and connection ids: `access` decides who may read them.
@@ -430,10 +423,12 @@ async fn hub_get(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     conn_slot: Option<Extension<ConnSlot>>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Response {
     let token = query(&q, "id").map(str::to_string);
-    let Ok(ws) = ws else {
+    let upgrade = websocket_accept(&headers)
+        .and_then(|accept| Some((accept, request.extensions_mut().remove::<OnUpgrade>()?)));
+    let Some((accept, on_upgrade)) = upgrade else {
         let sse = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -488,35 +483,63 @@ async fn hub_get(
     };
     let user = query(&q, "user").filter(|u| !u.is_empty()).map(str::to_string);
     Stats::inc(&node.stats.connections_accepted);
-    let max = max_ws_message(node.config.max_message_size);
     let tracker = node.tracker.clone();
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(config::DEFAULT_WS_READ_BUFFER)
-        .write_buffer_size(config::DEFAULT_WS_WRITE_BUFFER)
-        .max_write_buffer_size(max_write_buffer(max))
-        .on_upgrade(move |socket| {
-            let node = slot.0.0.clone();
-            // `serve` takes the socket here, so no task state keeps a second copy of it.
-            let connection = connection::serve(socket, node.clone(), connection_id.into(), user);
-            // The connection gets a task of its own: axum's upgrade task (~4 KiB of state:
-            // the upgrade, the WebSocket config, the socket under construction) ends here instead
-            // of living as long as the connection.
-            // `map`, not an `async` block: awaiting a captured future would keep it twice in the
-            // task (the capture and the awaited copy), doubling every connection's task.
-            tracker.spawn(connection.map(move |()| {
+    // The upgrade completes once this response is written: a short task waits for it, then the
+    // connection gets a task of its own (so the wait's state does not live as long as it).
+    node.tracker.clone().spawn(async move {
+        let node = slot.0.0.clone();
+        let socket = match on_upgrade.await {
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                Ok(parts) => connection::Socket::Tcp {
+                    stream: parts.io.into_inner(),
+                    early: parts.read_buf,
+                },
+                Err(upgraded) => connection::Socket::Io(TokioIo::new(upgraded)),
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "WebSocket upgrade failed");
                 if let Some(token) = token {
                     node.lock_tokens().remove(&token);
                 }
-                drop(slot);
-            }));
-            std::future::ready(())
-        })
+                return;
+            }
+        };
+        let connection = connection::serve(socket, node.clone(), connection_id.into(), user);
+        // `map`, not an `async` block: awaiting a captured future would keep it twice in the
+        // task (the capture and the awaited copy), doubling every connection's task.
+        tracker.spawn(connection.map(move |()| {
+            if let Some(token) = token {
+                node.lock_tokens().remove(&token);
+            }
+            drop(slot);
+        }));
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, HeaderValue::from_static("upgrade"))
+        .header(header::UPGRADE, HeaderValue::from_static("websocket"))
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// Above the write buffer plus the largest message, as tungstenite requires; at least the default.
-fn max_write_buffer(max_ws_message: usize) -> usize {
-    config::DEFAULT_WS_MAX_WRITE_BUFFER.max(config::DEFAULT_WS_WRITE_BUFFER + 2 * max_ws_message)
+/// The `Sec-WebSocket-Accept` value for a WebSocket upgrade request (RFC 6455 4.2.1), or `None`
+/// when the request is not one.
+fn websocket_accept(headers: &HeaderMap) -> Option<HeaderValue> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return None;
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
+        return None;
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
 }
 
 /// One place under the connection cap, released when dropped (the connection ended).

@@ -7,6 +7,7 @@
 //! - `registry`: local connections, groups and users, with reference-counted subscriptions.
 //! - `lifetime`: routing of sends (local or via the backplane) and the backplane receive side.
 //! - `dispatch`: the chat hub's methods.
+//! - `ws`: the WebSocket wire format: server frames encoded once per message, the client frame reader.
 //! - `stats`: counters and the monitor snapshot; `status`: the monitor endpoints and heartbeat;
 //!   `metrics`: the same counters in the Prometheus text format (`GET /metrics`); `access`: who may
 //!   look at the monitor endpoints (`--monitor-token`, loopback clients).
@@ -23,6 +24,7 @@ mod page;
 pub(crate) mod registry;
 pub(crate) mod stats;
 mod status;
+mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

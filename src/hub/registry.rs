@@ -2,7 +2,8 @@
 //!
 //! Owned by `NodeShared`; written by `connection` (register / unregister) and `lifetime` (group
 //! changes), read by `lifetime` for every delivery. One `RwLock`: deliveries take the read lock and
-//! only `try_send` under it (never await), so it is never held across I/O.
+//! under it only write non-blocking (see `Outbox`) or queue, never await, so it is never held
+//! across a wait.
 //!
 //! Groups and users are removed when their last local member leaves: no map grows forever. The
 //! caller (`lifetime`) takes one backplane subscription reference per member and releases it when
@@ -24,14 +25,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
+use super::ws;
 use crate::config;
-use crate::protocol::{HubMessage, Protocol};
+use crate::protocol::Protocol;
 use crate::status_doc::{CONNECTIONS_MAX_LISTED_GROUPS, ConnectionEntry};
 
 /// Most connections one directory page examines under the read lock, so a connect, disconnect or
@@ -40,36 +42,7 @@ use crate::status_doc::{CONNECTIONS_MAX_LISTED_GROUPS, ConnectionEntry};
 /// 5,000 connections.
 pub(crate) const SCAN_BUDGET: usize = 4096;
 
-/// One frame for one client's socket, shared between recipients (cloning is a refcount).
-#[derive(Debug, Clone)]
-pub(crate) enum WsFrame {
-    Text(Utf8Bytes),
-    Binary(Bytes),
-}
-
-impl WsFrame {
-    /// A text frame from serializer output (always UTF-8; lossy if it ever were not).
-    pub fn text(bytes: Vec<u8>) -> WsFrame {
-        WsFrame::Text(text_bytes(bytes))
-    }
-}
-
-/// Serializes one message for one protocol as a WebSocket frame.
-pub(crate) fn frame_of(protocol: Protocol, message: &HubMessage) -> WsFrame {
-    let bytes = protocol.encode(message);
-    match protocol {
-        Protocol::Json => WsFrame::text(bytes),
-        Protocol::MessagePack => WsFrame::Binary(Bytes::from(bytes)),
-    }
-}
-
-/// `Utf8Bytes` from bytes our own JSON writer produced.
-pub(crate) fn text_bytes(bytes: Vec<u8>) -> Utf8Bytes {
-    match String::from_utf8(bytes) {
-        Ok(text) => Utf8Bytes::from(text),
-        Err(e) => Utf8Bytes::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    }
-}
+pub(crate) use super::ws::{WsFrame, frame_of};
 
 /// Why the server is ending a connection; turned into a SignalR Close message by the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +51,11 @@ pub(crate) struct CloseReason {
     pub allow_reconnect: bool,
     /// Whether frames already queued are still sent before the Close (not for slow clients).
     pub flush: bool,
+    /// Whether the SignalR Close message is sent before the WebSocket Close (not when the client
+    /// started the close handshake, nor when it broke the WebSocket protocol).
+    pub goodbye: bool,
+    /// The WebSocket Close code (1000, or 1002 for a protocol violation).
+    pub ws_code: u16,
 }
 
 impl CloseReason {
@@ -89,37 +67,65 @@ impl CloseReason {
             error: Some(Self::ERROR_TEXT.to_string()),
             allow_reconnect: true,
             flush: true,
+            goodbye: true,
+            ws_code: ws::CLOSE_NORMAL,
+        }
+    }
+
+    /// The transport is gone or the client closed it: nothing more is worth sending but the
+    /// WebSocket Close (`ws_code`).
+    pub fn transport(ws_code: u16) -> Self {
+        CloseReason {
+            error: None,
+            allow_reconnect: true,
+            flush: false,
+            goodbye: false,
+            ws_code,
         }
     }
 }
 
 /// The sending side of one connection: its bounded queue, its writer's wake-up and its kill switch.
 ///
-/// The queue is a `VecDeque` under a `std` mutex and the writer's waker an `AtomicWaker`, instead
-/// of a tokio `mpsc` channel and a `CancellationToken` future in every `select!`: a delivery is the
-/// node's hottest path (one per recipient), and these cost what it needs and no more. Measured
-/// with callgrind on the issue-8 load (`benches/fanout.rs`): the channel's semaphore and the kill
-/// token's `Notify` (a mutex and a waiter list per poll) were a quarter of a delivery's
-/// instructions. The mutex is held for a push or a drain only, never across an await. A delivery
-/// wakes the writer only when it is parked (the waker is taken by the first wake), so frames that
-/// arrive while it writes are picked up by its next drain: several frames, one flush, one syscall.
+/// A delivery (the node's hottest path, once per recipient) writes the frame's shared bytes to
+/// the socket itself when nothing is queued: one non-blocking `send`, no task woken, no copy
+/// (`direct`, the node's own TCP socket). Only when the socket cannot take the whole frame (a
+/// partial write, `WouldBlock`) is the rest queued and the connection's writer woken; the writer
+/// drains the queue with one vectored write per socket readiness (several frames, one syscall)
+/// and, until the queue is empty, every delivery queues behind it, so frames keep their order.
+/// All writes happen under the state mutex (held for a push or one non-blocking syscall, never
+/// across an await), which is what orders them. Without `direct` (a TLS connection) every frame
+/// is queued and the writer writes it. Measured with callgrind on the issue-8 load
+/// (`benches/fanout.rs`, `scripts/fanout-profile.sh`): see the README's table.
 #[derive(Clone)]
 pub(crate) struct Outbox {
     shared: Arc<OutboxShared>,
 }
 
 struct OutboxShared {
-    queue: Mutex<VecDeque<WsFrame>>,
+    state: Mutex<OutState>,
     capacity: usize,
+    /// The socket, when deliveries may write it themselves (see the type's docs).
+    direct: Option<Direct>,
     /// The writer task, parked until a frame or a stop arrives.
     writer: AtomicWaker,
     /// The writer should end: set by `close` and by `stop_writer` (node shutdown).
     stop: AtomicBool,
-    /// The writer is gone: frames are refused.
-    receiver_gone: AtomicBool,
     kill: CancellationToken,
     reason: OnceLock<CloseReason>,
     slow: AtomicBool,
+}
+
+#[derive(Default)]
+struct OutState {
+    /// Frames not yet (completely) written, in order.
+    queue: VecDeque<Bytes>,
+    /// Bytes of the front frame already written.
+    written: usize,
+    /// Something was written since the writer last looked (the keep-alive's idle clock).
+    active: bool,
+    /// The writer is gone: frames are refused.
+    closed: bool,
 }
 
 /// The writer's end of an `Outbox`. Dropping it refuses further frames.
@@ -130,15 +136,32 @@ pub(crate) struct OutboxReceiver {
 /// Queued frames kept in an idle connection's queue after a burst: more is given back.
 const IDLE_QUEUE_CAPACITY: usize = 32;
 
+/// Most frames in one vectored write (Linux takes up to 1024; 64 bounds the stack array).
+const MAX_IOV: usize = 64;
+
+/// What one attempt to write the queue achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// The queue is empty.
+    Done,
+    /// The socket is full: wait for it to be writable and try again.
+    Blocked,
+}
+
 impl Outbox {
     /// A new outbox; `parent` is the node's shutdown token (cancelling it ends the connection).
-    pub fn new(capacity: usize, parent: &CancellationToken) -> (Outbox, OutboxReceiver) {
+    /// With `direct`, deliveries write that socket themselves (see the type's docs).
+    pub fn new(
+        capacity: usize,
+        parent: &CancellationToken,
+        direct: Option<Arc<TcpStream>>,
+    ) -> (Outbox, OutboxReceiver) {
         let shared = Arc::new(OutboxShared {
-            queue: Mutex::new(VecDeque::new()),
+            state: Mutex::new(OutState::default()),
             capacity: capacity.max(1),
+            direct: direct.map(Direct::new),
             writer: AtomicWaker::new(),
             stop: AtomicBool::new(false),
-            receiver_gone: AtomicBool::new(false),
             kill: parent.child_token(),
             reason: OnceLock::new(),
             slow: AtomicBool::new(false),
@@ -151,37 +174,45 @@ impl Outbox {
         )
     }
 
-    /// Queues a frame without waiting. A full queue means the client does not read: it is closed
-    /// (once) and counted. Returns whether the frame was queued.
-    pub fn deliver(&self, frame: WsFrame, stats: &Stats) -> bool {
-        let shared = &*self.shared;
-        if shared.receiver_gone.load(Ordering::Acquire) {
-            return false;
-        }
-        let queued = {
-            let mut queue = shared.lock_queue();
-            if queue.len() < shared.capacity {
-                queue.push_back(frame);
+    /// Sends a frame without waiting: written at once when the socket takes it, else queued. A
+    /// full queue means the client does not read: it is closed (once) and counted. Returns
+    /// whether the frame was written or queued.
+    pub fn deliver(&self, frame: &WsFrame, stats: &Stats) -> bool {
+        match self.shared.send(frame.wire()) {
+            Sent::Yes => {
+                Stats::inc(&stats.client_out);
                 true
-            } else {
+            }
+            Sent::Refused => false,
+            Sent::Full => {
+                self.slow(stats);
                 false
             }
-        };
-        if queued {
-            Stats::inc(&stats.client_out);
-            shared.writer.wake();
-            return true;
         }
-        if !shared.slow.swap(true, Ordering::Relaxed) {
+    }
+
+    /// Sends a control frame (a Pong, a keep-alive ping): like `deliver`, but not counted as a
+    /// delivery, and dropped (not a reason to close) when the queue is full: a client that does
+    /// not read is closed by the deliveries that fill its queue, or by its own timeout.
+    pub fn send_control(&self, frame: &WsFrame) {
+        let _ = self.shared.send(frame.wire());
+    }
+
+    /// Queues a frame that nothing may overtake, without writing it: for the handshake's answer,
+    /// queued before the connection is reachable and written once the writer starts.
+    pub fn hold(&self, frame: &WsFrame) {
+        self.shared.lock_state().queue.push_back(frame.wire().clone());
+    }
+
+    fn slow(&self, stats: &Stats) {
+        if !self.shared.slow.swap(true, Ordering::Relaxed) {
             Stats::inc(&stats.slow_client_disconnects);
             tracing::warn!("client does not read fast enough: outbound queue full, closing it");
             self.close(CloseReason {
-                error: Some(CloseReason::ERROR_TEXT.to_string()),
-                allow_reconnect: true,
                 flush: false,
+                ..CloseReason::error()
             });
         }
-        false
     }
 
     /// Asks the writer to send a Close with `reason` and end the connection. The first reason wins.
@@ -209,44 +240,134 @@ impl Outbox {
     }
 }
 
+/// A connection's own TCP socket, written by deliveries.
+struct Direct {
+    stream: Arc<TcpStream>,
+    /// The socket's descriptor, kept next to the outbox's state: a delivery's `send` touches
+    /// neither the stream nor tokio's readiness record (measured: see `send_now`).
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
+}
+
+impl Direct {
+    fn new(stream: Arc<TcpStream>) -> Direct {
+        Direct {
+            #[cfg(unix)]
+            fd: std::os::fd::AsRawFd::as_raw_fd(&*stream),
+            stream,
+        }
+    }
+
+    /// One non-blocking `send` of `bytes`: how much the socket took, or `WouldBlock`.
+    ///
+    /// Straight to the system call, not through tokio's `try_write`: that one first reads the
+    /// socket's readiness record (another allocation, another cache line per recipient) and
+    /// clears it on `WouldBlock`. Skipping it is sound: tokio's readiness can only be stale in
+    /// the "writable" direction, and the writer, which does wait on it, writes through
+    /// `try_write_vectored`, which finds the socket full itself and clears the readiness.
+    #[cfg(unix)]
+    fn send_now(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes for the whole call, and `fd`
+        // is the descriptor of `self.stream`, which this struct keeps open.
+        let n = unsafe {
+            libc::send(
+                self.fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+    }
+
+    #[cfg(not(unix))]
+    fn send_now(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.stream.try_write(bytes)
+    }
+}
+
+enum Sent {
+    Yes,
+    Refused,
+    Full,
+}
+
 impl OutboxShared {
-    fn lock_queue(&self) -> MutexGuard<'_, VecDeque<WsFrame>> {
-        // A push or a drain cannot leave the queue half-updated: a poisoned lock is still usable.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_state(&self) -> MutexGuard<'_, OutState> {
+        // A push, a drain or a write cannot leave the state half-updated: a poisoned lock is
+        // still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, bytes: &Bytes) -> Sent {
+        let mut state = self.lock_state();
+        if state.closed {
+            return Sent::Refused;
+        }
+        let mut written = 0;
+        // Straight to the socket when nothing is ahead of this frame and the writer is not
+        // ending the connection (its goodbye decides what still goes out).
+        if state.queue.is_empty()
+            && let Some(direct) = &self.direct
+            && !self.stop.load(Ordering::Acquire)
+        {
+            match direct.send_now(bytes) {
+                Ok(n) if n == bytes.len() => {
+                    state.active = true;
+                    return Sent::Yes;
+                }
+                Ok(n) => {
+                    state.active = true;
+                    written = n;
+                }
+                // `WouldBlock`; any other error is the writer's to find on its next write.
+                Err(_) => {}
+            }
+        }
+        if state.queue.len() >= self.capacity {
+            return Sent::Full;
+        }
+        let wake = state.queue.is_empty();
+        state.queue.push_back(bytes.clone());
+        state.written = if wake { written } else { state.written };
+        drop(state);
+        if wake {
+            self.writer.wake();
+        }
+        Sent::Yes
     }
 }
 
 /// What the writer is woken for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Wake {
-    /// Frames were moved into the batch.
+    /// Frames are queued.
     Frames,
     /// The connection is to end (`close`, or the node is shutting down).
     Stop,
 }
 
 impl OutboxReceiver {
-    /// Waits for frames (moving up to `max` of them into `batch`) or for the stop; the stop wins.
-    pub fn poll_next(&self, cx: &mut Context<'_>, batch: &mut VecDeque<WsFrame>, max: usize) -> Poll<Wake> {
+    /// Waits for queued frames or for the stop; the stop wins.
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Wake> {
         let shared = &*self.shared;
-        // Look first: with frames waiting there is no need to register (a registration clones
-        // the waker, and a delivery's wake consumes it).
-        if shared.stop.load(Ordering::Acquire) {
-            return Poll::Ready(Wake::Stop);
-        }
-        if self.drain(batch, max) > 0 {
-            return Poll::Ready(Wake::Frames);
+        // Look first: with frames waiting there is no need to register.
+        if let Some(wake) = self.ready() {
+            return Poll::Ready(wake);
         }
         // Register, then look again, so a frame or a stop that came in between still wakes us.
         shared.writer.register(cx.waker());
-        if shared.stop.load(Ordering::Acquire) {
-            return Poll::Ready(Wake::Stop);
+        match self.ready() {
+            Some(wake) => Poll::Ready(wake),
+            None => Poll::Pending,
         }
-        if self.drain(batch, max) > 0 {
-            Poll::Ready(Wake::Frames)
-        } else {
-            Poll::Pending
+    }
+
+    fn ready(&self) -> Option<Wake> {
+        if self.shared.stop.load(Ordering::Acquire) {
+            return Some(Wake::Stop);
         }
+        (!self.shared.lock_state().queue.is_empty()).then_some(Wake::Frames)
     }
 
     /// Resolves once the connection is to end (to race a write that the client does not read).
@@ -260,30 +381,109 @@ impl OutboxReceiver {
         }
     }
 
-    /// Moves up to `max` queued frames to the end of `batch`; returns how many. When they all fit
-    /// in an empty batch the two buffers are swapped (no copy, no allocation: they take turns).
-    pub fn drain(&self, batch: &mut VecDeque<WsFrame>, max: usize) -> usize {
-        let mut queue = self.shared.lock_queue();
-        if queue.is_empty() {
-            return 0;
+    /// Whether anything was written since the last call (the keep-alive's idle clock).
+    pub fn take_active(&self) -> bool {
+        std::mem::take(&mut self.shared.lock_state().active)
+    }
+
+    /// Writes the queue to the direct socket, one vectored write per round, until it is empty
+    /// or the socket is full. An error is the transport's end.
+    pub fn flush_direct(&self) -> std::io::Result<Flush> {
+        let Some(Direct { stream: tcp, .. }) = &self.shared.direct else {
+            return Ok(Flush::Done);
+        };
+        let mut state = self.shared.lock_state();
+        loop {
+            if state.queue.is_empty() {
+                state.written = 0;
+                if state.queue.capacity() > IDLE_QUEUE_CAPACITY {
+                    state.queue.shrink_to(IDLE_QUEUE_CAPACITY);
+                }
+                return Ok(Flush::Done);
+            }
+            let result = {
+                let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
+                let mut n = 0;
+                for (i, frame) in state.queue.iter().take(MAX_IOV).enumerate() {
+                    let skip = if i == 0 { state.written } else { 0 };
+                    slices[i] = std::io::IoSlice::new(&frame[skip..]);
+                    n = i + 1;
+                }
+                tcp.try_write_vectored(&slices[..n])
+            };
+            match result {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    state.active = true;
+                    advance(&mut state, n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                Err(e) => return Err(e),
+            }
         }
-        let n = queue.len().min(max);
-        if batch.is_empty() && n == queue.len() {
-            std::mem::swap(&mut *queue, batch);
+    }
+
+    /// Moves every queued frame (a partly written one from where it stopped) to `batch`: for a
+    /// writer that writes them itself (no direct socket).
+    pub fn drain(&self, batch: &mut VecDeque<Bytes>) -> usize {
+        let mut state = self.shared.lock_state();
+        let written = std::mem::take(&mut state.written);
+        if let Some(front) = state.queue.front_mut() {
+            *front = front.slice(written.min(front.len())..);
+        }
+        let n = state.queue.len();
+        state.active |= n > 0;
+        if batch.is_empty() {
+            std::mem::swap(&mut state.queue, batch);
         } else {
-            batch.extend(queue.drain(..n));
+            batch.extend(state.queue.drain(..));
         }
-        if queue.is_empty() && queue.capacity() > IDLE_QUEUE_CAPACITY {
-            queue.shrink_to(IDLE_QUEUE_CAPACITY);
+        if state.queue.capacity() > IDLE_QUEUE_CAPACITY {
+            state.queue.shrink_to(IDLE_QUEUE_CAPACITY);
         }
         n
+    }
+
+    /// The writer's goodbye starts: nothing more is accepted; queued frames stay (when `flush`)
+    /// or go (except the rest of a partly written one: the stream must stay well-formed), and
+    /// `last` (the SignalR Close, the WebSocket Close) is queued after them.
+    pub fn finish(&self, flush: bool, last: &[&WsFrame]) {
+        let mut state = self.shared.lock_state();
+        state.closed = true;
+        if !flush {
+            let keep = usize::from(state.written > 0);
+            state.queue.truncate(keep);
+        }
+        for frame in last {
+            state.queue.push_back(frame.wire().clone());
+        }
+    }
+}
+
+/// Drops `n` written bytes from the front of the queue.
+fn advance(state: &mut OutState, mut n: usize) {
+    while n > 0 {
+        let Some(front) = state.queue.front() else {
+            return;
+        };
+        let left = front.len() - state.written;
+        if n >= left {
+            n -= left;
+            state.queue.pop_front();
+            state.written = 0;
+        } else {
+            state.written += n;
+            n = 0;
+        }
     }
 }
 
 impl Drop for OutboxReceiver {
     fn drop(&mut self) {
-        self.shared.receiver_gone.store(true, Ordering::Release);
-        self.shared.lock_queue().clear();
+        let mut state = self.shared.lock_state();
+        state.closed = true;
+        state.queue = VecDeque::new();
+        state.written = 0;
     }
 }
 
@@ -631,9 +831,10 @@ fn entry(conn: &LocalConnection) -> ConnectionEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn outbox() -> Outbox {
-        Outbox::new(4, &CancellationToken::new()).0
+        Outbox::new(4, &CancellationToken::new(), None).0
     }
 
     #[test]
@@ -908,34 +1109,25 @@ mod tests {
         Context::from_waker(std::task::Waker::noop())
     }
 
+    fn frame(i: u8) -> WsFrame {
+        WsFrame::binary(&[i])
+    }
+
     #[test]
-    fn the_writer_takes_everything_queued_in_one_wake_up_to_the_batch() {
+    fn without_a_direct_socket_frames_queue_in_order_for_the_writer() {
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(16, &CancellationToken::new());
+        let (out, rx) = Outbox::new(16, &CancellationToken::new(), None);
         let mut batch = VecDeque::new();
-        assert_eq!(rx.poll_next(&mut noop_cx(), &mut batch, 4), Poll::Pending);
+        assert_eq!(rx.poll_next(&mut noop_cx()), Poll::Pending);
         for i in 0..6u8 {
-            assert!(out.deliver(WsFrame::Binary(Bytes::from(vec![i])), &stats));
+            assert!(out.deliver(&frame(i), &stats));
         }
-        assert_eq!(
-            rx.poll_next(&mut noop_cx(), &mut batch, 4),
-            Poll::Ready(Wake::Frames)
-        );
-        assert_eq!(batch.len(), 4, "at most one batch at once");
-        assert_eq!(
-            rx.poll_next(&mut noop_cx(), &mut batch, 4),
-            Poll::Ready(Wake::Frames)
-        );
-        let order: Vec<u8> = batch
-            .iter()
-            .map(|f| match f {
-                WsFrame::Binary(b) => b[0],
-                WsFrame::Text(_) => u8::MAX,
-            })
-            .collect();
+        assert_eq!(rx.poll_next(&mut noop_cx()), Poll::Ready(Wake::Frames));
+        assert_eq!(rx.drain(&mut batch), 6);
+        let order: Vec<u8> = batch.iter().map(|f| f[2]).collect();
         assert_eq!(order, [0, 1, 2, 3, 4, 5], "frames keep their order");
         assert_eq!(Stats::get(&stats.client_out), 6);
-        assert_eq!(rx.poll_next(&mut noop_cx(), &mut batch, 4), Poll::Pending);
+        assert_eq!(rx.poll_next(&mut noop_cx()), Poll::Pending);
     }
 
     #[test]
@@ -950,11 +1142,11 @@ mod tests {
         let waker = std::task::Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(16, &CancellationToken::new());
+        let (out, rx) = Outbox::new(16, &CancellationToken::new(), None);
         let mut batch = VecDeque::new();
-        assert_eq!(rx.poll_next(&mut cx, &mut batch, 64), Poll::Pending);
-        out.deliver(WsFrame::Binary(Bytes::new()), &stats);
-        out.deliver(WsFrame::Binary(Bytes::new()), &stats);
+        assert_eq!(rx.poll_next(&mut cx), Poll::Pending);
+        out.deliver(&frame(1), &stats);
+        out.deliver(&frame(2), &stats);
         assert_eq!(
             wakes.0.load(Ordering::SeqCst),
             1,
@@ -963,37 +1155,39 @@ mod tests {
         assert_eq!(rx.poll_stopped(&mut cx), Poll::Pending);
         out.close(CloseReason::error());
         assert_eq!(rx.poll_stopped(&mut cx), Poll::Ready(()));
-        assert_eq!(rx.poll_next(&mut cx, &mut batch, 64), Poll::Ready(Wake::Stop));
-        assert!(batch.is_empty());
+        assert_eq!(rx.poll_next(&mut cx), Poll::Ready(Wake::Stop));
         assert!(out.killed().is_cancelled(), "the reader sees the close too");
-        assert_eq!(
-            rx.drain(&mut batch, usize::MAX),
-            2,
-            "still there for a flushing goodbye"
+        let bye = WsFrame::close(ws::CLOSE_NORMAL);
+        rx.finish(true, &[&bye]);
+        assert!(
+            !out.deliver(&frame(3), &stats),
+            "refused once the goodbye started"
         );
+        assert_eq!(
+            rx.drain(&mut batch),
+            3,
+            "still there for a flushing goodbye, then the Close"
+        );
+        assert_eq!(batch.pop_back().as_deref(), Some(&bye.wire()[..]));
     }
 
     #[test]
     fn node_shutdown_stops_the_writer_through_the_reader() {
         let parent = CancellationToken::new();
-        let (out, rx) = Outbox::new(4, &parent);
-        let mut batch = VecDeque::new();
+        let (out, rx) = Outbox::new(4, &parent, None);
         parent.cancel();
         assert!(out.killed().is_cancelled());
         out.stop_writer();
-        assert_eq!(
-            rx.poll_next(&mut noop_cx(), &mut batch, 64),
-            Poll::Ready(Wake::Stop)
-        );
+        assert_eq!(rx.poll_next(&mut noop_cx()), Poll::Ready(Wake::Stop));
         assert_eq!(out.close_reason(), None, "no reason: the node is shutting down");
     }
 
     #[test]
     fn frames_are_refused_once_the_writer_is_gone() {
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(4, &CancellationToken::new());
+        let (out, rx) = Outbox::new(4, &CancellationToken::new(), None);
         drop(rx);
-        assert!(!out.deliver(WsFrame::Binary(Bytes::new()), &stats));
+        assert!(!out.deliver(&frame(0), &stats));
         assert_eq!(Stats::get(&stats.client_out), 0);
         assert_eq!(Stats::get(&stats.slow_client_disconnects), 0);
     }
@@ -1001,12 +1195,104 @@ mod tests {
     #[test]
     fn a_full_queue_closes_the_client_once_and_counts_it() {
         let stats = Stats::default();
-        let (out, _rx) = Outbox::new(1, &CancellationToken::new());
-        assert!(out.deliver(WsFrame::Binary(Bytes::new()), &stats));
-        assert!(!out.deliver(WsFrame::Binary(Bytes::new()), &stats));
-        assert!(!out.deliver(WsFrame::Binary(Bytes::new()), &stats));
+        let (out, _rx) = Outbox::new(1, &CancellationToken::new(), None);
+        assert!(out.deliver(&frame(0), &stats));
+        assert!(!out.deliver(&frame(0), &stats));
+        assert!(!out.deliver(&frame(0), &stats));
         assert_eq!(Stats::get(&stats.slow_client_disconnects), 1);
         assert!(out.killed().is_cancelled());
         assert!(!out.close_reason().unwrap().flush);
+    }
+
+    /// A connected loopback pair: the server's side for the outbox, the client's side to read.
+    async fn tcp_pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (Arc::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn deliveries_write_the_socket_themselves_and_queue_only_behind_a_full_one() {
+        use tokio::io::AsyncReadExt;
+        let stats = Stats::default();
+        let (server, mut client) = tcp_pair().await;
+        let (out, rx) = Outbox::new(100_000, &CancellationToken::new(), Some(server.clone()));
+        // An empty queue and a writable socket: written at once, nothing queued, nobody woken.
+        assert!(out.deliver(&frame(7), &stats));
+        assert_eq!(
+            rx.poll_next(&mut noop_cx()),
+            Poll::Pending,
+            "nothing for the writer"
+        );
+        let mut got = [0u8; 3];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, [0x82, 1, 7]);
+        // Fill the socket until frames queue; numbered frames show the order on the other side.
+        let mut sent = 0u32;
+        while rx.poll_next(&mut noop_cx()).is_pending() {
+            let payload = [sent.to_be_bytes().as_slice(), &[0u8; 4092]].concat();
+            assert!(out.deliver(&WsFrame::binary(&payload), &stats));
+            sent += 1;
+            assert!(sent < 50_000, "the socket never filled");
+        }
+        for _ in 0..10 {
+            let payload = [sent.to_be_bytes().as_slice(), &[0u8; 4092]].concat();
+            assert!(out.deliver(&WsFrame::binary(&payload), &stats));
+            sent += 1;
+        }
+        // The writer's part: drain the queue as the socket becomes writable, while the client reads.
+        let writer = tokio::spawn(async move {
+            loop {
+                match rx.flush_direct().unwrap() {
+                    Flush::Done => return rx,
+                    Flush::Blocked => server.writable().await.unwrap(),
+                }
+            }
+        });
+        let mut next = 0u32;
+        let mut frame = vec![0u8; 4 + 4096];
+        while next < sent {
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut frame))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&frame[..4], &[0x82, 126, 0x10, 0x00]);
+            assert_eq!(
+                u32::from_be_bytes(frame[4..8].try_into().unwrap()),
+                next,
+                "in order"
+            );
+            next += 1;
+        }
+        let rx = writer.await.unwrap();
+        assert_eq!(rx.poll_next(&mut noop_cx()), Poll::Pending, "all written");
+        assert_eq!(Stats::get(&stats.client_out), u64::from(sent) + 1);
+    }
+
+    #[test]
+    fn a_goodbye_without_flush_keeps_only_a_partly_written_frame() {
+        let mut state = OutState::default();
+        for i in 0..3u8 {
+            state.queue.push_back(Bytes::from(vec![i; 10]));
+        }
+        advance(&mut state, 14);
+        assert_eq!((state.queue.len(), state.written), (2, 4));
+        let (out, rx) = Outbox::new(8, &CancellationToken::new(), None);
+        *rx.shared.lock_state() = state;
+        let bye = WsFrame::close(ws::CLOSE_NORMAL);
+        rx.finish(false, &[&bye]);
+        let mut batch = VecDeque::new();
+        assert_eq!(rx.drain(&mut batch), 2);
+        assert_eq!(
+            batch[0],
+            Bytes::from(vec![1u8; 6]),
+            "the rest of the partial frame"
+        );
+        assert_eq!(batch[1], bye.wire());
+        drop(out);
     }
 }

@@ -1,0 +1,465 @@
+//! The WebSocket wire format (RFC 6455) as the hub needs it, pure, without I/O: server frames
+//! encoded once and shared by every recipient, and an incremental reader of client frames.
+//!
+//! Server frames are never masked, so one broadcast's frame (header + SignalR payload) is the same
+//! bytes for every client of a protocol: `connection` and `registry` write these bytes as they are.
+//! Client frames are always masked; the reader unmasks their payload into the SignalR `Framer` as
+//! it arrives (it never buffers a whole WebSocket message: the framer enforces the hub's message
+//! size limit), answers pings, and reports the close handshake and protocol violations.
+//!
+//! Used by `connection` (reading, control replies), `registry` (the frame type) and `lifetime`
+//! (one frame per protocol per message). Uses `protocol` only.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::protocol::{Framer, HubMessage, Protocol};
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Close codes the node sends (RFC 6455 7.4.1).
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+
+/// Longest control frame payload (RFC 6455 5.5).
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// One server frame, complete on the wire (header and payload), shared between recipients
+/// (cloning is a refcount).
+#[derive(Debug, Clone)]
+pub(crate) struct WsFrame {
+    bytes: Bytes,
+    /// Where the payload starts in `bytes`.
+    header: u8,
+}
+
+impl WsFrame {
+    /// A text frame: `payload` must be UTF-8 (our JSON writer's output always is).
+    pub fn text(payload: &[u8]) -> WsFrame {
+        Self::encode(OP_TEXT, payload)
+    }
+
+    pub fn binary(payload: &[u8]) -> WsFrame {
+        Self::encode(OP_BINARY, payload)
+    }
+
+    /// A Close frame with `code` and no reason.
+    pub fn close(code: u16) -> WsFrame {
+        Self::encode(OP_CLOSE, &code.to_be_bytes())
+    }
+
+    /// The answer to a ping: a Pong with the same payload (at most 125 bytes).
+    pub fn pong(payload: &[u8]) -> WsFrame {
+        Self::encode(OP_PONG, &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)])
+    }
+
+    fn encode(opcode: u8, payload: &[u8]) -> WsFrame {
+        let len = payload.len();
+        let header: usize = match len {
+            0..=125 => 2,
+            126..=0xFFFF => 4,
+            _ => 10,
+        };
+        let mut out = BytesMut::with_capacity(header + len);
+        out.put_u8(0x80 | opcode);
+        match header {
+            2 => out.put_u8(len as u8),
+            4 => {
+                out.put_u8(126);
+                out.put_u16(len as u16);
+            }
+            _ => {
+                out.put_u8(127);
+                out.put_u64(len as u64);
+            }
+        }
+        out.extend_from_slice(payload);
+        WsFrame {
+            bytes: out.freeze(),
+            header: header as u8,
+        }
+    }
+
+    /// The frame as written to the socket.
+    pub fn wire(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The payload alone (what a backplane message carries).
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[usize::from(self.header)..]
+    }
+}
+
+/// Serializes one message for one protocol as a WebSocket frame (text for JSON, binary for
+/// MessagePack, A.3).
+pub(crate) fn frame_of(protocol: Protocol, message: &HubMessage) -> WsFrame {
+    let payload = protocol.encode(message);
+    match protocol {
+        Protocol::Json => WsFrame::text(&payload),
+        Protocol::MessagePack => WsFrame::binary(&payload),
+    }
+}
+
+/// What the reader found besides message data (which goes straight into the framer).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// Answer with a Pong carrying this payload.
+    Ping(Bytes),
+    /// The client started the close handshake (its code, if it gave one).
+    Close(Option<u16>),
+    /// The client broke RFC 6455: close with 1002.
+    Violation(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Waiting for (the rest of) a frame header.
+    Header,
+    /// Inside a frame's payload.
+    Payload {
+        opcode: u8,
+        remaining: u64,
+        mask: [u8; 4],
+        /// Payload bytes already unmasked (the mask's phase).
+        done: u64,
+    },
+}
+
+/// An incremental reader of client frames. Small on purpose (it lives in every idle connection):
+/// the header being assembled is kept inline; only a control frame's payload is buffered.
+#[derive(Debug)]
+pub(crate) struct WsReader {
+    state: State,
+    header: [u8; 14],
+    header_len: u8,
+    /// A data message was started and not finished (a continuation is expected).
+    in_message: bool,
+    /// The payload of the control frame being read (at most 125 bytes; rarely allocated).
+    control: Vec<u8>,
+}
+
+impl Default for WsReader {
+    fn default() -> Self {
+        WsReader {
+            state: State::Header,
+            header: [0; 14],
+            header_len: 0,
+            in_message: false,
+            control: Vec::new(),
+        }
+    }
+}
+
+impl WsReader {
+    /// Consumes received bytes: message data is unmasked into `framer` (in place, in `data`);
+    /// the first event that needs an answer or ends the connection is returned, and the bytes
+    /// after it are not read (after a Close or a violation nothing more is read anyway; after a
+    /// ping the caller feeds the rest again: `consumed` says how far this call got).
+    pub fn feed(&mut self, data: &mut [u8], framer: &mut Framer) -> (usize, Option<Inbound>) {
+        let mut at = 0;
+        while at < data.len() {
+            match self.state {
+                State::Header => {
+                    let need = self.header_need();
+                    let take = (need - usize::from(self.header_len)).min(data.len() - at);
+                    let start = usize::from(self.header_len);
+                    self.header[start..start + take].copy_from_slice(&data[at..at + take]);
+                    self.header_len += take as u8;
+                    at += take;
+                    // The length field's size is known after two bytes: it may need more.
+                    if usize::from(self.header_len) < self.header_need() {
+                        continue;
+                    }
+                    if let Some(event) = self.start_frame() {
+                        return (at, Some(event));
+                    }
+                    if let Some(event) = self.finish_if_empty() {
+                        return (at, Some(event));
+                    }
+                }
+                State::Payload {
+                    opcode,
+                    remaining,
+                    mask,
+                    done,
+                } => {
+                    let take = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(data.len() - at);
+                    let chunk = &mut data[at..at + take];
+                    for (i, byte) in chunk.iter_mut().enumerate() {
+                        *byte ^= mask[((done as usize) + i) & 3];
+                    }
+                    at += take;
+                    let remaining = remaining - take as u64;
+                    self.state = State::Payload {
+                        opcode,
+                        remaining,
+                        mask,
+                        done: done + take as u64,
+                    };
+                    if opcode >= OP_CLOSE {
+                        self.control.extend_from_slice(chunk);
+                    } else {
+                        // The caller pulls messages after every read, so the framer refuses a
+                        // message over the limit within one read of it (nothing buffers more).
+                        framer.push(chunk);
+                    }
+                    if remaining == 0 {
+                        self.state = State::Header;
+                        if let Some(event) = self.end_frame(opcode) {
+                            return (at, Some(event));
+                        }
+                    }
+                }
+            }
+        }
+        (at, None)
+    }
+
+    /// Header bytes needed, from what is known so far.
+    fn header_need(&self) -> usize {
+        if self.header_len < 2 {
+            return 2;
+        }
+        let len_bytes = match self.header[1] & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask_bytes = if self.header[1] & 0x80 != 0 { 4 } else { 0 };
+        2 + len_bytes + mask_bytes
+    }
+
+    /// A complete header is in `self.header`: checks it and enters the payload.
+    fn start_frame(&mut self) -> Option<Inbound> {
+        let b0 = self.header[0];
+        let b1 = self.header[1];
+        self.header_len = 0;
+        let fin = b0 & 0x80 != 0;
+        let opcode = b0 & 0x0F;
+        if b0 & 0x70 != 0 {
+            return Some(Inbound::Violation("reserved bits set without an extension"));
+        }
+        if b1 & 0x80 == 0 {
+            return Some(Inbound::Violation("an unmasked client frame"));
+        }
+        let (len, at) = match b1 & 0x7F {
+            126 => (u64::from(u16::from_be_bytes([self.header[2], self.header[3]])), 4),
+            127 => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&self.header[2..10]);
+                (u64::from_be_bytes(raw), 10)
+            }
+            n => (u64::from(n), 2),
+        };
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&self.header[at..at + 4]);
+        match opcode {
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !fin || len > MAX_CONTROL_PAYLOAD as u64 {
+                    return Some(Inbound::Violation("a fragmented or oversized control frame"));
+                }
+                self.control.clear();
+            }
+            OP_CONTINUATION => {
+                if !self.in_message {
+                    return Some(Inbound::Violation("a continuation without a message"));
+                }
+                self.in_message = !fin;
+            }
+            OP_TEXT | OP_BINARY => {
+                if self.in_message {
+                    return Some(Inbound::Violation("a new message inside a fragmented one"));
+                }
+                self.in_message = !fin;
+            }
+            _ => return Some(Inbound::Violation("a reserved opcode")),
+        }
+        self.state = State::Payload {
+            opcode,
+            remaining: len,
+            mask,
+            done: 0,
+        };
+        None
+    }
+
+    /// A frame with an empty payload ends at its header.
+    fn finish_if_empty(&mut self) -> Option<Inbound> {
+        if let State::Payload {
+            opcode, remaining: 0, ..
+        } = self.state
+        {
+            self.state = State::Header;
+            return self.end_frame(opcode);
+        }
+        None
+    }
+
+    fn end_frame(&mut self, opcode: u8) -> Option<Inbound> {
+        match opcode {
+            OP_PING => Some(Inbound::Ping(Bytes::from(std::mem::take(&mut self.control)))),
+            OP_PONG => {
+                self.control = Vec::new();
+                None
+            }
+            OP_CLOSE => {
+                let control = std::mem::take(&mut self.control);
+                match control.len() {
+                    0 => Some(Inbound::Close(None)),
+                    1 => Some(Inbound::Violation("a close frame with a one-byte payload")),
+                    _ => Some(Inbound::Close(Some(u16::from_be_bytes([control[0], control[1]])))),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FrameKind;
+
+    /// A client frame: masked, as RFC 6455 requires.
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        out
+    }
+
+    fn framer() -> Framer {
+        Framer::new(FrameKind::Text, 32 * 1024)
+    }
+
+    fn bodies(framer: &mut Framer) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(Some(body)) = framer.next_frame() {
+            out.push(String::from_utf8(body.to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn server_frames_have_the_three_length_forms_and_expose_their_payload() {
+        let small = WsFrame::text(b"{}\x1e");
+        assert_eq!(&small.wire()[..], b"\x81\x03{}\x1e");
+        assert_eq!(small.payload(), b"{}\x1e");
+        let mid = WsFrame::binary(&[7u8; 300]);
+        assert_eq!(&mid.wire()[..4], &[0x82, 126, 0x01, 0x2C]);
+        assert_eq!(mid.payload().len(), 300);
+        let big = WsFrame::binary(&vec![1u8; 70_000]);
+        assert_eq!(&big.wire()[..2], &[0x82, 127]);
+        assert_eq!(&big.wire()[2..10], &70_000u64.to_be_bytes());
+        assert_eq!(big.payload().len(), 70_000);
+        assert_eq!(&WsFrame::close(1002).wire()[..], &[0x88, 2, 0x03, 0xEA]);
+        assert_eq!(&WsFrame::pong(b"hi").wire()[..], b"\x8A\x02hi");
+    }
+
+    #[test]
+    fn messages_arrive_whatever_the_byte_boundaries_and_fragmentation() {
+        let mut wire = client_frame(true, OP_TEXT, b"{\"a\":1}\x1e", [1, 2, 3, 4]);
+        wire.extend(client_frame(false, OP_TEXT, b"{\"b\":", [9, 8, 7, 6]));
+        wire.extend(client_frame(true, OP_PONG, b"x", [5, 5, 5, 5]));
+        wire.extend(client_frame(
+            true,
+            OP_CONTINUATION,
+            b"2}\x1e",
+            [0xAA, 0xBB, 0xCC, 0xDD],
+        ));
+        let long = format!("{}\x1e", "z".repeat(70_000));
+        wire.extend(client_frame(true, OP_BINARY, long.as_bytes(), [3, 1, 4, 1]));
+        for split in [1usize, 2, 3, 7, 13, 4096, usize::MAX] {
+            let mut reader = WsReader::default();
+            let mut framer = Framer::new(FrameKind::Text, 100_000);
+            let mut data = wire.clone();
+            let mut got = Vec::new();
+            for chunk in data.chunks_mut(split.min(wire.len())) {
+                let (used, event) = reader.feed(chunk, &mut framer);
+                assert_eq!((used, event), (chunk.len(), None));
+                got.extend(bodies(&mut framer));
+            }
+            assert_eq!(got.len(), 3, "split {split}");
+            assert_eq!(got[0], "{\"a\":1}");
+            assert_eq!(got[1], "{\"b\":2}");
+            assert_eq!(got[2].len(), 70_000);
+        }
+    }
+
+    #[test]
+    fn pings_and_closes_are_reported_where_they_are() {
+        let mut wire = client_frame(true, OP_PING, b"abc", [1, 2, 3, 4]);
+        let ping_end = wire.len();
+        wire.extend(client_frame(true, OP_TEXT, b"{}\x1e", [1, 1, 1, 1]));
+        wire.extend(client_frame(true, OP_CLOSE, &1001u16.to_be_bytes(), [2, 2, 2, 2]));
+        let mut reader = WsReader::default();
+        let mut f = framer();
+        let (used, event) = reader.feed(&mut wire, &mut f);
+        assert_eq!(
+            (used, event),
+            (ping_end, Some(Inbound::Ping(Bytes::from_static(b"abc"))))
+        );
+        let (_, event) = reader.feed(&mut wire[ping_end..], &mut f);
+        assert_eq!(event, Some(Inbound::Close(Some(1001))));
+        assert_eq!(bodies(&mut f), ["{}"]);
+        let mut empty_close = client_frame(true, OP_CLOSE, b"", [0; 4]);
+        assert_eq!(
+            WsReader::default().feed(&mut empty_close, &mut framer()).1,
+            Some(Inbound::Close(None))
+        );
+    }
+
+    #[test]
+    fn rfc_violations_are_reported() {
+        let unmasked = &mut [0x81u8, 0x01, b'a'][..];
+        let mut cases: Vec<Vec<u8>> = vec![unmasked.to_vec()];
+        cases.push(client_frame(true, OP_CONTINUATION, b"x", [1; 4]));
+        cases.push(client_frame(false, OP_PING, b"x", [1; 4]));
+        cases.push(client_frame(true, OP_PING, &[0u8; 126], [1; 4]));
+        cases.push(client_frame(true, 0x3, b"x", [1; 4]));
+        let mut rsv = client_frame(true, OP_TEXT, b"x", [1; 4]);
+        rsv[0] |= 0x40;
+        cases.push(rsv);
+        let mut nested = client_frame(false, OP_TEXT, b"x", [1; 4]);
+        nested.extend(client_frame(true, OP_TEXT, b"y", [1; 4]));
+        cases.push(nested);
+        cases.push(client_frame(true, OP_CLOSE, b"x", [1; 4]));
+        for mut case in cases {
+            let (_, event) = WsReader::default().feed(&mut case, &mut framer());
+            assert!(
+                matches!(event, Some(Inbound::Violation(_))),
+                "{case:?}: {event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_before_it_is_all_read() {
+        let mut f = Framer::new(FrameKind::Text, 1000);
+        let mut wire = client_frame(true, OP_TEXT, &[b'a'; 5000], [1, 2, 3, 4]);
+        let (used, event) = WsReader::default().feed(&mut wire[..1200], &mut f);
+        assert_eq!((used, event), (1200, None));
+        assert!(matches!(
+            f.next_frame(),
+            Err(crate::protocol::FrameError::TooLarge { .. })
+        ));
+    }
+}
