@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use egui::{Color32, RichText};
 
 use super::settings::{STORAGE_KEY, Settings};
-use super::{Action, connections, demo, files, nodes, rates, redis_view, send, topology, traffic, widgets};
+use super::{
+    Action, connections, demo, files, health, nodes, rates, redis_view, send, topology, traffic, widgets,
+};
 use crate::link::{DemoWiring, Link};
 use crate::monitor::model::wake::{Showing, View};
 use crate::monitor::model::workspace::RedisConnSettings;
@@ -43,16 +45,18 @@ pub enum Tab {
     Send,
     Topology,
     Redis,
+    Health,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Traffic,
         Tab::Rates,
         Tab::Nodes,
         Tab::Send,
         Tab::Topology,
         Tab::Redis,
+        Tab::Health,
     ];
 
     pub fn label(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Tab {
             Tab::Send => "Send",
             Tab::Topology => "Topology",
             Tab::Redis => "Redis",
+            Tab::Health => "Health",
         }
     }
 
@@ -112,6 +117,7 @@ pub struct DashboardApp {
     pub connections_ui: connections::ConnectionsUi,
     pub demo_ui: demo::DemoUi,
     topology_ui: topology::TopologyUi,
+    pub health_ui: health::HealthUi,
     files: files::Files,
     /// Recent notices (newest last), with their time.
     pub notices: VecDeque<(u64, String)>,
@@ -157,6 +163,7 @@ impl DashboardApp {
             connections_ui: connections::ConnectionsUi::default(),
             demo_ui: demo::DemoUi::default(),
             topology_ui: topology::TopologyUi::default(),
+            health_ui: health::HealthUi::default(),
             files: files::Files::default(),
             notices: VecDeque::new(),
             demo_busy_until: None,
@@ -221,6 +228,8 @@ impl DashboardApp {
             self.model.apply(event, at_ms.min(now));
         }
         self.model.tick(now);
+        // At most every 2 s (the model's gate), on what was folded so far.
+        self.model.refresh_health(&self.settings.channel_prefix, now);
     }
 
     /// One frame: fold events, draw every panel, run their actions.
@@ -286,6 +295,7 @@ impl DashboardApp {
             Tab::Traffic => traffic::show(ui, &mut self.model, &mut self.traffic_ui, &mut actions),
             Tab::Rates => rates::show(ui, &self.model, now),
             Tab::Nodes => nodes::show(ui, &self.model, now, &mut actions),
+            Tab::Health => health::show(ui, &self.model, &mut self.health_ui, now),
             Tab::Send => send::show(
                 ui,
                 &self.model,
@@ -302,7 +312,15 @@ impl DashboardApp {
                     }) => "Memory bus",
                     _ => "Redis",
                 };
-                topology::show(ui, &self.model, &mut self.topology_ui, presenter, bus, now)
+                topology::show(
+                    ui,
+                    &self.model,
+                    &mut self.topology_ui,
+                    presenter,
+                    bus,
+                    now,
+                    &mut actions,
+                )
             }
             Tab::Redis => redis_view::show(ui, &self.model, now),
         });
@@ -340,6 +358,7 @@ impl DashboardApp {
                 Tab::Send => View::Send,
                 Tab::Topology => View::Topology,
                 Tab::Redis => View::Redis,
+                Tab::Health => View::Health,
             },
             table_frozen: self.model.traffic.paused() || self.model.traffic.offline().is_some(),
             presenter: self.settings.presenter,
@@ -370,6 +389,10 @@ impl DashboardApp {
         if let Some(poll) = self.files.poll_in() {
             sooner(poll);
         }
+        // The Health view shows its evaluation's age (and goes STALE when rounds stop).
+        if self.tab == Tab::Health {
+            sooner(crate::monitor::model::health::MIN_REFRESH);
+        }
         if let Some(d) = next {
             ctx.request_repaint_after(d);
         }
@@ -388,7 +411,15 @@ impl DashboardApp {
             }
             ui.separator();
             for tab in Tab::ALL {
-                ui.selectable_value(&mut self.tab, tab, tab.label());
+                if tab == Tab::Health {
+                    let label = health::tab_label(self.model.health.latest.as_ref());
+                    if ui.selectable_label(self.tab == tab, label).clicked() {
+                        self.tab = tab;
+                        self.health_ui.focus = None;
+                    }
+                } else {
+                    ui.selectable_value(&mut self.tab, tab, tab.label());
+                }
             }
             ui.separator();
             if ui
@@ -522,6 +553,10 @@ impl DashboardApp {
             Action::SaveWorkspace => self.files.save_workspace(self.settings.workspace()),
             Action::OpenWorkspace => self.files.open_workspace(),
             Action::PickPem(field) => self.files.pick_pem(field),
+            Action::ShowHealth(focus) => {
+                self.tab = Tab::Health;
+                self.health_ui.focus = focus;
+            }
         }
     }
 

@@ -10,6 +10,7 @@ mod app;
 mod connections;
 mod demo;
 mod files;
+mod health;
 mod nodes;
 mod rates;
 mod redis_view;
@@ -46,4 +47,6 @@ pub enum Action {
     OpenWorkspace,
     /// Pick a PEM file for a Redis TLS field (opens a dialog).
     PickPem(files::PemField),
+    /// Open the Health view, on the findings about this node or server when given (a badge).
+    ShowHealth(Option<String>),
 }

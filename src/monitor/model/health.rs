@@ -967,7 +967,15 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
     }
     let mut channels: BTreeSet<String> = BTreeSet::new();
     let mut sr2: Option<Sr2Observation> = None;
-    for e in model.traffic.iter() {
+    // Newest first, stopping at the window's start (entries arrive in time order), so the cost is
+    // the window's traffic, not the whole ring's; then oldest first, as the SignalR 2 ids need.
+    let recent: Vec<&super::TrafficEntry> = model
+        .traffic
+        .iter()
+        .rev()
+        .take_while(|e| e.at_ms >= since || e.gap.is_some_and(|(_, to)| to >= since))
+        .collect();
+    for e in recent.into_iter().rev() {
         if e.kind == super::EntryKind::Gap {
             if let Some((from_ms, to_ms)) = e.gap
                 && to_ms >= since
@@ -1045,11 +1053,232 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             hub.traffic = Some(0);
         }
     }
+    // The health round's NUMSUB figures, when the round is current: its ack servers were counted
+    // in the same round as `:all`, so they replace the walk's (a server gone since the walk is
+    // not taken for a deaf one).
+    if let Some(round) = &model.health_round
+        && round.problem.is_none()
+        && now_ms.saturating_sub(round.at_ms) <= ROUND_FRESH_MS
+    {
+        for h in &round.hubs {
+            let entry = hubs.entry(h.hub.clone()).or_insert_with(|| HubObservation {
+                hub: h.hub.clone(),
+                traffic: Some(0),
+                ..HubObservation::default()
+            });
+            entry.numsub_all = Some(h.all);
+            entry.numsub_groups = Some(h.groups);
+            entry.ack_servers = h.ack_servers.clone();
+        }
+        if let Some(obs) = sr2.as_mut()
+            && let Some((_, Ok(counter))) = round.sr2_counters.iter().find(|(k, _)| *k == obs.event_key)
+        {
+            obs.counter = *counter;
+        }
+    }
+    inputs.client_list = client_list_from_view(&model.redis, now_ms);
     inputs.hubs = hubs.into_values().collect();
     inputs.expected_hubs = expected.into_iter().collect();
     inputs.channels = channels.into_iter().collect();
     inputs.sr2 = sr2;
     inputs
+}
+
+/// A health round older than this is not used (three census rounds missed): its NUMSUB figures
+/// would be held against a newer census.
+pub const ROUND_FRESH_MS: u64 = 6_000;
+
+/// How far back the dashboard's evaluation reads the traffic ring.
+pub const MODEL_WINDOW_MS: u64 = 60_000;
+
+/// An evaluation older than this looks stale (three refreshes missed: the window drew no frame,
+/// or the model stopped moving).
+pub const EVALUATION_STALE_MS: u64 = 3 * 2_000;
+
+/// A Redis view round older than this is not used for the output-buffer rule: the poller spaces
+/// its rounds 5 s and more apart (by their cost), so three rounds missed.
+pub const VIEW_FRESH_MS: u64 = 3 * 120_000;
+
+/// "skipped: CLIENT LIST (ACL: grant +client|list)" from the poller's words for a refusal.
+fn skipped_words(what: &str, error: &str) -> String {
+    if error.contains("lacks permission")
+        && let Some(grant) = error.rsplit_once('(').and_then(|(_, g)| g.strip_suffix(')'))
+    {
+        return format!("skipped: {what} (ACL: {grant})");
+    }
+    format!("skipped: {what} ({error})")
+}
+
+/// The output-buffer rule's input from the Redis view's latest round (the poller already asks
+/// `CLIENT LIST TYPE pubsub` and the limit on every server: not asked twice). `None` before any
+/// round (the in-memory bus has none).
+fn client_list_from_view(
+    view: &super::redis_view::RedisView,
+    now_ms: u64,
+) -> Option<Result<ClientListInput, String>> {
+    use super::redis_view::LimitKnowledge;
+    let snapshot = view.latest()?;
+    let age = now_ms.saturating_sub(snapshot.at_ms);
+    if age > VIEW_FRESH_MS {
+        return Some(Err(format!(
+            "skipped: CLIENT LIST (the Redis view's last round is {} s old)",
+            age / 1000
+        )));
+    }
+    if let Some(error) = &snapshot.error {
+        return Some(Err(skipped_words("CLIENT LIST", error)));
+    }
+    let mut input = ClientListInput::default();
+    let mut limit_refused = None;
+    for node in &snapshot.nodes {
+        if let Some(error) = &node.error {
+            return Some(Err(skipped_words("CLIENT LIST", error)));
+        }
+        input.clients.extend(node.clients.iter().map(|c| PubSubClient {
+            id: c.id,
+            name: c.name.clone(),
+            addr: c.addr.clone(),
+            omem: c.omem,
+            sub: c.channels,
+            psub: c.patterns,
+        }));
+        match &node.limit {
+            LimitKnowledge::Known(l) if input.limit.is_none() => {
+                input.limit = Some(BufferLimit {
+                    hard: l.hard,
+                    soft: l.soft,
+                    soft_seconds: l.soft_secs,
+                });
+            }
+            LimitKnowledge::Unknown(why) => limit_refused = Some(why.clone()),
+            _ => {}
+        }
+    }
+    if input.limit.is_none()
+        && let Some(why) = limit_refused
+    {
+        return Some(Err(skipped_words("CONFIG GET client-output-buffer-limit", &why)));
+    }
+    Some(Ok(input))
+}
+
+/// One evaluation as the dashboard shows it: the findings (worst first), the verdict, when, what
+/// it could not check and why, and how old its Redis figures were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub at_ms: u64,
+    pub findings: Vec<Finding>,
+    pub verdict: Verdict,
+    /// Checks that could not run, in words ("skipped: CLIENT LIST (ACL: grant +client|list)").
+    pub skipped: Vec<String>,
+    /// When the NUMSUB/GET figures used were taken (`None`: none were).
+    pub redis_at_ms: Option<u64>,
+}
+
+impl Evaluation {
+    /// Evaluates `inputs`; `round` is the health round they were built with (for what it skipped).
+    pub fn of(inputs: &HealthInputs, round: Option<&super::super::HealthRound>) -> Evaluation {
+        let findings = evaluate(inputs);
+        let mut skipped = Vec::new();
+        let numsub_known = inputs.hubs.iter().any(|h| h.numsub_all.is_some());
+        match round {
+            None => skipped.push(
+                "skipped: NUMSUB of :all and :internal:groups (no census round yet): deaf servers are not looked for"
+                    .to_string(),
+            ),
+            Some(r) => {
+                if let Some(problem) = &r.problem {
+                    skipped.push(skipped_words("NUMSUB of :all and :internal:groups", problem));
+                } else if !numsub_known && !inputs.hubs.is_empty() {
+                    skipped.push(format!(
+                        "skipped: NUMSUB of :all and :internal:groups (the last round is {} s old)",
+                        inputs.now_ms.saturating_sub(r.at_ms) / 1000
+                    ));
+                }
+                for (key, value) in &r.sr2_counters {
+                    if let Err(e) = value {
+                        skipped.push(skipped_words(&format!("GET {key}"), e));
+                    }
+                }
+            }
+        }
+        match &inputs.client_list {
+            None => skipped.push(
+                "skipped: CLIENT LIST (no Redis view round yet, or an in-memory bus): output buffers not checked"
+                    .to_string(),
+            ),
+            Some(Err(why)) => skipped.push(why.clone()),
+            Some(Ok(_)) => {}
+        }
+        if inputs.redis_error.is_some() {
+            skipped.push("skipped: every Redis check (Redis not reached)".to_string());
+        }
+        Evaluation {
+            at_ms: inputs.now_ms,
+            verdict: Verdict::of(&findings),
+            findings,
+            skipped,
+            redis_at_ms: round.filter(|r| r.problem.is_none()).map(|r| r.at_ms),
+        }
+    }
+
+    /// Why the evaluation shown is not current, in words; empty when it is.
+    pub fn stale_reasons(&self, now_ms: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        let age = now_ms.saturating_sub(self.at_ms);
+        if age > EVALUATION_STALE_MS {
+            out.push(format!("evaluated {} s ago", age / 1000));
+        }
+        match self.redis_at_ms {
+            Some(at) if self.at_ms.saturating_sub(at) > ROUND_FRESH_MS => out.push(format!(
+                "its Redis figures were {} s old",
+                self.at_ms.saturating_sub(at) / 1000
+            )),
+            None => out.push("no Redis figures (NUMSUB) yet".to_string()),
+            _ => {}
+        }
+        out
+    }
+
+    /// Findings about a node known by any of `names` (its name, hub URL, server name), worst first.
+    pub fn concerning<'a>(&'a self, names: &[&str]) -> Vec<&'a Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.subject.as_deref().is_some_and(|s| names.contains(&s)))
+            .collect()
+    }
+
+    /// The worst severity among findings about a node, when any is worse than info.
+    pub fn worst_for(&self, names: &[&str]) -> Option<Severity> {
+        self.concerning(names)
+            .iter()
+            .map(|f| f.severity)
+            .filter(|s| *s > Severity::Info)
+            .max()
+    }
+
+    /// Findings that concern no watched node (Redis itself, a deaf server nobody watches, a
+    /// foreign prefix), worse than info: the topology marks the Redis box with them.
+    pub fn backplane_findings<'a>(&'a self, node_names: &[&str]) -> Vec<&'a Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity > Severity::Info)
+            .filter(|f| f.subject.as_deref().is_none_or(|s| !node_names.contains(&s)))
+            .collect()
+    }
+
+    /// (critical, warning) counts.
+    pub fn counts(&self) -> (usize, usize) {
+        let n = |s: Severity| self.findings.iter().filter(|f| f.severity == s).count();
+        (n(Severity::Critical), n(Severity::Warning))
+    }
+}
+
+/// The dashboard's health: the refresh gate and the latest evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct HealthState {
+    pub gate: RefreshGate,
+    pub latest: Option<Evaluation>,
 }
 
 /// Lets a refresh through at most once per interval (time passed in, unix ms).

@@ -52,6 +52,7 @@ pub enum View {
     Send,
     Topology,
     Redis,
+    Health,
 }
 
 /// What the window shows now (published by the UI every frame, read by the monitor's thread).
@@ -74,6 +75,7 @@ impl Showing {
             View::Send => 3,
             View::Topology => 4,
             View::Redis => 5,
+            View::Health => 6,
         };
         view | (self.table_frozen as u8) << 3 | (self.presenter as u8) << 4
     }
@@ -85,6 +87,7 @@ impl Showing {
             3 => View::Send,
             4 => View::Topology,
             5 => View::Redis,
+            6 => View::Health,
             _ => View::Traffic,
         };
         Showing {
@@ -232,6 +235,9 @@ impl WakePolicy {
                 }
                 (!showing.presenter).then_some(GLANCE)
             }
+            // Every census round (2 s): the Health view re-evaluates with it; elsewhere the
+            // badges follow with the frames other news draws.
+            MonitorEvent::HealthRound(_) => (view == View::Health).then_some(GLANCE),
             MonitorEvent::Sent { .. } | MonitorEvent::SendFailed { .. } => Some(NOW),
             // Traces' findings and a burst's progress are drawn on the Send view only.
             MonitorEvent::TraceLookup { .. } => (view == View::Send).then_some(NOW),
