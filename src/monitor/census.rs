@@ -474,22 +474,31 @@ async fn hub_subscribers(
 /// `GET eventKey` of every SignalR 2 key seen: the id of the newest message (SIGNALR-WIRE.md C.2).
 /// Asked of the first server (a single server or the sentinel's primary: SignalR 2 has no
 /// cluster support); on a cluster the key lives on one shard, which the census does not route to.
-async fn sr2_counters(links: &mut [Link], keys: &[String], cluster: bool) -> Vec<(String, Result<Option<u64>, String>)> {
+async fn sr2_counters(
+    links: &mut [Link],
+    keys: &[String],
+    cluster: bool,
+) -> Vec<(String, Result<Option<u64>, String>)> {
     let mut out = Vec::new();
     for key in keys {
         let value = match links.first_mut() {
             _ if cluster => Err("not read on a Redis Cluster (SignalR 2 does not support one)".to_string()),
             None => Err("no Redis server reached".to_string()),
-            Some(link) => timed("GET", redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut link.conn))
-                .await
-                .and_then(|v| match v {
-                    None => Ok(None),
-                    Some(text) => text
-                        .trim()
-                        .parse::<u64>()
-                        .map(Some)
-                        .map_err(|_| format!("GET {key}: not a counter ({} bytes)", text.len())),
-                }),
+            Some(link) => timed(
+                "GET",
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<String>>(&mut link.conn),
+            )
+            .await
+            .and_then(|v| match v {
+                None => Ok(None),
+                Some(text) => text
+                    .trim()
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| format!("GET {key}: not a counter ({} bytes)", text.len())),
+            }),
         };
         out.push((key.clone(), value));
     }
@@ -734,7 +743,13 @@ pub(crate) async fn run_redis(
             hubs.truncate(MAX_HEALTH_HUBS);
             let servers: Vec<(String, String)> = last
                 .as_ref()
-                .map(|w| w.servers.iter().filter(|(h, _)| hubs.contains(h)).cloned().collect())
+                .map(|w| {
+                    w.servers
+                        .iter()
+                        .filter(|(h, _)| hubs.contains(h))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default();
             let round = match hub_subscribers(&mut links, &prefix, &hubs, &servers).await {
                 Ok(hubs) => HealthRound {

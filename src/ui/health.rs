@@ -11,8 +11,8 @@ use egui::{Color32, RichText, Ui};
 
 use super::{Action, widgets};
 use crate::monitor::model::Model;
-use crate::monitor::model::nodes::NodeRow;
 use crate::monitor::model::health::{Evaluation, Finding, MIN_REFRESH, Severity, Verdict};
+use crate::monitor::model::nodes::NodeRow;
 
 /// The Health view's own state: which node's findings it was opened for (from a badge).
 #[derive(Debug, Default)]
@@ -107,9 +107,7 @@ pub fn show(ui: &mut Ui, model: &Model, health_ui: &mut HealthUi, now: u64) {
         let (critical, warning) = evaluation.counts();
         let info = evaluation.findings.len() - critical - warning;
         ui.vertical(|ui| {
-            ui.label(format!(
-                "{critical} critical · {warning} warning · {info} info"
-            ));
+            ui.label(format!("{critical} critical · {warning} warning · {info} info"));
             let age = now.saturating_sub(evaluation.at_ms) / 1000;
             let redis = match evaluation.redis_at_ms {
                 Some(at) => format!(" · Redis figures of {}", widgets::clock(at)),

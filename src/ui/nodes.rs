@@ -97,7 +97,10 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                         "Messages to the backplane per second, over the last 5 s",
                     ),
                     ("backplane", ""),
-                    ("health", "The worst health finding about this node: hover for them, click for the Health view"),
+                    (
+                        "health",
+                        "The worst health finding about this node: hover for them, click for the Health view",
+                    ),
                 ] {
                     let label = ui.label(RichText::new(title).strong());
                     if !hover.is_empty() {

@@ -18,8 +18,8 @@ use super::traffic::kind_color;
 use super::{Action, widgets};
 use crate::config::PRESENTER_LIST_REFRESH;
 use crate::monitor::LinkState;
-use crate::monitor::model::nodes::{Liveness, Nodes};
 use crate::monitor::model::health::{Finding, Severity};
+use crate::monitor::model::nodes::{Liveness, Nodes};
 use crate::monitor::model::{EntryKind, Model, TrafficEntry};
 
 /// How long a pulse takes along one edge.
@@ -282,7 +282,17 @@ pub fn show(
         let findings = evaluation.backplane_findings(&names);
         if let Some(worst) = findings.iter().map(|f| f.severity).max() {
             let at = center + vec2(BUS_RADIUS * 0.75, -BUS_RADIUS * 0.75) * scale;
-            health_marker(ui, &painter, at, scale, worst, &findings, "backplane", None, actions);
+            health_marker(
+                ui,
+                &painter,
+                at,
+                scale,
+                worst,
+                &findings,
+                "backplane",
+                None,
+                actions,
+            );
         }
     }
     if !under.is_empty() {

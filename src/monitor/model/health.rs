@@ -1033,12 +1033,12 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             if !stats.hub.is_empty() {
                 expected.insert(stats.hub.clone());
             }
-            if row.announced {
+            if let Some(ts_ms) = row.heartbeat_at_ms {
                 inputs.heartbeats.push(Heartbeat {
                     server_name: stats.server_name.clone(),
                     node_name: row.name.clone(),
                     hub: stats.hub.clone(),
-                    ts_ms: row.stats_at_ms,
+                    ts_ms,
                 });
             }
         }
