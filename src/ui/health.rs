@@ -32,6 +32,12 @@ pub fn node_names(row: &NodeRow) -> Vec<&str> {
     names
 }
 
+/// The text with the arrows the rules write (for terminals) as ASCII: egui's default fonts have
+/// no glyph for them.
+pub fn plain(text: &str) -> String {
+    text.replace('→', "->")
+}
+
 /// The colour of a severity.
 pub fn color(severity: Severity) -> Color32 {
     match severity {
@@ -58,14 +64,14 @@ pub fn badge(ui: &mut Ui, evaluation: Option<&Evaluation>, names: &[&str], actio
         return;
     };
     let findings = evaluation.concerning(names);
-    let text = RichText::new(format!("● {}", worst.label()))
+    let text = RichText::new(format!("[{}]", worst.label()))
         .color(color(worst))
         .strong();
     let response = ui
         .add(egui::Button::new(text).small().frame(false))
         .on_hover_ui(|ui| {
             for f in &findings {
-                ui.label(RichText::new(f.line()).color(color(f.severity)));
+                ui.label(RichText::new(plain(&f.line())).color(color(f.severity)));
             }
             ui.label(RichText::new("click: open the Health view").weak());
         });
@@ -217,12 +223,12 @@ fn finding(ui: &mut Ui, f: &Finding, index: usize, stale: bool) {
         }
     });
     ui.indent((f.severity.label(), index), |ui| {
-        ui.label(&f.summary);
+        ui.label(plain(&f.summary));
         for line in &f.evidence {
-            ui.label(RichText::new(format!("• {line}")).small().monospace());
+            ui.label(RichText::new(format!("- {}", plain(line))).small().monospace());
         }
         if !f.action.is_empty() {
-            ui.label(RichText::new(format!("→ {}", f.action)).italics());
+            ui.label(RichText::new(format!("what to do: {}", plain(&f.action))).italics());
         }
     });
 }

@@ -436,7 +436,9 @@ fn health_marker(
         .interact(rect, ui.scope_id().with(("health_marker", id)), Sense::click())
         .on_hover_ui(|ui| {
             for f in findings {
-                ui.label(RichText::new(f.line()).color(super::health::color(f.severity)));
+                ui.label(
+                    RichText::new(super::health::plain(&f.line())).color(super::health::color(f.severity)),
+                );
             }
             ui.label(RichText::new("click: open the Health view").weak());
         });
