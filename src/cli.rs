@@ -102,8 +102,8 @@ pub struct DashboardArgs {
     #[arg(long)]
     pub fresh: bool,
 
-    /// Which tab to show first: traffic, rates, nodes, send, topology, redis.
-    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology", "redis"])]
+    /// Which tab to show first: traffic, rates, nodes, send, topology, redis, health.
+    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology", "redis", "health"])]
     pub tab: Option<String>,
 
     /// Quit after this many seconds (for smoke tests and screenshots; not in --help).
@@ -158,8 +158,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "SECS", hide = true)]
     pub exit_after: Option<f64>,
 
-    /// Which tab to show first: traffic, rates, nodes, send, topology, redis.
-    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology", "redis"])]
+    /// Which tab to show first: traffic, rates, nodes, send, topology, redis, health.
+    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology", "redis", "health"])]
     pub tab: Option<String>,
 }
 

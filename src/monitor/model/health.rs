@@ -1173,6 +1173,8 @@ pub struct Evaluation {
     pub skipped: Vec<String>,
     /// When the NUMSUB/GET figures used were taken (`None`: none were).
     pub redis_at_ms: Option<u64>,
+    /// Why the latest health round failed, when it did (Redis down, a refused command).
+    pub redis_problem: Option<String>,
 }
 
 impl Evaluation {
@@ -1219,6 +1221,7 @@ impl Evaluation {
             findings,
             skipped,
             redis_at_ms: round.filter(|r| r.problem.is_none()).map(|r| r.at_ms),
+            redis_problem: round.and_then(|r| r.problem.clone()),
         }
     }
 
@@ -1229,12 +1232,13 @@ impl Evaluation {
         if age > EVALUATION_STALE_MS {
             out.push(format!("evaluated {} s ago", age / 1000));
         }
-        match self.redis_at_ms {
-            Some(at) if self.at_ms.saturating_sub(at) > ROUND_FRESH_MS => out.push(format!(
+        match (self.redis_at_ms, &self.redis_problem) {
+            (_, Some(problem)) => out.push(format!("the last Redis round failed: {problem}")),
+            (Some(at), None) if self.at_ms.saturating_sub(at) > ROUND_FRESH_MS => out.push(format!(
                 "its Redis figures were {} s old",
                 self.at_ms.saturating_sub(at) / 1000
             )),
-            None => out.push("no Redis figures (NUMSUB) yet".to_string()),
+            (None, None) => out.push("no Redis figures (NUMSUB) yet".to_string()),
             _ => {}
         }
         out
@@ -1793,6 +1797,77 @@ mod tests {
         for rule in ["pattern-group", "tap-gap", "sr2-gap", "servers"] {
             assert!(rules.contains(&rule), "{rule} in {rules:?}");
         }
+    }
+
+    #[test]
+    fn an_evaluation_names_what_it_skipped_and_looks_stale_when_old_or_failed() {
+        use crate::monitor::{HealthRound, HubSubscribers};
+        let mut i = inputs();
+        i.hubs = vec![hub(&["a_1"], 1, 1)];
+        i.client_list = Some(Err(skipped_words(
+            "CLIENT LIST",
+            "127.0.0.1:6379: the ACL user lacks permission for CLIENT LIST (grant +client|list)",
+        )));
+        let round = HealthRound {
+            at_ms: NOW - 1000,
+            hubs: vec![HubSubscribers {
+                hub: HUB.into(),
+                all: 1,
+                groups: 1,
+                ack_servers: vec!["a_1".into()],
+            }],
+            sr2_counters: vec![(
+                "App".into(),
+                Err("the ACL user may not read these keys (grant key access: ~*)".into()),
+            )],
+            problem: None,
+        };
+        let e = Evaluation::of(&i, Some(&round));
+        assert_eq!(
+            e.skipped,
+            vec![
+                "skipped: GET App (the ACL user may not read these keys (grant key access: ~*))".to_string(),
+                "skipped: CLIENT LIST (ACL: grant +client|list)".to_string(),
+            ]
+        );
+        assert!(e.stale_reasons(NOW + 1000).is_empty());
+        assert_eq!(e.stale_reasons(NOW + 7000), vec!["evaluated 7 s ago".to_string()]);
+        let failed = HealthRound {
+            at_ms: NOW,
+            problem: Some("127.0.0.1:6379: connection refused".into()),
+            ..HealthRound::default()
+        };
+        let e = Evaluation::of(&i, Some(&failed));
+        assert_eq!(
+            e.stale_reasons(NOW),
+            vec!["the last Redis round failed: 127.0.0.1:6379: connection refused".to_string()]
+        );
+        assert!(e.skipped[0].starts_with("skipped: NUMSUB of :all and :internal:groups"));
+        assert_eq!(
+            Evaluation::of(&i, None).stale_reasons(NOW),
+            vec!["no Redis figures (NUMSUB) yet".to_string()]
+        );
+    }
+
+    #[test]
+    fn findings_are_found_by_any_name_of_a_node_and_the_rest_belong_to_the_backplane() {
+        let mut i = inputs();
+        i.nodes = vec![NodeObservation {
+            name: "node-b".into(),
+            reach: NodeReach::Unreachable("refused".into()),
+        }];
+        i.hubs = vec![hub(&["a_1", "deaf_9"], 1, 2)];
+        i.heartbeats = vec![beat("a_1", 0)];
+        let e = Evaluation::of(&i, None);
+        assert_eq!(
+            e.worst_for(&["node-b", "http://b/chat"]),
+            Some(Severity::Critical)
+        );
+        assert_eq!(e.worst_for(&["deaf_9"]), Some(Severity::Warning));
+        assert_eq!(e.worst_for(&["a_1"]), None);
+        let rules: Vec<&str> = e.backplane_findings(&["node-b"]).iter().map(|f| f.rule).collect();
+        assert_eq!(rules, vec!["deaf-server"]);
+        assert_eq!(e.counts(), (1, 1));
     }
 
     #[test]
