@@ -958,6 +958,12 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
         prefix: prefix.to_string(),
         ..HealthInputs::default()
     };
+    // The tap's own link: while it is down, nothing the Redis rules say is current.
+    if let super::LinkState::Reconnecting { error, .. } | super::LinkState::Failed { error } =
+        &model.tap.state
+    {
+        inputs.redis_error = Some(format!("the dashboard's tap: {error}"));
+    }
     let mut hubs: BTreeMap<String, HubObservation> = BTreeMap::new();
     if let Some((_, census)) = &model.census {
         for h in census {
@@ -1868,6 +1874,34 @@ mod tests {
         let rules: Vec<&str> = e.backplane_findings(&["node-b"]).iter().map(|f| f.rule).collect();
         assert_eq!(rules, vec!["deaf-server"]);
         assert_eq!(e.counts(), (1, 1));
+    }
+
+    #[test]
+    fn a_tap_that_lost_redis_makes_redis_unreachable_and_the_model_refreshes_at_most_every_2_s() {
+        use crate::monitor::model::{Limits, Model};
+        use crate::monitor::{LinkState, MonitorEvent};
+        let mut model = Model::new(Limits::default());
+        assert!(model.refresh_health("p:", NOW));
+        assert!(!model.refresh_health("p:", NOW + 1999), "gated");
+        model.apply(
+            MonitorEvent::Tap {
+                state: LinkState::Reconnecting {
+                    attempt: 2,
+                    retry_at_ms: NOW + 3000,
+                    error: "127.0.0.1:6379: connection refused".into(),
+                },
+                at_ms: NOW,
+            },
+            NOW,
+        );
+        assert!(model.refresh_health("p:", NOW + 2000));
+        let e = model.health.latest.clone().unwrap_or_else(|| panic!("evaluated"));
+        assert_eq!(e.findings[0].rule, "redis-unreachable");
+        assert_eq!(
+            e.findings[0].evidence,
+            vec!["the dashboard's tap: 127.0.0.1:6379: connection refused".to_string()]
+        );
+        assert_eq!(e.verdict, Verdict::Broken);
     }
 
     #[test]
