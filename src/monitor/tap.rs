@@ -181,6 +181,13 @@ pub fn connector_for(spec: &RedisSpec) -> Result<RedisConnector, String> {
 /// it, and another application's per-connection traffic is not read.
 pub const FOREIGN_PATTERN: &str = "*:all";
 
+/// Whether a message is the second copy of one the tap already gets: Redis delivers a message once
+/// per matching pattern, so a broadcast under the tap's own prefix arrives through `{prefix}*` and
+/// again through [`FOREIGN_PATTERN`]; the latter copy is dropped.
+fn second_copy(prefix: &str, channel: &str, pattern: Option<&str>) -> bool {
+    !prefix.is_empty() && pattern == Some(FOREIGN_PATTERN) && channel.starts_with(prefix)
+}
+
 async fn subscribe(connector: &RedisConnector, pattern: &str) -> Result<redis::aio::PubSub, String> {
     let connect = async {
         let reached = connector.reach().await.map_err(|e| e.to_string())?;
@@ -273,7 +280,19 @@ async fn run_redis(
                             Some(chunk) => {
                                 if shedder.keep(chunk.len()) {
                                     for m in &chunk {
-                                        batcher.message(m.get_channel_name(), m.get_payload_bytes());
+                                        let channel = m.get_channel_name();
+                                        // Only a broadcast under the prefix can be a second copy:
+                                        // the pattern is read (an allocation) for those alone.
+                                        if channel.ends_with(":all")
+                                            && second_copy(
+                                                &prefix,
+                                                channel,
+                                                m.get_pattern::<Option<String>>().ok().flatten().as_deref(),
+                                            )
+                                        {
+                                            continue;
+                                        }
+                                        batcher.message(channel, m.get_payload_bytes());
                                     }
                                 } else {
                                     batcher.shed(chunk.len());
@@ -412,6 +431,16 @@ async fn run_memory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broadcast_under_the_prefix_is_kept_once_and_foreign_ones_are_kept() {
+        let own = Channels::tap_pattern("p:");
+        assert!(second_copy("p:", "p:Hub:all", Some(FOREIGN_PATTERN)));
+        assert!(!second_copy("p:", "p:Hub:all", Some(&own)));
+        assert!(!second_copy("p:", "q:Hub:all", Some(FOREIGN_PATTERN)));
+        // An empty prefix subscribes `*` alone.
+        assert!(!second_copy("", "Hub:all", Some(FOREIGN_PATTERN)));
+    }
 
     #[test]
     fn census_patterns_escape_the_prefix() {
