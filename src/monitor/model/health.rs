@@ -971,7 +971,10 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             entry.ack_servers = h.servers.clone();
         }
     }
-    let mut channels: BTreeSet<String> = BTreeSet::new();
+    // Borrowed while the ring is read: one allocation per distinct channel, not per entry.
+    let mut channels: BTreeSet<&str> = BTreeSet::new();
+    // Per-hub traffic counted under borrowed names too, folded into `hubs` after the pass.
+    let mut traffic: BTreeMap<&str, u64> = BTreeMap::new();
     let mut sr2: Option<Sr2Observation> = None;
     // Newest first, stopping at the window's start (entries arrive in time order), so the cost is
     // the window's traffic, not the whole ring's; then oldest first, as the SignalR 2 ids need.
@@ -994,7 +997,7 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             continue;
         }
         if channels.len() < MAX_MODEL_CHANNELS {
-            channels.insert(e.channel.clone());
+            channels.insert(e.channel.as_str());
         }
         if e.kind == super::EntryKind::Sr2 {
             if let Some(id) = sr2_ascii_id(&e.payload) {
@@ -1007,9 +1010,10 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
                 }
             }
         } else if let Some(hub) = &e.hub
-            && naming::classify(prefix, &e.channel).is_some()
+            && e.channel.starts_with(prefix)
+            && !naming::is_nodes_channel(prefix, &e.channel)
         {
-            *hubs.entry(hub.clone()).or_default().traffic.get_or_insert(0) += 1;
+            *traffic.entry(hub.as_str()).or_default() += 1;
         }
     }
     let mut expected = BTreeSet::new();
@@ -1053,6 +1057,9 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             reach,
         });
     }
+    for (hub, n) in traffic {
+        *hubs.entry(hub.to_string()).or_default().traffic.get_or_insert(0) += n;
+    }
     for (name, hub) in hubs.iter_mut() {
         hub.hub = name.clone();
         if hub.traffic.is_none() {
@@ -1085,7 +1092,7 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
     inputs.client_list = client_list_from_view(&model.redis, now_ms);
     inputs.hubs = hubs.into_values().collect();
     inputs.expected_hubs = expected.into_iter().collect();
-    inputs.channels = channels.into_iter().collect();
+    inputs.channels = channels.into_iter().map(str::to_string).collect();
     inputs.sr2 = sr2;
     inputs
 }
