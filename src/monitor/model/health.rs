@@ -937,6 +937,12 @@ fn sr2(inputs: &HealthInputs, out: &mut Vec<Finding>) {
     }
 }
 
+/// Most ring entries one evaluation reads (the newest): reading an entry costs a couple of cache
+/// misses, ~0.2 µs, so a full 100,000-entry minute took ~23 ms of the UI thread every 2 s
+/// (benches/health_refresh); 20,000 keeps it near 5 ms. Above ~330 msg/s the window is then
+/// shorter than [`MODEL_WINDOW_MS`].
+pub const MAX_SCAN_ENTRIES: usize = 20_000;
+
 /// Most distinct channel names taken from the traffic ring for the channel rules.
 const MAX_MODEL_CHANNELS: usize = 10_000;
 
@@ -972,9 +978,11 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
         }
     }
     // Borrowed while the ring is read: one allocation per distinct channel, not per entry.
-    let mut channels: BTreeSet<&str> = BTreeSet::new();
+    // Hashed, not ordered, during the pass (sorted once at the end): this loop is the cost of an
+    // evaluation (benches/health_refresh).
+    let mut channels: std::collections::HashSet<&str> = std::collections::HashSet::new();
     // Per-hub traffic counted under borrowed names too, folded into `hubs` after the pass.
-    let mut traffic: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut traffic: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     let mut sr2: Option<Sr2Observation> = None;
     // Newest first, stopping at the window's start (entries arrive in time order), so the cost is
     // the window's traffic, not the whole ring's; then oldest first, as the SignalR 2 ids need.
@@ -983,6 +991,7 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
         .iter()
         .rev()
         .take_while(|e| e.at_ms >= since || e.gap.is_some_and(|(_, to)| to >= since))
+        .take(MAX_SCAN_ENTRIES)
         .collect();
     for e in recent.into_iter().rev() {
         if e.kind == super::EntryKind::Gap {
@@ -1092,7 +1101,9 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
     inputs.client_list = client_list_from_view(&model.redis, now_ms);
     inputs.hubs = hubs.into_values().collect();
     inputs.expected_hubs = expected.into_iter().collect();
-    inputs.channels = channels.into_iter().map(str::to_string).collect();
+    let mut channels: Vec<String> = channels.into_iter().map(str::to_string).collect();
+    channels.sort();
+    inputs.channels = channels;
     inputs.sr2 = sr2;
     inputs
 }

@@ -329,6 +329,14 @@ mod tests {
     }
 
     #[test]
+    fn a_health_round_wakes_only_the_health_view() {
+        let mut p = WakePolicy::default();
+        let round = MonitorEvent::HealthRound(crate::monitor::HealthRound::default());
+        assert_eq!(p.wake_for(showing(View::Health), std::slice::from_ref(&round), 1_000), Some(GLANCE));
+        assert_eq!(p.wake_for(showing(View::Traffic), &[round], 1_000), None);
+    }
+
+    #[test]
     fn showing_survives_its_bits() {
         for view in [
             View::Traffic,
@@ -337,6 +345,7 @@ mod tests {
             View::Send,
             View::Topology,
             View::Redis,
+            View::Health,
         ] {
             for frozen in [false, true] {
                 for presenter in [false, true] {
