@@ -101,6 +101,9 @@ pub struct CheckOptions {
     pub receive_method: String,
     pub token: Option<MonitorToken>,
     pub node_tls: Option<NodeTls>,
+    /// ASP.NET SignalR 2 event keys whose counter (`GET`) and subscribers (`PUBSUB NUMSUB`) are
+    /// reported (SIGNALR-WIRE.md C.1: the key names both the channel and the counter).
+    pub event_keys: Vec<String>,
 }
 
 /// The outcome, as printed.
@@ -312,10 +315,47 @@ pub async fn run(options: CheckOptions) -> CheckReport {
     }
     inputs.now_ms = now_ms();
     let mut findings = health::evaluate(&inputs);
+    if !options.event_keys.is_empty()
+        && let (Some(c), Some(r)) = (&connector, &reached)
+    {
+        let read = tokio::time::timeout(
+            remaining(deadline).max(Duration::from_millis(500)),
+            sr2_counters(c, r, &options.event_keys),
+        )
+        .await;
+        match read {
+            Ok(Ok(counters)) => {
+                for (key, counter, subscribers) in counters {
+                    findings.extend(sr2_findings(&key, counter, subscribers, inputs.now_ms));
+                }
+            }
+            Ok(Err(e)) => findings.push(
+                Finding::new(
+                    "sr2-total",
+                    health::Severity::Warning,
+                    "the SignalR 2 counters could not be read".to_string(),
+                )
+                .evidence(e),
+            ),
+            Err(_) => findings.push(Finding::new(
+                "sr2-total",
+                health::Severity::Warning,
+                "timed out reading the SignalR 2 counters (GET)".to_string(),
+            )),
+        }
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    }
     if let Some(note) = discovery_note {
         findings.push(Finding::new("nodes", health::Severity::Info, note));
     }
-    if nodes.is_empty() && inputs.redis_error.is_none() {
+    if nodes.is_empty() && inputs.redis_error.is_none() && !options.event_keys.is_empty() {
+        findings.push(Finding::new(
+            "nodes",
+            health::Severity::Info,
+            "no node was given and none announced itself: no test message was sent (SignalR 2 servers are checked through their event key only)"
+                .to_string(),
+        ));
+    } else if nodes.is_empty() && inputs.redis_error.is_none() {
         findings.insert(
             0,
             Finding::new(
@@ -611,6 +651,83 @@ async fn query_redis(
         hubs: hubs.into_values().collect(),
         client_list,
     })
+}
+
+/// `GET key` and `PUBSUB NUMSUB key` for every SignalR 2 event key, on the primary (SignalR 2
+/// supports no cluster: on one, the first primary is asked and the counter may live elsewhere).
+async fn sr2_counters(
+    connector: &RedisConnector,
+    reached: &crate::redis_conn::Reached,
+    keys: &[String],
+) -> Result<Vec<(String, Option<u64>, u64)>, String> {
+    let primaries = reached.primaries();
+    let Some(addr) = primaries.first() else {
+        return Err("no primary to ask".to_string());
+    };
+    let mut c = connector.multiplexed(addr).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for key in keys {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| format!("GET {key}: {}", describe(&e)))?;
+        let counter = match value {
+            None => None,
+            Some(text) => Some(
+                text.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("GET {key}: not a SignalR 2 counter ({} bytes)", text.len()))?,
+            ),
+        };
+        let reply: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| format!("PUBSUB NUMSUB {key}: {}", describe(&e)))?;
+        out.push((key.clone(), counter, reply.first().map_or(0, |r| r.1)));
+    }
+    Ok(out)
+}
+
+/// The findings for one SignalR 2 event key: the rule's `sr2-total` with the subscriber count as
+/// its evidence, or why there is no counter.
+fn sr2_findings(key: &str, counter: Option<u64>, subscribers: u64, now_ms: u64) -> Vec<Finding> {
+    let servers = format!("PUBSUB NUMSUB {key} = {subscribers}: SignalR 2 servers (app domains) subscribed");
+    let Some(counter) = counter else {
+        let severity = if subscribers > 0 {
+            health::Severity::Warning
+        } else {
+            health::Severity::Info
+        };
+        return vec![
+            Finding::new(
+                "sr2-total",
+                severity,
+                format!("GET {key}: no such key: no SignalR 2 message was published under this event key in this database, or the counter was lost"),
+            )
+            .evidence(servers)
+            .action("check the event key and the database number; a counter lost while servers run makes them skip ids (SignalR#3091)"),
+        ];
+    };
+    let inputs = HealthInputs {
+        now_ms,
+        sr2: Some(health::Sr2Observation {
+            event_key: key.to_string(),
+            counter: Some(counter),
+            ..health::Sr2Observation::default()
+        }),
+        ..HealthInputs::default()
+    };
+    health::evaluate(&inputs)
+        .into_iter()
+        .map(|mut f| {
+            // `check` does not tap the channel: the subscribers say more than "0 seen".
+            f.evidence = vec![servers.clone()];
+            f
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -102,8 +102,8 @@ pub struct DashboardArgs {
     #[arg(long)]
     pub fresh: bool,
 
-    /// Which tab to show first: traffic, rates, nodes, send, topology, redis, directory.
-    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology", "redis", "directory"])]
+    /// Which tab to show first: traffic, rates, nodes, send, topology, redis, directory, health.
+    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology", "redis", "directory", "health"])]
     pub tab: Option<String>,
 
     /// Quit after this many seconds (for smoke tests and screenshots; not in --help).
@@ -158,8 +158,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "SECS", hide = true)]
     pub exit_after: Option<f64>,
 
-    /// Which tab to show first: traffic, rates, nodes, send, topology, redis, directory.
-    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology", "redis", "directory"])]
+    /// Which tab to show first: traffic, rates, nodes, send, topology, redis, directory, health.
+    #[arg(long, value_parser = ["traffic", "rates", "nodes", "send", "topology", "redis", "directory", "health"])]
     pub tab: Option<String>,
 }
 
@@ -785,6 +785,12 @@ pub struct CheckArgs {
     /// Client method the hub broadcasts with (user, message).
     #[arg(long, default_value = "ReceiveMessage", value_name = "METHOD")]
     pub receive_method: String,
+
+    /// An ASP.NET SignalR 2 event key (UseRedis(..., eventKey)): reports its message counter
+    /// (GET KEY: messages published since the counter began) and its subscribed servers.
+    /// Repeatable.
+    #[arg(long = "event-key", value_name = "KEY")]
+    pub event_keys: Vec<String>,
 }
 
 /// Most seconds `--timeout` may ask for: a probe that waits longer is no probe.
@@ -845,6 +851,7 @@ fn check_options(args: CheckArgs) -> anyhow::Result<crate::check::CheckOptions> 
         receive_method: args.receive_method,
         token: monitor_token(args.monitor_token.as_ref())?,
         node_tls: node_tls(args.node_ca.as_deref())?,
+        event_keys: args.event_keys.into_iter().filter(|k| !k.is_empty()).collect(),
     };
     Ok(options)
 }

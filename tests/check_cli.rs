@@ -186,3 +186,63 @@ async fn discovered_nodes_and_an_unreachable_redis() {
     assert_eq!(out.status.code(), Some(2), "{report}");
     assert!(report.contains("needs --redis URL"), "{report}");
 }
+
+#[tokio::test]
+async fn an_event_key_reports_the_signalr2_counter_and_its_servers() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    common::redis::redis_cmd(&url, &["SET", "SignalRChat", "1234"])
+        .await
+        .unwrap();
+    // One SignalR 2 server (app domain) subscribed to the event key's channel.
+    let client = redis::Client::open(url.clone()).unwrap();
+    let mut server = within("sr2 subscriber", client.get_async_pubsub()).await.unwrap();
+    within("subscribe the event key", server.subscribe("SignalRChat"))
+        .await
+        .unwrap();
+    let out = check(vec![
+        "--redis".into(),
+        url.clone(),
+        "--event-key".into(),
+        "SignalRChat".into(),
+        "--event-key".into(),
+        "NoSuchKey".into(),
+        "--timeout".into(),
+        "4".into(),
+    ])
+    .await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains(
+            "sr2-total: 1234 message(s) published on \"SignalRChat\" since its counter began (GET SignalRChat) (PUBSUB NUMSUB SignalRChat = 1: SignalR 2 servers (app domains) subscribed)"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("GET NoSuchKey: no such key") && report.contains("PUBSUB NUMSUB NoSuchKey = 0"),
+        "{report}"
+    );
+    assert!(report.contains("check: healthy"), "{report}");
+    // JSON carries the same finding for scripts.
+    let out = check(vec![
+        "--redis".into(),
+        url,
+        "--event-key".into(),
+        "SignalRChat".into(),
+        "--timeout".into(),
+        "4".into(),
+        "--json".into(),
+    ])
+    .await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "sr2-total")
+        .cloned()
+        .unwrap();
+    assert_eq!(total["severity"], "info");
+    assert!(total["summary"].as_str().unwrap().starts_with("1234 message(s)"));
+}

@@ -143,7 +143,8 @@ async fn the_redis_view_on_a_real_cluster() {
         "{}",
         snapshot.connection.spec
     );
-    // The dashboard's own tap is listed, by its name, on the seed it subscribed through.
+    // The dashboard's own tap is listed, by its name, on the seed it subscribed through, with its
+    // two patterns: `{prefix}*` and `*:all` (broadcasts under foreign prefixes, for Health).
     watch
         .until("the dashboard's tap among the pub/sub clients", |m| {
             m.redis
@@ -151,7 +152,7 @@ async fn the_redis_view_on_a_real_cluster() {
                 .nodes
                 .iter()
                 .flat_map(|n| &n.clients)
-                .any(|c| c.name == "switchboard-dashboard" && c.patterns == 1)
+                .any(|c| c.name == "switchboard-dashboard" && c.patterns == 2)
                 .then_some(())
         })
         .await;

@@ -18,6 +18,11 @@
 //!   replica, and a node's PUBSUB answers only for its own clients), and the channel names are
 //!   merged before counting: a user or group channel held on two nodes is one user or group.
 //!
+//! - every round also counts, for the health rules, the subscribers of every hub's `:all` and
+//!   `:internal:groups` (`PUBSUB NUMSUB`, O(1) per channel) and reads the counter of every SignalR 2
+//!   event key the tap saw (`GET`), into one [`HealthRound`]: so at most one round of these every
+//!   [`config::DEFAULT_CENSUS_INTERVAL`] (2 s), whatever the walks cost.
+//!
 //! Each round reports a [`CensusStatus`] (age, cost, share, why the next walk waits) beside the
 //! [`MonitorEvent::Census`] of each walk. Run by `tap`; uses `redis_conn` and `backplane::naming`.
 
@@ -29,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::sink::EventSink;
-use super::{Announcement, HubCensus, MonitorEvent, now_ms};
+use super::{Announcement, HealthRound, HubCensus, HubSubscribers, MonitorEvent, now_ms};
 use crate::backplane::naming::{self, ChannelKind, Channels};
 use crate::config;
 use crate::redis_conn::{Addr, Reached, RedisConnector, describe};
@@ -48,6 +53,16 @@ const HEARTBEAT_FRESH: Duration = Duration::from_secs(6);
 /// Heartbeats queued from the tap's reader to the census (one per node every 2 s); beyond it they
 /// are dropped: the next one brings the same news.
 pub(crate) const HEARTBEAT_QUEUE: usize = 1024;
+
+/// SignalR 2 event keys queued from the tap's reader to the census (the tap sends each key once);
+/// beyond it a key is dropped: a backplane has one, a Redis rarely more than a few.
+pub(crate) const SR2_KEY_QUEUE: usize = 16;
+
+/// Most hubs whose `:all` and `:internal:groups` subscribers a health round counts, and most
+/// SignalR 2 event keys whose counter it reads: each costs Redis O(1), and a backplane with more
+/// hubs than this is not one a dashboard watches.
+pub const MAX_HEALTH_HUBS: usize = 64;
+pub const MAX_SR2_KEYS: usize = 8;
 
 /// Why the next walk waits as long as it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -287,6 +302,8 @@ struct Walk {
     channels_after: Option<u64>,
     /// (hub, server) of every ack channel seen.
     servers: Vec<(String, String)>,
+    /// Every hub with a channel under the prefix.
+    hubs: Vec<String>,
 }
 
 async fn timed<T>(
@@ -330,8 +347,9 @@ fn servers_of(reached: &Reached) -> Vec<(Addr, String)> {
 }
 
 /// The links to every server the spec reaches now, keeping the open ones that are still wanted.
-async fn connect(connector: &RedisConnector, mut old: Vec<Link>) -> Result<Vec<Link>, String> {
+async fn connect(connector: &RedisConnector, mut old: Vec<Link>) -> Result<(Vec<Link>, bool), String> {
     let reached = connector.reach().await.map_err(|e| e.to_string())?;
+    let cluster = matches!(reached, Reached::Cluster { .. });
     let mut links = Vec::new();
     for (addr, label) in servers_of(&reached) {
         if let Some(i) = old.iter().position(|l| l.addr == addr) {
@@ -353,7 +371,7 @@ async fn connect(connector: &RedisConnector, mut old: Vec<Link>) -> Result<Vec<L
             usec,
         });
     }
-    Ok(links)
+    Ok((links, cluster))
 }
 
 /// `pubsub_channels` summed over the links: O(1) on each server.
@@ -402,6 +420,91 @@ async fn servers_gone(
         .count())
 }
 
+/// `PUBSUB NUMSUB` of every hub's `:all` and `:internal:groups` (one command per server, O(1) per
+/// channel on Redis), summed over the links.
+async fn hub_subscribers(
+    links: &mut [Link],
+    prefix: &str,
+    hubs: &[String],
+    servers: &[(String, String)],
+) -> Result<Vec<HubSubscribers>, String> {
+    if hubs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut channels = Vec::with_capacity(hubs.len() * 2 + servers.len());
+    for hub in hubs {
+        let names = Channels::new(prefix, hub.as_str());
+        channels.push(names.all());
+        channels.push(names.internal_groups());
+    }
+    let acks: Vec<String> = servers
+        .iter()
+        .map(|(hub, server)| Channels::new(prefix, hub.as_str()).ack(server))
+        .collect();
+    channels.extend(acks.iter().cloned());
+    let mut held: HashMap<String, u64> = HashMap::new();
+    for link in links.iter_mut() {
+        let mut command = redis::cmd("PUBSUB");
+        command.arg("NUMSUB").arg(&channels);
+        let reply: Vec<(String, u64)> = timed("PUBSUB NUMSUB", command.query_async(&mut link.conn))
+            .await
+            .map_err(|e| format!("{}: {e}", link.addr))?;
+        for (channel, n) in reply {
+            *held.entry(channel).or_default() += n;
+        }
+    }
+    let count = |channel: &String| held.get(channel).copied().unwrap_or(0);
+    Ok(hubs
+        .iter()
+        .zip(channels.chunks(2))
+        .map(|(hub, pair)| HubSubscribers {
+            hub: hub.clone(),
+            all: count(&pair[0]),
+            groups: count(&pair[1]),
+            ack_servers: servers
+                .iter()
+                .zip(&acks)
+                .filter(|((h, _), ack)| h == hub && count(ack) > 0)
+                .map(|((_, server), _)| server.clone())
+                .collect(),
+        })
+        .collect())
+}
+
+/// `GET eventKey` of every SignalR 2 key seen: the id of the newest message (SIGNALR-WIRE.md C.2).
+/// Asked of the first server (a single server or the sentinel's primary: SignalR 2 has no
+/// cluster support); on a cluster the key lives on one shard, which the census does not route to.
+async fn sr2_counters(
+    links: &mut [Link],
+    keys: &[String],
+    cluster: bool,
+) -> Vec<(String, Result<Option<u64>, String>)> {
+    let mut out = Vec::new();
+    for key in keys {
+        let value = match links.first_mut() {
+            _ if cluster => Err("not read on a Redis Cluster (SignalR 2 does not support one)".to_string()),
+            None => Err("no Redis server reached".to_string()),
+            Some(link) => timed(
+                "GET",
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<String>>(&mut link.conn),
+            )
+            .await
+            .and_then(|v| match v {
+                None => Ok(None),
+                Some(text) => text
+                    .trim()
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| format!("GET {key}: not a counter ({} bytes)", text.len())),
+            }),
+        };
+        out.push((key.clone(), value));
+    }
+    out
+}
+
 /// One walk over every link: the merged channel names, and Redis's time for it (`None` when a
 /// server would not say).
 async fn walk(links: &mut [Link], prefix: &str) -> Result<(HashSet<String>, Option<Duration>), String> {
@@ -428,22 +531,33 @@ async fn walk(links: &mut [Link], prefix: &str) -> Result<(HashSet<String>, Opti
     Ok((names, server_usec.map(Duration::from_micros)))
 }
 
-/// Heartbeats seen lately: server name → (connections, when).
+/// Heartbeats seen lately: server name → (connections, when), and their hubs.
 #[derive(Default)]
 struct Heartbeats {
     seen: HashMap<String, (u64, Instant)>,
+    hubs: HashMap<String, String>,
 }
 
 impl Heartbeats {
     fn note(&mut self, a: &Announcement, at: Instant) {
         if !a.server_name.is_empty() {
             self.seen.insert(a.server_name.clone(), (a.connections, at));
+            if !a.hub.is_empty() {
+                self.hubs.insert(a.server_name.clone(), a.hub.clone());
+            }
         }
+    }
+
+    /// Hubs of the servers with a fresh heartbeat.
+    fn hubs(&self) -> impl Iterator<Item = &String> {
+        self.seen.keys().filter_map(|s| self.hubs.get(s))
     }
 
     fn prune(&mut self, now: Instant) {
         self.seen
             .retain(|_, (_, at)| now.duration_since(*at) < HEARTBEAT_FRESH);
+        let seen = &self.seen;
+        self.hubs.retain(|server, _| seen.contains_key(server));
     }
 
     /// When every server of the last walk has a fresh heartbeat: their connections together.
@@ -474,6 +588,7 @@ pub(crate) async fn run_redis(
     prefix: String,
     sink: EventSink,
     mut heartbeats_rx: mpsc::Receiver<Announcement>,
+    mut sr2_rx: mpsc::Receiver<String>,
     cancel: CancellationToken,
 ) {
     let spacing = Spacing::default();
@@ -489,6 +604,8 @@ pub(crate) async fn run_redis(
         ..CensusStatus::default()
     };
     let mut spent = Duration::ZERO;
+    let mut sr2_keys: Vec<String> = Vec::new();
+    let mut cluster = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -499,10 +616,17 @@ pub(crate) async fn run_redis(
             heartbeats.note(&a, now);
         }
         heartbeats.prune(now);
+        while let Ok(key) = sr2_rx.try_recv() {
+            if sr2_keys.len() < MAX_SR2_KEYS && !sr2_keys.contains(&key) {
+                sr2_keys.push(key);
+            }
+        }
         status.checked_at_ms = now_ms();
         let round = async {
             if links.is_empty() || topology_at.is_none_or(|t| t.elapsed() >= TOPOLOGY_REFRESH) {
-                links = connect(&connector, std::mem::take(&mut links)).await?;
+                let (fresh, is_cluster) = connect(&connector, std::mem::take(&mut links)).await?;
+                links = fresh;
+                cluster = is_cluster;
                 topology_at = Some(Instant::now());
             }
             let channels_now = channel_count(&mut links).await?;
@@ -516,6 +640,11 @@ pub(crate) async fn run_redis(
                 tracing::debug!(%problem, "census round failed");
                 links.clear();
                 topology_at = None;
+                sink.push(MonitorEvent::HealthRound(HealthRound {
+                    at_ms: now_ms(),
+                    problem: Some(problem.clone()),
+                    ..HealthRound::default()
+                }));
                 status.problem = Some(problem);
                 sink.push(MonitorEvent::CensusStatus(status.clone()));
                 continue;
@@ -550,6 +679,7 @@ pub(crate) async fn run_redis(
                         .iter()
                         .flat_map(|h| h.servers.iter().map(|s| (h.hub.clone(), s.clone())))
                         .collect();
+                    let hub_names: Vec<String> = hubs.iter().map(|h| h.hub.clone()).collect();
                     // The count after the walk is the baseline of the next cheap checks.
                     let channels_after = channel_count(&mut links).await.ok().flatten();
                     let at_ms = now_ms();
@@ -569,6 +699,7 @@ pub(crate) async fn run_redis(
                         cost,
                         channels_after,
                         servers,
+                        hubs: hub_names,
                     });
                     status.next_scan_at_ms =
                         at_ms.saturating_sub(wall.as_millis() as u64) + wait.as_millis() as u64;
@@ -602,6 +733,39 @@ pub(crate) async fn run_redis(
         }
         status.share = spent.as_secs_f64() / started.elapsed().as_secs_f64().max(1.0);
         sink.push(MonitorEvent::CensusStatus(status.clone()));
+        if !links.is_empty() {
+            let mut hubs: Vec<String> = last.as_ref().map(|w| w.hubs.clone()).unwrap_or_default();
+            for hub in heartbeats.hubs() {
+                if !hubs.contains(hub) {
+                    hubs.push(hub.clone());
+                }
+            }
+            hubs.truncate(MAX_HEALTH_HUBS);
+            let servers: Vec<(String, String)> = last
+                .as_ref()
+                .map(|w| {
+                    w.servers
+                        .iter()
+                        .filter(|(h, _)| hubs.contains(h))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let round = match hub_subscribers(&mut links, &prefix, &hubs, &servers).await {
+                Ok(hubs) => HealthRound {
+                    at_ms: now_ms(),
+                    hubs,
+                    sr2_counters: sr2_counters(&mut links, &sr2_keys, cluster).await,
+                    problem: None,
+                },
+                Err(problem) => HealthRound {
+                    at_ms: now_ms(),
+                    problem: Some(problem),
+                    ..HealthRound::default()
+                },
+            };
+            sink.push(MonitorEvent::HealthRound(round));
+        }
     }
 }
 

@@ -230,6 +230,37 @@ pub struct HubCensus {
     pub servers: Vec<String>,
 }
 
+/// `PUBSUB NUMSUB` of one hub's `{prefix}{hub}:all` and `{prefix}{hub}:internal:groups`, summed
+/// over every server asked (a cluster's PUBSUB answers per node): the servers that listen for
+/// broadcasts and for group commands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HubSubscribers {
+    pub hub: String,
+    pub all: u64,
+    pub groups: u64,
+    /// Of the servers the last census walk found for this hub, those whose
+    /// `:internal:ack:{server}` channel still has a subscriber, counted in the same round as
+    /// `all` (so a server that left since the walk is not taken for a deaf one).
+    pub ack_servers: Vec<String>,
+}
+
+/// The Redis figures the health rules need beyond the census and the Redis view, asked with the
+/// census's cheap checks (at most one round every [`crate::config::DEFAULT_CENSUS_INTERVAL`], each
+/// command O(1) on Redis): `PUBSUB NUMSUB` of every hub seen, and `GET eventKey` of every SignalR 2
+/// backplane seen. `CLIENT LIST` and the output-buffer limit are not asked here: the Redis view's
+/// poller already asks them (`redis_view`), and the model reuses its latest round.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HealthRound {
+    /// When the round ended (unix ms).
+    pub at_ms: u64,
+    pub hubs: Vec<HubSubscribers>,
+    /// `GET eventKey` per SignalR 2 event key seen: the counter (`None`: the key does not exist),
+    /// or why it could not be read (a missing ACL permission is named).
+    pub sr2_counters: Vec<(String, Result<Option<u64>, String>)>,
+    /// Why the round failed, when it did (the figures above are then empty).
+    pub problem: Option<String>,
+}
+
 /// What happened on one node's links.
 // Events travel in Vecs (batches) a few times a second: the size of the rare big variant costs
 // nothing worth a Box in every match of the UI.
@@ -270,6 +301,8 @@ pub enum MonitorEvent {
     /// How the census is taken: its age, its cost to Redis, when the next walk is due. After
     /// every census round (every couple of seconds), walk or not.
     CensusStatus(CensusStatus),
+    /// The health rules' Redis figures (see [`HealthRound`]), after every census round.
+    HealthRound(HealthRound),
     /// Something about the node with this hub URL.
     Node { hub_url: String, event: NodeEvent },
     /// A test message was handed to `node` at `at_ms`; `expected` lists the hub URLs of the nodes

@@ -78,6 +78,9 @@ pub(crate) struct Batcher {
     announce_tx: mpsc::Sender<Announcement>,
     /// Heartbeats for the census (its nodes' own counts); `None` for the memory bus.
     census_tx: Option<mpsc::Sender<Announcement>>,
+    /// SignalR 2 event keys for the census's health round (`GET eventKey`), each sent once.
+    sr2_tx: Option<mpsc::Sender<String>>,
+    sr2_sent: Vec<String>,
 }
 
 impl Batcher {
@@ -88,6 +91,8 @@ impl Batcher {
             sink,
             announce_tx,
             census_tx: None,
+            sr2_tx: None,
+            sr2_sent: Vec::new(),
         }
     }
 
@@ -113,8 +118,16 @@ impl Batcher {
             }
             self.sink.push(MonitorEvent::Announced(announcement));
         }
-        self.entries
-            .push(decode::decode(&self.prefix, channel, payload, at_ms));
+        let entry = decode::decode(&self.prefix, channel, payload, at_ms);
+        if entry.kind == super::model::EntryKind::Sr2
+            && let Some(tx) = &self.sr2_tx
+            && self.sr2_sent.len() < census::MAX_SR2_KEYS
+            && !self.sr2_sent.iter().any(|k| k == channel)
+            && tx.try_send(channel.to_string()).is_ok()
+        {
+            self.sr2_sent.push(channel.to_string());
+        }
+        self.entries.push(entry);
         if self.entries.len() >= config::DEFAULT_MONITOR_BATCH {
             self.flush();
         }
@@ -162,6 +175,19 @@ pub fn connector_for(spec: &RedisSpec) -> Result<RedisConnector, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Besides `{prefix}*`, the tap listens to broadcasts under any prefix when its own is not empty:
+/// a server with another `ChannelPrefix` (or none) publishes there, and the health rules report it
+/// (`foreign-channel`). Broadcasts only: a misconfigured server's `:all` traffic is enough to see
+/// it, and another application's per-connection traffic is not read.
+pub const FOREIGN_PATTERN: &str = "*:all";
+
+/// Whether a message is the second copy of one the tap already gets: Redis delivers a message once
+/// per matching pattern, so a broadcast under the tap's own prefix arrives through `{prefix}*` and
+/// again through [`FOREIGN_PATTERN`]; the latter copy is dropped.
+fn second_copy(prefix: &str, channel: &str, pattern: Option<&str>) -> bool {
+    !prefix.is_empty() && pattern == Some(FOREIGN_PATTERN) && channel.starts_with(prefix)
+}
+
 async fn subscribe(connector: &RedisConnector, pattern: &str) -> Result<redis::aio::PubSub, String> {
     let connect = async {
         let reached = connector.reach().await.map_err(|e| e.to_string())?;
@@ -173,6 +199,12 @@ async fn subscribe(connector: &RedisConnector, pattern: &str) -> Result<redis::a
             .psubscribe(pattern)
             .await
             .map_err(|e| format!("PSUBSCRIBE {pattern}: {}", describe(&e)))?;
+        if pattern != "*" {
+            pubsub
+                .psubscribe(FOREIGN_PATTERN)
+                .await
+                .map_err(|e| format!("PSUBSCRIBE {FOREIGN_PATTERN}: {}", describe(&e)))?;
+        }
         Ok(pubsub)
     };
     match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, connect).await {
@@ -208,11 +240,14 @@ async fn run_redis(
     ));
     let (census_tx, census_rx) = mpsc::channel(census::HEARTBEAT_QUEUE);
     batcher.census_tx = Some(census_tx);
+    let (sr2_tx, sr2_rx) = mpsc::channel(census::SR2_KEY_QUEUE);
+    batcher.sr2_tx = Some(sr2_tx);
     let census = tokio::spawn(census::run_redis(
         connector.clone(),
         prefix.clone(),
         sink,
         census_rx,
+        sr2_rx,
         cancel.clone(),
     ));
     let pattern = Channels::tap_pattern(&prefix);
@@ -245,7 +280,19 @@ async fn run_redis(
                             Some(chunk) => {
                                 if shedder.keep(chunk.len()) {
                                     for m in &chunk {
-                                        batcher.message(m.get_channel_name(), m.get_payload_bytes());
+                                        let channel = m.get_channel_name();
+                                        // Only a broadcast under the prefix can be a second copy:
+                                        // the pattern is read (an allocation) for those alone.
+                                        if channel.ends_with(":all")
+                                            && second_copy(
+                                                &prefix,
+                                                channel,
+                                                m.get_pattern::<Option<String>>().ok().flatten().as_deref(),
+                                            )
+                                        {
+                                            continue;
+                                        }
+                                        batcher.message(channel, m.get_payload_bytes());
                                     }
                                 } else {
                                     batcher.shed(chunk.len());
@@ -339,12 +386,36 @@ async fn run_memory(
                     let hubs = census_of(&prefix, channels.iter().map(String::as_str));
                     let at_ms = now_ms();
                     walks += 1;
-                    sink.push(MonitorEvent::Census { at_ms, hubs });
+                    sink.push(MonitorEvent::Census { at_ms, hubs: hubs.clone() });
                     sink.push(MonitorEvent::CensusStatus(census::memory_status(
                         at_ms,
                         channels.len() as u64,
                         walks,
                     )));
+                    // The bus counts its own subscribers: the same figures as Redis's NUMSUB.
+                    let round = super::HealthRound {
+                        at_ms,
+                        hubs: hubs
+                            .iter()
+                            .take(census::MAX_HEALTH_HUBS)
+                            .map(|h| {
+                                let names = Channels::new(&prefix, h.hub.as_str());
+                                super::HubSubscribers {
+                                    hub: h.hub.clone(),
+                                    all: bus.subscribers(&names.all()) as u64,
+                                    groups: bus.subscribers(&names.internal_groups()) as u64,
+                                    ack_servers: h
+                                        .servers
+                                        .iter()
+                                        .filter(|s| bus.subscribers(&names.ack(s)) > 0)
+                                        .cloned()
+                                        .collect(),
+                                }
+                            })
+                            .collect(),
+                        ..super::HealthRound::default()
+                    };
+                    sink.push(MonitorEvent::HealthRound(round));
                 }
             }
             message = rx.recv() => match message {
@@ -360,6 +431,16 @@ async fn run_memory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broadcast_under_the_prefix_is_kept_once_and_foreign_ones_are_kept() {
+        let own = Channels::tap_pattern("p:");
+        assert!(second_copy("p:", "p:Hub:all", Some(FOREIGN_PATTERN)));
+        assert!(!second_copy("p:", "p:Hub:all", Some(&own)));
+        assert!(!second_copy("p:", "q:Hub:all", Some(FOREIGN_PATTERN)));
+        // An empty prefix subscribes `*` alone.
+        assert!(!second_copy("", "Hub:all", Some(FOREIGN_PATTERN)));
+    }
 
     #[test]
     fn census_patterns_escape_the_prefix() {

@@ -8,7 +8,8 @@ use egui::{Color32, RichText};
 
 use super::settings::{STORAGE_KEY, Settings};
 use super::{
-    Action, connections, demo, directory, files, nodes, rates, redis_view, send, topology, traffic, widgets,
+    Action, connections, demo, directory, files, health, nodes, rates, redis_view, send, topology, traffic,
+    widgets,
 };
 use crate::link::{DemoWiring, Link};
 use crate::monitor::model::wake::{Showing, View};
@@ -46,10 +47,11 @@ pub enum Tab {
     Topology,
     Redis,
     Directory,
+    Health,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 7] = [
+    pub const ALL: [Tab; 8] = [
         Tab::Traffic,
         Tab::Rates,
         Tab::Nodes,
@@ -57,6 +59,7 @@ impl Tab {
         Tab::Topology,
         Tab::Redis,
         Tab::Directory,
+        Tab::Health,
     ];
 
     pub fn label(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Tab {
             Tab::Topology => "Topology",
             Tab::Redis => "Redis",
             Tab::Directory => "Directory",
+            Tab::Health => "Health",
         }
     }
 
@@ -118,6 +122,7 @@ pub struct DashboardApp {
     pub demo_ui: demo::DemoUi,
     pub directory_ui: directory::DirectoryUi,
     topology_ui: topology::TopologyUi,
+    pub health_ui: health::HealthUi,
     files: files::Files,
     /// Recent notices (newest last), with their time.
     pub notices: VecDeque<(u64, String)>,
@@ -164,6 +169,7 @@ impl DashboardApp {
             demo_ui: demo::DemoUi::default(),
             directory_ui: directory::DirectoryUi::default(),
             topology_ui: topology::TopologyUi::default(),
+            health_ui: health::HealthUi::default(),
             files: files::Files::default(),
             notices: VecDeque::new(),
             demo_busy_until: None,
@@ -228,6 +234,8 @@ impl DashboardApp {
             self.model.apply(event, at_ms.min(now));
         }
         self.model.tick(now);
+        // At most every 2 s (the model's gate), on what was folded so far.
+        self.model.refresh_health(&self.settings.channel_prefix, now);
     }
 
     /// One frame: fold events, draw every panel, run their actions.
@@ -293,6 +301,7 @@ impl DashboardApp {
             Tab::Traffic => traffic::show(ui, &mut self.model, &mut self.traffic_ui, &mut actions),
             Tab::Rates => rates::show(ui, &self.model, now),
             Tab::Nodes => nodes::show(ui, &self.model, now, &mut actions),
+            Tab::Health => health::show(ui, &self.model, &mut self.health_ui, now),
             Tab::Send => send::show(
                 ui,
                 &self.model,
@@ -309,7 +318,15 @@ impl DashboardApp {
                     }) => "Memory bus",
                     _ => "Redis",
                 };
-                topology::show(ui, &self.model, &mut self.topology_ui, presenter, bus, now)
+                topology::show(
+                    ui,
+                    &self.model,
+                    &mut self.topology_ui,
+                    presenter,
+                    bus,
+                    now,
+                    &mut actions,
+                )
             }
             Tab::Redis => redis_view::show(ui, &self.model, now),
             Tab::Directory => directory::show(ui, &self.model, &mut self.directory_ui, &mut actions),
@@ -349,6 +366,7 @@ impl DashboardApp {
                 Tab::Topology => View::Topology,
                 Tab::Redis => View::Redis,
                 Tab::Directory => View::Directory,
+                Tab::Health => View::Health,
             },
             table_frozen: self.model.traffic.paused() || self.model.traffic.offline().is_some(),
             presenter: self.settings.presenter,
@@ -379,6 +397,10 @@ impl DashboardApp {
         if let Some(poll) = self.files.poll_in() {
             sooner(poll);
         }
+        // The Health view shows its evaluation's age (and goes STALE when rounds stop).
+        if self.tab == Tab::Health {
+            sooner(crate::monitor::model::health::MIN_REFRESH);
+        }
         if let Some(d) = next {
             ctx.request_repaint_after(d);
         }
@@ -397,7 +419,15 @@ impl DashboardApp {
             }
             ui.separator();
             for tab in Tab::ALL {
-                ui.selectable_value(&mut self.tab, tab, tab.label());
+                if tab == Tab::Health {
+                    let label = health::tab_label(self.model.health.latest.as_ref());
+                    if ui.selectable_label(self.tab == tab, label).clicked() {
+                        self.tab = tab;
+                        self.health_ui.focus = None;
+                    }
+                } else {
+                    ui.selectable_value(&mut self.tab, tab, tab.label());
+                }
             }
             ui.separator();
             if ui
@@ -542,6 +572,10 @@ impl DashboardApp {
             Action::PickTarget(target) => {
                 self.send_ui.set_target(&target);
                 self.tab = Tab::Send;
+            }
+            Action::ShowHealth(focus) => {
+                self.tab = Tab::Health;
+                self.health_ui.focus = focus;
             }
         }
     }

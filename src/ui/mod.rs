@@ -11,6 +11,7 @@ mod connections;
 mod demo;
 mod directory;
 mod files;
+mod health;
 mod nodes;
 mod rates;
 mod redis_view;
@@ -54,4 +55,6 @@ pub enum Action {
     },
     /// Fill the Send form's target with this and show the Send view.
     PickTarget(crate::monitor::SendTarget),
+    /// Open the Health view, on the findings about this node or server when given (a badge).
+    ShowHealth(Option<String>),
 }

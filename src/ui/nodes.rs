@@ -10,6 +10,7 @@ use egui::{RichText, Ui, vec2};
 
 use super::{Action, widgets};
 use crate::monitor::model::Model;
+use crate::monitor::model::health::Evaluation;
 use crate::monitor::model::nodes::{Liveness, NodeRow, Nodes};
 
 /// Words and colour for a row's state: the link's words while live; "stale" or "down" with when
@@ -72,7 +73,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
     egui::ScrollArea::both().show(ui, |ui| {
         egui::Grid::new("nodes_table")
             .striped(true)
-            .num_columns(11)
+            .num_columns(12)
             .spacing([14.0, 6.0])
             .show(ui, |ui| {
                 for (title, hover) in [
@@ -96,6 +97,10 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                         "Messages to the backplane per second, over the last 5 s",
                     ),
                     ("backplane", ""),
+                    (
+                        "health",
+                        "The worst health finding about this node: hover for them, click for the Health view",
+                    ),
                 ] {
                     let label = ui.label(RichText::new(title).strong());
                     if !hover.is_empty() {
@@ -105,7 +110,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                 ui.label("");
                 ui.end_row();
                 for row in nodes.rows() {
-                    node_row(ui, row, now, actions);
+                    node_row(ui, row, model.health.latest.as_ref(), now, actions);
                     ui.end_row();
                 }
             });
@@ -174,7 +179,13 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
 }
 
 /// One row of the table; values of a node that is not live are greyed.
-fn node_row(ui: &mut Ui, row: &NodeRow, now: u64, actions: &mut Vec<Action>) {
+fn node_row(
+    ui: &mut Ui,
+    row: &NodeRow,
+    evaluation: Option<&Evaluation>,
+    now: u64,
+    actions: &mut Vec<Action>,
+) {
     let live = Nodes::liveness(row, now).is_live();
     let text = |t: String| {
         if live {
@@ -309,6 +320,16 @@ fn node_row(ui: &mut Ui, row: &NodeRow, now: u64, actions: &mut Vec<Action>) {
             ui.label("–");
         }
     }
+    ui.horizontal(|ui| {
+        let names = super::health::node_names(row);
+        if evaluation.and_then(|e| e.worst_for(&names)).is_some() {
+            super::health::badge(ui, evaluation, &names, actions);
+        } else if evaluation.is_some() {
+            ui.label(RichText::new("ok").color(widgets::OK));
+        } else {
+            ui.label("–");
+        }
+    });
     if ui.small_button("Remove").clicked() {
         actions.push(Action::RemoveNode(row.target.hub_url.clone()));
     }

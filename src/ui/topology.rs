@@ -15,9 +15,10 @@ use std::time::Duration;
 use egui::{Align2, Color32, FontId, Pos2, RichText, Sense, Shape, Stroke, Ui, Vec2, vec2};
 
 use super::traffic::kind_color;
-use super::widgets;
+use super::{Action, widgets};
 use crate::config::PRESENTER_LIST_REFRESH;
 use crate::monitor::LinkState;
+use crate::monitor::model::health::{Finding, Severity};
 use crate::monitor::model::nodes::{Liveness, Nodes};
 use crate::monitor::model::{EntryKind, Model, TrafficEntry};
 
@@ -139,7 +140,15 @@ fn fits(offsets: &[Vec2], size: Vec2, scale: f32) -> bool {
 }
 
 /// `bus` names the backplane in the middle ("Redis", "Memory bus").
-pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool, bus: &str, now: u64) {
+pub fn show(
+    ui: &mut Ui,
+    model: &Model,
+    state: &mut TopologyUi,
+    presenter: bool,
+    bus: &str,
+    now: u64,
+    actions: &mut Vec<Action>,
+) {
     let now_f = now as f64;
     spawn_pulses(model, state, now_f, now);
     state.pulses.retain(|(_, t0)| now_f - t0 < PULSE_MS);
@@ -265,6 +274,27 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
         (LinkState::Connected, None) => String::new(),
         _ => shorten(&tap_words, 48),
     };
+    // Health: a marker on the backplane for findings about no watched node (Redis itself, a deaf
+    // server nobody watches, a foreign prefix, a full output buffer).
+    let evaluation = model.health.latest.as_ref();
+    if let Some(evaluation) = evaluation {
+        let names: Vec<&str> = rows.iter().flat_map(node_names).collect();
+        let findings = evaluation.backplane_findings(&names);
+        if let Some(worst) = findings.iter().map(|f| f.severity).max() {
+            let at = center + vec2(BUS_RADIUS * 0.75, -BUS_RADIUS * 0.75) * scale;
+            health_marker(
+                ui,
+                &painter,
+                at,
+                scale,
+                worst,
+                &findings,
+                "backplane",
+                None,
+                actions,
+            );
+        }
+    }
     if !under.is_empty() {
         painter.text(
             center + vec2(0.0, (BUS_RADIUS + 14.0) * scale),
@@ -327,6 +357,23 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
             };
             (row.name.clone(), second, widgets::IDLE)
         };
+        if let Some(evaluation) = evaluation {
+            let names = node_names(row);
+            if let Some(worst) = evaluation.worst_for(&names) {
+                let findings = evaluation.concerning(&names);
+                health_marker(
+                    ui,
+                    &painter,
+                    node_rect.right_top(),
+                    scale,
+                    worst,
+                    &findings,
+                    &row.target.hub_url,
+                    Some(row.name.clone()),
+                    actions,
+                );
+            }
+        }
         // Text stays readable when a crowded picture is drawn small.
         let name_size = (16.0 * scale).max(13.0);
         let line_size = (12.0 * scale).max(10.0);
@@ -353,6 +400,50 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut TopologyUi, presenter: bool,
             FontId::proportional(16.0),
             Color32::GRAY,
         );
+    }
+}
+
+/// The names a finding may give a node by: its name, hub URL and server name.
+fn node_names(row: &crate::monitor::model::nodes::NodeRow) -> Vec<&str> {
+    super::health::node_names(row)
+}
+
+/// A coloured dot with the count of findings; hover lists them, a click opens the Health view.
+#[allow(clippy::too_many_arguments)]
+fn health_marker(
+    ui: &mut Ui,
+    painter: &egui::Painter,
+    at: Pos2,
+    scale: f32,
+    worst: Severity,
+    findings: &[&Finding],
+    id: &str,
+    focus: Option<String>,
+    actions: &mut Vec<Action>,
+) {
+    let radius = 11.0 * scale.max(0.8);
+    let color = super::health::color(worst);
+    painter.circle(at, radius, color, Stroke::new(2.0, Color32::from_gray(30)));
+    painter.text(
+        at,
+        Align2::CENTER_CENTER,
+        findings.len().to_string(),
+        FontId::proportional(radius * 1.2),
+        Color32::BLACK,
+    );
+    let rect = egui::Rect::from_center_size(at, vec2(radius, radius) * 2.0);
+    let response = ui
+        .interact(rect, ui.scope_id().with(("health_marker", id)), Sense::click())
+        .on_hover_ui(|ui| {
+            for f in findings {
+                ui.label(
+                    RichText::new(super::health::plain(&f.line())).color(super::health::color(f.severity)),
+                );
+            }
+            ui.label(RichText::new("click: open the Health view").weak());
+        });
+    if response.clicked() {
+        actions.push(Action::ShowHealth(focus));
     }
 }
 

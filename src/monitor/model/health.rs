@@ -937,6 +937,12 @@ fn sr2(inputs: &HealthInputs, out: &mut Vec<Finding>) {
     }
 }
 
+/// Most ring entries one evaluation reads (the newest): reading an entry costs a couple of cache
+/// misses, ~0.2 µs, so a full 100,000-entry minute took ~23 ms of the UI thread every 2 s
+/// (benches/health_refresh); 20,000 keeps it near 5 ms. Above ~330 msg/s the window is then
+/// shorter than [`MODEL_WINDOW_MS`].
+pub const MAX_SCAN_ENTRIES: usize = 20_000;
+
 /// Most distinct channel names taken from the traffic ring for the channel rules.
 const MAX_MODEL_CHANNELS: usize = 10_000;
 
@@ -958,6 +964,12 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
         prefix: prefix.to_string(),
         ..HealthInputs::default()
     };
+    // The tap's own link: while it is down, nothing the Redis rules say is current.
+    if let super::LinkState::Reconnecting { error, .. } | super::LinkState::Failed { error } =
+        &model.tap.state
+    {
+        inputs.redis_error = Some(format!("the dashboard's tap: {error}"));
+    }
     let mut hubs: BTreeMap<String, HubObservation> = BTreeMap::new();
     if let Some((_, census)) = &model.census {
         for h in census {
@@ -965,9 +977,23 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             entry.ack_servers = h.servers.clone();
         }
     }
-    let mut channels: BTreeSet<String> = BTreeSet::new();
+    // Borrowed while the ring is read: one allocation per distinct channel, not per entry.
+    // Hashed, not ordered, during the pass (sorted once at the end): this loop is the cost of an
+    // evaluation (benches/health_refresh).
+    let mut channels: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    // Per-hub traffic counted under borrowed names too, folded into `hubs` after the pass.
+    let mut traffic: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     let mut sr2: Option<Sr2Observation> = None;
-    for e in model.traffic.iter() {
+    // Newest first, stopping at the window's start (entries arrive in time order), so the cost is
+    // the window's traffic, not the whole ring's; then oldest first, as the SignalR 2 ids need.
+    let recent: Vec<&super::TrafficEntry> = model
+        .traffic
+        .iter()
+        .rev()
+        .take_while(|e| e.at_ms >= since || e.gap.is_some_and(|(_, to)| to >= since))
+        .take(MAX_SCAN_ENTRIES)
+        .collect();
+    for e in recent.into_iter().rev() {
         if e.kind == super::EntryKind::Gap {
             if let Some((from_ms, to_ms)) = e.gap
                 && to_ms >= since
@@ -980,7 +1006,7 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             continue;
         }
         if channels.len() < MAX_MODEL_CHANNELS {
-            channels.insert(e.channel.clone());
+            channels.insert(e.channel.as_str());
         }
         if e.kind == super::EntryKind::Sr2 {
             if let Some(id) = sr2_ascii_id(&e.payload) {
@@ -993,9 +1019,10 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
                 }
             }
         } else if let Some(hub) = &e.hub
-            && naming::classify(prefix, &e.channel).is_some()
+            && e.channel.starts_with(prefix)
+            && !naming::is_nodes_channel(prefix, &e.channel)
         {
-            *hubs.entry(hub.clone()).or_default().traffic.get_or_insert(0) += 1;
+            *traffic.entry(hub.as_str()).or_default() += 1;
         }
     }
     let mut expected = BTreeSet::new();
@@ -1025,12 +1052,12 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             if !stats.hub.is_empty() {
                 expected.insert(stats.hub.clone());
             }
-            if row.announced {
+            if let Some(ts_ms) = row.heartbeat_at_ms {
                 inputs.heartbeats.push(Heartbeat {
                     server_name: stats.server_name.clone(),
                     node_name: row.name.clone(),
                     hub: stats.hub.clone(),
-                    ts_ms: row.stats_at_ms,
+                    ts_ms,
                 });
             }
         }
@@ -1039,17 +1066,247 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             reach,
         });
     }
+    for (hub, n) in traffic {
+        *hubs.entry(hub.to_string()).or_default().traffic.get_or_insert(0) += n;
+    }
     for (name, hub) in hubs.iter_mut() {
         hub.hub = name.clone();
         if hub.traffic.is_none() {
             hub.traffic = Some(0);
         }
     }
+    // The health round's NUMSUB figures, when the round is current: its ack servers were counted
+    // in the same round as `:all`, so they replace the walk's (a server gone since the walk is
+    // not taken for a deaf one).
+    if let Some(round) = &model.health_round
+        && round.problem.is_none()
+        && now_ms.saturating_sub(round.at_ms) <= ROUND_FRESH_MS
+    {
+        for h in &round.hubs {
+            let entry = hubs.entry(h.hub.clone()).or_insert_with(|| HubObservation {
+                hub: h.hub.clone(),
+                traffic: Some(0),
+                ..HubObservation::default()
+            });
+            entry.numsub_all = Some(h.all);
+            entry.numsub_groups = Some(h.groups);
+            entry.ack_servers = h.ack_servers.clone();
+        }
+        if let Some(obs) = sr2.as_mut()
+            && let Some((_, Ok(counter))) = round.sr2_counters.iter().find(|(k, _)| *k == obs.event_key)
+        {
+            obs.counter = *counter;
+        }
+    }
+    inputs.client_list = client_list_from_view(&model.redis, now_ms);
     inputs.hubs = hubs.into_values().collect();
     inputs.expected_hubs = expected.into_iter().collect();
-    inputs.channels = channels.into_iter().collect();
+    let mut channels: Vec<String> = channels.into_iter().map(str::to_string).collect();
+    channels.sort();
+    inputs.channels = channels;
     inputs.sr2 = sr2;
     inputs
+}
+
+/// A health round older than this is not used (three census rounds missed): its NUMSUB figures
+/// would be held against a newer census.
+pub const ROUND_FRESH_MS: u64 = 6_000;
+
+/// How far back the dashboard's evaluation reads the traffic ring.
+pub const MODEL_WINDOW_MS: u64 = 60_000;
+
+/// An evaluation older than this looks stale (three refreshes missed: the window drew no frame,
+/// or the model stopped moving).
+pub const EVALUATION_STALE_MS: u64 = 3 * 2_000;
+
+/// A Redis view round older than this is not used for the output-buffer rule: the poller spaces
+/// its rounds 5 s and more apart (by their cost), so three rounds missed.
+pub const VIEW_FRESH_MS: u64 = 3 * 120_000;
+
+/// "skipped: CLIENT LIST (ACL: grant +client|list)" from the poller's words for a refusal.
+fn skipped_words(what: &str, error: &str) -> String {
+    if error.contains("lacks permission")
+        && let Some(grant) = error.rsplit_once('(').and_then(|(_, g)| g.strip_suffix(')'))
+    {
+        return format!("skipped: {what} (ACL: {grant})");
+    }
+    format!("skipped: {what} ({error})")
+}
+
+/// The output-buffer rule's input from the Redis view's latest round (the poller already asks
+/// `CLIENT LIST TYPE pubsub` and the limit on every server: not asked twice). `None` before any
+/// round (the in-memory bus has none).
+fn client_list_from_view(
+    view: &super::redis_view::RedisView,
+    now_ms: u64,
+) -> Option<Result<ClientListInput, String>> {
+    use super::redis_view::LimitKnowledge;
+    let snapshot = view.latest()?;
+    let age = now_ms.saturating_sub(snapshot.at_ms);
+    if age > VIEW_FRESH_MS {
+        return Some(Err(format!(
+            "skipped: CLIENT LIST (the Redis view's last round is {} s old)",
+            age / 1000
+        )));
+    }
+    if let Some(error) = &snapshot.error {
+        return Some(Err(skipped_words("CLIENT LIST", error)));
+    }
+    let mut input = ClientListInput::default();
+    let mut limit_refused = None;
+    for node in &snapshot.nodes {
+        if let Some(error) = &node.error {
+            return Some(Err(skipped_words("CLIENT LIST", error)));
+        }
+        input.clients.extend(node.clients.iter().map(|c| PubSubClient {
+            id: c.id,
+            name: c.name.clone(),
+            addr: c.addr.clone(),
+            omem: c.omem,
+            sub: c.channels,
+            psub: c.patterns,
+        }));
+        match &node.limit {
+            LimitKnowledge::Known(l) if input.limit.is_none() => {
+                input.limit = Some(BufferLimit {
+                    hard: l.hard,
+                    soft: l.soft,
+                    soft_seconds: l.soft_secs,
+                });
+            }
+            LimitKnowledge::Unknown(why) => limit_refused = Some(why.clone()),
+            _ => {}
+        }
+    }
+    if input.limit.is_none()
+        && let Some(why) = limit_refused
+    {
+        return Some(Err(skipped_words("CONFIG GET client-output-buffer-limit", &why)));
+    }
+    Some(Ok(input))
+}
+
+/// One evaluation as the dashboard shows it: the findings (worst first), the verdict, when, what
+/// it could not check and why, and how old its Redis figures were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub at_ms: u64,
+    pub findings: Vec<Finding>,
+    pub verdict: Verdict,
+    /// Checks that could not run, in words ("skipped: CLIENT LIST (ACL: grant +client|list)").
+    pub skipped: Vec<String>,
+    /// When the NUMSUB/GET figures used were taken (`None`: none were).
+    pub redis_at_ms: Option<u64>,
+    /// Why the latest health round failed, when it did (Redis down, a refused command).
+    pub redis_problem: Option<String>,
+}
+
+impl Evaluation {
+    /// Evaluates `inputs`; `round` is the health round they were built with (for what it skipped).
+    pub fn of(inputs: &HealthInputs, round: Option<&super::super::HealthRound>) -> Evaluation {
+        let findings = evaluate(inputs);
+        let mut skipped = Vec::new();
+        let numsub_known = inputs.hubs.iter().any(|h| h.numsub_all.is_some());
+        match round {
+            None => skipped.push(
+                "skipped: NUMSUB of :all and :internal:groups (no census round yet): deaf servers are not looked for"
+                    .to_string(),
+            ),
+            Some(r) => {
+                if let Some(problem) = &r.problem {
+                    skipped.push(skipped_words("NUMSUB of :all and :internal:groups", problem));
+                } else if !numsub_known && !inputs.hubs.is_empty() {
+                    skipped.push(format!(
+                        "skipped: NUMSUB of :all and :internal:groups (the last round is {} s old)",
+                        inputs.now_ms.saturating_sub(r.at_ms) / 1000
+                    ));
+                }
+                for (key, value) in &r.sr2_counters {
+                    if let Err(e) = value {
+                        skipped.push(skipped_words(&format!("GET {key}"), e));
+                    }
+                }
+            }
+        }
+        match &inputs.client_list {
+            None => skipped.push(
+                "skipped: CLIENT LIST (no Redis view round yet, or an in-memory bus): output buffers not checked"
+                    .to_string(),
+            ),
+            Some(Err(why)) => skipped.push(why.clone()),
+            Some(Ok(_)) => {}
+        }
+        if inputs.redis_error.is_some() {
+            skipped.push("skipped: every Redis check (Redis not reached)".to_string());
+        }
+        Evaluation {
+            at_ms: inputs.now_ms,
+            verdict: Verdict::of(&findings),
+            findings,
+            skipped,
+            redis_at_ms: round.filter(|r| r.problem.is_none()).map(|r| r.at_ms),
+            redis_problem: round.and_then(|r| r.problem.clone()),
+        }
+    }
+
+    /// Why the evaluation shown is not current, in words; empty when it is.
+    pub fn stale_reasons(&self, now_ms: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        let age = now_ms.saturating_sub(self.at_ms);
+        if age > EVALUATION_STALE_MS {
+            out.push(format!("evaluated {} s ago", age / 1000));
+        }
+        match (self.redis_at_ms, &self.redis_problem) {
+            (_, Some(problem)) => out.push(format!("the last Redis round failed: {problem}")),
+            (Some(at), None) if self.at_ms.saturating_sub(at) > ROUND_FRESH_MS => out.push(format!(
+                "its Redis figures were {} s old",
+                self.at_ms.saturating_sub(at) / 1000
+            )),
+            (None, None) => out.push("no Redis figures (NUMSUB) yet".to_string()),
+            _ => {}
+        }
+        out
+    }
+
+    /// Findings about a node known by any of `names` (its name, hub URL, server name), worst first.
+    pub fn concerning<'a>(&'a self, names: &[&str]) -> Vec<&'a Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.subject.as_deref().is_some_and(|s| names.contains(&s)))
+            .collect()
+    }
+
+    /// The worst severity among findings about a node, when any is worse than info.
+    pub fn worst_for(&self, names: &[&str]) -> Option<Severity> {
+        self.concerning(names)
+            .iter()
+            .map(|f| f.severity)
+            .filter(|s| *s > Severity::Info)
+            .max()
+    }
+
+    /// Findings that concern no watched node (Redis itself, a deaf server nobody watches, a
+    /// foreign prefix), worse than info: the topology marks the Redis box with them.
+    pub fn backplane_findings<'a>(&'a self, node_names: &[&str]) -> Vec<&'a Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity > Severity::Info)
+            .filter(|f| f.subject.as_deref().is_none_or(|s| !node_names.contains(&s)))
+            .collect()
+    }
+
+    /// (critical, warning) counts.
+    pub fn counts(&self) -> (usize, usize) {
+        let n = |s: Severity| self.findings.iter().filter(|f| f.severity == s).count();
+        (n(Severity::Critical), n(Severity::Warning))
+    }
+}
+
+/// The dashboard's health: the refresh gate and the latest evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct HealthState {
+    pub gate: RefreshGate,
+    pub latest: Option<Evaluation>,
 }
 
 /// Lets a refresh through at most once per interval (time passed in, unix ms).
@@ -1564,6 +1821,105 @@ mod tests {
         for rule in ["pattern-group", "tap-gap", "sr2-gap", "servers"] {
             assert!(rules.contains(&rule), "{rule} in {rules:?}");
         }
+    }
+
+    #[test]
+    fn an_evaluation_names_what_it_skipped_and_looks_stale_when_old_or_failed() {
+        use crate::monitor::{HealthRound, HubSubscribers};
+        let mut i = inputs();
+        i.hubs = vec![hub(&["a_1"], 1, 1)];
+        i.client_list = Some(Err(skipped_words(
+            "CLIENT LIST",
+            "127.0.0.1:6379: the ACL user lacks permission for CLIENT LIST (grant +client|list)",
+        )));
+        let round = HealthRound {
+            at_ms: NOW - 1000,
+            hubs: vec![HubSubscribers {
+                hub: HUB.into(),
+                all: 1,
+                groups: 1,
+                ack_servers: vec!["a_1".into()],
+            }],
+            sr2_counters: vec![(
+                "App".into(),
+                Err("the ACL user may not read these keys (grant key access: ~*)".into()),
+            )],
+            problem: None,
+        };
+        let e = Evaluation::of(&i, Some(&round));
+        assert_eq!(
+            e.skipped,
+            vec![
+                "skipped: GET App (the ACL user may not read these keys (grant key access: ~*))".to_string(),
+                "skipped: CLIENT LIST (ACL: grant +client|list)".to_string(),
+            ]
+        );
+        assert!(e.stale_reasons(NOW + 1000).is_empty());
+        assert_eq!(e.stale_reasons(NOW + 7000), vec!["evaluated 7 s ago".to_string()]);
+        let failed = HealthRound {
+            at_ms: NOW,
+            problem: Some("127.0.0.1:6379: connection refused".into()),
+            ..HealthRound::default()
+        };
+        let e = Evaluation::of(&i, Some(&failed));
+        assert_eq!(
+            e.stale_reasons(NOW),
+            vec!["the last Redis round failed: 127.0.0.1:6379: connection refused".to_string()]
+        );
+        assert!(e.skipped[0].starts_with("skipped: NUMSUB of :all and :internal:groups"));
+        assert_eq!(
+            Evaluation::of(&i, None).stale_reasons(NOW),
+            vec!["no Redis figures (NUMSUB) yet".to_string()]
+        );
+    }
+
+    #[test]
+    fn findings_are_found_by_any_name_of_a_node_and_the_rest_belong_to_the_backplane() {
+        let mut i = inputs();
+        i.nodes = vec![NodeObservation {
+            name: "node-b".into(),
+            reach: NodeReach::Unreachable("refused".into()),
+        }];
+        i.hubs = vec![hub(&["a_1", "deaf_9"], 1, 2)];
+        i.heartbeats = vec![beat("a_1", 0)];
+        let e = Evaluation::of(&i, None);
+        assert_eq!(
+            e.worst_for(&["node-b", "http://b/chat"]),
+            Some(Severity::Critical)
+        );
+        assert_eq!(e.worst_for(&["deaf_9"]), Some(Severity::Warning));
+        assert_eq!(e.worst_for(&["a_1"]), None);
+        let rules: Vec<&str> = e.backplane_findings(&["node-b"]).iter().map(|f| f.rule).collect();
+        assert_eq!(rules, vec!["deaf-server"]);
+        assert_eq!(e.counts(), (1, 1));
+    }
+
+    #[test]
+    fn a_tap_that_lost_redis_makes_redis_unreachable_and_the_model_refreshes_at_most_every_2_s() {
+        use crate::monitor::model::{Limits, Model};
+        use crate::monitor::{LinkState, MonitorEvent};
+        let mut model = Model::new(Limits::default());
+        assert!(model.refresh_health("p:", NOW));
+        assert!(!model.refresh_health("p:", NOW + 1999), "gated");
+        model.apply(
+            MonitorEvent::Tap {
+                state: LinkState::Reconnecting {
+                    attempt: 2,
+                    retry_at_ms: NOW + 3000,
+                    error: "127.0.0.1:6379: connection refused".into(),
+                },
+                at_ms: NOW,
+            },
+            NOW,
+        );
+        assert!(model.refresh_health("p:", NOW + 2000));
+        let e = model.health.latest.clone().unwrap_or_else(|| panic!("evaluated"));
+        assert_eq!(e.findings[0].rule, "redis-unreachable");
+        assert_eq!(
+            e.findings[0].evidence,
+            vec!["the dashboard's tap: 127.0.0.1:6379: connection refused".to_string()]
+        );
+        assert_eq!(e.verdict, Verdict::Broken);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub mod workspace;
 
 pub use entry::{EntryKind, TrafficEntry};
 
-use super::{CensusStatus, HubCensus, LinkState, MonitorEvent, NodeEvent};
+use super::{CensusStatus, HealthRound, HubCensus, LinkState, MonitorEvent, NodeEvent};
 
 /// The status bar's rate is read over this many complete seconds.
 pub const STATUS_RATE_SECS: u64 = 5;
@@ -122,6 +122,10 @@ pub struct Model {
     pub sightings: explain::Sightings,
     /// The Directory view's latest search and its answer.
     pub directory: directory::Directory,
+    /// The latest health round's Redis figures (NUMSUB per hub, SignalR 2 counters).
+    pub health_round: Option<HealthRound>,
+    /// The latest health evaluation and its refresh gate (see [`Model::refresh_health`]).
+    pub health: health::HealthState,
 }
 
 impl Model {
@@ -138,7 +142,23 @@ impl Model {
             history: explain::LinkHistory::default(),
             sightings: explain::Sightings::default(),
             directory: directory::Directory::default(),
+            health_round: None,
+            health: health::HealthState::default(),
         }
+    }
+
+    /// Re-evaluates the health rules when the refresh gate lets it (at most every
+    /// [`health::MIN_REFRESH`]); returns whether it did. `prefix` is the watched channel prefix.
+    /// The cost is one pass over the last [`health::MODEL_WINDOW_MS`] of the traffic ring (newest
+    /// first, stopping at the window's start) and the rules themselves: a few milliseconds at
+    /// most, every 2 s, never per frame.
+    pub fn refresh_health(&mut self, prefix: &str, now_ms: u64) -> bool {
+        if !self.health.gate.ready(now_ms) {
+            return false;
+        }
+        let inputs = health::inputs_from_model(self, prefix, health::MODEL_WINDOW_MS, now_ms);
+        self.health.latest = Some(health::Evaluation::of(&inputs, self.health_round.as_ref()));
+        true
     }
 
     /// Folds one event in; `now_ms` is the UI's time (gap markers are stamped with it).
@@ -169,6 +189,7 @@ impl Model {
             }
             MonitorEvent::ShardTap(status) => self.redis.shard_tap = Some(status),
             MonitorEvent::CensusStatus(status) => self.census_status = Some(status),
+            MonitorEvent::HealthRound(round) => self.health_round = Some(round),
             MonitorEvent::Node { hub_url, event } => {
                 if let NodeEvent::ProbeReceived { trace, at_ms } = &event {
                     self.traces.on_received(&hub_url, *trace, *at_ms);

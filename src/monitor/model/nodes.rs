@@ -67,6 +67,8 @@ pub struct NodeRow {
     pub name: String,
     /// Discovered through its heartbeat rather than added by hand.
     pub announced: bool,
+    /// When its latest heartbeat arrived (unix ms), however the node was added.
+    pub heartbeat_at_ms: Option<u64>,
     pub state: LinkState,
     /// When `state` was entered (unix ms).
     pub since_ms: u64,
@@ -93,6 +95,7 @@ impl NodeRow {
             name: host_port(&target.hub_url),
             target,
             announced: false,
+            heartbeat_at_ms: None,
             state: LinkState::Idle,
             since_ms: now_ms,
             rtt: None,
@@ -262,6 +265,7 @@ impl Nodes {
             }
         };
         let row = &mut self.rows[i];
+        row.heartbeat_at_ms = Some(now_ms);
         if row.stats.is_none() && !a.node_name.is_empty() {
             row.name = a.node_name.clone();
         }

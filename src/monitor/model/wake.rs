@@ -53,6 +53,7 @@ pub enum View {
     Topology,
     Redis,
     Directory,
+    Health,
 }
 
 /// What the window shows now (published by the UI every frame, read by the monitor's thread).
@@ -75,8 +76,8 @@ impl Showing {
             View::Send => 3,
             View::Topology => 4,
             View::Redis => 5,
-            // 7, leaving 6 free for another view being added in parallel.
             View::Directory => 7,
+            View::Health => 6,
         };
         view | (self.table_frozen as u8) << 3 | (self.presenter as u8) << 4
     }
@@ -89,6 +90,7 @@ impl Showing {
             4 => View::Topology,
             5 => View::Redis,
             7 => View::Directory,
+            6 => View::Health,
             _ => View::Traffic,
         };
         Showing {
@@ -236,6 +238,9 @@ impl WakePolicy {
                 }
                 (!showing.presenter).then_some(GLANCE)
             }
+            // Every census round (2 s): the Health view re-evaluates with it; elsewhere the
+            // badges follow with the frames other news draws.
+            MonitorEvent::HealthRound(_) => (view == View::Health).then_some(GLANCE),
             MonitorEvent::Sent { .. } | MonitorEvent::SendFailed { .. } => Some(NOW),
             // Traces' findings and a burst's progress are drawn on the Send view only.
             MonitorEvent::TraceLookup { .. } => (view == View::Send).then_some(NOW),
@@ -329,6 +334,17 @@ mod tests {
     }
 
     #[test]
+    fn a_health_round_wakes_only_the_health_view() {
+        let mut p = WakePolicy::default();
+        let round = MonitorEvent::HealthRound(crate::monitor::HealthRound::default());
+        assert_eq!(
+            p.wake_for(showing(View::Health), std::slice::from_ref(&round), 1_000),
+            Some(GLANCE)
+        );
+        assert_eq!(p.wake_for(showing(View::Traffic), &[round], 1_000), None);
+    }
+
+    #[test]
     fn showing_survives_its_bits() {
         for view in [
             View::Traffic,
@@ -337,6 +353,7 @@ mod tests {
             View::Send,
             View::Topology,
             View::Redis,
+            View::Health,
         ] {
             for frozen in [false, true] {
                 for presenter in [false, true] {

@@ -1,0 +1,140 @@
+//! The Health view in the real dashboard app, driven by its labels with egui_kittest against a
+//! real redis-server: a server that listens only on its ack channel (deaf) and a node URL nobody
+//! answers on. The Health tab's label counts the findings, the view lists them with their
+//! evidence and what to do, the Nodes view shows a badge on the dead node's row, and clicking
+//! the badge opens the Health view on that node's findings.
+#![cfg(feature = "gui")]
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::{RedisServer, resp_command};
+use common::unique_prefix;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use switchboard::link::Link;
+use switchboard::monitor::NodeTarget;
+use switchboard::redis_conn::RedisSpec;
+use switchboard::ui::{DashboardApp, Settings, Startup, Tab};
+
+/// A census walk and a health round (2 s each), the probe's first failed attempt.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn frames_until(
+    h: &mut Harness<'_, DashboardApp>,
+    what: &str,
+    done: impl Fn(&Harness<'_, DashboardApp>) -> bool,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn has_label(h: &Harness<'_, DashboardApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn the_health_tab_lists_findings_and_a_node_badge_opens_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let prefix = unique_prefix();
+    let hub = switchboard::config::DEFAULT_HUB_NAME;
+    let redis = rt.block_on(RedisServer::start());
+    // A deaf server: subscribed to its ack channel only (a raw connection kept open).
+    let _deaf = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", redis.port()))
+            .await
+            .unwrap();
+        let ack = format!("{prefix}{hub}:internal:ack:deafhost_1");
+        stream
+            .write_all(&resp_command(&["SUBSCRIBE", &ack]))
+            .await
+            .unwrap();
+        stream
+    });
+    let dead = format!("http://127.0.0.1:{}/chat", closed_port());
+    let (link, _) = Link::start(None).expect("the link starts");
+    let settings = Settings {
+        channel_prefix: prefix.clone(),
+        auto_connect: true,
+        nodes: vec![NodeTarget {
+            hub_url: dead.clone(),
+            monitor_url: None,
+        }],
+        ..Settings::default()
+    };
+    let app = DashboardApp::new(
+        link,
+        Startup {
+            settings,
+            redis: Some(RedisSpec::parse(&redis.url(), &Default::default()).unwrap()),
+            demo: None,
+            tab: None,
+            persist: false,
+            exit_after: None,
+            capture: None,
+        },
+    );
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1500.0, 900.0))
+        .build_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app);
+
+    // The tab's label counts the critical and warning findings.
+    frames_until(&mut h, "the Health tab counting 3 findings", |h| {
+        has_label(h, "Health (3)")
+    });
+    h.get_by_label("Health (3)").click();
+    h.step();
+    assert_eq!(h.state().tab, Tab::Health);
+    frames_until(&mut h, "the findings with their evidence", |h| {
+        has_label(h, "BROKEN")
+            && has_label(h, "1 critical · 2 warning")
+            && has_label(h, "deaf-server")
+            && has_label(h, &format!("- NUMSUB {prefix}{hub}:all = 0, ack channels = 1"))
+            && has_label(h, "- without heartbeat: deafhost_1")
+            && has_label(h, "what to do: restart the deaf server")
+            && has_label(h, "node-unreachable")
+            && has_label(h, "CRITICAL (1)")
+            && has_label(h, "WARNING (2)")
+    });
+    assert!(has_label(&h, "evaluated "), "the time of the evaluation");
+
+    // The Nodes view: the dead node's row carries a critical badge; clicking it opens Health on
+    // that node's findings only.
+    h.get_by_label("Nodes").click();
+    h.step();
+    frames_until(&mut h, "the badge on the dead node", |h| {
+        has_label(h, "[critical]")
+    });
+    h.get_by_label("[critical]").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().tab, Tab::Health);
+    let focus = h.state().health_ui.focus.clone();
+    assert!(focus.is_some(), "opened on the node");
+    assert!(has_label(&h, &format!("Findings about {}", focus.unwrap())));
+    assert!(has_label(&h, "node-unreachable"));
+    assert!(
+        !has_label(&h, "deaf-server"),
+        "the other findings are not shown while focused"
+    );
+    h.get_by_label("Show all").click();
+    h.step();
+    h.step();
+    assert!(has_label(&h, "deaf-server"));
+}
