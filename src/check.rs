@@ -696,15 +696,13 @@ async fn sr2_counters(
 fn sr2_findings(key: &str, counter: Option<u64>, subscribers: u64, now_ms: u64) -> Vec<Finding> {
     let servers = format!("PUBSUB NUMSUB {key} = {subscribers}: SignalR 2 servers (app domains) subscribed");
     let Some(counter) = counter else {
-        let severity = if subscribers > 0 {
-            health::Severity::Warning
-        } else {
-            health::Severity::Info
-        };
+        // Asked for by name, so a missing counter is worth a look either way: servers without a
+        // counter lost it; no servers and no counter is most often a mistyped key or database,
+        // which a canary must not pass as healthy.
         return vec![
             Finding::new(
                 "sr2-total",
-                severity,
+                health::Severity::Warning,
                 format!("GET {key}: no such key: no SignalR 2 message was published under this event key in this database, or the counter was lost"),
             )
             .evidence(servers)
