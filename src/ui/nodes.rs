@@ -297,6 +297,7 @@ fn node_row(
                 "{} forward failures (Redis unreachable), {} sent to a connection no node held, \
                  {} shed (backplane inbox full), {} connects\n\
                  {} slow clients disconnected, {} protocol errors, {} group ack timeouts, \
+                 {} remote group joins refused at the group cap, \
                  {} connections refused at the cap ({})",
                 s.forward_failures,
                 s.forward_unreached,
@@ -305,6 +306,7 @@ fn node_row(
                 s.slow_client_disconnects,
                 s.protocol_errors,
                 s.group_ack_timeouts,
+                s.remote_group_refusals,
                 s.connections.refused,
                 s.limits.max_connections
             );
