@@ -8,12 +8,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use common::kittest::{click, frames_until, has_label, type_into};
+
+use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{connect, s, start_node, unique_prefix};
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
 use switchboard::hub::BackplaneChoice;
 use switchboard::link::Link;
 use switchboard::monitor::SendTarget;
@@ -21,38 +22,6 @@ use switchboard::protocol::Protocol;
 use switchboard::ui::{DashboardApp, Settings, Startup, Tab};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn frames_until(
-    h: &mut Harness<'_, DashboardApp>,
-    what: &str,
-    done: impl Fn(&Harness<'_, DashboardApp>) -> bool,
-) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(30));
-    }
-}
-
-fn has_label(h: &Harness<'_, DashboardApp>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
-
-fn click(h: &mut Harness<'_, DashboardApp>, label: &str) {
-    h.get_by_label(label).click();
-    h.step();
-    h.step();
-}
-
-fn type_into(h: &mut Harness<'_, DashboardApp>, label: &str, text: &str) {
-    click(h, label);
-    h.get_by_label(label).type_text(text);
-    h.step();
-}
 
 #[test]
 fn directory_search_pick_and_explain_through_the_ui() {
@@ -95,7 +64,7 @@ fn directory_search_pick_and_explain_through_the_ui() {
 
     type_into(&mut h, "Redis URL", &redis.url());
     click(&mut h, "Connect");
-    frames_until(&mut h, "both nodes with stats", |h| {
+    frames_until(&mut h, DEADLINE, "both nodes with stats", |h| {
         h.state()
             .model
             .nodes
@@ -111,7 +80,7 @@ fn directory_search_pick_and_explain_through_the_ui() {
     assert_eq!(h.state().tab, Tab::Directory);
     type_into(&mut h, "Search", "dora");
     click(&mut h, "Search directory");
-    frames_until(&mut h, "dora found on node-b", |h| {
+    frames_until(&mut h, DEADLINE, "dora found on node-b", |h| {
         has_label(h, "user \"dora\": 1 connection on 1 node: node-b 1")
     });
     let hub = switchboard::config::DEFAULT_HUB_NAME;
@@ -144,7 +113,7 @@ fn directory_search_pick_and_explain_through_the_ui() {
     h.state_mut().directory_ui.text.clear();
     type_into(&mut h, "Search", "ghost");
     click(&mut h, "Search directory");
-    frames_until(&mut h, "ghost not found", |h| {
+    frames_until(&mut h, DEADLINE, "ghost not found", |h| {
         has_label(h, "no connection, user or group \"ghost\" on 2 nodes; channel")
     });
     assert!(has_label(
@@ -159,7 +128,7 @@ fn directory_search_pick_and_explain_through_the_ui() {
     click(&mut h, "probes join the group");
     assert!(!h.state().send_ui.probes_join);
     click(&mut h, "Send message");
-    frames_until(&mut h, "the trace times out with no probe", |h| {
+    frames_until(&mut h, DEADLINE, "the trace times out with no probe", |h| {
         has_label(h, "no probe received it")
     });
     // The status column widens with its new text on the next frame: click once it has.
@@ -168,7 +137,7 @@ fn directory_search_pick_and_explain_through_the_ui() {
     }
     click(&mut h, "Explain");
     let channel = format!("{prefix}{hub}:group:empty-room");
-    frames_until(&mut h, "the explanation", |h| {
+    frames_until(&mut h, DEADLINE, "the explanation", |h| {
         has_label(h, &format!("Nobody was subscribed to {channel}"))
     });
     assert!(has_label(

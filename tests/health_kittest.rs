@@ -8,7 +8,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use common::kittest::{frames_until, has_label};
+
+use std::time::Duration;
 
 use common::redis::{RedisServer, resp_command};
 use common::unique_prefix;
@@ -21,26 +23,6 @@ use switchboard::ui::{DashboardApp, Settings, Startup, Tab};
 
 /// A census walk and a health round (2 s each), the probe's first failed attempt.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn frames_until(
-    h: &mut Harness<'_, DashboardApp>,
-    what: &str,
-    done: impl Fn(&Harness<'_, DashboardApp>) -> bool,
-) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn has_label(h: &Harness<'_, DashboardApp>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
 
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
@@ -95,13 +77,13 @@ fn the_health_tab_lists_findings_and_a_node_badge_opens_it() {
         .build_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app);
 
     // The tab's label counts the critical and warning findings.
-    frames_until(&mut h, "the Health tab counting 3 findings", |h| {
+    frames_until(&mut h, DEADLINE, "the Health tab counting 3 findings", |h| {
         has_label(h, "Health (3)")
     });
     h.get_by_label("Health (3)").click();
     h.step();
     assert_eq!(h.state().tab, Tab::Health);
-    frames_until(&mut h, "the findings with their evidence", |h| {
+    frames_until(&mut h, DEADLINE, "the findings with their evidence", |h| {
         has_label(h, "BROKEN")
             && has_label(h, "1 critical · 2 warning")
             && has_label(h, "deaf-server")
@@ -118,7 +100,7 @@ fn the_health_tab_lists_findings_and_a_node_badge_opens_it() {
     // that node's findings only.
     h.get_by_label("Nodes").click();
     h.step();
-    frames_until(&mut h, "the badge on the dead node", |h| {
+    frames_until(&mut h, DEADLINE, "the badge on the dead node", |h| {
         has_label(h, "[critical]")
     });
     h.get_by_label("[critical]").click();

@@ -7,7 +7,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use common::kittest::{frames_until, has_label};
+
+use std::time::Duration;
 
 use common::redis::{RedisServer, redis_cmd, resp_command};
 use common::{start_node, unique_prefix};
@@ -19,26 +21,6 @@ use switchboard::ui::{DashboardApp, Settings, Startup};
 
 /// Poll rounds are 5 s apart; the first comes at once.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn frames_until(
-    h: &mut Harness<'_, DashboardApp>,
-    what: &str,
-    done: impl Fn(&Harness<'_, DashboardApp>) -> bool,
-) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn has_label(h: &Harness<'_, DashboardApp>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
 
 #[test]
 fn the_redis_tab_shows_servers_clients_and_a_subscriber_about_to_be_cut() {
@@ -79,12 +61,12 @@ fn the_redis_tab_shows_servers_clients_and_a_subscriber_about_to_be_cut() {
     h.step();
     h.get_by_label("Redis").click();
     h.step();
-    frames_until(&mut h, "the connection and the server", |h| {
+    frames_until(&mut h, DEADLINE, "the connection and the server", |h| {
         has_label(h, "single server 127.0.0.1")
             && has_label(h, "plaintext")
             && has_label(h, "pubsub limit: hard 32 MB, soft 8 MB for 60 s")
     });
-    frames_until(&mut h, "the node's named connection", |h| {
+    frames_until(&mut h, DEADLINE, "the node's named connection", |h| {
         has_label(h, "switchboard-hub:node-a") && has_label(h, "switchboard-dashboard")
     });
     assert!(!has_label(&h, "Subscribers about to be cut"));
@@ -150,7 +132,7 @@ fn the_redis_tab_shows_servers_clients_and_a_subscriber_about_to_be_cut() {
         );
         stream
     });
-    frames_until(&mut h, "the warning in words", |h| {
+    frames_until(&mut h, DEADLINE, "the warning in words", |h| {
         has_label(h, "Subscribers about to be cut")
             && has_label(h, "stalled-consumer")
             && has_label(

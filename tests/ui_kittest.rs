@@ -9,7 +9,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use common::kittest::{click, frames_until, has_label, type_into};
+
+use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{connect, s, start_node, unique_prefix};
@@ -56,41 +58,6 @@ fn harness(app: DashboardApp) -> Harness<'static, DashboardApp> {
         .build_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app)
 }
 
-/// Runs frames until `done` holds, panicking with `what` at the deadline.
-fn frames_until(
-    h: &mut Harness<'_, DashboardApp>,
-    what: &str,
-    done: impl Fn(&mut Harness<'_, DashboardApp>) -> bool,
-) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(30));
-    }
-}
-
-fn has_label(h: &Harness<'_, DashboardApp>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
-
-/// Clicks the widget labelled `label` and runs a frame so the click takes effect.
-fn click(h: &mut Harness<'_, DashboardApp>, label: &str) {
-    h.get_by_label(label).click();
-    h.step();
-    h.step();
-}
-
-/// Types into the text field labelled `label` (click to focus, then type).
-fn type_into(h: &mut Harness<'_, DashboardApp>, label: &str, text: &str) {
-    click(h, label);
-    h.get_by_label(label).type_text(text);
-    h.step();
-}
-
 struct Cluster {
     rt: tokio::runtime::Runtime,
     redis: RedisServer,
@@ -125,12 +92,14 @@ fn connect_nodes_filter_pause_and_send_through_the_ui() {
     // Connect: type the URL, press Connect; the tap state reads "connected".
     type_into(&mut h, "Redis URL", &c.redis.url());
     click(&mut h, "Connect");
-    frames_until(&mut h, "Tap: connected", |h| has_label(h, "Tap: connected"));
+    frames_until(&mut h, DEADLINE, "Tap: connected", |h| {
+        has_label(h, "Tap: connected")
+    });
     assert_eq!(h.state().settings.redis_url, c.redis.url());
 
     // The nodes announce themselves by heartbeat; the Nodes table shows them with client counts.
     click(&mut h, "Nodes");
-    frames_until(&mut h, "both nodes with stats", |h| {
+    frames_until(&mut h, DEADLINE, "both nodes with stats", |h| {
         h.state()
             .model
             .nodes
@@ -144,7 +113,7 @@ fn connect_nodes_filter_pause_and_send_through_the_ui() {
     let client = c.rt.block_on(connect(&c.a, Protocol::Json, Some("ann")));
     let client_b = c.rt.block_on(connect(&c.b, Protocol::Json, Some("bob")));
     // Two probes (one per node) plus these two clients: each node counts its own.
-    frames_until(&mut h, "client counts include ann and bob", |h| {
+    frames_until(&mut h, DEADLINE, "client counts include ann and bob", |h| {
         h.state()
             .model
             .nodes
@@ -152,7 +121,7 @@ fn connect_nodes_filter_pause_and_send_through_the_ui() {
             .iter()
             .all(|r| r.stats.as_ref().is_some_and(|s| s.connections.total == 2))
     });
-    frames_until(&mut h, "the cluster total and the PUBSUB count", |h| {
+    frames_until(&mut h, DEADLINE, "the cluster total and the PUBSUB count", |h| {
         has_label(h, "clients on watched nodes")
             && h.state()
                 .model
@@ -166,8 +135,10 @@ fn connect_nodes_filter_pause_and_send_through_the_ui() {
     c.rt.block_on(client.invoke("SendMessage", vec![s("ann"), s("hello kittest")]))
         .unwrap();
     type_into(&mut h, "Filter", "kittest");
-    frames_until(&mut h, "the filtered row", |h| has_label(h, "hello kittest"));
-    frames_until(&mut h, "one row shown", |h| has_label(h, "1 shown of"));
+    frames_until(&mut h, DEADLINE, "the filtered row", |h| {
+        has_label(h, "hello kittest")
+    });
+    frames_until(&mut h, DEADLINE, "one row shown", |h| has_label(h, "1 shown of"));
     assert_eq!(h.state().model.traffic.visible_len(), 1);
     let row = h.state().model.traffic.visible(0).unwrap().clone();
     assert_eq!(row.method.as_deref(), Some("ReceiveMessage"));
@@ -180,10 +151,10 @@ fn connect_nodes_filter_pause_and_send_through_the_ui() {
     let seen = h.state().model.traffic.totals().messages;
     c.rt.block_on(client.invoke("SendMessage", vec![s("ann"), s("kittest while paused")]))
         .unwrap();
-    frames_until(&mut h, "counting goes on while paused", |h| {
+    frames_until(&mut h, DEADLINE, "counting goes on while paused", |h| {
         h.state().model.traffic.totals().messages > seen
     });
-    frames_until(&mut h, "the paused message is counted", |h| {
+    frames_until(&mut h, DEADLINE, "the paused message is counted", |h| {
         h.state()
             .model
             .traffic
@@ -195,7 +166,7 @@ fn connect_nodes_filter_pause_and_send_through_the_ui() {
         "the paused view does not move"
     );
     click(&mut h, "Resume");
-    frames_until(&mut h, "resumed view shows it", |h| {
+    frames_until(&mut h, DEADLINE, "resumed view shows it", |h| {
         has_label(h, "kittest while paused")
     });
 
@@ -204,11 +175,11 @@ fn connect_nodes_filter_pause_and_send_through_the_ui() {
     h.step();
     h.state_mut().send_ui.node = c.a.hub_url();
     click(&mut h, "Send message");
-    frames_until(&mut h, "a delivered trace", |h| {
+    frames_until(&mut h, DEADLINE, "a delivered trace", |h| {
         h.query_by_label("delivered").is_some()
     });
     // The tap's sighting comes in its own batch (flushed every 50 ms), maybe after the receipts.
-    frames_until(&mut h, "the tap's sighting of the test message", |h| {
+    frames_until(&mut h, DEADLINE, "the tap's sighting of the test message", |h| {
         h.state()
             .model
             .traces
@@ -240,7 +211,7 @@ fn bad_input_is_a_readable_message() {
     // Not a URL at all: failed, with the reason.
     type_into(&mut h, "Redis URL", "not a url");
     click(&mut h, "Connect");
-    frames_until(&mut h, "a failed tap", |h| {
+    frames_until(&mut h, DEADLINE, "a failed tap", |h| {
         matches!(h.state().model.tap.state, LinkState::Failed { .. })
     });
     assert!(has_label(&h, "Tap: failed"));
@@ -252,13 +223,15 @@ fn bad_input_is_a_readable_message() {
         .unwrap();
     h.state_mut().settings.redis_url = format!("redis://{closed}");
     click(&mut h, "Connect");
-    frames_until(&mut h, "reconnecting", |h| has_label(h, "Tap: reconnecting"));
+    frames_until(&mut h, DEADLINE, "reconnecting", |h| {
+        has_label(h, "Tap: reconnecting")
+    });
 
     // A node URL that is not a hub (Redis speaks no HTTP): a readable state on its row.
     let text = format!("http://127.0.0.1:{}/chat", c.redis.port());
     h.state_mut().connections_ui.new_node = text.clone();
     click(&mut h, "Add node");
-    frames_until(&mut h, "the bad node's error", |h| {
+    frames_until(&mut h, DEADLINE, "the bad node's error", |h| {
         h.state().model.nodes.rows().iter().any(|r| matches!(&r.state, LinkState::Reconnecting { error, .. } | LinkState::Failed { error } if !error.is_empty()))
     });
 
@@ -328,7 +301,7 @@ fn the_demo_panel_adds_and_stops_nodes_and_stops_and_restarts_the_backplane() {
     let (link, wiring) = Link::start(Some(options)).expect("the demo starts");
     let startup = startup(Settings::default(), wiring, None);
     let mut h = harness(DashboardApp::new(link, startup));
-    frames_until(&mut h, "both demo nodes watched, with stats", |h| {
+    frames_until(&mut h, DEADLINE, "both demo nodes watched, with stats", |h| {
         h.state()
             .model
             .nodes
@@ -341,7 +314,7 @@ fn the_demo_panel_adds_and_stops_nodes_and_stops_and_restarts_the_backplane() {
     assert!(has_label(&h, "in-memory backplane: running"));
 
     click(&mut h, "Start another node");
-    frames_until(&mut h, "node-c running and watched", |h| {
+    frames_until(&mut h, DEADLINE, "node-c running and watched", |h| {
         h.state()
             .link
             .demo_status()
@@ -360,7 +333,7 @@ fn the_demo_panel_adds_and_stops_nodes_and_stops_and_restarts_the_backplane() {
         .expect("a Stop button per node")
         .click();
     h.step();
-    frames_until(&mut h, "node-a stopped and seen down", |h| {
+    frames_until(&mut h, DEADLINE, "node-a stopped and seen down", |h| {
         let stopped = h
             .state()
             .link
@@ -377,11 +350,11 @@ fn the_demo_panel_adds_and_stops_nodes_and_stops_and_restarts_the_backplane() {
     });
 
     click(&mut h, "Stop backplane");
-    frames_until(&mut h, "the tap sees the bus down", |h| {
+    frames_until(&mut h, DEADLINE, "the tap sees the bus down", |h| {
         matches!(h.state().model.tap.state, LinkState::Reconnecting { .. }) && has_label(h, "Start backplane")
     });
     click(&mut h, "Start backplane");
-    frames_until(&mut h, "the bus back, with a gap marker", |h| {
+    frames_until(&mut h, DEADLINE, "the bus back, with a gap marker", |h| {
         h.state().model.tap.state == LinkState::Connected
             && h.state().model.traffic.iter().any(|e| e.kind == EntryKind::Gap)
     });
@@ -393,7 +366,7 @@ fn the_demo_panel_adds_and_stops_nodes_and_stops_and_restarts_the_backplane() {
         group_share: 0.5,
     });
     click(&mut h, "Apply");
-    frames_until(&mut h, "8 simulated clients", |h| {
+    frames_until(&mut h, DEADLINE, "8 simulated clients", |h| {
         h.state().link.demo_status().is_some_and(|s| s.sim_clients == 8)
     });
 }
@@ -573,7 +546,7 @@ fn a_stopped_demo_node_is_shown_down_and_starts_again() {
     let startup = startup(Settings::default(), wiring, None);
     let mut h = harness(DashboardApp::new(link, startup));
     click(&mut h, "Nodes");
-    frames_until(&mut h, "both nodes live with 2 clients each", |h| {
+    frames_until(&mut h, DEADLINE, "both nodes live with 2 clients each", |h| {
         let now = now_ms();
         let nodes = &h.state().model.nodes;
         nodes.live_count(now) == 2 && nodes.cluster_total_clients(now) == 4
@@ -586,31 +559,41 @@ fn a_stopped_demo_node_is_shown_down_and_starts_again() {
         .expect("a Stop button per node")
         .click();
     h.step();
-    frames_until(&mut h, "node-a down, out of the totals, last seen shown", |h| {
-        let now = now_ms();
-        let nodes = &h.state().model.nodes;
-        nodes
-            .get(&hub_url)
-            .is_some_and(|r| !Nodes::liveness(r, now).is_live())
-            && nodes.cluster_total_clients(now) == 2
-            && has_label(h, "down, last seen")
-    });
+    frames_until(
+        &mut h,
+        DEADLINE,
+        "node-a down, out of the totals, last seen shown",
+        |h| {
+            let now = now_ms();
+            let nodes = &h.state().model.nodes;
+            nodes
+                .get(&hub_url)
+                .is_some_and(|r| !Nodes::liveness(r, now).is_live())
+                && nodes.cluster_total_clients(now) == 2
+                && has_label(h, "down, last seen")
+        },
+    );
 
     click(&mut h, "Start");
-    frames_until(&mut h, "node-a running again, on its old address, live", |h| {
-        let now = now_ms();
-        let running = h.state().link.demo_status().is_some_and(|s| {
-            s.nodes
-                .iter()
-                .any(|n| n.name == "node-a" && n.running && n.hub_url == hub_url)
-        });
-        let nodes = &h.state().model.nodes;
-        running
-            && nodes
-                .get(&hub_url)
-                .is_some_and(|r| Nodes::liveness(r, now).is_live())
-            && nodes.cluster_total_clients(now) == 4
-    });
+    frames_until(
+        &mut h,
+        DEADLINE,
+        "node-a running again, on its old address, live",
+        |h| {
+            let now = now_ms();
+            let running = h.state().link.demo_status().is_some_and(|s| {
+                s.nodes
+                    .iter()
+                    .any(|n| n.name == "node-a" && n.running && n.hub_url == hub_url)
+            });
+            let nodes = &h.state().model.nodes;
+            running
+                && nodes
+                    .get(&hub_url)
+                    .is_some_and(|r| Nodes::liveness(r, now).is_live())
+                && nodes.cluster_total_clients(now) == 4
+        },
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //!   the shared `ServerProcess` child helper.
 //! - `sentinel`: a primary, a replica and three sentinels; kill the primary, wait for failover.
 //! - `redis`: a test-owned `redis-server` (start, kill, restart), one-shot commands, a PSUBSCRIBE tap.
+//! - `kittest`: driving the real dashboard app with egui_kittest (frames until, labels, clicks).
 //! - `http`: plain HTTP requests (negotiate, stats, wrong methods) with deadlines.
 //! - `vectors`: the byte-exact protocol test vectors.
 //! - `xvfb`: a private X server for tests that open the real window.
@@ -18,6 +19,8 @@
 pub mod certs;
 pub mod cluster;
 pub mod http;
+#[cfg(feature = "gui")]
+pub mod kittest;
 pub mod redis;
 pub mod sentinel;
 pub mod vectors;

@@ -1,0 +1,45 @@
+//! Driving the real dashboard app with egui_kittest: run frames until something shows (with a
+//! deadline and a label), look for a label, click, type. Shared by the `*_kittest` binaries.
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use switchboard::ui::DashboardApp;
+
+/// Runs frames until `done` holds, panicking with `what` once `deadline` has passed.
+pub fn frames_until(
+    h: &mut Harness<'_, DashboardApp>,
+    deadline: Duration,
+    what: &str,
+    mut done: impl FnMut(&mut Harness<'_, DashboardApp>) -> bool,
+) {
+    let until = Instant::now() + deadline;
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+/// Whether some widget's label contains `text`.
+pub fn has_label(h: &Harness<'_, DashboardApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// Clicks the widget labelled `label` and runs frames so the click takes effect.
+pub fn click(h: &mut Harness<'_, DashboardApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.step();
+    h.step();
+}
+
+/// Types into the text field labelled `label` (click to focus, then type).
+pub fn type_into(h: &mut Harness<'_, DashboardApp>, label: &str, text: &str) {
+    click(h, label);
+    h.get_by_label(label).type_text(text);
+    h.step();
+}
