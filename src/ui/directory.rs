@@ -66,13 +66,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut DirectoryUi, actions: &mut V
         }
         return;
     };
-    let name = |url: &str| {
-        model
-            .nodes
-            .get(url)
-            .map(|r| r.name.clone())
-            .unwrap_or_else(|| url.to_string())
-    };
+    let name = |url: &str| model.nodes.name_or_url(url);
     ui.add_space(6.0);
     let summary = summarize(answer, &name);
     let color = if answer.found() > 0 {

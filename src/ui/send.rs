@@ -332,11 +332,7 @@ fn thousands(n: u64) -> String {
 /// One line per recent send request: "sent 37 of 100", and how many went when it was stopped.
 fn bursts(ui: &mut Ui, model: &Model) {
     for b in model.traces.bursts().take(3) {
-        let node = model
-            .nodes
-            .get(&b.node)
-            .map(|r| r.name.clone())
-            .unwrap_or_else(|| b.node.clone());
+        let node = model.nodes.name_or_url(&b.node);
         let refused = if b.failed > 0 {
             format!(" ({} refused)", b.failed)
         } else {
@@ -447,13 +443,7 @@ fn traces(
             summary.max_ms.map(widgets::millis).unwrap_or_else(|| "–".into()),
         ));
     });
-    let name = |url: &str| {
-        model
-            .nodes
-            .get(url)
-            .map(|r| r.name.clone())
-            .unwrap_or_else(|| url.to_string())
-    };
+    let name = |url: &str| model.nodes.name_or_url(url);
     egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
         explanations(ui, model, explaining, tap_prefix, now, &name);
         egui::Grid::new("traces")
