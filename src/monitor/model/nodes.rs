@@ -276,13 +276,13 @@ impl Nodes {
         &self.rows
     }
 
-    /// The row with this hub URL.
     /// The node's name for display, or its URL when it is not watched.
     pub fn name_or_url(&self, hub_url: &str) -> String {
         self.get(hub_url)
             .map_or_else(|| hub_url.to_string(), |r| r.name.clone())
     }
 
+    /// The row with this hub URL.
     pub fn get(&self, hub_url: &str) -> Option<&NodeRow> {
         self.rows.iter().find(|r| r.target.hub_url == hub_url)
     }
