@@ -95,7 +95,9 @@ impl CloseReason {
 /// and, until the queue is empty, every delivery queues behind it, so frames keep their order.
 /// All writes happen under the state mutex (held for a push or one non-blocking syscall, never
 /// across an await), which is what orders them. Without `direct` (a TLS connection) every frame
-/// is queued and the writer writes it. Measured with callgrind on the issue-8 load
+/// is queued and the writer writes it. Under a backplane backlog the receive loop corks
+/// deliveries instead: queued, then one vectored write per connection per batch (see `Cork`).
+/// Measured with callgrind on the issue-8 load
 /// (`benches/fanout.rs`, `scripts/fanout-profile.sh`): see the README's table.
 #[derive(Clone)]
 pub(crate) struct Outbox {
