@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::registry::{GroupChange, LocalConnection, Outbox, Registry, WsFrame, frame_of};
+use super::registry::{Cork, GroupChange, LocalConnection, Outbox, Registry, WsFrame, frame_of};
 use super::stats::Stats;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::wire::{self, GroupAction, GroupCommand};
@@ -209,10 +209,10 @@ impl Lifetime {
         ]
     }
 
-    fn deliver(&self, conn: &LocalConnection, frames: &Frames) {
+    fn deliver(&self, conn: &LocalConnection, frames: &Frames, cork: &mut Cork) {
         match frames.for_protocol(conn.protocol) {
             Some(frame) => {
-                conn.outbox.deliver(frame, &self.stats);
+                conn.outbox.deliver_corked(frame, &self.stats, cork);
             }
             None => tracing::warn!(
                 connection = %conn.id,
@@ -222,21 +222,25 @@ impl Lifetime {
     }
 
     fn deliver_local(&self, target: Target<'_>, frames: &Frames) -> bool {
+        // A local send has no backlog to batch with: written at once.
+        let cork = &mut Cork::default();
         match target {
             Target::All { excluded } => {
-                self.registry.for_all(excluded, |c| self.deliver(c, frames));
+                self.registry.for_all(excluded, |c| self.deliver(c, frames, cork));
                 true
             }
             Target::Group { group, excluded } => {
                 self.registry
-                    .for_group(group, excluded, |c| self.deliver(c, frames));
+                    .for_group(group, excluded, |c| self.deliver(c, frames, cork));
                 true
             }
             Target::User(user) => {
-                self.registry.for_user(user, |c| self.deliver(c, frames));
+                self.registry.for_user(user, |c| self.deliver(c, frames, cork));
                 true
             }
-            Target::Connection(id) => self.registry.with_connection(id, |c| self.deliver(c, frames)),
+            Target::Connection(id) => self
+                .registry
+                .with_connection(id, |c| self.deliver(c, frames, cork)),
         }
     }
 
@@ -453,36 +457,45 @@ impl Lifetime {
     }
 
     /// Handles one message from the backplane (B.7). Bad payloads are logged, counted and dropped.
-    pub async fn on_backplane_message(&self, message: BackplaneMessage) {
+    ///
+    /// Deliveries go through `cork`: when it is active (the receive loop saw a backlog) they are
+    /// queued and written when the loop flushes it.
+    pub async fn on_backplane_message(&self, message: BackplaneMessage, cork: &mut Cork) {
         Stats::inc(&self.stats.backplane_in);
         let Some(kind) = self.channels.classify(&message.channel) else {
             tracing::debug!(channel = %message.channel, "message on a channel this hub does not use");
             return;
         };
-        if let Err(e) = self.handle(kind, &message.payload).await {
+        if let Err(e) = self.handle(kind, &message.payload, cork).await {
             Stats::inc(&self.stats.backplane_decode_errors);
             tracing::warn!(channel = %message.channel, error = %e, "undecodable backplane payload dropped");
         }
     }
 
-    async fn handle(&self, kind: ChannelKind, payload: &Bytes) -> Result<(), wire::WireError> {
+    async fn handle(
+        &self,
+        kind: ChannelKind,
+        payload: &Bytes,
+        cork: &mut Cork,
+    ) -> Result<(), wire::WireError> {
         match kind {
             ChannelKind::All => {
                 let inv = wire::decode_invocation(payload)?;
                 let frames = Frames::from_serializations(&inv.serializations);
-                self.registry.for_all(&inv.excluded, |c| self.deliver(c, &frames));
+                self.registry
+                    .for_all(&inv.excluded, |c| self.deliver(c, &frames, cork));
             }
             ChannelKind::Group(group) => {
                 let inv = wire::decode_invocation(payload)?;
                 let frames = Frames::from_serializations(&inv.serializations);
                 self.registry
-                    .for_group(&group, &inv.excluded, |c| self.deliver(c, &frames));
+                    .for_group(&group, &inv.excluded, |c| self.deliver(c, &frames, cork));
             }
             ChannelKind::User(user) => {
                 // B.7: excluded ids are not checked for user sends.
                 let inv = wire::decode_invocation(payload)?;
                 let frames = Frames::from_serializations(&inv.serializations);
-                self.registry.for_user(&user, |c| self.deliver(c, &frames));
+                self.registry.for_user(&user, |c| self.deliver(c, &frames, cork));
             }
             ChannelKind::Connection(id) => {
                 let inv = wire::decode_invocation(payload)?;
@@ -490,7 +503,7 @@ impl Lifetime {
                 let mut target: Option<Arc<str>> = None;
                 self.registry.with_connection(&id, |c| {
                     target = Some(c.id.clone());
-                    self.deliver(c, &frames);
+                    self.deliver(c, &frames, cork);
                 });
                 if let (Some(conn), Some(invocation_id), Some(channel)) =
                     (target, inv.invocation_id, inv.return_channel)

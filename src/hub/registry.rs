@@ -95,7 +95,9 @@ impl CloseReason {
 /// and, until the queue is empty, every delivery queues behind it, so frames keep their order.
 /// All writes happen under the state mutex (held for a push or one non-blocking syscall, never
 /// across an await), which is what orders them. Without `direct` (a TLS connection) every frame
-/// is queued and the writer writes it. Measured with callgrind on the issue-8 load
+/// is queued and the writer writes it. Under a backplane backlog the receive loop corks
+/// deliveries instead: queued, then one vectored write per connection per batch (see `Cork`).
+/// Measured with callgrind on the issue-8 load
 /// (`benches/fanout.rs`, `scripts/fanout-profile.sh`): see the README's table.
 #[derive(Clone)]
 pub(crate) struct Outbox {
@@ -126,6 +128,10 @@ struct OutState {
     active: bool,
     /// The writer is gone: frames are refused.
     closed: bool,
+    /// Frames were queued under a `Cork` that has not flushed yet (the outbox is on its list).
+    corked: bool,
+    /// Write system calls made on the direct socket (sends and vectored writes), for tests.
+    writes: u64,
 }
 
 /// The writer's end of an `Outbox`. Dropping it refuses further frames.
@@ -189,6 +195,37 @@ impl Outbox {
                 false
             }
         }
+    }
+
+    /// `deliver`, but under an active `cork` the frame is only queued (no system call, no
+    /// wake-up) and the outbox is written once when the cork flushes. Without an active cork it
+    /// is `deliver`.
+    pub fn deliver_corked(&self, frame: &WsFrame, stats: &Stats, cork: &mut Cork) -> bool {
+        if !cork.active {
+            return self.deliver(frame, stats);
+        }
+        match self.shared.queue_corked(frame.wire()) {
+            Queued::First => {
+                cork.touched.push(self.clone());
+                Stats::inc(&stats.client_out);
+                true
+            }
+            Queued::Yes => {
+                Stats::inc(&stats.client_out);
+                true
+            }
+            Queued::Refused => false,
+            Queued::Full => {
+                self.slow(stats);
+                false
+            }
+        }
+    }
+
+    /// Write system calls made on the direct socket so far (deliveries, cork flushes, the writer).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn writes(&self) -> u64 {
+        self.shared.lock_state().writes
     }
 
     /// Sends a control frame (a Pong, a keep-alive ping): like `deliver`, but not counted as a
@@ -284,12 +321,77 @@ impl Direct {
     fn send_now(&self, bytes: &[u8]) -> std::io::Result<usize> {
         self.stream.try_write(bytes)
     }
+
+    /// One non-blocking vectored `sendmsg` of `slices` (for the same reason as `send_now`).
+    #[cfg(unix)]
+    fn send_vectored_now(&self, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        // SAFETY: a zeroed `msghdr` is valid (no name, no control data); `IoSlice` is
+        // ABI-compatible with `iovec` on unix (std guarantees it), the slices outlive the call,
+        // and `fd` is the descriptor of `self.stream`, which this struct keeps open.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = slices.as_ptr().cast_mut().cast();
+            msg.msg_iovlen = slices.len() as _;
+            libc::sendmsg(self.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+    }
+
+    #[cfg(not(unix))]
+    fn send_vectored_now(&self, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.stream.try_write_vectored(slices)
+    }
 }
 
 enum Sent {
     Yes,
     Refused,
     Full,
+}
+
+enum Queued {
+    /// Queued, and the first frame of this cork for this outbox: the cork must flush it.
+    First,
+    Yes,
+    Refused,
+    Full,
+}
+
+/// Deliveries of one backlog batch, held back and written once per connection.
+///
+/// The backplane receive loop (`hub::mod`) activates it only when more messages are already
+/// waiting in the bounded inbox: then every delivery of the batch is queued without a system call
+/// (`Outbox::deliver_corked`), and `flush` writes each touched connection's queue with one vectored
+/// `sendmsg` (the writer is woken only for what the socket did not take). With an empty inbox the
+/// cork stays inactive and a delivery is written at once, as before: batching costs no latency
+/// when the node keeps up. Order holds: a corked frame sits in the same queue every other frame
+/// of that connection goes through, and any other sender queues behind it.
+#[derive(Default)]
+pub(crate) struct Cork {
+    active: bool,
+    touched: Vec<Outbox>,
+}
+
+impl Cork {
+    /// Whether deliveries are held back until `flush`.
+    pub fn set_active(&mut self, active: bool) {
+        self.active = active;
+    }
+
+    /// Writes every touched connection's queued frames (one vectored write each when the socket
+    /// takes them all) and deactivates the cork. Returns how many connections were touched.
+    pub fn flush(&mut self) -> usize {
+        self.active = false;
+        let n = self.touched.len();
+        for outbox in self.touched.drain(..) {
+            outbox.shared.flush_corked();
+        }
+        // A hot room keeps this list at its size; a one-off huge batch gives its memory back.
+        if self.touched.capacity() > 4 * IDLE_QUEUE_CAPACITY {
+            self.touched.shrink_to(IDLE_QUEUE_CAPACITY);
+        }
+        n
+    }
 }
 
 impl OutboxShared {
@@ -311,6 +413,7 @@ impl OutboxShared {
             && let Some(direct) = &self.direct
             && !self.stop.load(Ordering::Acquire)
         {
+            state.writes += 1;
             match direct.send_now(bytes) {
                 Ok(n) if n == bytes.len() => {
                     state.active = true;
@@ -335,6 +438,69 @@ impl OutboxShared {
             self.writer.wake();
         }
         Sent::Yes
+    }
+
+    /// Queues `bytes` for a cork's flush, without a system call and without waking the writer.
+    fn queue_corked(&self, bytes: &Bytes) -> Queued {
+        let mut state = self.lock_state();
+        if state.closed {
+            return Queued::Refused;
+        }
+        if state.queue.len() >= self.capacity {
+            return Queued::Full;
+        }
+        if state.queue.is_empty() {
+            state.written = 0;
+        }
+        state.queue.push_back(bytes.clone());
+        if std::mem::replace(&mut state.corked, true) {
+            Queued::Yes
+        } else {
+            Queued::First
+        }
+    }
+
+    /// A cork's flush: writes the queue to the direct socket with one vectored `sendmsg` per
+    /// `MAX_IOV` frames while the socket takes everything; what is left (a full socket, an error,
+    /// no direct socket, a writer that is ending the connection) is the writer's, which is woken.
+    fn flush_corked(&self) {
+        let mut state = self.lock_state();
+        state.corked = false;
+        if state.closed {
+            return;
+        }
+        if let Some(direct) = &self.direct
+            && !self.stop.load(Ordering::Acquire)
+        {
+            while !state.queue.is_empty() {
+                state.writes += 1;
+                let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
+                let mut n = 0;
+                let mut total = 0;
+                for (i, frame) in state.queue.iter().take(MAX_IOV).enumerate() {
+                    let skip = if i == 0 { state.written } else { 0 };
+                    slices[i] = std::io::IoSlice::new(&frame[skip..]);
+                    total += slices[i].len();
+                    n = i + 1;
+                }
+                match direct.send_vectored_now(&slices[..n]) {
+                    Ok(written) => {
+                        state.active = true;
+                        advance(&mut state, written);
+                        if written < total {
+                            break;
+                        }
+                    }
+                    // `WouldBlock`; any other error is the writer's to find on its next write.
+                    Err(_) => break,
+                }
+            }
+            if state.queue.is_empty() {
+                return;
+            }
+        }
+        drop(state);
+        self.writer.wake();
     }
 }
 
@@ -401,6 +567,7 @@ impl OutboxReceiver {
                 }
                 return Ok(Flush::Done);
             }
+            state.writes += 1;
             let result = {
                 let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
                 let mut n = 0;
@@ -1271,6 +1438,69 @@ mod tests {
         let rx = writer.await.unwrap();
         assert_eq!(rx.poll_next(&mut noop_cx()), Poll::Pending, "all written");
         assert_eq!(Stats::get(&stats.client_out), u64::from(sent) + 1);
+    }
+
+    #[tokio::test]
+    async fn a_corked_batch_reaches_the_client_in_order_with_one_write() {
+        use tokio::io::AsyncReadExt;
+        let stats = Stats::default();
+        let (server, mut client) = tcp_pair().await;
+        let (out, rx) = Outbox::new(1000, &CancellationToken::new(), Some(server.clone()));
+        // Uncorked: one system call per delivery.
+        assert!(out.deliver(&frame(0), &stats));
+        assert!(out.deliver(&frame(1), &stats));
+        assert_eq!(out.writes(), 2);
+        // Corked: the batch only queues (no write, no writer woken) ...
+        let mut cork = Cork::default();
+        cork.set_active(true);
+        for i in 2..12 {
+            assert!(out.deliver_corked(&frame(i), &stats, &mut cork));
+        }
+        // ... and another sender's frame in between queues behind it.
+        out.send_control(&frame(12));
+        assert!(out.deliver_corked(&frame(13), &stats, &mut cork));
+        assert_eq!(out.writes(), 2, "nothing written while corked");
+        assert_eq!(cork.touched.len(), 1, "the connection is flushed once");
+        // The flush writes the 12 queued frames with one vectored write.
+        assert_eq!(cork.flush(), 1);
+        assert_eq!(out.writes(), 3);
+        assert_eq!(
+            rx.poll_next(&mut noop_cx()),
+            Poll::Pending,
+            "nothing left for the writer"
+        );
+        let mut got = [0u8; 3 * 14];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        let expected: Vec<u8> = (0..14).flat_map(|i| [0x82, 1, i]).collect();
+        assert_eq!(got.as_slice(), expected.as_slice(), "every frame, in order");
+        assert_eq!(
+            Stats::get(&stats.client_out),
+            13,
+            "a control frame is not a delivery"
+        );
+        // An inactive cork (an empty inbox) writes at once, and a flushed cork is inactive.
+        assert!(out.deliver_corked(&frame(14), &stats, &mut cork));
+        assert_eq!(out.writes(), 4);
+        assert!(cork.touched.is_empty());
+    }
+
+    #[test]
+    fn a_corked_batch_over_the_queue_bound_closes_the_slow_client() {
+        let stats = Stats::default();
+        let (out, _rx) = Outbox::new(2, &CancellationToken::new(), None);
+        let mut cork = Cork::default();
+        cork.set_active(true);
+        assert!(out.deliver_corked(&frame(0), &stats, &mut cork));
+        assert!(out.deliver_corked(&frame(1), &stats, &mut cork));
+        assert!(!out.deliver_corked(&frame(2), &stats, &mut cork));
+        assert!(out.killed().is_cancelled());
+        assert_eq!(Stats::get(&stats.slow_client_disconnects), 1);
+        // Without a direct socket the flush leaves the frames to the writer.
+        assert_eq!(cork.flush(), 1);
+        assert_eq!(out.writes(), 0);
     }
 
     #[test]
