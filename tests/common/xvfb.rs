@@ -1,5 +1,5 @@
-//! A private X server (Xvfb) on the first free display number from :91, killed on drop, for tests
-//! that run the real window. Needs `Xvfb` (apt-get install xvfb).
+//! A private X server (Xvfb) on the first free display number from :91 (a lock left by a killed
+//! server counts as free), killed on drop, for tests that run the real window. Needs `Xvfb` (apt-get install xvfb).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,10 +14,16 @@ pub struct Xvfb {
 impl Xvfb {
     pub fn start() -> Xvfb {
         for n in 91..200u32 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            {
-                continue;
+            let lock = format!("/tmp/.X{n}-lock");
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            if Path::new(&lock).exists() || Path::new(&socket).exists() {
+                if held_by_a_live_process(&lock) {
+                    continue;
+                }
+                // Left behind by an X server that was killed: the display is free again (Xvfb
+                // itself would take over a stale lock, but not our socket check).
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(&socket);
             }
             let child = Command::new("Xvfb")
                 .args([
@@ -49,6 +55,18 @@ impl Xvfb {
             let _ = x.child.kill();
         }
         panic!("no free X display for Xvfb");
+    }
+}
+
+/// Whether the X lock file names a process that is still running (a lock that cannot be read is
+/// taken as held, to stay clear of a server that is starting).
+fn held_by_a_live_process(lock: &str) -> bool {
+    match std::fs::read_to_string(lock) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+            Err(_) => true,
+        },
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 
