@@ -9,7 +9,8 @@
 //!   the sending phase, divided by the frames they queued to clients, `client_out`), then the
 //!   median. Knobs: `FANOUT_CPU_RUNS` (3), `FANOUT_CPU_CLIENTS` (200), `FANOUT_CPU_RATE` (40000),
 //!   `FANOUT_CPU_DURATION` (10 s), `FANOUT_CPU_PROTOCOL` (json), `FANOUT_NODE_BIN` (another
-//!   `switchboard` binary to run as the nodes, for before/after);
+//!   `switchboard` binary to run as the nodes, for before/after), `FANOUT_NODE_ARGS` (extra
+//!   `switchboard hub` flags, e.g. `--no-io-uring`);
 //! - `memory`: one node, N clients, one sender broadcasting M `SendMessage` calls;
 //! - `redis`: two nodes sharing a private `redis-server` (skipped when it is not on PATH), clients
 //!   split across them, the sender on node A.
@@ -333,9 +334,11 @@ struct CpuRun {
 }
 
 async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
+    let extra = std::env::var("FANOUT_NODE_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
     let nodes = vec![
-        start_node(bin, "cpu-a", redis_url, &[]),
-        start_node(bin, "cpu-b", redis_url, &[]),
+        start_node(bin, "cpu-a", redis_url, &extra),
+        start_node(bin, "cpu-b", redis_url, &extra),
     ];
     for (_, hub) in &nodes {
         let deadline = Instant::now() + Duration::from_secs(10);

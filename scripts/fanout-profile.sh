@@ -2,7 +2,7 @@
 # Where a node's CPU per delivery goes, on the load of `cargo bench --bench fanout` (cpu scenario):
 # a private redis-server, two `switchboard hub` processes, one `switchboard load` process.
 #
-#   scripts/fanout-profile.sh NODE_BIN callgrind|strace [RATE] [DURATION_S]
+#   scripts/fanout-profile.sh NODE_BIN callgrind|strace|perf [RATE] [DURATION_S]
 #
 # callgrind: both nodes run under `valgrind --tool=callgrind`; their counters are zeroed once every
 #   client is in and dumped DURATION-3 s later (callgrind_control), so the dump holds the sending
@@ -13,9 +13,12 @@
 #   a's deliveries (strace slows the node, which lets more frames queue: read it as an upper bound
 #   of batching, not as the figure without strace).
 # CLIENTS (200) sets the client count: 20 clients at 40000/s is a hot room (2000 messages/s each).
-# Needs redis-server, curl, python3, valgrind or strace. Output files stay in the printed directory.
+# perf: `perf record -e cpu-clock` (software sampling: this machine has no hardware counters) on
+#   node a over the same window; prints the top symbols by time, user and kernel together. Where
+#   callgrind counts instructions, this shows time, cache misses and stalls included.
+# Needs redis-server, curl, python3, valgrind, strace or perf. Output files stay in the printed directory.
 set -euo pipefail
-BIN=${1:?NODE_BIN}; MODE=${2:?callgrind|strace}; RATE=${3:-4000}; DUR=${4:-10}
+BIN=${1:?NODE_BIN}; MODE=${2:?callgrind|strace|perf}; RATE=${3:-4000}; DUR=${4:-10}
 CLIENTS=${CLIENTS:-200}
 LOADBIN=${LOAD_BIN:-$(dirname "$0")/../target/release/switchboard}
 D=$(mktemp -d /tmp/fanout-profile.XXXXXX)
@@ -54,11 +57,16 @@ done
 sleep 1
 if [ "$MODE" = callgrind ]; then callgrind_control -z "$A" >/dev/null; callgrind_control -z "$B" >/dev/null; fi
 if [ "$MODE" = strace ]; then strace -c -f -p "$A" -o "$D/strace.a" & STRACE=$!; fi
+if [ "$MODE" = perf ]; then
+  perf record -q -e cpu-clock -F 4999 ${PERF_CALLGRAPH:--g} -p "$A" -o "$D/perf.a" -- sleep $((DUR - 3)) 2>"$D/perf.err" &
+  PERF=$!
+fi
 A0=$(out_of "$HA"); B0=$(out_of "$HB")
 sleep $((DUR - 3))
 A1=$(out_of "$HA"); B1=$(out_of "$HB")
 if [ "$MODE" = callgrind ]; then callgrind_control -d "$A" >/dev/null; callgrind_control -d "$B" >/dev/null; fi
 if [ "$MODE" = strace ]; then kill -INT "$STRACE"; wait "$STRACE" || true; fi
+if [ "$MODE" = perf ]; then wait "$PERF" || true; fi
 echo "deliveries in window: $((A1 - A0 + B1 - B0)) (node a: $((A1 - A0)))"
 wait "$LOAD"
 python3 -c "import json;d=json.load(open('$D/load.json'));print('load:',d['delivered'],'delivered',d['lost'],'lost',round(d['achieved_deliveries_per_s']),'deliveries/s')"
@@ -69,4 +77,7 @@ if [ "$MODE" = callgrind ]; then
   echo "callgrind: $total instructions, $((total / (A1 - A0 + B1 - B0))) per delivery"
 fi
 if [ "$MODE" = strace ]; then head -8 "$D/strace.a"; fi
+if [ "$MODE" = perf ]; then
+  perf report -i "$D/perf.a" --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40
+fi
 echo "files: $D"

@@ -340,6 +340,12 @@ pub struct HubArgs {
     #[arg(long, default_value_t = config::DEFAULT_MAX_GROUPS_PER_CONNECTION)]
     pub max_groups_per_connection: usize,
 
+    /// Write every delivery with its own `send`, instead of submitting a fan-out's writes
+    /// together through io_uring (used where the kernel allows it; Docker's default seccomp
+    /// profile does not, and then `send` is used anyway).
+    #[arg(long)]
+    pub no_io_uring: bool,
+
     /// Frames queued per client before it is disconnected as too slow.
     #[arg(long, default_value_t = config::DEFAULT_OUTBOUND_QUEUE)]
     pub outbound_queue: usize,
@@ -388,6 +394,7 @@ impl HubArgs {
         config.max_connections = self.max_connections;
         config.max_message_size = self.max_message_size;
         config.max_groups_per_connection = self.max_groups_per_connection;
+        config.io_uring = !self.no_io_uring;
         config.outbound_queue = self.outbound_queue;
         config.keep_alive = Duration::from_secs(self.keep_alive_secs.max(1));
         config.client_timeout = Duration::from_secs(self.client_timeout_secs.max(1));

@@ -30,6 +30,7 @@ pub(crate) mod registry;
 const CORK_BATCH: usize = 64;
 pub(crate) mod stats;
 mod status;
+mod uring;
 mod ws;
 
 use std::collections::HashMap;
@@ -74,6 +75,9 @@ pub struct NodeConfig {
     pub max_message_size: usize,
     /// Groups one connection may be in (each first member of a group costs a SUBSCRIBE).
     pub max_groups_per_connection: usize,
+    /// Submit a fan-out's socket writes together through io_uring where the kernel allows it
+    /// (`hub::uring`); off, every delivery is its own `send`.
+    pub io_uring: bool,
     /// Server ping interval when nothing else was sent.
     pub keep_alive: Duration,
     /// Silence after which a client is dropped (armed after its first ping, as ASP.NET Core does).
@@ -124,6 +128,7 @@ impl NodeConfig {
             header_read_timeout: config::DEFAULT_HEADER_READ_TIMEOUT,
             max_message_size: config::DEFAULT_MAX_MESSAGE_SIZE,
             max_groups_per_connection: config::DEFAULT_MAX_GROUPS_PER_CONNECTION,
+            io_uring: true,
             keep_alive: config::DEFAULT_KEEP_ALIVE,
             client_timeout: config::DEFAULT_CLIENT_TIMEOUT,
             handshake_timeout: config::DEFAULT_HANDSHAKE_TIMEOUT,
@@ -349,12 +354,14 @@ impl Node {
                 tracing::warn!(%channel, error = %e, "initial subscribe failed; retried on reconnect");
             }
         }
+        let batched = shared.config.io_uring && uring::available();
         tracing::info!(
             node = %shared.config.node_name,
             server = %shared.server_name,
             addr = %local_addr,
             scheme = shared.scheme(),
             backplane = shared.lifetime.backplane().kind(),
+            writes = if batched { "io_uring" } else { "send" },
             "hub node listening"
         );
         if shared.config.monitor_token.is_none() && access::listens_beyond_loopback(local_addr) {
@@ -369,16 +376,17 @@ impl Node {
         // The backplane receive side: one task, in order, as messages arrive. When more messages
         // already wait in the inbox, up to CORK_BATCH of them are handled under a cork: their
         // deliveries are queued and each touched connection is written once at the batch's end
-        // (`registry::Cork`). An empty inbox means no cork: the delivery is written at once.
+        // (`registry::Cork`). An empty inbox means no cork, unless io_uring batches the writes:
+        // then each message's fan-out is corked, and written with one system call.
         let receiver = shared.clone();
         tokio::spawn(async move {
-            let mut cork = registry::Cork::default();
+            let mut cork = registry::Cork::new(batched);
             loop {
                 tokio::select! {
                     _ = receiver.shutdown.cancelled() => break,
                     message = inbox_rx.recv() => match message {
                         Some(message) => {
-                            cork.set_active(!inbox_rx.is_empty());
+                            cork.set_active(cork.batched() || !inbox_rx.is_empty());
                             receiver.lifetime.on_backplane_message(message, &mut cork).await;
                             let mut handled = 1;
                             while handled < CORK_BATCH

@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
-use super::ws;
+use super::{uring, ws};
 use crate::config;
 use crate::protocol::Protocol;
 use crate::status_doc::{CONNECTIONS_MAX_LISTED_GROUPS, ConnectionEntry};
@@ -287,6 +287,11 @@ struct Direct {
 }
 
 impl Direct {
+    #[cfg(target_os = "linux")]
+    fn fd(&self) -> std::os::fd::RawFd {
+        self.fd
+    }
+
     fn new(stream: Arc<TcpStream>) -> Direct {
         Direct {
             #[cfg(unix)]
@@ -357,22 +362,39 @@ enum Queued {
     Full,
 }
 
-/// Deliveries of one backlog batch, held back and written once per connection.
+/// Deliveries held back and written once per connection: a fan-out's, or a backlog batch's.
 ///
-/// The backplane receive loop (`hub::mod`) activates it only when more messages are already
-/// waiting in the bounded inbox: then every delivery of the batch is queued without a system call
-/// (`Outbox::deliver_corked`), and `flush` writes each touched connection's queue with one vectored
-/// `sendmsg` (the writer is woken only for what the socket did not take). With an empty inbox the
-/// cork stays inactive and a delivery is written at once, as before: batching costs no latency
-/// when the node keeps up. Order holds: a corked frame sits in the same queue every other frame
-/// of that connection goes through, and any other sender queues behind it.
+/// The backplane receive loop (`hub::mod`) holds a cork over each message it hands out, and over
+/// up to `CORK_BATCH` messages when more already wait in the bounded inbox: every delivery is
+/// queued without a system call (`Outbox::deliver_corked`), and `flush` writes each touched
+/// connection's queue with one vectored write (the writer is woken only for what the socket did
+/// not take). With io_uring (`batched`, see `hub::uring`) those writes go to the kernel together,
+/// up to `uring::RING_ENTRIES` per system call, so the cork is held over every message. Without
+/// it the cork is held only under a backlog, and an idle node writes each delivery at once, as
+/// one `send`. Either way a frame waits for nothing but its own fan-out: no added latency. Order
+/// holds: a corked frame sits in the same queue every other frame of that connection goes
+/// through, and any other sender queues behind it.
 #[derive(Default)]
 pub(crate) struct Cork {
     active: bool,
+    batched: bool,
     touched: Vec<Outbox>,
 }
 
 impl Cork {
+    /// A cork whose flush submits its writes together through io_uring when `batched`.
+    pub fn new(batched: bool) -> Cork {
+        Cork {
+            batched,
+            ..Cork::default()
+        }
+    }
+
+    /// Whether the cork batches through io_uring (and so is held over every message).
+    pub fn batched(&self) -> bool {
+        self.batched
+    }
+
     /// Whether deliveries are held back until `flush`.
     pub fn set_active(&mut self, active: bool) {
         self.active = active;
@@ -383,8 +405,16 @@ impl Cork {
     pub fn flush(&mut self) -> usize {
         self.active = false;
         let n = self.touched.len();
-        for outbox in self.touched.drain(..) {
-            outbox.shared.flush_corked();
+        if cfg!(target_os = "linux") && self.batched && n > 1 {
+            #[cfg(target_os = "linux")]
+            for chunk in self.touched.chunks(uring::RING_ENTRIES) {
+                flush_together(chunk);
+            }
+            self.touched.clear();
+        } else {
+            for outbox in self.touched.drain(..) {
+                outbox.shared.flush_corked();
+            }
         }
         // A hot room keeps this list at its size; a one-off huge batch gives its memory back.
         if self.touched.capacity() > 4 * IDLE_QUEUE_CAPACITY {
@@ -392,6 +422,96 @@ impl Cork {
         }
         n
     }
+}
+
+/// A cork's flush of `outboxes` with their writes submitted together (`hub::uring`).
+///
+/// Every outbox is locked for the duration, so nothing else writes or reorders its queue while
+/// the kernel reads it. Only this function holds more than one outbox lock at a time, and it
+/// takes them with `try_lock`: one held elsewhere (its writer, another delivery) is flushed on
+/// its own afterwards, so two threads can never wait on each other.
+#[cfg(target_os = "linux")]
+fn flush_together(outboxes: &[Outbox]) {
+    let mut held = Vec::with_capacity(outboxes.len());
+    let mut alone = Vec::new();
+    for outbox in outboxes {
+        match outbox.shared.state.try_lock() {
+            Ok(state) => held.push((outbox, state)),
+            // As in `lock_state`: a poisoned lock is still usable.
+            Err(std::sync::TryLockError::Poisoned(e)) => held.push((outbox, e.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => alone.push(outbox),
+        }
+    }
+    // The outboxes whose queue goes to the socket now, by index in `held`.
+    let mut writing = Vec::with_capacity(held.len());
+    for (k, (outbox, state)) in held.iter_mut().enumerate() {
+        state.corked = false;
+        if !state.closed && !state.queue.is_empty() && outbox.shared.writes_directly() {
+            writing.push(k);
+        }
+    }
+    let results = {
+        let mut sends = uring::Sends::with_capacity(writing.len());
+        for &k in &writing {
+            let (outbox, state) = &held[k];
+            if let Some(direct) = &outbox.shared.direct {
+                sends.push(direct.fd(), queued_slices(state));
+            }
+        }
+        sends.run()
+    };
+    let mut wake = Vec::new();
+    let mut broken = Vec::new();
+    match results {
+        Some(results) => {
+            for (&k, result) in writing.iter().zip(results) {
+                let (outbox, state) = &mut held[k];
+                state.writes += 1;
+                if result == uring::UNKNOWN {
+                    broken.push(*outbox);
+                } else if let Ok(written) = usize::try_from(result) {
+                    state.active = true;
+                    advance(state, written);
+                }
+                // A negative result (`EAGAIN`, a reset) is the writer's to find on its next write.
+            }
+        }
+        // No ring on this thread: each socket on its own, still under the lock.
+        None => {
+            for &k in &writing {
+                let (outbox, state) = &mut held[k];
+                outbox.shared.write_queue(state);
+            }
+        }
+    }
+    for (outbox, state) in &held {
+        if !state.closed && !state.queue.is_empty() {
+            wake.push(*outbox);
+        }
+    }
+    drop(held);
+    for outbox in wake {
+        outbox.shared.writer.wake();
+    }
+    for outbox in broken {
+        // The io_uring failed under this write: what reached the client is unknown.
+        outbox.close(CloseReason::error());
+    }
+    for outbox in alone {
+        outbox.shared.flush_corked();
+    }
+}
+
+/// The queue's frames for one vectored write: the front one from where it stopped, at most
+/// `MAX_IOV` of them.
+fn queued_slices(state: &OutState) -> impl Iterator<Item = &[u8]> {
+    state.queue.iter().take(MAX_IOV).enumerate().map(|(i, frame)| {
+        if i == 0 {
+            &frame[state.written.min(frame.len())..]
+        } else {
+            &frame[..]
+        }
+    })
 }
 
 impl OutboxShared {
@@ -460,47 +580,60 @@ impl OutboxShared {
         }
     }
 
-    /// A cork's flush: writes the queue to the direct socket with one vectored `sendmsg` per
-    /// `MAX_IOV` frames while the socket takes everything; what is left (a full socket, an error,
-    /// no direct socket, a writer that is ending the connection) is the writer's, which is woken.
+    /// Whether deliveries may write the socket themselves now: a direct socket, and a writer
+    /// that is not ending the connection (its goodbye decides what still goes out).
+    fn writes_directly(&self) -> bool {
+        self.direct.is_some() && !self.stop.load(Ordering::Acquire)
+    }
+
+    /// A cork's flush: writes the queue to the direct socket (`write_queue`); what is left (a
+    /// full socket, an error, no direct socket, a writer that is ending the connection) is the
+    /// writer's, which is woken.
     fn flush_corked(&self) {
         let mut state = self.lock_state();
         state.corked = false;
         if state.closed {
             return;
         }
-        if let Some(direct) = &self.direct
-            && !self.stop.load(Ordering::Acquire)
-        {
-            while !state.queue.is_empty() {
-                state.writes += 1;
-                let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
-                let mut n = 0;
-                let mut total = 0;
-                for (i, frame) in state.queue.iter().take(MAX_IOV).enumerate() {
-                    let skip = if i == 0 { state.written } else { 0 };
-                    slices[i] = std::io::IoSlice::new(&frame[skip..]);
-                    total += slices[i].len();
-                    n = i + 1;
-                }
-                match direct.send_vectored_now(&slices[..n]) {
-                    Ok(written) => {
-                        state.active = true;
-                        advance(&mut state, written);
-                        if written < total {
-                            break;
-                        }
-                    }
-                    // `WouldBlock`; any other error is the writer's to find on its next write.
-                    Err(_) => break,
-                }
-            }
+        if self.writes_directly() {
+            self.write_queue(&mut state);
             if state.queue.is_empty() {
                 return;
             }
         }
         drop(state);
         self.writer.wake();
+    }
+
+    /// Writes the queue to the direct socket with one vectored `sendmsg` per `MAX_IOV` frames
+    /// while the socket takes everything. The caller holds the lock and has checked
+    /// `writes_directly`.
+    fn write_queue(&self, state: &mut OutState) {
+        let Some(direct) = &self.direct else {
+            return;
+        };
+        while !state.queue.is_empty() {
+            state.writes += 1;
+            let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            let mut total = 0;
+            for (slot, slice) in slices.iter_mut().zip(queued_slices(state)) {
+                *slot = std::io::IoSlice::new(slice);
+                total += slice.len();
+                n += 1;
+            }
+            match direct.send_vectored_now(&slices[..n]) {
+                Ok(written) => {
+                    state.active = true;
+                    advance(state, written);
+                    if written < total {
+                        break;
+                    }
+                }
+                // `WouldBlock`; any other error is the writer's to find on its next write.
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -1485,6 +1618,100 @@ mod tests {
         assert!(out.deliver_corked(&frame(14), &stats, &mut cork));
         assert_eq!(out.writes(), 4);
         assert!(cork.touched.is_empty());
+    }
+
+    /// The io_uring flush (`flush_together`): several connections written by one submission, one
+    /// of them with a full socket, whose rest goes to its writer in order; and a connection whose
+    /// lock is held elsewhere at flush time, written on its own afterwards.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_batched_flush_writes_every_connection_and_leaves_a_full_one_to_its_writer() {
+        use tokio::io::AsyncReadExt;
+        if !uring::available() {
+            eprintln!("io_uring is unavailable here: the batched flush falls back to one write each");
+        }
+        let stats = Stats::default();
+        let mut pairs = Vec::new();
+        for _ in 0..3 {
+            let (server, client) = tcp_pair().await;
+            let (out, rx) = Outbox::new(100_000, &CancellationToken::new(), Some(server.clone()));
+            pairs.push((server, client, out, rx));
+        }
+        // Connection 2's socket is filled first (its client does not read yet).
+        let (_, _, full, full_rx) = &pairs[2];
+        let mut sent = 0u32;
+        while full_rx.poll_next(&mut noop_cx()).is_pending() {
+            let payload = [sent.to_be_bytes().as_slice(), &[0u8; 4092]].concat();
+            assert!(full.deliver(&WsFrame::binary(&payload), &stats));
+            sent += 1;
+            assert!(sent < 50_000, "the socket never filled");
+        }
+        let before = [0, 1, 2].map(|i| pairs[i].2.writes());
+        let mut cork = Cork::new(true);
+        cork.set_active(true);
+        for round in 0..3u32 {
+            for (_, _, out, _) in &pairs {
+                let payload = [(sent + round).to_be_bytes().as_slice(), &[0u8; 4092]].concat();
+                assert!(out.deliver_corked(&WsFrame::binary(&payload), &stats, &mut cork));
+            }
+        }
+        assert_eq!(cork.touched.len(), 3, "each connection once");
+        // Connection 1's lock is busy when the flush starts: it must not wait, nor be skipped.
+        let busy = pairs[1].2.shared.lock_state();
+        let flushing = std::thread::scope(|scope| {
+            let flush = scope.spawn(|| cork.flush());
+            std::thread::sleep(Duration::from_millis(50));
+            drop(busy);
+            flush.join().unwrap()
+        });
+        assert_eq!(flushing, 3);
+        for i in 0..2 {
+            assert_eq!(
+                pairs[i].2.writes(),
+                before[i] + 1,
+                "connection {i}: one write for three frames"
+            );
+            assert_eq!(
+                pairs[i].3.poll_next(&mut noop_cx()),
+                Poll::Pending,
+                "nothing left for its writer"
+            );
+        }
+        let mut frame = vec![0u8; 4 + 4096];
+        for (server, client, _, rx) in &mut pairs[..2] {
+            let _ = (server, rx);
+            for round in 0..3u32 {
+                tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut frame))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(u32::from_be_bytes(frame[4..8].try_into().unwrap()), sent + round);
+            }
+        }
+        // The full connection: its writer has the rest, and the client gets every frame in order.
+        assert_eq!(pairs[2].3.poll_next(&mut noop_cx()), Poll::Ready(Wake::Frames));
+        let (server, mut client, _, rx) = pairs.pop().unwrap();
+        let writer = tokio::spawn(async move {
+            loop {
+                match rx.flush_direct().unwrap() {
+                    Flush::Done => return rx,
+                    Flush::Blocked => server.writable().await.unwrap(),
+                }
+            }
+        });
+        for next in 0..sent + 3 {
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut frame))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                u32::from_be_bytes(frame[4..8].try_into().unwrap()),
+                next,
+                "in order"
+            );
+        }
+        drop(writer.await.unwrap());
+        assert_eq!(Stats::get(&stats.client_out), u64::from(sent) + 9);
     }
 
     #[test]
