@@ -191,6 +191,36 @@ async fn invalid_json_closes_only_that_connection_with_the_signalr_error() {
 }
 
 #[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_only_that_connection_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+    let node = start(NodeConfig::new("n")).await;
+    let mut ws = json_connection(&node).await;
+    let bytes = b"{\"type\":1,\"target\":\"SendMessage\",\"arguments\":[\"a\",\"\xff\"]}\x1e";
+    ws.send(Message::Frame(Frame::message(
+        bytes.to_vec(),
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await
+    .expect("send");
+    // RFC 6455 8.1: the endpoint fails the connection with 1007 (invalid frame payload data).
+    loop {
+        match within("close", ws.next()).await {
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Invalid));
+                break;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close with 1007, got {other:?}"),
+        }
+    }
+    still_serving(&node).await;
+    assert_eq!(node.stats()["protocol_errors"], 1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_missing_required_property_is_a_protocol_error() {
     let node = start(NodeConfig::new("n")).await;
     let mut ws = json_connection(&node).await;

@@ -110,7 +110,7 @@ enum ReadStep {
     /// The client started the close handshake.
     Close,
     /// The client broke RFC 6455.
-    Violation(&'static str),
+    Violation(ws::Violation),
     /// End of stream or a transport error.
     Gone,
 }
@@ -268,10 +268,10 @@ async fn run(
             tracing::debug!(error = %text, "closing the connection with an error");
             outbox.close(CloseReason::error());
         }
-        ReadEnd::Violation(what) => {
+        ReadEnd::Violation(v) => {
             Stats::inc(&node.stats.protocol_errors);
-            tracing::debug!(error = what, "WebSocket protocol violation");
-            outbox.close(CloseReason::transport(ws::CLOSE_PROTOCOL_ERROR));
+            tracing::debug!(error = v.what, code = v.code, "WebSocket protocol violation");
+            outbox.close(CloseReason::transport(v.code));
         }
         ReadEnd::WsClosed => outbox.close(CloseReason::transport(ws::CLOSE_NORMAL)),
         ReadEnd::TransportGone => outbox.close(CloseReason::transport(ws::CLOSE_NORMAL)),
@@ -302,9 +302,13 @@ async fn read_handshake(reader: &mut Reader, write: &mut WriteSide, early: Bytes
                 }
             }
             Some(ReadStep::Close | ReadStep::Gone) => return HandshakeEnd::Gone,
-            Some(ReadStep::Violation(what)) => {
-                tracing::debug!(error = what, "WebSocket protocol violation in the handshake");
-                let _ = write_now(write, WsFrame::close(ws::CLOSE_PROTOCOL_ERROR).wire()).await;
+            Some(ReadStep::Violation(v)) => {
+                tracing::debug!(
+                    error = v.what,
+                    code = v.code,
+                    "WebSocket protocol violation in the handshake"
+                );
+                let _ = write_now(write, WsFrame::close(v.code).wire()).await;
                 return HandshakeEnd::Gone;
             }
         }
@@ -341,7 +345,7 @@ enum ReadEnd {
     /// A protocol error (bad frame, too large, client timeout): Close with an error.
     Error(String),
     /// The client broke the WebSocket protocol: WebSocket Close 1002.
-    Violation(&'static str),
+    Violation(ws::Violation),
     /// The client started the WebSocket close handshake.
     WsClosed,
     /// The WebSocket ended.

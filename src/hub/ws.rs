@@ -24,6 +24,7 @@ const OP_PONG: u8 = 0xA;
 /// Close codes the node sends (RFC 6455 7.4.1).
 pub(crate) const CLOSE_NORMAL: u16 = 1000;
 pub(crate) const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
 
 /// Longest control frame payload (RFC 6455 5.5).
 const MAX_CONTROL_PAYLOAD: usize = 125;
@@ -112,8 +113,74 @@ pub(crate) enum Inbound {
     Ping(Bytes),
     /// The client started the close handshake (its code, if it gave one).
     Close(Option<u16>),
-    /// The client broke RFC 6455: close with 1002.
-    Violation(&'static str),
+    /// The client broke RFC 6455: close with the violation's code.
+    Violation(Violation),
+}
+
+/// How a client broke the WebSocket protocol, and the close code that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Violation {
+    pub what: &'static str,
+    pub code: u16,
+}
+
+impl Violation {
+    /// A framing error: 1002.
+    const fn protocol(what: &'static str) -> Violation {
+        Violation {
+            what,
+            code: CLOSE_PROTOCOL_ERROR,
+        }
+    }
+
+    /// A text message that is not UTF-8: 1007, as RFC 6455 (8.1) requires.
+    const INVALID_TEXT: Violation = Violation {
+        what: "a text message that is not valid UTF-8",
+        code: CLOSE_INVALID_DATA,
+    };
+}
+
+/// UTF-8 checked as a text message arrives in pieces: a character split between reads or frames
+/// waits here (at most 3 bytes) for its rest.
+#[derive(Debug, Default)]
+struct Utf8Check {
+    pending: [u8; 4],
+    len: u8,
+}
+
+impl Utf8Check {
+    /// Whether `chunk` continues valid UTF-8.
+    fn push(&mut self, mut chunk: &[u8]) -> bool {
+        // First complete a character left over from the previous piece, byte by byte.
+        while self.len > 0 {
+            let Some((&byte, rest)) = chunk.split_first() else {
+                return true;
+            };
+            self.pending[usize::from(self.len)] = byte;
+            self.len += 1;
+            chunk = rest;
+            match std::str::from_utf8(&self.pending[..usize::from(self.len)]) {
+                Ok(_) => self.len = 0,
+                Err(e) if e.error_len().is_none() && self.len < 4 => {}
+                Err(_) => return false,
+            }
+        }
+        match std::str::from_utf8(chunk) {
+            Ok(_) => true,
+            Err(e) if e.error_len().is_none() => {
+                let rest = &chunk[e.valid_up_to()..];
+                self.pending[..rest.len()].copy_from_slice(rest);
+                self.len = rest.len() as u8;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the message ended on a whole character (and resets for the next one).
+    fn finish(&mut self) -> bool {
+        std::mem::take(&mut self.len) == 0
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +206,9 @@ pub(crate) struct WsReader {
     header_len: u8,
     /// A data message was started and not finished (a continuation is expected).
     in_message: bool,
+    /// The current data message is text: its UTF-8 is checked as it arrives.
+    text: bool,
+    utf8: Utf8Check,
     /// The payload of the control frame being read (at most 125 bytes; rarely allocated).
     control: Vec<u8>,
 }
@@ -150,6 +220,8 @@ impl Default for WsReader {
             header: [0; 14],
             header_len: 0,
             in_message: false,
+            text: false,
+            utf8: Utf8Check::default(),
             control: Vec::new(),
         }
     }
@@ -206,6 +278,9 @@ impl WsReader {
                     if opcode >= OP_CLOSE {
                         self.control.extend_from_slice(chunk);
                     } else {
+                        if self.text && !self.utf8.push(chunk) {
+                            return (at, Some(Inbound::Violation(Violation::INVALID_TEXT)));
+                        }
                         // The caller pulls messages after every read, so the framer refuses a
                         // message over the limit within one read of it (nothing buffers more).
                         framer.push(chunk);
@@ -244,10 +319,14 @@ impl WsReader {
         let fin = b0 & 0x80 != 0;
         let opcode = b0 & 0x0F;
         if b0 & 0x70 != 0 {
-            return Some(Inbound::Violation("reserved bits set without an extension"));
+            return Some(Inbound::Violation(Violation::protocol(
+                "reserved bits set without an extension",
+            )));
         }
         if b1 & 0x80 == 0 {
-            return Some(Inbound::Violation("an unmasked client frame"));
+            return Some(Inbound::Violation(Violation::protocol(
+                "an unmasked client frame",
+            )));
         }
         let (len, at) = match b1 & 0x7F {
             126 => (u64::from(u16::from_be_bytes([self.header[2], self.header[3]])), 4),
@@ -263,23 +342,31 @@ impl WsReader {
         match opcode {
             OP_CLOSE | OP_PING | OP_PONG => {
                 if !fin || len > MAX_CONTROL_PAYLOAD as u64 {
-                    return Some(Inbound::Violation("a fragmented or oversized control frame"));
+                    return Some(Inbound::Violation(Violation::protocol(
+                        "a fragmented or oversized control frame",
+                    )));
                 }
                 self.control.clear();
             }
             OP_CONTINUATION => {
                 if !self.in_message {
-                    return Some(Inbound::Violation("a continuation without a message"));
+                    return Some(Inbound::Violation(Violation::protocol(
+                        "a continuation without a message",
+                    )));
                 }
                 self.in_message = !fin;
             }
             OP_TEXT | OP_BINARY => {
                 if self.in_message {
-                    return Some(Inbound::Violation("a new message inside a fragmented one"));
+                    return Some(Inbound::Violation(Violation::protocol(
+                        "a new message inside a fragmented one",
+                    )));
                 }
                 self.in_message = !fin;
+                self.text = opcode == OP_TEXT;
+                self.utf8 = Utf8Check::default();
             }
-            _ => return Some(Inbound::Violation("a reserved opcode")),
+            _ => return Some(Inbound::Violation(Violation::protocol("a reserved opcode"))),
         }
         self.state = State::Payload {
             opcode,
@@ -313,9 +400,15 @@ impl WsReader {
                 let control = std::mem::take(&mut self.control);
                 match control.len() {
                     0 => Some(Inbound::Close(None)),
-                    1 => Some(Inbound::Violation("a close frame with a one-byte payload")),
+                    1 => Some(Inbound::Violation(Violation::protocol(
+                        "a close frame with a one-byte payload",
+                    ))),
                     _ => Some(Inbound::Close(Some(u16::from_be_bytes([control[0], control[1]])))),
                 }
+            }
+            // A data frame: the end of a text message must end a character.
+            _ if !self.in_message && self.text && !self.utf8.finish() => {
+                Some(Inbound::Violation(Violation::INVALID_TEXT))
             }
             _ => None,
         }
@@ -449,6 +542,41 @@ mod tests {
                 "{case:?}: {event:?}"
             );
         }
+    }
+
+    #[test]
+    fn text_must_be_utf8_across_frames_and_reads_and_binary_need_not() {
+        let euro = "€".as_bytes(); // three bytes
+        // A character split between two frames of one message, fed one byte at a time.
+        let mut wire = client_frame(false, OP_TEXT, &[b'{', euro[0]], [1, 2, 3, 4]);
+        wire.extend(client_frame(
+            true,
+            OP_CONTINUATION,
+            &[euro[1], euro[2], b'}', 0x1e],
+            [5; 4],
+        ));
+        let mut reader = WsReader::default();
+        let mut f = framer();
+        for i in 0..wire.len() {
+            let (_, event) = reader.feed(&mut wire[i..=i], &mut f);
+            assert_eq!(event, None, "byte {i}");
+        }
+        assert_eq!(f.next_frame().unwrap().unwrap(), Bytes::from("{€}"));
+        // Not UTF-8, a message that ends inside a character, an overlong encoding: 1007.
+        let invalid: [&[u8]; 3] = [b"{\xff}\x1e", &[b'{', euro[0], euro[1]], &[0xc0, 0xaf]];
+        for bytes in invalid {
+            let mut wire = client_frame(true, OP_TEXT, bytes, [9, 8, 7, 6]);
+            let (_, event) = WsReader::default().feed(&mut wire, &mut framer());
+            assert_eq!(
+                event,
+                Some(Inbound::Violation(Violation::INVALID_TEXT)),
+                "{bytes:?}"
+            );
+            assert_eq!(Violation::INVALID_TEXT.code, 1007);
+        }
+        // The same bytes in a binary message (MessagePack) are data.
+        let mut wire = client_frame(true, OP_BINARY, &[0xff, 0xc0], [9, 8, 7, 6]);
+        assert_eq!(WsReader::default().feed(&mut wire, &mut framer()).1, None);
     }
 
     #[test]
