@@ -12,6 +12,7 @@
 # strace: `strace -c -f` on node a over the same window; divide its sendto/writev calls by node
 #   a's deliveries (strace slows the node, which lets more frames queue: read it as an upper bound
 #   of batching, not as the figure without strace).
+# NODE_ARGS adds `switchboard hub` flags (e.g. --no-io-uring).
 # CLIENTS (200) sets the client count: 20 clients at 40000/s is a hot room (2000 messages/s each).
 # perf: `perf record -e cpu-clock` (software sampling: this machine has no hardware counters) on
 #   node a over the same window; prints the top symbols by time, user and kernel together. Where
@@ -31,10 +32,10 @@ PIDS+=($!)
 sleep 0.5
 start_node() {
   if [ "$MODE" = callgrind ]; then
-    valgrind --tool=callgrind --callgrind-out-file="$D/cg.$1.%p" "$BIN" hub --listen 127.0.0.1:0 \
+    valgrind --tool=callgrind --callgrind-out-file="$D/cg.$1.%p" "$BIN" hub ${NODE_ARGS:-} --listen 127.0.0.1:0 \
       --name "$1" --redis "redis://127.0.0.1:$PORT" >"$D/$1.out" 2>"$D/$1.err" &
   else
-    RUST_LOG=warn "$BIN" hub --listen 127.0.0.1:0 --name "$1" --redis "redis://127.0.0.1:$PORT" \
+    RUST_LOG=warn "$BIN" hub ${NODE_ARGS:-} --listen 127.0.0.1:0 --name "$1" --redis "redis://127.0.0.1:$PORT" \
       >"$D/$1.out" 2>"$D/$1.err" &
   fi
 }
