@@ -1512,6 +1512,22 @@ mod tests {
         (Arc::new(accepted.unwrap().0), client.unwrap())
     }
 
+    /// A 4,100-byte binary frame whose payload starts with `n` (to check the order on arrival).
+    fn numbered(n: u32) -> WsFrame {
+        WsFrame::binary(&[n.to_be_bytes().as_slice(), &[0u8; 4092]].concat())
+    }
+
+    /// Delivers numbered frames from 0 until the socket is full and frames queue; returns how many.
+    fn fill_socket(out: &Outbox, rx: &OutboxReceiver, stats: &Stats) -> u32 {
+        let mut sent = 0u32;
+        while rx.poll_next(&mut noop_cx()).is_pending() {
+            assert!(out.deliver(&numbered(sent), stats));
+            sent += 1;
+            assert!(sent < 50_000, "the socket never filled");
+        }
+        sent
+    }
+
     #[tokio::test]
     async fn deliveries_write_the_socket_themselves_and_queue_only_behind_a_full_one() {
         use tokio::io::AsyncReadExt;
@@ -1532,16 +1548,9 @@ mod tests {
             .unwrap();
         assert_eq!(got, [0x82, 1, 7]);
         // Fill the socket until frames queue; numbered frames show the order on the other side.
-        let mut sent = 0u32;
-        while rx.poll_next(&mut noop_cx()).is_pending() {
-            let payload = [sent.to_be_bytes().as_slice(), &[0u8; 4092]].concat();
-            assert!(out.deliver(&WsFrame::binary(&payload), &stats));
-            sent += 1;
-            assert!(sent < 50_000, "the socket never filled");
-        }
+        let mut sent = fill_socket(&out, &rx, &stats);
         for _ in 0..10 {
-            let payload = [sent.to_be_bytes().as_slice(), &[0u8; 4092]].concat();
-            assert!(out.deliver(&WsFrame::binary(&payload), &stats));
+            assert!(out.deliver(&numbered(sent), &stats));
             sent += 1;
         }
         // The writer's part: drain the queue as the socket becomes writable, while the client reads.
@@ -1638,21 +1647,13 @@ mod tests {
             pairs.push((server, client, out, rx));
         }
         // Connection 2's socket is filled first (its client does not read yet).
-        let (_, _, full, full_rx) = &pairs[2];
-        let mut sent = 0u32;
-        while full_rx.poll_next(&mut noop_cx()).is_pending() {
-            let payload = [sent.to_be_bytes().as_slice(), &[0u8; 4092]].concat();
-            assert!(full.deliver(&WsFrame::binary(&payload), &stats));
-            sent += 1;
-            assert!(sent < 50_000, "the socket never filled");
-        }
+        let sent = fill_socket(&pairs[2].2, &pairs[2].3, &stats);
         let before = [0, 1, 2].map(|i| pairs[i].2.writes());
         let mut cork = Cork::new(true);
         cork.set_active(true);
         for round in 0..3u32 {
             for (_, _, out, _) in &pairs {
-                let payload = [(sent + round).to_be_bytes().as_slice(), &[0u8; 4092]].concat();
-                assert!(out.deliver_corked(&WsFrame::binary(&payload), &stats, &mut cork));
+                assert!(out.deliver_corked(&numbered(sent + round), &stats, &mut cork));
             }
         }
         assert_eq!(cork.touched.len(), 3, "each connection once");
