@@ -209,18 +209,7 @@ impl RedisProcess {
         command
             .arg("--port")
             .arg(self.port.to_string())
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
+            .args(private_args(&self.dir))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -262,6 +251,28 @@ impl RedisProcess {
     }
 }
 
+/// The arguments every private `redis-server` here gets (the demo's, and the tests' plain, TLS,
+/// cluster and sentinel servers): loopback only, nothing persisted, in the foreground, working in
+/// `dir`.
+pub fn private_args(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    args.push(dir.into());
+    args
+}
+
 /// Has the child killed by the kernel when the spawning thread dies (Linux `PR_SET_PDEATHSIG`),
 /// so a SIGKILLed demo leaves no redis-server behind. Also used by the tests' TLS redis-server.
 #[cfg(target_os = "linux")]
@@ -287,8 +298,8 @@ pub fn die_with_parent(command: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 pub fn die_with_parent(_command: &mut Command) {}
 
-/// The last lines of a log file, for error messages.
-fn log_tail(path: &std::path::Path) -> String {
+/// The last lines of a log file, for error messages (also the tests' servers').
+pub fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"));
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")

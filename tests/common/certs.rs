@@ -428,18 +428,7 @@ impl TlsRedis {
                 ClientAuth::No => "no",
                 ClientAuth::Yes => "yes",
             })
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
+            .args(switchboard::demo::redis_server::private_args(&self.dir))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);

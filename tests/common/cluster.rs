@@ -18,6 +18,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::redis::{redis_available, redis_cmd, value_text};
+use switchboard::demo::redis_server::die_with_parent;
+pub use switchboard::demo::redis_server::log_tail;
+
+/// The crate's `redis_server::private_args`, as strings for [`ServerProcess::spawn`].
+pub fn private_args(dir: &Path) -> Vec<String> {
+    switchboard::demo::redis_server::private_args(dir)
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
 
 /// How long a fresh server gets to answer PING.
 const READY: Duration = Duration::from_secs(10);
@@ -200,33 +210,6 @@ pub fn info_field(text: &str, field: &str) -> Option<String> {
     })
 }
 
-#[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: runs between fork and exec and calls only async-signal-safe functions.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
-
-pub fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"));
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
 fn redis_cli_available() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("redis-cli").is_file()))
@@ -282,11 +265,9 @@ impl RedisCluster {
         for _ in 0..count {
             let port = free_port(true);
             let dir = private_dir("cluster");
-            let args: Vec<String> = [
+            let mut args: Vec<String> = [
                 "--port",
                 &port.to_string(),
-                "--bind",
-                "127.0.0.1",
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -297,18 +278,11 @@ impl RedisCluster {
                 // over ("Disconnected from master for longer than allowed").
                 "--cluster-replica-validity-factor",
                 "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
             ]
             .iter()
             .map(|s| s.to_string())
-            .chain([dir.display().to_string()])
             .collect();
+            args.extend(private_args(&dir));
             nodes.push(ServerProcess::spawn("redis-server", port, args, dir).await);
         }
         let cluster = RedisCluster {

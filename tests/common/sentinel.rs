@@ -25,23 +25,8 @@ pub struct SentinelSet {
 }
 
 fn server_args(port: u16, dir: &std::path::Path, replica_of: Option<u16>) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-        "--dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(dir.display().to_string());
+    let mut args: Vec<String> = vec!["--port".to_string(), port.to_string()];
+    args.extend(super::cluster::private_args(dir));
     if let Some(primary) = replica_of {
         args.extend([
             "--replicaof".to_string(),
