@@ -81,7 +81,7 @@ pub struct RedisProcess {
     /// `--requirepass`, if any.
     password: Option<String>,
     dir: PathBuf,
-    child: Option<Child>,
+    child: OwnedChild,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -114,7 +114,7 @@ impl RedisProcess {
             port: free_port()?,
             password: password.map(str::to_string),
             dir,
-            child: None,
+            child: OwnedChild::default(),
         };
         let mut last = String::new();
         // The probed port can be taken before redis binds it: try another.
@@ -161,22 +161,17 @@ impl RedisProcess {
 
     /// The child's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.pid()
     }
 
     /// Whether the child is alive.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.is_running()
     }
 
     /// SIGKILLs the server (a crash, as far as clients can tell) and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 
     /// Starts it again on the same port.
@@ -220,7 +215,7 @@ impl RedisProcess {
         let child = command
             .spawn()
             .map_err(|e| format!("spawning redis-server: {e}"))?;
-        self.child = Some(child);
+        self.child.set(child);
         let client = redis::Client::open(self.url_with_password()).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -247,6 +242,34 @@ impl RedisProcess {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A child process owned by one server handle (the demo's, the tests'): at most one at a time.
+#[derive(Debug, Default)]
+pub struct OwnedChild(Option<Child>);
+
+impl OwnedChild {
+    /// Owns `child` (a previous one must have been killed).
+    pub fn set(&mut self, child: Child) {
+        self.0 = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
+    /// Whether the child is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.0.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

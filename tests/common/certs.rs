@@ -20,7 +20,7 @@
 //! the crate's own `tls::Connector`, so the helper also proves the certificates work).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -300,7 +300,7 @@ pub struct TlsRedis {
     /// What the readiness PING trusts and presents.
     ping_tls: ClientTls,
     dir: PathBuf,
-    child: Option<Child>,
+    child: switchboard::demo::redis_server::OwnedChild,
 }
 
 fn free_port() -> u16 {
@@ -335,7 +335,7 @@ impl TlsRedis {
             ca: certs.ca.clone(),
             ping_tls,
             dir: fresh_dir("redis"),
-            child: None,
+            child: Default::default(),
         };
         let mut last = String::new();
         // The probed port can be taken before redis binds it: try another.
@@ -374,17 +374,12 @@ impl TlsRedis {
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.is_running()
     }
 
     /// SIGKILLs the server and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 
     /// Starts it again on the same port (killing it first if still running).
@@ -436,7 +431,7 @@ impl TlsRedis {
         let child = command
             .spawn()
             .map_err(|e| format!("spawning redis-server: {e}"))?;
-        self.child = Some(child);
+        self.child.set(child);
         let connector = Connector::new(&self.ping_tls).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + STEP;
         loop {

@@ -11,7 +11,7 @@
 //! free. A missing `redis-server` / `redis-cli` FAILS the test with instructions (CI installs them).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -74,7 +74,7 @@ pub struct ServerProcess {
     pub port: u16,
     pub args: Vec<String>,
     pub dir: PathBuf,
-    child: Option<Child>,
+    child: switchboard::demo::redis_server::OwnedChild,
 }
 
 impl ServerProcess {
@@ -86,7 +86,7 @@ impl ServerProcess {
             port,
             args,
             dir,
-            child: None,
+            child: Default::default(),
         };
         process.start().await;
         process
@@ -113,7 +113,7 @@ impl ServerProcess {
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {} on port {}: {e}", self.program, self.port));
-        self.child = Some(child);
+        self.child.set(child);
         let deadline = Instant::now() + READY;
         loop {
             if !self.is_running() {
@@ -148,17 +148,12 @@ impl ServerProcess {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.is_running()
     }
 
     /// SIGKILL and reap: a crash, as far as clients and peers can tell.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 }
 
