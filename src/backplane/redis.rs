@@ -127,14 +127,10 @@ enum Sub {
 
 #[derive(Default)]
 struct Table {
-    /// channel → references. A channel is wanted while its count is positive. Signed, so that a
-    /// release that overtakes its take (two tasks racing) still nets out to zero.
-    counts: HashMap<String, i64>,
+    /// Who wants which channel, and what changed.
+    refs: RefCounts,
     /// What the current pub/sub connection was asked for (empty while down).
     link: HashMap<String, Sub>,
-    /// Channels whose count changed since the last `diff` (or that the link lost): the manager
-    /// looks at these only, so a round costs the changes, not every channel of the node.
-    dirty: HashSet<String>,
     /// `subscribe` callers waiting for their channel's confirmation.
     waiters: HashMap<String, Vec<oneshot::Sender<Result<(), BackplaneError>>>>,
     /// True once a pub/sub connection is up and its first resubscribe is done: before that,
@@ -142,9 +138,21 @@ struct Table {
     live: bool,
 }
 
-impl Table {
+/// Reference counts per channel, and the channels whose count changed: the part of a subscription
+/// table that the single-connection backplane and the sharded one (`sharded.rs`) share.
+#[derive(Default)]
+pub(super) struct RefCounts {
+    /// channel → references. A channel is wanted while its count is positive. Signed, so that a
+    /// release that overtakes its take (two tasks racing) still nets out to zero.
+    counts: HashMap<String, i64>,
+    /// Channels whose count changed since the manager last looked (or that the link lost): it
+    /// looks at these only, so a round costs the changes, not every channel of the node.
+    dirty: HashSet<String>,
+}
+
+impl RefCounts {
     /// Adds `delta` references to `channel`; returns whether it is wanted now.
-    fn add(&mut self, channel: &str, delta: i64) -> bool {
+    pub(super) fn add(&mut self, channel: &str, delta: i64) -> bool {
         self.dirty.insert(channel.to_string());
         let count = self.counts.entry(channel.to_string()).or_default();
         *count += delta;
@@ -155,14 +163,54 @@ impl Table {
         wanted
     }
 
-    fn wanted(&self, channel: &str) -> bool {
+    pub(super) fn wanted(&self, channel: &str) -> bool {
         self.counts.get(channel).is_some_and(|c| *c > 0)
+    }
+
+    /// Marks `channel` to be looked at again.
+    pub(super) fn touch(&mut self, channel: String) {
+        self.dirty.insert(channel);
+    }
+
+    /// Marks every referenced channel (a new connection, a new shard map).
+    pub(super) fn touch_all(&mut self) {
+        self.dirty.extend(self.counts.keys().cloned());
+    }
+
+    /// The channels to look at, forgotten here.
+    pub(super) fn take_dirty(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub(super) fn is_clean(&self) -> bool {
+        self.dirty.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(super) fn dirty_len(&self) -> usize {
+        self.dirty.len()
+    }
+}
+
+impl Table {
+    /// Adds `delta` references to `channel`; returns whether it is wanted now.
+    fn add(&mut self, channel: &str, delta: i64) -> bool {
+        self.refs.add(channel, delta)
+    }
+
+    fn wanted(&self, channel: &str) -> bool {
+        self.refs.wanted(channel)
     }
 
     /// The changes to send: (to subscribe, marked Pending; to unsubscribe, forgotten).
     fn diff(&mut self) -> (Vec<String>, Vec<String>) {
         let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
-        for channel in std::mem::take(&mut self.dirty) {
+        for channel in self.refs.take_dirty() {
             match (self.wanted(&channel), self.link.contains_key(&channel)) {
                 (true, false) => {
                     self.link.insert(channel.clone(), Sub::Pending);
@@ -194,7 +242,7 @@ impl Table {
     fn failed(&mut self, channels: &[String], error: &BackplaneError) {
         for channel in channels {
             self.link.remove(channel);
-            self.dirty.insert(channel.clone());
+            self.refs.touch(channel.clone());
             for waiter in self.waiters.remove(channel).unwrap_or_default() {
                 let _ = waiter.send(Err(error.clone()));
             }
@@ -207,7 +255,7 @@ impl Table {
         self.live = false;
         self.link.clear();
         // The next connection starts from nothing: every referenced channel is a change.
-        self.dirty.extend(self.counts.keys().cloned());
+        self.refs.touch_all();
         for (_, waiters) in self.waiters.drain() {
             for waiter in waiters {
                 let _ = waiter.send(Ok(()));
@@ -664,7 +712,7 @@ mod tests {
         assert!(!t.add("g", -1), "released before taken: not wanted");
         assert_eq!(t.diff(), (vec![], vec![]));
         assert!(!t.add("g", 1), "the late take balances it");
-        assert!(t.counts.is_empty());
+        assert!(t.refs.is_empty());
         assert_eq!(t.diff(), (vec![], vec![]));
     }
 

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::resp::{self, Resp};
 use super::slot::{SlotMap, key_slot};
-use super::{COMMAND_TIMEOUT, Failure, Finder, Part, Shared as LinkShared};
+use super::{COMMAND_TIMEOUT, Failure, Finder, Part, RefCounts, Shared as LinkShared};
 use crate::backplane::{BackplaneError, BackplaneMessage, BackplaneState, Receivers, backoff};
 use crate::config;
 use crate::redis_conn::{Addr, Reached, describe, describe_text};
@@ -72,9 +72,8 @@ struct State {
 
 #[derive(Default)]
 struct Table {
-    counts: HashMap<String, i64>,
-    /// Channels whose count changed or whose owner must be looked at again.
-    dirty: HashSet<String>,
+    /// Who wants which channel; dirty also when a channel's owner must be looked at again.
+    refs: RefCounts,
     /// Confirmed on their owner's connection.
     confirmed: HashSet<String>,
     waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
@@ -90,14 +89,7 @@ struct Table {
 
 impl Table {
     fn add(&mut self, channel: &str, delta: i64) -> bool {
-        self.dirty.insert(channel.to_string());
-        let count = self.counts.entry(channel.to_string()).or_default();
-        *count += delta;
-        let wanted = *count > 0;
-        if *count == 0 {
-            self.counts.remove(channel);
-        }
-        wanted
+        self.refs.add(channel, delta)
     }
 
     fn wake(&mut self, channel: &str) {
@@ -112,7 +104,7 @@ impl Table {
         self.publishers.clear();
         self.primaries.clear();
         self.map = SlotMap::default();
-        self.dirty.extend(self.counts.keys().cloned());
+        self.refs.touch_all();
         for (_, waiters) in self.waiters.drain() {
             for waiter in waiters {
                 let _ = waiter.send(());
@@ -331,7 +323,7 @@ async fn run(finder: &mut Finder, state: &Arc<State>, link: &Arc<LinkShared>, at
         if let Err(failure) = sync(state, &mut conns).await {
             return failure;
         }
-        if !announced && conns.iter().all(|c| c.pending.is_empty()) && state.table().dirty.is_empty() {
+        if !announced && conns.iter().all(|c| c.pending.is_empty()) && state.table().refs.is_clean() {
             state.table().live = true;
             announced = true;
             *attempt = 0;
@@ -424,8 +416,7 @@ async fn connect_shards(
     }
     table.map = SlotMap::new(ranges);
     // Every channel's owner may have changed.
-    let all: Vec<String> = table.counts.keys().cloned().collect();
-    table.dirty.extend(all);
+    table.refs.touch_all();
     Ok(())
 }
 
@@ -476,9 +467,8 @@ async fn sync(state: &Arc<State>, conns: &mut [ShardConn]) -> Result<(), Failure
     let mut unowned = false;
     {
         let mut table = state.table();
-        let dirty: Vec<String> = table.dirty.drain().collect();
-        for channel in dirty {
-            let wanted = table.counts.get(&channel).is_some_and(|c| *c > 0);
+        for channel in table.refs.take_dirty() {
+            let wanted = table.refs.wanted(&channel);
             let owner = table.map.owner(key_slot(channel.as_bytes()));
             for (i, conn) in conns.iter_mut().enumerate() {
                 let belongs = wanted && owner == Some(i);
@@ -563,7 +553,7 @@ fn on_reply(
                         ));
                         let mut table = state.table();
                         table.confirmed.remove(&channel);
-                        table.dirty.insert(channel);
+                        table.refs.touch(channel);
                         table.stale_map = true;
                         drop(table);
                         state.changed.notify_one();
@@ -585,7 +575,7 @@ fn on_reply(
                 conn.asked.remove(&channel);
                 let mut table = state.table();
                 table.confirmed.remove(&channel);
-                table.dirty.insert(channel);
+                table.refs.touch(channel);
                 table.stale_map = true;
                 drop(table);
                 state.changed.notify_one();
@@ -691,13 +681,13 @@ mod tests {
         let mut t = Table::default();
         t.add("a", 1);
         t.add("b", 1);
-        t.dirty.clear();
+        t.refs.take_dirty();
         t.confirmed.insert("a".into());
         t.live = true;
         t.map = SlotMap::new(vec![(0, 16383, 0)]);
         t.lost();
         assert!(!t.live && t.confirmed.is_empty());
         assert_eq!(t.map.owner(5), None);
-        assert_eq!(t.dirty.len(), 2);
+        assert_eq!(t.refs.dirty_len(), 2);
     }
 }
