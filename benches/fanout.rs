@@ -307,6 +307,7 @@ struct Sample {
     user: u64,
     system: u64,
     client_out: u64,
+    client_writes: u64,
 }
 
 async fn sample(nodes: &[(Child, String)]) -> Sample {
@@ -315,6 +316,7 @@ async fn sample(nodes: &[(Child, String)]) -> Sample {
         user: 0,
         system: 0,
         client_out: 0,
+        client_writes: 0,
     };
     for (child, hub) in nodes {
         let (user, system) = cpu_ticks(child.id()).expect("the node's /proc stat");
@@ -322,6 +324,7 @@ async fn sample(nodes: &[(Child, String)]) -> Sample {
         s.system += system;
         let stats = node_stats(hub).await.expect("the node's stats");
         s.client_out += stats["messages"]["client_out"].as_u64().unwrap_or(0);
+        s.client_writes += stats["messages"]["client_writes"].as_u64().unwrap_or(0);
     }
     s
 }
@@ -329,6 +332,8 @@ async fn sample(nodes: &[(Child, String)]) -> Sample {
 struct CpuRun {
     user_us: f64,
     system_us: f64,
+    /// Write system calls per delivery (the nodes' `client_writes` over `client_out`).
+    writes: f64,
     deliveries_per_s: f64,
     lost: u64,
 }
@@ -410,6 +415,7 @@ async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
     CpuRun {
         user_us: (after.user - before.user) as f64 * tick_us / deliveries,
         system_us: (after.system - before.system) as f64 * tick_us / deliveries,
+        writes: after.client_writes.saturating_sub(before.client_writes) as f64 / deliveries,
         deliveries_per_s: deliveries / (after.at - before.at).as_secs_f64(),
         lost,
     }
@@ -436,8 +442,8 @@ async fn cpu_scenario() {
     for run in 1..=runs {
         let r = cpu_run(&bin, &redis.url(), &load).await;
         println!(
-            "   cpu run {run}/{runs}: 2 hub processes on Redis, {} {} clients from one load process, {:.0} deliveries/s measured → per delivery {:.3} µs user, {:.3} µs kernel ({} lost)",
-            load.clients, load.protocol, r.deliveries_per_s, r.user_us, r.system_us, r.lost
+            "   cpu run {run}/{runs}: 2 hub processes on Redis, {} {} clients from one load process, {:.0} deliveries/s measured → per delivery {:.3} µs user, {:.3} µs kernel, {:.3} write system calls ({} lost)",
+            load.clients, load.protocol, r.deliveries_per_s, r.user_us, r.system_us, r.writes, r.lost
         );
         users.push(r.user_us);
         systems.push(r.system_us);

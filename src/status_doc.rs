@@ -99,6 +99,10 @@ pub struct MessageStats {
     pub client_in: u64,
     /// Hub messages queued for clients.
     pub client_out: u64,
+    /// System calls that wrote to plain-TCP client sockets (a `send`, a vectored `sendmsg`, or one
+    /// io_uring submission for many sockets), control frames included: under load,
+    /// `client_writes / client_out` is system calls per delivery.
+    pub client_writes: u64,
     /// Messages received from the backplane and handled.
     pub backplane_in: u64,
     /// Messages published to the backplane.

@@ -190,6 +190,8 @@ async fn metrics_parse_follow_the_conventions_and_move_with_traffic() {
     moved("switchboard_client_messages_received_total", 4.0);
     // Completions to ann, and the broadcasts to ann herself.
     moved("switchboard_client_messages_sent_total", 7.0);
+    // Those were written by system calls (batched or not; the handshake answer and pings too).
+    moved("switchboard_client_write_syscalls_total", 1.0);
     moved("switchboard_backplane_messages_published_total", 3.0);
     assert!(after_b.get("switchboard_backplane_messages_received_total") >= 3.0);
     assert!(after_b.get("switchboard_client_messages_sent_total") >= 3.0);

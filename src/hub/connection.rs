@@ -228,7 +228,12 @@ async fn run(
         WriteSide::Tcp(stream) => Some(stream.clone()),
         WriteSide::Io(_) => None,
     };
-    let (outbox, rx) = Outbox::new(node.config.outbound_queue, &node.shutdown, direct);
+    let (outbox, rx) = Outbox::new(
+        node.config.outbound_queue,
+        &node.shutdown,
+        direct,
+        node.stats.clone(),
+    );
     // The success reply goes in the negotiated format's frame type (A.3). It is queued before
     // the connection is registered, so whatever is sent to it meanwhile queues behind it, and
     // written by the writer once the subscriptions are confirmed (a client that sees `{}` is

@@ -146,6 +146,11 @@ pub(crate) fn render(node: &NodeShared) -> String {
         Stats::get(&s.client_out),
     );
     m.counter(
+        "switchboard_client_write_syscalls_total",
+        "System calls that wrote to plain-TCP client sockets (one io_uring submission covers many sockets).",
+        Stats::get(&s.client_writes),
+    );
+    m.counter(
         "switchboard_backplane_messages_received_total",
         "Messages received from the backplane and handled.",
         Stats::get(&s.backplane_in),

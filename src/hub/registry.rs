@@ -106,6 +106,8 @@ pub(crate) struct Outbox {
 
 struct OutboxShared {
     state: Mutex<OutState>,
+    /// The node's counters (`client_writes` is counted here, at each write).
+    stats: Arc<Stats>,
     capacity: usize,
     /// The socket, when deliveries may write it themselves (see the type's docs).
     direct: Option<Direct>,
@@ -156,14 +158,17 @@ pub(crate) enum Flush {
 
 impl Outbox {
     /// A new outbox; `parent` is the node's shutdown token (cancelling it ends the connection).
-    /// With `direct`, deliveries write that socket themselves (see the type's docs).
+    /// With `direct`, deliveries write that socket themselves (see the type's docs). Its writes
+    /// are counted in `stats.client_writes`.
     pub fn new(
         capacity: usize,
         parent: &CancellationToken,
         direct: Option<Arc<TcpStream>>,
+        stats: Arc<Stats>,
     ) -> (Outbox, OutboxReceiver) {
         let shared = Arc::new(OutboxShared {
             state: Mutex::new(OutState::default()),
+            stats,
             capacity: capacity.max(1),
             direct: direct.map(Direct::new),
             writer: AtomicWaker::new(),
@@ -464,6 +469,10 @@ fn flush_together(outboxes: &[Outbox]) {
     let mut broken = Vec::new();
     match results {
         Some(results) => {
+            if let Some((outbox, _)) = held.first() {
+                // One submission per chunk (it may wait more than once, rarely: not counted).
+                Stats::inc(&outbox.shared.stats.client_writes);
+            }
             for (&k, result) in writing.iter().zip(results) {
                 let (outbox, state) = &mut held[k];
                 state.writes += 1;
@@ -534,6 +543,7 @@ impl OutboxShared {
             && !self.stop.load(Ordering::Acquire)
         {
             state.writes += 1;
+            Stats::inc(&self.stats.client_writes);
             match direct.send_now(bytes) {
                 Ok(n) if n == bytes.len() => {
                     state.active = true;
@@ -614,6 +624,7 @@ impl OutboxShared {
         };
         while !state.queue.is_empty() {
             state.writes += 1;
+            Stats::inc(&self.stats.client_writes);
             let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
             let mut total = 0;
@@ -701,6 +712,7 @@ impl OutboxReceiver {
                 return Ok(Flush::Done);
             }
             state.writes += 1;
+            Stats::inc(&self.shared.stats.client_writes);
             let result = {
                 let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
                 let mut n = 0;
@@ -1134,7 +1146,7 @@ mod tests {
     use std::time::Duration;
 
     fn outbox() -> Outbox {
-        Outbox::new(4, &CancellationToken::new(), None).0
+        Outbox::new(4, &CancellationToken::new(), None, Arc::default()).0
     }
 
     #[test]
@@ -1416,7 +1428,7 @@ mod tests {
     #[test]
     fn without_a_direct_socket_frames_queue_in_order_for_the_writer() {
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(16, &CancellationToken::new(), None);
+        let (out, rx) = Outbox::new(16, &CancellationToken::new(), None, Arc::default());
         let mut batch = VecDeque::new();
         assert_eq!(rx.poll_next(&mut noop_cx()), Poll::Pending);
         for i in 0..6u8 {
@@ -1442,7 +1454,7 @@ mod tests {
         let waker = std::task::Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(16, &CancellationToken::new(), None);
+        let (out, rx) = Outbox::new(16, &CancellationToken::new(), None, Arc::default());
         let mut batch = VecDeque::new();
         assert_eq!(rx.poll_next(&mut cx), Poll::Pending);
         out.deliver(&frame(1), &stats);
@@ -1474,7 +1486,7 @@ mod tests {
     #[test]
     fn node_shutdown_stops_the_writer_through_the_reader() {
         let parent = CancellationToken::new();
-        let (out, rx) = Outbox::new(4, &parent, None);
+        let (out, rx) = Outbox::new(4, &parent, None, Arc::default());
         parent.cancel();
         assert!(out.killed().is_cancelled());
         out.stop_writer();
@@ -1485,7 +1497,7 @@ mod tests {
     #[test]
     fn frames_are_refused_once_the_writer_is_gone() {
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(4, &CancellationToken::new(), None);
+        let (out, rx) = Outbox::new(4, &CancellationToken::new(), None, Arc::default());
         drop(rx);
         assert!(!out.deliver(&frame(0), &stats));
         assert_eq!(Stats::get(&stats.client_out), 0);
@@ -1495,7 +1507,7 @@ mod tests {
     #[test]
     fn a_full_queue_closes_the_client_once_and_counts_it() {
         let stats = Stats::default();
-        let (out, _rx) = Outbox::new(1, &CancellationToken::new(), None);
+        let (out, _rx) = Outbox::new(1, &CancellationToken::new(), None, Arc::default());
         assert!(out.deliver(&frame(0), &stats));
         assert!(!out.deliver(&frame(0), &stats));
         assert!(!out.deliver(&frame(0), &stats));
@@ -1533,7 +1545,12 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let stats = Stats::default();
         let (server, mut client) = tcp_pair().await;
-        let (out, rx) = Outbox::new(100_000, &CancellationToken::new(), Some(server.clone()));
+        let (out, rx) = Outbox::new(
+            100_000,
+            &CancellationToken::new(),
+            Some(server.clone()),
+            Arc::default(),
+        );
         // An empty queue and a writable socket: written at once, nothing queued, nobody woken.
         assert!(out.deliver(&frame(7), &stats));
         assert_eq!(
@@ -1587,7 +1604,12 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let stats = Stats::default();
         let (server, mut client) = tcp_pair().await;
-        let (out, rx) = Outbox::new(1000, &CancellationToken::new(), Some(server.clone()));
+        let (out, rx) = Outbox::new(
+            1000,
+            &CancellationToken::new(),
+            Some(server.clone()),
+            Arc::default(),
+        );
         // Uncorked: one system call per delivery.
         assert!(out.deliver(&frame(0), &stats));
         assert!(out.deliver(&frame(1), &stats));
@@ -1640,10 +1662,17 @@ mod tests {
             eprintln!("io_uring is unavailable here: the batched flush falls back to one write each");
         }
         let stats = Stats::default();
+        // The node's counters, shared by the three outboxes (system calls are counted there).
+        let node = Arc::new(Stats::default());
         let mut pairs = Vec::new();
         for _ in 0..3 {
             let (server, client) = tcp_pair().await;
-            let (out, rx) = Outbox::new(100_000, &CancellationToken::new(), Some(server.clone()));
+            let (out, rx) = Outbox::new(
+                100_000,
+                &CancellationToken::new(),
+                Some(server.clone()),
+                node.clone(),
+            );
             pairs.push((server, client, out, rx));
         }
         // Connection 2's socket is filled first (its client does not read yet).
@@ -1657,6 +1686,7 @@ mod tests {
             }
         }
         assert_eq!(cork.touched.len(), 3, "each connection once");
+        let calls = Stats::get(&node.client_writes);
         // Connection 1's lock is busy when the flush starts: it must not wait, nor be skipped.
         let busy = pairs[1].2.shared.lock_state();
         let flushing = std::thread::scope(|scope| {
@@ -1666,6 +1696,10 @@ mod tests {
             flush.join().unwrap()
         });
         assert_eq!(flushing, 3);
+        // With io_uring: one submission for the two it could lock, one `sendmsg` for the busy one.
+        // Without: one `sendmsg` each.
+        let expected = if uring::available() { 2 } else { 3 };
+        assert_eq!(Stats::get(&node.client_writes), calls + expected, "system calls");
         for i in 0..2 {
             assert_eq!(
                 pairs[i].2.writes(),
@@ -1718,7 +1752,7 @@ mod tests {
     #[test]
     fn a_corked_batch_over_the_queue_bound_closes_the_slow_client() {
         let stats = Stats::default();
-        let (out, _rx) = Outbox::new(2, &CancellationToken::new(), None);
+        let (out, _rx) = Outbox::new(2, &CancellationToken::new(), None, Arc::default());
         let mut cork = Cork::default();
         cork.set_active(true);
         assert!(out.deliver_corked(&frame(0), &stats, &mut cork));
@@ -1739,7 +1773,7 @@ mod tests {
         }
         advance(&mut state, 14);
         assert_eq!((state.queue.len(), state.written), (2, 4));
-        let (out, rx) = Outbox::new(8, &CancellationToken::new(), None);
+        let (out, rx) = Outbox::new(8, &CancellationToken::new(), None, Arc::default());
         *rx.shared.lock_state() = state;
         let bye = WsFrame::close(ws::CLOSE_NORMAL);
         rx.finish(false, &[&bye]);

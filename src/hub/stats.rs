@@ -9,6 +9,11 @@ pub(crate) struct Stats {
     pub client_in: AtomicU64,
     /// Hub messages written to clients' outbound queues.
     pub client_out: AtomicU64,
+    /// System calls that wrote to plain-TCP client sockets: a `send` or a vectored `sendmsg`
+    /// (one connection), or one io_uring submission (many), for deliveries and control frames
+    /// (the handshake answer, pings) alike. Below `client_out` when writes are batched. HTTPS
+    /// connections are written by their TLS stream and are not counted.
+    pub client_writes: AtomicU64,
     /// Messages received from the backplane.
     pub backplane_in: AtomicU64,
     /// Messages published to the backplane.

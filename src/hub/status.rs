@@ -64,6 +64,7 @@ pub(crate) fn document(node: &NodeShared) -> NodeStats {
         messages: MessageStats {
             client_in: Stats::get(&s.client_in),
             client_out: Stats::get(&s.client_out),
+            client_writes: Stats::get(&s.client_writes),
             backplane_in: Stats::get(&s.backplane_in),
             backplane_out: Stats::get(&s.backplane_out),
             backplane_dropped: backplane.inbox_dropped(),
