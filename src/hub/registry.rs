@@ -93,12 +93,13 @@ impl CloseReason {
 /// partial write, `WouldBlock`) is the rest queued and the connection's writer woken; the writer
 /// drains the queue with one vectored write per socket readiness (several frames, one syscall)
 /// and, until the queue is empty, every delivery queues behind it, so frames keep their order.
-/// All writes happen under the state mutex (held for a push or one non-blocking syscall, never
+/// All writes happen under the state mutex (held for a push or non-blocking syscalls, never
 /// across an await), which is what orders them. Without `direct` (a TLS connection) every frame
-/// is queued and the writer writes it. Under a backplane backlog the receive loop corks
-/// deliveries instead: queued, then one vectored write per connection per batch (see `Cork`).
-/// Measured with callgrind on the issue-8 load
-/// (`benches/fanout.rs`, `scripts/fanout-profile.sh`): see the README's table.
+/// is queued and the writer writes it. The backplane receive loop corks its deliveries instead
+/// (every fan-out with io_uring, else only under a backlog): queued, then one vectored write per
+/// connection per batch, all of a batch's writes in one io_uring submission (see `Cork`).
+/// Measured on the issue-8 load (`benches/fanout.rs`, `scripts/fanout-profile.sh`): see the
+/// README's table.
 #[derive(Clone)]
 pub(crate) struct Outbox {
     shared: Arc<OutboxShared>,
