@@ -1,11 +1,12 @@
-//! A private X server (Xvfb) on the first free display number from :91 (a lock left by a killed
-//! server counts as free), killed on drop, for tests that run the real window. Needs `Xvfb` (apt-get install xvfb).
+//! A private X server (Xvfb) on a display number it picks itself (`-displayfd`: the first one with no
+//! live server, so no race with other X servers and no guessing at lock files), stopped on drop.
+//! Needs `Xvfb` (apt-get install xvfb).
 
-use std::path::Path;
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A private X server, killed on drop.
+/// A private X server, stopped on drop.
 pub struct Xvfb {
     child: Child,
     pub display: String,
@@ -13,65 +14,60 @@ pub struct Xvfb {
 
 impl Xvfb {
     pub fn start() -> Xvfb {
-        for n in 91..200u32 {
-            let lock = format!("/tmp/.X{n}-lock");
-            let socket = format!("/tmp/.X11-unix/X{n}");
-            if Path::new(&lock).exists() || Path::new(&socket).exists() {
-                if held_by_a_live_process(&lock) {
-                    continue;
+        let mut child = Command::new("Xvfb")
+            // Xvfb writes the display number it took, and a newline, to fd 1 once it listens.
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1440x900x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb starts (apt-get install xvfb)");
+        let mut stdout = child.stdout.take().expect("Xvfb stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut number = Vec::new();
+            let mut byte = [0u8; 1];
+            while let Ok(1) = stdout.read(&mut byte) {
+                if byte[0] == b'\n' {
+                    break;
                 }
-                // Left behind by an X server that was killed: the display is free again (Xvfb
-                // itself would take over a stale lock, but not our socket check).
-                let _ = std::fs::remove_file(&lock);
-                let _ = std::fs::remove_file(&socket);
+                number.push(byte[0]);
             }
-            let child = Command::new("Xvfb")
-                .args([
-                    format!(":{n}").as_str(),
-                    "-screen",
-                    "0",
-                    "1440x900x24",
-                    "-nolisten",
-                    "tcp",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb starts (apt-get install xvfb)");
-            let mut x = Xvfb {
-                child,
-                display: format!(":{n}"),
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return x;
-                }
-                if let Ok(Some(_)) = x.child.try_wait() {
-                    break; // lost a race for this display number: try the next
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            let _ = tx.send(String::from_utf8_lossy(&number).trim().to_string());
+        });
+        let mut x = Xvfb {
+            child,
+            display: String::new(),
+        };
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                x.display = format!(":{n}");
+                x
             }
-            let _ = x.child.kill();
+            other => panic!("Xvfb did not say which display it took: {other:?}"),
         }
-        panic!("no free X display for Xvfb");
-    }
-}
-
-/// Whether the X lock file names a process that is still running (a lock that cannot be read is
-/// taken as held, to stay clear of a server that is starting).
-fn held_by_a_live_process(lock: &str) -> bool {
-    match std::fs::read_to_string(lock) {
-        Ok(text) => match text.trim().parse::<u32>() {
-            Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
-            Err(_) => true,
-        },
-        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 
 impl Drop for Xvfb {
+    /// SIGTERM first, so Xvfb removes its lock file and socket; SIGKILL if it lingers.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid, which `wait` has not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
