@@ -61,6 +61,10 @@ pub(crate) struct Sends<'a> {
     /// Each write's range in `iovecs`.
     spans: Vec<(usize, usize)>,
     iovecs: Vec<IoSlice<'a>>,
+    /// `send` flags of every write: `MSG_DONTWAIT` always, except in the test that makes a write
+    /// wait on a full socket to run the cancellation.
+    #[cfg(target_os = "linux")]
+    flags: i32,
 }
 
 impl<'a> Sends<'a> {
@@ -71,7 +75,17 @@ impl<'a> Sends<'a> {
             fds: Vec::with_capacity(writes),
             spans: Vec::with_capacity(writes),
             iovecs: Vec::with_capacity(writes),
+            #[cfg(target_os = "linux")]
+            flags: imp::FLAGS,
         }
+    }
+
+    /// Writes that wait for a full socket instead of answering `EAGAIN` (so they stay pending
+    /// and the batch has to cancel them).
+    #[cfg(all(test, target_os = "linux"))]
+    fn waiting(mut self) -> Self {
+        self.flags &= !libc::MSG_DONTWAIT;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -164,7 +178,7 @@ mod imp {
         })
     }
 
-    const FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    pub(super) const FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     /// `user_data` of cancellations (writes use their index).
     const CANCEL: u64 = u64::MAX;
 
@@ -198,12 +212,12 @@ mod imp {
                         let slice = &sends.iovecs[start];
                         // A frame is at most a few tens of KiB: its length fits.
                         opcode::Send::new(fd, slice.as_ptr(), slice.len() as u32)
-                            .flags(FLAGS)
+                            .flags(sends.flags)
                             .build()
                     } else {
                         let msg: *const libc::msghdr = &msgs[next_msg];
                         next_msg += 1;
-                        opcode::SendMsg::new(fd, msg).flags(FLAGS as u32).build()
+                        opcode::SendMsg::new(fd, msg).flags(sends.flags as u32).build()
                     };
                     // SAFETY: the buffers (borrowed for the `Sends`' lifetime) and the msghdrs
                     // (`msgs`, untouched until this function returns) stay valid until the write
@@ -295,5 +309,100 @@ mod imp {
 
     pub(super) fn run(_: &Sends<'_>) -> Option<Vec<i32>> {
         None
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::{Sends, available};
+
+    /// Writes to `socket` until the kernel takes no more.
+    fn fill(socket: &UnixStream) {
+        socket.set_nonblocking(true).expect("a non-blocking socket");
+        let chunk = [0u8; 64 * 1024];
+        loop {
+            match (&*socket).write(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the socket: {e}"),
+            }
+        }
+    }
+
+    /// Reads what `socket` holds now, without waiting.
+    fn drain(socket: &UnixStream) -> Vec<u8> {
+        socket.set_nonblocking(true).expect("a non-blocking socket");
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match (&*socket).read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("draining the socket: {e}"),
+            }
+        }
+        all
+    }
+
+    /// A batch's writes complete inline: each result is what its socket took, or `-EAGAIN` for a
+    /// full socket, which the batch does not wait for.
+    #[test]
+    fn writes_complete_inline_and_a_full_socket_answers_eagain() {
+        assert!(available(), "io_uring works on this machine (kernel 6.x)");
+        let (a, a_peer) = UnixStream::pair().expect("a socket pair");
+        let (full, full_peer) = UnixStream::pair().expect("a socket pair");
+        fill(&full);
+        let mut sends = Sends::with_capacity(2);
+        sends.push(a.as_raw_fd(), [&b"one "[..], &b"frame"[..]]);
+        sends.push(full.as_raw_fd(), [&b"lost"[..]]);
+        let started = std::time::Instant::now();
+        assert_eq!(sends.run(), Some(vec![9, -libc::EAGAIN]));
+        assert!(
+            started.elapsed() < super::WAIT_LIMIT,
+            "nothing waited for the full socket"
+        );
+        assert_eq!(drain(&a_peer), b"one frame");
+        drop(full_peer);
+    }
+
+    /// A write left pending (one that waits for a full socket: the batches never make one, but a
+    /// kernel might) is cancelled after `WAIT_LIMIT`; its buffer is not used after `run` returns,
+    /// the other writes of the batch are reported, and the ring stays usable.
+    #[test]
+    fn a_write_left_pending_is_cancelled_and_the_ring_stays_usable() {
+        assert!(available(), "io_uring works on this machine (kernel 6.x)");
+        let (full, full_peer) = UnixStream::pair().expect("a socket pair");
+        let (free, free_peer) = UnixStream::pair().expect("a socket pair");
+        fill(&full);
+        let started = std::time::Instant::now();
+        let results = {
+            let payload = vec![7u8; 1024];
+            let mut sends = Sends::with_capacity(2).waiting();
+            sends.push(free.as_raw_fd(), [&b"fine"[..]]);
+            sends.push(full.as_raw_fd(), [&payload[..]]);
+            sends.run()
+            // `payload` is freed here: the cancelled write must be done with it.
+        };
+        let waited = started.elapsed();
+        assert_eq!(results, Some(vec![4, -libc::ECANCELED]));
+        assert!(
+            waited >= super::WAIT_LIMIT,
+            "the batch waited {waited:?} before cancelling"
+        );
+        assert_eq!(drain(&free_peer), b"fine");
+        // Nothing of the cancelled write reached the full socket's reader.
+        let before = drain(&full_peer);
+        assert!(before.iter().all(|&b| b == 0), "only the filler was received");
+        // The same thread's ring takes the next batch.
+        assert!(available());
+        let mut sends = Sends::with_capacity(1);
+        sends.push(free.as_raw_fd(), [&b"again"[..]]);
+        assert_eq!(sends.run(), Some(vec![5]));
+        assert_eq!(drain(&free_peer), b"again");
     }
 }
