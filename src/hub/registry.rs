@@ -1147,7 +1147,18 @@ mod tests {
     use std::time::Duration;
 
     fn outbox() -> Outbox {
-        Outbox::new(4, &CancellationToken::new(), None, Arc::default()).0
+        queued(4).0
+    }
+
+    /// An outbox of `capacity` frames with no socket of its own: its writer sends everything.
+    fn queued(capacity: usize) -> (Outbox, OutboxReceiver) {
+        Outbox::new(capacity, &CancellationToken::new(), None, Arc::default())
+    }
+
+    /// An outbox of `capacity` frames that writes `socket` itself, counting its system calls in
+    /// `node`.
+    fn direct(capacity: usize, socket: &Arc<TcpStream>, node: Arc<Stats>) -> (Outbox, OutboxReceiver) {
+        Outbox::new(capacity, &CancellationToken::new(), Some(socket.clone()), node)
     }
 
     #[test]
@@ -1429,7 +1440,7 @@ mod tests {
     #[test]
     fn without_a_direct_socket_frames_queue_in_order_for_the_writer() {
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(16, &CancellationToken::new(), None, Arc::default());
+        let (out, rx) = queued(16);
         let mut batch = VecDeque::new();
         assert_eq!(rx.poll_next(&mut noop_cx()), Poll::Pending);
         for i in 0..6u8 {
@@ -1455,7 +1466,7 @@ mod tests {
         let waker = std::task::Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(16, &CancellationToken::new(), None, Arc::default());
+        let (out, rx) = queued(16);
         let mut batch = VecDeque::new();
         assert_eq!(rx.poll_next(&mut cx), Poll::Pending);
         out.deliver(&frame(1), &stats);
@@ -1498,7 +1509,7 @@ mod tests {
     #[test]
     fn frames_are_refused_once_the_writer_is_gone() {
         let stats = Stats::default();
-        let (out, rx) = Outbox::new(4, &CancellationToken::new(), None, Arc::default());
+        let (out, rx) = queued(4);
         drop(rx);
         assert!(!out.deliver(&frame(0), &stats));
         assert_eq!(Stats::get(&stats.client_out), 0);
@@ -1508,7 +1519,7 @@ mod tests {
     #[test]
     fn a_full_queue_closes_the_client_once_and_counts_it() {
         let stats = Stats::default();
-        let (out, _rx) = Outbox::new(1, &CancellationToken::new(), None, Arc::default());
+        let (out, _rx) = queued(1);
         assert!(out.deliver(&frame(0), &stats));
         assert!(!out.deliver(&frame(0), &stats));
         assert!(!out.deliver(&frame(0), &stats));
@@ -1546,12 +1557,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let stats = Stats::default();
         let (server, mut client) = tcp_pair().await;
-        let (out, rx) = Outbox::new(
-            100_000,
-            &CancellationToken::new(),
-            Some(server.clone()),
-            Arc::default(),
-        );
+        let (out, rx) = direct(100_000, &server, Arc::default());
         // An empty queue and a writable socket: written at once, nothing queued, nobody woken.
         assert!(out.deliver(&frame(7), &stats));
         assert_eq!(
@@ -1605,12 +1611,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let stats = Stats::default();
         let (server, mut client) = tcp_pair().await;
-        let (out, rx) = Outbox::new(
-            1000,
-            &CancellationToken::new(),
-            Some(server.clone()),
-            Arc::default(),
-        );
+        let (out, rx) = direct(1000, &server, Arc::default());
         // Uncorked: one system call per delivery.
         assert!(out.deliver(&frame(0), &stats));
         assert!(out.deliver(&frame(1), &stats));
@@ -1668,12 +1669,7 @@ mod tests {
         let mut pairs = Vec::new();
         for _ in 0..3 {
             let (server, client) = tcp_pair().await;
-            let (out, rx) = Outbox::new(
-                100_000,
-                &CancellationToken::new(),
-                Some(server.clone()),
-                node.clone(),
-            );
+            let (out, rx) = direct(100_000, &server, node.clone());
             pairs.push((server, client, out, rx));
         }
         // Connection 2's socket is filled first (its client does not read yet).
@@ -1753,7 +1749,7 @@ mod tests {
     #[test]
     fn a_corked_batch_over_the_queue_bound_closes_the_slow_client() {
         let stats = Stats::default();
-        let (out, _rx) = Outbox::new(2, &CancellationToken::new(), None, Arc::default());
+        let (out, _rx) = queued(2);
         let mut cork = Cork::default();
         cork.set_active(true);
         assert!(out.deliver_corked(&frame(0), &stats, &mut cork));
@@ -1774,7 +1770,7 @@ mod tests {
         }
         advance(&mut state, 14);
         assert_eq!((state.queue.len(), state.written), (2, 4));
-        let (out, rx) = Outbox::new(8, &CancellationToken::new(), None, Arc::default());
+        let (out, rx) = queued(8);
         *rx.shared.lock_state() = state;
         let bye = WsFrame::close(ws::CLOSE_NORMAL);
         rx.finish(false, &[&bye]);
