@@ -524,6 +524,19 @@ fn queued_slices(state: &OutState) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// `queued_slices` as one vectored write's buffers: the slices, how many are used, and their
+/// total length.
+fn queued_iovecs(state: &OutState) -> ([std::io::IoSlice<'_>; MAX_IOV], usize, usize) {
+    let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
+    let (mut n, mut total) = (0, 0);
+    for (slot, slice) in slices.iter_mut().zip(queued_slices(state)) {
+        *slot = std::io::IoSlice::new(slice);
+        total += slice.len();
+        n += 1;
+    }
+    (slices, n, total)
+}
+
 impl OutboxShared {
     fn lock_state(&self) -> MutexGuard<'_, OutState> {
         // A push, a drain or a write cannot leave the state half-updated: a poisoned lock is
@@ -626,14 +639,7 @@ impl OutboxShared {
         while !state.queue.is_empty() {
             state.writes += 1;
             Stats::inc(&self.stats.client_writes);
-            let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            let mut total = 0;
-            for (slot, slice) in slices.iter_mut().zip(queued_slices(state)) {
-                *slot = std::io::IoSlice::new(slice);
-                total += slice.len();
-                n += 1;
-            }
+            let (slices, n, total) = queued_iovecs(state);
             match direct.send_vectored_now(&slices[..n]) {
                 Ok(written) => {
                     state.active = true;
@@ -715,13 +721,7 @@ impl OutboxReceiver {
             state.writes += 1;
             Stats::inc(&self.shared.stats.client_writes);
             let result = {
-                let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
-                let mut n = 0;
-                for (i, frame) in state.queue.iter().take(MAX_IOV).enumerate() {
-                    let skip = if i == 0 { state.written } else { 0 };
-                    slices[i] = std::io::IoSlice::new(&frame[skip..]);
-                    n = i + 1;
-                }
+                let (slices, n, _) = queued_iovecs(&state);
                 tcp.try_write_vectored(&slices[..n])
             };
             match result {
