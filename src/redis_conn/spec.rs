@@ -127,6 +127,14 @@ impl RedisSpec {
         // The authority may hold several hosts (seeds, sentinels), which `url` does not parse:
         // split them off, parse the URL with the first, and each further host on its own.
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        // An '@' after the first '/', '?' or '#' means the user or password holds one of them
+        // unencoded: refuse before anything parses the rest, since every later reason would quote
+        // a piece of it (a "database", a "fragment", an "option" that is really the password).
+        if rest[end..].contains('@') {
+            return Err(bad(
+                "the user or password holds a '/', '?' or '#': percent-encode it (%2F, %3F, %23)".into(),
+            ));
+        }
         let (authority, tail) = rest.split_at(end);
         let (userinfo, hosts) = match authority.rfind('@') {
             Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
@@ -419,10 +427,10 @@ fn percent_encode(s: &str) -> String {
 /// in a text field still must not show its password).
 fn password_span(url: &str) -> Option<(usize, usize)> {
     let start = url.find("://")? + 3;
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |e| start + e);
-    let at = start + url[start..end].rfind('@')?;
+    // The last '@' anywhere, not only before the first '/', '?' or '#': a password may hold those
+    // unencoded (`redis://:p/w@h`), and hiding too much of a URL that has an '@' in its path is
+    // the safe mistake.
+    let at = start + url[start..].rfind('@')?;
     let colon = start + url[start..at].find(':')?;
     Some((colon + 1, at))
 }
@@ -579,5 +587,43 @@ mod tests {
         typed.set_password(Some("p/w".into()));
         assert_eq!(typed.redacted(), "rediss://u:***@h:6380");
         assert_eq!(typed.password(), Some("p/w"));
+    }
+
+    #[test]
+    fn no_password_is_printed_whatever_it_holds() {
+        let passwords = [
+            "p/w",
+            "p?w",
+            "p#w",
+            "p@w",
+            "a:b",
+            "p w",
+            "%zz",
+            "p,w",
+            "p/w?x#y@z",
+            "pa:ss/0",
+        ];
+        for pw in passwords {
+            for url in [
+                format!("redis://:{pw}@h:1/0"),
+                format!("redis://user:{pw}@h:1"),
+                format!("rediss://user:{pw}@h1:1,h2:2/0"),
+                format!("redis+sentinel://:{pw}@s:26379/mymaster"),
+            ] {
+                let shown = redact(&url);
+                assert!(!shown.contains(pw), "{url} redacted as {shown}");
+                let shown = without_password(&url);
+                assert!(!shown.contains(pw), "{url} without password is {shown}");
+                match RedisSpec::parse(&url, &RedisOptions::default()) {
+                    Ok(spec) => {
+                        assert!(!spec.redacted().contains(pw), "{url}: {}", spec.redacted());
+                        assert!(!format!("{spec:?}").contains(pw), "{url}: {spec:?}");
+                    }
+                    Err(e) => assert!(!e.to_string().contains(pw), "{url}: {e}"),
+                }
+            }
+        }
+        let e = RedisSpec::parse("redis://:p/w@h", &RedisOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("percent-encode"), "{e}");
     }
 }
