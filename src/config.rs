@@ -51,6 +51,14 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// rather than letting memory grow: see the `backplane` module docs.
 pub const DEFAULT_BACKPLANE_INBOX: usize = 8192;
 
+/// Control messages from the backplane (group commands, acks and client results for this node)
+/// waiting to be handled, in a queue of their own that chat traffic cannot fill, drained first.
+/// Each is a few hundred bytes handled in microseconds (a group command's subscription and ack
+/// run in a spawned task), so 16,384 (a few MiB at worst) fills only if other nodes flood this
+/// one; past it the loss is counted (`control_dropped`) and a call waiting for an ack fails at
+/// once instead of waiting out [`DEFAULT_GROUP_ACK_TIMEOUT`] for an ack that was thrown away.
+pub const DEFAULT_CONTROL_INBOX: usize = 16_384;
+
 /// Groups one connection may be in. Each first local member of a group costs a Redis SUBSCRIBE
 /// and a channel on the node's pub/sub connection, so one client must not be able to make the node
 /// subscribe without limit; 100 is far more rooms than a chat user sits in (ASP.NET Core has no

@@ -115,6 +115,10 @@ pub struct MessageStats {
     /// without `--sharded-pubsub`.
     #[serde(default)]
     pub backplane_gaps: u64,
+    /// Control messages (group commands, acks, client results) dropped because the node's control
+    /// inbox was full: only a flood from other nodes fills it (`config::DEFAULT_CONTROL_INBOX`).
+    #[serde(default)]
+    pub control_dropped: u64,
 }
 
 /// The backplane link.

@@ -62,11 +62,11 @@ impl MemoryBus {
     }
 
     /// Joins the bus; messages for this member's subscriptions go to `inbox`.
-    pub fn connect(&self, inbox: mpsc::Sender<BackplaneMessage>) -> MemoryBackplane {
+    pub fn connect(&self, inbox: impl Into<Inbox>) -> MemoryBackplane {
         let mut state = self.lock();
         state.next_id += 1;
         let id = state.next_id;
-        let inbox = Inbox::new(inbox);
+        let inbox: Inbox = inbox.into();
         state.inboxes.insert(id, inbox.clone());
         drop(state);
         let (status_tx, _) = watch::channel(BackplaneStatus::new(BackplaneState::Memory));

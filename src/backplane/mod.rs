@@ -184,23 +184,95 @@ pub trait Backplane: Send + Sync + 'static {
 }
 
 /// The sending end of a node's bounded inbox, with the count of what it had to drop.
+///
+/// Two queues: chat traffic (`:all`, `:group:`, `:user:`, `:connection:`), which may be shed when
+/// the node cannot keep up, and **control traffic** (the node's own `:internal:groups`,
+/// `:internal:ack:{server}` and `:internal:return:{server}` channels, named exactly at
+/// construction), which has a queue of its own that a chat flood cannot fill and that the node
+/// drains first. A group command, an ack or a client result is a few hundred bytes that a node
+/// handles in microseconds, so its queue only fills if another node floods it; should that happen
+/// the loss is counted apart (`control_dropped`) and [`control_lost`](Self::control_lost) is
+/// notified, so a node waiting for an ack fails its call at once with the reason instead of
+/// waiting out its timeout for an ack that was thrown away.
 #[derive(Clone)]
-pub(crate) struct Inbox {
+pub struct Inbox {
     tx: mpsc::Sender<BackplaneMessage>,
+    control: Option<Control>,
     dropped: Arc<AtomicU64>,
 }
 
+#[derive(Clone)]
+struct Control {
+    tx: mpsc::Sender<BackplaneMessage>,
+    channels: Arc<[String]>,
+    dropped: Arc<AtomicU64>,
+    lost: Arc<tokio::sync::Notify>,
+}
+
+impl From<mpsc::Sender<BackplaneMessage>> for Inbox {
+    fn from(tx: mpsc::Sender<BackplaneMessage>) -> Self {
+        Inbox::new(tx)
+    }
+}
+
+/// The receiving ends of an [`Inbox`] with a control queue: drain `control` first.
+pub struct InboxReceiver {
+    pub chat: mpsc::Receiver<BackplaneMessage>,
+    pub control: mpsc::Receiver<BackplaneMessage>,
+}
+
 impl Inbox {
-    pub(crate) fn new(tx: mpsc::Sender<BackplaneMessage>) -> Self {
+    /// One queue for everything, all of it sheddable: for taps and observers.
+    pub fn new(tx: mpsc::Sender<BackplaneMessage>) -> Self {
         Inbox {
             tx,
+            control: None,
             dropped: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// A node's inbox: `capacity` chat messages, and `control_capacity` messages on the exact
+    /// wire channels `control_channels` in a queue of their own.
+    pub fn with_control(
+        capacity: usize,
+        control_capacity: usize,
+        control_channels: Vec<String>,
+    ) -> (Self, InboxReceiver) {
+        let (tx, chat) = mpsc::channel(capacity.max(1));
+        let (control_tx, control) = mpsc::channel(control_capacity.max(1));
+        let inbox = Inbox {
+            tx,
+            control: Some(Control {
+                tx: control_tx,
+                channels: control_channels.into(),
+                dropped: Arc::new(AtomicU64::new(0)),
+                lost: Arc::new(tokio::sync::Notify::new()),
+            }),
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        (inbox, InboxReceiver { chat, control })
     }
 
     /// Hands `message` on without waiting. Returns false when it was dropped (a full inbox,
     /// counted) or nobody receives any more (the node stopped).
     pub(crate) fn offer(&self, message: BackplaneMessage) -> bool {
+        if let Some(control) = &self.control
+            && control.channels.contains(&message.channel)
+        {
+            return match control.tx.try_send(message) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    control.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        channel = %message.channel,
+                        "the node's control inbox is full: a group command, ack or client result was dropped (counted); calls waiting for an ack fail now"
+                    );
+                    control.lost.notify_waiters();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            };
+        }
         match self.tx.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(message)) => {
@@ -216,9 +288,21 @@ impl Inbox {
         }
     }
 
-    /// Messages dropped so far.
+    /// Chat messages dropped so far.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Control messages dropped so far (0 without a control queue).
+    pub fn control_dropped(&self) -> u64 {
+        self.control
+            .as_ref()
+            .map_or(0, |c| c.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Notified each time a control message is dropped; `None` without a control queue.
+    pub fn control_lost(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.control.as_ref().map(|c| c.lost.clone())
     }
 
     /// Whether nobody receives any more.
@@ -312,5 +396,57 @@ mod tests {
         drop(rx);
         assert!(!inbox.offer(message()) && inbox.is_closed());
         assert_eq!(inbox.dropped(), 2, "a closed inbox is not a drop");
+    }
+
+    #[test]
+    fn control_traffic_has_its_own_queue_that_chat_cannot_fill() {
+        let control_channel = "p.Hub:internal:ack:srv_1".to_string();
+        let (inbox, mut rx) = Inbox::with_control(2, 2, vec![control_channel.clone()]);
+        let chat = || BackplaneMessage {
+            channel: "p.Hub:all".into(),
+            payload: Bytes::from_static(b"x"),
+        };
+        let ack = || BackplaneMessage {
+            channel: control_channel.clone(),
+            payload: Bytes::from_static(b"a"),
+        };
+        // A chat flood fills the chat queue and is shed...
+        for _ in 0..10 {
+            inbox.offer(chat());
+        }
+        assert_eq!(inbox.dropped(), 8);
+        // ...while control messages still get through, into their own queue.
+        assert!(inbox.offer(ack()));
+        assert!(inbox.offer(ack()));
+        assert_eq!(inbox.control_dropped(), 0);
+        assert_eq!(rx.control.try_recv().unwrap().channel, control_channel);
+        // A channel that merely contains the control name's words is chat.
+        let lookalike = BackplaneMessage {
+            channel: "p.Hub:group:p.Hub:internal:ack:srv_1".into(),
+            payload: Bytes::from_static(b"x"),
+        };
+        assert!(!inbox.offer(lookalike), "the chat queue is still full");
+        assert_eq!(rx.chat.try_recv().unwrap().channel, "p.Hub:all");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_control_message_is_counted_and_wakes_the_waiters() {
+        let channel = "p.Hub:internal:groups".to_string();
+        let (inbox, _rx) = Inbox::with_control(1, 1, vec![channel.clone()]);
+        let lost = inbox.control_lost().unwrap();
+        let waiting = lost.notified();
+        tokio::pin!(waiting);
+        waiting.as_mut().enable();
+        let command = || BackplaneMessage {
+            channel: channel.clone(),
+            payload: Bytes::from_static(b"g"),
+        };
+        assert!(inbox.offer(command()));
+        assert!(!inbox.offer(command()), "the control queue holds one");
+        assert_eq!(inbox.control_dropped(), 1);
+        assert_eq!(inbox.dropped(), 0, "not counted as chat");
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiter was woken");
     }
 }

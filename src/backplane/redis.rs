@@ -43,7 +43,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use redis::aio::{MultiplexedConnection, PubSubSink};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 mod resp;
@@ -315,7 +315,7 @@ impl RedisBackplane {
     pub fn start(
         spec: RedisSpec,
         client_name: &str,
-        inbox: mpsc::Sender<BackplaneMessage>,
+        inbox: impl Into<Inbox>,
         cancel: CancellationToken,
     ) -> Result<Self, String> {
         Self::start_with(spec, client_name, inbox, cancel, None)
@@ -327,7 +327,7 @@ impl RedisBackplane {
     pub fn start_with(
         spec: RedisSpec,
         client_name: &str,
-        inbox: mpsc::Sender<BackplaneMessage>,
+        inbox: impl Into<Inbox>,
         cancel: CancellationToken,
         sharded: Option<IsSharded>,
     ) -> Result<Self, String> {
@@ -340,7 +340,7 @@ impl RedisBackplane {
             changed: Notify::new(),
             publisher: Mutex::new(None),
             status_tx,
-            inbox: Inbox::new(inbox),
+            inbox: inbox.into(),
             cluster: AtomicBool::new(false),
             parts: Mutex::new(Parts {
                 classic: BackplaneState::Connecting,

@@ -27,7 +27,7 @@ use super::registry::{Cork, GroupChange, LocalConnection, Outbox, Registry, WsFr
 use super::stats::Stats;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::wire::{self, GroupAction, GroupCommand};
-use crate::backplane::{Backplane, BackplaneMessage, Receivers};
+use crate::backplane::{Backplane, BackplaneMessage, Inbox, Receivers};
 use crate::protocol::{CompletionResult, HubMessage, Protocol};
 
 /// One message serialized for each protocol as a complete WebSocket frame, built once per
@@ -103,6 +103,10 @@ pub(crate) enum GroupOpError {
     NoSuchConnection(String),
     #[error("no server acknowledged the group command within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "the group command's ack may have been lost: this node's control inbox overflowed (counted as control_dropped); try again"
+    )]
+    AckLost,
 }
 
 /// The routing core of a node.
@@ -117,6 +121,8 @@ pub(crate) struct Lifetime {
     pending_acks: Mutex<HashMap<i32, oneshot::Sender<()>>>,
     /// Client results requested by other servers: (connection, invocation id) → return channel.
     pending_results: Mutex<HashMap<(Arc<str>, String), String>>,
+    /// The node's inbox: notifies when a control message (an ack, maybe ours) was dropped.
+    inbox: Inbox,
 }
 
 /// The backplane with the node's publish accounting; shared with the tasks that finish remote
@@ -173,6 +179,7 @@ impl Lifetime {
         registry: Arc<Registry>,
         stats: Arc<Stats>,
         ack_timeout: Duration,
+        inbox: Inbox,
     ) -> Self {
         Lifetime {
             channels,
@@ -188,7 +195,13 @@ impl Lifetime {
             next_group_op: AtomicI32::new(0),
             pending_acks: Mutex::new(HashMap::new()),
             pending_results: Mutex::new(HashMap::new()),
+            inbox,
         }
+    }
+
+    /// Control messages (group commands, acks, client results) this node had to drop.
+    pub fn control_dropped(&self) -> u64 {
+        self.inbox.control_dropped()
     }
 
     pub fn channels(&self) -> &Channels {
@@ -397,6 +410,12 @@ impl Lifetime {
             connection_id: connection_id.to_string(),
         };
         let payload = wire::encode_group_command(&command);
+        // Enabled before the publish, so a drop between the publish and the wait still wakes us.
+        let lost = self.inbox.control_lost();
+        let mut lost_ack = lost.as_ref().map(|n| Box::pin(n.notified()));
+        if let Some(notified) = lost_ack.as_mut() {
+            notified.as_mut().enable();
+        }
         match self.publish(&self.channels.internal_groups(), payload).await {
             Err(()) => {
                 self.lock_acks().remove(&id);
@@ -412,12 +431,23 @@ impl Lifetime {
             }
             Ok(_) => {}
         }
-        match tokio::time::timeout(self.ack_timeout, rx).await {
-            Ok(Ok(())) => Ok(()),
-            _ => {
+        tokio::select! {
+            acked = tokio::time::timeout(self.ack_timeout, rx) => match acked {
+                Ok(Ok(())) => Ok(()),
+                _ => {
+                    self.lock_acks().remove(&id);
+                    Stats::inc(&self.stats.group_ack_timeouts);
+                    Err(GroupOpError::Timeout(self.ack_timeout))
+                }
+            },
+            () = async {
+                match lost_ack.as_mut() {
+                    Some(notified) => notified.await,
+                    None => std::future::pending().await,
+                }
+            } => {
                 self.lock_acks().remove(&id);
-                Stats::inc(&self.stats.group_ack_timeouts);
-                Err(GroupOpError::Timeout(self.ack_timeout))
+                Err(GroupOpError::AckLost)
             }
         }
     }

@@ -166,6 +166,11 @@ pub(crate) fn render(node: &NodeShared) -> String {
         backplane.inbox_dropped(),
     );
     m.counter(
+        "switchboard_backplane_control_dropped_total",
+        "Group commands, acks and client results dropped because the node's control inbox was full (only a flood from other nodes fills it).",
+        node.lifetime.control_dropped(),
+    );
+    m.counter(
         "switchboard_backplane_subscription_gaps_total",
         "Sharded subscriptions lost while the link stayed up (a slot moved) and taken again: messages in between were missed.",
         backplane.subscription_gaps(),

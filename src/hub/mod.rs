@@ -39,14 +39,14 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backplane::memory::MemoryBus;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::redis::RedisBackplane;
-use crate::backplane::{Backplane, BackplaneStatus};
+use crate::backplane::{Backplane, BackplaneStatus, Inbox};
 use crate::config;
 use crate::monitor_token::MonitorToken;
 use crate::redis_conn::{RedisOptions, RedisSpec};
@@ -88,6 +88,9 @@ pub struct NodeConfig {
     pub outbound_queue: usize,
     /// Time a remote group add/remove waits for the owner's ack.
     pub group_ack_timeout: Duration,
+    /// Chat messages from the backplane waiting to be fanned out (control traffic has its own
+    /// queue of `config::DEFAULT_CONTROL_INBOX`).
+    pub backplane_inbox: usize,
     /// How often the monitor WebSocket pushes a snapshot.
     pub monitor_interval: Duration,
     /// How often the node announces itself on `{prefix}switchboard:nodes`.
@@ -134,6 +137,7 @@ impl NodeConfig {
             handshake_timeout: config::DEFAULT_HANDSHAKE_TIMEOUT,
             outbound_queue: config::DEFAULT_OUTBOUND_QUEUE,
             group_ack_timeout: config::DEFAULT_GROUP_ACK_TIMEOUT,
+            backplane_inbox: config::DEFAULT_BACKPLANE_INBOX,
             monitor_interval: config::DEFAULT_MONITOR_INTERVAL,
             heartbeat_interval: config::DEFAULT_HEARTBEAT_INTERVAL,
             negotiate_ttl: config::DEFAULT_NEGOTIATE_TTL,
@@ -257,7 +261,7 @@ pub fn new_server_name() -> String {
 fn redis_backplane(
     spec: RedisSpec,
     config: &NodeConfig,
-    inbox_tx: mpsc::Sender<crate::backplane::BackplaneMessage>,
+    inbox_tx: Inbox,
     shutdown: &CancellationToken,
     sharded: bool,
 ) -> Result<Arc<dyn Backplane>, NodeError> {
@@ -297,12 +301,28 @@ impl Node {
             None => None,
         };
         let shutdown = CancellationToken::new();
-        let (inbox_tx, mut inbox_rx) = mpsc::channel(config::DEFAULT_BACKPLANE_INBOX);
+        let server_name = new_server_name();
+        let channels = Channels::new(config.channel_prefix.clone(), config.hub_name.clone());
+        // Group commands, acks and client results have a queue of their own that a chat flood
+        // cannot fill, drained first (`backplane::Inbox`).
+        let (inbox_tx, mut inbox_rx) = Inbox::with_control(
+            config.backplane_inbox,
+            config::DEFAULT_CONTROL_INBOX,
+            vec![
+                channels.internal_groups(),
+                channels.ack(&server_name),
+                channels.return_channel(&server_name),
+            ],
+        );
         let backplane: Arc<dyn Backplane> = match backplane {
-            BackplaneChoice::Alone => Arc::new(MemoryBus::new().connect(inbox_tx)),
-            BackplaneChoice::Memory(bus) => Arc::new(bus.connect(inbox_tx)),
-            BackplaneChoice::Redis(spec) => redis_backplane(spec, &config, inbox_tx, &shutdown, false)?,
-            BackplaneChoice::ShardedRedis(spec) => redis_backplane(spec, &config, inbox_tx, &shutdown, true)?,
+            BackplaneChoice::Alone => Arc::new(MemoryBus::new().connect(inbox_tx.clone())),
+            BackplaneChoice::Memory(bus) => Arc::new(bus.connect(inbox_tx.clone())),
+            BackplaneChoice::Redis(spec) => {
+                redis_backplane(spec, &config, inbox_tx.clone(), &shutdown, false)?
+            }
+            BackplaneChoice::ShardedRedis(spec) => {
+                redis_backplane(spec, &config, inbox_tx.clone(), &shutdown, true)?
+            }
             // A bare URL is a spec without flag options.
             BackplaneChoice::RedisUrl(url) => {
                 let spec =
@@ -310,7 +330,7 @@ impl Node {
                         url: e.url,
                         reason: e.reason,
                     })?;
-                redis_backplane(spec, &config, inbox_tx, &shutdown, false)?
+                redis_backplane(spec, &config, inbox_tx.clone(), &shutdown, false)?
             }
         };
         let listener = bind_listener(config.listen).map_err(|source| NodeError::Bind {
@@ -322,10 +342,8 @@ impl Node {
             source,
         })?;
 
-        let server_name = new_server_name();
         let registry = Arc::new(Registry::with_max_groups(config.max_groups_per_connection.max(1)));
         let stats = Arc::new(Stats::default());
-        let channels = Channels::new(config.channel_prefix.clone(), config.hub_name.clone());
         let lifetime = Lifetime::new(
             channels,
             server_name.clone(),
@@ -333,6 +351,7 @@ impl Node {
             registry.clone(),
             stats.clone(),
             config.group_ack_timeout,
+            inbox_tx,
         );
         let shared = Arc::new(NodeShared {
             config,
@@ -383,16 +402,26 @@ impl Node {
             let mut cork = registry::Cork::new(batched);
             loop {
                 tokio::select! {
+                    // Control first: a group command, ack or client result never waits behind a
+                    // chat backlog.
+                    biased;
                     _ = receiver.shutdown.cancelled() => break,
-                    message = inbox_rx.recv() => match message {
+                    Some(message) = inbox_rx.control.recv() => {
+                        receiver.lifetime.on_backplane_message(message, &mut cork).await;
+                        cork.flush();
+                    }
+                    message = inbox_rx.chat.recv() => match message {
                         Some(message) => {
-                            cork.set_active(cork.batched() || !inbox_rx.is_empty());
+                            cork.set_active(cork.batched() || !inbox_rx.chat.is_empty());
                             receiver.lifetime.on_backplane_message(message, &mut cork).await;
                             let mut handled = 1;
                             while handled < CORK_BATCH
-                                && let Ok(message) = inbox_rx.try_recv()
+                                && let Ok(message) = inbox_rx.chat.try_recv()
                             {
-                                if !inbox_rx.is_empty() {
+                                while let Ok(control) = inbox_rx.control.try_recv() {
+                                    receiver.lifetime.on_backplane_message(control, &mut cork).await;
+                                }
+                                if !inbox_rx.chat.is_empty() {
                                     cork.set_active(true);
                                 }
                                 receiver.lifetime.on_backplane_message(message, &mut cork).await;

@@ -69,6 +69,7 @@ pub(crate) fn document(node: &NodeShared) -> NodeStats {
             backplane_out: Stats::get(&s.backplane_out),
             backplane_dropped: backplane.inbox_dropped(),
             backplane_gaps: backplane.subscription_gaps(),
+            control_dropped: node.lifetime.control_dropped(),
         },
         backplane: BackplaneStats {
             kind: backplane.kind().to_string(),
