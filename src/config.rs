@@ -81,6 +81,20 @@ pub const DEFAULT_RECONNECT_MAX_REFUSED: Duration = Duration::from_millis(250);
 /// timeouts, protocol errors): a cluster of nodes must not hammer a Redis that refuses them.
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 
+/// Channels per SUBSCRIBE when a node subscribes many at once (a reconnect resubscribes every
+/// channel of every connection, user and group): each batch has the whole command limit (2 s) to
+/// be confirmed, so a busy Redis confirming ~100k channels/s gets every batch through, and one
+/// slow batch is retried alone instead of failing everything.
+pub const DEFAULT_SUBSCRIBE_BATCH: usize = 1_000;
+
+/// First delay before a SUBSCRIBE that timed out is sent again (for those channels only; the link
+/// and the channels already subscribed keep working). Doubles per failed round.
+pub const DEFAULT_SUBSCRIBE_RETRY_BASE: Duration = Duration::from_millis(250);
+
+/// Longest delay between SUBSCRIBE retries: a Redis that stays slow is asked again every 10 s,
+/// a load it can bear, while a channel confirmed late still gets its retry within seconds.
+pub const DEFAULT_SUBSCRIBE_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// Connect timeout for one Redis attempt, so an unroutable host does not stall the loop.
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -10,10 +10,13 @@
 //! Subscriptions: callers take and release references (`subscribe` / `unsubscribe`) under a
 //! short std mutex that is never held across an await. One task per pub/sub connection, the
 //! subscription manager, owns SUBSCRIBE and UNSUBSCRIBE: it compares the referenced channels with
-//! what it has asked Redis for and sends the whole difference as one UNSUBSCRIBE and one SUBSCRIBE,
-//! so every handshake that arrived during a round trip shares the next one. A `subscribe` caller
-//! waits for its own channel's confirmation, never for a lock. The receive path (the supervisor's
-//! read loop) never waits on a subscription round trip.
+//! what it has asked Redis for and sends the whole difference as one UNSUBSCRIBE and SUBSCRIBEs in
+//! batches, so every handshake that arrived during a round trip shares the next one. A `subscribe`
+//! caller waits for its own channel's confirmation, never for a lock. The receive path (the
+//! supervisor's read loop) never waits on a subscription round trip. A SUBSCRIBE that takes longer
+//! than its limit means a slow Redis, not a lost one: those channels alone are retried with
+//! backoff while the link and every channel already subscribed keep working (a reconnect under the
+//! same limit would resubscribe everything and, on a struggling Redis, loop).
 //!
 //! Inbox: redis-rs reads pub/sub messages into an unbounded queue of its own; the supervisor drains
 //! it as fast as messages arrive and hands each to the node's bounded inbox with `try_send`. A full
@@ -136,6 +139,9 @@ struct Table {
     /// True once a pub/sub connection is up and its first resubscribe is done: before that,
     /// `subscribe` only counts (the reconnect subscribes everything).
     live: bool,
+    /// Channels whose SUBSCRIBE timed out: still `Pending` in `link` (Redis may confirm them late,
+    /// and a release meanwhile must still send UNSUBSCRIBE), sent again once the backoff is over.
+    retry: HashSet<String>,
 }
 
 /// Reference counts per channel, and the channels whose count changed: the part of a subscription
@@ -229,11 +235,34 @@ impl Table {
     /// Redis confirmed `channels`: mark them and release their waiters.
     fn confirmed(&mut self, channels: &[String]) {
         for channel in channels {
+            self.retry.remove(channel);
             if let Some(state) = self.link.get_mut(channel) {
                 *state = Sub::Confirmed;
             }
             for waiter in self.waiters.remove(channel).unwrap_or_default() {
                 let _ = waiter.send(Ok(()));
+            }
+        }
+    }
+
+    /// SUBSCRIBE for `channels` timed out: Redis is slow, not gone. They stay `Pending` and wait
+    /// for [`retry_now`](Self::retry_now); their waiters hear the timeout now.
+    fn deferred(&mut self, channels: &[String], error: &BackplaneError) {
+        for channel in channels {
+            self.retry.insert(channel.clone());
+            for waiter in self.waiters.remove(channel).unwrap_or_default() {
+                let _ = waiter.send(Err(error.clone()));
+            }
+        }
+    }
+
+    /// The retry backoff is over: the deferred channels that are still pending are changes again
+    /// (the next diff sends them), those released meanwhile were unsubscribed by the diff already.
+    fn retry_now(&mut self) {
+        for channel in std::mem::take(&mut self.retry) {
+            if self.link.get(&channel) == Some(&Sub::Pending) {
+                self.link.remove(&channel);
+                self.refs.touch(channel);
             }
         }
     }
@@ -254,6 +283,7 @@ impl Table {
     fn lost(&mut self) {
         self.live = false;
         self.link.clear();
+        self.retry.clear();
         // The next connection starts from nothing: every referenced channel is a change.
         self.refs.touch_all();
         for (_, waiters) in self.waiters.drain() {
@@ -390,8 +420,12 @@ async fn connect(
     }
 }
 
-/// Sends what changed in the table until nothing is left to send: one UNSUBSCRIBE and one
-/// SUBSCRIBE per round trip, covering every change made since the previous one.
+/// Sends what changed in the table until nothing is left to send: one UNSUBSCRIBE and the
+/// SUBSCRIBEs per round trip, covering every change made since the previous one. SUBSCRIBEs go in
+/// batches of [`config::DEFAULT_SUBSCRIBE_BATCH`] channels, one after the other, so a reconnect
+/// that resubscribes thousands of channels on a slow Redis gets each batch confirmed within the
+/// limit. A batch that times out is deferred (retried alone with backoff by the manager) while the
+/// link and the channels already subscribed keep working; only a failed connection is an error.
 async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), String> {
     loop {
         let (subscribe, unsubscribe) = shared.table().diff();
@@ -404,19 +438,44 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), St
             }
             let mut sink = sink.clone();
             match tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&unsubscribe)).await {
-                Ok(r) => r.map_err(|e| BackplaneError::Redis(describe(&e))),
-                Err(_) => Err(BackplaneError::Redis("UNSUBSCRIBE timed out".into())),
+                Ok(r) => r.map_err(|e| describe(&e)),
+                // Already forgotten by the table; Redis drops them when the command gets through.
+                Err(_) => {
+                    shared.record_error(format!(
+                        "UNSUBSCRIBE of {} channel(s) took over {COMMAND_TIMEOUT:?}: Redis is slow",
+                        unsubscribe.len()
+                    ));
+                    Ok(())
+                }
             }
         };
         let subscribed = async {
-            if subscribe.is_empty() {
-                return Ok(());
+            for batch in subscribe.chunks(config::DEFAULT_SUBSCRIBE_BATCH.max(1)) {
+                let mut sink = sink.clone();
+                match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(batch)).await {
+                    Ok(Ok(())) => shared.table().confirmed(batch),
+                    Ok(Err(e)) => {
+                        let e = BackplaneError::Redis(describe(&e));
+                        shared.table().failed(batch, &e);
+                        return Err(e);
+                    }
+                    Err(_) => {
+                        let e = BackplaneError::Redis(format!(
+                            "SUBSCRIBE took over {COMMAND_TIMEOUT:?}; retrying those channels"
+                        ));
+                        tracing::warn!(
+                            channels = batch.len(),
+                            "a SUBSCRIBE timed out: Redis is slow; retrying those channels alone with backoff"
+                        );
+                        shared.record_error(format!(
+                            "SUBSCRIBE of {} channel(s) took over {COMMAND_TIMEOUT:?} (Redis is slow); retrying them",
+                            batch.len()
+                        ));
+                        shared.table().deferred(batch, &e);
+                    }
+                }
             }
-            let mut sink = sink.clone();
-            match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&subscribe)).await {
-                Ok(r) => r.map_err(|e| BackplaneError::Redis(describe(&e))),
-                Err(_) => Err(BackplaneError::Redis("SUBSCRIBE timed out".into())),
-            }
+            Ok(())
         };
         // Both commands are queued on the one connection in this order, so a channel released
         // and taken again across two rounds is always unsubscribed before it is subscribed.
@@ -426,25 +485,44 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), St
             unsubscribed = unsubscribe.len(),
             "subscriptions synced"
         );
-        match subscribed {
-            Ok(()) => shared.table().confirmed(&subscribe),
-            Err(e) => {
-                shared.table().failed(&subscribe, &e);
-                return Err(format!("subscribing: {e}"));
-            }
-        }
+        subscribed.map_err(|e| format!("subscribing: {e}"))?;
         unsubscribed.map_err(|e| format!("unsubscribing: {e}"))?;
     }
 }
 
 /// The subscription manager of one pub/sub connection: syncs after every change until the
-/// connection fails (its error is returned).
+/// connection fails (its error is returned). Channels whose SUBSCRIBE timed out are sent again
+/// at one deadline per round of retries (doubling from `DEFAULT_SUBSCRIBE_RETRY_BASE` up to
+/// `DEFAULT_SUBSCRIBE_RETRY_MAX`), which other changes do not push back.
 async fn manage_subscriptions(sink: PubSubSink, shared: Arc<Shared>) -> String {
+    let mut attempt: u32 = 0;
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         if let Err(e) = sync_subscriptions(&sink, &shared).await {
             return e;
         }
-        shared.changed.notified().await;
+        if shared.table().retry.is_empty() {
+            attempt = 0;
+            retry_at = None;
+            shared.changed.notified().await;
+            continue;
+        }
+        let deadline = *retry_at.get_or_insert_with(|| {
+            let delay = backoff(
+                attempt,
+                config::DEFAULT_SUBSCRIBE_RETRY_BASE,
+                config::DEFAULT_SUBSCRIBE_RETRY_MAX,
+            );
+            attempt = attempt.saturating_add(1);
+            tokio::time::Instant::now() + delay
+        });
+        tokio::select! {
+            _ = shared.changed.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                retry_at = None;
+                shared.table().retry_now();
+            }
+        }
     }
 }
 
@@ -749,5 +827,45 @@ mod tests {
             (names(&["a"]), vec![]),
             "a failed SUBSCRIBE is tried again"
         );
+    }
+
+    #[test]
+    fn a_timed_out_subscribe_is_retried_alone_and_a_release_meanwhile_unsubscribes() {
+        let mut t = Table::default();
+        t.add("old", 1);
+        let (sub, _) = t.diff();
+        t.confirmed(&sub);
+        t.add("slow", 1);
+        t.add("gone", 1);
+        let (sub, _) = t.diff();
+        let (tx, mut rx) = oneshot::channel();
+        t.waiters.entry("slow".into()).or_default().push(tx);
+        t.deferred(&sub, &BackplaneError::Redis("timed out".into()));
+        assert!(
+            matches!(rx.try_recv(), Ok(Err(_))),
+            "the waiter hears the timeout"
+        );
+        assert_eq!(
+            t.link.get("old"),
+            Some(&Sub::Confirmed),
+            "the others are untouched"
+        );
+        assert_eq!(
+            t.diff(),
+            (vec![], vec![]),
+            "nothing is re-sent before the backoff is over"
+        );
+        // Released while deferred: Redis may have subscribed it late, so it is unsubscribed.
+        t.add("gone", -1);
+        assert_eq!(t.diff(), (vec![], names(&["gone"])));
+        t.retry_now();
+        assert_eq!(
+            t.diff(),
+            (names(&["slow"]), vec![]),
+            "only the deferred channel is sent again"
+        );
+        t.confirmed(&names(&["slow"]));
+        assert!(t.retry.is_empty());
+        assert_eq!(t.link.get("slow"), Some(&Sub::Confirmed));
     }
 }
