@@ -340,6 +340,28 @@ pub struct HubArgs {
     #[arg(long, default_value_t = config::DEFAULT_MAX_GROUPS_PER_CONNECTION)]
     pub max_groups_per_connection: usize,
 
+    /// Open connections one IP address may hold; 0 turns the cap off. Default: off when the node
+    /// listens on loopback, 1000 otherwise.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Invocations per second one connection may make on average (token bucket); past it an
+    /// invocation fails with a HubException and the connection stays open. 0 turns it off.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_INVOCATIONS_PER_SECOND, value_name = "N")]
+    pub max_invocations_per_second: u32,
+
+    /// Invocations one connection may make at once after a quiet spell (the bucket's size).
+    #[arg(long, default_value_t = config::DEFAULT_INVOCATION_BURST, value_name = "N")]
+    pub invocation_burst: u32,
+
+    /// Longest user id in bytes (user ids become Redis channel names).
+    #[arg(long, default_value_t = config::DEFAULT_MAX_USER_ID_BYTES, value_name = "BYTES")]
+    pub max_user_id_bytes: usize,
+
+    /// Longest group name in bytes (group names become Redis channel names).
+    #[arg(long, default_value_t = config::DEFAULT_MAX_GROUP_NAME_BYTES, value_name = "BYTES")]
+    pub max_group_name_bytes: usize,
+
     /// Write every delivery with its own `send`, instead of submitting a fan-out's writes
     /// together through io_uring (used where the kernel allows it; Docker's default seccomp
     /// profile does not, and then `send` is used anyway).
@@ -354,7 +376,8 @@ pub struct HubArgs {
     #[arg(long, default_value_t = config::DEFAULT_KEEP_ALIVE.as_secs())]
     pub keep_alive_secs: u64,
 
-    /// Seconds of client silence (after its first ping) before it is dropped.
+    /// Seconds of client silence before it is dropped, counted from its handshake (clients ping
+    /// every 15 s).
     #[arg(long, default_value_t = config::DEFAULT_CLIENT_TIMEOUT.as_secs())]
     pub client_timeout_secs: u64,
 
@@ -394,6 +417,13 @@ impl HubArgs {
         config.max_connections = self.max_connections;
         config.max_message_size = self.max_message_size;
         config.max_groups_per_connection = self.max_groups_per_connection;
+        config.max_connections_per_ip = self.max_connections_per_ip;
+        config.limits = crate::hub::limits::ClientLimits {
+            max_user_id_bytes: self.max_user_id_bytes,
+            max_group_name_bytes: self.max_group_name_bytes,
+            invocations_per_second: self.max_invocations_per_second,
+            invocation_burst: self.invocation_burst,
+        };
         config.io_uring = !self.no_io_uring;
         config.outbound_queue = self.outbound_queue;
         config.keep_alive = Duration::from_secs(self.keep_alive_secs.max(1));

@@ -59,6 +59,28 @@ pub const DEFAULT_BACKPLANE_INBOX: usize = 8192;
 /// once instead of waiting out [`DEFAULT_GROUP_ACK_TIMEOUT`] for an ack that was thrown away.
 pub const DEFAULT_CONTROL_INBOX: usize = 16_384;
 
+/// Longest user id in bytes. A user id becomes a Redis channel name (`{prefix}{hub}:user:{id}`)
+/// in the shared Redis, so it is bounded; 256 bytes holds any e-mail address, GUID or `sub` claim.
+pub const DEFAULT_MAX_USER_ID_BYTES: usize = 256;
+
+/// Longest group name in bytes: each becomes a Redis channel name; 1 KiB leaves room for
+/// structured names ("tenant/room/thread") while one client cannot fill Redis with 32 KiB names.
+pub const DEFAULT_MAX_GROUP_NAME_BYTES: usize = 1024;
+
+/// Invocations per second one connection may make on average (token bucket): a person typing or
+/// a bot posting is far below 100/s; past it an invocation fails with a HubException (the
+/// connection stays), so one client cannot flood a node and its backplane.
+pub const DEFAULT_MAX_INVOCATIONS_PER_SECOND: u32 = 100;
+
+/// Invocations one connection may make at once after a quiet spell (the bucket's size): room for
+/// a client that joins a few dozen groups right after connecting.
+pub const DEFAULT_INVOCATION_BURST: u32 = 200;
+
+/// Open connections from one IP address on a node that listens beyond loopback (off on a loopback
+/// listener, where every client is this machine): a client cannot take the whole node-wide cap,
+/// while 1,000 still fits a large office behind one NAT address. `--max-connections-per-ip`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+
 /// Groups one connection may be in. Each first local member of a group costs a Redis SUBSCRIBE
 /// and a channel on the node's pub/sub connection, so one client must not be able to make the node
 /// subscribe without limit; 100 is far more rooms than a chat user sits in (ASP.NET Core has no

@@ -89,6 +89,9 @@ pub struct ConnectionStats {
     pub rejected: u64,
     /// TCP connections closed at once because the node was at its connection cap.
     pub refused: u64,
+    /// TCP connections closed at once because their IP address was at the per-IP cap.
+    #[serde(default)]
+    pub refused_per_ip: u64,
 }
 
 /// Message counters.
@@ -119,6 +122,10 @@ pub struct MessageStats {
     /// inbox was full: only a flood from other nodes fills it (`config::DEFAULT_CONTROL_INBOX`).
     #[serde(default)]
     pub control_dropped: u64,
+    /// Invocations refused with a HubException because their connection was past its rate limit
+    /// (`--max-invocations-per-second`); the connections stayed open.
+    #[serde(default)]
+    pub invocations_limited: u64,
 }
 
 /// The backplane link.

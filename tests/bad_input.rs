@@ -470,7 +470,7 @@ async fn keep_alive_pings_and_the_client_timeout() {
     let mut ws = json_connection(&node).await;
     // Silence from the server side is filled with pings (checked every second).
     assert_eq!(next_data(&mut ws).await, b"{\"type\":6}\x1e");
-    // The timeout is armed by the client's first ping; then silence ends the connection.
+    // A ping resets the timeout; then silence ends the connection.
     send_text(&mut ws, "{\"type\":6}\u{1e}").await;
     loop {
         let frame = next_data(&mut ws).await;

@@ -367,11 +367,15 @@ async fn read_loop(
     protocol: Protocol,
     outbox: &Outbox,
 ) -> ReadEnd {
-    // ASP.NET Core arms the client timeout only after the first Ping from the client (A.6.3).
-    let mut timeout_armed = false;
+    // The client timeout runs from the handshake: a client that completes it and then sends
+    // nothing is closed after `client_timeout` (ASP.NET Core's ClientTimeoutInterval), so a
+    // silent socket cannot hold a place on the node for ever. Clients ping every 15 s.
+    let limits = &node.config.limits;
+    let mut bucket = super::limits::TokenBucket::full(limits, std::time::Instant::now());
     let caller = Caller {
         connection_id: id,
         user,
+        limits,
     };
     loop {
         loop {
@@ -389,7 +393,7 @@ async fn read_loop(
                 Err(e) => return ReadEnd::Error(e.to_string()),
             };
             match message {
-                HubMessage::Ping => timeout_armed = true,
+                HubMessage::Ping => {}
                 HubMessage::Close { .. } => return ReadEnd::ClientClosed,
                 HubMessage::Invocation {
                     invocation_id,
@@ -398,17 +402,20 @@ async fn read_loop(
                     stream_ids,
                     ..
                 } => {
-                    let result =
-                        if stream_ids.as_ref().is_some_and(|s| !s.is_empty()) && dispatch::exists(&target) {
-                            let n = stream_ids.as_ref().map_or(0, Vec::len);
-                            Err(HubError::Failed(format!(
-                                "Client sent {n} stream(s), Hub method expects 0."
-                            )))
-                        } else {
-                            // Boxed: the hub method's future lives only while it runs, instead
-                            // of widening every idle connection's task (see `serve`).
-                            Box::pin(dispatch::invoke(&node.lifetime, &caller, &target, arguments)).await
-                        };
+                    let result = if !bucket.take(limits, std::time::Instant::now()) {
+                        Stats::inc(&node.stats.invocations_limited);
+                        Err(HubError::Hub(super::limits::rate_limited(limits)))
+                    } else if stream_ids.as_ref().is_some_and(|s| !s.is_empty()) && dispatch::exists(&target)
+                    {
+                        let n = stream_ids.as_ref().map_or(0, Vec::len);
+                        Err(HubError::Failed(format!(
+                            "Client sent {n} stream(s), Hub method expects 0."
+                        )))
+                    } else {
+                        // Boxed: the hub method's future lives only while it runs, instead
+                        // of widening every idle connection's task (see `serve`).
+                        Box::pin(dispatch::invoke(&node.lifetime, &caller, &target, arguments)).await
+                    };
                     complete(protocol, outbox, node, invocation_id, &target, result);
                 }
                 HubMessage::StreamInvocation {
@@ -436,15 +443,9 @@ async fn read_loop(
             }
         }
 
-        let timeout = timeout_armed.then_some(node.config.client_timeout);
         let step = tokio::select! {
             _ = outbox.killed().cancelled() => return ReadEnd::Killed,
-            step = async {
-                match timeout {
-                    Some(limit) => tokio::time::timeout(limit, reader.read()).await.ok(),
-                    None => Some(reader.read().await),
-                }
-            } => step,
+            step = tokio::time::timeout(node.config.client_timeout, reader.read()) => step.ok(),
         };
         match step {
             Some(ReadStep::Data { pings }) => {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::lifetime::{GroupOpError, Lifetime, Target};
+use super::limits::{ClientLimits, Name, check_name};
 use crate::protocol::{HubMessage, Value};
 
 /// The caller of a hub method.
@@ -17,6 +18,22 @@ pub(crate) struct Caller<'a> {
     /// `Context.UserIdentifier`: no chat method reads it yet, the connection fills it in.
     #[allow(dead_code)]
     pub user: Option<&'a str>,
+    /// The node's limits on names (user ids and group names become Redis channel names).
+    pub limits: &'a ClientLimits,
+}
+
+/// A user id argument, within its length limit.
+fn user_arg(args: &[Value], index: usize, caller: &Caller<'_>) -> Result<String, HubError> {
+    let user = required(args, index, "userId")?;
+    check_name(caller.limits, Name::UserId, &user).map_err(HubError::Hub)?;
+    Ok(user)
+}
+
+/// A group name argument, within its length limit.
+fn group_arg(args: &[Value], index: usize, caller: &Caller<'_>) -> Result<String, HubError> {
+    let group = required(args, index, "group")?;
+    check_name(caller.limits, Name::Group, &group).map_err(HubError::Hub)?;
+    Ok(group)
 }
 
 /// Why an invocation failed; `completion_text` gives what the client sees.
@@ -215,15 +232,15 @@ pub(crate) async fn invoke(
             lifetime.send(Target::All { excluded: &[me] }, &msg).await;
         }
         Method::JoinGroup => {
-            let group = required(&args, 0, "group")?;
+            let group = group_arg(&args, 0, caller)?;
             lifetime.add_to_group(me, &group).await?;
         }
         Method::LeaveGroup => {
-            let group = required(&args, 0, "group")?;
+            let group = group_arg(&args, 0, caller)?;
             lifetime.remove_from_group(me, &group).await?;
         }
         Method::SendToGroup => {
-            let group = required(&args, 0, "group")?;
+            let group = group_arg(&args, 0, caller)?;
             let msg = receive_message(&args, 1)?;
             let target = Target::Group {
                 group: &group,
@@ -232,7 +249,7 @@ pub(crate) async fn invoke(
             lifetime.send(target, &msg).await;
         }
         Method::SendToUser => {
-            let user = required(&args, 0, "userId")?;
+            let user = user_arg(&args, 0, caller)?;
             let msg = receive_message(&args, 1)?;
             lifetime.send(Target::User(&user), &msg).await;
         }
@@ -243,12 +260,12 @@ pub(crate) async fn invoke(
         }
         Method::AddToGroup => {
             let id = required(&args, 0, "connectionId")?;
-            let group = required(&args, 1, "group")?;
+            let group = group_arg(&args, 1, caller)?;
             lifetime.add_to_group(&id, &group).await?;
         }
         Method::RemoveFromGroup => {
             let id = required(&args, 0, "connectionId")?;
-            let group = required(&args, 1, "group")?;
+            let group = group_arg(&args, 1, caller)?;
             lifetime.remove_from_group(&id, &group).await?;
         }
         Method::Echo => return Ok(args.into_iter().next()),

@@ -69,7 +69,20 @@ where
             drop(io);
             continue;
         }
-        let slot = ConnSlot(Arc::new(LiveSlot(node.clone())));
+        let ip = per_ip_key(peer.ip());
+        if let Some(max) = node.per_ip_cap
+            && !node.per_ip.try_take(ip, max)
+        {
+            node.live.fetch_sub(1, Ordering::SeqCst);
+            Stats::inc(&node.stats.refused_per_ip);
+            tracing::debug!(%ip, max, "connection refused: its address is at the per-IP cap");
+            drop(io);
+            continue;
+        }
+        let slot = ConnSlot(Arc::new(LiveSlot {
+            node: node.clone(),
+            ip: node.per_ip_cap.map(|_| ip),
+        }));
         match node.tls.clone() {
             Some(acceptor) => {
                 connections.spawn(serve_tls(io, acceptor, router.clone(), slot, peer, node.clone()))
@@ -459,7 +472,10 @@ async fn hub_get(
                     ),
                 );
             }
-            ConnSlot(Arc::new(LiveSlot(node.clone())))
+            ConnSlot(Arc::new(LiveSlot {
+                node: node.clone(),
+                ip: None,
+            }))
         }
     };
     let connection_id = match &token {
@@ -487,7 +503,7 @@ async fn hub_get(
     // The upgrade completes once this response is written: a short task waits for it, then the
     // connection gets a task of its own (so the wait's state does not live as long as it).
     node.tracker.clone().spawn(async move {
-        let node = slot.0.0.clone();
+        let node = slot.0.node.clone();
         let socket = match on_upgrade.await {
             Ok(upgraded) => match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
                 Ok(parts) => connection::Socket::Tcp {
@@ -542,12 +558,28 @@ fn websocket_accept(headers: &HeaderMap) -> Option<HeaderValue> {
     HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
 }
 
-/// One place under the connection cap, released when dropped (the connection ended).
-struct LiveSlot(Arc<NodeShared>);
+/// One place under the connection cap (and under its address's cap, when one is in force),
+/// released when dropped (the connection ended).
+struct LiveSlot {
+    node: Arc<NodeShared>,
+    ip: Option<std::net::IpAddr>,
+}
 
 impl Drop for LiveSlot {
     fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::SeqCst);
+        self.node.live.fetch_sub(1, Ordering::SeqCst);
+        if let Some(ip) = self.ip {
+            self.node.per_ip.release(ip);
+        }
+    }
+}
+
+/// The address a per-IP count is kept under: an IPv4-mapped IPv6 address counts as its IPv4
+/// address, so a dual-stack listener cannot be used to get two allowances.
+fn per_ip_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
     }
 }
 

@@ -110,6 +110,16 @@ pub(crate) fn render(node: &NodeShared) -> String {
         Stats::get(&s.refused_connections),
     );
     m.counter(
+        "switchboard_connections_refused_per_ip_total",
+        "TCP connections closed at once because their IP address was at the per-IP cap (--max-connections-per-ip).",
+        Stats::get(&s.refused_per_ip),
+    );
+    m.counter(
+        "switchboard_invocations_rate_limited_total",
+        "Invocations refused with a HubException because their connection was past --max-invocations-per-second.",
+        Stats::get(&s.invocations_limited),
+    );
+    m.counter(
         "switchboard_connections_rejected_total",
         "Negotiate requests refused with 503 (too many pending negotiations).",
         Stats::get(&s.rejected_connections),

@@ -18,6 +18,7 @@ mod access;
 mod connection;
 pub(crate) mod dispatch;
 pub(crate) mod lifetime;
+pub mod limits;
 mod listener;
 mod metrics;
 mod page;
@@ -80,7 +81,8 @@ pub struct NodeConfig {
     pub io_uring: bool,
     /// Server ping interval when nothing else was sent.
     pub keep_alive: Duration,
-    /// Silence after which a client is dropped (armed after its first ping, as ASP.NET Core does).
+    /// Silence after which a client is dropped, counted from its handshake and then from its last
+    /// message (ASP.NET Core's ClientTimeoutInterval).
     pub client_timeout: Duration,
     /// Time allowed for the handshake.
     pub handshake_timeout: Duration,
@@ -88,6 +90,11 @@ pub struct NodeConfig {
     pub outbound_queue: usize,
     /// Time a remote group add/remove waits for the owner's ack.
     pub group_ack_timeout: Duration,
+    /// Per-client limits: invocation rate, user id and group name lengths.
+    pub limits: limits::ClientLimits,
+    /// Open connections per client IP address: `None` for the default (off on a loopback
+    /// listener, `config::DEFAULT_MAX_CONNECTIONS_PER_IP` elsewhere), `Some(0)` for off.
+    pub max_connections_per_ip: Option<usize>,
     /// Chat messages from the backplane waiting to be fanned out (control traffic has its own
     /// queue of `config::DEFAULT_CONTROL_INBOX`).
     pub backplane_inbox: usize,
@@ -138,6 +145,8 @@ impl NodeConfig {
             outbound_queue: config::DEFAULT_OUTBOUND_QUEUE,
             group_ack_timeout: config::DEFAULT_GROUP_ACK_TIMEOUT,
             backplane_inbox: config::DEFAULT_BACKPLANE_INBOX,
+            limits: limits::ClientLimits::default(),
+            max_connections_per_ip: None,
             monitor_interval: config::DEFAULT_MONITOR_INTERVAL,
             heartbeat_interval: config::DEFAULT_HEARTBEAT_INTERVAL,
             negotiate_ttl: config::DEFAULT_NEGOTIATE_TTL,
@@ -203,6 +212,9 @@ pub(crate) struct NodeShared {
     tokens: Mutex<HashMap<String, PendingToken>>,
     /// Open TCP connections (HTTP requests, WebSockets, idle sockets), for the cap.
     pub live: AtomicUsize,
+    /// Open TCP connections per client address, and the cap in force (`None`: off).
+    pub per_ip: limits::PerIp,
+    pub per_ip_cap: Option<usize>,
     /// The TLS acceptor when the node serves HTTPS (built once from `config.tls`).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub started: Instant,
@@ -344,6 +356,10 @@ impl Node {
 
         let registry = Arc::new(Registry::with_max_groups(config.max_groups_per_connection.max(1)));
         let stats = Arc::new(Stats::default());
+        let per_ip_cap = limits::per_ip_cap(
+            config.max_connections_per_ip,
+            !access::listens_beyond_loopback(local_addr),
+        );
         let lifetime = Lifetime::new(
             channels,
             server_name.clone(),
@@ -364,6 +380,8 @@ impl Node {
             tracker: TaskTracker::new(),
             tokens: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(0),
+            per_ip: limits::PerIp::default(),
+            per_ip_cap,
             tls,
             started: Instant::now(),
             started_at: SystemTime::now(),

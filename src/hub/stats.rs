@@ -31,6 +31,10 @@ pub(crate) struct Stats {
     pub rejected_connections: AtomicU64,
     /// TCP connections closed at once because the node was at its connection cap.
     pub refused_connections: AtomicU64,
+    /// TCP connections closed at once because their IP address was at the per-IP cap.
+    pub refused_per_ip: AtomicU64,
+    /// Invocations refused with a HubException because their connection was past its rate.
+    pub invocations_limited: AtomicU64,
     /// TLS handshakes that failed or timed out (a plain HTTP client on the TLS port, a client
     /// that does not trust the certificate, a socket that never sent a ClientHello).
     pub tls_handshake_failures: AtomicU64,

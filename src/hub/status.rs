@@ -58,6 +58,7 @@ pub(crate) fn document(node: &NodeShared) -> NodeStats {
             accepted: Stats::get(&s.connections_accepted),
             rejected: Stats::get(&s.rejected_connections),
             refused: Stats::get(&s.refused_connections),
+            refused_per_ip: Stats::get(&s.refused_per_ip),
         },
         groups: groups as u64,
         users: users as u64,
@@ -70,6 +71,7 @@ pub(crate) fn document(node: &NodeShared) -> NodeStats {
             backplane_dropped: backplane.inbox_dropped(),
             backplane_gaps: backplane.subscription_gaps(),
             control_dropped: node.lifetime.control_dropped(),
+            invocations_limited: Stats::get(&s.invocations_limited),
         },
         backplane: BackplaneStats {
             kind: backplane.kind().to_string(),
