@@ -201,6 +201,14 @@ async fn latency(a: &NodeHandle, b: &NodeHandle, messages: usize) {
     }
 }
 
+/// A node config without the per-connection invocation rate limit: these scenarios measure the
+/// message path at rates one sender may exceed on purpose (a limited node would refuse them).
+fn unlimited(name: &str) -> NodeConfig {
+    let mut config = NodeConfig::new(name);
+    config.limits.invocations_per_second = 0;
+    config
+}
+
 fn main() {
     let clients = env_usize("FANOUT_CLIENTS", 500);
     let messages = env_usize("FANOUT_MESSAGES", 1000);
@@ -217,7 +225,7 @@ fn main() {
             cpu_scenario().await;
         }
         if wanted("memory") {
-            let node = Node::start(NodeConfig::new("bench"), BackplaneChoice::Alone)
+            let node = Node::start(unlimited("bench"), BackplaneChoice::Alone)
                 .await
                 .unwrap();
             run("memory", std::slice::from_ref(&node), clients, messages, senders).await;
@@ -234,10 +242,10 @@ fn main() {
             }
         };
         let url = redis.url();
-        let a = Node::start(NodeConfig::new("a"), BackplaneChoice::RedisUrl(url.clone()))
+        let a = Node::start(unlimited("a"), BackplaneChoice::RedisUrl(url.clone()))
             .await
             .unwrap();
-        let b = Node::start(NodeConfig::new("b"), BackplaneChoice::RedisUrl(url))
+        let b = Node::start(unlimited("b"), BackplaneChoice::RedisUrl(url))
             .await
             .unwrap();
         for n in [&a, &b] {

@@ -421,6 +421,8 @@ async fn negotiate_answers_follow_the_transport_protocol() {
 async fn a_client_that_does_not_read_is_disconnected_and_counted() {
     let mut config = NodeConfig::new("n");
     config.outbound_queue = 256;
+    // This test is about a slow reader, not a fast sender: the sender's flood is not rate-limited.
+    config.limits.invocations_per_second = 0;
     let node = start(config).await;
     // A client that completes the handshake and then never reads again.
     let _stuck = json_connection(&node).await;
@@ -465,7 +467,8 @@ async fn a_client_that_does_not_read_is_disconnected_and_counted() {
 async fn keep_alive_pings_and_the_client_timeout() {
     let mut config = NodeConfig::new("n");
     config.keep_alive = Duration::from_secs(1);
-    config.client_timeout = Duration::from_millis(1500);
+    // Past the first server ping (due after 1 s of idleness, checked every second).
+    config.client_timeout = Duration::from_secs(3);
     let node = start(config).await;
     let mut ws = json_connection(&node).await;
     // Silence from the server side is filled with pings (checked every second).

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use common::{STEP, connect, start_node, unique_prefix, wait_connected, within, within_for};
+use common::{STEP, connect, start_node_with, unique_prefix, wait_connected, within, within_for};
 use switchboard::client::{ClientEvent, ClientOptions, HubClient, str_args};
 use switchboard::hub::{BackplaneChoice, NodeHandle};
 use switchboard::protocol::{CompletionResult, Protocol, Value};
@@ -54,8 +54,16 @@ struct Received {
 async fn cross_node_delivery_resumes_after_redis_restarts_and_losses_are_counted_exactly() {
     let mut redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
-    let b = start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    // The measured sender sends 200 invocations/s, past the default per-connection rate limit
+    // (this test is about Redis restarts, not about that limit): the limit is off here.
+    let node = |name: &str| {
+        let mut config = switchboard::hub::NodeConfig::new(name);
+        config.channel_prefix = prefix.clone();
+        config.limits.invocations_per_second = 0;
+        config
+    };
+    let a = start_node_with(node("node-a"), BackplaneChoice::RedisUrl(redis.url())).await;
+    let b = start_node_with(node("node-b"), BackplaneChoice::RedisUrl(redis.url())).await;
     wait_connected(&a).await;
     wait_connected(&b).await;
 
