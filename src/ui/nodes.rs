@@ -196,13 +196,31 @@ fn node_row(
             widgets::greyed(t)
         }
     };
-    ui.label(text(row.name.clone()).strong()).on_hover_text(format!(
-        "hub {}\nstats {}\nserver {}\nprobe connection {}",
-        row.target.hub_url,
-        row.target.monitor_url.as_deref().unwrap_or("none"),
-        row.stats.as_ref().map(|s| s.server_name.as_str()).unwrap_or("?"),
-        row.probe_connection_id.as_deref().unwrap_or("none"),
-    ));
+    // The first column, whose place never moves with the widths of the others: the trust
+    // words and button sit here, next to the name.
+    ui.horizontal(|ui| {
+        ui.label(text(row.name.clone()).strong()).on_hover_text(format!(
+            "hub {}\nstats {}\nserver {}\nprobe connection {}",
+            row.target.hub_url,
+            row.target.monitor_url.as_deref().unwrap_or("none"),
+            row.stats.as_ref().map(|s| s.server_name.as_str()).unwrap_or("?"),
+            row.probe_connection_id.as_deref().unwrap_or("none"),
+        ));
+        if !row.trusted {
+            if ui
+                .small_button("Trust")
+                .on_hover_text("Send this node the tokens from now on, and remember it as a named node")
+                .clicked()
+            {
+                actions.push(Action::Monitor(MonitorCommand::TrustNode(row.target.clone())));
+            }
+            ui.label(RichText::new("discovered, not trusted").color(widgets::WARN))
+                .on_hover_text(
+                    "Known only from its heartbeat, which anyone who can publish on the Redis can \
+                     forge: probed without the monitor token or the node token",
+                );
+        }
+    });
     let (color, words) = row_state(row, now);
     ui.horizontal(|ui| {
         widgets::dot(ui, color);
@@ -334,25 +352,9 @@ fn node_row(
             ui.label("–");
         }
     });
-    ui.horizontal(|ui| {
-        if !row.trusted {
-            ui.label(RichText::new("discovered, not trusted").color(widgets::WARN))
-                .on_hover_text(
-                    "Known only from its heartbeat, which anyone who can publish on the Redis can \
-                     forge: probed without the monitor token or the node token",
-                );
-            if ui
-                .small_button("Trust")
-                .on_hover_text("Send this node the tokens from now on, and remember it as a named node")
-                .clicked()
-            {
-                actions.push(Action::Monitor(MonitorCommand::TrustNode(row.target.clone())));
-            }
-        }
-        if ui.small_button("Remove").clicked() {
-            actions.push(Action::RemoveNode(row.target.hub_url.clone()));
-        }
-    });
+    if ui.small_button("Remove").clicked() {
+        actions.push(Action::RemoveNode(row.target.hub_url.clone()));
+    }
 }
 
 /// The line under the table about heartbeats the runtime did not follow (nothing when none).
