@@ -401,3 +401,39 @@ async fn discovered_nodes_are_capped_and_bad_heartbeats_ignored() {
     monitor.shutdown();
     within_stop(&monitor).await;
 }
+
+/// The demo's in-process bus: only the demo's own nodes can heartbeat there, so they are trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_the_in_process_bus_are_trusted() {
+    let bus = switchboard::backplane::memory::MemoryBus::new();
+    let prefix = unique_prefix();
+    let node = common::start_node(
+        "mem-a",
+        switchboard::hub::BackplaneChoice::Memory(bus.clone()),
+        &prefix,
+    )
+    .await;
+    let (monitor, rx) = MonitorHandle::start_with(MonitorOptions::default());
+    let mut seen = Seen {
+        rx,
+        events: Vec::new(),
+    };
+    assert!(monitor.command(MonitorCommand::SetTap(Some(TapSource::Memory {
+        bus,
+        prefix: prefix.clone(),
+    }))));
+    let hub = node.hub_url();
+    let trusted = seen
+        .find("the demo node's trust", |e| match e {
+            MonitorEvent::Node {
+                hub_url,
+                event: NodeEvent::Trusted(t),
+            } if *hub_url == hub => Some(*t),
+            _ => None,
+        })
+        .await;
+    assert!(trusted);
+    monitor.shutdown();
+    within_stop(&monitor).await;
+    node.shutdown().await;
+}

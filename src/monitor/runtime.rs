@@ -9,7 +9,8 @@
 //! rules (`--trust-nodes`). A node known only from a heartbeat is watched without any token, and
 //! at most [`config::DEFAULT_MAX_DISCOVERED_NODES`] of those are kept; more, and heartbeats with
 //! URLs that are not web URLs or that carry a user or password, are only counted
-//! ([`MonitorEvent::Discovery`]).
+//! ([`MonitorEvent::Discovery`]). Heartbeats on the demo's in-process bus come from the demo's own
+//! nodes only: those nodes are trusted.
 //!
 //! Called by `link` (the dashboard) and tests. Uses `tap`, `probe` and `client`; never `hub` or `ui`.
 
@@ -103,6 +104,7 @@ impl MonitorHandle {
             node_credentials: options.node_credentials,
             trust_rules: options.trust_rules,
             counts: DiscoveryCounts::default(),
+            in_process_tap: false,
             over_cap: HashSet::new(),
             directory: cancel.child_token(),
             directory_limiter: super::lookup::Limiter::default(),
@@ -215,6 +217,9 @@ struct Supervisor {
     node_credentials: NodeCredentials,
     trust_rules: TrustRules,
     counts: DiscoveryCounts,
+    /// The tap is the demo's in-process bus: its heartbeats come from the demo's own nodes (no
+    /// one outside the process can publish there), so the nodes they announce are trusted.
+    in_process_tap: bool,
     /// Hub URLs already counted in `counts.over_cap` (bounded by [`OVER_CAP_REMEMBERED`]).
     over_cap: HashSet<String>,
     /// The directory search running, cancelled by the next one (one at a time).
@@ -252,6 +257,7 @@ impl Supervisor {
                 }
                 self.stop_tap().await;
                 self.tap_source = source.clone();
+                self.in_process_tap = matches!(source, Some(super::TapSource::Memory { .. }));
                 match source {
                     None => self.sink.push(MonitorEvent::Tap {
                         state: LinkState::Idle,
@@ -410,10 +416,13 @@ impl Supervisor {
         self.watch(target, false);
     }
 
-    /// Whether the rules trust a node that was not named.
+    /// Whether a node that was not named is trusted: the rules say so, or it was announced on
+    /// the demo's in-process bus.
     fn trusts(&self, target: &NodeTarget) -> bool {
-        self.trust_rules
-            .trusts_node(&target.hub_url, target.monitor_url.as_deref())
+        self.in_process_tap
+            || self
+                .trust_rules
+                .trusts_node(&target.hub_url, target.monitor_url.as_deref())
     }
 
     /// Hub URLs of the trusted nodes (the lookups and directory searches send the monitor token
