@@ -24,7 +24,9 @@ use crate::monitor::model::health::{
     self, BufferLimit, ClientListInput, Delivery, Finding, HealthInputs, Heartbeat, HubObservation,
     NodeObservation, NodeReach, NodeSnapshot, Verdict,
 };
+use crate::monitor::model::trust::{TrustRules, acceptable_announcement};
 use crate::monitor_token::MonitorToken;
+use crate::node_token::NodeCredentials;
 use crate::protocol::Value;
 use crate::redis_conn::{Addr, RedisConnector, RedisSpec, describe};
 use crate::status_doc::{Announcement, NodeStats};
@@ -54,6 +56,9 @@ pub struct CheckNode {
     pub hub_url: String,
     /// `None` for a node without a monitor endpoint (ASP.NET Core).
     pub stats_url: Option<String>,
+    /// Named with `--node` or matching `--trust-nodes`: only then does it get the monitor token
+    /// and the node token. A node known only from a heartbeat is checked without either.
+    pub trusted: bool,
 }
 
 impl CheckNode {
@@ -74,6 +79,7 @@ impl CheckNode {
         Ok(CheckNode {
             hub_url: hub.trim_end_matches('/').to_string(),
             stats_url,
+            trusted: true,
         })
     }
 }
@@ -99,7 +105,12 @@ pub struct CheckOptions {
     pub hub_name: Option<String>,
     pub send_method: String,
     pub receive_method: String,
+    /// Sent to trusted nodes only (see [`CheckNode::trusted`]).
     pub token: Option<MonitorToken>,
+    /// The bearer for the canary's hub clients, trusted nodes only.
+    pub node_credentials: NodeCredentials,
+    /// `--trust-nodes` globs: discovered nodes whose hub URL matches are trusted.
+    pub trust_nodes: TrustRules,
     pub node_tls: Option<NodeTls>,
     /// ASP.NET SignalR 2 event keys whose counter (`GET`) and subscribers (`PUBSUB NUMSUB`) are
     /// reported (SIGNALR-WIRE.md C.1: the key names both the channel and the counter).
@@ -200,6 +211,7 @@ pub async fn run(options: CheckOptions) -> CheckReport {
     let mut heartbeats: Vec<Announcement> = Vec::new();
     let mut nodes = options.nodes.clone();
     let mut discovery_note = None;
+    let mut ignored_heartbeats = 0usize;
     let mut listener = listener;
     if nodes.is_empty() {
         if let Some(l) = listener.take() {
@@ -210,12 +222,17 @@ pub async fn run(options: CheckOptions) -> CheckReport {
         }
         let mut seen = BTreeSet::new();
         for a in &heartbeats {
+            if !acceptable_announcement(&[&a.hub_url, &a.url, &a.monitor_url]) {
+                ignored_heartbeats += 1;
+                continue;
+            }
             if !a.hub_url.is_empty() && seen.insert(a.hub_url.clone()) {
                 let stats_url = (!a.monitor_url.is_empty() || !a.url.is_empty())
                     .then(|| format!("{}/switchboard/stats", a.url.trim_end_matches('/')));
                 nodes.push(CheckNode {
                     hub_url: a.hub_url.clone(),
-                    stats_url,
+                    stats_url: stats_url.clone(),
+                    trusted: options.trust_nodes.trusts_node(&a.hub_url, stats_url.as_deref()),
                 });
             }
         }
@@ -345,6 +362,26 @@ pub async fn run(options: CheckOptions) -> CheckReport {
         }
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     }
+    if ignored_heartbeats > 0 {
+        findings.push(Finding::new(
+            "nodes",
+            health::Severity::Info,
+            format!(
+                "{ignored_heartbeats} heartbeat(s) ignored: their URLs are not http(s):// or ws(s)://, or carry a user or password"
+            ),
+        ));
+    }
+    let untrusted = nodes.iter().filter(|n| !n.trusted).count();
+    let has_tokens = options.token.is_some() || !options.node_credentials.is_none();
+    if untrusted > 0 && has_tokens {
+        findings.push(Finding::new(
+            "nodes",
+            health::Severity::Info,
+            format!(
+                "{untrusted} discovered node(s) not trusted: checked without tokens (name them with --node or --trust-nodes GLOB)"
+            ),
+        ));
+    }
     if let Some(note) = discovery_note {
         findings.push(Finding::new("nodes", health::Severity::Info, note));
     }
@@ -419,7 +456,8 @@ async fn node_stats(node: &CheckNode, options: &CheckOptions, deadline: Instant)
         return StatsResult::NoMonitor;
     };
     let limit = remaining(deadline).min(directory::PAGE_TIMEOUT);
-    match directory::get(url, options.token.as_ref(), options.node_tls.as_ref(), limit).await {
+    let token = options.token.as_ref().filter(|_| node.trusted);
+    match directory::get(url, token, options.node_tls.as_ref(), limit).await {
         Ok(response) if response.status == 200 => match response.json::<NodeStats>() {
             Ok(stats) => StatsResult::Stats(Box::new(stats)),
             Err(_) => StatsResult::NoMonitor,
@@ -453,6 +491,11 @@ async fn connect(node: &CheckNode, options: &CheckOptions, deadline: Instant) ->
         user: Some(CHECK_USER.to_string()),
         connect_timeout: remaining(deadline).max(Duration::from_millis(100)),
         tls: options.node_tls.clone(),
+        token: if node.trusted {
+            options.node_credentials.bearer_for(CHECK_USER)
+        } else {
+            None
+        },
         ..ClientOptions::default()
     };
     HubClient::connect(&node.hub_url, opts)

@@ -44,6 +44,51 @@ fn monitor_token(arg: Option<&TokenArg>) -> anyhow::Result<Option<MonitorToken>>
     }
 }
 
+/// The environment variable read for `--node-token`.
+pub const NODE_TOKEN_ENV: &str = "SWITCHBOARD_NODE_TOKEN";
+
+/// The token the tools that connect to nodes present (dashboard probes, `check`, `load`): one
+/// static token, or HS256 tokens minted per identity from a secret file. Never saved, never
+/// logged.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeTokenArgs {
+    /// Bearer token sent to nodes (hubs started with --auth jwt) on negotiate and the WebSocket
+    /// upgrade. Never saved; prefer the SWITCHBOARD_NODE_TOKEN variable (the command line shows
+    /// in `ps`).
+    #[arg(long, env = NODE_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub node_token: Option<TokenArg>,
+    /// Mint a short-lived HS256 token per client identity (`sub` = its user id) from the secret
+    /// in FILE (the hubs' --jwt-secret-file; one trailing line break is ignored).
+    #[arg(long, value_name = "FILE", conflicts_with = "node_token")]
+    pub node_jwt_secret_file: Option<std::path::PathBuf>,
+    /// The `iss` of minted tokens (the hubs' --jwt-issuer).
+    #[arg(long, value_name = "ISSUER", requires = "node_jwt_secret_file")]
+    pub node_jwt_issuer: Option<String>,
+    /// The `aud` of minted tokens (the hubs' --jwt-audience).
+    #[arg(long, value_name = "AUDIENCE", requires = "node_jwt_secret_file")]
+    pub node_jwt_audience: Option<String>,
+}
+
+impl NodeTokenArgs {
+    /// The credentials these flags ask for; errors name the flag, never the token.
+    pub fn credentials(&self) -> anyhow::Result<crate::node_token::NodeCredentials> {
+        use crate::node_token::NodeCredentials;
+        if let Some(path) = &self.node_jwt_secret_file {
+            return NodeCredentials::mint_from_secret_file(path)
+                .map(|c| {
+                    c.with_issuer(self.node_jwt_issuer.clone().filter(|i| !i.is_empty()))
+                        .with_audience(self.node_jwt_audience.clone().filter(|a| !a.is_empty()))
+                })
+                .map_err(|e| anyhow::anyhow!("--node-jwt-secret-file: {e}"));
+        }
+        match self.node_token.as_ref().filter(|t| !t.0.is_empty()) {
+            None => Ok(NodeCredentials::None),
+            Some(t) => NodeCredentials::from_token(&t.0)
+                .map_err(|e| anyhow::anyhow!("--node-token (or {NODE_TOKEN_ENV}): {e}")),
+        }
+    }
+}
+
 /// Switchboard: SignalR-compatible chat hubs scaled out through Redis, and the tools to watch them.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about, long_about = None)]
@@ -118,10 +163,21 @@ pub struct DashboardArgs {
     /// started with `switchboard hub --tls-cert` by a private CA.
     #[arg(long, value_name = "FILE")]
     pub node_ca: Option<std::path::PathBuf>,
-    /// Bearer token sent to every watched node's monitor endpoints (the nodes' --monitor-token).
-    /// Used for this run only, never saved; prefer the SWITCHBOARD_MONITOR_TOKEN variable.
+    /// Bearer token sent to the watched nodes' monitor endpoints (the nodes' --monitor-token):
+    /// to nodes named with --node, the Add node field or a workspace, or matching --trust-nodes,
+    /// never to a node known only from its heartbeat. Used for this run only, never saved;
+    /// prefer the SWITCHBOARD_MONITOR_TOKEN variable.
     #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
     pub monitor_token: Option<TokenArg>,
+
+    #[command(flatten)]
+    pub node_token: NodeTokenArgs,
+
+    /// Trust discovered nodes whose hub URL matches GLOB (`*` any run of characters, `?` one,
+    /// whole URL, case-insensitive; e.g. 'http://10.0.0.*:5000/chat'): they get the monitor and
+    /// node tokens. Repeatable; remembered with the settings and saved in workspaces.
+    #[arg(long = "trust-nodes", value_name = "GLOB")]
+    pub trust_nodes: Vec<String>,
 }
 
 /// The demo's knobs; everything else is set from the UI while it runs.
@@ -596,6 +652,9 @@ pub struct LoadArgs {
     /// A CA certificate (PEM) to trust for https:// nodes, besides the system's roots.
     #[arg(long, value_name = "FILE")]
     pub node_ca: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub node_token: NodeTokenArgs,
 }
 
 fn run_load(args: LoadArgs) -> anyhow::Result<()> {
@@ -626,6 +685,7 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     options.connect_concurrency = args.connect_concurrency;
     options.progress = !args.quiet;
     options.node_tls = node_tls(args.node_ca.as_deref())?;
+    options.node_credentials = args.node_token.credentials()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -802,9 +862,19 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Bearer token for the nodes' monitor endpoints (their --monitor-token).
+    /// Bearer token for the nodes' monitor endpoints (their --monitor-token). Sent only to nodes
+    /// named with --node or matching --trust-nodes.
     #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
     pub monitor_token: Option<TokenArg>,
+
+    #[command(flatten)]
+    pub node_token: NodeTokenArgs,
+
+    /// Trust discovered nodes whose hub URL matches GLOB (`*` any run, `?` one character, whole
+    /// URL, case-insensitive): they get the tokens. Repeatable. Other discovered nodes are
+    /// checked without tokens.
+    #[arg(long = "trust-nodes", value_name = "GLOB")]
+    pub trust_nodes: Vec<String>,
 
     /// A CA certificate (PEM) to trust for https:// nodes, besides the system's roots.
     #[arg(long, value_name = "FILE")]
@@ -887,6 +957,8 @@ fn check_options(args: CheckArgs) -> anyhow::Result<crate::check::CheckOptions> 
         send_method: args.send_method,
         receive_method: args.receive_method,
         token: monitor_token(args.monitor_token.as_ref())?,
+        node_credentials: args.node_token.credentials()?,
+        trust_nodes: crate::monitor::model::trust::TrustRules::new(args.trust_nodes),
         node_tls: node_tls(args.node_ca.as_deref())?,
         event_keys: args.event_keys.into_iter().filter(|k| !k.is_empty()).collect(),
     };
@@ -935,6 +1007,8 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
     let redis = args.redis.spec()?;
     let monitor_options = crate::monitor::MonitorOptions {
         node_tls: node_tls(args.node_ca.as_deref())?,
+        node_credentials: args.node_token.credentials()?,
+        ..crate::monitor::MonitorOptions::default()
     };
     let token = monitor_token(args.monitor_token.as_ref())?;
     require_display()?;
@@ -964,6 +1038,9 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
             }
             for node in nodes {
                 settings.add_node(node);
+            }
+            for glob in &args.trust_nodes {
+                settings.add_trust_glob(glob);
             }
             if let Some(prefix) = args.channel_prefix {
                 settings.channel_prefix = prefix;

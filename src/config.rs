@@ -209,3 +209,13 @@ pub const PRESENTER_LIST_REFRESH: Duration = Duration::from_millis(500);
 /// Decoded traffic entries the monitor holds for a UI that fell behind (about 2 s at 50k msg/s,
 /// some 50 MiB); past it new traffic is dropped and counted, so memory stays bounded.
 pub const DEFAULT_MONITOR_MAX_IN_FLIGHT: usize = 100_000;
+
+/// How long a token minted by the tools that connect to nodes (`--node-jwt-secret-file`) is
+/// valid: a fresh one is minted per connection attempt, so five minutes covers a slow connect
+/// with room to spare, while a token that leaks is useless soon after.
+pub const DEFAULT_NODE_JWT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Nodes known only from a heartbeat (discovered, not trusted) the dashboard keeps: more than a
+/// real deployment announces, few enough that forged heartbeats cannot grow its memory or its
+/// probe count without bound. Past it heartbeats are counted and the count is shown.
+pub const DEFAULT_MAX_DISCOVERED_NODES: usize = 64;

@@ -14,8 +14,8 @@
 //!   page; HTTPS with `tls`). Uses `protocol`, `config`, `tls` and the `Backplane` trait, never the
 //!   Redis client directly.
 //! - `client`: a small SignalR client over WebSockets, and plain HTTP, over TCP or TLS (`https`,
-//!   `wss`) (tests, the demo's simulated users, `load`, the dashboard's probes). Uses `protocol`
-//!   and `tls`.
+//!   `wss`) (tests, the demo's simulated users, `load`, the dashboard's probes). Uses `protocol`,
+//!   `tls` and `node_token` (the bearer it sends).
 //! - `monitor`: the dashboard's data side, no egui: the Redis (or memory bus) tap, node probes,
 //!   test sends and their lookups, the event sink, the runtime that owns them, and `model/`, the
 //!   pure std-only model folded on the UI thread. Uses `backplane`, `client`, `protocol`; watches
@@ -40,6 +40,10 @@
 //! - `monitor_token`: the bearer token guarding a node's monitor endpoints (`/switchboard/*`,
 //!   `/metrics`): redacted `Debug`, constant-time check. `hub` checks it, `monitor` and `cli` send
 //!   or parse it. Uses nothing.
+//! - `node_token`: the bearer tokens the tools that connect to nodes present (`--node-token`, or
+//!   HS256 tokens minted per identity from `--node-jwt-secret-file`): redacted `Debug`, no
+//!   `Display`, no serde. `client` sends them; `monitor`, `check`, `load`, `demo` and `cli` build
+//!   or pass them. Uses `config` only.
 //! - `signals`: waits for SIGINT/SIGTERM (the node in `cli`, the window in `link`). Uses tokio only.
 //! - `check` (`switchboard check`): the canary: a test message through every node, one round of
 //!   Redis queries and node stats, judged by `monitor::model::health`. Uses `client`,
@@ -62,6 +66,7 @@ pub mod link;
 pub mod load;
 pub mod monitor;
 pub mod monitor_token;
+pub mod node_token;
 pub mod protocol;
 pub mod redis_conn;
 pub mod signals;

@@ -115,7 +115,7 @@ async fn a_complete_request_is_answered_even_when_sent_slowly_within_the_timeout
     let mut socket = open(&node).await;
     for piece in [
         "GET /switchboard/stats HTTP/1.1\r\n",
-        "Host: x\r\n",
+        "Host: localhost\r\n",
         "Connection: close\r\n",
         "\r\n",
     ] {

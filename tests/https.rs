@@ -502,6 +502,7 @@ async fn the_dashboard_runtime_probes_tls_nodes_with_the_node_ca() {
     let tls = node_tls(&certs.client_tls());
     let options = MonitorOptions {
         node_tls: Some(tls.clone()),
+        ..MonitorOptions::default()
     };
     let (monitor, rx) = MonitorHandle::start_with(options);
     let mut seen = Seen {

@@ -15,7 +15,13 @@
 //! TLS (`https://`, `wss://`) goes through `crate::tls` ([`NodeTls`] in `transport`): the system's
 //! roots, or what the caller passes in [`ClientOptions::tls`] (the dashboard's `--node-ca`).
 //!
-//! Uses `protocol` and `tls` only; must never depend on `hub`, `backplane` or `ui`.
+//! A bearer token ([`ClientOptions::token`], a `node_token::NodeToken`) goes as
+//! `Authorization: Bearer …` on negotiate and on the WebSocket upgrade, never in the URL (a header
+//! never lands in access logs); a 401 becomes [`ClientError::TokenRefused`] with the node's
+//! one-line reason. A negotiate redirect to another origin drops the token (unless the redirect
+//! brings its own `accessToken`), so a node cannot send it elsewhere.
+//!
+//! Uses `protocol`, `tls` and `node_token` only; must never depend on `hub`, `backplane` or `ui`.
 
 mod connection;
 pub mod http;
@@ -34,6 +40,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::Instrument;
 
+use crate::node_token::NodeToken;
 use crate::protocol::negotiate::NegotiateResponse;
 use crate::protocol::{CompletionResult, FrameKind, Framer, HubMessage, Protocol, Value, handshake};
 
@@ -99,6 +106,9 @@ pub struct ClientOptions {
     pub extra_query: Vec<(String, String)>,
     /// What `https://`/`wss://` nodes are verified against; `None` is the system's roots.
     pub tls: Option<NodeTls>,
+    /// Sent as `Authorization: Bearer …` on negotiate and the WebSocket upgrade (a hub with
+    /// `--auth jwt`); its `Debug` is masked.
+    pub token: Option<NodeToken>,
 }
 
 impl Default for ClientOptions {
@@ -114,6 +124,7 @@ impl Default for ClientOptions {
             invoke_timeout: DEFAULT_INVOKE_TIMEOUT,
             extra_query: Vec::new(),
             tls: None,
+            token: None,
         }
     }
 }
@@ -173,6 +184,13 @@ pub enum ClientError {
         #[source]
         source: Box<tokio_tungstenite::tungstenite::Error>,
     },
+    /// HTTP 401 to a request that carried a bearer token: the node's one-line reason (never the
+    /// token).
+    #[error("{url}: the node refused the token: {reason}")]
+    TokenRefused { url: String, reason: String },
+    /// HTTP 401 to a request without a token.
+    #[error("{url}: the node requires a token (--node-token or --node-jwt-secret-file): {reason}")]
+    TokenRequired { url: String, reason: String },
     #[error("handshake failed: {0}")]
     Handshake(String),
     #[error("timed out {0}")]
@@ -182,6 +200,32 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The error for a 401: the first line of the node's body, at most 200 characters, with the
+    /// token (if the node echoed it) masked.
+    fn unauthorized(url: &str, body: &str, token: Option<&NodeToken>) -> Self {
+        let mut reason: String = body
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(200)
+            .collect();
+        if let Some(token) = token
+            && !token.expose().is_empty()
+        {
+            reason = reason.replace(token.expose(), "***");
+        }
+        if reason.is_empty() {
+            reason = "HTTP 401 without a reason".to_string();
+        }
+        let url = url.to_string();
+        match token {
+            Some(_) => ClientError::TokenRefused { url, reason },
+            None => ClientError::TokenRequired { url, reason },
+        }
+    }
+
     fn websocket(what: impl Into<String>, source: tokio_tungstenite::tungstenite::Error) -> Self {
         ClientError::WebSocket {
             what: what.into(),
@@ -471,14 +515,30 @@ async fn establish(hub_url: &str, opts: &ClientOptions) -> Result<Established, C
     let mut connection_id = None;
     let mut ws_query = query.clone();
     let transport_id;
+    let mut token = opts.token.clone();
     if opts.negotiate {
-        let negotiated = negotiate(&mut hub_url, &query, opts.tls.as_ref()).await?;
+        let negotiated = negotiate(&mut hub_url, &query, opts.tls.as_ref(), &mut token).await?;
         connection_id = Some(negotiated.0);
         transport_id = negotiated.1;
         ws_query.insert(0, ("id", transport_id.as_str()));
     }
     let ws_url = url::websocket_url(&hub_url, &ws_query)?;
-    let mut ws = connect_ws(&ws_url, opts.tls.as_ref(), &[]).await?;
+    let authorization = token.as_ref().map(NodeToken::header_value);
+    let headers: Vec<(&str, &str)> = authorization
+        .as_deref()
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    let mut ws = match connect_ws(&ws_url, opts.tls.as_ref(), &headers).await {
+        Err(ClientError::UpgradeRejected {
+            url,
+            status: 401,
+            body,
+        }) => {
+            return Err(ClientError::unauthorized(&url, &body, token.as_ref()));
+        }
+        other => other?,
+    };
     let framer = handshake_over(&mut ws, opts.protocol).await?;
     Ok(Established {
         ws,
@@ -493,16 +553,27 @@ async fn negotiate(
     hub_url: &mut String,
     query: &[(&str, &str)],
     tls: Option<&NodeTls>,
+    token: &mut Option<NodeToken>,
 ) -> Result<(String, String), ClientError> {
     for _ in 0..=MAX_REDIRECTS {
         let mut pairs = vec![("negotiateVersion", "1")];
         pairs.extend_from_slice(query);
         let url = url::negotiate_url(hub_url, &pairs);
+        let authorization = token.as_ref().map(NodeToken::header_value);
+        let headers: Vec<(&str, &str)> = authorization
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
         let options = http::RequestOptions {
             tls,
+            headers: &headers,
             ..http::RequestOptions::default()
         };
         let response = http::request_with("POST", &url, b"", options).await?;
+        if response.status == 401 {
+            return Err(ClientError::unauthorized(&url, &response.text(), token.as_ref()));
+        }
         if response.status != 200 {
             return Err(ClientError::Negotiate {
                 url,
@@ -519,6 +590,11 @@ async fn negotiate(
         }
         if let Some(redirect) = doc.url {
             tracing::debug!(%redirect, "negotiate redirect");
+            if let Some(given) = doc.access_token.as_deref() {
+                *token = NodeToken::new(given).ok();
+            } else if !same_origin(hub_url, &redirect) {
+                *token = None;
+            }
             *hub_url = redirect;
             continue;
         }
@@ -542,6 +618,17 @@ async fn negotiate(
         url: hub_url.clone(),
         reason: format!("more than {MAX_REDIRECTS} redirects"),
     })
+}
+
+/// Whether two URLs share scheme (http/ws alike), host and port; anything unparsable differs.
+fn same_origin(a: &str, b: &str) -> bool {
+    let origin = |u: &str| {
+        url::websocket_url(u, &[])
+            .ok()
+            .and_then(|ws| url::parse(&ws).ok())
+            .map(|t| (t.tls, t.host.to_ascii_lowercase(), t.port))
+    };
+    matches!((origin(a), origin(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Initial WebSocket read buffer. tungstenite's default (128 KiB) is zero-filled on the first read,

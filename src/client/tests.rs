@@ -549,3 +549,41 @@ async fn negotiate_then_websocket_with_the_token_and_the_user() {
     within("close", client.close()).await;
     within("server", server).await.unwrap();
 }
+
+#[test]
+fn a_401_names_the_refusal_never_the_token() {
+    let token = NodeToken::new("tok-SECRET").unwrap();
+    let refused = ClientError::unauthorized(
+        "http://h/chat/negotiate",
+        "the token tok-SECRET has expired\nsecond line",
+        Some(&token),
+    );
+    let text = refused.to_string();
+    assert!(matches!(refused, ClientError::TokenRefused { .. }));
+    assert!(
+        text.contains("the node refused the token: the token *** has expired"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("tok-SECRET") && !text.contains("second line"),
+        "{text}"
+    );
+    let required = ClientError::unauthorized("http://h/chat", "", None).to_string();
+    assert!(required.contains("requires a token"), "{required}");
+    assert!(required.contains("HTTP 401 without a reason"), "{required}");
+    let long = ClientError::unauthorized("u", &"x".repeat(1000), Some(&token)).to_string();
+    assert!(long.len() < 400, "{long}");
+}
+
+#[test]
+fn a_redirect_keeps_the_token_on_the_same_origin_only() {
+    assert!(same_origin("http://h:5000/chat", "ws://H:5000/other"));
+    assert!(same_origin("http://h/chat", "http://h:80/x"));
+    assert!(!same_origin("http://h:5000/chat", "http://h:5001/chat"));
+    assert!(!same_origin("http://h:5000/chat", "https://h:5000/chat"));
+    assert!(!same_origin(
+        "http://h:5000/chat",
+        "http://evil.example:5000/chat"
+    ));
+    assert!(!same_origin("http://h/chat", "not a url"));
+}

@@ -7,6 +7,11 @@
 //!   reason that names `--monitor-token`. So a node that listens beyond loopback requires the
 //!   token before a remote dashboard or Prometheus may look.
 //!
+//! - without a token, the request's `Host` must also name loopback (`localhost`, `127.x.y.z`,
+//!   `[::1]`, any port, any case); anything else gets 403 with one line. A page on a hostile
+//!   domain that rebinds its name to 127.0.0.1 (DNS rebinding) makes the browser send its own
+//!   domain as `Host`, so it cannot read the endpoints through a loopback client.
+//!
 //! "Loopback client" means the TCP peer is a loopback address (127.0.0.0/8, ::1, or IPv4-mapped
 //! 127.x) AND the request carries no proxy header (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`):
 //! behind a reverse proxy on the same host every peer is loopback, and the proxy's header says the
@@ -41,18 +46,62 @@ pub(crate) enum Access {
 
 pub(crate) const NO_TOKEN_SENT: &str = "this node's monitor endpoints require a bearer token: send `Authorization: Bearer TOKEN` with the node's --monitor-token";
 pub(crate) const WRONG_TOKEN: &str = "the bearer token does not match this node's --monitor-token";
+pub(crate) const LOOPBACK_HOST_ONLY: &str = "this node answers monitor requests without a token only when the Host header names loopback (localhost, 127.0.0.1, [::1]): start it with --monitor-token TOKEN to be reached under another name";
 pub(crate) const LOOPBACK_ONLY: &str = "this node answers monitor requests from loopback clients only: start it with --monitor-token TOKEN (or SWITCHBOARD_MONITOR_TOKEN) and send `Authorization: Bearer TOKEN`";
 
 /// The rule of the module docs, pure: `authorization` is the request's header value, if any;
-/// `local` whether the client is a loopback client (see [`is_local_client`]).
-pub(crate) fn decide(token: Option<&MonitorToken>, authorization: Option<&[u8]>, local: bool) -> Access {
+/// `local` whether the client is a loopback client (see [`is_local_client`]); `host` the
+/// request's `Host` (or HTTP/2 authority), if any.
+pub(crate) fn decide(
+    token: Option<&MonitorToken>,
+    authorization: Option<&[u8]>,
+    local: bool,
+    host: Option<&[u8]>,
+) -> Access {
     match (token, authorization) {
         (Some(token), Some(header)) if token.matches_header(header) => Access::Allowed,
         (Some(_), Some(_)) => Access::Unauthorized(WRONG_TOKEN),
         (Some(_), None) => Access::Unauthorized(NO_TOKEN_SENT),
-        (None, _) if local => Access::Allowed,
-        (None, _) => Access::Forbidden(LOOPBACK_ONLY),
+        (None, _) if !local => Access::Forbidden(LOOPBACK_ONLY),
+        (None, _) if host.is_some_and(is_loopback_host) => Access::Allowed,
+        (None, _) => Access::Forbidden(LOOPBACK_HOST_ONLY),
     }
+}
+
+/// Whether a `Host` value names loopback: `localhost`, an IPv4 address in 127.0.0.0/8 or `[::1]`,
+/// with or without a port, in any case (a trailing dot on `localhost.` too).
+pub(crate) fn is_loopback_host(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return false;
+        }
+        return inside
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| is_loopback(IpAddr::V6(ip)));
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Headers a reverse proxy adds to say who the real client is.
@@ -82,7 +131,12 @@ pub(crate) async fn guard(State(node): State<Arc<NodeShared>>, request: Request,
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    let decision = decide(node.config.monitor_token.as_ref(), authorization, local);
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
+    let decision = decide(node.config.monitor_token.as_ref(), authorization, local, host);
     let (status, reason) = match decision {
         Access::Allowed => return next.run(request).await,
         Access::Unauthorized(reason) => (StatusCode::UNAUTHORIZED, reason),
@@ -112,13 +166,18 @@ mod tests {
         Some(text.parse().unwrap())
     }
 
+    const LOCAL_HOST: Option<&[u8]> = Some(b"127.0.0.1:5000");
+
     #[test]
     fn without_a_token_only_loopback_clients_are_answered() {
-        assert_eq!(decide(None, None, true), Access::Allowed);
-        assert_eq!(decide(None, Some(b"Bearer x"), true), Access::Allowed);
-        assert_eq!(decide(None, None, false), Access::Forbidden(LOOPBACK_ONLY));
+        assert_eq!(decide(None, None, true, LOCAL_HOST), Access::Allowed);
+        assert_eq!(decide(None, Some(b"Bearer x"), true, LOCAL_HOST), Access::Allowed);
         assert_eq!(
-            decide(None, Some(b"Bearer x"), false),
+            decide(None, None, false, LOCAL_HOST),
+            Access::Forbidden(LOOPBACK_ONLY)
+        );
+        assert_eq!(
+            decide(None, Some(b"Bearer x"), false, LOCAL_HOST),
             Access::Forbidden(LOOPBACK_ONLY),
             "a token sent to a node without one opens nothing"
         );
@@ -126,23 +185,102 @@ mod tests {
     }
 
     #[test]
+    fn without_a_token_the_host_header_must_name_loopback() {
+        let allowed: [&[u8]; 16] = [
+            b"localhost",
+            b"localhost:5000",
+            b"LOCALHOST:80",
+            b"LocalHost.",
+            b"localhost.:8080",
+            b"127.0.0.1",
+            b"127.0.0.1:5000",
+            b"127.1.2.3:9",
+            b"127.255.255.254",
+            b"[::1]",
+            b"[::1]:5000",
+            b"[0:0:0:0:0:0:0:1]:1",
+            b"[::ffff:127.0.0.1]:5000",
+            b" localhost:1 ",
+            b"127.0.0.1:65535",
+            b"localhost:0",
+        ];
+        for host in allowed {
+            assert_eq!(
+                decide(None, None, true, Some(host)),
+                Access::Allowed,
+                "{}",
+                String::from_utf8_lossy(host)
+            );
+        }
+        let refused: [&[u8]; 17] = [
+            b"evil.example",
+            b"evil.example:5000",
+            b"localhost.evil.example",
+            b"evil-localhost",
+            b"127.0.0.1.evil.example",
+            b"128.0.0.1",
+            b"10.0.0.1:5000",
+            b"0.0.0.0:5000",
+            b"[::2]:5000",
+            b"[fd00::1]",
+            b"[::1",
+            b"[::1]x",
+            b"localhost:port",
+            b"localhost:",
+            b"::1",
+            b"",
+            b"\xff\xfe",
+        ];
+        for host in refused {
+            assert_eq!(
+                decide(None, None, true, Some(host)),
+                Access::Forbidden(LOOPBACK_HOST_ONLY),
+                "{}",
+                String::from_utf8_lossy(host)
+            );
+        }
+        assert_eq!(
+            decide(None, None, true, None),
+            Access::Forbidden(LOOPBACK_HOST_ONLY),
+            "no Host at all: not a loopback name"
+        );
+        assert_eq!(
+            decide(None, None, false, Some(b"evil.example")),
+            Access::Forbidden(LOOPBACK_ONLY),
+            "a remote client hears the remote reason"
+        );
+        let token = MonitorToken::new("t0ken").unwrap();
+        assert_eq!(
+            decide(Some(&token), Some(b"Bearer t0ken"), false, Some(b"dash.example")),
+            Access::Allowed,
+            "with a token the Host does not matter"
+        );
+        assert_eq!(
+            decide(Some(&token), None, true, Some(b"localhost")),
+            Access::Unauthorized(NO_TOKEN_SENT)
+        );
+        assert!(!LOOPBACK_HOST_ONLY.contains('\n'));
+        assert!(LOOPBACK_HOST_ONLY.contains("--monitor-token"));
+    }
+
+    #[test]
     fn with_a_token_everyone_must_send_it_loopback_included() {
         let token = MonitorToken::new("t0ken").unwrap();
         for local in [true, false] {
             assert_eq!(
-                decide(Some(&token), None, local),
+                decide(Some(&token), None, local, LOCAL_HOST),
                 Access::Unauthorized(NO_TOKEN_SENT)
             );
             assert_eq!(
-                decide(Some(&token), Some(b"Bearer nope"), local),
+                decide(Some(&token), Some(b"Bearer nope"), local, LOCAL_HOST),
                 Access::Unauthorized(WRONG_TOKEN)
             );
             assert_eq!(
-                decide(Some(&token), Some(b"Bearer t0ken"), local),
+                decide(Some(&token), Some(b"Bearer t0ken"), local, LOCAL_HOST),
                 Access::Allowed
             );
         }
-        for reason in [NO_TOKEN_SENT, WRONG_TOKEN, LOOPBACK_ONLY] {
+        for reason in [NO_TOKEN_SENT, WRONG_TOKEN, LOOPBACK_ONLY, LOOPBACK_HOST_ONLY] {
             assert!(!reason.contains('\n'), "one line: {reason}");
         }
     }

@@ -311,22 +311,26 @@ pub(crate) struct ConnSlot(Arc<LiveSlot>);
 pub fn router(node: Arc<NodeShared>) -> Router {
     let path = node.config.path.clone();
     // The monitor endpoints expose user and connection ids: `access` decides who may read them.
-    // A route layer, so unknown paths stay plain 404s; inside the CORS layer, so a browser's
-    // preflight (which never carries credentials) is still answered.
+    // A route layer, so unknown paths stay plain 404s. Never inside the CORS layer: no page on
+    // another origin may read them, whatever `--cors-origin` allows.
     let monitor = Router::new()
         .route("/switchboard/stats", get(status::stats_handler))
         .route("/switchboard/monitor", get(status::monitor_handler))
         .route("/switchboard/connections", get(status::connections_handler))
         .route("/metrics", get(metrics::handler))
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), access::guard));
-    Router::new()
+    // CORS wraps the hub routes only (negotiate and the transport path); a route layer, so it
+    // also answers the preflight of a method the route does not serve (OPTIONS).
+    let hub = Router::new()
         .route(&format!("{path}/negotiate"), post(negotiate_handler))
         .route(&path, get(hub_get).post(hub_post).delete(hub_delete))
+        .route_layer(axum::middleware::from_fn_with_state(node.clone(), cors));
+    Router::new()
         .route("/", get(page::index))
         .route("/assets/chat.js", get(page::script))
         .route("/assets/style.css", get(page::style))
+        .merge(hub)
         .merge(monitor)
-        .layer(axum::middleware::from_fn_with_state(node.clone(), cors))
         .with_state(node)
 }
 

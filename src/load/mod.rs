@@ -85,6 +85,9 @@ pub struct LoadOptions {
     pub progress: bool,
     /// What `https://` nodes are verified against (`--node-ca`); `None`: the system's roots.
     pub node_tls: Option<crate::client::NodeTls>,
+    /// The bearer token each client presents (`--node-token`, `--node-jwt-secret-file`): minted
+    /// per client, with `sub` = `switchboard-load-N`, at its connection attempt.
+    pub node_credentials: crate::node_token::NodeCredentials,
 }
 
 impl LoadOptions {
@@ -105,6 +108,7 @@ impl LoadOptions {
             drain: DEFAULT_DRAIN,
             progress: false,
             node_tls: None,
+            node_credentials: crate::node_token::NodeCredentials::None,
         }
     }
 }

@@ -88,7 +88,18 @@ pub async fn client(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let url = &run.options.nodes[role.node];
-    let connected = client::connect_stream(url, &run.client_options).await;
+    let options = match run
+        .options
+        .node_credentials
+        .bearer_for(&format!("switchboard-load-{}", role.index))
+    {
+        None => std::borrow::Cow::Borrowed(&run.client_options),
+        token => std::borrow::Cow::Owned(client::ClientOptions {
+            token,
+            ..run.client_options.clone()
+        }),
+    };
+    let connected = client::connect_stream(url, &options).await;
     drop(permit);
     let Established {
         mut ws, mut framer, ..

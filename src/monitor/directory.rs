@@ -276,9 +276,12 @@ pub const SEARCH_MAX_ENTRIES: usize = 200;
 
 /// Answers one Directory search (see the module docs); `None` when cancelled (a newer search
 /// replaced it).
+// The runtime's state, handed over as it is; a struct for one caller would only rename it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_search(
     search: DirectorySearch,
     nodes: Vec<NodeTarget>,
+    trusted: std::collections::HashSet<String>,
     token: Option<MonitorToken>,
     tls: Option<NodeTls>,
     tap: Option<super::TapSource>,
@@ -302,12 +305,18 @@ pub(crate) async fn run_search(
                     ..Default::default()
                 },
             };
-            let (nodes, token, tls) = (&nodes, token.as_ref(), tls.as_ref());
+            let (token, tls) = (token.as_ref(), tls.as_ref());
+            // The monitor token goes to trusted nodes only.
+            let (with_token, without): (Vec<NodeTarget>, Vec<NodeTarget>) =
+                nodes.iter().cloned().partition(|n| trusted.contains(&n.hub_url));
             async move {
-                (
-                    *kind,
-                    super::directory::search(nodes, &query, token, tls, SEARCH_MAX_ENTRIES).await,
+                let (mut answers, others) = futures_util::future::join(
+                    super::directory::search(&with_token, &query, token, tls, SEARCH_MAX_ENTRIES),
+                    super::directory::search(&without, &query, None, tls, SEARCH_MAX_ENTRIES),
                 )
+                .await;
+                answers.extend(others);
+                (*kind, answers)
             }
         });
         let per_kind = futures_util::future::join_all(asks).await;

@@ -61,6 +61,8 @@ impl Limiter {
 pub(crate) struct LookupContext {
     pub tap: Option<TapSource>,
     pub nodes: Vec<NodeTarget>,
+    /// Hub URLs of the trusted nodes: only these get the monitor token.
+    pub trusted: std::collections::HashSet<String>,
     pub limiter: Limiter,
     /// What https nodes are verified against (`--node-ca`).
     pub tls: Option<NodeTls>,
@@ -103,7 +105,10 @@ async fn ask_node(
     let Some(stats) = &node.monitor_url else {
         return (None, None);
     };
-    let token = ctx.monitor_token.as_ref();
+    let token = ctx
+        .monitor_token
+        .as_ref()
+        .filter(|_| ctx.trusted.contains(&node.hub_url));
     let url = match holds_query(target) {
         Some(query) => format!("{stats}?{query}"),
         None => stats.clone(),

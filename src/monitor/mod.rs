@@ -214,6 +214,24 @@ pub enum MonitorCommand {
     /// Searches the directory (every watched node's connections, and NUMSUB of the channels);
     /// replaces a search still running. Answered by [`MonitorEvent::Directory`].
     Directory(model::directory::DirectorySearch),
+    /// The operator trusts this node (the Trust button of a discovered node): it is watched as a
+    /// named node and gets the monitor token and the node token from now on.
+    TrustNode(NodeTarget),
+    /// The `--trust-nodes` globs (see `model::trust`): discovered nodes that match get the
+    /// tokens; those that no longer match lose them.
+    SetTrustRules(model::trust::TrustRules),
+}
+
+/// What the runtime did with heartbeats it would not follow (shown in the Nodes panel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiscoveryCounts {
+    /// Nodes known only from a heartbeat, watched without tokens (at most
+    /// [`crate::config::DEFAULT_MAX_DISCOVERED_NODES`]).
+    pub untrusted: usize,
+    /// Discovered nodes not watched because that many untrusted ones already were.
+    pub over_cap: u64,
+    /// Heartbeats ignored: a URL not `http(s)://`/`ws(s)://`, or with a user or password.
+    pub ignored_heartbeats: u64,
 }
 
 /// What Redis itself reveals about the cluster (PUBSUB CHANNELS; SIGNALR-WIRE.md D.1), per hub.
@@ -277,6 +295,10 @@ pub enum NodeEvent {
     ProbeConnected { connection_id: String },
     /// The probe client received a test message carrying trace `trace`.
     ProbeReceived { trace: u64, at_ms: u64 },
+    /// Whether the node gets the dashboard's tokens: named by the operator or matching
+    /// `--trust-nodes` (true), or only discovered from a heartbeat (false). Sent when the runtime
+    /// starts watching it and whenever it changes.
+    Trusted(bool),
 }
 
 /// Runtime → UI. Times are unix milliseconds taken where the thing happened.
@@ -289,7 +311,9 @@ pub enum MonitorEvent {
     Traffic(Vec<TrafficEntry>),
     /// The tap's link changed state at `at_ms`.
     Tap { state: LinkState, at_ms: u64 },
-    /// A node announced itself on the heartbeat channel (the runtime already watches it).
+    /// A node announced itself on the heartbeat channel (the runtime already watches it, or the
+    /// user removed it; heartbeats it ignored or left unwatched are only counted, see
+    /// [`MonitorEvent::Discovery`]).
     Announced(Announcement),
     /// What a PUBSUB CHANNELS walk revealed (over every node of a cluster), taken at `at_ms`.
     Census { at_ms: u64, hubs: Vec<HubCensus> },
@@ -320,6 +344,8 @@ pub enum MonitorEvent {
     Burst(BurstProgress),
     /// The answer to a directory search (it carries the search it answers).
     Directory(model::directory::DirectoryAnswer),
+    /// The discovery counters changed (see [`DiscoveryCounts`]).
+    Discovery(DiscoveryCounts),
     /// Sending trace `trace` through `node` failed.
     SendFailed {
         trace: u64,

@@ -127,12 +127,21 @@ impl ProbeShared {
     }
 }
 
+/// The secrets a probe sends: both empty for a node that is not trusted (see `runtime`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Credentials {
+    /// To the node's monitor endpoints.
+    pub monitor: Option<MonitorToken>,
+    /// The probe client's bearer on negotiate and the WebSocket upgrade (minted per attempt).
+    pub node: crate::node_token::NodeCredentials,
+}
+
 /// Watches one node until `cancel`; `https://` nodes are verified against `tls` (`None`: the
 /// system's roots).
 pub(crate) async fn run(
     target: NodeTarget,
     tls: Option<NodeTls>,
-    token: Option<MonitorToken>,
+    credentials: Credentials,
     shared: Arc<ProbeShared>,
     sink: EventSink,
     cancel: CancellationToken,
@@ -143,6 +152,7 @@ pub(crate) async fn run(
     }
     shared.set(false, Part::Connecting, &target.hub_url, &sink);
     let tls = tls.as_ref();
+    let token = credentials.monitor;
     let monitor = async {
         if let Some(stats_url) = &target.monitor_url {
             monitor_loop(
@@ -160,7 +170,7 @@ pub(crate) async fn run(
     tokio::join!(
         monitor,
         rtt_loop(&target, tls, token.as_ref(), &sink, &cancel),
-        probe_loop(&target.hub_url, tls, &shared, &sink, &cancel)
+        probe_loop(&target.hub_url, tls, &credentials.node, &shared, &sink, &cancel)
     );
     tracing::info!(hub_url = %target.hub_url, "stopped watching a node");
 }
@@ -374,6 +384,7 @@ fn find_trace(value: &Value) -> Option<u64> {
 async fn probe_loop(
     hub_url: &str,
     tls: Option<&NodeTls>,
+    node_credentials: &crate::node_token::NodeCredentials,
     shared: &ProbeShared,
     sink: &EventSink,
     cancel: &CancellationToken,
@@ -387,7 +398,11 @@ async fn probe_loop(
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = HubClient::connect(hub_url, options.clone()) => r,
+            // A fresh token per attempt: a minted one never outlives its short lifetime.
+            r = HubClient::connect(hub_url, ClientOptions {
+                token: node_credentials.bearer_for(PROBE_USER),
+                ..options.clone()
+            }) => r,
         };
         let error = match connected {
             Err(e) => e.to_string(),

@@ -4,6 +4,14 @@
 //! [`EventSink`], whose flusher hands batches to the UI on a bounded channel and counts what it had
 //! to drop.
 //!
+//! Secrets go to trusted nodes only (`model::trust`): the monitor token and the node token are
+//! sent to nodes the operator named (`AddNode`, `TrustNode`) or whose hub URL matches the trust
+//! rules (`--trust-nodes`). A node known only from a heartbeat is watched without any token, and
+//! at most [`config::DEFAULT_MAX_DISCOVERED_NODES`] of those are kept; more, and heartbeats with
+//! URLs that are not web URLs or that carry a user or password, are only counted
+//! ([`MonitorEvent::Discovery`]). Heartbeats on the demo's in-process bus come from the demo's own
+//! nodes only: those nodes are trusted.
+//!
 //! Called by `link` (the dashboard) and tests. Uses `tap`, `probe` and `client`; never `hub` or `ui`.
 
 use std::collections::{HashMap, HashSet};
@@ -15,13 +23,19 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::model::trust::{TrustRules, acceptable_announcement};
 use super::probe::{self, ProbeShared};
 pub use super::sink::MonitorEvents;
 use super::sink::{self, EventSink};
 use super::tap;
-use super::{Announcement, LinkState, MonitorCommand, MonitorEvent, NodeTarget};
+use super::{Announcement, DiscoveryCounts, LinkState, MonitorCommand, MonitorEvent, NodeEvent, NodeTarget};
 use crate::client::NodeTls;
 use crate::config;
+use crate::node_token::NodeCredentials;
+
+/// Hub URLs remembered as over the cap (so a node heartbeating every 2 s is counted once); past
+/// this many each heartbeat is counted again, which keeps the memory bounded.
+const OVER_CAP_REMEMBERED: usize = 4096;
 
 /// How long shutdown waits for the tap and probe tasks before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -52,6 +66,12 @@ pub struct MonitorOptions {
     /// What `https://`/`wss://` nodes are verified against (the dashboard's `--node-ca`), for
     /// every probe, monitor link, RTT request, test send and trace lookup.
     pub node_tls: Option<NodeTls>,
+    /// The bearer the probe clients present to trusted nodes (`--node-token`,
+    /// `--node-jwt-secret-file`; the demo's minted tokens). Never saved.
+    pub node_credentials: NodeCredentials,
+    /// Discovered nodes whose hub URL matches get the tokens (`--trust-nodes`); replaced by
+    /// [`MonitorCommand::SetTrustRules`].
+    pub trust_rules: TrustRules,
 }
 
 impl MonitorHandle {
@@ -81,6 +101,11 @@ impl MonitorHandle {
             // A random start, so two dashboards on one backplane never share trace ids.
             next_trace: Arc::new(AtomicU64::new((rand::random::<u32>() as u64) << 16 | 1)),
             monitor_token: None,
+            node_credentials: options.node_credentials,
+            trust_rules: options.trust_rules,
+            counts: DiscoveryCounts::default(),
+            in_process_tap: false,
+            over_cap: HashSet::new(),
             directory: cancel.child_token(),
             directory_limiter: super::lookup::Limiter::default(),
         };
@@ -162,6 +187,10 @@ struct TapTask {
 /// One watched node.
 struct Watched {
     target: NodeTarget,
+    /// Named by the operator (`AddNode`, `TrustNode`): trusted whatever the rules say.
+    named: bool,
+    /// Gets the tokens (named, or matching the trust rules).
+    trusted: bool,
     shared: Arc<ProbeShared>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -184,6 +213,15 @@ struct Supervisor {
     next_trace: Arc<AtomicU64>,
     /// Sent to every node's monitor endpoints (see [`MonitorCommand::SetMonitorToken`]).
     monitor_token: Option<crate::monitor_token::MonitorToken>,
+    /// The probe clients' bearer, for trusted nodes.
+    node_credentials: NodeCredentials,
+    trust_rules: TrustRules,
+    counts: DiscoveryCounts,
+    /// The tap is the demo's in-process bus: its heartbeats come from the demo's own nodes (no
+    /// one outside the process can publish there), so the nodes they announce are trusted.
+    in_process_tap: bool,
+    /// Hub URLs already counted in `counts.over_cap` (bounded by [`OVER_CAP_REMEMBERED`]).
+    over_cap: HashSet<String>,
     /// The directory search running, cancelled by the next one (one at a time).
     directory: CancellationToken,
     /// Spaces the directory's NUMSUB commands (one a second).
@@ -219,6 +257,7 @@ impl Supervisor {
                 }
                 self.stop_tap().await;
                 self.tap_source = source.clone();
+                self.in_process_tap = matches!(source, Some(super::TapSource::Memory { .. }));
                 match source {
                     None => self.sink.push(MonitorEvent::Tap {
                         state: LinkState::Idle,
@@ -242,9 +281,25 @@ impl Supervisor {
                     }
                 }
             }
-            MonitorCommand::AddNode(target) => {
+            MonitorCommand::AddNode(target) | MonitorCommand::TrustNode(target) => {
                 self.removed.remove(&target.hub_url);
-                self.watch(target);
+                self.watch(target, true);
+            }
+            MonitorCommand::SetTrustRules(rules) => {
+                self.trust_rules = rules;
+                let changed: Vec<NodeTarget> = self
+                    .nodes
+                    .values()
+                    .filter(|w| !w.named && w.trusted != self.trusts(&w.target))
+                    .map(|w| w.target.clone())
+                    .collect();
+                for target in changed {
+                    if let Some(watched) = self.nodes.remove(&target.hub_url) {
+                        watched.cancel.cancel();
+                    }
+                    self.watch(target, false);
+                }
+                self.count_untrusted();
             }
             MonitorCommand::RemoveNode(hub_url) => {
                 self.removed.insert(hub_url.clone());
@@ -253,6 +308,7 @@ impl Supervisor {
                     let _ = tokio::time::timeout(SHUTDOWN_GRACE, watched.task).await;
                     self.sink.node(&hub_url, super::NodeEvent::State(LinkState::Idle));
                 }
+                self.count_untrusted();
             }
             MonitorCommand::Send(request) => {
                 let probes: Vec<(String, Arc<ProbeShared>)> = self
@@ -264,6 +320,7 @@ impl Supervisor {
                 let lookups = super::lookup::LookupContext {
                     tap: self.tap_source.clone(),
                     nodes: self.nodes.values().map(|w| w.target.clone()).collect(),
+                    trusted: self.trusted_urls(),
                     limiter: self.lookups.clone(),
                     tls: self.node_tls.clone(),
                     monitor_token: self.monitor_token.clone(),
@@ -288,6 +345,7 @@ impl Supervisor {
                 let task = super::directory::run_search(
                     search,
                     self.nodes.values().map(|w| w.target.clone()).collect(),
+                    self.trusted_urls(),
                     self.monitor_token.clone(),
                     self.node_tls.clone(),
                     self.tap_source.clone(),
@@ -308,44 +366,111 @@ impl Supervisor {
                 self.monitor_token = token;
                 // Every probe starts again with the new token (its monitor link was refused, or
                 // would be).
-                let targets: Vec<NodeTarget> = self.nodes.values().map(|w| w.target.clone()).collect();
-                for target in targets {
+                let targets: Vec<(NodeTarget, bool)> =
+                    self.nodes.values().map(|w| (w.target.clone(), w.named)).collect();
+                for (target, named) in targets {
                     if let Some(watched) = self.nodes.remove(&target.hub_url) {
                         watched.cancel.cancel();
                     }
-                    self.watch(target);
+                    self.watch(target, named);
                 }
             }
         }
     }
 
+    /// A heartbeat: ignored (and counted) when its URLs are not acceptable; followed when the node
+    /// is new and either trusted by the rules or under the cap of untrusted nodes; else counted.
     fn discovered(&mut self, a: Announcement) {
-        if a.hub_url.is_empty() || self.removed.contains(&a.hub_url) || self.nodes.contains_key(&a.hub_url) {
+        if a.hub_url.is_empty() {
+            return;
+        }
+        if !acceptable_announcement(&[&a.hub_url, &a.url, &a.monitor_url]) {
+            self.counts.ignored_heartbeats += 1;
+            self.sink.push(MonitorEvent::Discovery(self.counts));
+            return;
+        }
+        if self.removed.contains(&a.hub_url) || self.nodes.contains_key(&a.hub_url) {
+            self.sink.push(MonitorEvent::Announced(a));
             return;
         }
         let monitor_url =
             (!a.url.is_empty()).then(|| format!("{}/switchboard/stats", a.url.trim_end_matches('/')));
-        tracing::info!(hub_url = %a.hub_url, node = %a.node_name, "discovered a node from its heartbeat");
-        self.watch(NodeTarget {
-            hub_url: a.hub_url,
+        let target = NodeTarget {
+            hub_url: a.hub_url.clone(),
             monitor_url,
-        });
+        };
+        if !self.trusts(&target) && self.counts.untrusted >= config::DEFAULT_MAX_DISCOVERED_NODES {
+            let first_time = if self.over_cap.len() < OVER_CAP_REMEMBERED {
+                self.over_cap.insert(a.hub_url.clone())
+            } else {
+                !self.over_cap.contains(&a.hub_url)
+            };
+            if first_time {
+                self.counts.over_cap += 1;
+                self.sink.push(MonitorEvent::Discovery(self.counts));
+            }
+            return;
+        }
+        tracing::info!(hub_url = %a.hub_url, node = %a.node_name, "discovered a node from its heartbeat");
+        self.sink.push(MonitorEvent::Announced(a));
+        self.watch(target, false);
     }
 
-    fn watch(&mut self, target: NodeTarget) {
+    /// Whether a node that was not named is trusted: the rules say so, or it was announced on
+    /// the demo's in-process bus.
+    fn trusts(&self, target: &NodeTarget) -> bool {
+        self.in_process_tap
+            || self
+                .trust_rules
+                .trusts_node(&target.hub_url, target.monitor_url.as_deref())
+    }
+
+    /// Hub URLs of the trusted nodes (the lookups and directory searches send the monitor token
+    /// to these only).
+    fn trusted_urls(&self) -> HashSet<String> {
+        self.nodes
+            .values()
+            .filter(|w| w.trusted)
+            .map(|w| w.target.hub_url.clone())
+            .collect()
+    }
+
+    /// Recounts the untrusted nodes; tells the UI when the count changed.
+    fn count_untrusted(&mut self) {
+        let untrusted = self.nodes.values().filter(|w| !w.trusted).count();
+        if untrusted != self.counts.untrusted {
+            self.counts.untrusted = untrusted;
+            self.sink.push(MonitorEvent::Discovery(self.counts));
+        }
+    }
+
+    /// Watches a node (named: by the operator), restarting its probe when its target or its
+    /// trust changed. A named node stays named.
+    fn watch(&mut self, target: NodeTarget, named: bool) {
+        let named = named || self.nodes.get(&target.hub_url).is_some_and(|w| w.named);
+        let trusted = named || self.trusts(&target);
         if let Some(existing) = self.nodes.get(&target.hub_url) {
-            if existing.target == target {
+            if existing.target == target && existing.trusted == trusted {
                 return;
             }
-            // Same hub URL with another monitor URL: restart its probe.
+            // Another monitor URL, or a change of trust: restart its probe.
             existing.cancel.cancel();
         }
         let cancel = self.cancel.child_token();
         let shared = Arc::new(ProbeShared::default());
+        let credentials = if trusted {
+            probe::Credentials {
+                monitor: self.monitor_token.clone(),
+                node: self.node_credentials.clone(),
+            }
+        } else {
+            probe::Credentials::default()
+        };
+        self.sink.node(&target.hub_url, NodeEvent::Trusted(trusted));
         let task = tokio::spawn(probe::run(
             target.clone(),
             self.node_tls.clone(),
-            self.monitor_token.clone(),
+            credentials,
             shared.clone(),
             self.sink.clone(),
             cancel.clone(),
@@ -354,11 +479,14 @@ impl Supervisor {
             target.hub_url.clone(),
             Watched {
                 target,
+                named,
+                trusted,
                 shared,
                 cancel,
                 task,
             },
         );
+        self.count_untrusted();
     }
 
     async fn stop_tap(&mut self) {

@@ -116,7 +116,8 @@ impl Batcher {
             if let Some(tx) = &self.census_tx {
                 let _ = tx.try_send(announcement.clone());
             }
-            self.sink.push(MonitorEvent::Announced(announcement));
+            // The supervisor tells the UI (`MonitorEvent::Announced`) about the heartbeats it
+            // follows: forged ones with bad URLs, or beyond the cap, are only counted.
         }
         let entry = decode::decode(&self.prefix, channel, payload, at_ms);
         if entry.kind == super::model::EntryKind::Sr2

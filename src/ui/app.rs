@@ -507,7 +507,7 @@ impl DashboardApp {
     pub fn run(&mut self, action: Action) {
         match action {
             Action::Monitor(command) => {
-                if let MonitorCommand::AddNode(target) = &command {
+                if let MonitorCommand::AddNode(target) | MonitorCommand::TrustNode(target) = &command {
                     self.model.nodes.upsert(target.clone());
                     if self.settings.add_node(target.clone()) && self.send_ui.node.is_empty() {
                         self.send_ui.node = target.hub_url.clone();
@@ -590,6 +590,10 @@ impl DashboardApp {
 
     /// Puts every node of the settings in the table and has the monitor watch it.
     fn watch_nodes(&mut self) {
+        // The trust rules first, so no heartbeat is judged without them.
+        self.link.command(MonitorCommand::SetTrustRules(
+            crate::monitor::model::trust::TrustRules::new(self.settings.trust_nodes.clone()),
+        ));
         for node in self.settings.nodes.clone() {
             self.model.nodes.upsert(node.clone());
             self.link.command(MonitorCommand::AddNode(node));

@@ -182,6 +182,10 @@ pub fn show(
             if row.announced {
                 ui.label(RichText::new("announced").weak().small());
             }
+            if !row.trusted {
+                ui.label(RichText::new("not trusted").color(widgets::WARN).small())
+                    .on_hover_text("Known only from its heartbeat: no tokens are sent to it (Trust it on the Nodes view)");
+            }
             if ui
                 .small_button("Remove")
                 .on_hover_text("Stop watching this node")

@@ -9,6 +9,7 @@
 use egui::{RichText, Ui, vec2};
 
 use super::{Action, widgets};
+use crate::monitor::MonitorCommand;
 use crate::monitor::model::Model;
 use crate::monitor::model::health::Evaluation;
 use crate::monitor::model::nodes::{Liveness, NodeRow, Nodes};
@@ -122,6 +123,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                 .weak(),
             );
         }
+        discovery_line(ui, &model.discovery);
 
         if let Some((at, hubs)) = &model.census {
             ui.add_space(12.0);
@@ -194,13 +196,31 @@ fn node_row(
             widgets::greyed(t)
         }
     };
-    ui.label(text(row.name.clone()).strong()).on_hover_text(format!(
-        "hub {}\nstats {}\nserver {}\nprobe connection {}",
-        row.target.hub_url,
-        row.target.monitor_url.as_deref().unwrap_or("none"),
-        row.stats.as_ref().map(|s| s.server_name.as_str()).unwrap_or("?"),
-        row.probe_connection_id.as_deref().unwrap_or("none"),
-    ));
+    // The first column, whose place never moves with the widths of the others: the trust
+    // words and button sit here, next to the name.
+    ui.horizontal(|ui| {
+        ui.label(text(row.name.clone()).strong()).on_hover_text(format!(
+            "hub {}\nstats {}\nserver {}\nprobe connection {}",
+            row.target.hub_url,
+            row.target.monitor_url.as_deref().unwrap_or("none"),
+            row.stats.as_ref().map(|s| s.server_name.as_str()).unwrap_or("?"),
+            row.probe_connection_id.as_deref().unwrap_or("none"),
+        ));
+        if !row.trusted {
+            if ui
+                .small_button("Trust")
+                .on_hover_text("Send this node the tokens from now on, and remember it as a named node")
+                .clicked()
+            {
+                actions.push(Action::Monitor(MonitorCommand::TrustNode(row.target.clone())));
+            }
+            ui.label(RichText::new("discovered, not trusted").color(widgets::WARN))
+                .on_hover_text(
+                    "Known only from its heartbeat, which anyone who can publish on the Redis can \
+                     forge: probed without the monitor token or the node token",
+                );
+        }
+    });
     let (color, words) = row_state(row, now);
     ui.horizontal(|ui| {
         widgets::dot(ui, color);
@@ -335,4 +355,41 @@ fn node_row(
     if ui.small_button("Remove").clicked() {
         actions.push(Action::RemoveNode(row.target.hub_url.clone()));
     }
+}
+
+/// The line under the table about heartbeats the runtime did not follow (nothing when none).
+fn discovery_line(ui: &mut Ui, counts: &crate::monitor::DiscoveryCounts) {
+    let mut parts = Vec::new();
+    if counts.untrusted > 0 {
+        parts.push(format!(
+            "{} discovered node{} not trusted (no tokens sent)",
+            counts.untrusted,
+            if counts.untrusted == 1 { "" } else { "s" }
+        ));
+    }
+    if counts.over_cap > 0 {
+        parts.push(format!(
+            "{} more discovered node{} not watched (at most {} untrusted are kept)",
+            counts.over_cap,
+            if counts.over_cap == 1 { "" } else { "s" },
+            crate::config::DEFAULT_MAX_DISCOVERED_NODES
+        ));
+    }
+    if counts.ignored_heartbeats > 0 {
+        parts.push(format!(
+            "{} heartbeat{} ignored (URL not http(s)/ws(s), or with a user or password)",
+            counts.ignored_heartbeats,
+            if counts.ignored_heartbeats == 1 { "" } else { "s" }
+        ));
+    }
+    if parts.is_empty() {
+        return;
+    }
+    let color = if counts.over_cap > 0 || counts.ignored_heartbeats > 0 {
+        widgets::WARN
+    } else {
+        ui.visuals().weak_text_color()
+    };
+    ui.add(egui::Label::new(RichText::new(parts.join(" · ")).small().color(color)).wrap())
+        .on_hover_text("Trust a node with its Trust button, or start the dashboard with --trust-nodes GLOB");
 }

@@ -21,8 +21,11 @@ pub struct Settings {
     pub channel_prefix: String,
     /// Connect the tap at start.
     pub auto_connect: bool,
-    /// Nodes the user added (announced ones are found again by heartbeat).
+    /// Nodes the user added or trusted (announced ones are found again by heartbeat). These get
+    /// the monitor and node tokens.
     pub nodes: Vec<NodeTarget>,
+    /// `--trust-nodes` globs: discovered nodes whose hub URL matches get the tokens too.
+    pub trust_nodes: Vec<String>,
     pub presenter: bool,
     /// Default sender name for chat test messages.
     pub send_user: String,
@@ -36,6 +39,7 @@ impl Default for Settings {
             channel_prefix: String::new(),
             auto_connect: true,
             nodes: Vec::new(),
+            trust_nodes: Vec::new(),
             presenter: false,
             send_user: "dashboard".to_string(),
         }
@@ -64,6 +68,7 @@ impl Settings {
             redis_options: self.redis_options.clone(),
             channel_prefix: self.channel_prefix.clone(),
             nodes: self.nodes.clone(),
+            trust_nodes: self.trust_nodes.clone(),
         }
     }
 
@@ -73,6 +78,15 @@ impl Settings {
         self.redis_options = workspace.redis_options;
         self.channel_prefix = workspace.channel_prefix;
         self.nodes = workspace.nodes;
+        self.trust_nodes = workspace.trust_nodes;
+    }
+
+    /// Adds a `--trust-nodes` glob unless listed.
+    pub fn add_trust_glob(&mut self, glob: &str) {
+        let glob = glob.trim();
+        if !glob.is_empty() && !self.trust_nodes.iter().any(|g| g == glob) {
+            self.trust_nodes.push(glob.to_string());
+        }
     }
 }
 

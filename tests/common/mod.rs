@@ -7,6 +7,8 @@
 //! - `sentinel`: a primary, a replica and three sentinels; kill the primary, wait for failover.
 //! - `redis`: a test-owned `redis-server` (start, kill, restart), one-shot commands, a PSUBSCRIBE tap.
 //! - `kittest`: driving the real dashboard app with egui_kittest (frames until, labels, clicks).
+//! - `listener`: a plain TCP listener that records the head of every request and answers with a
+//!   fixed response (what tools send to a node, read off the wire).
 //! - `http`: plain HTTP requests (negotiate, stats, wrong methods) with deadlines.
 //! - `vectors`: the byte-exact protocol test vectors.
 //! - `xvfb`: a private X server for tests that open the real window.
@@ -21,6 +23,7 @@ pub mod cluster;
 pub mod http;
 #[cfg(feature = "gui")]
 pub mod kittest;
+pub mod listener;
 pub mod redis;
 pub mod sentinel;
 pub mod vectors;

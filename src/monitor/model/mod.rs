@@ -13,6 +13,8 @@
 //!   history and tap sightings it weighs.
 //! - `directory`: the Directory view's searches and answers (stale answers ignored).
 //! - `capture`: JSON Lines and CSV export, JSON Lines import (offline browsing).
+//! - `trust`: which nodes get the dashboard's tokens (named, or matching `--trust-nodes`), and
+//!   which heartbeat URLs are acceptable at all.
 //! - `workspace`: the saved Redis and node list (never a password).
 //! - `redis_view`: the Redis view: nodes, roles, slots, pub/sub clients and their output buffers,
 //!   failovers (which become markers in the traffic stream).
@@ -28,6 +30,7 @@ pub mod redis_view;
 pub mod ring;
 pub mod traces;
 pub mod traffic;
+pub mod trust;
 pub mod wake;
 pub mod workspace;
 
@@ -126,6 +129,8 @@ pub struct Model {
     pub health_round: Option<HealthRound>,
     /// The latest health evaluation and its refresh gate (see [`Model::refresh_health`]).
     pub health: health::HealthState,
+    /// Discovered nodes not trusted, over the cap, and heartbeats ignored (the Nodes panel).
+    pub discovery: super::DiscoveryCounts,
 }
 
 impl Model {
@@ -144,6 +149,7 @@ impl Model {
             directory: directory::Directory::default(),
             health_round: None,
             health: health::HealthState::default(),
+            discovery: super::DiscoveryCounts::default(),
         }
     }
 
@@ -209,6 +215,7 @@ impl Model {
             MonitorEvent::TraceLookup { trace, lookup } => self.traces.on_lookup(trace, lookup),
             MonitorEvent::Burst(progress) => self.traces.on_burst(progress),
             MonitorEvent::Directory(answer) => self.directory.on_answer(answer),
+            MonitorEvent::Discovery(counts) => self.discovery = counts,
             MonitorEvent::SendFailed {
                 trace,
                 node,

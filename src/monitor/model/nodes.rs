@@ -67,6 +67,9 @@ pub struct NodeRow {
     pub name: String,
     /// Discovered through its heartbeat rather than added by hand.
     pub announced: bool,
+    /// Gets the dashboard's tokens: named by the operator, or matching `--trust-nodes` (the
+    /// runtime's [`NodeEvent::Trusted`]). A row that only announced itself starts untrusted.
+    pub trusted: bool,
     /// When its latest heartbeat arrived (unix ms), however the node was added.
     pub heartbeat_at_ms: Option<u64>,
     pub state: LinkState,
@@ -95,6 +98,7 @@ impl NodeRow {
             name: host_port(&target.hub_url),
             target,
             announced: false,
+            trusted: true,
             heartbeat_at_ms: None,
             state: LinkState::Idle,
             since_ms: now_ms,
@@ -239,6 +243,7 @@ impl Nodes {
                 row.probe_connection_id = Some(connection_id.clone());
             }
             NodeEvent::ProbeReceived { .. } => {}
+            NodeEvent::Trusted(trusted) => row.trusted = *trusted,
         }
     }
 
@@ -260,6 +265,7 @@ impl Nodes {
                     now_ms,
                 );
                 row.announced = true;
+                row.trusted = false;
                 self.rows.push(row);
                 self.rows.len() - 1
             }

@@ -247,6 +247,8 @@ impl WakePolicy {
             MonitorEvent::Burst(_) => (view == View::Send).then_some(TABLE),
             // A directory answer is drawn on the Directory view only (the user is waiting for it).
             MonitorEvent::Directory(_) => (view == View::Directory).then_some(NOW),
+            // Drawn on the Nodes view (the counts under the table).
+            MonitorEvent::Discovery(_) => (view == View::Nodes).then_some(GLANCE),
             MonitorEvent::Node { hub_url, event } => self.node(view, hub_url, event, now_ms),
         }
     }
@@ -261,7 +263,7 @@ impl WakePolicy {
                 let before = seen.state.replace(kind);
                 Some(if before == Some(kind) { GLANCE } else { NOW })
             }
-            NodeEvent::ProbeConnected { .. } => Some(NOW),
+            NodeEvent::ProbeConnected { .. } | NodeEvent::Trusted(_) => Some(NOW),
             NodeEvent::ProbeReceived { .. } => Some(if view == View::Send { NOW } else { TABLE }),
             NodeEvent::Rtt(rtt) => {
                 // Shown on the Nodes view only, to 0.1 ms below 10 ms and to 1 ms above.

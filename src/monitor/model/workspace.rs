@@ -17,6 +17,9 @@ pub struct Workspace {
     pub redis_options: RedisConnSettings,
     pub channel_prefix: String,
     pub nodes: Vec<NodeTarget>,
+    /// `--trust-nodes` globs: discovered nodes whose hub URL matches get the tokens
+    /// (`model::trust`). Globs only: the tokens themselves are never saved.
+    pub trust_nodes: Vec<String>,
 }
 
 /// Why a workspace file could not be read.
@@ -145,6 +148,7 @@ mod tests {
                 hub_url: "http://a/chat".into(),
                 monitor_url: Some("m".into()),
             }],
+            trust_nodes: vec!["http://10.0.0.*:5000/chat".into()],
         };
         let text = ws.to_json();
         assert!(!text.contains("pw"));
