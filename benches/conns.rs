@@ -22,16 +22,9 @@ use switchboard::load::LoadReport;
 
 #[path = "support/node_process.rs"]
 mod node_process;
-use node_process::{median, start_node};
+use node_process::{env_or, median, start_node};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// VmRSS of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {

@@ -43,7 +43,7 @@ use switchboard::protocol::Protocol;
 
 #[path = "support/node_process.rs"]
 mod node_process;
-use node_process::{median, start_node};
+use node_process::{median, percentile, start_node};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -112,15 +112,6 @@ async fn run(name: &str, nodes: &[NodeHandle], clients: usize, messages: usize, 
         total as f64 / elapsed.as_secs_f64(),
         messages as f64 / elapsed.as_secs_f64(),
     );
-}
-
-/// Nearest-rank percentile of sorted milliseconds.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 /// Reads `messages` broadcasts carrying `seq` as their text and returns per-message latency (ms)

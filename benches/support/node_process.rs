@@ -1,5 +1,6 @@
 //! What the benches that measure a `switchboard hub` process from the outside share: starting the
-//! node, and the median of several runs. Included with `#[path]` by `conns` and `fanout`.
+//! node, knobs from the environment, and the median and percentiles of measurements. Included with
+//! `#[path]` by `conns`, `fanout` and `flood` (each uses a part: the rest is allowed to be unused).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -40,4 +41,23 @@ pub fn start_node(bin: &str, name: &str, redis_url: &str, extra: &[&str]) -> (Ch
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
+}
+
+/// The environment variable `name` parsed, or `default` when it is unset or does not parse.
+#[allow(dead_code)]
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Nearest-rank percentile `p` (0..=1) of sorted milliseconds; NaN when there are none.
+#[allow(dead_code)]
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
 }
