@@ -16,10 +16,13 @@
 
 mod access;
 mod connection;
+mod cork;
+mod directory;
 pub(crate) mod dispatch;
 pub(crate) mod lifetime;
 mod listener;
 mod metrics;
+mod outbox;
 mod page;
 pub(crate) mod registry;
 
@@ -30,6 +33,7 @@ pub(crate) mod registry;
 const CORK_BATCH: usize = 64;
 pub(crate) mod stats;
 mod status;
+mod syscalls;
 mod uring;
 mod ws;
 
