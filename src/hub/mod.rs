@@ -16,11 +16,14 @@
 
 mod access;
 mod connection;
+mod cork;
+mod directory;
 pub(crate) mod dispatch;
 pub(crate) mod lifetime;
 pub mod limits;
 mod listener;
 mod metrics;
+mod outbox;
 mod page;
 pub(crate) mod registry;
 
@@ -31,6 +34,7 @@ pub(crate) mod registry;
 const CORK_BATCH: usize = 64;
 pub(crate) mod stats;
 mod status;
+mod syscalls;
 mod uring;
 mod ws;
 

@@ -1,39 +1,61 @@
 //! Many socket writes in one system call: a fan-out's sends submitted together through io_uring.
 //!
+//! Owns the thread's ring and every byte the kernel may read during a batch. Called by the cork's
+//! batched flush (`cork::flush_together`) and by the node's start (`available`); uses `io_uring`,
+//! `libc` and `bytes` only, nothing of the hub. Together with `syscalls` it is the only place in
+//! the hub with `unsafe`.
+//!
 //! Issue 8 measured where a delivery's user time goes (`scripts/fanout-profile.sh BIN perf`): with
 //! one `send` per recipient, the fan-out was a third of it, and most of that was spent right after
 //! each system call returned (the wrapper and the caller, with caches and TLB cold after the
-//! kernel's TCP work), not in instructions of our own. A `Sends` batch queues every recipient's
-//! write and makes one `io_uring_enter` for up to `RING_ENTRIES` of them; the kernel does the same
-//! TCP work, but user code runs once per batch instead of once per recipient. It costs more
-//! instructions (~1,150 per delivery against ~700, callgrind) and less time (1.34 against 1.50 µs
-//! of user time per delivery, median of 9 interleaved runs): see the README's table.
+//! kernel's TCP work), not in instructions of our own. A `Batch` queues every recipient's write
+//! and makes one `io_uring_enter` for up to `RING_ENTRIES` of them; the kernel does the same TCP
+//! work, but user code runs once per batch instead of once per recipient. See the README's table.
+//!
+//! Sound by construction, not by the kernel's behaviour:
+//! - The kernel reads only memory the batch owns: `Bytes` clones of the frames (the caller may
+//!   drop its own copies at once) and the iovecs and msghdrs that point into them, all in one
+//!   `Pinned` block. A batch whose writes all completed drops the block; a batch that cannot prove
+//!   that (a write still pending after the cancel, an io_uring error, a panic between push and
+//!   reap) *abandons* the ring: ring and block are leaked together, so whatever the kernel may
+//!   still read stays alive forever. The leak is counted (`leaks`) and bounded: after
+//!   `MAX_ABANDONED_RINGS` abandoned rings the process stops using io_uring.
+//! - The ring is taken out of its thread-local slot for the batch and held by a drop guard
+//!   (`InFlight`): on unwinding it is abandoned, never put back, so stale entries can never be
+//!   submitted by the thread's next batch, which makes a fresh ring.
+//! - Sockets are `BorrowedFd`s, open for the batch's lifetime; each entry's `user_data` is its
+//!   write's index, and `run` gives back `(key, WriteResult)` pairs: results are paired with the
+//!   writes they belong to, not by position.
 //!
 //! Every write carries `MSG_DONTWAIT`, which makes io_uring complete it inline (with what the
 //! socket took, or `EAGAIN`) instead of waiting for the socket: a batch never waits on a slow
 //! client. Should a write still be left pending (a kernel that behaves otherwise), it is cancelled
-//! after `WAIT_LIMIT`, so the buffers it points to are never freed under it.
+//! after `WAIT_LIMIT` with `IORING_OP_ASYNC_CANCEL` by its `user_data` (no flags: the
+//! `IORING_ASYNC_CANCEL_ALL`/`FD`/`ANY` flags need 5.19, matching one request by `user_data` works
+//! wherever the opcode does, which `make` probes); a write still pending `WAIT_LIMIT` after its
+//! cancellation, or where cancelling is off, abandons the ring.
 //!
 //! One ring per thread, made on first use. Where io_uring is unavailable (not Linux, a kernel
 //! without it, a seccomp profile that refuses it, as Docker's default does) `available` says so,
-//! and the node's cork (`registry::Cork`) does not batch: each socket is written on its own, as
-//! with `--no-io-uring`.
+//! and the node's cork does not batch: each socket is written on its own, as with
+//! `--no-io-uring`.
 
-use std::io::IoSlice;
-#[cfg(target_os = "linux")]
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU8, Ordering};
-
-/// A write's result when its completion never came back (io_uring failed mid-batch): whether and
-/// how much it wrote is unknown, so the connection's stream can no longer be trusted.
-pub(crate) const UNKNOWN: i32 = i32::MIN;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// Submission queue size: the most writes per system call.
 pub(crate) const RING_ENTRIES: usize = 256;
 
-/// The longest a batch waits for writes that did not complete inline before cancelling them.
+/// The longest a batch waits for writes that did not complete inline before cancelling them (and
+/// again for the cancelled ones before abandoning the ring). Inline completion takes microseconds;
+/// 100 ms is far beyond it and still a short stall of the node's receive loop in the case that
+/// should never happen.
 #[cfg(target_os = "linux")]
 const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Abandoned rings after which the process stops using io_uring: each one leaks a ring and one
+/// batch's frames (at most `RING_ENTRIES` writes), so the leak stays bounded even on a kernel that
+/// never completes a write inline.
+pub(crate) const MAX_ABANDONED_RINGS: u64 = 4;
 
 /// Process-wide state: not tried yet, usable, or not (failed once on some thread, or turned off).
 static STATE: AtomicU8 = AtomicU8::new(UNTRIED);
@@ -41,7 +63,30 @@ const UNTRIED: u8 = 0;
 const USABLE: u8 = 1;
 const UNUSABLE: u8 = 2;
 
-/// Turns batching off for the whole process (after io_uring failed under a batch).
+/// Rings abandoned (leaked with their batch) in this process.
+static ABANDONED_RINGS: AtomicU64 = AtomicU64::new(0);
+/// Frame bytes leaked with them.
+static LEAKED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// What the abandoned rings of this process keep alive forever (see the module docs). Read by
+/// the tests; the node reports each abandoned ring in a `warn` line with the same figures.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Leaks {
+    pub rings: u64,
+    pub bytes: u64,
+}
+
+/// The leak so far.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn leaks() -> Leaks {
+    Leaks {
+        rings: ABANDONED_RINGS.load(Ordering::Relaxed),
+        bytes: LEAKED_BYTES.load(Ordering::Relaxed),
+    }
+}
+
+/// Turns batching off for the whole process.
 pub(crate) fn disable() {
     STATE.store(UNUSABLE, Ordering::Relaxed);
 }
@@ -50,80 +95,155 @@ pub(crate) fn disable() {
 pub(crate) fn available() -> bool {
     match STATE.load(Ordering::Relaxed) {
         UNUSABLE => false,
-        _ => imp::with_ring(|_| ()).is_some(),
+        _ => imp::ready(),
     }
 }
 
-/// Writes to submit together. The slices are borrowed for `'a`, so they outlive the system call.
-pub(crate) struct Sends<'a> {
-    #[cfg(target_os = "linux")]
-    fds: Vec<RawFd>,
-    /// Each write's range in `iovecs`.
-    spans: Vec<(usize, usize)>,
-    iovecs: Vec<IoSlice<'a>>,
-    /// `send` flags of every write: `MSG_DONTWAIT` always, except in the test that makes a write
-    /// wait on a full socket to run the cancellation.
-    #[cfg(target_os = "linux")]
-    flags: i32,
+/// What became of one write of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteResult {
+    /// The socket took this many bytes (maybe fewer than given).
+    Written(usize),
+    /// The socket was full (`EAGAIN`): nothing was written.
+    WouldBlock,
+    /// The kernel refused the write with this errno (a reset, a closed socket): nothing was written.
+    Failed(i32),
+    /// Nothing was written: cancelled before the socket took anything, or never submitted because
+    /// the batch stopped before it.
+    Cancelled,
+    /// Its completion never came: the ring was abandoned with the write maybe still in the kernel.
+    /// Whether and how much it wrote is unknown, so the stream can no longer be trusted.
+    Abandoned,
 }
 
-impl<'a> Sends<'a> {
-    /// Room for `writes` writes of one frame each (more grow the buffers).
-    pub fn with_capacity(writes: usize) -> Self {
-        Sends {
-            #[cfg(target_os = "linux")]
-            fds: Vec::with_capacity(writes),
-            spans: Vec::with_capacity(writes),
-            iovecs: Vec::with_capacity(writes),
-            #[cfg(target_os = "linux")]
-            flags: imp::FLAGS,
+impl WriteResult {
+    /// A completion's `res`: bytes taken, or a negated errno.
+    #[cfg(target_os = "linux")]
+    fn from_completion(res: i32) -> WriteResult {
+        match usize::try_from(res) {
+            Ok(n) => WriteResult::Written(n),
+            Err(_) => match -res {
+                libc::EAGAIN => WriteResult::WouldBlock,
+                libc::ECANCELED => WriteResult::Cancelled,
+                errno => WriteResult::Failed(errno),
+            },
+        }
+    }
+}
+
+/// One write of a batch: its key, its socket and its frames' range in `Batch::frames`.
+struct Write<'fd, K> {
+    key: K,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fd: std::os::fd::BorrowedFd<'fd>,
+    frames: (usize, usize),
+}
+
+/// Writes to submit together, each under the caller's key. The batch owns (refcounted clones
+/// of) every frame; the sockets are borrowed for `'fd`, so they stay open until `run` returns.
+pub(crate) struct Batch<'fd, K> {
+    writes: Vec<Write<'fd, K>>,
+    frames: Vec<bytes::Bytes>,
+    /// Test hooks: writes that wait for a full socket, no cancellation, a panic between push and
+    /// submit.
+    #[cfg(test)]
+    hooks: Hooks,
+}
+
+#[cfg(test)]
+#[derive(Clone, Copy, Default)]
+struct Hooks {
+    waiting: bool,
+    no_cancel: bool,
+    panic_after_push: bool,
+}
+
+impl<'fd, K> Batch<'fd, K> {
+    /// Room for `writes` writes of `frames` frames in all (more grow the buffers).
+    pub fn with_capacity(writes: usize, frames: usize) -> Self {
+        Batch {
+            writes: Vec::with_capacity(writes),
+            frames: Vec::with_capacity(frames),
+            #[cfg(test)]
+            hooks: Hooks::default(),
         }
     }
 
-    /// Writes that wait for a full socket instead of answering `EAGAIN` (so they stay pending
-    /// and the batch has to cancel them).
-    #[cfg(all(test, target_os = "linux"))]
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Queues one write of `frames`, in order, to `fd`, under `key`.
+    pub fn push(
+        &mut self,
+        key: K,
+        fd: std::os::fd::BorrowedFd<'fd>,
+        frames: impl IntoIterator<Item = bytes::Bytes>,
+    ) {
+        let start = self.frames.len();
+        self.frames.extend(frames);
+        self.writes.push(Write {
+            key,
+            fd,
+            frames: (start, self.frames.len()),
+        });
+    }
+
+    /// Submits every queued write and waits for all of them (see the module docs for what happens
+    /// when one does not complete). Returns every write's key with its result, or `None` when
+    /// io_uring cannot be used here: then nothing was written.
+    pub fn run(self) -> Option<Vec<(K, WriteResult)>> {
+        imp::run(self)
+    }
+}
+
+#[cfg(test)]
+impl<K> Batch<'_, K> {
+    /// Writes that wait for a full socket instead of answering `EAGAIN` (so they stay pending).
     fn waiting(mut self) -> Self {
-        self.flags &= !libc::MSG_DONTWAIT;
+        self.hooks.waiting = true;
         self
     }
 
-    pub fn len(&self) -> usize {
-        self.spans.len()
+    /// No cancellation of pending writes: the batch abandons the ring after `WAIT_LIMIT`.
+    fn without_cancel(mut self) -> Self {
+        self.hooks.no_cancel = true;
+        self
     }
 
-    /// Queues one write of `slices`, in order, to the socket `fd`: write number `len()` before
-    /// the call.
-    #[cfg(target_os = "linux")]
-    pub fn push(&mut self, fd: RawFd, slices: impl IntoIterator<Item = &'a [u8]>) {
-        let start = self.iovecs.len();
-        self.iovecs.extend(slices.into_iter().map(IoSlice::new));
-        self.fds.push(fd);
-        self.spans.push((start, self.iovecs.len()));
-    }
-
-    /// Submits every queued write and waits for all of them. Returns each write's result in push
-    /// order (bytes taken, a negated errno such as `-EAGAIN`, or `UNKNOWN`), or `None` when
-    /// io_uring cannot be used here: then nothing was written.
-    pub fn run(&self) -> Option<Vec<i32>> {
-        imp::run(self)
+    /// Panics after pushing the entries, before submitting them.
+    fn panicking_after_push(mut self) -> Self {
+        self.hooks.panic_after_push = true;
+        self
     }
 }
 
 #[cfg(target_os = "linux")]
 mod imp {
     use std::cell::RefCell;
+    use std::os::fd::AsRawFd;
     use std::sync::atomic::Ordering;
 
+    use bytes::Bytes;
     use io_uring::{IoUring, opcode, types};
 
-    use super::{RING_ENTRIES, STATE, Sends, UNKNOWN, UNUSABLE, USABLE, WAIT_LIMIT};
+    use super::{
+        ABANDONED_RINGS, Batch, LEAKED_BYTES, MAX_ABANDONED_RINGS, RING_ENTRIES, STATE, UNUSABLE, USABLE,
+        WAIT_LIMIT, WriteResult,
+    };
 
     thread_local! {
+        /// The thread's ring between batches; empty while a batch holds it (or before the first).
         static RING: RefCell<Option<IoUring>> = const { RefCell::new(None) };
     }
 
-    /// A ring that can send: setup allowed, and the send opcodes known to the kernel.
+    /// `send` flags of every write.
+    const FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    /// Set in the `user_data` of cancellations (writes use their index, far below it).
+    const CANCEL: u64 = 1 << 63;
+
+    /// A ring that can send: setup allowed, the timed wait (5.11), and the send and cancel
+    /// opcodes known to the kernel (`Probe`, 5.6).
     fn make() -> std::io::Result<IoUring> {
         let cq = u32::try_from(2 * RING_ENTRIES).unwrap_or(u32::MAX);
         let entries = u32::try_from(RING_ENTRIES).unwrap_or(u32::MAX);
@@ -149,165 +269,358 @@ mod imp {
         Ok(ring)
     }
 
-    pub(super) fn with_ring<T>(f: impl FnOnce(&mut IoUring) -> T) -> Option<T> {
+    /// The thread's ring, taken out of its slot (made when the slot is empty); `None` when
+    /// io_uring is unusable in this process.
+    fn take_ring() -> Option<IoUring> {
         if STATE.load(Ordering::Relaxed) == UNUSABLE {
             return None;
         }
-        RING.with(|cell| {
-            let mut slot = cell.try_borrow_mut().ok()?;
-            if slot.is_none() {
-                match make() {
-                    Ok(ring) => {
-                        if STATE.swap(USABLE, Ordering::Relaxed) != USABLE {
-                            tracing::debug!("fan-out writes are batched through io_uring");
-                        }
-                        *slot = Some(ring);
-                    }
-                    Err(e) => {
-                        if STATE.swap(UNUSABLE, Ordering::Relaxed) != UNUSABLE {
-                            tracing::info!(
-                                error = %e,
-                                "io_uring is unavailable: every delivery is written with its own send"
-                            );
-                        }
-                        return None;
-                    }
+        if let Some(ring) = RING
+            .try_with(|cell| cell.try_borrow_mut().ok()?.take())
+            .ok()
+            .flatten()
+        {
+            return Some(ring);
+        }
+        match make() {
+            Ok(ring) => {
+                if STATE.swap(USABLE, Ordering::Relaxed) != USABLE {
+                    tracing::debug!("fan-out writes are batched through io_uring");
                 }
+                Some(ring)
             }
-            slot.as_mut().map(f)
-        })
+            Err(e) => {
+                if STATE.swap(UNUSABLE, Ordering::Relaxed) != UNUSABLE {
+                    tracing::info!(
+                        error = %e,
+                        "io_uring is unavailable: every delivery is written with its own send"
+                    );
+                }
+                None
+            }
+        }
     }
 
-    pub(super) const FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    /// `user_data` of cancellations (writes use their index).
-    const CANCEL: u64 = u64::MAX;
+    /// Puts a ring with nothing in flight back for the thread's next batch.
+    fn put_back(ring: IoUring) {
+        let _ = RING.try_with(|cell| {
+            if let Ok(mut slot) = cell.try_borrow_mut() {
+                *slot = Some(ring);
+            }
+        });
+    }
 
-    pub(super) fn run(sends: &Sends<'_>) -> Option<Vec<i32>> {
-        let n = sends.len();
-        // A write whose completion never came back (see `UNKNOWN`).
-        let mut results = vec![UNKNOWN; n];
-        if n == 0 {
-            return Some(results);
+    /// Whether this thread has (or can make) a ring.
+    pub(super) fn ready() -> bool {
+        match take_ring() {
+            Some(ring) => {
+                put_back(ring);
+                true
+            }
+            None => false,
         }
-        // One msghdr per vectored write, made before anything is submitted: they must not move.
-        let mut msgs: Vec<libc::msghdr> = Vec::new();
-        for &(start, end) in &sends.spans {
-            if end - start > 1 {
-                // SAFETY: a zeroed msghdr is valid (no name, no control data).
+    }
+
+    /// The ring's descriptor: a fresh ring has another one (the abandoned one stays open).
+    #[cfg(test)]
+    pub(super) fn ring_fd() -> Option<i32> {
+        let ring = take_ring()?;
+        let fd = ring.as_raw_fd();
+        put_back(ring);
+        Some(fd)
+    }
+
+    /// Everything the kernel may read during a batch: the frames, the iovecs pointing into them
+    /// and the msghdrs pointing into the iovecs. Filled before the first entry is pushed and never
+    /// changed after, so no pointer into it moves; dropped only once every write completed,
+    /// leaked with the ring otherwise.
+    struct Pinned {
+        frames: Vec<Bytes>,
+        iovecs: Vec<libc::iovec>,
+        msgs: Vec<libc::msghdr>,
+    }
+
+    /// A batch's ring and its `Pinned` block while writes may be in flight. Dropped with
+    /// `settled` (every pushed entry submitted and reaped), it puts the ring back and frees the
+    /// block; dropped otherwise (an error, or unwinding from a panic), it abandons both.
+    struct InFlight {
+        ring: Option<IoUring>,
+        pinned: Option<Box<Pinned>>,
+        settled: bool,
+    }
+
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            let Some(ring) = self.ring.take() else {
+                return;
+            };
+            if self.settled {
+                put_back(ring);
+            } else {
+                abandon(ring, self.pinned.take());
+            }
+        }
+    }
+
+    /// Leaks `ring` and `pinned` together: a write still in the kernel may read `pinned` at any
+    /// time, and the ring's queues may still receive its completion. Counted; past
+    /// `MAX_ABANDONED_RINGS` the process stops using io_uring.
+    fn abandon(ring: IoUring, pinned: Option<Box<Pinned>>) {
+        let bytes: usize = pinned
+            .as_ref()
+            .map_or(0, |p| p.frames.iter().map(Bytes::len).sum());
+        std::mem::forget(ring);
+        if let Some(pinned) = pinned {
+            Box::leak(pinned);
+        }
+        let rings = ABANDONED_RINGS.fetch_add(1, Ordering::Relaxed) + 1;
+        LEAKED_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+        if rings >= MAX_ABANDONED_RINGS {
+            super::disable();
+        }
+        tracing::warn!(
+            rings,
+            bytes,
+            "an io_uring batch could not prove its writes done: its ring and buffers are leaked{}",
+            if rings >= MAX_ABANDONED_RINGS {
+                "; every delivery is written with its own send from now on"
+            } else {
+                ""
+            }
+        );
+    }
+
+    pub(super) fn run<K>(batch: Batch<'_, K>) -> Option<Vec<(K, WriteResult)>> {
+        let Batch { writes, frames, .. } = batch;
+        #[cfg(test)]
+        let hooks = batch.hooks;
+        if writes.is_empty() {
+            return Some(Vec::new());
+        }
+        let ring = take_ring()?;
+        // The block the kernel reads, complete before anything is pushed.
+        let mut pinned = Box::new(Pinned {
+            iovecs: frames
+                .iter()
+                .map(|f| libc::iovec {
+                    iov_base: f.as_ptr().cast_mut().cast(),
+                    iov_len: f.len(),
+                })
+                .collect(),
+            frames,
+            msgs: Vec::new(),
+        });
+        // One entry per write: a `Send` of one frame, or a `SendMsg` of the msghdr at this index.
+        let mut plan = Vec::with_capacity(writes.len());
+        let mut msgs = Vec::new();
+        for write in &writes {
+            let (start, end) = write.frames;
+            let single = (end - start == 1)
+                .then(|| u32::try_from(pinned.iovecs[start].iov_len).ok())
+                .flatten();
+            if single.is_some() || start == end {
+                plan.push(None);
+            } else {
+                // SAFETY: `msghdr` is a C struct of integers and pointers, for which all-zero
+                // bytes are a valid value (no name, no control data).
                 let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-                // `IoSlice` is ABI-compatible with `iovec` on unix (std guarantees it).
-                msg.msg_iov = sends.iovecs[start..end].as_ptr().cast_mut().cast();
+                msg.msg_iov = pinned.iovecs[start..end].as_ptr().cast_mut();
                 msg.msg_iovlen = (end - start) as _;
+                plan.push(Some(msgs.len()));
                 msgs.push(msg);
             }
         }
-        let outcome = with_ring(|ring| {
-            let mut next_msg = 0;
-            for chunk_start in (0..n).step_by(RING_ENTRIES) {
-                let chunk_end = (chunk_start + RING_ENTRIES).min(n);
-                for i in chunk_start..chunk_end {
-                    let (start, end) = sends.spans[i];
-                    let fd = types::Fd(sends.fds[i]);
-                    let entry = if end - start == 1 {
-                        let slice = &sends.iovecs[start];
-                        // A frame is at most a few tens of KiB: its length fits.
-                        opcode::Send::new(fd, slice.as_ptr(), slice.len() as u32)
-                            .flags(sends.flags)
-                            .build()
-                    } else {
-                        let msg: *const libc::msghdr = &msgs[next_msg];
-                        next_msg += 1;
-                        opcode::SendMsg::new(fd, msg).flags(sends.flags as u32).build()
-                    };
-                    // SAFETY: the buffers (borrowed for the `Sends`' lifetime) and the msghdrs
-                    // (`msgs`, untouched until this function returns) stay valid until the write
-                    // completes, which `complete` waits for (or, failing that, the ring is
-                    // leaked with them: see `abandon`). The queue has room: it holds at most
-                    // one chunk, and `complete` submitted the previous one.
-                    if unsafe { ring.submission().push(&entry.user_data(i as u64)) }.is_err() {
-                        return Err(std::io::Error::other("the io_uring submission queue is full"));
-                    }
-                }
-                complete(ring, chunk_end - chunk_start, &mut results)?;
-            }
-            Ok(())
-        })?;
-        if let Err(e) = outcome {
-            // Some writes may still be in the kernel, pointing into buffers the caller is about to
-            // free: keep the ring (and, with it, whatever it holds) alive forever, and never use
-            // io_uring again in this process.
-            tracing::warn!(error = %e, "io_uring failed; every delivery is written with its own send from now on");
-            abandon();
+        pinned.msgs = msgs;
+        let mut results: Vec<Option<WriteResult>> = vec![None; writes.len()];
+        let mut flight = InFlight {
+            ring: Some(ring),
+            pinned: Some(pinned),
+            settled: false,
+        };
+        #[cfg(not(test))]
+        let options = Options::default();
+        #[cfg(test)]
+        let options = Options {
+            flags: if hooks.waiting {
+                FLAGS & !libc::MSG_DONTWAIT
+            } else {
+                FLAGS
+            },
+            cancel: !hooks.no_cancel,
+            panic_after_push: hooks.panic_after_push,
+        };
+        match submit_all(&mut flight, &writes, &plan, &mut results, options) {
+            Ok(()) => flight.settled = true,
+            Err(e) => tracing::warn!(error = %e, "an io_uring batch failed"),
         }
-        Some(results)
+        // Puts the ring back, or abandons it with the block (see `InFlight`).
+        drop(flight);
+        Some(
+            writes
+                .into_iter()
+                .zip(results)
+                .map(|(write, result)| (write.key, result.unwrap_or(WriteResult::Abandoned)))
+                .collect(),
+        )
     }
 
-    /// Submits what is queued and collects `want` write completions into `results`.
-    fn complete(ring: &mut IoUring, want: usize, results: &mut [i32]) -> std::io::Result<()> {
-        let timeout = types::Timespec::from(WAIT_LIMIT);
-        let args = types::SubmitArgs::new().timespec(&timeout);
-        let mut got = 0;
-        let mut cancelled = false;
-        while got < want {
-            match ring.submitter().submit_with_args(want - got, &args) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => return Err(e),
+    #[derive(Clone, Copy)]
+    struct Options {
+        flags: i32,
+        cancel: bool,
+        #[cfg(test)]
+        panic_after_push: bool,
+    }
+
+    impl Default for Options {
+        fn default() -> Self {
+            Options {
+                flags: FLAGS,
+                cancel: true,
+                #[cfg(test)]
+                panic_after_push: false,
             }
-            let before = got;
-            for cqe in ring.completion() {
-                if let Some(slot) = results.get_mut(cqe.user_data() as usize) {
-                    *slot = cqe.result();
-                    got += 1;
-                }
-            }
-            if got < want && got == before {
-                if cancelled {
-                    return Err(std::io::Error::other(
-                        "io_uring writes stay pending after cancellation",
-                    ));
-                }
-                // Writes that did not complete inline: cancel them. Each then completes (with
-                // `ECANCELED` or with what it wrote), so no buffer is freed under the kernel.
-                tracing::warn!(
-                    left = want - got,
-                    "io_uring writes did not complete inline; cancelling them"
-                );
-                let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                    .build()
-                    .user_data(CANCEL);
-                // SAFETY: a cancellation points to no buffer.
-                if unsafe { ring.submission().push(&entry) }.is_err() {
+        }
+    }
+
+    /// Pushes and reaps every write, `RING_ENTRIES` at a time. `Ok` means every pushed entry was
+    /// submitted and its completion reaped: nothing is left in the ring.
+    fn submit_all<K>(
+        flight: &mut InFlight,
+        writes: &[super::Write<'_, K>],
+        plan: &[Option<usize>],
+        results: &mut [Option<WriteResult>],
+        options: Options,
+    ) -> std::io::Result<()> {
+        let (Some(ring), Some(pinned)) = (flight.ring.as_mut(), flight.pinned.as_ref()) else {
+            return Err(std::io::Error::other("no ring"));
+        };
+        for chunk_start in (0..writes.len()).step_by(RING_ENTRIES) {
+            let chunk_end = (chunk_start + RING_ENTRIES).min(writes.len());
+            let mut pushed = 0;
+            for i in chunk_start..chunk_end {
+                let write = &writes[i];
+                let (start, end) = write.frames;
+                let fd = types::Fd(write.fd.as_raw_fd());
+                let entry = match plan[i] {
+                    Some(m) => {
+                        let msg: *const libc::msghdr = &pinned.msgs[m];
+                        opcode::SendMsg::new(fd, msg).flags(options.flags as u32).build()
+                    }
+                    None if start == end => {
+                        results[i] = Some(WriteResult::Written(0));
+                        continue;
+                    }
+                    None => {
+                        let iov = &pinned.iovecs[start];
+                        // `plan` chose `Send` only for a length that fits in u32.
+                        let len = u32::try_from(iov.iov_len).unwrap_or(u32::MAX);
+                        opcode::Send::new(fd, iov.iov_base.cast_const().cast(), len)
+                            .flags(options.flags)
+                            .build()
+                    }
+                };
+                // SAFETY: the entry points into `pinned` (frames owned by the batch, iovecs and
+                // msghdrs built before the first push and never changed after), which lives until
+                // every write completed: `InFlight` frees it only when the batch settled, and
+                // leaks it otherwise. The fd is borrowed for the batch's lifetime, so it is open
+                // at submission. The queue has room: it holds at most one chunk, and the previous
+                // chunk was submitted and reaped.
+                if unsafe { ring.submission().push(&entry.user_data(i as u64)) }.is_err() {
                     return Err(std::io::Error::other("the io_uring submission queue is full"));
                 }
-                cancelled = true;
+                pushed += 1;
+            }
+            #[cfg(test)]
+            if options.panic_after_push {
+                panic!("injected: a panic between push and reap");
+            }
+            if pushed > 0 {
+                complete(ring, chunk_start..chunk_end, pushed, results, options.cancel)?;
             }
         }
         Ok(())
     }
 
-    /// Leaks this thread's ring and turns io_uring off for the process (see `run`).
-    fn abandon() {
-        super::disable();
-        RING.with(|cell| {
-            if let Ok(mut slot) = cell.try_borrow_mut()
-                && let Some(ring) = slot.take()
-            {
-                std::mem::forget(ring);
+    /// Submits what is queued and collects the completions of `want` writes in `range` into
+    /// `results`. Writes left pending after `WAIT_LIMIT` are cancelled by their `user_data` (when
+    /// `cancel`); still pending `WAIT_LIMIT` later, or without `cancel`, the batch fails (and the
+    /// caller's `InFlight` abandons the ring).
+    fn complete(
+        ring: &mut IoUring,
+        range: std::ops::Range<usize>,
+        want: usize,
+        results: &mut [Option<WriteResult>],
+        cancel: bool,
+    ) -> std::io::Result<()> {
+        let timeout = types::Timespec::from(WAIT_LIMIT);
+        let args = types::SubmitArgs::new().timespec(&timeout);
+        let mut left = want;
+        // Cancellations submitted but not reaped: their completions must be reaped too before
+        // the ring can go back.
+        let mut cancels = 0usize;
+        let mut cancelled = false;
+        while left > 0 || cancels > 0 {
+            match ring.submitter().submit_with_args(left + cancels, &args) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
             }
-        });
+            let before = (left, cancels);
+            for cqe in ring.completion() {
+                let data = cqe.user_data();
+                if data & CANCEL != 0 {
+                    cancels = cancels.saturating_sub(1);
+                    continue;
+                }
+                let Ok(i) = usize::try_from(data) else {
+                    continue;
+                };
+                if range.contains(&i) && results[i].is_none() {
+                    results[i] = Some(WriteResult::from_completion(cqe.result()));
+                    left -= 1;
+                }
+            }
+            if (left, cancels) != before {
+                continue;
+            }
+            // Nothing came within `WAIT_LIMIT`.
+            if cancelled || !cancel {
+                return Err(std::io::Error::other(format!(
+                    "{left} io_uring writes stay pending{}",
+                    if cancelled { " after cancellation" } else { "" }
+                )));
+            }
+            tracing::warn!(left, "io_uring writes did not complete inline; cancelling them");
+            for i in range.clone() {
+                if results[i].is_none() {
+                    let entry = opcode::AsyncCancel::new(i as u64)
+                        .build()
+                        .user_data(CANCEL | i as u64);
+                    // SAFETY: a cancellation points to no memory. The queue has room: the
+                    // chunk's writes were all submitted, and there is at most one cancellation
+                    // per write.
+                    if unsafe { ring.submission().push(&entry) }.is_err() {
+                        return Err(std::io::Error::other("the io_uring submission queue is full"));
+                    }
+                    cancels += 1;
+                }
+            }
+            cancelled = true;
+        }
+        Ok(())
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-    use super::Sends;
+    use super::{Batch, WriteResult};
 
-    pub(super) fn with_ring<T>(_: impl FnOnce(&mut ()) -> T) -> Option<T> {
-        None
+    pub(super) fn ready() -> bool {
+        false
     }
 
-    pub(super) fn run(_: &Sends<'_>) -> Option<Vec<i32>> {
+    pub(super) fn run<K>(_: Batch<'_, K>) -> Option<Vec<(K, WriteResult)>> {
         None
     }
 }
@@ -315,10 +628,25 @@ mod imp {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
-    use super::{Sends, available};
+    use bytes::Bytes;
+
+    use super::{Batch, WriteResult, available, imp, leaks};
+
+    /// Whether io_uring works here; prints why a test is skipped when it does not (Docker's default
+    /// seccomp profile refuses `io_uring_setup`, a kernel may lack it).
+    fn usable(test: &str) -> bool {
+        let ok = available();
+        if !ok {
+            eprintln!("{test}: skipped: io_uring is refused or unavailable on this machine");
+        }
+        ok
+    }
 
     /// Writes to `socket` until the kernel takes no more.
     fn fill(socket: &UnixStream) {
@@ -349,60 +677,180 @@ mod tests {
         all
     }
 
-    /// A batch's writes complete inline: each result is what its socket took, or `-EAGAIN` for a
-    /// full socket, which the batch does not wait for.
+    /// A frame whose storage reports its drop through `freed`.
+    fn watched(byte: u8, len: usize, freed: &Arc<AtomicBool>) -> Bytes {
+        struct Owner(Vec<u8>, Arc<AtomicBool>);
+        impl AsRef<[u8]> for Owner {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                self.1.store(true, Ordering::SeqCst);
+            }
+        }
+        Bytes::from_owner(Owner(vec![byte; len], freed.clone()))
+    }
+
+    /// A batch's writes complete inline: each result is what its socket took, or `WouldBlock` for
+    /// a full socket, which the batch does not wait for; every result carries its write's key.
     #[test]
-    fn writes_complete_inline_and_a_full_socket_answers_eagain() {
-        assert!(available(), "io_uring works on this machine (kernel 6.x)");
+    fn writes_complete_inline_and_a_full_socket_answers_would_block() {
+        if !usable("writes_complete_inline_and_a_full_socket_answers_would_block") {
+            return;
+        }
         let (a, a_peer) = UnixStream::pair().expect("a socket pair");
         let (full, full_peer) = UnixStream::pair().expect("a socket pair");
         fill(&full);
-        let mut sends = Sends::with_capacity(2);
-        sends.push(a.as_raw_fd(), [&b"one "[..], &b"frame"[..]]);
-        sends.push(full.as_raw_fd(), [&b"lost"[..]]);
-        let started = std::time::Instant::now();
-        assert_eq!(sends.run(), Some(vec![9, -libc::EAGAIN]));
-        assert!(
-            started.elapsed() < super::WAIT_LIMIT,
-            "nothing waited for the full socket"
+        let mut batch = Batch::with_capacity(2, 3);
+        batch.push(
+            "a",
+            a.as_fd(),
+            [Bytes::from_static(b"one "), Bytes::from_static(b"frame")],
+        );
+        batch.push("full", full.as_fd(), [Bytes::from_static(b"lost")]);
+        assert_eq!(
+            batch.run(),
+            Some(vec![
+                ("a", WriteResult::Written(9)),
+                ("full", WriteResult::WouldBlock)
+            ])
         );
         assert_eq!(drain(&a_peer), b"one frame");
         drop(full_peer);
     }
 
     /// A write left pending (one that waits for a full socket: the batches never make one, but a
-    /// kernel might) is cancelled after `WAIT_LIMIT`; its buffer is not used after `run` returns,
-    /// the other writes of the batch are reported, and the ring stays usable.
+    /// kernel might) is cancelled after `WAIT_LIMIT`; the other writes of the batch are reported,
+    /// and the same ring takes the next batch.
     #[test]
     fn a_write_left_pending_is_cancelled_and_the_ring_stays_usable() {
-        assert!(available(), "io_uring works on this machine (kernel 6.x)");
+        if !usable("a_write_left_pending_is_cancelled_and_the_ring_stays_usable") {
+            return;
+        }
         let (full, full_peer) = UnixStream::pair().expect("a socket pair");
         let (free, free_peer) = UnixStream::pair().expect("a socket pair");
         fill(&full);
+        let ring = imp::ring_fd();
+        let leaked = leaks().rings;
+        let freed = Arc::new(AtomicBool::new(false));
         let started = std::time::Instant::now();
-        let results = {
-            let payload = vec![7u8; 1024];
-            let mut sends = Sends::with_capacity(2).waiting();
-            sends.push(free.as_raw_fd(), [&b"fine"[..]]);
-            sends.push(full.as_raw_fd(), [&payload[..]]);
-            sends.run()
-            // `payload` is freed here: the cancelled write must be done with it.
-        };
+        let mut batch = Batch::with_capacity(2, 2).waiting();
+        batch.push(1, free.as_fd(), [Bytes::from_static(b"fine")]);
+        batch.push(2, full.as_fd(), [watched(7, 1024, &freed)]);
+        let results = batch.run();
         let waited = started.elapsed();
-        assert_eq!(results, Some(vec![4, -libc::ECANCELED]));
+        assert_eq!(
+            results,
+            Some(vec![(1, WriteResult::Written(4)), (2, WriteResult::Cancelled)])
+        );
         assert!(
             waited >= super::WAIT_LIMIT,
             "the batch waited {waited:?} before cancelling"
         );
+        assert!(freed.load(Ordering::SeqCst), "a settled batch frees its frames");
         assert_eq!(drain(&free_peer), b"fine");
         // Nothing of the cancelled write reached the full socket's reader.
         let before = drain(&full_peer);
         assert!(before.iter().all(|&b| b == 0), "only the filler was received");
-        // The same thread's ring takes the next batch.
-        assert!(available());
-        let mut sends = Sends::with_capacity(1);
-        sends.push(free.as_raw_fd(), [&b"again"[..]]);
-        assert_eq!(sends.run(), Some(vec![5]));
+        // The same thread's ring takes the next batch: nothing was abandoned by this thread.
+        assert_eq!(imp::ring_fd(), ring, "the same ring");
+        assert!(leaks().rings >= leaked);
+        let mut batch = Batch::with_capacity(1, 1);
+        batch.push((), free.as_fd(), [Bytes::from_static(b"again")]);
+        assert_eq!(batch.run(), Some(vec![((), WriteResult::Written(5))]));
         assert_eq!(drain(&free_peer), b"again");
+    }
+
+    /// A write still pending when the batch gives up on it (cancelling off, as on a kernel
+    /// without a usable cancel) abandons the ring: `run` returns, the caller drops every copy of
+    /// the frame, and the frame stays alive: the kernel writes it, intact, when the socket drains.
+    /// The leak is counted, and the thread's next batch gets a fresh ring that delivers.
+    #[test]
+    fn an_abandoned_ring_keeps_its_buffers_alive_and_the_next_batch_gets_a_fresh_ring() {
+        if !usable("an_abandoned_ring_keeps_its_buffers_alive_and_the_next_batch_gets_a_fresh_ring") {
+            return;
+        }
+        let (full, full_peer) = UnixStream::pair().expect("a socket pair");
+        let (free, free_peer) = UnixStream::pair().expect("a socket pair");
+        fill(&full);
+        let old_ring = imp::ring_fd();
+        let before = leaks();
+        let freed = Arc::new(AtomicBool::new(false));
+        let payload = watched(7, 1024, &freed);
+        let mut batch = Batch::with_capacity(2, 2).waiting().without_cancel();
+        batch.push("free", free.as_fd(), [Bytes::from_static(b"fine")]);
+        batch.push("full", full.as_fd(), [payload]);
+        assert_eq!(
+            batch.run(),
+            Some(vec![
+                ("free", WriteResult::Written(4)),
+                ("full", WriteResult::Abandoned)
+            ])
+        );
+        // Every copy of ours is gone; the kernel's is not.
+        assert!(
+            !freed.load(Ordering::SeqCst),
+            "the pending write's frame is not freed"
+        );
+        let after = leaks();
+        assert!(after.rings > before.rings, "the abandoned ring is counted");
+        assert!(after.bytes >= before.bytes + 1024 + 4, "its bytes are counted");
+        // The kernel still holds the write: draining the socket lets it complete, from the
+        // leaked frame, intact.
+        full_peer
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        full_peer.set_nonblocking(false).expect("a blocking socket");
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        while got.iter().rev().take_while(|&&b| b == 7).count() < 1024 {
+            let n = (&full_peer).read(&mut chunk).expect("the pending write arrives");
+            assert!(n > 0, "the socket closed before the pending write arrived");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert!(
+            !freed.load(Ordering::SeqCst),
+            "still alive after the kernel read it"
+        );
+        // The thread's next batch: a fresh ring (the abandoned one stays open), and it delivers.
+        let new_ring = imp::ring_fd();
+        assert!(new_ring.is_some() && new_ring != old_ring, "a fresh ring");
+        let mut batch = Batch::with_capacity(1, 1);
+        batch.push("free", free.as_fd(), [Bytes::from_static(b"again")]);
+        assert_eq!(batch.run(), Some(vec![("free", WriteResult::Written(5))]));
+        assert_eq!(drain(&free_peer), b"fineagain");
+    }
+
+    /// A panic between pushing the entries and reaping them abandons the ring (the drop guard),
+    /// so the thread's next batch never submits the stale entries: it gets a fresh ring, and only
+    /// its own bytes arrive.
+    #[test]
+    fn a_panic_between_push_and_reap_never_leaves_stale_entries() {
+        if !usable("a_panic_between_push_and_reap_never_leaves_stale_entries") {
+            return;
+        }
+        let (socket, peer) = UnixStream::pair().expect("a socket pair");
+        let old_ring = imp::ring_fd();
+        let before = leaks();
+        let freed = Arc::new(AtomicBool::new(false));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut batch = Batch::with_capacity(1, 1).panicking_after_push();
+            batch.push((), socket.as_fd(), [watched(b's', 5, &freed)]);
+            batch.run()
+        }));
+        assert!(panicked.is_err(), "the injected panic");
+        assert!(
+            !freed.load(Ordering::SeqCst),
+            "the pushed entry's frame is leaked"
+        );
+        assert!(leaks().rings > before.rings, "the abandoned ring is counted");
+        let new_ring = imp::ring_fd();
+        assert!(new_ring.is_some() && new_ring != old_ring, "a fresh ring");
+        let mut batch = Batch::with_capacity(1, 1);
+        batch.push((), socket.as_fd(), [Bytes::from_static(b"fresh")]);
+        assert_eq!(batch.run(), Some(vec![((), WriteResult::Written(5))]));
+        assert_eq!(drain(&peer), b"fresh", "the stale entry was never submitted");
     }
 }

@@ -1,0 +1,368 @@
+//! The cork: deliveries held back and written once per connection, a fan-out's or a backlog
+//! batch's, and with io_uring all of a batch's writes in one submission.
+//!
+//! Owned by the node's backplane receive loop (`hub::mod`); `lifetime` hands deliveries to it
+//! through `Outbox::deliver_corked`. Reaches into `outbox`'s queue state (the same lock every
+//! writer takes) and submits through `uring::Batch`; no `unsafe` here, and nothing of the
+//! registry's maps.
+
+#[cfg(target_os = "linux")]
+use super::outbox::queued_frames;
+use super::outbox::{CloseReason, IDLE_QUEUE_CAPACITY, Outbox, Queued, advance};
+use super::stats::Stats;
+use super::uring;
+use super::ws::WsFrame;
+
+/// Deliveries held back and written once per connection: a fan-out's, or a backlog batch's.
+///
+/// The backplane receive loop (`hub::mod`) holds a cork over each message it hands out, and over
+/// up to `CORK_BATCH` messages when more already wait in the bounded inbox: every delivery is
+/// queued without a system call (`Outbox::deliver_corked`), and `flush` writes each touched
+/// connection's queue with one vectored write (the writer is woken only for what the socket did
+/// not take). With io_uring (`batched`, see `hub::uring`) those writes go to the kernel together,
+/// up to `uring::RING_ENTRIES` per system call, so the cork is held over every message. Without
+/// it the cork is held only under a backlog, and an idle node writes each delivery at once, as
+/// one `send`. Either way a frame waits for nothing but its own fan-out: no added latency. Order
+/// holds: a corked frame sits in the same queue every other frame of that connection goes
+/// through, and any other sender queues behind it.
+#[derive(Default)]
+pub(crate) struct Cork {
+    active: bool,
+    batched: bool,
+    touched: Vec<Outbox>,
+}
+
+impl Cork {
+    /// A cork whose flush submits its writes together through io_uring when `batched`.
+    pub fn new(batched: bool) -> Cork {
+        Cork {
+            batched,
+            ..Cork::default()
+        }
+    }
+
+    /// Whether the cork batches through io_uring (and so is held over every message).
+    pub fn batched(&self) -> bool {
+        self.batched
+    }
+
+    /// Whether deliveries are held back until `flush`.
+    pub fn set_active(&mut self, active: bool) {
+        self.active = active;
+    }
+
+    /// Writes every touched connection's queued frames (one vectored write each when the socket
+    /// takes them all) and deactivates the cork. Returns how many connections were touched.
+    pub fn flush(&mut self) -> usize {
+        self.active = false;
+        let n = self.touched.len();
+        if cfg!(target_os = "linux") && self.batched && n > 1 {
+            #[cfg(target_os = "linux")]
+            for chunk in self.touched.chunks(uring::RING_ENTRIES) {
+                flush_together(chunk);
+            }
+            self.touched.clear();
+        } else {
+            for outbox in self.touched.drain(..) {
+                outbox.shared.flush_corked();
+            }
+        }
+        // A hot room keeps this list at its size; a one-off huge batch gives its memory back.
+        if self.touched.capacity() > 4 * IDLE_QUEUE_CAPACITY {
+            self.touched.shrink_to(IDLE_QUEUE_CAPACITY);
+        }
+        n
+    }
+}
+
+/// A cork's flush of `outboxes` with their writes submitted together (`hub::uring`).
+///
+/// Every outbox is locked for the duration, so nothing else writes or reorders its queue while
+/// the batch runs. The batch owns refcounted clones of the frames it writes, so what the kernel
+/// reads never depends on these locks or queues (see `uring`). Only this function holds more than
+/// one outbox lock at a time, and it takes them with `try_lock`: one held elsewhere (its writer,
+/// another delivery) is flushed on its own afterwards, so two threads can never wait on each
+/// other. Each write goes into the batch under its index in `held`, and each result comes back
+/// under the same key.
+#[cfg(target_os = "linux")]
+fn flush_together(outboxes: &[Outbox]) {
+    let mut held = Vec::with_capacity(outboxes.len());
+    let mut alone = Vec::new();
+    for outbox in outboxes {
+        match outbox.shared.state.try_lock() {
+            Ok(state) => held.push((outbox, state)),
+            // As in `lock_state`: a poisoned lock is still usable.
+            Err(std::sync::TryLockError::Poisoned(e)) => held.push((outbox, e.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => alone.push(outbox),
+        }
+    }
+    let mut batch = uring::Batch::with_capacity(held.len(), held.len());
+    for (k, (outbox, state)) in held.iter_mut().enumerate() {
+        state.corked = false;
+        let outbox: &Outbox = outbox;
+        if !state.closed
+            && !state.queue.is_empty()
+            && outbox.shared.writes_directly()
+            && let Some(direct) = &outbox.shared.direct
+        {
+            batch.push(k, direct.fd(), queued_frames(state));
+        }
+    }
+    let writing = batch.len();
+    let mut broken = Vec::new();
+    match batch.run() {
+        Some(results) => {
+            if let Some((outbox, _)) = held.first() {
+                // One submission per chunk (it may wait more than once, rarely: not counted).
+                Stats::inc(&outbox.shared.stats.client_writes);
+            }
+            for (k, result) in results {
+                let Some((outbox, state)) = held.get_mut(k) else {
+                    continue;
+                };
+                state.writes += 1;
+                match result {
+                    uring::WriteResult::Written(written) => {
+                        state.active = true;
+                        advance(state, written);
+                    }
+                    // The socket took nothing: the writer's to retry or to find broken on its
+                    // next write.
+                    uring::WriteResult::WouldBlock
+                    | uring::WriteResult::Failed(_)
+                    | uring::WriteResult::Cancelled => {}
+                    // What reached the client is unknown.
+                    uring::WriteResult::Abandoned => broken.push(*outbox),
+                }
+            }
+        }
+        // No ring on this thread: each socket on its own, still under the lock.
+        None if writing > 0 => {
+            for (outbox, state) in &mut held {
+                if !state.closed && !state.queue.is_empty() && outbox.shared.writes_directly() {
+                    outbox.shared.write_queue(state);
+                }
+            }
+        }
+        None => {}
+    }
+    let mut wake = Vec::new();
+    for (outbox, state) in &held {
+        if !state.closed && !state.queue.is_empty() {
+            wake.push(*outbox);
+        }
+    }
+    drop(held);
+    for outbox in wake {
+        outbox.shared.writer.wake();
+    }
+    for outbox in broken {
+        outbox.close(CloseReason::error());
+    }
+    for outbox in alone {
+        outbox.shared.flush_corked();
+    }
+}
+
+impl Outbox {
+    /// `deliver`, but under an active `cork` the frame is only queued (no system call, no
+    /// wake-up) and the outbox is written once when the cork flushes. Without an active cork it
+    /// is `deliver`.
+    pub fn deliver_corked(&self, frame: &WsFrame, stats: &Stats, cork: &mut Cork) -> bool {
+        if !cork.active {
+            return self.deliver(frame, stats);
+        }
+        match self.shared.queue_corked(frame.wire()) {
+            Queued::First => {
+                cork.touched.push(self.clone());
+                Stats::inc(&stats.client_out);
+                true
+            }
+            Queued::Yes => {
+                Stats::inc(&stats.client_out);
+                true
+            }
+            Queued::Refused => false,
+            Queued::Full => {
+                self.slow(stats);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::outbox::Flush;
+    use crate::hub::outbox::Wake;
+    use crate::hub::outbox::tests::{direct, fill_socket, frame, noop_cx, numbered, queued, tcp_pair};
+    use std::sync::Arc;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_corked_batch_reaches_the_client_in_order_with_one_write() {
+        use tokio::io::AsyncReadExt;
+        let stats = Stats::default();
+        let (server, mut client) = tcp_pair().await;
+        let (out, rx) = direct(1000, &server, Arc::default());
+        // Uncorked: one system call per delivery.
+        assert!(out.deliver(&frame(0), &stats));
+        assert!(out.deliver(&frame(1), &stats));
+        assert_eq!(out.writes(), 2);
+        // Corked: the batch only queues (no write, no writer woken) ...
+        let mut cork = Cork::default();
+        cork.set_active(true);
+        for i in 2..12 {
+            assert!(out.deliver_corked(&frame(i), &stats, &mut cork));
+        }
+        // ... and another sender's frame in between queues behind it.
+        out.send_control(&frame(12));
+        assert!(out.deliver_corked(&frame(13), &stats, &mut cork));
+        assert_eq!(out.writes(), 2, "nothing written while corked");
+        assert_eq!(cork.touched.len(), 1, "the connection is flushed once");
+        // The flush writes the 12 queued frames with one vectored write.
+        assert_eq!(cork.flush(), 1);
+        assert_eq!(out.writes(), 3);
+        assert_eq!(
+            rx.poll_next(&mut noop_cx()),
+            Poll::Pending,
+            "nothing left for the writer"
+        );
+        let mut got = [0u8; 3 * 14];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        let expected: Vec<u8> = (0..14).flat_map(|i| [0x82, 1, i]).collect();
+        assert_eq!(got.as_slice(), expected.as_slice(), "every frame, in order");
+        assert_eq!(
+            Stats::get(&stats.client_out),
+            13,
+            "a control frame is not a delivery"
+        );
+        // An inactive cork (an empty inbox) writes at once, and a flushed cork is inactive.
+        assert!(out.deliver_corked(&frame(14), &stats, &mut cork));
+        assert_eq!(out.writes(), 4);
+        assert!(cork.touched.is_empty());
+    }
+
+    /// The io_uring flush (`flush_together`): several connections written by one submission, one
+    /// of them with a full socket, whose rest goes to its writer in order; and a connection whose
+    /// lock is held elsewhere at flush time, written on its own afterwards.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_batched_flush_writes_every_connection_and_leaves_a_full_one_to_its_writer() {
+        use tokio::io::AsyncReadExt;
+        if !uring::available() {
+            eprintln!("io_uring is unavailable here: the batched flush falls back to one write each");
+        }
+        let stats = Stats::default();
+        // The node's counters, shared by the three outboxes (system calls are counted there).
+        let node = Arc::new(Stats::default());
+        let mut pairs = Vec::new();
+        for _ in 0..3 {
+            let (server, client) = tcp_pair().await;
+            let (out, rx) = direct(100_000, &server, node.clone());
+            pairs.push((server, client, out, rx));
+        }
+        // Connection 2's socket is filled first (its client does not read yet).
+        let sent = fill_socket(&pairs[2].2, &pairs[2].3, &stats);
+        let before = [0, 1, 2].map(|i| pairs[i].2.writes());
+        let mut cork = Cork::new(true);
+        cork.set_active(true);
+        for round in 0..3u32 {
+            for (_, _, out, _) in &pairs {
+                assert!(out.deliver_corked(&numbered(sent + round), &stats, &mut cork));
+            }
+        }
+        assert_eq!(cork.touched.len(), 3, "each connection once");
+        let calls = Stats::get(&node.client_writes);
+        // Connection 1's lock is busy when the flush starts: it must not wait, nor be skipped.
+        let busy = pairs[1].2.shared.lock_state();
+        let flushing = std::thread::scope(|scope| {
+            let flush = scope.spawn(|| cork.flush());
+            // Connection 0 written: the flush is past its `try_lock`s, with connection 1 left
+            // for afterwards. (A marker, not a sleep: the flush's own thread sets it.)
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while pairs[0].2.writes() == before[0] {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the flush never wrote connection 0"
+                );
+                std::thread::yield_now();
+            }
+            drop(busy);
+            flush.join().unwrap()
+        });
+        assert_eq!(flushing, 3);
+        // With io_uring: one submission for the two it could lock, one `sendmsg` for the busy one.
+        // Without: one `sendmsg` each.
+        let expected = if uring::available() { 2 } else { 3 };
+        assert_eq!(Stats::get(&node.client_writes), calls + expected, "system calls");
+        for i in 0..2 {
+            assert_eq!(
+                pairs[i].2.writes(),
+                before[i] + 1,
+                "connection {i}: one write for three frames"
+            );
+            assert_eq!(
+                pairs[i].3.poll_next(&mut noop_cx()),
+                Poll::Pending,
+                "nothing left for its writer"
+            );
+        }
+        let mut frame = vec![0u8; 4 + 4096];
+        for (server, client, _, rx) in &mut pairs[..2] {
+            let _ = (server, rx);
+            for round in 0..3u32 {
+                tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut frame))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(u32::from_be_bytes(frame[4..8].try_into().unwrap()), sent + round);
+            }
+        }
+        // The full connection: its writer has the rest, and the client gets every frame in order.
+        assert_eq!(pairs[2].3.poll_next(&mut noop_cx()), Poll::Ready(Wake::Frames));
+        let (server, mut client, _, rx) = pairs.pop().unwrap();
+        let writer = tokio::spawn(async move {
+            loop {
+                match rx.flush_direct().unwrap() {
+                    Flush::Done => return rx,
+                    Flush::Blocked => server.writable().await.unwrap(),
+                }
+            }
+        });
+        for next in 0..sent + 3 {
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut frame))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                u32::from_be_bytes(frame[4..8].try_into().unwrap()),
+                next,
+                "in order"
+            );
+        }
+        drop(writer.await.unwrap());
+        assert_eq!(Stats::get(&stats.client_out), u64::from(sent) + 9);
+    }
+
+    #[test]
+    fn a_corked_batch_over_the_queue_bound_closes_the_slow_client() {
+        let stats = Stats::default();
+        let (out, _rx) = queued(2);
+        let mut cork = Cork::default();
+        cork.set_active(true);
+        assert!(out.deliver_corked(&frame(0), &stats, &mut cork));
+        assert!(out.deliver_corked(&frame(1), &stats, &mut cork));
+        assert!(!out.deliver_corked(&frame(2), &stats, &mut cork));
+        assert!(out.killed().is_cancelled());
+        assert_eq!(Stats::get(&stats.slow_client_disconnects), 1);
+        // Without a direct socket the flush leaves the frames to the writer.
+        assert_eq!(cork.flush(), 1);
+        assert_eq!(out.writes(), 0);
+    }
+}
