@@ -109,6 +109,17 @@ pub(crate) fn render(node: &NodeShared) -> String {
         "TCP connections closed at once because the node was at its connection cap.",
         Stats::get(&s.refused_connections),
     );
+    let leaks = super::uring::leaks();
+    m.counter(
+        "switchboard_io_uring_abandoned_rings_total",
+        "io_uring rings abandoned (with their buffers, deliberately leaked) because a batch could not be proven finished; after 4 the node stops using io_uring.",
+        leaks.rings,
+    );
+    m.counter(
+        "switchboard_io_uring_leaked_bytes_total",
+        "Bytes of frames and write descriptors leaked with abandoned io_uring rings, so the kernel never reads freed memory.",
+        leaks.bytes,
+    );
     m.counter(
         "switchboard_connections_refused_per_ip_total",
         "TCP connections closed at once because their IP address was at the per-IP cap (--max-connections-per-ip).",

@@ -68,17 +68,15 @@ static ABANDONED_RINGS: AtomicU64 = AtomicU64::new(0);
 /// Frame bytes leaked with them.
 static LEAKED_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// What the abandoned rings of this process keep alive forever (see the module docs). Read by
-/// the tests; the node reports each abandoned ring in a `warn` line with the same figures.
-#[cfg_attr(not(test), allow(dead_code))]
+/// What the abandoned rings of this process keep alive forever (see the module docs): in
+/// `/metrics`, and in a `warn` line per abandoned ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Leaks {
     pub rings: u64,
     pub bytes: u64,
 }
 
-/// The leak so far.
-#[cfg_attr(not(test), allow(dead_code))]
+/// The leak so far (exported in `/metrics`).
 pub(crate) fn leaks() -> Leaks {
     Leaks {
         rings: ABANDONED_RINGS.load(Ordering::Relaxed),
