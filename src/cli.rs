@@ -53,6 +53,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of the hub's flags does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Open the dashboard (the default): live backplane traffic, nodes, test messages.
     #[cfg(feature = "gui")]

@@ -391,7 +391,7 @@ fn authenticate(
     verifier: &auth::Verifier,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
-) -> Result<auth::Identity, Response> {
+) -> Result<auth::Identity, Box<Response>> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| auth::bearer(h.as_bytes()))
@@ -417,7 +417,7 @@ fn authenticate(
     };
     let mut response = text(StatusCode::UNAUTHORIZED, format!("{error}\n"));
     response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-    Err(response)
+    Err(Box::new(response))
 }
 
 /// The user id a connection gets: the token's under `--auth jwt`; else `?user=` where it is
@@ -444,7 +444,7 @@ async fn negotiate_handler(
     if let Some(verifier) = &node.config.auth
         && let Err(refused) = authenticate(verifier, &headers, &q)
     {
-        return refused;
+        return *refused;
     }
     let version = match negotiate::select_version(query(&q, "negotiateVersion")) {
         Ok(version) => version,
@@ -486,7 +486,7 @@ async fn hub_get(
     let identity = match &node.config.auth {
         Some(verifier) => match authenticate(verifier, &headers, &q) {
             Ok(identity) => Some(identity),
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         },
         None => None,
     };
