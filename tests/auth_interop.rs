@@ -171,3 +171,49 @@ async fn the_chat_page_asks_for_a_token_and_connects_with_it() {
     assert!(ok, "chat_page_auth.mjs failed:\n{stdout}");
     assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
 }
+
+/// The Python `signalrcore` client (its `access_token_factory`), installed by `scripts/test.sh`
+/// into `tests/py/.venv`: the same two-node check as the JS client (`tests/py/auth_interop.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_signalrcore_with_access_token_factory_across_two_redis_nodes() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/.venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/test.sh (it makes the venv and installs signalrcore)",
+        python.display()
+    );
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let verifier = Arc::new(
+        Verifier::new(JwtSettings::new(KeySource::Secret(
+            JwtSecret::new(SECRET).unwrap(),
+        )))
+        .unwrap(),
+    );
+    let mut nodes = Vec::new();
+    for name in ["py-a", "py-b"] {
+        let mut config = NodeConfig::new(name);
+        config.channel_prefix = prefix.clone();
+        config.auth = Some(verifier.clone());
+        let node = common::start_node_with(config, BackplaneChoice::RedisUrl(redis.url())).await;
+        common::wait_connected(&node).await;
+        nodes.push(node);
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let alice = token(json!({"sub": "alice", "exp": now + 600}));
+    let bob = token(json!({"sub": "bob", "exp": now + 600}));
+    let mut script = Command::new(python);
+    script
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/auth_interop.py"))
+        .args([nodes[0].hub_url(), nodes[1].hub_url(), alice, bob]);
+    let (ok, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(script, "tests/py/auth_interop.py", SCRIPT_TIMEOUT))
+            .await
+            .unwrap();
+    println!("--- auth_interop.py ---\n{stdout}\n--- stderr ---\n{stderr}");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    assert!(ok, "auth_interop.py failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+}
