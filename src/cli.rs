@@ -436,6 +436,15 @@ pub struct HubArgs {
     /// (anyone may then claim any user id). Loopback listeners always do.
     #[arg(long)]
     pub trust_user_param: bool,
+
+    /// Longest user id accepted (SendToUser, a token's user, ?user=), in bytes; longer ones are
+    /// refused with a HubException (or a 400 at connect) naming this limit.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_USER_ID_BYTES)]
+    pub max_user_id_bytes: usize,
+
+    /// Longest group name accepted, in bytes; longer ones are refused with a HubException.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_GROUP_NAME_BYTES)]
+    pub max_group_name_bytes: usize,
 }
 
 /// `--auth` modes.
@@ -528,6 +537,8 @@ impl HubArgs {
         }
         config.monitor_token = monitor_token(self.monitor_token.as_ref())?;
         config.trust_user_param = self.trust_user_param;
+        config.max_user_id_bytes = self.max_user_id_bytes;
+        config.max_group_name_bytes = self.max_group_name_bytes;
         Ok(config)
     }
 }

@@ -181,3 +181,12 @@ pub const DEFAULT_ADMIN_ROLE: &str = "switchboard-admin";
 
 /// The environment variable read for the HS256 secret (the alternative to `--jwt-secret-file`).
 pub const JWT_SECRET_ENV: &str = "SWITCHBOARD_JWT_SECRET";
+
+/// Longest user id a hub method (`SendToUser`) or a connection (token claim, `?user=`) may name,
+/// in bytes: every user id becomes a Redis channel name and a registry key, and 256 bytes hold
+/// any e-mail address or GUID with room to spare.
+pub const DEFAULT_MAX_USER_ID_BYTES: usize = 256;
+
+/// Longest group name, in bytes: a group name becomes a Redis channel name and a registry key;
+/// 1 KiB is far beyond any room name a chat uses.
+pub const DEFAULT_MAX_GROUP_NAME_BYTES: usize = 1024;

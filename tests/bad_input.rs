@@ -465,12 +465,13 @@ async fn a_client_that_does_not_read_is_disconnected_and_counted() {
 async fn keep_alive_pings_and_the_client_timeout() {
     let mut config = NodeConfig::new("n");
     config.keep_alive = Duration::from_secs(1);
-    config.client_timeout = Duration::from_millis(1500);
+    // Counted from the handshake: longer than the first server ping can take (1 to 2 s).
+    config.client_timeout = Duration::from_secs(3);
     let node = start(config).await;
     let mut ws = json_connection(&node).await;
     // Silence from the server side is filled with pings (checked every second).
     assert_eq!(next_data(&mut ws).await, b"{\"type\":6}\x1e");
-    // The timeout is armed by the client's first ping; then silence ends the connection.
+    // A client ping resets the timeout; then silence ends the connection.
     send_text(&mut ws, "{\"type\":6}\u{1e}").await;
     loop {
         let frame = next_data(&mut ws).await;

@@ -404,8 +404,9 @@ async fn read_loop(
     protocol: Protocol,
     outbox: &Outbox,
 ) -> ReadEnd {
-    // ASP.NET Core arms the client timeout only after the first Ping from the client (A.6.3).
-    let mut timeout_armed = false;
+    // ASP.NET Core arms the client timeout only after the first Ping from the client (A.6.3);
+    // here it counts from the handshake, so a client that connects and then sends nothing at all
+    // (not even the pings every official client sends) cannot hold its place forever.
     let caller = Caller {
         connection_id: id,
         user,
@@ -416,6 +417,8 @@ async fn read_loop(
                 admin_role: &verifier.settings().admin_role,
             },
         },
+        max_user_id: node.config.max_user_id_bytes,
+        max_group_name: node.config.max_group_name_bytes,
     };
     loop {
         loop {
@@ -433,7 +436,7 @@ async fn read_loop(
                 Err(e) => return ReadEnd::Error(e.to_string()),
             };
             match message {
-                HubMessage::Ping => timeout_armed = true,
+                HubMessage::Ping => {}
                 HubMessage::Close { .. } => return ReadEnd::ClientClosed,
                 HubMessage::Invocation {
                     invocation_id,
@@ -480,7 +483,6 @@ async fn read_loop(
             }
         }
 
-        let timeout = timeout_armed.then_some(node.config.client_timeout);
         let step = tokio::select! {
             _ = outbox.killed().cancelled() => return ReadEnd::Killed,
             _ = async {
@@ -489,12 +491,7 @@ async fn read_loop(
                     None => std::future::pending().await,
                 }
             } => return ReadEnd::Expired,
-            step = async {
-                match timeout {
-                    Some(limit) => tokio::time::timeout(limit, reader.read()).await.ok(),
-                    None => Some(reader.read().await),
-                }
-            } => step,
+            step = tokio::time::timeout(node.config.client_timeout, reader.read()) => step.ok(),
         };
         match step {
             Some(ReadStep::Data { pings }) => {

@@ -19,6 +19,20 @@ pub(crate) struct Caller<'a> {
     pub user: Option<&'a str>,
     /// Whose group memberships the caller may change.
     pub groups: GroupRights<'a>,
+    /// Longest user id and group name accepted, in bytes.
+    pub max_user_id: usize,
+    pub max_group_name: usize,
+}
+
+/// `Ok` when `value` is at most `max` bytes; else a HubException naming the limit.
+fn within_limit(value: &str, what: &str, max: usize, flag: &str) -> Result<(), HubError> {
+    if value.len() > max {
+        return Err(HubError::Hub(format!(
+            "The {what} is {} bytes long; this node accepts at most {max} ({flag}).",
+            value.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Who may `AddToGroup`/`RemoveFromGroup` a connection other than their own.
@@ -241,14 +255,32 @@ pub(crate) async fn invoke(
         }
         Method::JoinGroup => {
             let group = required(&args, 0, "group")?;
+            within_limit(
+                &group,
+                "group name",
+                caller.max_group_name,
+                "--max-group-name-bytes",
+            )?;
             lifetime.add_to_group(me, &group).await?;
         }
         Method::LeaveGroup => {
             let group = required(&args, 0, "group")?;
+            within_limit(
+                &group,
+                "group name",
+                caller.max_group_name,
+                "--max-group-name-bytes",
+            )?;
             lifetime.remove_from_group(me, &group).await?;
         }
         Method::SendToGroup => {
             let group = required(&args, 0, "group")?;
+            within_limit(
+                &group,
+                "group name",
+                caller.max_group_name,
+                "--max-group-name-bytes",
+            )?;
             let msg = receive_message(&args, 1)?;
             let target = Target::Group {
                 group: &group,
@@ -258,6 +290,7 @@ pub(crate) async fn invoke(
         }
         Method::SendToUser => {
             let user = required(&args, 0, "userId")?;
+            within_limit(&user, "user id", caller.max_user_id, "--max-user-id-bytes")?;
             let msg = receive_message(&args, 1)?;
             lifetime.send(Target::User(&user), &msg).await;
         }
@@ -269,12 +302,24 @@ pub(crate) async fn invoke(
         Method::AddToGroup => {
             let id = required(&args, 0, "connectionId")?;
             let group = required(&args, 1, "group")?;
+            within_limit(
+                &group,
+                "group name",
+                caller.max_group_name,
+                "--max-group-name-bytes",
+            )?;
             caller.groups.check(method, me, &id)?;
             lifetime.add_to_group(&id, &group).await?;
         }
         Method::RemoveFromGroup => {
             let id = required(&args, 0, "connectionId")?;
             let group = required(&args, 1, "group")?;
+            within_limit(
+                &group,
+                "group name",
+                caller.max_group_name,
+                "--max-group-name-bytes",
+            )?;
             caller.groups.check(method, me, &id)?;
             lifetime.remove_from_group(&id, &group).await?;
         }
@@ -305,6 +350,18 @@ mod tests {
         assert_eq!(
             HubError::Hub("No.".into()).completion_text("JoinGroup"),
             "An unexpected error occurred invoking 'JoinGroup' on the server. HubException: No."
+        );
+    }
+
+    #[test]
+    fn limits_name_the_flag() {
+        assert!(within_limit(&"g".repeat(1024), "group name", 1024, "--max-group-name-bytes").is_ok());
+        let error =
+            within_limit(&"g".repeat(1025), "group name", 1024, "--max-group-name-bytes").unwrap_err();
+        let text = error.completion_text("JoinGroup");
+        assert!(
+            text.contains("HubException") && text.contains("at most 1024 (--max-group-name-bytes)"),
+            "{text}"
         );
     }
 

@@ -490,6 +490,19 @@ async fn hub_get(
         },
         None => None,
     };
+    let user = user_of(&node, identity.as_ref(), &q);
+    if let Some(user) = &user
+        && user.len() > node.config.max_user_id_bytes
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The user id is {} bytes long; this node accepts at most {} (--max-user-id-bytes).\n",
+                user.len(),
+                node.config.max_user_id_bytes
+            ),
+        );
+    }
     let token = query(&q, "id").map(str::to_string);
     let upgrade = websocket_accept(&headers)
         .and_then(|accept| Some((accept, request.extensions_mut().remove::<OnUpgrade>()?)));
@@ -546,7 +559,6 @@ async fn hub_get(
             }
         }
     };
-    let user = user_of(&node, identity.as_ref(), &q);
     let session = connection::Session {
         admin: identity
             .as_ref()

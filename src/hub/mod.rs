@@ -81,7 +81,8 @@ pub struct NodeConfig {
     pub io_uring: bool,
     /// Server ping interval when nothing else was sent.
     pub keep_alive: Duration,
-    /// Silence after which a client is dropped (armed after its first ping, as ASP.NET Core does).
+    /// Silence after which a client is dropped, counted from the handshake (ASP.NET Core arms it
+    /// only after the client's first ping; a client that never sends anything is dropped here).
     pub client_timeout: Duration,
     /// Time allowed for the handshake.
     pub handshake_timeout: Duration,
@@ -113,6 +114,10 @@ pub struct NodeConfig {
     /// Without `auth`, take `?user=` as the user id even on a listener beyond loopback
     /// (`--trust-user-param`); loopback listeners always do.
     pub trust_user_param: bool,
+    /// Longest user id accepted (a `SendToUser` argument, a token's user, `?user=`), in bytes.
+    pub max_user_id_bytes: usize,
+    /// Longest group name accepted, in bytes.
+    pub max_group_name_bytes: usize,
 }
 
 /// A node's own certificate chain and private key (PEM files), for serving HTTPS/WSS.
@@ -151,6 +156,8 @@ impl NodeConfig {
             monitor_token: None,
             auth: None,
             trust_user_param: false,
+            max_user_id_bytes: config::DEFAULT_MAX_USER_ID_BYTES,
+            max_group_name_bytes: config::DEFAULT_MAX_GROUP_NAME_BYTES,
         }
     }
 }
