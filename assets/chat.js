@@ -52,6 +52,7 @@ function describeClose(event) {
 class HubConnection {
   #path;
   #userFn;
+  #tokenFn = () => "";
   #handlers = new Map();
   #stateListeners = new Set();
   #state = "disconnected";
@@ -73,6 +74,15 @@ class HubConnection {
 
   get state() {
     return this.#state;
+  }
+
+  /**
+   * `tokenFn()` gives the access token for the next connect ("" for none), as the official
+   * client's `accessTokenFactory`: sent as `Authorization: Bearer` on negotiate and as
+   * `access_token` on the WebSocket URL (browsers cannot set headers on WebSockets).
+   */
+  setAccessTokenFactory(tokenFn) {
+    this.#tokenFn = tokenFn;
   }
 
   /** Registers a handler for server-to-client invocations; targets match case-insensitively. */
@@ -124,6 +134,13 @@ class HubConnection {
     try {
       await this.#open();
     } catch (error) {
+      if (error.unauthorized !== undefined) {
+        // Retrying with the same token cannot help: stop and let the page ask for one.
+        this.#stopped = true;
+        this.#teardown(error.message);
+        this.#setState("disconnected", { reason: error.message, unauthorized: error.unauthorized });
+        return;
+      }
       this.#lost(error.message, true);
       return;
     }
@@ -138,16 +155,25 @@ class HubConnection {
   /** Negotiates, opens the WebSocket and completes the handshake; then attaches the receive loop. */
   async #open() {
     const user = this.#userFn();
+    const accessToken = this.#tokenFn();
     const negotiateUrl = new URL(`${this.#path}/negotiate`, location.origin);
     negotiateUrl.search = new URLSearchParams({ negotiateVersion: "1", user }).toString();
     let response;
     try {
       response = await fetch(negotiateUrl, {
         method: "POST",
+        headers: accessToken ? { Authorization: `Bearer ${accessToken}` } : {},
         signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS),
       });
     } catch {
       throw new Error("cannot reach the node");
+    }
+    if (response.status === 401) {
+      // The node requires a token (`--auth jwt`): its one-line reason says what was wrong.
+      const reason = (await response.text().catch(() => "")).trim() || "a token is required";
+      const error = new Error(`the node requires an access token: ${reason}`);
+      error.unauthorized = reason;
+      throw error;
     }
     if (!response.ok) throw new Error(`negotiate failed with HTTP ${response.status}`);
     const negotiation = await response.json();
@@ -162,7 +188,9 @@ class HubConnection {
 
     const wsUrl = new URL(this.#path, location.origin);
     wsUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    wsUrl.search = new URLSearchParams({ id: token, user }).toString();
+    const query = { id: token, user };
+    if (accessToken) query.access_token = accessToken;
+    wsUrl.search = new URLSearchParams(query).toString();
 
     const ws = new WebSocket(wsUrl);
     this.#ws = ws;
@@ -422,6 +450,48 @@ const OWN_GROUP_SENDS_MAX = 50;
 
 const hub = new HubConnection(HUB_PATH, () => userName);
 
+// --- access token (nodes started with --auth jwt) -------------------------------------------
+
+/**
+ * The token comes from the URL fragment (`#access_token=…`, never sent to any server by the
+ * browser) or from the token field, which appears when the node answers 401. Kept in this tab's
+ * sessionStorage only; the fragment is removed from the address bar once read.
+ */
+let accessToken = sessionStorage.getItem("switchboard.accessToken") ?? "";
+{
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const fromFragment = fragment.get("access_token");
+  if (fromFragment) {
+    accessToken = fromFragment.trim();
+    sessionStorage.setItem("switchboard.accessToken", accessToken);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+hub.setAccessTokenFactory(() => accessToken);
+
+const tokenUi = {
+  panel: $("token-panel"),
+  field: $("token"),
+  use: $("token-use"),
+  reason: $("token-reason"),
+};
+
+function showTokenField(reason) {
+  tokenUi.panel.hidden = false;
+  tokenUi.reason.textContent = `The node refused the connection: ${reason}`;
+  tokenUi.field.focus();
+}
+
+tokenUi.use.addEventListener("click", () => {
+  accessToken = tokenUi.field.value.trim();
+  tokenUi.field.value = "";
+  sessionStorage.setItem("switchboard.accessToken", accessToken);
+  hub.start();
+});
+tokenUi.field.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") tokenUi.use.click();
+});
+
 // --- messages -------------------------------------------------------------------------------
 
 function appendItem(item) {
@@ -511,6 +581,8 @@ hub.onStateChange((state, detail) => {
   } else if (state === "disconnected" && detail.reason) {
     text = `Disconnected — ${detail.reason}`;
   }
+  if (detail.unauthorized !== undefined) showTokenField(detail.unauthorized);
+  if (state === "connected" && accessToken) tokenUi.panel.hidden = true;
   ui.connText.textContent = text;
   ui.conn.title = text;
   ui.retry.hidden = state !== "disconnected";

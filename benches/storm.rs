@@ -24,6 +24,11 @@
 //! and their sum as handshakes per core-second: on a shared 2-core machine the rate is bounded by
 //! CPU, and these say by whose. `STORM_BACKPLANE=memory` runs the same storm without Redis, for the
 //! ceiling of the node itself. Bounded: every phase has a timeout and the run stops by itself.
+//!
+//! `STORM_AUTH=hs256|rs256` starts the node with `--auth jwt` (an HS256 secret, or an RSA-2048
+//! public key made with the `openssl` CLI) and every client presents its own token
+//! (`Authorization: Bearer`, `sub` = a distinct user per connection), minted by its process
+//! before the "go", so the figure includes the node's verification only.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -40,6 +45,83 @@ use tokio::sync::mpsc;
 
 /// Set in a child: `node_addr count in_flight sources seed`.
 const CHILD_ENV: &str = "STORM_CHILD";
+
+/// `STORM_AUTH`: `hs256` or `rs256` (see the module docs); the children inherit it.
+const AUTH_ENV: &str = "STORM_AUTH";
+/// Set in a child under `STORM_AUTH=rs256`: the private key file it signs its tokens with.
+const AUTH_KEY_ENV: &str = "STORM_AUTH_KEY";
+/// The HS256 secret of the bench (a bench-only value).
+const BENCH_SECRET: &[u8] = b"storm-bench-secret-not-used-anywhere";
+
+/// The node's verifier for `STORM_AUTH`, and the private key file for the children (RS256).
+fn bench_auth(mode: &str) -> Option<(switchboard::hub::auth::Verifier, Option<std::path::PathBuf>)> {
+    use switchboard::hub::auth::{JwtSecret, JwtSettings, KeySource, Verifier};
+    match mode {
+        "hs256" => {
+            let key = KeySource::Secret(JwtSecret::new(BENCH_SECRET).ok()?);
+            Some((Verifier::new(JwtSettings::new(key)).ok()?, None))
+        }
+        "rs256" => {
+            let dir = std::env::temp_dir().join(format!("storm-rs256-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            let openssl = |args: &[&str]| {
+                Command::new("openssl")
+                    .args(args)
+                    .current_dir(&dir)
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if !openssl(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "key.pem",
+            ]) || !openssl(&["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"])
+            {
+                return None;
+            }
+            let key = KeySource::PublicKeyFile(dir.join("pub.pem"));
+            Some((
+                Verifier::new(JwtSettings::new(key)).ok()?,
+                Some(dir.join("key.pem")),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A child's tokens, one per connection (`sub` = `storm-{seed}-{i}`), or none without auth.
+fn child_tokens(count: usize, seed: u64) -> Vec<String> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let mode = std::env::var(AUTH_ENV).unwrap_or_default();
+    let (alg, key) = match mode.as_str() {
+        "hs256" => match EncodingKey::from_secret(BENCH_SECRET) {
+            Ok(key) => (Algorithm::HS256, key),
+            Err(_) => return Vec::new(),
+        },
+        "rs256" => {
+            let pem = std::env::var(AUTH_KEY_ENV)
+                .ok()
+                .and_then(|path| std::fs::read(path).ok())
+                .unwrap_or_default();
+            match EncodingKey::from_rsa_pem(&pem) {
+                Ok(key) => (Algorithm::RS256, key),
+                Err(_) => return Vec::new(),
+            }
+        }
+        _ => return Vec::new(),
+    };
+    let exp = unix_us() / 1_000_000 + 3600;
+    (0..count)
+        .filter_map(|i| {
+            let claims = serde_json::json!({ "sub": format!("storm-{seed}-{i}"), "exp": exp });
+            encode(&Header::new(alg), &claims, &key).ok()
+        })
+        .collect()
+}
 
 /// The latency the proxy adds in each direction.
 const PROXY_DELAY: Duration = Duration::from_millis(1);
@@ -155,6 +237,19 @@ async fn parent(clients: usize, processes: usize, in_flight: usize, sources: usi
 
     let mut config = NodeConfig::new("storm");
     config.max_connections = clients + 100;
+    let auth_mode = std::env::var(AUTH_ENV).unwrap_or_default();
+    let mut auth_key_file = None;
+    if !auth_mode.is_empty() {
+        let Some((verifier, key_file)) = bench_auth(&auth_mode) else {
+            println!(
+                "storm: STORM_AUTH={auth_mode:?} could not be set up (hs256 or rs256; rs256 needs openssl)"
+            );
+            return;
+        };
+        println!("storm: --auth jwt, {auth_mode} tokens, one per connection");
+        config.auth = Some(Arc::new(verifier));
+        auth_key_file = key_file;
+    }
     let node = Node::start(config, backplane).await.expect("node starts");
     let mut status = node.backplane_status();
     // The `Ref` that `wait_for` returns holds the watch's read lock: keep only the answer, or the
@@ -172,7 +267,11 @@ async fn parent(clients: usize, processes: usize, in_flight: usize, sources: usi
     let mut children = Vec::new();
     for i in 0..processes {
         let share = clients / processes + usize::from(i < clients % processes);
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let Some(key_file) = &auth_key_file {
+            command.env(AUTH_KEY_ENV, key_file);
+        }
+        let child = command
             .env(
                 CHILD_ENV,
                 format!("{node_addr} {share} {in_flight} {sources} {}", i + 1),
@@ -432,6 +531,7 @@ fn child(spec: &str) {
         .enable_all()
         .build()
         .expect("runtime");
+    let tokens = Arc::new(child_tokens(count, seed));
     println!("ready");
     let _ = std::io::stdout().flush();
     let mut line = String::new();
@@ -443,6 +543,7 @@ fn child(spec: &str) {
         for worker in 0..in_flight.min(count) {
             let next = next.clone();
             let template = template.clone();
+            let tokens = tokens.clone();
             workers.push(tokio::spawn(async move {
                 let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(worker as u64));
                 let mut done = Vec::new();
@@ -456,7 +557,8 @@ fn child(spec: &str) {
                         Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + (i as u32 % sources))
                     });
                     let started = Instant::now();
-                    let attempt = handshake(node, source, &template, &mut rng);
+                    let token = tokens.get(i).map(String::as_str);
+                    let attempt = handshake(node, source, &template, token, &mut rng);
                     match tokio::time::timeout(Duration::from_secs(60), attempt).await {
                         Ok(Some(socket)) => done.push((socket, started.elapsed(), unix_us())),
                         _ => failed += 1,
@@ -541,6 +643,7 @@ async fn handshake(
     node: SocketAddr,
     source: Option<Ipv4Addr>,
     template: &Template,
+    token: Option<&str>,
     rng: &mut Rng,
 ) -> Option<TcpStream> {
     use base64::Engine as _;
@@ -560,6 +663,13 @@ async fn handshake(
     base64::engine::general_purpose::STANDARD
         .encode_slice(key, &mut request[template.key_at..template.key_at + 24])
         .ok()?;
+    if let Some(token) = token {
+        // Before the blank line that ends the head.
+        request.truncate(request.len() - 2);
+        request.extend_from_slice(b"Authorization: Bearer ");
+        request.extend_from_slice(token.as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+    }
     stream.write_all(&request).await.ok()?;
 
     // The response head: status line 101, up to the blank line.

@@ -18,6 +18,9 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xwd >/dev/null 2>&1 || missing+=(x11-apps)
+# tests/auth_interop.rs drives the Python signalrcore client from a venv (Debian: python3-venv).
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The TLS tests make their certificates at test time with the openssl CLI (tests/common/certs.rs).
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The X and GL libraries eframe loads when the window opens (read once: a pipe into `grep -q`
@@ -40,6 +43,12 @@ fi
 if [ ! -d tests/js/node_modules ] || [ tests/js/package-lock.json -nt tests/js/node_modules ]; then
   echo "== npm ci (tests/js)"
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [ ! -x tests/py/.venv/bin/python ] || ! tests/py/.venv/bin/python -c 'import signalrcore' >/dev/null 2>&1; then
+  echo "== python venv with signalrcore (tests/py/.venv)"
+  python3 -m venv tests/py/.venv
+  tests/py/.venv/bin/pip install --quiet --disable-pip-version-check signalrcore==1.0.2
 fi
 
 echo "== cargo test"

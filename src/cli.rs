@@ -98,6 +98,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of the hub's flags does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Open the dashboard (the default): live backplane traffic, nodes, test messages.
     #[cfg(feature = "gui")]
@@ -410,11 +412,12 @@ pub struct HubArgs {
     #[arg(long, default_value_t = config::DEFAULT_INVOCATION_BURST, value_name = "N")]
     pub invocation_burst: u32,
 
-    /// Longest user id in bytes (user ids become Redis channel names).
+    /// Longest user id accepted (SendToUser, a token's user, ?user=), in bytes; longer ones are
+    /// refused with a HubException (or a 400 at connect) naming this limit.
     #[arg(long, default_value_t = config::DEFAULT_MAX_USER_ID_BYTES, value_name = "BYTES")]
     pub max_user_id_bytes: usize,
 
-    /// Longest group name in bytes (group names become Redis channel names).
+    /// Longest group name accepted, in bytes; longer ones are refused with a HubException.
     #[arg(long, default_value_t = config::DEFAULT_MAX_GROUP_NAME_BYTES, value_name = "BYTES")]
     pub max_group_name_bytes: usize,
 
@@ -461,9 +464,127 @@ pub struct HubArgs {
     /// Prefer the SWITCHBOARD_MONITOR_TOKEN variable (the command line shows in `ps`).
     #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
     pub monitor_token: Option<TokenArg>,
+
+    /// Require every client to authenticate: `jwt` (a bearer token on negotiate and on the
+    /// WebSocket request, or `access_token=` on the latter), verified with exactly one of
+    /// --jwt-secret-file / SWITCHBOARD_JWT_SECRET (HS256), --jwt-public-key (RS256/ES256) or
+    /// --jwt-jwks. The user id comes from the token; ?user= is ignored.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub auth: Option<AuthMode>,
+
+    /// HS256: a file holding the shared secret (a trailing line break is ignored). Or set
+    /// SWITCHBOARD_JWT_SECRET.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
+
+    /// RS256 or ES256 (P-256), following the key type: the issuer's PEM public key.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+
+    /// A JWKS document (RSA, EC P-256 or oct keys, each with a kid); the token's kid picks the
+    /// key. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_jwks: Option<std::path::PathBuf>,
+
+    /// The `iss` every token must carry.
+    #[arg(long, value_name = "ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// A value the token's `aud` must carry.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew allowed on exp and nbf, in seconds (tests shorten it).
+    #[arg(long, hide = true, default_value_t = config::DEFAULT_JWT_LEEWAY.as_secs())]
+    pub jwt_leeway_secs: u64,
+
+    /// The token claim that holds the user id.
+    #[arg(long, value_name = "CLAIM", default_value = config::DEFAULT_USER_CLAIM)]
+    pub user_claim: String,
+
+    /// The role (a `role`/`roles` claim) that may AddToGroup/RemoveFromGroup connections other
+    /// than the caller's own.
+    #[arg(long, value_name = "ROLE", default_value = config::DEFAULT_ADMIN_ROLE)]
+    pub admin_role: String,
+
+    /// Keep connections open after their token expires (by default they get a Close naming the
+    /// expiry, as ASP.NET Core's CloseOnAuthenticationExpiration does).
+    #[arg(long)]
+    pub no_close_on_token_expiry: bool,
+
+    /// Without --auth, take ?user= as the user id even though the node listens beyond loopback
+    /// (anyone may then claim any user id). Loopback listeners always do.
+    #[arg(long)]
+    pub trust_user_param: bool,
+}
+
+/// `--auth` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// JWT bearer tokens.
+    Jwt,
 }
 
 impl HubArgs {
+    /// The `--auth jwt` verifier with its keys loaded, or `None` without `--auth`. An error is a
+    /// usage error (exit 2) and never repeats the secret.
+    pub fn auth_verifier(&self) -> Result<Option<std::sync::Arc<crate::hub::auth::Verifier>>, String> {
+        use crate::hub::auth::{JwtSecret, JwtSettings, KeySource, Verifier};
+        let env_secret = std::env::var_os(config::JWT_SECRET_ENV).filter(|v| !v.is_empty());
+        if self.auth.is_none() {
+            if self.jwt_secret_file.is_some() || self.jwt_public_key.is_some() || self.jwt_jwks.is_some() {
+                return Err("--jwt-secret-file, --jwt-public-key and --jwt-jwks need --auth jwt".into());
+            }
+            return Ok(None);
+        }
+        let mut sources = Vec::new();
+        if let Some(path) = &self.jwt_secret_file {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("--jwt-secret-file: reading {}: {e}", path.display()))?;
+            let secret = JwtSecret::new(&bytes)
+                .map_err(|_| format!("--jwt-secret-file: {} is empty", path.display()))?;
+            sources.push(KeySource::Secret(secret));
+        }
+        if let Some(secret) = &env_secret {
+            let secret = JwtSecret::new(secret.as_encoded_bytes())
+                .map_err(|e| format!("{}: {e}", config::JWT_SECRET_ENV))?;
+            sources.push(KeySource::Secret(secret));
+        }
+        if let Some(path) = &self.jwt_public_key {
+            sources.push(KeySource::PublicKeyFile(path.clone()));
+        }
+        if let Some(path) = &self.jwt_jwks {
+            sources.push(KeySource::JwksFile(path.clone()));
+        }
+        let key = match sources.len() {
+            1 => sources.remove(0),
+            0 => {
+                return Err(format!(
+                    "--auth jwt needs a key: one of --jwt-secret-file FILE, {} (HS256), \
+                     --jwt-public-key FILE (RS256/ES256) or --jwt-jwks FILE",
+                    config::JWT_SECRET_ENV
+                ));
+            }
+            n => {
+                return Err(format!(
+                    "--auth jwt takes exactly one key source, {n} were given (--jwt-secret-file, {}, \
+                     --jwt-public-key, --jwt-jwks)",
+                    config::JWT_SECRET_ENV
+                ));
+            }
+        };
+        let mut settings = JwtSettings::new(key);
+        settings.issuer = self.jwt_issuer.clone().filter(|s| !s.is_empty());
+        settings.audience = self.jwt_audience.clone().filter(|s| !s.is_empty());
+        settings.leeway = Duration::from_secs(self.jwt_leeway_secs);
+        settings.user_claim = self.user_claim.clone();
+        settings.admin_role = self.admin_role.clone();
+        settings.close_on_expiry = !self.no_close_on_token_expiry;
+        Verifier::new(settings)
+            .map(|v| Some(std::sync::Arc::new(v)))
+            .map_err(|e| format!("--auth jwt: {e}"))
+    }
+
     fn node_config(&self) -> anyhow::Result<NodeConfig> {
         let mut config = NodeConfig::new(self.name.clone());
         config.listen = self.listen;
@@ -493,6 +614,7 @@ impl HubArgs {
             });
         }
         config.monitor_token = monitor_token(self.monitor_token.as_ref())?;
+        config.trust_user_param = self.trust_user_param;
         Ok(config)
     }
 }
@@ -560,7 +682,15 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         }
         None => BackplaneChoice::Alone,
     };
-    let config = args.node_config()?;
+    let mut config = args.node_config()?;
+    // A bad key setup is a usage error: exit 2, as clap does, with one line that names the flag.
+    config.auth = match args.auth_verifier() {
+        Ok(verifier) => verifier,
+        Err(e) => {
+            eprintln!("switchboard hub: {e}");
+            std::process::exit(2);
+        }
+    };
     let guarded = config.monitor_token.is_some();
     let node = Node::start(config, backplane)
         .await
@@ -578,6 +708,22 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         println!(
             "note: no --monitor-token: the monitor endpoints (/switchboard/*, /metrics) answer loopback clients only"
         );
+    }
+    #[cfg(unix)]
+    if args.jwt_jwks.is_some() {
+        let node = node.clone();
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler (re-reading --jwt-jwks)")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match node.reload_auth_keys() {
+                    Ok(keys) => tracing::info!(keys = keys.unwrap_or(0), "SIGHUP: the JWKS was re-read"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SIGHUP: the JWKS could not be re-read; the keys in use stay")
+                    }
+                }
+            }
+        });
     }
     crate::signals::wait_for_signal()
         .await

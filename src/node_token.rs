@@ -29,6 +29,17 @@ pub const MAX_NODE_TOKEN_LEN: usize = 8 * 1024;
 /// Longest secret file read: an HS256 secret is 32 to 64 bytes; anything past 64 KiB is not one.
 pub const MAX_SECRET_FILE_LEN: u64 = 64 * 1024;
 
+/// An HS256 secret as read from a file or a variable: without its trailing `\n` / `\r\n` (as
+/// editors and `echo` leave them). One rule for the hub's `--jwt-secret-file` and the tools'
+/// `--node-jwt-secret-file`, so a file that works for one works for the other.
+pub fn secret_bytes(bytes: &[u8]) -> &[u8] {
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
 /// Why credentials could not be built. Never carries the token or the secret.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeTokenError {
@@ -180,8 +191,8 @@ impl NodeCredentials {
         }))
     }
 
-    /// Minting from the secret in a file (`--node-jwt-secret-file`): the file's bytes, one
-    /// trailing line break (`\n` or `\r\n`) removed, as editors and `echo` add one.
+    /// Minting from the secret in a file (`--node-jwt-secret-file`): the file's bytes without
+    /// their trailing line breaks ([`secret_bytes`], the hub's rule for `--jwt-secret-file`).
     pub fn mint_from_secret_file(path: &std::path::Path) -> Result<NodeCredentials, NodeTokenError> {
         let shown = path.display().to_string();
         let io = |source| NodeTokenError::SecretFile {
@@ -192,17 +203,12 @@ impl NodeCredentials {
         if size > MAX_SECRET_FILE_LEN {
             return Err(NodeTokenError::SecretTooLarge { path: shown });
         }
-        let mut bytes = std::fs::read(path).map_err(io)?;
-        if bytes.ends_with(b"\n") {
-            bytes.pop();
-            if bytes.ends_with(b"\r") {
-                bytes.pop();
-            }
-        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        let bytes = secret_bytes(&bytes);
         if bytes.is_empty() {
             return Err(NodeTokenError::EmptySecret { path: shown });
         }
-        NodeCredentials::mint_from_secret(&bytes)
+        NodeCredentials::mint_from_secret(bytes)
     }
 
     /// Minted tokens carry `iss` (match the hub's `--jwt-issuer`); no effect on other kinds.
@@ -327,11 +333,11 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_file_loses_one_trailing_line_break() {
+    fn a_secret_file_loses_its_trailing_line_breaks() {
         let dir = std::env::temp_dir().join(format!("sb-node-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("secret");
-        std::fs::write(&path, b"file-secret\r\n").unwrap();
+        std::fs::write(&path, b"file-secret\r\n\n").unwrap();
         let credentials = NodeCredentials::mint_from_secret_file(&path).unwrap();
         let seen = decode(
             &credentials.bearer_for("u").unwrap(),

@@ -181,7 +181,10 @@ async fn names_over_the_default_limits_are_refused_naming_the_limit() {
     ] {
         let result = within(method, client.invoke(method, args)).await.unwrap();
         let message = hub_exception(&result).unwrap_or_else(|| panic!("{method}: {result:?}"));
-        assert!(message.contains("at most 1024 bytes"), "{method}: {message}");
+        assert!(
+            message.contains("at most 1024 bytes") && message.contains("--max-group-name-bytes"),
+            "{method}: {message}"
+        );
     }
     let result = within(
         "SendToUser",
@@ -202,4 +205,16 @@ async fn names_over_the_default_limits_are_refused_naming_the_limit() {
     .await
     .unwrap();
     assert_eq!(result, CompletionResult::Void);
+    // A ?user= over the limit is refused at connect, with a 400 naming the flag.
+    let options = ClientOptions {
+        user: Some("u".repeat(257)),
+        ..ClientOptions::with_protocol(Protocol::Json)
+    };
+    let refused = within(
+        "connect",
+        switchboard::client::HubClient::connect(&node.hub_url(), options),
+    )
+    .await;
+    let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("max-user-id-bytes"), "{error}");
 }

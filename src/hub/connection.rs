@@ -61,6 +61,19 @@ enum WriteSide {
     Io(WriteHalf<TokioIo<Upgraded>>),
 }
 
+/// What authentication (`--auth jwt`) decided about a connection; the default without it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Session {
+    /// The token carries the admin role: may add/remove other connections to/from groups.
+    pub admin: bool,
+    /// When the token expires (plus the leeway): the connection is closed then with a Close
+    /// naming the expiry. `None`: never (no auth, or `--no-close-on-token-expiry`).
+    pub expires: Option<tokio::time::Instant>,
+}
+
+/// The Close error a connection gets when its token expires.
+pub(crate) const TOKEN_EXPIRED: &str = "Connection closed: the access token expired (exp).";
+
 enum HandshakeEnd {
     Done(Protocol),
     /// Reply with this error text and close.
@@ -81,6 +94,7 @@ pub fn serve(
     node: Arc<NodeShared>,
     id: Arc<str>,
     user: Option<String>,
+    session: Session,
 ) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("connection", id = %id, user = user.as_deref().unwrap_or(""));
     let (read, write, early) = match socket {
@@ -93,7 +107,7 @@ pub fn serve(
             (ReadSide::Io(r), WriteSide::Io(w), Bytes::new())
         }
     };
-    run(read, write, early, node, id, user).instrument(span)
+    run(read, write, early, node, id, user, session).instrument(span)
 }
 
 /// The reading side: the socket, the WebSocket frame reader and the SignalR framer.
@@ -193,6 +207,7 @@ async fn run(
     node: Arc<NodeShared>,
     id: Arc<str>,
     user: Option<String>,
+    session: Session,
 ) {
     let mut reader = Reader {
         side: read,
@@ -259,7 +274,16 @@ async fn run(
     let writer = tokio::spawn(
         write_loop(write, rx, outbox.clone(), protocol, node.config.keep_alive).in_current_span(),
     );
-    let end = read_loop(&mut reader, &node, &id, user.as_deref(), protocol, &outbox).await;
+    let end = read_loop(
+        &mut reader,
+        &node,
+        &id,
+        user.as_deref(),
+        session,
+        protocol,
+        &outbox,
+    )
+    .await;
     match end {
         ReadEnd::ClientClosed => outbox.close(CloseReason {
             error: None,
@@ -277,6 +301,16 @@ async fn run(
             Stats::inc(&node.stats.protocol_errors);
             tracing::debug!(error = v.what, code = v.code, "WebSocket protocol violation");
             outbox.close(CloseReason::transport(v.code));
+        }
+        ReadEnd::Expired => {
+            tracing::debug!("closing the connection: its token expired");
+            outbox.close(CloseReason {
+                error: Some(TOKEN_EXPIRED.to_string()),
+                allow_reconnect: false,
+                flush: true,
+                goodbye: true,
+                ws_code: ws::CLOSE_NORMAL,
+            });
         }
         ReadEnd::WsClosed => outbox.close(CloseReason::transport(ws::CLOSE_NORMAL)),
         ReadEnd::TransportGone => outbox.close(CloseReason::transport(ws::CLOSE_NORMAL)),
@@ -357,6 +391,8 @@ enum ReadEnd {
     TransportGone,
     /// The writer or the node ended the connection.
     Killed,
+    /// The client's token expired (`Session::expires`).
+    Expired,
 }
 
 async fn read_loop(
@@ -364,17 +400,26 @@ async fn read_loop(
     node: &Arc<NodeShared>,
     id: &Arc<str>,
     user: Option<&str>,
+    session: Session,
     protocol: Protocol,
     outbox: &Outbox,
 ) -> ReadEnd {
     // The client timeout runs from the handshake: a client that completes it and then sends
-    // nothing is closed after `client_timeout` (ASP.NET Core's ClientTimeoutInterval), so a
-    // silent socket cannot hold a place on the node for ever. Clients ping every 15 s.
+    // nothing is closed after `client_timeout` (ASP.NET Core arms it only after the client's
+    // first ping), so a silent socket cannot hold a place on the node for ever. Clients ping
+    // every 15 s.
     let limits = &node.config.limits;
     let mut bucket = super::limits::TokenBucket::full(limits, std::time::Instant::now());
     let caller = Caller {
         connection_id: id,
         user,
+        groups: match &node.config.auth {
+            None => dispatch::GroupRights::Any,
+            Some(_) if session.admin => dispatch::GroupRights::Any,
+            Some(verifier) => dispatch::GroupRights::OwnOnly {
+                admin_role: &verifier.settings().admin_role,
+            },
+        },
         limits,
     };
     loop {
@@ -445,6 +490,12 @@ async fn read_loop(
 
         let step = tokio::select! {
             _ = outbox.killed().cancelled() => return ReadEnd::Killed,
+            _ = async {
+                match session.expires {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => return ReadEnd::Expired,
             step = tokio::time::timeout(node.config.client_timeout, reader.read()) => step.ok(),
         };
         match step {

@@ -18,6 +18,8 @@ pub(crate) struct Caller<'a> {
     /// `Context.UserIdentifier`: no chat method reads it yet, the connection fills it in.
     #[allow(dead_code)]
     pub user: Option<&'a str>,
+    /// Whose group memberships the caller may change.
+    pub groups: GroupRights<'a>,
     /// The node's limits on names (user ids and group names become Redis channel names).
     pub limits: &'a ClientLimits,
 }
@@ -34,6 +36,29 @@ fn group_arg(args: &[Value], index: usize, caller: &Caller<'_>) -> Result<String
     let group = required(args, index, "group")?;
     check_name(caller.limits, Name::Group, &group).map_err(HubError::Hub)?;
     Ok(group)
+}
+
+/// Who may `AddToGroup`/`RemoveFromGroup` a connection other than their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GroupRights<'a> {
+    /// Anyone's (no `--auth`, or the caller's token carries the admin role).
+    Any,
+    /// Only the caller's own connection; others need a token with this role.
+    OwnOnly { admin_role: &'a str },
+}
+
+impl GroupRights<'_> {
+    /// `Ok` when a caller with these rights may change `target`'s groups; else the HubException.
+    fn check(self, method: Method, me: &str, target: &str) -> Result<(), HubError> {
+        match self {
+            GroupRights::OwnOnly { admin_role } if me != target => Err(HubError::Hub(format!(
+                "{} of another connection requires the '{admin_role}' role claim; a connection may \
+                 only add or remove itself without it.",
+                method.name()
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Why an invocation failed; `completion_text` gives what the client sees.
@@ -261,11 +286,13 @@ pub(crate) async fn invoke(
         Method::AddToGroup => {
             let id = required(&args, 0, "connectionId")?;
             let group = group_arg(&args, 1, caller)?;
+            caller.groups.check(method, me, &id)?;
             lifetime.add_to_group(&id, &group).await?;
         }
         Method::RemoveFromGroup => {
             let id = required(&args, 0, "connectionId")?;
             let group = group_arg(&args, 1, caller)?;
+            caller.groups.check(method, me, &id)?;
             lifetime.remove_from_group(&id, &group).await?;
         }
         Method::Echo => return Ok(args.into_iter().next()),
@@ -296,6 +323,35 @@ mod tests {
             HubError::Hub("No.".into()).completion_text("JoinGroup"),
             "An unexpected error occurred invoking 'JoinGroup' on the server. HubException: No."
         );
+    }
+
+    #[test]
+    fn limits_name_the_flag() {
+        let limits = ClientLimits::default();
+        assert!(check_name(&limits, Name::Group, &"g".repeat(1024)).is_ok());
+        let error = HubError::Hub(check_name(&limits, Name::Group, &"g".repeat(1025)).unwrap_err());
+        let text = error.completion_text("JoinGroup");
+        assert!(
+            text.contains("HubException")
+                && text.contains("at most 1024 bytes")
+                && text.contains("--max-group-name-bytes"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn group_rights_of_other_connections() {
+        let own = GroupRights::OwnOnly {
+            admin_role: "switchboard-admin",
+        };
+        assert!(own.check(Method::AddToGroup, "a", "a").is_ok());
+        let refused = own.check(Method::RemoveFromGroup, "a", "b").unwrap_err();
+        let text = refused.completion_text("RemoveFromGroup");
+        assert!(
+            text.contains("HubException") && text.contains("'switchboard-admin' role"),
+            "{text}"
+        );
+        assert!(GroupRights::Any.check(Method::AddToGroup, "a", "b").is_ok());
     }
 
     #[test]

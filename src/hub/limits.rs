@@ -85,13 +85,17 @@ pub(crate) enum Name {
 
 /// `Err(HubException message)` when `value` is longer than its limit.
 pub(crate) fn check_name(limits: &ClientLimits, kind: Name, value: &str) -> Result<(), String> {
-    let (max, what) = match kind {
-        Name::UserId => (limits.max_user_id_bytes, "A user id"),
-        Name::Group => (limits.max_group_name_bytes, "A group name"),
+    let (max, what, flag) = match kind {
+        Name::UserId => (limits.max_user_id_bytes, "A user id", "--max-user-id-bytes"),
+        Name::Group => (
+            limits.max_group_name_bytes,
+            "A group name",
+            "--max-group-name-bytes",
+        ),
     };
     if value.len() > max {
         Err(format!(
-            "{what} may be at most {max} bytes long (this one has {}).",
+            "{what} may be at most {max} bytes long (this one has {}; {flag}).",
             value.len()
         ))
     } else {

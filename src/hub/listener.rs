@@ -42,7 +42,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_util::task::TaskTracker;
 
 use super::stats::Stats;
-use super::{NodeShared, PendingToken, access, connection, metrics, page, status};
+use super::{NodeShared, PendingToken, access, auth, connection, metrics, page, status};
 use crate::protocol::negotiate;
 
 /// Accepts connections until the node shuts down, then lets the HTTP connections finish (within
@@ -401,10 +401,68 @@ fn json(body: String) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// Under `--auth jwt`: the request's identity, or the `401` it gets. The token comes from
+/// `Authorization: Bearer`, else from the `access_token` query parameter (what the official
+/// clients send on the WebSocket request, where browsers cannot set headers).
+fn authenticate(
+    verifier: &auth::Verifier,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<auth::Identity, Box<Response>> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| auth::bearer(h.as_bytes()))
+        .or_else(|| query(q, "access_token"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let error = match token {
+        None => auth::AuthError::Missing,
+        Some(token) => match verifier.verify(token, now) {
+            Ok(identity) => return Ok(identity),
+            Err(error) => error,
+        },
+    };
+    tracing::debug!(reason = %error, "request refused: no valid token");
+    let challenge = match error {
+        auth::AuthError::Missing => HeaderValue::from_static("Bearer"),
+        ref other => HeaderValue::from_str(&format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            other.to_string().replace('"', "'")
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+    };
+    let mut response = text(StatusCode::UNAUTHORIZED, format!("{error}\n"));
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+    Err(Box::new(response))
+}
+
+/// The user id a connection gets: the token's under `--auth jwt`; else `?user=` where it is
+/// trusted (a loopback listener, or `--trust-user-param`); else none (anonymous).
+fn user_of(
+    node: &NodeShared,
+    identity: Option<&auth::Identity>,
+    q: &HashMap<String, String>,
+) -> Option<String> {
+    if node.config.auth.is_some() {
+        return identity.map(|i| i.user.clone());
+    }
+    if node.config.trust_user_param || !access::listens_beyond_loopback(node.local_addr) {
+        return query(q, "user").filter(|u| !u.is_empty()).map(str::to_string);
+    }
+    None
+}
+
 async fn negotiate_handler(
     State(node): State<Arc<NodeShared>>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
+    if let Some(verifier) = &node.config.auth
+        && let Err(refused) = authenticate(verifier, &headers, &q)
+    {
+        return *refused;
+    }
     let version = match negotiate::select_version(query(&q, "negotiateVersion")) {
         Ok(version) => version,
         Err(error) => return json(negotiate::error_response(&error)),
@@ -442,6 +500,26 @@ async fn hub_get(
     conn_slot: Option<Extension<ConnSlot>>,
     mut request: Request,
 ) -> Response {
+    let identity = match &node.config.auth {
+        Some(verifier) => match authenticate(verifier, &headers, &q) {
+            Ok(identity) => Some(identity),
+            Err(refused) => return *refused,
+        },
+        None => None,
+    };
+    let user = user_of(&node, identity.as_ref(), &q);
+    if let Some(user) = &user
+        && user.len() > node.config.limits.max_user_id_bytes
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The user id is {} bytes long; this node accepts at most {} (--max-user-id-bytes).\n",
+                user.len(),
+                node.config.limits.max_user_id_bytes
+            ),
+        );
+    }
     let token = query(&q, "id").map(str::to_string);
     let upgrade = websocket_accept(&headers)
         .and_then(|accept| Some((accept, request.extensions_mut().remove::<OnUpgrade>()?)));
@@ -501,7 +579,21 @@ async fn hub_get(
             }
         }
     };
-    let user = query(&q, "user").filter(|u| !u.is_empty()).map(str::to_string);
+    let session = connection::Session {
+        admin: identity
+            .as_ref()
+            .zip(node.config.auth.as_ref())
+            .is_some_and(|(i, v)| i.has_role(&v.settings().admin_role)),
+        expires: identity
+            .as_ref()
+            .zip(node.config.auth.as_ref())
+            .and_then(|(i, v)| {
+                let settings = v.settings();
+                settings
+                    .close_on_expiry
+                    .then(|| expiry_instant(i.expires, settings.leeway))
+            }),
+    };
     Stats::inc(&node.stats.connections_accepted);
     let tracker = node.tracker.clone();
     // The upgrade completes once this response is written: a short task waits for it, then the
@@ -524,7 +616,7 @@ async fn hub_get(
                 return;
             }
         };
-        let connection = connection::serve(socket, node.clone(), connection_id.into(), user);
+        let connection = connection::serve(socket, node.clone(), connection_id.into(), user, session);
         // `map`, not an `async` block: awaiting a captured future would keep it twice in the
         // task (the capture and the awaited copy), doubling every connection's task.
         tracker.spawn(connection.map(move |()| {
@@ -541,6 +633,17 @@ async fn hub_get(
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .body(Body::empty())
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// When a connection whose token expires at `exp` (Unix seconds) is closed: `exp` plus the
+/// leeway (the token is accepted that long, so the connection lives as long).
+fn expiry_instant(exp: u64, leeway: std::time::Duration) -> tokio::time::Instant {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = std::time::Duration::from_secs(exp).saturating_sub(now_unix) + leeway;
+    // Far-future tokens: cap the timer (a year) so the addition cannot overflow.
+    tokio::time::Instant::now() + left.min(std::time::Duration::from_secs(365 * 24 * 3600))
 }
 
 /// The `Sec-WebSocket-Accept` value for a WebSocket upgrade request (RFC 6455 4.2.1), or `None`

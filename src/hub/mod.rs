@@ -15,6 +15,7 @@
 //! Uses `protocol`, `config` and the `Backplane` trait; never the Redis client directly.
 
 mod access;
+pub mod auth;
 mod connection;
 mod cork;
 mod directory;
@@ -120,6 +121,12 @@ pub struct NodeConfig {
     /// The bearer token the monitor endpoints (`/switchboard/*`, `/metrics`) require. Without one
     /// they answer loopback clients only (see `access`). Its `Debug` prints `***`.
     pub monitor_token: Option<MonitorToken>,
+    /// `--auth jwt`: every negotiate and WebSocket request must carry a valid JWT, whose claim
+    /// names the user (see `auth`). `None`: no authentication (the `?user=` demo identity).
+    pub auth: Option<Arc<auth::Verifier>>,
+    /// Without `auth`, take `?user=` as the user id even on a listener beyond loopback
+    /// (`--trust-user-param`); loopback listeners always do.
+    pub trust_user_param: bool,
 }
 
 /// A node's own certificate chain and private key (PEM files), for serving HTTPS/WSS.
@@ -159,6 +166,8 @@ impl NodeConfig {
             cors_origins: Vec::new(),
             tls: None,
             monitor_token: None,
+            auth: None,
+            trust_user_param: false,
         }
     }
 }
@@ -405,6 +414,22 @@ impl Node {
             writes = if batched { "io_uring" } else { "send" },
             "hub node listening"
         );
+        match &shared.config.auth {
+            Some(verifier) => tracing::info!(
+                settings = ?verifier.settings(),
+                "clients must present a JWT bearer token (--auth jwt); ?user= is ignored"
+            ),
+            None if !access::listens_beyond_loopback(local_addr) => {}
+            None if shared.config.trust_user_param => tracing::warn!(
+                addr = %local_addr,
+                "listening beyond loopback with --trust-user-param: anyone may claim any user id with ?user="
+            ),
+            None => tracing::info!(
+                addr = %local_addr,
+                "listening beyond loopback without --auth: ?user= is ignored and connections are \
+                 anonymous (use --auth jwt, or --trust-user-param for the demo identity)"
+            ),
+        }
         if shared.config.monitor_token.is_none() && access::listens_beyond_loopback(local_addr) {
             tracing::warn!(
                 addr = %local_addr,
@@ -535,6 +560,15 @@ impl NodeHandle {
     /// The backplane link's live status.
     pub fn backplane_status(&self) -> watch::Receiver<BackplaneStatus> {
         self.shared.lifetime.backplane().status()
+    }
+
+    /// Re-reads the `--jwt-jwks` file (on SIGHUP): `Ok(Some(keys))`, or `Ok(None)` when the node
+    /// has no JWKS to re-read. On an error the keys in use stay.
+    pub fn reload_auth_keys(&self) -> Result<Option<usize>, auth::AuthSetupError> {
+        match &self.shared.config.auth {
+            Some(verifier) => verifier.reload(),
+            None => Ok(None),
+        }
     }
 
     /// Sends every client a Close with allowReconnect, waits up to the grace period for the
