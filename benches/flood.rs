@@ -9,6 +9,7 @@
 //! - `flood`: the same, while one more connection sends `FLOOD_RATE` (10,000) blocking `Echo`
 //!   invocations a second, pipelined (each refused one still costs the node a Completion), and
 //!   reads its completions; its refused and answered counts are printed.
+//!
 //! With `FLOOD_LIMIT=0` the node runs with `--max-invocations-per-second 0` (no limit), to show
 //! what the limit saves. Bounded in count and time; stops by itself.
 #![allow(clippy::unwrap_used)] // bench code: a failed unwrap is a failed run

@@ -1237,6 +1237,9 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             messages_per_sec: args.rate,
             ..SimSettings::default()
         },
+        // The nodes require tokens (a random HS256 secret for this run): the demo shows the real
+        // thing, and its simulated users, chat-page links and dashboard present tokens.
+        auth_secret: Some(crate::demo::random_secret()),
     };
     let (link, wiring) = crate::link::Link::start(Some(options))?;
     if link.signalled() {
@@ -1246,8 +1249,8 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(status) = link.demo_status() {
         for node in &status.nodes {
             println!(
-                "demo node {}: chat page {}/ · hub {}",
-                node.name, node.base_url, node.hub_url
+                "demo node {}: chat page {} · hub {}",
+                node.name, node.page_url, node.hub_url
             );
         }
         match &status.redis_url {

@@ -184,6 +184,10 @@ pub const DEMO_MAX_CLIENTS_PER_NODE: u32 = 200;
 /// Fastest simulated chat (messages per second, all clients together).
 pub const DEMO_MAX_MESSAGES_PER_SEC: f64 = 2000.0;
 
+/// How long the token in a demo node's chat-page link (`#access_token=`) is valid: a long talk
+/// or a day of demos; the secret is new each run, so the link dies with the demo anyway.
+pub const DEMO_PAGE_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
 /// How far back the dashboard's rate charts and node client-count history reach: long enough to
 /// see a burst and its aftermath, short enough that per-second buckets stay small (300 per series).
 pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(300);

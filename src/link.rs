@@ -123,6 +123,14 @@ impl Link {
             .context("starting the tokio runtime")?;
         let signals = Arc::new(Mutex::new(SignalState::default()));
         runtime.spawn(close_on_signals(signals.clone()));
+        // The demo's nodes require tokens: its probes and test sends present ones minted from the
+        // demo's secret (the monitor starts first, so it gets them now).
+        let mut monitor_options = monitor_options;
+        if let Some(options) = &demo
+            && options.auth_secret.is_some()
+        {
+            monitor_options.node_credentials = options.node_credentials();
+        }
         let (monitor, events) = runtime.block_on(async { MonitorHandle::start_with(monitor_options) });
         let (demo, wiring) = match demo {
             Some(options) => {

@@ -107,6 +107,41 @@ async fn memory_demo_runs_nodes_clients_and_outages() {
     })
     .await;
 
+    // The demo runs its nodes with auth on: its simulated users (connected above) present
+    // tokens, a client without one is refused with the node's reason, and the chat-page links
+    // carry a token that the node accepts.
+    let node = &status.nodes[0];
+    let anonymous =
+        switchboard::client::HubClient::connect(&node.hub_url, switchboard::client::ClientOptions::default())
+            .await;
+    let refused = anonymous.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("401") || refused.contains("token"), "{refused}");
+    let token = node
+        .page_url
+        .split_once("#access_token=")
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_else(|| panic!("no token in {}", node.page_url));
+    let with_page_token = switchboard::client::ClientOptions {
+        token: Some(switchboard::node_token::NodeToken::new(&token).unwrap()),
+        ..switchboard::client::ClientOptions::default()
+    };
+    let visitor = within_for(
+        "the page's token accepted",
+        WAIT,
+        switchboard::client::HubClient::connect(&node.hub_url, with_page_token),
+    )
+    .await
+    .unwrap();
+    let id = visitor
+        .invoke("GetConnectionId", vec![])
+        .await
+        .expect("the page's connection works");
+    assert!(
+        matches!(id, switchboard::protocol::CompletionResult::Value(_)),
+        "{id:?}"
+    );
+    visitor.close().await;
+
     // The dashboard's memory tap sees the outage and the recovery.
     let (monitor, mut events) = MonitorHandle::start();
     monitor.command(MonitorCommand::SetTap(Some(demo.tap_source())));

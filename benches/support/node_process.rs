@@ -38,6 +38,7 @@ pub fn start_node(bin: &str, name: &str, redis_url: &str, extra: &[&str]) -> (Ch
 }
 
 /// The median of `values` (the upper one of an even count); NaN-safe ordering.
+#[allow(dead_code)]
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]

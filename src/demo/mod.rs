@@ -57,6 +57,9 @@ pub struct DemoNode {
     pub hub_url: String,
     /// http://127.0.0.1:PORT/switchboard/stats
     pub stats_url: String,
+    /// The chat page to open in a browser: `base_url/`, with `#access_token=…` (valid for the
+    /// demo's length, user `audience`) when the nodes require tokens.
+    pub page_url: String,
     pub running: bool,
 }
 
@@ -121,6 +124,27 @@ pub struct DemoOptions {
     /// the demo then never stops or restarts it.
     pub external_redis: Option<crate::redis_conn::RedisSpec>,
     pub sim: SimSettings,
+    /// The HS256 secret the demo's nodes require tokens for (`--auth jwt`, so the demo shows the
+    /// real thing): random per run by default; its simulated clients, chat-page links and the
+    /// dashboard's probes present tokens minted from it. `None` runs the nodes without auth.
+    pub auth_secret: Option<Arc<[u8]>>,
+}
+
+impl DemoOptions {
+    /// What the dashboard's probes and test sends present to the demo's nodes.
+    pub fn node_credentials(&self) -> crate::node_token::NodeCredentials {
+        match &self.auth_secret {
+            Some(secret) => crate::node_token::NodeCredentials::mint_from_secret(secret)
+                .unwrap_or(crate::node_token::NodeCredentials::None),
+            None => crate::node_token::NodeCredentials::None,
+        }
+    }
+}
+
+/// A fresh random HS256 secret for one demo run (32 bytes: HS256's full strength).
+pub fn random_secret() -> Arc<[u8]> {
+    let bytes: [u8; 32] = rand::random();
+    Arc::from(&bytes[..])
 }
 
 impl Default for DemoOptions {
@@ -131,6 +155,7 @@ impl Default for DemoOptions {
             channel_prefix: String::new(),
             external_redis: None,
             sim: SimSettings::default(),
+            auth_secret: Some(random_secret()),
         }
     }
 }
@@ -150,6 +175,8 @@ pub enum DemoError {
         #[source]
         source: NodeError,
     },
+    #[error("setting up the demo's tokens: {0}")]
+    Auth(String),
 }
 
 /// The front of a running demo. Dropping it cancels the demo (redis-server is killed when the

@@ -14,8 +14,11 @@ use super::redis_server::{self, RedisProcess};
 use super::sim::{SimCounters, SimNode, SimPlan};
 use super::{DemoBackplane, DemoCommand, DemoError, DemoNode, DemoOptions, DemoStatus, lock};
 use crate::backplane::memory::MemoryBus;
+use crate::config;
+use crate::hub::auth::{JwtSecret, JwtSettings, KeySource, Verifier};
 use crate::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
 use crate::monitor::TapSource;
+use crate::node_token::NodeCredentials;
 use crate::redis_conn::{RedisOptions, RedisSpec};
 
 /// How long stopping one node may take (its clients get a Close first).
@@ -42,6 +45,9 @@ pub(super) struct Runner {
     counters: Arc<SimCounters>,
     status: Arc<Mutex<DemoStatus>>,
     cancel: CancellationToken,
+    /// With `opts.auth_secret`: the nodes' verifier, and the credentials the simulated clients
+    /// mint their tokens with.
+    auth: Option<(Arc<Verifier>, NodeCredentials)>,
 }
 
 /// A started runner and what the handle keeps of it.
@@ -53,6 +59,9 @@ pub(super) struct Started {
 }
 
 /// "node-a" … "node-z", then "node-27" ….
+/// The user a chat-page link's token names (each visitor picks a display name on the page).
+const DEMO_PAGE_USER: &str = "audience";
+
 fn node_name(index: usize) -> String {
     match u8::try_from(index).ok().filter(|i| *i < 26) {
         Some(i) => format!("node-{}", char::from(b'a' + i)),
@@ -106,6 +115,17 @@ impl Runner {
             running_nodes: 0,
         });
         let counters = Arc::new(SimCounters::default());
+        let auth = match &opts.auth_secret {
+            Some(secret) => {
+                let key = JwtSecret::new(secret).map_err(|e| DemoError::Auth(e.to_string()))?;
+                let verifier = Verifier::new(JwtSettings::new(KeySource::Secret(key)))
+                    .map_err(|e| DemoError::Auth(e.to_string()))?;
+                let credentials =
+                    NodeCredentials::mint_from_secret(secret).map_err(|e| DemoError::Auth(e.to_string()))?;
+                Some((Arc::new(verifier), credentials))
+            }
+            None => None,
+        };
         let mut runner = Runner {
             opts,
             backplane,
@@ -114,6 +134,7 @@ impl Runner {
             counters: counters.clone(),
             status: status.clone(),
             cancel,
+            auth,
         };
         tracing::info!(backplane = kind, nodes = runner.opts.nodes, "starting the demo");
         for _ in 0..runner.opts.nodes {
@@ -154,6 +175,11 @@ impl Runner {
         if let Some(listen) = listen {
             config.listen = listen;
         }
+        config.auth = self.auth.as_ref().map(|(verifier, _)| verifier.clone());
+        // The simulation spreads its messages over its clients, but a presenter may drive a few
+        // clients at the demo's top rate: that must not trip the per-connection limit.
+        config.limits.invocations_per_second = config::DEMO_MAX_MESSAGES_PER_SEC as u32;
+        config.limits.invocation_burst = config::DEMO_MAX_MESSAGES_PER_SEC as u32;
         let node = Node::start(config, self.choice())
             .await
             .map_err(|source| DemoError::Node {
@@ -161,8 +187,22 @@ impl Runner {
                 source,
             })?;
         tracing::info!(node = %name, url = %node.base_url(), "demo node started");
+        let page_url = match &self.auth {
+            Some((_, credentials)) => {
+                let token = credentials
+                    .clone()
+                    .with_lifetime(config::DEMO_PAGE_TOKEN_LIFETIME)
+                    .bearer_for(DEMO_PAGE_USER);
+                match token {
+                    Some(token) => format!("{}/#access_token={}", node.base_url(), token.expose()),
+                    None => format!("{}/", node.base_url()),
+                }
+            }
+            None => format!("{}/", node.base_url()),
+        };
         let info = DemoNode {
             name: name.to_string(),
+            page_url,
             base_url: node.base_url(),
             hub_url: node.hub_url(),
             stats_url: format!("{}/switchboard/stats", node.base_url()),
@@ -173,6 +213,10 @@ impl Runner {
             node.hub_url(),
             self.plan_tx.subscribe(),
             self.counters.clone(),
+            self.auth
+                .as_ref()
+                .map(|(_, credentials)| credentials.clone())
+                .unwrap_or_default(),
         );
         Ok((node, sim, info))
     }

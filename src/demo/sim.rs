@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::SimSettings;
 use crate::client::{ClientEvent, ClientOptions, HubClient, HubSender};
 use crate::config;
+use crate::node_token::NodeCredentials;
 use crate::protocol::Value;
 
 /// How often the simulation adjusts its clients and sends: smooth enough for the rate plots.
@@ -70,15 +71,24 @@ pub struct SimNode {
 }
 
 impl SimNode {
-    /// Starts simulating users on `hub_url` (node `node_name`).
+    /// Starts simulating users on `hub_url` (node `node_name`); each presents a token minted for
+    /// its user from `credentials` (none without).
     pub fn start(
         node_name: String,
         hub_url: String,
         plan: watch::Receiver<SimPlan>,
         counters: Arc<SimCounters>,
+        credentials: NodeCredentials,
     ) -> SimNode {
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(node_name, hub_url, plan, counters, cancel.clone()));
+        let task = tokio::spawn(run(
+            node_name,
+            hub_url,
+            plan,
+            counters,
+            credentials,
+            cancel.clone(),
+        ));
         SimNode { cancel, task }
     }
 
@@ -108,9 +118,11 @@ async fn connect(
     user: &str,
     group: Option<&str>,
     counters: Arc<SimCounters>,
+    credentials: &NodeCredentials,
 ) -> Option<SimClient> {
     let options = ClientOptions {
         user: Some(user.to_string()),
+        token: credentials.bearer_for(user),
         connect_timeout: CONNECT_TIMEOUT,
         ..ClientOptions::default()
     };
@@ -152,6 +164,7 @@ async fn run(
     hub_url: String,
     plan: watch::Receiver<SimPlan>,
     counters: Arc<SimCounters>,
+    credentials: NodeCredentials,
     cancel: CancellationToken,
 ) {
     let mut clients: Vec<SimClient> = Vec::new();
@@ -181,7 +194,9 @@ async fn run(
             let index = clients.len();
             let user = user_name(index, &node);
             let group = group_of(index, plan.settings.group_share);
-            let Some(client) = connect(&hub_url, &user, group.as_deref(), counters.clone()).await else {
+            let Some(client) =
+                connect(&hub_url, &user, group.as_deref(), counters.clone(), &credentials).await
+            else {
                 break; // the node is not answering: try again next tick
             };
             counters.clients.fetch_add(1, Ordering::Relaxed);

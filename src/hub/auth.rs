@@ -389,7 +389,10 @@ fn read(path: &Path) -> Result<Vec<u8>, AuthSetupError> {
         path: path.to_path_buf(),
         source,
     })?;
-    if crate::node_token::secret_bytes(&bytes).iter().all(u8::is_ascii_whitespace) {
+    if crate::node_token::secret_bytes(&bytes)
+        .iter()
+        .all(u8::is_ascii_whitespace)
+    {
         return Err(AuthSetupError::EmptyFile {
             path: path.to_path_buf(),
         });

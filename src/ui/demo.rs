@@ -54,7 +54,7 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
             widgets::dot(ui, if node.running { widgets::OK } else { widgets::IDLE });
             ui.label(RichText::new(&node.name).strong());
             if node.running {
-                ui.hyperlink_to(&node.base_url, &node.base_url)
+                ui.hyperlink_to(&node.base_url, &node.page_url)
                     .on_hover_text("The chat page of this node");
                 if ui
                     .small_button("Stop")
