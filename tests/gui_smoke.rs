@@ -118,9 +118,14 @@ fn the_demo_opens_a_window_that_draws_and_closes_cleanly() {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
             && let Some(page) = line
                 .split_whitespace()
-                .find(|w| w.starts_with("http://") && w.ends_with('/'))
+                .find(|w| w.starts_with("http://") && (w.ends_with('/') || w.contains("/#access_token=")))
         {
-            pages.push(page.to_string());
+            // The demo's nodes require tokens: the printed link carries one after `#`.
+            assert!(
+                page.contains("/#access_token=ey"),
+                "a chat-page link with a token: {line}"
+            );
+            pages.push(page.split_once('#').map_or(page, |(base, _)| base).to_string());
         }
     }
     assert_eq!(pages.len(), 2, "two demo nodes announced on stdout");

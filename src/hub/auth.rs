@@ -139,17 +139,17 @@ pub enum AuthError {
     NoKid,
     #[error("unknown kid: no key with that id in this node's JWKS")]
     UnknownKid,
-    #[error("bad signature")]
+    #[error("bad signature: the token was not signed with this node's key")]
     BadSignature,
-    #[error("expired")]
+    #[error("expired: the token's exp is in the past (beyond the clock-skew leeway)")]
     Expired,
     #[error("not yet valid (nbf is in the future)")]
     NotYetValid,
     #[error("the token has no exp claim (an expiry is required)")]
     NoExpiry,
-    #[error("wrong audience")]
+    #[error("wrong audience: the token's aud does not name this node's --jwt-audience")]
     WrongAudience,
-    #[error("wrong issuer")]
+    #[error("wrong issuer: the token's iss is not this node's --jwt-issuer")]
     WrongIssuer,
     #[error("the token has no {0} claim (it names the user)")]
     NoUser(String),
