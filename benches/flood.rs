@@ -6,9 +6,10 @@
 //! `FLOOD_CLIENTS` (50) listeners plus one sender broadcasting `SendMessage` every 20 ms for
 //! `FLOOD_SECONDS` (10). Each phase prints p50/p99/max of send → receipt over every delivery:
 //! - `quiet`: the room alone;
-//! - `flood`: the same, while one more connection sends `FLOOD_RATE` (10,000) blocking `Echo`
+//! - `flood`: the same, while one more connection sends `FLOOD_RATE` (10,000) blocking
 //!   invocations a second, pipelined (each refused one still costs the node a Completion), and
-//!   reads its completions; its refused and answered counts are printed.
+//!   reads its completions; its refused and answered counts are printed. `FLOOD_METHOD`:
+//!   `SendMessage` (default: each one a broadcast to the whole room) or `Echo`.
 //!
 //! With `FLOOD_LIMIT=0` the node runs with `--max-invocations-per-second 0` (no limit), to show
 //! what the limit saves. Bounded in count and time; stops by itself.
@@ -38,7 +39,7 @@ async fn connect(url: &str, inbox: usize) -> HubClient {
 
 /// One phase: the room's broadcasts for `seconds`, with or without a flooder. Returns the sorted
 /// latencies in ms of every delivery to the listeners.
-async fn phase(url: &str, listeners: usize, seconds: u64, flood_rate: Option<u64>) -> Vec<f64> {
+async fn phase(url: &str, listeners: usize, seconds: u64, flood: Option<(u64, &'static str)>) -> Vec<f64> {
     let messages = (seconds * 50) as usize;
     let started = Instant::now();
     let sent = Arc::new(std::sync::Mutex::new(vec![None::<Duration>; messages]));
@@ -52,6 +53,11 @@ async fn phase(url: &str, listeners: usize, seconds: u64, flood_rate: Option<u64
                 match tokio::time::timeout(Duration::from_secs(10), client.recv()).await {
                     Ok(Some(ClientEvent::Invocation { arguments, .. })) => {
                         let at = started.elapsed();
+                        // Only the room's own broadcasts are timed (a flood of broadcasts
+                        // reaches the listeners too).
+                        if arguments.first().and_then(|v| v.as_str()) != Some("room") {
+                            continue;
+                        }
                         let seq = arguments
                             .get(1)
                             .and_then(|v| v.as_str())
@@ -71,7 +77,7 @@ async fn phase(url: &str, listeners: usize, seconds: u64, flood_rate: Option<u64
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (answered, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let flooder = flood_rate.map(|rate| {
+    let flooder = flood.map(|(rate, method)| {
         let (stop, answered, refused, url) =
             (stop.clone(), answered.clone(), refused.clone(), url.to_string());
         tokio::spawn(async move {
@@ -86,7 +92,11 @@ async fn phase(url: &str, listeners: usize, seconds: u64, flood_rate: Option<u64
                 for i in 0..per_tick {
                     let (sender, answered, refused) = (sender.clone(), answered.clone(), refused.clone());
                     inflight.spawn(async move {
-                        match sender.invoke("Echo", str_args(&[&i.to_string()])).await {
+                        let args = match method {
+                            "Echo" => str_args(&[&i.to_string()]),
+                            _ => str_args(&["flood", &i.to_string()]),
+                        };
+                        match sender.invoke(method, args).await {
                             Ok(CompletionResult::Error(_)) => refused.fetch_add(1, Ordering::Relaxed),
                             Ok(_) => answered.fetch_add(1, Ordering::Relaxed),
                             Err(_) => 0,
@@ -107,11 +117,12 @@ async fn phase(url: &str, listeners: usize, seconds: u64, flood_rate: Option<u64
         sent.lock().unwrap()[i] = Some(started.elapsed());
         let _ = tx.send("SendMessage", str_args(&["room", &i.to_string()])).await;
     }
+    // The flood ends with the room's sending: the readers then only drain what is in flight.
+    stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     for reader in readers {
         all.extend(reader.await.unwrap());
     }
-    stop.store(true, Ordering::Relaxed);
     if let Some(flooder) = flooder {
         let _ = flooder.await;
         let (a, r) = (answered.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));
@@ -140,6 +151,12 @@ fn main() {
     let seconds: u64 = env_or("FLOOD_SECONDS", 10);
     let rate: u64 = env_or("FLOOD_RATE", 10_000);
     let limit: Option<u32> = std::env::var("FLOOD_LIMIT").ok().and_then(|v| v.parse().ok());
+    // What the flooder invokes: `SendMessage` (a broadcast to the whole room: the costly flood)
+    // or `Echo` (answered to the flooder alone).
+    let method: &'static str = match std::env::var("FLOOD_METHOD").as_deref() {
+        Ok("Echo") => "Echo",
+        _ => "SendMessage",
+    };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let redis = match RedisProcess::start().await {
@@ -161,8 +178,8 @@ fn main() {
         );
         println!(" quiet:");
         phase(&url, listeners, seconds, None).await;
-        println!(" flood ({rate} invocations/s from one more connection):");
-        phase(&url, listeners, seconds, Some(rate)).await;
+        println!(" flood ({rate} {method} invocations/s from one more connection):");
+        phase(&url, listeners, seconds, Some((rate, method))).await;
         let _ = node.kill();
         let _ = node.wait();
     });
