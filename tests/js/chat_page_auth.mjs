@@ -8,64 +8,19 @@
 // Prints `ok <check>` or `FAIL <check>: <reason>` per check and `N passed, M failed`; exits
 // non-zero on any failure or after 20 s.
 
-import WebSocketImpl from "ws";
+import { checks, loadHubConnection, opened, within } from "./page_harness.mjs";
 
 const [base, token] = process.argv.slice(2);
 if (!token) {
   console.error("usage: node chat_page_auth.mjs <base URL of the node> <token>");
   process.exit(2);
 }
-const timer = setTimeout(() => {
-  console.log("FAIL global timeout after 20 s");
-  process.exit(3);
-}, 20_000);
-
-let passed = 0;
-let failed = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    passed += 1;
-    console.log(`ok ${name}`);
-  } catch (error) {
-    failed += 1;
-    console.log(`FAIL ${name}: ${String(error?.message ?? error).replace(/\s+/g, " ")}`);
-  }
-}
-
-function within(promise, what, ms = 5_000) {
-  let t;
-  const timeout = new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
-}
-
-/** The `WebSocket` the page gets: the `ws` package, recording the URLs it is asked to open. */
-const opened = [];
-class PageWebSocket extends WebSocketImpl {
-  constructor(url, ...rest) {
-    super(url, ...rest);
-    opened.push(String(url));
-  }
-}
+const { check, finish } = checks(20);
 
 let HubConnection;
 let hub;
 await check("the page's script is served by the node", async () => {
-  const response = await fetch(new URL("/assets/chat.js", base));
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  const source = await response.text();
-  const end = source.indexOf("function hash(");
-  if (end < 0) throw new Error("chat.js has no `function hash(`: the cut point moved");
-  const factory = new Function(
-    "location",
-    "WebSocket",
-    "fetch",
-    "AbortSignal",
-    `${source.slice(0, end)}\nreturn HubConnection;`,
-  );
-  HubConnection = factory(new URL(base), PageWebSocket, fetch, AbortSignal);
+  HubConnection = await loadHubConnection(base);
 });
 
 await check("without a token the page learns that the node requires one", async () => {
@@ -109,6 +64,4 @@ await check("with the token the page connects and the node knows its user", asyn
 });
 
 hub?.stop();
-clearTimeout(timer);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();
