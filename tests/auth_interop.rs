@@ -86,6 +86,29 @@ fn ensure_node_modules() {
     assert!(ok, "npm ci in tests/js failed\n{out}\n{err}");
 }
 
+/// Two nodes named `names` with `--auth jwt` (HS256 on [`SECRET`]) on one private Redis, both
+/// connected; the Redis lives as long as the first value.
+async fn two_auth_nodes(names: [&str; 2]) -> (RedisServer, Vec<switchboard::hub::NodeHandle>) {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let verifier = Arc::new(
+        Verifier::new(JwtSettings::new(KeySource::Secret(
+            JwtSecret::new(SECRET).unwrap(),
+        )))
+        .unwrap(),
+    );
+    let mut nodes = Vec::new();
+    for name in names {
+        let mut config = NodeConfig::new(name);
+        config.channel_prefix = prefix.clone();
+        config.auth = Some(verifier.clone());
+        let node = common::start_node_with(config, BackplaneChoice::RedisUrl(redis.url())).await;
+        common::wait_connected(&node).await;
+        nodes.push(node);
+    }
+    (redis, nodes)
+}
+
 fn token(claims: serde_json::Value) -> String {
     encode(
         &Header::new(Algorithm::HS256),
@@ -98,23 +121,7 @@ fn token(claims: serde_json::Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_js_client_with_access_token_factory_across_two_redis_nodes() {
     tokio::task::spawn_blocking(ensure_node_modules).await.unwrap();
-    let redis = RedisServer::start().await;
-    let prefix = unique_prefix();
-    let verifier = Arc::new(
-        Verifier::new(JwtSettings::new(KeySource::Secret(
-            JwtSecret::new(SECRET).unwrap(),
-        )))
-        .unwrap(),
-    );
-    let mut nodes = Vec::new();
-    for name in ["auth-a", "auth-b"] {
-        let mut config = NodeConfig::new(name);
-        config.channel_prefix = prefix.clone();
-        config.auth = Some(verifier.clone());
-        let node = common::start_node_with(config, BackplaneChoice::RedisUrl(redis.url())).await;
-        common::wait_connected(&node).await;
-        nodes.push(node);
-    }
+    let (_redis, nodes) = two_auth_nodes(["auth-a", "auth-b"]).await;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let alice = token(json!({"sub": "alice", "exp": now + 600}));
     let bob = token(json!({"sub": "bob", "exp": now + 600}));
@@ -182,23 +189,7 @@ async fn python_signalrcore_with_access_token_factory_across_two_redis_nodes() {
         "{} is missing: run scripts/test.sh (it makes the venv and installs signalrcore)",
         python.display()
     );
-    let redis = RedisServer::start().await;
-    let prefix = unique_prefix();
-    let verifier = Arc::new(
-        Verifier::new(JwtSettings::new(KeySource::Secret(
-            JwtSecret::new(SECRET).unwrap(),
-        )))
-        .unwrap(),
-    );
-    let mut nodes = Vec::new();
-    for name in ["py-a", "py-b"] {
-        let mut config = NodeConfig::new(name);
-        config.channel_prefix = prefix.clone();
-        config.auth = Some(verifier.clone());
-        let node = common::start_node_with(config, BackplaneChoice::RedisUrl(redis.url())).await;
-        common::wait_connected(&node).await;
-        nodes.push(node);
-    }
+    let (_redis, nodes) = two_auth_nodes(["py-a", "py-b"]).await;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let alice = token(json!({"sub": "alice", "exp": now + 600}));
     let bob = token(json!({"sub": "bob", "exp": now + 600}));
