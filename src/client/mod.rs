@@ -524,11 +524,7 @@ async fn establish(hub_url: &str, opts: &ClientOptions) -> Result<Established, C
     }
     let ws_url = url::websocket_url(&hub_url, &ws_query)?;
     let authorization = token.as_ref().map(NodeToken::header_value);
-    let headers: Vec<(&str, &str)> = authorization
-        .as_deref()
-        .map(|a| ("Authorization", a))
-        .into_iter()
-        .collect();
+    let headers = bearer_header(authorization.as_deref());
     let mut ws = match connect_ws(&ws_url, opts.tls.as_ref(), &headers).await {
         Err(ClientError::UpgradeRejected {
             url,
@@ -547,6 +543,12 @@ async fn establish(hub_url: &str, opts: &ClientOptions) -> Result<Established, C
     })
 }
 
+/// The request headers that present `authorization` (an `Authorization` value), if any: the same
+/// on negotiate and on the WebSocket upgrade.
+fn bearer_header(authorization: Option<&str>) -> Vec<(&'static str, &str)> {
+    authorization.map(|a| ("Authorization", a)).into_iter().collect()
+}
+
 /// POSTs negotiate (following redirects), returns (connectionId, id for the transport URL) and
 /// leaves the final hub URL in `hub_url`.
 async fn negotiate(
@@ -560,11 +562,7 @@ async fn negotiate(
         pairs.extend_from_slice(query);
         let url = url::negotiate_url(hub_url, &pairs);
         let authorization = token.as_ref().map(NodeToken::header_value);
-        let headers: Vec<(&str, &str)> = authorization
-            .as_deref()
-            .map(|a| ("Authorization", a))
-            .into_iter()
-            .collect();
+        let headers = bearer_header(authorization.as_deref());
         let options = http::RequestOptions {
             tls,
             headers: &headers,

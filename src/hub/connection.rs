@@ -422,6 +422,9 @@ async fn read_loop(
         },
         limits,
     };
+    // The token's expiry: one timer for the connection's life, armed only under `--auth`, not
+    // a new one registered for every read.
+    let mut expiry = session.expires.map(|at| Box::pin(tokio::time::sleep_until(at)));
     loop {
         loop {
             let body = match reader.framer.next_frame() {
@@ -491,8 +494,8 @@ async fn read_loop(
         let step = tokio::select! {
             _ = outbox.killed().cancelled() => return ReadEnd::Killed,
             _ = async {
-                match session.expires {
-                    Some(at) => tokio::time::sleep_until(at).await,
+                match expiry.as_mut() {
+                    Some(expiry) => expiry.as_mut().await,
                     None => std::future::pending().await,
                 }
             } => return ReadEnd::Expired,
