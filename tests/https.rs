@@ -12,10 +12,10 @@ mod common;
 use std::time::Duration;
 
 use common::certs::{ClientAuth, TestCerts, TlsRedis};
+use common::events::Seen;
 use common::{STEP, expect_message, s, start_node_with, within, within_for};
 use switchboard::client::{ClientOptions, HubClient, NodeTls, http};
 use switchboard::hub::{BackplaneChoice, NodeConfig, NodeHandle, ServerTls};
-use switchboard::monitor::runtime::MonitorEvents;
 use switchboard::monitor::{
     LinkState, MonitorCommand, MonitorEvent, MonitorHandle, MonitorOptions, NodeEvent, NodeTarget, SendBody,
     SendRequest, SendTarget,
@@ -60,43 +60,6 @@ async fn connect_tls(
     within(&format!("connecting to {url}"), HubClient::connect(url, options))
         .await
         .map_err(|e| e.to_string())
-}
-
-/// Events from the runtime, kept for searching.
-struct Seen {
-    rx: MonitorEvents,
-    events: Vec<MonitorEvent>,
-}
-
-impl Seen {
-    async fn find<T>(&mut self, what: &str, mut f: impl FnMut(&MonitorEvent) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let mut index = 0;
-        loop {
-            while index < self.events.len() {
-                if let Some(v) = f(&self.events[index]) {
-                    return v;
-                }
-                index += 1;
-            }
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(batch)) => self.events.extend(batch),
-                Ok(None) => panic!("the runtime stopped while waiting for {what}"),
-                Err(_) => panic!(
-                    "no {what} within 20 s; last events: {:#?}",
-                    &self.events[self.events.len().saturating_sub(10)..]
-                ),
-            }
-        }
-    }
-
-    async fn node<T>(&mut self, hub: &str, what: &str, f: impl Fn(&NodeEvent) -> Option<T>) -> T {
-        self.find(what, |e| match e {
-            MonitorEvent::Node { hub_url, event } if hub_url == hub => f(event),
-            _ => None,
-        })
-        .await
-    }
 }
 
 /// Waits until the node has counted at least `n` failed TLS handshakes (the client may see its
@@ -505,10 +468,7 @@ async fn the_dashboard_runtime_probes_tls_nodes_with_the_node_ca() {
         ..MonitorOptions::default()
     };
     let (monitor, rx) = MonitorHandle::start_with(options);
-    let mut seen = Seen {
-        rx,
-        events: Vec::new(),
-    };
+    let mut seen = Seen::new(rx, Duration::from_secs(20));
     assert!(monitor.command(MonitorCommand::AddNode(target(&a))));
     assert!(monitor.command(MonitorCommand::AddNode(target(&b))));
 
@@ -570,10 +530,7 @@ async fn the_dashboard_runtime_probes_tls_nodes_with_the_node_ca() {
 
     // Without the CA, the node's state says why, in words.
     let (monitor, rx) = MonitorHandle::start();
-    let mut seen = Seen {
-        rx,
-        events: Vec::new(),
-    };
+    let mut seen = Seen::new(rx, Duration::from_secs(20));
     assert!(monitor.command(MonitorCommand::AddNode(target(&a))));
     let error = seen
         .node(&a.hub_url(), "a reconnecting state", |e| match e {

@@ -16,11 +16,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::events::Seen;
 use common::listener::{NOT_FOUND, Recorder, header, request_line};
 use common::redis::{RedisServer, publish};
 use common::unique_prefix;
 use switchboard::monitor::model::trust::TrustRules;
-use switchboard::monitor::runtime::MonitorEvents;
 use switchboard::monitor::{
     Announcement, DiscoveryCounts, LinkState, MonitorCommand, MonitorEvent, MonitorHandle, MonitorOptions,
     NodeEvent, NodeTarget, TapSource,
@@ -32,47 +32,16 @@ const WAIT: Duration = Duration::from_secs(30);
 const MONITOR_TOKEN: &str = "m0nitor-SECRET-token";
 const NODE_TOKEN: &str = "n0de-SECRET-token";
 
-struct Seen {
-    rx: MonitorEvents,
-    events: Vec<MonitorEvent>,
-}
-
-impl Seen {
-    async fn find<T>(&mut self, what: &str, mut f: impl FnMut(&MonitorEvent) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut index = 0;
-        loop {
-            while index < self.events.len() {
-                if let Some(v) = f(&self.events[index]) {
-                    return v;
-                }
-                index += 1;
-            }
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(batch)) => self.events.extend(batch),
-                Ok(None) => panic!("the runtime stopped while waiting for {what}"),
-                Err(_) => panic!("no {what} within {WAIT:?}"),
-            }
-        }
-    }
-
-    /// Takes in what arrived so far, without waiting.
-    fn drain(&mut self) {
-        while let Some(batch) = self.rx.try_recv() {
-            self.events.extend(batch);
-        }
-    }
-
-    fn latest_counts(&self) -> DiscoveryCounts {
-        self.events
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                MonitorEvent::Discovery(c) => Some(*c),
-                _ => None,
-            })
-            .unwrap_or_default()
-    }
+/// The discovery counts the runtime reported last.
+fn latest_counts(seen: &Seen) -> DiscoveryCounts {
+    seen.events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            MonitorEvent::Discovery(c) => Some(*c),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 fn redis_spec(url: &str) -> Box<switchboard::redis_conn::RedisSpec> {
@@ -87,10 +56,7 @@ async fn monitor(redis: &RedisServer, prefix: &str, rules: TrustRules) -> (Monit
         ..MonitorOptions::default()
     };
     let (handle, rx) = MonitorHandle::start_with(options);
-    let mut seen = Seen {
-        rx,
-        events: Vec::new(),
-    };
+    let mut seen = Seen::new(rx, WAIT);
     assert!(handle.command(MonitorCommand::SetMonitorToken(Some(
         MonitorToken::new(MONITOR_TOKEN).unwrap()
     ))));
@@ -232,7 +198,7 @@ async fn a_forged_heartbeat_gets_no_token_until_the_node_is_trusted() {
             "a secret went to a node known only from a heartbeat:\n{head}"
         );
     }
-    assert_eq!(seen.latest_counts().untrusted, 1);
+    assert_eq!(latest_counts(&seen).untrusted, 1);
 
     // One click later (the Trust command), the next requests carry the tokens.
     assert!(monitor.command(MonitorCommand::TrustNode(NodeTarget {
@@ -414,10 +380,7 @@ async fn nodes_on_the_in_process_bus_are_trusted() {
     )
     .await;
     let (monitor, rx) = MonitorHandle::start_with(MonitorOptions::default());
-    let mut seen = Seen {
-        rx,
-        events: Vec::new(),
-    };
+    let mut seen = Seen::new(rx, WAIT);
     assert!(monitor.command(MonitorCommand::SetTap(Some(TapSource::Memory {
         bus,
         prefix: prefix.clone(),

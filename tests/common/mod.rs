@@ -20,6 +20,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod events;
 pub mod http;
 #[cfg(feature = "gui")]
 pub mod kittest;
