@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Switchboard on a fresh Debian machine: installs what the tests need when it is
 # missing (redis-server, redis-tools and redis-sentinel for the backplane, Cluster and Sentinel
-# tests, Node.js + npm packages for the interop tests with the official @microsoft/signalr client,
+# tests, prometheus for promtool and a real Prometheus in the alert tests, Node.js + npm packages for the interop tests with the official @microsoft/signalr client,
 # Xvfb and the X libraries eframe loads for the dashboard's smoke test in a real window, xwd for its
 # screenshot), then runs `cargo test`.
 set -euo pipefail
@@ -21,6 +21,8 @@ command -v xwd >/dev/null 2>&1 || missing+=(x11-apps)
 # tests/auth_interop.rs drives the Python signalrcore client from a venv (Debian: python3-venv).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+# tests/prometheus.rs checks the alert rules with promtool and runs a real Prometheus server.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # The TLS tests make their certificates at test time with the openssl CLI (tests/common/certs.rs).
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The X and GL libraries eframe loads when the window opens (read once: a pipe into `grep -q`
