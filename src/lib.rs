@@ -11,15 +11,17 @@
 //!   and Redis implementations. Uses `protocol` only for protocol names; never `hub`, `client`,
 //!   `monitor` or `ui`.
 //! - `hub`: the hub node (listener, connections, registry, dispatch, stats, monitor endpoint, chat
-//!   page; HTTPS with `tls`). Uses `protocol`, `config`, `tls` and the `Backplane` trait, never the
-//!   Redis client directly.
+//!   page; HTTPS with `tls`). Uses `protocol`, `config`, `tls`, the `Backplane` trait (and the
+//!   `redis_conn` spec it hands the backplane), `status_doc`, `monitor_token` and `node_token`; never
+//!   the Redis client directly.
 //! - `client`: a small SignalR client over WebSockets, and plain HTTP, over TCP or TLS (`https`,
 //!   `wss`) (tests, the demo's simulated users, `load`, the dashboard's probes). Uses `protocol`,
 //!   `tls` and `node_token` (the bearer it sends).
 //! - `monitor`: the dashboard's data side, no egui: the Redis (or memory bus) tap, node probes,
 //!   test sends and their lookups, the event sink, the runtime that owns them, and `model/`, the
-//!   pure std-only model folded on the UI thread. Uses `backplane`, `client`, `protocol`; watches
-//!   nodes only through what they serve, never `hub` internals; never `ui`.
+//!   pure std-only model folded on the UI thread. Uses `backplane`, `client`, `protocol`,
+//!   `redis_conn`, `status_doc`, the two token types and `tls` (options); watches nodes only through
+//!   what they serve, never `hub` internals; never `ui`.
 //! - `demo` (`switchboard demo`): nodes, a private `redis-server` or the memory bus, simulated
 //!   clients. Uses `hub`, `backplane`, `client`, and `monitor` only for the types it hands over.
 //! - `link` (gui): the only module that knows both tokio and egui: owns the runtime, the monitor,
@@ -53,6 +55,31 @@
 //!   `redis_conn`, `signals`; used by `cli` only.
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo.
+//!
+//! Who may use whom, exactly: each layer with the layers it uses, no more and no less.
+//! `tests/layering.rs` reads every file's `use` paths (and paths in code) with `syn`, fails on an
+//! arrow missing here, on a line here that no code needs, and on any import cycle between files.
+//! ```text
+//! config:
+//! protocol:
+//! tls:
+//! monitor_token:
+//! node_token:    config
+//! status_doc:
+//! signals:
+//! redis_conn:    config tls
+//! backplane:     config tls redis_conn
+//! hub:           config protocol tls monitor_token node_token status_doc redis_conn backplane
+//! client:        protocol tls node_token
+//! monitor:       config protocol tls monitor_token node_token status_doc redis_conn backplane client
+//! load:          protocol node_token client
+//! check:         protocol monitor_token node_token status_doc redis_conn backplane client monitor
+//! tapcli:        config signals redis_conn backplane monitor
+//! demo:          config protocol node_token redis_conn backplane hub client monitor
+//! link:          signals monitor demo
+//! ui:            config redis_conn monitor demo link
+//! cli:           config protocol tls monitor_token node_token signals redis_conn hub client monitor load check tapcli demo link ui
+//! ```
 
 pub mod backplane;
 pub mod check;

@@ -251,7 +251,9 @@ fn promtool_checks_and_unit_tests_the_alert_rules() {
 #[test]
 fn the_query_extractors_see_what_they_should() {
     assert_eq!(
-        metric_names("histogram_quantile(0.99, sum by (le) (rate(switchboard_canary_delivery_seconds_bucket[5m]))) / on() x_switchboard_no"),
+        metric_names(
+            "histogram_quantile(0.99, sum by (le) (rate(switchboard_canary_delivery_seconds_bucket[5m]))) / on() x_switchboard_no"
+        ),
         BTreeSet::from(["switchboard_canary_delivery_seconds".to_string()])
     );
     let text = "# TYPE switchboard_findings gauge\nswitchboard_findings{severity=\"info\"} 0\nswitchboard_canary_delivery_seconds_count{from=\"a\",to=\"b\"} 3\n";
@@ -264,7 +266,12 @@ fn the_query_extractors_see_what_they_should() {
     );
     let exprs = alert_exprs();
     assert!(exprs.len() >= 10, "{exprs:?}");
-    assert!(exprs.iter().any(|e| e.contains("histogram_quantile(0.99, sum by")), "{exprs:?}");
+    assert!(
+        exprs
+            .iter()
+            .any(|e| e.contains("histogram_quantile(0.99, sum by")),
+        "{exprs:?}"
+    );
     assert!(grafana_queries().len() >= 10);
 }
 
@@ -349,7 +356,11 @@ async fn a_real_prometheus_fires_and_resolves_the_node_alert() {
         || async {
             let (_, body) = get(&query_url).await?;
             let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let ups = doc["data"]["result"].as_array()?.iter().filter(|r| r["value"][1] == "1").count();
+            let ups = doc["data"]["result"]
+                .as_array()?
+                .iter()
+                .filter(|r| r["value"][1] == "1")
+                .count();
             (ups == 2).then_some(())
         },
         logs,
@@ -371,7 +382,10 @@ async fn a_real_prometheus_fires_and_resolves_the_node_alert() {
     let (_, body) = within_for("GET alerts", Duration::from_secs(10), get(&alerts_url))
         .await
         .unwrap();
-    assert!(!firing_for(&body, "prom-"), "a node alert fires before any fault:\n{body}");
+    assert!(
+        !firing_for(&body, "prom-"),
+        "a node alert fires before any fault:\n{body}"
+    );
 
     // Kill node b: the alert fires in Prometheus within 60 s, for b and not for a.
     b.kill();
@@ -403,7 +417,10 @@ async fn a_real_prometheus_fires_and_resolves_the_node_alert() {
         logs,
     )
     .await;
-    eprintln!("SwitchboardNodeDown resolved {:?} after the restart", back.elapsed());
+    eprintln!(
+        "SwitchboardNodeDown resolved {:?} after the restart",
+        back.elapsed()
+    );
 }
 
 /// A fresh directory under the target's tmp dir (kept on failure for the logs).

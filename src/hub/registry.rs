@@ -28,7 +28,6 @@ use crate::config;
 use crate::protocol::Protocol;
 
 pub(crate) use super::cork::Cork;
-pub(crate) use super::directory::ConnectionQuery;
 pub(crate) use super::outbox::{CloseReason, Flush, Outbox, OutboxReceiver, Wake};
 pub(crate) use super::ws::{WsFrame, frame_of};
 

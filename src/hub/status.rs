@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::NodeShared;
-use super::registry::ConnectionQuery;
+use super::directory::ConnectionQuery;
 use super::stats::Stats;
 use crate::backplane::BackplaneState;
 use crate::status_doc::{

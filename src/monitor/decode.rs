@@ -10,7 +10,6 @@
 use bytes::Bytes;
 use serde_json::Value as Json;
 
-pub use super::detail::{detail, hex_dump};
 use super::model::traces::find_marker;
 use super::model::{EntryKind, TrafficEntry};
 use crate::backplane::naming::{self, ChannelKind};
@@ -343,6 +342,7 @@ mod tests {
     use super::*;
     use crate::backplane::sr2::Sr2Format;
     use crate::backplane::wire::GroupCommand;
+    use crate::monitor::detail::{detail, hex_dump};
     use crate::protocol::{Value, msgpack};
     use serde_json::json;
 

@@ -285,7 +285,7 @@ pub(crate) async fn run_search(
     token: Option<MonitorToken>,
     tls: Option<NodeTls>,
     tap: Option<super::TapSource>,
-    limiter: super::lookup::Limiter,
+    limiter: super::numsub::Limiter,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Option<DirectoryAnswer> {
     let work = async {
@@ -379,7 +379,7 @@ fn merge(hub_url: &str, per_kind: &[(DirectoryKind, Vec<NodeAnswer>)]) -> NodeHi
 async fn subscribers(
     channels: &[String],
     tap: Option<&super::TapSource>,
-    limiter: &super::lookup::Limiter,
+    limiter: &super::numsub::Limiter,
 ) -> Vec<(String, Result<u64, String>)> {
     if channels.is_empty() {
         return Vec::new();
@@ -403,7 +403,7 @@ async fn subscribers(
         }
         Some(super::TapSource::Redis { spec, .. }) => {
             tokio::time::sleep(limiter.book(std::time::Instant::now())).await;
-            all(super::lookup::numsub(spec, channels).await)
+            all(super::numsub::numsub(spec, channels).await)
         }
         None => all(Err("no Redis connection".to_string())),
     }

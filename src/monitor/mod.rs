@@ -29,12 +29,14 @@
 //! Uses `backplane` (codecs, naming, `MemoryBus` for the demo's tap), `client` and `protocol`;
 //! never `hub` internals (only what a node serves on the network) and never `ui`.
 
+mod batcher;
 pub mod census;
 pub mod decode;
 pub mod detail;
 pub mod directory;
 pub mod lookup;
 pub mod model;
+pub mod numsub;
 pub mod probe;
 pub mod redis_view;
 pub mod runtime;

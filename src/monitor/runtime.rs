@@ -95,7 +95,7 @@ impl MonitorHandle {
             nodes: HashMap::new(),
             removed: HashSet::new(),
             tap_source: None,
-            lookups: super::lookup::Limiter::default(),
+            lookups: super::numsub::Limiter::default(),
             node_tls: options.node_tls,
             bursts: cancel.child_token(),
             // A random start, so two dashboards on one backplane never share trace ids.
@@ -107,7 +107,7 @@ impl MonitorHandle {
             in_process_tap: false,
             over_cap: HashSet::new(),
             directory: cancel.child_token(),
-            directory_limiter: super::lookup::Limiter::default(),
+            directory_limiter: super::numsub::Limiter::default(),
         };
         let flusher_cancel = CancellationToken::new();
         let flusher = tokio::spawn(sink::flush_loop(sink.clone(), events_tx, flusher_cancel.clone()));
@@ -205,7 +205,7 @@ struct Supervisor {
     removed: HashSet<String>,
     /// The tap's source, for trace lookups (NUMSUB on the same Redis).
     tap_source: Option<super::TapSource>,
-    lookups: super::lookup::Limiter,
+    lookups: super::numsub::Limiter,
     /// What https nodes are verified against (see [`MonitorOptions::node_tls`]).
     node_tls: Option<NodeTls>,
     /// Parent of every running burst; replaced by StopBursts.
@@ -225,7 +225,7 @@ struct Supervisor {
     /// The directory search running, cancelled by the next one (one at a time).
     directory: CancellationToken,
     /// Spaces the directory's NUMSUB commands (one a second).
-    directory_limiter: super::lookup::Limiter,
+    directory_limiter: super::numsub::Limiter,
 }
 
 impl Supervisor {

@@ -24,9 +24,9 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::batcher::Batcher;
 use super::model::redis_view::ShardTapStatus;
 use super::now_ms;
-use super::tap::Batcher;
 use super::{MonitorEvent, sink::EventSink};
 use crate::backplane::naming::Channels;
 use crate::config;

@@ -13,11 +13,12 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::batcher::Batcher;
 use super::now_ms;
 use super::sink::EventSink;
-use super::{Announcement, LinkState, MonitorEvent, TapSource, TrafficEntry, census, decode};
+use super::{Announcement, LinkState, MonitorEvent, TapSource, census};
 use crate::backplane::memory::MemoryBus;
-use crate::backplane::naming::{self, Channels};
+use crate::backplane::naming::Channels;
 use crate::backplane::{BackplaneMessage, backoff};
 use crate::config;
 use crate::redis_conn::{RedisConnector, RedisSpec, describe};
@@ -66,92 +67,6 @@ impl Shedder {
             self.shedding = true;
         }
         !self.shedding
-    }
-}
-
-/// Decoded entries waiting for the next flush, plus what to do with heartbeats. The sharded tap
-/// (`shard_tap`) has its own, made with [`Batcher::twin`].
-pub(crate) struct Batcher {
-    prefix: String,
-    entries: Vec<TrafficEntry>,
-    sink: EventSink,
-    announce_tx: mpsc::Sender<Announcement>,
-    /// Heartbeats for the census (its nodes' own counts); `None` for the memory bus.
-    census_tx: Option<mpsc::Sender<Announcement>>,
-    /// SignalR 2 event keys for the census's health round (`GET eventKey`), each sent once.
-    sr2_tx: Option<mpsc::Sender<String>>,
-    sr2_sent: Vec<String>,
-}
-
-impl Batcher {
-    fn new(prefix: &str, sink: EventSink, announce_tx: mpsc::Sender<Announcement>) -> Self {
-        Batcher {
-            prefix: prefix.to_string(),
-            entries: Vec::new(),
-            sink,
-            announce_tx,
-            census_tx: None,
-            sr2_tx: None,
-            sr2_sent: Vec::new(),
-        }
-    }
-
-    /// An empty batcher for the same prefix, sink and heartbeat queue.
-    pub(crate) fn twin(&self) -> Self {
-        Batcher::new(&self.prefix, self.sink.clone(), self.announce_tx.clone())
-    }
-
-    pub(crate) fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    pub(crate) fn message(&mut self, channel: &str, payload: &[u8]) {
-        let at_ms = now_ms();
-        if naming::is_nodes_channel(&self.prefix, channel)
-            && let Ok(announcement) = serde_json::from_slice::<Announcement>(payload)
-        {
-            // Full: the supervisor (or the census) is busy; the next heartbeat (2 s) brings it
-            // again.
-            let _ = self.announce_tx.try_send(announcement.clone());
-            if let Some(tx) = &self.census_tx {
-                let _ = tx.try_send(announcement.clone());
-            }
-            // The supervisor tells the UI (`MonitorEvent::Announced`) about the heartbeats it
-            // follows: forged ones with bad URLs, or beyond the cap, are only counted.
-        }
-        let entry = decode::decode(&self.prefix, channel, payload, at_ms);
-        if entry.kind == super::model::EntryKind::Sr2
-            && let Some(tx) = &self.sr2_tx
-            && self.sr2_sent.len() < census::MAX_SR2_KEYS
-            && !self.sr2_sent.iter().any(|k| k == channel)
-            && tx.try_send(channel.to_string()).is_ok()
-        {
-            self.sr2_sent.push(channel.to_string());
-        }
-        self.entries.push(entry);
-        if self.entries.len() >= config::DEFAULT_MONITOR_BATCH {
-            self.flush();
-        }
-    }
-
-    /// `n` messages dropped undecoded (the tap is behind): counted with the UI's drops.
-    pub(crate) fn shed(&mut self, n: usize) {
-        self.sink.shed(n);
-    }
-
-    pub(crate) fn flush(&mut self) {
-        if !self.entries.is_empty() {
-            self.sink
-                .push(MonitorEvent::Traffic(std::mem::take(&mut self.entries)));
-        }
-    }
-
-    fn state(&mut self, state: LinkState) {
-        self.flush();
-        self.sink.push(MonitorEvent::Tap {
-            state,
-            at_ms: now_ms(),
-        });
     }
 }
 
@@ -240,9 +155,9 @@ async fn run_redis(
         cancel.clone(),
     ));
     let (census_tx, census_rx) = mpsc::channel(census::HEARTBEAT_QUEUE);
-    batcher.census_tx = Some(census_tx);
+    batcher.feed_census(census_tx);
     let (sr2_tx, sr2_rx) = mpsc::channel(census::SR2_KEY_QUEUE);
-    batcher.sr2_tx = Some(sr2_tx);
+    batcher.feed_sr2_keys(sr2_tx);
     let census = tokio::spawn(census::run_redis(
         connector.clone(),
         prefix.clone(),

@@ -18,7 +18,7 @@ mod columns;
 pub use columns::{Column, Columns};
 
 use super::{Action, widgets};
-use crate::monitor::decode;
+use crate::monitor::detail;
 use crate::monitor::model::traffic::Filter;
 use crate::monitor::model::{EntryKind, Model, TrafficEntry};
 
@@ -496,7 +496,7 @@ fn context_menu(ui: &mut Ui, entry: &TrafficEntry, state: &mut TrafficUi) -> Opt
         ui.ctx().copy_text(text);
     };
     if ui.button("Copy JSON").clicked() {
-        let json = serde_json::to_string_pretty(&decode::detail(entry)).unwrap_or_else(|e| e.to_string());
+        let json = serde_json::to_string_pretty(&detail::detail(entry)).unwrap_or_else(|e| e.to_string());
         copy(ui, "JSON", json);
         ui.close();
     }
@@ -546,8 +546,8 @@ fn detail_pane(ui: &mut Ui, model: &Model, state: &mut TrafficUi, seq: u64) {
         return;
     };
     if state.detail.as_ref().map(|d| d.0) != Some(seq) {
-        let json = serde_json::to_string_pretty(&decode::detail(entry)).unwrap_or_else(|e| e.to_string());
-        state.detail = Some((seq, json, decode::hex_dump(&entry.payload, 4096)));
+        let json = serde_json::to_string_pretty(&detail::detail(entry)).unwrap_or_else(|e| e.to_string());
+        state.detail = Some((seq, json, detail::hex_dump(&entry.payload, 4096)));
     }
     let Some((_, json, hex)) = &state.detail else {
         return;

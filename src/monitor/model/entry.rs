@@ -126,11 +126,7 @@ impl TrafficEntry {
     /// A gap marker stamped `at_ms`: the tap saw nothing from `from_ms` to `to_ms` (unix ms).
     pub fn gap_marker(from_ms: u64, to_ms: u64, at_ms: u64) -> Self {
         let mut entry = TrafficEntry::new(at_ms, "", EntryKind::Gap, Vec::new());
-        entry.summary = format!(
-            "no data {} to {}",
-            super::traffic::hms_utc(from_ms),
-            super::traffic::hms_utc(to_ms)
-        );
+        entry.summary = format!("no data {} to {}", hms_utc(from_ms), hms_utc(to_ms));
         entry.gap = Some((from_ms, to_ms));
         entry
     }
@@ -170,6 +166,12 @@ mod payload_b64 {
         let text = String::deserialize(d)?;
         STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
     }
+}
+
+/// `HH:MM:SS` (UTC) of a unix-ms time.
+pub fn hms_utc(ms: u64) -> String {
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
+pub use super::entry::hms_utc;
 use super::entry::{EntryKind, TrafficEntry};
 use super::ring::Ring;
 
@@ -403,12 +404,6 @@ impl Traffic {
 
 /// The channel of a failover marker (not a Redis channel: no channel name contains a space).
 pub const FAILOVER_CHANNEL: &str = "(redis failover)";
-
-/// `HH:MM:SS` (UTC) of a unix-ms time.
-pub fn hms_utc(ms: u64) -> String {
-    let s = (ms / 1000) % 86_400;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
 
 #[cfg(test)]
 mod tests {
