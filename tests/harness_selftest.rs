@@ -6,18 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis::{RedisServer, Tap, channels, numsub, publish, redis_available, redis_cmd};
+use common::redis::{RedisServer, Tap, channels, numsub, publish, redis_cmd};
 use common::{STEP, unique_prefix, within, within_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-#[tokio::test]
-async fn redis_server_is_installed() {
-    assert!(
-        redis_available(),
-        "redis-server not found on PATH: install it (apt-get install -y redis-server) or run ./scripts/test.sh"
-    );
-}
 
 #[tokio::test]
 async fn redis_server_starts_and_answers_ping() {

