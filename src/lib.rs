@@ -68,7 +68,7 @@
 //! status_doc:
 //! signals:
 //! redis_conn:    config tls
-//! backplane:     config tls redis_conn
+//! backplane:     config protocol tls redis_conn
 //! hub:           config protocol tls monitor_token node_token status_doc redis_conn backplane
 //! client:        protocol tls node_token
 //! monitor:       config protocol tls monitor_token node_token status_doc redis_conn backplane client

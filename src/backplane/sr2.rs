@@ -462,19 +462,22 @@ impl<'a> Reader<'a> {
     /// then UTF-8.
     fn string(&mut self, field: &'static str) -> Result<String, Sr2Error> {
         let offset = self.pos;
-        let mut len = 0usize;
-        let mut shift = 0;
-        loop {
-            let b = self.take(1, field)?[0];
-            if shift == 28 && b > 0x07 {
-                return Err(Sr2Error::BadStringLength { offset, field });
+        // The same 7-bit encoding as the SignalR binary framing's length prefix.
+        let len = match crate::protocol::framing::read_varint(&self.buf[self.pos..]) {
+            Ok(Some((len, prefix))) => {
+                self.pos += prefix;
+                len
             }
-            len |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
+            Ok(None) => {
+                return Err(Sr2Error::Truncated {
+                    offset: self.buf.len(),
+                    field,
+                    needed: 1,
+                    available: 0,
+                });
             }
-            shift += 7;
-        }
+            Err(_) => return Err(Sr2Error::BadStringLength { offset, field }),
+        };
         let at = self.pos;
         let bytes = self.take(len, field)?;
         match std::str::from_utf8(bytes) {
@@ -564,12 +567,7 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
             s.len()
         );
     }
-    let mut n = s.len();
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+    crate::protocol::framing::write_varint(s.len(), out);
     out.extend_from_slice(s.as_bytes());
 }
 

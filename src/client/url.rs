@@ -123,16 +123,15 @@ pub(crate) fn websocket_url(hub_url: &str, pairs: &[(&str, &str)]) -> Result<Str
 /// Percent-encodes everything but RFC 3986's unreserved characters (what `encodeURIComponent`
 /// leaves alone, minus `!'()*`), so a user name or token survives any query parser.
 pub fn encode_component(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(value, COMPONENT).to_string()
 }
+
+/// What [`encode_component`] escapes: everything but RFC 3986's unreserved characters.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 #[cfg(test)]
 mod tests {
