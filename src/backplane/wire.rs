@@ -12,6 +12,7 @@
 //! ignore bytes after the top-level array. Every read is bounds-checked and every declared count is
 //! checked against the bytes left before anything is allocated, so no input makes them panic.
 
+use rmp::encode::{ByteBuf, ValueWriteError};
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -292,92 +293,46 @@ fn int_len(value: i64) -> usize {
     }
 }
 
-fn put_header(out: &mut Vec<u8>, count: usize, fix: u8, m16: u8, m32: u8) {
-    match count {
-        0..=15 => out.push(fix | count as u8),
-        16..=0xffff => {
-            out.push(m16);
-            out.extend_from_slice(&(count as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(m32);
-            out.extend_from_slice(&len_u32(count).to_be_bytes());
+// The writers are rmp's (`rmp::encode`), which pick the smallest width as the decoder and the
+// upstream vectors expect; the `*_len` functions above size the buffer exactly beforehand.
+
+/// Runs an `rmp::encode` writer on `out` through rmp's `ByteBuf` (a `Vec<u8>` moved in and out,
+/// no copy), whose error type is `Infallible`: growing a `Vec` cannot fail.
+fn put<T>(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut ByteBuf) -> Result<T, ValueWriteError<std::convert::Infallible>>,
+) {
+    let mut buf = ByteBuf::from_vec(std::mem::take(out));
+    match write(&mut buf) {
+        Ok(_) => {}
+        Err(ValueWriteError::InvalidMarkerWrite(never) | ValueWriteError::InvalidDataWrite(never)) => {
+            match never {}
         }
     }
+    *out = buf.into_vec();
 }
 
 fn put_array_header(out: &mut Vec<u8>, count: usize) {
-    put_header(out, count, 0x90, 0xdc, 0xdd);
+    put(out, |b| rmp::encode::write_array_len(b, len_u32(count)));
 }
 
 fn put_map_header(out: &mut Vec<u8>, count: usize) {
-    put_header(out, count, 0x80, 0xde, 0xdf);
+    put(out, |b| rmp::encode::write_map_len(b, len_u32(count)));
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = s.len();
-    match len {
-        0..=31 => out.push(0xa0 | len as u8),
-        32..=0xff => out.extend_from_slice(&[0xd9, len as u8]),
-        0x100..=0xffff => {
-            out.push(0xda);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdb);
-            out.extend_from_slice(&len_u32(len).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(s.as_bytes());
+    // rmp casts the length to u32: check it first (see the encoders' # Panics).
+    len_u32(s.len());
+    put(out, |b| rmp::encode::write_str(b, s));
 }
 
 fn put_bin(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
-    match len {
-        0..=0xff => out.extend_from_slice(&[0xc4, len as u8]),
-        0x100..=0xffff => {
-            out.push(0xc5);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xc6);
-            out.extend_from_slice(&len_u32(len).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(bytes);
+    len_u32(bytes.len());
+    put(out, |b| rmp::encode::write_bin(b, bytes));
 }
 
 fn put_int(out: &mut Vec<u8>, value: i64) {
-    match value {
-        0..=127 => out.push(value as u8),
-        -32..=-1 => out.push(value as i8 as u8),
-        128..=0xff => out.extend_from_slice(&[0xcc, value as u8]),
-        0x100..=0xffff => {
-            out.push(0xcd);
-            out.extend_from_slice(&(value as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(0xce);
-            out.extend_from_slice(&(value as u32).to_be_bytes());
-        }
-        -128..=-33 => out.extend_from_slice(&[0xd0, value as i8 as u8]),
-        -32768..=-129 => {
-            out.push(0xd1);
-            out.extend_from_slice(&(value as i16).to_be_bytes());
-        }
-        -2_147_483_648..=-32769 => {
-            out.push(0xd2);
-            out.extend_from_slice(&(value as i32).to_be_bytes());
-        }
-        _ if value > 0 => {
-            out.push(0xcf);
-            out.extend_from_slice(&(value as u64).to_be_bytes());
-        }
-        _ => {
-            out.push(0xd3);
-            out.extend_from_slice(&value.to_be_bytes());
-        }
-    }
+    put(out, |b| rmp::encode::write_sint(b, value));
 }
 
 // ---------------------------------------------------------------------------------------------
