@@ -215,3 +215,63 @@ fn unique_prefixes_differ() {
     assert_ne!(a, b);
     assert!(a.starts_with(&format!("t{}_", std::process::id())) && a.ends_with('_'));
 }
+
+// The oracle's response parser (tests/common/http.rs).
+
+#[test]
+fn parses_content_length_response() {
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 2\r\n\r\n{}extra";
+    let r = common::http::parse_response(raw, false).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.body, b"{}");
+    assert_eq!(r.text(), "{}");
+}
+
+#[test]
+fn parses_chunked_response_with_extensions_and_trailers() {
+    let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                4;x=y\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
+    let r = common::http::parse_response(raw, false).unwrap();
+    assert_eq!(r.text(), "Wikipedia in\r\n\r\nchunks.");
+}
+
+#[test]
+fn reads_to_eof_without_length_and_skips_interim_responses() {
+    let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\n\r\nno";
+    let r = common::http::parse_response(raw, false).unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (405, &b"no"[..]));
+    assert_eq!(r.header("allow"), Some("POST"));
+}
+
+#[test]
+fn rejects_malformed_responses() {
+    assert!(common::http::parse_response(b"HTTP/1.1 200 OK\r\n", false).is_err());
+    assert!(common::http::parse_response(b"SSH-2.0-x\r\n\r\n", false).is_err());
+    assert!(common::http::parse_response(b"HTTP/1.1 abc OK\r\n\r\n", false).is_err());
+    assert!(common::http::parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", false).is_err());
+    assert!(
+        common::http::parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
+            false
+        )
+        .is_err()
+    );
+    assert!(
+        common::http::parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            false
+        )
+        .is_err()
+    );
+    let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
+    assert!(common::http::parse_response(huge, false).is_err());
+}
+
+#[test]
+fn head_and_no_content_have_no_body() {
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+    assert!(common::http::parse_response(raw, true).unwrap().body.is_empty());
+    let raw = b"HTTP/1.1 204 No Content\r\n\r\n";
+    assert!(common::http::parse_response(raw, false).unwrap().body.is_empty());
+}

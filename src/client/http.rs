@@ -1,18 +1,25 @@
-//! A minimal HTTP/1.1 client for the few plain requests a SignalR client needs (negotiate) and the
-//! dashboard's probes reuse (`GET /switchboard/stats`): one request per TCP connection, written with
-//! `Connection: close`, the response read to EOF and parsed (status line, headers, body with
-//! `Content-Length` or `Transfer-Encoding: chunked`).
+//! The few plain HTTP/1.1 requests a SignalR client needs (negotiate) and the dashboard's probes
+//! reuse (`GET /switchboard/stats`), on hyper's client connection: one request per TCP
+//! connection, sent with `Connection: close`.
 //!
 //! Deliberately small: no keep-alive, no redirects; every exchange has a deadline and a
-//! response size cap so a misbehaving server cannot hang or exhaust the caller. `https://` URLs
+//! response size cap so a misbehaving server cannot hang or exhaust the caller. A plain request
+//! answered in TLS (or not at all) is named as such. `https://` URLs
 //! go over TLS (`client::transport`): the system's roots, or the caller's [`NodeTls`] through
 //! [`RequestOptions`].
-//! Used by `client` and, from outside, by the dashboard and tests. Depends only on tokio and
+//! Used by `client` and, from outside, by the dashboard and tests. Depends on hyper, tokio and
 //! `client::transport`.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::transport::{self, NodeTls};
 use super::{ClientError, url};
@@ -126,67 +133,177 @@ async fn exchange(
     body: &[u8],
 ) -> Result<HttpResponse, ClientError> {
     let target = url::parse(url)?;
-    let io = |what: &str| {
-        let what = format!("{what} {url}");
-        move |source| ClientError::Io { what, source }
-    };
-    let mut stream = transport::connect(&target, options.tls, url).await?;
+    let stream = transport::connect(&target, options.tls, url).await?;
+    let is_tls = stream.is_tls();
+    let first = FirstBytes::new(stream);
+    let seen = first.seen.clone();
 
-    let mut request = format!(
-        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: switchboard-client\r\nAccept: */*\r\n\
-         Content-Length: {}\r\nConnection: close\r\n",
-        target.path_and_query,
-        target.authority,
-        body.len()
-    );
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(target.path_and_query.as_str())
+        .header(hyper::header::HOST, target.authority.as_str())
+        .header(hyper::header::USER_AGENT, "switchboard-client")
+        .header(hyper::header::ACCEPT, "*/*")
+        .header(hyper::header::CONNECTION, "close");
     if !body.is_empty() {
-        request.push_str("Content-Type: application/json\r\n");
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
     }
     for (name, value) in options.headers {
-        // A header name or value with a line break would smuggle a second header or request.
-        if [name, value].iter().any(|t| t.contains(['\r', '\n'])) {
-            return Err(http_error(url, format!("invalid header {name:?}")));
-        }
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request = request.header(*name, *value);
     }
-    request.push_str("\r\n");
-    let mut bytes = request.into_bytes();
-    bytes.extend_from_slice(body);
-    stream
-        .write_all(&bytes)
-        .await
-        .map_err(io("sending the request to"))?;
+    // An invalid method, header name or value (a line break would smuggle a second header or
+    // request) is refused here, before anything is sent.
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| http_error(url, format!("invalid request: {e}")))?;
 
-    let mut raw = Vec::new();
-    let read = (&mut stream)
-        .take(MAX_RESPONSE_SIZE as u64 + 1)
-        .read_to_end(&mut raw)
-        .await;
-    match read {
-        Ok(_) => {}
-        // Many TLS servers (ours included) close without a close_notify after a response sent
-        // with `Connection: close`; everything before the cut is the response.
-        Err(e) if stream.is_tls() && e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) if stream.is_tls() => {
-            return Err(ClientError::Tls {
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(first))
+        .await
+        .map_err(|e| http_error(url, e.to_string()))?;
+    let call = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_SIZE)
+            .collect()
+            .await
+            .map_err(BodyError::Read)?
+            .to_bytes()
+            .to_vec();
+        Ok::<_, BodyError>(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    };
+    let mut connection = std::pin::pin!(connection);
+    let mut call = std::pin::pin!(call);
+    let result = tokio::select! {
+        result = &mut call => result,
+        ended = &mut connection => match ended {
+            // The response may still be buffered: the call finishes it (or says why not).
+            Ok(()) => call.await,
+            Err(e) => Err(BodyError::Hyper(e)),
+        },
+    };
+    result.map_err(|e| describe_failure(url, is_tls, &seen, e))
+}
+
+/// Why an exchange failed: hyper's error, or the body's (too large, cut).
+#[derive(Debug)]
+enum BodyError {
+    Hyper(hyper::Error),
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<hyper::Error> for BodyError {
+    fn from(e: hyper::Error) -> Self {
+        BodyError::Hyper(e)
+    }
+}
+
+/// The failure in words: a TLS error as TLS, a plain exchange that got TLS bytes (or nothing)
+/// named as such, a body past [`MAX_RESPONSE_SIZE`] as too large.
+fn describe_failure(url: &str, is_tls: bool, seen: &Seen, e: BodyError) -> ClientError {
+    let source = match &e {
+        BodyError::Hyper(e) => std::error::Error::source(e),
+        BodyError::Read(e) => e.source(),
+    };
+    if let Some(io) = source.and_then(|s| s.downcast_ref::<std::io::Error>()) {
+        return if is_tls {
+            ClientError::Tls {
                 url: url.to_string(),
-                reason: crate::tls::explain_io(&e),
-            });
+                reason: crate::tls::explain_io(io),
+            }
+        } else {
+            ClientError::Io {
+                what: format!("exchanging with {url}"),
+                source: std::io::Error::new(io.kind(), io.to_string()),
+            }
+        };
+    }
+    if !is_tls && let Some(hint) = plain_mismatch(&seen.get()) {
+        return http_error(url, hint.to_string());
+    }
+    match e {
+        BodyError::Read(e) if e.is::<http_body_util::LengthLimitError>() => {
+            http_error(url, format!("response larger than {MAX_RESPONSE_SIZE} bytes"))
         }
-        Err(e) => return Err(io("reading the response from")(e)),
+        BodyError::Read(e) => http_error(url, e.to_string()),
+        BodyError::Hyper(e) => http_error(url, e.to_string()),
     }
-    if raw.len() > MAX_RESPONSE_SIZE {
-        return Err(http_error(
-            url,
-            format!("response larger than {MAX_RESPONSE_SIZE} bytes"),
-        ));
+}
+
+/// The first bytes the server sent (at most two): enough to tell a TLS record from HTTP.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<u8>>>);
+
+impl Seen {
+    fn get(&self) -> Vec<u8> {
+        // A Vec replaced in one push: a poisoned lock still holds a consistent value.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
-    if !target.tls
-        && let Some(hint) = plain_mismatch(&raw)
-    {
-        return Err(http_error(url, hint.to_string()));
+}
+
+/// A stream that remembers the first bytes read from it ([`Seen`]).
+struct FirstBytes {
+    inner: transport::NodeStream,
+    seen: Seen,
+    done: bool,
+}
+
+impl FirstBytes {
+    fn new(inner: transport::NodeStream) -> Self {
+        FirstBytes {
+            inner,
+            seen: Seen::default(),
+            done: false,
+        }
     }
-    parse_response(&raw, method.eq_ignore_ascii_case("HEAD")).map_err(|reason| http_error(url, reason))
+}
+
+impl AsyncRead for FirstBytes {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if !this.done && matches!(polled, Poll::Ready(Ok(()))) {
+            let new = &buf.filled()[before..];
+            let mut seen = this.seen.0.lock().unwrap_or_else(|e| e.into_inner());
+            let room = 2usize.saturating_sub(seen.len());
+            seen.extend_from_slice(&new[..room.min(new.len())]);
+            this.done = seen.len() >= 2 || new.is_empty();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for FirstBytes {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 /// Why a plain `http://` exchange got no HTTP answer, when the bytes say so: nothing at all (a
@@ -209,151 +326,9 @@ fn http_error(url: &str, reason: String) -> ClientError {
     }
 }
 
-/// Parses a complete response (everything up to EOF). Interim 1xx responses are skipped.
-fn parse_response(mut raw: &[u8], head_request: bool) -> Result<HttpResponse, String> {
-    loop {
-        let end = find(raw, b"\r\n\r\n").ok_or("the connection closed before the end of the headers")?;
-        let head = std::str::from_utf8(&raw[..end]).map_err(|_| "headers are not UTF-8".to_string())?;
-        let rest = &raw[end + 4..];
-        let mut lines = head.split("\r\n");
-        let status = parse_status_line(lines.next().unwrap_or_default())?;
-        let mut headers = Vec::new();
-        for line in lines {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| format!("malformed header line {line:?}"))?;
-            headers.push((name.trim().to_string(), value.trim().to_string()));
-        }
-        if (100..200).contains(&status) && status != 101 {
-            raw = rest;
-            continue;
-        }
-        let mut response = HttpResponse {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if head_request || status == 204 || status == 304 {
-            return Ok(response);
-        }
-        let chunked = response
-            .header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        response.body = if chunked {
-            dechunk(rest)?
-        } else if let Some(length) = response.header("content-length") {
-            let length: usize = length
-                .parse()
-                .map_err(|_| format!("invalid Content-Length {length:?}"))?;
-            if rest.len() < length {
-                return Err(format!(
-                    "body truncated: Content-Length {length} but only {} bytes before EOF",
-                    rest.len()
-                ));
-            }
-            rest[..length].to_vec()
-        } else {
-            rest.to_vec()
-        };
-        return Ok(response);
-    }
-}
-
-fn parse_status_line(line: &str) -> Result<u16, String> {
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1.x status line: {line:?}"));
-    }
-    parts
-        .next()
-        .and_then(|code| code.parse::<u16>().ok())
-        .filter(|code| (100..1000).contains(code))
-        .ok_or_else(|| format!("invalid status line {line:?}"))
-}
-
-/// Decodes a chunked body: `size[;ext]\r\n data \r\n` … `0\r\n` trailers `\r\n`.
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = find(data, b"\r\n").ok_or("chunked body truncated in a chunk size line")?;
-        let line = std::str::from_utf8(&data[..line_end]).map_err(|_| "chunk size is not ASCII")?;
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size =
-            usize::from_str_radix(size_text, 16).map_err(|_| format!("invalid chunk size {size_text:?}"))?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            // Trailers, if any, are ignored; a missing final CRLF is tolerated.
-            return Ok(body);
-        }
-        if size.checked_add(2).is_none_or(|needed| data.len() < needed) {
-            return Err("chunked body truncated inside a chunk".to_string());
-        }
-        body.extend_from_slice(&data[..size]);
-        if &data[size..size + 2] != b"\r\n" {
-            return Err("chunk not followed by CRLF".to_string());
-        }
-        data = &data[size + 2..];
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_content_length_response() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 2\r\n\r\n{}extra";
-        let r = parse_response(raw, false).unwrap();
-        assert_eq!(r.status, 200);
-        assert_eq!(r.header("Content-Type"), Some("application/json"));
-        assert_eq!(r.body, b"{}");
-        assert_eq!(r.text(), "{}");
-    }
-
-    #[test]
-    fn parses_chunked_response_with_extensions_and_trailers() {
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
-                    4;x=y\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
-        let r = parse_response(raw, false).unwrap();
-        assert_eq!(r.text(), "Wikipedia in\r\n\r\nchunks.");
-    }
-
-    #[test]
-    fn reads_to_eof_without_length_and_skips_interim_responses() {
-        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\n\r\nno";
-        let r = parse_response(raw, false).unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (405, &b"no"[..]));
-        assert_eq!(r.header("allow"), Some("POST"));
-    }
-
-    #[test]
-    fn rejects_malformed_responses() {
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n", false).is_err());
-        assert!(parse_response(b"SSH-2.0-x\r\n\r\n", false).is_err());
-        assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n", false).is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", false).is_err());
-        assert!(
-            parse_response(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
-                false
-            )
-            .is_err()
-        );
-        assert!(
-            parse_response(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
-                false
-            )
-            .is_err()
-        );
-        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
-        assert!(parse_response(huge, false).is_err());
-    }
 
     #[test]
     fn a_tls_answer_to_plain_http_is_named() {
@@ -364,13 +339,5 @@ mod tests {
                 .contains("https:// node")
         );
         assert_eq!(plain_mismatch(b"HTTP/1.1 200 OK\r\n\r\n"), None);
-    }
-
-    #[test]
-    fn head_and_no_content_have_no_body() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
-        assert!(parse_response(raw, true).unwrap().body.is_empty());
-        let raw = b"HTTP/1.1 204 No Content\r\n\r\n";
-        assert!(parse_response(raw, false).unwrap().body.is_empty());
     }
 }
