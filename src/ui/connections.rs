@@ -184,7 +184,14 @@ pub fn show(
             }
             if !row.trusted {
                 ui.label(RichText::new("not trusted").color(widgets::WARN).small())
-                    .on_hover_text("Known only from its heartbeat: no tokens are sent to it (Trust it on the Nodes view)");
+                    .on_hover_text("Known only from its heartbeat: no tokens are sent to it");
+                if ui
+                    .small_button("Trust")
+                    .on_hover_text("Send this node the tokens from now on, and remember it as a named node")
+                    .clicked()
+                {
+                    actions.push(Action::Monitor(MonitorCommand::TrustNode(row.target.clone())));
+                }
             }
             if ui
                 .small_button("Remove")

@@ -28,7 +28,27 @@ pub fn row_state(row: &NodeRow, now: u64) -> (egui::Color32, String) {
             last_seen_ms: Some(t),
         } => (color, format!("down, last seen {} · {words}", widgets::clock(t))),
         Liveness::Down { last_seen_ms: None } => (color, words),
+        Liveness::Stopped { since_ms } => (
+            widgets::IDLE,
+            format!("stopped on purpose at {}", widgets::clock(since_ms)),
+        ),
+        Liveness::NeedsToken if row.trusted => (
+            widgets::WARN,
+            "up; needs a token (the dashboard has none)".to_string(),
+        ),
+        Liveness::NeedsToken => (widgets::OK, "up; needs a token (not trusted)".to_string()),
     }
+}
+
+/// "2 / 3", with the nodes stopped on purpose said apart ("1 / 1 · 1 stopped").
+pub fn nodes_up_text(nodes: &Nodes, now: u64) -> String {
+    let expected = nodes.expected_count(now);
+    let stopped = nodes.rows().len() - expected;
+    let mut text = format!("{} / {expected}", nodes.up_count(now));
+    if stopped > 0 {
+        text.push_str(&format!(" · {stopped} stopped"));
+    }
+    text
 }
 
 pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
@@ -62,12 +82,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
             &backplane,
             26.0,
         );
-        widgets::big_number(
-            ui,
-            "nodes up",
-            &format!("{} / {}", nodes.live_count(now), nodes.rows().len()),
-            26.0,
-        );
+        widgets::big_number(ui, "nodes up", &nodes_up_text(nodes, now), 26.0);
     });
     ui.separator();
 

@@ -15,6 +15,12 @@
 //! - `foreign-channel`: backplane-shaped channels under another prefix or an unknown hub name;
 //! - `pattern-group`: group names with `*`, `?` or `[` (ASP.NET Core subscribes them as patterns);
 //! - `node-unreachable`, `backplane-down`: a node that does not answer, or whose Redis link is down;
+//!   `stopped`: a node stopped on purpose (info); `needs-token`: a node that answers but requires
+//!   a token the dashboard withholds (not trusted: info) or lacks (trusted: warning);
+//! - `outage`: a past outage (the tap, nodes or their backplane links down in the same window,
+//!   merged into one incident) with its start, end and length and who is to blame, info until
+//!   [`HealthInputs::outage_memory_ms`] after it ended (an outage under way is the critical
+//!   findings above);
 //! - `tap-gap`: windows in which the observer itself saw nothing;
 //! - `silent-node`: a node whose clients received nothing while the backplane carried its hub;
 //! - `canary`: a test message sent through one node and not received on another;
@@ -193,6 +199,11 @@ pub enum NodeReach {
     NoMonitor,
     /// It could not be reached, in words (refused, timed out, 401 ...).
     Unreachable(String),
+    /// Stopped on purpose (from the Demo panel) at `since_ms`: not a fault.
+    Stopped { since_ms: u64 },
+    /// It answers, but its hub requires a token the dashboard did not send: withheld because the
+    /// node is not trusted (`trusted: false`), or none configured (`trusted: true`).
+    NeedsToken { trusted: bool },
 }
 
 /// The parts of a node's stats the rules use (from `status_doc::NodeStats`).
@@ -372,6 +383,31 @@ pub struct Sr2Observation {
     pub counter: Option<u64>,
 }
 
+/// Whose link an outage span is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OutageLink {
+    /// The observer's (the dashboard's) tap on Redis.
+    Tap,
+    /// The observer's link to a node (its probe and monitor): the node did not answer.
+    Node(String),
+    /// A node's own backplane link to Redis, as its stats reported it.
+    Backplane(String),
+}
+
+/// One down period of one link: from, until (`None`: still down), and why, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutageSpan {
+    pub link: OutageLink,
+    pub from_ms: u64,
+    pub to_ms: Option<u64>,
+    pub detail: String,
+}
+
+/// Spans that start within this long of an incident's end belong to it: nodes report their
+/// backplane state every 500 ms and reconnect on their own backoff, so one Redis restart is seen
+/// a little apart by each.
+pub const OUTAGE_MERGE_SLACK_MS: u64 = 2_000;
+
 /// Everything the rules look at. Every part is optional in effect (empty or `None`): a rule whose
 /// input is missing says nothing, or says it was skipped.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -394,6 +430,11 @@ pub struct HealthInputs {
     pub tap_gaps: Vec<TapGap>,
     pub deliveries: Vec<Delivery>,
     pub sr2: Option<Sr2Observation>,
+    /// Down periods of the tap, the nodes and their backplane links (the dashboard's link
+    /// history; `check` has none).
+    pub outages: Vec<OutageSpan>,
+    /// How long a past outage stays a finding after it ended (`DEFAULT_OUTAGE_MEMORY`).
+    pub outage_memory_ms: u64,
 }
 
 /// Runs every rule; findings come worst first, then in rule order.
@@ -406,6 +447,7 @@ pub fn evaluate(inputs: &HealthInputs) -> Vec<Finding> {
     foreign_channels(inputs, &mut out);
     pattern_groups(inputs, &mut out);
     node_links(inputs, &mut out);
+    outages(inputs, &mut out);
     tap_gaps(inputs, &mut out);
     silent_nodes(inputs, &mut out);
     canary(inputs, &mut out);
@@ -738,6 +780,41 @@ fn node_links(inputs: &HealthInputs, out: &mut Vec<Finding>) {
                 .action("is the node running and its URL right? its clients cannot connect either"),
             ),
             NodeReach::NoMonitor => {}
+            NodeReach::Stopped { since_ms } => out.push(
+                Finding::new(
+                    "stopped",
+                    Severity::Info,
+                    format!(
+                        "node {} was stopped on purpose at {} UTC",
+                        node.name,
+                        super::traffic::hms_utc(*since_ms)
+                    ),
+                )
+                .subject(&node.name),
+            ),
+            NodeReach::NeedsToken { trusted: false } => out.push(
+                Finding::new(
+                    "needs-token",
+                    Severity::Info,
+                    format!(
+                        "node {} is up and needs a token, which it does not get: it is not trusted",
+                        node.name
+                    ),
+                )
+                .subject(&node.name)
+                .evidence("its hub answered HTTP 401 to the probe, which sent no token".to_string())
+                .action("Trust the node (Nodes view) if it is yours, so the probe can connect"),
+            ),
+            NodeReach::NeedsToken { trusted: true } => out.push(
+                Finding::new(
+                    "needs-token",
+                    Severity::Warning,
+                    format!("node {} requires a token and the dashboard has none", node.name),
+                )
+                .subject(&node.name)
+                .evidence("its hub answered HTTP 401 to the probe, which sent no token".to_string())
+                .action("start the dashboard with --node-token or --node-jwt-secret-file"),
+            ),
             NodeReach::Stats(stats) => {
                 let state = stats.backplane_state.as_str();
                 if matches!(state, "connected" | "memory") || stats.backplane_kind == "memory" {
@@ -769,18 +846,204 @@ fn node_links(inputs: &HealthInputs, out: &mut Vec<Finding>) {
     }
 }
 
+/// "29 s", "3 min 5 s".
+fn length_words(ms: u64) -> String {
+    let s = (ms + 500) / 1000;
+    if s < 60 {
+        format!("{s} s")
+    } else {
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
+/// One incident: overlapping outage spans merged.
+struct Incident<'a> {
+    from_ms: u64,
+    /// `None` while any of its spans is still open.
+    to_ms: Option<u64>,
+    spans: Vec<&'a OutageSpan>,
+}
+
+/// Merges spans that overlap (or start within [`OUTAGE_MERGE_SLACK_MS`] of the incident's end)
+/// into incidents, oldest first.
+fn incidents(spans: &[OutageSpan]) -> Vec<Incident<'_>> {
+    let mut sorted: Vec<&OutageSpan> = spans.iter().collect();
+    sorted.sort_by_key(|s| (s.from_ms, s.link.clone()));
+    let mut out: Vec<Incident> = Vec::new();
+    for span in sorted {
+        if let Some(last) = out.last_mut()
+            && last
+                .to_ms
+                .is_none_or(|to| span.from_ms <= to + OUTAGE_MERGE_SLACK_MS)
+        {
+            last.to_ms = match (last.to_ms, span.to_ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+            last.spans.push(span);
+            continue;
+        }
+        out.push(Incident {
+            from_ms: span.from_ms,
+            to_ms: span.to_ms,
+            spans: vec![span],
+        });
+    }
+    out
+}
+
+/// "the tap", "both nodes and the tap", "the tap and all 3 nodes", "node-a and node-b".
+fn who_words(tap: bool, nodes: &[&str], all_nodes: bool) -> String {
+    let nodes_words = match (nodes.len(), all_nodes) {
+        (0, _) => String::new(),
+        (1, true) => "the only node".to_string(),
+        (2, true) => "both nodes".to_string(),
+        (n, true) => format!("all {n} nodes"),
+        (_, false) => nodes.join(", "),
+    };
+    match (tap, nodes_words.is_empty()) {
+        (true, true) => "the tap".to_string(),
+        (true, false) => format!("{nodes_words} and the tap"),
+        (false, _) => nodes_words,
+    }
+}
+
+/// Past outages: one info finding per incident that ended less than
+/// [`HealthInputs::outage_memory_ms`] ago, with its times, length and culprit. Incidents still
+/// under way are left to the critical rules (`redis-unreachable`, `node-unreachable`,
+/// `backplane-down`).
+///
+/// The culprit: the tap and every node's backplane link down together → Redis; only the tap →
+/// this machine's link to Redis; one node's backplane link → that node's link to Redis; a node
+/// that did not answer → that node.
+fn outages(inputs: &HealthInputs, out: &mut Vec<Finding>) {
+    let watched: BTreeSet<&str> = inputs
+        .nodes
+        .iter()
+        .filter(|n| !matches!(n.reach, NodeReach::Stopped { .. }))
+        .map(|n| n.name.as_str())
+        .collect();
+    for incident in incidents(&inputs.outages) {
+        let Some(to_ms) = incident.to_ms else { continue };
+        if inputs.now_ms.saturating_sub(to_ms) > inputs.outage_memory_ms {
+            continue;
+        }
+        let mut tap = false;
+        let mut lost_redis: BTreeSet<&str> = BTreeSet::new();
+        let mut unanswered: BTreeSet<&str> = BTreeSet::new();
+        for span in &incident.spans {
+            match &span.link {
+                OutageLink::Tap => tap = true,
+                OutageLink::Backplane(n) => {
+                    lost_redis.insert(n);
+                }
+                OutageLink::Node(n) => {
+                    unanswered.insert(n);
+                }
+            }
+        }
+        let when = format!(
+            "{}–{} UTC ({})",
+            super::traffic::hms_utc(incident.from_ms),
+            super::traffic::hms_utc(to_ms),
+            length_words(to_ms.saturating_sub(incident.from_ms))
+        );
+        let lost: Vec<&str> = lost_redis.iter().copied().collect();
+        let all_nodes = !watched.is_empty() && watched.iter().all(|n| lost_redis.contains(n));
+        let mut finding = if !lost.is_empty() && all_nodes && (tap || lost.len() > 1) {
+            Finding::new(
+                "outage",
+                Severity::Info,
+                format!(
+                    "Redis was unreachable {when}: {} lost it",
+                    who_words(tap, &lost, true)
+                ),
+            )
+            .subject("Redis")
+            .action("over; if it happens again, look at the Redis server (restarts, memory, its host and network)")
+        } else if tap && lost.is_empty() && unanswered.is_empty() {
+            let summary = if watched.is_empty() {
+                format!(
+                    "the tap lost Redis {when}: no node is watched to tell Redis from this machine's link"
+                )
+            } else {
+                format!(
+                    "this machine's link to Redis was down {when}: only the tap lost it, the nodes kept theirs"
+                )
+            };
+            Finding::new("outage", Severity::Info, summary)
+                .action("over; traffic in that window was not seen by the dashboard: look at this machine's network to Redis if it recurs")
+        } else if !lost.is_empty() {
+            let mut f = Finding::new(
+                "outage",
+                Severity::Info,
+                format!(
+                    "{} lost the link to Redis {when}{}",
+                    who_words(tap, &lost, false),
+                    if tap { "" } else { ", the tap kept it" }
+                ),
+            )
+            .action("over; look at those nodes' Redis URL, credentials and network if it recurs");
+            if lost.len() == 1 && !tap {
+                f = f.subject(lost[0]);
+            }
+            f
+        } else {
+            let names: Vec<&str> = unanswered.iter().copied().collect();
+            let mut f = Finding::new(
+                "outage",
+                Severity::Info,
+                format!("{} did not answer {when}", names.join(", ")),
+            )
+            .action("over; look at the node's log (a restart, a pause) if it recurs");
+            if names.len() == 1 {
+                f = f.subject(names[0]);
+            }
+            f
+        };
+        for span in &incident.spans {
+            let whose = match &span.link {
+                OutageLink::Tap => "the tap".to_string(),
+                OutageLink::Node(n) => format!("{n} (did not answer)"),
+                OutageLink::Backplane(n) => format!("{n}'s backplane link"),
+            };
+            let until = span
+                .to_ms
+                .map_or_else(|| "…".to_string(), super::traffic::hms_utc);
+            let why = if span.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", span.detail)
+            };
+            finding = finding.evidence(format!(
+                "{whose} down {}–{until}{why}",
+                super::traffic::hms_utc(span.from_ms)
+            ));
+        }
+        if tap {
+            finding = finding.evidence("the tap saw no traffic in that window".to_string());
+        }
+        out.push(finding);
+    }
+}
+
 /// Windows where the observer was blind.
+/// Gaps the `outage` rule already tells (the tap's own down periods, with their times and
+/// culprit) are left out.
 fn tap_gaps(inputs: &HealthInputs, out: &mut Vec<Finding>) {
-    if inputs.tap_gaps.is_empty() {
+    let covered = |g: &TapGap| {
+        inputs.outages.iter().any(|o| {
+            o.link == OutageLink::Tap
+                && o.from_ms <= g.to_ms + OUTAGE_MERGE_SLACK_MS
+                && o.to_ms.is_none_or(|to| to + OUTAGE_MERGE_SLACK_MS >= g.from_ms)
+        })
+    };
+    let gaps: Vec<&TapGap> = inputs.tap_gaps.iter().filter(|g| !covered(g)).collect();
+    if gaps.is_empty() {
         return;
     }
-    let total_ms: u64 = inputs
-        .tap_gaps
-        .iter()
-        .map(|g| g.to_ms.saturating_sub(g.from_ms))
-        .sum();
-    let longest = inputs
-        .tap_gaps
+    let total_ms: u64 = gaps.iter().map(|g| g.to_ms.saturating_sub(g.from_ms)).sum();
+    let longest = gaps
         .iter()
         .map(|g| g.to_ms.saturating_sub(g.from_ms))
         .max()
@@ -791,7 +1054,7 @@ fn tap_gaps(inputs: &HealthInputs, out: &mut Vec<Finding>) {
             Severity::Warning,
             format!(
                 "the tap was down {} time(s), {:.1} s in all: traffic in those windows was not seen",
-                inputs.tap_gaps.len(),
+                gaps.len(),
                 total_ms as f64 / 1000.0
             ),
         )
@@ -1048,6 +1311,12 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             // Not watched, or the first attempt is under way: nothing to say yet.
             (super::LinkState::Idle | super::LinkState::Connecting, _) => continue,
         };
+        // Stopped on purpose, or up but closed to a probe without a token: not down.
+        let reach = match super::nodes::Nodes::liveness(row, now_ms) {
+            super::nodes::Liveness::Stopped { since_ms } => NodeReach::Stopped { since_ms },
+            super::nodes::Liveness::NeedsToken => NodeReach::NeedsToken { trusted: row.trusted },
+            _ => reach,
+        };
         if let Some(stats) = &row.stats {
             if !stats.hub.is_empty() {
                 expected.insert(stats.hub.clone());
@@ -1098,6 +1367,8 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             obs.counter = *counter;
         }
     }
+    inputs.outages = outages_from_history(model);
+    inputs.outage_memory_ms = model.outage_memory.as_millis() as u64;
     inputs.client_list = client_list_from_view(&model.redis, now_ms);
     inputs.hubs = hubs.into_values().collect();
     inputs.expected_hubs = expected.into_iter().collect();
@@ -1106,6 +1377,28 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
     inputs.channels = channels;
     inputs.sr2 = sr2;
     inputs
+}
+
+/// The outage spans of every link in the model's history, named as the findings name nodes.
+fn outages_from_history(model: &super::Model) -> Vec<OutageSpan> {
+    use super::explain::Link;
+    let mut out = Vec::new();
+    for link in model.history.links() {
+        let which = match link {
+            Link::Tap => OutageLink::Tap,
+            Link::Probe(url) => OutageLink::Node(model.nodes.name_or_url(url)),
+            Link::Backplane(url) => OutageLink::Backplane(model.nodes.name_or_url(url)),
+        };
+        for o in model.history.outages(link) {
+            out.push(OutageSpan {
+                link: which.clone(),
+                from_ms: o.from_ms,
+                to_ms: o.to_ms,
+                detail: o.detail,
+            });
+        }
+    }
+    out
 }
 
 /// A health round older than this is not used (three census rounds missed): its NUMSUB figures
@@ -1199,6 +1492,9 @@ pub struct Evaluation {
     pub redis_at_ms: Option<u64>,
     /// Why the latest health round failed, when it did (Redis down, a refused command).
     pub redis_problem: Option<String>,
+    /// Findings an operator acknowledged (their evidence unchanged since): listed apart, and
+    /// left out of the verdict and the counts. See [`Acks`].
+    pub acknowledged: Vec<(Finding, Ack)>,
 }
 
 impl Evaluation {
@@ -1246,7 +1542,23 @@ impl Evaluation {
             skipped,
             redis_at_ms: round.filter(|r| r.problem.is_none()).map(|r| r.at_ms),
             redis_problem: round.and_then(|r| r.problem.clone()),
+            acknowledged: Vec::new(),
         }
+    }
+
+    /// Moves the findings `acks` holds to [`acknowledged`](Self::acknowledged) (and any there
+    /// whose ack was withdrawn back), and sets the verdict from the rest.
+    pub fn apply_acks(&mut self, acks: &Acks) {
+        let mut all: Vec<Finding> = std::mem::take(&mut self.findings);
+        all.extend(self.acknowledged.drain(..).map(|(f, _)| f));
+        all.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        for f in all {
+            match acks.get(&AckKey::of(&f)) {
+                Some(ack) => self.acknowledged.push((f, ack.clone())),
+                None => self.findings.push(f),
+            }
+        }
+        self.verdict = Verdict::of(&self.findings);
     }
 
     /// Why the evaluation shown is not current, in words; empty when it is.
@@ -1302,11 +1614,114 @@ impl Evaluation {
     }
 }
 
-/// The dashboard's health: the refresh gate and the latest evaluation.
+/// What an acknowledgement is keyed on: the rule, the hub and subject, and a hash of the
+/// evidence lines, so an ack lapses as soon as the evidence changes (a new outage, other
+/// numbers).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AckKey {
+    pub rule: &'static str,
+    pub hub: Option<String>,
+    pub subject: Option<String>,
+    pub evidence_hash: u64,
+}
+
+impl AckKey {
+    pub fn of(f: &Finding) -> AckKey {
+        use std::hash::{Hash, Hasher};
+        // Fixed keys (not a random state): the same evidence hashes the same all session.
+        let mut h = std::hash::DefaultHasher::new();
+        f.evidence.hash(&mut h);
+        AckKey {
+            rule: f.rule,
+            hub: f.hub.clone(),
+            subject: f.subject.clone(),
+            evidence_hash: h.finish(),
+        }
+    }
+}
+
+/// An operator's acknowledgement of one finding: a short note and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub note: String,
+    pub at_ms: u64,
+}
+
+/// Most characters kept of an acknowledgement's note (a one-line field).
+pub const ACK_NOTE_MAX_CHARS: usize = 200;
+
+/// The acknowledgements, bounded to [`crate::config::DEFAULT_MAX_ACKS`] (the oldest goes).
+#[derive(Debug, Clone, Default)]
+pub struct Acks {
+    acks: std::collections::VecDeque<(AckKey, Ack)>,
+}
+
+impl Acks {
+    /// Acknowledges `finding` with `note` (one line, trimmed, at most [`ACK_NOTE_MAX_CHARS`]);
+    /// a second ack of the same finding replaces the first.
+    pub fn acknowledge(&mut self, finding: &Finding, note: &str, now_ms: u64) {
+        let key = AckKey::of(finding);
+        self.acks.retain(|(k, _)| *k != key);
+        let note: String = note
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(ACK_NOTE_MAX_CHARS)
+            .collect();
+        self.acks.push_back((key, Ack { note, at_ms: now_ms }));
+        while self.acks.len() > crate::config::DEFAULT_MAX_ACKS {
+            self.acks.pop_front();
+        }
+    }
+
+    /// Withdraws the acknowledgement of `finding`; whether there was one.
+    pub fn withdraw(&mut self, finding: &Finding) -> bool {
+        let key = AckKey::of(finding);
+        let before = self.acks.len();
+        self.acks.retain(|(k, _)| *k != key);
+        self.acks.len() != before
+    }
+
+    pub fn get(&self, key: &AckKey) -> Option<&Ack> {
+        self.acks.iter().find(|(k, _)| k == key).map(|(_, a)| a)
+    }
+
+    pub fn len(&self) -> usize {
+        self.acks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+    }
+}
+
+/// The dashboard's health: the refresh gate, the latest evaluation and the acknowledgements.
 #[derive(Debug, Clone, Default)]
 pub struct HealthState {
     pub gate: RefreshGate,
     pub latest: Option<Evaluation>,
+    pub acks: Acks,
+}
+
+impl HealthState {
+    /// Acknowledges a finding of the latest evaluation (it moves apart at once).
+    pub fn acknowledge(&mut self, finding: &Finding, note: &str, now_ms: u64) {
+        self.acks.acknowledge(finding, note, now_ms);
+        if let Some(e) = self.latest.as_mut() {
+            e.apply_acks(&self.acks);
+        }
+    }
+
+    /// Withdraws an acknowledgement (the finding counts again at once).
+    pub fn withdraw(&mut self, finding: &Finding) {
+        if self.acks.withdraw(finding)
+            && let Some(e) = self.latest.as_mut()
+        {
+            e.apply_acks(&self.acks);
+        }
+    }
 }
 
 /// Lets a refresh through at most once per interval (time passed in, unix ms).

@@ -24,6 +24,8 @@ pub mod directory;
 pub mod entry;
 pub mod explain;
 pub mod health;
+#[cfg(test)]
+mod health_tests;
 pub mod nodes;
 pub mod rates;
 pub mod redis_view;
@@ -131,6 +133,9 @@ pub struct Model {
     pub health: health::HealthState,
     /// Discovered nodes not trusted, over the cap, and heartbeats ignored (the Nodes panel).
     pub discovery: super::DiscoveryCounts,
+    /// How long a past outage stays a Health finding ([`crate::config::DEFAULT_OUTAGE_MEMORY`];
+    /// tests shorten it).
+    pub outage_memory: std::time::Duration,
 }
 
 impl Model {
@@ -150,7 +155,30 @@ impl Model {
             health_round: None,
             health: health::HealthState::default(),
             discovery: super::DiscoveryCounts::default(),
+            outage_memory: crate::config::DEFAULT_OUTAGE_MEMORY,
         }
+    }
+
+    /// The node with this hub URL was stopped on purpose at `now_ms` (the Demo panel's Stop): it
+    /// reads `stopped`, not down, and its links' down period is not an outage.
+    pub fn node_stopped(&mut self, hub_url: &str, now_ms: u64) {
+        if self.nodes.mark_stopped(hub_url, now_ms) {
+            for link in [
+                explain::Link::Probe(hub_url.to_string()),
+                explain::Link::Backplane(hub_url.to_string()),
+            ] {
+                self.history.record_stop(link, now_ms, "stopped on purpose");
+            }
+        }
+    }
+
+    /// Forgets a node the operator removed: its row and its links' history (so its outages are
+    /// not findings any more).
+    pub fn remove_node(&mut self, hub_url: &str) -> bool {
+        self.history.forget(&explain::Link::Probe(hub_url.to_string()));
+        self.history
+            .forget(&explain::Link::Backplane(hub_url.to_string()));
+        self.nodes.remove(hub_url)
     }
 
     /// Re-evaluates the health rules when the refresh gate lets it (at most every
@@ -163,7 +191,9 @@ impl Model {
             return false;
         }
         let inputs = health::inputs_from_model(self, prefix, health::MODEL_WINDOW_MS, now_ms);
-        self.health.latest = Some(health::Evaluation::of(&inputs, self.health_round.as_ref()));
+        let mut evaluation = health::Evaluation::of(&inputs, self.health_round.as_ref());
+        evaluation.apply_acks(&self.health.acks);
+        self.health.latest = Some(evaluation);
         true
     }
 
@@ -178,7 +208,7 @@ impl Model {
                 for entry in entries {
                     self.rates.record(&entry);
                     if let Some(trace) = entry.trace {
-                        self.traces.on_tap(trace, entry.at_ms);
+                        self.traces.on_tap(trace, &entry.channel, entry.at_ms);
                         self.sightings.record(trace, &entry.channel, entry.at_ms);
                     }
                     self.traffic.push(entry);
@@ -229,8 +259,14 @@ impl Model {
 
     fn apply_tap(&mut self, state: LinkState, at_ms: u64, now_ms: u64) {
         let up = state == LinkState::Connected;
-        self.history
-            .record(explain::Link::Tap, at_ms, up, &link_words(&state));
+        if state == LinkState::Idle {
+            // Stopped on purpose (disconnected, another Redis chosen): not an outage.
+            self.history
+                .record_stop(explain::Link::Tap, at_ms, &link_words(&state));
+        } else {
+            self.history
+                .record(explain::Link::Tap, at_ms, up, &link_words(&state));
+        }
         // A stopped tap stops the Redis view's poller too: its last round is no longer current.
         if state == LinkState::Idle {
             self.redis.clear();
@@ -266,27 +302,8 @@ impl Model {
     /// Why trace `trace` is missing something (see [`explain::explain`]); `tap_prefix` is the
     /// prefix the tap listens under, when a tap is set. `None` for an unknown trace.
     pub fn explain(&self, trace: u64, tap_prefix: Option<&str>, now_ms: u64) -> Option<Vec<explain::Cause>> {
-        let mut t = self.traces.get(trace)?.clone();
-        // Only a send request's first message is looked up (rate-limited): the others of a burst
-        // borrow its answer (same node and target, sent within the burst's window).
-        if t.lookup.is_none()
-            && let Some(first) = self.traces.recent().find(|o| {
-                o.lookup.is_some()
-                    && o.node == t.node
-                    && o.target == t.target
-                    && o.sent_at_ms <= t.sent_at_ms
-                    && t.sent_at_ms - o.sent_at_ms <= explain::BORROW_LOOKUP_MS
-            })
-            && let Some(mut lookup) = first.lookup.clone()
-        {
-            let from = format!("asked for trace {:x}, the first of its send", first.id);
-            lookup.note = Some(match lookup.note {
-                Some(note) => format!("{note} ({from})"),
-                None => format!("NUMSUB and holders {from}"),
-            });
-            t.lookup = Some(lookup);
-        }
-        let t = &t;
+        // The rest of a burst already holds the lookup of its first message (see `traces`).
+        let t = self.traces.get(trace)?;
         let nodes: Vec<explain::NodeFacts> = self
             .nodes
             .rows()
