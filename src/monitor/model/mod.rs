@@ -107,6 +107,25 @@ impl TapStatus {
     }
 }
 
+/// Which link a [`DownSpan`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownKind {
+    /// The dashboard's tap on Redis.
+    Tap,
+    /// The dashboard's link to a node (the node did not answer).
+    Node,
+    /// A node's own link to Redis.
+    Backplane,
+}
+
+/// A window in which a link was down (unix ms), for shading the history charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownSpan {
+    pub kind: DownKind,
+    pub from_ms: u64,
+    pub to_ms: u64,
+}
+
 /// Everything the dashboard shows.
 #[derive(Debug)]
 pub struct Model {
@@ -170,6 +189,35 @@ impl Model {
                 self.history.record_stop(link, now_ms, "stopped on purpose");
             }
         }
+    }
+
+    /// When a link was down between `since_ms` and `now_ms` (outages only, not deliberate
+    /// stops), clipped to that window, oldest first: for the history charts' shading. `hub_url`
+    /// `None` is the tap; a node's spans are its own link's and its backplane link's.
+    pub fn down_spans(&self, hub_url: Option<&str>, since_ms: u64, now_ms: u64) -> Vec<DownSpan> {
+        let links: Vec<(explain::Link, DownKind)> = match hub_url {
+            None => vec![(explain::Link::Tap, DownKind::Tap)],
+            Some(url) => vec![
+                (explain::Link::Probe(url.to_string()), DownKind::Node),
+                (explain::Link::Backplane(url.to_string()), DownKind::Backplane),
+            ],
+        };
+        let mut out = Vec::new();
+        for (link, kind) in links {
+            for o in self.history.outages(&link) {
+                let to = o.to_ms.unwrap_or(now_ms).min(now_ms);
+                if to < since_ms || o.from_ms > now_ms {
+                    continue;
+                }
+                out.push(DownSpan {
+                    kind,
+                    from_ms: o.from_ms.max(since_ms),
+                    to_ms: to,
+                });
+            }
+        }
+        out.sort_by_key(|s| s.from_ms);
+        out
     }
 
     /// Forgets a node the operator removed: its row and its links' history (so its outages are
