@@ -277,12 +277,15 @@ fn ack_controls(ui: &mut Ui, f: &Finding, health_ui: &mut HealthUi, actions: &mu
     let mut done = None;
     ui.horizontal(|ui| {
         if let Some((_, note)) = health_ui.ack_draft.as_mut() {
-            let field = ui.add(
-                egui::TextEdit::singleline(note)
-                    .hint_text("note (who, why)")
-                    .char_limit(ACK_NOTE_MAX_CHARS)
-                    .desired_width(320.0),
-            );
+            let label = ui.label("Note:");
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(note)
+                        .hint_text("note (who, why)")
+                        .char_limit(ACK_NOTE_MAX_CHARS)
+                        .desired_width(320.0),
+                )
+                .labelled_by(label.id);
             let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if ui.small_button("OK").clicked() || entered {
                 done = Some(Some(note.clone()));
