@@ -185,8 +185,9 @@ pub fn show(
             if !row.trusted {
                 ui.label(RichText::new("not trusted").color(widgets::WARN).small())
                     .on_hover_text("Known only from its heartbeat: no tokens are sent to it");
+                // Its own label: the Nodes view's row has a "Trust" button too.
                 if ui
-                    .small_button("Trust")
+                    .small_button("Trust node")
                     .on_hover_text("Send this node the tokens from now on, and remember it as a named node")
                     .clicked()
                 {
