@@ -1321,7 +1321,10 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             if !stats.hub.is_empty() {
                 expected.insert(stats.hub.clone());
             }
-            if let Some(ts_ms) = row.heartbeat_at_ms {
+            // A node stopped on purpose: its last heartbeat is no sign of a lost subscription.
+            if let Some(ts_ms) = row.heartbeat_at_ms
+                && !matches!(reach, NodeReach::Stopped { .. })
+            {
                 inputs.heartbeats.push(Heartbeat {
                     server_name: stats.server_name.clone(),
                     node_name: row.name.clone(),
