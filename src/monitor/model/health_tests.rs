@@ -499,3 +499,41 @@ fn a_send_nobody_was_subscribed_to_is_failed_in_the_row_the_summary_and_explain(
     let s = m.traces.summary();
     assert_eq!((s.failed, s.not_observable), (0, 2));
 }
+
+#[test]
+fn a_tap_stopped_on_purpose_is_no_outage_and_a_real_one_is_a_down_span() {
+    let mut m = Model::new(Limits::default());
+    let t0 = NOW - 10_000;
+    tap(&mut m, LinkState::Connecting, t0);
+    tap(&mut m, LinkState::Connected, t0 + 100);
+    tap(&mut m, LinkState::Idle, t0 + 1000);
+    tap(&mut m, LinkState::Connecting, t0 + 5000);
+    tap(&mut m, LinkState::Connected, t0 + 5100);
+    assert!(
+        m.down_spans(None, 0, NOW).is_empty(),
+        "the first connect and the stop are not outages"
+    );
+    let e = evaluation(&mut m, NOW);
+    assert!(e.findings.iter().all(|f| f.rule != "outage"), "{:?}", e.findings);
+    tap(
+        &mut m,
+        LinkState::Failed {
+            error: "refused".into(),
+        },
+        t0 + 6000,
+    );
+    let open = m.down_spans(None, 0, NOW);
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].from_ms, open[0].to_ms),
+        (t0 + 6000, NOW),
+        "open: drawn up to now"
+    );
+    tap(&mut m, LinkState::Connected, t0 + 7000);
+    let spans = m.down_spans(None, t0 + 6500, NOW);
+    assert_eq!(
+        (spans[0].kind, spans[0].from_ms, spans[0].to_ms),
+        (super::DownKind::Tap, t0 + 6500, t0 + 7000),
+        "clipped to the window"
+    );
+}

@@ -7,7 +7,9 @@
 //! - `traffic`: the captured stream: ring, filter, pause, the filtered newest-first view.
 //! - `rates`: messages and bytes per second per channel kind and per hub, over the last minutes.
 //! - `nodes`: the node table: state, RTT, stats, client-count history, per-node message rates.
-//! - `health`: findings (severity, evidence, what to do) from plain inputs, and the refresh gate.
+//! - `health`: findings (severity, evidence, what to do) from plain inputs, and the refresh gate;
+//!   `outage` (past outages merged into timed incidents with a culprit) and `ack` (the operator's
+//!   acknowledgements) beside it.
 //! - `traces`: test messages followed from the sender through Redis to every probe.
 //! - `explain`: why a test message did not arrive (verdict, evidence, what to do), and the link
 //!   history and tap sightings it weighs.
@@ -19,6 +21,7 @@
 //! - `redis_view`: the Redis view: nodes, roles, slots, pub/sub clients and their output buffers,
 //!   failovers (which become markers in the traffic stream).
 
+pub mod ack;
 pub mod capture;
 pub mod directory;
 pub mod entry;
@@ -27,6 +30,7 @@ pub mod health;
 #[cfg(test)]
 mod health_tests;
 pub mod nodes;
+pub mod outage;
 pub mod rates;
 pub mod redis_view;
 pub mod ring;
