@@ -197,6 +197,16 @@ pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(300);
 /// reconnect without leaving a trace pending for long.
 pub const DEFAULT_TRACE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a past outage (Redis, the tap's link, a node or its backplane link down, then back)
+/// stays a Health finding (info, with its start, end and length) after it ended: long enough for
+/// an operator who looks a few minutes later to learn what happened, short enough that an old
+/// blip does not crowd the view. Injectable in the model (`Model::outage_memory`) for tests.
+pub const DEFAULT_OUTAGE_MEMORY: Duration = Duration::from_secs(15 * 60);
+
+/// Health acknowledgements kept (each an operator's note on one finding); the oldest goes first.
+/// A few hundred is more than an operator will ever type, and bounds the memory.
+pub const DEFAULT_MAX_ACKS: usize = 256;
+
 /// A connected node whose stats are older than this is shown as stale and left out of the totals:
 /// three of the 500 ms monitor snapshots missed in a row, so a node that hangs is flagged within
 /// 2 s of its last word, while one late snapshot on a busy machine is not.

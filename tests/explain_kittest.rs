@@ -128,8 +128,9 @@ fn directory_search_pick_and_explain_through_the_ui() {
     click(&mut h, "probes join the group");
     assert!(!h.state().send_ui.probes_join);
     click(&mut h, "Send message");
-    frames_until(&mut h, DEADLINE, "the trace times out with no probe", |h| {
-        has_label(h, "no probe received it")
+    // NUMSUB of its channel was 0: failed, in the row as in Explain (one rule decides).
+    frames_until(&mut h, DEADLINE, "the trace failed: nobody subscribed", |h| {
+        has_label(h, "failed: nobody subscribed (NUMSUB 0)")
     });
     // The status column widens with its new text on the next frame: click once it has.
     for _ in 0..3 {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::redis::{RedisServer, redis_cmd, resp_command, value_text};
 use common::{start_node, unique_prefix, within};
 use switchboard::hub::BackplaneChoice;
-use switchboard::monitor::model::health::{Evaluation, Finding, Severity};
+use switchboard::monitor::model::health::{Evaluation, Finding, Severity, Verdict};
 use switchboard::monitor::model::{Limits, Model};
 use switchboard::monitor::runtime::MonitorEvents;
 use switchboard::monitor::{MonitorCommand, MonitorHandle, NodeTarget, TapSource, now_ms};
@@ -78,6 +78,32 @@ impl Dashboard {
     async fn finding(&mut self, what: &str, f: impl Fn(&Finding) -> bool) -> Finding {
         self.wait_for(what, |e| e.findings.iter().find(|x| f(x)).cloned())
             .await
+    }
+
+    /// Folds events in until `done` holds for the model, or fails after [`WAIT`].
+    async fn wait_model(&mut self, what: &str, done: impl Fn(&Model) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done(&self.model) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(events)) => {
+                    for event in events {
+                        self.model.apply(event, now_ms());
+                    }
+                }
+                Ok(None) => panic!("the runtime stopped while waiting for {what}"),
+                Err(_) => panic!("not {what} within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Folds events in for `d` (as the UI keeps doing while time passes).
+    async fn fold_for(&mut self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        while let Ok(Some(events)) = tokio::time::timeout_at(until, self.rx.recv()).await {
+            for event in events {
+                self.model.apply(event, now_ms());
+            }
+        }
     }
 
     async fn stop(self) {
@@ -370,4 +396,83 @@ async fn signalr2_ids_give_the_missed_count_a_regression_and_the_counter_total()
         .await;
     assert_eq!(regression.severity, Severity::Critical);
     dash.stop().await;
+}
+
+/// Redis is killed for `window`, then restarted on the same port, under two real nodes and the
+/// dashboard's tap: one `outage` finding names Redis with its start and end, as info once it is
+/// over, and the verdict is healthy again; with the outage memory shortened to nothing (the
+/// model's ageing is unit-tested with time passed in) the finding is gone.
+async fn a_redis_outage_becomes_a_timed_info_finding(window: Duration) {
+    let mut redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let nodes = [
+        start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await,
+        start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await,
+    ];
+    let mut dash = Dashboard::start(&redis.url(), &prefix);
+    for node in &nodes {
+        let target = NodeTarget {
+            hub_url: node.hub_url(),
+            monitor_url: Some(format!("{}/switchboard/stats", node.base_url())),
+        };
+        dash.model.nodes.upsert(target.clone());
+        assert!(dash.handle.command(MonitorCommand::AddNode(target)));
+    }
+    dash.wait_model("both nodes live and the tap connected", |m| {
+        m.nodes.live_count(now_ms()) == 2
+            && m.tap.state == switchboard::monitor::LinkState::Connected
+            && m.nodes.rows().iter().all(|r| {
+                r.stats
+                    .as_ref()
+                    .is_some_and(|s| s.backplane.status.state == "connected")
+            })
+    })
+    .await;
+    redis.kill();
+    // The positive marker that the outage is seen by all three before the window runs.
+    dash.wait_for("Redis unreachable and both backplanes down", |e| {
+        let down = e.findings.iter().filter(|f| f.rule == "backplane-down").count();
+        (e.findings.iter().any(|f| f.rule == "redis-unreachable") && down == 2).then_some(())
+    })
+    .await;
+    dash.fold_for(window).await;
+    redis.restart().await;
+    let outage = dash
+        .wait_for("an outage finding, over, and a healthy verdict", |e| {
+            let f = e.findings.iter().find(|f| f.rule == "outage")?;
+            (e.verdict == Verdict::Healthy).then(|| f.clone())
+        })
+        .await;
+    assert_eq!(outage.severity, Severity::Info, "{outage:?}");
+    assert_eq!(outage.subject.as_deref(), Some("Redis"), "{outage:?}");
+    let s = &outage.summary;
+    assert!(s.starts_with("Redis was unreachable "), "{s}");
+    eprintln!("the outage finding: {}", outage.line());
+    assert!(s.ends_with("): both nodes and the tap lost it"), "{s}");
+    // HH:MM:SS–HH:MM:SS and a length no shorter than the window.
+    let times = &s["Redis was unreachable ".len()..];
+    assert_eq!(times.as_bytes()[2], b':', "{s}");
+    assert!(times[8..].starts_with('–'), "{s}");
+    let secs: u64 = s
+        .split_once(" UTC (")
+        .and_then(|(_, rest)| rest.split_once(" s)"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("a length in seconds: {s}"));
+    assert!(secs + 1 >= window.as_secs(), "{s}");
+    assert!(
+        outage.evidence.iter().any(|e| e.starts_with("the tap down ")),
+        "{outage:?}"
+    );
+    // Aged out: gone, still healthy.
+    dash.model.outage_memory = Duration::ZERO;
+    dash.wait_for("the outage aged out", |e| {
+        (e.findings.iter().all(|f| f.rule != "outage") && e.verdict == Verdict::Healthy).then_some(())
+    })
+    .await;
+    dash.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_second_redis_outage_is_named_with_its_times_and_then_over() {
+    a_redis_outage_becomes_a_timed_info_finding(Duration::from_secs(5)).await;
 }

@@ -528,7 +528,7 @@ fn traffic_columns_menu_hides_columns_and_the_row_menu_copies() {
 }
 
 #[test]
-fn a_stopped_demo_node_is_shown_down_and_starts_again() {
+fn a_demo_node_stopped_on_purpose_is_shown_stopped_not_down_and_starts_again() {
     use switchboard::demo::{DemoBackplane, DemoOptions, SimSettings};
     use switchboard::monitor::model::nodes::Nodes;
     use switchboard::monitor::now_ms;
@@ -562,16 +562,34 @@ fn a_stopped_demo_node_is_shown_down_and_starts_again() {
     frames_until(
         &mut h,
         DEADLINE,
-        "node-a down, out of the totals, last seen shown",
+        "node-a stopped on purpose, out of the totals, not a failure",
         |h| {
             let now = now_ms();
             let nodes = &h.state().model.nodes;
-            nodes
-                .get(&hub_url)
-                .is_some_and(|r| !Nodes::liveness(r, now).is_live())
-                && nodes.cluster_total_clients(now) == 2
-                && has_label(h, "down, last seen")
+            nodes.get(&hub_url).is_some_and(|r| {
+                matches!(
+                    Nodes::liveness(r, now),
+                    switchboard::monitor::model::nodes::Liveness::Stopped { .. }
+                )
+            }) && nodes.cluster_total_clients(now) == 2
+                && has_label(h, "stopped on purpose at")
+                && has_label(h, "1 / 1 · 1 stopped")
         },
+    );
+    assert!(!has_label(&h, "down, last seen"), "not down");
+    // Health: an info finding, never a critical one, about the stopped node.
+    h.state_mut().model.health.gate = Default::default();
+    h.step();
+    let e = h.state().model.health.latest.clone().expect("evaluated");
+    assert!(
+        e.findings.iter().any(|f| f.rule == "stopped"),
+        "{:#?}",
+        e.findings
+    );
+    assert!(
+        e.findings.iter().all(|f| f.rule != "node-unreachable"),
+        "{:#?}",
+        e.findings
     );
 
     click(&mut h, "Start");

@@ -301,6 +301,10 @@ pub enum NodeEvent {
     /// `--trust-nodes` (true), or only discovered from a heartbeat (false). Sent when the runtime
     /// starts watching it and whenever it changes.
     Trusted(bool),
+    /// The node's hub answered HTTP 401 to the probe, which sent no token (`true`: withheld
+    /// because the node is not trusted, or none configured): the node is up, just closed to us.
+    /// `false` once the probe got in.
+    NeedsToken(bool),
 }
 
 /// Runtime → UI. Times are unix milliseconds taken where the thing happened.

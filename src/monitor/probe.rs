@@ -395,6 +395,8 @@ async fn probe_loop(
         ..ClientOptions::default()
     };
     let mut attempt = 0;
+    // Whether the last attempt was a 401 to a probe that sent no token (told to the UI once).
+    let mut needs_token = false;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -404,6 +406,11 @@ async fn probe_loop(
                 ..options.clone()
             }) => r,
         };
+        let refused = matches!(connected, Err(client::ClientError::TokenRequired { .. }));
+        if refused != needs_token {
+            needs_token = refused;
+            sink.node(hub_url, NodeEvent::NeedsToken(refused));
+        }
         let error = match connected {
             Err(e) => e.to_string(),
             Ok(mut client) => {

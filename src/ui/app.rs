@@ -11,6 +11,7 @@ use super::{
     Action, connections, demo, directory, files, health, nodes, rates, redis_view, send, topology, traffic,
     widgets,
 };
+use crate::demo::DemoCommand;
 use crate::link::{DemoWiring, Link};
 use crate::monitor::model::wake::{Showing, View};
 use crate::monitor::model::workspace::RedisConnSettings;
@@ -301,7 +302,7 @@ impl DashboardApp {
             Tab::Traffic => traffic::show(ui, &mut self.model, &mut self.traffic_ui, &mut actions),
             Tab::Rates => rates::show(ui, &self.model, now),
             Tab::Nodes => nodes::show(ui, &self.model, now, &mut actions),
-            Tab::Health => health::show(ui, &self.model, &mut self.health_ui, now),
+            Tab::Health => health::show(ui, &self.model, &mut self.health_ui, now, &mut actions),
             Tab::Send => send::show(
                 ui,
                 &self.model,
@@ -519,6 +520,13 @@ impl DashboardApp {
             }
             Action::Demo(command) => {
                 self.demo_busy_until = Some(Instant::now() + DEMO_SETTLE);
+                // The model learns the stop was intended before the node's links drop.
+                if let DemoCommand::StopNode(name) = &command
+                    && let Some(status) = self.link.demo_status()
+                    && let Some(node) = status.nodes.iter().find(|n| &n.name == name)
+                {
+                    self.model.node_stopped(&node.hub_url, now_ms());
+                }
                 if !self.link.demo_command(command) {
                     self.notice("the demo is busy: command refused, try again".to_string());
                 }
@@ -549,7 +557,7 @@ impl DashboardApp {
             }
             Action::RemoveNode(hub_url) => {
                 self.settings.nodes.retain(|n| n.hub_url != hub_url);
-                self.model.nodes.remove(&hub_url);
+                self.model.remove_node(&hub_url);
                 self.link.command(MonitorCommand::RemoveNode(hub_url));
             }
             Action::Export(format) => self.files.export(format, &self.model),
@@ -573,6 +581,10 @@ impl DashboardApp {
                 self.send_ui.set_target(&target);
                 self.tab = Tab::Send;
             }
+            Action::Acknowledge { finding, note } => {
+                self.model.health.acknowledge(&finding, &note, now_ms());
+            }
+            Action::Unacknowledge(finding) => self.model.health.withdraw(&finding),
             Action::ShowHealth(focus) => {
                 self.tab = Tab::Health;
                 self.health_ui.focus = focus;

@@ -184,7 +184,7 @@ pub fn show(
             }
             if !row.trusted {
                 ui.label(RichText::new("not trusted").color(widgets::WARN).small())
-                    .on_hover_text("Known only from its heartbeat: no tokens are sent to it (Trust it on the Nodes view)");
+                    .on_hover_text("Known only from its heartbeat: no tokens are sent to it");
             }
             if ui
                 .small_button("Remove")
@@ -197,6 +197,16 @@ pub fn show(
         if !Nodes::liveness(row, now).is_live() {
             // Wrapped, never widening the panel: errors can be long.
             ui.add(egui::Label::new(RichText::new(words).color(color).small()).wrap());
+        }
+        // On a line of its own (the row is full); its own label: the Nodes view's row has a
+        // "Trust" button too.
+        if !row.trusted
+            && ui
+                .small_button("Trust node")
+                .on_hover_text("Send this node the tokens from now on, and remember it as a named node")
+                .clicked()
+        {
+            actions.push(Action::Monitor(MonitorCommand::TrustNode(row.target.clone())));
         }
     }
     if model.nodes.rows().is_empty() {

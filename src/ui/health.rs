@@ -4,6 +4,10 @@
 //! were skipped and why (a missing ACL permission is named). Also the badge drawn on the Nodes
 //! view's rows and the topology, which opens this view.
 //!
+//! An operator acknowledges a finding with a one-line note ("Acknowledge…"): it is listed apart
+//! under "Acknowledged", with the note and the time, and no longer sets the verdict, until its
+//! evidence changes (the model keys the ack on it).
+//!
 //! Draws only: the evaluation is computed by `Model::refresh_health` (at most every 2 s, from
 //! the model and the runtime's rate-limited Redis figures), never here.
 
@@ -11,7 +15,9 @@ use egui::{Color32, RichText, Ui};
 
 use super::{Action, widgets};
 use crate::monitor::model::Model;
-use crate::monitor::model::health::{Evaluation, Finding, MIN_REFRESH, Severity, Verdict};
+use crate::monitor::model::health::{
+    ACK_NOTE_MAX_CHARS, Ack, AckKey, Evaluation, Finding, MIN_REFRESH, Severity, Verdict,
+};
 use crate::monitor::model::nodes::NodeRow;
 
 /// The Health view's own state: which node's findings it was opened for (from a badge).
@@ -19,6 +25,8 @@ use crate::monitor::model::nodes::NodeRow;
 pub struct HealthUi {
     /// Show only the findings about this subject (a node name or server name), when set.
     pub focus: Option<String>,
+    /// The finding whose "Acknowledge…" field is open, and the note typed so far.
+    pub ack_draft: Option<(AckKey, String)>,
 }
 
 /// The names a finding may give a node by: its name, hub URL and server name.
@@ -91,7 +99,7 @@ pub fn tab_label(evaluation: Option<&Evaluation>) -> RichText {
     }
 }
 
-pub fn show(ui: &mut Ui, model: &Model, health_ui: &mut HealthUi, now: u64) {
+pub fn show(ui: &mut Ui, model: &Model, health_ui: &mut HealthUi, now: u64, actions: &mut Vec<Action>) {
     let Some(evaluation) = model.health.latest.as_ref() else {
         ui.label(RichText::new("No evaluation yet: connect Redis or add a node.").weak());
         return;
@@ -162,7 +170,8 @@ pub fn show(ui: &mut Ui, model: &Model, health_ui: &mut HealthUi, now: u64) {
     }
     ui.separator();
     // A focused node is known by its name, hub URL and server name.
-    let focus_names: Option<Vec<&str>> = health_ui.focus.as_deref().map(|focus| {
+    let focus = health_ui.focus.clone();
+    let focus_names: Option<Vec<&str>> = focus.as_deref().map(|focus| {
         model
             .nodes
             .rows()
@@ -199,11 +208,104 @@ pub fn show(ui: &mut Ui, model: &Model, health_ui: &mut HealthUi, now: u64) {
             .show(ui, |ui| {
                 for (i, f) in group.into_iter().enumerate() {
                     finding(ui, f, i, !stale.is_empty());
+                    ack_controls(ui, f, health_ui, actions);
+                    ui.add_space(6.0);
+                }
+            });
+        }
+        let acked: Vec<&(Finding, Ack)> = evaluation
+            .acknowledged
+            .iter()
+            .filter(|(f, _)| {
+                focus_names
+                    .as_ref()
+                    .is_none_or(|names| f.subject.as_deref().is_some_and(|s| names.contains(&s)))
+            })
+            .collect();
+        if !acked.is_empty() {
+            egui::CollapsingHeader::new(
+                RichText::new(format!("ACKNOWLEDGED ({}): not in the verdict", acked.len()))
+                    .color(widgets::IDLE)
+                    .strong(),
+            )
+            .id_salt("acknowledged")
+            .default_open(true)
+            .show(ui, |ui| {
+                for (i, (f, ack)) in acked.into_iter().enumerate() {
+                    finding(ui, f, 1000 + i, true);
+                    ui.horizontal_wrapped(|ui| {
+                        let note = if ack.note.is_empty() {
+                            "(no note)".to_string()
+                        } else {
+                            ack.note.clone()
+                        };
+                        ui.label(
+                            RichText::new(format!("acknowledged {}: {note}", widgets::clock(ack.at_ms)))
+                                .italics(),
+                        );
+                        if ui
+                            .small_button("Withdraw")
+                            .on_hover_text("Count this finding again")
+                            .clicked()
+                        {
+                            actions.push(Action::Unacknowledge(Box::new(f.clone())));
+                        }
+                    });
                     ui.add_space(6.0);
                 }
             });
         }
     });
+}
+
+/// The "Acknowledge…" button under a finding, or its open one-line note field.
+fn ack_controls(ui: &mut Ui, f: &Finding, health_ui: &mut HealthUi, actions: &mut Vec<Action>) {
+    let key = AckKey::of(f);
+    let open = health_ui.ack_draft.as_ref().is_some_and(|(k, _)| *k == key);
+    if !open {
+        if ui
+            .small_button("Acknowledge…")
+            .on_hover_text(
+                "Set this finding aside with a note: it leaves the verdict until its evidence changes",
+            )
+            .clicked()
+        {
+            health_ui.ack_draft = Some((key, String::new()));
+        }
+        return;
+    }
+    let mut done = None;
+    ui.horizontal(|ui| {
+        if let Some((_, note)) = health_ui.ack_draft.as_mut() {
+            let label = ui.label("Note:");
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(note)
+                        .hint_text("note (who, why)")
+                        .char_limit(ACK_NOTE_MAX_CHARS)
+                        .desired_width(320.0),
+                )
+                .labelled_by(label.id);
+            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if ui.small_button("OK").clicked() || entered {
+                done = Some(Some(note.clone()));
+            }
+            if ui.small_button("Cancel").clicked() {
+                done = Some(None);
+            }
+        }
+    });
+    match done {
+        Some(Some(note)) => {
+            actions.push(Action::Acknowledge {
+                finding: Box::new(f.clone()),
+                note,
+            });
+            health_ui.ack_draft = None;
+        }
+        Some(None) => health_ui.ack_draft = None,
+        None => {}
+    }
 }
 
 fn finding(ui: &mut Ui, f: &Finding, index: usize, stale: bool) {

@@ -57,4 +57,11 @@ pub enum Action {
     PickTarget(crate::monitor::SendTarget),
     /// Open the Health view, on the findings about this node or server when given (a badge).
     ShowHealth(Option<String>),
+    /// Acknowledge a health finding with a note (until its evidence changes).
+    Acknowledge {
+        finding: Box<crate::monitor::model::health::Finding>,
+        note: String,
+    },
+    /// Withdraw the acknowledgement of a finding.
+    Unacknowledge(Box<crate::monitor::model::health::Finding>),
 }

@@ -9,10 +9,10 @@
 use egui::{RichText, Ui, vec2};
 
 use super::{Action, widgets};
+use crate::config::DEFAULT_RATE_WINDOW;
 use crate::monitor::MonitorCommand;
-use crate::monitor::model::Model;
-use crate::monitor::model::health::Evaluation;
 use crate::monitor::model::nodes::{Liveness, NodeRow, Nodes};
+use crate::monitor::model::{DownKind, Model};
 
 /// Words and colour for a row's state: the link's words while live; "stale" or "down" with when
 /// it was last heard from otherwise.
@@ -28,7 +28,27 @@ pub fn row_state(row: &NodeRow, now: u64) -> (egui::Color32, String) {
             last_seen_ms: Some(t),
         } => (color, format!("down, last seen {} · {words}", widgets::clock(t))),
         Liveness::Down { last_seen_ms: None } => (color, words),
+        Liveness::Stopped { since_ms } => (
+            widgets::IDLE,
+            format!("stopped on purpose at {}", widgets::clock(since_ms)),
+        ),
+        Liveness::NeedsToken if row.trusted => (
+            widgets::WARN,
+            "up; needs a token (the dashboard has none)".to_string(),
+        ),
+        Liveness::NeedsToken => (widgets::OK, "up; needs a token (not trusted)".to_string()),
     }
+}
+
+/// "2 / 3", with the nodes stopped on purpose said apart ("1 / 1 · 1 stopped").
+pub fn nodes_up_text(nodes: &Nodes, now: u64) -> String {
+    let expected = nodes.expected_count(now);
+    let stopped = nodes.rows().len() - expected;
+    let mut text = format!("{} / {expected}", nodes.up_count(now));
+    if stopped > 0 {
+        text.push_str(&format!(" · {stopped} stopped"));
+    }
+    text
 }
 
 pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
@@ -62,12 +82,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
             &backplane,
             26.0,
         );
-        widgets::big_number(
-            ui,
-            "nodes up",
-            &format!("{} / {}", nodes.live_count(now), nodes.rows().len()),
-            26.0,
-        );
+        widgets::big_number(ui, "nodes up", &nodes_up_text(nodes, now), 26.0);
     });
     ui.separator();
 
@@ -111,7 +126,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                 ui.label("");
                 ui.end_row();
                 for row in nodes.rows() {
-                    node_row(ui, row, model.health.latest.as_ref(), now, actions);
+                    node_row(ui, model, row, now, actions);
                     ui.end_row();
                 }
             });
@@ -180,14 +195,46 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
     });
 }
 
+/// The client-count history over the last [`DEFAULT_RATE_WINDOW`], with the windows in which
+/// the node, its backplane link or the tap was down shaded, and its scale (max, window).
+fn client_history(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, live: bool) {
+    let window = DEFAULT_RATE_WINDOW.as_millis() as u64;
+    let since = now.saturating_sub(window);
+    let mut down = model.down_spans(Some(&row.target.hub_url), since, now);
+    down.extend(model.down_spans(None, since, now));
+    let points: Vec<(u64, f64)> = row.history.iter().map(|(t, c)| (*t, *c as f64)).collect();
+    let spans: Vec<(u64, u64)> = down.iter().map(|d| (d.from_ms, d.to_ms)).collect();
+    let response = widgets::time_sparkline(
+        ui,
+        &points,
+        (since, now),
+        &spans,
+        vec2(140.0, 26.0),
+        if live { widgets::OK } else { widgets::IDLE },
+    );
+    let mut hover = format!(
+        "clients, last {} (max {})",
+        widgets::duration_words(window / 1000),
+        points.iter().map(|p| p.1 as u64).max().unwrap_or(0)
+    );
+    for d in &down {
+        let what = match d.kind {
+            DownKind::Tap => "the tap was down",
+            DownKind::Node => "the node did not answer",
+            DownKind::Backplane => "its backplane link was down",
+        };
+        hover.push_str(&format!(
+            "\nshaded: {what} {}–{}",
+            widgets::clock(d.from_ms),
+            widgets::clock(d.to_ms)
+        ));
+    }
+    response.on_hover_text(hover);
+}
+
 /// One row of the table; values of a node that is not live are greyed.
-fn node_row(
-    ui: &mut Ui,
-    row: &NodeRow,
-    evaluation: Option<&Evaluation>,
-    now: u64,
-    actions: &mut Vec<Action>,
-) {
+fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut Vec<Action>) {
+    let evaluation = model.health.latest.as_ref();
     let live = Nodes::liveness(row, now).is_live();
     let text = |t: String| {
         if live {
@@ -261,13 +308,7 @@ fn node_row(
                 .on_hover_text("no monitor endpoint, or not connected");
         }
     }
-    let history: Vec<f64> = row.history.iter().map(|(_, c)| *c as f64).collect();
-    widgets::sparkline(
-        ui,
-        &history,
-        vec2(120.0, 22.0),
-        if live { widgets::OK } else { widgets::IDLE },
-    );
+    client_history(ui, model, row, now, live);
     let stats = row.stats.as_ref();
     ui.label(text(
         stats.map(|s| s.groups.to_string()).unwrap_or_else(|| "–".into()),

@@ -7,14 +7,14 @@
 //! the points above are drawn at the limit with a red marker (`monitor::model::rates`).
 
 use egui::{Color32, RichText, Ui};
-use egui_plot::{Legend, Line, MarkerShape, Plot, Points};
+use egui_plot::{Legend, Line, MarkerShape, Plot, Points, Span};
 
 use super::traffic::kind_color;
 use super::widgets;
-use crate::monitor::model::Model;
 use crate::monitor::model::rates::{
     RateKey, Rates, SMOOTHING_CHOICES, clip_bursts, clip_limit, from_log_y, log_y, smooth,
 };
+use crate::monitor::model::{DownKind, Model};
 
 /// How the charts are drawn; kept in egui's memory between frames.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +74,16 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
     ui.data_mut(|d| d.insert_temp(view_id(), view));
     ui.separator();
     let height = ((ui.available_height() - 200.0) / 2.0).max(120.0);
+    let down = down_windows(model, now);
+    if !down.is_empty() {
+        ui.label(
+            RichText::new(format!(
+                "Shaded: {} window(s) in which the tap, a node or its backplane link was down",
+                down.len()
+            ))
+            .color(widgets::WARN),
+        );
+    }
 
     let by_kind: Vec<_> = rates
         .kinds()
@@ -88,6 +98,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         &by_kind,
         rates,
         view,
+        &down,
         now,
     );
     let by_hub: Vec<_> = rates
@@ -103,6 +114,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         &by_hub,
         rates,
         view,
+        &down,
         now,
     );
 
@@ -120,6 +132,27 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
     });
 }
 
+/// (legend name, from, to) of every down window within the charts' reach: the tap's, each
+/// node's and each node's backplane link's.
+fn down_windows(model: &Model, now: u64) -> Vec<(String, u64, u64)> {
+    let since = now.saturating_sub(crate::config::DEFAULT_RATE_WINDOW.as_millis() as u64);
+    let mut out: Vec<(String, u64, u64)> = model
+        .down_spans(None, since, now)
+        .into_iter()
+        .map(|d| ("down: the tap".to_string(), d.from_ms, d.to_ms))
+        .collect();
+    for row in model.nodes.rows() {
+        for d in model.down_spans(Some(&row.target.hub_url), since, now) {
+            let what = match d.kind {
+                DownKind::Backplane => format!("down: {}'s backplane", row.name),
+                _ => format!("down: {}", row.name),
+            };
+            out.push((what, d.from_ms, d.to_ms));
+        }
+    }
+    out
+}
+
 /// One plot of message rates, a line per (name, color, key).
 #[allow(clippy::too_many_arguments)]
 fn rate_plot(
@@ -130,6 +163,7 @@ fn rate_plot(
     lines: &[(String, Option<Color32>, RateKey)],
     rates: &Rates,
     view: RatesView,
+    down: &[(String, u64, u64)],
     now: u64,
 ) {
     let series: Vec<Vec<[f64; 2]>> = lines
@@ -183,6 +217,16 @@ fn rate_plot(
     plot.show(ui, |plot| {
         if let Some(limit) = limit {
             plot.set_plot_bounds_y(0.0..=limit * 1.08);
+        }
+        // Behind the lines: when the tap, a node or its backplane link was down (x is seconds
+        // before now, negative).
+        for (name, from_ms, to_ms) in down {
+            let x = |t: u64| -(now.saturating_sub(t) as f64 / 1000.0);
+            plot.span(
+                Span::new(name.as_str(), x(*from_ms)..=x(*to_ms).max(x(*from_ms) + 0.5))
+                    .fill(widgets::DOWN_SHADE)
+                    .border_width(0.0),
+            );
         }
         for ((name, color, _), points) in lines.iter().zip(series) {
             let color = color.unwrap_or_else(|| auto_color(name));

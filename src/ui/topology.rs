@@ -180,7 +180,7 @@ pub fn show(
             widgets::big_number(
                 ui,
                 "nodes up",
-                &format!("{}/{}", model.nodes.live_count(now), model.nodes.rows().len()),
+                &super::nodes::nodes_up_text(&model.nodes, now),
                 size,
             );
             latest_messages(ui, model, state, now);
@@ -349,6 +349,8 @@ pub fn show(
             ));
             let what = match liveness {
                 Liveness::Stale { .. } => "stale",
+                Liveness::Stopped { .. } => "stopped",
+                Liveness::NeedsToken => "up, needs a token",
                 _ => "down",
             };
             let second = match liveness.last_seen_ms() {

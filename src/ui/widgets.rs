@@ -151,31 +151,73 @@ pub fn millis(ms: f64) -> String {
     }
 }
 
-/// A small line chart of `values` (oldest first), scaled to its own maximum.
-pub fn sparkline(ui: &mut Ui, values: &[f64], size: Vec2, color: Color32) {
+/// The shade of a window in which something was down, on a chart.
+pub const DOWN_SHADE: Color32 = Color32::from_rgba_premultiplied(110, 35, 30, 110);
+
+/// A time sparkline: `points` are (unix ms, value) over the window `[from_ms, to_ms]`, placed by
+/// time; `down` windows (unix ms) are shaded behind the line. A scale is drawn in it: the
+/// largest value at the top left, the window's length at the bottom right.
+pub fn time_sparkline(
+    ui: &mut Ui,
+    points: &[(u64, f64)],
+    window: (u64, u64),
+    down: &[(u64, u64)],
+    size: Vec2,
+    color: Color32,
+) -> egui::Response {
+    let (from_ms, to_ms) = window;
     let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
     let painter = ui.painter_at(rect);
     painter.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
-    if values.len() >= 2 {
-        let max = values.iter().cloned().fold(1.0_f64, f64::max);
-        let step = rect.width() / (values.len() - 1) as f32;
-        let points: Vec<egui::Pos2> = values
+    let span = to_ms.saturating_sub(from_ms).max(1) as f32;
+    let x = |t: u64| rect.left() + (t.clamp(from_ms, to_ms) - from_ms) as f32 / span * rect.width();
+    for (a, b) in down {
+        let (left, right) = (x(*a), x(*b).max(x(*a) + 2.0));
+        painter.rect_filled(
+            egui::Rect::from_x_y_ranges(left..=right, rect.y_range()),
+            0.0,
+            DOWN_SHADE,
+        );
+    }
+    let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max);
+    if points.len() >= 2 {
+        let top = max.max(1.0);
+        let line: Vec<egui::Pos2> = points
             .iter()
-            .enumerate()
-            .map(|(i, v)| {
+            .map(|(t, v)| {
                 egui::pos2(
-                    rect.left() + i as f32 * step,
-                    rect.bottom() - 2.0 - (*v / max) as f32 * (rect.height() - 4.0),
+                    x(*t),
+                    rect.bottom() - 2.0 - (*v / top) as f32 * (rect.height() - 4.0),
                 )
             })
             .collect();
-        painter.add(egui::Shape::line(points, Stroke::new(1.5, color)));
+        painter.add(egui::Shape::line(line, Stroke::new(1.5, color)));
     }
-    if let (Some(last), Some(max)) = (values.last(), values.iter().cloned().reduce(f64::max)) {
-        response.on_hover_text(format!(
-            "now {last:.0}, max {max:.0} (last {} samples)",
-            values.len()
-        ));
+    let scale = egui::FontId::proportional(9.0);
+    let weak = ui.visuals().weak_text_color();
+    painter.text(
+        rect.left_top() + egui::vec2(2.0, 0.0),
+        egui::Align2::LEFT_TOP,
+        format!("max {}", si(max)),
+        scale.clone(),
+        weak,
+    );
+    painter.text(
+        rect.right_bottom() - egui::vec2(2.0, 0.0),
+        egui::Align2::RIGHT_BOTTOM,
+        duration_words((to_ms - from_ms) / 1000),
+        scale,
+        weak,
+    );
+    response
+}
+
+/// "45 s", "5 min", "2 h".
+pub fn duration_words(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
     }
 }
 

@@ -23,6 +23,10 @@ use crate::monitor::{SendTarget, TraceLookup};
 /// Transitions kept per link: a link flapping every few seconds still covers the last minutes.
 const MAX_TRANSITIONS: usize = 64;
 
+/// A stop on purpose marks a down recorded at most this long before it as deliberate: the stop
+/// is issued on the UI thread, the link's own down may be folded a frame earlier or later.
+pub const DELIBERATE_SLACK_MS: u64 = 2_000;
+
 /// Sightings kept: several per trace (one per channel) for the last few hundred traces.
 const MAX_SIGHTINGS: usize = 2048;
 
@@ -41,6 +45,8 @@ pub struct Transition {
     pub at_ms: u64,
     pub up: bool,
     pub detail: String,
+    /// A down on purpose (a node stopped from the Demo panel, the tap stopped): not an outage.
+    pub deliberate: bool,
 }
 
 /// A down period of a link: from, until (`None`: still down at the last word), and why.
@@ -71,6 +77,25 @@ pub struct LinkHistory {
 impl LinkHistory {
     /// Records the link's state at `at_ms`; only changes are kept (the first word is kept too).
     pub fn record(&mut self, link: Link, at_ms: u64, up: bool, detail: &str) {
+        self.push(link, at_ms, up, detail, false);
+    }
+
+    /// Records that the link was taken down on purpose at `at_ms` (a node stopped from the Demo
+    /// panel, the tap stopped): the down period that follows is not an outage. A real down
+    /// recorded just before (the stop's own effect, up to [`DELIBERATE_SLACK_MS`] earlier) becomes
+    /// deliberate too.
+    pub fn record_stop(&mut self, link: Link, at_ms: u64, detail: &str) {
+        if let Some(last) = self.links.get_mut(&link).and_then(|l| l.back_mut())
+            && !last.up
+            && last.at_ms + DELIBERATE_SLACK_MS >= at_ms
+        {
+            last.deliberate = true;
+            return;
+        }
+        self.push(link, at_ms, false, detail, true);
+    }
+
+    fn push(&mut self, link: Link, at_ms: u64, up: bool, detail: &str, deliberate: bool) {
         let list = self.links.entry(link).or_default();
         if list.back().is_some_and(|t| t.up == up) {
             return;
@@ -79,10 +104,50 @@ impl LinkHistory {
             at_ms,
             up,
             detail: detail.to_string(),
+            deliberate,
         });
         while list.len() > MAX_TRANSITIONS {
             list.pop_front();
         }
+    }
+
+    /// Every link the history knows.
+    pub fn links(&self) -> impl Iterator<Item = &Link> {
+        self.links.keys()
+    }
+
+    /// The outages of `link`, oldest first: each down period that followed an up (a link still
+    /// connecting for the first time is not an outage) and was not deliberate. The last one is
+    /// open (`to_ms: None`) while the link is still down.
+    pub fn outages(&self, link: &Link) -> Vec<Outage> {
+        let Some(list) = self.links.get(link) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut was_up = false;
+        let mut open: Option<&Transition> = None;
+        for t in list {
+            if t.up {
+                if let Some(down) = open.take() {
+                    out.push(Outage {
+                        from_ms: down.at_ms,
+                        to_ms: Some(t.at_ms),
+                        detail: down.detail.clone(),
+                    });
+                }
+                was_up = true;
+            } else if was_up && !t.deliberate {
+                open = Some(t);
+            }
+        }
+        if let Some(down) = open {
+            out.push(Outage {
+                from_ms: down.at_ms,
+                to_ms: None,
+                detail: down.detail.clone(),
+            });
+        }
+        out
     }
 
     /// Forgets a link (a node removed from the table).
@@ -382,7 +447,8 @@ pub fn explain(input: ExplainInput<'_>) -> Vec<Cause> {
         if let (Some(n), true) = (subscribers, numsub_here) {
             evidence.push(numsub_line(channel, n));
         }
-        let nobody = subscribers == Some(0) && numsub_here;
+        // The same rule as the trace's row and the summary (`traces::nobody_subscribed`).
+        let nobody = super::traces::nobody_subscribed(lookup, Some(channel));
         if nobody {
             let mut ev = evidence.clone();
             if let Some(l) = lookup {

@@ -15,6 +15,12 @@
 //! - `foreign-channel`: backplane-shaped channels under another prefix or an unknown hub name;
 //! - `pattern-group`: group names with `*`, `?` or `[` (ASP.NET Core subscribes them as patterns);
 //! - `node-unreachable`, `backplane-down`: a node that does not answer, or whose Redis link is down;
+//!   `stopped`: a node stopped on purpose (info); `needs-token`: a node that answers but requires
+//!   a token the dashboard withholds (not trusted: info) or lacks (trusted: warning);
+//! - `outage`: a past outage (the tap, nodes or their backplane links down in the same window,
+//!   merged into one incident) with its start, end and length and who is to blame, info until
+//!   [`HealthInputs::outage_memory_ms`] after it ended (an outage under way is the critical
+//!   findings above);
 //! - `tap-gap`: windows in which the observer itself saw nothing;
 //! - `silent-node`: a node whose clients received nothing while the backplane carried its hub;
 //! - `canary`: a test message sent through one node and not received on another;
@@ -24,6 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+pub use super::ack::{ACK_NOTE_MAX_CHARS, Ack, AckKey, Acks};
+pub use super::outage::{OUTAGE_MERGE_SLACK_MS, OutageLink, OutageSpan};
 use crate::backplane::naming::{self, ChannelKind};
 
 /// Health is recomputed at most this often (and so are the Redis queries behind it), so that
@@ -193,6 +201,11 @@ pub enum NodeReach {
     NoMonitor,
     /// It could not be reached, in words (refused, timed out, 401 ...).
     Unreachable(String),
+    /// Stopped on purpose (from the Demo panel) at `since_ms`: not a fault.
+    Stopped { since_ms: u64 },
+    /// It answers, but its hub requires a token the dashboard did not send: withheld because the
+    /// node is not trusted (`trusted: false`), or none configured (`trusted: true`).
+    NeedsToken { trusted: bool },
 }
 
 /// The parts of a node's stats the rules use (from `status_doc::NodeStats`).
@@ -394,6 +407,11 @@ pub struct HealthInputs {
     pub tap_gaps: Vec<TapGap>,
     pub deliveries: Vec<Delivery>,
     pub sr2: Option<Sr2Observation>,
+    /// Down periods of the tap, the nodes and their backplane links (the dashboard's link
+    /// history; `check` has none).
+    pub outages: Vec<OutageSpan>,
+    /// How long a past outage stays a finding after it ended (`DEFAULT_OUTAGE_MEMORY`).
+    pub outage_memory_ms: u64,
 }
 
 /// Runs every rule; findings come worst first, then in rule order.
@@ -406,6 +424,7 @@ pub fn evaluate(inputs: &HealthInputs) -> Vec<Finding> {
     foreign_channels(inputs, &mut out);
     pattern_groups(inputs, &mut out);
     node_links(inputs, &mut out);
+    super::outage::rule(inputs, &mut out);
     tap_gaps(inputs, &mut out);
     silent_nodes(inputs, &mut out);
     canary(inputs, &mut out);
@@ -738,6 +757,41 @@ fn node_links(inputs: &HealthInputs, out: &mut Vec<Finding>) {
                 .action("is the node running and its URL right? its clients cannot connect either"),
             ),
             NodeReach::NoMonitor => {}
+            NodeReach::Stopped { since_ms } => out.push(
+                Finding::new(
+                    "stopped",
+                    Severity::Info,
+                    format!(
+                        "node {} was stopped on purpose at {} UTC",
+                        node.name,
+                        super::traffic::hms_utc(*since_ms)
+                    ),
+                )
+                .subject(&node.name),
+            ),
+            NodeReach::NeedsToken { trusted: false } => out.push(
+                Finding::new(
+                    "needs-token",
+                    Severity::Info,
+                    format!(
+                        "node {} is up and needs a token, which it does not get: it is not trusted",
+                        node.name
+                    ),
+                )
+                .subject(&node.name)
+                .evidence("its hub answered HTTP 401 to the probe, which sent no token".to_string())
+                .action("Trust the node (Nodes view) if it is yours, so the probe can connect"),
+            ),
+            NodeReach::NeedsToken { trusted: true } => out.push(
+                Finding::new(
+                    "needs-token",
+                    Severity::Warning,
+                    format!("node {} requires a token and the dashboard has none", node.name),
+                )
+                .subject(&node.name)
+                .evidence("its hub answered HTTP 401 to the probe, which sent no token".to_string())
+                .action("start the dashboard with --node-token or --node-jwt-secret-file"),
+            ),
             NodeReach::Stats(stats) => {
                 let state = stats.backplane_state.as_str();
                 if matches!(state, "connected" | "memory") || stats.backplane_kind == "memory" {
@@ -770,17 +824,22 @@ fn node_links(inputs: &HealthInputs, out: &mut Vec<Finding>) {
 }
 
 /// Windows where the observer was blind.
+/// Gaps the `outage` rule already tells (the tap's own down periods, with their times and
+/// culprit) are left out.
 fn tap_gaps(inputs: &HealthInputs, out: &mut Vec<Finding>) {
-    if inputs.tap_gaps.is_empty() {
+    let covered = |g: &TapGap| {
+        inputs.outages.iter().any(|o| {
+            o.link == OutageLink::Tap
+                && o.from_ms <= g.to_ms + OUTAGE_MERGE_SLACK_MS
+                && o.to_ms.is_none_or(|to| to + OUTAGE_MERGE_SLACK_MS >= g.from_ms)
+        })
+    };
+    let gaps: Vec<&TapGap> = inputs.tap_gaps.iter().filter(|g| !covered(g)).collect();
+    if gaps.is_empty() {
         return;
     }
-    let total_ms: u64 = inputs
-        .tap_gaps
-        .iter()
-        .map(|g| g.to_ms.saturating_sub(g.from_ms))
-        .sum();
-    let longest = inputs
-        .tap_gaps
+    let total_ms: u64 = gaps.iter().map(|g| g.to_ms.saturating_sub(g.from_ms)).sum();
+    let longest = gaps
         .iter()
         .map(|g| g.to_ms.saturating_sub(g.from_ms))
         .max()
@@ -791,7 +850,7 @@ fn tap_gaps(inputs: &HealthInputs, out: &mut Vec<Finding>) {
             Severity::Warning,
             format!(
                 "the tap was down {} time(s), {:.1} s in all: traffic in those windows was not seen",
-                inputs.tap_gaps.len(),
+                gaps.len(),
                 total_ms as f64 / 1000.0
             ),
         )
@@ -1048,11 +1107,20 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             // Not watched, or the first attempt is under way: nothing to say yet.
             (super::LinkState::Idle | super::LinkState::Connecting, _) => continue,
         };
+        // Stopped on purpose, or up but closed to a probe without a token: not down.
+        let reach = match super::nodes::Nodes::liveness(row, now_ms) {
+            super::nodes::Liveness::Stopped { since_ms } => NodeReach::Stopped { since_ms },
+            super::nodes::Liveness::NeedsToken => NodeReach::NeedsToken { trusted: row.trusted },
+            _ => reach,
+        };
         if let Some(stats) = &row.stats {
             if !stats.hub.is_empty() {
                 expected.insert(stats.hub.clone());
             }
-            if let Some(ts_ms) = row.heartbeat_at_ms {
+            // A node stopped on purpose: its last heartbeat is no sign of a lost subscription.
+            if let Some(ts_ms) = row.heartbeat_at_ms
+                && !matches!(reach, NodeReach::Stopped { .. })
+            {
                 inputs.heartbeats.push(Heartbeat {
                     server_name: stats.server_name.clone(),
                     node_name: row.name.clone(),
@@ -1098,6 +1166,8 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
             obs.counter = *counter;
         }
     }
+    inputs.outages = super::outage::spans_from_history(model);
+    inputs.outage_memory_ms = model.outage_memory.as_millis() as u64;
     inputs.client_list = client_list_from_view(&model.redis, now_ms);
     inputs.hubs = hubs.into_values().collect();
     inputs.expected_hubs = expected.into_iter().collect();
@@ -1199,6 +1269,9 @@ pub struct Evaluation {
     pub redis_at_ms: Option<u64>,
     /// Why the latest health round failed, when it did (Redis down, a refused command).
     pub redis_problem: Option<String>,
+    /// Findings an operator acknowledged (their evidence unchanged since): listed apart, and
+    /// left out of the verdict and the counts. See [`Acks`].
+    pub acknowledged: Vec<(Finding, Ack)>,
 }
 
 impl Evaluation {
@@ -1246,7 +1319,23 @@ impl Evaluation {
             skipped,
             redis_at_ms: round.filter(|r| r.problem.is_none()).map(|r| r.at_ms),
             redis_problem: round.and_then(|r| r.problem.clone()),
+            acknowledged: Vec::new(),
         }
+    }
+
+    /// Moves the findings `acks` holds to [`acknowledged`](Self::acknowledged) (and any there
+    /// whose ack was withdrawn back), and sets the verdict from the rest.
+    pub fn apply_acks(&mut self, acks: &Acks) {
+        let mut all: Vec<Finding> = std::mem::take(&mut self.findings);
+        all.extend(self.acknowledged.drain(..).map(|(f, _)| f));
+        all.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        for f in all {
+            match acks.get(&AckKey::of(&f)) {
+                Some(ack) => self.acknowledged.push((f, ack.clone())),
+                None => self.findings.push(f),
+            }
+        }
+        self.verdict = Verdict::of(&self.findings);
     }
 
     /// Why the evaluation shown is not current, in words; empty when it is.
@@ -1302,11 +1391,31 @@ impl Evaluation {
     }
 }
 
-/// The dashboard's health: the refresh gate and the latest evaluation.
+/// The dashboard's health: the refresh gate, the latest evaluation and the acknowledgements.
 #[derive(Debug, Clone, Default)]
 pub struct HealthState {
     pub gate: RefreshGate,
     pub latest: Option<Evaluation>,
+    pub acks: Acks,
+}
+
+impl HealthState {
+    /// Acknowledges a finding of the latest evaluation (it moves apart at once).
+    pub fn acknowledge(&mut self, finding: &Finding, note: &str, now_ms: u64) {
+        self.acks.acknowledge(finding, note, now_ms);
+        if let Some(e) = self.latest.as_mut() {
+            e.apply_acks(&self.acks);
+        }
+    }
+
+    /// Withdraws an acknowledgement (the finding counts again at once).
+    pub fn withdraw(&mut self, finding: &Finding) {
+        if self.acks.withdraw(finding)
+            && let Some(e) = self.latest.as_mut()
+        {
+            e.apply_acks(&self.acks);
+        }
+    }
 }
 
 /// Lets a refresh through at most once per interval (time passed in, unix ms).

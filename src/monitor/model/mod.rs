@@ -7,7 +7,9 @@
 //! - `traffic`: the captured stream: ring, filter, pause, the filtered newest-first view.
 //! - `rates`: messages and bytes per second per channel kind and per hub, over the last minutes.
 //! - `nodes`: the node table: state, RTT, stats, client-count history, per-node message rates.
-//! - `health`: findings (severity, evidence, what to do) from plain inputs, and the refresh gate.
+//! - `health`: findings (severity, evidence, what to do) from plain inputs, and the refresh gate;
+//!   `outage` (past outages merged into timed incidents with a culprit) and `ack` (the operator's
+//!   acknowledgements) beside it.
 //! - `traces`: test messages followed from the sender through Redis to every probe.
 //! - `explain`: why a test message did not arrive (verdict, evidence, what to do), and the link
 //!   history and tap sightings it weighs.
@@ -19,12 +21,16 @@
 //! - `redis_view`: the Redis view: nodes, roles, slots, pub/sub clients and their output buffers,
 //!   failovers (which become markers in the traffic stream).
 
+pub mod ack;
 pub mod capture;
 pub mod directory;
 pub mod entry;
 pub mod explain;
 pub mod health;
+#[cfg(test)]
+mod health_tests;
 pub mod nodes;
+pub mod outage;
 pub mod rates;
 pub mod redis_view;
 pub mod ring;
@@ -105,6 +111,25 @@ impl TapStatus {
     }
 }
 
+/// Which link a [`DownSpan`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownKind {
+    /// The dashboard's tap on Redis.
+    Tap,
+    /// The dashboard's link to a node (the node did not answer).
+    Node,
+    /// A node's own link to Redis.
+    Backplane,
+}
+
+/// A window in which a link was down (unix ms), for shading the history charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownSpan {
+    pub kind: DownKind,
+    pub from_ms: u64,
+    pub to_ms: u64,
+}
+
 /// Everything the dashboard shows.
 #[derive(Debug)]
 pub struct Model {
@@ -131,6 +156,9 @@ pub struct Model {
     pub health: health::HealthState,
     /// Discovered nodes not trusted, over the cap, and heartbeats ignored (the Nodes panel).
     pub discovery: super::DiscoveryCounts,
+    /// How long a past outage stays a Health finding ([`crate::config::DEFAULT_OUTAGE_MEMORY`];
+    /// tests shorten it).
+    pub outage_memory: std::time::Duration,
 }
 
 impl Model {
@@ -150,7 +178,59 @@ impl Model {
             health_round: None,
             health: health::HealthState::default(),
             discovery: super::DiscoveryCounts::default(),
+            outage_memory: crate::config::DEFAULT_OUTAGE_MEMORY,
         }
+    }
+
+    /// The node with this hub URL was stopped on purpose at `now_ms` (the Demo panel's Stop): it
+    /// reads `stopped`, not down, and its links' down period is not an outage.
+    pub fn node_stopped(&mut self, hub_url: &str, now_ms: u64) {
+        if self.nodes.mark_stopped(hub_url, now_ms) {
+            for link in [
+                explain::Link::Probe(hub_url.to_string()),
+                explain::Link::Backplane(hub_url.to_string()),
+            ] {
+                self.history.record_stop(link, now_ms, "stopped on purpose");
+            }
+        }
+    }
+
+    /// When a link was down between `since_ms` and `now_ms` (outages only, not deliberate
+    /// stops), clipped to that window, oldest first: for the history charts' shading. `hub_url`
+    /// `None` is the tap; a node's spans are its own link's and its backplane link's.
+    pub fn down_spans(&self, hub_url: Option<&str>, since_ms: u64, now_ms: u64) -> Vec<DownSpan> {
+        let links: Vec<(explain::Link, DownKind)> = match hub_url {
+            None => vec![(explain::Link::Tap, DownKind::Tap)],
+            Some(url) => vec![
+                (explain::Link::Probe(url.to_string()), DownKind::Node),
+                (explain::Link::Backplane(url.to_string()), DownKind::Backplane),
+            ],
+        };
+        let mut out = Vec::new();
+        for (link, kind) in links {
+            for o in self.history.outages(&link) {
+                let to = o.to_ms.unwrap_or(now_ms).min(now_ms);
+                if to < since_ms || o.from_ms > now_ms {
+                    continue;
+                }
+                out.push(DownSpan {
+                    kind,
+                    from_ms: o.from_ms.max(since_ms),
+                    to_ms: to,
+                });
+            }
+        }
+        out.sort_by_key(|s| s.from_ms);
+        out
+    }
+
+    /// Forgets a node the operator removed: its row and its links' history (so its outages are
+    /// not findings any more).
+    pub fn remove_node(&mut self, hub_url: &str) -> bool {
+        self.history.forget(&explain::Link::Probe(hub_url.to_string()));
+        self.history
+            .forget(&explain::Link::Backplane(hub_url.to_string()));
+        self.nodes.remove(hub_url)
     }
 
     /// Re-evaluates the health rules when the refresh gate lets it (at most every
@@ -163,7 +243,9 @@ impl Model {
             return false;
         }
         let inputs = health::inputs_from_model(self, prefix, health::MODEL_WINDOW_MS, now_ms);
-        self.health.latest = Some(health::Evaluation::of(&inputs, self.health_round.as_ref()));
+        let mut evaluation = health::Evaluation::of(&inputs, self.health_round.as_ref());
+        evaluation.apply_acks(&self.health.acks);
+        self.health.latest = Some(evaluation);
         true
     }
 
@@ -178,7 +260,7 @@ impl Model {
                 for entry in entries {
                     self.rates.record(&entry);
                     if let Some(trace) = entry.trace {
-                        self.traces.on_tap(trace, entry.at_ms);
+                        self.traces.on_tap(trace, &entry.channel, entry.at_ms);
                         self.sightings.record(trace, &entry.channel, entry.at_ms);
                     }
                     self.traffic.push(entry);
@@ -229,8 +311,14 @@ impl Model {
 
     fn apply_tap(&mut self, state: LinkState, at_ms: u64, now_ms: u64) {
         let up = state == LinkState::Connected;
-        self.history
-            .record(explain::Link::Tap, at_ms, up, &link_words(&state));
+        if state == LinkState::Idle {
+            // Stopped on purpose (disconnected, another Redis chosen): not an outage.
+            self.history
+                .record_stop(explain::Link::Tap, at_ms, &link_words(&state));
+        } else {
+            self.history
+                .record(explain::Link::Tap, at_ms, up, &link_words(&state));
+        }
         // A stopped tap stops the Redis view's poller too: its last round is no longer current.
         if state == LinkState::Idle {
             self.redis.clear();
@@ -266,27 +354,8 @@ impl Model {
     /// Why trace `trace` is missing something (see [`explain::explain`]); `tap_prefix` is the
     /// prefix the tap listens under, when a tap is set. `None` for an unknown trace.
     pub fn explain(&self, trace: u64, tap_prefix: Option<&str>, now_ms: u64) -> Option<Vec<explain::Cause>> {
-        let mut t = self.traces.get(trace)?.clone();
-        // Only a send request's first message is looked up (rate-limited): the others of a burst
-        // borrow its answer (same node and target, sent within the burst's window).
-        if t.lookup.is_none()
-            && let Some(first) = self.traces.recent().find(|o| {
-                o.lookup.is_some()
-                    && o.node == t.node
-                    && o.target == t.target
-                    && o.sent_at_ms <= t.sent_at_ms
-                    && t.sent_at_ms - o.sent_at_ms <= explain::BORROW_LOOKUP_MS
-            })
-            && let Some(mut lookup) = first.lookup.clone()
-        {
-            let from = format!("asked for trace {:x}, the first of its send", first.id);
-            lookup.note = Some(match lookup.note {
-                Some(note) => format!("{note} ({from})"),
-                None => format!("NUMSUB and holders {from}"),
-            });
-            t.lookup = Some(lookup);
-        }
-        let t = &t;
+        // The rest of a burst already holds the lookup of its first message (see `traces`).
+        let t = self.traces.get(trace)?;
         let nodes: Vec<explain::NodeFacts> = self
             .nodes
             .rows()

@@ -10,6 +10,10 @@
 //! - The dashboard keeps one probe client connected to each node; the node counts it among its
 //!   connections. [`NodeRow::clients`] leaves it out and [`NodeRow::probes`] says whether there
 //!   is one, so every panel shows "6 clients + 1 probe" the same way.
+//! - A node stopped on purpose (from the Demo panel: [`Nodes::mark_stopped`]) is `Stopped`, not
+//!   down, until its link is back; a node whose hub answers 401 to a probe that sent no token
+//!   (it is not trusted, so the token is withheld) is `NeedsToken`: up, just closed to us. Both
+//!   count apart from failures ([`Nodes::up_count`], [`Nodes::expected_count`]).
 //! - [`MsgRates`] come from a [`CounterRates`] over [`DEFAULT_NODE_RATE_WINDOW`], never from one
 //!   500 ms delta.
 
@@ -42,6 +46,11 @@ pub enum Liveness {
     Stale { last_seen_ms: u64 },
     /// The link is not connected. `last_seen_ms` is when the latest stats arrived, if ever.
     Down { last_seen_ms: Option<u64> },
+    /// Stopped on purpose at `since_ms` (from the Demo panel), and not back yet.
+    Stopped { since_ms: u64 },
+    /// Up, but its hub requires a token the probe did not send (withheld: not trusted, or none
+    /// configured).
+    NeedsToken,
 }
 
 impl Liveness {
@@ -49,10 +58,16 @@ impl Liveness {
         self == Liveness::Live
     }
 
+    /// Up as far as "N/M nodes up" goes: live, or answering but closed to us without a token.
+    pub fn is_up(self) -> bool {
+        matches!(self, Liveness::Live | Liveness::NeedsToken)
+    }
+
     /// When the node was last heard from, unless it is live.
     pub fn last_seen_ms(self) -> Option<u64> {
         match self {
-            Liveness::Live => None,
+            Liveness::Live | Liveness::NeedsToken => None,
+            Liveness::Stopped { since_ms } => Some(since_ms),
             Liveness::Stale { last_seen_ms } => Some(last_seen_ms),
             Liveness::Down { last_seen_ms } => last_seen_ms,
         }
@@ -72,6 +87,10 @@ pub struct NodeRow {
     pub trusted: bool,
     /// When its latest heartbeat arrived (unix ms), however the node was added.
     pub heartbeat_at_ms: Option<u64>,
+    /// When it was stopped on purpose (from the Demo panel), until its link is back.
+    pub stopped_since_ms: Option<u64>,
+    /// Its hub answered 401 to the probe, which sent no token (see [`NodeEvent::NeedsToken`]).
+    pub needs_token: bool,
     pub state: LinkState,
     /// When `state` was entered (unix ms).
     pub since_ms: u64,
@@ -100,6 +119,8 @@ impl NodeRow {
             announced: false,
             trusted: true,
             heartbeat_at_ms: None,
+            stopped_since_ms: None,
+            needs_token: false,
             state: LinkState::Idle,
             since_ms: now_ms,
             rtt: None,
@@ -233,7 +254,10 @@ impl Nodes {
                     row.state = state.clone();
                     row.since_ms = now_ms;
                 }
-                if !matches!(state, LinkState::Connected) {
+                if matches!(state, LinkState::Connected) {
+                    row.stopped_since_ms = None;
+                    row.needs_token = false;
+                } else {
                     row.probe_connection_id = None;
                 }
             }
@@ -241,9 +265,25 @@ impl Nodes {
             NodeEvent::Rtt(rtt) => row.rtt = Some(*rtt),
             NodeEvent::ProbeConnected { connection_id } => {
                 row.probe_connection_id = Some(connection_id.clone());
+                row.needs_token = false;
             }
             NodeEvent::ProbeReceived { .. } => {}
             NodeEvent::Trusted(trusted) => row.trusted = *trusted,
+            NodeEvent::NeedsToken(needs) => row.needs_token = *needs,
+        }
+    }
+
+    /// The node with this hub URL was stopped on purpose at `now_ms` (the Demo panel's Stop): it
+    /// reads `Stopped` until its link is connected again. Whether there is such a row.
+    pub fn mark_stopped(&mut self, hub_url: &str, now_ms: u64) -> bool {
+        match self.rows.iter_mut().find(|r| r.target.hub_url == hub_url) {
+            Some(row) => {
+                if row.stopped_since_ms.is_none() {
+                    row.stopped_since_ms = Some(now_ms);
+                }
+                true
+            }
+            None => false,
         }
     }
 
@@ -297,6 +337,12 @@ impl Nodes {
     pub fn liveness(row: &NodeRow, now_ms: u64) -> Liveness {
         let last_stats = (row.stats_at_ms > 0).then_some(row.stats_at_ms);
         if !matches!(row.state, LinkState::Connected) {
+            if let Some(since_ms) = row.stopped_since_ms {
+                return Liveness::Stopped { since_ms };
+            }
+            if row.needs_token {
+                return Liveness::NeedsToken;
+            }
             return Liveness::Down {
                 last_seen_ms: last_stats,
             };
@@ -328,6 +374,22 @@ impl Nodes {
     /// How many nodes are live.
     pub fn live_count(&self, now_ms: u64) -> usize {
         self.live(now_ms).count()
+    }
+
+    /// How many nodes are up ([`Liveness::is_up`]): the "N" of "N/M nodes up".
+    pub fn up_count(&self, now_ms: u64) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| Self::liveness(r, now_ms).is_up())
+            .count()
+    }
+
+    /// How many nodes should be up: every row but those stopped on purpose (the "M").
+    pub fn expected_count(&self, now_ms: u64) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| !matches!(Self::liveness(r, now_ms), Liveness::Stopped { .. }))
+            .count()
     }
 
     /// Clients over every live node with stats, the dashboard's probes left out.

@@ -6,10 +6,16 @@
 //! A trace states only what was observed. A message to a user or a connection that is not one of
 //! the dashboard's probes reaches a client whose receipt cannot be seen: its trace is
 //! [`TraceStatus::NotObservable`] (what Redis saw, which node holds the client), never partial
-//! or failed.
+//! or failed: unless `PUBSUB NUMSUB` of its channel was 0 when it was sent, which
+//! [`nobody_subscribed`] decides for the row, the summary and Explain alike: then it failed.
+//!
+//! Only a send request's first message is looked up (rate-limited); the others of its burst
+//! borrow that answer (same node and target, sent within [`BORROW_LOOKUP_MS`]), here, so every
+//! reader sees the same lookup.
 
 use std::collections::VecDeque;
 
+use super::explain::BORROW_LOOKUP_MS;
 use crate::config::DEFAULT_TRACE_TIMEOUT;
 use crate::monitor::{BurstProgress, SendTarget, TraceLookup};
 
@@ -44,6 +50,18 @@ pub fn find_marker(text: &str) -> Option<u64> {
     None
 }
 
+/// What a trace's row says when nobody was subscribed to its channel.
+pub const NOBODY_SUBSCRIBED: &str = "nobody subscribed (NUMSUB 0)";
+
+/// Whether a message seen on `seen_on` went to nobody: `PUBSUB NUMSUB` of that channel (the
+/// lookup's) was 0 when it was sent. The one rule for the trace's row, the summary and Explain.
+pub fn nobody_subscribed(lookup: Option<&TraceLookup>, seen_on: Option<&str>) -> bool {
+    let (Some(lookup), Some(seen_on)) = (lookup, seen_on) else {
+        return false;
+    };
+    lookup.subscribers == Some(0) && lookup.channel.as_deref().is_none_or(|c| c == seen_on)
+}
+
 /// Where a trace stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TraceStatus {
@@ -71,6 +89,8 @@ pub struct Trace {
     pub sent_at_ms: u64,
     /// When the tap first saw a message carrying this trace.
     pub redis_at_ms: Option<u64>,
+    /// On which channel the tap first saw it.
+    pub redis_channel: Option<String>,
     /// (hub URL, when its probe received it), in arrival order; includes unexpected nodes.
     pub receipts: Vec<(String, u64)>,
     /// Hub URLs whose probe should receive it.
@@ -78,8 +98,11 @@ pub struct Trace {
     pub failed: Option<String>,
     /// Set when every expected node received it or the timeout passed: the status is final.
     pub complete: bool,
-    /// Where a message to a non-probe client went, when the runtime looked it up.
+    /// Where a message to a non-probe client went, when the runtime looked it up (or borrowed
+    /// from the first message of its send: see the module doc).
     pub lookup: Option<TraceLookup>,
+    /// The trace whose lookup this one borrowed.
+    pub lookup_from: Option<u64>,
 }
 
 impl Trace {
@@ -106,10 +129,18 @@ impl Trace {
         !(matches!(self.target, SendTarget::User(_) | SendTarget::Connection(_)) && self.expected.is_empty())
     }
 
+    /// Whether it went to nobody (see [`nobody_subscribed`]).
+    pub fn nobody_subscribed(&self) -> bool {
+        nobody_subscribed(self.lookup.as_ref(), self.redis_channel.as_deref())
+    }
+
     /// The status at `now_ms` (a pending trace past the timeout already reads as partial).
     pub fn status(&self, now_ms: u64) -> TraceStatus {
         if let Some(error) = &self.failed {
             return TraceStatus::Failed(error.clone());
+        }
+        if self.nobody_subscribed() {
+            return TraceStatus::Failed(NOBODY_SUBSCRIBED.to_string());
         }
         let missing = self.missing();
         let timed_out = self.complete || now_ms >= self.deadline();
@@ -180,8 +211,20 @@ pub struct TraceSummary {
     pub max_ms: Option<f64>,
 }
 
-/// Early tap sightings (`None` hub) and receipts, waiting for their trace's `Sent`.
-type Early = (u64, Option<String>, u64);
+/// A tap sighting (on a channel) or a receipt (by a hub URL) waiting for its trace's `Sent`.
+#[derive(Debug, Clone)]
+enum Early {
+    Tap { id: u64, channel: String, at_ms: u64 },
+    Receipt { id: u64, hub: String, at_ms: u64 },
+}
+
+impl Early {
+    fn id(&self) -> u64 {
+        match self {
+            Early::Tap { id, .. } | Early::Receipt { id, .. } => *id,
+        }
+    }
+}
 
 /// Recent traces, oldest dropped past the limit.
 #[derive(Debug, Clone)]
@@ -219,19 +262,30 @@ impl Traces {
             target,
             sent_at_ms: at_ms,
             redis_at_ms: None,
+            redis_channel: None,
             receipts: Vec::new(),
             expected,
             failed: None,
             complete: false,
             lookup: None,
+            lookup_from: None,
         };
-        let (mine, rest): (Vec<Early>, Vec<Early>) = self.early.drain(..).partition(|e| e.0 == id);
+        let (mine, rest): (Vec<Early>, Vec<Early>) = self.early.drain(..).partition(|e| e.id() == id);
         self.early = rest.into();
-        for (_, hub, at) in mine {
-            match hub {
-                Some(hub) => add_receipt(&mut trace, hub, at),
-                None => trace.redis_at_ms = Some(trace.redis_at_ms.map_or(at, |r| r.min(at))),
+        for early in mine {
+            match early {
+                Early::Receipt { hub, at_ms, .. } => add_receipt(&mut trace, hub, at_ms),
+                Early::Tap { channel, at_ms, .. } => seen(&mut trace, channel, at_ms),
             }
+        }
+        if let Some(first) = self
+            .traces
+            .iter()
+            .rev()
+            .find(|o| o.lookup.is_some() && o.lookup_from.is_none() && borrows_from(&trace, o))
+        {
+            trace.lookup = first.lookup.as_ref().map(|l| borrowed(l, first.id));
+            trace.lookup_from = Some(first.id);
         }
         check_complete(&mut trace);
         self.traces.push_back(trace);
@@ -252,9 +306,21 @@ impl Traces {
     }
 
     /// What the runtime found out about where trace `id` went (ignored for an unknown trace).
+    /// The rest of its send (later traces to the same node and target within
+    /// [`BORROW_LOOKUP_MS`], without a lookup of their own) borrow it.
     pub fn on_lookup(&mut self, id: u64, lookup: TraceLookup) {
-        if let Some(t) = self.find(id) {
-            t.lookup = Some(lookup);
+        let Some(t) = self.find(id) else { return };
+        t.lookup = Some(lookup.clone());
+        t.lookup_from = None;
+        let first = t.clone();
+        for other in self.traces.iter_mut() {
+            if other.id != id
+                && (other.lookup.is_none() || other.lookup_from.is_some())
+                && borrows_from(other, &first)
+            {
+                other.lookup = Some(borrowed(&lookup, id));
+                other.lookup_from = Some(id);
+            }
         }
     }
 
@@ -276,16 +342,19 @@ impl Traces {
         self.bursts.iter().rev()
     }
 
-    /// The tap saw a message carrying trace `id` at `at_ms` (only the first sighting counts).
-    pub fn on_tap(&mut self, id: u64, at_ms: u64) {
+    /// The tap saw a message carrying trace `id` on `channel` at `at_ms` (only the first
+    /// sighting counts).
+    pub fn on_tap(&mut self, id: u64, channel: &str, at_ms: u64) {
         match self.find(id) {
             Some(t) => {
-                if t.redis_at_ms.is_none() {
-                    t.redis_at_ms = Some(at_ms);
-                }
+                seen(t, channel.to_string(), at_ms);
                 check_complete(t);
             }
-            None => self.remember(id, None, at_ms),
+            None => self.remember(Early::Tap {
+                id,
+                channel: channel.to_string(),
+                at_ms,
+            }),
         }
     }
 
@@ -296,12 +365,16 @@ impl Traces {
                 add_receipt(t, hub_url.to_string(), at_ms);
                 check_complete(t);
             }
-            None => self.remember(id, Some(hub_url.to_string()), at_ms),
+            None => self.remember(Early::Receipt {
+                id,
+                hub: hub_url.to_string(),
+                at_ms,
+            }),
         }
     }
 
-    fn remember(&mut self, id: u64, hub: Option<String>, at_ms: u64) {
-        self.early.push_back((id, hub, at_ms));
+    fn remember(&mut self, early: Early) {
+        self.early.push_back(early);
         while self.early.len() > MAX_EARLY {
             self.early.pop_front();
         }
@@ -368,6 +441,34 @@ impl Traces {
     }
 }
 
+/// The tap's sighting: the earliest counts.
+fn seen(t: &mut Trace, channel: String, at_ms: u64) {
+    if t.redis_at_ms.is_none_or(|r| at_ms < r) {
+        t.redis_at_ms = Some(at_ms);
+        t.redis_channel = Some(channel);
+    }
+}
+
+/// Whether `t` may borrow the lookup of `first`: same node and target, sent at most
+/// [`BORROW_LOOKUP_MS`] after it.
+fn borrows_from(t: &Trace, first: &Trace) -> bool {
+    first.node == t.node
+        && first.target == t.target
+        && first.sent_at_ms <= t.sent_at_ms
+        && t.sent_at_ms - first.sent_at_ms <= BORROW_LOOKUP_MS
+}
+
+/// `lookup` as borrowed from trace `from`, saying so in its note.
+fn borrowed(lookup: &TraceLookup, from: u64) -> TraceLookup {
+    let mut lookup = lookup.clone();
+    let words = format!("asked for trace {from:x}, the first of its send");
+    lookup.note = Some(match lookup.note {
+        Some(note) => format!("{note} ({words})"),
+        None => format!("NUMSUB and holders {words}"),
+    });
+    lookup
+}
+
 fn add_receipt(t: &mut Trace, hub: String, at_ms: u64) {
     if !t.receipts.iter().any(|(r, _)| *r == hub) {
         t.receipts.push((hub, at_ms));
@@ -407,8 +508,8 @@ mod tests {
     fn delivered_with_hops() {
         let mut t = Traces::new(10);
         t.on_sent(1, A.into(), SendTarget::All, 1000, vec![A.into(), B.into()]);
-        t.on_tap(1, 1003);
-        t.on_tap(1, 1009);
+        t.on_tap(1, "c", 1003);
+        t.on_tap(1, "c", 1009);
         t.on_received(A, 1, 1005);
         assert_eq!(t.get(1).map(|x| x.status(1006)), Some(TraceStatus::Pending));
         t.on_received(B, 1, 1010);
@@ -465,7 +566,7 @@ mod tests {
             Some(TraceStatus::Failed("refused".into()))
         );
         // Tap and probe beat the Sent event.
-        t.on_tap(4, 12);
+        t.on_tap(4, "c", 12);
         t.on_received(B, 4, 15);
         t.on_sent(4, A.into(), SendTarget::User("u".into()), 10, vec![B.into()]);
         let x = t.get(4).expect("trace");
@@ -488,7 +589,7 @@ mod tests {
         t.on_sent(6, A.into(), SendTarget::User("ann".into()), 100, vec![]);
         t.on_sent(7, A.into(), SendTarget::Connection("c-42".into()), 100, vec![]);
         assert_eq!(t.get(6).map(|x| x.status(101)), Some(TraceStatus::Pending));
-        t.on_tap(6, 103);
+        t.on_tap(6, "c", 103);
         let x = t.get(6).expect("trace");
         assert!(x.complete, "Redis's sighting is as far as it can be followed");
         assert_eq!(x.status(104), TraceStatus::NotObservable);

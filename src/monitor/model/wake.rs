@@ -263,7 +263,7 @@ impl WakePolicy {
                 let before = seen.state.replace(kind);
                 Some(if before == Some(kind) { GLANCE } else { NOW })
             }
-            NodeEvent::ProbeConnected { .. } | NodeEvent::Trusted(_) => Some(NOW),
+            NodeEvent::ProbeConnected { .. } | NodeEvent::Trusted(_) | NodeEvent::NeedsToken(_) => Some(NOW),
             NodeEvent::ProbeReceived { .. } => Some(if view == View::Send { NOW } else { TABLE }),
             NodeEvent::Rtt(rtt) => {
                 // Shown on the Nodes view only, to 0.1 ms below 10 ms and to 1 ms above.
