@@ -34,11 +34,6 @@ const MAX_SIGHTINGS: usize = 2048;
 /// window": stats arrive every 500 ms, so a state change is known up to that late.
 const WINDOW_SLACK_MS: u64 = 1_000;
 
-/// How far back a trace without its own lookup borrows the one of an earlier trace to the same
-/// node and target (the first message of its burst): a burst at the lowest rate the form allows
-/// spreads a few messages over this long; older answers no longer describe the moment.
-pub const BORROW_LOOKUP_MS: u64 = 30_000;
-
 /// When a link went up or down, and in what words (a state name, an error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {

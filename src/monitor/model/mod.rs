@@ -21,16 +21,12 @@
 //! - `redis_view`: the Redis view: nodes, roles, slots, pub/sub clients and their output buffers,
 //!   failovers (which become markers in the traffic stream).
 
-pub mod ack;
 pub mod capture;
 pub mod directory;
 pub mod entry;
 pub mod explain;
 pub mod health;
-#[cfg(test)]
-mod health_tests;
 pub mod nodes;
-pub mod outage;
 pub mod rates;
 pub mod redis_view;
 pub mod ring;
@@ -549,7 +545,7 @@ mod tests {
                 trace: 3,
                 node: "a".into(),
                 target: group,
-                at_ms: 1_000 + explain::BORROW_LOOKUP_MS + 1,
+                at_ms: 1_000 + traces::BORROW_LOOKUP_MS + 1,
                 expected: Vec::new(),
             },
             40_000,

@@ -15,9 +15,13 @@
 
 use std::collections::VecDeque;
 
-use super::explain::BORROW_LOOKUP_MS;
 use crate::config::DEFAULT_TRACE_TIMEOUT;
 use crate::monitor::{BurstProgress, SendTarget, TraceLookup};
+
+/// How far back a trace without its own lookup borrows the one of an earlier trace to the same
+/// node and target (the first message of its burst): a burst at the lowest rate the form allows
+/// spreads a few messages over this long; older answers no longer describe the moment.
+pub const BORROW_LOOKUP_MS: u64 = 30_000;
 
 /// Bursts whose progress is kept (the newest; a finished one stays until pushed out).
 const MAX_BURSTS: usize = 8;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use super::health::{Finding, HealthInputs, NodeReach, Severity};
+use super::{Finding, HealthInputs, NodeReach, Severity};
 
 /// Whose link an outage span is about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,8 +132,8 @@ pub(super) fn rule(inputs: &HealthInputs, out: &mut Vec<Finding>) {
         }
         let when = format!(
             "{}–{} UTC ({})",
-            super::traffic::hms_utc(incident.from_ms),
-            super::traffic::hms_utc(to_ms),
+            crate::monitor::model::traffic::hms_utc(incident.from_ms),
+            crate::monitor::model::traffic::hms_utc(to_ms),
             length_words(to_ms.saturating_sub(incident.from_ms))
         );
         let lost: Vec<&str> = lost_redis.iter().copied().collect();
@@ -197,7 +197,7 @@ pub(super) fn rule(inputs: &HealthInputs, out: &mut Vec<Finding>) {
             };
             let until = span
                 .to_ms
-                .map_or_else(|| "…".to_string(), super::traffic::hms_utc);
+                .map_or_else(|| "…".to_string(), crate::monitor::model::traffic::hms_utc);
             let why = if span.detail.is_empty() {
                 String::new()
             } else {
@@ -205,7 +205,7 @@ pub(super) fn rule(inputs: &HealthInputs, out: &mut Vec<Finding>) {
             };
             finding = finding.evidence(format!(
                 "{whose} down {}–{until}{why}",
-                super::traffic::hms_utc(span.from_ms)
+                crate::monitor::model::traffic::hms_utc(span.from_ms)
             ));
         }
         if tap {
@@ -216,8 +216,8 @@ pub(super) fn rule(inputs: &HealthInputs, out: &mut Vec<Finding>) {
 }
 
 /// The outage spans of every link in the model's history, named as the findings name nodes.
-pub(super) fn spans_from_history(model: &super::Model) -> Vec<OutageSpan> {
-    use super::explain::Link;
+pub(super) fn spans_from_history(model: &crate::monitor::model::Model) -> Vec<OutageSpan> {
+    use crate::monitor::model::explain::Link;
     let mut out = Vec::new();
     for link in model.history.links() {
         let which = match link {

@@ -1,8 +1,8 @@
 //! Tests of the outage, stopped, needs-token and acknowledgement rules of `health` (kept apart
 //! from `health.rs`, which has grown too many jobs), on plain inputs and through the model.
 
-use super::health::*;
-use super::{Limits, Model};
+use super::*;
+use crate::monitor::model::{Limits, Model};
 use crate::monitor::{LinkState, MonitorEvent, NodeEvent, NodeStats, NodeTarget};
 
 /// 2023-11-14 22:13:20 UTC.
@@ -351,8 +351,8 @@ fn a_node_stopped_on_purpose_is_stopped_not_down_and_leaves_no_outage() {
     let now = t0 + 1200;
     let row = m.nodes.get(B).unwrap_or_else(|| panic!("row"));
     assert_eq!(
-        super::nodes::Nodes::liveness(row, now),
-        super::nodes::Liveness::Stopped { since_ms: t0 + 1000 }
+        crate::monitor::model::nodes::Nodes::liveness(row, now),
+        crate::monitor::model::nodes::Liveness::Stopped { since_ms: t0 + 1000 }
     );
     assert_eq!((m.nodes.up_count(now), m.nodes.expected_count(now)), (1, 1));
     node_stats(&mut m, "connected", now);
@@ -406,8 +406,8 @@ fn an_untrusted_node_that_answers_401_is_up_and_needs_a_token() {
     let now = t0 + 200;
     let row = m.nodes.get(B).unwrap_or_else(|| panic!("row"));
     assert_eq!(
-        super::nodes::Nodes::liveness(row, now),
-        super::nodes::Liveness::NeedsToken
+        crate::monitor::model::nodes::Nodes::liveness(row, now),
+        crate::monitor::model::nodes::Liveness::NeedsToken
     );
     assert_eq!((m.nodes.up_count(now), m.nodes.expected_count(now)), (2, 2));
     let e = evaluation(&mut m, now);
@@ -434,8 +434,8 @@ fn an_untrusted_node_that_answers_401_is_up_and_needs_a_token() {
 
 #[test]
 fn a_send_nobody_was_subscribed_to_is_failed_in_the_row_the_summary_and_explain() {
-    use super::explain::Verdict as Why;
-    use super::traces::{NOBODY_SUBSCRIBED, TraceStatus};
+    use crate::monitor::model::explain::Verdict as Why;
+    use crate::monitor::model::traces::{NOBODY_SUBSCRIBED, TraceStatus};
     use crate::monitor::{SendTarget, TraceLookup};
     let mut m = Model::new(Limits::default());
     let user = SendTarget::User("nobody-holds-me".into());
@@ -452,7 +452,7 @@ fn a_send_nobody_was_subscribed_to_is_failed_in_the_row_the_summary_and_explain(
             },
             at,
         );
-        let text = format!("hi {}", super::traces::marker(trace));
+        let text = format!("hi {}", crate::monitor::model::traces::marker(trace));
         let e = crate::monitor::decode::decode("", channel, text.as_bytes(), at + 2);
         m.apply(MonitorEvent::Traffic(vec![e]), at + 2);
     }
@@ -533,7 +533,7 @@ fn a_tap_stopped_on_purpose_is_no_outage_and_a_real_one_is_a_down_span() {
     let spans = m.down_spans(None, t0 + 6500, NOW);
     assert_eq!(
         (spans[0].kind, spans[0].from_ms, spans[0].to_ms),
-        (super::DownKind::Tap, t0 + 6500, t0 + 7000),
+        (crate::monitor::model::DownKind::Tap, t0 + 6500, t0 + 7000),
         "clipped to the window"
     );
 }

@@ -4,7 +4,7 @@
 //!
 //! Pure, std only; time is an input. Used by `health` and the Health view.
 
-use super::health::Finding;
+use super::Finding;
 
 /// What an acknowledgement is keyed on: the rule, the hub and subject, and a hash of the
 /// evidence lines, so an ack lapses as soon as the evidence changes (a new outage, other
