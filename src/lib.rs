@@ -48,6 +48,9 @@
 //! - `check` (`switchboard check`): the canary: a test message through every node, one round of
 //!   Redis queries and node stats, judged by `monitor::model::health`. Uses `client`,
 //!   `redis_conn`, `backplane::naming`, `status_doc` and `monitor`; never `hub`.
+//! - `known_nodes`: the nodes seen on one backplane, remembered between runs in a small state
+//!   file (load / observe / forget / save), so a node that disappears is missed. Uses `config`
+//!   and serde; used by `check` (and `agent`).
 //! - `tapcli`: `switchboard tap`, the live decoder in a terminal: runs `monitor`'s tap and prints
 //!   what passes the model's filter (table or JSON Lines) and writes a capture. Uses `monitor`,
 //!   `redis_conn`, `signals`; used by `cli` only.
@@ -61,6 +64,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod hub;
+pub mod known_nodes;
 #[cfg(feature = "gui")]
 pub mod link;
 pub mod load;
