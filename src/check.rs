@@ -5,13 +5,24 @@
 //! `:all` and `:internal:groups`, `CLIENT LIST TYPE pubsub` and the pubsub buffer limit) and the
 //! nodes' stats (where they serve them) fill a [`HealthInputs`], and the health rules judge.
 //!
+//! It remembers what it saw: the nodes reached (or heard on the heartbeat channel) go into a
+//! small state file per Redis and prefix ([`crate::known_nodes`]); a node seen by an earlier run
+//! and missing now is a critical `node-gone` finding until it is back or forgotten
+//! (`--forget`), so the default form, `check --redis URL`, fails when a node dies instead of
+//! going quiet. `--expect-nodes N` makes fewer than N nodes critical.
+//!
+//! Exit code (the crate's convention, `cli`): 0 healthy or only warnings and info, 1 any
+//! critical finding (or any warning with `--fail-on warning`), 2 bad usage (`cli` exits before a
+//! check runs).
+//!
 //! Bounded: every step runs under one deadline (`--timeout`); a node or a Redis that does not
 //! answer is a finding, never a crash. Headless (no `gui` feature needed).
 //!
-//! Uses `client` (hub clients, HTTP), `redis_conn`, `backplane::naming`, `status_doc` and
-//! `monitor::model::health`; never `hub` internals: it sees nodes as an operator would.
+//! Uses `client` (hub clients, HTTP), `redis_conn`, `backplane::naming`, `status_doc`,
+//! `known_nodes` and `monitor::model::health`; never `hub` internals: it sees nodes as an operator would.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -19,6 +30,7 @@ use serde::Serialize;
 
 use crate::backplane::naming::{self, ChannelKind, escape_glob};
 use crate::client::{ClientEvent, ClientOptions, HubClient, NodeTls};
+use crate::known_nodes::{self, KnownNode, Seen};
 use crate::monitor::directory;
 use crate::monitor::model::health::{
     self, BufferLimit, ClientListInput, Delivery, Finding, HealthInputs, Heartbeat, HubObservation,
@@ -46,6 +58,9 @@ const MAX_NODES: usize = 32;
 
 /// Most channels taken from one `PUBSUB CHANNELS` answer (the group pattern can be large).
 const MAX_CHANNELS: usize = 100_000;
+
+/// The exit code of a check with a critical finding (or a warning under `--fail-on warning`).
+pub const EXIT_FINDINGS: u8 = 1;
 
 /// The user name the test messages carry.
 const CHECK_USER: &str = "switchboard-check";
@@ -115,6 +130,47 @@ pub struct CheckOptions {
     /// ASP.NET SignalR 2 event keys whose counter (`GET`) and subscribers (`PUBSUB NUMSUB`) are
     /// reported (SIGNALR-WIRE.md C.1: the key names both the channel and the counter).
     pub event_keys: Vec<String>,
+    /// The known-nodes state file (see [`crate::known_nodes`]); `None` with `--no-state`.
+    pub state: Option<PathBuf>,
+    /// Fewer nodes seen than this is critical (`--expect-nodes`).
+    pub expect_nodes: Option<usize>,
+    /// The least severity that makes the exit code 1 (`--fail-on`).
+    pub fail_on: health::Severity,
+}
+
+impl CheckOptions {
+    /// Options with the defaults of the command line for everything but the Redis and nodes
+    /// (no state file: the command line picks the default one).
+    pub fn new(redis: RedisSpec, prefix: &str, nodes: Vec<CheckNode>) -> CheckOptions {
+        CheckOptions {
+            redis,
+            prefix: prefix.to_string(),
+            nodes,
+            timeout: DEFAULT_TIMEOUT,
+            hub_name: None,
+            send_method: "SendMessage".to_string(),
+            receive_method: "ReceiveMessage".to_string(),
+            token: None,
+            node_credentials: NodeCredentials::default(),
+            trust_nodes: TrustRules::default(),
+            node_tls: None,
+            event_keys: Vec::new(),
+            state: None,
+            expect_nodes: None,
+            fail_on: health::Severity::Critical,
+        }
+    }
+}
+
+/// The exit code of a set of findings: 1 when any is at least `fail_on` (critical by default;
+/// info never fails), else 0.
+pub fn exit_code(findings: &[Finding], fail_on: health::Severity) -> u8 {
+    let fail_on = fail_on.max(health::Severity::Warning);
+    if findings.iter().any(|f| f.severity >= fail_on) {
+        EXIT_FINDINGS
+    } else {
+        0
+    }
 }
 
 /// The outcome, as printed.
@@ -125,6 +181,10 @@ pub struct CheckReport {
     pub redis: String,
     pub nodes: Vec<String>,
     pub elapsed_ms: u64,
+    /// The known-nodes state file used (`None`: `--no-state`).
+    pub state_file: Option<String>,
+    /// Nodes the state file remembers after this run.
+    pub known_nodes: Option<usize>,
     pub findings: Vec<Finding>,
 }
 
@@ -404,15 +464,179 @@ pub async fn run(options: CheckOptions) -> CheckReport {
             .action("pass --node URL (ASP.NET Core servers do not send heartbeats), or check --channel-prefix"),
         );
     }
+
+    // What this run saw: the nodes its clients reached, and every node heard on the heartbeat
+    // channel (alive enough to announce itself).
+    let mut seen: Vec<Seen> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        if connect_errors[i].is_some() {
+            continue;
+        }
+        let name = heartbeats
+            .iter()
+            .find(|a| same_url(&a.hub_url, &node.hub_url))
+            .map(|a| a.node_name.clone())
+            .or_else(|| match &after[i] {
+                StatsResult::Stats(s) => Some(s.node_name.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        seen.push(Seen {
+            name,
+            hub_url: node.hub_url.clone(),
+        });
+    }
+    for a in &heartbeats {
+        if !a.hub_url.is_empty()
+            && acceptable_announcement(&[&a.hub_url, &a.url, &a.monitor_url])
+            && !seen.iter().any(|s| same_url(&s.hub_url, &a.hub_url))
+        {
+            seen.push(Seen {
+                name: a.node_name.clone(),
+                hub_url: a.hub_url.clone(),
+            });
+        }
+    }
+    if let Some(expected) = options.expect_nodes
+        && seen.len() < expected
+    {
+        findings.insert(
+            0,
+            Finding::new(
+                "node-count",
+                health::Severity::Critical,
+                format!(
+                    "{} node(s) seen, {expected} expected (--expect-nodes)",
+                    seen.len()
+                ),
+            )
+            .evidence(format!(
+                "reached or heard: {}",
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.iter()
+                        .map(|s| s.hub_url.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ))
+            .action("start the missing nodes, or lower --expect-nodes if they were removed on purpose"),
+        );
+    }
+    let known = match &options.state {
+        None => None,
+        // Without Redis no node could be discovered: every known one would look gone.
+        Some(_) if reached.is_none() => {
+            findings.push(Finding::new(
+                "known-nodes",
+                health::Severity::Info,
+                "known nodes not compared: Redis was not reached".to_string(),
+            ));
+            None
+        }
+        Some(path) => Some(remember(path, &nodes, &seen, now_ms(), &mut findings)),
+    };
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let status = Verdict::of(&findings);
     CheckReport {
         status,
-        exit_code: status.exit_code(),
+        exit_code: exit_code(&findings, options.fail_on),
         redis: redis_label,
         nodes: nodes.iter().map(|n| n.hub_url.clone()).collect(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+        state_file: options.state.as_ref().map(|p| p.display().to_string()),
+        known_nodes: known,
         findings,
     }
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Loads the state file (a corrupt one is a warning and a fresh start), records this run's
+/// nodes, reports the known ones missing now as `node-gone` (those checked this run and
+/// unreachable already have their `node-unreachable`), and saves. Returns how many it knows.
+fn remember(
+    path: &std::path::Path,
+    checked: &[CheckNode],
+    seen: &[Seen],
+    now_ms: u64,
+    findings: &mut Vec<Finding>,
+) -> usize {
+    let mut known = match known_nodes::load(path) {
+        Ok(k) => k,
+        Err(e) => {
+            findings.push(
+                Finding::new(
+                    "known-nodes",
+                    health::Severity::Warning,
+                    "the known-nodes file could not be read: starting afresh (nodes gone before this run are not reported)"
+                        .to_string(),
+                )
+                .evidence(e.to_string())
+                .action("nothing, if it was damaged; this run wrote a new one"),
+            );
+            known_nodes::KnownNodes::default()
+        }
+    };
+    let gone = known.observe(seen, now_ms);
+    for node in gone
+        .iter()
+        .filter(|g| !checked.iter().any(|c| same_url(&c.hub_url, &g.hub_url)))
+    {
+        findings.push(gone_finding(node, now_ms));
+    }
+    if let Err(e) = known_nodes::save(path, &known) {
+        findings.push(
+            Finding::new(
+                "known-nodes",
+                health::Severity::Warning,
+                "the known-nodes file could not be written: the next run will not miss a node that stops now"
+                    .to_string(),
+            )
+            .evidence(e.to_string())
+            .action("make its folder writable, pass --state FILE, or --no-state"),
+        );
+    }
+    known.nodes().len()
+}
+
+fn gone_finding(node: &KnownNode, now_ms: u64) -> Finding {
+    let ago = now_ms.saturating_sub(node.last_seen_ms) / 1000;
+    let mut f = Finding::new(
+        "node-gone",
+        health::Severity::Critical,
+        format!(
+            "node {} was seen by an earlier check and is missing now: it neither answered nor sent a heartbeat",
+            node.name
+        ),
+    )
+    .subject(&node.hub_url)
+    .evidence(format!("{} last seen {ago} s ago", node.hub_url));
+    f.action = format!(
+        "bring it back, or if it was removed on purpose: switchboard check --forget {} (with the same --redis and --channel-prefix)",
+        node.hub_url
+    );
+    f
+}
+
+/// `--forget`: forgets the nodes named (by name or hub URL) in the state file; returns what each
+/// name matched (empty: nothing known by it).
+pub fn forget(
+    path: &std::path::Path,
+    names: &[String],
+) -> Result<Vec<(String, Vec<KnownNode>)>, known_nodes::StateError> {
+    let mut known = known_nodes::load(path)?;
+    let out: Vec<(String, Vec<KnownNode>)> = names
+        .iter()
+        .map(|name| (name.clone(), known.forget(name)))
+        .collect();
+    if out.iter().any(|(_, forgotten)| !forgotten.is_empty()) {
+        known_nodes::save(path, &known)?;
+    }
+    Ok(out)
 }
 
 fn remaining(deadline: Instant) -> Duration {

@@ -27,7 +27,8 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard: {e:#}");
-            std::process::ExitCode::FAILURE
+            // 2 for bad usage or input, 1 for a failure (the convention in `cli`).
+            std::process::ExitCode::from(switchboard::cli::exit_code_of(&e))
         }
     }
 }
