@@ -1,9 +1,12 @@
 //! `switchboard check`: a canary for cron, CI and Kubernetes probes. Through each node (given, or
 //! discovered from the heartbeats on `{prefix}switchboard:nodes`) a SignalR client sends a test
 //! message, which a client of every other node must receive within the timeout; then one round of
-//! Redis queries (`PUBSUB CHANNELS` with three narrow patterns, `PUBSUB NUMSUB` of each hub's
-//! `:all` and `:internal:groups`, `CLIENT LIST TYPE pubsub` and the pubsub buffer limit) and the
-//! nodes' stats (where they serve them) fill a [`HealthInputs`], and the health rules judge.
+//! Redis queries and the nodes' stats (where they serve them) fill a [`HealthInputs`], and the
+//! health rules judge. The Redis round is the dashboard's own code run once (`monitor::census::
+//! gather`: the walk of `{prefix}*`, the census, `PUBSUB NUMSUB` of each hub's `:all` and
+//! `:internal:groups`; `monitor::redis_view::one_round`: `CLIENT LIST TYPE pubsub` and the buffer
+//! limit; `health::hubs_from_redis` and `health::client_list_from_snapshot` to read them), so
+//! `check` and the dashboard cannot count apart (`tests/health_pipeline.rs` holds them to it).
 //!
 //! It remembers what it saw: the nodes reached (or heard on the heartbeat channel) go into a
 //! small state file per Redis and prefix ([`crate::known_nodes`]); a node seen by an earlier run
@@ -26,17 +29,17 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::backplane::naming::{self, ChannelKind, escape_glob};
+use crate::backplane::naming::{self, ChannelKind};
 use crate::client::{ClientEvent, ClientOptions, HubClient, NodeTls};
 use crate::known_nodes::{self, KnownNode, Seen};
-use crate::monitor::directory;
 use crate::monitor::model::health::{
-    self, BufferLimit, ClientListInput, Delivery, Finding, HealthInputs, Heartbeat, HubObservation,
-    NodeObservation, NodeReach, NodeSnapshot, Verdict,
+    self, ClientListInput, Delivery, Finding, HealthInputs, Heartbeat, HubObservation, NodeObservation,
+    NodeReach, NodeSnapshot, Verdict,
 };
 use crate::monitor::model::trust::{TrustRules, acceptable_announcement};
+use crate::monitor::{HubCensus, census, directory, redis_view};
 use crate::monitor_token::MonitorToken;
 use crate::node_token::NodeCredentials;
 use crate::protocol::Value;
@@ -185,7 +188,64 @@ pub struct CheckReport {
     pub state_file: Option<String>,
     /// Nodes the state file remembers after this run.
     pub known_nodes: Option<usize>,
+    /// The Redis counts the rules judged (`None`: Redis was not queried).
+    pub redis_figures: Option<RedisFigures>,
     pub findings: Vec<Finding>,
+}
+
+/// One hub's counts as Redis shows them: what the `servers` finding's evidence says, and the
+/// census.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubFigures {
+    pub hub: String,
+    /// Servers with a subscribed ack channel.
+    pub servers: usize,
+    /// Servers with a subscribed return channel.
+    pub return_channels: usize,
+    pub numsub_all: Option<u64>,
+    pub numsub_groups: Option<u64>,
+    pub connections: u64,
+    pub users: u64,
+    pub groups: u64,
+}
+
+/// The Redis counts behind one evaluation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisFigures {
+    pub hubs: Vec<HubFigures>,
+    /// The names of the pub/sub clients (`CLIENT LIST TYPE pubsub`, sorted); `None`: not listed.
+    pub pubsub_clients: Option<Vec<String>>,
+}
+
+/// The figures of a census and the inputs built with it: one function for `check`'s report and
+/// for the dashboard's side (`inputs_from_model` with the model's census), so the two compare.
+pub fn figures(census: &[HubCensus], inputs: &HealthInputs) -> RedisFigures {
+    let hubs = inputs
+        .hubs
+        .iter()
+        .map(|h| {
+            let c = census.iter().find(|c| c.hub == h.hub);
+            HubFigures {
+                hub: h.hub.clone(),
+                servers: h.ack_servers.len(),
+                return_channels: h.return_servers.len(),
+                numsub_all: h.numsub_all,
+                numsub_groups: h.numsub_groups,
+                connections: c.map_or(0, |c| c.connections),
+                users: c.map_or(0, |c| c.users),
+                groups: c.map_or(0, |c| c.groups),
+            }
+        })
+        .collect();
+    let pubsub_clients = match &inputs.client_list {
+        Some(Ok(list)) => {
+            let mut names: Vec<String> = list.clients.iter().map(|c| c.name.clone()).collect();
+            names.sort();
+            Some(names)
+        }
+        _ => None,
+    };
+    RedisFigures { hubs, pubsub_clients }
 }
 
 impl CheckReport {
@@ -374,10 +434,18 @@ pub async fn run(options: CheckOptions) -> CheckReport {
     inputs.expected_hubs = expected.iter().cloned().collect();
 
     // One round of Redis queries.
+    let mut census_seen: Option<Vec<HubCensus>> = None;
     if let (Some(c), Some(r)) = (&connector, &reached) {
         let queried = tokio::time::timeout(
             remaining(deadline).max(Duration::from_millis(500)),
-            query_redis(c, &r.primaries(), &options.prefix, &expected, &traffic),
+            query_redis(
+                c,
+                &options.redis,
+                &r.primaries(),
+                &options.prefix,
+                &expected,
+                &traffic,
+            ),
         )
         .await;
         match queried {
@@ -385,6 +453,7 @@ pub async fn run(options: CheckOptions) -> CheckReport {
                 inputs.channels = q.channels;
                 inputs.hubs = q.hubs;
                 inputs.client_list = Some(q.client_list);
+                census_seen = Some(q.census);
             }
             Ok(Err(e)) => inputs.redis_error = Some(e),
             Err(_) => inputs.redis_error = Some("timed out querying Redis (PUBSUB)".to_string()),
@@ -547,6 +616,7 @@ pub async fn run(options: CheckOptions) -> CheckReport {
         elapsed_ms: started.elapsed().as_millis() as u64,
         state_file: options.state.as_ref().map(|p| p.display().to_string()),
         known_nodes: known,
+        redis_figures: census_seen.map(|c| figures(&c, &inputs)),
         findings,
     }
 }
@@ -814,109 +884,66 @@ async fn canary(
 struct RedisRound {
     channels: Vec<String>,
     hubs: Vec<HubObservation>,
+    census: Vec<HubCensus>,
     client_list: Result<ClientListInput, String>,
 }
 
-/// PUBSUB CHANNELS (three narrow patterns), NUMSUB per hub, CLIENT LIST and the buffer limit, on
-/// every primary (PUBSUB answers per node in a cluster: counts are summed, names merged).
+/// The Redis side of the inputs, through the dashboard's own code so the two cannot count apart:
+/// one census round ([`census::gather`]: the walk of `{prefix}*`, the census per hub, `NUMSUB`
+/// of `:all` and `:internal:groups`), the hubs built by [`health::hubs_from_redis`], one Redis
+/// view round ([`redis_view::one_round`]: `CLIENT LIST TYPE pubsub`, the buffer limit) read by
+/// [`health::client_list_from_snapshot`]. Beyond the dashboard, `check` also lists the
+/// backplane-shaped channels of every prefix (`*:all`, `*:internal:*`) for the foreign-channel
+/// rule (the dashboard sees those through its tap).
 async fn query_redis(
     connector: &RedisConnector,
+    spec: &RedisSpec,
     primaries: &[Addr],
     prefix: &str,
     expected: &BTreeSet<String>,
     traffic: &BTreeMap<String, u64>,
 ) -> Result<RedisRound, String> {
-    let mut connections = Vec::new();
-    for addr in primaries {
-        let c = connector.multiplexed(addr).await.map_err(|e| e.to_string())?;
-        connections.push(c);
+    let expected: Vec<String> = expected.iter().cloned().collect();
+    let gathered = census::gather(connector, prefix, &expected).await?;
+    let mut hubs = health::hubs_from_redis(Some(&gathered.census), Some(&gathered.round.hubs));
+    for hub in &expected {
+        hubs.entry(hub.clone()).or_insert_with(|| HubObservation {
+            hub: hub.clone(),
+            ..HubObservation::default()
+        });
     }
-    let p = escape_glob(prefix);
-    let patterns = [
-        "*:all".to_string(),
-        "*:internal:*".to_string(),
-        format!("{p}*:group:*"),
-    ];
-    let mut channels: BTreeSet<String> = BTreeSet::new();
-    for c in &mut connections {
-        for pattern in &patterns {
+    for (name, hub) in hubs.iter_mut() {
+        hub.traffic = traffic.get(name).copied();
+    }
+    // The walk's channels the rules read (not one per connection or user: there may be 300,000).
+    let mut channels: BTreeSet<String> = gathered
+        .channels
+        .into_iter()
+        .filter(|c| {
+            !matches!(
+                naming::classify(prefix, c),
+                Some((_, ChannelKind::Connection(_) | ChannelKind::User(_)))
+            )
+        })
+        .collect();
+    for addr in primaries {
+        let mut c = connector.multiplexed(addr).await.map_err(|e| e.to_string())?;
+        for pattern in ["*:all", "*:internal:*"] {
             let found: Vec<String> = redis::cmd("PUBSUB")
                 .arg("CHANNELS")
                 .arg(pattern)
-                .query_async(c)
+                .query_async(&mut c)
                 .await
                 .map_err(|e| format!("PUBSUB CHANNELS: {}", describe(&e)))?;
             channels.extend(found.into_iter().take(MAX_CHANNELS));
         }
     }
-    let mut hubs: BTreeMap<String, HubObservation> = BTreeMap::new();
-    for hub in expected {
-        hubs.entry(hub.clone()).or_default();
-    }
-    for channel in &channels {
-        match naming::classify(prefix, channel) {
-            Some((hub, ChannelKind::Ack(server))) => hubs.entry(hub).or_default().ack_servers.push(server),
-            Some((hub, ChannelKind::Return(server))) => {
-                hubs.entry(hub).or_default().return_servers.push(server)
-            }
-            Some((hub, ChannelKind::All)) => {
-                hubs.entry(hub).or_default();
-            }
-            _ => {}
-        }
-    }
-    for (name, hub) in hubs.iter_mut() {
-        hub.hub = name.clone();
-        let names = naming::Channels::new(prefix, name.as_str());
-        let mut all = 0u64;
-        let mut groups = 0u64;
-        for c in &mut connections {
-            let reply: Vec<(String, u64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(names.all())
-                .arg(names.internal_groups())
-                .query_async(c)
-                .await
-                .map_err(|e| format!("PUBSUB NUMSUB: {}", describe(&e)))?;
-            all += reply.first().map_or(0, |r| r.1);
-            groups += reply.get(1).map_or(0, |r| r.1);
-        }
-        hub.numsub_all = Some(all);
-        hub.numsub_groups = Some(groups);
-        hub.traffic = traffic.get(name).copied();
-    }
-    let mut rows = Vec::new();
-    let mut limit = None;
-    let mut refused = None;
-    for c in &mut connections {
-        match redis::cmd("CLIENT")
-            .arg("LIST")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query_async::<String>(c)
-            .await
-        {
-            Ok(text) => rows.extend(health::parse_client_list(&text)),
-            Err(e) => refused = Some(format!("CLIENT LIST: {}", describe(&e))),
-        }
-        if limit.is_none()
-            && let Ok(pair) = redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("client-output-buffer-limit")
-                .query_async::<Vec<String>>(c)
-                .await
-        {
-            limit = pair.get(1).and_then(|v| BufferLimit::parse_pubsub(v));
-        }
-    }
-    let client_list = match refused {
-        Some(why) => Err(why),
-        None => Ok(ClientListInput { clients: rows, limit }),
-    };
+    let view = redis_view::one_round(connector.clone(), spec.clone()).await;
     Ok(RedisRound {
         channels: channels.into_iter().collect(),
         hubs: hubs.into_values().collect(),
-        client_list,
+        census: gathered.census,
+        client_list: health::client_list_from_snapshot(&view),
     })
 }
 
