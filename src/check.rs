@@ -365,6 +365,38 @@ pub async fn run(options: CheckOptions) -> CheckReport {
         }
     }
 
+    // The nodes earlier runs saw are checked too (by their hub URL, without tokens unless
+    // `--trust-nodes` names them, without stats): a node whose heartbeat was late is then found
+    // alive, not gone. Without Redis nothing is compared (every known node would look gone).
+    let mut state_findings = Vec::new();
+    let mut known = match &options.state {
+        Some(path) if reached.is_some() => Some(load_known(path, &mut state_findings)),
+        Some(_) => {
+            state_findings.push(Finding::new(
+                "known-nodes",
+                health::Severity::Info,
+                "known nodes not compared: Redis was not reached".to_string(),
+            ));
+            None
+        }
+        None => None,
+    };
+    let asked = nodes.len();
+    for k in known.iter().flat_map(|k| k.nodes()) {
+        if nodes.len() >= MAX_NODES {
+            break;
+        }
+        if !nodes.iter().any(|n| same_url(&n.hub_url, &k.hub_url))
+            && crate::client::check_hub_url(&k.hub_url).is_ok()
+        {
+            nodes.push(CheckNode {
+                hub_url: k.hub_url.clone(),
+                stats_url: None,
+                trusted: options.trust_nodes.trusts_node(&k.hub_url, None),
+            });
+        }
+    }
+
     // The canary, with stats before and after.
     let canary_deadline = started + options.timeout.mul_f64(CANARY_SHARE);
     let before =
@@ -593,18 +625,17 @@ pub async fn run(options: CheckOptions) -> CheckReport {
             .action("start the missing nodes, or lower --expect-nodes if they were removed on purpose"),
         );
     }
-    let known = match &options.state {
-        None => None,
-        // Without Redis no node could be discovered: every known one would look gone.
-        Some(_) if reached.is_none() => {
-            findings.push(Finding::new(
-                "known-nodes",
-                health::Severity::Info,
-                "known nodes not compared: Redis was not reached".to_string(),
-            ));
-            None
-        }
-        Some(path) => Some(remember(path, &nodes, &seen, now_ms(), &mut findings)),
+    findings.extend(state_findings);
+    let known = match (&options.state, known.as_mut()) {
+        (Some(path), Some(known)) => Some(remember(
+            path,
+            known,
+            &nodes[..asked],
+            &seen,
+            now_ms(),
+            &mut findings,
+        )),
+        _ => None,
     };
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let status = Verdict::of(&findings);
@@ -625,17 +656,9 @@ fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-/// Loads the state file (a corrupt one is a warning and a fresh start), records this run's
-/// nodes, reports the known ones missing now as `node-gone` (those checked this run and
-/// unreachable already have their `node-unreachable`), and saves. Returns how many it knows.
-fn remember(
-    path: &std::path::Path,
-    checked: &[CheckNode],
-    seen: &[Seen],
-    now_ms: u64,
-    findings: &mut Vec<Finding>,
-) -> usize {
-    let mut known = match known_nodes::load(path) {
+/// Loads the state file; a corrupt or unreadable one is a warning and a fresh start.
+fn load_known(path: &std::path::Path, findings: &mut Vec<Finding>) -> known_nodes::KnownNodes {
+    match known_nodes::load(path) {
         Ok(k) => k,
         Err(e) => {
             findings.push(
@@ -650,15 +673,28 @@ fn remember(
             );
             known_nodes::KnownNodes::default()
         }
-    };
+    }
+}
+
+/// Records this run's nodes, reports the known ones missing now as `node-gone` (but those given
+/// or discovered this run: an unreachable one has its `node-unreachable`), and saves. Returns
+/// how many it knows.
+fn remember(
+    path: &std::path::Path,
+    known: &mut known_nodes::KnownNodes,
+    asked: &[CheckNode],
+    seen: &[Seen],
+    now_ms: u64,
+    findings: &mut Vec<Finding>,
+) -> usize {
     let gone = known.observe(seen, now_ms);
     for node in gone
         .iter()
-        .filter(|g| !checked.iter().any(|c| same_url(&c.hub_url, &g.hub_url)))
+        .filter(|g| !asked.iter().any(|c| same_url(&c.hub_url, &g.hub_url)))
     {
         findings.push(gone_finding(node, now_ms));
     }
-    if let Err(e) = known_nodes::save(path, &known) {
+    if let Err(e) = known_nodes::save(path, known) {
         findings.push(
             Finding::new(
                 "known-nodes",

@@ -302,7 +302,8 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
         "{name}"
     );
 
-    // b dies: the default form fails, naming it, on this run and the next.
+    // b dies: the default form fails, naming it, on this run and the next (b, known, is tried
+    // at its hub URL too: a late heartbeat never makes a live node look gone).
     b.shutdown().await;
     for _ in 0..2 {
         let out = check(base.clone()).await;
@@ -310,7 +311,7 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
         assert_eq!(out.status.code(), Some(1), "{report}");
         assert!(report.contains("CRITICAL node-gone"), "{report}");
         assert!(report.contains(&b_url) && report.contains("known-b"), "{report}");
-        assert!(report.contains("1 node(s)"), "{report}");
+        assert!(report.contains("2 node(s)"), "{report}");
     }
 
     // --expect-nodes: one seen, two expected.
@@ -331,6 +332,14 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
     assert_eq!(b.hub_url(), b_url);
     let out = check(base.clone()).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Only a named: b, known, is tried too and answers; not gone.
+    let out = check(with(&["--node", &a.hub_url()])).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("2 node(s)") && !report.contains("node-gone"),
+        "{report}"
+    );
 
     // Gone again, then forgotten (by name): 0 without it; a name nobody knows is bad input.
     b.shutdown().await;
