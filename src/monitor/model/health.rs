@@ -984,7 +984,14 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
     // Hashed, not ordered, during the pass (sorted once at the end): this loop is the cost of an
     // evaluation (benches/health_refresh).
     let mut channels: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    // Per-hub traffic counted under borrowed names too, folded into `hubs` after the pass.
+    // Per-hub traffic counted under borrowed names too, folded into `hubs` after the pass. The
+    // silent-node rule holds it against the nodes' client messages out, which the node rates
+    // know over their own window only (DEFAULT_NODE_RATE_WINDOW, counters sampled every 500 ms):
+    // so traffic is counted over that window, less a margin at each end for the sampling, and
+    // never a message the nodes' counters cannot have seen yet (or have already forgotten).
+    let rate_window_ms = crate::config::DEFAULT_NODE_RATE_WINDOW.as_millis() as u64;
+    let traffic_from = now_ms.saturating_sub(rate_window_ms.saturating_sub(TRAFFIC_MARGIN_MS));
+    let traffic_to = now_ms.saturating_sub(TRAFFIC_MARGIN_MS);
     let mut traffic: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     let mut sr2: Option<Sr2Observation> = None;
     // Newest first, stopping at the window's start (entries arrive in time order), so the cost is
@@ -1022,6 +1029,7 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
                 }
             }
         } else if let Some(hub) = &e.hub
+            && (traffic_from..=traffic_to).contains(&e.at_ms)
             && e.channel.starts_with(prefix)
             && !naming::is_nodes_channel(prefix, &e.channel)
         {
@@ -1032,7 +1040,8 @@ pub fn inputs_from_model(model: &super::Model, prefix: &str, window_ms: u64, now
     for row in model.nodes.rows() {
         let reach = match (&row.state, &row.stats) {
             (super::LinkState::Connected, Some(stats)) => {
-                let window_s = (window_ms as f64 / 1000.0).max(1.0);
+                // The rates' own window: what the counters moved by, as `check` measures it.
+                let window_s = rate_window_ms as f64 / 1000.0;
                 NodeReach::Stats(NodeSnapshot {
                     server_name: stats.server_name.clone(),
                     hub: stats.hub.clone(),
@@ -1119,6 +1128,10 @@ pub fn hubs_from_redis(
     }
     hubs
 }
+
+/// The margin, at each end of the node rates' window, within which a message seen on the tap is
+/// not held against the nodes' counters (sampled every 500 ms, on the node's clock).
+const TRAFFIC_MARGIN_MS: u64 = 1_000;
 
 /// A health round older than this is not used (three census rounds missed): its NUMSUB figures
 /// would be held against a newer census.
@@ -1782,6 +1795,28 @@ mod tests {
     }
 
     #[test]
+    fn hub_traffic_is_counted_over_the_node_rates_window_only() {
+        // The silent-node rule holds hub traffic against the nodes' client messages out, which
+        // the rates know over DEFAULT_NODE_RATE_WINDOW (5 s): a message 10 s ago, or one the
+        // nodes' counters cannot have sampled yet, is not counted.
+        use crate::monitor::model::{EntryKind, Limits, Model, TrafficEntry};
+        let mut model = Model::new(Limits::default());
+        let entries = [NOW - 10_000, NOW - 2_000, NOW - 200].map(|at| {
+            let mut e = TrafficEntry::new(at, "p:ChatHub:all", EntryKind::All, vec![]);
+            e.hub = Some(HUB.into());
+            e
+        });
+        model.apply(crate::monitor::MonitorEvent::Traffic(entries.to_vec()), NOW);
+        let i = inputs_from_model(&model, "p:", 60_000, NOW);
+        assert_eq!(i.hubs[0].traffic, Some(1));
+        assert_eq!(
+            i.channels,
+            vec!["p:ChatHub:all".to_string()],
+            "channels: the whole window"
+        );
+    }
+
+    #[test]
     fn an_unreachable_redis_is_critical() {
         let mut i = inputs();
         i.redis_error = Some("127.0.0.1:1: connection refused".into());
@@ -1817,7 +1852,7 @@ mod tests {
                 payload,
             ));
         }
-        let mut group = TrafficEntry::new(NOW - 500, "p:ChatHub:group:room*", EntryKind::Group, vec![]);
+        let mut group = TrafficEntry::new(NOW - 2_000, "p:ChatHub:group:room*", EntryKind::Group, vec![]);
         group.hub = Some(HUB.into());
         entries.push(group);
         let mut gap = TrafficEntry::new(NOW - 400, "", EntryKind::Gap, vec![]);
