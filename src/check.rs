@@ -8,9 +8,10 @@
 //! limit; `health::hubs_from_redis` and `health::client_list_from_snapshot` to read them), so
 //! `check` and the dashboard cannot count apart (`tests/health_pipeline.rs` holds them to it).
 //!
-//! It remembers what it saw: the nodes reached (or heard on the heartbeat channel) go into a
-//! small state file per Redis and prefix ([`crate::known_nodes`]); a node seen by an earlier run
-//! and missing now is a critical `node-gone` finding until it is back or forgotten
+//! It remembers what it saw: the nodes its clients reached go into a small state file per Redis
+//! and prefix ([`crate::known_nodes`]); the next run tries them again at their hub URLs, and one
+//! that neither answers nor sends a heartbeat is a critical `node-gone` finding until it is
+//! back or forgotten
 //! (`--forget`), so the default form, `check --redis URL`, fails when a node dies instead of
 //! going quiet. `--expect-nodes N` makes fewer than N nodes critical.
 //!
@@ -566,8 +567,9 @@ pub async fn run(options: CheckOptions) -> CheckReport {
         );
     }
 
-    // What this run saw: the nodes its clients reached, and every node heard on the heartbeat
-    // channel (alive enough to announce itself).
+    // What this run saw: the nodes its clients reached, and the known nodes heard on the
+    // heartbeat channel (alive enough to announce themselves). A heartbeat alone never adds a
+    // node: it is anyone's claim, and a forged one must not leave a node to miss forever.
     let mut seen: Vec<Seen> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         if connect_errors[i].is_some() {
@@ -588,7 +590,10 @@ pub async fn run(options: CheckOptions) -> CheckReport {
         });
     }
     for a in &heartbeats {
-        if !a.hub_url.is_empty()
+        let is_known = known
+            .as_ref()
+            .is_some_and(|k| k.nodes().iter().any(|n| same_url(&n.hub_url, &a.hub_url)));
+        if is_known
             && acceptable_announcement(&[&a.hub_url, &a.url, &a.monitor_url])
             && !seen.iter().any(|s| same_url(&s.hub_url, &a.hub_url))
         {

@@ -1081,10 +1081,11 @@ fn tap_options(args: TapArgs) -> anyhow::Result<crate::tapcli::TapOptions> {
 #[command(
     after_help = "Exit codes: 0 healthy, or warnings and info only; 1 a critical finding (with \
 --fail-on warning: any warning too); 2 bad usage or input (nothing was checked).\n\n\
-Known nodes: every run records the nodes it reached or heard (name, hub URL, first and last seen) \
+Known nodes: every run records the nodes its clients reached (name, hub URL, first and last seen) \
 in a state file per Redis and prefix ($XDG_STATE_HOME/switchboard/, else \
 ~/.local/state/switchboard/, named from a hash of the redacted Redis address and the prefix). A \
-node seen before and missing now is critical (node-gone) until it is back or forgotten: \
+node seen before is tried again at its hub URL; one that neither answers nor sends a heartbeat is \
+critical (node-gone) until it is back or forgotten: \
 `switchboard check --redis URL --forget NODE` forgets it (by name or hub URL), prints what it \
 forgot and exits without checking (2 when nothing is known by that name)."
 )]
@@ -1161,7 +1162,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "NODE", conflicts_with = "no_state")]
     pub forget: Vec<String>,
 
-    /// Fewer nodes than N seen (reached, or heard on the heartbeat channel) is critical.
+    /// Fewer than N nodes seen is critical (nodes the check's clients reached, and known nodes
+    /// heard on the heartbeat channel).
     #[arg(long, value_name = "N")]
     pub expect_nodes: Option<usize>,
 

@@ -366,3 +366,67 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
     assert_eq!(doc["known_nodes"], 1, "{doc}");
     a.shutdown().await;
 }
+
+/// A heartbeat is anyone's claim: one announcing a node that does not answer makes this run
+/// critical (the node is checked and unreachable) but is not remembered, so the next run, without
+/// it, is healthy (no `node-gone` for a node that never answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_heartbeat_is_not_remembered() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = start_node("real-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
+    wait_connected(&a).await;
+    let base = vec![
+        "--redis".to_string(),
+        redis.url(),
+        "--channel-prefix".to_string(),
+        prefix.clone(),
+        "--timeout".to_string(),
+        "6".to_string(),
+        "--json".to_string(),
+    ];
+    let forged = format!("http://127.0.0.1:{}", closed_port());
+    let beat = serde_json::to_vec(&switchboard::status_doc::Announcement {
+        kind: "switchboard.node".to_string(),
+        server_name: "forged_1".to_string(),
+        node_name: "forged".to_string(),
+        url: forged.clone(),
+        hub_url: format!("{forged}/chat"),
+        monitor_url: String::new(),
+        hub: switchboard::config::DEFAULT_HUB_NAME.to_string(),
+        connections: 0,
+        version: "x".to_string(),
+        ts_ms: 1,
+    })
+    .unwrap();
+    // Repeated while check listens, as a live node's heartbeat is.
+    let publisher = {
+        let url = redis.url();
+        let channel = switchboard::backplane::naming::nodes_channel(&prefix);
+        tokio::spawn(async move {
+            loop {
+                common::redis::publish(&url, &channel, &beat).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let out = check(base.clone()).await;
+    publisher.abort();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with(&forged)),
+        "the forged node was checked: {report}"
+    );
+    assert_eq!(doc["known_nodes"], 1, "only the node that answered: {report}");
+    let out = check(base).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(!report.contains("node-gone"), "{report}");
+    a.shutdown().await;
+}
