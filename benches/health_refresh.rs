@@ -31,6 +31,7 @@ fn model(entries: usize, spread_ms: u64) -> Model {
             users: 800,
             groups: 50,
             servers: vec![format!("web-{h}-a_0123"), format!("web-{h}-b_4567")],
+            return_servers: vec![format!("web-{h}-a_0123"), format!("web-{h}-b_4567")],
         })
         .collect();
     model.apply(

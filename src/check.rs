@@ -1,30 +1,46 @@
 //! `switchboard check`: a canary for cron, CI and Kubernetes probes. Through each node (given, or
 //! discovered from the heartbeats on `{prefix}switchboard:nodes`) a SignalR client sends a test
 //! message, which a client of every other node must receive within the timeout; then one round of
-//! Redis queries (`PUBSUB CHANNELS` with three narrow patterns, `PUBSUB NUMSUB` of each hub's
-//! `:all` and `:internal:groups`, `CLIENT LIST TYPE pubsub` and the pubsub buffer limit) and the
-//! nodes' stats (where they serve them) fill a [`HealthInputs`], and the health rules judge.
+//! Redis queries and the nodes' stats (where they serve them) fill a [`HealthInputs`], and the
+//! health rules judge. The Redis round is the dashboard's own code run once (`monitor::census::
+//! gather`: the walk of `{prefix}*`, the census, `PUBSUB NUMSUB` of each hub's `:all` and
+//! `:internal:groups`; `monitor::redis_view::one_round`: `CLIENT LIST TYPE pubsub` and the buffer
+//! limit; `health::hubs_from_redis` and `health::client_list_from_snapshot` to read them), so
+//! `check` and the dashboard cannot count apart (`tests/health_pipeline.rs` holds them to it).
+//!
+//! It remembers what it saw: the nodes its clients reached go into a small state file per Redis
+//! and prefix ([`crate::known_nodes`]); the next run tries them again at their hub URLs, and one
+//! that neither answers nor sends a heartbeat is a critical `node-gone` finding until it is
+//! back or forgotten
+//! (`--forget`), so the default form, `check --redis URL`, fails when a node dies instead of
+//! going quiet. `--expect-nodes N` makes fewer than N nodes critical.
+//!
+//! Exit code (the crate's convention, `cli`): 0 healthy or only warnings and info, 1 any
+//! critical finding (or any warning with `--fail-on warning`), 2 bad usage (`cli` exits before a
+//! check runs).
 //!
 //! Bounded: every step runs under one deadline (`--timeout`); a node or a Redis that does not
 //! answer is a finding, never a crash. Headless (no `gui` feature needed).
 //!
-//! Uses `client` (hub clients, HTTP), `redis_conn`, `backplane::naming`, `status_doc` and
-//! `monitor::model::health`; never `hub` internals: it sees nodes as an operator would.
+//! Uses `client` (hub clients, HTTP), `redis_conn`, `backplane::naming`, `status_doc`,
+//! `known_nodes` and `monitor::model::health`; never `hub` internals: it sees nodes as an operator would.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::backplane::naming::{self, ChannelKind, escape_glob};
+use crate::backplane::naming::{self, ChannelKind};
 use crate::client::{ClientEvent, ClientOptions, HubClient, NodeTls};
-use crate::monitor::directory;
+use crate::known_nodes::{self, KnownNode, Seen};
 use crate::monitor::model::health::{
-    self, BufferLimit, ClientListInput, Delivery, Finding, HealthInputs, Heartbeat, HubObservation,
-    NodeObservation, NodeReach, NodeSnapshot, Verdict,
+    self, ClientListInput, Delivery, Finding, HealthInputs, Heartbeat, HubObservation, NodeObservation,
+    NodeReach, NodeSnapshot, Verdict,
 };
 use crate::monitor::model::trust::{TrustRules, acceptable_announcement};
+use crate::monitor::{HubCensus, census, directory, redis_view};
 use crate::monitor_token::MonitorToken;
 use crate::node_token::NodeCredentials;
 use crate::protocol::Value;
@@ -46,6 +62,12 @@ const MAX_NODES: usize = 32;
 
 /// Most channels taken from one `PUBSUB CHANNELS` answer (the group pattern can be large).
 const MAX_CHANNELS: usize = 100_000;
+
+/// The exit code of a check with a critical finding (or a warning under `--fail-on warning`).
+pub const EXIT_FINDINGS: u8 = 2;
+
+/// Exit code of warnings under `--fail-on warning`.
+pub const EXIT_WARNING: u8 = 1;
 
 /// The user name the test messages carry.
 const CHECK_USER: &str = "switchboard-check";
@@ -115,6 +137,48 @@ pub struct CheckOptions {
     /// ASP.NET SignalR 2 event keys whose counter (`GET`) and subscribers (`PUBSUB NUMSUB`) are
     /// reported (SIGNALR-WIRE.md C.1: the key names both the channel and the counter).
     pub event_keys: Vec<String>,
+    /// The known-nodes state file (see [`crate::known_nodes`]); `None` with `--no-state`.
+    pub state: Option<PathBuf>,
+    /// Fewer nodes seen than this is critical (`--expect-nodes`).
+    pub expect_nodes: Option<usize>,
+    /// The least severity that makes the exit code 1 (`--fail-on`).
+    pub fail_on: health::Severity,
+}
+
+impl CheckOptions {
+    /// Options with the defaults of the command line for everything but the Redis and nodes
+    /// (no state file: the command line picks the default one).
+    pub fn new(redis: RedisSpec, prefix: &str, nodes: Vec<CheckNode>) -> CheckOptions {
+        CheckOptions {
+            redis,
+            prefix: prefix.to_string(),
+            nodes,
+            timeout: DEFAULT_TIMEOUT,
+            hub_name: None,
+            send_method: "SendMessage".to_string(),
+            receive_method: "ReceiveMessage".to_string(),
+            token: None,
+            node_credentials: NodeCredentials::default(),
+            trust_nodes: TrustRules::default(),
+            node_tls: None,
+            event_keys: Vec::new(),
+            state: None,
+            expect_nodes: None,
+            fail_on: health::Severity::Critical,
+        }
+    }
+}
+
+/// The exit code of a set of findings: 2 for a critical one; 1 for a warning when `fail_on` is
+/// a warning (critical by default; info never fails); else 0.
+pub fn exit_code(findings: &[Finding], fail_on: health::Severity) -> u8 {
+    let fail_on = fail_on.max(health::Severity::Warning);
+    let worst = findings.iter().map(|f| f.severity).max();
+    match worst {
+        Some(health::Severity::Critical) => EXIT_FINDINGS,
+        Some(s) if s >= fail_on => EXIT_WARNING,
+        _ => 0,
+    }
 }
 
 /// The outcome, as printed.
@@ -125,7 +189,68 @@ pub struct CheckReport {
     pub redis: String,
     pub nodes: Vec<String>,
     pub elapsed_ms: u64,
+    /// The known-nodes state file used (`None`: `--no-state`).
+    pub state_file: Option<String>,
+    /// Nodes the state file remembers after this run.
+    pub known_nodes: Option<usize>,
+    /// The Redis counts the rules judged (`None`: Redis was not queried).
+    pub redis_figures: Option<RedisFigures>,
     pub findings: Vec<Finding>,
+}
+
+/// One hub's counts as Redis shows them: what the `servers` finding's evidence says, and the
+/// census.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubFigures {
+    pub hub: String,
+    /// Servers with a subscribed ack channel.
+    pub servers: usize,
+    /// Servers with a subscribed return channel.
+    pub return_channels: usize,
+    pub numsub_all: Option<u64>,
+    pub numsub_groups: Option<u64>,
+    pub connections: u64,
+    pub users: u64,
+    pub groups: u64,
+}
+
+/// The Redis counts behind one evaluation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisFigures {
+    pub hubs: Vec<HubFigures>,
+    /// The names of the pub/sub clients (`CLIENT LIST TYPE pubsub`, sorted); `None`: not listed.
+    pub pubsub_clients: Option<Vec<String>>,
+}
+
+/// The figures of a census and the inputs built with it: one function for `check`'s report and
+/// for the dashboard's side (`inputs_from_model` with the model's census), so the two compare.
+pub fn figures(census: &[HubCensus], inputs: &HealthInputs) -> RedisFigures {
+    let hubs = inputs
+        .hubs
+        .iter()
+        .map(|h| {
+            let c = census.iter().find(|c| c.hub == h.hub);
+            HubFigures {
+                hub: h.hub.clone(),
+                servers: h.ack_servers.len(),
+                return_channels: h.return_servers.len(),
+                numsub_all: h.numsub_all,
+                numsub_groups: h.numsub_groups,
+                connections: c.map_or(0, |c| c.connections),
+                users: c.map_or(0, |c| c.users),
+                groups: c.map_or(0, |c| c.groups),
+            }
+        })
+        .collect();
+    let pubsub_clients = match &inputs.client_list {
+        Some(Ok(list)) => {
+            let mut names: Vec<String> = list.clients.iter().map(|c| c.name.clone()).collect();
+            names.sort();
+            Some(names)
+        }
+        _ => None,
+    };
+    RedisFigures { hubs, pubsub_clients }
 }
 
 impl CheckReport {
@@ -245,6 +370,38 @@ pub async fn run(options: CheckOptions) -> CheckReport {
         }
     }
 
+    // The nodes earlier runs saw are checked too (by their hub URL, without tokens unless
+    // `--trust-nodes` names them, without stats): a node whose heartbeat was late is then found
+    // alive, not gone. Without Redis nothing is compared (every known node would look gone).
+    let mut state_findings = Vec::new();
+    let mut known = match &options.state {
+        Some(path) if reached.is_some() => Some(load_known(path, &mut state_findings)),
+        Some(_) => {
+            state_findings.push(Finding::new(
+                "known-nodes",
+                health::Severity::Info,
+                "known nodes not compared: Redis was not reached".to_string(),
+            ));
+            None
+        }
+        None => None,
+    };
+    let asked = nodes.len();
+    for k in known.iter().flat_map(|k| k.nodes()) {
+        if nodes.len() >= MAX_NODES {
+            break;
+        }
+        if !nodes.iter().any(|n| same_url(&n.hub_url, &k.hub_url))
+            && crate::client::check_hub_url(&k.hub_url).is_ok()
+        {
+            nodes.push(CheckNode {
+                hub_url: k.hub_url.clone(),
+                stats_url: None,
+                trusted: options.trust_nodes.trusts_node(&k.hub_url, None),
+            });
+        }
+    }
+
     // The canary, with stats before and after.
     let canary_deadline = started + options.timeout.mul_f64(CANARY_SHARE);
     let before =
@@ -314,10 +471,18 @@ pub async fn run(options: CheckOptions) -> CheckReport {
     inputs.expected_hubs = expected.iter().cloned().collect();
 
     // One round of Redis queries.
+    let mut census_seen: Option<Vec<HubCensus>> = None;
     if let (Some(c), Some(r)) = (&connector, &reached) {
         let queried = tokio::time::timeout(
             remaining(deadline).max(Duration::from_millis(500)),
-            query_redis(c, &r.primaries(), &options.prefix, &expected, &traffic),
+            query_redis(
+                c,
+                &options.redis,
+                &r.primaries(),
+                &options.prefix,
+                &expected,
+                &traffic,
+            ),
         )
         .await;
         match queried {
@@ -325,6 +490,7 @@ pub async fn run(options: CheckOptions) -> CheckReport {
                 inputs.channels = q.channels;
                 inputs.hubs = q.hubs;
                 inputs.client_list = Some(q.client_list);
+                census_seen = Some(q.census);
             }
             Ok(Err(e)) => inputs.redis_error = Some(e),
             Err(_) => inputs.redis_error = Some("timed out querying Redis (PUBSUB)".to_string()),
@@ -404,15 +570,188 @@ pub async fn run(options: CheckOptions) -> CheckReport {
             .action("pass --node URL (ASP.NET Core servers do not send heartbeats), or check --channel-prefix"),
         );
     }
+
+    // What this run saw: the nodes its clients reached, and the known nodes heard on the
+    // heartbeat channel (alive enough to announce themselves). A heartbeat alone never adds a
+    // node: it is anyone's claim, and a forged one must not leave a node to miss forever.
+    let mut seen: Vec<Seen> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        if connect_errors[i].is_some() {
+            continue;
+        }
+        let name = heartbeats
+            .iter()
+            .find(|a| same_url(&a.hub_url, &node.hub_url))
+            .map(|a| a.node_name.clone())
+            .or_else(|| match &after[i] {
+                StatsResult::Stats(s) => Some(s.node_name.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        seen.push(Seen {
+            name,
+            hub_url: node.hub_url.clone(),
+        });
+    }
+    for a in &heartbeats {
+        let is_known = known
+            .as_ref()
+            .is_some_and(|k| k.nodes().iter().any(|n| same_url(&n.hub_url, &a.hub_url)));
+        if is_known
+            && acceptable_announcement(&[&a.hub_url, &a.url, &a.monitor_url])
+            && !seen.iter().any(|s| same_url(&s.hub_url, &a.hub_url))
+        {
+            seen.push(Seen {
+                name: a.node_name.clone(),
+                hub_url: a.hub_url.clone(),
+            });
+        }
+    }
+    if let Some(expected) = options.expect_nodes
+        && seen.len() < expected
+    {
+        findings.insert(
+            0,
+            Finding::new(
+                "node-count",
+                health::Severity::Critical,
+                format!(
+                    "{} node(s) seen, {expected} expected (--expect-nodes)",
+                    seen.len()
+                ),
+            )
+            .evidence(format!(
+                "reached or heard: {}",
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.iter()
+                        .map(|s| s.hub_url.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ))
+            .action("start the missing nodes, or lower --expect-nodes if they were removed on purpose"),
+        );
+    }
+    findings.extend(state_findings);
+    let known = match (&options.state, known.as_mut()) {
+        (Some(path), Some(known)) => Some(remember(
+            path,
+            known,
+            &nodes[..asked],
+            &seen,
+            now_ms(),
+            &mut findings,
+        )),
+        _ => None,
+    };
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let status = Verdict::of(&findings);
     CheckReport {
         status,
-        exit_code: status.exit_code(),
+        exit_code: exit_code(&findings, options.fail_on),
         redis: redis_label,
         nodes: nodes.iter().map(|n| n.hub_url.clone()).collect(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+        state_file: options.state.as_ref().map(|p| p.display().to_string()),
+        known_nodes: known,
+        redis_figures: census_seen.map(|c| figures(&c, &inputs)),
         findings,
     }
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Loads the state file; a corrupt or unreadable one is a warning and a fresh start.
+fn load_known(path: &std::path::Path, findings: &mut Vec<Finding>) -> known_nodes::KnownNodes {
+    match known_nodes::load(path) {
+        Ok(k) => k,
+        Err(e) => {
+            findings.push(
+                Finding::new(
+                    "known-nodes",
+                    health::Severity::Warning,
+                    "the known-nodes file could not be read: starting afresh (nodes gone before this run are not reported)"
+                        .to_string(),
+                )
+                .evidence(e.to_string())
+                .action("nothing, if it was damaged; this run wrote a new one"),
+            );
+            known_nodes::KnownNodes::default()
+        }
+    }
+}
+
+/// Records this run's nodes, reports the known ones missing now as `node-gone` (but those given
+/// or discovered this run: an unreachable one has its `node-unreachable`), and saves. Returns
+/// how many it knows.
+fn remember(
+    path: &std::path::Path,
+    known: &mut known_nodes::KnownNodes,
+    asked: &[CheckNode],
+    seen: &[Seen],
+    now_ms: u64,
+    findings: &mut Vec<Finding>,
+) -> usize {
+    let gone = known.observe(seen, now_ms);
+    for node in gone
+        .iter()
+        .filter(|g| !asked.iter().any(|c| same_url(&c.hub_url, &g.hub_url)))
+    {
+        findings.push(gone_finding(node, now_ms));
+    }
+    if let Err(e) = known_nodes::save(path, known) {
+        findings.push(
+            Finding::new(
+                "known-nodes",
+                health::Severity::Warning,
+                "the known-nodes file could not be written: the next run will not miss a node that stops now"
+                    .to_string(),
+            )
+            .evidence(e.to_string())
+            .action("make its folder writable, pass --state FILE, or --no-state"),
+        );
+    }
+    known.nodes().len()
+}
+
+fn gone_finding(node: &KnownNode, now_ms: u64) -> Finding {
+    let ago = now_ms.saturating_sub(node.last_seen_ms) / 1000;
+    let mut f = Finding::new(
+        "node-gone",
+        health::Severity::Critical,
+        format!(
+            "node {} was seen by an earlier check and is missing now: it neither answered nor sent a heartbeat",
+            node.name
+        ),
+    )
+    .subject(&node.hub_url)
+    .evidence(format!("{} last seen {ago} s ago", node.hub_url));
+    f.action = format!(
+        "bring it back, or if it was removed on purpose: switchboard check --forget {} (with the same --redis and --channel-prefix)",
+        node.hub_url
+    );
+    f
+}
+
+/// `--forget`: forgets the nodes named (by name or hub URL) in the state file; returns what each
+/// name matched (empty: nothing known by it).
+pub fn forget(
+    path: &std::path::Path,
+    names: &[String],
+) -> Result<Vec<(String, Vec<KnownNode>)>, known_nodes::StateError> {
+    let mut known = known_nodes::load(path)?;
+    let out: Vec<(String, Vec<KnownNode>)> = names
+        .iter()
+        .map(|name| (name.clone(), known.forget(name)))
+        .collect();
+    if out.iter().any(|(_, forgotten)| !forgotten.is_empty()) {
+        known_nodes::save(path, &known)?;
+    }
+    Ok(out)
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -590,109 +929,66 @@ async fn canary(
 struct RedisRound {
     channels: Vec<String>,
     hubs: Vec<HubObservation>,
+    census: Vec<HubCensus>,
     client_list: Result<ClientListInput, String>,
 }
 
-/// PUBSUB CHANNELS (three narrow patterns), NUMSUB per hub, CLIENT LIST and the buffer limit, on
-/// every primary (PUBSUB answers per node in a cluster: counts are summed, names merged).
+/// The Redis side of the inputs, through the dashboard's own code so the two cannot count apart:
+/// one census round ([`census::gather`]: the walk of `{prefix}*`, the census per hub, `NUMSUB`
+/// of `:all` and `:internal:groups`), the hubs built by [`health::hubs_from_redis`], one Redis
+/// view round ([`redis_view::one_round`]: `CLIENT LIST TYPE pubsub`, the buffer limit) read by
+/// [`health::client_list_from_snapshot`]. Beyond the dashboard, `check` also lists the
+/// backplane-shaped channels of every prefix (`*:all`, `*:internal:*`) for the foreign-channel
+/// rule (the dashboard sees those through its tap).
 async fn query_redis(
     connector: &RedisConnector,
+    spec: &RedisSpec,
     primaries: &[Addr],
     prefix: &str,
     expected: &BTreeSet<String>,
     traffic: &BTreeMap<String, u64>,
 ) -> Result<RedisRound, String> {
-    let mut connections = Vec::new();
-    for addr in primaries {
-        let c = connector.multiplexed(addr).await.map_err(|e| e.to_string())?;
-        connections.push(c);
+    let expected: Vec<String> = expected.iter().cloned().collect();
+    let gathered = census::gather(connector, prefix, &expected).await?;
+    let mut hubs = health::hubs_from_redis(Some(&gathered.census), Some(&gathered.round.hubs));
+    for hub in &expected {
+        hubs.entry(hub.clone()).or_insert_with(|| HubObservation {
+            hub: hub.clone(),
+            ..HubObservation::default()
+        });
     }
-    let p = escape_glob(prefix);
-    let patterns = [
-        "*:all".to_string(),
-        "*:internal:*".to_string(),
-        format!("{p}*:group:*"),
-    ];
-    let mut channels: BTreeSet<String> = BTreeSet::new();
-    for c in &mut connections {
-        for pattern in &patterns {
+    for (name, hub) in hubs.iter_mut() {
+        hub.traffic = traffic.get(name).copied();
+    }
+    // The walk's channels the rules read (not one per connection or user: there may be 300,000).
+    let mut channels: BTreeSet<String> = gathered
+        .channels
+        .into_iter()
+        .filter(|c| {
+            !matches!(
+                naming::classify(prefix, c),
+                Some((_, ChannelKind::Connection(_) | ChannelKind::User(_)))
+            )
+        })
+        .collect();
+    for addr in primaries {
+        let mut c = connector.multiplexed(addr).await.map_err(|e| e.to_string())?;
+        for pattern in ["*:all", "*:internal:*"] {
             let found: Vec<String> = redis::cmd("PUBSUB")
                 .arg("CHANNELS")
                 .arg(pattern)
-                .query_async(c)
+                .query_async(&mut c)
                 .await
                 .map_err(|e| format!("PUBSUB CHANNELS: {}", describe(&e)))?;
             channels.extend(found.into_iter().take(MAX_CHANNELS));
         }
     }
-    let mut hubs: BTreeMap<String, HubObservation> = BTreeMap::new();
-    for hub in expected {
-        hubs.entry(hub.clone()).or_default();
-    }
-    for channel in &channels {
-        match naming::classify(prefix, channel) {
-            Some((hub, ChannelKind::Ack(server))) => hubs.entry(hub).or_default().ack_servers.push(server),
-            Some((hub, ChannelKind::Return(server))) => {
-                hubs.entry(hub).or_default().return_servers.push(server)
-            }
-            Some((hub, ChannelKind::All)) => {
-                hubs.entry(hub).or_default();
-            }
-            _ => {}
-        }
-    }
-    for (name, hub) in hubs.iter_mut() {
-        hub.hub = name.clone();
-        let names = naming::Channels::new(prefix, name.as_str());
-        let mut all = 0u64;
-        let mut groups = 0u64;
-        for c in &mut connections {
-            let reply: Vec<(String, u64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(names.all())
-                .arg(names.internal_groups())
-                .query_async(c)
-                .await
-                .map_err(|e| format!("PUBSUB NUMSUB: {}", describe(&e)))?;
-            all += reply.first().map_or(0, |r| r.1);
-            groups += reply.get(1).map_or(0, |r| r.1);
-        }
-        hub.numsub_all = Some(all);
-        hub.numsub_groups = Some(groups);
-        hub.traffic = traffic.get(name).copied();
-    }
-    let mut rows = Vec::new();
-    let mut limit = None;
-    let mut refused = None;
-    for c in &mut connections {
-        match redis::cmd("CLIENT")
-            .arg("LIST")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query_async::<String>(c)
-            .await
-        {
-            Ok(text) => rows.extend(health::parse_client_list(&text)),
-            Err(e) => refused = Some(format!("CLIENT LIST: {}", describe(&e))),
-        }
-        if limit.is_none()
-            && let Ok(pair) = redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("client-output-buffer-limit")
-                .query_async::<Vec<String>>(c)
-                .await
-        {
-            limit = pair.get(1).and_then(|v| BufferLimit::parse_pubsub(v));
-        }
-    }
-    let client_list = match refused {
-        Some(why) => Err(why),
-        None => Ok(ClientListInput { clients: rows, limit }),
-    };
+    let view = redis_view::one_round(connector.clone(), spec.clone()).await;
     Ok(RedisRound {
         channels: channels.into_iter().collect(),
         hubs: hubs.into_values().collect(),
-        client_list,
+        census: gathered.census,
+        client_list: health::client_list_from_snapshot(&view),
     })
 }
 

@@ -1,5 +1,21 @@
 //! The command line and the composition root: parses arguments, picks the backplane, starts
 //! nodes, and waits for SIGINT/SIGTERM to shut them down in order.
+//!
+//! One exit-code convention for every subcommand (`hub`, `dashboard`, `demo`, `tap`, `check`,
+//! `load` and `agent`), written here once and shown by `--help` ([`EXIT_CODES`]). It is the one
+//! monitoring plugins use (OK, WARNING, CRITICAL, UNKNOWN), so `check` drops into Nagios, Icinga
+//! or a Kubernetes probe as it is:
+//! - 0: ok (a node or window stopped as asked; a check healthy, or with warnings only unless
+//!   `--fail-on warning`; a load run that measured everything it was asked to);
+//! - 1: warnings, when asked to fail on them (`check --fail-on warning`);
+//! - 2: critical: a critical finding, a failed measurement (`load`: a client that could not
+//!   connect, a path with no sample; `tap`: stopped before `--count`, Redis never reached), a
+//!   failure at run time (a port already in use);
+//! - 3: bad usage or input: a bad flag (clap's usage errors included), a bad URL, an unreadable
+//!   file, a certificate or key that does not load. Nothing was tried.
+//!
+//! A usage error is carried as a [`UsageError`] so that `main` can tell it from a failure
+//! ([`exit_code_of`]); subcommands that exit by themselves (`tap`, `check`) use the same numbers.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -89,9 +105,64 @@ impl NodeTokenArgs {
     }
 }
 
+/// Exit code: ok.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a finding, a failed measurement or check, a failure at run time.
+pub const EXIT_WARNING: u8 = 1;
+/// Exit code: a critical finding, a failed measurement, a failure at run time.
+pub const EXIT_FINDINGS: u8 = 2;
+/// Exit code: bad usage or input (clap's usage errors are mapped to it too).
+pub const EXIT_USAGE: u8 = 3;
+
+/// The convention, as `--help` shows it.
+pub const EXIT_CODES: &str = "Exit codes (every subcommand: hub, dashboard, demo, tap, check, load, agent):
+  0  ok: stopped as asked; check healthy (or warnings only); load measured all it was asked to
+  1  warning: check found warnings and was run with --fail-on warning
+  2  critical: a critical finding (check, agent), a failed measurement (load: a client did not
+     connect, a path has no sample; tap: --count not reached), a failure at run time (port in use)
+  3  bad usage or input: a bad flag, a bad URL, an unreadable file, a certificate that does not load
+
+Examples:
+  switchboard check --redis redis://127.0.0.1:6379 || page-someone   # 2 when a node it saw is gone
+  switchboard check --redis redis://127.0.0.1:6379 --fail-on warning
+  switchboard load --node http://127.0.0.1:5000/chat --node http://127.0.0.1:5001/chat --json";
+
+/// A command line that cannot run (bad flag value, URL, file, certificate): `main` exits
+/// [`EXIT_USAGE`] with its message. Holds the message only (never a secret: the errors it wraps
+/// name flags, not values).
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Marks an error as bad usage or input (exit 3).
+pub fn usage(error: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(UsageError(format!("{error:#}")))
+}
+
+/// Marks the error of `result`, if any, as bad usage or input.
+fn usage_of<T>(result: anyhow::Result<T>) -> anyhow::Result<T> {
+    result.map_err(usage)
+}
+
+/// The process's exit code for an error `run` returned: 3 for bad usage or input, else 2.
+pub fn exit_code_of(error: &anyhow::Error) -> u8 {
+    if error.is::<UsageError>() {
+        EXIT_USAGE
+    } else {
+        EXIT_FINDINGS
+    }
+}
+
 /// Switchboard: SignalR-compatible chat hubs scaled out through Redis, and the tools to watch them.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about, long_about = None)]
+#[command(name = "switchboard", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -112,7 +183,8 @@ pub enum Command {
     /// Load-test hub nodes: N clients, broadcasts at a target rate, latency/loss/order report.
     Load(LoadArgs),
     /// A canary for cron, CI and probes: a test message through every node, then the health
-    /// rules; exit 0 healthy, 1 degraded, 2 broken.
+    /// rules; remembers the nodes it saw. Exit 0 healthy (or warnings only), 1 a critical
+    /// finding (a node it saw before is gone), 2 bad usage.
     Check(CheckArgs),
     /// The live backplane decoder in a terminal: a table, or JSON Lines with --json; writes a
     /// capture the dashboard opens.
@@ -671,7 +743,7 @@ impl DashboardArgs {
 }
 
 async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
-    let backplane = match args.redis.spec()? {
+    let backplane = match usage_of(args.redis.spec())? {
         Some(spec) => {
             tracing::info!(redis = %spec.redacted(), how = %spec.describe(), sharded = args.sharded_pubsub, "redis backplane");
             if args.sharded_pubsub {
@@ -682,19 +754,26 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         }
         None => BackplaneChoice::Alone,
     };
-    let mut config = args.node_config()?;
-    // A bad key setup is a usage error: exit 2, as clap does, with one line that names the flag.
+    let mut config = usage_of(args.node_config())?;
+    // A bad key setup is a usage error (exit 3), with one line that names the flag.
     config.auth = match args.auth_verifier() {
         Ok(verifier) => verifier,
         Err(e) => {
             eprintln!("switchboard hub: {e}");
-            std::process::exit(2);
+            std::process::exit(i32::from(EXIT_USAGE));
         }
     };
     let guarded = config.monitor_token.is_some();
-    let node = Node::start(config, backplane)
-        .await
-        .context("starting the hub node")?;
+    let node = match Node::start(config, backplane).await {
+        Ok(node) => node,
+        // Nothing to retry: the command line names what does not load.
+        Err(
+            e @ (crate::hub::NodeError::Tls(_)
+            | crate::hub::NodeError::Path(_)
+            | crate::hub::NodeError::RedisUrl { .. }),
+        ) => return Err(usage(anyhow::Error::new(e).context("starting the hub node"))),
+        Err(e) => return Err(anyhow::Error::new(e).context("starting the hub node")),
+    };
     println!(
         "switchboard hub '{}' ({}) listening: hub {} · chat page {}/ · stats {}/switchboard/stats · metrics {}/metrics",
         node.node_name(),
@@ -803,7 +882,40 @@ pub struct LoadArgs {
     pub node_token: NodeTokenArgs,
 }
 
+/// Exits 2 for options that cannot run, 1 when the run could not measure what it was asked to
+/// (the report is printed first, with `–`/`null` for the missing figures).
 fn run_load(args: LoadArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let options = usage_of(load_options(args))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let report = match runtime.block_on(crate::load::run(options)) {
+        Ok(report) => report,
+        Err(e) if e.is_usage() => return Err(usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("writing the report as JSON")?
+        );
+    } else {
+        print!("{}", report.text());
+    }
+    // Client tasks cut at the stop timeout must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if !report.shortfalls.is_empty() {
+        anyhow::bail!(
+            "load could not measure what it was asked to: {}",
+            report.shortfalls.join("; ")
+        );
+    }
+    Ok(())
+}
+
+fn load_options(args: LoadArgs) -> anyhow::Result<crate::load::LoadOptions> {
     let seconds = |value: f64, name: &str| {
         if value.is_finite() && value >= 0.0 && value <= crate::load::MAX_DURATION.as_secs_f64() {
             Ok(Duration::from_secs_f64(value))
@@ -832,22 +944,7 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     options.progress = !args.quiet;
     options.node_tls = node_tls(args.node_ca.as_deref())?;
     options.node_credentials = args.node_token.credentials()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let report = runtime.block_on(crate::load::run(options))?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("writing the report as JSON")?
-        );
-    } else {
-        print!("{}", report.text());
-    }
-    // Client tasks cut at the stop timeout must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
+    Ok(options)
 }
 
 // ---- end of `switchboard load` ----
@@ -985,6 +1082,17 @@ fn tap_options(args: TapArgs) -> anyhow::Result<crate::tapcli::TapOptions> {
 
 /// `switchboard check`: a test message through every node, then the health rules.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 healthy, or warnings and info only; 1 a critical finding (with \
+--fail-on warning: any warning too); 2 bad usage or input (nothing was checked).\n\n\
+Known nodes: every run records the nodes its clients reached (name, hub URL, first and last seen) \
+in a state file per Redis and prefix ($XDG_STATE_HOME/switchboard/, else \
+~/.local/state/switchboard/, named from a hash of the redacted Redis address and the prefix). A \
+node seen before is tried again at its hub URL; one that neither answers nor sends a heartbeat is \
+critical (node-gone) until it is back or forgotten: \
+`switchboard check --redis URL --forget NODE` forgets it (by name or hub URL), prints what it \
+forgot and exits without checking (2 when nothing is known by that name)."
+)]
 pub struct CheckArgs {
     /// The backplane's Redis (required: --redis URL or REDIS_URL), with the same --redis-* flags.
     #[command(flatten)]
@@ -1044,22 +1152,42 @@ pub struct CheckArgs {
     /// Repeatable.
     #[arg(long = "event-key", value_name = "KEY")]
     pub event_keys: Vec<String>,
+
+    /// The known-nodes state file (default: one per Redis and prefix in the user's state
+    /// directory, $XDG_STATE_HOME/switchboard/ or ~/.local/state/switchboard/).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_state")]
+    pub state: Option<std::path::PathBuf>,
+
+    /// Remember nothing: no state file is read or written (no node-gone findings).
+    #[arg(long)]
+    pub no_state: bool,
+
+    /// Forget a known node (its name or hub URL) and exit without checking. Repeatable.
+    #[arg(long, value_name = "NODE", conflicts_with = "no_state")]
+    pub forget: Vec<String>,
+
+    /// Fewer than N nodes seen is critical (nodes the check's clients reached, and known nodes
+    /// heard on the heartbeat channel).
+    #[arg(long, value_name = "N")]
+    pub expect_nodes: Option<usize>,
+
+    /// The least severity that exits 1: critical (the default) or warning.
+    #[arg(long, value_name = "SEVERITY", default_value = "critical", value_parser = ["critical", "warning"])]
+    pub fail_on: String,
 }
 
 /// Most seconds `--timeout` may ask for: a probe that waits longer is no probe.
 const MAX_CHECK_TIMEOUT_SECS: f64 = 600.0;
 
-/// Exits 2 (broken, as clap does for usage errors) when the command line cannot run, so that a
-/// probe never reads a typo as "degraded".
+/// Exits 2 (as clap does for usage errors) when the command line cannot run, so that a probe
+/// never reads a typo as a finding; 1 for a critical finding.
 fn run_check(args: CheckArgs) -> anyhow::Result<()> {
     let json = args.json;
-    let options = match check_options(args) {
-        Ok(options) => options,
-        Err(e) => {
-            eprintln!("switchboard: {e:#}");
-            std::process::exit(2);
-        }
-    };
+    let forget = args.forget.clone();
+    let options = usage_of(check_options(args))?;
+    if !forget.is_empty() {
+        return run_forget(&options, &forget);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1075,10 +1203,36 @@ fn run_check(args: CheckArgs) -> anyhow::Result<()> {
     }
     // Connection drivers cut at the deadline must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    if report.exit_code != 0 {
+    if report.exit_code != EXIT_OK {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         std::process::exit(i32::from(report.exit_code));
+    }
+    Ok(())
+}
+
+/// `check --forget NODE...`: forgets, says what, and exits: 0, or 2 when a NODE matched nothing
+/// (a typo must not pass silently).
+fn run_forget(options: &crate::check::CheckOptions, names: &[String]) -> anyhow::Result<()> {
+    let Some(path) = &options.state else {
+        return Err(usage("--forget needs a state file: drop --no-state"));
+    };
+    let results = crate::check::forget(path, names).map_err(usage)?;
+    let mut unknown = Vec::new();
+    for (name, forgotten) in &results {
+        if forgotten.is_empty() {
+            unknown.push(name.as_str());
+        }
+        for node in forgotten {
+            println!("forgot {} ({}) in {}", node.name, node.hub_url, path.display());
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(usage(format!(
+            "no known node is named {} in {}",
+            unknown.join(", "),
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -1094,7 +1248,29 @@ fn check_options(args: CheckArgs) -> anyhow::Result<crate::check::CheckOptions> 
     for text in &args.nodes {
         nodes.push(crate::check::CheckNode::parse(text).map_err(|e| anyhow::anyhow!("--node {text}: {e}"))?);
     }
+    let state = if args.no_state {
+        None
+    } else {
+        match args.state {
+            Some(path) => Some(path),
+            None => Some(
+                crate::known_nodes::default_path(&redis.redacted(), &args.channel_prefix).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no state directory (neither XDG_STATE_HOME nor HOME is set): pass --state FILE or --no-state"
+                    )
+                })?,
+            ),
+        }
+    };
+    let fail_on = if args.fail_on == "warning" {
+        crate::monitor::model::health::Severity::Warning
+    } else {
+        crate::monitor::model::health::Severity::Critical
+    };
     let options = crate::check::CheckOptions {
+        state,
+        expect_nodes: args.expect_nodes,
+        fail_on,
         redis,
         prefix: args.channel_prefix,
         nodes,
@@ -1133,15 +1309,15 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
 
     let mut nodes = Vec::new();
     for text in &args.nodes {
-        nodes.push(crate::ui::parse_node(text).map_err(|e| anyhow::anyhow!("--node {text}: {e}"))?);
+        nodes.push(crate::ui::parse_node(text).map_err(|e| usage(format!("--node {text}: {e}")))?);
     }
     let workspace = match &args.workspace {
-        Some(path) => Some(crate::ui::read_workspace(path).map_err(anyhow::Error::msg)?),
+        Some(path) => Some(crate::ui::read_workspace(path).map_err(usage)?),
         None => None,
     };
     let capture = match &args.capture {
         Some(path) => {
-            let (entries, _) = crate::ui::read_capture(path).map_err(anyhow::Error::msg)?;
+            let (entries, _) = crate::ui::read_capture(path).map_err(usage)?;
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -1150,13 +1326,13 @@ fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let redis = args.redis.spec()?;
+    let redis = usage_of(args.redis.spec())?;
     let monitor_options = crate::monitor::MonitorOptions {
-        node_tls: node_tls(args.node_ca.as_deref())?,
-        node_credentials: args.node_token.credentials()?,
+        node_tls: usage_of(node_tls(args.node_ca.as_deref()))?,
+        node_credentials: usage_of(args.node_token.credentials())?,
         ..crate::monitor::MonitorOptions::default()
     };
-    let token = monitor_token(args.monitor_token.as_ref())?;
+    let token = usage_of(monitor_token(args.monitor_token.as_ref()))?;
     require_display()?;
     let (mut link, _) = crate::link::Link::start_with(None, monitor_options)?;
     if link.signalled() {
@@ -1218,9 +1394,11 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         "memory" => DemoBackplane::Memory,
         _ => DemoBackplane::Auto,
     };
-    let external_redis = args.redis.spec()?;
+    let external_redis = usage_of(args.redis.spec())?;
     if external_redis.is_some() && args.backplane == "memory" {
-        anyhow::bail!("--redis and --backplane memory contradict each other: choose one");
+        return Err(usage(
+            "--redis and --backplane memory contradict each other: choose one",
+        ));
     }
     require_display()?;
     let options = DemoOptions {

@@ -248,3 +248,8 @@ pub const DEFAULT_ADMIN_ROLE: &str = "switchboard-admin";
 
 /// The environment variable read for the HS256 secret (the alternative to `--jwt-secret-file`).
 pub const JWT_SECRET_ENV: &str = "SWITCHBOARD_JWT_SECRET";
+
+/// Most nodes the known-nodes file of one backplane remembers (`check`, `agent`): far above any
+/// cluster one Redis carries, and a file that stays a few tens of KiB; beyond it the node unseen
+/// the longest is forgotten first.
+pub const DEFAULT_KNOWN_NODES_MAX: usize = 256;

@@ -50,6 +50,9 @@
 //! - `check` (`switchboard check`): the canary: a test message through every node, one round of
 //!   Redis queries and node stats, judged by `monitor::model::health`. Uses `client`,
 //!   `redis_conn`, `backplane::naming`, `status_doc` and `monitor`; never `hub`.
+//! - `known_nodes`: the nodes seen on one backplane, remembered between runs in a small state
+//!   file (load / observe / forget / save), so a node that disappears is missed. Uses `config`
+//!   and serde; used by `check` (and `agent`).
 //! - `tapcli`: `switchboard tap`, the live decoder in a terminal: runs `monitor`'s tap and prints
 //!   what passes the model's filter (table or JSON Lines) and writes a capture. Uses `monitor`,
 //!   `redis_conn`, `signals`; used by `cli` only.
@@ -67,18 +70,19 @@
 //! node_token:    config
 //! status_doc:
 //! signals:
+//! known_nodes:   config
 //! redis_conn:    config tls
 //! backplane:     config protocol tls redis_conn
 //! hub:           config protocol tls monitor_token node_token status_doc redis_conn backplane
 //! client:        protocol tls node_token
 //! monitor:       config protocol tls monitor_token node_token status_doc redis_conn backplane client
 //! load:          protocol node_token client
-//! check:         protocol monitor_token node_token status_doc redis_conn backplane client monitor
+//! check:         protocol monitor_token node_token status_doc redis_conn backplane client monitor known_nodes
 //! tapcli:        config signals redis_conn backplane monitor
 //! demo:          config protocol node_token redis_conn backplane hub client monitor
 //! link:          signals monitor demo
 //! ui:            config redis_conn monitor demo link
-//! cli:           config protocol tls monitor_token node_token signals redis_conn hub client monitor load check tapcli demo link ui
+//! cli:           config protocol tls monitor_token node_token signals redis_conn hub client monitor load check tapcli demo link ui known_nodes
 //! ```
 
 pub mod backplane;
@@ -88,6 +92,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod hub;
+pub mod known_nodes;
 #[cfg(feature = "gui")]
 pub mod link;
 pub mod load;

@@ -15,7 +15,18 @@ fn log_level(cli: &switchboard::cli::Cli) -> &'static str {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = switchboard::cli::Cli::parse();
+    // Help and version exit 0; any other parse error is bad usage (the convention in `cli`).
+    let cli = match switchboard::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(if e.use_stderr() {
+                switchboard::cli::EXIT_USAGE
+            } else {
+                0
+            });
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(log_level(&cli))),
@@ -27,7 +38,8 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard: {e:#}");
-            std::process::ExitCode::FAILURE
+            // 3 for bad usage or input, 2 for a failure (the convention in `cli`).
+            std::process::ExitCode::from(switchboard::cli::exit_code_of(&e))
         }
     }
 }

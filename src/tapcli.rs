@@ -35,10 +35,10 @@ use crate::redis_conn::RedisSpec;
 pub const EXIT_OK: i32 = 0;
 /// Stopped without doing what was asked: `--duration` ran out before `--count` messages, Redis
 /// was never reached, or the capture or stdout could not be written.
-pub const EXIT_INCOMPLETE: i32 = 1;
+pub const EXIT_INCOMPLETE: i32 = 2;
 /// Bad input (a malformed URL, an unreadable CA file, a capture file that cannot be created),
 /// said in one line before anything starts; also clap's code for bad flags.
-pub const EXIT_BAD_INPUT: i32 = 2;
+pub const EXIT_BAD_INPUT: i32 = 3;
 
 /// The longest `--duration`: a week, past which an unattended tap is more likely a typo.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 86_400);

@@ -4,7 +4,7 @@
 //! `access_token`; the token names the user (`?user=` is ignored); another connection's
 //! AddToGroup needs the admin role; a token that expires mid-connection gets a Close naming the
 //! expiry; a listener beyond loopback ignores `?user=` unless `--trust-user-param`; the real
-//! binary never logs `access_token` (even at trace level) and refuses a bad key setup with exit 2.
+//! binary never logs `access_token` (even at trace level) and refuses a bad key setup with exit 3.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -630,7 +630,7 @@ fn a_bad_key_setup_is_a_usage_error_with_exit_2_that_never_shows_the_secret() {
         }
         let out = command.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
         assert!(
             stderr.contains(expected),
             "{args:?}: expected {expected:?} in {stderr}"

@@ -108,6 +108,7 @@ async fn one_walk_per_round_counts_what_is_held_and_is_timed_by_redis() {
         users: 1,
         groups: 1,
         servers: vec!["s1".into()],
+        return_servers: vec![],
     };
     let status = census_equal(&mut events, &want, STEP).await;
     assert_eq!(status.nodes.len(), 1, "{status:?}");
@@ -185,6 +186,7 @@ async fn the_census_of_a_cluster_sums_every_node() {
         users: 2,
         groups: 2,
         servers: vec!["s1".into(), "s2".into(), "s3".into()],
+        return_servers: vec![],
     };
     let status = census_equal(&mut events, &want, STEP * 2).await;
     assert_eq!(

@@ -1,5 +1,7 @@
 //! `switchboard load` as an operator runs it: the real binary against two real hub nodes sharing a
-//! real redis-server, reporting a clean run as JSON; and readable errors for bad nodes.
+//! real redis-server, reporting a clean run as JSON; a run with one of the two nodes dead exits 2
+//! and shows what it could not measure as `–` (text) and `null` (JSON); readable errors (exit 3)
+//! for bad nodes.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -146,14 +148,14 @@ async fn load_with_messagepack_and_without_negotiate() {
 #[tokio::test]
 async fn a_bad_node_is_a_clear_error() {
     let out = run_load(&["--node", "not a url", "--duration", "1"]).await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3), "bad input");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--node not a url: invalid URL"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // https:// is a node URL (tests/https.rs runs load over TLS); other schemes are not.
     let out = run_load(&["--node", "ftp://example.invalid/chat", "--duration", "1"]).await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3), "bad input");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("expected an http://, https://, ws:// or wss:// URL"),
@@ -168,11 +170,78 @@ async fn a_bad_node_is_a_clear_error() {
         .port();
     let url = format!("http://127.0.0.1:{port}/chat");
     let out = run_load(&["--node", &url, "--clients", "3", "--duration", "1", "--quiet"]).await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "nothing measured");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no client could connect (3 tried)"), "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_nodes_dead_exits_1_with_dashes_and_nulls() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_nodes(&redis).await;
+    let dead = b.hub_url();
+    b.shutdown().await;
+    let args = [
+        "--node",
+        &a.hub_url(),
+        "--node",
+        &dead,
+        "--clients",
+        "6",
+        "--senders",
+        "2",
+        "--rate",
+        "300",
+        "--duration",
+        "1",
+        "--drain",
+        "1",
+        "--quiet",
+    ];
+    let out = run_load(&args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let cross = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("cross-node"))
+        .unwrap_or_else(|| panic!("no cross-node line: {stdout}"));
+    assert!(cross.contains('\u{2013}') && !cross.contains("0.000"), "{cross}");
+    assert!(
+        stdout.contains("NOT MEASURED: 3 of 6 client(s) could not connect"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("NOT MEASURED: no cross-node delivery"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("load could not measure what it was asked to"),
+        "{stderr}"
+    );
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = run_load(&json_args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["p50_ms", "p99_ms", "p999_ms", "max_ms"] {
+        assert!(doc["cross_node"][field].is_null(), "{field}: {doc}");
+    }
+    assert_eq!(doc["cross_node"]["count"], 0);
+    assert!(
+        doc["same_node"]["p50_ms"].is_f64(),
+        "the live node measured: {doc}"
+    );
+    assert_eq!(doc["shortfalls"].as_array().unwrap().len(), 2, "{doc}");
+    a.shutdown().await;
 }
 
 #[test]

@@ -30,6 +30,11 @@ async fn run(subcommand: &str, args: Vec<String>) -> Output {
             .env_remove("REDIS_URL")
             .env_remove("SWITCHBOARD_MONITOR_TOKEN")
             .env_remove("SWITCHBOARD_NODE_TOKEN")
+            // `check` remembers nodes in a state file: this binary's folder, not the user's.
+            .env(
+                "XDG_STATE_HOME",
+                std::env::temp_dir().join(format!("switchboard-node-token-state-{}", std::process::id())),
+            )
             .env("RUST_LOG", "trace")
             .output()
     });

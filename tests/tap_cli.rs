@@ -3,7 +3,7 @@
 //! group a client on node B joined). `--json --count 10` prints exactly ten capture entries and
 //! exits 0; the filters show only what they select; the capture it writes is read back by the
 //! dashboard's reader; SIGINT prints the summary; killing and restarting Redis mid-run prints a
-//! gap; a bad URL or CA file is one line and exit code 2.
+//! gap; a bad URL or CA file is one line and exit code 3.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -406,7 +406,7 @@ async fn bad_input_is_one_line_and_exit_code_2_and_an_unreachable_redis_is_retri
     ] {
         let tap = TapProcess::spawn(&dir, args);
         let (status, lines, stderr) = tap.finish(STEP).await;
-        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(status.code(), Some(3), "{args:?}: {stderr}");
         assert!(lines.is_empty(), "{args:?}: {lines:?}");
         assert!(!stderr.contains("secret"), "never the password: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
@@ -427,7 +427,7 @@ async fn bad_input_is_one_line_and_exit_code_2_and_an_unreachable_redis_is_retri
         &["--redis", &url, "--duration", "1.5", "--json", "--no-capture"],
     );
     let (status, lines, stderr) = tap.finish(STEP).await;
-    assert_eq!(status.code(), Some(1), "Redis never reached: {stderr}");
+    assert_eq!(status.code(), Some(2), "Redis never reached: {stderr}");
     assert!(lines.is_empty(), "{lines:?}");
     assert!(stderr.contains("Redis link down"), "{stderr}");
     assert!(stderr.contains("Redis was never reached"), "{stderr}");

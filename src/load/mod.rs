@@ -30,7 +30,7 @@ use crate::client::{self, ClientOptions};
 use crate::protocol::Protocol;
 
 pub use histogram::Histogram;
-pub use report::{Latency, LoadReport};
+pub use report::{Latency, LoadReport, millis};
 
 /// Most clients one run may ask for: far above what one process can hold (its open-file limit),
 /// so only a typo is refused.
@@ -126,6 +126,13 @@ pub enum LoadError {
     NoneConnected { failures: usize, first_error: String },
 }
 
+impl LoadError {
+    /// Whether the options themselves are wrong (exit 2), rather than the nodes (exit 1).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, LoadError::NoneConnected { .. })
+    }
+}
+
 /// Where a run is; the client tasks watch it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Phase {
@@ -195,15 +202,15 @@ impl Run {
         let cross = Latency::of(&self.cross_node);
         let same = Latency::of(&self.same_node);
         eprintln!(
-            "load {:>6.1} s {what:<10} connected {connected}/{} · sent {sent} · delivered {}/{} · dup {} · order {} · p99 cross {:.2} ms same {:.2} ms",
+            "load {:>6.1} s {what:<10} connected {connected}/{} · sent {sent} · delivered {}/{} · dup {} · order {} · p99 cross {} ms same {} ms",
             started.elapsed().as_secs_f64(),
             self.options.clients,
             self.delivered.load(Ordering::Relaxed),
             sent * connected as u64,
             self.duplicates.load(Ordering::Relaxed),
             self.order_violations.load(Ordering::Relaxed),
-            cross.p99_ms,
-            same.p99_ms,
+            millis(cross.p99_ms, 2),
+            millis(same.p99_ms, 2),
         );
     }
 }
@@ -241,7 +248,7 @@ fn validate(options: &LoadOptions) -> Result<(), LoadError> {
 }
 
 /// Runs the load to its end and returns what it measured. Errors only for bad options or when no
-/// client at all could connect; partial failures are in the report.
+/// client at all could connect; partial failures are in the report (`shortfalls`).
 pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
     validate(&options)?;
     let senders = options.senders.min(options.clients);
@@ -363,7 +370,7 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
     let sent = run.sent_total();
     let delivered = run.delivered.load(Ordering::Relaxed);
     let expected = sent * connected as u64;
-    Ok(LoadReport {
+    let mut report = LoadReport {
         nodes: options.nodes.clone(),
         protocol: options.protocol.name().to_ascii_lowercase(),
         negotiate: options.negotiate,
@@ -388,5 +395,8 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
         achieved_deliveries_per_s: delivered as f64 / delivering.as_secs_f64(),
         cross_node: Latency::of(&run.cross_node),
         same_node: Latency::of(&run.same_node),
-    })
+        shortfalls: Vec::new(),
+    };
+    report.shortfalls = report.find_shortfalls();
+    Ok(report)
 }

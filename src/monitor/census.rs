@@ -246,6 +246,7 @@ pub fn census_of<'a>(prefix: &str, channels: impl IntoIterator<Item = &'a str>) 
             ChannelKind::User(_) => entry.users += 1,
             ChannelKind::Group(_) => entry.groups += 1,
             ChannelKind::Ack(server) => entry.servers.push(server),
+            ChannelKind::Return(server) => entry.return_servers.push(server),
             _ => {}
         }
     }
@@ -253,8 +254,78 @@ pub fn census_of<'a>(prefix: &str, channels: impl IntoIterator<Item = &'a str>) 
     for hub in &mut out {
         hub.servers.sort();
         hub.servers.dedup();
+        hub.return_servers.sort();
+        hub.return_servers.dedup();
     }
     out
+}
+
+/// The hubs a health round counts the subscribers of (the walk's, then `extra`: hubs the
+/// heartbeats or the caller name, at most [`MAX_HEALTH_HUBS`]), and the walk's (hub, server)
+/// pairs of those hubs whose ack channels it re-counts. One choice for the dashboard's rounds
+/// and `check`'s.
+pub fn health_hubs<'a>(
+    walk_hubs: &[String],
+    walk_servers: &[(String, String)],
+    extra: impl IntoIterator<Item = &'a String>,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut hubs: Vec<String> = walk_hubs.to_vec();
+    for hub in extra {
+        if !hubs.contains(hub) {
+            hubs.push(hub.clone());
+        }
+    }
+    hubs.truncate(MAX_HEALTH_HUBS);
+    let servers = walk_servers
+        .iter()
+        .filter(|(h, _)| hubs.contains(h))
+        .cloned()
+        .collect();
+    (hubs, servers)
+}
+
+/// What one census round at once finds (see [`gather`]).
+#[derive(Debug, Clone, Default)]
+pub struct Gathered {
+    /// Every channel name under the prefix, merged over the servers, sorted.
+    pub channels: Vec<String>,
+    /// The walk's census per hub (connections, users, groups, ack and return servers).
+    pub census: Vec<HubCensus>,
+    /// The health round's `NUMSUB` figures of the same hubs (and of `extra_hubs`).
+    pub round: HealthRound,
+}
+
+/// One census round at once, with the same code the dashboard's census runs over several ticks
+/// (`run_redis`): the servers a census asks (replicas too), one walk of `{prefix}*`, the census
+/// per hub ([`census_of`]), and the health round's `PUBSUB NUMSUB` ([`health_hubs`],
+/// `hub_subscribers`). `switchboard check` calls it, so that it and the dashboard count alike.
+pub async fn gather(
+    connector: &RedisConnector,
+    prefix: &str,
+    extra_hubs: &[String],
+) -> Result<Gathered, String> {
+    let (mut links, _) = connect(connector, Vec::new()).await?;
+    let (names, _) = walk(&mut links, prefix).await?;
+    let census = census_of(prefix, names.iter().map(String::as_str));
+    let walk_hubs: Vec<String> = census.iter().map(|h| h.hub.clone()).collect();
+    let walk_servers: Vec<(String, String)> = census
+        .iter()
+        .flat_map(|h| h.servers.iter().map(|s| (h.hub.clone(), s.clone())))
+        .collect();
+    let (hubs, servers) = health_hubs(&walk_hubs, &walk_servers, extra_hubs);
+    let subscribers = hub_subscribers(&mut links, prefix, &hubs, &servers).await?;
+    let mut channels: Vec<String> = names.into_iter().collect();
+    channels.sort();
+    Ok(Gathered {
+        channels,
+        census,
+        round: HealthRound {
+            at_ms: now_ms(),
+            hubs: subscribers,
+            sr2_counters: Vec::new(),
+            problem: None,
+        },
+    })
 }
 
 /// The cumulative usec Redis spent in `PUBSUB CHANNELS`, from `INFO commandstats` (Redis 7
@@ -734,23 +805,10 @@ pub(crate) async fn run_redis(
         status.share = spent.as_secs_f64() / started.elapsed().as_secs_f64().max(1.0);
         sink.push(MonitorEvent::CensusStatus(status.clone()));
         if !links.is_empty() {
-            let mut hubs: Vec<String> = last.as_ref().map(|w| w.hubs.clone()).unwrap_or_default();
-            for hub in heartbeats.hubs() {
-                if !hubs.contains(hub) {
-                    hubs.push(hub.clone());
-                }
-            }
-            hubs.truncate(MAX_HEALTH_HUBS);
-            let servers: Vec<(String, String)> = last
-                .as_ref()
-                .map(|w| {
-                    w.servers
-                        .iter()
-                        .filter(|(h, _)| hubs.contains(h))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let (hubs, servers) = match &last {
+                Some(w) => health_hubs(&w.hubs, &w.servers, heartbeats.hubs()),
+                None => health_hubs(&[], &[], heartbeats.hubs()),
+            };
             let round = match hub_subscribers(&mut links, &prefix, &hubs, &servers).await {
                 Ok(hubs) => HealthRound {
                     at_ms: now_ms(),
@@ -866,6 +924,7 @@ mod tests {
             "p:H:group:g",
             "p:H:internal:ack:s2",
             "p:H:internal:ack:s1",
+            "p:H:internal:return:s1",
             "p:K:connection:c",
             "q:H:connection:x",
         ];
@@ -874,6 +933,7 @@ mod tests {
         assert_eq!(hubs[0].hub, "H");
         assert_eq!((hubs[0].connections, hubs[0].users, hubs[0].groups), (2, 1, 1));
         assert_eq!(hubs[0].servers, vec!["s1".to_string(), "s2".to_string()]);
+        assert_eq!(hubs[0].return_servers, vec!["s1".to_string()]);
         assert_eq!(hubs[1].connections, 1);
     }
 

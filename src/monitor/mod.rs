@@ -248,6 +248,9 @@ pub struct HubCensus {
     pub groups: u64,
     /// `{prefix}{hub}:internal:ack:*` suffixes: server names.
     pub servers: Vec<String>,
+    /// `{prefix}{hub}:internal:return:*` suffixes: servers listening for invocation results.
+    #[serde(default)]
+    pub return_servers: Vec<String>,
 }
 
 /// `PUBSUB NUMSUB` of one hub's `{prefix}{hub}:all` and `{prefix}{hub}:internal:groups`, summed

@@ -83,6 +83,17 @@ pub(crate) async fn run(spec: RedisSpec, sink: EventSink, cancel: CancellationTo
     }
 }
 
+/// One round of the poller, alone (`switchboard check`: the same `CLIENT LIST` and output-buffer
+/// limit the dashboard's health reads, asked the same way), on `connector`'s connections.
+pub async fn one_round(connector: RedisConnector, spec: RedisSpec) -> RedisSnapshot {
+    let mut poller = Poller {
+        connector,
+        spec,
+        connections: HashMap::new(),
+    };
+    poller.round().await
+}
+
 /// The wait after a round whose commands took `cost` of Redis's time, so that the poller's share
 /// stays under [`MAX_SHARE_PERCENT`].
 pub fn spacing(cost: Duration) -> Duration {

@@ -23,10 +23,11 @@ fn sr2_ascii_id(payload: &[u8]) -> Option<u64> {
     std::str::from_utf8(&payload[..end]).ok()?.parse().ok()
 }
 
-/// The dashboard's inputs, from what its model holds: the census (servers from ack channels; no
-/// `NUMSUB`, so no deaf-server finding), the node table (stats, links, announcements), and the
-/// traffic ring over the last `window_ms` (channels seen, per-hub traffic, tap gaps, SignalR 2
-/// ids). `switchboard check` fills the same struct from its own queries.
+/// The dashboard's inputs, from what its model holds: the census and the health round
+/// ([`hubs_from_redis`], which `switchboard check` calls on its own round too), the Redis view
+/// ([`client_list_from_snapshot`], likewise), the node table (stats, links, announcements), and
+/// the traffic ring over the last `window_ms` (channels seen, per-hub traffic, tap gaps, SignalR
+/// 2 ids).
 pub fn inputs_from_model(
     model: &crate::monitor::model::Model,
     prefix: &str,
@@ -45,18 +46,27 @@ pub fn inputs_from_model(
     {
         inputs.redis_error = Some(format!("the dashboard's tap: {error}"));
     }
-    let mut hubs: BTreeMap<String, HubObservation> = BTreeMap::new();
-    if let Some((_, census)) = &model.census {
-        for h in census {
-            let entry = hubs.entry(h.hub.clone()).or_default();
-            entry.ack_servers = h.servers.clone();
-        }
-    }
+    // The health round's NUMSUB figures, when the round is current.
+    let round = model
+        .health_round
+        .as_ref()
+        .filter(|r| r.problem.is_none() && now_ms.saturating_sub(r.at_ms) <= ROUND_FRESH_MS);
+    let mut hubs = hubs_from_redis(
+        model.census.as_ref().map(|(_, c)| c.as_slice()),
+        round.map(|r| r.hubs.as_slice()),
+    );
     // Borrowed while the ring is read: one allocation per distinct channel, not per entry.
     // Hashed, not ordered, during the pass (sorted once at the end): this loop is the cost of an
     // evaluation (benches/health_refresh).
     let mut channels: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    // Per-hub traffic counted under borrowed names too, folded into `hubs` after the pass.
+    // Per-hub traffic counted under borrowed names too, folded into `hubs` after the pass. The
+    // silent-node rule holds it against the nodes' client messages out, which the node rates
+    // know over their own window only (DEFAULT_NODE_RATE_WINDOW, counters sampled every 500 ms):
+    // so traffic is counted over that window, less a margin at each end for the sampling, and
+    // never a message the nodes' counters cannot have seen yet (or have already forgotten).
+    let rate_window_ms = crate::config::DEFAULT_NODE_RATE_WINDOW.as_millis() as u64;
+    let traffic_from = now_ms.saturating_sub(rate_window_ms.saturating_sub(TRAFFIC_MARGIN_MS));
+    let traffic_to = now_ms.saturating_sub(TRAFFIC_MARGIN_MS);
     let mut traffic: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     let mut sr2: Option<Sr2Observation> = None;
     // Newest first, stopping at the window's start (entries arrive in time order), so the cost is
@@ -94,6 +104,7 @@ pub fn inputs_from_model(
                 }
             }
         } else if let Some(hub) = &e.hub
+            && (traffic_from..=traffic_to).contains(&e.at_ms)
             && e.channel.starts_with(prefix)
             && !naming::is_nodes_channel(prefix, &e.channel)
         {
@@ -104,7 +115,8 @@ pub fn inputs_from_model(
     for row in model.nodes.rows() {
         let reach = match (&row.state, &row.stats) {
             (crate::monitor::model::LinkState::Connected, Some(stats)) => {
-                let window_s = (window_ms as f64 / 1000.0).max(1.0);
+                // The rates' own window: what the counters moved by, as `check` measures it.
+                let window_s = rate_window_ms as f64 / 1000.0;
                 NodeReach::Stats(NodeSnapshot {
                     server_name: stats.server_name.clone(),
                     hub: stats.hub.clone(),
@@ -165,28 +177,11 @@ pub fn inputs_from_model(
             hub.traffic = Some(0);
         }
     }
-    // The health round's NUMSUB figures, when the round is current: its ack servers were counted
-    // in the same round as `:all`, so they replace the walk's (a server gone since the walk is
-    // not taken for a deaf one).
-    if let Some(round) = &model.health_round
-        && round.problem.is_none()
-        && now_ms.saturating_sub(round.at_ms) <= ROUND_FRESH_MS
+    if let Some(round) = round
+        && let Some(obs) = sr2.as_mut()
+        && let Some((_, Ok(counter))) = round.sr2_counters.iter().find(|(k, _)| *k == obs.event_key)
     {
-        for h in &round.hubs {
-            let entry = hubs.entry(h.hub.clone()).or_insert_with(|| HubObservation {
-                hub: h.hub.clone(),
-                traffic: Some(0),
-                ..HubObservation::default()
-            });
-            entry.numsub_all = Some(h.all);
-            entry.numsub_groups = Some(h.groups);
-            entry.ack_servers = h.ack_servers.clone();
-        }
-        if let Some(obs) = sr2.as_mut()
-            && let Some((_, Ok(counter))) = round.sr2_counters.iter().find(|(k, _)| *k == obs.event_key)
-        {
-            obs.counter = *counter;
-        }
+        obs.counter = *counter;
     }
     inputs.outages = super::outage::spans_from_history(model);
     inputs.outage_memory_ms = model.outage_memory.as_millis() as u64;
@@ -199,6 +194,36 @@ pub fn inputs_from_model(
     inputs.sr2 = sr2;
     inputs
 }
+
+/// The Redis side of the hubs, one way for the dashboard and `switchboard check`: the census walk
+/// (ack and return servers per hub) and the health round's `NUMSUB` of `:all` and
+/// `:internal:groups` (`None`: no current round). The round's ack servers were counted in the
+/// same round as `:all`, so they replace the walk's (a server gone since the walk is not taken
+/// for a deaf one). Traffic is left to the caller.
+pub fn hubs_from_redis(
+    census: Option<&[crate::monitor::HubCensus]>,
+    round: Option<&[crate::monitor::HubSubscribers]>,
+) -> BTreeMap<String, HubObservation> {
+    let mut hubs: BTreeMap<String, HubObservation> = BTreeMap::new();
+    for h in census.unwrap_or_default() {
+        let entry = hubs.entry(h.hub.clone()).or_default();
+        entry.hub = h.hub.clone();
+        entry.ack_servers = h.servers.clone();
+        entry.return_servers = h.return_servers.clone();
+    }
+    for h in round.unwrap_or_default() {
+        let entry = hubs.entry(h.hub.clone()).or_default();
+        entry.hub = h.hub.clone();
+        entry.numsub_all = Some(h.all);
+        entry.numsub_groups = Some(h.groups);
+        entry.ack_servers = h.ack_servers.clone();
+    }
+    hubs
+}
+
+/// The margin, at each end of the node rates' window, within which a message seen on the tap is
+/// not held against the nodes' counters (sampled every 500 ms, on the node's clock).
+const TRAFFIC_MARGIN_MS: u64 = 1_000;
 
 /// A health round older than this is not used (three census rounds missed): its NUMSUB figures
 /// would be held against a newer census.
@@ -232,7 +257,6 @@ fn client_list_from_view(
     view: &crate::monitor::model::redis_view::RedisView,
     now_ms: u64,
 ) -> Option<Result<ClientListInput, String>> {
-    use crate::monitor::model::redis_view::LimitKnowledge;
     let snapshot = view.latest()?;
     let age = now_ms.saturating_sub(snapshot.at_ms);
     if age > VIEW_FRESH_MS {
@@ -241,14 +265,24 @@ fn client_list_from_view(
             age / 1000
         )));
     }
+    Some(client_list_from_snapshot(snapshot))
+}
+
+/// The output-buffer rule's input from one Redis view round (the dashboard's latest, or the one
+/// `switchboard check` asks): every server's pub/sub clients and the first known limit, or why
+/// it is skipped.
+pub fn client_list_from_snapshot(
+    snapshot: &crate::monitor::model::redis_view::RedisSnapshot,
+) -> Result<ClientListInput, String> {
+    use crate::monitor::model::redis_view::LimitKnowledge;
     if let Some(error) = &snapshot.error {
-        return Some(Err(skipped_words("CLIENT LIST", error)));
+        return Err(skipped_words("CLIENT LIST", error));
     }
     let mut input = ClientListInput::default();
     let mut limit_refused = None;
     for node in &snapshot.nodes {
         if let Some(error) = &node.error {
-            return Some(Err(skipped_words("CLIENT LIST", error)));
+            return Err(skipped_words("CLIENT LIST", error));
         }
         input.clients.extend(node.clients.iter().map(|c| PubSubClient {
             id: c.id,
@@ -273,7 +307,7 @@ fn client_list_from_view(
     if input.limit.is_none()
         && let Some(why) = limit_refused
     {
-        return Some(Err(skipped_words("CONFIG GET client-output-buffer-limit", &why)));
+        return Err(skipped_words("CONFIG GET client-output-buffer-limit", &why));
     }
-    Some(Ok(input))
+    Ok(input)
 }

@@ -107,7 +107,8 @@ impl Verdict {
             _ => Verdict::Healthy,
         }
     }
-    /// `switchboard check`'s exit code: 0 healthy, 1 degraded, 2 broken.
+    /// The monitoring-plugin code of the verdict (0 OK, 1 WARNING, 2 CRITICAL); `check` exits
+    /// by `check::exit_code`, which keeps warnings at 0 unless `--fail-on warning`.
     pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Healthy => 0,

@@ -416,6 +416,28 @@ fn a_counter_below_the_last_id_seen_is_a_regression() {
 }
 
 #[test]
+fn hub_traffic_is_counted_over_the_node_rates_window_only() {
+    // The silent-node rule holds hub traffic against the nodes' client messages out, which
+    // the rates know over DEFAULT_NODE_RATE_WINDOW (5 s): a message 10 s ago, or one the
+    // nodes' counters cannot have sampled yet, is not counted.
+    use crate::monitor::model::{EntryKind, Limits, Model, TrafficEntry};
+    let mut model = Model::new(Limits::default());
+    let entries = [NOW - 10_000, NOW - 2_000, NOW - 200].map(|at| {
+        let mut e = TrafficEntry::new(at, "p:ChatHub:all", EntryKind::All, vec![]);
+        e.hub = Some(HUB.into());
+        e
+    });
+    model.apply(crate::monitor::MonitorEvent::Traffic(entries.to_vec()), NOW);
+    let i = inputs_from_model(&model, "p:", 60_000, NOW);
+    assert_eq!(i.hubs[0].traffic, Some(1));
+    assert_eq!(
+        i.channels,
+        vec!["p:ChatHub:all".to_string()],
+        "channels: the whole window"
+    );
+}
+
+#[test]
 fn an_unreachable_redis_is_critical() {
     let mut i = inputs();
     i.redis_error = Some("127.0.0.1:1: connection refused".into());
@@ -451,7 +473,7 @@ fn the_dashboard_model_fills_the_inputs() {
             payload,
         ));
     }
-    let mut group = TrafficEntry::new(NOW - 500, "p:ChatHub:group:room*", EntryKind::Group, vec![]);
+    let mut group = TrafficEntry::new(NOW - 2_000, "p:ChatHub:group:room*", EntryKind::Group, vec![]);
     group.hub = Some(HUB.into());
     entries.push(group);
     let mut gap = TrafficEntry::new(NOW - 400, "", EntryKind::Gap, vec![]);
