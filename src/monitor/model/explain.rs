@@ -333,206 +333,281 @@ fn outage_words(o: &Outage) -> String {
 
 /// The causes of what a trace is missing, most telling first. Never empty for a settled trace.
 pub fn explain(input: ExplainInput<'_>) -> Vec<Cause> {
-    let t = input.trace;
-    let name = |url: &str| {
-        input
+    let ctx = Ctx::new(&input);
+    if let Some(error) = &ctx.t.failed {
+        return vec![send_refused(&ctx, error)];
+    }
+    if ctx.local_connection() && input.sightings.is_empty() {
+        return local_delivery(&ctx);
+    }
+    let mut causes = match input.sightings.first() {
+        None => not_on_redis(
+            &input,
+            ctx.sender,
+            &ctx.sender_name,
+            ctx.window,
+            &ctx.expected_channel(),
+        ),
+        Some((channel, at)) => on_redis(&ctx, channel, *at),
+    };
+    if causes.is_empty() {
+        causes.push(delivered());
+    }
+    causes
+}
+
+/// What every cause of one trace's explanation looks at.
+struct Ctx<'a> {
+    input: &'a ExplainInput<'a>,
+    t: &'a Trace,
+    sender: Option<&'a NodeFacts>,
+    sender_name: String,
+    /// From a little before the send to the trace's timeout (or now, if sooner).
+    window: (u64, u64),
+    lookup: Option<&'a TraceLookup>,
+    subscribers: Option<u64>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(input: &'a ExplainInput<'a>) -> Self {
+        let t = input.trace;
+        let timeout = crate::config::DEFAULT_TRACE_TIMEOUT.as_millis() as u64;
+        let lookup = t.lookup.as_ref();
+        let mut ctx = Ctx {
+            input,
+            t,
+            sender: input.nodes.iter().find(|n| n.hub_url == t.node),
+            sender_name: String::new(),
+            window: (
+                t.sent_at_ms.saturating_sub(WINDOW_SLACK_MS),
+                (t.sent_at_ms + timeout + WINDOW_SLACK_MS).min(input.now_ms.max(t.sent_at_ms)),
+            ),
+            lookup,
+            subscribers: lookup.and_then(|l| l.subscribers),
+        };
+        ctx.sender_name = ctx.name(&t.node);
+        ctx
+    }
+
+    /// A node's name, else its hub URL.
+    fn name(&self, url: &str) -> String {
+        self.input
             .nodes
             .iter()
             .find(|n| n.hub_url == url)
             .map(|n| n.name.clone())
             .unwrap_or_else(|| url.to_string())
-    };
-    let node = |url: &str| input.nodes.iter().find(|n| n.hub_url == url);
-    let sender = node(&t.node);
-    let sender_name = name(&t.node);
-    let timeout = crate::config::DEFAULT_TRACE_TIMEOUT.as_millis() as u64;
-    let window = (
-        t.sent_at_ms.saturating_sub(WINDOW_SLACK_MS),
-        (t.sent_at_ms + timeout + WINDOW_SLACK_MS).min(input.now_ms.max(t.sent_at_ms)),
-    );
-    let lookup: Option<&TraceLookup> = t.lookup.as_ref();
-    let mut causes = Vec::new();
+    }
 
-    if let Some(error) = &t.failed {
+    /// The channel the sender publishes on, from its own naming (else the lookup's).
+    fn expected_channel(&self) -> Option<String> {
+        self.sender
+            .and_then(|s| {
+                Some(target_channel(
+                    s.prefix.as_deref()?,
+                    s.hub.as_deref()?,
+                    &self.t.target,
+                ))
+            })
+            .or_else(|| self.lookup.and_then(|l| l.channel.clone()))
+    }
+
+    /// A connection on the sending node: delivered in-process, never published.
+    fn local_connection(&self) -> bool {
+        match &self.t.target {
+            SendTarget::Connection(id) => {
+                self.sender.and_then(|s| s.probe_connection_id.as_deref()) == Some(id.as_str())
+                    || self
+                        .lookup
+                        .is_some_and(|l| l.holders.len() == 1 && l.holders[0] == self.t.node)
+            }
+            _ => false,
+        }
+    }
+
+    /// `evidence` plus where the lookup found the target held.
+    fn with_holders(&self, evidence: &[String]) -> Vec<String> {
+        let mut ev = evidence.to_vec();
+        if let Some(l) = self.lookup {
+            ev.extend(holders_line(l, &self.t.target, &|u| self.name(u)));
+        }
+        ev
+    }
+}
+
+/// The sending node refused the send itself.
+fn send_refused(ctx: &Ctx<'_>, error: &str) -> Cause {
+    Cause {
+        verdict: Verdict::Fault,
+        headline: format!("{} did not take the send", ctx.sender_name),
+        evidence: vec![format!("the hub answered: {error}")],
+        action: "Check that the node is up and that its hub has this method (a foreign hub: \
+                 pick \"any method\" and its own method name)."
+            .to_string(),
+    }
+}
+
+/// SendToConnection to a connection on the sending node: never on Redis, as expected; a fault
+/// only if the node's own probe did not get it.
+fn local_delivery(ctx: &Ctx<'_>) -> Vec<Cause> {
+    let t = ctx.t;
+    let SendTarget::Connection(id) = &t.target else {
+        return Vec::new();
+    };
+    let sender_name = &ctx.sender_name;
+    let mut evidence = vec![
+        format!("connection {id} is on {sender_name}, the node it was sent through"),
+        format!("the tap saw no publish of trace {:x}", t.id),
+    ];
+    if let Some((url, at)) = t.receipts.first() {
+        evidence.push(format!(
+            "{} received it {} ms after the send",
+            ctx.name(url),
+            at.saturating_sub(t.sent_at_ms)
+        ));
+    }
+    let mut causes = vec![Cause {
+        verdict: Verdict::Expected,
+        headline: "Not on the backplane, as expected: SendToConnection to a connection on the \
+                   sending node is delivered locally and never touches Redis"
+            .to_string(),
+        evidence,
+        action: "Nothing to do. To test the Redis path, send through another node.".to_string(),
+    }];
+    if t.receipts.is_empty() && t.observable() {
         causes.push(Cause {
             verdict: Verdict::Fault,
-            headline: format!("{sender_name} did not take the send"),
-            evidence: vec![format!("the hub answered: {error}")],
-            action: "Check that the node is up and that its hub has this method (a foreign hub: \
-                     pick \"any method\" and its own method name)."
-                .to_string(),
-        });
-        return causes;
-    }
-
-    // The channel the sender publishes on, from its own naming (else the lookup's).
-    let expected_channel = sender
-        .and_then(|s| Some(target_channel(s.prefix.as_deref()?, s.hub.as_deref()?, &t.target)))
-        .or_else(|| lookup.and_then(|l| l.channel.clone()));
-    let subscribers = lookup.and_then(|l| l.subscribers);
-    let numsub_line = |channel: &str, n: u64| {
-        format!(
-            "PUBSUB NUMSUB {channel} = {n} when it was sent ({})",
-            plural(n, "server subscribed", "servers subscribed")
-        )
-    };
-
-    // A connection on the sending node: delivered in-process, never published.
-    let local_connection = match &t.target {
-        SendTarget::Connection(id) => {
-            sender.and_then(|s| s.probe_connection_id.as_deref()) == Some(id.as_str())
-                || lookup.is_some_and(|l| l.holders.len() == 1 && l.holders[0] == t.node)
-        }
-        _ => false,
-    };
-    if local_connection && input.sightings.is_empty() {
-        let SendTarget::Connection(id) = &t.target else {
-            return causes;
-        };
-        let mut evidence = vec![
-            format!("connection {id} is on {sender_name}, the node it was sent through"),
-            format!("the tap saw no publish of trace {:x}", t.id),
-        ];
-        if let Some((url, at)) = t.receipts.first() {
-            evidence.push(format!(
-                "{} received it {} ms after the send",
-                name(url),
-                at.saturating_sub(t.sent_at_ms)
-            ));
-        }
-        causes.push(Cause {
-            verdict: Verdict::Expected,
-            headline: "Not on the backplane, as expected: SendToConnection to a connection on the \
-                       sending node is delivered locally and never touches Redis"
-                .to_string(),
-            evidence,
-            action: "Nothing to do. To test the Redis path, send through another node.".to_string(),
-        });
-        if t.receipts.is_empty() && t.observable() {
-            causes.push(Cause {
-                verdict: Verdict::Fault,
-                headline: format!("{sender_name} did not deliver it to its own connection"),
-                evidence: vec![format!("no receipt from the probe on {sender_name}")],
-                action: format!("Look at {sender_name}'s log: the connection may be closing or slow."),
-            });
-        }
-        return causes;
-    }
-
-    if input.sightings.is_empty() {
-        causes.extend(not_on_redis(
-            &input,
-            sender,
-            &sender_name,
-            window,
-            &expected_channel,
-        ));
-    } else {
-        let (channel, at) = &input.sightings[0];
-        let mut evidence = vec![format!(
-            "the tap saw the publish on {channel} {} ms after the send",
-            at.saturating_sub(t.sent_at_ms)
-        )];
-        for (other, _) in input.sightings.iter().skip(1) {
-            evidence.push(format!("and on {other}"));
-        }
-        let numsub_here = lookup
-            .and_then(|l| l.channel.as_deref())
-            .is_none_or(|c| c == channel.as_str());
-        if let (Some(n), true) = (subscribers, numsub_here) {
-            evidence.push(numsub_line(channel, n));
-        }
-        // The same rule as the trace's row and the summary (`traces::nobody_subscribed`).
-        let nobody = super::traces::nobody_subscribed(lookup, Some(channel));
-        if nobody {
-            let mut ev = evidence.clone();
-            if let Some(l) = lookup {
-                ev.extend(holders_line(l, &t.target, &name));
-            }
-            causes.push(Cause {
-                verdict: Verdict::Fault,
-                headline: format!(
-                    "Nobody was subscribed to {channel}: no server had {} when it was sent",
-                    match &t.target {
-                        SendTarget::Group(_) => format!("a member of {}", target_words(&t.target)),
-                        SendTarget::User(_) => format!("a connection of {}", target_words(&t.target)),
-                        SendTarget::Connection(_) => target_words(&t.target),
-                        _ => "a subscription".to_string(),
-                    }
-                ),
-                evidence: ev,
-                action: match &t.target {
-                    SendTarget::Group(g) => format!(
-                        "Add the clients to {g:?} (JoinGroup / Groups.AddToGroupAsync) before sending; \
-                         check the group name's spelling and case."
-                    ),
-                    SendTarget::User(u) => format!(
-                        "No client is connected as user {u:?}: check the user id the server assigns \
-                         (IUserIdProvider) and that the client is connected."
-                    ),
-                    SendTarget::Connection(_) => {
-                        "The connection id is stale or misspelled: pick a live one in the Directory."
-                            .to_string()
-                    }
-                    _ => "No server listens on this hub: check the hub name and the prefix.".to_string(),
-                },
-            });
-        } else if !t.observable() {
-            let mut ev = evidence.clone();
-            if let Some(l) = lookup {
-                ev.extend(holders_line(l, &t.target, &name));
-            }
-            causes.push(Cause {
-                verdict: Verdict::Expected,
-                headline: "Redis carried it; delivery to a client that is not a probe cannot be observed"
-                    .to_string(),
-                evidence: ev,
-                action: "Ask the receiving client, or send to the probes' user to follow a message to \
-                         every node."
-                    .to_string(),
-            });
-        }
-        let missing = t.missing();
-        for url in &missing {
-            causes.push(missing_node(&input, url, channel, window, &evidence, &name));
-        }
-        if missing.is_empty() && t.receipts.is_empty() && t.observable() && !nobody {
-            let mut ev = evidence.clone();
-            if let Some(l) = lookup {
-                ev.extend(holders_line(l, &t.target, &name));
-            }
-            let servers = subscribers.map_or("its subscribers".to_string(), |n| {
-                plural(n, "subscribed server", "subscribed servers")
-            });
-            let (headline, action) = match &t.target {
-                SendTarget::Group(g) => (
-                    format!(
-                        "Redis carried it to {servers}; no probe is in group {g:?}, so delivery to its members cannot be observed"
-                    ),
-                    "Turn on \"probes join the group\" to follow a message to every node.".to_string(),
-                ),
-                _ => (
-                    format!("Redis carried it to {servers}, but no probe was connected to receive it"),
-                    "Wait for the probes to connect (Nodes view), then send again.".to_string(),
-                ),
-            };
-            causes.push(Cause {
-                verdict: Verdict::Expected,
-                headline,
-                evidence: ev,
-                action,
-            });
-        }
-    }
-    if causes.is_empty() {
-        causes.push(Cause {
-            verdict: Verdict::Expected,
-            headline: "Delivered everywhere it was expected".to_string(),
-            evidence: Vec::new(),
-            action: "Nothing to do.".to_string(),
+            headline: format!("{sender_name} did not deliver it to its own connection"),
+            evidence: vec![format!("no receipt from the probe on {sender_name}")],
+            action: format!("Look at {sender_name}'s log: the connection may be closing or slow."),
         });
     }
     causes
+}
+
+/// The tap saw the publish on `channel` at `at`: nobody subscribed, not observable, a node that
+/// missed it, or no probe to receive it.
+fn on_redis(ctx: &Ctx<'_>, channel: &str, at: u64) -> Vec<Cause> {
+    let t = ctx.t;
+    let mut evidence = vec![format!(
+        "the tap saw the publish on {channel} {} ms after the send",
+        at.saturating_sub(t.sent_at_ms)
+    )];
+    for (other, _) in ctx.input.sightings.iter().skip(1) {
+        evidence.push(format!("and on {other}"));
+    }
+    let numsub_here = ctx
+        .lookup
+        .and_then(|l| l.channel.as_deref())
+        .is_none_or(|c| c == channel);
+    if let (Some(n), true) = (ctx.subscribers, numsub_here) {
+        evidence.push(format!(
+            "PUBSUB NUMSUB {channel} = {n} when it was sent ({})",
+            plural(n, "server subscribed", "servers subscribed")
+        ));
+    }
+    let mut causes = Vec::new();
+    // The same rule as the trace's row and the summary (`traces::nobody_subscribed`).
+    let nobody = super::traces::nobody_subscribed(ctx.lookup, Some(channel));
+    if nobody {
+        causes.push(nobody_subscribed(ctx, channel, &evidence));
+    } else if !t.observable() {
+        causes.push(not_observable(ctx, &evidence));
+    }
+    let missing = t.missing();
+    for url in &missing {
+        causes.push(missing_node(
+            ctx.input,
+            url,
+            channel,
+            ctx.window,
+            &evidence,
+            &|u| ctx.name(u),
+        ));
+    }
+    if missing.is_empty() && t.receipts.is_empty() && t.observable() && !nobody {
+        causes.push(no_probe_received(ctx, &evidence));
+    }
+    causes
+}
+
+/// `PUBSUB NUMSUB` was 0: nobody had the group, user or connection when it was sent.
+fn nobody_subscribed(ctx: &Ctx<'_>, channel: &str, evidence: &[String]) -> Cause {
+    let target = &ctx.t.target;
+    Cause {
+        verdict: Verdict::Fault,
+        headline: format!(
+            "Nobody was subscribed to {channel}: no server had {} when it was sent",
+            match target {
+                SendTarget::Group(_) => format!("a member of {}", target_words(target)),
+                SendTarget::User(_) => format!("a connection of {}", target_words(target)),
+                SendTarget::Connection(_) => target_words(target),
+                _ => "a subscription".to_string(),
+            }
+        ),
+        evidence: ctx.with_holders(evidence),
+        action: match target {
+            SendTarget::Group(g) => format!(
+                "Add the clients to {g:?} (JoinGroup / Groups.AddToGroupAsync) before sending; \
+                 check the group name's spelling and case."
+            ),
+            SendTarget::User(u) => format!(
+                "No client is connected as user {u:?}: check the user id the server assigns \
+                 (IUserIdProvider) and that the client is connected."
+            ),
+            SendTarget::Connection(_) => {
+                "The connection id is stale or misspelled: pick a live one in the Directory.".to_string()
+            }
+            _ => "No server listens on this hub: check the hub name and the prefix.".to_string(),
+        },
+    }
+}
+
+/// Sent to a client that is not a probe: Redis carried it, and that is as far as it can be seen.
+fn not_observable(ctx: &Ctx<'_>, evidence: &[String]) -> Cause {
+    Cause {
+        verdict: Verdict::Expected,
+        headline: "Redis carried it; delivery to a client that is not a probe cannot be observed".to_string(),
+        evidence: ctx.with_holders(evidence),
+        action: "Ask the receiving client, or send to the probes' user to follow a message to \
+                 every node."
+            .to_string(),
+    }
+}
+
+/// Observable, carried by Redis, and yet no probe expected it or got it.
+fn no_probe_received(ctx: &Ctx<'_>, evidence: &[String]) -> Cause {
+    let servers = ctx.subscribers.map_or("its subscribers".to_string(), |n| {
+        plural(n, "subscribed server", "subscribed servers")
+    });
+    let (headline, action) = match &ctx.t.target {
+        SendTarget::Group(g) => (
+            format!(
+                "Redis carried it to {servers}; no probe is in group {g:?}, so delivery to its members cannot be observed"
+            ),
+            "Turn on \"probes join the group\" to follow a message to every node.".to_string(),
+        ),
+        _ => (
+            format!("Redis carried it to {servers}, but no probe was connected to receive it"),
+            "Wait for the probes to connect (Nodes view), then send again.".to_string(),
+        ),
+    };
+    Cause {
+        verdict: Verdict::Expected,
+        headline,
+        evidence: ctx.with_holders(evidence),
+        action,
+    }
+}
+
+/// Nothing to explain.
+fn delivered() -> Cause {
+    Cause {
+        verdict: Verdict::Expected,
+        headline: "Delivered everywhere it was expected".to_string(),
+        evidence: Vec::new(),
+        action: "Nothing to do.".to_string(),
+    }
 }
 
 /// "held by a, b" / "no watched node holds …" / "c could not say".
