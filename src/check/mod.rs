@@ -15,9 +15,13 @@
 //! (`--forget`), so the default form, `check --redis URL`, fails when a node dies instead of
 //! going quiet. `--expect-nodes N` makes fewer than N nodes critical.
 //!
-//! Exit code (the crate's convention, `cli`): 0 healthy or only warnings and info, 1 any
-//! critical finding (or any warning with `--fail-on warning`), 2 bad usage (`cli` exits before a
-//! check runs).
+//! Exit code (the crate's convention, `cli`): 0 healthy, or only warnings and info; 1 warnings
+//! under `--fail-on warning`; 2 any critical finding; 3 bad usage (`cli` exits before a check
+//! runs).
+//!
+//! Files: `node` (what a node to check is), `known` (the state file's use), `probe` (heartbeats,
+//! stats, the canary's clients), `round` (the Redis round and the SignalR 2 counters); here the
+//! options, the report and the run that ties them.
 //!
 //! Bounded: every step runs under one deadline (`--timeout`); a node or a Redis that does not
 //! answer is a finding, never a crash. Headless (no `gui` feature needed).
@@ -29,23 +33,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::backplane::naming::{self, ChannelKind};
-use crate::client::{ClientEvent, ClientOptions, HubClient, NodeTls};
-use crate::known_nodes::{self, KnownNode, Seen};
+use crate::backplane::naming::{self};
+use crate::client::NodeTls;
+use crate::known_nodes::Seen;
+use crate::monitor::HubCensus;
 use crate::monitor::model::health::{
-    self, ClientListInput, Delivery, Finding, HealthInputs, Heartbeat, HubObservation, NodeObservation,
-    NodeReach, NodeSnapshot, Verdict,
+    self, Finding, HealthInputs, Heartbeat, NodeObservation, NodeReach, Verdict,
 };
 use crate::monitor::model::trust::{TrustRules, acceptable_announcement};
-use crate::monitor::{HubCensus, census, directory, redis_view};
 use crate::monitor_token::MonitorToken;
 use crate::node_token::NodeCredentials;
-use crate::protocol::Value;
-use crate::redis_conn::{Addr, RedisConnector, RedisSpec, describe};
-use crate::status_doc::{Announcement, NodeStats};
+use crate::redis_conn::{RedisConnector, RedisSpec};
+use crate::status_doc::Announcement;
+
+mod known;
+mod node;
+mod probe;
+mod round;
+
+pub use known::forget;
+use known::{load_known, remember, same_url};
+pub use node::CheckNode;
+use probe::{StatsResult, canary, connect, listen_heartbeats, node_stats, remaining, snapshot};
+use round::{query_redis, sr2_counters, sr2_findings};
 
 /// The default deadline of the whole check.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,50 +83,6 @@ pub const EXIT_WARNING: u8 = 1;
 
 /// The user name the test messages carry.
 const CHECK_USER: &str = "switchboard-check";
-
-/// One node to check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckNode {
-    pub hub_url: String,
-    /// `None` for a node without a monitor endpoint (ASP.NET Core).
-    pub stats_url: Option<String>,
-    /// Named with `--node` or matching `--trust-nodes`: only then does it get the monitor token
-    /// and the node token. A node known only from a heartbeat is checked without either.
-    pub trusted: bool,
-}
-
-impl CheckNode {
-    /// `HUB_URL[,STATS_URL|none]`, the dashboard's `--node` syntax; the stats URL of a Switchboard
-    /// node is derived from the hub URL's origin.
-    pub fn parse(text: &str) -> Result<CheckNode, String> {
-        let (hub, stats) = match text.split_once(',') {
-            Some((hub, stats)) => (hub.trim(), Some(stats.trim())),
-            None => (text.trim(), None),
-        };
-        crate::client::check_hub_url(hub).map_err(|e| e.to_string())?;
-        let origin = origin_of(hub).ok_or_else(|| format!("'{hub}' is not an http:// or https:// URL"))?;
-        let stats_url = match stats {
-            Some(s) if s.is_empty() || s.eq_ignore_ascii_case("none") => None,
-            Some(s) => Some(s.to_string()),
-            None => Some(format!("{origin}/switchboard/stats")),
-        };
-        Ok(CheckNode {
-            hub_url: hub.trim_end_matches('/').to_string(),
-            stats_url,
-            trusted: true,
-        })
-    }
-}
-
-/// `scheme://host:port` of an http(s) URL.
-fn origin_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let host_len = rest.find('/').unwrap_or(rest.len());
-    (host_len > 0).then(|| &url[..url.len() - rest.len() + host_len])
-}
-
 /// What `switchboard check` was asked.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -659,412 +627,6 @@ pub async fn run(options: CheckOptions) -> CheckReport {
         redis_figures: census_seen.map(|c| figures(&c, &inputs)),
         findings,
     }
-}
-
-fn same_url(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
-}
-
-/// Loads the state file; a corrupt or unreadable one is a warning and a fresh start.
-fn load_known(path: &std::path::Path, findings: &mut Vec<Finding>) -> known_nodes::KnownNodes {
-    match known_nodes::load(path) {
-        Ok(k) => k,
-        Err(e) => {
-            findings.push(
-                Finding::new(
-                    "known-nodes",
-                    health::Severity::Warning,
-                    "the known-nodes file could not be read: starting afresh (nodes gone before this run are not reported)"
-                        .to_string(),
-                )
-                .evidence(e.to_string())
-                .action("nothing, if it was damaged; this run wrote a new one"),
-            );
-            known_nodes::KnownNodes::default()
-        }
-    }
-}
-
-/// Records this run's nodes, reports the known ones missing now as `node-gone` (but those given
-/// or discovered this run: an unreachable one has its `node-unreachable`), and saves. Returns
-/// how many it knows.
-fn remember(
-    path: &std::path::Path,
-    known: &mut known_nodes::KnownNodes,
-    asked: &[CheckNode],
-    seen: &[Seen],
-    now_ms: u64,
-    findings: &mut Vec<Finding>,
-) -> usize {
-    let gone = known.observe(seen, now_ms);
-    for node in gone
-        .iter()
-        .filter(|g| !asked.iter().any(|c| same_url(&c.hub_url, &g.hub_url)))
-    {
-        findings.push(gone_finding(node, now_ms));
-    }
-    if let Err(e) = known_nodes::save(path, known) {
-        findings.push(
-            Finding::new(
-                "known-nodes",
-                health::Severity::Warning,
-                "the known-nodes file could not be written: the next run will not miss a node that stops now"
-                    .to_string(),
-            )
-            .evidence(e.to_string())
-            .action("make its folder writable, pass --state FILE, or --no-state"),
-        );
-    }
-    known.nodes().len()
-}
-
-fn gone_finding(node: &KnownNode, now_ms: u64) -> Finding {
-    let ago = now_ms.saturating_sub(node.last_seen_ms) / 1000;
-    let mut f = Finding::new(
-        "node-gone",
-        health::Severity::Critical,
-        format!(
-            "node {} was seen by an earlier check and is missing now: it neither answered nor sent a heartbeat",
-            node.name
-        ),
-    )
-    .subject(&node.hub_url)
-    .evidence(format!("{} last seen {ago} s ago", node.hub_url));
-    f.action = format!(
-        "bring it back, or if it was removed on purpose: switchboard check --forget {} (with the same --redis and --channel-prefix)",
-        node.hub_url
-    );
-    f
-}
-
-/// `--forget`: forgets the nodes named (by name or hub URL) in the state file; returns what each
-/// name matched (empty: nothing known by it).
-pub fn forget(
-    path: &std::path::Path,
-    names: &[String],
-) -> Result<Vec<(String, Vec<KnownNode>)>, known_nodes::StateError> {
-    let mut known = known_nodes::load(path)?;
-    let out: Vec<(String, Vec<KnownNode>)> = names
-        .iter()
-        .map(|name| (name.clone(), known.forget(name)))
-        .collect();
-    if out.iter().any(|(_, forgotten)| !forgotten.is_empty()) {
-        known_nodes::save(path, &known)?;
-    }
-    Ok(out)
-}
-
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
-
-/// Subscribes to the heartbeat channel for `listen_for` and hands on every announcement.
-async fn listen_heartbeats(
-    connector: RedisConnector,
-    addr: Addr,
-    channel: String,
-    listen_for: Duration,
-    tx: tokio::sync::mpsc::Sender<Announcement>,
-) {
-    let work = async {
-        let Ok(mut pubsub) = connector.pubsub(&addr).await else {
-            return;
-        };
-        if pubsub.subscribe(&channel).await.is_err() {
-            return;
-        }
-        let mut stream = pubsub.on_message();
-        while let Some(message) = stream.next().await {
-            if let Ok(a) = serde_json::from_slice::<Announcement>(message.get_payload_bytes()) {
-                let _ = tx.try_send(a);
-            }
-        }
-    };
-    let _ = tokio::time::timeout(listen_for, work).await;
-}
-
-enum StatsResult {
-    Stats(Box<NodeStats>),
-    NoMonitor,
-    /// Did not answer (the hub client's error says why, or it connected: a wrong stats URL).
-    Unreachable,
-}
-
-async fn node_stats(node: &CheckNode, options: &CheckOptions, deadline: Instant) -> StatsResult {
-    let Some(url) = &node.stats_url else {
-        return StatsResult::NoMonitor;
-    };
-    let limit = remaining(deadline).min(directory::PAGE_TIMEOUT);
-    let token = options.token.as_ref().filter(|_| node.trusted);
-    match directory::get(url, token, options.node_tls.as_ref(), limit).await {
-        Ok(response) if response.status == 200 => match response.json::<NodeStats>() {
-            Ok(stats) => StatsResult::Stats(Box::new(stats)),
-            Err(_) => StatsResult::NoMonitor,
-        },
-        // 404 (no monitor endpoint: ASP.NET Core) or 401/403: the canary still tells.
-        Ok(_) => StatsResult::NoMonitor,
-        Err(_) => StatsResult::Unreachable,
-    }
-}
-
-fn snapshot(after: &NodeStats, before: Option<&NodeStats>) -> NodeSnapshot {
-    NodeSnapshot {
-        server_name: after.server_name.clone(),
-        hub: after.hub.clone(),
-        backplane_kind: after.backplane.kind.clone(),
-        backplane_state: after.backplane.status.state.clone(),
-        backplane_error: after.backplane.status.last_error.clone(),
-        connections: after.connections.total,
-        client_out_delta: before.map(|b| after.messages.client_out.saturating_sub(b.messages.client_out)),
-        backplane_in_delta: before.map(|b| {
-            after
-                .messages
-                .backplane_in
-                .saturating_sub(b.messages.backplane_in)
-        }),
-    }
-}
-
-async fn connect(node: &CheckNode, options: &CheckOptions, deadline: Instant) -> Result<HubClient, String> {
-    let opts = ClientOptions {
-        user: Some(CHECK_USER.to_string()),
-        connect_timeout: remaining(deadline).max(Duration::from_millis(100)),
-        tls: options.node_tls.clone(),
-        token: if node.trusted {
-            options.node_credentials.bearer_for(CHECK_USER)
-        } else {
-            None
-        },
-        ..ClientOptions::default()
-    };
-    HubClient::connect(&node.hub_url, opts)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// Sends one text through each connected node and waits on every other node's client for the
-/// texts it should receive. Returns the deliveries, why each node's client could not connect,
-/// and the clients (to close them).
-async fn canary(
-    nodes: &[CheckNode],
-    clients: Vec<Result<HubClient, String>>,
-    options: &CheckOptions,
-    deadline: Instant,
-) -> (Vec<Delivery>, Vec<Option<String>>, Vec<Option<HubClient>>) {
-    let stamp = now_ms();
-    let texts: Vec<String> = (0..nodes.len())
-        .map(|i| format!("switchboard check {}-{stamp}-{i}", std::process::id()))
-        .collect();
-    let mut unreachable: Vec<Option<String>> = Vec::new();
-    let mut clients: Vec<Option<HubClient>> = clients
-        .into_iter()
-        .map(|c| match c {
-            Ok(c) => {
-                unreachable.push(None);
-                Some(c)
-            }
-            Err(e) => {
-                unreachable.push(Some(e));
-                None
-            }
-        })
-        .collect();
-    let live: Vec<usize> = (0..nodes.len()).filter(|&i| clients[i].is_some()).collect();
-    let sent_at = Instant::now();
-    let mut sent = vec![false; nodes.len()];
-    for &i in &live {
-        if let Some(c) = &clients[i] {
-            let args = vec![Value::from(CHECK_USER), Value::from(texts[i].as_str())];
-            sent[i] = c.send(&options.send_method, args).await.is_ok();
-        }
-    }
-    // Who expects what: every other live node; a lone node expects its own.
-    let expect = |j: usize| -> Vec<usize> {
-        if live.len() == 1 {
-            live.clone()
-        } else {
-            live.iter().copied().filter(|&i| i != j && sent[i]).collect()
-        }
-    };
-    let waits = clients.iter_mut().enumerate().filter_map(|(j, c)| {
-        let c = c.as_mut()?;
-        let wanted: Vec<(usize, String)> = expect(j).into_iter().map(|i| (i, texts[i].clone())).collect();
-        let receive = options.receive_method.clone();
-        Some(async move {
-            let mut got: BTreeMap<usize, u64> = BTreeMap::new();
-            while got.len() < wanted.len() {
-                let left = remaining(deadline);
-                if left.is_zero() {
-                    break;
-                }
-                match c.recv_timeout(left).await {
-                    Some(ClientEvent::Invocation { target, arguments }) if target == receive => {
-                        for (i, text) in &wanted {
-                            if arguments.iter().any(|a| a.as_str() == Some(text.as_str())) {
-                                got.entry(*i).or_insert(sent_at.elapsed().as_millis() as u64);
-                            }
-                        }
-                    }
-                    Some(ClientEvent::Invocation { .. }) => {}
-                    Some(_) | None => break,
-                }
-            }
-            (j, wanted, got)
-        })
-    });
-    let results = futures_util::future::join_all(waits).await;
-    let mut deliveries = Vec::new();
-    for (j, wanted, got) in results {
-        for (i, _) in wanted {
-            deliveries.push(Delivery {
-                from: nodes[i].hub_url.clone(),
-                to: nodes[j].hub_url.clone(),
-                received_after_ms: got.get(&i).copied(),
-            });
-        }
-    }
-    (deliveries, unreachable, clients)
-}
-
-struct RedisRound {
-    channels: Vec<String>,
-    hubs: Vec<HubObservation>,
-    census: Vec<HubCensus>,
-    client_list: Result<ClientListInput, String>,
-}
-
-/// The Redis side of the inputs, through the dashboard's own code so the two cannot count apart:
-/// one census round ([`census::gather`]: the walk of `{prefix}*`, the census per hub, `NUMSUB`
-/// of `:all` and `:internal:groups`), the hubs built by [`health::hubs_from_redis`], one Redis
-/// view round ([`redis_view::one_round`]: `CLIENT LIST TYPE pubsub`, the buffer limit) read by
-/// [`health::client_list_from_snapshot`]. Beyond the dashboard, `check` also lists the
-/// backplane-shaped channels of every prefix (`*:all`, `*:internal:*`) for the foreign-channel
-/// rule (the dashboard sees those through its tap).
-async fn query_redis(
-    connector: &RedisConnector,
-    spec: &RedisSpec,
-    primaries: &[Addr],
-    prefix: &str,
-    expected: &BTreeSet<String>,
-    traffic: &BTreeMap<String, u64>,
-) -> Result<RedisRound, String> {
-    let expected: Vec<String> = expected.iter().cloned().collect();
-    let gathered = census::gather(connector, prefix, &expected).await?;
-    let mut hubs = health::hubs_from_redis(Some(&gathered.census), Some(&gathered.round.hubs));
-    for hub in &expected {
-        hubs.entry(hub.clone()).or_insert_with(|| HubObservation {
-            hub: hub.clone(),
-            ..HubObservation::default()
-        });
-    }
-    for (name, hub) in hubs.iter_mut() {
-        hub.traffic = traffic.get(name).copied();
-    }
-    // The walk's channels the rules read (not one per connection or user: there may be 300,000).
-    let mut channels: BTreeSet<String> = gathered
-        .channels
-        .into_iter()
-        .filter(|c| {
-            !matches!(
-                naming::classify(prefix, c),
-                Some((_, ChannelKind::Connection(_) | ChannelKind::User(_)))
-            )
-        })
-        .collect();
-    for addr in primaries {
-        let mut c = connector.multiplexed(addr).await.map_err(|e| e.to_string())?;
-        for pattern in ["*:all", "*:internal:*"] {
-            let found: Vec<String> = redis::cmd("PUBSUB")
-                .arg("CHANNELS")
-                .arg(pattern)
-                .query_async(&mut c)
-                .await
-                .map_err(|e| format!("PUBSUB CHANNELS: {}", describe(&e)))?;
-            channels.extend(found.into_iter().take(MAX_CHANNELS));
-        }
-    }
-    let view = redis_view::one_round(connector.clone(), spec.clone()).await;
-    Ok(RedisRound {
-        channels: channels.into_iter().collect(),
-        hubs: hubs.into_values().collect(),
-        census: gathered.census,
-        client_list: health::client_list_from_snapshot(&view),
-    })
-}
-
-/// `GET key` and `PUBSUB NUMSUB key` for every SignalR 2 event key, on the primary (SignalR 2
-/// supports no cluster: on one, the first primary is asked and the counter may live elsewhere).
-async fn sr2_counters(
-    connector: &RedisConnector,
-    reached: &crate::redis_conn::Reached,
-    keys: &[String],
-) -> Result<Vec<(String, Option<u64>, u64)>, String> {
-    let primaries = reached.primaries();
-    let Some(addr) = primaries.first() else {
-        return Err("no primary to ask".to_string());
-    };
-    let mut c = connector.multiplexed(addr).await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for key in keys {
-        let value: Option<String> = redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| format!("GET {key}: {}", describe(&e)))?;
-        let counter = match value {
-            None => None,
-            Some(text) => Some(
-                text.trim()
-                    .parse::<u64>()
-                    .map_err(|_| format!("GET {key}: not a SignalR 2 counter ({} bytes)", text.len()))?,
-            ),
-        };
-        let reply: Vec<(String, u64)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| format!("PUBSUB NUMSUB {key}: {}", describe(&e)))?;
-        out.push((key.clone(), counter, reply.first().map_or(0, |r| r.1)));
-    }
-    Ok(out)
-}
-
-/// The findings for one SignalR 2 event key: the rule's `sr2-total` with the subscriber count as
-/// its evidence, or why there is no counter.
-fn sr2_findings(key: &str, counter: Option<u64>, subscribers: u64, now_ms: u64) -> Vec<Finding> {
-    let servers = format!("PUBSUB NUMSUB {key} = {subscribers}: SignalR 2 servers (app domains) subscribed");
-    let Some(counter) = counter else {
-        // Asked for by name, so a missing counter is worth a look either way: servers without a
-        // counter lost it; no servers and no counter is most often a mistyped key or database,
-        // which a canary must not pass as healthy.
-        return vec![
-            Finding::new(
-                "sr2-total",
-                health::Severity::Warning,
-                format!("GET {key}: no such key: no SignalR 2 message was published under this event key in this database, or the counter was lost"),
-            )
-            .evidence(servers)
-            .action("check the event key and the database number; a counter lost while servers run makes them skip ids (SignalR#3091)"),
-        ];
-    };
-    let inputs = HealthInputs {
-        now_ms,
-        sr2: Some(health::Sr2Observation {
-            event_key: key.to_string(),
-            counter: Some(counter),
-            ..health::Sr2Observation::default()
-        }),
-        ..HealthInputs::default()
-    };
-    health::evaluate(&inputs)
-        .into_iter()
-        .map(|mut f| {
-            // `check` does not tap the channel: the subscribers say more than "0 seen".
-            f.evidence = vec![servers.clone()];
-            f
-        })
-        .collect()
 }
 
 #[cfg(test)]
