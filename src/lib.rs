@@ -51,9 +51,14 @@
 //! - `tapcli`: `switchboard tap`, the live decoder in a terminal: runs `monitor`'s tap and prints
 //!   what passes the model's filter (table or JSON Lines) and writes a capture. Uses `monitor`,
 //!   `redis_conn`, `signals`; used by `cli` only.
+//! - `agent` (`switchboard agent`): the monitor without a window: the runtime, the model and the
+//!   health rules of the dashboard, a continuous canary, served as Prometheus metrics and JSON
+//!   findings. Uses `monitor`, `config`, `monitor_token`, `node_token`, `redis_conn`, `signals`;
+//!   never `hub`, `ui` or `link` (it builds without `gui`).
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo.
 
+pub mod agent;
 pub mod backplane;
 pub mod check;
 pub mod cli;
