@@ -51,7 +51,7 @@ impl Agent {
             .args(&args)
             .env_remove("REDIS_URL")
             .env_remove("SWITCHBOARD_MONITOR_TOKEN")
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()

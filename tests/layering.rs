@@ -88,3 +88,11 @@ fn the_backplane_never_sees_hub_monitor_or_ui() {
         &["crate::hub", "crate::monitor", "crate::ui", "egui"],
     );
 }
+
+#[test]
+fn the_agent_is_headless_and_watches_from_the_outside() {
+    assert_absent(
+        "src/agent",
+        &["crate::hub", "crate::ui", "crate::link", "egui", "eframe"],
+    );
+}

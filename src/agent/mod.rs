@@ -207,6 +207,9 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     });
 
     let mut state = state::AgentState::new(&options.prefix, options.canary_interval, options.canary_timeout);
+    for node in &options.nodes {
+        state.watch(node.clone());
+    }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let signal = crate::signals::wait_for_signal();

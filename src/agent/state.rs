@@ -86,6 +86,13 @@ impl AgentState {
         }
     }
 
+    /// Adds a row for a node named on the command line (the dashboard adds the rows of the nodes
+    /// it asks the runtime to watch the same way; discovered nodes get theirs from their
+    /// announcement). Without it the node's link states would find no row.
+    pub fn watch(&mut self, target: crate::monitor::NodeTarget) {
+        self.model.nodes.upsert(target);
+    }
+
     /// Folds one event in: the agent's counters first, then the model.
     pub fn apply(&mut self, event: MonitorEvent, now_ms: u64) {
         match &event {
