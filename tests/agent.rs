@@ -25,7 +25,8 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 /// A running agent process; killed when dropped (the tests that check the exit stop it first).
 struct Agent {
-    child: Child,
+    /// `None` once stopped.
+    child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     base: String,
     stderr: std::path::PathBuf,
@@ -33,8 +34,10 @@ struct Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -81,7 +84,7 @@ impl Agent {
             .to_string();
         let port = addr.rsplit(':').next().unwrap();
         Agent {
-            child,
+            child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             stderr,
         }
@@ -129,10 +132,10 @@ impl Agent {
 
     /// SIGTERM, then the exit code within a deadline.
     async fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
-        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
         within_for(
             "the agent exiting after SIGTERM",
             SETTLE,

@@ -151,11 +151,9 @@ impl AgentState {
                 let to: Vec<String> = self.participants.iter().cloned().collect();
                 self.canaries.on_sent(*trace, node, &to, *at_ms);
             }
-            MonitorEvent::SendFailed {
-                trace, node, at_ms, ..
-            } => {
+            MonitorEvent::SendFailed { trace, node, .. } => {
                 let to: Vec<String> = self.participants.iter().cloned().collect();
-                self.canaries.on_send_failed(*trace, node, &to, *at_ms);
+                self.canaries.on_send_failed(*trace, node, &to);
             }
             _ => {}
         }
