@@ -25,6 +25,8 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # The TLS tests make their certificates at test time with the openssl CLI (tests/common/certs.rs).
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# promtool (the agent test lints its /metrics with `promtool check metrics`).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # The X and GL libraries eframe loads when the window opens (read once: a pipe into `grep -q`
 # could end ldconfig with SIGPIPE, which pipefail would report as a missing library).
 libs=$(ldconfig -p 2>/dev/null || true)

@@ -183,12 +183,15 @@ pub enum Command {
     /// Load-test hub nodes: N clients, broadcasts at a target rate, latency/loss/order report.
     Load(LoadArgs),
     /// A canary for cron, CI and probes: a test message through every node, then the health
-    /// rules; remembers the nodes it saw. Exit 0 healthy (or warnings only), 1 a critical
-    /// finding (a node it saw before is gone), 2 bad usage.
+    /// rules; remembers the nodes it saw. Exit 0 healthy (or warnings only), 2 a critical
+    /// finding (a node it saw before is gone), 3 bad usage.
     Check(CheckArgs),
     /// The live backplane decoder in a terminal: a table, or JSON Lines with --json; writes a
     /// capture the dashboard opens.
     Tap(TapArgs),
+    /// The monitor without a window, for weeks: a canary through every node, the health rules,
+    /// the tap and the census, served as Prometheus metrics (/metrics) and JSON (/findings).
+    Agent(AgentArgs),
 }
 
 /// What the dashboard connects to at start (added to what it remembers from the last run).
@@ -599,7 +602,7 @@ pub enum AuthMode {
 
 impl HubArgs {
     /// The `--auth jwt` verifier with its keys loaded, or `None` without `--auth`. An error is a
-    /// usage error (exit 2) and never repeats the secret.
+    /// usage error (exit 3) and never repeats the secret.
     pub fn auth_verifier(&self) -> Result<Option<std::sync::Arc<crate::hub::auth::Verifier>>, String> {
         use crate::hub::auth::{JwtSecret, JwtSettings, KeySource, Verifier};
         let env_secret = std::env::var_os(config::JWT_SECRET_ENV).filter(|v| !v.is_empty());
@@ -704,6 +707,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Load(args)) => run_load(args),
         Some(Command::Check(args)) => run_check(args),
         Some(Command::Tap(args)) => std::process::exit(run_tap(args)),
+        Some(Command::Agent(args)) => std::process::exit(run_agent(args)),
         #[cfg(feature = "gui")]
         Some(Command::Dashboard(args)) => run_dashboard(args),
         #[cfg(feature = "gui")]
@@ -882,7 +886,7 @@ pub struct LoadArgs {
     pub node_token: NodeTokenArgs,
 }
 
-/// Exits 2 for options that cannot run, 1 when the run could not measure what it was asked to
+/// Exits 3 for options that cannot run, 2 when the run could not measure what it was asked to
 /// (the report is printed first, with `–`/`null` for the missing figures).
 fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     let json = args.json;
@@ -956,8 +960,8 @@ fn load_options(args: LoadArgs) -> anyhow::Result<crate::load::LoadOptions> {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 stopped as asked (--count reached, --duration over, Ctrl-C); \
-1 --duration ran out before --count, Redis was never reached, or stdout or the capture could not \
-be written; 2 bad input (URL, TLS file, flag, capture path)."
+2 --duration ran out before --count, Redis was never reached, or stdout or the capture could not \
+be written; 3 bad input (URL, TLS file, flag, capture path)."
 )]
 pub struct TapArgs {
     /// The Redis backplane to watch (required: --redis URL or REDIS_URL).
@@ -1020,7 +1024,7 @@ fn parse_entry_kind(text: &str) -> Result<crate::monitor::model::EntryKind, Stri
     })
 }
 
-/// Checks the arguments (a bad one is one line on stderr and exit code 2), then runs the tap;
+/// Checks the arguments (a bad one is one line on stderr and exit code 3), then runs the tap;
 /// returns the process's exit code (see `crate::tapcli`).
 fn run_tap(args: TapArgs) -> i32 {
     match tap_options(args) {
@@ -1083,15 +1087,15 @@ fn tap_options(args: TapArgs) -> anyhow::Result<crate::tapcli::TapOptions> {
 /// `switchboard check`: a test message through every node, then the health rules.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes: 0 healthy, or warnings and info only; 1 a critical finding (with \
---fail-on warning: any warning too); 2 bad usage or input (nothing was checked).\n\n\
+    after_help = "Exit codes: 0 healthy, or warnings and info only; 1 warnings (with --fail-on \
+warning); 2 a critical finding; 3 bad usage or input (nothing was checked).\n\n\
 Known nodes: every run records the nodes its clients reached (name, hub URL, first and last seen) \
 in a state file per Redis and prefix ($XDG_STATE_HOME/switchboard/, else \
 ~/.local/state/switchboard/, named from a hash of the redacted Redis address and the prefix). A \
 node seen before is tried again at its hub URL; one that neither answers nor sends a heartbeat is \
 critical (node-gone) until it is back or forgotten: \
 `switchboard check --redis URL --forget NODE` forgets it (by name or hub URL), prints what it \
-forgot and exits without checking (2 when nothing is known by that name)."
+forgot and exits without checking (3 when nothing is known by that name)."
 )]
 pub struct CheckArgs {
     /// The backplane's Redis (required: --redis URL or REDIS_URL), with the same --redis-* flags.
@@ -1171,7 +1175,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N")]
     pub expect_nodes: Option<usize>,
 
-    /// The least severity that exits 1: critical (the default) or warning.
+    /// The least severity that fails the check: critical (the default, exit 2) or warning (exit 1).
     #[arg(long, value_name = "SEVERITY", default_value = "critical", value_parser = ["critical", "warning"])]
     pub fail_on: String,
 }
@@ -1179,8 +1183,8 @@ pub struct CheckArgs {
 /// Most seconds `--timeout` may ask for: a probe that waits longer is no probe.
 const MAX_CHECK_TIMEOUT_SECS: f64 = 600.0;
 
-/// Exits 2 (as clap does for usage errors) when the command line cannot run, so that a probe
-/// never reads a typo as a finding; 1 for a critical finding.
+/// Exits 3 (as for clap's usage errors) when the command line cannot run, so that a probe never
+/// reads a typo as a finding; 2 for a critical finding.
 fn run_check(args: CheckArgs) -> anyhow::Result<()> {
     let json = args.json;
     let forget = args.forget.clone();
@@ -1211,7 +1215,7 @@ fn run_check(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `check --forget NODE...`: forgets, says what, and exits: 0, or 2 when a NODE matched nothing
+/// `check --forget NODE...`: forgets, says what, and exits: 0, or 3 when a NODE matched nothing
 /// (a typo must not pass silently).
 fn run_forget(options: &crate::check::CheckOptions, names: &[String]) -> anyhow::Result<()> {
     let Some(path) = &options.state else {
@@ -1290,6 +1294,129 @@ fn check_options(args: CheckArgs) -> anyhow::Result<crate::check::CheckOptions> 
 // ---- end of `switchboard check` ----
 
 /// The window's title, size and persistence (window size and position are remembered too).
+// ---- `switchboard agent` (the monitor without a window; see `crate::agent`) ----
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  switchboard agent --redis redis://10.0.0.5:6379 \\\n    --node http://10.0.0.11:5000/chat --node http://10.0.0.12:5000/chat \\\n    --listen 0.0.0.0:9465 --monitor-token \"$TOKEN\"\n  curl -H \"Authorization: Bearer $TOKEN\" http://10.0.0.5:9465/metrics\n\n\
+Routes: GET /metrics (Prometheus text), GET /findings (the health findings as JSON), GET /healthz \
+(200 \"ok\" while the agent runs). Exit codes: 0 stopped by SIGINT/SIGTERM; 3 bad usage or input \
+(a flag, the Redis URL, the listen address in use, --listen beyond loopback without \
+--monitor-token); 2 a failure at run time."
+)]
+pub struct AgentArgs {
+    /// The backplane's Redis (required): the tap, the census, the Redis view.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// The backplane's channel prefix (ASP.NET Core's ChannelPrefix).
+    #[arg(long, default_value = "")]
+    pub channel_prefix: String,
+
+    /// A hub node to watch: HUB_URL[,STATS_URL|none], as for the dashboard. Repeatable; nodes
+    /// that announce themselves on the backplane are watched too (without the tokens unless they
+    /// match --trust-nodes). A node seen once stays watched while it is down.
+    #[arg(long = "node", value_name = "HUB_URL[,STATS_URL]")]
+    pub nodes: Vec<String>,
+
+    /// Where to serve /metrics, /findings and /healthz. Beyond loopback it needs --monitor-token.
+    /// Port 0 picks a free port (the line printed at start names it).
+    #[arg(long, default_value = config::DEFAULT_AGENT_LISTEN, value_name = "ADDR")]
+    pub listen: String,
+
+    /// How often a canary goes through each node to every node (10s, 500ms, 2m). Default 10s.
+    #[arg(long, value_name = "DURATION", value_parser = crate::agent::parse_duration)]
+    pub canary_interval: Option<Duration>,
+
+    /// A canary not received by a node within this long is lost for that pair. Default 5s.
+    #[arg(long, value_name = "DURATION", value_parser = crate::agent::parse_duration)]
+    pub canary_timeout: Option<Duration>,
+
+    /// Bearer token the agent requires on its routes (Prometheus' `authorization` credentials),
+    /// also sent to the watched nodes' monitor endpoints (named nodes and --trust-nodes matches
+    /// only). Prefer the SWITCHBOARD_MONITOR_TOKEN variable.
+    #[arg(long, env = MONITOR_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub monitor_token: Option<TokenArg>,
+
+    #[command(flatten)]
+    pub node_token: NodeTokenArgs,
+
+    /// Trust discovered nodes whose hub URL matches GLOB: they get the monitor and node tokens.
+    /// Repeatable.
+    #[arg(long = "trust-nodes", value_name = "GLOB")]
+    pub trust_nodes: Vec<String>,
+
+    /// A CA certificate (PEM) to trust for https:// nodes, besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub node_ca: Option<std::path::PathBuf>,
+}
+
+fn run_agent(args: AgentArgs) -> i32 {
+    let options = match agent_options(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("switchboard agent: {e:#}");
+            return i32::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("switchboard agent: starting the tokio runtime: {e}");
+            return i32::from(EXIT_FINDINGS);
+        }
+    };
+    let outcome = runtime.block_on(crate::agent::run(options));
+    // Probe and tap tasks cut at the grace period must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("switchboard agent: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn agent_options(args: AgentArgs) -> anyhow::Result<crate::agent::AgentOptions> {
+    let Some(redis) = args.redis.spec()? else {
+        anyhow::bail!("--redis URL (or REDIS_URL) is required: the backplane to watch");
+    };
+    crate::monitor::tap::connector_for(&redis).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+    let listen: SocketAddr = args.listen.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--listen {}: not an address with a port (like 127.0.0.1:9465 or [::1]:9465)",
+            args.listen
+        )
+    })?;
+    let mut nodes = Vec::new();
+    for text in &args.nodes {
+        let node = crate::check::CheckNode::parse(text).map_err(|e| anyhow::anyhow!("--node {text}: {e}"))?;
+        nodes.push(crate::monitor::NodeTarget {
+            hub_url: node.hub_url,
+            monitor_url: node.stats_url,
+        });
+    }
+    let options = crate::agent::AgentOptions {
+        redis,
+        prefix: args.channel_prefix,
+        nodes,
+        listen,
+        canary_interval: args.canary_interval.unwrap_or(config::DEFAULT_CANARY_INTERVAL),
+        canary_timeout: args.canary_timeout.unwrap_or(config::DEFAULT_CANARY_TIMEOUT),
+        monitor_token: monitor_token(args.monitor_token.as_ref())?,
+        monitor: crate::monitor::MonitorOptions {
+            node_tls: node_tls(args.node_ca.as_deref())?,
+            node_credentials: args.node_token.credentials()?,
+            trust_rules: crate::monitor::model::trust::TrustRules::new(args.trust_nodes),
+        },
+    };
+    crate::agent::check(&options).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(options)
+}
+
+// ---- end of `switchboard agent` ----
+
 #[cfg(feature = "gui")]
 fn native_options() -> eframe::NativeOptions {
     eframe::NativeOptions {

@@ -253,3 +253,35 @@ pub const JWT_SECRET_ENV: &str = "SWITCHBOARD_JWT_SECRET";
 /// cluster one Redis carries, and a file that stays a few tens of KiB; beyond it the node unseen
 /// the longest is forgotten first.
 pub const DEFAULT_KNOWN_NODES_MAX: usize = 256;
+
+/// Where `switchboard agent` serves `/metrics`, `/findings` and `/healthz`: loopback (the monitor
+/// token rule applies beyond it), on a port in the exporters' range next to node_exporter's 9100
+/// that no exporter listed on the Prometheus wiki's default-port page claims.
+pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:9465";
+
+/// How often the agent sends a canary through each node to every node: often enough that an
+/// alert over a few minutes has a dozen samples per pair, rarely enough that the canaries are
+/// noise on any backplane (one message per node per interval, to the probes only).
+pub const DEFAULT_CANARY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A canary not received by a node within this long counts as lost for that pair: delivery takes
+/// milliseconds, and 5 s (the dashboard's trace timeout, the histogram's last bucket) rides out a
+/// GC pause or a reconnect without a pair staying undecided for long.
+pub const DEFAULT_CANARY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The group the agent's canaries are sent to, which only its probe clients join: chat users
+/// never see them, and the message still crosses the backplane (a group channel on Redis).
+pub const DEFAULT_CANARY_GROUP: &str = "switchboard-canary";
+
+/// (from, to) pairs the agent keeps canary figures for: every pair of 64 nodes (the discovered
+/// node cap); past it new pairs are counted as dropped, so forged heartbeats cannot grow it.
+pub const DEFAULT_AGENT_MAX_CANARY_PAIRS: usize = 64 * 64;
+
+/// Canaries waiting for their receipts: with 64 nodes and the default interval and timeout at
+/// most 64 are ever pending; past it the oldest is decided at once (its missing pairs lost).
+pub const DEFAULT_AGENT_MAX_PENDING_CANARIES: usize = 1024;
+
+/// Series kept per labelled tap and Redis family (hubs × kinds, pub/sub clients): a real
+/// backplane has a handful of hubs and a client per server; past it the rest are summed into one
+/// `(other)` label, so a flood of odd channel names cannot grow the exposition.
+pub const DEFAULT_AGENT_MAX_SERIES: usize = 1024;

@@ -56,6 +56,10 @@
 //! - `tapcli`: `switchboard tap`, the live decoder in a terminal: runs `monitor`'s tap and prints
 //!   what passes the model's filter (table or JSON Lines) and writes a capture. Uses `monitor`,
 //!   `redis_conn`, `signals`; used by `cli` only.
+//! - `agent` (`switchboard agent`): the monitor without a window: the runtime, the model and the
+//!   health rules of the dashboard, a continuous canary, served as Prometheus metrics and JSON
+//!   findings. Uses `monitor`, `config`, `monitor_token`, `node_token`, `redis_conn`, `signals`;
+//!   never `hub`, `ui` or `link` (it builds without `gui`).
 //! - `cli`: the composition root: parses arguments, checks them before any window opens, picks the
 //!   backplane, starts nodes, the dashboard or the demo.
 //!
@@ -78,13 +82,15 @@
 //! monitor:       config protocol tls monitor_token node_token status_doc redis_conn backplane client
 //! load:          protocol node_token client
 //! check:         protocol monitor_token node_token status_doc redis_conn backplane client monitor known_nodes
+//! agent:         config monitor_token signals redis_conn monitor
 //! tapcli:        config signals redis_conn backplane monitor
 //! demo:          config protocol node_token redis_conn backplane hub client monitor
 //! link:          signals monitor demo
 //! ui:            config redis_conn monitor demo link
-//! cli:           config protocol tls monitor_token node_token signals redis_conn hub client monitor load check tapcli demo link ui known_nodes
+//! cli:           config protocol tls monitor_token node_token signals redis_conn hub client monitor load check tapcli demo link ui known_nodes agent
 //! ```
 
+pub mod agent;
 pub mod backplane;
 pub mod check;
 pub mod cli;

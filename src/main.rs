@@ -10,6 +10,9 @@ use tracing_subscriber::EnvFilter;
 fn log_level(cli: &switchboard::cli::Cli) -> &'static str {
     match cli.command {
         Some(switchboard::cli::Command::Tap(_)) => "error",
+        // The agent logs its own state changes once each; the monitor's per-attempt lines would
+        // repeat them every few seconds for as long as a node or Redis is down.
+        Some(switchboard::cli::Command::Agent(_)) => "info,switchboard::monitor=error",
         _ => "info",
     }
 }

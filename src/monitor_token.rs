@@ -6,7 +6,11 @@
 //! log line, a settings file or a workspace by accident. The comparison takes the same time
 //! whichever byte differs (only the length can be told apart).
 //!
-//! Neutral ground like `status_doc`: `hub`, `monitor` and `cli` use it; it uses nothing.
+//! Also the loopback tests of the rule "without a token, loopback clients naming loopback only"
+//! (`is_loopback_host`, `is_loopback`, `PROXY_HEADERS`), shared by the node's guard
+//! (`hub::access`) and the agent's (`agent::server`).
+//!
+//! Neutral ground like `status_doc`: `hub`, `monitor`, `agent` and `cli` use it; it uses nothing.
 
 /// Longest token accepted: far beyond any generated secret, short enough for one header line.
 pub const MAX_TOKEN_LEN: usize = 512;
@@ -55,6 +59,53 @@ impl MonitorToken {
         };
         constant_time_eq(given, self.0.as_bytes())
     }
+}
+
+/// Whether a `Host` value names loopback: `localhost`, an IPv4 address in 127.0.0.0/8 or `[::1]`,
+/// with or without a port, in any case (a trailing dot on `localhost.` too). Without a token, a
+/// monitor endpoint (a node's, the agent's) answers only requests whose `Host` passes this: a
+/// page on a hostile domain rebound to 127.0.0.1 (DNS rebinding) sends its own name.
+pub fn is_loopback_host(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return false;
+        }
+        return inside
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| is_loopback(std::net::IpAddr::V6(ip)));
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Headers a reverse proxy adds to say who the real client is: a request carrying one is not a
+/// loopback client, whatever its peer address.
+pub const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Loopback, IPv4-mapped IPv6 included (a dual-stack `[::]` listener sees 127.0.0.1 that way).
+pub fn is_loopback(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 /// The credentials of a `Bearer` authorization header value, if it is one.

@@ -610,3 +610,11 @@ fn imports_are_read_from_the_syntax() {
     }
     assert!(!got.iter().any(|p| p.starts_with("ui")), "{got:?}");
 }
+
+#[test]
+fn the_agent_is_headless_and_watches_from_the_outside() {
+    assert_absent(
+        "src/agent",
+        &["crate::hub", "crate::ui", "crate::link", "egui", "eframe"],
+    );
+}

@@ -23,7 +23,7 @@
 //!
 //! Used by `listener` (the route table) only.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -68,54 +68,12 @@ pub(crate) fn decide(
     }
 }
 
-/// Whether a `Host` value names loopback: `localhost`, an IPv4 address in 127.0.0.0/8 or `[::1]`,
-/// with or without a port, in any case (a trailing dot on `localhost.` too).
-pub(crate) fn is_loopback_host(host: &[u8]) -> bool {
-    let Ok(host) = std::str::from_utf8(host) else {
-        return false;
-    };
-    let host = host.trim();
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        // `[v6]` or `[v6]:port`
-        let Some((inside, after)) = rest.split_once(']') else {
-            return false;
-        };
-        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
-            return false;
-        }
-        return inside
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|ip| is_loopback(IpAddr::V6(ip)));
-    } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) if is_port(port) => name,
-            Some(_) => return false,
-            None => host,
-        }
-    };
-    let name = name.strip_suffix('.').unwrap_or(name);
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn is_port(text: &str) -> bool {
-    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Headers a reverse proxy adds to say who the real client is.
-const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+pub(crate) use crate::monitor_token::{PROXY_HEADERS, is_loopback, is_loopback_host};
 
 /// Whether a request comes from a loopback client (see the module docs).
 pub(crate) fn is_local_client(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     let loopback = peer.is_some_and(|p| is_loopback(p.ip()));
     loopback && !PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
-}
-
-/// Loopback, IPv4-mapped IPv6 included (a dual-stack `[::]` listener sees 127.0.0.1 that way).
-pub(crate) fn is_loopback(ip: IpAddr) -> bool {
-    ip.to_canonical().is_loopback()
 }
 
 /// Whether a listen address accepts connections from beyond this host.
