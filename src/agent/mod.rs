@@ -90,8 +90,8 @@ impl AgentError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AgentError::Usage(_) => i32::from(crate::cli::EXIT_USAGE),
-            AgentError::Failed(_) => i32::from(crate::cli::EXIT_FINDINGS),
+            AgentError::Usage(_) => 3,
+            AgentError::Failed(_) => 2,
         }
     }
 }
