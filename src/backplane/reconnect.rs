@@ -138,8 +138,8 @@ impl From<ConnectError> for Failure {
             ConnectError::Refused { .. } => LinkFailure::Refused,
             ConnectError::Timeout { .. } => LinkFailure::Timeout,
             ConnectError::Tls(_) => LinkFailure::Tls,
-            // An error reply during the handshake (AUTH included: `redis_conn` words it, and
-            // both kinds back off alike), or sentinels and cluster seeds that answered wrongly.
+            ConnectError::Auth { .. } => LinkFailure::Auth,
+            // Another error reply, or sentinels and cluster seeds that answered wrongly.
             ConnectError::Redis { .. } | ConnectError::Sentinel(_) | ConnectError::Cluster(_) => {
                 LinkFailure::Protocol
             }
@@ -434,9 +434,15 @@ mod tests {
         // An error reply whose words say "refused" is still a reply.
         let reply = Failure::from(ConnectError::Redis {
             addr: "127.0.0.1:1".into(),
-            reason: "AUTH: connection refused".into(),
+            reason: "SELECT: connection refused".into(),
         });
         assert_eq!(reply.kind, LinkFailure::Protocol);
+        let auth = Failure::from(ConnectError::Auth {
+            addr: "127.0.0.1:1".into(),
+            reason: "AUTH: connection refused".into(),
+        });
+        assert_eq!(auth.kind, LinkFailure::Auth);
+        assert_eq!(auth.message, "127.0.0.1:1: AUTH: connection refused");
         let io_refused = redis::RedisError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
         assert_eq!(LinkFailure::of_redis(&io_refused), LinkFailure::Refused);
         let reset = redis::RedisError::from(io::Error::from(io::ErrorKind::ConnectionReset));

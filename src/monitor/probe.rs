@@ -281,7 +281,8 @@ fn not_allowed(stats_url: &str, status: u16, body: &str, token_given: bool) -> S
     format!("{stats_url} does not let this dashboard look (HTTP {status}): {reason}{hint}")
 }
 
-/// Reports a failure of the monitor link (`monitor`) or the probe client as that part's state.
+/// Shows a state of the monitor link (`monitor`) or of the probe client as that part's state
+/// (a failure with a debug line).
 fn report_part(shared: &ProbeShared, monitor: bool, state: Report<'_>, hub_url: &str, sink: &EventSink) {
     let part = match state {
         Report::Connecting => Part::Connecting,
