@@ -95,12 +95,14 @@ pub const DEFAULT_GROUP_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(50);
 
 /// Reconnect delay cap while the connection is refused (nothing listens on the port, e.g. Redis is
-/// restarting): such an attempt costs one SYN and one RST on each side and nothing else, so trying
-/// four times a second keeps a node within ~0.25 s of Redis coming back (the goal is ≤ 1 s).
+/// restarting) or was just lost (`LinkFailure::Refused` and `Lost` in `backplane::reconnect`):
+/// such an attempt costs one SYN and one RST on each side and nothing else, so trying four times a
+/// second keeps a node within ~0.25 s of Redis coming back (the goal is ≤ 1 s).
 pub const DEFAULT_RECONNECT_MAX_REFUSED: Duration = Duration::from_millis(250);
 
 /// Reconnect delay cap for failures that cost Redis or the network something (wrong password,
-/// timeouts, protocol errors): a cluster of nodes must not hammer a Redis that refuses them.
+/// timeouts, protocol errors: every other `LinkFailure`): a cluster of nodes must not hammer a
+/// Redis that refuses them. Chosen by the failure's kind, never by its words.
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// Channels per SUBSCRIBE when a node subscribes many at once (a reconnect resubscribes every

@@ -8,8 +8,9 @@
 //! - `protocol`: the SignalR client protocol, pure, no I/O. Uses no other module.
 //! - `backplane`: the `Backplane` trait, channel naming (`naming`, the ONLY place that names
 //!   channels, census patterns included), the ASP.NET Core and SignalR 2 payload codecs, the memory
-//!   and Redis implementations. Uses `protocol` only for protocol names; never `hub`, `client`,
-//!   `monitor` or `ui`.
+//!   and Redis implementations, and the one reconnect loop with its typed failure (`reconnect`,
+//!   also used by `monitor`'s tap and probes). Uses `protocol` only for protocol names; never
+//!   `hub`, `client`, `monitor` or `ui`.
 //! - `hub`: the hub node (listener, connections, registry, dispatch, stats, monitor endpoint, chat
 //!   page; HTTPS with `tls`). Uses `protocol`, `config`, `tls`, the `Backplane` trait (and the
 //!   `redis_conn` spec it hands the backplane), `status_doc`, `monitor_token` and `node_token`; never

@@ -26,11 +26,14 @@
 //! waiting publisher could deadlock two nodes that publish to each other while handling.
 //!
 //! `naming` is the only place that builds channel names; `wire` is the payload codec, shared with the
-//! dashboard's decoder. This module never sees `hub`, `monitor` or `ui`.
+//! dashboard's decoder; `reconnect` is the one reconnect loop (with its typed failure) of every
+//! long-lived link, the dashboard's tap and probes included. This module never sees `hub`,
+//! `monitor` or `ui`.
 
 mod cursor;
 pub mod memory;
 pub mod naming;
+pub mod reconnect;
 pub mod redis;
 pub mod sr2;
 pub mod wire;
@@ -317,36 +320,9 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     base.saturating_mul(factor).min(max)
 }
 
-/// The backoff cap for a link that failed with `error` (as described to the user): a connection
-/// refused, or a link just lost (the server restarting), is retried within
-/// [`DEFAULT_RECONNECT_MAX_REFUSED`](crate::config::DEFAULT_RECONNECT_MAX_REFUSED), since trying a
-/// dead port costs nobody anything and the server may be back any moment; anything else
-/// (authentication, timeouts, a wrong endpoint) backs off up to
-/// [`DEFAULT_RECONNECT_MAX`](crate::config::DEFAULT_RECONNECT_MAX). For the dashboard's tap and
-/// probes, whose errors reach them as text.
-pub fn retry_cap(error: &str) -> Duration {
-    let error = error.to_ascii_lowercase();
-    if error.contains("refused") || error.contains("lost") || error.contains("reset") {
-        crate::config::DEFAULT_RECONNECT_MAX_REFUSED
-    } else {
-        crate::config::DEFAULT_RECONNECT_MAX
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refused_and_lost_links_are_retried_soon_and_the_rest_backs_off() {
-        let short = crate::config::DEFAULT_RECONNECT_MAX_REFUSED;
-        let long = crate::config::DEFAULT_RECONNECT_MAX;
-        assert_eq!(retry_cap("Connection refused (os error 111)"), short);
-        assert_eq!(retry_cap("connection to Redis lost"), short);
-        assert_eq!(retry_cap("Connection reset by peer"), short);
-        assert_eq!(retry_cap("authentication failed: WRONGPASS"), long);
-        assert_eq!(retry_cap("timed out connecting to Redis"), long);
-    }
 
     #[test]
     fn backoff_doubles_then_caps() {

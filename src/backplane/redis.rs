@@ -48,6 +48,7 @@ use futures_util::future::BoxFuture;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 mod resp;
 mod sharded;
@@ -58,6 +59,7 @@ pub use sharded::IsSharded;
 use sharded::ShardedLink;
 use topology::{Finder, watch_primary};
 
+use super::reconnect::{self, Failure, Link, LinkFailure, Report};
 use super::{
     Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, Receivers, backoff,
 };
@@ -391,14 +393,6 @@ impl RedisBackplane {
     }
 }
 
-/// Why one connection attempt failed, which decides how soon to try again.
-enum Failure {
-    /// Nothing listens on the port (Redis is restarting): trying again costs nobody anything.
-    Refused(String),
-    /// Anything else (authentication, timeouts, protocol errors): costs Redis or the network.
-    Other(String),
-}
-
 /// Finds the server to use now (the primary a sentinel names, or any node of a cluster: classic
 /// pub/sub reaches every shard from any node) and opens both connections to it.
 async fn connect(
@@ -414,9 +408,11 @@ async fn connect(
     };
     match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, attempt).await {
         Ok(Ok(connected)) => Ok(connected),
-        Ok(Err(e)) if e.is_refused() => Err(Failure::Refused(e.to_string())),
-        Ok(Err(e)) => Err(Failure::Other(e.to_string())),
-        Err(_) => Err(Failure::Other("timed out connecting to Redis".to_string())),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(Failure::new(
+            LinkFailure::Timeout,
+            "timed out connecting to Redis",
+        )),
     }
 }
 
@@ -426,7 +422,7 @@ async fn connect(
 /// that resubscribes thousands of channels on a slow Redis gets each batch confirmed within the
 /// limit. A batch that times out is deferred (retried alone with backoff by the manager) while the
 /// link and the channels already subscribed keep working; only a failed connection is an error.
-async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), String> {
+async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), Failure> {
     loop {
         let (subscribe, unsubscribe) = shared.table().diff();
         if subscribe.is_empty() && unsubscribe.is_empty() {
@@ -438,7 +434,7 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), St
             }
             let mut sink = sink.clone();
             match tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&unsubscribe)).await {
-                Ok(r) => r.map_err(|e| describe(&e)),
+                Ok(r) => r.map_err(|e| Failure::redis(&e)),
                 // Already forgotten by the table; Redis drops them when the command gets through.
                 Err(_) => {
                     shared.record_error(format!(
@@ -455,9 +451,10 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), St
                 match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(batch)).await {
                     Ok(Ok(())) => shared.table().confirmed(batch),
                     Ok(Err(e)) => {
-                        let e = BackplaneError::Redis(describe(&e));
+                        let failure = Failure::redis(&e);
+                        let e = BackplaneError::Redis(failure.message.clone());
                         shared.table().failed(batch, &e);
-                        return Err(e);
+                        return Err(Failure::new(failure.kind, e.to_string()));
                     }
                     Err(_) => {
                         let e = BackplaneError::Redis(format!(
@@ -485,8 +482,8 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), St
             unsubscribed = unsubscribe.len(),
             "subscriptions synced"
         );
-        subscribed.map_err(|e| format!("subscribing: {e}"))?;
-        unsubscribed.map_err(|e| format!("unsubscribing: {e}"))?;
+        subscribed.map_err(|f| f.context("subscribing"))?;
+        unsubscribed.map_err(|f| f.context("unsubscribing"))?;
     }
 }
 
@@ -494,7 +491,7 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), St
 /// connection fails (its error is returned). Channels whose SUBSCRIBE timed out are sent again
 /// at one deadline per round of retries (doubling from `DEFAULT_SUBSCRIBE_RETRY_BASE` up to
 /// `DEFAULT_SUBSCRIBE_RETRY_MAX`), which other changes do not push back.
-async fn manage_subscriptions(sink: PubSubSink, shared: Arc<Shared>) -> String {
+async fn manage_subscriptions(sink: PubSubSink, shared: Arc<Shared>) -> Failure {
     let mut attempt: u32 = 0;
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
@@ -526,95 +523,118 @@ async fn manage_subscriptions(sink: PubSubSink, shared: Arc<Shared>) -> String {
     }
 }
 
-async fn supervise(mut finder: Finder, shared: Arc<Shared>, cancel: CancellationToken) {
-    let mut attempt: u32 = 0;
-    loop {
-        let connected = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = connect(&mut finder) => r,
+/// The classic half of the link as the reconnect loop drives it: one pub/sub and one command
+/// connection to the server the spec reaches now.
+struct ClassicLink {
+    finder: Finder,
+    shared: Arc<Shared>,
+}
+
+/// A connection that is up and subscribed: the pub/sub halves and the primary watcher.
+struct Live {
+    sink: PubSubSink,
+    stream: redis::aio::PubSubStream,
+    watcher: AbortOnDropHandle<String>,
+}
+
+impl Link for ClassicLink {
+    type Conn = Live;
+
+    async fn connect(&mut self) -> Result<Live, Failure> {
+        let (pubsub, publisher, reached) = connect(&mut self.finder).await?;
+        let shared = &self.shared;
+        shared
+            .cluster
+            .store(matches!(reached, Reached::Cluster { .. }), Ordering::Relaxed);
+        // Aborted with the connection (a failed resubscribe, a lost link, a cancel).
+        let watcher = AbortOnDropHandle::new(tokio::spawn(watch_primary(
+            self.finder.connector.clone(),
+            reached,
+            publisher.clone(),
+        )));
+        let (sink, stream) = pubsub.split();
+        sync_subscriptions(&sink, shared)
+            .await
+            .map_err(|f| f.context("subscribing after connect"))?;
+        let channels = {
+            let mut table = shared.table();
+            table.live = true;
+            table.link.len()
         };
-        let failure = match connected {
-            Ok((pubsub, publisher, reached)) => {
-                shared
-                    .cluster
-                    .store(matches!(reached, Reached::Cluster { .. }), Ordering::Relaxed);
-                let mut watcher = tokio::spawn(watch_primary(
-                    finder.connector.clone(),
-                    reached,
-                    publisher.clone(),
-                ));
-                let (sink, mut stream) = pubsub.split();
-                match sync_subscriptions(&sink, &shared).await {
-                    Err(e) => {
-                        watcher.abort();
-                        Failure::Other(format!("subscribing after connect: {e}"))
-                    }
-                    Ok(()) => {
-                        let channels = {
-                            let mut table = shared.table();
-                            table.live = true;
-                            table.link.len()
+        tracing::info!(channels, "redis backplane connected and subscribed");
+        *shared.publisher() = Some(publisher);
+        Ok(Live {
+            sink,
+            stream,
+            watcher,
+        })
+    }
+
+    async fn serve(&mut self, live: Live) -> Result<(), Failure> {
+        let Live {
+            sink,
+            mut stream,
+            mut watcher,
+        } = live;
+        let shared = &self.shared;
+        let mut manager = AbortOnDropHandle::new(tokio::spawn(manage_subscriptions(sink, shared.clone())));
+        // A lost link is retried soon (Lost): Redis may be back, or the primary moved.
+        let lost = |reason: String| Failure::new(LinkFailure::Lost, reason);
+        let ended = loop {
+            tokio::select! {
+                moved = &mut watcher => {
+                    break Err(lost(moved.unwrap_or_else(|e| format!("primary watcher ended: {e}"))));
+                }
+                failed = &mut manager => {
+                    break Err(failed.unwrap_or_else(|e| lost(format!("subscription manager ended: {e}"))));
+                }
+                message = stream.next() => match message {
+                    Some(message) => {
+                        let message = BackplaneMessage {
+                            channel: message.get_channel_name().to_string(),
+                            payload: Bytes::copy_from_slice(message.get_payload_bytes()),
                         };
-                        tracing::info!(channels, "redis backplane connected and subscribed");
-                        *shared.publisher() = Some(publisher);
-                        attempt = 0;
-                        shared.set_state(BackplaneState::Connected);
-                        let mut manager = tokio::spawn(manage_subscriptions(sink, shared.clone()));
-                        let lost = loop {
-                            tokio::select! {
-                                _ = cancel.cancelled() => break None,
-                                moved = &mut watcher => {
-                                    break Some(moved.unwrap_or_else(|e| format!("primary watcher ended: {e}")));
-                                }
-                                failed = &mut manager => {
-                                    break Some(failed.unwrap_or_else(|e| format!("subscription manager ended: {e}")));
-                                }
-                                message = stream.next() => match message {
-                                    Some(message) => {
-                                        let message = BackplaneMessage {
-                                            channel: message.get_channel_name().to_string(),
-                                            payload: Bytes::copy_from_slice(message.get_payload_bytes()),
-                                        };
-                                        // Never waits: a full inbox drops and counts (module docs).
-                                        if !shared.inbox.offer(message) && shared.inbox.is_closed() {
-                                            break None; // the node stopped
-                                        }
-                                    }
-                                    None => break Some("connection to Redis lost".to_string()),
-                                },
-                            }
-                        };
-                        manager.abort();
-                        watcher.abort();
-                        shared.table().lost();
-                        *shared.publisher() = None;
-                        match lost {
-                            // A lost link is retried at once (base delay): Redis may be back.
-                            Some(reason) => Failure::Refused(reason),
-                            None => break,
+                        // Never waits: a full inbox drops and counts (module docs).
+                        if !shared.inbox.offer(message) && shared.inbox.is_closed() {
+                            break Ok(()); // the node stopped
                         }
                     }
-                }
+                    None => break Err(lost("connection to Redis lost".to_string())),
+                },
             }
-            Err(failure) => failure,
         };
+        drop((manager, watcher));
         shared.table().lost();
-        let (error, cap) = match failure {
-            Failure::Refused(e) => (e, config::DEFAULT_RECONNECT_MAX_REFUSED),
-            Failure::Other(e) => (e, config::DEFAULT_RECONNECT_MAX),
-        };
-        shared.record_error(error);
-        let delay = backoff(attempt, config::DEFAULT_RECONNECT_BASE, cap);
-        attempt = attempt.saturating_add(1);
-        shared.set_state(BackplaneState::Reconnecting {
-            attempt,
-            retry_in: delay,
-        });
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(delay) => {}
+        *shared.publisher() = None;
+        ended
+    }
+
+    fn report(&mut self, state: Report<'_>) {
+        match state {
+            // The status starts as Connecting.
+            Report::Connecting => {}
+            Report::Connected => self.shared.set_state(BackplaneState::Connected),
+            Report::Reconnecting {
+                attempt,
+                retry_in,
+                error,
+            } => {
+                self.shared.table().lost();
+                *self.shared.publisher() = None;
+                self.shared.record_error(error.message.clone());
+                self.shared
+                    .set_state(BackplaneState::Reconnecting { attempt, retry_in });
+            }
         }
     }
+}
+
+async fn supervise(finder: Finder, shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut link = ClassicLink {
+        finder,
+        shared: shared.clone(),
+    };
+    reconnect::run(&mut link, &cancel).await;
     shared.table().lost();
     *shared.publisher() = None;
     shared.set_state(BackplaneState::Stopped);

@@ -8,7 +8,12 @@
 //! are, Reconnecting with the more telling error when either is not. A URL that is not a
 //! Switchboard node gives a readable error state, never a panic.
 //!
-//! Run by `runtime`; uses `client` and `protocol`. Never `hub` (only what a node serves).
+//! Both links reconnect through the backplane's `reconnect` loop; their failures are classified
+//! here from the client's typed errors ([`failure_of`]), never from their words, so a node's 401
+//! body cannot choose the retry pace.
+//!
+//! Run by `runtime`; uses `client`, `protocol` and `backplane::reconnect`. Never `hub` (only what
+//! a node serves).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +34,10 @@ use super::{
     BurstProgress, BurstState, LinkState, MonitorEvent, NodeEvent, NodeStats, NodeTarget, SendBody,
     SendRequest, SendTarget, TraceLookup,
 };
-use crate::backplane::backoff;
-use crate::client::{self, ClientEvent, ClientOptions, HubClient, HubSender, NodeTls, http};
+use crate::backplane::reconnect::{self, Failure, Link, LinkFailure, Report};
+use crate::client::{
+    self, ClientError, ClientEvent, ClientOptions, HubClient, HubSender, NodeTls, NodeWebSocket, http,
+};
 use crate::config;
 use crate::monitor_token::MonitorToken;
 use crate::protocol::{CompletionResult, Value};
@@ -46,6 +53,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// How long the end of a burst waits for its last invocations' answers before reporting.
 const BURST_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a cancelled probe client may take to close its connection properly (the client waits
+/// up to 2 s to queue its close and 4 s for the answer) before it is dropped.
+const PROBE_CLOSE_GRACE: Duration = Duration::from_secs(6);
 
 /// Test invocations in flight at once during a burst: enough to keep 10k/s flowing over loopback
 /// without an unbounded pile of waiting tasks.
@@ -192,34 +203,67 @@ fn request_options(tls: Option<&NodeTls>) -> http::RequestOptions<'_> {
     }
 }
 
+/// A client error as a link failure: its kind from the variant (and the I/O error's kind), its
+/// message the error's words. A node's 401 is `Auth` whatever its body says.
+fn failure_of(e: &ClientError) -> Failure {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let kind = match e {
+        ClientError::Io { source, .. } => LinkFailure::of_io(source.kind()),
+        ClientError::Tls { .. } => LinkFailure::Tls,
+        ClientError::TokenRefused { .. } | ClientError::TokenRequired { .. } => LinkFailure::Auth,
+        ClientError::Negotiate {
+            status: 401 | 403, ..
+        }
+        | ClientError::UpgradeRejected {
+            status: 401 | 403, ..
+        } => LinkFailure::Auth,
+        ClientError::Timeout(_) => LinkFailure::Timeout,
+        ClientError::Closed(_) => LinkFailure::Lost,
+        ClientError::WebSocket { source, .. } => match source.as_ref() {
+            WsError::Io(io) => LinkFailure::of_io(io.kind()),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => LinkFailure::Lost,
+            _ => LinkFailure::Protocol,
+        },
+        ClientError::Url { .. } => LinkFailure::Other,
+        ClientError::Http { .. }
+        | ClientError::Negotiate { .. }
+        | ClientError::NegotiateRefused(_)
+        | ClientError::NegotiateResponse { .. }
+        | ClientError::UpgradeRejected { .. }
+        | ClientError::Handshake(_) => LinkFailure::Protocol,
+    };
+    Failure::new(kind, e.to_string())
+}
+
 /// Why a stats URL does not serve a monitor: what a plain GET of it says.
 async fn diagnose(
     stats_url: &str,
     tls: Option<&NodeTls>,
     token: Option<&MonitorToken>,
-    ws_error: String,
-) -> String {
+    ws_error: &ClientError,
+) -> Failure {
+    let not_monitor = |text: String| Failure::new(LinkFailure::Protocol, text);
     match directory::get(stats_url, token, tls, HTTP_TIMEOUT).await {
-        Err(e) => e.to_string(),
-        Ok(r) if r.status == 401 || r.status == 403 => {
-            not_allowed(stats_url, r.status, &r.text(), token.is_some())
-        }
-        Ok(r) if r.status != 200 => format!(
+        Err(e) => failure_of(&e),
+        Ok(r) if r.status == 401 || r.status == 403 => Failure::new(
+            LinkFailure::Auth,
+            not_allowed(stats_url, r.status, &r.text(), token.is_some()),
+        ),
+        Ok(r) if r.status != 200 => not_monitor(format!(
             "{stats_url} is not a Switchboard monitor endpoint: HTTP {}",
             r.status
-        ),
+        )),
         Ok(r) => match r.json::<serde_json::Value>() {
-            Ok(doc) if doc.get("node_name").is_some() => format!("monitor WebSocket: {ws_error}"),
-            _ => format!(
+            Ok(doc) if doc.get("node_name").is_some() => failure_of(ws_error).context("monitor WebSocket"),
+            _ => not_monitor(format!(
                 "{stats_url} is not a Switchboard monitor endpoint: the response is not a stats document"
-            ),
+            )),
         },
     }
 }
 
 /// Why a node's monitor endpoint turned the dashboard away (401/403), with the node's one-line
-/// reason. Worded without "refused", so the probe backs off as for any authentication error
-/// (`retry_cap`) instead of retrying within a quarter second.
+/// reason (an `Auth` failure: backs off as any authentication error, whatever the body says).
 fn not_allowed(stats_url: &str, status: u16, body: &str, token_given: bool) -> String {
     let hint = if token_given {
         ""
@@ -237,50 +281,105 @@ fn not_allowed(stats_url: &str, status: u16, body: &str, token_given: bool) -> S
     format!("{stats_url} does not let this dashboard look (HTTP {status}): {reason}{hint}")
 }
 
-/// The next attempt number and when it is due (unix ms), after a capped backoff.
-fn next_retry(attempt: &mut u32, error: &str) -> (u32, u64) {
-    let delay = backoff(
-        *attempt,
-        config::DEFAULT_RECONNECT_BASE,
-        crate::backplane::retry_cap(error),
-    );
-    *attempt = attempt.saturating_add(1);
-    (*attempt, now_ms() + delay.as_millis() as u64)
-}
-
-/// After a failure of the monitor link (`monitor`) or the probe client: reports it down with the
-/// next attempt's time, then waits for it. False when cancelled meanwhile.
-async fn back_off(
-    shared: &ProbeShared,
-    monitor: bool,
-    error: String,
-    attempt: &mut u32,
-    hub_url: &str,
-    sink: &EventSink,
-    cancel: &CancellationToken,
-) -> bool {
-    if cancel.is_cancelled() {
-        return false;
-    }
-    let (n, retry_at_ms) = next_retry(attempt, &error);
-    shared.set(
-        monitor,
-        Part::Down {
-            attempt: n,
-            retry_at_ms,
+/// Shows a state of the monitor link (`monitor`) or of the probe client as that part's state
+/// (a failure with a debug line).
+fn report_part(shared: &ProbeShared, monitor: bool, state: Report<'_>, hub_url: &str, sink: &EventSink) {
+    let part = match state {
+        Report::Connecting => Part::Connecting,
+        Report::Connected => Part::Connected,
+        Report::Reconnecting {
+            attempt,
+            retry_in,
             error,
-        },
-        hub_url,
-        sink,
-    );
-    wait(retry_at_ms, cancel).await
+        } => {
+            let what = if monitor {
+                "monitor link problem"
+            } else {
+                "probe client problem"
+            };
+            tracing::debug!(%hub_url, %error, "{what}");
+            Part::Down {
+                attempt,
+                retry_at_ms: now_ms() + retry_in.as_millis() as u64,
+                error: error.message.clone(),
+            }
+        }
+    };
+    shared.set(monitor, part, hub_url, sink);
 }
 
-async fn wait(delay_until_ms: u64, cancel: &CancellationToken) -> bool {
-    let delay = Duration::from_millis(delay_until_ms.saturating_sub(now_ms()));
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(delay) => true,
+/// The node's monitor WebSocket as the reconnect loop drives it: up once a first stats document
+/// arrived.
+struct MonitorLink<'a> {
+    hub_url: &'a str,
+    stats_url: &'a str,
+    ws_url: String,
+    tls: Option<&'a NodeTls>,
+    token: Option<&'a MonitorToken>,
+    authorization: Option<String>,
+    shared: &'a ProbeShared,
+    sink: &'a EventSink,
+}
+
+impl MonitorLink<'_> {
+    /// The next stats document; anything else ends the link.
+    async fn next_stats(&self, ws: &mut NodeWebSocket) -> Result<NodeStats, Failure> {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str::<NodeStats>(&text).map_err(|e| {
+                        Failure::new(
+                            LinkFailure::Protocol,
+                            format!("{} is not a Switchboard monitor endpoint: {e}", self.ws_url),
+                        )
+                    });
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err(Failure::new(
+                        LinkFailure::Lost,
+                        "the monitor connection was closed",
+                    ));
+                }
+                // Whatever the error, the connection is gone.
+                Some(Err(e)) => {
+                    return Err(Failure::new(
+                        LinkFailure::Lost,
+                        format!("the monitor connection failed: {e}"),
+                    ));
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+impl Link for MonitorLink<'_> {
+    type Conn = (NodeWebSocket, NodeStats);
+
+    async fn connect(&mut self) -> Result<Self::Conn, Failure> {
+        let headers: Vec<(&str, &str)> = self
+            .authorization
+            .iter()
+            .map(|value| ("Authorization", value.as_str()))
+            .collect();
+        let mut ws = match client::connect_raw_ws_with(&self.ws_url, self.tls, &headers).await {
+            Ok(ws) => ws,
+            Err(e) => return Err(diagnose(self.stats_url, self.tls, self.token, &e).await),
+        };
+        let stats = self.next_stats(&mut ws).await?;
+        Ok((ws, stats))
+    }
+
+    async fn serve(&mut self, (mut ws, first): Self::Conn) -> Result<(), Failure> {
+        self.sink.node(self.hub_url, NodeEvent::Stats(first));
+        loop {
+            let stats = self.next_stats(&mut ws).await?;
+            self.sink.node(self.hub_url, NodeEvent::Stats(stats));
+        }
+    }
+
+    fn report(&mut self, state: Report<'_>) {
+        report_part(self.shared, true, state, self.hub_url, self.sink);
     }
 }
 
@@ -293,47 +392,17 @@ async fn monitor_loop(
     sink: &EventSink,
     cancel: &CancellationToken,
 ) {
-    let ws_url = monitor_ws_url(stats_url);
-    let authorization = token.map(MonitorToken::header_value);
-    let headers: Vec<(&str, &str)> = authorization
-        .iter()
-        .map(|value| ("Authorization", value.as_str()))
-        .collect();
-    let mut attempt = 0;
-    loop {
-        let connected = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = client::connect_raw_ws_with(&ws_url, tls, &headers) => r,
-        };
-        let error = match connected {
-            Err(e) => diagnose(stats_url, tls, token, e.to_string()).await,
-            Ok(mut ws) => loop {
-                let message = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    m = ws.next() => m,
-                };
-                match message {
-                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<NodeStats>(&text) {
-                        Ok(stats) => {
-                            attempt = 0;
-                            shared.set(true, Part::Connected, hub_url, sink);
-                            sink.node(hub_url, NodeEvent::Stats(stats));
-                        }
-                        Err(e) => break format!("{ws_url} is not a Switchboard monitor endpoint: {e}"),
-                    },
-                    Some(Ok(Message::Close(_))) | None => {
-                        break "the monitor connection was closed".to_string();
-                    }
-                    Some(Err(e)) => break format!("the monitor connection failed: {e}"),
-                    Some(Ok(_)) => {}
-                }
-            },
-        };
-        tracing::debug!(%hub_url, %error, "monitor link problem");
-        if !back_off(shared, true, error, &mut attempt, hub_url, sink, cancel).await {
-            return;
-        }
-    }
+    let mut link = MonitorLink {
+        hub_url,
+        stats_url,
+        ws_url: monitor_ws_url(stats_url),
+        tls,
+        token,
+        authorization: token.map(MonitorToken::header_value),
+        shared,
+        sink,
+    };
+    reconnect::run(&mut link, cancel).await;
 }
 
 async fn rtt_loop(
@@ -381,6 +450,96 @@ fn find_trace(value: &Value) -> Option<u64> {
     }
 }
 
+/// The probe client as the reconnect loop drives it: up once connected and back in its groups.
+struct ProbeLink<'a> {
+    hub_url: &'a str,
+    options: ClientOptions,
+    node_credentials: &'a crate::node_token::NodeCredentials,
+    shared: &'a ProbeShared,
+    sink: &'a EventSink,
+    cancel: &'a CancellationToken,
+    /// Whether the last attempt was a 401 to a probe that sent no token (told to the UI once).
+    needs_token: bool,
+}
+
+impl Link for ProbeLink<'_> {
+    type Conn = HubClient;
+
+    async fn connect(&mut self) -> Result<HubClient, Failure> {
+        // A fresh token per attempt: a minted one never outlives its short lifetime.
+        let options = ClientOptions {
+            token: self.node_credentials.bearer_for(PROBE_USER),
+            ..self.options.clone()
+        };
+        let connected = HubClient::connect(self.hub_url, options).await;
+        let refused = matches!(connected, Err(ClientError::TokenRequired { .. }));
+        if refused != self.needs_token {
+            self.needs_token = refused;
+            self.sink.node(self.hub_url, NodeEvent::NeedsToken(refused));
+        }
+        let client = connected.map_err(|e| failure_of(&e))?;
+        let connection_id = client.connection_id().unwrap_or_default().to_string();
+        let groups: Vec<String> = {
+            let mut inner = self.shared.lock();
+            inner.sender = Some(client.sender());
+            inner.connection_id = Some(connection_id.clone());
+            inner.groups.iter().cloned().collect()
+        };
+        for group in groups {
+            let _ = client
+                .invoke("JoinGroup", vec![Value::from(group.as_str())])
+                .await;
+        }
+        self.sink
+            .node(self.hub_url, NodeEvent::ProbeConnected { connection_id });
+        Ok(client)
+    }
+
+    async fn serve(&mut self, mut client: HubClient) -> Result<(), Failure> {
+        let reason = loop {
+            let event = tokio::select! {
+                _ = self.cancel.cancelled() => None,
+                e = client.recv() => Some(e),
+            };
+            match event {
+                None => {
+                    // Stopped: the node hears a proper close (see `stop_grace`).
+                    self.shared.lock().sender = None;
+                    client.close().await;
+                    return Ok(());
+                }
+                Some(Some(ClientEvent::Invocation { arguments, .. })) => {
+                    if let Some(trace) = arguments.iter().find_map(find_trace) {
+                        self.sink.node(
+                            self.hub_url,
+                            NodeEvent::ProbeReceived {
+                                trace,
+                                at_ms: now_ms(),
+                            },
+                        );
+                    }
+                }
+                Some(Some(ClientEvent::Close { .. })) => {}
+                Some(Some(ClientEvent::Disconnected { reason })) => break reason,
+                Some(None) => break "the probe connection ended".to_string(),
+            }
+        };
+        self.shared.lock().sender = None;
+        Err(Failure::new(
+            LinkFailure::Lost,
+            format!("the probe connection was lost: {reason}"),
+        ))
+    }
+
+    fn report(&mut self, state: Report<'_>) {
+        report_part(self.shared, false, state, self.hub_url, self.sink);
+    }
+
+    fn stop_grace(&self) -> Duration {
+        PROBE_CLOSE_GRACE
+    }
+}
+
 async fn probe_loop(
     hub_url: &str,
     tls: Option<&NodeTls>,
@@ -389,82 +548,22 @@ async fn probe_loop(
     sink: &EventSink,
     cancel: &CancellationToken,
 ) {
-    let options = ClientOptions {
-        user: Some(PROBE_USER.to_string()),
-        tls: tls.cloned(),
-        ..ClientOptions::default()
+    let mut link = ProbeLink {
+        hub_url,
+        options: ClientOptions {
+            user: Some(PROBE_USER.to_string()),
+            tls: tls.cloned(),
+            ..ClientOptions::default()
+        },
+        node_credentials,
+        shared,
+        sink,
+        cancel,
+        needs_token: false,
     };
-    let mut attempt = 0;
-    // Whether the last attempt was a 401 to a probe that sent no token (told to the UI once).
-    let mut needs_token = false;
-    loop {
-        let connected = tokio::select! {
-            _ = cancel.cancelled() => return,
-            // A fresh token per attempt: a minted one never outlives its short lifetime.
-            r = HubClient::connect(hub_url, ClientOptions {
-                token: node_credentials.bearer_for(PROBE_USER),
-                ..options.clone()
-            }) => r,
-        };
-        let refused = matches!(connected, Err(client::ClientError::TokenRequired { .. }));
-        if refused != needs_token {
-            needs_token = refused;
-            sink.node(hub_url, NodeEvent::NeedsToken(refused));
-        }
-        let error = match connected {
-            Err(e) => e.to_string(),
-            Ok(mut client) => {
-                let connection_id = client.connection_id().unwrap_or_default().to_string();
-                let groups: Vec<String> = {
-                    let mut inner = shared.lock();
-                    inner.sender = Some(client.sender());
-                    inner.connection_id = Some(connection_id.clone());
-                    inner.groups.iter().cloned().collect()
-                };
-                for group in groups {
-                    let _ = client
-                        .invoke("JoinGroup", vec![Value::from(group.as_str())])
-                        .await;
-                }
-                attempt = 0;
-                sink.node(hub_url, NodeEvent::ProbeConnected { connection_id });
-                shared.set(false, Part::Connected, hub_url, sink);
-                let reason = loop {
-                    let event = tokio::select! {
-                        _ = cancel.cancelled() => None,
-                        e = client.recv() => Some(e),
-                    };
-                    match event {
-                        None => {
-                            shared.lock().sender = None;
-                            client.close().await;
-                            return;
-                        }
-                        Some(Some(ClientEvent::Invocation { arguments, .. })) => {
-                            if let Some(trace) = arguments.iter().find_map(find_trace) {
-                                sink.node(
-                                    hub_url,
-                                    NodeEvent::ProbeReceived {
-                                        trace,
-                                        at_ms: now_ms(),
-                                    },
-                                );
-                            }
-                        }
-                        Some(Some(ClientEvent::Close { .. })) => {}
-                        Some(Some(ClientEvent::Disconnected { reason })) => break reason,
-                        Some(None) => break "the probe connection ended".to_string(),
-                    }
-                };
-                shared.lock().sender = None;
-                format!("the probe connection was lost: {reason}")
-            }
-        };
-        tracing::debug!(%hub_url, %error, "probe client problem");
-        if !back_off(shared, false, error, &mut attempt, hub_url, sink, cancel).await {
-            return;
-        }
-    }
+    reconnect::run(&mut link, cancel).await;
+    // A connect cancelled halfway may have left its sender behind.
+    shared.lock().sender = None;
 }
 
 /// `text` with the trace marker appended.
@@ -722,8 +821,44 @@ mod tests {
             text,
             "http://h:1/switchboard/stats does not let this dashboard look (HTTP 401): needs a token (start the dashboard with --monitor-token)"
         );
-        assert_eq!(crate::backplane::retry_cap(&text), config::DEFAULT_RECONNECT_MAX);
         assert!(!not_allowed("u", 403, "x", true).contains("--monitor-token"));
+    }
+
+    #[test]
+    fn a_401_is_an_auth_failure_whatever_its_body_says() {
+        let body = "connection refused; connection lost; connection reset";
+        for error in [
+            ClientError::TokenRefused {
+                url: "http://h:1/hub".into(),
+                reason: body.into(),
+            },
+            ClientError::TokenRequired {
+                url: "http://h:1/hub".into(),
+                reason: body.into(),
+            },
+            ClientError::UpgradeRejected {
+                url: "ws://h:1/hub".into(),
+                status: 401,
+                body: body.into(),
+            },
+        ] {
+            let failure = failure_of(&error);
+            assert_eq!(failure.kind, LinkFailure::Auth, "{error:?}");
+            assert_eq!(failure.kind.retry_cap(), config::DEFAULT_RECONNECT_MAX);
+            assert!(
+                failure.message.contains("connection refused"),
+                "the words are kept"
+            );
+        }
+        let refused = ClientError::Io {
+            what: "connecting to h:1".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(failure_of(&refused).kind, LinkFailure::Refused);
+        let closed = ClientError::Closed("the server went away".into());
+        assert_eq!(failure_of(&closed).kind, LinkFailure::Lost);
+        let negotiate = ClientError::NegotiateRefused("connection refused".into());
+        assert_eq!(failure_of(&negotiate).kind, LinkFailure::Protocol);
     }
 
     #[test]

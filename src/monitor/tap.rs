@@ -4,9 +4,10 @@
 //! in-memory bus's census is counted here.
 //!
 //! Transport failure is a state: the tap reports Connecting → Connected → Reconnecting{..} with a
-//! capped backoff, and Failed only for a URL that can never work. Errors never echo a password.
+//! capped backoff (the backplane's `reconnect` loop, paced by the failure's kind), and Failed only
+//! for a URL that can never work. Errors never echo a password.
 //!
-//! Run by `runtime`; uses `backplane` (naming, backoff, `MemoryBus`), `decode` and `census`.
+//! Run by `runtime`; uses `backplane` (naming, `reconnect`, `MemoryBus`), `decode` and `census`.
 //! Never `hub`.
 
 use futures_util::StreamExt;
@@ -17,11 +18,12 @@ use super::batcher::Batcher;
 use super::now_ms;
 use super::sink::EventSink;
 use super::{Announcement, LinkState, MonitorEvent, TapSource, census};
+use crate::backplane::BackplaneMessage;
 use crate::backplane::memory::MemoryBus;
 use crate::backplane::naming::Channels;
-use crate::backplane::{BackplaneMessage, backoff};
+use crate::backplane::reconnect::{self, Failure, Link, LinkFailure, Report};
 use crate::config;
-use crate::redis_conn::{RedisConnector, RedisSpec, describe};
+use crate::redis_conn::{RedisConnector, RedisSpec};
 pub use census::census_of;
 
 /// Messages queued from the memory bus to the tap; the bus drops (and counts) beyond it rather
@@ -104,31 +106,111 @@ fn second_copy(prefix: &str, channel: &str, pattern: Option<&str>) -> bool {
     !prefix.is_empty() && pattern == Some(FOREIGN_PATTERN) && channel.starts_with(prefix)
 }
 
-async fn subscribe(connector: &RedisConnector, pattern: &str) -> Result<redis::aio::PubSub, String> {
+async fn subscribe(connector: &RedisConnector, pattern: &str) -> Result<redis::aio::PubSub, Failure> {
     let connect = async {
-        let reached = connector.reach().await.map_err(|e| e.to_string())?;
-        let mut pubsub = connector
-            .pubsub(reached.entry())
-            .await
-            .map_err(|e| e.to_string())?;
+        let reached = connector.reach().await?;
+        let mut pubsub = connector.pubsub(reached.entry()).await?;
         pubsub
             .psubscribe(pattern)
             .await
-            .map_err(|e| format!("PSUBSCRIBE {pattern}: {}", describe(&e)))?;
+            .map_err(|e| Failure::redis(&e).context(format_args!("PSUBSCRIBE {pattern}")))?;
         if pattern != "*" {
             pubsub
                 .psubscribe(FOREIGN_PATTERN)
                 .await
-                .map_err(|e| format!("PSUBSCRIBE {FOREIGN_PATTERN}: {}", describe(&e)))?;
+                .map_err(|e| Failure::redis(&e).context(format_args!("PSUBSCRIBE {FOREIGN_PATTERN}")))?;
         }
-        Ok(pubsub)
+        Ok::<_, Failure>(pubsub)
     };
     match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, connect).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "timed out after {:?} connecting to Redis",
-            config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2
+        Err(_) => Err(Failure::new(
+            LinkFailure::Timeout,
+            format!(
+                "timed out after {:?} connecting to Redis",
+                config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2
+            ),
         )),
+    }
+}
+
+/// The Redis tap as the reconnect loop drives it: PSUBSCRIBE, then decode until the link is lost.
+struct TapLink {
+    connector: RedisConnector,
+    pattern: String,
+    prefix: String,
+    batcher: Batcher,
+}
+
+impl Link for TapLink {
+    type Conn = redis::aio::PubSub;
+
+    async fn connect(&mut self) -> Result<redis::aio::PubSub, Failure> {
+        subscribe(&self.connector, &self.pattern).await
+    }
+
+    async fn serve(&mut self, pubsub: redis::aio::PubSub) -> Result<(), Failure> {
+        let (prefix, batcher) = (&self.prefix, &mut self.batcher);
+        // redis-rs queues pub/sub messages without bound behind this stream, so the
+        // tap reads them in chunks and sheds load itself when decoding falls behind.
+        let mut messages = pubsub
+            .into_on_message()
+            .ready_chunks(config::DEFAULT_MONITOR_BATCH);
+        let mut shedder = Shedder::default();
+        let mut tick = tokio::time::interval(config::DEFAULT_MONITOR_FLUSH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = tick.tick() => batcher.flush(),
+                chunk = messages.next() => match chunk {
+                    Some(chunk) => {
+                        if shedder.keep(chunk.len()) {
+                            for m in &chunk {
+                                let channel = m.get_channel_name();
+                                // Only a broadcast under the prefix can be a second copy:
+                                // the pattern is read (an allocation) for those alone.
+                                if channel.ends_with(":all")
+                                    && second_copy(
+                                        prefix,
+                                        channel,
+                                        m.get_pattern::<Option<String>>().ok().flatten().as_deref(),
+                                    )
+                                {
+                                    continue;
+                                }
+                                batcher.message(channel, m.get_payload_bytes());
+                            }
+                        } else {
+                            batcher.shed(chunk.len());
+                        }
+                    }
+                    None => return Err(Failure::new(LinkFailure::Lost, "connection to Redis lost")),
+                },
+            }
+        }
+    }
+
+    fn report(&mut self, state: Report<'_>) {
+        match state {
+            Report::Connecting => self.batcher.state(LinkState::Connecting),
+            Report::Connected => {
+                tracing::info!(pattern = %self.pattern, "tap subscribed");
+                self.batcher.state(LinkState::Connected);
+            }
+            Report::Reconnecting {
+                attempt,
+                retry_in,
+                error,
+            } => {
+                tracing::warn!(%error, attempt, "tap link problem");
+                self.batcher.state(LinkState::Reconnecting {
+                    attempt,
+                    retry_at_ms: now_ms() + retry_in.as_millis() as u64,
+                    error: error.message.clone(),
+                });
+            }
+        }
     }
 }
 
@@ -166,83 +248,14 @@ async fn run_redis(
         sr2_rx,
         cancel.clone(),
     ));
-    let pattern = Channels::tap_pattern(&prefix);
-    let mut attempt: u32 = 0;
-    batcher.state(LinkState::Connecting);
-    loop {
-        let subscribed = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = subscribe(&connector, &pattern) => r,
-        };
-        let error = match subscribed {
-            Ok(pubsub) => {
-                attempt = 0;
-                tracing::info!(%pattern, "tap subscribed");
-                batcher.state(LinkState::Connected);
-                // redis-rs queues pub/sub messages without bound behind this stream, so the
-                // tap reads them in chunks and sheds load itself when decoding falls behind.
-                let mut messages = pubsub
-                    .into_on_message()
-                    .ready_chunks(config::DEFAULT_MONITOR_BATCH);
-                let mut shedder = Shedder::default();
-                let mut tick = tokio::time::interval(config::DEFAULT_MONITOR_FLUSH);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                let lost = loop {
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => break None,
-                        _ = tick.tick() => batcher.flush(),
-                        chunk = messages.next() => match chunk {
-                            Some(chunk) => {
-                                if shedder.keep(chunk.len()) {
-                                    for m in &chunk {
-                                        let channel = m.get_channel_name();
-                                        // Only a broadcast under the prefix can be a second copy:
-                                        // the pattern is read (an allocation) for those alone.
-                                        if channel.ends_with(":all")
-                                            && second_copy(
-                                                &prefix,
-                                                channel,
-                                                m.get_pattern::<Option<String>>().ok().flatten().as_deref(),
-                                            )
-                                        {
-                                            continue;
-                                        }
-                                        batcher.message(channel, m.get_payload_bytes());
-                                    }
-                                } else {
-                                    batcher.shed(chunk.len());
-                                }
-                            }
-                            None => break Some("connection to Redis lost".to_string()),
-                        },
-                    }
-                };
-                match lost {
-                    Some(error) => error,
-                    None => break,
-                }
-            }
-            Err(error) => error,
-        };
-        let delay = backoff(
-            attempt,
-            config::DEFAULT_RECONNECT_BASE,
-            crate::backplane::retry_cap(&error),
-        );
-        attempt = attempt.saturating_add(1);
-        tracing::warn!(%error, attempt, "tap link problem");
-        batcher.state(LinkState::Reconnecting {
-            attempt,
-            retry_at_ms: now_ms() + delay.as_millis() as u64,
-            error,
-        });
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(delay) => {}
-        }
-    }
-    batcher.state(LinkState::Idle);
+    let mut link = TapLink {
+        connector,
+        pattern: Channels::tap_pattern(&prefix),
+        prefix,
+        batcher,
+    };
+    reconnect::run(&mut link, &cancel).await;
+    link.batcher.state(LinkState::Idle);
     census.abort();
     let _ = census.await;
 }

@@ -36,6 +36,10 @@ pub enum ConnectError {
     /// A reply from Redis, in words (`describe`).
     #[error("{addr}: {reason}")]
     Redis { addr: String, reason: String },
+    /// The handshake's credentials were refused or are missing: an error reply to AUTH, or a
+    /// `NOAUTH`, `WRONGPASS` or `NOPERM` reply (its error code) to another command. In words.
+    #[error("{addr}: {reason}")]
+    Auth { addr: String, reason: String },
     #[error("{0}")]
     Sentinel(String),
     #[error("{0}")]
@@ -311,9 +315,13 @@ impl RedisConnector {
         for (command, reply) in commands.iter().zip(replies) {
             if let Some(error) = reply.strip_prefix('-') {
                 let what = String::from_utf8_lossy(command[0]).to_string();
-                return Err(ConnectError::Redis {
-                    addr: shown,
-                    reason: format!("{what}: {}", describe_text(error)),
+                let reason = format!("{what}: {}", describe_text(error));
+                let code = error.split(' ').next().unwrap_or_default();
+                let auth = command[0] == b"AUTH" || matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM");
+                return Err(if auth {
+                    ConnectError::Auth { addr: shown, reason }
+                } else {
+                    ConnectError::Redis { addr: shown, reason }
                 });
             }
         }

@@ -37,8 +37,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::resp::{self, Resp};
 use super::slot::{SlotMap, key_slot};
-use super::{COMMAND_TIMEOUT, Failure, Finder, Part, RefCounts, Shared as LinkShared};
-use crate::backplane::{BackplaneError, BackplaneMessage, BackplaneState, Receivers, backoff};
+use super::{COMMAND_TIMEOUT, Finder, Part, RefCounts, Shared as LinkShared};
+use crate::backplane::reconnect::{self, Failure, Link, LinkFailure, Report};
+use crate::backplane::{BackplaneError, BackplaneMessage, BackplaneState, Receivers};
 use crate::config;
 use crate::redis_conn::{Addr, Reached, describe, describe_text};
 use crate::tls::BoxedIo;
@@ -128,7 +129,14 @@ impl ShardedLink {
             changed: Notify::new(),
             gaps: AtomicU64::new(0),
         });
-        tokio::spawn(supervise(finder, shared.clone(), link, cancel));
+        tokio::spawn(supervise(
+            ShardSupervisor {
+                finder,
+                state: shared.clone(),
+                link,
+            },
+            cancel,
+        ));
         ShardedLink { shared }
     }
 
@@ -232,7 +240,7 @@ async fn spublish(
 /// What a reader tells the manager.
 enum Control {
     Reply { shard: usize, value: Resp },
-    Closed { shard: usize, reason: String },
+    Closed { shard: usize, failure: Failure },
 }
 
 /// What is pending on one subscriber connection, in the order the server answers.
@@ -258,35 +266,131 @@ impl Drop for ShardConn {
     }
 }
 
-async fn supervise(finder: Finder, state: Arc<State>, link: Arc<LinkShared>, cancel: CancellationToken) {
-    let mut finder = finder;
-    let mut attempt: u32 = 0;
-    loop {
-        let failure = tokio::select! {
-            _ = cancel.cancelled() => break,
-            f = run(&mut finder, &state, &link, &mut attempt) => f,
+/// The sharded half as the reconnect loop drives it.
+struct ShardSupervisor {
+    finder: Finder,
+    state: Arc<State>,
+    link: Arc<LinkShared>,
+}
+
+async fn supervise(mut supervisor: ShardSupervisor, cancel: CancellationToken) {
+    reconnect::run(&mut supervisor, &cancel).await;
+    supervisor.state.table().lost();
+}
+
+/// One connected life of the sharded link: every shard's subscriber connection and the queue
+/// their readers answer on.
+struct Shards {
+    conns: Vec<ShardConn>,
+    control_tx: mpsc::Sender<Control>,
+    control_rx: mpsc::Receiver<Control>,
+    last_refresh: tokio::time::Instant,
+}
+
+impl Link for ShardSupervisor {
+    type Conn = Shards;
+
+    /// Reaches the cluster, connects every shard and subscribes every referenced channel: ready
+    /// once nothing is pending.
+    async fn connect(&mut self) -> Result<Shards, Failure> {
+        let reached = match tokio::time::timeout(
+            config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2,
+            self.finder.reach(),
+        )
+        .await
+        {
+            Ok(Ok(reached)) => reached,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(Failure::new(LinkFailure::Timeout, "timed out reaching Redis")),
         };
-        state.table().lost();
-        let (error, cap) = match failure {
-            Failure::Refused(e) => (e, config::DEFAULT_RECONNECT_MAX_REFUSED),
-            Failure::Other(e) => (e, config::DEFAULT_RECONNECT_MAX),
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let mut shards = Shards {
+            conns: Vec::new(),
+            control_tx,
+            control_rx,
+            last_refresh: tokio::time::Instant::now(),
         };
-        link.record_error(format!("sharded pub/sub: {error}"));
-        let delay = backoff(attempt, config::DEFAULT_RECONNECT_BASE, cap);
-        attempt = attempt.saturating_add(1);
-        link.set_part(
-            Part::Sharded,
-            BackplaneState::Reconnecting {
-                attempt,
-                retry_in: delay,
-            },
-        );
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(delay) => {}
+        connect_shards(
+            &self.finder,
+            &self.state,
+            &self.link,
+            &reached,
+            &mut shards.conns,
+            &shards.control_tx,
+        )
+        .await?;
+        tracing::info!(shards = shards.conns.len(), "sharded pub/sub connected");
+        while !self.round(&mut shards, true).await? {}
+        self.state.table().live = true;
+        Ok(shards)
+    }
+
+    async fn serve(&mut self, mut shards: Shards) -> Result<(), Failure> {
+        loop {
+            self.round(&mut shards, false).await?;
         }
     }
-    state.table().lost();
+
+    fn report(&mut self, state: Report<'_>) {
+        match state {
+            // The sharded part starts as Connecting.
+            Report::Connecting => {}
+            Report::Connected => self.link.set_part(Part::Sharded, BackplaneState::Connected),
+            Report::Reconnecting {
+                attempt,
+                retry_in,
+                error,
+            } => {
+                self.state.table().lost();
+                self.link.record_error(format!("sharded pub/sub: {error}"));
+                self.link
+                    .set_part(Part::Sharded, BackplaneState::Reconnecting { attempt, retry_in });
+            }
+        }
+    }
+}
+
+impl ShardSupervisor {
+    /// One round: sends what changed, reads the shard map again if it is stale, and waits for a
+    /// change or a reply. With `until_ready`, returns true instead of waiting once every shard
+    /// confirmed everything asked and nothing is left to send.
+    async fn round(&mut self, shards: &mut Shards, until_ready: bool) -> Result<bool, Failure> {
+        let state = &self.state;
+        sync(state, &mut shards.conns).await?;
+        if until_ready && shards.conns.iter().all(|c| c.pending.is_empty()) && state.table().refs.is_clean() {
+            return Ok(true);
+        }
+        let stale = std::mem::take(&mut state.table().stale_map);
+        if stale {
+            let wait = REFRESH_MIN_INTERVAL.saturating_sub(shards.last_refresh.elapsed());
+            tokio::time::sleep(wait).await;
+            shards.last_refresh = tokio::time::Instant::now();
+            refresh(
+                &mut self.finder,
+                state,
+                &self.link,
+                &mut shards.conns,
+                &shards.control_tx,
+            )
+            .await?;
+        }
+        tokio::select! {
+            _ = state.changed.notified() => {}
+            control = shards.control_rx.recv() => match control {
+                None => return Err(Failure::new(LinkFailure::Other, "the shard readers ended")),
+                Some(Control::Closed { shard, failure }) => {
+                    let addr = shards.conns.get(shard).map(|c| c.addr.to_string()).unwrap_or_default();
+                    return Err(failure.context(format_args!("shard {addr}")));
+                }
+                Some(Control::Reply { shard, value }) => {
+                    if let Some(failure) = on_reply(state, &self.link, &mut shards.conns, shard, value) {
+                        return Err(failure);
+                    }
+                }
+            },
+        }
+        Ok(false)
+    }
 }
 
 /// The shards (primary address, slot ranges) that `reached` describes; a single server or a
@@ -299,60 +403,6 @@ fn shards_of(reached: &Reached) -> Vec<(Addr, Vec<(u16, u16)>)> {
             .filter(|(_, slots)| !slots.is_empty())
             .collect(),
         other => vec![(other.entry().clone(), vec![(0, super::slot::SLOTS - 1)])],
-    }
-}
-
-/// One connected life of the sharded link; returns why it ended.
-async fn run(finder: &mut Finder, state: &Arc<State>, link: &Arc<LinkShared>, attempt: &mut u32) -> Failure {
-    let reached = match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, finder.reach()).await
-    {
-        Ok(Ok(reached)) => reached,
-        Ok(Err(e)) if e.is_refused() => return Failure::Refused(e.to_string()),
-        Ok(Err(e)) => return Failure::Other(e.to_string()),
-        Err(_) => return Failure::Other("timed out reaching Redis".into()),
-    };
-    let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let mut conns: Vec<ShardConn> = Vec::new();
-    if let Err(failure) = connect_shards(finder, state, link, &reached, &mut conns, &control_tx).await {
-        return failure;
-    }
-    tracing::info!(shards = conns.len(), "sharded pub/sub connected");
-    let mut announced = false;
-    let mut last_refresh = tokio::time::Instant::now();
-    loop {
-        if let Err(failure) = sync(state, &mut conns).await {
-            return failure;
-        }
-        if !announced && conns.iter().all(|c| c.pending.is_empty()) && state.table().refs.is_clean() {
-            state.table().live = true;
-            announced = true;
-            *attempt = 0;
-            link.set_part(Part::Sharded, BackplaneState::Connected);
-        }
-        let stale = std::mem::take(&mut state.table().stale_map);
-        if stale {
-            let wait = REFRESH_MIN_INTERVAL.saturating_sub(last_refresh.elapsed());
-            tokio::time::sleep(wait).await;
-            last_refresh = tokio::time::Instant::now();
-            if let Err(failure) = refresh(finder, state, link, &mut conns, &control_tx).await {
-                return failure;
-            }
-        }
-        tokio::select! {
-            _ = state.changed.notified() => {}
-            control = control_rx.recv() => match control {
-                None => return Failure::Other("the shard readers ended".into()),
-                Some(Control::Closed { shard, reason }) => {
-                    let addr = conns.get(shard).map(|c| c.addr.to_string()).unwrap_or_default();
-                    return Failure::Refused(format!("shard {addr}: {reason}"));
-                }
-                Some(Control::Reply { shard, value }) => {
-                    if let Some(failure) = on_reply(state, link, &mut conns, shard, value) {
-                        return failure;
-                    }
-                }
-            },
-        }
     }
 }
 
@@ -383,9 +433,13 @@ async fn connect_shards(
                 let (publisher, raw) =
                     match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, opened).await {
                         Ok(Ok(pair)) => pair,
-                        Ok(Err(e)) if e.is_refused() => return Err(Failure::Refused(e.to_string())),
-                        Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
-                        Err(_) => return Err(Failure::Other(format!("{addr}: timed out connecting"))),
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(_) => {
+                            return Err(Failure::new(
+                                LinkFailure::Timeout,
+                                format!("{addr}: timed out connecting"),
+                            ));
+                        }
                     };
                 check_sharded_support(publisher.clone(), &addr).await?;
                 let (read, writer) = tokio::io::split(raw);
@@ -431,11 +485,17 @@ async fn check_sharded_support(mut publisher: MultiplexedConnection, addr: &Addr
     .await
     {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Failure::Other(format!(
-            "{addr}: --sharded-pubsub needs Redis 7 or later (SSUBSCRIBE, SPUBLISH): {}",
-            describe(&e)
-        ))),
-        Err(_) => Err(Failure::Other(format!("{addr}: PUBSUB SHARDNUMSUB timed out"))),
+        Ok(Err(e)) => Err(Failure::new(
+            LinkFailure::Protocol,
+            format!(
+                "{addr}: --sharded-pubsub needs Redis 7 or later (SSUBSCRIBE, SPUBLISH): {}",
+                describe(&e)
+            ),
+        )),
+        Err(_) => Err(Failure::new(
+            LinkFailure::Timeout,
+            format!("{addr}: PUBSUB SHARDNUMSUB timed out"),
+        )),
     }
 }
 
@@ -451,8 +511,13 @@ async fn refresh(
     let reached = match tokio::time::timeout(config::DEFAULT_REDIS_CONNECT_TIMEOUT * 2, finder.reach()).await
     {
         Ok(Ok(reached)) => reached,
-        Ok(Err(e)) => return Err(Failure::Other(format!("reading the shard map again: {e}"))),
-        Err(_) => return Err(Failure::Other("timed out reading the shard map again".into())),
+        Ok(Err(e)) => return Err(Failure::from(e).context("reading the shard map again")),
+        Err(_) => {
+            return Err(Failure::new(
+                LinkFailure::Timeout,
+                "timed out reading the shard map again",
+            ));
+        }
     };
     tracing::info!(reached = %reached.describe(), "sharded pub/sub: shard map read again");
     connect_shards(finder, state, link, &reached, conns, control_tx).await?;
@@ -505,8 +570,19 @@ async fn sync(state: &Arc<State>, conns: &mut [ShardConn]) -> Result<(), Failure
         };
         match tokio::time::timeout(COMMAND_TIMEOUT, write).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Failure::Refused(format!("shard {}: writing: {e}", conn.addr))),
-            Err(_) => return Err(Failure::Other(format!("shard {}: writing timed out", conn.addr))),
+            // A write that fails means the connection is gone.
+            Ok(Err(e)) => {
+                return Err(Failure::new(
+                    LinkFailure::Lost,
+                    format!("shard {}: writing: {e}", conn.addr),
+                ));
+            }
+            Err(_) => {
+                return Err(Failure::new(
+                    LinkFailure::Timeout,
+                    format!("shard {}: writing timed out", conn.addr),
+                ));
+            }
         }
     }
     if unowned {
@@ -581,11 +657,11 @@ fn on_reply(
                 state.changed.notify_one();
                 return None;
             }
-            Some(Failure::Other(format!(
-                "shard {}: {}",
-                conn.addr,
-                describe_text(&text)
-            )))
+            // An error reply to SSUBSCRIBE or SUNSUBSCRIBE (NOPERM, say).
+            Some(Failure::new(
+                LinkFailure::Protocol,
+                format!("shard {}: {}", conn.addr, describe_text(&text)),
+            ))
         }
         other => {
             tracing::debug!(shard = %conn.addr, reply = ?other, "unexpected reply on a sharded subscriber connection");
@@ -603,7 +679,7 @@ async fn read_shard(
     control_tx: mpsc::Sender<Control>,
 ) {
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
-    let reason = loop {
+    let failure = loop {
         loop {
             match resp::parse(&buffer) {
                 Ok(None) => break,
@@ -619,24 +695,21 @@ async fn read_shard(
                     }
                 }
                 Err(e) => {
-                    let _ = control_tx
-                        .send(Control::Closed {
-                            shard,
-                            reason: e.to_string(),
-                        })
-                        .await;
+                    let failure = Failure::new(LinkFailure::Protocol, e.to_string());
+                    let _ = control_tx.send(Control::Closed { shard, failure }).await;
                     return;
                 }
             }
         }
         buffer.reserve(READ_CHUNK);
         match read.read_buf(&mut buffer).await {
-            Ok(0) => break "connection to Redis lost".to_string(),
+            Ok(0) => break Failure::new(LinkFailure::Lost, "connection to Redis lost"),
             Ok(_) => {}
-            Err(e) => break format!("connection to Redis lost: {e}"),
+            // Whatever the error, the connection is gone.
+            Err(e) => break Failure::new(LinkFailure::Lost, format!("connection to Redis lost: {e}")),
         }
     };
-    let _ = control_tx.send(Control::Closed { shard, reason }).await;
+    let _ = control_tx.send(Control::Closed { shard, failure }).await;
 }
 
 /// An `smessage` push as a backplane message.
