@@ -26,6 +26,7 @@ pub mod directory;
 pub mod entry;
 pub mod explain;
 pub mod health;
+pub mod history;
 pub mod nodes;
 pub mod rates;
 pub mod redis_view;
