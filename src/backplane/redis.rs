@@ -49,7 +49,7 @@ use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-mod resp;
+pub mod resp;
 mod sharded;
 mod slot;
 mod topology;
