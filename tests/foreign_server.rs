@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::redis::{RedisServer, Tap, publish};
 use common::{STEP, connect, expect_message, unique_prefix, vectors, within};
 use futures_util::{SinkExt, StreamExt};
@@ -124,26 +122,31 @@ async fn group_commands_from_another_server_are_applied_and_acked() {
         str_args(&["dotnet", "hello group"])
     );
 
-    // A command for a connection we do not own is ignored (no ack from us).
+    // A command for a connection we do not own is ignored (no ack from us). The marker: a command
+    // for our own connection published after it on the same channel, whose ack must be the
+    // first one that comes.
     let foreign_conn = GroupCommand {
         connection_id: "not-ours".into(),
         id: 78,
-        ..command
+        ..command.clone()
     };
-    publish(
-        &redis.url(),
-        &format!("{prefix}{HUB}:internal:groups"),
-        &wire::encode_group_command(&foreign_conn),
-    )
-    .await;
-    assert!(
-        tap.wait_for(
-            |ch, p| ch == ack_channel && p == [0x91, 78],
-            Duration::from_millis(500)
+    let ours_again = GroupCommand { id: 79, ..command };
+    for next in [&foreign_conn, &ours_again] {
+        publish(
+            &redis.url(),
+            &format!("{prefix}{HUB}:internal:groups"),
+            &wire::encode_group_command(next),
         )
-        .await
-        .is_none()
-    );
+        .await;
+    }
+    let acks_before = tap
+        .count_before_marker(
+            |ch, p| ch == ack_channel && p == [0x91, 79],
+            |ch, p| ch == ack_channel && p == [0x91, 78],
+            STEP,
+        )
+        .await;
+    assert_eq!(acks_before, 0, "the foreign connection's command was acked");
     node.shutdown().await;
 }
 

@@ -473,27 +473,27 @@ impl RedisProcess {
     }
 }
 
-/// A child process owned by one server handle (the demo's, the tests'): at most one at a time.
+/// The child process of one [`RedisProcess`]: at most one at a time.
 #[derive(Debug, Default)]
-pub struct OwnedChild(Option<Child>);
+struct OwnedChild(Option<Child>);
 
 impl OwnedChild {
     /// Owns `child` (a previous one must have been killed).
-    pub fn set(&mut self, child: Child) {
+    fn set(&mut self, child: Child) {
         self.0 = Some(child);
     }
 
-    pub fn pid(&self) -> Option<u32> {
+    fn pid(&self) -> Option<u32> {
         self.0.as_ref().map(Child::id)
     }
 
     /// Whether the child is alive.
-    pub fn is_running(&mut self) -> bool {
+    fn is_running(&mut self) -> bool {
         self.0.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILLs the child and reaps it.
-    pub fn kill(&mut self) {
+    fn kill(&mut self) {
         if let Some(mut child) = self.0.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -501,10 +501,9 @@ impl OwnedChild {
     }
 }
 
-/// The arguments every private `redis-server` here gets (the demo's, and the tests' plain, TLS,
-/// cluster and sentinel servers): loopback only, nothing persisted, in the foreground, working in
-/// `dir`.
-pub fn private_args(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+/// The arguments every private `redis-server` here gets: loopback only, nothing persisted, in the
+/// foreground, working in `dir`.
+fn private_args(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = [
         "--bind",
         "127.0.0.1",
@@ -524,9 +523,9 @@ pub fn private_args(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
 }
 
 /// Has the child killed by the kernel when the spawning thread dies (Linux `PR_SET_PDEATHSIG`),
-/// so a SIGKILLed demo leaves no redis-server behind. Also used by the tests' TLS redis-server.
+/// so a SIGKILLed demo (or test binary) leaves no redis-server behind.
 #[cfg(target_os = "linux")]
-pub fn die_with_parent(command: &mut Command) {
+fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: runs in the child between fork and exec and calls only async-signal-safe functions
@@ -546,7 +545,7 @@ pub fn die_with_parent(command: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn die_with_parent(_command: &mut Command) {}
+fn die_with_parent(_command: &mut Command) {}
 
 /// The last lines of a log file, for error messages (also the tests' servers').
 pub fn log_tail(path: &std::path::Path) -> String {
