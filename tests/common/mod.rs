@@ -173,6 +173,43 @@ async fn expect_marker(client: &mut HubClient, marker: &str) {
     }
 }
 
+/// Sends `SendToGroup room ["x", "{label} {n}"]` from `from` every 50 ms or so until `to`
+/// receives one of THESE messages (others, e.g. a previous direction's stragglers, are skipped,
+/// so nothing needs draining first); returns the time since `since`. Panics past `limit` after
+/// `since`. For failover tests, which measure and print the time (never assert on it).
+pub async fn first_delivery(
+    from: &HubClient,
+    to: &mut HubClient,
+    since: tokio::time::Instant,
+    label: &str,
+    limit: Duration,
+) -> Duration {
+    let deadline = since + limit;
+    let prefix = format!("{label} ");
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let text = format!("{label} {n}");
+        // While the sender's node reconnects the call still completes (the publish fails and is counted).
+        let args = vec![s("room"), s("x"), s(&text)];
+        let _ = tokio::time::timeout(STEP, from.invoke("SendToGroup", args)).await;
+        // The poll's pace, not an ordering: each round sends another message.
+        let round = tokio::time::Instant::now() + Duration::from_millis(50);
+        while let Ok(Some(event)) = tokio::time::timeout_at(round, to.recv()).await {
+            if let ClientEvent::Invocation { target, arguments } = &event
+                && target == "ReceiveMessage"
+                && matches!(arguments.get(1), Some(Value::String(t)) if t.as_str().is_some_and(|t| t.starts_with(&prefix)))
+            {
+                return since.elapsed();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{label}: no cross-node delivery within {limit:?}"
+        );
+    }
+}
+
 /// `client`'s connection id (`GetConnectionId`).
 pub async fn connection_id(client: &HubClient) -> String {
     match within("GetConnectionId", client.invoke("GetConnectionId", vec![]))
