@@ -51,11 +51,6 @@ fn text(out: &Output) -> String {
 }
 
 /// A port nothing listens on: bound, then closed.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_1() {
     let redis = RedisServer::start().await;
@@ -136,7 +131,7 @@ async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_1() {
     // Down: a third node URL on a closed port.
     let mut down_args = base.clone();
     down_args.push("--node".into());
-    down_args.push(format!("http://127.0.0.1:{}/chat", closed_port()));
+    down_args.push(format!("http://127.0.0.1:{}/chat", common::free_port()));
     let out = check(down_args).await;
     let report = text(&out);
     assert_eq!(out.status.code(), Some(2), "{report}");
@@ -179,7 +174,7 @@ async fn discovered_nodes_and_an_unreachable_redis() {
     let started = std::time::Instant::now();
     let out = check(vec![
         "--redis".into(),
-        format!("redis://:hunter2secret@127.0.0.1:{}", closed_port()),
+        format!("redis://:hunter2secret@127.0.0.1:{}", common::free_port()),
         "--timeout".into(),
         "3".into(),
     ])
@@ -385,7 +380,7 @@ async fn a_forged_heartbeat_is_not_remembered() {
         "6".to_string(),
         "--json".to_string(),
     ];
-    let forged = format!("http://127.0.0.1:{}", closed_port());
+    let forged = format!("http://127.0.0.1:{}", common::free_port());
     let beat = serde_json::to_vec(&switchboard::status_doc::Announcement {
         kind: "switchboard.node".to_string(),
         server_name: "forged_1".to_string(),

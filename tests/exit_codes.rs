@@ -51,11 +51,6 @@ fn args(list: &[&str]) -> Vec<String> {
 }
 
 /// A port nothing listens on: bound, then closed.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn bad_usage_or_input_exits_3_in_every_subcommand() {
     let bad_redis = "redis://:hunter2x@h:notaport";
@@ -176,7 +171,7 @@ async fn check_and_load_with_a_dead_node_exit_2_and_with_live_ones_0() {
     let out = run(load(live)).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
-    let dead = format!("http://127.0.0.1:{}/chat", closed_port());
+    let dead = format!("http://127.0.0.1:{}/chat", common::free_port());
     let out = run(check(vec![a.hub_url(), dead.clone()])).await;
     let report = text(&out);
     assert_eq!(out.status.code(), Some(2), "{report}");

@@ -5,15 +5,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::redis::{RedisServer, Tap, publish};
 use common::{STEP, connect, expect_message, unique_prefix, vectors, within};
 use futures_util::{SinkExt, StreamExt};
 use switchboard::backplane::wire::{self, GroupAction, GroupCommand};
 use switchboard::client::{connect_raw_ws, str_args};
 use switchboard::hub::{BackplaneChoice, Node, NodeConfig, NodeHandle};
-use switchboard::protocol::{CompletionResult, HubMessage, Protocol, Value};
+use switchboard::protocol::{HubMessage, Protocol, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 const HUB: &str = "Switchboard.ChatHub";
@@ -30,13 +28,6 @@ async fn start(redis: &RedisServer, prefix: &str) -> NodeHandle {
         .await
         .unwrap();
     node
-}
-
-async fn connection_id(client: &switchboard::client::HubClient) -> String {
-    match client.invoke("GetConnectionId", vec![]).await.unwrap() {
-        CompletionResult::Value(Value::String(s)) => s.into_str().unwrap(),
-        other => panic!("{other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +56,25 @@ async fn dotnet_payloads_are_delivered_to_both_protocols() {
     let except = vectors::get("redis.invocation.real.all_except").bytes();
     publish(&redis.url(), &format!("{prefix}{HUB}:all"), &except).await;
     expect_message(&mut json, "target", STEP).await;
-    common::expect_silence(&mut msgpack, Duration::from_millis(300)).await;
+    // The marker: an All that both protocols can be served from, published after it on the same
+    // channel; the first thing the msgpack client receives must be the marker.
+    let marker = HubMessage::invocation("ReceiveMessage", str_args(&["marker", "after AllExcept"]));
+    let (json_marker, msgpack_marker) = (
+        Protocol::Json.encode(&marker),
+        Protocol::MessagePack.encode(&marker),
+    );
+    let payload = wire::encode_invocation(
+        &[],
+        &[("json", &json_marker), ("messagepack", &msgpack_marker)],
+        None,
+    );
+    publish(&redis.url(), &format!("{prefix}{HUB}:all"), &payload).await;
+    for client in [&mut json, &mut msgpack] {
+        assert_eq!(
+            expect_message(client, "ReceiveMessage", STEP).await,
+            str_args(&["marker", "after AllExcept"])
+        );
+    }
     node.shutdown().await;
 }
 
@@ -76,7 +85,7 @@ async fn group_commands_from_another_server_are_applied_and_acked() {
     let node = start(&redis, &prefix).await;
     let mut tap = Tap::start(&redis.url(), &format!("{prefix}*")).await;
     let mut client = connect(&node, Protocol::Json, None).await;
-    let id = connection_id(&client).await;
+    let id = common::connection_id(&client).await;
 
     let command = GroupCommand {
         id: 77,
@@ -113,26 +122,31 @@ async fn group_commands_from_another_server_are_applied_and_acked() {
         str_args(&["dotnet", "hello group"])
     );
 
-    // A command for a connection we do not own is ignored (no ack from us).
+    // A command for a connection we do not own is ignored (no ack from us). The marker: a command
+    // for our own connection published after it on the same channel, whose ack must be the
+    // first one that comes.
     let foreign_conn = GroupCommand {
         connection_id: "not-ours".into(),
         id: 78,
-        ..command
+        ..command.clone()
     };
-    publish(
-        &redis.url(),
-        &format!("{prefix}{HUB}:internal:groups"),
-        &wire::encode_group_command(&foreign_conn),
-    )
-    .await;
-    assert!(
-        tap.wait_for(
-            |ch, p| ch == ack_channel && p == [0x91, 78],
-            Duration::from_millis(500)
+    let ours_again = GroupCommand { id: 79, ..command };
+    for next in [&foreign_conn, &ours_again] {
+        publish(
+            &redis.url(),
+            &format!("{prefix}{HUB}:internal:groups"),
+            &wire::encode_group_command(next),
         )
-        .await
-        .is_none()
-    );
+        .await;
+    }
+    let acks_before = tap
+        .count_before_marker(
+            |ch, p| ch == ack_channel && p == [0x91, 79],
+            |ch, p| ch == ack_channel && p == [0x91, 78],
+            STEP,
+        )
+        .await;
+    assert_eq!(acks_before, 0, "the foreign connection's command was acked");
     node.shutdown().await;
 }
 

@@ -48,13 +48,71 @@ async fn tap_sees_publishes_on_matching_channels_only() {
         (format!("{prefix}a").as_str(), &b"first"[..])
     );
 
-    // Each message is returned once; nothing from other channels.
-    assert!(
-        tap.wait_for(|_, _| true, Duration::from_millis(200))
-            .await
-            .is_none()
+    // Each message is returned once; nothing from other channels: the next one is a marker
+    // published after them.
+    publish(&server.url(), &format!("{prefix}marker"), b"marker").await;
+    let (channel, _) = tap
+        .wait_for(|_, _| true, STEP)
+        .await
+        .expect("the tap sees the marker");
+    assert_eq!(channel, format!("{prefix}marker"));
+    assert_eq!(tap.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn tap_counts_what_came_before_a_marker() {
+    let server = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let mut tap = Tap::start(&server.url(), &format!("{prefix}*")).await;
+    for payload in [&b"one"[..], b"other", b"two", b"marker", b"three"] {
+        publish(&server.url(), &format!("{prefix}x"), payload).await;
+    }
+    let counted = tap
+        .count_before_marker(|_, p| p == b"marker", |_, p| p != b"other", STEP)
+        .await;
+    assert_eq!(counted, 2, "one and two; three came after the marker");
+}
+
+#[tokio::test]
+async fn a_marker_proves_nothing_came_before_it() {
+    let node = common::start_node(
+        "selftest-marker",
+        switchboard::hub::BackplaneChoice::Alone,
+        &unique_prefix(),
+    )
+    .await;
+    let mut quiet = common::connect(&node, switchboard::protocol::Protocol::Json, None).await;
+    common::expect_nothing_before_own(&mut quiet, "first").await;
+    let other = common::connect(&node, switchboard::protocol::Protocol::Json, None).await;
+    common::expect_nothing_before(&mut quiet, &other, "second").await;
+
+    // Something that did arrive first fails the check, naming what came.
+    quiet
+        .invoke("SendMessage", switchboard::client::str_args(&["me", "to all"]))
+        .await
+        .expect("SendMessage");
+    let check = tokio::spawn(async move {
+        common::expect_nothing_before_own(&mut quiet, "third").await;
+    });
+    let panic = check.await.expect_err("the check fails").into_panic();
+    let text = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("expected nothing before the marker"), "{text}");
+    assert!(text.contains("to all"), "{text}");
+    node.shutdown().await;
+}
+
+#[test]
+fn free_port_is_bindable() {
+    let port = common::free_port();
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the free port binds");
+}
+
+#[test]
+fn resp_command_is_the_crates_encoder() {
+    assert_eq!(
+        common::redis::resp_command(&["SET", "k", "é"]),
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\xc3\xa9\r\n".to_vec()
     );
-    assert_eq!(tap.seen().len(), 2);
 }
 
 #[tokio::test]

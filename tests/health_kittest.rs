@@ -25,11 +25,6 @@ use switchboard::ui::{DashboardApp, Settings, Startup, Tab};
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn the_health_tab_lists_findings_and_a_node_badge_opens_it() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -49,7 +44,7 @@ fn the_health_tab_lists_findings_and_a_node_badge_opens_it() {
             .unwrap();
         stream
     });
-    let dead = format!("http://127.0.0.1:{}/chat", closed_port());
+    let dead = format!("http://127.0.0.1:{}/chat", common::free_port());
     let (link, _) = Link::start(None).expect("the link starts");
     let settings = Settings {
         channel_prefix: prefix.clone(),
@@ -123,7 +118,7 @@ fn the_health_tab_lists_findings_and_a_node_badge_opens_it() {
 
 /// The app on a node URL nobody answers on, without Redis: one critical finding.
 fn app_with_a_dead_node() -> DashboardApp {
-    let dead = format!("http://127.0.0.1:{}/chat", closed_port());
+    let dead = format!("http://127.0.0.1:{}/chat", common::free_port());
     let (link, _) = Link::start(None).expect("the link starts");
     let settings = Settings {
         nodes: vec![NodeTarget {

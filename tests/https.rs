@@ -590,11 +590,7 @@ async fn load_runs_over_https_with_the_node_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_binary_serves_https() {
     let certs = TestCerts::make();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args([
             "hub",

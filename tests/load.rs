@@ -163,11 +163,7 @@ async fn a_bad_node_is_a_clear_error() {
     );
 
     // Nothing listens there: every client fails, and the run says why.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}/chat");
     let out = run_load(&["--node", &url, "--clients", "3", "--duration", "1", "--quiet"]).await;
     assert_eq!(out.status.code(), Some(2), "nothing measured");

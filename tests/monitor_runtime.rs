@@ -402,11 +402,7 @@ async fn bad_targets_give_readable_errors() {
     assert!(error.contains("authentication required"), "{error}");
 
     // Unreachable Redis (a port nobody listens on).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = common::free_port();
     monitor.command(MonitorCommand::SetTap(Some(TapSource::Redis {
         spec: redis_spec(&format!("redis://127.0.0.1:{closed}")),
         prefix: String::new(),

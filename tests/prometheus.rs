@@ -42,11 +42,6 @@ fn need(tool: &str) {
 }
 
 /// A loopback port nothing listens on now (bound, then closed).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// A child process killed (and reaped) when dropped, with its output in a file for the failure
 /// message.
 struct Proc {
@@ -281,11 +276,11 @@ async fn a_real_prometheus_fires_and_resolves_the_node_alert() {
     let dir = tempdir();
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
-    let (port_a, port_b) = (free_port(), free_port());
+    let (port_a, port_b) = (common::free_port(), common::free_port());
     let _a = hub(&dir, "prom-a", port_a, &redis.url(), &prefix);
     let mut b = hub(&dir, "prom-b", port_b, &redis.url(), &prefix);
 
-    let agent_port = free_port();
+    let agent_port = common::free_port();
     let mut cmd = Command::new(BIN);
     cmd.args(["agent", "--listen", &format!("127.0.0.1:{agent_port}")])
         .args(["--redis", &redis.url(), "--channel-prefix", &prefix])
@@ -330,7 +325,7 @@ async fn a_real_prometheus_fires_and_resolves_the_node_alert() {
     }
 
     // A real Prometheus with the shipped rules, scraping every second.
-    let prom_port = free_port();
+    let prom_port = common::free_port();
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::cluster::try_cmd;
 use common::sentinel::{MASTER, SentinelSet, role};
 use common::{STEP, connect, expect_message, start_node_with, unique_prefix, wait_connected, within_for};
-use switchboard::client::{ClientEvent, HubClient, str_args};
+use switchboard::client::{HubClient, str_args};
 use switchboard::hub::{BackplaneChoice, NodeConfig, NodeHandle};
 use switchboard::protocol::{CompletionResult, Protocol};
 use tokio::time::Instant;
@@ -49,27 +49,6 @@ async fn sentinel_node(name: &str, url: String, prefix: &str) -> NodeHandle {
     start_node_with(config, BackplaneChoice::RedisUrl(url)).await
 }
 
-/// Sends `SendToGroup room` from `from` every 50 ms until `to` receives one; returns the time
-/// since `since`.
-async fn first_delivery(from: &mut HubClient, to: &mut HubClient, since: Instant, label: &str) -> Duration {
-    let deadline = since + Duration::from_secs(40);
-    let mut n = 0u32;
-    loop {
-        n += 1;
-        let text = format!("{label} {n}");
-        let _ = tokio::time::timeout(STEP, from.invoke("SendToGroup", str_args(&["room", "x", &text]))).await;
-        if let Some(ClientEvent::Invocation { target, .. }) = to.recv_timeout(Duration::from_millis(50)).await
-        {
-            assert_eq!(target, "ReceiveMessage");
-            return since.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{label}: no cross-node delivery within 40 s"
-        );
-    }
-}
-
 async fn two_nodes_in_a_room(set: &SentinelSet) -> (NodeHandle, NodeHandle, HubClient, HubClient) {
     let prefix = unique_prefix();
     let a = sentinel_node("node-a", set.url(), &prefix).await;
@@ -104,10 +83,10 @@ async fn nodes_follow_the_new_primary_after_the_old_one_dies() {
         SentinelSet::start(),
     )
     .await;
-    let (a, b, mut a1, mut b1) = two_nodes_in_a_room(&set).await;
+    let (a, b, mut a1, b1) = two_nodes_in_a_room(&set).await;
     let killed_at = Instant::now();
     let dead = set.kill_primary().await;
-    let took = first_delivery(&mut b1, &mut a1, killed_at, "b→a").await;
+    let took = common::first_delivery(&b1, &mut a1, killed_at, "b→a", Duration::from_secs(40)).await;
     let promoted = set.wait_failover(dead).await;
     eprintln!(
         "FAILOVER sentinel (kill): kill → first cross-node delivery {} ms (new primary {promoted})",
@@ -141,10 +120,8 @@ async fn nodes_leave_a_demoted_primary_that_is_still_up() {
     let switched = started.elapsed();
     // Both directions must work on the new primary.
     let since = Instant::now();
-    let b_to_a = first_delivery(&mut b1, &mut a1, since, "b→a").await;
-    while a1.recv_timeout(Duration::from_millis(100)).await.is_some() {}
-    while b1.recv_timeout(Duration::from_millis(100)).await.is_some() {}
-    let a_to_b = first_delivery(&mut a1, &mut b1, Instant::now(), "a→b").await;
+    let b_to_a = common::first_delivery(&b1, &mut a1, since, "b→a", Duration::from_secs(40)).await;
+    let a_to_b = common::first_delivery(&a1, &mut b1, Instant::now(), "a→b", Duration::from_secs(40)).await;
     eprintln!(
         "FAILOVER sentinel (SENTINEL FAILOVER, old primary up): sentinels switched after {} ms; then first delivery b→a {} ms, a→b {} ms; old primary {old} says role {:?}",
         switched.as_millis(),

@@ -416,11 +416,7 @@ async fn bad_input_is_one_line_and_exit_code_2_and_an_unreachable_redis_is_retri
     }
 
     // Nothing listens on this port: the tap keeps retrying, says so, and stops at --duration.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let tap = TapProcess::spawn(
         &dir,

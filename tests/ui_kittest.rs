@@ -217,11 +217,8 @@ fn bad_input_is_a_readable_message() {
     assert!(has_label(&h, "Tap: failed"));
 
     // Nothing listens there: reconnecting, with the reason.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    h.state_mut().settings.redis_url = format!("redis://{closed}");
+    let closed = common::free_port();
+    h.state_mut().settings.redis_url = format!("redis://127.0.0.1:{closed}");
     click(&mut h, "Connect");
     frames_until(&mut h, DEADLINE, "reconnecting", |h| {
         has_label(h, "Tap: reconnecting")

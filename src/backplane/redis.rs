@@ -50,7 +50,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-mod resp;
+pub mod resp;
 mod sharded;
 mod slot;
 mod topology;

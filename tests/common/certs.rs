@@ -15,21 +15,20 @@
 //! Keys are P-256, unencrypted PKCS#8 PEM (`BEGIN PRIVATE KEY`). A missing `openssl` fails the
 //! test with instructions: CI installs it, so a silent skip would hide a broken setup.
 //!
-//! [`TlsRedis::start`] runs `redis-server --port 0 --tls-port P` with these files, like the plain
+//! [`TlsRedis::start`] runs `redis-server --port 0 --tls-port P` with these files through the
+//! crate's one server builder (`demo::redis_server::RedisBuilder`), like the plain
 //! [`RedisServer`](super::redis::RedisServer), and waits until it answers PING over TLS (through
 //! the crate's own `tls::Connector`, so the helper also proves the certificates work).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
+use switchboard::demo::redis_server::{Readiness, ReadyCheck, RedisProcess, TlsFiles};
 use switchboard::tls::{ClientTls, Connector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
-
-use super::STEP;
 
 /// Every test run's certificate and TLS-Redis folders live under this parent.
 fn parent_dir() -> PathBuf {
@@ -290,22 +289,10 @@ pub enum ClientAuth {
 }
 
 /// A `redis-server` serving only TLS (`--port 0 --tls-port P`) with a [`TestCerts`] server
-/// certificate. Killed and its folder removed on drop.
+/// certificate: the crate's [`RedisProcess`] with TLS files and a PING over TLS as its readiness
+/// check. Killed and its folder removed on drop.
 pub struct TlsRedis {
-    port: u16,
-    auth: ClientAuth,
-    cert: PathBuf,
-    key: PathBuf,
-    ca: PathBuf,
-    /// What the readiness PING trusts and presents.
-    ping_tls: ClientTls,
-    dir: PathBuf,
-    child: switchboard::demo::redis_server::OwnedChild,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    inner: RedisProcess,
 }
 
 impl TlsRedis {
@@ -327,139 +314,64 @@ impl TlsRedis {
             ClientAuth::Yes => certs.client_tls_mutual(),
         };
         ping_tls.insecure = cert != certs.server_cert;
-        let mut server = TlsRedis {
-            port: free_port(),
-            auth,
+        let connector = Arc::new(
+            Connector::new(&ping_tls).unwrap_or_else(|e| panic!("the readiness check's TLS client: {e}")),
+        );
+        let check: ReadyCheck = Arc::new(move |port| {
+            let connector = Arc::clone(&connector);
+            Box::pin(async move { tls_ping(&connector, port).await })
+        });
+        let files = TlsFiles {
             cert: cert.to_path_buf(),
             key: certs.server_key.clone(),
             ca: certs.ca.clone(),
-            ping_tls,
-            dir: fresh_dir("redis"),
-            child: Default::default(),
+            auth_clients: auth == ClientAuth::Yes,
         };
-        let mut last = String::new();
-        // The probed port can be taken before redis binds it: try another.
-        for _ in 0..3 {
-            match server.spawn_and_wait().await {
-                Ok(()) => return server,
-                Err(e) => {
-                    last = e;
-                    server.kill();
-                    server.port = free_port();
-                }
-            }
+        match RedisProcess::builder()
+            .tls(files)
+            .readiness(Readiness::Custom(check))
+            .start()
+            .await
+        {
+            Ok(inner) => TlsRedis { inner },
+            Err(e) => panic!("TLS redis-server did not start: {e}"),
         }
-        panic!("TLS redis-server did not start: {last}");
     }
 
     /// The TLS port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.inner.port()
     }
 
     /// `rediss://127.0.0.1:P`.
     pub fn url(&self) -> String {
-        format!("rediss://127.0.0.1:{}", self.port)
+        format!("rediss://127.0.0.1:{}", self.port())
     }
 
     /// `rediss://localhost:P` (the certificate names both).
     pub fn url_localhost(&self) -> String {
-        format!("rediss://localhost:{}", self.port)
+        format!("rediss://localhost:{}", self.port())
     }
 
     /// Where the server's output goes (read it when a test fails).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("redis.log")
+        self.inner.log_path()
     }
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        self.child.is_running()
+        self.inner.is_running()
     }
 
     /// SIGKILLs the server and reaps it.
     pub fn kill(&mut self) {
-        self.child.kill();
+        self.inner.kill();
     }
 
     /// Starts it again on the same port (killing it first if still running).
     pub async fn restart(&mut self) {
-        self.kill();
-        let mut last = String::new();
-        for _ in 0..5 {
-            match self.spawn_and_wait().await {
-                Ok(()) => return,
-                Err(e) => {
-                    last = e;
-                    self.kill();
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        panic!("TLS redis-server did not restart on port {}: {last}", self.port);
-    }
-
-    async fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .map_err(|e| format!("creating {}: {e}", self.log_path().display()))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cloning the log handle: {e}"))?;
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", "0", "--tls-port"])
-            .arg(self.port.to_string())
-            .arg("--tls-cert-file")
-            .arg(&self.cert)
-            .arg("--tls-key-file")
-            .arg(&self.key)
-            .arg("--tls-ca-cert-file")
-            .arg(&self.ca)
-            .arg("--tls-auth-clients")
-            .arg(match self.auth {
-                ClientAuth::No => "no",
-                ClientAuth::Yes => "yes",
-            })
-            .args(switchboard::demo::redis_server::private_args(&self.dir))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        switchboard::demo::redis_server::die_with_parent(&mut command);
-        let child = command
-            .spawn()
-            .map_err(|e| format!("spawning redis-server: {e}"))?;
-        self.child.set(child);
-        let connector = Connector::new(&self.ping_tls).map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + STEP;
-        loop {
-            if !self.is_running() {
-                return Err(format!(
-                    "redis-server exited at once on TLS port {}; log:\n{}",
-                    self.port,
-                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
-                ));
-            }
-            let last = match tokio::time::timeout(
-                Duration::from_millis(1000),
-                tls_ping(&connector, self.port),
-            )
-            .await
-            {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => e,
-                Err(_) => "PING over TLS: no answer within 1 s".to_string(),
-            };
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "TLS redis-server on port {} did not answer within {STEP:?} ({last}); log:\n{}",
-                    self.port,
-                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(e) = self.inner.restart().await {
+            panic!("TLS redis-server did not restart on port {}: {e}", self.port());
         }
     }
 }
@@ -487,12 +399,5 @@ async fn tls_ping(connector: &Connector, port: u16) -> Result<(), String> {
             "unexpected PING reply {:?}",
             String::from_utf8_lossy(&reply)
         ))
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

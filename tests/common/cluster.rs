@@ -2,179 +2,73 @@
 //! `redis-server --cluster-enabled yes` in its own temp folder, joined with
 //! `redis-cli --cluster create ... --cluster-replicas R --cluster-yes`.
 //!
-//! Also the process helper [`ServerProcess`] that `sentinel.rs` shares: a child `redis-server` or
+//! Also the process handle [`ServerProcess`] that `sentinel.rs` shares: the crate's
+//! `demo::redis_server::RedisProcess` (the one way to start a server: a child `redis-server` or
 //! `redis-sentinel` that dies with the test process (Linux `PR_SET_PDEATHSIG`), is SIGKILLed by
 //! `kill` and on `Drop`, and keeps its files (config, log, nodes.conf) in a private folder that
-//! `Drop` removes.
+//! `Drop` removes), panicking instead of returning errors.
 //!
-//! Ports: a cluster node also listens on `port + 10000` (the cluster bus), so both are checked
-//! free. A missing `redis-server` / `redis-cli` FAILS the test with instructions (CI installs them).
+//! Ports: a cluster node also listens on `port + 10000` (the cluster bus); the builder's
+//! `cluster()` checks both free. A missing `redis-server` / `redis-cli` FAILS the test with instructions (CI installs them).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::redis::{redis_available, redis_cmd, value_text};
-use switchboard::demo::redis_server::die_with_parent;
 pub use switchboard::demo::redis_server::log_tail;
+use switchboard::demo::redis_server::{RedisBuilder, RedisProcess};
 
-/// The crate's `redis_server::private_args`, as strings for [`ServerProcess::spawn`].
-pub fn private_args(dir: &Path) -> Vec<String> {
-    switchboard::demo::redis_server::private_args(dir)
-        .into_iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect()
-}
-
-/// How long a fresh server gets to answer PING.
-const READY: Duration = Duration::from_secs(10);
 /// How long `cluster create` and the first `cluster_state:ok` may take (a few seconds here).
 const FORM: Duration = Duration::from_secs(30);
 /// How long a failover may take (node timeout 1 s; promotion takes ~2 s here).
 pub const FAILOVER: Duration = Duration::from_secs(30);
 
-/// The parent of every test server folder; a folder is `{pid}-{n}`.
-fn folders_parent() -> PathBuf {
-    std::env::temp_dir().join("switchboard-test-servers")
-}
-
-/// A fresh private folder for one server.
-pub fn private_dir(kind: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = folders_parent().join(format!(
-        "{}-{}-{kind}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    dir
-}
-
-/// A free loopback port. With `bus`, `port + 10000` is free too (a cluster node's bus port).
-pub fn free_port(bus: bool) -> u16 {
-    for _ in 0..200 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        let port = listener.local_addr().expect("local addr").port();
-        if !bus {
-            return port;
-        }
-        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port pair (port, port+10000) after 200 tries");
-}
-
-/// A `redis-server` or `redis-sentinel` child owned by the test.
+/// A `redis-server` (data or cluster node) or `redis-sentinel` owned by the test: the crate's
+/// [`RedisProcess`], started by its one builder, which fails the test instead of returning errors.
 pub struct ServerProcess {
-    pub program: &'static str,
+    /// The port it listens on (kept across restarts).
     pub port: u16,
-    pub args: Vec<String>,
-    pub dir: PathBuf,
-    child: switchboard::demo::redis_server::OwnedChild,
+    inner: RedisProcess,
 }
 
 impl ServerProcess {
-    /// Spawns `program args...` in `dir` (its log is `dir/server.log`) and waits until it answers
-    /// PING on `port`.
-    pub async fn spawn(program: &'static str, port: u16, args: Vec<String>, dir: PathBuf) -> ServerProcess {
-        let mut process = ServerProcess {
-            program,
-            port,
-            args,
-            dir,
-            child: Default::default(),
-        };
-        process.start().await;
-        process
+    /// Starts the server `builder` describes on a free port and waits until it is ready.
+    pub async fn spawn(builder: RedisBuilder) -> ServerProcess {
+        match builder.start().await {
+            Ok(inner) => ServerProcess {
+                port: inner.port(),
+                inner,
+            },
+            Err(e) => panic!("{e}"),
+        }
     }
 
-    /// (Re)starts the process with the same arguments and waits for PING.
+    /// Restarts the process the same way on the same port and waits until it is ready.
     pub async fn start(&mut self) {
-        self.kill();
-        let log_path = self.log_path();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
-        let log_err = log.try_clone().expect("cloning a log handle");
-        let mut command = Command::new(self.program);
-        command
-            .args(&self.args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        die_with_parent(&mut command);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {} on port {}: {e}", self.program, self.port));
-        self.child.set(child);
-        let deadline = Instant::now() + READY;
-        loop {
-            if !self.is_running() {
-                panic!(
-                    "{} on port {} exited at once; log:\n{}",
-                    self.program,
-                    self.port,
-                    log_tail(&self.log_path())
-                );
-            }
-            if ping(self.port).await {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{} on port {} did not answer within {READY:?}; log:\n{}",
-                    self.program,
-                    self.port,
-                    log_tail(&self.log_path())
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(e) = self.inner.restart().await {
+            panic!("restarting the server on port {}: {e}", self.port);
         }
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("server.log")
+        self.inner.log_path()
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.inner.url()
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.is_running()
+        self.inner.is_running()
     }
 
     /// SIGKILL and reap: a crash, as far as clients and peers can tell.
     pub fn kill(&mut self) {
-        self.child.kill();
+        self.inner.kill();
     }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Whether a server on `port` answers PING within 500 ms.
-async fn ping(port: u16) -> bool {
-    let run = async {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-        let mut c = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut c).await
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_millis(500), run).await,
-        Ok(Ok(_))
-    )
 }
 
 /// One command with a short deadline, `None` on any failure (for polling loops).
@@ -258,27 +152,15 @@ impl RedisCluster {
         let count = primaries * (1 + replicas);
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
-            let port = free_port(true);
-            let dir = private_dir("cluster");
-            let mut args: Vec<String> = [
-                "--port",
-                &port.to_string(),
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
+            let node = RedisProcess::builder().cluster().args([
                 "--cluster-node-timeout",
                 "1000",
                 // A replica that never finished its first sync would otherwise refuse to fail
                 // over ("Disconnected from master for longer than allowed").
                 "--cluster-replica-validity-factor",
                 "0",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.extend(private_args(&dir));
-            nodes.push(ServerProcess::spawn("redis-server", port, args, dir).await);
+            ]);
+            nodes.push(ServerProcess::spawn(node).await);
         }
         let cluster = RedisCluster {
             nodes,
@@ -568,7 +450,7 @@ pub fn parse_nodes(text: &str) -> Vec<NodeView> {
 /// cluster): all, others, group (joined on B, sent from A), user, connection, and a remote
 /// AddToGroup that the owner acks (the group send that follows reaches the added connection).
 pub async fn delivery_matrix(a: &switchboard::hub::NodeHandle, b: &switchboard::hub::NodeHandle) {
-    use super::{STEP, connect, expect_message, expect_silence, within};
+    use super::{STEP, connect, expect_message, expect_nothing_before_own, within};
     use switchboard::client::str_args;
     use switchboard::protocol::{CompletionResult, Protocol};
 
@@ -577,7 +459,6 @@ pub async fn delivery_matrix(a: &switchboard::hub::NodeHandle, b: &switchboard::
     let mut b2 = connect(b, Protocol::Json, Some("bob")).await;
     let mut b3 = connect(b, Protocol::Json, Some("carol")).await;
     let receive = |user: &str, text: &str| str_args(&[user, text]);
-    let quiet = Duration::from_millis(300);
 
     a1.invoke("SendMessage", str_args(&["alice", "hello all"]))
         .await
@@ -597,7 +478,17 @@ pub async fn delivery_matrix(a: &switchboard::hub::NodeHandle, b: &switchboard::
             receive("alice", "not me")
         );
     }
-    expect_silence(&mut a1, quiet).await;
+    // No other client on A to witness it: the marker is an All from a1 on the same channel (one
+    // shard, one order), and it is the first thing a1 receives.
+    a1.invoke("SendMessage", str_args(&["marker", "after others"]))
+        .await
+        .expect("SendMessage");
+    for c in [&mut a1, &mut b1, &mut b2, &mut b3] {
+        assert_eq!(
+            expect_message(c, "ReceiveMessage", STEP).await,
+            receive("marker", "after others")
+        );
+    }
 
     assert_eq!(
         b1.invoke("JoinGroup", str_args(&["room"]))
@@ -612,7 +503,8 @@ pub async fn delivery_matrix(a: &switchboard::hub::NodeHandle, b: &switchboard::
         expect_message(&mut b1, "ReceiveMessage", STEP).await,
         receive("alice", "to the room")
     );
-    expect_silence(&mut b2, quiet).await;
+    // b1 on the same node got it (the witness): b2's own marker follows anything queued for it.
+    expect_nothing_before_own(&mut b2, "after the group").await;
 
     a1.invoke("SendToUser", str_args(&["bob", "alice", "hi bob"]))
         .await
@@ -625,7 +517,7 @@ pub async fn delivery_matrix(a: &switchboard::hub::NodeHandle, b: &switchboard::
         expect_message(&mut b2, "ReceiveMessage", STEP).await,
         receive("alice", "hi bob")
     );
-    expect_silence(&mut b3, quiet).await;
+    expect_nothing_before_own(&mut b3, "after the user").await;
 
     let b2_id = connection_id(&b2).await;
     a1.invoke("SendToConnection", str_args(&[&b2_id, "alice", "just you"]))
@@ -635,7 +527,7 @@ pub async fn delivery_matrix(a: &switchboard::hub::NodeHandle, b: &switchboard::
         expect_message(&mut b2, "ReceiveMessage", STEP).await,
         receive("alice", "just you")
     );
-    expect_silence(&mut b1, quiet).await;
+    expect_nothing_before_own(&mut b1, "after the connection").await;
 
     // A remote AddToGroup: the owner (B) acks it, and the group send that follows reaches b3.
     let b3_id = connection_id(&b3).await;
@@ -654,23 +546,21 @@ pub async fn delivery_matrix(a: &switchboard::hub::NodeHandle, b: &switchboard::
         receive("alice", "added remotely")
     );
 
+    // b2 stays in the group as the witness of the send that b1, gone, must not get.
+    b2.invoke("JoinGroup", str_args(&["room"]))
+        .await
+        .expect("JoinGroup");
     b1.invoke("LeaveGroup", str_args(&["room"]))
         .await
         .expect("LeaveGroup");
     a1.invoke("SendToGroup", str_args(&["room", "alice", "anyone?"]))
         .await
         .expect("SendToGroup");
-    expect_silence(&mut b1, quiet).await;
+    assert_eq!(
+        expect_message(&mut b2, "ReceiveMessage", STEP).await,
+        receive("alice", "anyone?")
+    );
+    expect_nothing_before_own(&mut b1, "after leaving").await;
 }
 
-/// The connection id of `client` (the hub's GetConnectionId).
-pub async fn connection_id(client: &switchboard::client::HubClient) -> String {
-    use switchboard::protocol::{CompletionResult, Value};
-    match super::within("GetConnectionId", client.invoke("GetConnectionId", vec![]))
-        .await
-        .expect("GetConnectionId")
-    {
-        CompletionResult::Value(Value::String(s)) => s.into_str().expect("an id"),
-        other => panic!("GetConnectionId returned {other:?}"),
-    }
-}
+pub use super::connection_id;

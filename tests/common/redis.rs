@@ -98,15 +98,11 @@ impl RedisServer {
     }
 }
 
-/// A command in RESP (array of bulk strings).
+/// A command in RESP (array of bulk strings), through the crate's own encoder
+/// (`backplane::redis::resp::command`), for tests that write to a raw socket.
 pub fn resp_command(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    switchboard::backplane::redis::resp::command(&args)
 }
 
 /// Opens a connection to `url` and runs one command. Redis errors (e.g. `NOAUTH`) come back as
@@ -265,11 +261,34 @@ impl Tap {
         }
     }
 
-    /// Waits `quiet` and returns how many messages seen so far match `pred`.
-    pub async fn count_after(&mut self, quiet: Duration, mut pred: impl FnMut(&str, &[u8]) -> bool) -> usize {
-        tokio::time::sleep(quiet).await;
+    /// How many messages matching `pred` arrived before the first one matching `is_marker`
+    /// (waiting up to `timeout` for it; panics if it never comes). The marker is a positive
+    /// signal: publish it after the action under test, on a path that orders it after whatever
+    /// that action could have caused (the same publisher and channel), so "none before the
+    /// marker" means "none at all", without a timed wait.
+    pub async fn count_before_marker(
+        &mut self,
+        mut is_marker: impl FnMut(&str, &[u8]) -> bool,
+        mut pred: impl FnMut(&str, &[u8]) -> bool,
+        timeout: Duration,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
         self.collect();
-        self.seen.iter().filter(|(c, p)| pred(c, p)).count()
+        let mut index = 0;
+        loop {
+            while index < self.seen.len() {
+                let (channel, payload) = &self.seen[index];
+                if is_marker(channel, payload) {
+                    return self.seen[..index].iter().filter(|(c, p)| pred(c, p)).count();
+                }
+                index += 1;
+            }
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(item)) => self.seen.push(item),
+                Ok(None) => panic!("the tap's subscription ended before the marker came"),
+                Err(_) => panic!("the tap saw no marker within {timeout:?}"),
+            }
+        }
     }
 }
 

@@ -4,14 +4,17 @@
 //!
 //! `start` returns once every sentinel knows the replica and the two other sentinels and the
 //! replica's link is up, so a kill of the primary is failed over (in ~2-4 s here).
-//! Processes are [`ServerProcess`]es: SIGKILLed on `Drop` and when the test process dies.
+//! Processes are [`ServerProcess`]es (the crate's one server builder; a sentinel writes its
+//! `port`/`bind`/`dir` lines and these monitor lines into its file, and is ready when `SENTINEL
+//! MASTERS` answers): SIGKILLed on `Drop` and when the test process dies.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::cluster::{FAILOVER, ServerProcess, free_port, info_field, private_dir, try_cmd};
+use super::cluster::{FAILOVER, ServerProcess, info_field, try_cmd};
 use super::redis::{redis_available, value_text};
+use switchboard::demo::redis_server::RedisProcess;
 
 /// The master name the sentinels monitor.
 pub const MASTER: &str = "mymaster";
@@ -24,19 +27,6 @@ pub struct SentinelSet {
     pub sentinels: Vec<ServerProcess>,
 }
 
-fn server_args(port: u16, dir: &std::path::Path, replica_of: Option<u16>) -> Vec<String> {
-    let mut args: Vec<String> = vec!["--port".to_string(), port.to_string()];
-    args.extend(super::cluster::private_args(dir));
-    if let Some(primary) = replica_of {
-        args.extend([
-            "--replicaof".to_string(),
-            "127.0.0.1".to_string(),
-            primary.to_string(),
-        ]);
-    }
-    args
-}
-
 impl SentinelSet {
     /// Starts the primary, the replica and three sentinels; waits until the set is ready to fail over.
     pub async fn start() -> SentinelSet {
@@ -44,40 +34,23 @@ impl SentinelSet {
             redis_available(),
             "redis-server not found on PATH: install redis-server and redis-sentinel (or run ./scripts/test.sh)"
         );
-        let primary_port = free_port(false);
-        let primary_dir = private_dir("sentinel-data");
-        let primary = ServerProcess::spawn(
-            "redis-server",
-            primary_port,
-            server_args(primary_port, &primary_dir, None),
-            primary_dir,
-        )
-        .await;
-        let replica_port = free_port(false);
-        let replica_dir = private_dir("sentinel-data");
-        let replica = ServerProcess::spawn(
-            "redis-server",
-            replica_port,
-            server_args(replica_port, &replica_dir, Some(primary_port)),
-            replica_dir,
-        )
+        let primary = ServerProcess::spawn(RedisProcess::builder()).await;
+        let primary_port = primary.port;
+        let replica = ServerProcess::spawn(RedisProcess::builder().args([
+            "--replicaof".to_string(),
+            "127.0.0.1".to_string(),
+            primary_port.to_string(),
+        ]))
         .await;
         let mut sentinels = Vec::new();
         for _ in 0..3 {
-            let port = free_port(false);
-            let dir = private_dir("sentinel");
-            let config = dir.join("sentinel.conf");
-            let text = format!(
-                "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
-                 sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
+            let monitor = format!(
+                "sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
                  sentinel down-after-milliseconds {MASTER} 1000\n\
                  sentinel failover-timeout {MASTER} 3000\n\
-                 sentinel parallel-syncs {MASTER} 1\n",
-                dir = dir.display()
+                 sentinel parallel-syncs {MASTER} 1"
             );
-            std::fs::write(&config, text).unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
-            let args = vec![config.display().to_string()];
-            sentinels.push(ServerProcess::spawn("redis-sentinel", port, args, dir).await);
+            sentinels.push(ServerProcess::spawn(RedisProcess::builder().sentinel(&monitor)).await);
         }
         let set = SentinelSet {
             data: vec![primary, replica],

@@ -128,7 +128,8 @@ fn parse_at(input: &[u8], at: usize, depth: usize) -> Result<Option<(Resp, usize
     }
 }
 
-/// A command as a RESP array of bulk strings.
+/// A command as a RESP array of bulk strings: the crate's one RESP command encoder (the sharded
+/// subscriber's SSUBSCRIBE, and the tests' raw Redis clients).
 pub fn command(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
