@@ -31,6 +31,7 @@
 
 mod batcher;
 pub mod census;
+pub mod census_status;
 pub mod decode;
 pub mod detail;
 pub mod directory;
