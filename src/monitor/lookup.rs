@@ -7,7 +7,7 @@
 //! Asked once per send request, and at most once a second across requests (`numsub::Limiter`), so a
 //! burst never turns into a stream of Redis commands and HTTP requests.
 //!
-//! Run by `probe::spawn_send`; uses `client::http`, `backplane::naming` and the tap's client
+//! Run by `send::spawn_send`; uses `client::http`, `backplane::naming` and the tap's client
 //! options. Never `hub` (only what a node serves).
 
 use std::time::Duration;

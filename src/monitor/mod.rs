@@ -41,6 +41,7 @@ pub mod numsub;
 pub mod probe;
 pub mod redis_view;
 pub mod runtime;
+mod send;
 pub mod shard_tap;
 pub mod sink;
 pub mod tap;

@@ -325,7 +325,7 @@ impl Supervisor {
                     tls: self.node_tls.clone(),
                     monitor_token: self.monitor_token.clone(),
                 };
-                probe::spawn_send(
+                super::send::spawn_send(
                     request,
                     probes,
                     self.sink.clone(),

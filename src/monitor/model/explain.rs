@@ -23,7 +23,6 @@ use crate::monitor::{SendTarget, TraceLookup};
 /// window": stats arrive every 500 ms, so a state change is known up to that late.
 const WINDOW_SLACK_MS: u64 = 1_000;
 
-
 /// What the explanation knows about one watched node.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeFacts {
