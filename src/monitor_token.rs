@@ -6,11 +6,14 @@
 //! log line, a settings file or a workspace by accident. The comparison takes the same time
 //! whichever byte differs (only the length can be told apart).
 //!
-//! Also the loopback tests of the rule "without a token, loopback clients naming loopback only"
-//! (`is_loopback_host`, `is_loopback`, `PROXY_HEADERS`), shared by the node's guard
-//! (`hub::access`) and the agent's (`agent::server`).
+//! Also the rule itself, one for the node's monitor endpoints (`hub::access`) and the agent's
+//! routes (`agent::server`), each in its own words ([`Wording`]): with a token every request must
+//! carry it; without one only loopback clients naming loopback ([`decide`], pure; [`refusal`], the
+//! same on an axum request), with the loopback tests (`is_loopback_host`, `is_loopback`,
+//! `PROXY_HEADERS`).
 //!
-//! Neutral ground like `status_doc`: `hub`, `monitor`, `agent` and `cli` use it; it uses nothing.
+//! Neutral ground like `status_doc`: `hub`, `monitor`, `agent` and `cli` use it; it uses no other
+//! module of the crate.
 
 /// Longest token accepted: far beyond any generated secret, short enough for one header line.
 pub const MAX_TOKEN_LEN: usize = 512;
@@ -129,6 +132,97 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= std::hint::black_box(x ^ y);
     }
     diff == 0
+}
+
+/// The answer of the monitor-token rule to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// 401: a token is configured and the request does not carry it.
+    Unauthorized(&'static str),
+    /// 403: no token is configured and the client (or the `Host` it names) is not loopback.
+    Forbidden(&'static str),
+}
+
+/// The one-line reasons a guarded service gives, in its own words (the node's monitor endpoints,
+/// the agent).
+#[derive(Debug, Clone, Copy)]
+pub struct Wording {
+    pub no_token_sent: &'static str,
+    pub wrong_token: &'static str,
+    pub loopback_only: &'static str,
+    pub loopback_host_only: &'static str,
+    /// The `realm` of the 401's `WWW-Authenticate: Bearer`.
+    pub realm: &'static str,
+    /// The debug log line of a refusal (with the peer, the path and the status, never the token).
+    pub refused: &'static str,
+}
+
+/// The rule, pure: with a token, every request must carry it; without one, only loopback
+/// clients (`local`: a loopback peer without a proxy header) naming a loopback `host`.
+pub fn decide(
+    token: Option<&MonitorToken>,
+    authorization: Option<&[u8]>,
+    local: bool,
+    host: Option<&[u8]>,
+    words: &Wording,
+) -> Access {
+    match (token, authorization) {
+        (Some(token), Some(header)) if token.matches_header(header) => Access::Allowed,
+        (Some(_), Some(_)) => Access::Unauthorized(words.wrong_token),
+        (Some(_), None) => Access::Unauthorized(words.no_token_sent),
+        (None, _) if !local => Access::Forbidden(words.loopback_only),
+        (None, _) if host.is_some_and(is_loopback_host) => Access::Allowed,
+        (None, _) => Access::Forbidden(words.loopback_host_only),
+    }
+}
+
+/// Whether a request comes from a loopback client: a loopback peer, and no proxy header saying
+/// the real client is elsewhere (a reverse proxy on the same host makes every peer loopback).
+pub fn is_local_client(peer: Option<std::net::SocketAddr>, headers: &axum::http::HeaderMap) -> bool {
+    peer.is_some_and(|p| is_loopback(p.ip())) && !PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
+
+/// The rule applied to an HTTP request (its peer from `ConnectInfo`, its `Authorization`,
+/// proxy headers and `Host`): `None` to let it through, else the 401 or 403 to answer, with a
+/// one-line reason (and `WWW-Authenticate: Bearer` on a 401). Both guarded services' middleware.
+pub fn refusal(
+    token: Option<&MonitorToken>,
+    request: &axum::extract::Request,
+    words: &Wording,
+) -> Option<axum::response::Response> {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let headers = request.headers();
+    let local =
+        peer.is_some_and(|p| is_loopback(p.ip())) && !PROXY_HEADERS.iter().any(|h| headers.contains_key(*h));
+    let authorization = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let host = headers
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
+    let (status, reason) = match decide(token, authorization, local, host, words) {
+        Access::Allowed => return None,
+        Access::Unauthorized(reason) => (StatusCode::UNAUTHORIZED, reason),
+        Access::Forbidden(reason) => (StatusCode::FORBIDDEN, reason),
+    };
+    tracing::debug!(peer = ?peer, path = %request.uri().path(), %status, "{}", words.refused);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{reason}\n"),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer realm=\"{}\"", words.realm))
+    {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    Some(response)
 }
 
 #[cfg(test)]

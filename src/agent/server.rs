@@ -12,20 +12,19 @@
 //! channel and wait a few seconds at most (503 when the loop does not answer). Uses axum, tokio
 //! and `monitor_token`; called by `agent::run` only.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::monitor_token::{MonitorToken, PROXY_HEADERS, is_loopback, is_loopback_host};
+use crate::monitor_token::{Access, MonitorToken, Wording};
 
 /// How long a route waits for the agent's loop: it answers within milliseconds unless it is
 /// stuck, and a scrape should fail well within Prometheus' default 10 s timeout.
@@ -52,35 +51,24 @@ pub struct Shared {
     pub alive_ms: Arc<AtomicU64>,
 }
 
-/// The answer of the access rule (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Allowed,
-    Unauthorized(&'static str),
-    Forbidden(&'static str),
-}
+/// The agent's words for the monitor-token rule's refusals.
+const WORDING: Wording = Wording {
+    no_token_sent: "this agent requires a bearer token: send `Authorization: Bearer TOKEN` with the agent's --monitor-token",
+    wrong_token: "the bearer token does not match this agent's --monitor-token",
+    loopback_only: "this agent answers loopback clients only: start it with --monitor-token TOKEN (or SWITCHBOARD_MONITOR_TOKEN) and send `Authorization: Bearer TOKEN`",
+    loopback_host_only: "this agent answers without a token only when the Host header names loopback (localhost, 127.0.0.1, [::1]): start it with --monitor-token TOKEN to be reached under another name",
+    realm: "switchboard-agent",
+    refused: "agent request refused",
+};
 
-const NO_TOKEN_SENT: &str =
-    "this agent requires a bearer token: send `Authorization: Bearer TOKEN` with the agent's --monitor-token";
-const WRONG_TOKEN: &str = "the bearer token does not match this agent's --monitor-token";
-const LOOPBACK_ONLY: &str = "this agent answers loopback clients only: start it with --monitor-token TOKEN (or SWITCHBOARD_MONITOR_TOKEN) and send `Authorization: Bearer TOKEN`";
-const LOOPBACK_HOST_ONLY: &str = "this agent answers without a token only when the Host header names loopback (localhost, 127.0.0.1, [::1]): start it with --monitor-token TOKEN to be reached under another name";
-
-/// The rule, pure: `local` is whether the client is a loopback client without a proxy header.
+/// The rule (`monitor_token::decide`) in the agent's words.
 pub fn decide(
     token: Option<&MonitorToken>,
     authorization: Option<&[u8]>,
     local: bool,
     host: Option<&[u8]>,
 ) -> Access {
-    match (token, authorization) {
-        (Some(token), Some(header)) if token.matches_header(header) => Access::Allowed,
-        (Some(_), Some(_)) => Access::Unauthorized(WRONG_TOKEN),
-        (Some(_), None) => Access::Unauthorized(NO_TOKEN_SENT),
-        (None, _) if !local => Access::Forbidden(LOOPBACK_ONLY),
-        (None, _) if host.is_some_and(is_loopback_host) => Access::Allowed,
-        (None, _) => Access::Forbidden(LOOPBACK_HOST_ONLY),
-    }
+    crate::monitor_token::decide(token, authorization, local, host, &WORDING)
 }
 
 /// The route table.
@@ -94,37 +82,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let local = peer.is_some_and(|p| is_loopback(p.ip()))
-        && !PROXY_HEADERS.iter().any(|h| request.headers().contains_key(*h));
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .map(HeaderValue::as_bytes)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
-    let (status, reason) = match decide(shared.token.as_ref(), authorization, local, host) {
-        Access::Allowed => return next.run(request).await,
-        Access::Unauthorized(reason) => (StatusCode::UNAUTHORIZED, reason),
-        Access::Forbidden(reason) => (StatusCode::FORBIDDEN, reason),
-    };
-    tracing::debug!(peer = ?peer, path = %request.uri().path(), %status, "agent request refused");
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{reason}\n"),
-    )
-        .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"switchboard-agent\""),
-        );
+    match crate::monitor_token::refusal(shared.token.as_ref(), &request, &WORDING) {
+        None => next.run(request).await,
+        Some(refused) => refused,
     }
-    response
 }
 
 /// Asks the loop; `None` when it is gone or does not answer in time.
@@ -183,24 +144,24 @@ mod tests {
         assert_eq!(decide(None, None, true, LOCAL_HOST), Access::Allowed);
         assert_eq!(
             decide(None, None, false, LOCAL_HOST),
-            Access::Forbidden(LOOPBACK_ONLY)
+            Access::Forbidden(WORDING.loopback_only)
         );
         assert_eq!(
             decide(None, None, true, Some(b"evil.example:9465")),
-            Access::Forbidden(LOOPBACK_HOST_ONLY)
+            Access::Forbidden(WORDING.loopback_host_only)
         );
         assert_eq!(
             decide(None, None, true, None),
-            Access::Forbidden(LOOPBACK_HOST_ONLY)
+            Access::Forbidden(WORDING.loopback_host_only)
         );
         assert_eq!(
             decide(Some(&token), None, true, LOCAL_HOST),
-            Access::Unauthorized(NO_TOKEN_SENT),
+            Access::Unauthorized(WORDING.no_token_sent),
             "a token is required from loopback too"
         );
         assert_eq!(
             decide(Some(&token), Some(b"Bearer nope"), false, None),
-            Access::Unauthorized(WRONG_TOKEN)
+            Access::Unauthorized(WORDING.wrong_token)
         );
         assert_eq!(
             decide(
@@ -211,7 +172,12 @@ mod tests {
             ),
             Access::Allowed
         );
-        for reason in [NO_TOKEN_SENT, WRONG_TOKEN, LOOPBACK_ONLY, LOOPBACK_HOST_ONLY] {
+        for reason in [
+            WORDING.no_token_sent,
+            WORDING.wrong_token,
+            WORDING.loopback_only,
+            WORDING.loopback_host_only,
+        ] {
             assert!(!reason.contains("s3cret"));
         }
     }

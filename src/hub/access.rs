@@ -26,55 +26,44 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::NodeShared;
-use crate::monitor_token::MonitorToken;
-
-/// The answer to one monitor request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    Allowed,
-    /// 401: a token is configured and the request does not carry it.
-    Unauthorized(&'static str),
-    /// 403: no token is configured and the client is not on loopback.
-    Forbidden(&'static str),
-}
+use crate::monitor_token::Wording;
+#[cfg(test)]
+use crate::monitor_token::{Access, MonitorToken};
 
 pub(crate) const NO_TOKEN_SENT: &str = "this node's monitor endpoints require a bearer token: send `Authorization: Bearer TOKEN` with the node's --monitor-token";
 pub(crate) const WRONG_TOKEN: &str = "the bearer token does not match this node's --monitor-token";
 pub(crate) const LOOPBACK_HOST_ONLY: &str = "this node answers monitor requests without a token only when the Host header names loopback (localhost, 127.0.0.1, [::1]): start it with --monitor-token TOKEN to be reached under another name";
 pub(crate) const LOOPBACK_ONLY: &str = "this node answers monitor requests from loopback clients only: start it with --monitor-token TOKEN (or SWITCHBOARD_MONITOR_TOKEN) and send `Authorization: Bearer TOKEN`";
 
-/// The rule of the module docs, pure: `authorization` is the request's header value, if any;
-/// `local` whether the client is a loopback client (see [`is_local_client`]); `host` the
-/// request's `Host` (or HTTP/2 authority), if any.
+/// The node's words for the rule's refusals.
+const WORDING: Wording = Wording {
+    no_token_sent: NO_TOKEN_SENT,
+    wrong_token: WRONG_TOKEN,
+    loopback_only: LOOPBACK_ONLY,
+    loopback_host_only: LOOPBACK_HOST_ONLY,
+    realm: "switchboard-monitor",
+    refused: "monitor request refused",
+};
+
+/// The rule of the module docs (`monitor_token::decide`) in the node's words.
+#[cfg(test)]
 pub(crate) fn decide(
     token: Option<&MonitorToken>,
     authorization: Option<&[u8]>,
     local: bool,
     host: Option<&[u8]>,
 ) -> Access {
-    match (token, authorization) {
-        (Some(token), Some(header)) if token.matches_header(header) => Access::Allowed,
-        (Some(_), Some(_)) => Access::Unauthorized(WRONG_TOKEN),
-        (Some(_), None) => Access::Unauthorized(NO_TOKEN_SENT),
-        (None, _) if !local => Access::Forbidden(LOOPBACK_ONLY),
-        (None, _) if host.is_some_and(is_loopback_host) => Access::Allowed,
-        (None, _) => Access::Forbidden(LOOPBACK_HOST_ONLY),
-    }
+    crate::monitor_token::decide(token, authorization, local, host, &WORDING)
 }
 
-pub(crate) use crate::monitor_token::{PROXY_HEADERS, is_loopback, is_loopback_host};
-
-/// Whether a request comes from a loopback client (see the module docs).
-pub(crate) fn is_local_client(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
-    let loopback = peer.is_some_and(|p| is_loopback(p.ip()));
-    loopback && !PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
-}
+use crate::monitor_token::is_loopback;
+#[cfg(test)]
+use crate::monitor_token::{PROXY_HEADERS, is_local_client};
 
 /// Whether a listen address accepts connections from beyond this host.
 pub(crate) fn listens_beyond_loopback(listen: SocketAddr) -> bool {
@@ -83,41 +72,16 @@ pub(crate) fn listens_beyond_loopback(listen: SocketAddr) -> bool {
 
 /// The middleware on the monitor routes.
 pub(crate) async fn guard(State(node): State<Arc<NodeShared>>, request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let local = is_local_client(peer, request.headers());
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .map(HeaderValue::as_bytes)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
-    let decision = decide(node.config.monitor_token.as_ref(), authorization, local, host);
-    let (status, reason) = match decision {
-        Access::Allowed => return next.run(request).await,
-        Access::Unauthorized(reason) => (StatusCode::UNAUTHORIZED, reason),
-        Access::Forbidden(reason) => (StatusCode::FORBIDDEN, reason),
-    };
-    tracing::debug!(peer = ?peer, path = %request.uri().path(), %status, "monitor request refused");
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{reason}\n"),
-    )
-        .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"switchboard-monitor\""),
-        );
+    match crate::monitor_token::refusal(node.config.monitor_token.as_ref(), &request, &WORDING) {
+        None => next.run(request).await,
+        Some(refused) => refused,
     }
-    response
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
     use super::*;
 
     fn addr(text: &str) -> Option<SocketAddr> {
