@@ -1,5 +1,5 @@
 //! Loads the byte-exact test vectors (tests/data/vectors.json, a copy of
-//! ../shared/protocol/vectors.json; `vectors_copy_matches_shared` keeps the two equal).
+//! ../shared/protocol/vectors.json, kept in the repository so CI needs nothing beside it).
 
 use serde::Deserialize;
 
