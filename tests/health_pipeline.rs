@@ -17,14 +17,14 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::dashboard::Dashboard;
 use common::redis::RedisServer;
-use common::{start_node, unique_prefix, wait_connected, within, within_for};
+use common::{start_node, unique_prefix, wait_connected, within_for};
 use switchboard::check::{RedisFigures, figures};
 use switchboard::hub::BackplaneChoice;
+use switchboard::monitor::model::Model;
 use switchboard::monitor::model::health::{self, Evaluation};
-use switchboard::monitor::model::{Limits, Model};
-use switchboard::monitor::runtime::MonitorEvents;
-use switchboard::monitor::{LinkState, MonitorCommand, MonitorHandle, NodeTarget, TapSource, now_ms};
+use switchboard::monitor::{LinkState, now_ms};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -34,61 +34,6 @@ const WAIT: Duration = Duration::from_secs(40);
 
 /// Rules only one side can produce.
 const ONE_SIDED: [&str; 2] = ["canary", "tap-gap"];
-
-struct Dashboard {
-    handle: MonitorHandle,
-    rx: MonitorEvents,
-    model: Model,
-}
-
-impl Dashboard {
-    fn start(url: &str, prefix: &str) -> Dashboard {
-        let (handle, rx) = MonitorHandle::start();
-        let spec = switchboard::redis_conn::RedisSpec::parse(url, &Default::default()).unwrap();
-        assert!(handle.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-            spec: Box::new(spec),
-            prefix: prefix.to_string(),
-        }))));
-        Dashboard {
-            handle,
-            rx,
-            model: Model::new(Limits::default()),
-        }
-    }
-
-    fn watch(&mut self, hub_url: String, base_url: String) {
-        let target = NodeTarget {
-            hub_url,
-            monitor_url: Some(format!("{base_url}/switchboard/stats")),
-        };
-        self.model.nodes.upsert(target.clone());
-        assert!(self.handle.command(MonitorCommand::AddNode(target)));
-    }
-
-    /// Folds events in until `ready` holds for the model, or fails after [`WAIT`].
-    async fn until(&mut self, what: &str, ready: impl Fn(&Model) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !ready(&self.model) {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(events)) => {
-                    for event in events {
-                        self.model.apply(event, now_ms());
-                    }
-                }
-                Ok(None) => panic!("the runtime stopped while waiting for {what}"),
-                Err(_) => panic!(
-                    "no {what} within {WAIT:?}; census {:?}, round {:?}",
-                    self.model.census, self.model.health_round
-                ),
-            }
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown();
-        within("monitor shutdown", self.handle.stopped()).await;
-    }
-}
 
 fn census_connections(model: &Model) -> u64 {
     model
@@ -139,10 +84,10 @@ async fn check_and_the_dashboard_count_and_find_alike() {
     let b = start_node("pipe-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
     wait_connected(&a).await;
     wait_connected(&b).await;
-    let mut dash = Dashboard::start(&redis.url(), &prefix);
+    let mut dash = Dashboard::start(&redis.url(), &prefix, WAIT);
     dash.watch(a.hub_url(), a.base_url());
     dash.watch(b.hub_url(), b.base_url());
-    dash.until("both nodes connected, their probes in the census", |m| {
+    dash.wait_model("both nodes connected, their probes in the census", |m| {
         m.nodes
             .rows()
             .iter()
@@ -186,7 +131,7 @@ async fn check_and_the_dashboard_count_and_find_alike() {
     let ended = now_ms();
 
     // The dashboard's figures from rounds taken after check ended.
-    dash.until(
+    dash.wait_model(
         "a census, a health round and a Redis view round after check",
         |m| {
             m.census.as_ref().is_some_and(|(at, _)| *at > ended)

@@ -10,107 +10,18 @@ mod common;
 
 use std::time::Duration;
 
+use common::dashboard::Dashboard;
 use common::redis::{RedisServer, redis_cmd, resp_command, value_text};
 use common::{start_node, unique_prefix, within};
 use switchboard::hub::BackplaneChoice;
-use switchboard::monitor::model::health::{Evaluation, Finding, Severity, Verdict};
-use switchboard::monitor::model::{Limits, Model};
-use switchboard::monitor::runtime::MonitorEvents;
-use switchboard::monitor::{MonitorCommand, MonitorHandle, NodeTarget, TapSource, now_ms};
+use switchboard::monitor::model::health::{Severity, Verdict};
+use switchboard::monitor::{MonitorCommand, NodeTarget, now_ms};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// How long a finding may take to appear: a census walk and a health round (2 s each), a node's
 /// heartbeat (2 s), the Redis view's poll (5 s).
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The dashboard's side: the runtime's events folded into a model, evaluated as the UI does.
-struct Dashboard {
-    handle: MonitorHandle,
-    rx: MonitorEvents,
-    model: Model,
-    prefix: String,
-}
-
-impl Dashboard {
-    fn start(url: &str, prefix: &str) -> Dashboard {
-        let (handle, rx) = MonitorHandle::start();
-        let spec = switchboard::redis_conn::RedisSpec::parse(url, &Default::default()).unwrap();
-        assert!(handle.command(MonitorCommand::SetTap(Some(TapSource::Redis {
-            spec: Box::new(spec),
-            prefix: prefix.to_string(),
-        }))));
-        Dashboard {
-            handle,
-            rx,
-            model: Model::new(Limits::default()),
-            prefix: prefix.to_string(),
-        }
-    }
-
-    /// Folds events in and re-evaluates (the model's gate: every 2 s at most) until `pick` finds
-    /// what it wants in an evaluation, or fails after [`WAIT`] showing the last one.
-    async fn wait_for<T>(&mut self, what: &str, pick: impl Fn(&Evaluation) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(e) = &self.model.health.latest
-                && let Some(v) = pick(e)
-            {
-                return v;
-            }
-            let batch = tokio::time::timeout_at(deadline, self.rx.recv()).await;
-            match batch {
-                Ok(Some(events)) => {
-                    for event in events {
-                        self.model.apply(event, now_ms());
-                    }
-                }
-                Ok(None) => panic!("the runtime stopped while waiting for {what}"),
-                Err(_) => panic!(
-                    "no {what} within {WAIT:?}; last evaluation: {:#?}",
-                    self.model.health.latest
-                ),
-            }
-            self.model.refresh_health(&self.prefix, now_ms());
-        }
-    }
-
-    async fn finding(&mut self, what: &str, f: impl Fn(&Finding) -> bool) -> Finding {
-        self.wait_for(what, |e| e.findings.iter().find(|x| f(x)).cloned())
-            .await
-    }
-
-    /// Folds events in until `done` holds for the model, or fails after [`WAIT`].
-    async fn wait_model(&mut self, what: &str, done: impl Fn(&Model) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !done(&self.model) {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(events)) => {
-                    for event in events {
-                        self.model.apply(event, now_ms());
-                    }
-                }
-                Ok(None) => panic!("the runtime stopped while waiting for {what}"),
-                Err(_) => panic!("not {what} within {WAIT:?}"),
-            }
-        }
-    }
-
-    /// Folds events in for `d` (as the UI keeps doing while time passes).
-    async fn fold_for(&mut self, d: Duration) {
-        let until = tokio::time::Instant::now() + d;
-        while let Ok(Some(events)) = tokio::time::timeout_at(until, self.rx.recv()).await {
-            for event in events {
-                self.model.apply(event, now_ms());
-            }
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown();
-        within("monitor shutdown", self.handle.stopped()).await;
-    }
-}
 
 /// A raw Redis connection that sends commands and never reads a reply (so its replies and
 /// messages pile up in Redis's output buffer for it).
@@ -152,7 +63,7 @@ async fn a_server_subscribed_only_for_acks_is_found_deaf_by_the_dashboard() {
     // A server that lost its :all subscription: only its ack channel is left.
     let ack = format!("{prefix}{hub}:internal:ack:deaf_1");
     let _deaf = raw_client(redis.port(), &[&["SUBSCRIBE", &ack]], None).await;
-    let mut dash = Dashboard::start(&redis.url(), &prefix);
+    let mut dash = Dashboard::start(&redis.url(), &prefix, WAIT);
     let target = NodeTarget {
         hub_url: node.hub_url(),
         monitor_url: Some(format!("{}/switchboard/stats", node.base_url())),
@@ -244,7 +155,7 @@ async fn a_subscriber_that_never_reads_is_a_warning_before_redis_cuts_it() {
     })
     .await;
     assert!(omem < 100 * 1024, "overshot: omem {omem}");
-    let mut dash = Dashboard::start(&url, &prefix);
+    let mut dash = Dashboard::start(&url, &prefix, WAIT);
     let warning = dash
         .finding("an output-buffer warning", |f| {
             f.rule == "output-buffer" && f.severity >= Severity::Warning
@@ -280,7 +191,7 @@ async fn a_publish_under_another_prefix_is_a_foreign_channel_finding() {
     let redis = RedisServer::start().await;
     let url = redis.url();
     let prefix = unique_prefix();
-    let mut dash = Dashboard::start(&url, &prefix);
+    let mut dash = Dashboard::start(&url, &prefix, WAIT);
     let foreign = format!("other-{prefix}ChatHub:all");
     // Published until the tap (connected a moment after the start) has seen one.
     let publisher = {
@@ -327,7 +238,7 @@ async fn without_client_list_permission_the_check_is_skipped_and_named() {
     .unwrap();
     let url = format!("redis://watcher:secret@127.0.0.1:{}", redis.port());
     let prefix = unique_prefix();
-    let mut dash = Dashboard::start(&url, &prefix);
+    let mut dash = Dashboard::start(&url, &prefix, WAIT);
     let skipped = dash
         .wait_for("CLIENT LIST skipped", |e| {
             e.skipped.iter().find(|s| s.contains("CLIENT LIST (ACL")).cloned()
@@ -357,7 +268,7 @@ async fn signalr2_ids_give_the_missed_count_a_regression_and_the_counter_total()
     let url = redis.url();
     let key = "SignalRChat";
     // An empty prefix: the tap subscribes every channel, the event key among them.
-    let mut dash = Dashboard::start(&url, "");
+    let mut dash = Dashboard::start(&url, "", WAIT);
     let started = now_ms();
     within("the tap connected", async {
         while dash.model.tap.state != switchboard::monitor::LinkState::Connected {
@@ -409,7 +320,7 @@ async fn a_redis_outage_becomes_a_timed_info_finding(window: Duration) {
         start_node("node-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await,
         start_node("node-b", BackplaneChoice::RedisUrl(redis.url()), &prefix).await,
     ];
-    let mut dash = Dashboard::start(&redis.url(), &prefix);
+    let mut dash = Dashboard::start(&redis.url(), &prefix, WAIT);
     for node in &nodes {
         let target = NodeTarget {
             hub_url: node.hub_url(),

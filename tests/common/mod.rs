@@ -2,6 +2,7 @@
 //!
 //! - `certs`: test certificates made with the `openssl` CLI (CA, server, client, another CA, an
 //!   expired one) and a TLS-only `redis-server` (`--tls-port`, optional mutual TLS).
+//! - `dashboard`: the dashboard's data side without a window (a real monitor folded into a model).
 //! - `cluster`: a test-owned Redis Cluster (N primaries, R replicas), kill/restart a node, wait for failover;
 //!   the shared `ServerProcess` handle.
 //!
@@ -25,6 +26,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod dashboard;
 pub mod events;
 pub mod http;
 #[cfg(feature = "gui")]
