@@ -9,50 +9,21 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::{start_node, start_node_with, unique_prefix, wait_connected, within, within_for};
+use common::{start_node, start_node_with, unique_prefix, wait_connected, within};
 use switchboard::hub::{BackplaneChoice, NodeConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-/// Runs `switchboard check` with `args` (off the async runtime), within a deadline well above its
-/// own `--timeout`.
+/// `switchboard check ARGS…`, within a deadline well above its own `--timeout`.
 async fn check(args: Vec<String>) -> Output {
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .arg("check")
-            .args(&args)
-            .env_remove("REDIS_URL")
-            .env_remove("SWITCHBOARD_MONITOR_TOKEN")
-            .env("XDG_STATE_HOME", state_home())
-            .output()
-    });
-    within_for("switchboard check", Duration::from_secs(30), run)
-        .await
-        .unwrap()
-        .unwrap()
+    let args = std::iter::once("check".to_string()).chain(args).collect();
+    common::bin::run(args, &[], Duration::from_secs(30)).await
 }
 
-/// This test binary's state folder (each test uses its own prefix, so its own state file).
-fn state_home() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("switchboard-check-state-{}", std::process::id()))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A port nothing listens on: bound, then closed.
 #[tokio::test]
-async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_1() {
+async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_2() {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix();
     let a = start_node("check-a", BackplaneChoice::RedisUrl(redis.url()), &prefix).await;
@@ -74,7 +45,7 @@ async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_1() {
 
     // Healthy: both test messages crossed, two servers counted four ways.
     let out = check(base.clone()).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(
         report.contains("2 test deliveries between nodes arrived"),
@@ -90,7 +61,7 @@ async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_1() {
     let mut json_args = base.clone();
     json_args.push("--json".into());
     let out = check(json_args).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", common::bin::text(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["status"], "healthy");
     assert_eq!(doc["exit_code"], 0);
@@ -113,7 +84,7 @@ async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_1() {
         .await
         .unwrap();
     let out = check(base.clone()).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(0), "a warning only: {report}");
     assert!(report.contains("deaf-server"), "{report}");
     assert!(
@@ -125,7 +96,12 @@ async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_1() {
     let mut strict = base.clone();
     strict.extend(["--fail-on".to_string(), "warning".to_string()]);
     let out = check(strict).await;
-    assert_eq!(out.status.code(), Some(1), "--fail-on warning: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--fail-on warning: {}",
+        common::bin::text(&out)
+    );
     drop(deaf);
 
     // Down: a third node URL on a closed port.
@@ -133,7 +109,7 @@ async fn healthy_pair_exits_0_deaf_server_warns_node_down_exits_1() {
     down_args.push("--node".into());
     down_args.push(format!("http://127.0.0.1:{}/chat", common::free_port()));
     let out = check(down_args).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(2), "{report}");
     assert!(report.contains("node-unreachable"), "{report}");
     assert!(report.contains("check: broken"), "{report}");
@@ -160,7 +136,7 @@ async fn discovered_nodes_and_an_unreachable_redis() {
         "8".into(),
     ])
     .await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(report.contains("2 node(s)"), "{report}");
     assert!(
@@ -179,7 +155,7 @@ async fn discovered_nodes_and_an_unreachable_redis() {
         "3".into(),
     ])
     .await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(2), "{report}");
     assert!(report.contains("redis-unreachable"), "{report}");
     assert!(
@@ -189,7 +165,7 @@ async fn discovered_nodes_and_an_unreachable_redis() {
 
     // A command line that cannot run exits 3, never 2 (which a probe would read as a finding).
     let out = check(vec!["--timeout".into(), "3".into()]).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(3), "{report}");
     assert!(report.contains("needs --redis URL"), "{report}");
 }
@@ -218,7 +194,7 @@ async fn an_event_key_reports_the_signalr2_counter_and_its_servers() {
         "4".into(),
     ])
     .await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     // The key asked for that does not exist is a warning (exit 0; 1 under --fail-on warning).
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(
@@ -285,11 +261,15 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
 
     // First run: both seen and remembered.
     let out = check(with(&["--json"])).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", common::bin::text(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["known_nodes"], 2, "{doc}");
     let state = std::path::PathBuf::from(doc["state_file"].as_str().unwrap());
-    assert!(state.starts_with(state_home()), "{}", state.display());
+    assert!(
+        state.starts_with(common::bin::state_home()),
+        "{}",
+        state.display()
+    );
     let name = state.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         name.starts_with("known-nodes-") && !name.contains("127.0.0.1"),
@@ -301,7 +281,7 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
     b.shutdown().await;
     for _ in 0..2 {
         let out = check(base.clone()).await;
-        let report = text(&out);
+        let report = common::bin::text(&out);
         assert_eq!(out.status.code(), Some(2), "{report}");
         assert!(report.contains("CRITICAL node-gone"), "{report}");
         assert!(report.contains(&b_url) && report.contains("known-b"), "{report}");
@@ -310,7 +290,7 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
 
     // --expect-nodes: one seen, two expected.
     let out = check(with(&["--no-state", "--expect-nodes", "2"])).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(2), "{report}");
     assert!(
         report.contains("node-count") && !report.contains("node-gone"),
@@ -325,10 +305,10 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
     wait_connected(&b).await;
     assert_eq!(b.hub_url(), b_url);
     let out = check(base.clone()).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", common::bin::text(&out));
     // Only a named: b, known, is tried too and answers; not gone.
     let out = check(with(&["--node", &a.hub_url()])).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(
         report.contains("2 node(s)") && !report.contains("node-gone"),
@@ -338,24 +318,24 @@ async fn a_node_seen_and_then_gone_fails_the_default_check_until_back_or_forgott
     // Gone again, then forgotten (by name): 0 without it; a name nobody knows is bad input.
     b.shutdown().await;
     let out = check(base.clone()).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", common::bin::text(&out));
     let out = check(with(&["--forget", "known-b"])).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(report.contains(&format!("forgot known-b ({b_url})")), "{report}");
     let out = check(with(&["--forget", "no-such-node"])).await;
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", common::bin::text(&out));
     let out = check(base.clone()).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", common::bin::text(&out));
 
     // A corrupt state file: a warning, a fresh start, never a crash; then a clean file again.
     std::fs::write(&state, "{ not json").unwrap();
     let out = check(base.clone()).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(report.contains("WARNING  known-nodes"), "{report}");
     let out = check(with(&["--json"])).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", common::bin::text(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["known_nodes"], 1, "{doc}");
     a.shutdown().await;
@@ -406,7 +386,7 @@ async fn a_forged_heartbeat_is_not_remembered() {
     };
     let out = check(base.clone()).await;
     publisher.abort();
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(2), "{report}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
@@ -419,7 +399,7 @@ async fn a_forged_heartbeat_is_not_remembered() {
     );
     assert_eq!(doc["known_nodes"], 1, "only the node that answered: {report}");
     let out = check(base).await;
-    let report = text(&out);
+    let report = common::bin::text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(!report.contains("node-gone"), "{report}");
     a.shutdown().await;

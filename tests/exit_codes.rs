@@ -8,49 +8,24 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
+use common::bin::text;
 use common::redis::RedisServer;
-use common::{start_node, unique_prefix, wait_connected, within_for};
+use common::{start_node, unique_prefix, wait_connected};
 use switchboard::hub::BackplaneChoice;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-/// Runs the binary off the async runtime, under a deadline well above the run's own bounds.
+/// The binary, with a display that does not exist: nothing may get as far as opening a window.
 async fn run(args: Vec<String>) -> Output {
-    let state = std::env::temp_dir().join(format!("switchboard-exit-codes-{}", std::process::id()));
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(&args)
-            .env_remove("REDIS_URL")
-            .env_remove("SWITCHBOARD_MONITOR_TOKEN")
-            .env_remove("WAYLAND_DISPLAY")
-            // A display that does not exist: nothing may get as far as opening a window.
-            .env("DISPLAY", ":9999")
-            .env("XDG_STATE_HOME", state)
-            .output()
-    });
-    within_for("the binary to exit", Duration::from_secs(60), run)
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let env = [("WAYLAND_DISPLAY", None), ("DISPLAY", Some(":9999"))];
+    common::bin::run(args, &env, Duration::from_secs(60)).await
 }
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-/// A port nothing listens on: bound, then closed.
 #[tokio::test]
 async fn bad_usage_or_input_exits_3_in_every_subcommand() {
     let bad_redis = "redis://:hunter2x@h:notaport";

@@ -14,19 +14,23 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::dashboard::Dashboard;
 use common::redis::RedisServer;
-use common::{start_node, unique_prefix, wait_connected, within_for};
+use common::{start_node, unique_prefix, wait_connected};
 use switchboard::check::{RedisFigures, figures};
 use switchboard::hub::BackplaneChoice;
 use switchboard::monitor::model::Model;
 use switchboard::monitor::model::health::{self, Evaluation};
 use switchboard::monitor::{LinkState, now_ms};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+/// `switchboard check ARGS…`, within a deadline well above its own `--timeout`.
+async fn check(args: Vec<String>) -> Output {
+    let args = std::iter::once("check".to_string()).chain(args).collect();
+    common::bin::run(args, &[], Duration::from_secs(30)).await
+}
 
 /// How long the dashboard may take to show a state: a census walk and a health round (2 s
 /// each), a Redis view round (5 s), a node's links.
@@ -59,21 +63,6 @@ fn rules(findings: impl IntoIterator<Item = (String, String)>) -> BTreeSet<(Stri
         .into_iter()
         .filter(|(rule, _)| !ONE_SIDED.contains(&rule.as_str()))
         .collect()
-}
-
-async fn check(args: Vec<String>) -> Output {
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .arg("check")
-            .args(&args)
-            .env_remove("REDIS_URL")
-            .env_remove("SWITCHBOARD_MONITOR_TOKEN")
-            .output()
-    });
-    within_for("switchboard check", Duration::from_secs(30), run)
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,49 +9,25 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::listener::{REFUSED, Recorder, header, request_line};
 use common::redis::RedisServer;
-use common::within_for;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-const SECRET_TOKEN: &str = "SECRETVALUE";
-const JWT_SECRET: &[u8] = b"test-only-hs256-secret-0123456789abcdef";
-
+/// `switchboard SUBCOMMAND ARGS…` at trace level (what it logs is checked for secrets).
 async fn run(subcommand: &str, args: Vec<String>) -> Output {
-    let subcommand = subcommand.to_string();
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .arg(&subcommand)
-            .args(&args)
-            .env_remove("REDIS_URL")
-            .env_remove("SWITCHBOARD_MONITOR_TOKEN")
-            .env_remove("SWITCHBOARD_NODE_TOKEN")
-            // `check` remembers nodes in a state file: this binary's folder, not the user's.
-            .env(
-                "XDG_STATE_HOME",
-                std::env::temp_dir().join(format!("switchboard-node-token-state-{}", std::process::id())),
-            )
-            .env("RUST_LOG", "trace")
-            .output()
-    });
-    within_for("the tool", Duration::from_secs(60), run)
-        .await
-        .unwrap()
-        .unwrap()
+    let args = std::iter::once(subcommand.to_string()).chain(args).collect();
+    common::bin::run(args, &[("RUST_LOG", Some("trace"))], Duration::from_secs(60)).await
 }
 
 fn output_text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::bin::text(out)
 }
+
+const SECRET_TOKEN: &str = "SECRETVALUE";
+const JWT_SECRET: &[u8] = b"test-only-hs256-secret-0123456789abcdef";
 
 fn bearer(head: &str) -> Option<String> {
     header(head, "authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string))

@@ -1,5 +1,6 @@
 //! The integration-test harness, shared by every `tests/*.rs` binary (`mod common;`).
 //!
+//! - `bin`: the real binary run as a user would (a deadline, a clean environment, a private state folder).
 //! - `certs`: test certificates made with the `openssl` CLI (CA, server, client, another CA, an
 //!   expired one) and a TLS-only `redis-server` (`--tls-port`, optional mutual TLS).
 //! - `dashboard`: the dashboard's data side without a window (a real monitor folded into a model).
@@ -24,6 +25,7 @@
 //! Every await in a test goes through a deadline so a hang fails fast with a label, never a stuck CI.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod certs;
 pub mod cluster;
 pub mod dashboard;
