@@ -121,14 +121,7 @@ pub(super) fn run_check(args: CheckArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let report = runtime.block_on(crate::check::run(options));
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("writing the report as JSON")?
-        );
-    } else {
-        print!("{}", report.text());
-    }
+    print_report(json, &report, || report.text())?;
     // Connection drivers cut at the deadline must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     if report.exit_code != EXIT_OK {

@@ -91,14 +91,7 @@ pub(super) fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         Err(e) if e.is_usage() => return Err(usage(e)),
         Err(e) => return Err(e.into()),
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("writing the report as JSON")?
-        );
-    } else {
-        print!("{}", report.text());
-    }
+    print_report(json, &report, || report.text())?;
     // Client tasks cut at the stop timeout must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     if !report.shortfalls.is_empty() {

@@ -315,6 +315,23 @@ fn node_tls(node_ca: Option<&std::path::Path>) -> anyhow::Result<Option<crate::c
         .map_err(|e| anyhow::anyhow!("--node-ca: {e}"))
 }
 
+/// A report on stdout: pretty JSON with `--json`, else its text (`check`, `load`).
+fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).context("writing the report as JSON")?
+        );
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
+}
+
 /// Runs the parsed command line to completion.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
