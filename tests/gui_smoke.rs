@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,64 +12,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 #[path = "common/xvfb.rs"]
 mod xvfb;
+#[path = "common/xwd.rs"]
+mod xwd;
 use xvfb::Xvfb;
-
-/// The pixels of an XWD file (xwd's format: a big-endian header, a color map, then rows), as raw
-/// pixel values sampled on a grid (black is 0 at any depth).
-fn xwd_samples(data: &[u8]) -> Vec<u32> {
-    let field = |i: usize| u32::from_be_bytes(data[i * 4..i * 4 + 4].try_into().unwrap()) as usize;
-    let (header_size, depth, width, height) = (field(0), field(3), field(4), field(5));
-    let (byte_order, bits_per_pixel, bytes_per_line, ncolors) = (field(7), field(11), field(12), field(19));
-    // Xvfb 21 stores a 24-bit screen as 32 bits per pixel; other X servers pack it into 24.
-    assert!(
-        matches!(bits_per_pixel, 16 | 24 | 32) && (1..=bits_per_pixel).contains(&depth),
-        "an XWD image of whole bytes per pixel, not {bits_per_pixel} bits at depth {depth}"
-    );
-    let bytes_per_pixel = bits_per_pixel / 8;
-    let pixels = header_size + ncolors * 12;
-    assert!(
-        data.len() >= pixels + height * bytes_per_line && bytes_per_line >= width * bytes_per_pixel,
-        "the XWD file is complete"
-    );
-    let depth_mask = u32::MAX >> (32 - depth);
-    let mut out = Vec::new();
-    for y in (0..height).step_by(7) {
-        for x in (0..width).step_by(7) {
-            let at = pixels + y * bytes_per_line + x * bytes_per_pixel;
-            let bytes = &data[at..at + bytes_per_pixel];
-            // byte_order 0 is LSBFirst: the first byte is the least significant.
-            let v = if byte_order == 0 {
-                bytes.iter().rev().fold(0u32, |v, &b| v << 8 | u32::from(b))
-            } else {
-                bytes.iter().fold(0u32, |v, &b| v << 8 | u32::from(b))
-            };
-            out.push(v & depth_mask);
-        }
-    }
-    out
-}
-
-/// The XWD parser reads packed 24-bit and padded 32-bit pixels in either byte order.
-#[test]
-fn xwd_samples_reads_24_and_32_bit_pixels() {
-    let image = |bpp: usize, order: u32, pixel: &[u8]| {
-        let mut header = [0u32; 25];
-        header[0] = 100; // header size, no window name
-        header[3] = 24; // depth
-        header[4] = 1; // width
-        header[5] = 1; // height
-        header[7] = order;
-        header[11] = bpp as u32;
-        header[12] = (bpp / 8) as u32; // bytes per line
-        let mut data: Vec<u8> = header.iter().flat_map(|f| f.to_be_bytes()).collect();
-        data.extend_from_slice(pixel);
-        data
-    };
-    assert_eq!(xwd_samples(&image(32, 0, &[0x33, 0x22, 0x11, 0xff])), [0x11_2233]);
-    assert_eq!(xwd_samples(&image(32, 1, &[0xff, 0x11, 0x22, 0x33])), [0x11_2233]);
-    assert_eq!(xwd_samples(&image(24, 0, &[0x33, 0x22, 0x11])), [0x11_2233]);
-    assert_eq!(xwd_samples(&image(24, 1, &[0x11, 0x22, 0x33])), [0x11_2233]);
-}
 
 fn http_get(url: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
@@ -143,16 +87,12 @@ fn the_demo_opens_a_window_that_draws_and_closes_cleanly() {
         demo.try_wait().unwrap().is_none(),
         "the demo is still running after 6 s"
     );
-    let shot: PathBuf = std::env::temp_dir().join(format!("switchboard-smoke-{}.xwd", std::process::id()));
-    let status = Command::new("xwd")
-        .args(["-root", "-silent", "-display", &x.display, "-out"])
-        .arg(&shot)
-        .status()
-        .expect("xwd runs (apt-get install x11-apps)");
-    assert!(status.success());
-    let data = std::fs::read(&shot).unwrap();
-    let _ = std::fs::remove_file(&shot);
-    let samples = xwd_samples(&data);
+    let shot = xwd::take(&x.display);
+    let samples: Vec<u32> = (0..shot.height)
+        .step_by(7)
+        .flat_map(|y| (0..shot.width).step_by(7).map(move |x| (x, y)))
+        .map(|(x, y)| shot.pixel(x, y))
+        .collect();
     let mut distinct = samples.clone();
     distinct.sort_unstable();
     distinct.dedup();

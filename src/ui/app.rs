@@ -8,8 +8,8 @@ use egui::{Color32, RichText};
 
 use super::settings::{STORAGE_KEY, Settings};
 use super::{
-    Action, connections, demo, directory, files, health, nodes, rates, redis_view, send, topology, traffic,
-    widgets,
+    Action, connections, demo, directory, files, health, nodes, presenter, rates, redis_view, send, topology,
+    traffic, widgets,
 };
 use crate::demo::DemoCommand;
 use crate::link::{DemoWiring, Link};
@@ -123,6 +123,7 @@ pub struct DashboardApp {
     pub demo_ui: demo::DemoUi,
     pub directory_ui: directory::DirectoryUi,
     topology_ui: topology::TopologyUi,
+    presenter_ui: presenter::PresenterUi,
     pub health_ui: health::HealthUi,
     files: files::Files,
     /// Recent notices (newest last), with their time.
@@ -143,6 +144,9 @@ pub struct DashboardApp {
     frames_per_sec: Vec<u32>,
     /// The longest time one frame took to build (pump + panels) in this run.
     slowest_frame: Duration,
+    /// Full screen to ask the window for at the next frame: on entering presenter mode (a
+    /// projector shows the whole picture, kiosk-like), off on leaving it.
+    fullscreen: Option<bool>,
 }
 
 impl DashboardApp {
@@ -170,6 +174,7 @@ impl DashboardApp {
             demo_ui: demo::DemoUi::default(),
             directory_ui: directory::DirectoryUi::default(),
             topology_ui: topology::TopologyUi::default(),
+            presenter_ui: presenter::PresenterUi::default(),
             health_ui: health::HealthUi::default(),
             files: files::Files::default(),
             notices: VecDeque::new(),
@@ -180,7 +185,11 @@ impl DashboardApp {
             frames_drawn: 0,
             frames_per_sec: Vec::new(),
             slowest_frame: Duration::ZERO,
+            fullscreen: None,
         };
+        if app.settings.presenter {
+            app.fullscreen = Some(true);
+        }
         if let Some(spec) = startup.redis {
             app.use_session_redis(&spec);
         }
@@ -262,76 +271,22 @@ impl DashboardApp {
         let now = now_ms();
         let mut actions = Vec::new();
         let presenter = self.settings.presenter;
-        ui.ctx().set_zoom_factor(if presenter { 1.5 } else { 1.0 });
-
-        egui::Panel::top("top_bar").show(ui, |ui| {
-            self.top_bar(ui, now, &mut actions);
-        });
-        egui::Panel::bottom("status_bar").show(ui, |ui| {
-            self.status_bar(ui, now);
-        });
-        if !presenter {
-            // A fixed width: long errors wrap or shorten with "…" (full text on hover) instead of
-            // pushing the panel wider.
-            egui::Panel::left("connections")
-                .resizable(false)
-                .exact_size(LEFT_PANEL_WIDTH)
-                .show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| {
-                        if let Some(status) = self.link.demo_status() {
-                            demo::show(ui, &status, &mut self.demo_ui, &mut actions);
-                            ui.separator();
-                        }
-                        connections::show(
-                            ui,
-                            &mut self.settings,
-                            connections::Secrets {
-                                password: &mut self.redis_password,
-                                sentinel_password: &mut self.sentinel_password,
-                            },
-                            &mut self.connections_ui,
-                            &self.model,
-                            self.demo.is_some(),
-                            now,
-                            &mut actions,
-                        );
-                    });
-                });
-        }
-        egui::CentralPanel::default().show(ui, |ui| match self.tab {
-            Tab::Traffic => traffic::show(ui, &mut self.model, &mut self.traffic_ui, &mut actions),
-            Tab::Rates => rates::show(ui, &self.model, now),
-            Tab::Nodes => nodes::show(ui, &self.model, now, &mut actions),
-            Tab::Health => health::show(ui, &self.model, &mut self.health_ui, now, &mut actions),
-            Tab::Send => send::show(
-                ui,
-                &self.model,
-                &mut self.send_ui,
-                &mut self.settings,
-                now,
-                &mut actions,
-            ),
-            Tab::Topology => {
-                let bus = match &self.demo {
-                    Some(DemoWiring {
-                        tap: TapSource::Memory { .. },
-                        ..
-                    }) => "Memory bus",
-                    _ => "Redis",
-                };
-                topology::show(
-                    ui,
-                    &self.model,
-                    &mut self.topology_ui,
-                    presenter,
-                    bus,
-                    now,
-                    &mut actions,
-                )
+        if let Some(on) = self.fullscreen.take() {
+            let ctx = ui.ctx();
+            // The monitor's size as well: without a window manager (a bare X server, a kiosk)
+            // nobody carries out "full screen", but a resize is.
+            if on && let Some(size) = ctx.input(|i| i.viewport().monitor_size) {
+                ctx.send_viewport_cmd(egui::ViewportCommand::OuterPosition(egui::pos2(0.0, 0.0)));
+                ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(size));
             }
-            Tab::Redis => redis_view::show(ui, &self.model, now),
-            Tab::Directory => directory::show(ui, &self.model, &mut self.directory_ui, &mut actions),
-        });
+            ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(on));
+        }
+        self.zoom(ui.ctx(), presenter);
+        if presenter {
+            self.show_presenter(ui, now, &mut actions);
+        } else {
+            self.show_dashboard(ui, now, &mut actions);
+        }
 
         // What an action or a finished file operation changes is drawn by the next frame.
         let mut changed = !actions.is_empty();
@@ -354,6 +309,103 @@ impl DashboardApp {
         if self.frame_cost.len() > 40 {
             self.frame_cost.pop_front();
         }
+    }
+
+    /// Presenter mode zooms so its layout fits the window (see `presenter::zoom_for`); the
+    /// dashboard is drawn at zoom 1. Set only when it changes, so a resize re-lays out once.
+    fn zoom(&self, ctx: &egui::Context, presenter: bool) {
+        let current = ctx.zoom_factor();
+        let wanted = if presenter {
+            presenter::zoom_for(ctx.content_rect().size() * current)
+        } else {
+            1.0
+        };
+        if (wanted - current).abs() > 0.001 {
+            ctx.set_zoom_factor(wanted);
+        }
+    }
+
+    /// What the backplane is called on screen.
+    fn bus_name(&self) -> &'static str {
+        match &self.demo {
+            Some(DemoWiring {
+                tap: TapSource::Memory { .. },
+                ..
+            }) => "Memory bus",
+            _ => "Redis",
+        }
+    }
+
+    /// Presenter mode: its header and its one view, nothing else (see `presenter`).
+    fn show_presenter(&mut self, ui: &mut egui::Ui, now: u64, actions: &mut Vec<Action>) {
+        let demo = self.link.demo_status();
+        let cx = presenter::Context {
+            demo: demo.as_ref(),
+            bus: self.bus_name(),
+            user: &self.settings.send_user,
+        };
+        egui::Panel::top("presenter_bar").show(ui, |ui| {
+            presenter::top_bar(ui, &self.model, &mut self.presenter_ui, &cx, now, actions);
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            presenter::show(ui, &self.model, &mut self.presenter_ui, &cx, now, actions);
+        });
+    }
+
+    /// The dashboard: menu and tabs, status bar, the connections panel and the chosen view.
+    fn show_dashboard(&mut self, ui: &mut egui::Ui, now: u64, actions: &mut Vec<Action>) {
+        egui::Panel::top("top_bar").show(ui, |ui| {
+            self.top_bar(ui, now, actions);
+        });
+        egui::Panel::bottom("status_bar").show(ui, |ui| {
+            self.status_bar(ui, now);
+        });
+        // A fixed width: long errors wrap or shorten with "…" (full text on hover) instead of
+        // pushing the panel wider.
+        egui::Panel::left("connections")
+            .resizable(false)
+            .exact_size(LEFT_PANEL_WIDTH)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    if let Some(status) = self.link.demo_status() {
+                        demo::show(ui, &status, &mut self.demo_ui, actions);
+                        ui.separator();
+                    }
+                    connections::show(
+                        ui,
+                        &mut self.settings,
+                        connections::Secrets {
+                            password: &mut self.redis_password,
+                            sentinel_password: &mut self.sentinel_password,
+                        },
+                        &mut self.connections_ui,
+                        &self.model,
+                        self.demo.is_some(),
+                        now,
+                        actions,
+                    );
+                });
+            });
+        egui::CentralPanel::default().show(ui, |ui| match self.tab {
+            Tab::Traffic => traffic::show(ui, &mut self.model, &mut self.traffic_ui, actions),
+            Tab::Rates => rates::show(ui, &self.model, now),
+            Tab::Nodes => nodes::show(ui, &self.model, now, actions),
+            Tab::Health => health::show(ui, &self.model, &mut self.health_ui, now, actions),
+            Tab::Send => send::show(
+                ui,
+                &self.model,
+                &mut self.send_ui,
+                &mut self.settings,
+                now,
+                actions,
+            ),
+            Tab::Topology => {
+                let bus = self.bus_name();
+                topology::show(ui, &self.model, &mut self.topology_ui, bus, now, actions)
+            }
+            Tab::Redis => redis_view::show(ui, &self.model, now),
+            Tab::Directory => directory::show(ui, &self.model, &mut self.directory_ui, actions),
+        });
     }
 
     /// What the window shows, for the repaint policy (see `monitor::model::wake`).
@@ -432,12 +484,11 @@ impl DashboardApp {
             }
             ui.separator();
             if ui
-                .toggle_value(&mut self.settings.presenter, "Presenter")
-                .on_hover_text("Large type and the topology, for a projector")
+                .button("Presenter")
+                .on_hover_text("Full screen, large type and the topology, for a projector (Esc leaves it)")
                 .clicked()
-                && self.settings.presenter
             {
-                self.tab = Tab::Topology;
+                actions.push(Action::Presenter(true));
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 widgets::link_state(ui, "Backplane", &self.model.tap.state, now);
@@ -469,19 +520,16 @@ impl DashboardApp {
             } else {
                 ui.label(text);
             }
-            // Debug figures stay off a projector.
-            if !self.settings.presenter {
-                ui.separator();
-                let fps = self.frames.len() as f64 / 2.0;
-                let worst = self.frame_cost.iter().max().copied().unwrap_or_default();
-                ui.label(format!(
-                    "UI {fps:.0} frames/s, slowest {:.0} ms",
-                    worst.as_secs_f64() * 1000.0
-                ))
-                .on_hover_text(
-                    "Frames drawn over the last 2 s, and the longest time one of the last 40 took to build",
-                );
-            }
+            ui.separator();
+            let fps = self.frames.len() as f64 / 2.0;
+            let worst = self.frame_cost.iter().max().copied().unwrap_or_default();
+            ui.label(format!(
+                "UI {fps:.0} frames/s, slowest {:.0} ms",
+                worst.as_secs_f64() * 1000.0
+            ))
+            .on_hover_text(
+                "Frames drawn over the last 2 s, and the longest time one of the last 40 took to build",
+            );
             if self.link.refused_commands() > 0 {
                 ui.separator();
                 ui.label(
@@ -585,6 +633,13 @@ impl DashboardApp {
                 self.model.health.acknowledge(&finding, &note, now_ms());
             }
             Action::Unacknowledge(finding) => self.model.health.withdraw(&finding),
+            Action::Presenter(on) => {
+                self.settings.presenter = on;
+                self.fullscreen = Some(on);
+                if on {
+                    self.tab = Tab::Topology;
+                }
+            }
             Action::ShowHealth(focus) => {
                 self.tab = Tab::Health;
                 self.health_ui.focus = focus;

@@ -13,6 +13,7 @@ mod directory;
 mod files;
 mod health;
 mod nodes;
+mod presenter;
 mod rates;
 mod redis_view;
 mod send;
@@ -64,4 +65,6 @@ pub enum Action {
     },
     /// Withdraw the acknowledgement of a finding.
     Unacknowledge(Box<crate::monitor::model::health::Finding>),
+    /// Enter (true) or leave presenter mode.
+    Presenter(bool),
 }

@@ -13,18 +13,18 @@ pub struct Xvfb {
 }
 
 impl Xvfb {
+    #[allow(dead_code)] // not every test binary that includes this file uses both
     pub fn start() -> Xvfb {
+        Xvfb::start_sized(1440, 900)
+    }
+
+    /// A private X server with a screen of `width` × `height` pixels.
+    #[allow(dead_code)]
+    pub fn start_sized(width: u32, height: u32) -> Xvfb {
+        let screen = format!("{width}x{height}x24");
         let mut child = Command::new("Xvfb")
             // Xvfb writes the display number it took, and a newline, to fd 1 once it listens.
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1440x900x24",
-                "-nolisten",
-                "tcp",
-            ])
+            .args(["-displayfd", "1", "-screen", "0", &screen, "-nolisten", "tcp"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -10,6 +10,7 @@
 //! - `health`: findings (severity, evidence, what to do) from plain inputs, and the refresh gate;
 //!   `outage` (past outages merged into timed incidents with a culprit) and `ack` (the operator's
 //!   acknowledgements) beside it.
+//! - `chat`: the chat story in the traffic (chat messages, their words, sender, rate).
 //! - `traces`: test messages followed from the sender through Redis to every probe.
 //! - `explain`: why a test message did not arrive (verdict, evidence, what to do), and the link
 //!   history and tap sightings it weighs.
@@ -22,6 +23,7 @@
 //!   failovers (which become markers in the traffic stream).
 
 pub mod capture;
+pub mod chat;
 pub mod directory;
 pub mod entry;
 pub mod explain;
