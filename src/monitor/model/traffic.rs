@@ -145,14 +145,14 @@ impl Store {
     }
 
     /// Stores `entry` (its seq already set) and returns what the ring evicted (entries, bytes).
-    fn insert(&mut self, entry: TrafficEntry, filter: &Filter) -> (u64, u64) {
+    fn insert(&mut self, entry: TrafficEntry, filter: &View) -> (u64, u64) {
         if let Some(hub) = &entry.hub
             && !self.hubs.contains(hub)
         {
             self.hubs.insert(hub.clone());
         }
         self.next_seq = self.next_seq.max(entry.seq + 1);
-        if filter.matches(&entry) {
+        if filter.shows(&entry) {
             self.index.push_back(entry.seq);
         }
         let (before, before_bytes) = (self.ring.evicted(), self.ring.evicted_weight());
@@ -168,11 +168,11 @@ impl Store {
         )
     }
 
-    fn rebuild(&mut self, filter: &Filter) {
+    fn rebuild(&mut self, filter: &View) {
         self.index = self
             .ring
             .iter()
-            .filter(|e| filter.matches(e))
+            .filter(|e| filter.shows(e))
             .map(|e| e.seq)
             .collect();
     }
@@ -194,12 +194,34 @@ impl Store {
     }
 }
 
+/// What the view shows: the filter, and the kinds hidden from the table ("Hide heartbeat rows"),
+/// kept apart from [`Filter`] because the tap's command line builds a `Filter` too and has no use
+/// for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct View {
+    filter: Filter,
+    hidden: Vec<EntryKind>,
+}
+
+impl View {
+    fn shows(&self, entry: &TrafficEntry) -> bool {
+        !self.hidden.contains(&entry.kind) && self.filter.matches(entry)
+    }
+
+    fn rebuild_all(&self, live: &mut Store, offline: &mut Option<(String, Store)>) {
+        live.rebuild(self);
+        if let Some((_, store)) = offline {
+            store.rebuild(self);
+        }
+    }
+}
+
 /// The captured stream. See the module doc for live vs offline.
 #[derive(Debug)]
 pub struct Traffic {
     live: Store,
     offline: Option<(String, Store)>,
-    filter: Filter,
+    filter: View,
     totals: Totals,
     max_entries: usize,
     max_bytes: usize,
@@ -211,7 +233,7 @@ impl Traffic {
         Self {
             live: Store::new(max_entries, max_bytes),
             offline: None,
-            filter: Filter::default(),
+            filter: View::default(),
             totals: Totals::default(),
             max_entries,
             max_bytes,
@@ -290,19 +312,31 @@ impl Traffic {
 
     /// Replaces the filter and rebuilds the index (the one O(n) operation).
     pub fn set_filter(&mut self, filter: Filter) {
-        if filter == self.filter {
+        if filter == self.filter.filter {
             return;
         }
-        self.filter = filter;
-        self.live.rebuild(&self.filter);
-        if let Some((_, store)) = &mut self.offline {
-            store.rebuild(&self.filter);
-        }
+        self.filter.filter = filter;
+        self.filter.rebuild_all(&mut self.live, &mut self.offline);
     }
 
     /// The current filter.
     pub fn filter(&self) -> &Filter {
-        &self.filter
+        &self.filter.filter
+    }
+
+    /// Hides the rows of these kinds from the view whatever the filter says (or, empty, none);
+    /// rebuilds the index when it changes.
+    pub fn set_hidden_kinds(&mut self, kinds: Vec<EntryKind>) {
+        if kinds == self.filter.hidden {
+            return;
+        }
+        self.filter.hidden = kinds;
+        self.filter.rebuild_all(&mut self.live, &mut self.offline);
+    }
+
+    /// The kinds hidden from the view.
+    pub fn hidden_kinds(&self) -> &[EntryKind] {
+        &self.filter.hidden
     }
 
     /// How many rows the view has.
@@ -467,6 +501,28 @@ mod tests {
         });
         assert_eq!(visible_summaries(&t), vec!["Hello World"]);
         assert_eq!(t.hubs().collect::<Vec<_>>(), vec!["A", "B"]);
+    }
+
+    #[test]
+    fn hidden_kinds_leave_the_view_until_shown_again() {
+        let mut t = Traffic::new(100, 10_000);
+        t.push(entry(EntryKind::All, "A", "hello", 1));
+        t.push(entry(EntryKind::Heartbeat, "A", "beat", 1));
+        t.set_hidden_kinds(vec![EntryKind::Heartbeat]);
+        assert_eq!(visible_summaries(&t), vec!["hello"]);
+        // New rows of a hidden kind stay out; the filter still applies on top.
+        t.push(entry(EntryKind::Heartbeat, "A", "beat again", 1));
+        t.push(entry(EntryKind::All, "A", "world", 1));
+        assert_eq!(visible_summaries(&t), vec!["world", "hello"]);
+        t.set_filter(Filter {
+            text: "world".into(),
+            ..Filter::default()
+        });
+        assert_eq!(visible_summaries(&t), vec!["world"]);
+        t.set_filter(Filter::default());
+        t.set_hidden_kinds(Vec::new());
+        assert_eq!(t.visible_len(), 4);
+        assert!(t.hidden_kinds().is_empty());
     }
 
     #[test]
