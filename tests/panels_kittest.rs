@@ -107,8 +107,14 @@ fn send_keeps_a_field_per_target_kind() {
         SendTarget::User("ann".into())
     );
 
-    // Each field keeps its text: back to group, the group name is there.
+    // Each field keeps its text: back to group, the group name is there (and what the user kind
+    // missed is no longer said).
+    h.state_mut().send_ui.user.clear();
+    click(&mut h, "Send message");
+    assert!(has_label(&h, "enter the user id to send to"));
     click(&mut h, "group");
+    assert!(!has_label(&h, "enter the user id"));
+    h.state_mut().send_ui.user = "ann".into();
     assert_eq!(h.get_by_label("group name").value().unwrap_or_default(), "room-9");
     assert_eq!(
         h.state().send_ui.request("me").unwrap().target,

@@ -191,6 +191,7 @@ pub fn show(
     actions: &mut Vec<Action>,
 ) {
     ui.heading("Send a test message");
+    let kind_before = state.target;
     egui::Grid::new("send_form")
         .num_columns(2)
         .spacing([10.0, 6.0])
@@ -234,14 +235,16 @@ pub fn show(
                     )
                     .labelled_by(label.id);
                 }
-                if state.target == TargetKind::Group {
-                    ui.checkbox(&mut state.probes_join, "probes join the group").on_hover_text(
-                        "On: every probe joins the group first, so the trace follows the message to each node. \
-                         Off: the group is left as it is (a group nobody is in gets nothing).",
-                    );
-                }
             });
             ui.end_row();
+            if state.target == TargetKind::Group {
+                ui.label("");
+                ui.checkbox(&mut state.probes_join, "probes join the group").on_hover_text(
+                    "On: every probe joins the group first, so the trace follows the message to each node. \
+                     Off: the group is left as it is (a group nobody is in gets nothing).",
+                );
+                ui.end_row();
+            }
 
             // The probes' own ids: a user or connection send a probe receives is traced end to
             // end; one to any other client can only be followed as far as Redis.
@@ -320,6 +323,10 @@ pub fn show(
             });
             ui.end_row();
         });
+    if state.target != kind_before {
+        // What was missing for the other kind is no news for this one.
+        state.error = None;
+    }
     ui.horizontal(|ui| {
         if ui.button(RichText::new("Send message").strong()).clicked() {
             match state.request(&settings.send_user) {
@@ -451,7 +458,7 @@ fn explanation(
 fn column_widths(width: f32, gap: f32) -> [f32; 7] {
     const TRACE: f32 = 64.0;
     const SENT: f32 = 92.0;
-    const REDIS: f32 = 64.0;
+    const REDIS: f32 = 92.0;
     const BUTTON: f32 = 64.0;
     let rest = (width - TRACE - SENT - REDIS - BUTTON - 6.0 * gap).max(3.0 * MIN_FLEX);
     [
@@ -464,6 +471,9 @@ fn column_widths(width: f32, gap: f32) -> [f32; 7] {
         BUTTON,
     ]
 }
+
+/// Hex digits of a trace id shown in its row (the last ones; the whole id on hover).
+const TRACE_DIGITS: usize = 6;
 
 /// Narrowest a shared column of the trace table gets.
 const MIN_FLEX: f32 = 60.0;
@@ -547,7 +557,17 @@ fn traces(
         for (i, trace) in traces.recent().take(200).enumerate() {
             let fill = (i % 2 == 1).then_some(stripe);
             row(ui, fill, &mut |ui| {
-                short(ui, widths[0], RichText::new(format!("{:x}", trace.id)).monospace());
+                // Ids of one run share their first digits: the last ones tell rows apart.
+                let id = format!("{:x}", trace.id);
+                let tail = id.len().saturating_sub(TRACE_DIGITS);
+                cell(ui, widths[0], |ui| {
+                    if tail == 0 {
+                        ui.add(egui::Label::new(RichText::new(&id).monospace()).truncate());
+                    } else {
+                        ui.add(egui::Label::new(RichText::new(format!("…{}", &id[tail..])).monospace()))
+                            .on_hover_text(format!("trace {id}"));
+                    }
+                });
                 short(ui, widths[1], widgets::clock_ms(trace.sent_at_ms));
                 short(
                     ui,
