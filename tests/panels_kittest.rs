@@ -317,6 +317,20 @@ fn new_rows_above_are_counted_and_a_click_jumps_to_them() {
     h.step();
     assert!(has_label(&h, "\"line 51\""), "the newest row is on screen");
     assert!(!has_label(&h, "new rows above"), "nothing new above any more");
+
+    // Paused: the rows that arrive are held back, counted, and one click resumes and shows them.
+    click(&mut h, "Pause");
+    h.state_mut()
+        .model
+        .apply(MonitorEvent::Traffic(rows(52, 3, false)), 4_000);
+    h.step();
+    h.step();
+    assert!(h.query_by_label_contains("\"line 54\"").is_none());
+    click(&mut h, "3 new rows above — resume and jump to newest");
+    h.step();
+    assert!(!h.state().model.traffic.paused());
+    assert!(has_label(&h, "\"line 54\""));
+    assert!(!has_label(&h, "new rows above"));
 }
 
 #[test]

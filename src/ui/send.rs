@@ -2,6 +2,12 @@
 //! chat hub's methods, or any method with JSON arguments for a foreign hub), once or as a burst of
 //! N at R per second; below, the traces: when Redis saw each message, when each node's probe got
 //! it (per-hop latency), and which node did not within the timeout.
+//!
+//! Group, user and connection each have their own field (kept while another kind is picked; only
+//! the picked kind's is sent). The trace table has fixed columns for short values and shares the
+//! rest, cutting long text with "…" (whole on hover), so its Explain button stays on the panel at
+//! 1024 px; an explanation opens under its own row. Burst lines are for bursts of several
+//! messages, running or just finished; "Stop bursts" is enabled only while one runs.
 
 use egui::{RichText, Ui};
 

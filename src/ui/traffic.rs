@@ -8,9 +8,10 @@
 //! in "…" with the full text on hover. Clicking a kind, hub, target or method filters by it;
 //! clicking elsewhere selects the row, and the selected row (else the row under the pointer)
 //! keeps its place on screen as new rows arrive above it; then a "N new rows above — jump to newest"
-//! button over the table's top counts the rows above and scrolls back to them. A right click
-//! offers copy (JSON, hex, channel), the same filters, and "Hide <kind> rows" (shown in the filter
-//! bar, with a button to show them again). The detail pane says so when the filter hides its row.
+//! button over the table's top counts the rows above (and those a pause holds back) and scrolls
+//! back to them (resuming first). A right click offers copy (JSON, hex, channel), the same
+//! filters, and "Hide <kind> rows" (shown in the filter bar, with a button to show them again).
+//! The detail pane says so when the filter hides its row.
 
 use egui::text::{LayoutJob, TextWrapping};
 use egui::{Align2, Color32, FontId, Key, KeyboardShortcut, Modifiers, RichText, Sense, Ui, vec2};
@@ -76,6 +77,8 @@ pub struct TrafficUi {
     newest_seen: Option<u64>,
     /// "Jump to newest" was clicked: scroll to the top in the next frame.
     jump: bool,
+    /// ... and resume first (the new rows were held back by the pause).
+    resume: bool,
     /// A row menu asked to hide this kind.
     hide: Option<EntryKind>,
 }
@@ -106,6 +109,9 @@ pub fn show(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &mut
     }
 
     let filter_by = table(ui, model, state);
+    if std::mem::take(&mut state.resume) {
+        model.traffic.set_paused(false);
+    }
     if let Some(by) = filter_by {
         by.apply(&mut state.filter);
         model.traffic.set_filter(state.filter.clone());
@@ -368,14 +374,18 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
     if output.state.clamped_offset().y < pitch * 0.5 || state.newest_seen.is_none() {
         state.newest_seen = newest;
     }
-    let new_rows = state.newest_seen.map_or(0, |seen| newer_than(model, seen));
+    // Paused, the rows that arrived since wait behind the pause.
+    let held = model.traffic.held_back();
+    let new_rows = state.newest_seen.map_or(0, |seen| newer_than(model, seen)) + held;
     if new_rows > 0 {
         // Over the table's top, so the rows do not move when it shows up.
         let text = format!(
-            "{new_rows} new row{} above — jump to newest",
-            if new_rows == 1 { "" } else { "s" }
+            "{new_rows} new row{} above — {}jump to newest",
+            if new_rows == 1 { "" } else { "s" },
+            if held > 0 { "resume and " } else { "" }
         );
-        let size = vec2(260.0_f32.min(output.inner_rect.width()), row_height + 6.0);
+        let width = if held > 0 { 340.0_f32 } else { 260.0 };
+        let size = vec2(width.min(output.inner_rect.width()), row_height + 6.0);
         let rect = egui::Rect::from_center_size(
             egui::pos2(
                 output.inner_rect.center().x,
@@ -390,6 +400,7 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
             .clicked()
         {
             state.jump = true;
+            state.resume = held > 0;
             ui.ctx().request_repaint();
         }
     }

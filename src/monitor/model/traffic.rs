@@ -1,9 +1,10 @@
-//! The captured stream: the ring of [`TrafficEntry`], its totals, the filter, pause, offline
-//! browsing, and the filtered newest-first view the traffic table reads every frame.
+//! The captured stream: the ring of [`TrafficEntry`], its totals, the filter, the kinds hidden
+//! from the view ("Hide heartbeat rows"), pause, offline browsing, and the filtered newest-first
+//! view the traffic table reads every frame.
 //!
 //! Cost per frame is O(1) per visible row: an index of the seqs that match the filter is kept
 //! up to date as entries arrive (each tested once) and are evicted (dropped from the front); it is
-//! rebuilt only when the filter changes. Pure, std only, no clocks.
+//! rebuilt only when the filter (or the hidden kinds) changes. Pure, std only, no clocks.
 //!
 //! Offline mode: [`Traffic::load`] puts a capture file's entries in a second store and the view
 //! (len, visible, get, iter, hubs, pause, clear) switches to it. Live entries keep arriving in the
@@ -344,6 +345,12 @@ impl Traffic {
         self.active().visible_len()
     }
 
+    /// Rows the pause holds back: matching entries that arrived after the view was pinned.
+    pub fn held_back(&self) -> usize {
+        let store = self.active();
+        store.index.len() - store.visible_len()
+    }
+
     /// Row `i` of the view, 0 = the newest matching entry.
     pub fn visible(&self, i: usize) -> Option<&TrafficEntry> {
         let store = self.active();
@@ -523,6 +530,16 @@ mod tests {
         t.set_hidden_kinds(Vec::new());
         assert_eq!(t.visible_len(), 4);
         assert!(t.hidden_kinds().is_empty());
+        // Paused, new rows are held back and counted.
+        t.set_paused(true);
+        assert_eq!(t.held_back(), 0);
+        t.push(entry(EntryKind::All, "A", "later", 1));
+        t.push(entry(EntryKind::Heartbeat, "A", "beat later", 1));
+        assert_eq!((t.visible_len(), t.held_back()), (4, 2));
+        t.set_hidden_kinds(vec![EntryKind::Heartbeat]);
+        assert_eq!(t.held_back(), 1);
+        t.set_paused(false);
+        assert_eq!(t.held_back(), 0);
     }
 
     #[test]
