@@ -199,6 +199,11 @@ pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(300);
 /// reconnect without leaving a trace pending for long.
 pub const DEFAULT_TRACE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Rows per page when the Directory lists everything (a search with nothing typed): a screenful
+/// at 1024×768 is about 25 rows, so two scrolls read a page; a listing holds at most a few
+/// hundred rows per node, so the pages stay few.
+pub const DEFAULT_DIRECTORY_PAGE_SIZE: usize = 50;
+
 /// How long a past outage (Redis, the tap's link, a node or its backplane link down, then back)
 /// stays a Health finding (info, with its start, end and length) after it ended: long enough for
 /// an operator who looks a few minutes later to learn what happened, short enough that an old

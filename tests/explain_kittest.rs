@@ -124,7 +124,7 @@ fn directory_search_pick_and_explain_through_the_ui() {
     // Explain: a group nobody is in, the probes left out of it.
     click(&mut h, "Send");
     click(&mut h, "group");
-    h.state_mut().send_ui.scope = "empty-room".into();
+    h.state_mut().send_ui.group = "empty-room".into();
     click(&mut h, "probes join the group");
     assert!(!h.state().send_ui.probes_join);
     click(&mut h, "Send message");

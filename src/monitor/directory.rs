@@ -7,7 +7,8 @@
 //! node) is a finding with its reason, never an error of the whole search.
 //!
 //! [`run_search`] answers the Directory view: each kind asked (id, user, group) on every node,
-//! and `PUBSUB NUMSUB` of the matching channels (at most once a second, waiting its turn), in one
+//! or, with nothing typed, one bounded listing of every node's connections (the view pages it and
+//! gathers its users and groups), and `PUBSUB NUMSUB` of the matching channels (at most once a second, waiting its turn), in one
 //! [`DirectoryAnswer`] that carries the search it answers.
 //!
 //! Also home of [`get`], the one GET every monitor request goes through (stats probes, trace
@@ -289,7 +290,13 @@ pub(crate) async fn run_search(
     cancel: tokio_util::sync::CancellationToken,
 ) -> Option<DirectoryAnswer> {
     let work = async {
-        let asks = search.kind.kinds().iter().map(|kind| {
+        // Nothing typed: one listing of every connection (users and groups are read from it).
+        let kinds = if search.is_listing() {
+            &[DirectoryKind::Connection][..]
+        } else {
+            search.kind.kinds()
+        };
+        let asks = kinds.iter().map(|kind| {
             let text = Some(search.text.clone());
             let query = match kind {
                 DirectoryKind::Connection => DirectoryQuery {

@@ -2,6 +2,12 @@
 //! chat hub's methods, or any method with JSON arguments for a foreign hub), once or as a burst of
 //! N at R per second; below, the traces: when Redis saw each message, when each node's probe got
 //! it (per-hop latency), and which node did not within the timeout.
+//!
+//! Group, user and connection each have their own field (kept while another kind is picked; only
+//! the picked kind's is sent). The trace table has fixed columns for short values and shares the
+//! rest, cutting long text with "…" (whole on hover), so its Explain button stays on the panel at
+//! 1024 px; an explanation opens under its own row. Burst lines are for bursts of several
+//! messages, running or just finished; "Stop bursts" is enabled only while one runs.
 
 use egui::{RichText, Ui};
 
@@ -11,9 +17,6 @@ use crate::config::{MAX_BURST_COUNT, MAX_BURST_RATE};
 use crate::monitor::model::Model;
 use crate::monitor::probe::PROBE_USER;
 use crate::monitor::{BurstState, MonitorCommand, SendBody, SendRequest, SendTarget};
-
-/// Width of the traces' status column (its text wraps).
-const STATUS_WIDTH: f32 = 380.0;
 
 /// A trace whose receiver cannot be observed: neither good nor bad news.
 const NEUTRAL: egui::Color32 = egui::Color32::from_rgb(120, 170, 220);
@@ -47,6 +50,16 @@ impl TargetKind {
             TargetKind::Connection => "connection",
         }
     }
+
+    /// The name of this kind's own field ("group name"), for the kinds that have one.
+    fn field(self) -> Option<&'static str> {
+        match self {
+            TargetKind::All | TargetKind::Others => None,
+            TargetKind::Group => Some("group name"),
+            TargetKind::User => Some("user id"),
+            TargetKind::Connection => Some("connection id"),
+        }
+    }
 }
 
 /// The form's state between frames.
@@ -55,8 +68,11 @@ pub struct SendUi {
     /// The sending node's hub URL.
     pub node: String,
     pub target: TargetKind,
-    /// The group name, user id or connection id.
-    pub scope: String,
+    /// Each target kind's own field, kept while another kind is picked; only the picked kind's
+    /// is sent (a group name typed never becomes a user id).
+    pub group: String,
+    pub user: String,
+    pub connection: String,
     /// Any method with JSON args instead of the chat methods.
     pub custom: bool,
     pub text: String,
@@ -76,7 +92,9 @@ impl Default for SendUi {
         Self {
             node: String::new(),
             target: TargetKind::All,
-            scope: "room-1".to_string(),
+            group: "room-1".to_string(),
+            user: String::new(),
+            connection: String::new(),
             custom: false,
             text: "hello from the dashboard".to_string(),
             method: "SendMessage".to_string(),
@@ -91,9 +109,10 @@ impl Default for SendUi {
 }
 
 impl SendUi {
-    /// Points the form at `target` (a pick in the Directory).
+    /// Points the form at `target` (a pick in the Directory, a probe button): picks its kind and
+    /// fills that kind's own field.
     pub fn set_target(&mut self, target: &SendTarget) {
-        let (kind, scope) = match target {
+        let (kind, value) = match target {
             SendTarget::All => (TargetKind::All, None),
             SendTarget::Others => (TargetKind::Others, None),
             SendTarget::Group(g) => (TargetKind::Group, Some(g)),
@@ -101,8 +120,18 @@ impl SendUi {
             SendTarget::Connection(c) => (TargetKind::Connection, Some(c)),
         };
         self.target = kind;
-        if let Some(scope) = scope {
-            self.scope = scope.clone();
+        if let (Some(field), Some(value)) = (self.field_mut(kind), value) {
+            *field = value.clone();
+        }
+    }
+
+    /// The field of a target kind that has one.
+    fn field_mut(&mut self, kind: TargetKind) -> Option<&mut String> {
+        match kind {
+            TargetKind::All | TargetKind::Others => None,
+            TargetKind::Group => Some(&mut self.group),
+            TargetKind::User => Some(&mut self.user),
+            TargetKind::Connection => Some(&mut self.connection),
         }
     }
 
@@ -111,16 +140,23 @@ impl SendUi {
         if self.node.is_empty() {
             return Err("choose a node to send through".to_string());
         }
-        let scope = self.scope.trim().to_string();
+        let own = |field: &str| {
+            let value = field.trim();
+            if value.is_empty() {
+                Err(format!(
+                    "enter the {} to send to",
+                    self.target.field().unwrap_or("target")
+                ))
+            } else {
+                Ok(value.to_string())
+            }
+        };
         let target = match self.target {
             TargetKind::All => SendTarget::All,
             TargetKind::Others => SendTarget::Others,
-            TargetKind::Group | TargetKind::User | TargetKind::Connection if scope.is_empty() => {
-                return Err(format!("enter the {} to send to", self.target.label()));
-            }
-            TargetKind::Group => SendTarget::Group(scope),
-            TargetKind::User => SendTarget::User(scope),
-            TargetKind::Connection => SendTarget::Connection(scope),
+            TargetKind::Group => SendTarget::Group(own(&self.group)?),
+            TargetKind::User => SendTarget::User(own(&self.user)?),
+            TargetKind::Connection => SendTarget::Connection(own(&self.connection)?),
         };
         let body = if self.custom {
             let parsed: serde_json::Value = serde_json::from_str(&self.args_json)
@@ -161,6 +197,7 @@ pub fn show(
     actions: &mut Vec<Action>,
 ) {
     ui.heading("Send a test message");
+    let kind_before = state.target;
     egui::Grid::new("send_form")
         .num_columns(2)
         .spacing([10.0, 6.0])
@@ -189,28 +226,31 @@ pub fn show(
             ui.end_row();
 
             ui.label("To");
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 for kind in TargetKind::ALL {
                     ui.selectable_value(&mut state.target, kind, kind.label());
                 }
-                if matches!(
-                    state.target,
-                    TargetKind::Group | TargetKind::User | TargetKind::Connection
-                ) {
+                let kind = state.target;
+                if let (Some(words), Some(field)) = (kind.field(), state.field_mut(kind)) {
+                    let label = ui.label(words);
                     ui.add(
-                        egui::TextEdit::singleline(&mut state.scope)
-                            .hint_text(state.target.label())
-                            .desired_width(160.0),
-                    );
-                }
-                if state.target == TargetKind::Group {
-                    ui.checkbox(&mut state.probes_join, "probes join the group").on_hover_text(
-                        "On: every probe joins the group first, so the trace follows the message to each node. \
-                         Off: the group is left as it is (a group nobody is in gets nothing).",
-                    );
+                        egui::TextEdit::singleline(field)
+                            .id_salt(("send_target", kind.label()))
+                            .hint_text(words)
+                            .desired_width(180.0),
+                    )
+                    .labelled_by(label.id);
                 }
             });
             ui.end_row();
+            if state.target == TargetKind::Group {
+                ui.label("");
+                ui.checkbox(&mut state.probes_join, "probes join the group").on_hover_text(
+                    "On: every probe joins the group first, so the trace follows the message to each node. \
+                     Off: the group is left as it is (a group nobody is in gets nothing).",
+                );
+                ui.end_row();
+            }
 
             // The probes' own ids: a user or connection send a probe receives is traced end to
             // end; one to any other client can only be followed as far as Redis.
@@ -223,8 +263,7 @@ pub fn show(
                     ))
                     .clicked()
                 {
-                    state.target = TargetKind::User;
-                    state.scope = PROBE_USER.to_string();
+                    state.set_target(&SendTarget::User(PROBE_USER.to_string()));
                 }
                 for row in model.nodes.rows() {
                     if let Some(id) = &row.probe_connection_id
@@ -233,8 +272,7 @@ pub fn show(
                             .on_hover_text(format!("Send to the connection {id}, this node's probe"))
                             .clicked()
                     {
-                        state.target = TargetKind::Connection;
-                        state.scope = id.clone();
+                        state.set_target(&SendTarget::Connection(id.clone()));
                     }
                 }
             });
@@ -291,6 +329,10 @@ pub fn show(
             });
             ui.end_row();
         });
+    if state.target != kind_before {
+        // What was missing for the other kind is no news for this one.
+        state.error = None;
+    }
     ui.horizontal(|ui| {
         if ui.button(RichText::new("Send message").strong()).clicked() {
             match state.request(&settings.send_user) {
@@ -301,14 +343,20 @@ pub fn show(
                 Err(e) => state.error = Some(e),
             }
         }
-        if ui.button("Stop bursts").clicked() {
+        let running = model.traces.burst_running();
+        if ui
+            .add_enabled(running, egui::Button::new("Stop bursts"))
+            .on_hover_text("Stop every burst still sending")
+            .on_disabled_hover_text("No burst is running (a burst is a Count above 1)")
+            .clicked()
+        {
             actions.push(Action::Monitor(MonitorCommand::StopBursts));
         }
     });
     if let Some(e) = &state.error {
         ui.label(RichText::new(e).color(widgets::BAD));
     }
-    bursts(ui, model);
+    bursts(ui, model, now);
 
     ui.separator();
     let tap_prefix =
@@ -329,9 +377,10 @@ fn thousands(n: u64) -> String {
     out
 }
 
-/// One line per recent send request: "sent 37 of 100", and how many went when it was stopped.
-fn bursts(ui: &mut Ui, model: &Model) {
-    for b in model.traces.bursts().take(3) {
+/// One line per burst running or just finished: "sent 37 of 100", and how many went when it was
+/// stopped. A single send has no line (its trace row says it all).
+fn bursts(ui: &mut Ui, model: &Model, now: u64) {
+    for b in model.traces.bursts_shown(now).take(3) {
         let node = model.nodes.name_or_url(&b.node);
         let refused = if b.failed > 0 {
             format!(" ({} refused)", b.failed)
@@ -356,68 +405,102 @@ fn bursts(ui: &mut Ui, model: &Model) {
     }
 }
 
-/// The open explanations, each in a frame with its causes: verdict, evidence, what to do.
-fn explanations(
+/// A trace's explanation, under its row: its causes, each with a verdict, the evidence and what
+/// to do. Returns whether its "close" was clicked.
+fn explanation(
     ui: &mut Ui,
-    model: &Model,
-    open: &mut std::collections::BTreeSet<u64>,
-    tap_prefix: Option<&str>,
-    now: u64,
+    trace: &crate::monitor::model::traces::Trace,
+    causes: &[crate::monitor::model::explain::Cause],
     name: &dyn Fn(&str) -> String,
-) {
+) -> bool {
     use crate::monitor::model::explain::Verdict;
-    let mut close = Vec::new();
-    // Newest first, as in the table below.
-    for &id in open.iter().rev() {
-        let (Some(trace), Some(causes)) = (model.traces.get(id), model.explain(id, tap_prefix, now)) else {
-            close.push(id);
-            continue;
-        };
-        egui::Frame::group(ui.style()).show(ui, |ui| {
-            ui.set_width(ui.available_width());
-            ui.horizontal(|ui| {
-                ui.label(
-                    RichText::new(format!(
-                        "Why: trace {:x}, via {} -> {}",
-                        id,
-                        name(&trace.node),
-                        target_text(&trace.target)
-                    ))
-                    .strong(),
-                );
-                if ui.small_button("close").clicked() {
-                    close.push(id);
-                }
-            });
-            for cause in &causes {
-                let (color, tag) = match cause.verdict {
-                    Verdict::Expected => (widgets::OK, "expected"),
-                    Verdict::Fault => (widgets::BAD, "fault"),
-                    Verdict::Unknown => (widgets::WARN, "unknown"),
-                };
-                ui.horizontal_wrapped(|ui| {
-                    ui.label(RichText::new(format!("[{tag}]")).color(color).monospace());
-                    ui.add(egui::Label::new(RichText::new(&cause.headline).color(color).strong()).wrap());
-                });
-                for line in &cause.evidence {
-                    ui.horizontal_wrapped(|ui| {
-                        ui.add_space(16.0);
-                        ui.add(egui::Label::new(format!("• {line}")).wrap());
-                    });
-                }
-                ui.horizontal_wrapped(|ui| {
-                    ui.add_space(16.0);
-                    ui.add(
-                        egui::Label::new(RichText::new(format!("What to do: {}", cause.action)).italics())
-                            .wrap(),
-                    );
-                });
+    let mut close = false;
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(format!(
+                    "Why: trace {:x}, via {} -> {}",
+                    trace.id,
+                    name(&trace.node),
+                    target_text(&trace.target)
+                ))
+                .strong(),
+            );
+            if ui.button("close").clicked() {
+                close = true;
             }
         });
-    }
-    for id in close {
-        open.remove(&id);
-    }
+        for cause in causes {
+            let (color, tag) = match cause.verdict {
+                Verdict::Expected => (widgets::OK, "expected"),
+                Verdict::Fault => (widgets::BAD, "fault"),
+                Verdict::Unknown => (widgets::WARN, "unknown"),
+            };
+            ui.horizontal_wrapped(|ui| {
+                ui.label(RichText::new(format!("[{tag}]")).color(color).monospace());
+                ui.add(egui::Label::new(RichText::new(&cause.headline).color(color).strong()).wrap());
+            });
+            for line in &cause.evidence {
+                ui.horizontal_wrapped(|ui| {
+                    ui.add_space(16.0);
+                    ui.add(egui::Label::new(format!("• {line}")).wrap());
+                });
+            }
+            ui.horizontal_wrapped(|ui| {
+                ui.add_space(16.0);
+                ui.add(
+                    egui::Label::new(RichText::new(format!("What to do: {}", cause.action)).italics()).wrap(),
+                );
+            });
+        }
+    });
+    close
+}
+
+/// The trace table's column widths for a table `width` wide: fixed columns for the short values
+/// and the button, the rest shared by the route, the receipts and the status, so no cell pushes
+/// the button off the panel (long text is cut with "…", whole on hover; the status wraps).
+fn column_widths(width: f32, gap: f32) -> [f32; 7] {
+    const TRACE: f32 = 64.0;
+    const SENT: f32 = 92.0;
+    const REDIS: f32 = 92.0;
+    const BUTTON: f32 = 64.0;
+    let rest = (width - TRACE - SENT - REDIS - BUTTON - 6.0 * gap).max(3.0 * MIN_FLEX);
+    [
+        TRACE,
+        SENT,
+        (rest * 0.3).max(MIN_FLEX),
+        REDIS,
+        (rest * 0.25).max(MIN_FLEX),
+        (rest * 0.45).max(MIN_FLEX),
+        BUTTON,
+    ]
+}
+
+/// Hex digits of a trace id shown in its row (the last ones; the whole id on hover).
+const TRACE_DIGITS: usize = 6;
+
+/// Narrowest a shared column of the trace table gets.
+const MIN_FLEX: f32 = 60.0;
+
+/// A table cell exactly `width` wide.
+fn cell(ui: &mut Ui, width: f32, add: impl FnOnce(&mut Ui)) {
+    ui.allocate_ui_with_layout(
+        egui::vec2(width, 0.0),
+        egui::Layout::top_down(egui::Align::Min),
+        |ui| {
+            ui.set_width(width);
+            add(ui);
+        },
+    );
+}
+
+/// A one-line cell: cut with "…" when too long, the whole text on hover.
+fn short(ui: &mut Ui, width: f32, text: impl Into<egui::WidgetText>) {
+    cell(ui, width, |ui| {
+        ui.add(egui::Label::new(text).truncate());
+    });
 }
 
 fn traces(
@@ -429,7 +512,7 @@ fn traces(
 ) {
     let traces = &model.traces;
     let summary = traces.summary();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new("Traces").strong());
         ui.label(format!(
             "{} sent · {} delivered everywhere · {} partial · {} failed · {} not observable · end to end per message p50 {} p95 {} max {}",
@@ -444,66 +527,96 @@ fn traces(
         ));
     });
     let name = |url: &str| model.nodes.name_or_url(url);
+    // Explanations of traces no longer kept close by themselves.
+    explaining.retain(|id| traces.get(*id).is_some());
     egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
-        explanations(ui, model, explaining, tap_prefix, now, &name);
-        egui::Grid::new("traces")
-            .striped(true)
-            .num_columns(7)
-            .spacing([12.0, 4.0])
-            .show(ui, |ui| {
-                for t in [
-                    "trace",
-                    "sent",
-                    "via -> to",
-                    "Redis saw it",
-                    "received by",
-                    "status",
-                    "why",
-                ] {
-                    ui.label(RichText::new(t).strong());
-                }
-                ui.end_row();
-                for trace in traces.recent().take(200) {
-                    ui.label(RichText::new(format!("{:x}", trace.id)).monospace());
-                    ui.label(widgets::clock_ms(trace.sent_at_ms));
-                    ui.label(format!("{} -> {}", name(&trace.node), target_text(&trace.target)));
-                    ui.label(
-                        trace
-                            .redis_at_ms
-                            .map(|r| {
-                                format!("+{}", widgets::millis(r.saturating_sub(trace.sent_at_ms) as f64))
-                            })
-                            .unwrap_or_else(|| "–".into()),
-                    );
-                    let hops: Vec<String> = trace
-                        .receipts
-                        .iter()
-                        .map(|(node, at)| {
-                            let from = trace.redis_at_ms.unwrap_or(trace.sent_at_ms);
-                            format!(
-                                "{} +{}",
-                                name(node),
-                                widgets::millis(at.saturating_sub(from) as f64)
-                            )
-                        })
-                        .collect();
-                    ui.label(if hops.is_empty() {
+        let gap = 8.0;
+        let widths = column_widths(ui.available_width(), gap);
+        let row = |ui: &mut Ui, fill: Option<egui::Color32>, add: &mut dyn FnMut(&mut Ui)| {
+            egui::Frame::NONE
+                .fill(fill.unwrap_or(egui::Color32::TRANSPARENT))
+                .show(ui, |ui| {
+                    ui.set_width(ui.available_width());
+                    ui.horizontal_top(|ui| {
+                        ui.spacing_mut().item_spacing.x = gap;
+                        add(ui);
+                    });
+                });
+        };
+        row(ui, None, &mut |ui| {
+            for (t, w) in [
+                "trace",
+                "sent",
+                "via -> to",
+                "Redis saw it",
+                "received by",
+                "status",
+                "why",
+            ]
+            .into_iter()
+            .zip(widths)
+            {
+                short(ui, w, RichText::new(t).strong());
+            }
+        });
+        let stripe = ui.visuals().faint_bg_color;
+        for (i, trace) in traces.recent().take(200).enumerate() {
+            let fill = (i % 2 == 1).then_some(stripe);
+            row(ui, fill, &mut |ui| {
+                // Ids of one run share their first digits: the last ones tell rows apart.
+                let id = format!("{:x}", trace.id);
+                let tail = id.len().saturating_sub(TRACE_DIGITS);
+                cell(ui, widths[0], |ui| {
+                    if tail == 0 {
+                        ui.add(egui::Label::new(RichText::new(&id).monospace()).truncate());
+                    } else {
+                        ui.add(egui::Label::new(RichText::new(format!("…{}", &id[tail..])).monospace()))
+                            .on_hover_text(format!("trace {id}"));
+                    }
+                });
+                short(ui, widths[1], widgets::clock_ms(trace.sent_at_ms));
+                short(
+                    ui,
+                    widths[2],
+                    format!("{} -> {}", name(&trace.node), target_text(&trace.target)),
+                );
+                short(
+                    ui,
+                    widths[3],
+                    trace
+                        .redis_at_ms
+                        .map(|r| format!("+{}", widgets::millis(r.saturating_sub(trace.sent_at_ms) as f64)))
+                        .unwrap_or_else(|| "–".into()),
+                );
+                let hops: Vec<String> = trace
+                    .receipts
+                    .iter()
+                    .map(|(node, at)| {
+                        let from = trace.redis_at_ms.unwrap_or(trace.sent_at_ms);
+                        format!("{} +{}", name(node), widgets::millis(at.saturating_sub(from) as f64))
+                    })
+                    .collect();
+                short(
+                    ui,
+                    widths[4],
+                    if hops.is_empty() {
                         "–".to_string()
                     } else {
                         hops.join(", ")
-                    });
-                    let (color, text) = status_text(trace, now, &name);
-                    // Wrapped to a fixed width: a not-observable trace says several things.
-                    ui.vertical(|ui| {
-                        ui.set_max_width(STATUS_WIDTH);
-                        ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
-                    });
+                    },
+                );
+                let (color, text) = status_text(trace, now, &name);
+                // Wrapped to its width: a not-observable trace says several things.
+                cell(ui, widths[5], |ui| {
+                    ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
+                });
+                cell(ui, widths[6], |ui| {
                     if crate::monitor::model::explain::worth_explaining(trace, now) {
                         let open = explaining.contains(&trace.id);
                         let label = if open { "Hide" } else { "Explain" };
                         if ui
                             .button(label)
-                            .on_hover_text("Why this message is missing something, with the evidence")
+                            .on_hover_text("Why this message is missing something, with the evidence (shown under its row)")
                             .clicked()
                         {
                             if open {
@@ -512,12 +625,19 @@ fn traces(
                                 explaining.insert(trace.id);
                             }
                         }
-                    } else {
-                        ui.label("");
                     }
-                    ui.end_row();
-                }
+                });
             });
+            if explaining.contains(&trace.id) {
+                let close = match model.explain(trace.id, tap_prefix, now) {
+                    Some(causes) => explanation(ui, trace, &causes, &name),
+                    None => true,
+                };
+                if close {
+                    explaining.remove(&trace.id);
+                }
+            }
+        }
         if traces.recent().next().is_none() {
             ui.label(RichText::new("Send a message: its trace shows up here.").weak());
         }
@@ -603,11 +723,18 @@ mod tests {
         assert!(s.request("me").unwrap_err().contains("node"));
         s.node = "http://h/chat".into();
         s.target = TargetKind::Group;
-        s.scope = " ".into();
+        s.group = " ".into();
         assert!(s.request("me").unwrap_err().contains("group"));
-        s.scope = "room".into();
+        s.group = "room".into();
         let r = s.request("me").unwrap();
         assert_eq!(r.target, SendTarget::Group("room".into()));
+        // Each kind has its own field: the group name is not carried to the user.
+        s.target = TargetKind::User;
+        assert!(s.request("me").unwrap_err().contains("user id"));
+        s.set_target(&SendTarget::User("ann".into()));
+        assert_eq!(s.request("me").unwrap().target, SendTarget::User("ann".into()));
+        s.target = TargetKind::Group;
+        assert_eq!(s.request("me").unwrap().target, SendTarget::Group("room".into()));
         s.custom = true;
         s.args_json = "{".into();
         assert!(s.request("me").unwrap_err().contains("not valid JSON"));
@@ -687,12 +814,12 @@ mod tests {
         h.get_by_label("probes' user").click();
         h.run();
         assert_eq!(h.state().state.target, TargetKind::User);
-        assert_eq!(h.state().state.scope, PROBE_USER);
+        assert_eq!(h.state().state.user, PROBE_USER);
 
         h.get_by_label(&format!("probe on {name}")).click();
         h.run();
         assert_eq!(h.state().state.target, TargetKind::Connection);
-        assert_eq!(h.state().state.scope, "probe-conn-1");
+        assert_eq!(h.state().state.connection, "probe-conn-1");
         h.get_by_label("Send message").click();
         h.run();
         let sent = h.state().actions.iter().any(|a| {

@@ -7,8 +7,11 @@
 //! column collapses by itself while only one hub is seen. A message too long for its cell ends
 //! in "…" with the full text on hover. Clicking a kind, hub, target or method filters by it;
 //! clicking elsewhere selects the row, and the selected row (else the row under the pointer)
-//! keeps its place on screen as new rows arrive above it. A right click offers copy (JSON, hex,
-//! channel) and the same filters.
+//! keeps its place on screen as new rows arrive above it; then a "N new rows above — jump to newest"
+//! button over the table's top counts the rows above (and those a pause holds back) and scrolls
+//! back to them (resuming first). A right click offers copy (JSON, hex, channel), the same
+//! filters, and "Hide <kind> rows" (shown in the filter bar, with a button to show them again).
+//! The detail pane says so when the filter hides its row.
 
 use egui::text::{LayoutJob, TextWrapping};
 use egui::{Align2, Color32, FontId, Key, KeyboardShortcut, Modifiers, RichText, Sense, Ui, vec2};
@@ -69,6 +72,15 @@ pub struct TrafficUi {
     hovered: Option<u64>,
     /// What the last Copy put on the clipboard ("channel of #12"), shown in the panel.
     pub copied: Option<String>,
+    /// The newest row seen at the top of the table (the rows newer than it are counted as new
+    /// while the table is scrolled away from the top).
+    newest_seen: Option<u64>,
+    /// "Jump to newest" was clicked: scroll to the top in the next frame.
+    jump: bool,
+    /// ... and resume first (the new rows were held back by the pause).
+    resume: bool,
+    /// A row menu asked to hide this kind.
+    hide: Option<EntryKind>,
 }
 
 pub fn show(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &mut Vec<Action>) {
@@ -97,9 +109,19 @@ pub fn show(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &mut
     }
 
     let filter_by = table(ui, model, state);
+    if std::mem::take(&mut state.resume) {
+        model.traffic.set_paused(false);
+    }
     if let Some(by) = filter_by {
         by.apply(&mut state.filter);
         model.traffic.set_filter(state.filter.clone());
+    }
+    if let Some(kind) = state.hide.take() {
+        let mut hidden = model.traffic.hidden_kinds().to_vec();
+        if !hidden.contains(&kind) {
+            hidden.push(kind);
+        }
+        model.traffic.set_hidden_kinds(hidden);
     }
 }
 
@@ -121,12 +143,14 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
         if focus {
             text.request_focus();
         }
+        let hiding = !model.traffic.hidden_kinds().is_empty();
         if ui
-            .add_enabled(!state.filter.is_empty(), egui::Button::new("×"))
-            .on_hover_text("Clear the filter (text, kind, hub and channel)")
+            .add_enabled(!state.filter.is_empty() || hiding, egui::Button::new("×"))
+            .on_hover_text("Clear the filter (text, kind, hub and channel) and show hidden kinds again")
             .clicked()
         {
             state.filter = Filter::default();
+            model.traffic.set_hidden_kinds(Vec::new());
         }
         let kind_label = ui.label("kind");
         egui::ComboBox::from_id_salt("filter_kind")
@@ -176,6 +200,23 @@ fn filter_bar(ui: &mut Ui, model: &mut Model, state: &mut TrafficUi, actions: &m
     });
     if state.filter != before {
         model.traffic.set_filter(state.filter.clone());
+    }
+    let hidden = model.traffic.hidden_kinds().to_vec();
+    if !hidden.is_empty() {
+        ui.horizontal_wrapped(|ui| {
+            let words: Vec<&str> = hidden.iter().map(|k| k.label()).collect();
+            ui.label(RichText::new(format!("Hidden: {} rows", words.join(", "))).color(widgets::WARN));
+            for kind in &hidden {
+                if ui
+                    .button(format!("Show {} rows", kind.label()))
+                    .on_hover_text("Undo \"Hide\" from the row menu")
+                    .clicked()
+                {
+                    let rest = hidden.iter().copied().filter(|k| k != kind).collect();
+                    model.traffic.set_hidden_kinds(rest);
+                }
+            }
+        });
     }
     let t = &model.traffic;
     ui.horizontal(|ui| {
@@ -304,6 +345,10 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
         area = area.vertical_scroll_offset((offset + moved).max(0.0));
     }
 
+    if std::mem::take(&mut state.jump) {
+        area = area.vertical_scroll_offset(0.0);
+    }
+
     // Rows arriving grow the content in the same frame as the offset moves; with rubber banding
     // the new offset would look like overscroll (against last frame's size) and spring back.
     ui.spacing_mut().scroll.kinetic.rubber_band = false;
@@ -323,7 +368,56 @@ fn table(ui: &mut Ui, model: &Model, state: &mut TrafficUi) -> Option<FilterBy> 
         (Some(seq), Some(index)) => Some((seq, index, output.state.clamped_offset().y)),
         _ => None,
     };
+    // Rows newer than the newest seen at the top: counted while the table is scrolled away (by
+    // the user, or by the selected row keeping its place).
+    let newest = model.traffic.visible(0).map(|e| e.seq);
+    if output.state.clamped_offset().y < pitch * 0.5 || state.newest_seen.is_none() {
+        state.newest_seen = newest;
+    }
+    // Paused, the rows that arrived since wait behind the pause.
+    let held = model.traffic.held_back();
+    let new_rows = state.newest_seen.map_or(0, |seen| newer_than(model, seen)) + held;
+    if new_rows > 0 {
+        // Over the table's top, so the rows do not move when it shows up.
+        let text = format!(
+            "{new_rows} new row{} above — {}jump to newest",
+            if new_rows == 1 { "" } else { "s" },
+            if held > 0 { "resume and " } else { "" }
+        );
+        let width = if held > 0 { 340.0_f32 } else { 260.0 };
+        let size = vec2(width.min(output.inner_rect.width()), row_height + 6.0);
+        let rect = egui::Rect::from_center_size(
+            egui::pos2(
+                output.inner_rect.center().x,
+                output.inner_rect.top() + size.y / 2.0 + 2.0,
+            ),
+            size,
+        );
+        let button = egui::Button::new(RichText::new(text).strong()).fill(ui.visuals().selection.bg_fill);
+        if ui
+            .put(rect, button)
+            .on_hover_text("Rows arrived above the ones on screen; click to scroll to the newest")
+            .clicked()
+        {
+            state.jump = true;
+            state.resume = held > 0;
+            ui.ctx().request_repaint();
+        }
+    }
     filter_by
+}
+
+/// How many rows of the view are newer than `seq` (the view is newest first, so seqs descend).
+fn newer_than(model: &Model, seq: u64) -> usize {
+    let (mut lo, mut hi) = (0, model.traffic.visible_len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match model.traffic.visible(mid) {
+            Some(e) if e.seq > seq => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    lo
 }
 
 /// One row of the table; returns a filter the user clicked.
@@ -522,6 +616,19 @@ fn context_menu(ui: &mut Ui, entry: &TrafficEntry, state: &mut TrafficUi) -> Opt
             ui.close();
         }
     }
+    if entry.kind != EntryKind::Gap {
+        ui.separator();
+        if ui
+            .button(format!("Hide {} rows", entry.kind.label()))
+            .on_hover_text(
+                "Leave every row of this kind out of the table (the filter bar can show them again)",
+            )
+            .clicked()
+        {
+            state.hide = Some(entry.kind);
+            ui.close();
+        }
+    }
     chosen
 }
 
@@ -545,6 +652,18 @@ fn detail_pane(ui: &mut Ui, model: &Model, state: &mut TrafficUi, seq: u64) {
         }
         return;
     };
+    if index_of(model, seq).is_none() {
+        ui.horizontal(|ui| {
+            ui.label(
+                RichText::new(format!("The selected row (#{seq}) is hidden by the filter."))
+                    .color(widgets::WARN),
+            );
+            if ui.button("Close").clicked() {
+                state.selected = None;
+            }
+        });
+        return;
+    }
     if state.detail.as_ref().map(|d| d.0) != Some(seq) {
         let json = serde_json::to_string_pretty(&detail::detail(entry)).unwrap_or_else(|e| e.to_string());
         state.detail = Some((seq, json, detail::hex_dump(&entry.payload, 4096)));

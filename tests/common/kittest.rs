@@ -43,3 +43,9 @@ pub fn type_into(h: &mut Harness<'_, DashboardApp>, label: &str, text: &str) {
     h.get_by_label(label).type_text(text);
     h.step();
 }
+
+/// Whether the widget labelled `label` is disabled (greyed out, not clickable).
+pub fn is_disabled(h: &Harness<'_, DashboardApp>, label: &str) -> bool {
+    use egui_kittest::kittest::NodeT;
+    h.get_by_label(label).accesskit_node().is_disabled()
+}

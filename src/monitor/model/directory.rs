@@ -105,6 +105,14 @@ pub struct DirectoryAnswer {
     pub at_ms: u64,
 }
 
+impl DirectorySearch {
+    /// A search with nothing typed: it lists what the nodes hold (bounded, see
+    /// `monitor::directory::SEARCH_MAX_ENTRIES`) instead of looking one name up.
+    pub fn is_listing(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
 impl DirectoryAnswer {
     /// Connections found over every node.
     pub fn found(&self) -> usize {
@@ -192,6 +200,105 @@ pub fn channels_for(text: &str, kind: DirectoryKind, namings: &[(String, String)
         }
     }
     out
+}
+
+/// One row of a listing (a search with nothing typed): a connection with the node that holds it,
+/// or a user or a group with its connections and nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListRow {
+    Connection {
+        hub_url: String,
+        entry: ConnectionEntry,
+    },
+    /// A user id and its connections on the listed nodes.
+    User {
+        user: String,
+        connections: u64,
+        hub_urls: Vec<String>,
+    },
+    /// A group and its members among the listed connections.
+    Group {
+        group: String,
+        members: u64,
+        hub_urls: Vec<String>,
+    },
+}
+
+/// Everything of one kind the nodes listed, in name order, and whether it is all there is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listing {
+    pub rows: Vec<ListRow>,
+    /// Nothing was left unread: every node answered in full and no connection's groups were cut.
+    pub complete: bool,
+}
+
+/// The rows of `kind` in a listing's answer ([`DirectoryKind::Any`] and `Connection` list
+/// connections; `User` and `Group` are gathered from the connections' users and groups).
+pub fn listing(answer: &DirectoryAnswer, kind: DirectoryKind) -> Listing {
+    use std::collections::BTreeMap;
+    let mut complete = answer.nodes.iter().all(|n| n.hits.is_ok() && !n.truncated);
+    let mut connections = Vec::new();
+    let mut users: BTreeMap<&str, (u64, Vec<String>)> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, (u64, Vec<String>)> = BTreeMap::new();
+    for node in &answer.nodes {
+        let Ok(hits) = &node.hits else { continue };
+        for hit in hits {
+            let e = &hit.entry;
+            match kind {
+                DirectoryKind::Any | DirectoryKind::Connection => connections.push(ListRow::Connection {
+                    hub_url: node.hub_url.clone(),
+                    entry: e.clone(),
+                }),
+                DirectoryKind::User => {
+                    if let Some(user) = e.user.as_deref() {
+                        count(users.entry(user).or_default(), &node.hub_url);
+                    }
+                }
+                DirectoryKind::Group => {
+                    complete &= e.groups_total <= e.groups.len() as u64;
+                    for g in &e.groups {
+                        count(groups.entry(g.as_str()).or_default(), &node.hub_url);
+                    }
+                }
+            }
+        }
+    }
+    let rows = match kind {
+        DirectoryKind::Any | DirectoryKind::Connection => {
+            connections.sort_by(|a, b| match (a, b) {
+                (ListRow::Connection { entry: x, .. }, ListRow::Connection { entry: y, .. }) => {
+                    x.id.cmp(&y.id)
+                }
+                _ => std::cmp::Ordering::Equal,
+            });
+            connections
+        }
+        DirectoryKind::User => users
+            .into_iter()
+            .map(|(user, (connections, hub_urls))| ListRow::User {
+                user: user.to_string(),
+                connections,
+                hub_urls,
+            })
+            .collect(),
+        DirectoryKind::Group => groups
+            .into_iter()
+            .map(|(group, (members, hub_urls))| ListRow::Group {
+                group: group.to_string(),
+                members,
+                hub_urls,
+            })
+            .collect(),
+    };
+    Listing { rows, complete }
+}
+
+/// One more connection of a user or group on `hub_url`.
+fn count(slot: &mut (u64, Vec<String>), hub_url: &str) {
+    slot.0 += 1;
+    if !slot.1.iter().any(|h| h == hub_url) {
+        slot.1.push(hub_url.to_string());
+    }
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -438,6 +545,81 @@ mod tests {
              p:Chat:group:x: not answered (timed out)"
         );
         assert!(lines[1].starts_with("c has no monitor endpoint"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_listing_gathers_connections_users_and_groups_in_name_order() {
+        let entry = |id: &str, user: Option<&str>, groups: &[&str], total: u64| DirectoryHit {
+            matched: DirectoryKind::Connection,
+            entry: ConnectionEntry {
+                id: id.into(),
+                user: user.map(str::to_string),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                groups_total: total,
+                ..ConnectionEntry::default()
+            },
+        };
+        let answer = DirectoryAnswer {
+            search: DirectorySearch::default(),
+            nodes: vec![
+                NodeHits {
+                    hub_url: "a".into(),
+                    hits: Ok(vec![
+                        entry("c3", Some("ann"), &["room"], 1),
+                        entry("c1", None, &[], 0),
+                    ]),
+                    no_monitor: false,
+                    truncated: false,
+                },
+                NodeHits {
+                    hub_url: "b".into(),
+                    hits: Ok(vec![entry("c2", Some("ann"), &["room", "lobby"], 2)]),
+                    no_monitor: false,
+                    truncated: false,
+                },
+            ],
+            channels: Vec::new(),
+            at_ms: 1,
+        };
+        assert!(answer.search.is_listing());
+        let ids: Vec<String> = listing(&answer, DirectoryKind::Connection)
+            .rows
+            .iter()
+            .filter_map(|r| match r {
+                ListRow::Connection { entry, .. } => Some(entry.id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, vec!["c1", "c2", "c3"]);
+        let users = listing(&answer, DirectoryKind::User);
+        assert!(users.complete);
+        assert_eq!(
+            users.rows,
+            vec![ListRow::User {
+                user: "ann".into(),
+                connections: 2,
+                hub_urls: vec!["a".into(), "b".into()]
+            }]
+        );
+        let groups = listing(&answer, DirectoryKind::Group);
+        assert_eq!(
+            groups.rows,
+            vec![
+                ListRow::Group {
+                    group: "lobby".into(),
+                    members: 1,
+                    hub_urls: vec!["b".into()]
+                },
+                ListRow::Group {
+                    group: "room".into(),
+                    members: 2,
+                    hub_urls: vec!["a".into(), "b".into()]
+                },
+            ]
+        );
+        let mut cut = answer.clone();
+        cut.nodes[1].truncated = true;
+        assert!(!listing(&cut, DirectoryKind::User).complete);
     }
 
     #[test]

@@ -294,7 +294,7 @@ impl Model {
                 self.traces.on_sent(trace, node, target, at_ms, expected);
             }
             MonitorEvent::TraceLookup { trace, lookup } => self.traces.on_lookup(trace, lookup),
-            MonitorEvent::Burst(progress) => self.traces.on_burst(progress),
+            MonitorEvent::Burst(progress) => self.traces.on_burst(progress, now_ms),
             MonitorEvent::Directory(answer) => self.directory.on_answer(answer),
             MonitorEvent::Discovery(counts) => self.discovery = counts,
             MonitorEvent::SendFailed {

@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 
 use crate::config::DEFAULT_TRACE_TIMEOUT;
-use crate::monitor::{BurstProgress, SendTarget, TraceLookup};
+use crate::monitor::{BurstProgress, BurstState, SendTarget, TraceLookup};
 
 /// How far back a trace without its own lookup borrows the one of an earlier trace to the same
 /// node and target (the first message of its burst): a burst at the lowest rate the form allows
@@ -25,6 +25,10 @@ pub const BORROW_LOOKUP_MS: u64 = 30_000;
 
 /// Bursts whose progress is kept (the newest; a finished one stays until pushed out).
 const MAX_BURSTS: usize = 8;
+
+/// How long a finished burst stays listed in the Send view after its last report: long enough to
+/// read "sent 100 of 100, done", short enough that old ones do not pile up.
+pub const BURST_SHOWN_MS: u64 = 10_000;
 
 /// Tap sightings and receipts that arrive before their `Sent` event (they travel on other paths)
 /// are kept this long in number, then dropped.
@@ -238,8 +242,8 @@ pub struct Traces {
     early: VecDeque<Early>,
     /// Time of the last `tick` (the summary's "now").
     now_ms: u64,
-    /// Recent send requests' progress, newest last.
-    bursts: VecDeque<BurstProgress>,
+    /// Recent send requests' progress with the time of its last report, newest last.
+    bursts: VecDeque<(BurstProgress, u64)>,
 }
 
 impl Traces {
@@ -328,12 +332,13 @@ impl Traces {
         }
     }
 
-    /// A send request's progress (replaces the earlier report of the same request).
-    pub fn on_burst(&mut self, progress: BurstProgress) {
-        match self.bursts.iter_mut().find(|b| b.id == progress.id) {
-            Some(b) => *b = progress,
+    /// A send request's progress, reported at `at_ms` (replaces the earlier report of the same
+    /// request).
+    pub fn on_burst(&mut self, progress: BurstProgress, at_ms: u64) {
+        match self.bursts.iter_mut().find(|(b, _)| b.id == progress.id) {
+            Some(b) => *b = (progress, at_ms),
             None => {
-                self.bursts.push_back(progress);
+                self.bursts.push_back((progress, at_ms));
                 while self.bursts.len() > MAX_BURSTS {
                     self.bursts.pop_front();
                 }
@@ -343,7 +348,25 @@ impl Traces {
 
     /// Recent send requests' progress, newest first.
     pub fn bursts(&self) -> impl Iterator<Item = &BurstProgress> {
-        self.bursts.iter().rev()
+        self.bursts.iter().rev().map(|(b, _)| b)
+    }
+
+    /// The bursts worth a line in the Send view at `now_ms`, newest first: requests of more than
+    /// one message that are running, or that finished less than [`BURST_SHOWN_MS`] ago (a single
+    /// send has its trace row; an old finished burst is no news).
+    pub fn bursts_shown(&self, now_ms: u64) -> impl Iterator<Item = &BurstProgress> {
+        self.bursts
+            .iter()
+            .rev()
+            .filter(move |(b, at)| {
+                b.total > 1 && (b.state == BurstState::Running || now_ms.saturating_sub(*at) < BURST_SHOWN_MS)
+            })
+            .map(|(b, _)| b)
+    }
+
+    /// Whether a burst is running (what "Stop bursts" can stop).
+    pub fn burst_running(&self) -> bool {
+        self.bursts.iter().any(|(b, _)| b.state == BurstState::Running)
     }
 
     /// The tap saw a message carrying trace `id` on `channel` at `at_ms` (only the first
@@ -660,7 +683,6 @@ mod tests {
 
     #[test]
     fn burst_progress_replaces_its_earlier_report_and_is_bounded() {
-        use crate::monitor::BurstState;
         let mut t = Traces::new(10);
         let p = |id, sent, state| BurstProgress {
             id,
@@ -670,16 +692,45 @@ mod tests {
             total: 100,
             state,
         };
-        t.on_burst(p(1, 10, BurstState::Running));
-        t.on_burst(p(1, 37, BurstState::Stopped));
+        t.on_burst(p(1, 10, BurstState::Running), 1);
+        t.on_burst(p(1, 37, BurstState::Stopped), 2);
         assert_eq!(
             t.bursts().map(|b| (b.sent, b.state.clone())).collect::<Vec<_>>(),
             vec![(37, BurstState::Stopped)]
         );
         for id in 2..20 {
-            t.on_burst(p(id, 1, BurstState::Done));
+            t.on_burst(p(id, 1, BurstState::Done), 3);
         }
         assert_eq!(t.bursts().count(), MAX_BURSTS);
         assert_eq!(t.bursts().next().map(|b| b.id), Some(19));
+    }
+
+    #[test]
+    fn only_running_and_recently_finished_bursts_of_several_messages_are_shown() {
+        let mut t = Traces::new(10);
+        let p = |id, total, state| BurstProgress {
+            id,
+            node: A.into(),
+            sent: 1,
+            failed: 0,
+            total,
+            state,
+        };
+        // Three single sends: no line at all.
+        for id in 1..=3 {
+            t.on_burst(p(id, 1, BurstState::Done), 1_000);
+        }
+        assert_eq!(t.bursts_shown(1_000).count(), 0);
+        assert!(!t.burst_running());
+        t.on_burst(p(4, 50, BurstState::Running), 1_000);
+        t.on_burst(p(5, 20, BurstState::Done), 1_000);
+        assert!(t.burst_running());
+        let ids = |t: &Traces, now| t.bursts_shown(now).map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(ids(&t, 2_000), vec![5, 4]);
+        // Long after: the finished one is gone, the running one stays.
+        assert_eq!(ids(&t, 1_000 + BURST_SHOWN_MS), vec![4]);
+        t.on_burst(p(4, 50, BurstState::Stopped), 20_000);
+        assert!(!t.burst_running());
+        assert_eq!(ids(&t, 20_000 + BURST_SHOWN_MS), Vec::<u64>::new());
     }
 }

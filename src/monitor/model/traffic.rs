@@ -1,9 +1,10 @@
-//! The captured stream: the ring of [`TrafficEntry`], its totals, the filter, pause, offline
-//! browsing, and the filtered newest-first view the traffic table reads every frame.
+//! The captured stream: the ring of [`TrafficEntry`], its totals, the filter, the kinds hidden
+//! from the view ("Hide heartbeat rows"), pause, offline browsing, and the filtered newest-first
+//! view the traffic table reads every frame.
 //!
 //! Cost per frame is O(1) per visible row: an index of the seqs that match the filter is kept
 //! up to date as entries arrive (each tested once) and are evicted (dropped from the front); it is
-//! rebuilt only when the filter changes. Pure, std only, no clocks.
+//! rebuilt only when the filter (or the hidden kinds) changes. Pure, std only, no clocks.
 //!
 //! Offline mode: [`Traffic::load`] puts a capture file's entries in a second store and the view
 //! (len, visible, get, iter, hubs, pause, clear) switches to it. Live entries keep arriving in the
@@ -145,14 +146,14 @@ impl Store {
     }
 
     /// Stores `entry` (its seq already set) and returns what the ring evicted (entries, bytes).
-    fn insert(&mut self, entry: TrafficEntry, filter: &Filter) -> (u64, u64) {
+    fn insert(&mut self, entry: TrafficEntry, filter: &View) -> (u64, u64) {
         if let Some(hub) = &entry.hub
             && !self.hubs.contains(hub)
         {
             self.hubs.insert(hub.clone());
         }
         self.next_seq = self.next_seq.max(entry.seq + 1);
-        if filter.matches(&entry) {
+        if filter.shows(&entry) {
             self.index.push_back(entry.seq);
         }
         let (before, before_bytes) = (self.ring.evicted(), self.ring.evicted_weight());
@@ -168,11 +169,11 @@ impl Store {
         )
     }
 
-    fn rebuild(&mut self, filter: &Filter) {
+    fn rebuild(&mut self, filter: &View) {
         self.index = self
             .ring
             .iter()
-            .filter(|e| filter.matches(e))
+            .filter(|e| filter.shows(e))
             .map(|e| e.seq)
             .collect();
     }
@@ -194,12 +195,34 @@ impl Store {
     }
 }
 
+/// What the view shows: the filter, and the kinds hidden from the table ("Hide heartbeat rows"),
+/// kept apart from [`Filter`] because the tap's command line builds a `Filter` too and has no use
+/// for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct View {
+    filter: Filter,
+    hidden: Vec<EntryKind>,
+}
+
+impl View {
+    fn shows(&self, entry: &TrafficEntry) -> bool {
+        !self.hidden.contains(&entry.kind) && self.filter.matches(entry)
+    }
+
+    fn rebuild_all(&self, live: &mut Store, offline: &mut Option<(String, Store)>) {
+        live.rebuild(self);
+        if let Some((_, store)) = offline {
+            store.rebuild(self);
+        }
+    }
+}
+
 /// The captured stream. See the module doc for live vs offline.
 #[derive(Debug)]
 pub struct Traffic {
     live: Store,
     offline: Option<(String, Store)>,
-    filter: Filter,
+    filter: View,
     totals: Totals,
     max_entries: usize,
     max_bytes: usize,
@@ -211,7 +234,7 @@ impl Traffic {
         Self {
             live: Store::new(max_entries, max_bytes),
             offline: None,
-            filter: Filter::default(),
+            filter: View::default(),
             totals: Totals::default(),
             max_entries,
             max_bytes,
@@ -290,24 +313,42 @@ impl Traffic {
 
     /// Replaces the filter and rebuilds the index (the one O(n) operation).
     pub fn set_filter(&mut self, filter: Filter) {
-        if filter == self.filter {
+        if filter == self.filter.filter {
             return;
         }
-        self.filter = filter;
-        self.live.rebuild(&self.filter);
-        if let Some((_, store)) = &mut self.offline {
-            store.rebuild(&self.filter);
-        }
+        self.filter.filter = filter;
+        self.filter.rebuild_all(&mut self.live, &mut self.offline);
     }
 
     /// The current filter.
     pub fn filter(&self) -> &Filter {
-        &self.filter
+        &self.filter.filter
+    }
+
+    /// Hides the rows of these kinds from the view whatever the filter says (or, empty, none);
+    /// rebuilds the index when it changes.
+    pub fn set_hidden_kinds(&mut self, kinds: Vec<EntryKind>) {
+        if kinds == self.filter.hidden {
+            return;
+        }
+        self.filter.hidden = kinds;
+        self.filter.rebuild_all(&mut self.live, &mut self.offline);
+    }
+
+    /// The kinds hidden from the view.
+    pub fn hidden_kinds(&self) -> &[EntryKind] {
+        &self.filter.hidden
     }
 
     /// How many rows the view has.
     pub fn visible_len(&self) -> usize {
         self.active().visible_len()
+    }
+
+    /// Rows the pause holds back: matching entries that arrived after the view was pinned.
+    pub fn held_back(&self) -> usize {
+        let store = self.active();
+        store.index.len() - store.visible_len()
     }
 
     /// Row `i` of the view, 0 = the newest matching entry.
@@ -467,6 +508,38 @@ mod tests {
         });
         assert_eq!(visible_summaries(&t), vec!["Hello World"]);
         assert_eq!(t.hubs().collect::<Vec<_>>(), vec!["A", "B"]);
+    }
+
+    #[test]
+    fn hidden_kinds_leave_the_view_until_shown_again() {
+        let mut t = Traffic::new(100, 10_000);
+        t.push(entry(EntryKind::All, "A", "hello", 1));
+        t.push(entry(EntryKind::Heartbeat, "A", "beat", 1));
+        t.set_hidden_kinds(vec![EntryKind::Heartbeat]);
+        assert_eq!(visible_summaries(&t), vec!["hello"]);
+        // New rows of a hidden kind stay out; the filter still applies on top.
+        t.push(entry(EntryKind::Heartbeat, "A", "beat again", 1));
+        t.push(entry(EntryKind::All, "A", "world", 1));
+        assert_eq!(visible_summaries(&t), vec!["world", "hello"]);
+        t.set_filter(Filter {
+            text: "world".into(),
+            ..Filter::default()
+        });
+        assert_eq!(visible_summaries(&t), vec!["world"]);
+        t.set_filter(Filter::default());
+        t.set_hidden_kinds(Vec::new());
+        assert_eq!(t.visible_len(), 4);
+        assert!(t.hidden_kinds().is_empty());
+        // Paused, new rows are held back and counted.
+        t.set_paused(true);
+        assert_eq!(t.held_back(), 0);
+        t.push(entry(EntryKind::All, "A", "later", 1));
+        t.push(entry(EntryKind::Heartbeat, "A", "beat later", 1));
+        assert_eq!((t.visible_len(), t.held_back()), (4, 2));
+        t.set_hidden_kinds(vec![EntryKind::Heartbeat]);
+        assert_eq!(t.held_back(), 1);
+        t.set_paused(false);
+        assert_eq!(t.held_back(), 0);
     }
 
     #[test]
