@@ -3,7 +3,7 @@
 # missing (redis-server, redis-tools and redis-sentinel for the backplane, Cluster and Sentinel
 # tests, prometheus for promtool and a real Prometheus in the alert tests, Node.js + npm packages for the interop tests with the official @microsoft/signalr client,
 # Xvfb and the X libraries eframe loads for the dashboard's smoke test in a real window, xwd for its
-# screenshot), then runs `cargo test`.
+# screenshots, xdotool and tesseract for the presenter screens), then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,10 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xwd >/dev/null 2>&1 || missing+=(x11-apps)
+# tests/presenter_screens.rs presses keys in the demo's window (xdotool) and reads its
+# screenshots back as text (tesseract).
+command -v xdotool >/dev/null 2>&1 || missing+=(xdotool)
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
 # tests/auth_interop.rs drives the Python signalrcore client from a venv (Debian: python3-venv).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)

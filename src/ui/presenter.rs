@@ -119,7 +119,7 @@ pub fn top_bar(
             RichText::new(format!(
                 "{nodes} chat server{} sharing messages through {}",
                 if nodes == 1 { "" } else { "s" },
-                cx.bus
+                in_sentence(cx.bus)
             ))
             .size(16.0),
         );
@@ -144,6 +144,15 @@ pub fn top_bar(
             widgets::dot(ui, color);
         });
     });
+}
+
+/// The backplane's name inside a sentence: "Redis", "the memory bus".
+fn in_sentence(bus: &str) -> String {
+    if bus == "Redis" {
+        bus.to_string()
+    } else {
+        format!("the {}", bus.to_lowercase())
+    }
 }
 
 /// The backplane's state in a few plain words.
@@ -189,13 +198,16 @@ pub fn show(
             });
         ui.add_space(4.0);
     } else if !state.intro_dismissed {
-        ui.horizontal(|ui| {
-            ui.label(
-                RichText::new(format!(
-                    "A message sent to one chat server reaches the clients of every server: the servers pass it on through {}.",
-                    cx.bus
-                ))
-                .size(16.0),
+        ui.horizontal_wrapped(|ui| {
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!(
+                        "A message sent to one chat server reaches the clients of every server: the servers pass it on through {}.",
+                        in_sentence(cx.bus)
+                    ))
+                    .size(16.0),
+                )
+                .wrap(),
             );
             if ui.small_button("Hide").on_hover_text("Hide this line").clicked() {
                 state.intro_dismissed = true;
