@@ -144,6 +144,8 @@ pub struct DashboardApp {
     frames_per_sec: Vec<u32>,
     /// The longest time one frame took to build (pump + panels) in this run.
     slowest_frame: Duration,
+    /// The demo's line saying what is on screen was dismissed.
+    intro_dismissed: bool,
     /// Full screen to ask the window for at the next frame: on entering presenter mode (a
     /// projector shows the whole picture, kiosk-like), off on leaving it.
     fullscreen: Option<bool>,
@@ -186,6 +188,7 @@ impl DashboardApp {
             frames_per_sec: Vec::new(),
             slowest_frame: Duration::ZERO,
             fullscreen: None,
+            intro_dismissed: false,
         };
         if app.settings.presenter {
             app.fullscreen = Some(true);
@@ -386,7 +389,17 @@ impl DashboardApp {
                     );
                 });
             });
-        egui::CentralPanel::default().show(ui, |ui| match self.tab {
+        egui::CentralPanel::default().show(ui, |ui| {
+            if self.is_demo() && !self.intro_dismissed {
+                self.intro_dismissed = demo_intro(ui, self.model.nodes.rows().len(), self.bus_name());
+            }
+            self.show_tab(ui, now, actions);
+        });
+    }
+
+    /// The chosen view in the central area.
+    fn show_tab(&mut self, ui: &mut egui::Ui, now: u64, actions: &mut Vec<Action>) {
+        match self.tab {
             Tab::Traffic => traffic::show(ui, &mut self.model, &mut self.traffic_ui, actions),
             Tab::Rates => rates::show(ui, &self.model, now),
             Tab::Nodes => nodes::show(ui, &self.model, now, actions),
@@ -405,7 +418,7 @@ impl DashboardApp {
             }
             Tab::Redis => redis_view::show(ui, &self.model, now),
             Tab::Directory => directory::show(ui, &self.model, &mut self.directory_ui, actions),
-        });
+        }
     }
 
     /// What the window shows, for the repaint policy (see `monitor::model::wake`).
@@ -748,6 +761,21 @@ impl eframe::App for DashboardApp {
         );
         self.link.shutdown();
     }
+}
+
+/// The demo's one line saying what is on screen, with a way to hide it; whether it was hidden.
+fn demo_intro(ui: &mut egui::Ui, nodes: usize, bus: &str) -> bool {
+    let mut hide = false;
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(format!(
+            "This demo runs {nodes} chat servers (hub nodes) with simulated users; the servers pass every \
+             message to each other through {bus}. Traffic lists the messages as {bus} carries them, Topology \
+             draws their path, Send sends your own."
+        )));
+        hide = ui.small_button("Hide").on_hover_text("Hide this line").clicked();
+    });
+    ui.separator();
+    hide
 }
 
 #[cfg(test)]

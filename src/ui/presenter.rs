@@ -182,7 +182,7 @@ pub fn show(
     keys(ui, model, state, cx, now, actions);
     if down {
         egui::Frame::new()
-            .fill(Color32::from_rgb(120, 28, 28))
+            .fill(Color32::from_rgb(96, 14, 14))
             .inner_margin(8.0)
             .corner_radius(6.0)
             .show(ui, |ui| {
