@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::kittest::{frames_until, has_label};
 use egui_kittest::Harness;
-use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::kittest::NodeT;
 use switchboard::demo::{DemoBackplane, DemoOptions};
 use switchboard::link::Link;
 use switchboard::ui::{DashboardApp, Settings, Startup};

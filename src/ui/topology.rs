@@ -209,10 +209,10 @@ pub fn diagram(
             };
             sender_labels.push((dot, name, color));
             match journey::stage(t) {
-                Stage::ToNode(f) => {
+                Stage::Node(f) => {
                     painter.circle_filled(journey::between(dot, node.pos, f), radius, color);
                 }
-                Stage::ToBus(f) => {
+                Stage::Bus(f) => {
                     painter.line_segment(
                         [node.pos, center],
                         Stroke::new(3.0 * scale, color.gamma_multiply(0.5)),
@@ -223,12 +223,12 @@ pub fn diagram(
             }
         }
         match journey::stage(t) {
-            Stage::ToNodes(f) => {
+            Stage::Nodes(f) => {
                 for node in placed.iter().filter(|n| n.live) {
                     painter.circle_filled(journey::between(center, node.pos, f), radius, color);
                 }
             }
-            Stage::ToClients(f) => {
+            Stage::Clients(f) => {
                 for node in placed.iter().filter(|n| n.live) {
                     let shown = node.dots.len();
                     for (k, dot) in node.dots.iter().enumerate() {
@@ -437,7 +437,9 @@ fn bus_caption(model: &Model, now: u64) -> String {
                 String::new()
             };
             format!(
-                "{total} subscriber connections (incl. {} of this dashboard{stale})",
+                // Two short lines rather than one long one: narrow enough to sit between the
+                // edges below the backplane.
+                "{total} subscriber connections\n(incl. {} of this dashboard{stale})",
                 model.nodes.probe_connections()
             )
         }
@@ -511,17 +513,15 @@ enum LegendMark {
     Ring,
 }
 
+/// A legend item placed: x, line, marker, words.
+type LegendItem = (f32, usize, LegendMark, std::sync::Arc<egui::Galley>);
+
 const LEGEND_SIZE: f32 = 14.0;
 const LEGEND_LINE: f32 = 22.0;
 
 /// The legend's items with their widths, placed in lines of at most `width`: ((x, line), mark,
 /// words) and the number of lines.
-fn legend_lines(
-    painter: &egui::Painter,
-    width: f32,
-    presenter: bool,
-    bus: &str,
-) -> (Vec<(f32, usize, LegendMark, std::sync::Arc<egui::Galley>)>, usize) {
+fn legend_lines(painter: &egui::Painter, width: f32, presenter: bool, bus: &str) -> (Vec<LegendItem>, usize) {
     let mut placed = Vec::new();
     let (mut x, mut line) = (8.0, 0);
     for (mark, words) in legend_items(presenter, bus) {

@@ -132,26 +132,26 @@ impl Journeys {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stage {
     /// From the sending client to its node, this far (0..1).
-    ToNode(f32),
+    Node(f32),
     /// From the sending node to the backplane.
-    ToBus(f32),
+    Bus(f32),
     /// From the backplane to every live node.
-    ToNodes(f32),
+    Nodes(f32),
     /// From every live node to its receiving clients.
-    ToClients(f32),
+    Clients(f32),
 }
 
 /// The stage of a journey `t` of the way through (0..1).
 pub fn stage(t: f32) -> Stage {
     let within = |from: f32, to: f32| ((t - from) / (to - from)).clamp(0.0, 1.0);
     if t < TO_BUS {
-        Stage::ToNode(within(TO_NODE, TO_BUS))
+        Stage::Node(within(TO_NODE, TO_BUS))
     } else if t < TO_NODES {
-        Stage::ToBus(within(TO_BUS, TO_NODES))
+        Stage::Bus(within(TO_BUS, TO_NODES))
     } else if t < TO_CLIENTS {
-        Stage::ToNodes(within(TO_NODES, TO_CLIENTS))
+        Stage::Nodes(within(TO_NODES, TO_CLIENTS))
     } else {
-        Stage::ToClients(within(TO_CLIENTS, 1.0))
+        Stage::Clients(within(TO_CLIENTS, 1.0))
     }
 }
 
@@ -165,7 +165,7 @@ pub fn between(a: Pos2, b: Pos2, f: f32) -> Pos2 {
 /// third of the dots per message, picked by `seed`, at least one. The dashboard does not know
 /// the group's members per client; the picture says "some of them".
 pub fn receives(everyone: bool, seed: u64, k: usize, shown: usize) -> bool {
-    everyone || shown == 0 || (k as u64 + seed) % 3 == 0 || (shown < 3 && k == 0)
+    everyone || shown == 0 || (k as u64 + seed).is_multiple_of(3) || (shown < 3 && k == 0)
 }
 
 /// The sending client's dot of `shown`.
@@ -183,11 +183,11 @@ mod tests {
 
     #[test]
     fn stages_follow_each_other() {
-        assert!(matches!(stage(0.0), Stage::ToNode(f) if f == 0.0));
-        assert!(matches!(stage(0.1), Stage::ToNode(f) if (f - 0.5).abs() < 1e-6));
-        assert!(matches!(stage(0.3), Stage::ToBus(_)));
-        assert!(matches!(stage(0.5), Stage::ToNodes(_)));
-        assert!(matches!(stage(0.99), Stage::ToClients(f) if f > 0.9));
+        assert!(matches!(stage(0.0), Stage::Node(f) if f == 0.0));
+        assert!(matches!(stage(0.1), Stage::Node(f) if (f - 0.5).abs() < 1e-6));
+        assert!(matches!(stage(0.3), Stage::Bus(_)));
+        assert!(matches!(stage(0.5), Stage::Nodes(_)));
+        assert!(matches!(stage(0.99), Stage::Clients(f) if f > 0.9));
         let a = Pos2::new(0.0, 0.0);
         let b = Pos2::new(10.0, 0.0);
         assert_eq!(between(a, b, 0.0), a);

@@ -58,7 +58,7 @@ fn along_ellipse(rx: f32, ry: f32, n: usize) -> Vec<Vec2> {
         lengths.push(total);
         previous = p;
     }
-    let shift = if n % 2 == 0 { 0.5 } else { 0.0 };
+    let shift = if n.is_multiple_of(2) { 0.5 } else { 0.0 };
     (0..n)
         .map(|k| {
             let wanted = total * (k as f32 + shift) / n as f32;
@@ -134,14 +134,22 @@ mod tests {
     #[test]
     fn neighbours_are_evenly_spaced() {
         for n in 3..=8 {
-            let (offsets, _) = layout(vec2(780.0, 470.0), n, 1.4);
+            let (offsets, scale) = layout(vec2(780.0, 470.0), n, 1.4);
             let gaps: Vec<f32> = (0..n)
                 .map(|i| (offsets[i] - offsets[(i + 1) % n]).length())
                 .collect();
             let (min, max) = gaps
                 .iter()
                 .fold((f32::MAX, 0.0f32), |(lo, hi), g| (lo.min(*g), hi.max(*g)));
-            assert!(max / min < 1.35, "{n} nodes: gaps {gaps:?}");
+            // Equal distances along the ellipse: on a wide one, chords differ somewhat.
+            assert!(max / min < 1.7, "{n} nodes: gaps {gaps:?}");
+            // No node crammed against the backplane (the old layout put one 25 px from it): a
+            // clear gap between each box and the backplane's circle.
+            let half = BOX / 2.0 * box_scale(scale);
+            for o in &offsets {
+                let to_box = (o.x.abs() - half.x).max(0.0).hypot((o.y.abs() - half.y).max(0.0));
+                assert!(to_box - BUS_RADIUS * scale >= 30.0, "{n} nodes: {o:?} at {scale}");
+            }
         }
     }
 }
