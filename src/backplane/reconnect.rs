@@ -182,6 +182,13 @@ pub trait Link: Send {
     /// A state change, in order; nothing is reported once cancelled.
     fn report(&mut self, state: Report<'_>);
 
+    /// The longest wait between attempts after a failure of `kind`: the kind's own cap
+    /// ([`LinkFailure::retry_cap`]) unless the link waits longer (the dashboard's links, whose
+    /// countdown a person reads, wait whole seconds).
+    fn retry_cap(&self, kind: LinkFailure) -> Duration {
+        kind.retry_cap()
+    }
+
     /// How long a serving link, once cancelled, may take to end by itself (to say goodbye to
     /// the server) before it is dropped. Zero (the default): dropped at once.
     fn stop_grace(&self) -> Duration {
@@ -199,11 +206,12 @@ impl Attempts {
     /// Counts a failure; returns the next attempt's number (1 for the first retry) and the delay
     /// before it: doubling from `DEFAULT_RECONNECT_BASE`, capped by the failure's kind.
     pub fn fail(&mut self, failure: &Failure) -> (u32, Duration) {
-        let delay = backoff(
-            self.failed,
-            config::DEFAULT_RECONNECT_BASE,
-            failure.kind.retry_cap(),
-        );
+        self.fail_within(failure.kind.retry_cap())
+    }
+
+    /// Counts a failure, as [`Attempts::fail`], with the delay capped at `cap`.
+    pub fn fail_within(&mut self, cap: Duration) -> (u32, Duration) {
+        let delay = backoff(self.failed, config::DEFAULT_RECONNECT_BASE, cap);
         self.failed = self.failed.saturating_add(1);
         (self.failed, delay)
     }
@@ -251,7 +259,7 @@ pub async fn run<L: Link>(link: &mut L, cancel: &CancellationToken) {
         if cancel.is_cancelled() {
             return;
         }
-        let (attempt, retry_in) = attempts.fail(&failure);
+        let (attempt, retry_in) = attempts.fail_within(link.retry_cap(failure.kind));
         link.report(Report::Reconnecting {
             attempt,
             retry_in,
