@@ -64,7 +64,10 @@ fn the_redis_tab_shows_servers_clients_and_a_subscriber_about_to_be_cut() {
     frames_until(&mut h, DEADLINE, "the connection and the server", |h| {
         has_label(h, "single server 127.0.0.1")
             && has_label(h, "plaintext")
-            && has_label(h, "pubsub limit: hard 32 MB, soft 8 MB for 60 s")
+            && has_label(
+                h,
+                "Output buffer limit of pub/sub connections: hard 32 MB, soft 8 MB for 60 s",
+            )
     });
     frames_until(&mut h, DEADLINE, "the node's named connection", |h| {
         has_label(h, "switchboard-hub:node-a") && has_label(h, "switchboard-dashboard")

@@ -43,3 +43,28 @@ pub fn type_into(h: &mut Harness<'_, DashboardApp>, label: &str, text: &str) {
     h.get_by_label(label).type_text(text);
     h.step();
 }
+
+// ---- first-look helpers (tests/first_look_kittest.rs) ----
+
+/// The app in a window of `width`×`height` points (a projector's 1024×768, say).
+pub fn harness_sized(app: DashboardApp, width: f32, height: f32) -> Harness<'static, DashboardApp> {
+    Harness::builder()
+        .with_size(egui::vec2(width, height))
+        .build_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app)
+}
+
+/// Every label in the window now (a text's own, a widget's name), with its rectangle.
+pub fn labels_with_rects(h: &Harness<'_, DashboardApp>) -> Vec<(String, egui::Rect)> {
+    use egui_kittest::kittest::NodeT as _;
+    // AccessKit keeps a plain label's text in its value, a widget's name in its label.
+    let text = |node: &egui_kittest::kittest::AccessKitNode<'_>| {
+        if node.role() == egui::accesskit::Role::Label {
+            node.value()
+        } else {
+            node.label()
+        }
+    };
+    h.query_all_by(move |node| text(node).is_some_and(|l| !l.is_empty()))
+        .map(|node| (text(&node.accesskit_node()).unwrap_or_default(), node.rect()))
+        .collect()
+}
