@@ -108,6 +108,42 @@ fn the_demo_left_panel_says_things_in_words_with_units() {
     );
 }
 
+/// The Redis tab against a real redis-server (the dashboard's own tap is a pub/sub client it
+/// lists): its columns in words, the raw CLIENT LIST names only in brackets or on hover.
+#[test]
+fn the_redis_tab_names_redis_terms_in_words() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let redis = rt.block_on(RedisServer::start());
+    let (link, _) = Link::start(None).expect("the link starts");
+    let settings = Settings {
+        redis_url: redis.url(),
+        auto_connect: true,
+        ..Settings::default()
+    };
+    let mut h = harness_sized(
+        DashboardApp::new(link, startup(settings, None, None, false)),
+        1024.0,
+        768.0,
+    );
+    click(&mut h, "Redis");
+    frames_until(&mut h, DEADLINE, "the Redis view with its pub/sub clients", |h| {
+        has_label(h, "Output buffer limit of pub/sub connections") && has_label(h, "switchboard-dashboard")
+    });
+    assert!(has_label(&h, "Output buffer") && has_label(&h, "Total memory"));
+    for (label, _) in labels_with_rects(&h) {
+        let bare = outside_brackets(&label);
+        for raw in ["PUBSUB", "NUMSUB", "omem", "tot-mem", "pubsub limit"] {
+            assert!(!bare.contains(raw), "{raw:?} without words in {label:?}");
+        }
+        assert!(
+            !bare.contains(" pat ") && !bare.contains(" ch "),
+            "abbreviations in {label:?}"
+        );
+    }
+    drop(h);
+    drop(redis);
+}
+
 #[test]
 fn a_stopped_node_shows_dashes_and_its_remove_button_stays_on_screen() {
     let mut h = harness_sized(demo_app(2), 1024.0, 768.0);
@@ -198,6 +234,7 @@ fn a_refused_redis_url_is_never_saved() {
     // A URL nothing listens on, typed and connected to: refused.
     let refused = format!("redis://127.0.0.1:{}", common::free_port());
     h.state_mut().settings.redis_url = refused.clone();
+    h.step(); // laid out with the new URL before the click
     click(&mut h, "Connect");
     frames_until(&mut h, DEADLINE, "the new URL refused", |h| {
         matches!(h.state().model.tap.state, LinkState::Reconnecting { .. })

@@ -219,6 +219,9 @@ fn bad_input_is_a_readable_message() {
     // Nothing listens there: reconnecting, with the reason.
     let closed = common::free_port();
     h.state_mut().settings.redis_url = format!("redis://127.0.0.1:{closed}");
+    // A frame with the new URL first: its description line is shorter than the error before
+    // it, so the Connect button moves up, and a click lands where the last frame put it.
+    h.step();
     click(&mut h, "Connect");
     frames_until(&mut h, DEADLINE, "reconnecting", |h| {
         has_label(h, "Tap: reconnecting")
