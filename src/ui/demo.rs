@@ -89,7 +89,7 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
         egui::Slider::new(&mut sim.messages_per_sec, 0.0..=2000.0)
             .logarithmic(true)
             .suffix(" msg/s")
-            .text("all clients together"),
+            .text("in all"),
     );
     let mut percent = (sim.group_share * 100.0).round();
     if ui

@@ -58,16 +58,19 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
     let nodes = &model.nodes;
     ui.horizontal(|ui| {
         let probes = nodes.probes(now);
+        // Short captions (a 1024-wide window holds the three), the details on hover.
         widgets::big_number(
             ui,
-            &format!(
-                "clients on watched nodes (live only; not counting the dashboard's {probes} test connection{} (probe{}))",
-                if probes == 1 { "" } else { "s" },
-                if probes == 1 { "" } else { "s" }
-            ),
+            "clients on watched nodes",
             &nodes.cluster_total_clients(now).to_string(),
             26.0,
-        );
+        )
+        .on_hover_text(format!(
+            "Clients on the watched nodes that answer now, not counting the dashboard's {probes} \
+             test connection{} (probe{}) to them",
+            if probes == 1 { "" } else { "s" },
+            if probes == 1 { "" } else { "s" }
+        ));
         let backplane = match model.cluster_connections_redis() {
             Some(n) => n.to_string(),
             None => "–".to_string(),
@@ -77,16 +80,16 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
             Some((at, _)) if model.census_stale(now) => format!(" · STALE, from {}", widgets::clock(*at)),
             _ => String::new(),
         };
-        widgets::big_number(
-            ui,
-            &format!(
-                "connections Redis counts (including the dashboard's {} test connections (probes)){stale}",
+        widgets::big_number(ui, &format!("connections Redis counts{stale}"), &backplane, 26.0).on_hover_text(
+            format!(
+                "Every hub connection on the backplane, nodes without a stats endpoint included, \
+                 counted from the channels Redis lists (PUBSUB CHANNELS); including the \
+                 dashboard's {} test connections (probes)",
                 nodes.probe_connections()
             ),
-            &backplane,
-            26.0,
         );
-        widgets::big_number(ui, "nodes up", &nodes_up_text(nodes, now), 26.0);
+        widgets::big_number(ui, "nodes up", &nodes_up_text(nodes, now), 26.0)
+            .on_hover_text("Nodes that answer, of those expected (a node stopped on purpose is said apart)");
     });
     ui.separator();
 

@@ -53,7 +53,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         widgets::big_number(
             ui,
             "bytes/s (5 s)",
-            &widgets::bytes(rates.bytes_per_sec(now, 5) as u64),
+            &format!("{}/s", widgets::bytes(rates.bytes_per_sec(now, 5) as u64)),
             26.0,
         );
         widgets::big_number(

@@ -38,12 +38,17 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         ui.end_row();
         ui.label("Last poll");
         let cost = snapshot.cost_micros as f64 / 1000.0;
+        // Short (a 1024-wide window), the cost on hover.
         ui.label(format!(
-            "{} ({} s ago) · the client list (CLIENT LIST) took {} here, round trip included (rounds are spaced 100× that, at least 5 s) · next in {} s",
+            "{} ({} s ago) · next in {} s",
             widgets::clock(snapshot.at_ms),
             now.saturating_sub(snapshot.at_ms) / 1000,
-            widgets::millis(cost),
             snapshot.next_at_ms.saturating_sub(now).div_ceil(1000),
+        ))
+        .on_hover_text(format!(
+            "The client list (CLIENT LIST) took {} here, round trip included; rounds are spaced \
+             100× that, at least 5 s",
+            widgets::millis(cost)
         ));
         ui.end_row();
         if let Some(st) = &view.shard_tap {
@@ -113,7 +118,8 @@ fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
         (NodeRole::Replica { of: Some(of) }, false) => (widgets::IDLE, format!("replica of {of}")),
         (r, false) => (widgets::IDLE, r.label().to_string()),
     };
-    ui.horizontal(|ui| {
+    // Wrapped: the limit's words do not fit beside the rest in a 1024-wide window.
+    ui.horizontal_wrapped(|ui| {
         widgets::dot(ui, color);
         ui.label(RichText::new(&node.addr).strong().monospace());
         ui.label(role);
@@ -147,9 +153,12 @@ fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
                 } else {
                     format!("soft {} for {} s", bytes(l.soft), l.soft_secs)
                 };
-                ui.label(widgets::greyed(format!(
-                    "Output buffer limit of pub/sub connections: hard {hard}, {soft}"
-                )))
+                ui.add(
+                    egui::Label::new(widgets::greyed(format!(
+                        "Output buffer limit of pub/sub connections: hard {hard}, {soft}"
+                    )))
+                    .wrap(),
+                )
                 .on_hover_text(
                     "client-output-buffer-limit pubsub: Redis cuts a subscriber whose output buffer \
                      passes the hard limit, or stays over the soft one for that long",

@@ -112,7 +112,8 @@ pub fn rate(per_sec: f64) -> String {
 
 /// A large number with a small caption under it, in a frame; `size` is the number's text size
 /// (the caption follows at a third of it, never below the body text size).
-pub fn big_number(ui: &mut Ui, caption: &str, value: &str, size: f32) {
+/// Returns the frame's response, for a hover with the details the caption leaves out.
+pub fn big_number(ui: &mut Ui, caption: &str, value: &str, size: f32) -> egui::Response {
     ui.group(|ui| {
         ui.vertical(|ui| {
             ui.label(RichText::new(value).size(size).strong());
@@ -124,7 +125,8 @@ pub fn big_number(ui: &mut Ui, caption: &str, value: &str, size: f32) {
                 ui.label(caption_text);
             }
         });
-    });
+    })
+    .response
 }
 
 /// The smallest text size anywhere in the window (px): below it, grey text on a projector or a
