@@ -10,7 +10,6 @@ use super::files::PemField;
 use super::settings::{Settings, parse_node};
 use super::{Action, widgets};
 use crate::demo::DemoStatus;
-use crate::monitor::census_status::CensusStatus;
 use crate::monitor::model::Model;
 use crate::monitor::model::nodes::Nodes;
 use crate::monitor::{LinkState, MonitorCommand};
@@ -154,7 +153,7 @@ pub fn show(
         }
     }
     if let Some(status) = &model.census_status {
-        let (color, line) = census_line(status, now);
+        let (color, line) = widgets::census_line(status, now);
         let color = color.unwrap_or_else(|| ui.visuals().weak_text_color());
         ui.add(egui::Label::new(RichText::new(line).color(color)).truncate())
             .on_hover_text(format!(
@@ -298,26 +297,6 @@ fn tls_and_topology(
                     .weak(),
             );
         });
-}
-
-/// The census's one short line ("Count of nodes and clients: 4 s ago"), and its colour when it
-/// is not the weak default (stale, or failing); the timing details go in the hover.
-pub fn census_line(status: &CensusStatus, now: u64) -> (Option<egui::Color32>, String) {
-    const WHAT: &str = "Count of nodes and clients";
-    if status.scanned_at_ms == 0 {
-        let why = if status.problem.is_some() {
-            " (see why on hover)"
-        } else {
-            ""
-        };
-        return (Some(widgets::WARN), format!("{WHAT}: none yet{why}"));
-    }
-    let age = widgets::duration_words(now.saturating_sub(status.scanned_at_ms) / 1000);
-    if status.problem.is_some() || status.is_stale(now) {
-        (Some(widgets::WARN), format!("{WHAT}: STALE, {age} old"))
-    } else {
-        (None, format!("{WHAT}: {age} ago"))
-    }
 }
 
 /// The demo's backplane in words, from what is true now: the demo's own state (running, or

@@ -164,7 +164,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                 }),
             );
             if let Some(status) = &model.census_status {
-                let (color, line) = super::connections::census_line(status, now);
+                let (color, line) = widgets::census_line(status, now);
                 let color = color.unwrap_or_else(|| ui.visuals().weak_text_color());
                 ui.label(RichText::new(line).color(color))
                     .on_hover_text(status.summary(now));

@@ -3,6 +3,7 @@
 use egui::{Color32, RichText, Stroke, Ui, Vec2};
 
 use crate::monitor::LinkState;
+use crate::monitor::census_status::CensusStatus;
 use crate::monitor::model::traffic::hms_utc;
 
 pub const OK: Color32 = Color32::from_rgb(80, 190, 110);
@@ -48,6 +49,26 @@ pub fn short_state(state: &LinkState, now_ms: u64) -> (Color32, String) {
 /// Whole seconds until `at_ms`, rounded (a countdown shown once a second).
 pub fn countdown_secs(at_ms: u64, now_ms: u64) -> u64 {
     (at_ms.saturating_sub(now_ms) + 500) / 1000
+}
+
+/// The census's one short line ("Count of nodes and clients: 4 s ago"), and its colour when it
+/// is not the weak default (stale, or failing); the timing details go in the hover.
+pub fn census_line(status: &CensusStatus, now: u64) -> (Option<egui::Color32>, String) {
+    const WHAT: &str = "Count of nodes and clients";
+    if status.scanned_at_ms == 0 {
+        let why = if status.problem.is_some() {
+            " (see why on hover)"
+        } else {
+            ""
+        };
+        return (Some(WARN), format!("{WHAT}: none yet{why}"));
+    }
+    let age = duration_words(now.saturating_sub(status.scanned_at_ms) / 1000);
+    if status.problem.is_some() || status.is_stale(now) {
+        (Some(WARN), format!("{WHAT}: STALE, {age} old"))
+    } else {
+        (None, format!("{WHAT}: {age} ago"))
+    }
 }
 
 /// A colored dot and the state's few words, labelled, on one line ("Tap: reconnecting in 3 s"),
