@@ -307,6 +307,8 @@ mod tests {
         seen: Arc<Mutex<Vec<Seen>>>,
         grace: Duration,
         cancel: CancellationToken,
+        /// A cap longer than the kind's (as the dashboard's links have), if set.
+        cap: Option<Duration>,
     }
 
     impl Scripted {
@@ -316,6 +318,7 @@ mod tests {
                 seen: Arc::default(),
                 grace: Duration::ZERO,
                 cancel: CancellationToken::new(),
+                cap: None,
             }
         }
 
@@ -365,6 +368,10 @@ mod tests {
 
         fn stop_grace(&self) -> Duration {
             self.grace
+        }
+
+        fn retry_cap(&self, kind: LinkFailure) -> Duration {
+            self.cap.unwrap_or_else(|| kind.retry_cap())
         }
     }
 
@@ -461,6 +468,33 @@ mod tests {
             Failure::new(LinkFailure::Lost, "gone").context("shard a:1"),
             Failure::new(LinkFailure::Lost, "shard a:1: gone")
         );
+    }
+
+    /// A link that waits longer than its failure's cap (the dashboard's tap and probes) gets
+    /// delays that keep doubling past the 250 ms of a refused connection, up to its own cap
+    /// (400 ms here, to keep the test short).
+    #[tokio::test]
+    async fn a_link_s_own_cap_lets_the_backoff_grow_past_the_kind_s() {
+        let refused = || Step::Fail(Failure::new(LinkFailure::Refused, "refused"));
+        let mut steps: Vec<Step> = (0..5).map(|_| refused()).collect();
+        steps.push(Step::Serve(Ok(())));
+        let mut link = Scripted::new(steps);
+        link.cap = Some(ms(400));
+        let cancel = CancellationToken::new();
+        tokio::time::timeout(TEST_TIMEOUT, run(&mut link, &cancel))
+            .await
+            .expect("the link ends when served Ok");
+        let delays: Vec<Duration> = link
+            .seen()
+            .into_iter()
+            .filter_map(|s| match s {
+                Seen::Reconnecting(_, d, _, _) => Some(d),
+                _ => None,
+            })
+            .collect();
+        let base = config::DEFAULT_RECONNECT_BASE;
+        assert_eq!(delays, [base, base * 2, base * 4, ms(400), ms(400)]);
+        assert!(ms(400) > config::DEFAULT_RECONNECT_MAX_REFUSED);
     }
 
     #[tokio::test]
