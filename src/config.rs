@@ -100,6 +100,13 @@ pub const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(50);
 /// second keeps a node within ~0.25 s of Redis coming back (the goal is ≤ 1 s).
 pub const DEFAULT_RECONNECT_MAX_REFUSED: Duration = Duration::from_millis(250);
 
+/// Reconnect delay cap of the dashboard's own links (the tap, the node probes; also `tap` and
+/// `agent`), whatever the failure (a longer kind's cap still wins): a watcher back up to 3 s after
+/// Redis or a node loses nothing the next round does not show, and a person reading
+/// "reconnecting in N s" needs whole seconds between attempts (at the nodes' 250 ms pace the
+/// attempt number climbed four a second under a "1 s" countdown).
+pub const DEFAULT_WATCH_RECONNECT_MAX: Duration = Duration::from_secs(3);
+
 /// Reconnect delay cap for failures that cost Redis or the network something (wrong password,
 /// timeouts, protocol errors: every other `LinkFailure`): a cluster of nodes must not hammer a
 /// Redis that refuses them. Chosen by the failure's kind, never by its words.

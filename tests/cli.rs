@@ -190,9 +190,50 @@ mod gui_flags {
             let text = stderr.trim();
             assert_eq!(
                 text,
-                "switchboard: there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); run `switchboard hub` for a node without a window",
+                "switchboard: there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); in a terminal, watch the backplane with `switchboard tap --redis URL`, check every node with `switchboard check --redis URL`, or run a node with `switchboard hub`",
                 "{sub}"
             );
         }
+    }
+
+    /// The dashboard asked for on a machine without a display names the terminal tools, with
+    /// the URL it was given or without, and exits non-zero.
+    #[test]
+    fn no_display_names_tap_and_check() {
+        for args in [&[][..], &["dashboard", "--redis", "redis://127.0.0.1:1"]] {
+            let (ok, _, stderr) = run(args, None);
+            assert!(!ok, "{args:?}");
+            assert!(
+                stderr.contains("switchboard tap --redis URL") && stderr.contains("switchboard check"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
+
+/// `switchboard --help` ends with examples: one working command line per subcommand.
+#[test]
+fn top_level_help_has_an_example_per_subcommand() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let examples = help
+        .split_once("Examples:")
+        .unwrap_or_else(|| panic!("no Examples: in {help}"))
+        .1;
+    for line in [
+        "switchboard demo --nodes 3",
+        "switchboard dashboard --redis redis://127.0.0.1:6379",
+        "switchboard hub --listen 127.0.0.1:5001 --redis redis://127.0.0.1:6379",
+        "switchboard tap --redis redis://127.0.0.1:6379",
+        "switchboard check --redis redis://127.0.0.1:6379",
+        "switchboard load --node http://127.0.0.1:5001/chat",
+        "switchboard agent --redis redis://127.0.0.1:6379",
+    ] {
+        assert!(examples.contains(line), "{line:?} in {examples}");
     }
 }

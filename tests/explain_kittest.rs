@@ -46,15 +46,7 @@ fn directory_search_pick_and_explain_through_the_ui() {
         auto_connect: false,
         ..Settings::default()
     };
-    let startup = Startup {
-        settings,
-        redis: None,
-        demo: None,
-        tab: None,
-        persist: false,
-        exit_after: None,
-        capture: None,
-    };
+    let startup = Startup::new(settings);
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_ui_state(

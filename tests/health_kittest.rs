@@ -130,13 +130,8 @@ fn app_with_a_dead_node() -> DashboardApp {
     DashboardApp::new(
         link,
         Startup {
-            settings,
-            redis: None,
-            demo: None,
             tab: Some(Tab::Health),
-            persist: false,
-            exit_after: None,
-            capture: None,
+            ..Startup::new(settings)
         },
     )
 }

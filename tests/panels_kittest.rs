@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::kittest::{click, frames_until, has_label, is_disabled, type_into};
+use common::kittest::{click, click_at, frames_until, has_label, is_disabled, type_into};
 
 use std::time::Duration;
 
@@ -44,13 +44,8 @@ fn app(tab: Tab, prefix: &str) -> Harness<'static, DashboardApp> {
         ..Settings::default()
     };
     let startup = Startup {
-        settings,
-        redis: None,
-        demo: None,
         tab: Some(tab),
-        persist: false,
-        exit_after: None,
-        capture: None,
+        ..Startup::new(settings)
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(WIDTH, HEIGHT))
@@ -270,22 +265,6 @@ fn rows(first: u64, n: u64, heartbeats: bool) -> Vec<TrafficEntry> {
         }
     }
     out
-}
-
-/// Presses and releases the primary button at `pos` (a painted cell, which has no widget of its own).
-fn click_at(h: &mut Harness<'_, DashboardApp>, pos: egui::Pos2) {
-    h.hover_at(pos);
-    h.step();
-    for pressed in [true, false] {
-        h.event(egui::Event::PointerButton {
-            pos,
-            button: egui::PointerButton::Primary,
-            pressed,
-            modifiers: egui::Modifiers::NONE,
-        });
-    }
-    h.step();
-    h.step();
 }
 
 #[test]

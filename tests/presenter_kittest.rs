@@ -10,9 +10,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::kittest::{frames_until, has_label};
+use common::kittest::{frames_until, harness_sized, has_label, labels_with_rects};
 use egui_kittest::Harness;
-use egui_kittest::kittest::NodeT;
 use switchboard::demo::{DemoBackplane, DemoOptions};
 use switchboard::link::Link;
 use switchboard::ui::{DashboardApp, Settings, Startup};
@@ -34,39 +33,17 @@ fn presenter_demo() -> Harness<'static, DashboardApp> {
     let app = DashboardApp::new(
         link,
         Startup {
-            settings,
-            redis: None,
             demo: wiring,
-            tab: None,
-            persist: false,
-            exit_after: None,
-            capture: None,
+            ..Startup::new(settings)
         },
     );
-    Harness::builder()
-        .with_size(SIZE)
-        .build_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app)
-}
-
-/// Every label on screen, with where it is.
-fn labels(h: &Harness<'_, DashboardApp>) -> Vec<(String, egui::Rect)> {
-    h.root()
-        .children_recursive()
-        .filter_map(|n| {
-            let label = n
-                .accesskit_node()
-                .label()
-                .or_else(|| n.accesskit_node().value())?;
-            Some((label.to_string(), n.rect()))
-        })
-        .filter(|(label, _)| !label.is_empty())
-        .collect()
+    harness_sized(app, SIZE.x, SIZE.y)
 }
 
 /// No label is cut (no "…"), none reaches past the window, none shows an internal.
 fn whole_and_on_screen(h: &Harness<'_, DashboardApp>, when: &str) {
     let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, SIZE);
-    let all = labels(h);
+    let all = labels_with_rects(h);
     assert!(all.len() > 10, "{when}: the presenter shows its labels: {all:?}");
     for (label, rect) in &all {
         assert!(!label.contains('…'), "{when}: {label:?} is cut");

@@ -37,18 +37,7 @@ fn the_redis_tab_shows_servers_clients_and_a_subscriber_about_to_be_cut() {
         auto_connect: false,
         ..Settings::default()
     };
-    let app = DashboardApp::new(
-        link,
-        Startup {
-            settings,
-            redis: None,
-            demo: None,
-            tab: None,
-            persist: false,
-            exit_after: None,
-            capture: None,
-        },
-    );
+    let app = DashboardApp::new(link, Startup::new(settings));
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app);
@@ -64,7 +53,10 @@ fn the_redis_tab_shows_servers_clients_and_a_subscriber_about_to_be_cut() {
     frames_until(&mut h, DEADLINE, "the connection and the server", |h| {
         has_label(h, "single server 127.0.0.1")
             && has_label(h, "plaintext")
-            && has_label(h, "pubsub limit: hard 32 MB, soft 8 MB for 60 s")
+            && has_label(
+                h,
+                "Output buffer limit of pub/sub connections: hard 32 MB, soft 8 MB for 60 s",
+            )
     });
     frames_until(&mut h, DEADLINE, "the node's named connection", |h| {
         has_label(h, "switchboard-hub:node-a") && has_label(h, "switchboard-dashboard")

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::kittest::{click, frames_until, has_label, type_into};
+use common::kittest::{click, click_at, frames_until, has_label, type_into};
 
 use std::time::Duration;
 
@@ -42,13 +42,9 @@ fn startup(
     capture: Option<(String, Vec<switchboard::monitor::TrafficEntry>)>,
 ) -> Startup {
     Startup {
-        settings,
-        redis: None,
         demo,
-        tab: None,
-        persist: false,
-        exit_after: None,
         capture,
+        ..Startup::new(settings)
     }
 }
 
@@ -219,6 +215,9 @@ fn bad_input_is_a_readable_message() {
     // Nothing listens there: reconnecting, with the reason.
     let closed = common::free_port();
     h.state_mut().settings.redis_url = format!("redis://127.0.0.1:{closed}");
+    // A frame with the new URL first: its description line is shorter than the error before
+    // it, so the Connect button moves up, and a click lands where the last frame put it.
+    h.step();
     click(&mut h, "Connect");
     frames_until(&mut h, DEADLINE, "reconnecting", |h| {
         has_label(h, "Tap: reconnecting")
@@ -399,22 +398,6 @@ fn capture_app(entries: Vec<switchboard::monitor::TrafficEntry>) -> Harness<'sta
     let mut h = harness(DashboardApp::new(link, startup));
     h.step();
     h
-}
-
-/// Presses and releases the primary button at `pos` (a painted cell, which has no widget of its own).
-fn click_at(h: &mut Harness<'_, DashboardApp>, pos: egui::Pos2) {
-    h.hover_at(pos);
-    h.step();
-    for pressed in [true, false] {
-        h.event(egui::Event::PointerButton {
-            pos,
-            button: egui::PointerButton::Primary,
-            pressed,
-            modifiers: egui::Modifiers::NONE,
-        });
-    }
-    h.step();
-    h.step();
 }
 
 #[test]

@@ -182,6 +182,13 @@ pub trait Link: Send {
     /// A state change, in order; nothing is reported once cancelled.
     fn report(&mut self, state: Report<'_>);
 
+    /// The longest wait between attempts after a failure of `kind`: the kind's own cap
+    /// ([`LinkFailure::retry_cap`]) unless the link waits longer (the dashboard's links, whose
+    /// countdown a person reads, wait whole seconds).
+    fn retry_cap(&self, kind: LinkFailure) -> Duration {
+        kind.retry_cap()
+    }
+
     /// How long a serving link, once cancelled, may take to end by itself (to say goodbye to
     /// the server) before it is dropped. Zero (the default): dropped at once.
     fn stop_grace(&self) -> Duration {
@@ -199,11 +206,12 @@ impl Attempts {
     /// Counts a failure; returns the next attempt's number (1 for the first retry) and the delay
     /// before it: doubling from `DEFAULT_RECONNECT_BASE`, capped by the failure's kind.
     pub fn fail(&mut self, failure: &Failure) -> (u32, Duration) {
-        let delay = backoff(
-            self.failed,
-            config::DEFAULT_RECONNECT_BASE,
-            failure.kind.retry_cap(),
-        );
+        self.fail_within(failure.kind.retry_cap())
+    }
+
+    /// Counts a failure, as [`Attempts::fail`], with the delay capped at `cap`.
+    pub fn fail_within(&mut self, cap: Duration) -> (u32, Duration) {
+        let delay = backoff(self.failed, config::DEFAULT_RECONNECT_BASE, cap);
         self.failed = self.failed.saturating_add(1);
         (self.failed, delay)
     }
@@ -251,7 +259,7 @@ pub async fn run<L: Link>(link: &mut L, cancel: &CancellationToken) {
         if cancel.is_cancelled() {
             return;
         }
-        let (attempt, retry_in) = attempts.fail(&failure);
+        let (attempt, retry_in) = attempts.fail_within(link.retry_cap(failure.kind));
         link.report(Report::Reconnecting {
             attempt,
             retry_in,
@@ -299,6 +307,8 @@ mod tests {
         seen: Arc<Mutex<Vec<Seen>>>,
         grace: Duration,
         cancel: CancellationToken,
+        /// A cap longer than the kind's (as the dashboard's links have), if set.
+        cap: Option<Duration>,
     }
 
     impl Scripted {
@@ -308,6 +318,7 @@ mod tests {
                 seen: Arc::default(),
                 grace: Duration::ZERO,
                 cancel: CancellationToken::new(),
+                cap: None,
             }
         }
 
@@ -357,6 +368,10 @@ mod tests {
 
         fn stop_grace(&self) -> Duration {
             self.grace
+        }
+
+        fn retry_cap(&self, kind: LinkFailure) -> Duration {
+            self.cap.unwrap_or_else(|| kind.retry_cap())
         }
     }
 
@@ -453,6 +468,33 @@ mod tests {
             Failure::new(LinkFailure::Lost, "gone").context("shard a:1"),
             Failure::new(LinkFailure::Lost, "shard a:1: gone")
         );
+    }
+
+    /// A link that waits longer than its failure's cap (the dashboard's tap and probes) gets
+    /// delays that keep doubling past the 250 ms of a refused connection, up to its own cap
+    /// (400 ms here, to keep the test short).
+    #[tokio::test]
+    async fn a_link_s_own_cap_lets_the_backoff_grow_past_the_kind_s() {
+        let refused = || Step::Fail(Failure::new(LinkFailure::Refused, "refused"));
+        let mut steps: Vec<Step> = (0..5).map(|_| refused()).collect();
+        steps.push(Step::Serve(Ok(())));
+        let mut link = Scripted::new(steps);
+        link.cap = Some(ms(400));
+        let cancel = CancellationToken::new();
+        tokio::time::timeout(TEST_TIMEOUT, run(&mut link, &cancel))
+            .await
+            .expect("the link ends when served Ok");
+        let delays: Vec<Duration> = link
+            .seen()
+            .into_iter()
+            .filter_map(|s| match s {
+                Seen::Reconnecting(_, d, _, _) => Some(d),
+                _ => None,
+            })
+            .collect();
+        let base = config::DEFAULT_RECONNECT_BASE;
+        assert_eq!(delays, [base, base * 2, base * 4, ms(400), ms(400)]);
+        assert!(ms(400) > config::DEFAULT_RECONNECT_MAX_REFUSED);
     }
 
     #[tokio::test]

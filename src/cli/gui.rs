@@ -121,7 +121,9 @@ pub(super) fn require_display() -> anyhow::Result<()> {
     let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
     if cfg!(all(unix, not(target_os = "macos"))) && !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
         anyhow::bail!(
-            "there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); run `switchboard hub` for a node without a window"
+            "there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); \
+             in a terminal, watch the backplane with `switchboard tap --redis URL`, check every node \
+             with `switchboard check --redis URL`, or run a node with `switchboard hub`"
         );
     }
     Ok(())
@@ -205,9 +207,9 @@ pub(super) fn run_dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         Box::new(move |cc| {
             link.attach_window(&cc.egui_ctx);
             let mut settings: Settings = match (args.fresh, cc.storage) {
-                (false, Some(storage)) => {
-                    eframe::get_value(storage, crate::ui::STORAGE_KEY).unwrap_or_default()
-                }
+                (false, Some(storage)) => eframe::get_value::<Settings>(storage, crate::ui::STORAGE_KEY)
+                    .unwrap_or_default()
+                    .loaded(),
                 _ => Settings::default(),
             };
             if let Some(workspace) = workspace {

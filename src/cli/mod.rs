@@ -140,9 +140,14 @@ pub const EXIT_CODES: &str = "Exit codes (every subcommand: hub, dashboard, demo
   3  bad usage or input: a bad flag, a bad URL, an unreadable file, a certificate that does not load
 
 Examples:
+  switchboard demo --nodes 3   # nodes, a backplane, simulated users and the window
+  switchboard dashboard --redis redis://127.0.0.1:6379   # the window, watching that backplane
+  switchboard hub --listen 127.0.0.1:5001 --redis redis://127.0.0.1:6379 --name node-a
+  switchboard tap --redis redis://127.0.0.1:6379 --count 20   # the backplane, decoded, in a terminal
   switchboard check --redis redis://127.0.0.1:6379 || page-someone   # 2 when a node it saw is gone
   switchboard check --redis redis://127.0.0.1:6379 --fail-on warning
-  switchboard load --node http://127.0.0.1:5000/chat --node http://127.0.0.1:5001/chat --json";
+  switchboard load --node http://127.0.0.1:5001/chat --node http://127.0.0.1:5002/chat --json
+  switchboard agent --redis redis://127.0.0.1:6379   # Prometheus metrics on http://127.0.0.1:9465/metrics";
 
 /// A command line that cannot run (bad flag value, URL, file, certificate): `main` exits
 /// [`EXIT_USAGE`] with its message. Holds the message only (never a secret: the errors it wraps

@@ -362,6 +362,11 @@ impl Link for MonitorLink<'_> {
         }
     }
 
+    /// Whole seconds between attempts, so the countdown shown counts (see the config).
+    fn retry_cap(&self, kind: LinkFailure) -> Duration {
+        kind.retry_cap().max(config::DEFAULT_WATCH_RECONNECT_MAX)
+    }
+
     fn report(&mut self, state: Report<'_>) {
         report_part(self.shared, true, state, self.hub_url, self.sink);
     }
@@ -513,6 +518,11 @@ impl Link for ProbeLink<'_> {
             LinkFailure::Lost,
             format!("the probe connection was lost: {reason}"),
         ))
+    }
+
+    /// Whole seconds between attempts, so the countdown shown counts (see the config).
+    fn retry_cap(&self, kind: LinkFailure) -> Duration {
+        kind.retry_cap().max(config::DEFAULT_WATCH_RECONNECT_MAX)
     }
 
     fn report(&mut self, state: Report<'_>) {

@@ -191,6 +191,11 @@ impl Link for TapLink {
         }
     }
 
+    /// Whole seconds between attempts, so the countdown shown counts (see the config).
+    fn retry_cap(&self, kind: LinkFailure) -> std::time::Duration {
+        kind.retry_cap().max(config::DEFAULT_WATCH_RECONNECT_MAX)
+    }
+
     fn report(&mut self, state: Report<'_>) {
         match state {
             Report::Connecting => self.batcher.state(LinkState::Connecting),

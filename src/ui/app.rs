@@ -99,6 +99,22 @@ pub struct Startup {
     pub capture: Option<(String, Vec<crate::monitor::TrafficEntry>)>,
 }
 
+impl Startup {
+    /// A start with these settings and nothing else: no connection from outside, no demo, the
+    /// settings' first tab, nothing saved, no exit timer, no capture.
+    pub fn new(settings: Settings) -> Startup {
+        Startup {
+            settings,
+            redis: None,
+            demo: None,
+            tab: None,
+            persist: false,
+            exit_after: None,
+            capture: None,
+        }
+    }
+}
+
 /// The dashboard.
 pub struct DashboardApp {
     pub settings: Settings,
@@ -206,7 +222,10 @@ impl DashboardApp {
             }
         }
         app.watch_nodes();
-        if app.demo.is_some() || (app.settings.auto_connect && !app.settings.redis_url.is_empty()) {
+        // Browsing a capture is offline: no connection unless asked for (Connect).
+        let offline = startup.capture.is_some();
+        if app.demo.is_some() || (!offline && app.settings.auto_connect && !app.settings.redis_url.is_empty())
+        {
             app.run(Action::ConnectRedis);
         }
         if let Some(node) = app.settings.nodes.first() {
@@ -247,6 +266,7 @@ impl DashboardApp {
             self.model.apply(event, at_ms.min(now));
         }
         self.model.tick(now);
+        self.settings.observe_tap(&self.model.tap.state);
         // At most every 2 s (the model's gate), on what was folded so far.
         self.model.refresh_health(&self.settings.channel_prefix, now);
     }
@@ -370,8 +390,9 @@ impl DashboardApp {
             .exact_size(LEFT_PANEL_WIDTH)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    if let Some(status) = self.link.demo_status() {
-                        demo::show(ui, &status, &mut self.demo_ui, actions);
+                    let demo_status = self.link.demo_status();
+                    if let Some(status) = &demo_status {
+                        demo::show(ui, status, &mut self.demo_ui, actions);
                         ui.separator();
                     }
                     connections::show(
@@ -383,7 +404,7 @@ impl DashboardApp {
                         },
                         &mut self.connections_ui,
                         &self.model,
-                        self.demo.is_some(),
+                        demo_status.as_ref(),
                         now,
                         actions,
                     );
@@ -596,6 +617,7 @@ impl DashboardApp {
                 let source = self.tap_source();
                 match source {
                     Ok(source) => {
+                        self.settings.connecting();
                         self.link.command(MonitorCommand::SetTap(Some(source)));
                     }
                     Err(e) => {
@@ -730,8 +752,9 @@ impl DashboardApp {
     }
 
     /// The settings to save, if this run saves any.
-    pub fn settings_to_save(&self) -> Option<&Settings> {
-        self.persist.then_some(&self.settings)
+    /// (Their Redis URL is the last one that worked: [`Settings::to_save`].)
+    pub fn settings_to_save(&self) -> Option<Settings> {
+        self.persist.then(|| self.settings.to_save())
     }
 }
 
@@ -747,7 +770,7 @@ impl eframe::App for DashboardApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         if let Some(settings) = self.settings_to_save() {
-            eframe::set_value(storage, STORAGE_KEY, settings);
+            eframe::set_value(storage, STORAGE_KEY, &settings);
         }
     }
 

@@ -1,14 +1,18 @@
 //! The connections panel: the Redis URL (password typed separately and never saved), the channel
 //! prefix, the node list (added by hand or announced by heartbeat), and each link's state.
+//!
+//! Every Redis term has words beside it, the raw name on hover ("count of nodes and clients",
+//! hover: "PUBSUB CHANNELS …"); secondary lines are weak but body-sized (never under 12 px).
 
 use egui::{RichText, Ui};
 
 use super::files::PemField;
 use super::settings::{Settings, parse_node};
 use super::{Action, widgets};
-use crate::monitor::MonitorCommand;
+use crate::demo::DemoStatus;
 use crate::monitor::model::Model;
 use crate::monitor::model::nodes::Nodes;
+use crate::monitor::{LinkState, MonitorCommand};
 use crate::redis_conn::{RedisOptions, RedisSpec};
 
 /// The panel's own state between frames.
@@ -33,7 +37,7 @@ pub fn show(
     secrets: Secrets<'_>,
     state: &mut ConnectionsUi,
     model: &Model,
-    demo: bool,
+    demo: Option<&DemoStatus>,
     now: u64,
     actions: &mut Vec<Action>,
 ) {
@@ -91,7 +95,7 @@ pub fn show(
                     spec.set_password(Some(secrets.password.clone()));
                 }
                 let insecure = spec.tls.as_ref().is_some_and(|t| t.insecure);
-                let text = RichText::new(spec.describe()).small();
+                let text = RichText::new(spec.describe());
                 ui.label(if insecure {
                     text.color(widgets::WARN)
                 } else {
@@ -99,7 +103,7 @@ pub fn show(
                 });
             }
             Err(e) => {
-                ui.add(egui::Label::new(RichText::new(e.reason).small().color(widgets::BAD)).wrap());
+                ui.add(egui::Label::new(RichText::new(e.reason).color(widgets::BAD)).wrap());
             }
         }
     }
@@ -110,14 +114,15 @@ pub fn show(
         if ui.button("Disconnect").clicked() {
             actions.push(Action::DisconnectRedis);
         }
-        ui.checkbox(&mut settings.auto_connect, "at start");
+        ui.checkbox(&mut settings.auto_connect, "at start")
+            .on_hover_text("Connect at the next start to the last URL that worked");
     });
     widgets::link_state(ui, "Tap", &model.tap.state, now);
     // What the spec reaches now (a single server, the sentinel primary, the cluster's shards), from
     // the Redis view's last round.
     if let Some(snapshot) = model.redis.latest() {
         ui.add(
-            egui::Label::new(RichText::new(format!("Reaches: {}", snapshot.connection.reached)).small())
+            egui::Label::new(RichText::new(format!("Reaches: {}", snapshot.connection.reached)).weak())
                 .wrap(),
         )
         .on_hover_text("From the Redis view's last round (the Redis tab has every node)");
@@ -127,45 +132,43 @@ pub fn show(
         let stale = model.census_stale(now);
         for hub in hubs {
             let text = format!(
-                "{}: {} connections, {} users, {} groups, {} servers (PUBSUB, {})",
+                "{}: {} connections, {} users, {} groups on {} server{}",
                 hub.hub,
                 hub.connections,
                 hub.users,
                 hub.groups,
                 hub.servers.len(),
-                widgets::clock(*at)
+                if hub.servers.len() == 1 { "" } else { "s" }
             );
             let text = if stale {
                 widgets::greyed(text)
             } else {
                 RichText::new(text)
             };
-            ui.label(text).on_hover_text(hub.servers.join("\n"));
+            ui.label(text).on_hover_text(format!(
+                "Counted from the channels Redis lists (PUBSUB CHANNELS) at {}\nServers:\n{}",
+                widgets::clock(*at),
+                hub.servers.join("\n")
+            ));
         }
     }
     if let Some(status) = &model.census_status {
-        let color = if status.is_stale(now) {
-            widgets::WARN
-        } else {
-            ui.visuals().weak_text_color()
-        };
-        ui.add(
-            egui::Label::new(
-                RichText::new(format!("Census {}", status.summary(now)))
-                    .small()
-                    .color(color),
-            )
-            .wrap(),
-        )
-        .on_hover_text(format!(
-            "Servers asked: {}\nChannels now (INFO stats, all prefixes): {}\nWalks so far: {}",
-            status.nodes.join(", "),
-            status.channels_now.map_or("?".to_string(), |n| n.to_string()),
-            status.scans
-        ));
+        let (color, line) = widgets::census_line(status, now);
+        let color = color.unwrap_or_else(|| ui.visuals().weak_text_color());
+        ui.add(egui::Label::new(RichText::new(line).color(color)).truncate())
+            .on_hover_text(format!(
+                "The census: counts of nodes and clients read from the channels Redis lists \
+                 (PUBSUB CHANNELS), at a pace that costs Redis little.\n{}\n\
+                 Servers asked: {}\nChannels now (INFO stats, all prefixes): {}\nWalks so far: {}",
+                status.summary(now),
+                status.nodes.join(", "),
+                status.channels_now.map_or("?".to_string(), |n| n.to_string()),
+                status.scans
+            ));
     }
-    if demo {
-        ui.label(RichText::new("The demo's backplane: connected for you.").weak());
+    if let Some(status) = demo {
+        let (color, line) = demo_backplane_line(status, &model.tap.state, now);
+        ui.add(egui::Label::new(RichText::new(line).color(color)).wrap());
     }
 
     ui.separator();
@@ -180,10 +183,11 @@ pub fn show(
                 row.target.monitor_url.as_deref().unwrap_or("none")
             ));
             if row.announced {
-                ui.label(RichText::new("announced").weak().small());
+                ui.label(RichText::new("announced").weak())
+                    .on_hover_text("Found by its heartbeat on the backplane");
             }
             if !row.trusted {
-                ui.label(RichText::new("not trusted").color(widgets::WARN).small())
+                ui.label(RichText::new("not trusted").color(widgets::WARN))
                     .on_hover_text("Known only from its heartbeat: no tokens are sent to it");
             }
             if ui
@@ -196,7 +200,7 @@ pub fn show(
         });
         if !Nodes::liveness(row, now).is_live() {
             // Wrapped, never widening the panel: errors can be long.
-            ui.add(egui::Label::new(RichText::new(words).color(color).small()).wrap());
+            ui.add(egui::Label::new(RichText::new(words).color(color)).wrap());
         }
         // On a line of its own (the row is full); its own label: the Nodes view's row has a
         // "Trust" button too.
@@ -290,10 +294,33 @@ fn tls_and_topology(
                 .on_hover_text("Refuse a seed that is not in cluster mode (a cluster is detected by itself otherwise)");
             ui.label(
                 RichText::new("rediss:// for TLS · user:password@ for ACL · redis+sentinel://s1,s2/master · seeds h1:p1,h2:p2")
-                    .weak()
-                    .small(),
+                    .weak(),
             );
         });
+}
+
+/// The demo's backplane in words, from what is true now: the demo's own state (running, or
+/// stopped from the Demo panel) and the tap's link to it.
+pub fn demo_backplane_line(status: &DemoStatus, tap: &LinkState, now: u64) -> (egui::Color32, String) {
+    let stopped_here = !status.backplane_running && status.backplane_kind != "external";
+    match tap {
+        LinkState::Connected if !stopped_here => (
+            widgets::OK,
+            "The demo's backplane: connected for you.".to_string(),
+        ),
+        _ if stopped_here => {
+            let (_, tap) = widgets::short_state(tap, now);
+            (
+                widgets::WARN,
+                format!("The demo's backplane: stopped by you (Demo panel); the tap is {tap}."),
+            )
+        }
+        LinkState::Idle => (widgets::IDLE, "The demo's backplane: not connected.".to_string()),
+        _ => {
+            let (color, tap) = widgets::short_state(tap, now);
+            (color, format!("The demo's backplane: {tap}."))
+        }
+    }
 }
 
 /// The password in a typed Redis URL, if it has one.

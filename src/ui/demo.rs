@@ -79,13 +79,31 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
     ui.add_space(4.0);
     ui.label(RichText::new("Simulated clients").strong());
     let sim = state.sim.get_or_insert_with(|| status.sim.clone());
-    ui.add(egui::Slider::new(&mut sim.clients_per_node, 0..=200).text("per node"));
+    // Every figure with its unit: clients, messages/s, a percentage.
+    ui.add(
+        egui::Slider::new(&mut sim.clients_per_node, 0..=200)
+            .suffix(" clients")
+            .text("per node"),
+    );
     ui.add(
         egui::Slider::new(&mut sim.messages_per_sec, 0.0..=2000.0)
             .logarithmic(true)
-            .text("msg/s"),
+            .suffix(" msg/s")
+            .text("in all"),
     );
-    ui.add(egui::Slider::new(&mut sim.group_share, 0.0..=1.0).text("in groups"));
+    let mut percent = (sim.group_share * 100.0).round();
+    if ui
+        .add(
+            egui::Slider::new(&mut percent, 0.0..=100.0)
+                .step_by(5.0)
+                .suffix(" %")
+                .text("of clients in groups"),
+        )
+        .on_hover_text("The share of simulated clients that join a group and send to it")
+        .changed()
+    {
+        sim.group_share = percent / 100.0;
+    }
     ui.horizontal(|ui| {
         let changed = *sim != status.sim;
         if ui.add_enabled(changed, egui::Button::new("Apply")).clicked() {
@@ -94,7 +112,7 @@ pub fn show(ui: &mut Ui, status: &DemoStatus, state: &mut DemoUi, actions: &mut 
     });
     ui.add(
         egui::Label::new(format!(
-            "{} connected · {} sent · {} received",
+            "{} clients connected · {} messages sent · {} received",
             status.sim_clients, status.sim_sent, status.sim_received
         ))
         .wrap(),

@@ -178,27 +178,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut DirectoryUi, actions: &mut V
                     ui.end_row();
                     for hit in hits {
                         let e = &hit.entry;
-                        if ui
-                            .button(RichText::new(&e.id).monospace())
-                            .on_hover_text("Send a test message to this connection")
-                            .clicked()
-                        {
-                            actions.push(Action::PickTarget(SendTarget::Connection(e.id.clone())));
-                        }
-                        match &e.user {
-                            Some(user) => {
-                                if ui
-                                    .button(user)
-                                    .on_hover_text("Send a test message to this user")
-                                    .clicked()
-                                {
-                                    actions.push(Action::PickTarget(SendTarget::User(user.clone())));
-                                }
-                            }
-                            None => {
-                                ui.label(RichText::new("–").weak());
-                            }
-                        }
+                        connection_and_user(ui, &e.id, e.user.as_ref(), actions);
                         ui.horizontal_wrapped(|ui| {
                             ui.set_max_width(320.0);
                             if e.groups.is_empty() {
@@ -317,27 +297,7 @@ fn list(
                 for row in &listed.rows[first..last] {
                     match row {
                         ListRow::Connection { hub_url, entry } => {
-                            if ui
-                                .button(RichText::new(&entry.id).monospace())
-                                .on_hover_text("Send a test message to this connection")
-                                .clicked()
-                            {
-                                actions.push(Action::PickTarget(SendTarget::Connection(entry.id.clone())));
-                            }
-                            match &entry.user {
-                                Some(user) => {
-                                    if ui
-                                        .button(user)
-                                        .on_hover_text("Send a test message to this user")
-                                        .clicked()
-                                    {
-                                        actions.push(Action::PickTarget(SendTarget::User(user.clone())));
-                                    }
-                                }
-                                None => {
-                                    ui.label(RichText::new("–").weak());
-                                }
-                            }
+                            connection_and_user(ui, &entry.id, entry.user.as_ref(), actions);
                             let mut groups = entry.groups.join(", ");
                             let listed = entry.groups.len() as u64;
                             if entry.groups_total > listed {
@@ -388,4 +348,30 @@ fn list(
                 }
             });
     });
+}
+
+/// A connection's id and its user as two cells, each a button that picks it as the Send
+/// target ("–" without a user).
+fn connection_and_user(ui: &mut Ui, id: &str, user: Option<&String>, actions: &mut Vec<Action>) {
+    if ui
+        .button(RichText::new(id).monospace())
+        .on_hover_text("Send a test message to this connection")
+        .clicked()
+    {
+        actions.push(Action::PickTarget(SendTarget::Connection(id.to_string())));
+    }
+    match user {
+        Some(user) => {
+            if ui
+                .button(user)
+                .on_hover_text("Send a test message to this user")
+                .clicked()
+            {
+                actions.push(Action::PickTarget(SendTarget::User(user.clone())));
+            }
+        }
+        None => {
+            ui.label(RichText::new("–").weak());
+        }
+    }
 }

@@ -75,14 +75,12 @@ pub fn badge(ui: &mut Ui, evaluation: Option<&Evaluation>, names: &[&str], actio
     let text = RichText::new(format!("[{}]", worst.label()))
         .color(color(worst))
         .strong();
-    let response = ui
-        .add(egui::Button::new(text).small().frame(false))
-        .on_hover_ui(|ui| {
-            for f in &findings {
-                ui.label(RichText::new(plain(&f.line())).color(color(f.severity)));
-            }
-            ui.label(RichText::new("click: open the Health view").weak());
-        });
+    let response = ui.add(egui::Button::new(text).frame(false)).on_hover_ui(|ui| {
+        for f in &findings {
+            ui.label(RichText::new(plain(&f.line())).color(color(f.severity)));
+        }
+        ui.label(RichText::new("click: open the Health view").weak());
+    });
     if response.clicked() {
         actions.push(Action::ShowHealth(names.first().map(|s| s.to_string())));
     }
@@ -133,7 +131,7 @@ pub fn show(ui: &mut Ui, model: &Model, health_ui: &mut HealthUi, now: u64, acti
                     widgets::clock(evaluation.at_ms),
                     MIN_REFRESH.as_secs()
                 ))
-                .small(),
+                .weak(),
             )
             .on_hover_text(
                 "The rules run on the UI's model at most every 2 s. Their Redis figures are asked \
@@ -327,7 +325,7 @@ fn finding(ui: &mut Ui, f: &Finding, index: usize, stale: bool) {
     ui.indent((f.severity.label(), index), |ui| {
         ui.label(plain(&f.summary));
         for line in &f.evidence {
-            ui.label(RichText::new(format!("- {}", plain(line))).small().monospace());
+            ui.label(RichText::new(format!("- {}", plain(line))).monospace());
         }
         if !f.action.is_empty() {
             ui.label(RichText::new(format!("what to do: {}", plain(&f.action))).italics());

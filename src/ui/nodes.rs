@@ -1,10 +1,13 @@
 //! The nodes panel: one row per hub node (state, round-trip time, clients, groups, message rates,
 //! backplane state, a client-count history), the cluster total, and the connection count Redis
-//! itself reveals (PUBSUB), which also counts nodes without a monitor endpoint.
+//! itself reveals (its channel list, PUBSUB CHANNELS), which also counts nodes without a monitor
+//! endpoint.
 //!
-//! A node that is not live (link down, or stats older than the stale limit; the rules are in
-//! `monitor::model::nodes`) keeps its last values greyed with "last seen HH:MM:SS" and is left out
-//! of the totals. The dashboard's own probe connection is shown apart: "6 + 1 probe".
+//! A node that is not live (link down, stopped, or stats older than the stale limit; the rules are
+//! in `monitor::model::nodes`) shows "–" for its live values (clients, rates, groups, round trip),
+//! its last known ones on hover, and is left out of the totals. The dashboard's own test
+//! connection (its probe) is shown apart: "6 + 1 probe". Remove sits beside the node's name, so no
+//! width of the other columns pushes it off-screen.
 
 use egui::{RichText, Ui, vec2};
 
@@ -55,15 +58,19 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
     let nodes = &model.nodes;
     ui.horizontal(|ui| {
         let probes = nodes.probes(now);
+        // Short captions (a 1024-wide window holds the three), the details on hover.
         widgets::big_number(
             ui,
-            &format!(
-                "clients on watched nodes (live only; {probes} dashboard probe{} not counted)",
-                if probes == 1 { "" } else { "s" }
-            ),
+            "clients on watched nodes",
             &nodes.cluster_total_clients(now).to_string(),
             26.0,
-        );
+        )
+        .on_hover_text(format!(
+            "Clients on the watched nodes that answer now, not counting the dashboard's {probes} \
+             test connection{} (probe{}) to them",
+            if probes == 1 { "" } else { "s" },
+            if probes == 1 { "" } else { "s" }
+        ));
         let backplane = match model.cluster_connections_redis() {
             Some(n) => n.to_string(),
             None => "–".to_string(),
@@ -73,16 +80,16 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
             Some((at, _)) if model.census_stale(now) => format!(" · STALE, from {}", widgets::clock(*at)),
             _ => String::new(),
         };
-        widgets::big_number(
-            ui,
-            &format!(
-                "connections the backplane sees (incl. {} dashboard probes){stale}",
+        widgets::big_number(ui, &format!("connections Redis counts{stale}"), &backplane, 26.0).on_hover_text(
+            format!(
+                "Every hub connection on the backplane, nodes without a stats endpoint included, \
+                 counted from the channels Redis lists (PUBSUB CHANNELS); including the \
+                 dashboard's {} test connections (probes)",
                 nodes.probe_connections()
             ),
-            &backplane,
-            26.0,
         );
-        widgets::big_number(ui, "nodes up", &nodes_up_text(nodes, now), 26.0);
+        widgets::big_number(ui, "nodes up", &nodes_up_text(nodes, now), 26.0)
+            .on_hover_text("Nodes that answer, of those expected (a node stopped on purpose is said apart)");
     });
     ui.separator();
 
@@ -95,10 +102,10 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                 for (title, hover) in [
                     ("node", ""),
                     ("state", ""),
-                    ("RTT", ""),
+                    ("RTT", "Round-trip time of the dashboard's last request to the node's stats"),
                     (
                         "clients",
-                        "Clients connected, without the dashboard's own probe (shown as + 1 probe)",
+                        "Clients connected, without the dashboard's own test connection (its probe, shown as + 1 probe)",
                     ),
                     ("history", ""),
                     ("groups", ""),
@@ -112,7 +119,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                         "backplane out/s",
                         "Messages to the backplane per second, over the last 5 s",
                     ),
-                    ("backplane", ""),
+                    ("backplane", "The node's link to Redis (or the in-memory bus), as the node reports it"),
                     (
                         "health",
                         "The worst health finding about this node: hover for them, click for the Health view",
@@ -145,7 +152,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
             let stale = model.census_stale(now);
             ui.label(
                 RichText::new(format!(
-                    "What the backplane reveals (PUBSUB CHANNELS, {}{})",
+                    "Hubs counted from Redis's channel list (PUBSUB CHANNELS), at {}{}",
                     widgets::clock(*at),
                     if stale { ", STALE" } else { "" }
                 ))
@@ -157,14 +164,10 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64, actions: &mut Vec<Action>) {
                 }),
             );
             if let Some(status) = &model.census_status {
-                ui.add(
-                    egui::Label::new(RichText::new(status.summary(now)).small().color(if stale {
-                        widgets::WARN
-                    } else {
-                        ui.visuals().weak_text_color()
-                    }))
-                    .wrap(),
-                );
+                let (color, line) = widgets::census_line(status, now);
+                let color = color.unwrap_or_else(|| ui.visuals().weak_text_color());
+                ui.label(RichText::new(line).color(color))
+                    .on_hover_text(status.summary(now));
             }
             egui::Grid::new("census")
                 .striped(true)
@@ -232,7 +235,30 @@ fn client_history(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, live: boo
     response.on_hover_text(hover);
 }
 
-/// One row of the table; values of a node that is not live are greyed.
+/// The most characters of a row's state shown in the table (the rest on hover): a long error
+/// must not push the columns after it off-screen.
+pub const STATE_CHARS: usize = 28;
+
+/// `words` cut to `max` characters with "…" (whole when short enough).
+pub fn shorten(words: &str, max: usize) -> String {
+    if words.chars().count() > max {
+        words.chars().take(max.saturating_sub(1)).chain(['…']).collect()
+    } else {
+        words.to_string()
+    }
+}
+
+/// A live value, or "–" when the node is not live, with the last known value on hover.
+fn live_value(ui: &mut Ui, live: bool, value: String) -> egui::Response {
+    if live {
+        ui.label(value)
+    } else {
+        ui.label(RichText::new("–").color(widgets::IDLE))
+            .on_hover_text(format!("not live; last known: {value}"))
+    }
+}
+
+/// One row of the table; the live values of a node that is not live are "–".
 fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut Vec<Action>) {
     let evaluation = model.health.latest.as_ref();
     let live = Nodes::liveness(row, now).is_live();
@@ -243,16 +269,23 @@ fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut V
             widgets::greyed(t)
         }
     };
-    // The first column, whose place never moves with the widths of the others: the trust
-    // words and button sit here, next to the name.
+    // The first column, whose place never moves with the widths of the others: Remove, and the
+    // trust words and button, sit here, next to the name.
     ui.horizontal(|ui| {
         ui.label(text(row.name.clone()).strong()).on_hover_text(format!(
-            "hub {}\nstats {}\nserver {}\nprobe connection {}",
+            "hub {}\nstats {}\nserver {}\nthe dashboard's test connection (probe) {}",
             row.target.hub_url,
             row.target.monitor_url.as_deref().unwrap_or("none"),
             row.stats.as_ref().map(|s| s.server_name.as_str()).unwrap_or("?"),
             row.probe_connection_id.as_deref().unwrap_or("none"),
         ));
+        if ui
+            .small_button("Remove")
+            .on_hover_text("Stop watching this node")
+            .clicked()
+        {
+            actions.push(Action::RemoveNode(row.target.hub_url.clone()));
+        }
         if !row.trusted {
             if ui
                 .small_button("Trust")
@@ -271,26 +304,28 @@ fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut V
     let (color, words) = row_state(row, now);
     ui.horizontal(|ui| {
         widgets::dot(ui, color);
-        let short: String = if words.chars().count() > 36 {
-            words.chars().take(35).chain(['…']).collect()
+        let shown = RichText::new(shorten(&words, STATE_CHARS)).color(if live {
+            ui.visuals().text_color()
         } else {
-            words.clone()
-        };
-        let shown = RichText::new(short).color(if live { ui.visuals().text_color() } else { color });
+            color
+        });
         ui.label(shown).on_hover_text(&words);
     });
-    ui.label(text(
-        row.rtt
-            .map(|d| widgets::millis(d.as_secs_f64() * 1000.0))
-            .unwrap_or_else(|| "–".into()),
-    ));
+    match row.rtt {
+        Some(d) => {
+            live_value(ui, live, widgets::millis(d.as_secs_f64() * 1000.0));
+        }
+        None => {
+            ui.label("–");
+        }
+    }
     match (&row.stats, row.clients()) {
         (Some(s), Some(clients)) => {
             let shown = match row.probes() {
                 0 => clients.to_string(),
                 p => format!("{clients} + {p} probe"),
             };
-            ui.label(text(shown).strong()).on_hover_text(format!(
+            let hover = format!(
                 "{} connections on the node: {} JSON, {} MessagePack; {} accepted, {} rejected since start{}",
                 s.connections.total,
                 s.connections.json,
@@ -298,10 +333,15 @@ fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut V
                 s.connections.accepted,
                 s.connections.rejected,
                 match &row.probe_connection_id {
-                    Some(id) => format!("\nthe dashboard's probe is connection {id}"),
+                    Some(id) => format!("\nthe dashboard's test connection (probe) is connection {id}"),
                     None => String::new(),
                 }
-            ));
+            );
+            if live {
+                ui.label(RichText::new(shown).strong()).on_hover_text(hover);
+            } else {
+                live_value(ui, false, shown);
+            }
         }
         _ => {
             ui.label("–")
@@ -310,20 +350,27 @@ fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut V
     }
     client_history(ui, model, row, now, live);
     let stats = row.stats.as_ref();
-    ui.label(text(
-        stats.map(|s| s.groups.to_string()).unwrap_or_else(|| "–".into()),
-    ));
-    let rate = |v: f64| {
-        if stats.is_some() {
-            text(widgets::rate(v))
-        } else {
-            RichText::new("–")
+    match stats {
+        Some(s) => {
+            live_value(ui, live, s.groups.to_string());
         }
-    };
-    ui.label(rate(row.rates.client_in));
-    ui.label(rate(row.rates.client_out));
-    ui.label(rate(row.rates.backplane_in));
-    ui.label(rate(row.rates.backplane_out));
+        None => {
+            ui.label("–");
+        }
+    }
+    for value in [
+        row.rates.client_in,
+        row.rates.client_out,
+        row.rates.backplane_in,
+        row.rates.backplane_out,
+    ] {
+        if stats.is_some() {
+            // The unit is in the column's title ("in/s").
+            live_value(ui, live, widgets::rate(value));
+        } else {
+            ui.label("–");
+        }
+    }
     match stats {
         Some(s) => {
             let b = &s.backplane;
@@ -346,9 +393,9 @@ fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut V
             }
             let shed = shed + gaps;
             let shown = if !live {
-                widgets::greyed(words)
+                RichText::new("–").color(widgets::IDLE)
             } else {
-                RichText::new(words).color(match (ok, shed > 0) {
+                RichText::new(words.clone()).color(match (ok, shed > 0) {
                     (false, _) => widgets::BAD,
                     (true, true) => widgets::WARN,
                     (true, false) => widgets::OK,
@@ -375,7 +422,9 @@ fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut V
                 hover = format!("last error: {e}\n{hover}");
             }
             if !live {
-                hover = format!("The last state the node reported, before it stopped answering\n{hover}");
+                hover = format!(
+                    "not live; the last state the node reported, before it stopped answering: {words}\n{hover}"
+                );
             }
             ui.label(shown).on_hover_text(hover);
         }
@@ -393,9 +442,6 @@ fn node_row(ui: &mut Ui, model: &Model, row: &NodeRow, now: u64, actions: &mut V
             ui.label("–");
         }
     });
-    if ui.small_button("Remove").clicked() {
-        actions.push(Action::RemoveNode(row.target.hub_url.clone()));
-    }
 }
 
 /// The line under the table about heartbeats the runtime did not follow (nothing when none).
@@ -431,6 +477,6 @@ fn discovery_line(ui: &mut Ui, counts: &crate::monitor::DiscoveryCounts) {
     } else {
         ui.visuals().weak_text_color()
     };
-    ui.add(egui::Label::new(RichText::new(parts.join(" · ")).small().color(color)).wrap())
+    ui.add(egui::Label::new(RichText::new(parts.join(" · ")).color(color)).wrap())
         .on_hover_text("Trust a node with its Trust button, or start the dashboard with --trust-nodes GLOB");
 }

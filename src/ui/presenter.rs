@@ -515,12 +515,17 @@ fn keys(
     }
     for (key, _, action) in list {
         if pressed(key) {
-            if matches!(action, Action::Monitor(MonitorCommand::Send(_))) {
-                state.tests_sent += 1;
-            }
-            actions.push(action);
+            run_control(state, action, actions);
         }
     }
+}
+
+/// Runs a control (a key or a click): the next test message goes through the next node.
+fn run_control(state: &mut PresenterUi, action: Action, actions: &mut Vec<Action>) {
+    if matches!(action, Action::Monitor(MonitorCommand::Send(_))) {
+        state.tests_sent += 1;
+    }
+    actions.push(action);
 }
 
 /// The controls overlay, in the lower right corner over the picture.
@@ -547,10 +552,7 @@ fn controls(
                         .button(RichText::new(format!("{words}  ({})", key_name(key))).size(15.0))
                         .clicked()
                     {
-                        if matches!(action, Action::Monitor(MonitorCommand::Send(_))) {
-                            state.tests_sent += 1;
-                        }
-                        actions.push(action);
+                        run_control(state, action, actions);
                     }
                 }
                 ui.label(

@@ -5,6 +5,9 @@
 //! what removes the 0↔2 sawtooth of a low steady rate), can use a log scale, and on a linear
 //! scale one burst does not flatten the rest: the y axis stops at twice the 90th percentile and
 //! the points above are drawn at the limit with a red marker (`monitor::model::rates`).
+//!
+//! The x axis starts at the first second with traffic ([`axis_start`]), not at the window's far
+//! end: 30 s after the start the chart is 30 s wide, not 300 s of zeros and a line at the end.
 
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Legend, Line, MarkerShape, Plot, Points, Span};
@@ -50,7 +53,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         widgets::big_number(
             ui,
             "bytes/s (5 s)",
-            &widgets::bytes(rates.bytes_per_sec(now, 5) as u64),
+            &format!("{}/s", widgets::bytes(rates.bytes_per_sec(now, 5) as u64)),
             26.0,
         );
         widgets::big_number(
@@ -90,6 +93,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         .into_iter()
         .map(|k| (k.label().to_string(), Some(kind_color(k)), RateKey::Kind(k)))
         .collect();
+    let start = axis_start(&rates.series(&RateKey::All, now));
     rate_plot(
         ui,
         "Messages per second by kind",
@@ -99,6 +103,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         rates,
         view,
         &down,
+        start,
         now,
     );
     let by_hub: Vec<_> = rates
@@ -115,6 +120,7 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         rates,
         view,
         &down,
+        start,
         now,
     );
 
@@ -164,11 +170,16 @@ fn rate_plot(
     rates: &Rates,
     view: RatesView,
     down: &[(String, u64, u64)],
+    start: f64,
     now: u64,
 ) {
     let series: Vec<Vec<[f64; 2]>> = lines
         .iter()
-        .map(|(_, _, key)| smooth(&rates.series(key, now), view.smoothing))
+        .map(|(_, _, key)| {
+            let mut points = smooth(&rates.series(key, now), view.smoothing);
+            points.retain(|p| p[0] >= start);
+            points
+        })
         .collect();
     let limit = if view.log {
         None
@@ -199,6 +210,8 @@ fn rate_plot(
         .height(height)
         .legend(Legend::default())
         .include_y(0.0)
+        .include_x(start)
+        .include_x(0.0)
         .x_axis_label("seconds ago")
         .allow_scroll(false);
     if view.log {
@@ -221,7 +234,7 @@ fn rate_plot(
         // Behind the lines: when the tap, a node or its backplane link was down (x is seconds
         // before now, negative).
         for (name, from_ms, to_ms) in down {
-            let x = |t: u64| -(now.saturating_sub(t) as f64 / 1000.0);
+            let x = |t: u64| (-(now.saturating_sub(t) as f64 / 1000.0)).max(start);
             plot.span(
                 Span::new(name.as_str(), x(*from_ms)..=x(*to_ms).max(x(*from_ms) + 0.5))
                     .fill(widgets::DOWN_SHADE)
@@ -252,6 +265,13 @@ fn rate_plot(
     });
 }
 
+/// Where the charts' x axis starts (seconds before now, negative): the first second with any
+/// traffic in `all` (the all-traffic series, oldest first, as [`Rates::series`] gives it), at
+/// most the whole window; -1 when nothing was seen yet (a chart a second wide, not 300 s).
+pub fn axis_start(all: &[[f64; 2]]) -> f64 {
+    all.iter().find(|p| p[1] > 0.0).map_or(-1.0, |p| p[0].min(-1.0))
+}
+
 /// A stable colour for a series without its own (hubs), from its name.
 fn auto_color(name: &str) -> Color32 {
     let h = name
@@ -277,4 +297,40 @@ fn totals(ui: &mut Ui, title: &str, rows: impl Iterator<Item = (String, u64, u64
                 ui.end_row();
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::model::entry::{EntryKind, TrafficEntry};
+
+    #[test]
+    fn the_axis_starts_at_the_first_sample_not_the_window_end() {
+        // 30 s of traffic at the end of a 300 s window.
+        let mut rates = Rates::with_window_secs(300);
+        let now = 1_000_000_000;
+        for ago in 1..=30u64 {
+            rates.record(&TrafficEntry::new(
+                now - ago * 1000,
+                "c:all",
+                EntryKind::All,
+                vec![0; 10],
+            ));
+        }
+        let all = rates.series(&RateKey::All, now);
+        assert_eq!(
+            all.first().map(|p| p[0]),
+            Some(-300.0),
+            "the series spans the window"
+        );
+        assert_eq!(axis_start(&all), -30.0);
+        // Nothing yet: one second, not 300.
+        assert_eq!(
+            axis_start(&Rates::with_window_secs(300).series(&RateKey::All, now)),
+            -1.0
+        );
+        // Traffic all along: the whole window.
+        let full: Vec<[f64; 2]> = (1..=300).rev().map(|a| [-(a as f64), 1.0]).collect();
+        assert_eq!(axis_start(&full), -300.0);
+    }
 }

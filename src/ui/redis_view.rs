@@ -4,6 +4,8 @@
 //! `client-output-buffer-limit pubsub`), subscribers Redis is about to cut in plain words, the
 //! sharded tap's discovery age, and the failovers seen.
 //!
+//! Every Redis term is in words with the raw name on hover ("Output buffer", hover "omem: …").
+//!
 //! Draws `monitor::model::redis` only; the poller (`monitor::redis_view`) fills it.
 
 use egui::{Grid, RichText, ScrollArea, Ui};
@@ -36,12 +38,17 @@ pub fn show(ui: &mut Ui, model: &Model, now: u64) {
         ui.end_row();
         ui.label("Last poll");
         let cost = snapshot.cost_micros as f64 / 1000.0;
+        // Short (a 1024-wide window), the cost on hover.
         ui.label(format!(
-            "{} ({} s ago) · CLIENT LIST took {} here, round trip included (rounds are spaced 100× that, at least 5 s) · next in {} s",
+            "{} ({} s ago) · next in {} s",
             widgets::clock(snapshot.at_ms),
             now.saturating_sub(snapshot.at_ms) / 1000,
-            widgets::millis(cost),
             snapshot.next_at_ms.saturating_sub(now).div_ceil(1000),
+        ))
+        .on_hover_text(format!(
+            "The client list (CLIENT LIST) took {} here, round trip included; rounds are spaced \
+             100× that, at least 5 s",
+            widgets::millis(cost)
         ));
         ui.end_row();
         if let Some(st) = &view.shard_tap {
@@ -111,7 +118,8 @@ fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
         (NodeRole::Replica { of: Some(of) }, false) => (widgets::IDLE, format!("replica of {of}")),
         (r, false) => (widgets::IDLE, r.label().to_string()),
     };
-    ui.horizontal(|ui| {
+    // Wrapped: the limit's words do not fit beside the rest in a 1024-wide window.
+    ui.horizontal_wrapped(|ui| {
         widgets::dot(ui, color);
         ui.label(RichText::new(&node.addr).strong().monospace());
         ui.label(role);
@@ -128,10 +136,11 @@ fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
             ui.colored_label(color, format!("cluster says: {}", node.health));
         }
         ui.label(widgets::greyed(format!(
-            "{} pub/sub client{}",
+            "{} pub/sub connection{}",
             node.clients_total,
             if node.clients_total == 1 { "" } else { "s" }
-        )));
+        )))
+        .on_hover_text("Connections in subscriber mode (CLIENT LIST TYPE pubsub)");
         match &node.limit {
             LimitKnowledge::Known(l) => {
                 let hard = if l.hard == 0 {
@@ -144,10 +153,19 @@ fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
                 } else {
                     format!("soft {} for {} s", bytes(l.soft), l.soft_secs)
                 };
-                ui.label(widgets::greyed(format!("pubsub limit: hard {hard}, {soft}")));
+                ui.add(
+                    egui::Label::new(widgets::greyed(format!(
+                        "Output buffer limit of pub/sub connections: hard {hard}, {soft}"
+                    )))
+                    .wrap(),
+                )
+                .on_hover_text(
+                    "client-output-buffer-limit pubsub: Redis cuts a subscriber whose output buffer \
+                     passes the hard limit, or stays over the soft one for that long",
+                );
             }
             LimitKnowledge::Unknown(why) => {
-                ui.colored_label(widgets::WARN, format!("limit unknown: {why}"));
+                ui.colored_label(widgets::WARN, format!("output buffer limit unknown: {why}"));
             }
         }
     });
@@ -163,8 +181,29 @@ fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
             .striped(true)
             .num_columns(7)
             .show(ui, |ui| {
-                for h in ["id", "name", "address", "subscriptions", "omem", "tot-mem", ""] {
-                    ui.label(RichText::new(h).strong());
+                for (h, hover) in [
+                    ("id", "The client's id in Redis (CLIENT LIST id)"),
+                    ("name", "The name it gave itself (CLIENT SETNAME)"),
+                    ("address", "Its address as Redis sees it"),
+                    (
+                        "subscriptions",
+                        "channels (ch, SUBSCRIBE), pattern subscriptions (pat, PSUBSCRIBE) and \
+                         shard channels (shard, SSUBSCRIBE)",
+                    ),
+                    (
+                        "Output buffer",
+                        "omem: the client's output buffer memory, what Redis holds for it until it reads",
+                    ),
+                    (
+                        "Total memory",
+                        "tot-mem: all the memory the client uses in Redis, its buffers included",
+                    ),
+                    ("", ""),
+                ] {
+                    let label = ui.label(RichText::new(h).strong());
+                    if !hover.is_empty() {
+                        label.on_hover_text(hover);
+                    }
                 }
                 ui.end_row();
                 for c in &node.clients {
@@ -176,9 +215,14 @@ fn node_section(ui: &mut Ui, i: usize, node: &NodeSnapshot) {
                     }
                     ui.label(RichText::new(&c.addr).monospace());
                     ui.label(format!(
-                        "{} ch · {} pat · {} shard",
-                        c.channels, c.patterns, c.shard_channels
-                    ));
+                        "{} channel{} · {} pattern{} · {} shard",
+                        c.channels,
+                        if c.channels == 1 { "" } else { "s" },
+                        c.patterns,
+                        if c.patterns == 1 { "" } else { "s" },
+                        c.shard_channels
+                    ))
+                    .on_hover_text("ch · pat · shard: SUBSCRIBE channels, PSUBSCRIBE patterns, SSUBSCRIBE shard channels");
                     ui.label(bytes(c.omem));
                     ui.label(bytes(c.tot_mem));
                     let warning = match &node.limit {

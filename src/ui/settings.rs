@@ -1,11 +1,14 @@
 //! What the dashboard remembers between runs (eframe persistence), kept apart from runtime state.
 //! Every field has a default (`#[serde(default)]`), so a save from an older version still loads.
 //! Never a password: URLs are stored with theirs stripped, and the password field is not here.
+//! Never a Redis URL that did not work: the form's URL is saved only once a connection with it
+//! succeeded ([`Settings::to_save`]); a refused one stays in the form for this run only, so it
+//! cannot break the next start.
 
 use serde::{Deserialize, Serialize};
 
-use crate::monitor::NodeTarget;
 use crate::monitor::model::workspace::{RedisConnSettings, Workspace};
+use crate::monitor::{LinkState, NodeTarget};
 use crate::redis_conn::without_password;
 
 /// The eframe storage key.
@@ -29,6 +32,20 @@ pub struct Settings {
     pub presenter: bool,
     /// Default sender name for chat test messages.
     pub send_user: String,
+    /// Which Redis URL worked, this run (never saved as such: see [`Settings::to_save`]).
+    #[serde(skip)]
+    pub redis_memory: RedisUrlMemory,
+}
+
+/// The Redis URL a connection was last started with and the last one that worked: only the
+/// latter is saved as the URL to connect to at the next start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisUrlMemory {
+    /// The URL of the connection under way, and whether the tap has left its old state since
+    /// (a Connected seen before that is the previous connection's).
+    trying: Option<(String, bool)>,
+    /// The last URL a connection succeeded with (or the one loaded, which had worked).
+    worked: Option<String>,
 }
 
 impl Default for Settings {
@@ -42,6 +59,7 @@ impl Default for Settings {
             trust_nodes: Vec::new(),
             presenter: false,
             send_user: "dashboard".to_string(),
+            redis_memory: RedisUrlMemory::default(),
         }
     }
 }
@@ -50,6 +68,43 @@ impl Settings {
     /// Sets the Redis URL, keeping only the password-free form.
     pub fn set_redis_url(&mut self, url: &str) {
         self.redis_url = without_password(url.trim());
+    }
+
+    /// Settings as loaded from the last run: their Redis URL was saved because it worked, so it
+    /// stays the one saved until another works.
+    pub fn loaded(mut self) -> Self {
+        if !self.redis_url.is_empty() {
+            self.redis_memory.worked = Some(self.redis_url.clone());
+        }
+        self
+    }
+
+    /// A connection is being started with the form's URL.
+    pub fn connecting(&mut self) {
+        self.redis_memory.trying = Some((self.redis_url.clone(), false));
+    }
+
+    /// The tap's state, every frame: once the connection started by [`Settings::connecting`]
+    /// is up, its URL is the one to save.
+    pub fn observe_tap(&mut self, state: &LinkState) {
+        let memory = &mut self.redis_memory;
+        if let Some((url, left_old_state)) = &mut memory.trying {
+            if *state != LinkState::Connected {
+                *left_old_state = true;
+            } else if *left_old_state {
+                memory.worked = Some(std::mem::take(url));
+                memory.trying = None;
+            }
+        }
+    }
+
+    /// What is saved: these settings with, as the Redis URL, the last one a connection
+    /// succeeded with (empty when none did): a refused URL never reaches the next start.
+    pub fn to_save(&self) -> Settings {
+        Settings {
+            redis_url: self.redis_memory.worked.clone().unwrap_or_default(),
+            ..self.clone()
+        }
     }
 
     /// Adds a node unless one with the same hub URL is listed. True if added.
@@ -160,6 +215,47 @@ mod tests {
         assert!(!s.redis_url.contains("hunter2"));
         let json = serde_json::to_string(&s).unwrap();
         assert!(!json.contains("hunter2"));
+    }
+
+    #[test]
+    fn only_a_url_that_worked_is_saved() {
+        let mut s = Settings {
+            redis_url: "redis://good:1".to_string(),
+            ..Settings::default()
+        }
+        .loaded();
+        assert_eq!(
+            s.to_save().redis_url,
+            "redis://good:1",
+            "the loaded URL had worked"
+        );
+        // A refused URL: typed, tried, never connected.
+        s.set_redis_url("redis://refused:1");
+        s.connecting();
+        s.observe_tap(&LinkState::Connected); // the old tap, still up
+        s.observe_tap(&LinkState::Connecting);
+        s.observe_tap(&LinkState::Reconnecting {
+            attempt: 1,
+            retry_at_ms: 0,
+            error: "refused".into(),
+        });
+        assert_eq!(s.redis_url, "redis://refused:1", "the form keeps what was typed");
+        assert_eq!(s.to_save().redis_url, "redis://good:1");
+        // Then one that works.
+        s.set_redis_url("redis://other:2");
+        s.connecting();
+        s.observe_tap(&LinkState::Connecting);
+        s.observe_tap(&LinkState::Connected);
+        assert_eq!(s.to_save().redis_url, "redis://other:2");
+        // Nothing loaded, nothing worked: nothing saved.
+        let mut fresh = Settings::default();
+        fresh.set_redis_url("redis://typed:3");
+        assert_eq!(fresh.to_save().redis_url, "");
+        let json = serde_json::to_string(&s.to_save()).unwrap();
+        assert!(
+            !json.contains("refused") && !json.contains("redis_memory"),
+            "{json}"
+        );
     }
 
     #[test]

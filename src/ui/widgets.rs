@@ -3,6 +3,7 @@
 use egui::{Color32, RichText, Stroke, Ui, Vec2};
 
 use crate::monitor::LinkState;
+use crate::monitor::census_status::CensusStatus;
 use crate::monitor::model::traffic::hms_utc;
 
 pub const OK: Color32 = Color32::from_rgb(80, 190, 110);
@@ -10,42 +11,80 @@ pub const WARN: Color32 = Color32::from_rgb(230, 160, 40);
 pub const BAD: Color32 = Color32::from_rgb(230, 80, 70);
 pub const IDLE: Color32 = Color32::from_rgb(140, 140, 140);
 
-/// Color and words for a link state ("connected", "reconnecting in 3 s: why", "failed: why").
+/// Color and words for a link state ("connected", "reconnecting in 3 s (attempt 2): why",
+/// "failed: why"): the whole story, for hovers and tables with room.
 pub fn describe(state: &LinkState, now_ms: u64) -> (Color32, String) {
+    match state {
+        LinkState::Reconnecting { attempt, error, .. } => (
+            BAD,
+            format!("{} (attempt {attempt}): {error}", short_state(state, now_ms).1),
+        ),
+        LinkState::Failed { error } => (BAD, format!("failed: {error}")),
+        _ => short_state(state, now_ms),
+    }
+}
+
+/// Color and a few words for a link state, without the error ("reconnecting in 3 s",
+/// "failed"): for captions that must fit; [`describe`] has the rest.
+///
+/// The countdown is the time to the next attempt rounded to the second, so it reads 3, 2, 1
+/// and then "now" as the attempt is made (a retry due in under half a second is "now").
+pub fn short_state(state: &LinkState, now_ms: u64) -> (Color32, String) {
     match state {
         LinkState::Idle => (IDLE, "not connected".to_string()),
         LinkState::Connecting => (WARN, "connecting…".to_string()),
         LinkState::Connected => (OK, "connected".to_string()),
-        LinkState::Reconnecting {
-            attempt,
-            retry_at_ms,
-            error,
-        } => {
-            let secs = retry_at_ms.saturating_sub(now_ms).div_ceil(1000);
-            let when = if secs == 0 {
-                "now".to_string()
+        LinkState::Reconnecting { retry_at_ms, .. } => {
+            let secs = countdown_secs(*retry_at_ms, now_ms);
+            if secs == 0 {
+                (BAD, "reconnecting now".to_string())
             } else {
-                format!("in {secs} s")
-            };
-            (BAD, format!("reconnecting {when} (attempt {attempt}): {error}"))
+                (BAD, format!("reconnecting in {secs} s"))
+            }
         }
-        LinkState::Failed { error } => (BAD, format!("failed: {error}")),
+        LinkState::Failed { .. } => (BAD, "failed".to_string()),
     }
 }
 
-/// A colored dot and the state's words, labelled, on one line: shortened with "…" to the width
-/// there is, the full text on hover.
+/// Whole seconds until `at_ms`, rounded (a countdown shown once a second).
+pub fn countdown_secs(at_ms: u64, now_ms: u64) -> u64 {
+    (at_ms.saturating_sub(now_ms) + 500) / 1000
+}
+
+/// The census's one short line ("Count of nodes and clients: 4 s ago"), and its colour when it
+/// is not the weak default (stale, or failing); the timing details go in the hover.
+pub fn census_line(status: &CensusStatus, now: u64) -> (Option<egui::Color32>, String) {
+    const WHAT: &str = "Count of nodes and clients";
+    if status.scanned_at_ms == 0 {
+        let why = if status.problem.is_some() {
+            " (see why on hover)"
+        } else {
+            ""
+        };
+        return (Some(WARN), format!("{WHAT}: none yet{why}"));
+    }
+    let age = duration_words(now.saturating_sub(status.scanned_at_ms) / 1000);
+    if status.problem.is_some() || status.is_stale(now) {
+        (Some(WARN), format!("{WHAT}: STALE, {age} old"))
+    } else {
+        (None, format!("{WHAT}: {age} ago"))
+    }
+}
+
+/// A colored dot and the state's few words, labelled, on one line ("Tap: reconnecting in 3 s"),
+/// shortened with "…" to the width there is; the whole story (attempt, error, address) on hover.
 pub fn link_state(ui: &mut Ui, label: &str, state: &LinkState, now_ms: u64) {
-    let (color, text) = describe(state, now_ms);
+    let (color, text) = short_state(state, now_ms);
+    let (_, full) = describe(state, now_ms);
     ui.horizontal(|ui| {
         dot(ui, color);
-        let full = format!("{label}: {text}");
+        let shown = format!("{label}: {text}");
         ui.add(
-            egui::Label::new(RichText::new(full.as_str()).color(color))
+            egui::Label::new(RichText::new(shown.as_str()).color(color))
                 .truncate()
                 .show_tooltip_when_elided(false),
         )
-        .on_hover_text(full);
+        .on_hover_text(format!("{label}: {full}"));
     });
 }
 
@@ -93,20 +132,27 @@ pub fn rate(per_sec: f64) -> String {
 }
 
 /// A large number with a small caption under it, in a frame; `size` is the number's text size
-/// (the caption follows at a third of it, never below the small text style).
-pub fn big_number(ui: &mut Ui, caption: &str, value: &str, size: f32) {
+/// (the caption follows at a third of it, never below the body text size).
+/// Returns the frame's response, for a hover with the details the caption leaves out.
+pub fn big_number(ui: &mut Ui, caption: &str, value: &str, size: f32) -> egui::Response {
     ui.group(|ui| {
         ui.vertical(|ui| {
             ui.label(RichText::new(value).size(size).strong());
             let caption_text = RichText::new(caption).weak();
-            if size > 40.0 {
+            let body = ui.text_style_height(&egui::TextStyle::Body);
+            if size / 3.0 > body {
                 ui.label(caption_text.size(size / 3.0));
             } else {
-                ui.label(caption_text.small());
+                ui.label(caption_text);
             }
         });
-    });
+    })
+    .response
 }
+
+/// The smallest text size anywhere in the window (px): below it, grey text on a projector or a
+/// laptop screen is not read. `tests` in this module scan `src/ui/` for anything smaller.
+pub const MIN_TEXT_SIZE: f32 = 12.0;
 
 /// Text greyed out: the values of a node that is not live.
 pub fn greyed(text: impl Into<String>) -> RichText {
@@ -193,7 +239,7 @@ pub fn time_sparkline(
             .collect();
         painter.add(egui::Shape::line(line, Stroke::new(1.5, color)));
     }
-    let scale = egui::FontId::proportional(9.0);
+    let scale = egui::FontId::proportional(MIN_TEXT_SIZE);
     let weak = ui.visuals().weak_text_color();
     painter.text(
         rect.left_top() + egui::vec2(2.0, 0.0),
@@ -252,6 +298,12 @@ mod tests {
             error: "refused".into(),
         };
         assert_eq!(describe(&s, 8_000).1, "reconnecting in 3 s (attempt 2): refused");
+        assert_eq!(short_state(&s, 8_000).1, "reconnecting in 3 s");
+        // Second by second down to "now": 2.5 s → 3, 1.4 s → 1, 0.4 s → now.
+        assert_eq!(short_state(&s, 8_100).1, "reconnecting in 2 s");
+        assert_eq!(short_state(&s, 9_100).1, "reconnecting in 1 s");
+        assert_eq!(short_state(&s, 10_100).1, "reconnecting now");
+        assert_eq!(short_state(&s, 20_000).1, "reconnecting now");
         assert_eq!(
             describe(
                 &LinkState::Failed {
@@ -261,6 +313,58 @@ mod tests {
             )
             .1,
             "failed: bad url"
+        );
+    }
+
+    /// Every `.rs` file under `dir`, recursively.
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// No text under [`MIN_TEXT_SIZE`] in the window: no text in the small style (egui's is
+    /// 9 px), no small text style, and no literal size under 12 given to `.size(…)` or a `FontId`.
+    /// (A size computed at run time is not seen here; those are clamped where they are made.)
+    #[test]
+    fn no_text_under_twelve_pixels_in_the_ui_sources() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui");
+        let mut files = Vec::new();
+        sources(&dir, &mut files);
+        assert!(files.len() > 5, "the ui sources are found in {}", dir.display());
+        // Spelled in pieces so this test does not find itself.
+        let small = [".small", "()"].concat();
+        let small_style = ["TextStyle::", "Small"].concat();
+        let mut found = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let at = format!("{}:{}: {}", file.display(), n + 1, line.trim());
+                if line.contains(&small) || line.contains(&small_style) {
+                    found.push(at.clone());
+                }
+                for call in [".size(", "proportional(", "monospace("] {
+                    for (i, _) in line.match_indices(call) {
+                        let rest = &line[i + call.len()..];
+                        let Some(end) = rest.find(')') else { continue };
+                        if let Ok(size) = rest[..end].trim().trim_end_matches("_f32").parse::<f32>()
+                            && size < MIN_TEXT_SIZE
+                        {
+                            found.push(at.clone());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "text under {MIN_TEXT_SIZE} px:\n{}",
+            found.join("\n")
         );
     }
 }
