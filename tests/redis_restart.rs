@@ -9,8 +9,9 @@
 //! The accounting rule checked (exact, over the whole run): every message the sender sent is
 //! either received by the receiver, or counted by node A in `forward_failures` (the PUBLISH
 //! failed: Redis was down or the link broke under it) or in `forward_unreached` (Redis accepted it
-//! but node B had not resubscribed the receiver's channel yet). Nothing is received twice or out of
-//! order, and node B drops nothing from its inbox.
+//! but node B had not resubscribed the receiver's channel yet), but for at most one message per
+//! kill that Redis itself accepted and died with (pub/sub is at-most-once; nobody can count that
+//! one). Nothing is received twice or out of order, and node B drops nothing from its inbox.
 //!
 //! The resume time (from the moment the restarted Redis accepts connections to the receiver's first
 //! message after it) is printed for each restart with the median; timings are never asserted.
@@ -235,11 +236,19 @@ async fn cross_node_delivery_resumes_after_redis_restarts_and_losses_are_counted
         failures > 0,
         "the outages made publishes fail (and they were counted)"
     );
-    assert_eq!(
-        got + failures + unreached,
-        sent,
-        "every message is received or counted as not forwarded"
+    // Redis's pub/sub is at-most-once: a PUBLISH it has answered ("1 subscriber") can still die
+    // with it when it is SIGKILLed before it wrote the push to the subscriber's socket (both wait
+    // in its pending writes). Neither node can see that loss, so each kill may cost one message
+    // that nobody counts; anything more, or any duplicate, is ours.
+    let uncounted = sent - (got + failures + unreached).min(sent);
+    assert!(
+        got + failures + unreached <= sent && uncounted <= CYCLES as u64,
+        "every message is received or counted as not forwarded, but for at most one lost inside \
+         Redis per kill: sent {sent}, received {got}, {failures} failures, {unreached} unreached"
     );
+    if uncounted > 0 {
+        println!("{uncounted} message(s) lost inside Redis at a kill (accepted by PUBLISH, never pushed)");
+    }
     drop(r);
     receiving.abort();
     a.shutdown().await;

@@ -34,7 +34,7 @@ impl Column {
             Column::Hub => "hub",
             Column::To => "to",
             Column::Message => "message",
-            Column::Excluded => "excl",
+            Column::Excluded => "except",
             Column::Size => "size",
         }
     }
@@ -143,7 +143,7 @@ mod tests {
             .iter()
             .find(|(col, _, _)| *col == Column::Message)
             .map(|(_, x, w)| (*x, *w));
-        // time 124 + kind 80 + hub 176 + to 120 before it; excl 56 + size 64 after.
+        // time 124 + kind 80 + hub 176 + to 120 before it; except 56 + size 64 after.
         assert_eq!(message, Some((500.0, 1200.0 - 620.0)));
         assert_eq!(
             cells.last().map(|(col, x, _)| (*col, *x)),
