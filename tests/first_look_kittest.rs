@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::kittest::{click, frames_until, harness_sized, has_label, labels_with_rects};
 use common::redis::RedisServer;
+use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use switchboard::demo::{DemoBackplane, DemoOptions, SimSettings};
 use switchboard::link::{DemoWiring, Link};
@@ -23,6 +24,7 @@ use switchboard::ui::{DashboardApp, Settings, Startup};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// A start with these settings, the demo's wiring if any, a capture if any, saved if `persist`.
 fn startup(
     settings: Settings,
     demo: Option<DemoWiring>,
@@ -30,14 +32,30 @@ fn startup(
     persist: bool,
 ) -> Startup {
     Startup {
-        settings,
-        redis: None,
         demo,
-        tab: None,
         persist,
-        exit_after: None,
         capture,
+        ..Startup::new(settings)
     }
+}
+
+/// Settings that connect to this Redis at start.
+fn connecting_to(redis: &RedisServer) -> Settings {
+    Settings {
+        redis_url: redis.url(),
+        auto_connect: true,
+        ..Settings::default()
+    }
+}
+
+/// The dashboard connecting to this Redis at start, at this size, not saving its settings.
+fn connected_harness(redis: &RedisServer, width: f32, height: f32) -> Harness<'static, DashboardApp> {
+    let (link, _) = Link::start(None).expect("the link starts");
+    harness_sized(
+        DashboardApp::new(link, Startup::new(connecting_to(redis))),
+        width,
+        height,
+    )
 }
 
 /// A memory-bus demo with `nodes` nodes of 2 simulated clients each, 40 % of them in groups.
@@ -114,17 +132,7 @@ fn the_demo_left_panel_says_things_in_words_with_units() {
 fn the_redis_tab_names_redis_terms_in_words() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let redis = rt.block_on(RedisServer::start());
-    let (link, _) = Link::start(None).expect("the link starts");
-    let settings = Settings {
-        redis_url: redis.url(),
-        auto_connect: true,
-        ..Settings::default()
-    };
-    let mut h = harness_sized(
-        DashboardApp::new(link, startup(settings, None, None, false)),
-        1024.0,
-        768.0,
-    );
+    let mut h = connected_harness(&redis, 1024.0, 768.0);
     click(&mut h, "Redis");
     frames_until(&mut h, DEADLINE, "the Redis view with its pub/sub clients", |h| {
         has_label(h, "Output buffer limit of pub/sub connections") && has_label(h, "switchboard-dashboard")
@@ -216,12 +224,7 @@ fn a_refused_redis_url_is_never_saved() {
     let redis = rt.block_on(RedisServer::start());
     let (link, _) = Link::start(None).expect("the link starts");
     // As the last run left them: a URL that worked, connected to at start.
-    let settings = Settings {
-        redis_url: redis.url(),
-        auto_connect: true,
-        ..Settings::default()
-    }
-    .loaded();
+    let settings = connecting_to(&redis).loaded();
     let mut h = harness_sized(
         DashboardApp::new(link, startup(settings, None, None, true)),
         1024.0,
@@ -307,17 +310,7 @@ fn a_capture_is_browsed_offline_without_connecting() {
 fn the_reconnect_countdown_counts_and_its_caption_fits() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut redis = rt.block_on(RedisServer::start());
-    let (link, _) = Link::start(None).expect("the link starts");
-    let settings = Settings {
-        redis_url: redis.url(),
-        auto_connect: true,
-        ..Settings::default()
-    };
-    let mut h = harness_sized(
-        DashboardApp::new(link, startup(settings, None, None, false)),
-        1280.0,
-        720.0,
-    );
+    let mut h = connected_harness(&redis, 1280.0, 720.0);
     frames_until(&mut h, DEADLINE, "connected", |h| {
         h.state().model.tap.state == LinkState::Connected
     });
