@@ -48,7 +48,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 /// One message received from the backplane: its wire channel name (prefix included) and payload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackplaneMessage {
     pub channel: String,
     pub payload: Bytes,

@@ -98,43 +98,52 @@ impl Channels {
         &self.hub
     }
 
-    fn wire(&self, logical: std::fmt::Arguments<'_>) -> String {
-        format!("{}{}", self.prefix, logical)
+    /// `{X}{H}{parts...}`, concatenated (the hot path builds one per published message: no
+    /// formatting machinery).
+    fn wire(&self, parts: &[&str]) -> String {
+        let len = self.prefix.len() + self.hub.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut name = String::with_capacity(len);
+        name.push_str(&self.prefix);
+        name.push_str(&self.hub);
+        for part in parts {
+            name.push_str(part);
+        }
+        name
     }
 
     /// `{X}{H}:all`
     pub fn all(&self) -> String {
-        self.wire(format_args!("{}:all", self.hub))
+        self.wire(&[":all"])
     }
 
     /// `{X}{H}:connection:{id}`
     pub fn connection(&self, connection_id: &str) -> String {
-        self.wire(format_args!("{}:connection:{connection_id}", self.hub))
+        self.wire(&[":connection:", connection_id])
     }
 
     /// `{X}{H}:group:{name}`
     pub fn group(&self, group: &str) -> String {
-        self.wire(format_args!("{}:group:{group}", self.hub))
+        self.wire(&[":group:", group])
     }
 
     /// `{X}{H}:user:{id}`
     pub fn user(&self, user_id: &str) -> String {
-        self.wire(format_args!("{}:user:{user_id}", self.hub))
+        self.wire(&[":user:", user_id])
     }
 
     /// `{X}{H}:internal:groups`
     pub fn internal_groups(&self) -> String {
-        self.wire(format_args!("{}:internal:groups", self.hub))
+        self.wire(&[":internal:groups"])
     }
 
     /// `{X}{H}:internal:ack:{server}`
     pub fn ack(&self, server_name: &str) -> String {
-        self.wire(format_args!("{}:internal:ack:{server_name}", self.hub))
+        self.wire(&[":internal:ack:", server_name])
     }
 
     /// `{X}{H}:internal:return:{server}` as subscribed (with the prefix).
     pub fn return_channel(&self, server_name: &str) -> String {
-        self.wire(format_args!("{}", self.logical_return_channel(server_name)))
+        self.wire(&[":internal:return:", server_name])
     }
 
     /// `{H}:internal:return:{server}` as written inside payloads (no prefix).

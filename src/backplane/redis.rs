@@ -1,5 +1,6 @@
 //! The Redis backplane: PUBLISH on a multiplexed connection, SUBSCRIBE on a dedicated pub/sub
-//! connection, both owned by one supervisor task that reconnects with a capped backoff.
+//! connection spoken with our own RESP reader (`subscriber`), both owned by one supervisor task
+//! that reconnects with a capped backoff.
 //!
 //! Transport failure is a state, not an error: `status()` moves Connecting → Connected →
 //! Reconnecting{attempt, retry_in} → Connected ..., and keeps the last error. While the link is
@@ -13,14 +14,14 @@
 //! what it has asked Redis for and sends the whole difference as one UNSUBSCRIBE and SUBSCRIBEs in
 //! batches, so every handshake that arrived during a round trip shares the next one. A `subscribe`
 //! caller waits for its own channel's confirmation, never for a lock. The receive path (the
-//! supervisor's read loop) never waits on a subscription round trip. A SUBSCRIBE that takes longer
+//! subscriber's reader) never waits on a subscription round trip. A SUBSCRIBE that takes longer
 //! than its limit means a slow Redis, not a lost one: those channels alone are retried with
 //! backoff while the link and every channel already subscribed keep working (a reconnect under the
 //! same limit would resubscribe everything and, on a struggling Redis, loop).
 //!
-//! Inbox: redis-rs reads pub/sub messages into an unbounded queue of its own; the supervisor drains
-//! it as fast as messages arrive and hands each to the node's bounded inbox with `try_send`. A full
-//! inbox drops the message and counts it (`inbox_dropped`): the node sheds instead of growing.
+//! Inbox: the subscriber connection's reader task cuts each message out of what it read and hands
+//! it to the node's bounded inbox with `try_send`, never waiting. A full inbox drops the message
+//! and counts it (`inbox_dropped`): the node sheds instead of growing.
 //!
 //! Topologies (`topology`): on every (re)connect the link asks the spec where to go
 //! (`RedisConnector::reach`): a single server, the primary the sentinels name, or any node of a
@@ -43,28 +44,29 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use redis::aio::{MultiplexedConnection, PubSubSink};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+mod publisher;
 pub mod resp;
 mod sharded;
 mod slot;
+mod subscriber;
 mod topology;
 
+use publisher::{Publisher, PublisherTasks};
 pub use sharded::IsSharded;
 use sharded::ShardedLink;
+use subscriber::{SubSink, Subscriber};
 use topology::{Finder, watch_primary};
 
 use super::reconnect::{self, Failure, Link, LinkFailure, Report};
-use super::{
-    Backplane, BackplaneError, BackplaneMessage, BackplaneState, BackplaneStatus, Inbox, Receivers, backoff,
-};
+use super::{Backplane, BackplaneError, BackplaneState, BackplaneStatus, Inbox, Receivers, backoff};
 use crate::config;
-use crate::redis_conn::{ConnectError, Reached, RedisConnector, RedisSpec, describe};
+use crate::redis_conn::{ConnectError, Reached, RedisConnector, RedisSpec};
+use crate::tls::BoxedIo;
 
 /// How long one PUBLISH or SUBSCRIBE may take before the link is considered unhealthy for it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -83,7 +85,8 @@ struct Shared {
     table: Mutex<Table>,
     /// Wakes the subscription manager after `table.counts` changed (a stored permit is never lost).
     changed: Notify,
-    publisher: Mutex<Option<MultiplexedConnection>>,
+    /// The command connection of the live link (PUBLISH), `None` while it is down.
+    publisher: Mutex<Option<Publisher>>,
     status_tx: watch::Sender<BackplaneStatus>,
     inbox: Inbox,
     /// The classic link's and the sharded link's states; `status_tx` shows them combined.
@@ -302,7 +305,7 @@ impl Shared {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publisher(&self) -> MutexGuard<'_, Option<MultiplexedConnection>> {
+    fn publisher(&self) -> MutexGuard<'_, Option<Publisher>> {
         // Holds an Option only: always consistent.
         self.publisher.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -395,14 +398,12 @@ impl RedisBackplane {
 
 /// Finds the server to use now (the primary a sentinel names, or any node of a cluster: classic
 /// pub/sub reaches every shard from any node) and opens both connections to it.
-async fn connect(
-    finder: &mut Finder,
-) -> Result<(redis::aio::PubSub, MultiplexedConnection, Reached), Failure> {
+async fn connect(finder: &mut Finder) -> Result<(BoxedIo, BoxedIo, Reached), Failure> {
     let attempt = async {
         let reached = finder.reach().await?;
         let entry = reached.entry().clone();
-        let pubsub = finder.connector.pubsub(&entry).await?;
-        let publisher = finder.connector.multiplexed(&entry).await?;
+        let pubsub = finder.connector.raw(&entry).await?;
+        let publisher = finder.connector.raw(&entry).await?;
         tracing::debug!(server = %entry, reached = %reached.describe(), "redis backplane reached");
         Ok::<_, ConnectError>((pubsub, publisher, reached))
     };
@@ -422,7 +423,7 @@ async fn connect(
 /// that resubscribes thousands of channels on a slow Redis gets each batch confirmed within the
 /// limit. A batch that times out is deferred (retried alone with backoff by the manager) while the
 /// link and the channels already subscribed keep working; only a failed connection is an error.
-async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), Failure> {
+async fn sync_subscriptions(sink: &SubSink, shared: &Shared) -> Result<(), Failure> {
     loop {
         let (subscribe, unsubscribe) = shared.table().diff();
         if subscribe.is_empty() && unsubscribe.is_empty() {
@@ -432,9 +433,8 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), Fa
             if unsubscribe.is_empty() {
                 return Ok(());
             }
-            let mut sink = sink.clone();
             match tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&unsubscribe)).await {
-                Ok(r) => r.map_err(|e| Failure::redis(&e)),
+                Ok(r) => r.map_err(|e| e.failure()),
                 // Already forgotten by the table; Redis drops them when the command gets through.
                 Err(_) => {
                     shared.record_error(format!(
@@ -447,11 +447,10 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), Fa
         };
         let subscribed = async {
             for batch in subscribe.chunks(config::DEFAULT_SUBSCRIBE_BATCH.max(1)) {
-                let mut sink = sink.clone();
                 match tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(batch)).await {
                     Ok(Ok(())) => shared.table().confirmed(batch),
                     Ok(Err(e)) => {
-                        let failure = Failure::redis(&e);
+                        let failure = e.failure();
                         let e = BackplaneError::Redis(failure.message.clone());
                         shared.table().failed(batch, &e);
                         return Err(Failure::new(failure.kind, e.to_string()));
@@ -491,7 +490,7 @@ async fn sync_subscriptions(sink: &PubSubSink, shared: &Shared) -> Result<(), Fa
 /// connection fails (its error is returned). Channels whose SUBSCRIBE timed out are sent again
 /// at one deadline per round of retries (doubling from `DEFAULT_SUBSCRIBE_RETRY_BASE` up to
 /// `DEFAULT_SUBSCRIBE_RETRY_MAX`), which other changes do not push back.
-async fn manage_subscriptions(sink: PubSubSink, shared: Arc<Shared>) -> Failure {
+async fn manage_subscriptions(sink: SubSink, shared: Arc<Shared>) -> Failure {
     let mut attempt: u32 = 0;
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
@@ -530,10 +529,11 @@ struct ClassicLink {
     shared: Arc<Shared>,
 }
 
-/// A connection that is up and subscribed: the pub/sub halves and the primary watcher.
+/// A connection that is up and subscribed: the subscriber connection's tasks and the primary
+/// watcher.
 struct Live {
-    sink: PubSubSink,
-    stream: redis::aio::PubSubStream,
+    subscriber: Subscriber,
+    publisher: PublisherTasks,
     watcher: AbortOnDropHandle<String>,
 }
 
@@ -542,6 +542,7 @@ impl Link for ClassicLink {
 
     async fn connect(&mut self) -> Result<Live, Failure> {
         let (pubsub, publisher, reached) = connect(&mut self.finder).await?;
+        let (publisher, publisher_tasks) = Publisher::start(publisher);
         let shared = &self.shared;
         shared
             .cluster
@@ -552,8 +553,8 @@ impl Link for ClassicLink {
             reached,
             publisher.clone(),
         )));
-        let (sink, stream) = pubsub.split();
-        sync_subscriptions(&sink, shared)
+        let subscriber = Subscriber::start(pubsub, shared.inbox.clone());
+        sync_subscriptions(&subscriber.sink, shared)
             .await
             .map_err(|f| f.context("subscribing after connect"))?;
         let channels = {
@@ -564,46 +565,44 @@ impl Link for ClassicLink {
         tracing::info!(channels, "redis backplane connected and subscribed");
         *shared.publisher() = Some(publisher);
         Ok(Live {
-            sink,
-            stream,
+            subscriber,
+            publisher: publisher_tasks,
             watcher,
         })
     }
 
     async fn serve(&mut self, live: Live) -> Result<(), Failure> {
         let Live {
-            sink,
-            mut stream,
+            mut subscriber,
+            mut publisher,
             mut watcher,
         } = live;
         let shared = &self.shared;
+        let sink = subscriber.sink.clone();
         let mut manager = AbortOnDropHandle::new(tokio::spawn(manage_subscriptions(sink, shared.clone())));
         // A lost link is retried soon (Lost): Redis may be back, or the primary moved.
         let lost = |reason: String| Failure::new(LinkFailure::Lost, reason);
-        let ended = loop {
-            tokio::select! {
-                moved = &mut watcher => {
-                    break Err(lost(moved.unwrap_or_else(|e| format!("primary watcher ended: {e}"))));
-                }
-                failed = &mut manager => {
-                    break Err(failed.unwrap_or_else(|e| lost(format!("subscription manager ended: {e}"))));
-                }
-                message = stream.next() => match message {
-                    Some(message) => {
-                        let message = BackplaneMessage {
-                            channel: message.get_channel_name().to_string(),
-                            payload: Bytes::copy_from_slice(message.get_payload_bytes()),
-                        };
-                        // Never waits: a full inbox drops and counts (module docs).
-                        if !shared.inbox.offer(message) && shared.inbox.is_closed() {
-                            break Ok(()); // the node stopped
-                        }
-                    }
-                    None => break Err(lost("connection to Redis lost".to_string())),
-                },
+        // Whichever part ends first ends the link.
+        let ended = tokio::select! {
+            moved = &mut watcher => {
+                Err(lost(moved.unwrap_or_else(|e| format!("primary watcher ended: {e}"))))
+            }
+            failed = &mut manager => {
+                Err(failed.unwrap_or_else(|e| lost(format!("subscription manager ended: {e}"))))
+            }
+            // The reader hands messages to the inbox itself (never waiting: a full inbox drops
+            // and counts, module docs) and ends with the connection.
+            read = &mut subscriber.reader => match read {
+                Ok(None) => Ok(()), // the node stopped
+                Ok(Some(failure)) => Err(failure),
+                Err(e) => Err(lost(format!("subscriber reader ended: {e}"))),
+            },
+            _ = &mut publisher.reader => Err(lost("command connection to Redis lost".to_string())),
+            written = &mut subscriber.writer => {
+                Err(written.unwrap_or_else(|e| lost(format!("subscriber writer ended: {e}"))))
             }
         };
-        drop((manager, watcher));
+        drop((manager, watcher, subscriber, publisher));
         shared.table().lost();
         *shared.publisher() = None;
         ended
@@ -651,13 +650,11 @@ impl Backplane for RedisBackplane {
         let connection = self.shared.publisher().clone();
         let channel = channel.to_string();
         Box::pin(async move {
-            let Some(mut connection) = connection else {
+            let Some(connection) = connection else {
                 let state = self.shared.status_tx.borrow().state.clone();
                 return Err(BackplaneError::Down(format!("{state:?}")));
             };
-            let mut command = redis::cmd("PUBLISH");
-            command.arg(&channel).arg(&payload[..]);
-            let publish = command.query_async::<i64>(&mut connection);
+            let publish = connection.publish(&channel, &payload);
             match tokio::time::timeout(COMMAND_TIMEOUT, publish).await {
                 Ok(Ok(receivers)) => {
                     let receivers = receivers.max(0) as usize;
@@ -668,7 +665,7 @@ impl Backplane for RedisBackplane {
                         Receivers::All(receivers)
                     })
                 }
-                Ok(Err(e)) => Err(BackplaneError::Redis(describe(&e))),
+                Ok(Err(e)) => Err(BackplaneError::Redis(e.to_string())),
                 Err(_) => Err(BackplaneError::Redis("PUBLISH timed out".into())),
             }
         })

@@ -129,15 +129,37 @@ fn parse_at(input: &[u8], at: usize, depth: usize) -> Result<Option<(Resp, usize
 }
 
 /// A command as a RESP array of bulk strings: the crate's one RESP command encoder (the sharded
-/// subscriber's SSUBSCRIBE, and the tests' raw Redis clients).
+/// subscriber's SSUBSCRIBE, the classic link's SUBSCRIBE, and the tests' raw Redis clients).
 pub fn command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    append_command(&mut out, args);
+    out
+}
+
+/// [`command`] appended to a buffer (the publisher's pipeline), the lengths written without the
+/// formatting machinery: this runs once per published message.
+pub fn append_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let header = |out: &mut Vec<u8>, kind: u8, mut n: usize| {
+        out.push(kind);
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[at..]);
+        out.extend_from_slice(b"\r\n");
+    };
+    header(out, b'*', args.len());
     for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        header(out, b'$', arg.len());
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
-    out
 }
 
 #[cfg(test)]
@@ -208,5 +230,11 @@ mod tests {
             command(&[b"SSUBSCRIBE", b"ch"]),
             b"*2\r\n$10\r\nSSUBSCRIBE\r\n$2\r\nch\r\n"
         );
+        assert_eq!(command(&[b""]), b"*1\r\n$0\r\n\r\n");
+        let mut out = b"*0\r\n".to_vec();
+        let long = vec![b'x'; 1_234_567];
+        append_command(&mut out, &[&long]);
+        assert!(out.starts_with(b"*0\r\n*1\r\n$1234567\r\nxxx") && out.ends_with(b"xx\r\n"));
+        assert_eq!(out.len(), 4 + 4 + 10 + 1_234_567 + 2);
     }
 }

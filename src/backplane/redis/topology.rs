@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use super::publisher::Publisher;
+use super::resp::Resp;
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
 
 use super::COMMAND_TIMEOUT;
 use crate::redis_conn::{Addr, ConnectError, Reached, RedisConnector, Topology};
@@ -82,7 +83,7 @@ impl Finder {
 pub(super) async fn watch_primary(
     connector: RedisConnector,
     reached: Reached,
-    publisher: MultiplexedConnection,
+    publisher: Publisher,
 ) -> String {
     let Reached::Sentinel { primary, master, via } = reached else {
         return std::future::pending().await;
@@ -109,17 +110,15 @@ pub(super) async fn watch_primary(
         }
     };
     let demoted = async {
-        let mut publisher = publisher;
         let mut tick = tokio::time::interval(ROLE_CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let command = redis::cmd("ROLE");
-            let role = command.query_async::<redis::Value>(&mut publisher);
+            let role = publisher.query(&[b"ROLE"]);
             // Errors and timeouts are the link's business (the stream or a publish notices).
-            if let Ok(Ok(redis::Value::Array(items))) = tokio::time::timeout(COMMAND_TIMEOUT, role).await
-                && let Some(redis::Value::BulkString(role)) = items.first()
-                && role.as_slice() != b"master"
+            if let Ok(Ok(Resp::Array(Some(items)))) = tokio::time::timeout(COMMAND_TIMEOUT, role).await
+                && let Some(role) = items.first().and_then(Resp::bytes)
+                && role != b"master"
             {
                 return format!(
                     "{primary} is now a {} (a failover happened)",

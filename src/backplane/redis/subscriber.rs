@@ -1,0 +1,398 @@
+//! The classic pub/sub connection, spoken with our own RESP reader instead of redis-rs's `PubSub`
+//! (whose combine parser, unbounded queue and extra task cost about a fifth of a node's
+//! instructions per message).
+//!
+//! One reader task owns the read half: a `message` push is cut out of the read buffer in place
+//! (the payload is a slice of the bytes read, never copied again) and handed straight to the
+//! node's bounded inbox, never waiting (a full inbox drops and counts, as before). Confirmations
+//! and error replies complete the command they answer: Redis answers SUBSCRIBE and UNSUBSCRIBE
+//! with one confirmation per channel named, in the order the commands were written, and a refused
+//! command (ACL `NOPERM`) with one error, so a FIFO of the commands written, each with the number
+//! of confirmations it still waits for, matches every reply to its command.
+//!
+//! One writer task owns the write half, so a caller that gives up waiting (a SUBSCRIBE timeout)
+//! never leaves half a command on the socket. A command and its place in the FIFO are queued
+//! under one lock, so the two orders are the same.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::resp::{self, Resp, RespError};
+use crate::backplane::reconnect::{Failure, LinkFailure};
+use crate::backplane::{BackplaneMessage, Inbox};
+use crate::redis_conn::describe_text;
+use crate::tls::BoxedIo;
+
+/// Bytes read from the socket at a time (more when a message is larger).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Commands queued for the writer. The subscription manager has at most two in flight (one
+/// UNSUBSCRIBE, one SUBSCRIBE batch), so a full queue means a stuck connection.
+const COMMAND_QUEUE: usize = 64;
+
+/// A command written and not yet answered in full.
+struct Waiting {
+    /// Confirmations still to come (one per channel named).
+    remaining: usize,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Why a SUBSCRIBE or UNSUBSCRIBE did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubError {
+    /// Redis refused it (its error reply, as Redis wrote it: never a password).
+    Refused(String),
+    /// The connection is gone (or its command queue is stuck).
+    Lost(String),
+}
+
+impl std::fmt::Display for SubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubError::Refused(text) => f.write_str(&describe_text(text)),
+            SubError::Lost(text) => f.write_str(text),
+        }
+    }
+}
+
+impl SubError {
+    /// As a link failure: a refused permission or login is the credentials' (as redis-rs's
+    /// NOPERM), another refusal the protocol's, anything else a lost connection.
+    pub fn failure(&self) -> Failure {
+        let kind = match self {
+            SubError::Refused(text) => {
+                let code = text.split_whitespace().next().unwrap_or_default();
+                if matches!(code, "NOPERM" | "NOAUTH" | "WRONGPASS") {
+                    LinkFailure::Auth
+                } else {
+                    LinkFailure::Protocol
+                }
+            }
+            SubError::Lost(_) => LinkFailure::Lost,
+        };
+        Failure::new(kind, self.to_string())
+    }
+}
+
+/// The sending side of a subscriber connection: cheap to clone, shared by the subscription
+/// manager's concurrent UNSUBSCRIBE and SUBSCRIBE.
+#[derive(Clone)]
+pub struct SubSink {
+    commands: mpsc::Sender<Vec<u8>>,
+    waiting: Arc<Mutex<VecDeque<Waiting>>>,
+}
+
+/// A subscriber connection's two tasks; both end with the connection (and are aborted on drop).
+pub struct Subscriber {
+    pub sink: SubSink,
+    /// Ends with why the connection ended, or `None` when the node's inbox closed.
+    pub reader: JoinHandle<Option<Failure>>,
+    /// Ends when a write failed (its failure).
+    pub writer: JoinHandle<Failure>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+impl Subscriber {
+    /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`).
+    pub fn start(io: BoxedIo, inbox: Inbox) -> Subscriber {
+        let (read, write) = tokio::io::split(io);
+        let waiting = Arc::new(Mutex::new(VecDeque::new()));
+        let (commands, queued) = mpsc::channel(COMMAND_QUEUE);
+        let reader = tokio::spawn(read_loop(read, inbox, waiting.clone()));
+        let writer = tokio::spawn(write_loop(write, queued));
+        Subscriber {
+            sink: SubSink { commands, waiting },
+            reader,
+            writer,
+        }
+    }
+}
+
+impl SubSink {
+    /// SUBSCRIBE `channels`; returns once Redis confirmed every one.
+    pub async fn subscribe(&self, channels: &[String]) -> Result<(), SubError> {
+        self.command("SUBSCRIBE", channels).await
+    }
+
+    /// UNSUBSCRIBE `channels`; returns once Redis confirmed every one.
+    pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), SubError> {
+        self.command("UNSUBSCRIBE", channels).await
+    }
+
+    async fn command(&self, name: &str, channels: &[String]) -> Result<(), SubError> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let mut args: Vec<&[u8]> = Vec::with_capacity(channels.len() + 1);
+        args.push(name.as_bytes());
+        args.extend(channels.iter().map(|c| c.as_bytes()));
+        let bytes = resp::command(&args);
+        let (done, answered) = oneshot::channel();
+        {
+            // The command's place in the FIFO and in the writer's queue, taken together.
+            let mut waiting = lock(&self.waiting);
+            self.commands
+                .try_send(bytes)
+                .map_err(|_| SubError::Lost("the subscriber connection's command queue is stuck".into()))?;
+            waiting.push_back(Waiting {
+                remaining: channels.len(),
+                done,
+            });
+        }
+        match answered.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(text)) => Err(SubError::Refused(text)),
+            Err(_) => Err(SubError::Lost("connection to Redis lost".into())),
+        }
+    }
+}
+
+fn lock(waiting: &Mutex<VecDeque<Waiting>>) -> MutexGuard<'_, VecDeque<Waiting>> {
+    waiting.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn write_loop(mut write: WriteHalf<BoxedIo>, mut queued: mpsc::Receiver<Vec<u8>>) -> Failure {
+    let mut batch = Vec::new();
+    while let Some(first) = queued.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&first);
+        while let Ok(more) = queued.try_recv() {
+            batch.extend_from_slice(&more);
+        }
+        let written = async {
+            write.write_all(&batch).await?;
+            write.flush().await
+        };
+        if let Err(e) = written.await {
+            return Failure::new(LinkFailure::Lost, format!("connection to Redis lost: {e}"));
+        }
+    }
+    // The sink is gone: the link dropped this connection.
+    Failure::new(LinkFailure::Lost, "subscriber connection closed")
+}
+
+async fn read_loop(
+    mut read: ReadHalf<BoxedIo>,
+    inbox: Inbox,
+    waiting: Arc<Mutex<VecDeque<Waiting>>>,
+) -> Option<Failure> {
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+    let failure = 'read: loop {
+        loop {
+            match next_push(&mut buffer) {
+                Ok(None) => break,
+                Ok(Some(Push::Message(message))) => {
+                    // Never waits: a full inbox drops and counts (see the backplane docs).
+                    if !inbox.offer(message) && inbox.is_closed() {
+                        return None;
+                    }
+                }
+                Ok(Some(Push::Confirmed)) => {
+                    let mut waiting = lock(&waiting);
+                    if let Some(front) = waiting.front_mut() {
+                        front.remaining = front.remaining.saturating_sub(1);
+                        if front.remaining == 0
+                            && let Some(done) = waiting.pop_front()
+                        {
+                            let _ = done.done.send(Ok(()));
+                        }
+                    }
+                }
+                Ok(Some(Push::Refused(text))) => {
+                    if let Some(done) = lock(&waiting).pop_front() {
+                        let _ = done.done.send(Err(text));
+                    }
+                }
+                Ok(Some(Push::Other)) => {}
+                Err(e) => break 'read Failure::new(LinkFailure::Protocol, e.to_string()),
+            }
+        }
+        buffer.reserve(READ_CHUNK);
+        match read.read_buf(&mut buffer).await {
+            Ok(0) => break Failure::new(LinkFailure::Lost, "connection to Redis lost"),
+            Ok(_) => {}
+            Err(e) => break Failure::new(LinkFailure::Lost, format!("connection to Redis lost: {e}")),
+        }
+    };
+    // Every waiter hears that the connection is gone (their senders drop).
+    lock(&waiting).clear();
+    Some(failure)
+}
+
+/// What one reply on a subscriber connection is.
+#[derive(Debug, PartialEq)]
+enum Push {
+    Message(BackplaneMessage),
+    /// A `subscribe` or `unsubscribe` confirmation (one per channel).
+    Confirmed,
+    /// An error reply: the command at the front was refused.
+    Refused(String),
+    /// Anything else (a `pong`, a pattern message we never asked for).
+    Other,
+}
+
+/// The `*3\r\n$7\r\nmessage\r\n` that starts every `message` push.
+const MESSAGE_HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n";
+
+/// Takes the next whole reply off the front of `buffer`; `Ok(None)` until one is complete.
+/// A `message` push, the common case, is cut out in place: its payload shares the read buffer's
+/// bytes. Everything else goes through the general reader.
+fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
+    if buffer.starts_with(MESSAGE_HEAD) {
+        let at = MESSAGE_HEAD.len();
+        let Some((channel, at)) = bulk_at(buffer, at)? else {
+            return Ok(None);
+        };
+        let Some((payload, end)) = bulk_at(buffer, at)? else {
+            return Ok(None);
+        };
+        let whole = buffer.split_to(end).freeze();
+        let channel = String::from_utf8_lossy(&whole[channel]).into_owned();
+        let payload = whole.slice(payload);
+        return Ok(Some(Push::Message(BackplaneMessage { channel, payload })));
+    }
+    let Some((value, used)) = resp::parse(buffer)? else {
+        return Ok(None);
+    };
+    let _ = buffer.split_to(used);
+    Ok(Some(classify(value)))
+}
+
+/// The byte range of the bulk string at `at` and where the next value starts; `Ok(None)` when
+/// it is not all there yet.
+fn bulk_at(input: &[u8], at: usize) -> Result<Option<(std::ops::Range<usize>, usize)>, RespError> {
+    let bad = |offset: usize, reason: &str| RespError {
+        offset,
+        reason: reason.to_string(),
+    };
+    if input.len() <= at {
+        return Ok(None);
+    }
+    if input[at] != b'$' {
+        return Err(bad(at, "a message push's part is not a bulk string"));
+    }
+    let Some(cr) = input[at..].iter().position(|&b| b == b'\r') else {
+        return Ok(None);
+    };
+    let digits = &input[at + 1..at + cr];
+    let len = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse::<usize>().ok())
+        .ok_or_else(|| bad(at + 1, "bulk length"))?;
+    if len > resp::MAX_BULK {
+        return Err(bad(at + 1, "bulk over the limit"));
+    }
+    let start = at + cr + 2;
+    let end = start + len;
+    if input.len() < end + 2 {
+        return Ok(None);
+    }
+    if input[at + cr + 1] != b'\n' || &input[end..end + 2] != b"\r\n" {
+        return Err(bad(end, "bulk not followed by CRLF"));
+    }
+    Ok(Some((start..end, end + 2)))
+}
+
+fn classify(value: Resp) -> Push {
+    match value {
+        Resp::Error(text) => Push::Refused(text),
+        Resp::Array(Some(items)) => {
+            let kind = items.first().and_then(Resp::bytes).unwrap_or_default();
+            if kind.eq_ignore_ascii_case(b"subscribe") || kind.eq_ignore_ascii_case(b"unsubscribe") {
+                Push::Confirmed
+            } else if kind.eq_ignore_ascii_case(b"message")
+                && let [_, channel, payload] = items.as_slice()
+                && let (Some(channel), Some(payload)) = (channel.bytes(), payload.bytes())
+            {
+                Push::Message(BackplaneMessage {
+                    channel: String::from_utf8_lossy(channel).into_owned(),
+                    payload: Bytes::copy_from_slice(payload),
+                })
+            } else {
+                Push::Other
+            }
+        }
+        _ => Push::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(channel: &str, payload: &[u8]) -> Vec<u8> {
+        resp::command(&[b"message", channel.as_bytes(), payload])
+    }
+
+    fn take_all(input: &[u8]) -> (Vec<Push>, usize) {
+        let mut buffer = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(push) = next_push(&mut buffer).unwrap() {
+            out.push(push);
+        }
+        (out, buffer.len())
+    }
+
+    #[test]
+    fn message_pushes_are_cut_out_whole_and_only_when_complete() {
+        let mut input = message("chat:all", b"\x00hello\r\nworld");
+        input.extend(resp::command(&[b"subscribe", b"c", b"1"]));
+        input.extend(b"-NOPERM no permissions\r\n");
+        input.extend(message("x", b""));
+        let (pushes, left) = take_all(&input);
+        assert_eq!(left, 0);
+        assert_eq!(
+            pushes,
+            vec![
+                Push::Message(BackplaneMessage {
+                    channel: "chat:all".into(),
+                    payload: Bytes::from_static(b"\x00hello\r\nworld"),
+                }),
+                Push::Confirmed,
+                Push::Refused("NOPERM no permissions".into()),
+                Push::Message(BackplaneMessage {
+                    channel: "x".into(),
+                    payload: Bytes::new(),
+                }),
+            ]
+        );
+        // Every prefix of a message is incomplete, never an error or a partial message.
+        let one = message("chat:all", b"payload");
+        for cut in 0..one.len() {
+            let (pushes, left) = take_all(&one[..cut]);
+            assert!(pushes.is_empty() && left == cut, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn real_confirmations_and_bad_input() {
+        // As Redis writes them: `*3 $9 subscribe $1 c :1`.
+        let confirm =
+            b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n";
+        let (pushes, left) = take_all(confirm);
+        assert_eq!((pushes, left), (vec![Push::Confirmed, Push::Confirmed], 0));
+        let mut bad = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n$x\r\n"[..]);
+        assert!(
+            next_push(&mut bad).is_err(),
+            "a bad length is an error, not a panic"
+        );
+        let mut bad = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n:1\r\n"[..]);
+        assert!(next_push(&mut bad).is_err());
+        let mut huge = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n$99999999999\r\n"[..]);
+        assert!(
+            next_push(&mut huge).is_err(),
+            "over the limit before anything is allocated"
+        );
+    }
+}
