@@ -21,6 +21,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use super::resp::{self, Resp, RespError};
+use crate::backplane::reconnect::{Failure, LinkFailure};
 use crate::redis_conn::describe_text;
 use crate::tls::BoxedIo;
 
@@ -86,10 +87,11 @@ impl Drop for PublisherTasks {
     }
 }
 
-/// Why a command got no reply.
+/// Why a command got no reply (on the publisher or the subscriber connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandError {
-    /// Redis answered with an error (in words: never a password).
+    /// Redis answered with an error reply, kept as Redis wrote it (never a password); shown in
+    /// words.
     Refused(String),
     /// The connection is gone, or too many commands wait for it.
     Down(String),
@@ -101,6 +103,25 @@ impl std::fmt::Display for CommandError {
             CommandError::Refused(text) => f.write_str(&describe_text(text)),
             CommandError::Down(text) => f.write_str(text),
         }
+    }
+}
+
+impl CommandError {
+    /// As a link failure: a refused permission or login is the credentials' (as redis-rs's
+    /// NOPERM), another refusal the protocol's, anything else a lost connection.
+    pub fn failure(&self) -> Failure {
+        let kind = match self {
+            CommandError::Refused(text) => {
+                let code = text.split_whitespace().next().unwrap_or_default();
+                if matches!(code, "NOPERM" | "NOAUTH" | "WRONGPASS") {
+                    LinkFailure::Auth
+                } else {
+                    LinkFailure::Protocol
+                }
+            }
+            CommandError::Down(_) => LinkFailure::Lost,
+        };
+        Failure::new(kind, self.to_string())
     }
 }
 
@@ -246,6 +267,26 @@ fn next_reply(input: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_classified_and_said_in_words() {
+        let noperm = CommandError::Refused(
+            "NOPERM User watcher has no permissions to access the 'chat:all' channel".into(),
+        );
+        assert_eq!(noperm.failure().kind, LinkFailure::Auth);
+        assert!(
+            noperm.to_string().contains("may not use these channels"),
+            "{noperm}"
+        );
+        assert_eq!(
+            CommandError::Refused("ERR unknown command".into()).failure().kind,
+            LinkFailure::Protocol
+        );
+        assert_eq!(
+            CommandError::Down("gone".into()).failure().kind,
+            LinkFailure::Lost
+        );
+    }
 
     #[test]
     fn replies_are_taken_whole_in_order() {

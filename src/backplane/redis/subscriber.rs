@@ -22,10 +22,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::publisher::CommandError;
 use super::resp::{self, Resp, RespError};
 use crate::backplane::reconnect::{Failure, LinkFailure};
 use crate::backplane::{BackplaneMessage, Inbox};
-use crate::redis_conn::describe_text;
 use crate::tls::BoxedIo;
 
 /// Bytes read from the socket at a time (more when a message is larger).
@@ -40,43 +40,6 @@ struct Waiting {
     /// Confirmations still to come (one per channel named).
     remaining: usize,
     done: oneshot::Sender<Result<(), String>>,
-}
-
-/// Why a SUBSCRIBE or UNSUBSCRIBE did not complete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubError {
-    /// Redis refused it (its error reply, as Redis wrote it: never a password).
-    Refused(String),
-    /// The connection is gone (or its command queue is stuck).
-    Lost(String),
-}
-
-impl std::fmt::Display for SubError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SubError::Refused(text) => f.write_str(&describe_text(text)),
-            SubError::Lost(text) => f.write_str(text),
-        }
-    }
-}
-
-impl SubError {
-    /// As a link failure: a refused permission or login is the credentials' (as redis-rs's
-    /// NOPERM), another refusal the protocol's, anything else a lost connection.
-    pub fn failure(&self) -> Failure {
-        let kind = match self {
-            SubError::Refused(text) => {
-                let code = text.split_whitespace().next().unwrap_or_default();
-                if matches!(code, "NOPERM" | "NOAUTH" | "WRONGPASS") {
-                    LinkFailure::Auth
-                } else {
-                    LinkFailure::Protocol
-                }
-            }
-            SubError::Lost(_) => LinkFailure::Lost,
-        };
-        Failure::new(kind, self.to_string())
-    }
 }
 
 /// The sending side of a subscriber connection: cheap to clone, shared by the subscription
@@ -121,16 +84,16 @@ impl Subscriber {
 
 impl SubSink {
     /// SUBSCRIBE `channels`; returns once Redis confirmed every one.
-    pub async fn subscribe(&self, channels: &[String]) -> Result<(), SubError> {
+    pub async fn subscribe(&self, channels: &[String]) -> Result<(), CommandError> {
         self.command("SUBSCRIBE", channels).await
     }
 
     /// UNSUBSCRIBE `channels`; returns once Redis confirmed every one.
-    pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), SubError> {
+    pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), CommandError> {
         self.command("UNSUBSCRIBE", channels).await
     }
 
-    async fn command(&self, name: &str, channels: &[String]) -> Result<(), SubError> {
+    async fn command(&self, name: &str, channels: &[String]) -> Result<(), CommandError> {
         if channels.is_empty() {
             return Ok(());
         }
@@ -142,9 +105,9 @@ impl SubSink {
         {
             // The command's place in the FIFO and in the writer's queue, taken together.
             let mut waiting = lock(&self.waiting);
-            self.commands
-                .try_send(bytes)
-                .map_err(|_| SubError::Lost("the subscriber connection's command queue is stuck".into()))?;
+            self.commands.try_send(bytes).map_err(|_| {
+                CommandError::Down("the subscriber connection's command queue is stuck".into())
+            })?;
             waiting.push_back(Waiting {
                 remaining: channels.len(),
                 done,
@@ -152,8 +115,8 @@ impl SubSink {
         }
         match answered.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(text)) => Err(SubError::Refused(text)),
-            Err(_) => Err(SubError::Lost("connection to Redis lost".into())),
+            Ok(Err(text)) => Err(CommandError::Refused(text)),
+            Err(_) => Err(CommandError::Down("connection to Redis lost".into())),
         }
     }
 }
