@@ -7,8 +7,9 @@
 # callgrind: both nodes run under `valgrind --tool=callgrind`; their counters are zeroed once every
 #   client is in and dumped DURATION-3 s later (callgrind_control), so the dump holds the sending
 #   phase only. Divide the instructions (the `summary:` line of each *.1 file) by the deliveries
-#   printed ("deliveries in window", both nodes' client_out over the same window). Valgrind is
-#   slow: use a low rate (4000).
+#   printed ("deliveries in window", both nodes' client_out over the same window); the last line
+#   also gives instructions per message per node (every message reaches every client once).
+#   Valgrind is slow: use a low rate (4000).
 # strace: `strace -c -f` on node a over the same window; divide its sendto/writev calls by node
 #   a's deliveries (strace slows the node, which lets more frames queue: read it as an upper bound
 #   of batching, not as the figure without strace).
@@ -75,7 +76,9 @@ for h in "$HA" "$HB"; do stat_of "$h" 'd["node_name"], "forward_failures", d["fo
 if [ "$MODE" = callgrind ]; then
   total=0
   for f in "$D"/cg.*.1; do total=$((total + $(sed -n 's/^summary: //p' "$f"))); done
-  echo "callgrind: $total instructions, $((total / (A1 - A0 + B1 - B0))) per delivery"
+  # Every message reaches every client once: messages = deliveries / clients; per node = / 2.
+  echo "callgrind: $total instructions, $((total / (A1 - A0 + B1 - B0))) per delivery," \
+    "$((total * CLIENTS / (A1 - A0 + B1 - B0) / 2)) per message per node"
 fi
 if [ "$MODE" = strace ]; then head -8 "$D/strace.a"; fi
 if [ "$MODE" = perf ]; then
