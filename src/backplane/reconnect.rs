@@ -97,7 +97,16 @@ impl LinkFailure {
             redis::ErrorKind::AuthenticationFailed
             | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => LinkFailure::Auth,
             redis::ErrorKind::Io => LinkFailure::Other,
-            _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) => LinkFailure::Auth,
+            _ => e.code().map_or(LinkFailure::Protocol, LinkFailure::of_error_code),
+        }
+    }
+
+    /// The kind of a Redis error reply by its code (its first word): a refused login or
+    /// permission is the credentials', anything else the protocol's. For replies read with our
+    /// own RESP reader, and for redis-rs's errors above.
+    pub fn of_error_code(code: &str) -> Self {
+        match code {
+            "NOPERM" | "NOAUTH" | "WRONGPASS" => LinkFailure::Auth,
             _ => LinkFailure::Protocol,
         }
     }

@@ -5,7 +5,7 @@
 //! to a FIFO under one short lock (so both orders are the same), and wakes the writer task only
 //! when the buffer was empty; the writer takes the whole buffer and writes it with one call, so
 //! under load many PUBLISHes share a write. The reader task takes replies off the socket in
-//! order, an integer reply in place without the general parser, and completes the slot at the
+//! order, and completes the slot at the
 //! front. A caller that gives up waiting (its timeout) leaves its slot to be completed into the
 //! void: the order is never lost, and no command is ever half written.
 //!
@@ -107,17 +107,12 @@ impl std::fmt::Display for CommandError {
 }
 
 impl CommandError {
-    /// As a link failure: a refused permission or login is the credentials' (as redis-rs's
-    /// NOPERM), another refusal the protocol's, anything else a lost connection.
+    /// As a link failure: a refusal by its error code (`LinkFailure::of_error_code`), anything
+    /// else a lost connection.
     pub fn failure(&self) -> Failure {
         let kind = match self {
             CommandError::Refused(text) => {
-                let code = text.split_whitespace().next().unwrap_or_default();
-                if matches!(code, "NOPERM" | "NOAUTH" | "WRONGPASS") {
-                    LinkFailure::Auth
-                } else {
-                    LinkFailure::Protocol
-                }
+                LinkFailure::of_error_code(text.split_whitespace().next().unwrap_or_default())
             }
             CommandError::Down(_) => LinkFailure::Lost,
         };
@@ -145,7 +140,7 @@ impl Publisher {
 
     /// PUBLISH `payload` on `channel`: the number of subscribers that received it.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, CommandError> {
-        match self.command(&[b"PUBLISH", channel.as_bytes(), payload]).await? {
+        match self.query(&[b"PUBLISH", channel.as_bytes(), payload]).await? {
             Resp::Int(n) => Ok(n),
             other => Err(CommandError::Refused(format!(
                 "unexpected reply to PUBLISH: {other:?}"
@@ -155,10 +150,6 @@ impl Publisher {
 
     /// Any command; its reply as Redis wrote it.
     pub async fn query(&self, args: &[&[u8]]) -> Result<Resp, CommandError> {
-        self.command(args).await
-    }
-
-    async fn command(&self, args: &[&[u8]]) -> Result<Resp, CommandError> {
         let (slot, reply) = oneshot::channel();
         let wake = {
             let mut state = self.inner.state();
@@ -244,20 +235,9 @@ async fn read_loop(mut read: ReadHalf<BoxedIo>, inner: Arc<Inner>) {
     inner.wake.notify_one(); // the writer sees the connection closed and ends
 }
 
-/// The next whole reply at the front of `input` and its length: an integer (PUBLISH's reply)
-/// read in place, anything else through the general reader; an error reply is `Err(text)`.
+/// The next whole reply at the front of `input` and its length (an integer, PUBLISH's reply,
+/// allocates nothing); an error reply is `Err(text)`.
 fn next_reply(input: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
-    if input.first() == Some(&b':')
-        && let Some(cr) = input.iter().position(|&b| b == b'\r')
-        && let Some(n) = std::str::from_utf8(&input[1..cr])
-            .ok()
-            .and_then(|d| d.parse::<i64>().ok())
-    {
-        if input.len() < cr + 2 {
-            return Ok(None);
-        }
-        return Ok(Some((Ok(Resp::Int(n)), cr + 2)));
-    }
     Ok(resp::parse(input)?.map(|(value, used)| match value {
         Resp::Error(text) => (Err(text), used),
         value => (Ok(value), used),

@@ -3,6 +3,8 @@
 //! call again); nothing is consumed until a whole value is there. Declared lengths are checked
 //! against [`MAX_BULK`] before anything is allocated. Pure: no I/O.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 /// The largest bulk string accepted: Redis's own limit (`proto-max-bulk-len`, 512 MB).
@@ -66,6 +68,36 @@ fn number(text: &[u8], offset: usize) -> Result<i64, RespError> {
         .ok_or_else(|| bad(offset, "not a number"))
 }
 
+/// The bulk string whose `$` is at `at`: the range of its bytes (`None` for the null bulk) and
+/// where the next value starts; `Ok(None)` while it is not all there. The declared length is
+/// checked against [`MAX_BULK`] first. The subscriber cuts `message` pushes out with it, in place.
+pub fn bulk_at(input: &[u8], at: usize) -> Result<Option<(Option<Range<usize>>, usize)>, RespError> {
+    match input.get(at) {
+        None => return Ok(None),
+        Some(b'$') => {}
+        Some(_) => return Err(bad(at, "not a bulk string")),
+    }
+    let Some((text, next)) = line(input, at + 1) else {
+        return Ok(None);
+    };
+    let len = number(text, at + 1)?;
+    if len < 0 {
+        return Ok(Some((None, next)));
+    }
+    let len = usize::try_from(len).map_err(|_| bad(at + 1, "bulk length"))?;
+    if len > MAX_BULK {
+        return Err(bad(at + 1, format!("bulk of {len} bytes is over the limit")));
+    }
+    let end = next + len;
+    if input.len() < end + 2 {
+        return Ok(None);
+    }
+    if &input[end..end + 2] != b"\r\n" {
+        return Err(bad(end, "bulk not followed by CRLF"));
+    }
+    Ok(Some((Some(next..end), end + 2)))
+}
+
 fn parse_at(input: &[u8], at: usize, depth: usize) -> Result<Option<(Resp, usize)>, RespError> {
     if depth > 4 {
         return Err(bad(at, "arrays nested too deep"));
@@ -73,6 +105,12 @@ fn parse_at(input: &[u8], at: usize, depth: usize) -> Result<Option<(Resp, usize
     let Some(&kind) = input.get(at) else {
         return Ok(None);
     };
+    if kind == b'$' {
+        return Ok(bulk_at(input, at)?.map(|(range, after)| {
+            let bulk = range.map(|r| Bytes::copy_from_slice(&input[r]));
+            (Resp::Bulk(bulk), after)
+        }));
+    }
     let Some((text, next)) = line(input, at + 1) else {
         return Ok(None);
     };
@@ -81,27 +119,6 @@ fn parse_at(input: &[u8], at: usize, depth: usize) -> Result<Option<(Resp, usize
         b'+' => Ok(Some((Resp::Simple(string()), next))),
         b'-' => Ok(Some((Resp::Error(string()), next))),
         b':' => Ok(Some((Resp::Int(number(text, at + 1)?), next))),
-        b'$' => {
-            let len = number(text, at + 1)?;
-            if len < 0 {
-                return Ok(Some((Resp::Bulk(None), next)));
-            }
-            let len = usize::try_from(len).map_err(|_| bad(at + 1, "bulk length"))?;
-            if len > MAX_BULK {
-                return Err(bad(at + 1, format!("bulk of {len} bytes is over the limit")));
-            }
-            let end = next + len;
-            if input.len() < end + 2 {
-                return Ok(None);
-            }
-            if &input[end..end + 2] != b"\r\n" {
-                return Err(bad(end, "bulk not followed by CRLF"));
-            }
-            Ok(Some((
-                Resp::Bulk(Some(Bytes::copy_from_slice(&input[next..end]))),
-                end + 2,
-            )))
-        }
         b'*' => {
             let count = number(text, at + 1)?;
             if count < 0 {

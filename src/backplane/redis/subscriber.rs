@@ -213,13 +213,19 @@ const MESSAGE_HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n";
 /// bytes. Everything else goes through the general reader.
 fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
     if buffer.starts_with(MESSAGE_HEAD) {
+        let null = |at| RespError {
+            offset: at,
+            reason: "a message push's channel or payload is null".to_string(),
+        };
         let at = MESSAGE_HEAD.len();
-        let Some((channel, at)) = bulk_at(buffer, at)? else {
+        let Some((channel, after)) = resp::bulk_at(buffer, at)? else {
             return Ok(None);
         };
-        let Some((payload, end)) = bulk_at(buffer, at)? else {
+        let channel = channel.ok_or_else(|| null(at))?;
+        let Some((payload, end)) = resp::bulk_at(buffer, after)? else {
             return Ok(None);
         };
+        let payload = payload.ok_or_else(|| null(after))?;
         let whole = buffer.split_to(end).freeze();
         let channel = String::from_utf8_lossy(&whole[channel]).into_owned();
         let payload = whole.slice(payload);
@@ -230,41 +236,6 @@ fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
     };
     let _ = buffer.split_to(used);
     Ok(Some(classify(value)))
-}
-
-/// The byte range of the bulk string at `at` and where the next value starts; `Ok(None)` when
-/// it is not all there yet.
-fn bulk_at(input: &[u8], at: usize) -> Result<Option<(std::ops::Range<usize>, usize)>, RespError> {
-    let bad = |offset: usize, reason: &str| RespError {
-        offset,
-        reason: reason.to_string(),
-    };
-    if input.len() <= at {
-        return Ok(None);
-    }
-    if input[at] != b'$' {
-        return Err(bad(at, "a message push's part is not a bulk string"));
-    }
-    let Some(cr) = input[at..].iter().position(|&b| b == b'\r') else {
-        return Ok(None);
-    };
-    let digits = &input[at + 1..at + cr];
-    let len = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|d| d.parse::<usize>().ok())
-        .ok_or_else(|| bad(at + 1, "bulk length"))?;
-    if len > resp::MAX_BULK {
-        return Err(bad(at + 1, "bulk over the limit"));
-    }
-    let start = at + cr + 2;
-    let end = start + len;
-    if input.len() < end + 2 {
-        return Ok(None);
-    }
-    if input[at + cr + 1] != b'\n' || &input[end..end + 2] != b"\r\n" {
-        return Err(bad(end, "bulk not followed by CRLF"));
-    }
-    Ok(Some((start..end, end + 2)))
 }
 
 fn classify(value: Resp) -> Push {
@@ -352,6 +323,8 @@ mod tests {
         );
         let mut bad = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n:1\r\n"[..]);
         assert!(next_push(&mut bad).is_err());
+        let mut null = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n$-1\r\n$1\r\nx\r\n"[..]);
+        assert!(next_push(&mut null).is_err(), "a null channel is an error");
         let mut huge = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n$99999999999\r\n"[..]);
         assert!(
             next_push(&mut huge).is_err(),
