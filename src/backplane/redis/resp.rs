@@ -68,10 +68,14 @@ fn number(text: &[u8], offset: usize) -> Result<i64, RespError> {
         .ok_or_else(|| bad(offset, "not a number"))
 }
 
+/// A bulk string found in place: the range of its bytes (`None` for the null bulk) and where the
+/// next value starts.
+pub type BulkAt = (Option<Range<usize>>, usize);
+
 /// The bulk string whose `$` is at `at`: the range of its bytes (`None` for the null bulk) and
 /// where the next value starts; `Ok(None)` while it is not all there. The declared length is
 /// checked against [`MAX_BULK`] first. The subscriber cuts `message` pushes out with it, in place.
-pub fn bulk_at(input: &[u8], at: usize) -> Result<Option<(Option<Range<usize>>, usize)>, RespError> {
+pub fn bulk_at(input: &[u8], at: usize) -> Result<Option<BulkAt>, RespError> {
     match input.get(at) {
         None => return Ok(None),
         Some(b'$') => {}
