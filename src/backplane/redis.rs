@@ -49,6 +49,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+mod pipeline;
 mod publisher;
 pub mod resp;
 mod sharded;

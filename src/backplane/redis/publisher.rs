@@ -1,28 +1,18 @@
 //! The classic link's command connection, spoken with our own RESP writer and reader instead of
 //! redis-rs's multiplexed connection: PUBLISH on the hot path, and the odd ROLE check.
 //!
-//! Commands are pipelined: `publish` appends its PUBLISH to one shared buffer and its reply slot
-//! to a FIFO under one short lock (so both orders are the same), and wakes the writer task only
-//! when the buffer was empty; the writer takes the whole buffer and writes it with one call, so
-//! under load many PUBLISHes share a write. The reader task takes replies off the socket in
-//! order, and completes the slot at the
-//! front. A caller that gives up waiting (its timeout) leaves its slot to be completed into the
-//! void: the order is never lost, and no command is ever half written.
-//!
-//! When the connection fails, every waiting slot fails at once and so does every later command,
-//! until the link replaces the connection.
-
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+//! Commands go through a [`Pipeline`] (pipelined, so under load many PUBLISHes share a write);
+//! the reader task takes replies off the socket in order and hands each to it. When the
+//! connection fails, every waiting command fails at once and so does every later one, until the
+//! link replaces the connection.
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{Notify, oneshot};
+use tokio::io::{AsyncReadExt, ReadHalf};
 use tokio::task::JoinHandle;
 
+use super::pipeline::{CommandError, Pipeline, Reply};
 use super::resp::{self, Resp, RespError};
-use crate::backplane::reconnect::{Failure, LinkFailure};
-use crate::redis_conn::describe_text;
+use crate::backplane::reconnect::Failure;
 use crate::tls::BoxedIo;
 
 /// Bytes read from the socket at a time.
@@ -33,41 +23,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// locally) instead of queueing without bound.
 const MAX_WAITING: usize = 64 * 1024;
 
-type Reply = Result<Resp, String>;
-
-#[derive(Default)]
-struct State {
-    /// Encoded commands the writer has not taken yet.
-    out: Vec<u8>,
-    /// A reply slot per command written or queued, oldest first.
-    waiting: VecDeque<oneshot::Sender<Reply>>,
-    /// Why the connection is gone, once it is.
-    closed: Option<String>,
-}
-
-struct Inner {
-    state: Mutex<State>,
-    wake: Notify,
-}
-
-impl Inner {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Marks the connection gone: every waiting command fails now, and every later one at once.
-    fn close(&self, why: &str) {
-        let mut state = self.state();
-        state.closed.get_or_insert_with(|| why.to_string());
-        state.waiting.clear();
-        state.out.clear();
-    }
-}
-
 /// A command connection: cheap to clone; its tasks end with the connection.
 #[derive(Clone)]
 pub struct Publisher {
-    inner: Arc<Inner>,
+    pipeline: Pipeline,
 }
 
 /// The publisher's two tasks, aborted when dropped (the link lost or replaced the connection);
@@ -75,48 +34,15 @@ pub struct Publisher {
 pub struct PublisherTasks {
     /// Ends when the connection does.
     pub reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
-    inner: Arc<Inner>,
+    writer: JoinHandle<Failure>,
+    pipeline: Pipeline,
 }
 
 impl Drop for PublisherTasks {
     fn drop(&mut self) {
         self.reader.abort();
         self.writer.abort();
-        self.inner.close("connection to Redis closed");
-    }
-}
-
-/// Why a command got no reply (on the publisher or the subscriber connection).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandError {
-    /// Redis answered with an error reply, kept as Redis wrote it (never a password); shown in
-    /// words.
-    Refused(String),
-    /// The connection is gone, or too many commands wait for it.
-    Down(String),
-}
-
-impl std::fmt::Display for CommandError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CommandError::Refused(text) => f.write_str(&describe_text(text)),
-            CommandError::Down(text) => f.write_str(text),
-        }
-    }
-}
-
-impl CommandError {
-    /// As a link failure: a refusal by its error code (`LinkFailure::of_error_code`), anything
-    /// else a lost connection.
-    pub fn failure(&self) -> Failure {
-        let kind = match self {
-            CommandError::Refused(text) => {
-                LinkFailure::of_error_code(text.split_whitespace().next().unwrap_or_default())
-            }
-            CommandError::Down(_) => LinkFailure::Lost,
-        };
-        Failure::new(kind, self.to_string())
+        self.pipeline.close("connection to Redis closed");
     }
 }
 
@@ -124,18 +50,14 @@ impl Publisher {
     /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`).
     pub fn start(io: BoxedIo) -> (Publisher, PublisherTasks) {
         let (read, write) = tokio::io::split(io);
-        let inner = Arc::new(Inner {
-            state: Mutex::new(State::default()),
-            wake: Notify::new(),
-        });
-        let reader = tokio::spawn(read_loop(read, inner.clone()));
-        let writer = tokio::spawn(write_loop(write, inner.clone()));
+        let (pipeline, writer) = Pipeline::start(write, MAX_WAITING);
+        let reader = tokio::spawn(read_loop(read, pipeline.clone()));
         let tasks = PublisherTasks {
             reader,
             writer,
-            inner: inner.clone(),
+            pipeline: pipeline.clone(),
         };
-        (Publisher { inner }, tasks)
+        (Publisher { pipeline }, tasks)
     }
 
     /// PUBLISH `payload` on `channel`: the number of subscribers that received it.
@@ -150,66 +72,11 @@ impl Publisher {
 
     /// Any command; its reply as Redis wrote it.
     pub async fn query(&self, args: &[&[u8]]) -> Result<Resp, CommandError> {
-        let (slot, reply) = oneshot::channel();
-        let wake = {
-            let mut state = self.inner.state();
-            if let Some(why) = &state.closed {
-                return Err(CommandError::Down(why.clone()));
-            }
-            if state.waiting.len() >= MAX_WAITING {
-                return Err(CommandError::Down(format!(
-                    "{MAX_WAITING} commands are waiting for Redis: it is not keeping up"
-                )));
-            }
-            let was_empty = state.out.is_empty();
-            resp::append_command(&mut state.out, args);
-            state.waiting.push_back(slot);
-            was_empty
-        };
-        if wake {
-            self.inner.wake.notify_one();
-        }
-        match reply.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(text)) => Err(CommandError::Refused(text)),
-            Err(_) => Err(CommandError::Down(
-                self.inner
-                    .state()
-                    .closed
-                    .clone()
-                    .unwrap_or_else(|| "connection to Redis lost".into()),
-            )),
-        }
+        self.pipeline.send(args, 1).await
     }
 }
 
-async fn write_loop(mut write: WriteHalf<BoxedIo>, inner: Arc<Inner>) {
-    let mut batch = Vec::new();
-    loop {
-        inner.wake.notified().await;
-        {
-            let mut state = inner.state();
-            if state.closed.is_some() {
-                return;
-            }
-            std::mem::swap(&mut batch, &mut state.out);
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let written = async {
-            write.write_all(&batch).await?;
-            write.flush().await
-        };
-        if let Err(e) = written.await {
-            inner.close(&format!("connection to Redis lost: {e}"));
-            return;
-        }
-        batch.clear();
-    }
-}
-
-async fn read_loop(mut read: ReadHalf<BoxedIo>, inner: Arc<Inner>) {
+async fn read_loop(mut read: ReadHalf<BoxedIo>, pipeline: Pipeline) {
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
     let why = 'read: loop {
         loop {
@@ -217,9 +84,7 @@ async fn read_loop(mut read: ReadHalf<BoxedIo>, inner: Arc<Inner>) {
                 Ok(None) => break,
                 Ok(Some((reply, used))) => {
                     let _ = buffer.split_to(used);
-                    if let Some(slot) = inner.state().waiting.pop_front() {
-                        let _ = slot.send(reply);
-                    }
+                    pipeline.answer(reply);
                 }
                 Err(e) => break 'read e.to_string(),
             }
@@ -231,8 +96,7 @@ async fn read_loop(mut read: ReadHalf<BoxedIo>, inner: Arc<Inner>) {
             Err(e) => break format!("connection to Redis lost: {e}"),
         }
     };
-    inner.close(&why);
-    inner.wake.notify_one(); // the writer sees the connection closed and ends
+    pipeline.close(&why); // and the writer ends
 }
 
 /// The next whole reply at the front of `input` and its length (an integer, PUBLISH's reply,
@@ -247,26 +111,6 @@ fn next_reply(input: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusals_are_classified_and_said_in_words() {
-        let noperm = CommandError::Refused(
-            "NOPERM User watcher has no permissions to access the 'chat:all' channel".into(),
-        );
-        assert_eq!(noperm.failure().kind, LinkFailure::Auth);
-        assert!(
-            noperm.to_string().contains("may not use these channels"),
-            "{noperm}"
-        );
-        assert_eq!(
-            CommandError::Refused("ERR unknown command".into()).failure().kind,
-            LinkFailure::Protocol
-        );
-        assert_eq!(
-            CommandError::Down("gone".into()).failure().kind,
-            LinkFailure::Lost
-        );
-    }
 
     #[test]
     fn replies_are_taken_whole_in_order() {

@@ -5,24 +5,15 @@
 //! One reader task owns the read half: a `message` push is cut out of the read buffer in place
 //! (the payload is a slice of the bytes read, never copied again) and handed straight to the
 //! node's bounded inbox, never waiting (a full inbox drops and counts, as before). Confirmations
-//! and error replies complete the command they answer: Redis answers SUBSCRIBE and UNSUBSCRIBE
-//! with one confirmation per channel named, in the order the commands were written, and a refused
-//! command (ACL `NOPERM`) with one error, so a FIFO of the commands written, each with the number
-//! of confirmations it still waits for, matches every reply to its command.
-//!
-//! One writer task owns the write half, so a caller that gives up waiting (a SUBSCRIBE timeout)
-//! never leaves half a command on the socket. A command and its place in the FIFO are queued
-//! under one lock, so the two orders are the same.
-
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+//! and error replies go to the connection's [`Pipeline`], which matches them to the commands
+//! written: Redis answers SUBSCRIBE and UNSUBSCRIBE with one confirmation per channel named, in
+//! the order the commands were written, and a refused command (ACL `NOPERM`) with one error.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncReadExt, ReadHalf};
 use tokio::task::JoinHandle;
 
-use super::publisher::CommandError;
+use super::pipeline::{CommandError, Pipeline};
 use super::resp::{self, Resp, RespError};
 use crate::backplane::reconnect::{Failure, LinkFailure};
 use crate::backplane::{BackplaneMessage, Inbox};
@@ -31,31 +22,24 @@ use crate::tls::BoxedIo;
 /// Bytes read from the socket at a time (more when a message is larger).
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Commands queued for the writer. The subscription manager has at most two in flight (one
-/// UNSUBSCRIBE, one SUBSCRIBE batch), so a full queue means a stuck connection.
+/// Commands that may wait for their confirmations at once. The subscription manager has at most
+/// two in flight (one UNSUBSCRIBE, one SUBSCRIBE batch), so more means a stuck connection.
 const COMMAND_QUEUE: usize = 64;
-
-/// A command written and not yet answered in full.
-struct Waiting {
-    /// Confirmations still to come (one per channel named).
-    remaining: usize,
-    done: oneshot::Sender<Result<(), String>>,
-}
 
 /// The sending side of a subscriber connection: cheap to clone, shared by the subscription
 /// manager's concurrent UNSUBSCRIBE and SUBSCRIBE.
 #[derive(Clone)]
 pub struct SubSink {
-    commands: mpsc::Sender<Vec<u8>>,
-    waiting: Arc<Mutex<VecDeque<Waiting>>>,
+    pipeline: Pipeline,
 }
 
-/// A subscriber connection's two tasks; both end with the connection (and are aborted on drop).
+/// A subscriber connection's two tasks; both end with the connection (and are aborted on drop,
+/// failing every command still waiting).
 pub struct Subscriber {
     pub sink: SubSink,
     /// Ends with why the connection ended, or `None` when the node's inbox closed.
     pub reader: JoinHandle<Option<Failure>>,
-    /// Ends when a write failed (its failure).
+    /// Ends when a write failed or the connection closed (why).
     pub writer: JoinHandle<Failure>,
 }
 
@@ -63,6 +47,7 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         self.reader.abort();
         self.writer.abort();
+        self.sink.pipeline.close("connection to Redis closed");
     }
 }
 
@@ -70,12 +55,10 @@ impl Subscriber {
     /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`).
     pub fn start(io: BoxedIo, inbox: Inbox) -> Subscriber {
         let (read, write) = tokio::io::split(io);
-        let waiting = Arc::new(Mutex::new(VecDeque::new()));
-        let (commands, queued) = mpsc::channel(COMMAND_QUEUE);
-        let reader = tokio::spawn(read_loop(read, inbox, waiting.clone()));
-        let writer = tokio::spawn(write_loop(write, queued));
+        let (pipeline, writer) = Pipeline::start(write, COMMAND_QUEUE);
+        let reader = tokio::spawn(read_loop(read, inbox, pipeline.clone()));
         Subscriber {
-            sink: SubSink { commands, waiting },
+            sink: SubSink { pipeline },
             reader,
             writer,
         }
@@ -100,56 +83,11 @@ impl SubSink {
         let mut args: Vec<&[u8]> = Vec::with_capacity(channels.len() + 1);
         args.push(name.as_bytes());
         args.extend(channels.iter().map(|c| c.as_bytes()));
-        let bytes = resp::command(&args);
-        let (done, answered) = oneshot::channel();
-        {
-            // The command's place in the FIFO and in the writer's queue, taken together.
-            let mut waiting = lock(&self.waiting);
-            self.commands.try_send(bytes).map_err(|_| {
-                CommandError::Down("the subscriber connection's command queue is stuck".into())
-            })?;
-            waiting.push_back(Waiting {
-                remaining: channels.len(),
-                done,
-            });
-        }
-        match answered.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(text)) => Err(CommandError::Refused(text)),
-            Err(_) => Err(CommandError::Down("connection to Redis lost".into())),
-        }
+        self.pipeline.send(&args, channels.len()).await.map(|_| ())
     }
 }
 
-fn lock(waiting: &Mutex<VecDeque<Waiting>>) -> MutexGuard<'_, VecDeque<Waiting>> {
-    waiting.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn write_loop(mut write: WriteHalf<BoxedIo>, mut queued: mpsc::Receiver<Vec<u8>>) -> Failure {
-    let mut batch = Vec::new();
-    while let Some(first) = queued.recv().await {
-        batch.clear();
-        batch.extend_from_slice(&first);
-        while let Ok(more) = queued.try_recv() {
-            batch.extend_from_slice(&more);
-        }
-        let written = async {
-            write.write_all(&batch).await?;
-            write.flush().await
-        };
-        if let Err(e) = written.await {
-            return Failure::new(LinkFailure::Lost, format!("connection to Redis lost: {e}"));
-        }
-    }
-    // The sink is gone: the link dropped this connection.
-    Failure::new(LinkFailure::Lost, "subscriber connection closed")
-}
-
-async fn read_loop(
-    mut read: ReadHalf<BoxedIo>,
-    inbox: Inbox,
-    waiting: Arc<Mutex<VecDeque<Waiting>>>,
-) -> Option<Failure> {
+async fn read_loop(mut read: ReadHalf<BoxedIo>, inbox: Inbox, pipeline: Pipeline) -> Option<Failure> {
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
     let failure = 'read: loop {
         loop {
@@ -161,22 +99,8 @@ async fn read_loop(
                         return None;
                     }
                 }
-                Ok(Some(Push::Confirmed)) => {
-                    let mut waiting = lock(&waiting);
-                    if let Some(front) = waiting.front_mut() {
-                        front.remaining = front.remaining.saturating_sub(1);
-                        if front.remaining == 0
-                            && let Some(done) = waiting.pop_front()
-                        {
-                            let _ = done.done.send(Ok(()));
-                        }
-                    }
-                }
-                Ok(Some(Push::Refused(text))) => {
-                    if let Some(done) = lock(&waiting).pop_front() {
-                        let _ = done.done.send(Err(text));
-                    }
-                }
+                Ok(Some(Push::Confirmed(value))) => pipeline.answer(Ok(value)),
+                Ok(Some(Push::Refused(text))) => pipeline.answer(Err(text)),
                 Ok(Some(Push::Other)) => {}
                 Err(e) => break 'read Failure::new(LinkFailure::Protocol, e.to_string()),
             }
@@ -188,8 +112,8 @@ async fn read_loop(
             Err(e) => break Failure::new(LinkFailure::Lost, format!("connection to Redis lost: {e}")),
         }
     };
-    // Every waiter hears that the connection is gone (their senders drop).
-    lock(&waiting).clear();
+    // Every waiting command hears that the connection is gone; the writer ends.
+    pipeline.close(&failure.message);
     Some(failure)
 }
 
@@ -197,8 +121,8 @@ async fn read_loop(
 #[derive(Debug, PartialEq)]
 enum Push {
     Message(BackplaneMessage),
-    /// A `subscribe` or `unsubscribe` confirmation (one per channel).
-    Confirmed,
+    /// A `subscribe` or `unsubscribe` confirmation (one per channel), as Redis wrote it.
+    Confirmed(Resp),
     /// An error reply: the command at the front was refused.
     Refused(String),
     /// Anything else (a `pong`, a pattern message we never asked for).
@@ -239,31 +163,35 @@ fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
 }
 
 fn classify(value: Resp) -> Push {
-    match value {
-        Resp::Error(text) => Push::Refused(text),
-        Resp::Array(Some(items)) => {
-            let kind = items.first().and_then(Resp::bytes).unwrap_or_default();
-            if kind.eq_ignore_ascii_case(b"subscribe") || kind.eq_ignore_ascii_case(b"unsubscribe") {
-                Push::Confirmed
-            } else if kind.eq_ignore_ascii_case(b"message")
-                && let [_, channel, payload] = items.as_slice()
-                && let (Some(channel), Some(payload)) = (channel.bytes(), payload.bytes())
-            {
-                Push::Message(BackplaneMessage {
-                    channel: String::from_utf8_lossy(channel).into_owned(),
-                    payload: Bytes::copy_from_slice(payload),
-                })
-            } else {
-                Push::Other
-            }
-        }
-        _ => Push::Other,
+    let Resp::Array(Some(items)) = value else {
+        return match value {
+            Resp::Error(text) => Push::Refused(text),
+            _ => Push::Other,
+        };
+    };
+    let kind = items.first().and_then(Resp::bytes).unwrap_or_default();
+    if kind.eq_ignore_ascii_case(b"subscribe") || kind.eq_ignore_ascii_case(b"unsubscribe") {
+        Push::Confirmed(Resp::Array(Some(items)))
+    } else if kind.eq_ignore_ascii_case(b"message")
+        && let [_, channel, payload] = items.as_slice()
+        && let (Some(channel), Some(payload)) = (channel.bytes(), payload.bytes())
+    {
+        Push::Message(BackplaneMessage {
+            channel: String::from_utf8_lossy(channel).into_owned(),
+            payload: Bytes::copy_from_slice(payload),
+        })
+    } else {
+        Push::Other
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bulk(bytes: &[u8]) -> Resp {
+        Resp::Bulk(Some(Bytes::copy_from_slice(bytes)))
+    }
 
     fn message(channel: &str, payload: &[u8]) -> Vec<u8> {
         resp::command(&[b"message", channel.as_bytes(), payload])
@@ -293,7 +221,11 @@ mod tests {
                     channel: "chat:all".into(),
                     payload: Bytes::from_static(b"\x00hello\r\nworld"),
                 }),
-                Push::Confirmed,
+                Push::Confirmed(Resp::Array(Some(vec![
+                    bulk(b"subscribe"),
+                    bulk(b"c"),
+                    bulk(b"1")
+                ]))),
                 Push::Refused("NOPERM no permissions".into()),
                 Push::Message(BackplaneMessage {
                     channel: "x".into(),
@@ -315,7 +247,13 @@ mod tests {
         let confirm =
             b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n";
         let (pushes, left) = take_all(confirm);
-        assert_eq!((pushes, left), (vec![Push::Confirmed, Push::Confirmed], 0));
+        let confirmed = |kind: &[u8], count| {
+            Push::Confirmed(Resp::Array(Some(vec![bulk(kind), bulk(b"c"), Resp::Int(count)])))
+        };
+        assert_eq!(
+            (pushes, left),
+            (vec![confirmed(b"subscribe", 1), confirmed(b"unsubscribe", 0)], 0)
+        );
         let mut bad = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n$x\r\n"[..]);
         assert!(
             next_push(&mut bad).is_err(),
