@@ -425,6 +425,16 @@ async fn read_loop(
     // The token's expiry: one timer for the connection's life, armed only under `--auth`, not
     // a new one registered for every read.
     let mut expiry = session.expires.map(|at| Box::pin(tokio::time::sleep_until(at)));
+    // The client timeout: one timer for the connection's life, moved on only when it fires
+    // early (data came since it was set), instead of a timer registered and cancelled for
+    // every read. `heard` is when data last came.
+    let client_timeout = node.config.client_timeout;
+    let mut heard = tokio::time::Instant::now();
+    let silence = tokio::time::sleep_until(heard + client_timeout);
+    tokio::pin!(silence);
+    // Likewise registered with the token once, not for every read.
+    let killed = outbox.killed().cancelled();
+    tokio::pin!(killed);
     loop {
         loop {
             let body = match reader.framer.next_frame() {
@@ -492,14 +502,25 @@ async fn read_loop(
         }
 
         let step = tokio::select! {
-            _ = outbox.killed().cancelled() => return ReadEnd::Killed,
+            () = &mut killed => return ReadEnd::Killed,
             _ = async {
                 match expiry.as_mut() {
                     Some(expiry) => expiry.as_mut().await,
                     None => std::future::pending().await,
                 }
             } => return ReadEnd::Expired,
-            step = tokio::time::timeout(node.config.client_timeout, reader.read()) => step.ok(),
+            () = &mut silence => {
+                let due = heard + client_timeout;
+                if tokio::time::Instant::now() < due {
+                    silence.as_mut().reset(due);
+                    continue;
+                }
+                None
+            }
+            step = reader.read() => {
+                heard = tokio::time::Instant::now();
+                Some(step)
+            }
         };
         match step {
             Some(ReadStep::Data { pings }) => {

@@ -447,12 +447,15 @@ impl Node {
         let receiver = shared.clone();
         tokio::spawn(async move {
             let mut cork = registry::Cork::new(batched);
+            // Waited on across the loop's turns: registered with the token once, not per message.
+            let shutdown = receiver.shutdown.cancelled();
+            tokio::pin!(shutdown);
             loop {
                 tokio::select! {
                     // Control first: a group command, ack or client result never waits behind a
                     // chat backlog.
                     biased;
-                    _ = receiver.shutdown.cancelled() => break,
+                    () = &mut shutdown => break,
                     Some(message) = inbox_rx.control.recv() => {
                         receiver.lifetime.on_backplane_message(message, &mut cork).await;
                         cork.flush();
