@@ -219,14 +219,14 @@ fn kind_name(v: &Value) -> &'static str {
     }
 }
 
-/// `ReceiveMessage(user, message)` with the two values passed through as sent.
-fn receive_message(args: &[Value], user_index: usize) -> Result<HubMessage, HubError> {
+/// `ReceiveMessage(user, message)` with the two values passed through as sent (moved out of
+/// `args`, which the method reads no further).
+fn receive_message(args: &mut [Value], user_index: usize) -> Result<HubMessage, HubError> {
     string_arg(args, user_index)?;
     string_arg(args, user_index + 1)?;
-    Ok(HubMessage::invocation(
-        RECEIVE_MESSAGE,
-        vec![args[user_index].clone(), args[user_index + 1].clone()],
-    ))
+    let message = std::mem::replace(&mut args[user_index + 1], Value::Nil);
+    let user = std::mem::replace(&mut args[user_index], Value::Nil);
+    Ok(HubMessage::invocation(RECEIVE_MESSAGE, vec![user, message]))
 }
 
 /// Runs hub method `target`. `Ok(Some(v))` is a result, `Ok(None)` a void method.
@@ -234,7 +234,7 @@ pub(crate) async fn invoke(
     lifetime: &Lifetime,
     caller: &Caller<'_>,
     target: &str,
-    args: Vec<Value>,
+    mut args: Vec<Value>,
 ) -> Result<Option<Value>, HubError> {
     let Some(method) = Method::find(target) else {
         return Err(HubError::UnknownMethod);
@@ -249,11 +249,11 @@ pub(crate) async fn invoke(
     let me: &str = caller.connection_id;
     match method {
         Method::SendMessage => {
-            let msg = receive_message(&args, 0)?;
+            let msg = receive_message(&mut args, 0)?;
             lifetime.send(Target::All { excluded: &[] }, &msg).await;
         }
         Method::SendToOthers => {
-            let msg = receive_message(&args, 0)?;
+            let msg = receive_message(&mut args, 0)?;
             lifetime.send(Target::All { excluded: &[me] }, &msg).await;
         }
         Method::JoinGroup => {
@@ -266,7 +266,7 @@ pub(crate) async fn invoke(
         }
         Method::SendToGroup => {
             let group = group_arg(&args, 0, caller)?;
-            let msg = receive_message(&args, 1)?;
+            let msg = receive_message(&mut args, 1)?;
             let target = Target::Group {
                 group: &group,
                 excluded: &[],
@@ -275,12 +275,12 @@ pub(crate) async fn invoke(
         }
         Method::SendToUser => {
             let user = user_arg(&args, 0, caller)?;
-            let msg = receive_message(&args, 1)?;
+            let msg = receive_message(&mut args, 1)?;
             lifetime.send(Target::User(&user), &msg).await;
         }
         Method::SendToConnection => {
             let id = required(&args, 0, "connectionId")?;
-            let msg = receive_message(&args, 1)?;
+            let msg = receive_message(&mut args, 1)?;
             lifetime.send(Target::Connection(&id), &msg).await;
         }
         Method::AddToGroup => {

@@ -10,7 +10,7 @@
 //! Used by `connection` (reading, control replies), `registry` (the frame type) and `lifetime`
 //! (one frame per protocol per message). Uses `protocol` only.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::protocol::{Framer, HubMessage, Protocol};
 
@@ -59,29 +59,13 @@ impl WsFrame {
     }
 
     fn encode(opcode: u8, payload: &[u8]) -> WsFrame {
-        let len = payload.len();
-        let header: usize = match len {
-            0..=125 => 2,
-            126..=0xFFFF => 4,
-            _ => 10,
-        };
-        let mut out = BytesMut::with_capacity(header + len);
-        out.put_u8(0x80 | opcode);
-        match header {
-            2 => out.put_u8(len as u8),
-            4 => {
-                out.put_u8(126);
-                out.put_u16(len as u16);
-            }
-            _ => {
-                out.put_u8(127);
-                out.put_u64(len as u64);
-            }
-        }
+        let (header, n) = header(opcode, payload.len());
+        let mut out = Vec::with_capacity(n + payload.len());
+        out.extend_from_slice(&header[..n]);
         out.extend_from_slice(payload);
         WsFrame {
-            bytes: out.freeze(),
-            header: header as u8,
+            bytes: Bytes::from(out),
+            header: n as u8,
         }
     }
 
@@ -98,11 +82,58 @@ impl WsFrame {
 
 /// Serializes one message for one protocol as a WebSocket frame (text for JSON, binary for
 /// MessagePack, A.3).
+///
+/// The message is written once, after room for the longest WebSocket header and VarInt prefix;
+/// the prefix and the header then go just before it, and the frame is that one buffer from its
+/// first header byte (no second buffer, no copy of the message).
 pub(crate) fn frame_of(protocol: Protocol, message: &HubMessage) -> WsFrame {
-    let payload = protocol.encode(message);
-    match protocol {
-        Protocol::Json => WsFrame::text(&payload),
-        Protocol::MessagePack => WsFrame::binary(&payload),
+    const ROOM: usize = 10 + 10;
+    let mut buf = Vec::with_capacity(ROOM + 128);
+    buf.resize(ROOM, 0);
+    let opcode = match protocol {
+        Protocol::Json => {
+            crate::protocol::json::encode_into(message, &mut buf);
+            OP_TEXT
+        }
+        Protocol::MessagePack => {
+            crate::protocol::msgpack::encode_body_into(message, &mut buf);
+            OP_BINARY
+        }
+    };
+    let mut start = ROOM;
+    if protocol == Protocol::MessagePack {
+        let (prefix, n) = crate::protocol::framing::varint(buf.len() - ROOM);
+        start -= n;
+        buf[start..ROOM].copy_from_slice(&prefix[..n]);
+    }
+    let (header, n) = header(opcode, buf.len() - start);
+    start -= n;
+    buf[start..start + n].copy_from_slice(&header[..n]);
+    WsFrame {
+        bytes: Bytes::from(buf).slice(start..),
+        header: n as u8,
+    }
+}
+
+/// A server frame's header (FIN set, unmasked) for `len` payload bytes: its bytes and length.
+fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    out[0] = 0x80 | opcode;
+    match len {
+        0..=125 => {
+            out[1] = len as u8;
+            (out, 2)
+        }
+        126..=0xFFFF => {
+            out[1] = 126;
+            out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            (out, 4)
+        }
+        _ => {
+            out[1] = 127;
+            out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            (out, 10)
+        }
     }
 }
 

@@ -173,16 +173,25 @@ pub fn read_varint(buf: &[u8]) -> Result<Option<(usize, usize)>, FrameError> {
 /// Appends `len` as a VarInt (unsigned LEB128: 7 bits per byte, least significant group first,
 /// high bit = more bytes follow). Lengths up to 2^31-1 take at most 5 bytes.
 pub fn write_varint(len: usize, out: &mut Vec<u8>) {
+    let (bytes, n) = varint(len);
+    out.extend_from_slice(&bytes[..n]);
+}
+
+/// `len` as a VarInt: its bytes (the first `n` of the array; a `usize` takes at most 10).
+pub fn varint(len: usize) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
     let mut rest = len;
+    let mut n = 0;
     loop {
         // Truncation is the point: the low 7 bits of `rest`.
         let low = (rest & 0x7f) as u8;
         rest >>= 7;
         if rest == 0 {
-            out.push(low);
-            return;
+            bytes[n] = low;
+            return (bytes, n + 1);
         }
-        out.push(low | 0x80);
+        bytes[n] = low | 0x80;
+        n += 1;
     }
 }
 

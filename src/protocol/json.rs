@@ -26,8 +26,14 @@ use super::{CompletionResult, Headers, HubMessage, ProtocolError, RECORD_SEPARAT
 /// `error` whenever it is `Some` (even "") and `allowReconnect` only when true.
 pub fn encode(message: &HubMessage) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
+    encode_into(message, &mut out);
+    out
+}
+
+/// `encode`, appended to `out`.
+pub fn encode_into(message: &HubMessage, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"type\":");
-    out.extend_from_slice(message.type_id().to_string().as_bytes());
+    push_int(out, i64::from(message.type_id()));
     match message {
         HubMessage::Invocation {
             headers,
@@ -36,11 +42,11 @@ pub fn encode(message: &HubMessage) -> Vec<u8> {
             arguments,
             stream_ids,
         } => {
-            write_headers(&mut out, headers);
+            write_headers(out, headers);
             if let Some(id) = invocation_id {
-                write_invocation_id(&mut out, id);
+                write_invocation_id(out, id);
             }
-            write_call(&mut out, target, arguments, stream_ids.as_deref());
+            write_call(out, target, arguments, stream_ids.as_deref());
         }
         HubMessage::StreamInvocation {
             headers,
@@ -49,35 +55,35 @@ pub fn encode(message: &HubMessage) -> Vec<u8> {
             arguments,
             stream_ids,
         } => {
-            write_headers(&mut out, headers);
-            write_invocation_id(&mut out, invocation_id);
-            write_call(&mut out, target, arguments, stream_ids.as_deref());
+            write_headers(out, headers);
+            write_invocation_id(out, invocation_id);
+            write_call(out, target, arguments, stream_ids.as_deref());
         }
         HubMessage::StreamItem {
             headers,
             invocation_id,
             item,
         } => {
-            write_headers(&mut out, headers);
-            write_invocation_id(&mut out, invocation_id);
-            write_key(&mut out, "item");
-            write_value(&mut out, item);
+            write_headers(out, headers);
+            write_invocation_id(out, invocation_id);
+            write_key(out, "item");
+            write_value(out, item);
         }
         HubMessage::Completion {
             headers,
             invocation_id,
             result,
         } => {
-            write_headers(&mut out, headers);
-            write_invocation_id(&mut out, invocation_id);
+            write_headers(out, headers);
+            write_invocation_id(out, invocation_id);
             match result {
                 CompletionResult::Error(error) if !error.is_empty() => {
-                    write_key(&mut out, "error");
-                    write_str(&mut out, error);
+                    write_key(out, "error");
+                    write_str(out, error);
                 }
                 CompletionResult::Value(value) => {
-                    write_key(&mut out, "result");
-                    write_value(&mut out, value);
+                    write_key(out, "result");
+                    write_value(out, value);
                 }
                 CompletionResult::Error(_) | CompletionResult::Void => {}
             }
@@ -86,8 +92,8 @@ pub fn encode(message: &HubMessage) -> Vec<u8> {
             headers,
             invocation_id,
         } => {
-            write_headers(&mut out, headers);
-            write_invocation_id(&mut out, invocation_id);
+            write_headers(out, headers);
+            write_invocation_id(out, invocation_id);
         }
         HubMessage::Ping => {}
         HubMessage::Close {
@@ -95,22 +101,43 @@ pub fn encode(message: &HubMessage) -> Vec<u8> {
             allow_reconnect,
         } => {
             if let Some(error) = error {
-                write_key(&mut out, "error");
-                write_str(&mut out, error);
+                write_key(out, "error");
+                write_str(out, error);
             }
             if *allow_reconnect {
-                write_key(&mut out, "allowReconnect");
+                write_key(out, "allowReconnect");
                 out.extend_from_slice(b"true");
             }
         }
         HubMessage::Ack { sequence_id } | HubMessage::Sequence { sequence_id } => {
-            write_key(&mut out, "sequenceId");
-            out.extend_from_slice(sequence_id.to_string().as_bytes());
+            write_key(out, "sequenceId");
+            push_int(out, *sequence_id);
         }
     }
     out.push(b'}');
     out.push(RECORD_SEPARATOR);
-    out
+}
+
+/// Writes `n` in decimal (as `to_string` would, without its allocation).
+fn push_int(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, n.unsigned_abs());
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A float as System.Text.Json and JavaScript write it: integral values without a fraction
@@ -123,7 +150,7 @@ fn write_float<F: serde::Serialize + Into<f64> + Copy>(out: &mut Vec<u8>, f: F) 
     if !wide.is_finite() {
         out.extend_from_slice(b"null");
     } else if wide.fract() == 0.0 && wide.abs() < EXACT {
-        out.extend_from_slice((wide as i64).to_string().as_bytes());
+        push_int(out, wide as i64);
     } else {
         serialize_into(out, &f);
     }
@@ -140,9 +167,9 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Boolean(false) => out.extend_from_slice(b"false"),
         Value::Integer(n) => {
             if let Some(u) = n.as_u64() {
-                out.extend_from_slice(u.to_string().as_bytes());
+                push_u64(out, u);
             } else if let Some(i) = n.as_i64() {
-                out.extend_from_slice(i.to_string().as_bytes());
+                push_int(out, i);
             }
         }
         Value::F32(f) => write_float(out, *f),
@@ -277,24 +304,133 @@ pub fn parse_value(text: &[u8]) -> Result<Value, serde_json::Error> {
 /// names case-sensitive, the last of duplicate properties wins, a `null` string property counts
 /// as absent; `headers` must map strings to strings; an empty `invocationId` on an Invocation
 /// means non-blocking.
+///
+/// The object is read in one pass: each property the message can use is checked as it is met
+/// (so in a body that is both malformed JSON and has a bad property before the malformation, the
+/// property's error is the one reported), and any other property is skipped without building
+/// its value.
 pub fn decode(body: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
-    let parsed = parse_value(body).map_err(|e| ProtocolError::new(format!("Error reading JSON. {e}")))?;
-    let entries = match parsed {
-        Value::Map(entries) => entries,
-        other => {
-            return Err(ProtocolError::new(format!(
-                "Unexpected JSON Token Type '{}'. Expected a JSON Object.",
-                token_name(&other)
-            )));
-        }
-    };
-
+    let mut failure = None;
     let mut fields = Fields::default();
-    for (key, value) in entries {
-        let Some(name) = key.as_str() else { continue };
-        fields.set(name, value)?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let top = de
+        .deserialize_any(MessageVisitor {
+            fields: &mut fields,
+            failure: &mut failure,
+        })
+        .and_then(|top| de.end().map(|()| top));
+    match top {
+        Err(e) => Err(failure.unwrap_or_else(|| ProtocolError::new(format!("Error reading JSON. {e}")))),
+        Ok(Top::Other(other)) => Err(ProtocolError::new(format!(
+            "Unexpected JSON Token Type '{}'. Expected a JSON Object.",
+            token_name(&other)
+        ))),
+        Ok(Top::Object) => fields.into_message(),
     }
-    fields.into_message()
+}
+
+/// The property names `Fields::set` reads; any other is skipped.
+const PROPERTIES: [&str; 11] = [
+    "type",
+    "invocationId",
+    "target",
+    "error",
+    "allowReconnect",
+    "result",
+    "item",
+    "arguments",
+    "streamIds",
+    "headers",
+    "sequenceId",
+];
+
+/// A property name: one of `PROPERTIES` (without allocating), or `None`.
+struct PropertySeed;
+
+impl<'de> DeserializeSeed<'de> for PropertySeed {
+    type Value = Option<&'static str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PropertySeed {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a property name")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(PROPERTIES.iter().find(|name| **name == v).copied())
+    }
+}
+
+/// What a hub message body held: an object (its properties are in the visitor's `fields`), or
+/// another value (an error).
+enum Top {
+    Object,
+    Other(Value),
+}
+
+/// Reads a message body: an object property by property into `fields`; a `Fields::set` error
+/// is kept in `failure` (the parse then stops with a placeholder error).
+struct MessageVisitor<'a> {
+    fields: &'a mut Fields,
+    failure: &'a mut Option<ProtocolError>,
+}
+
+impl<'de> Visitor<'de> for MessageVisitor<'_> {
+    type Value = Top;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+        let fields = self.fields;
+        while let Some(property) = map.next_key_seed(PropertySeed)? {
+            let Some(name) = property else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            };
+            let value = map.next_value_seed(ValueSeed)?;
+            if let Err(e) = fields.set(name, value) {
+                *self.failure = Some(e);
+                return Err(serde::de::Error::custom("invalid property"));
+            }
+        }
+        Ok(Top::Object)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Top, E> {
+        ValueVisitor.visit_bool(v).map(Top::Other)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Top, E> {
+        ValueVisitor.visit_i64(v).map(Top::Other)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Top, E> {
+        ValueVisitor.visit_u64(v).map(Top::Other)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Top, E> {
+        ValueVisitor.visit_f64(v).map(Top::Other)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Top, E> {
+        ValueVisitor.visit_str(v).map(Top::Other)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Top, E> {
+        ValueVisitor.visit_unit().map(Top::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top, A::Error> {
+        ValueVisitor.visit_seq(seq).map(Top::Other)
+    }
 }
 
 /// The properties of one message, as read so far.
@@ -526,14 +662,47 @@ fn token_name(value: &Value) -> &'static str {
     }
 }
 
+/// `,"name":` for one of our own property names (plain ASCII: nothing to escape).
 fn write_key(out: &mut Vec<u8>, name: &str) {
-    out.push(b',');
-    write_str(out, name);
-    out.push(b':');
+    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric()));
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
+/// A JSON string exactly as serde_json writes it: `"` and `\` escaped, the control characters
+/// as `\b \f \n \r \t` or `\u00xx` (lowercase hex), everything else (DEL, non-ASCII) as
+/// it is. Unescaped runs are copied whole.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    serialize_into(out, s);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// Serializes a string or a number with serde_json. Writing these into a `Vec` cannot fail (no
@@ -673,6 +842,21 @@ impl<'de> Visitor<'de> for ValueVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut every: String = (0u8..=0x7f).map(char::from).collect();
+        every.push_str("é€😀\u{2028}\u{fffd}");
+        for text in [every.as_str(), "", "plain", "\"\\", "a\u{0}b\u{1f}c\u{7f}"] {
+            let mut ours = Vec::new();
+            write_str(&mut ours, text);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(text).unwrap(),
+                "{text:?}"
+            );
+        }
+    }
 
     fn decode_str(text: &str) -> Result<Option<HubMessage>, ProtocolError> {
         decode(text.as_bytes())

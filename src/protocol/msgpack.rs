@@ -33,9 +33,14 @@ pub fn encode(message: &HubMessage) -> Vec<u8> {
 /// Serializes one message without the length prefix (the layouts of A.7).
 pub fn encode_body(message: &HubMessage) -> Vec<u8> {
     let mut out = Vec::with_capacity(32);
-    // Writing into a Vec cannot fail: the error type only exists for `io::Write` in general.
-    let _ = write_body(message, &mut out);
+    encode_body_into(message, &mut out);
     out
+}
+
+/// `encode_body`, appended to `out`.
+pub fn encode_body_into(message: &HubMessage, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail: the error type only exists for `io::Write` in general.
+    let _ = write_body(message, out);
 }
 
 /// A write error from rmp/rmpv; never produced when the target is a `Vec`.
