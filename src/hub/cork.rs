@@ -110,41 +110,37 @@ fn flush_together(outboxes: &[Outbox]) {
     }
     let writing = batch.len();
     let mut broken = Vec::new();
-    match batch.run() {
-        Some(results) => {
-            if let Some((outbox, _)) = held.first() {
-                // One submission per chunk (it may wait more than once, rarely: not counted).
-                Stats::inc(&outbox.shared.stats.client_writes);
+    let ran = batch.run_each(|k, result| {
+        let Some((outbox, state)) = held.get_mut(k) else {
+            return;
+        };
+        state.writes += 1;
+        match result {
+            uring::WriteResult::Written(written) => {
+                state.active = true;
+                advance(state, written);
             }
-            for (k, result) in results {
-                let Some((outbox, state)) = held.get_mut(k) else {
-                    continue;
-                };
-                state.writes += 1;
-                match result {
-                    uring::WriteResult::Written(written) => {
-                        state.active = true;
-                        advance(state, written);
-                    }
-                    // The socket took nothing: the writer's to retry or to find broken on its
-                    // next write.
-                    uring::WriteResult::WouldBlock
-                    | uring::WriteResult::Failed(_)
-                    | uring::WriteResult::Cancelled => {}
-                    // What reached the client is unknown.
-                    uring::WriteResult::Abandoned => broken.push(*outbox),
-                }
-            }
+            // The socket took nothing: the writer's to retry or to find broken on its next
+            // write.
+            uring::WriteResult::WouldBlock
+            | uring::WriteResult::Failed(_)
+            | uring::WriteResult::Cancelled => {}
+            // What reached the client is unknown.
+            uring::WriteResult::Abandoned => broken.push(*outbox),
         }
+    });
+    if ran && writing > 0 {
+        if let Some((outbox, _)) = held.first() {
+            // One submission per chunk (it may wait more than once, rarely: not counted).
+            Stats::inc(&outbox.shared.stats.client_writes);
+        }
+    } else if !ran && writing > 0 {
         // No ring on this thread: each socket on its own, still under the lock.
-        None if writing > 0 => {
-            for (outbox, state) in &mut held {
-                if !state.closed && !state.queue.is_empty() && outbox.shared.writes_directly() {
-                    outbox.shared.write_queue(state);
-                }
+        for (outbox, state) in &mut held {
+            if !state.closed && !state.queue.is_empty() && outbox.shared.writes_directly() {
+                outbox.shared.write_queue(state);
             }
         }
-        None => {}
     }
     let mut wake = Vec::new();
     for (outbox, state) in &held {

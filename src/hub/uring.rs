@@ -15,7 +15,8 @@
 //! Sound by construction, not by the kernel's behaviour:
 //! - The kernel reads only memory the batch owns: `Bytes` clones of the frames (the caller may
 //!   drop its own copies at once) and the iovecs and msghdrs that point into them, all in one
-//!   `Pinned` block. A batch whose writes all completed drops the block; a batch that cannot prove
+//!   `Pinned` block. A batch whose writes all completed empties the block (dropping its frame
+//!   clones) and keeps it, emptied, for the thread's next batch; a batch that cannot prove
 //!   that (a write still pending after the cancel, an io_uring error, a panic between push and
 //!   reap) *abandons* the ring: ring and block are leaked together, so whatever the kernel may
 //!   still read stays alive forever. The leak is counted (`leaks`) and bounded: after
@@ -24,8 +25,8 @@
 //!   (`InFlight`): on unwinding it is abandoned, never put back, so stale entries can never be
 //!   submitted by the thread's next batch, which makes a fresh ring.
 //! - Sockets are `BorrowedFd`s, open for the batch's lifetime; each entry's `user_data` is its
-//!   write's index, and `run` gives back `(key, WriteResult)` pairs: results are paired with the
-//!   writes they belong to, not by position.
+//!   write's index, and `run_each` hands back `(key, WriteResult)` pairs: results are paired with
+//!   the writes they belong to, not by position.
 //!
 //! Every write carries `MSG_DONTWAIT`, which makes io_uring complete it inline (with what the
 //! socket took, or `EAGAIN`) instead of waiting for the socket: a batch never waits on a slow
@@ -156,12 +157,46 @@ struct Hooks {
     panic_after_push: bool,
 }
 
+thread_local! {
+    /// The frame list of the thread's last settled batch, empty, kept for its capacity: a node's
+    /// receive loop batches every message, and this saves it an allocation each time.
+    static SPARE_FRAMES: std::cell::RefCell<Vec<bytes::Bytes>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty frame list with room for `frames` (the thread's spare one when there is one).
+fn frame_list(frames: usize) -> Vec<bytes::Bytes> {
+    let mut list = SPARE_FRAMES
+        .try_with(|spare| {
+            spare
+                .try_borrow_mut()
+                .map(|mut s| std::mem::take(&mut *s))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    list.reserve(frames);
+    list
+}
+
+/// Keeps an emptied frame list for the thread's next batch.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn spare_frame_list(mut list: Vec<bytes::Bytes>) {
+    list.clear();
+    // A one-off huge batch gives its memory back.
+    if list.capacity() <= 4 * RING_ENTRIES {
+        let _ = SPARE_FRAMES.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                *spare = list;
+            }
+        });
+    }
+}
+
 impl<'fd, K> Batch<'fd, K> {
     /// Room for `writes` writes of `frames` frames in all (more grow the buffers).
     pub fn with_capacity(writes: usize, frames: usize) -> Self {
         Batch {
             writes: Vec::with_capacity(writes),
-            frames: Vec::with_capacity(frames),
+            frames: frame_list(frames),
             #[cfg(test)]
             hooks: Hooks::default(),
         }
@@ -190,8 +225,18 @@ impl<'fd, K> Batch<'fd, K> {
     /// Submits every queued write and waits for all of them (see the module docs for what happens
     /// when one does not complete). Returns every write's key with its result, or `None` when
     /// io_uring cannot be used here: then nothing was written.
+    #[cfg(test)]
     pub fn run(self) -> Option<Vec<(K, WriteResult)>> {
-        imp::run(self)
+        let mut results = Vec::with_capacity(self.writes.len());
+        self.run_each(|key, result| results.push((key, result)))
+            .then_some(results)
+    }
+
+    /// `run`, handing each write's key and result to `each` (in the order pushed) instead of
+    /// collecting them. Returns false when io_uring cannot be used here: then nothing was
+    /// written and `each` was not called.
+    pub fn run_each(self, each: impl FnMut(K, WriteResult)) -> bool {
+        imp::run(self, each)
     }
 }
 
@@ -233,6 +278,51 @@ mod imp {
     thread_local! {
         /// The thread's ring between batches; empty while a batch holds it (or before the first).
         static RING: RefCell<Option<IoUring>> = const { RefCell::new(None) };
+        /// The thread's `Pinned` block and plan between batches, emptied, kept for their
+        /// capacity; taken by a batch like the ring (an abandoned batch leaks its block, and the
+        /// next one makes a new one).
+        static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+    }
+
+    /// A batch's reusable buffers: the block the kernel reads and the bookkeeping beside it.
+    struct Scratch {
+        pinned: Box<Pinned>,
+        plan: Vec<Option<usize>>,
+        results: Vec<Option<WriteResult>>,
+    }
+
+    fn take_scratch() -> Scratch {
+        SCRATCH
+            .try_with(|cell| cell.try_borrow_mut().ok()?.take())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Scratch {
+                pinned: Box::new(Pinned {
+                    frames: Vec::new(),
+                    iovecs: Vec::new(),
+                    msgs: Vec::new(),
+                }),
+                plan: Vec::new(),
+                results: Vec::new(),
+            })
+    }
+
+    /// Empties a settled batch's buffers (its frames are dropped: the kernel is done with them)
+    /// and keeps them for the thread's next batch; a one-off huge batch gives its memory back.
+    fn put_back_scratch(mut scratch: Scratch) {
+        super::spare_frame_list(std::mem::take(&mut scratch.pinned.frames));
+        scratch.pinned.iovecs.clear();
+        scratch.pinned.msgs.clear();
+        scratch.plan.clear();
+        scratch.results.clear();
+        if scratch.pinned.iovecs.capacity() > 4 * RING_ENTRIES {
+            return;
+        }
+        let _ = SCRATCH.try_with(|cell| {
+            if let Ok(mut slot) = cell.try_borrow_mut() {
+                *slot = Some(scratch);
+            }
+        });
     }
 
     /// `send` flags of every write.
@@ -360,6 +450,13 @@ mod imp {
         }
     }
 
+    impl InFlight {
+        /// The block of a settled batch, for reuse (`None` once abandoned).
+        fn settled_block(mut self) -> Option<Box<Pinned>> {
+            if self.settled { self.pinned.take() } else { None }
+        }
+    }
+
     /// Leaks `ring` and `pinned` together: a write still in the kernel may read `pinned` at any
     /// time, and the ring's queues may still receive its completion. Counted; past
     /// `MAX_ABANDONED_RINGS` the process stops using io_uring.
@@ -388,29 +485,31 @@ mod imp {
         );
     }
 
-    pub(super) fn run<K>(batch: Batch<'_, K>) -> Option<Vec<(K, WriteResult)>> {
+    pub(super) fn run<K>(batch: Batch<'_, K>, mut each: impl FnMut(K, WriteResult)) -> bool {
         let Batch { writes, frames, .. } = batch;
         #[cfg(test)]
         let hooks = batch.hooks;
         if writes.is_empty() {
-            return Some(Vec::new());
+            super::spare_frame_list(frames);
+            return true;
         }
-        let ring = take_ring()?;
-        // The block the kernel reads, complete before anything is pushed.
-        let mut pinned = Box::new(Pinned {
-            iovecs: frames
-                .iter()
-                .map(|f| libc::iovec {
-                    iov_base: f.as_ptr().cast_mut().cast(),
-                    iov_len: f.len(),
-                })
-                .collect(),
-            frames,
-            msgs: Vec::new(),
-        });
+        let Some(ring) = take_ring() else {
+            return false;
+        };
+        let Scratch {
+            mut pinned,
+            mut plan,
+            mut results,
+        } = take_scratch();
+        // The block the kernel reads, complete before anything is pushed (and not changed
+        // after: no pointer into it moves).
+        pinned.frames = frames;
+        let Pinned { frames, iovecs, .. } = &mut *pinned;
+        iovecs.extend(frames.iter().map(|f| libc::iovec {
+            iov_base: f.as_ptr().cast_mut().cast(),
+            iov_len: f.len(),
+        }));
         // One entry per write: a `Send` of one frame, or a `SendMsg` of the msghdr at this index.
-        let mut plan = Vec::with_capacity(writes.len());
-        let mut msgs = Vec::new();
         for write in &writes {
             let (start, end) = write.frames;
             let single = (end - start == 1)
@@ -424,12 +523,11 @@ mod imp {
                 let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
                 msg.msg_iov = pinned.iovecs[start..end].as_ptr().cast_mut();
                 msg.msg_iovlen = (end - start) as _;
-                plan.push(Some(msgs.len()));
-                msgs.push(msg);
+                plan.push(Some(pinned.msgs.len()));
+                pinned.msgs.push(msg);
             }
         }
-        pinned.msgs = msgs;
-        let mut results: Vec<Option<WriteResult>> = vec![None; writes.len()];
+        results.resize(writes.len(), None);
         let mut flight = InFlight {
             ring: Some(ring),
             pinned: Some(pinned),
@@ -452,14 +550,18 @@ mod imp {
             Err(e) => tracing::warn!(error = %e, "an io_uring batch failed"),
         }
         // Puts the ring back, or abandons it with the block (see `InFlight`).
-        drop(flight);
-        Some(
-            writes
-                .into_iter()
-                .zip(results)
-                .map(|(write, result)| (write.key, result.unwrap_or(WriteResult::Abandoned)))
-                .collect(),
-        )
+        let block = flight.settled_block();
+        for (write, result) in writes.into_iter().zip(&results) {
+            each(write.key, result.unwrap_or(WriteResult::Abandoned));
+        }
+        if let Some(pinned) = block {
+            put_back_scratch(Scratch {
+                pinned,
+                plan,
+                results,
+            });
+        }
+        true
     }
 
     #[derive(Clone, Copy)]
@@ -618,8 +720,8 @@ mod imp {
         false
     }
 
-    pub(super) fn run<K>(_: Batch<'_, K>) -> Option<Vec<(K, WriteResult)>> {
-        None
+    pub(super) fn run<K>(_: Batch<'_, K>, _: impl FnMut(K, WriteResult)) -> bool {
+        false
     }
 }
 
