@@ -62,6 +62,11 @@ pub fn classify(prefix: &str, wire: &str) -> Option<(String, ChannelKind)> {
     if hub.is_empty() {
         return None;
     }
+    Some((hub.to_string(), classify_rest(rest)?))
+}
+
+/// The kind of a channel from what follows its hub name and `:`.
+fn classify_rest(rest: &str) -> Option<ChannelKind> {
     let kind = if rest == "all" {
         ChannelKind::All
     } else if rest == "internal:groups" {
@@ -79,7 +84,7 @@ pub fn classify(prefix: &str, wire: &str) -> Option<(String, ChannelKind)> {
     } else {
         return None;
     };
-    Some((hub.to_string(), kind))
+    Some(kind)
 }
 
 impl Channels {
@@ -163,10 +168,16 @@ impl Channels {
 
     /// Classifies a wire channel of this hub; `None` for other hubs and foreign channels.
     pub fn classify(&self, wire: &str) -> Option<ChannelKind> {
-        match classify(&self.prefix, wire) {
-            Some((hub, kind)) if hub == self.hub => Some(kind),
-            _ => None,
+        // As `classify`, without copying the hub name out: this hub's is known. (`classify`
+        // finds no hub name that is empty or holds a ':', so no channel is this hub's then.)
+        if self.hub.is_empty() || self.hub.contains(':') {
+            return None;
         }
+        let rest = wire
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(self.hub.as_str())?
+            .strip_prefix(':')?;
+        classify_rest(rest)
     }
 
     /// The `PUBSUB CHANNELS` patterns of the dashboard's census, for every hub under `prefix`:

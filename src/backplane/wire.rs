@@ -340,44 +340,65 @@ fn put_int(out: &mut Vec<u8>, value: i64) {
 
 /// Decodes an invocation (B.6.2). The serializations are zero-copy slices of `payload`.
 pub fn decode_invocation(payload: &Bytes) -> Result<InvocationPayload, WireError> {
+    let mut serializations = Vec::with_capacity(2);
+    let head = decode_invocation_with(payload, |name, range| {
+        serializations.push((name.to_owned(), payload.slice(range)));
+    })?;
+    Ok(InvocationPayload {
+        excluded: head.excluded.into_iter().map(str::to_owned).collect(),
+        serializations,
+        invocation_id: head.invocation_id.map(str::to_owned),
+        return_channel: head.return_channel.map(str::to_owned),
+    })
+}
+
+/// An invocation's fields other than its serializations, borrowed from the payload.
+#[derive(Debug, Default)]
+pub struct InvocationHead<'a> {
+    /// Connection ids that must not receive the message (empty: no allocation).
+    pub excluded: Vec<&'a str>,
+    /// Client-result invocation id (4-element form only).
+    pub invocation_id: Option<&'a str>,
+    /// Logical return channel, without the channel prefix (4-element form only).
+    pub return_channel: Option<&'a str>,
+}
+
+/// Decodes an invocation (B.6.2) without copying: each serialization is handed to `each` as its
+/// protocol name and its byte range in `payload`, in wire order; the rest is returned borrowed.
+/// The hub's receive path, which needs no owned copy of anything.
+pub fn decode_invocation_with<'a>(
+    payload: &'a [u8],
+    mut each: impl FnMut(&'a str, Range<usize>),
+) -> Result<InvocationHead<'a>, WireError> {
     let mut r = Reader::new(payload);
     let (start, len) = (r.pos, r.read_array_len("invocation array")?);
     r.require(start, len, 2, "invocation array")?;
 
-    let excluded = if r.try_nil() {
-        Vec::new()
-    } else {
+    let mut head = InvocationHead::default();
+    if !r.try_nil() {
         let count = r.read_array_len("excluded ids")?;
-        let mut ids = Vec::with_capacity(count);
+        // Bounded by the payload: each id takes at least one byte.
+        head.excluded.reserve(count.min(payload.len()));
         for _ in 0..count {
-            ids.push(r.read_str("excluded id")?.to_owned());
+            head.excluded.push(r.read_str("excluded id")?);
         }
-        ids
-    };
-
-    let count = r.read_map_len("serialization map")?;
-    let mut serializations = Vec::with_capacity(count);
-    for _ in 0..count {
-        let name = r.read_str("protocol name")?.to_owned();
-        let range = r.read_bin("serialization")?;
-        serializations.push((name, payload.slice(range)));
     }
 
-    let (mut invocation_id, mut return_channel) = (None, None);
+    let count = r.read_map_len("serialization map")?;
+    for _ in 0..count {
+        let name = r.read_str("protocol name")?;
+        let range = r.read_bin("serialization")?;
+        each(name, range);
+    }
+
     if len > 3 {
-        invocation_id = r.read_nullable_str("invocation id")?.map(str::to_owned);
-        return_channel = r.read_nullable_str("return channel")?.map(str::to_owned);
+        head.invocation_id = r.read_nullable_str("invocation id")?;
+        head.return_channel = r.read_nullable_str("return channel")?;
         r.skip_values(len - 4)?;
     } else {
         r.skip_values(len - 2)?;
     }
-
-    Ok(InvocationPayload {
-        excluded,
-        serializations,
-        invocation_id,
-        return_channel,
-    })
+    Ok(head)
 }
 
 /// Decodes a group command (B.6.3). The action must be 1 (add) or 2 (remove).

@@ -2,14 +2,14 @@
 //! (whose combine parser, unbounded queue and extra task cost about a fifth of a node's
 //! instructions per message).
 //!
-//! One reader task owns the read half: a `message` push is cut out of the read buffer in place
-//! (the payload is a slice of the bytes read, never copied again) and handed straight to the
-//! node's bounded inbox, never waiting (a full inbox drops and counts, as before). Confirmations
+//! One reader task owns the read half: a `message` push is read in place (no general parse) and
+//! its payload copied out once, so the read buffer is reused for every read, and handed straight
+//! to the node's bounded inbox, never waiting (a full inbox drops and counts, as before). Confirmations
 //! and error replies go to the connection's [`Pipeline`], which matches them to the commands
 //! written: Redis answers SUBSCRIBE and UNSUBSCRIBE with one confirmation per channel named, in
 //! the order the commands were written, and a refused command (ACL `NOPERM`) with one error.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, ReadHalf};
 use tokio::task::JoinHandle;
 
@@ -55,7 +55,7 @@ impl Subscriber {
     /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`).
     pub fn start(io: BoxedIo, inbox: Inbox) -> Subscriber {
         let (read, write) = tokio::io::split(io);
-        let (pipeline, writer) = Pipeline::start(write, COMMAND_QUEUE);
+        let (pipeline, writer) = Pipeline::start(write, COMMAND_QUEUE, None, None);
         let reader = tokio::spawn(read_loop(read, inbox, pipeline.clone()));
         Subscriber {
             sink: SubSink { pipeline },
@@ -133,8 +133,8 @@ enum Push {
 const MESSAGE_HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n";
 
 /// Takes the next whole reply off the front of `buffer`; `Ok(None)` until one is complete.
-/// A `message` push, the common case, is cut out in place: its payload shares the read buffer's
-/// bytes. Everything else goes through the general reader.
+/// A `message` push, the common case, is read in place and its channel and payload copied out.
+/// Everything else goes through the general reader.
 fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
     if buffer.starts_with(MESSAGE_HEAD) {
         let null = |at| RespError {
@@ -150,16 +150,28 @@ fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
             return Ok(None);
         };
         let payload = payload.ok_or_else(|| null(after))?;
-        let whole = buffer.split_to(end).freeze();
-        let channel = String::from_utf8_lossy(&whole[channel]).into_owned();
-        let payload = whole.slice(payload);
-        return Ok(Some(Push::Message(BackplaneMessage { channel, payload })));
+        // Copied out, so the read buffer stays this reader's alone and is reused for the next
+        // read (a payload sharing it would make every read allocate a fresh buffer).
+        let message = BackplaneMessage {
+            channel: utf8_lossy(&buffer[channel]),
+            payload: Bytes::copy_from_slice(&buffer[payload]),
+        };
+        buffer.advance(end);
+        return Ok(Some(Push::Message(message)));
     }
     let Some((value, used)) = resp::parse(buffer)? else {
         return Ok(None);
     };
     let _ = buffer.split_to(used);
     Ok(Some(classify(value)))
+}
+
+/// A channel name as text (Redis channels are bytes; ours are UTF-8).
+fn utf8_lossy(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 fn classify(value: Resp) -> Push {
@@ -177,7 +189,7 @@ fn classify(value: Resp) -> Push {
         && let (Some(channel), Some(payload)) = (channel.bytes(), payload.bytes())
     {
         Push::Message(BackplaneMessage {
-            channel: String::from_utf8_lossy(channel).into_owned(),
+            channel: utf8_lossy(channel),
             payload: Bytes::copy_from_slice(payload),
         })
     } else {
