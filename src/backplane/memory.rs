@@ -194,7 +194,11 @@ impl Drop for MemoryBackplane {
 }
 
 impl Backplane for MemoryBackplane {
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<Receivers, BackplaneError>> {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<Receivers, BackplaneError>> {
         // One process sees every subscriber: the count is global.
         let result = self.bus.publish(channel, payload).map(Receivers::All);
         Box::pin(async move { result })

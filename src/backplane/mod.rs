@@ -156,11 +156,42 @@ impl Receivers {
 }
 
 /// A pub/sub transport between hub nodes. See the module docs for the delivery guarantees.
+/// What became of one counted publish (`Backplane::publish_counted`): sent and answered, or
+/// why not.
+pub type PublishOutcome = std::sync::Arc<dyn Fn(Result<(), BackplaneError>) + Send + Sync>;
+
+/// What `Backplane::publish_counted` did.
+#[derive(Debug)]
+pub enum Counted {
+    /// Queued: its outcome comes later.
+    Queued,
+    /// Not sent, and why.
+    Failed(BackplaneError),
+    /// Use `publish` for this one.
+    Unsupported,
+}
+
 pub trait Backplane: Send + Sync + 'static {
     /// Publishes `payload` on the wire channel `channel` and returns how many subscribers got it,
     /// saying whether that count is global (see [`Receivers`]). Fails fast (without waiting for a
     /// reconnect) when the link is down.
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<Receivers, BackplaneError>>;
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<Receivers, BackplaneError>>;
+
+    /// Publishes `payload` on `channel` without waiting for the server's answer: `Queued` means
+    /// its outcome reaches the [`PublishOutcome`] set with `set_publish_outcome`, exactly once,
+    /// later; `Failed` that it was not sent (nothing hears of it again); `Unsupported` that this
+    /// backplane (or this channel on it) only publishes with `publish`.
+    fn publish_counted(&self, _channel: &str, _payload: &[u8]) -> Counted {
+        Counted::Unsupported
+    }
+
+    /// Who hears the outcome of each `publish_counted` that was queued (set once, before the
+    /// first; a later call replaces it for connections made after).
+    fn set_publish_outcome(&self, _outcome: PublishOutcome) {}
 
     /// Takes one reference on `channel` and, when connected, waits for the server to confirm the
     /// subscription (callers that arrive during one round trip share the next).

@@ -64,10 +64,15 @@ use subscriber::{SubSink, Subscriber};
 use topology::{Finder, watch_primary};
 
 use super::reconnect::{self, Failure, Link, LinkFailure, Report};
-use super::{Backplane, BackplaneError, BackplaneState, BackplaneStatus, Inbox, Receivers, backoff};
+use super::{
+    Backplane, BackplaneError, BackplaneState, BackplaneStatus, Counted, Inbox, PublishOutcome, Receivers,
+    backoff,
+};
 use crate::config;
 use crate::redis_conn::{ConnectError, Reached, RedisConnector, RedisSpec};
 use crate::tls::BoxedIo;
+use pipeline::CommandError;
+use resp::Resp;
 
 /// How long one PUBLISH or SUBSCRIBE may take before the link is considered unhealthy for it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,6 +93,9 @@ struct Shared {
     changed: Notify,
     /// The command connection of the live link (PUBLISH), `None` while it is down.
     publisher: Mutex<Option<Publisher>>,
+    /// Hears counted publishes' outcomes (`Backplane::set_publish_outcome`); given to each
+    /// command connection as it is made.
+    publish_outcome: Mutex<Option<PublishOutcome>>,
     status_tx: watch::Sender<BackplaneStatus>,
     inbox: Inbox,
     /// The classic link's and the sharded link's states; `status_tx` shows them combined.
@@ -375,6 +383,7 @@ impl RedisBackplane {
             table: Mutex::new(Table::default()),
             changed: Notify::new(),
             publisher: Mutex::new(None),
+            publish_outcome: Mutex::new(None),
             status_tx,
             inbox: inbox.into(),
             cluster: AtomicBool::new(false),
@@ -543,7 +552,14 @@ impl Link for ClassicLink {
 
     async fn connect(&mut self) -> Result<Live, Failure> {
         let (pubsub, publisher, reached) = connect(&mut self.finder).await?;
-        let (publisher, publisher_tasks) = Publisher::start(publisher);
+        let counted = self
+            .shared
+            .publish_outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .map(counted_outcome);
+        let (publisher, publisher_tasks) = Publisher::start(publisher, counted);
         let shared = &self.shared;
         shared
             .cluster
@@ -599,6 +615,9 @@ impl Link for ClassicLink {
                 Err(e) => Err(lost(format!("subscriber reader ended: {e}"))),
             },
             _ = &mut publisher.reader => Err(lost("command connection to Redis lost".to_string())),
+            written = &mut publisher.writer => {
+                Err(written.unwrap_or_else(|e| lost(format!("publisher writer ended: {e}"))))
+            }
             written = &mut subscriber.writer => {
                 Err(written.unwrap_or_else(|e| lost(format!("subscriber writer ended: {e}"))))
             }
@@ -640,24 +659,41 @@ async fn supervise(finder: Finder, shared: Arc<Shared>, cancel: CancellationToke
     shared.set_state(BackplaneState::Stopped);
 }
 
+/// A counted PUBLISH's reply as the hub hears it: an integer reply is success (a count of
+/// receivers); an error reply or a lost connection is a failure, said in words.
+fn counted_outcome(outcome: PublishOutcome) -> pipeline::Counted {
+    Arc::new(move |reply: Result<Resp, CommandError>| {
+        outcome(match reply {
+            Ok(Resp::Int(_)) => Ok(()),
+            Ok(other) => Err(BackplaneError::Redis(format!(
+                "unexpected reply to PUBLISH: {other:?}"
+            ))),
+            Err(e) => Err(BackplaneError::Redis(e.to_string())),
+        })
+    })
+}
+
 impl Backplane for RedisBackplane {
-    fn publish(&self, channel: &str, payload: Bytes) -> BoxFuture<'_, Result<Receivers, BackplaneError>> {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<Receivers, BackplaneError>> {
         if let Some((link, is_sharded)) = &self.sharded
             && is_sharded(channel)
         {
-            let channel = channel.to_string();
-            return Box::pin(async move { link.publish(&channel, payload).await });
+            return Box::pin(link.publish(channel, payload));
         }
         let connection = self.shared.publisher().clone();
-        let channel = channel.to_string();
         Box::pin(async move {
             let Some(connection) = connection else {
                 let state = self.shared.status_tx.borrow().state.clone();
                 return Err(BackplaneError::Down(format!("{state:?}")));
             };
-            let publish = connection.publish(&channel, &payload);
-            match tokio::time::timeout(COMMAND_TIMEOUT, publish).await {
-                Ok(Ok(receivers)) => {
+            // No timer per publish: the publisher's connection fails as a whole when Redis
+            // stops answering (`pipeline::ANSWER_WITHIN`), which fails this publish too.
+            match connection.publish(channel, &payload).await {
+                Ok(receivers) => {
                     let receivers = receivers.max(0) as usize;
                     // A cluster node counts only its own subscribers (see `Receivers`).
                     Ok(if self.shared.cluster.load(Ordering::Relaxed) {
@@ -666,10 +702,35 @@ impl Backplane for RedisBackplane {
                         Receivers::All(receivers)
                     })
                 }
-                Ok(Err(e)) => Err(BackplaneError::Redis(e.to_string())),
-                Err(_) => Err(BackplaneError::Redis("PUBLISH timed out".into())),
+                Err(e) => Err(BackplaneError::Redis(e.to_string())),
             }
         })
+    }
+
+    fn publish_counted(&self, channel: &str, payload: &[u8]) -> Counted {
+        if let Some((_, is_sharded)) = &self.sharded
+            && is_sharded(channel)
+        {
+            return Counted::Unsupported;
+        }
+        let publisher = self.shared.publisher();
+        let Some(connection) = publisher.as_ref() else {
+            drop(publisher);
+            let state = self.shared.status_tx.borrow().state.clone();
+            return Counted::Failed(BackplaneError::Down(format!("{state:?}")));
+        };
+        match connection.publish_counted(channel, payload) {
+            Ok(()) => Counted::Queued,
+            Err(e) => Counted::Failed(BackplaneError::Redis(e.to_string())),
+        }
+    }
+
+    fn set_publish_outcome(&self, outcome: PublishOutcome) {
+        *self
+            .shared
+            .publish_outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(outcome);
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {

@@ -27,7 +27,7 @@ use super::registry::{Cork, GroupChange, LocalConnection, Outbox, Registry, WsFr
 use super::stats::Stats;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::wire::{self, GroupAction, GroupCommand};
-use crate::backplane::{Backplane, BackplaneMessage, Inbox, Receivers};
+use crate::backplane::{Backplane, BackplaneError, BackplaneMessage, Counted, Inbox, Receivers};
 use crate::protocol::{CompletionResult, HubMessage, Protocol};
 
 /// One message serialized for each protocol as a complete WebSocket frame, built once per
@@ -47,11 +47,13 @@ impl Frames {
         }
     }
 
-    /// Frames from a backplane payload's serialization map (a JSON one must be UTF-8: it goes
-    /// out as a text frame).
-    fn from_serializations(serializations: &[(String, Bytes)]) -> Frames {
+    /// Frames from a backplane invocation payload (B.6.2), read without copying anything but the
+    /// frames themselves; a JSON serialization must be UTF-8 (it goes out as a text frame), and
+    /// protocols this node does not speak are skipped.
+    fn decode(payload: &[u8]) -> Result<(Frames, wire::InvocationHead<'_>), wire::WireError> {
         let mut frames = Frames::default();
-        for (name, bytes) in serializations {
+        let head = wire::decode_invocation_with(payload, |name, range| {
+            let bytes = &payload[range];
             match Protocol::from_name(name) {
                 Some(Protocol::Json) => {
                     frames.json = std::str::from_utf8(bytes).is_ok().then(|| WsFrame::text(bytes))
@@ -59,8 +61,8 @@ impl Frames {
                 Some(Protocol::MessagePack) => frames.msgpack = Some(WsFrame::binary(bytes)),
                 None => {}
             }
-        }
-        frames
+        })?;
+        Ok((frames, head))
     }
 
     pub fn for_protocol(&self, protocol: Protocol) -> Option<&WsFrame> {
@@ -129,30 +131,73 @@ pub(crate) struct Lifetime {
 /// group commands off the receive path.
 struct Forwarder {
     backplane: Arc<dyn Backplane>,
+    accounting: Arc<Accounting>,
+}
+
+/// A publish's outcome counted: `backplane_out` or `forward_failures`, logged when it changes
+/// from one to the other. Shared by awaited publishes and by the backplane's counted ones.
+struct Accounting {
     stats: Arc<Stats>,
     /// Whether the last publish failed: failures are logged on the transition, then only counted.
     forwarding_failed: AtomicBool,
 }
 
-impl Forwarder {
-    async fn publish(&self, channel: &str, payload: Bytes) -> Result<Receivers, ()> {
-        match self.backplane.publish(channel, payload).await {
-            Ok(receivers) => {
+impl Accounting {
+    fn count(&self, channel: Option<&str>, outcome: &Result<(), BackplaneError>) {
+        match outcome {
+            Ok(()) => {
                 Stats::inc(&self.stats.backplane_out);
                 if self.forwarding_failed.swap(false, Ordering::Relaxed) {
                     tracing::info!("backplane publishes succeed again");
                 }
-                Ok(receivers)
             }
             Err(e) => {
                 Stats::inc(&self.stats.forward_failures);
+                let channel = channel.unwrap_or("(a counted publish)");
                 if !self.forwarding_failed.swap(true, Ordering::Relaxed) {
                     tracing::error!(%channel, error = %e, "could not forward a message to other nodes; counting failures until the backplane is back");
                 } else {
                     tracing::debug!(%channel, error = %e, "forward failed");
                 }
+            }
+        }
+    }
+}
+
+impl Forwarder {
+    /// The forwarder of `backplane`, which counts its counted publishes' outcomes here too.
+    fn new(backplane: Arc<dyn Backplane>, stats: Arc<Stats>) -> Forwarder {
+        let accounting = Arc::new(Accounting {
+            stats,
+            forwarding_failed: AtomicBool::new(false),
+        });
+        let counter = accounting.clone();
+        backplane.set_publish_outcome(Arc::new(move |outcome| counter.count(None, &outcome)));
+        Forwarder {
+            backplane,
+            accounting,
+        }
+    }
+
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<Receivers, ()> {
+        let published = self.backplane.publish(channel, payload).await;
+        self.accounting.count(
+            Some(channel),
+            &published.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        published.map_err(|_| ())
+    }
+
+    /// Publishes without waiting for Redis where the backplane can (its outcome is counted when
+    /// it comes, see `Accounting`); else as `publish`. `Err` when it surely did not go out.
+    async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<(), ()> {
+        match self.backplane.publish_counted(channel, &payload) {
+            Counted::Queued => Ok(()),
+            Counted::Failed(e) => {
+                self.accounting.count(Some(channel), &Err(e));
                 Err(())
             }
+            Counted::Unsupported => self.publish(channel, payload).await.map(|_| ()),
         }
     }
 
@@ -184,11 +229,7 @@ impl Lifetime {
         Lifetime {
             channels,
             server_name,
-            forwarder: Arc::new(Forwarder {
-                backplane,
-                stats: stats.clone(),
-                forwarding_failed: AtomicBool::new(false),
-            }),
+            forwarder: Arc::new(Forwarder::new(backplane, stats.clone())),
             registry,
             stats,
             ack_timeout,
@@ -291,19 +332,21 @@ impl Lifetime {
             Target::User(user) => (self.channels.user(user), &[]),
         };
         let payload = wire::encode_invocation(excluded, &frames.serializations(), None);
-        match self.publish(&channel, payload).await {
-            Err(()) if !matches!(target, Target::Connection(_)) => {
-                // The message never reached Redis, so our own subscription will not bring it
-                // back: local clients get it directly.
-                self.deliver_local(target, frames);
-            }
-            // A remote connection's message is lost when the publish failed (counted as a
-            // forward failure) or when no node has that connection's channel subscribed. Only a
-            // global count can say so (a cluster node counts its own subscribers only).
-            Ok(Receivers::All(0)) if matches!(target, Target::Connection(_)) => {
+        if let Target::Connection(_) = target {
+            // Awaited: a remote connection's message is lost when the publish failed (counted
+            // as a forward failure) or when no node has that connection's channel subscribed.
+            // Only a global count can say so (a cluster node counts its own subscribers only).
+            if let Ok(Receivers::All(0)) = self.publish(&channel, payload).await {
                 Stats::inc(&self.stats.forward_unreached)
             }
-            _ => {}
+            return;
+        }
+        // Counted, not awaited: the sender goes on at once, and the reply is counted when it
+        // comes (order per sender holds: the commands are written in the order queued).
+        if self.forwarder.publish_counted(&channel, payload).await.is_err() {
+            // The message never reached Redis, so our own subscription will not bring it back:
+            // local clients get it directly.
+            self.deliver_local(target, frames);
         }
     }
 
@@ -510,26 +553,22 @@ impl Lifetime {
     ) -> Result<(), wire::WireError> {
         match kind {
             ChannelKind::All => {
-                let inv = wire::decode_invocation(payload)?;
-                let frames = Frames::from_serializations(&inv.serializations);
+                let (frames, inv) = Frames::decode(payload)?;
                 self.registry
                     .for_all(&inv.excluded, |c| self.deliver(c, &frames, cork));
             }
             ChannelKind::Group(group) => {
-                let inv = wire::decode_invocation(payload)?;
-                let frames = Frames::from_serializations(&inv.serializations);
+                let (frames, inv) = Frames::decode(payload)?;
                 self.registry
                     .for_group(&group, &inv.excluded, |c| self.deliver(c, &frames, cork));
             }
             ChannelKind::User(user) => {
                 // B.7: excluded ids are not checked for user sends.
-                let inv = wire::decode_invocation(payload)?;
-                let frames = Frames::from_serializations(&inv.serializations);
+                let (frames, _) = Frames::decode(payload)?;
                 self.registry.for_user(&user, |c| self.deliver(c, &frames, cork));
             }
             ChannelKind::Connection(id) => {
-                let inv = wire::decode_invocation(payload)?;
-                let frames = Frames::from_serializations(&inv.serializations);
+                let (frames, inv) = Frames::decode(payload)?;
                 let mut target: Option<Arc<str>> = None;
                 self.registry.with_connection(&id, |c| {
                     target = Some(c.id.clone());
@@ -538,7 +577,8 @@ impl Lifetime {
                 if let (Some(conn), Some(invocation_id), Some(channel)) =
                     (target, inv.invocation_id, inv.return_channel)
                 {
-                    self.lock_results().insert((conn, invocation_id), channel);
+                    self.lock_results()
+                        .insert((conn, invocation_id.to_owned()), channel.to_owned());
                 }
             }
             ChannelKind::InternalGroups => {

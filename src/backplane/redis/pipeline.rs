@@ -12,10 +12,14 @@
 //! command is ever half written.
 //!
 //! When the connection fails, every waiting command fails at once and so does every later one,
-//! until the link replaces the connection.
+//! until the link replaces the connection. A connection that answers nothing for
+//! [`ANSWER_WITHIN`] while commands wait is taken as failed the same way (the writer watches it:
+//! one timer per connection, not one per command). Replies come in order, so one late reply
+//! means every later command waits too: the link's reconnect is the only cure.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{Notify, oneshot};
@@ -25,6 +29,13 @@ use super::resp::{self, Resp};
 use crate::backplane::reconnect::{Failure, LinkFailure};
 use crate::redis_conn::describe_text;
 use crate::tls::BoxedIo;
+
+/// How long commands may wait with no reply at all before the connection is taken as failed.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// Bytes of commands not yet taken by the writer, at most: one more command is refused (`Down`),
+/// so a connection Redis does not drain cannot grow without bound.
+const MAX_UNWRITTEN: usize = 64 << 20;
 
 /// A reply as Redis wrote it; an error reply is its text.
 pub type Reply = Result<Resp, String>;
@@ -62,11 +73,24 @@ impl CommandError {
     }
 }
 
+/// Hears the outcome of every counted command (`send_counted`) of a pipeline, exactly once
+/// each: its last reply, its error reply, or why the connection went. Called without the
+/// pipeline's lock held, from the connection's reader (or from whoever closes the pipeline).
+pub type Counted = Arc<dyn Fn(Result<Resp, CommandError>) + Send + Sync>;
+
+/// Who waits for a command's outcome.
+enum Waiter {
+    /// A caller of `send`, awaiting it.
+    Task(oneshot::Sender<Reply>),
+    /// Nobody: the pipeline's `Counted` hears it.
+    Counted,
+}
+
 /// A command written or queued and not yet answered in full.
 struct Slot {
     /// Replies still to come.
     remaining: usize,
-    reply: oneshot::Sender<Reply>,
+    waiter: Waiter,
 }
 
 #[derive(Default)]
@@ -77,6 +101,8 @@ struct State {
     waiting: VecDeque<Slot>,
     /// Why the connection is gone, once it is.
     closed: Option<String>,
+    /// Replies read so far (the writer's watch compares it between its checks).
+    answered: u64,
 }
 
 struct Inner {
@@ -84,6 +110,8 @@ struct Inner {
     wake: Notify,
     /// Commands that may wait for replies at once; one more is refused (`Down`).
     max_waiting: usize,
+    /// Hears counted commands' outcomes; without it, `send_counted` is refused.
+    counted: Option<Counted>,
 }
 
 /// The sending side of one connection: cheap to clone.
@@ -95,15 +123,23 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the writer task on `write`; it ends (with why) when the connection is closed or a
     /// write fails. At most `max_waiting` commands wait for replies at once.
-    pub fn start(write: WriteHalf<BoxedIo>, max_waiting: usize) -> (Pipeline, JoinHandle<Failure>) {
+    /// With `answer_within`, the connection fails when commands wait that long with no reply;
+    /// with `counted`, commands may be sent without waiting (`send_counted`).
+    pub fn start(
+        write: WriteHalf<BoxedIo>,
+        max_waiting: usize,
+        answer_within: Option<Duration>,
+        counted: Option<Counted>,
+    ) -> (Pipeline, JoinHandle<Failure>) {
         let pipeline = Pipeline {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
                 max_waiting,
+                counted,
             }),
         };
-        let writer = tokio::spawn(write_loop(write, pipeline.clone()));
+        let writer = tokio::spawn(write_loop(write, pipeline.clone(), answer_within));
         (pipeline, writer)
     }
 
@@ -112,9 +148,8 @@ impl Pipeline {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends a command and waits for its `replies` replies; returns the last one.
-    pub async fn send(&self, args: &[&[u8]], replies: usize) -> Result<Resp, CommandError> {
-        let (slot, reply) = oneshot::channel();
+    /// Queues a command with its slot, in order; wakes the writer when the buffer was empty.
+    fn queue(&self, args: &[&[u8]], replies: usize, waiter: Waiter) -> Result<(), CommandError> {
         let wake = {
             let mut state = self.state();
             if let Some(why) = &state.closed {
@@ -126,17 +161,41 @@ impl Pipeline {
                     self.inner.max_waiting
                 )));
             }
+            if state.out.len() >= MAX_UNWRITTEN {
+                return Err(CommandError::Down(format!(
+                    "{} MiB of commands wait to be written to Redis: it is not keeping up",
+                    MAX_UNWRITTEN >> 20
+                )));
+            }
             let was_empty = state.out.is_empty();
             resp::append_command(&mut state.out, args);
             state.waiting.push_back(Slot {
                 remaining: replies.max(1),
-                reply: slot,
+                waiter,
             });
             was_empty
         };
         if wake {
             self.inner.wake.notify_one();
         }
+        Ok(())
+    }
+
+    /// Sends a command without waiting for it: its outcome goes to the pipeline's `Counted`
+    /// (once, later). `Err` when it could not be queued (then nothing hears of it again).
+    pub fn send_counted(&self, args: &[&[u8]], replies: usize) -> Result<(), CommandError> {
+        if self.inner.counted.is_none() {
+            return Err(CommandError::Down(
+                "this connection takes no counted commands".into(),
+            ));
+        }
+        self.queue(args, replies, Waiter::Counted)
+    }
+
+    /// Sends a command and waits for its `replies` replies; returns the last one.
+    pub async fn send(&self, args: &[&[u8]], replies: usize) -> Result<Resp, CommandError> {
+        let (slot, reply) = oneshot::channel();
+        self.queue(args, replies, Waiter::Task(slot))?;
         match reply.await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(text)) => Err(CommandError::Refused(text)),
@@ -152,35 +211,109 @@ impl Pipeline {
     /// One reply read off the connection, for the command at the front: an error answers it
     /// whole, anything else counts down its replies and completes it with the last.
     pub fn answer(&self, reply: Reply) {
-        let mut state = self.state();
-        let Some(front) = state.waiting.front_mut() else {
-            return;
+        let slot = {
+            let mut state = self.state();
+            state.answered = state.answered.wrapping_add(1);
+            let Some(front) = state.waiting.front_mut() else {
+                return;
+            };
+            front.remaining = front.remaining.saturating_sub(1);
+            if reply.is_err() || front.remaining == 0 {
+                state.waiting.pop_front()
+            } else {
+                None
+            }
         };
-        front.remaining = front.remaining.saturating_sub(1);
-        if (reply.is_err() || front.remaining == 0)
-            && let Some(slot) = state.waiting.pop_front()
-        {
-            let _ = slot.reply.send(reply);
+        match slot.map(|slot| slot.waiter) {
+            Some(Waiter::Task(waiter)) => {
+                let _ = waiter.send(reply);
+            }
+            Some(Waiter::Counted) => {
+                if let Some(counted) = &self.inner.counted {
+                    counted(reply.map_err(CommandError::Refused));
+                }
+            }
+            None => {}
         }
     }
 
-    /// Marks the connection gone: every waiting command fails now, and every later one at once;
-    /// the writer ends.
+    /// Marks the connection gone: every waiting command fails now (counted ones are told why),
+    /// and every later one at once; the writer ends.
     pub fn close(&self, why: &str) {
-        {
+        let (why, waiting) = {
             let mut state = self.state();
-            state.closed.get_or_insert_with(|| why.to_string());
-            state.waiting.clear();
+            let why = state.closed.get_or_insert_with(|| why.to_string()).clone();
             state.out.clear();
-        }
+            (why, std::mem::take(&mut state.waiting))
+        };
         self.inner.wake.notify_one();
+        if let Some(counted) = &self.inner.counted {
+            for slot in waiting {
+                if matches!(slot.waiter, Waiter::Counted) {
+                    counted(Err(CommandError::Down(why.clone())));
+                }
+            }
+        }
     }
 }
 
-async fn write_loop(mut write: WriteHalf<BoxedIo>, pipeline: Pipeline) -> Failure {
+/// Whether commands have waited a whole `answer_within` with no reply. The watch looks every
+/// half of it; a stall is three looks in a row that saw commands waiting and the same count of
+/// replies (so a command waited at least `answer_within`, and the stall is noticed at most one
+/// and a half `answer_within` after the last reply).
+#[derive(Default)]
+struct Watch {
+    /// `answered` at the looks that saw it unchanged with commands waiting, and how many looks.
+    seen: Option<(u64, u32)>,
+}
+
+impl Watch {
+    fn stalled(&mut self, state: &State) -> bool {
+        if state.waiting.is_empty() {
+            self.seen = None;
+            return false;
+        }
+        let looks = match self.seen {
+            Some((answered, looks)) if answered == state.answered => looks + 1,
+            _ => 1,
+        };
+        self.seen = Some((state.answered, looks));
+        looks >= 3
+    }
+}
+
+async fn write_loop(
+    mut write: WriteHalf<BoxedIo>,
+    pipeline: Pipeline,
+    answer_within: Option<Duration>,
+) -> Failure {
     let mut batch = Vec::new();
+    let mut looks = answer_within.map(|within| {
+        let mut looks = tokio::time::interval(within / 2);
+        looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        looks
+    });
+    let mut watch = Watch::default();
     loop {
-        pipeline.inner.wake.notified().await;
+        let look = async {
+            match looks.as_mut() {
+                Some(looks) => looks.tick().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = pipeline.inner.wake.notified() => {}
+            _ = look => {
+                if let Some(within) = answer_within
+                    && watch.stalled(&pipeline.state())
+                {
+                    let why = format!("Redis answered nothing for {within:?} while commands waited");
+                    pipeline.close(&why);
+                    return Failure::new(LinkFailure::Lost, why);
+                }
+                continue;
+            }
+        }
         {
             let mut state = pipeline.state();
             if let Some(why) = &state.closed {
@@ -213,7 +346,7 @@ mod tests {
     fn pipeline(max_waiting: usize) -> (Pipeline, JoinHandle<Failure>, tokio::io::DuplexStream) {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let (_, write) = tokio::io::split(Box::new(ours) as BoxedIo);
-        let (pipeline, writer) = Pipeline::start(write, max_waiting);
+        let (pipeline, writer) = Pipeline::start(write, max_waiting, None, None);
         (pipeline, writer, theirs)
     }
 

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, ReadHalf};
 use tokio::task::JoinHandle;
 
-use super::pipeline::{CommandError, Pipeline, Reply};
+use super::pipeline::{CommandError, Counted, Pipeline, Reply};
 use super::resp::{self, Resp, RespError};
 use crate::backplane::reconnect::Failure;
 use crate::tls::BoxedIo;
@@ -34,7 +34,8 @@ pub struct Publisher {
 pub struct PublisherTasks {
     /// Ends when the connection does.
     pub reader: JoinHandle<()>,
-    writer: JoinHandle<Failure>,
+    /// Ends when a write fails or Redis stops answering (`pipeline::ANSWER_WITHIN`).
+    pub writer: JoinHandle<Failure>,
     pipeline: Pipeline,
 }
 
@@ -47,10 +48,12 @@ impl Drop for PublisherTasks {
 }
 
 impl Publisher {
-    /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`).
-    pub fn start(io: BoxedIo) -> (Publisher, PublisherTasks) {
+    /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`);
+    /// `counted` hears the outcome of each `publish_counted`.
+    pub fn start(io: BoxedIo, counted: Option<Counted>) -> (Publisher, PublisherTasks) {
         let (read, write) = tokio::io::split(io);
-        let (pipeline, writer) = Pipeline::start(write, MAX_WAITING);
+        let (pipeline, writer) =
+            Pipeline::start(write, MAX_WAITING, Some(super::pipeline::ANSWER_WITHIN), counted);
         let reader = tokio::spawn(read_loop(read, pipeline.clone()));
         let tasks = PublisherTasks {
             reader,
@@ -68,6 +71,13 @@ impl Publisher {
                 "unexpected reply to PUBLISH: {other:?}"
             ))),
         }
+    }
+
+    /// PUBLISH without waiting: the reply (the receiver count, or why it failed) goes to the
+    /// connection's `Counted`. `Err` when it could not even be queued.
+    pub fn publish_counted(&self, channel: &str, payload: &[u8]) -> Result<(), CommandError> {
+        self.pipeline
+            .send_counted(&[b"PUBLISH", channel.as_bytes(), payload], 1)
     }
 
     /// Any command; its reply as Redis wrote it.
