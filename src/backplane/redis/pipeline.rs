@@ -416,6 +416,110 @@ mod tests {
         assert_eq!(writer.await.unwrap().message, "connection to Redis lost: reset");
     }
 
+    #[tokio::test]
+    async fn counted_commands_are_answered_once_each_through_the_counter_and_failed_on_close() {
+        let heard: Arc<Mutex<Vec<Result<Resp, CommandError>>>> = Arc::default();
+        let (ours, mut redis) = tokio::io::duplex(1 << 16);
+        let (_, write) = tokio::io::split(Box::new(ours) as BoxedIo);
+        let counter: Counted = {
+            let heard = heard.clone();
+            Arc::new(move |outcome| heard.lock().unwrap().push(outcome))
+        };
+        let (pipeline, _writer) = Pipeline::start(write, 8, None, Some(counter));
+        pipeline.send_counted(&[b"PUBLISH", b"c", b"1"], 1).unwrap();
+        pipeline.send_counted(&[b"PUBLISH", b"c", b"2"], 1).unwrap();
+        // An awaited command between counted ones keeps its place in the order.
+        let ping = tokio::spawn({
+            let p = pipeline.clone();
+            async move { p.send(&[b"PING"], 1).await }
+        });
+        tokio::task::yield_now().await;
+        pipeline.send_counted(&[b"PUBLISH", b"c", b"3"], 1).unwrap();
+        let mut wrote = Vec::new();
+        let expected = [
+            resp::command(&[b"PUBLISH", b"c", b"1"]),
+            resp::command(&[b"PUBLISH", b"c", b"2"]),
+            resp::command(&[b"PING"]),
+            resp::command(&[b"PUBLISH", b"c", b"3"]),
+        ]
+        .concat();
+        while wrote.len() < expected.len() {
+            let mut chunk = [0u8; 256];
+            let n = redis.read(&mut chunk).await.unwrap();
+            wrote.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(wrote, expected, "written in the order queued");
+        pipeline.answer(Ok(Resp::Int(2)));
+        pipeline.answer(Err("NOPERM no".into()));
+        pipeline.answer(Ok(Resp::Simple("PONG".into())));
+        assert_eq!(ping.await.unwrap(), Ok(Resp::Simple("PONG".into())));
+        pipeline.close("connection to Redis lost: reset");
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec![
+                Ok(Resp::Int(2)),
+                Err(CommandError::Refused("NOPERM no".into())),
+                Err(CommandError::Down("connection to Redis lost: reset".into())),
+            ],
+            "each counted command heard of once: its reply, its refusal, the lost connection"
+        );
+        assert!(
+            matches!(
+                pipeline.send_counted(&[b"PUBLISH", b"c", b"4"], 1),
+                Err(CommandError::Down(_))
+            ),
+            "nothing is queued on a closed connection"
+        );
+        assert_eq!(
+            heard.lock().unwrap().len(),
+            3,
+            "a refused queueing is not heard of again"
+        );
+        // Without a counter, counted commands are refused at once.
+        let (plain, _writer, _redis) = self::pipeline(8);
+        assert!(plain.send_counted(&[b"PUBLISH", b"c", b"x"], 1).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_answers_nothing_while_commands_wait_is_failed() {
+        let (ours, _redis) = tokio::io::duplex(1 << 16);
+        let (_, write) = tokio::io::split(Box::new(ours) as BoxedIo);
+        let within = Duration::from_millis(200);
+        let (pipeline, writer) = Pipeline::start(write, 8, Some(within), None);
+        // Idle with nothing waiting: never failed.
+        tokio::time::sleep(3 * within).await;
+        assert!(!writer.is_finished(), "an idle connection is left alone");
+        // Answered in time: still fine.
+        let first = tokio::spawn({
+            let p = pipeline.clone();
+            async move { p.send(&[b"PING"], 1).await }
+        });
+        tokio::time::sleep(within / 4).await;
+        pipeline.answer(Ok(Resp::Int(1)));
+        assert_eq!(first.await.unwrap(), Ok(Resp::Int(1)));
+        assert!(!writer.is_finished(), "a connection that answers is left alone");
+        // No answer: the waiting command and the connection fail, after `within` at the least.
+        let started = tokio::time::Instant::now();
+        let stuck = tokio::spawn({
+            let p = pipeline.clone();
+            async move { p.send(&[b"PING"], 1).await }
+        });
+        let failure = tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the stalled connection is failed")
+            .unwrap();
+        let waited = started.elapsed();
+        assert!(
+            failure.message.contains("answered nothing"),
+            "{}",
+            failure.message
+        );
+        assert!(waited >= within, "failed after only {waited:?}");
+        assert!(
+            matches!(stuck.await.unwrap(), Err(CommandError::Down(why)) if why.contains("answered nothing"))
+        );
+    }
+
     #[test]
     fn refusals_are_classified_and_said_in_words() {
         let noperm = CommandError::Refused(
