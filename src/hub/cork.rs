@@ -30,6 +30,9 @@ pub(crate) struct Cork {
     active: bool,
     batched: bool,
     touched: Vec<Outbox>,
+    /// A batched flush's results (key, result), kept for its capacity.
+    #[cfg(target_os = "linux")]
+    results: Vec<(usize, uring::WriteResult)>,
 }
 
 impl Cork {
@@ -59,7 +62,7 @@ impl Cork {
         if cfg!(target_os = "linux") && self.batched && n > 1 {
             #[cfg(target_os = "linux")]
             for chunk in self.touched.chunks(uring::RING_ENTRIES) {
-                flush_together(chunk);
+                flush_together(chunk, &mut self.results);
             }
             self.touched.clear();
         } else {
@@ -78,14 +81,15 @@ impl Cork {
 /// A cork's flush of `outboxes` with their writes submitted together (`hub::uring`).
 ///
 /// Every outbox is locked for the duration, so nothing else writes or reorders its queue while
-/// the batch runs. The batch owns refcounted clones of the frames it writes, so what the kernel
-/// reads never depends on these locks or queues (see `uring`). Only this function holds more than
+/// the batch runs; the batch borrows the queued frames from the locked queues (they stay unchanged
+/// until it returns, and a batch that must abandon its ring keeps clones of them, see `uring`),
+/// and its results are applied to the queues after it returns. Only this function holds more than
 /// one outbox lock at a time, and it takes them with `try_lock`: one held elsewhere (its writer,
 /// another delivery) is flushed on its own afterwards, so two threads can never wait on each
 /// other. Each write goes into the batch under its index in `held`, and each result comes back
 /// under the same key.
 #[cfg(target_os = "linux")]
-fn flush_together(outboxes: &[Outbox]) {
+fn flush_together(outboxes: &[Outbox], results: &mut Vec<(usize, uring::WriteResult)>) {
     let mut held = Vec::with_capacity(outboxes.len());
     let mut alone = Vec::new();
     for outbox in outboxes {
@@ -96,9 +100,12 @@ fn flush_together(outboxes: &[Outbox]) {
             Err(std::sync::TryLockError::WouldBlock) => alone.push(outbox),
         }
     }
-    let mut batch = uring::Batch::with_capacity(held.len(), held.len());
-    for (k, (outbox, state)) in held.iter_mut().enumerate() {
+    for (_, state) in held.iter_mut() {
         state.corked = false;
+    }
+    results.clear();
+    let mut batch = uring::Batch::with_capacity(held.len(), held.len());
+    for (k, (outbox, state)) in held.iter().enumerate() {
         let outbox: &Outbox = outbox;
         if !state.closed
             && !state.queue.is_empty()
@@ -109,10 +116,11 @@ fn flush_together(outboxes: &[Outbox]) {
         }
     }
     let writing = batch.len();
+    let ran = batch.run_each(|k, result| results.push((k, result)));
     let mut broken = Vec::new();
-    let ran = batch.run_each(|k, result| {
+    for &(k, result) in results.iter() {
         let Some((outbox, state)) = held.get_mut(k) else {
-            return;
+            continue;
         };
         state.writes += 1;
         match result {
@@ -128,7 +136,7 @@ fn flush_together(outboxes: &[Outbox]) {
             // What reached the client is unknown.
             uring::WriteResult::Abandoned => broken.push(*outbox),
         }
-    });
+    }
     if ran && writing > 0 {
         if let Some((outbox, _)) = held.first() {
             // One submission per chunk (it may wait more than once, rarely: not counted).

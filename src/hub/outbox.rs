@@ -260,17 +260,16 @@ fn queued_slices(state: &OutState) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// `queued_slices` as refcounted frames, for a batch that must own what the kernel reads
-/// (`uring::Batch`): the front frame sliced from where it stopped, at most `MAX_IOV` of them.
+/// `queued_slices` as the frames themselves, each with where its unwritten bytes start, for a
+/// batch that borrows what the kernel reads (`uring::Batch`): at most `MAX_IOV` of them.
 #[cfg(target_os = "linux")]
-pub(super) fn queued_frames(state: &OutState) -> impl Iterator<Item = Bytes> + '_ {
-    state.queue.iter().take(MAX_IOV).enumerate().map(|(i, frame)| {
-        if i == 0 {
-            frame.slice(state.written.min(frame.len())..)
-        } else {
-            frame.clone()
-        }
-    })
+pub(super) fn queued_frames(state: &OutState) -> impl Iterator<Item = (&Bytes, usize)> + '_ {
+    state
+        .queue
+        .iter()
+        .take(MAX_IOV)
+        .enumerate()
+        .map(|(i, frame)| (frame, if i == 0 { state.written.min(frame.len()) } else { 0 }))
 }
 
 /// `queued_slices` as one vectored write's buffers: the slices, how many are used, and their

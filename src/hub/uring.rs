@@ -13,14 +13,16 @@
 //! work, but user code runs once per batch instead of once per recipient. See the README's table.
 //!
 //! Sound by construction, not by the kernel's behaviour:
-//! - The kernel reads only memory the batch owns: `Bytes` clones of the frames (the caller may
-//!   drop its own copies at once) and the iovecs and msghdrs that point into them, all in one
-//!   `Pinned` block. A batch whose writes all completed empties the block (dropping its frame
-//!   clones) and keeps it, emptied, for the thread's next batch; a batch that cannot prove
-//!   that (a write still pending after the cancel, an io_uring error, a panic between push and
-//!   reap) *abandons* the ring: ring and block are leaked together, so whatever the kernel may
-//!   still read stays alive forever. The leak is counted (`leaks`) and bounded: after
-//!   `MAX_ABANDONED_RINGS` abandoned rings the process stops using io_uring.
+//! - The kernel reads only memory that lives until the batch is done with it: the frames, lent
+//!   to the batch (`push` borrows them for the batch's lifetime, so the caller can neither drop
+//!   nor change them before `run_each` returns), and the iovecs and msghdrs that point into
+//!   them, in one `Pinned` block of the batch's own. A batch whose writes all completed keeps
+//!   the block, emptied, for the thread's next batch, and owns no frame; a batch that cannot
+//!   prove that (a write still pending after the cancel, an io_uring error, a panic between push
+//!   and reap) *abandons* the ring: it clones every lent frame into the block (still inside
+//!   `run_each`, so the frames are still lent) and leaks ring and block together, so whatever
+//!   the kernel may still read stays alive forever. The leak is counted (`leaks`) and bounded:
+//!   after `MAX_ABANDONED_RINGS` abandoned rings the process stops using io_uring.
 //! - The ring is taken out of its thread-local slot for the batch and held by a drop guard
 //!   (`InFlight`): on unwinding it is abandoned, never put back, so stale entries can never be
 //!   submitted by the thread's next batch, which makes a fresh ring.
@@ -130,6 +132,9 @@ impl WriteResult {
     }
 }
 
+/// A frame of a batch, borrowed for it, written from byte `.1` on.
+pub(crate) type FrameRef<'fd> = (&'fd bytes::Bytes, usize);
+
 /// One write of a batch: its key, its socket and its frames' range in `Batch::frames`.
 struct Write<'fd, K> {
     key: K,
@@ -142,7 +147,7 @@ struct Write<'fd, K> {
 /// of) every frame; the sockets are borrowed for `'fd`, so they stay open until `run` returns.
 pub(crate) struct Batch<'fd, K> {
     writes: Vec<Write<'fd, K>>,
-    frames: Vec<bytes::Bytes>,
+    frames: Vec<FrameRef<'fd>>,
     /// Test hooks: writes that wait for a full socket, no cancellation, a panic between push and
     /// submit.
     #[cfg(test)]
@@ -158,14 +163,24 @@ struct Hooks {
 }
 
 thread_local! {
-    /// The frame list of the thread's last settled batch, empty, kept for its capacity: a node's
-    /// receive loop batches every message, and this saves it an allocation each time.
-    static SPARE_FRAMES: std::cell::RefCell<Vec<bytes::Bytes>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The frame list of the thread's last batch, empty, kept for its capacity: a node's receive
+    /// loop batches every message, and this saves it an allocation each time.
+    static SPARE_FRAMES: std::cell::RefCell<Vec<FrameRef<'static>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty list of frames of any lifetime with `list`'s allocation: std collects a `Vec`'s
+/// own iterator in place when the element layouts match, as they do here (where it does not,
+/// this allocates anew; nothing depends on it).
+fn relist<'a, 'b>(mut list: Vec<FrameRef<'a>>) -> Vec<FrameRef<'b>> {
+    list.clear();
+    list.into_iter()
+        .map(|_| -> FrameRef<'b> { unreachable!("the list is empty") })
+        .collect()
 }
 
 /// An empty frame list with room for `frames` (the thread's spare one when there is one).
-fn frame_list(frames: usize) -> Vec<bytes::Bytes> {
-    let mut list = SPARE_FRAMES
+fn frame_list<'fd>(frames: usize) -> Vec<FrameRef<'fd>> {
+    let spare = SPARE_FRAMES
         .try_with(|spare| {
             spare
                 .try_borrow_mut()
@@ -173,16 +188,16 @@ fn frame_list(frames: usize) -> Vec<bytes::Bytes> {
                 .unwrap_or_default()
         })
         .unwrap_or_default();
+    let mut list = relist(spare);
     list.reserve(frames);
     list
 }
 
-/// Keeps an emptied frame list for the thread's next batch.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn spare_frame_list(mut list: Vec<bytes::Bytes>) {
-    list.clear();
-    // A one-off huge batch gives its memory back.
+/// Keeps an emptied frame list for the thread's next batch; a one-off huge batch gives its
+/// memory back.
+fn spare_frame_list(list: Vec<FrameRef<'_>>) {
     if list.capacity() <= 4 * RING_ENTRIES {
+        let list = relist(list);
         let _ = SPARE_FRAMES.try_with(|spare| {
             if let Ok(mut spare) = spare.try_borrow_mut() {
                 *spare = list;
@@ -206,12 +221,14 @@ impl<'fd, K> Batch<'fd, K> {
         self.writes.len()
     }
 
-    /// Queues one write of `frames`, in order, to `fd`, under `key`.
+    /// Queues one write of `frames` (each from its offset on), in order, to `fd`, under `key`.
+    /// The frames are borrowed until `run_each` returns: the caller keeps them, unchanged, for
+    /// as long (a batch that must abandon its ring clones them then, see the module docs).
     pub fn push(
         &mut self,
         key: K,
         fd: std::os::fd::BorrowedFd<'fd>,
-        frames: impl IntoIterator<Item = bytes::Bytes>,
+        frames: impl IntoIterator<Item = FrameRef<'fd>>,
     ) {
         let start = self.frames.len();
         self.frames.extend(frames);
@@ -298,7 +315,7 @@ mod imp {
             .flatten()
             .unwrap_or_else(|| Scratch {
                 pinned: Box::new(Pinned {
-                    frames: Vec::new(),
+                    owned: Vec::new(),
                     iovecs: Vec::new(),
                     msgs: Vec::new(),
                 }),
@@ -307,10 +324,10 @@ mod imp {
             })
     }
 
-    /// Empties a settled batch's buffers (its frames are dropped: the kernel is done with them)
-    /// and keeps them for the thread's next batch; a one-off huge batch gives its memory back.
+    /// Empties a settled batch's buffers and keeps them for the thread's next batch; a one-off
+    /// huge batch gives its memory back.
     fn put_back_scratch(mut scratch: Scratch) {
-        super::spare_frame_list(std::mem::take(&mut scratch.pinned.frames));
+        scratch.pinned.owned.clear();
         scratch.pinned.iovecs.clear();
         scratch.pinned.msgs.clear();
         scratch.plan.clear();
@@ -418,12 +435,14 @@ mod imp {
         Some(fd)
     }
 
-    /// Everything the kernel may read during a batch: the frames, the iovecs pointing into them
-    /// and the msghdrs pointing into the iovecs. Filled before the first entry is pushed and never
-    /// changed after, so no pointer into it moves; dropped only once every write completed,
-    /// leaked with the ring otherwise.
+    /// What the kernel may read during a batch besides the frames themselves (which the caller
+    /// lends the batch): the iovecs pointing into the frames and the msghdrs pointing into the
+    /// iovecs. Filled before the first entry is pushed and never changed after, so no pointer
+    /// into it moves; reused only once every write completed. When the batch cannot prove that,
+    /// `owned` takes a clone of every frame and the block is leaked with the ring: the frames'
+    /// memory then lives for ever too.
     struct Pinned {
-        frames: Vec<Bytes>,
+        owned: Vec<Bytes>,
         iovecs: Vec<libc::iovec>,
         msgs: Vec<libc::msghdr>,
     }
@@ -431,13 +450,15 @@ mod imp {
     /// A batch's ring and its `Pinned` block while writes may be in flight. Dropped with
     /// `settled` (every pushed entry submitted and reaped), it puts the ring back and frees the
     /// block; dropped otherwise (an error, or unwinding from a panic), it abandons both.
-    struct InFlight {
+    struct InFlight<'a> {
         ring: Option<IoUring>,
         pinned: Option<Box<Pinned>>,
         settled: bool,
+        /// The frames the entries point into, lent by the caller for the batch.
+        frames: &'a [super::FrameRef<'a>],
     }
 
-    impl Drop for InFlight {
+    impl Drop for InFlight<'_> {
         fn drop(&mut self) {
             let Some(ring) = self.ring.take() else {
                 return;
@@ -445,12 +466,20 @@ mod imp {
             if self.settled {
                 put_back(ring);
             } else {
-                abandon(ring, self.pinned.take());
+                // The lent frames are still borrowed here (this runs inside `run`, unwinding
+                // included): clones of them keep their memory alive with the leaked block.
+                let mut pinned = self.pinned.take();
+                if let Some(pinned) = pinned.as_mut() {
+                    pinned
+                        .owned
+                        .extend(self.frames.iter().map(|(frame, _)| Bytes::clone(frame)));
+                }
+                abandon(ring, pinned);
             }
         }
     }
 
-    impl InFlight {
+    impl InFlight<'_> {
         /// The block of a settled batch, for reuse (`None` once abandoned).
         fn settled_block(mut self) -> Option<Box<Pinned>> {
             if self.settled { self.pinned.take() } else { None }
@@ -463,7 +492,7 @@ mod imp {
     fn abandon(ring: IoUring, pinned: Option<Box<Pinned>>) {
         let bytes: usize = pinned
             .as_ref()
-            .map_or(0, |p| p.frames.iter().map(Bytes::len).sum());
+            .map_or(0, |p| p.owned.iter().map(Bytes::len).sum());
         std::mem::forget(ring);
         if let Some(pinned) = pinned {
             Box::leak(pinned);
@@ -494,6 +523,7 @@ mod imp {
             return true;
         }
         let Some(ring) = take_ring() else {
+            super::spare_frame_list(frames);
             return false;
         };
         let Scratch {
@@ -503,11 +533,12 @@ mod imp {
         } = take_scratch();
         // The block the kernel reads, complete before anything is pushed (and not changed
         // after: no pointer into it moves).
-        pinned.frames = frames;
-        let Pinned { frames, iovecs, .. } = &mut *pinned;
-        iovecs.extend(frames.iter().map(|f| libc::iovec {
-            iov_base: f.as_ptr().cast_mut().cast(),
-            iov_len: f.len(),
+        pinned.iovecs.extend(frames.iter().map(|(frame, from)| {
+            let bytes = frame.get(*from..).unwrap_or_default();
+            libc::iovec {
+                iov_base: bytes.as_ptr().cast_mut().cast(),
+                iov_len: bytes.len(),
+            }
         }));
         // One entry per write: a `Send` of one frame, or a `SendMsg` of the msghdr at this index.
         for write in &writes {
@@ -532,6 +563,7 @@ mod imp {
             ring: Some(ring),
             pinned: Some(pinned),
             settled: false,
+            frames: &frames,
         };
         #[cfg(not(test))]
         let options = Options::default();
@@ -561,6 +593,7 @@ mod imp {
                 results,
             });
         }
+        super::spare_frame_list(frames);
         true
     }
 
@@ -620,10 +653,10 @@ mod imp {
                             .build()
                     }
                 };
-                // SAFETY: the entry points into `pinned` (frames owned by the batch, iovecs and
-                // msghdrs built before the first push and never changed after), which lives until
-                // every write completed: `InFlight` frees it only when the batch settled, and
-                // leaks it otherwise. The fd is borrowed for the batch's lifetime, so it is open
+                // SAFETY: the entry points into `pinned` (iovecs and msghdrs built before the
+                // first push and never changed after) and into the frames lent to the batch,
+                // which all live until every write completed: `InFlight` reuses the block only
+                // when the batch settled, and otherwise leaks it with clones of the frames. The fd is borrowed for the batch's lifetime, so it is open
                 // at submission. The queue has room: it holds at most one chunk, and the previous
                 // chunk was submitted and reaped.
                 if unsafe { ring.submission().push(&entry.user_data(i as u64)) }.is_err() {
@@ -803,21 +836,23 @@ mod tests {
         let (a, a_peer) = UnixStream::pair().expect("a socket pair");
         let (full, full_peer) = UnixStream::pair().expect("a socket pair");
         fill(&full);
-        let mut batch = Batch::with_capacity(2, 3);
-        batch.push(
-            "a",
-            a.as_fd(),
-            [Bytes::from_static(b"one "), Bytes::from_static(b"frame")],
+        let (one, frame, lost) = (
+            Bytes::from_static(b"one "),
+            Bytes::from_static(b"frame"),
+            Bytes::from_static(b"lost"),
         );
-        batch.push("full", full.as_fd(), [Bytes::from_static(b"lost")]);
+        let mut batch = Batch::with_capacity(2, 3);
+        // The first frame from its second byte on (a frame partly written before).
+        batch.push("a", a.as_fd(), [(&one, 1), (&frame, 0)]);
+        batch.push("full", full.as_fd(), [(&lost, 0)]);
         assert_eq!(
             batch.run(),
             Some(vec![
-                ("a", WriteResult::Written(9)),
+                ("a", WriteResult::Written(8)),
                 ("full", WriteResult::WouldBlock)
             ])
         );
-        assert_eq!(drain(&a_peer), b"one frame");
+        assert_eq!(drain(&a_peer), b"ne frame");
         drop(full_peer);
     }
 
@@ -836,9 +871,10 @@ mod tests {
         let leaked = leaks().rings;
         let freed = Arc::new(AtomicBool::new(false));
         let started = std::time::Instant::now();
+        let (fine, payload) = (Bytes::from_static(b"fine"), watched(7, 1024, &freed));
         let mut batch = Batch::with_capacity(2, 2).waiting();
-        batch.push(1, free.as_fd(), [Bytes::from_static(b"fine")]);
-        batch.push(2, full.as_fd(), [watched(7, 1024, &freed)]);
+        batch.push(1, free.as_fd(), [(&fine, 0)]);
+        batch.push(2, full.as_fd(), [(&payload, 0)]);
         let results = batch.run();
         let waited = started.elapsed();
         assert_eq!(
@@ -849,7 +885,11 @@ mod tests {
             waited >= super::WAIT_LIMIT,
             "the batch waited {waited:?} before cancelling"
         );
-        assert!(freed.load(Ordering::SeqCst), "a settled batch frees its frames");
+        drop(payload);
+        assert!(
+            freed.load(Ordering::SeqCst),
+            "a settled batch keeps no copy of the frames lent to it"
+        );
         assert_eq!(drain(&free_peer), b"fine");
         // Nothing of the cancelled write reached the full socket's reader.
         let before = drain(&full_peer);
@@ -857,8 +897,9 @@ mod tests {
         // The same thread's ring takes the next batch: nothing was abandoned by this thread.
         assert_eq!(imp::ring_fd(), ring, "the same ring");
         assert!(leaks().rings >= leaked);
+        let again = Bytes::from_static(b"again");
         let mut batch = Batch::with_capacity(1, 1);
-        batch.push((), free.as_fd(), [Bytes::from_static(b"again")]);
+        batch.push((), free.as_fd(), [(&again, 0)]);
         assert_eq!(batch.run(), Some(vec![((), WriteResult::Written(5))]));
         assert_eq!(drain(&free_peer), b"again");
     }
@@ -878,10 +919,10 @@ mod tests {
         let old_ring = imp::ring_fd();
         let before = leaks();
         let freed = Arc::new(AtomicBool::new(false));
-        let payload = watched(7, 1024, &freed);
+        let (fine, payload) = (Bytes::from_static(b"fine"), watched(7, 1024, &freed));
         let mut batch = Batch::with_capacity(2, 2).waiting().without_cancel();
-        batch.push("free", free.as_fd(), [Bytes::from_static(b"fine")]);
-        batch.push("full", full.as_fd(), [payload]);
+        batch.push("free", free.as_fd(), [(&fine, 0)]);
+        batch.push("full", full.as_fd(), [(&payload, 0)]);
         assert_eq!(
             batch.run(),
             Some(vec![
@@ -889,6 +930,7 @@ mod tests {
                 ("full", WriteResult::Abandoned)
             ])
         );
+        drop(payload);
         // Every copy of ours is gone; the kernel's is not.
         assert!(
             !freed.load(Ordering::SeqCst),
@@ -917,8 +959,9 @@ mod tests {
         // The thread's next batch: a fresh ring (the abandoned one stays open), and it delivers.
         let new_ring = imp::ring_fd();
         assert!(new_ring.is_some() && new_ring != old_ring, "a fresh ring");
+        let again = Bytes::from_static(b"again");
         let mut batch = Batch::with_capacity(1, 1);
-        batch.push("free", free.as_fd(), [Bytes::from_static(b"again")]);
+        batch.push("free", free.as_fd(), [(&again, 0)]);
         assert_eq!(batch.run(), Some(vec![("free", WriteResult::Written(5))]));
         assert_eq!(drain(&free_peer), b"fineagain");
     }
@@ -936,8 +979,9 @@ mod tests {
         let before = leaks();
         let freed = Arc::new(AtomicBool::new(false));
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let frame = watched(b's', 5, &freed);
             let mut batch = Batch::with_capacity(1, 1).panicking_after_push();
-            batch.push((), socket.as_fd(), [watched(b's', 5, &freed)]);
+            batch.push((), socket.as_fd(), [(&frame, 0)]);
             batch.run()
         }));
         assert!(panicked.is_err(), "the injected panic");
@@ -948,8 +992,9 @@ mod tests {
         assert!(leaks().rings > before.rings, "the abandoned ring is counted");
         let new_ring = imp::ring_fd();
         assert!(new_ring.is_some() && new_ring != old_ring, "a fresh ring");
+        let fresh = Bytes::from_static(b"fresh");
         let mut batch = Batch::with_capacity(1, 1);
-        batch.push((), socket.as_fd(), [Bytes::from_static(b"fresh")]);
+        batch.push((), socket.as_fd(), [(&fresh, 0)]);
         assert_eq!(batch.run(), Some(vec![((), WriteResult::Written(5))]));
         assert_eq!(drain(&peer), b"fresh", "the stale entry was never submitted");
     }

@@ -137,6 +137,28 @@ fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
     }
 }
 
+/// Unmasks `chunk` (RFC 6455 5.3) in place, the payload's bytes from `offset` on: eight bytes at a
+/// time with the mask turned to start where `chunk` does, then the rest one by one.
+fn unmask(chunk: &mut [u8], mask: [u8; 4], offset: u64) {
+    let turn = (offset % 4) as usize;
+    let key = [
+        mask[turn],
+        mask[(turn + 1) % 4],
+        mask[(turn + 2) % 4],
+        mask[(turn + 3) % 4],
+    ];
+    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut words = chunk.chunks_exact_mut(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
+    }
+    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
+        *byte ^= key[i % 4];
+    }
+}
+
 /// What the reader found besides message data (which goes straight into the framer).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Inbound {
@@ -295,9 +317,7 @@ impl WsReader {
                         .unwrap_or(usize::MAX)
                         .min(data.len() - at);
                     let chunk = &mut data[at..at + take];
-                    for (i, byte) in chunk.iter_mut().enumerate() {
-                        *byte ^= mask[((done as usize) + i) & 3];
-                    }
+                    unmask(chunk, mask, done);
                     at += take;
                     let remaining = remaining - take as u64;
                     self.state = State::Payload {
@@ -448,6 +468,24 @@ impl WsReader {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unmasking_eight_bytes_at_a_time_equals_byte_by_byte_from_any_offset() {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let original: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for offset in 0..9u64 {
+            for len in [0, 1, 3, 7, 8, 9, 15, 16, 17, 100, 1000] {
+                let mut ours = original[..len].to_vec();
+                super::unmask(&mut ours, mask, offset);
+                let expected: Vec<u8> = original[..len]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ mask[(offset as usize + i) % 4])
+                    .collect();
+                assert_eq!(ours, expected, "offset {offset}, {len} bytes");
+            }
+        }
+    }
+
     use super::*;
     use crate::protocol::FrameKind;
 
