@@ -293,53 +293,38 @@ mod imp {
     };
 
     thread_local! {
-        /// The thread's ring between batches; empty while a batch holds it (or before the first).
-        static RING: RefCell<Option<IoUring>> = const { RefCell::new(None) };
-        /// The thread's `Pinned` block and plan between batches, emptied, kept for their
-        /// capacity; taken by a batch like the ring (an abandoned batch leaks its block, and the
-        /// next one makes a new one).
-        static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+        /// The thread's ring with its batch buffers, made on first use; empty again after an
+        /// abandoned batch (the next one makes a fresh ring). A batch borrows it in place.
+        static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
     }
 
-    /// A batch's reusable buffers: the block the kernel reads and the bookkeeping beside it.
-    struct Scratch {
+    /// A thread's ring and the buffers of its batches, kept emptied between batches for their
+    /// capacity.
+    struct Ring {
+        uring: IoUring,
+        /// What the kernel reads besides the lent frames; boxed, so it can be leaked alone.
         pinned: Box<Pinned>,
+        /// Per write: `None` for a `Send` of one buffer, else the index of its msghdr.
         plan: Vec<Option<usize>>,
         results: Vec<Option<WriteResult>>,
     }
 
-    fn take_scratch() -> Scratch {
-        SCRATCH
-            .try_with(|cell| cell.try_borrow_mut().ok()?.take())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| Scratch {
-                pinned: Box::new(Pinned {
-                    owned: Vec::new(),
-                    iovecs: Vec::new(),
-                    msgs: Vec::new(),
-                }),
-                plan: Vec::new(),
-                results: Vec::new(),
-            })
-    }
-
-    /// Empties a settled batch's buffers and keeps them for the thread's next batch; a one-off
-    /// huge batch gives its memory back.
-    fn put_back_scratch(mut scratch: Scratch) {
-        scratch.pinned.owned.clear();
-        scratch.pinned.iovecs.clear();
-        scratch.pinned.msgs.clear();
-        scratch.plan.clear();
-        scratch.results.clear();
-        if scratch.pinned.iovecs.capacity() > 4 * RING_ENTRIES {
-            return;
-        }
-        let _ = SCRATCH.try_with(|cell| {
-            if let Ok(mut slot) = cell.try_borrow_mut() {
-                *slot = Some(scratch);
+    impl Ring {
+        /// Empties the buffers (a one-off huge batch gives their memory back).
+        fn clear(&mut self) {
+            let pinned = &mut *self.pinned;
+            pinned.owned.clear();
+            pinned.iovecs.clear();
+            pinned.msgs.clear();
+            self.plan.clear();
+            self.results.clear();
+            if pinned.iovecs.capacity() > 4 * RING_ENTRIES {
+                pinned.iovecs = Vec::new();
+                pinned.msgs = Vec::new();
+                self.plan = Vec::new();
+                self.results = Vec::new();
             }
-        });
+        }
     }
 
     /// `send` flags of every write.
@@ -374,25 +359,31 @@ mod imp {
         Ok(ring)
     }
 
-    /// The thread's ring, taken out of its slot (made when the slot is empty); `None` when
-    /// io_uring is unusable in this process.
-    fn take_ring() -> Option<IoUring> {
+    /// Puts a ring in the thread's empty slot (made now); false when io_uring is unusable in
+    /// this process.
+    fn fill(slot: &mut Option<Ring>) -> bool {
         if STATE.load(Ordering::Relaxed) == UNUSABLE {
-            return None;
+            return false;
         }
-        if let Some(ring) = RING
-            .try_with(|cell| cell.try_borrow_mut().ok()?.take())
-            .ok()
-            .flatten()
-        {
-            return Some(ring);
+        if slot.is_some() {
+            return true;
         }
         match make() {
-            Ok(ring) => {
+            Ok(uring) => {
                 if STATE.swap(USABLE, Ordering::Relaxed) != USABLE {
                     tracing::debug!("fan-out writes are batched through io_uring");
                 }
-                Some(ring)
+                *slot = Some(Ring {
+                    uring,
+                    pinned: Box::new(Pinned {
+                        owned: Vec::new(),
+                        iovecs: Vec::new(),
+                        msgs: Vec::new(),
+                    }),
+                    plan: Vec::new(),
+                    results: Vec::new(),
+                });
+                true
             }
             Err(e) => {
                 if STATE.swap(UNUSABLE, Ordering::Relaxed) != UNUSABLE {
@@ -401,38 +392,31 @@ mod imp {
                         "io_uring is unavailable: every delivery is written with its own send"
                     );
                 }
-                None
+                false
             }
         }
     }
 
-    /// Puts a ring with nothing in flight back for the thread's next batch.
-    fn put_back(ring: IoUring) {
-        let _ = RING.try_with(|cell| {
-            if let Ok(mut slot) = cell.try_borrow_mut() {
-                *slot = Some(ring);
-            }
-        });
+    /// Runs `f` on the thread's slot with a ring in it; `None` when io_uring is unusable, or the
+    /// slot is already borrowed (no batch runs inside another).
+    fn with_ring<R>(f: impl FnOnce(&mut Option<Ring>) -> R) -> Option<R> {
+        RING.try_with(|cell| {
+            let mut slot = cell.try_borrow_mut().ok()?;
+            fill(&mut slot).then(|| f(&mut slot))
+        })
+        .ok()
+        .flatten()
     }
 
     /// Whether this thread has (or can make) a ring.
     pub(super) fn ready() -> bool {
-        match take_ring() {
-            Some(ring) => {
-                put_back(ring);
-                true
-            }
-            None => false,
-        }
+        with_ring(|_| ()).is_some()
     }
 
     /// The ring's descriptor: a fresh ring has another one (the abandoned one stays open).
     #[cfg(test)]
     pub(super) fn ring_fd() -> Option<i32> {
-        let ring = take_ring()?;
-        let fd = ring.as_raw_fd();
-        put_back(ring);
-        Some(fd)
+        with_ring(|slot| slot.as_ref().map(|ring| ring.uring.as_raw_fd())).flatten()
     }
 
     /// What the kernel may read during a batch besides the frames themselves (which the caller
@@ -447,56 +431,42 @@ mod imp {
         msgs: Vec<libc::msghdr>,
     }
 
-    /// A batch's ring and its `Pinned` block while writes may be in flight. Dropped with
-    /// `settled` (every pushed entry submitted and reaped), it puts the ring back and frees the
-    /// block; dropped otherwise (an error, or unwinding from a panic), it abandons both.
-    struct InFlight<'a> {
-        ring: Option<IoUring>,
-        pinned: Option<Box<Pinned>>,
+    /// The thread's ring slot while a batch's writes may be in flight. Dropped with `settled`
+    /// (every pushed entry submitted and reaped), it empties the ring's buffers for the next
+    /// batch; dropped otherwise (an error, or unwinding from a panic), it takes the ring out of
+    /// the slot and abandons it.
+    struct InFlight<'s, 'a> {
+        slot: &'s mut Option<Ring>,
         settled: bool,
         /// The frames the entries point into, lent by the caller for the batch.
         frames: &'a [super::FrameRef<'a>],
     }
 
-    impl Drop for InFlight<'_> {
+    impl Drop for InFlight<'_, '_> {
         fn drop(&mut self) {
-            let Some(ring) = self.ring.take() else {
-                return;
-            };
             if self.settled {
-                put_back(ring);
-            } else {
+                if let Some(ring) = self.slot.as_mut() {
+                    ring.clear();
+                }
+            } else if let Some(mut ring) = self.slot.take() {
                 // The lent frames are still borrowed here (this runs inside `run`, unwinding
                 // included): clones of them keep their memory alive with the leaked block.
-                let mut pinned = self.pinned.take();
-                if let Some(pinned) = pinned.as_mut() {
-                    pinned
-                        .owned
-                        .extend(self.frames.iter().map(|(frame, _)| Bytes::clone(frame)));
-                }
-                abandon(ring, pinned);
+                ring.pinned
+                    .owned
+                    .extend(self.frames.iter().map(|(frame, _)| Bytes::clone(frame)));
+                abandon(ring);
             }
         }
     }
 
-    impl InFlight<'_> {
-        /// The block of a settled batch, for reuse (`None` once abandoned).
-        fn settled_block(mut self) -> Option<Box<Pinned>> {
-            if self.settled { self.pinned.take() } else { None }
-        }
-    }
-
-    /// Leaks `ring` and `pinned` together: a write still in the kernel may read `pinned` at any
-    /// time, and the ring's queues may still receive its completion. Counted; past
-    /// `MAX_ABANDONED_RINGS` the process stops using io_uring.
-    fn abandon(ring: IoUring, pinned: Option<Box<Pinned>>) {
-        let bytes: usize = pinned
-            .as_ref()
-            .map_or(0, |p| p.owned.iter().map(Bytes::len).sum());
-        std::mem::forget(ring);
-        if let Some(pinned) = pinned {
-            Box::leak(pinned);
-        }
+    /// Leaks a ring with its `Pinned` block: a write still in the kernel may read the block (and
+    /// the frames it owns clones of) at any time, and the ring's queues may still receive its
+    /// completion. Counted; past `MAX_ABANDONED_RINGS` the process stops using io_uring.
+    fn abandon(ring: Ring) {
+        let Ring { uring, pinned, .. } = ring;
+        let bytes: usize = pinned.owned.iter().map(Bytes::len).sum();
+        std::mem::forget(uring);
+        Box::leak(pinned);
         let rings = ABANDONED_RINGS.fetch_add(1, Ordering::Relaxed) + 1;
         LEAKED_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
         if rings >= MAX_ABANDONED_RINGS {
@@ -522,17 +492,64 @@ mod imp {
             super::spare_frame_list(frames);
             return true;
         }
-        let Some(ring) = take_ring() else {
-            super::spare_frame_list(frames);
-            return false;
+        #[cfg(not(test))]
+        let options = Options::default();
+        #[cfg(test)]
+        let options = Options {
+            flags: if hooks.waiting {
+                FLAGS & !libc::MSG_DONTWAIT
+            } else {
+                FLAGS
+            },
+            cancel: !hooks.no_cancel,
+            panic_after_push: hooks.panic_after_push,
         };
-        let Scratch {
-            mut pinned,
-            mut plan,
-            mut results,
-        } = take_scratch();
-        // The block the kernel reads, complete before anything is pushed (and not changed
-        // after: no pointer into it moves).
+        let mut writes = writes;
+        let ran = with_ring(|slot| {
+            let Some(ring) = slot.as_mut() else {
+                return;
+            };
+            prepare(ring, &frames, &writes);
+            let mut flight = InFlight {
+                slot,
+                settled: false,
+                frames: &frames,
+            };
+            match submit_all(&mut flight, &writes, options) {
+                Ok(()) => flight.settled = true,
+                Err(e) => tracing::warn!(error = %e, "an io_uring batch failed"),
+            }
+            // Every write's result, while the ring's buffers hold them; a write with none is
+            // one whose completion never came.
+            let results = flight
+                .slot
+                .as_ref()
+                .map(|ring| ring.results.as_slice())
+                .unwrap_or_default();
+            for (write, result) in writes
+                .drain(..)
+                .zip(results.iter().chain(std::iter::repeat(&None)))
+            {
+                each(write.key, result.unwrap_or(WriteResult::Abandoned));
+            }
+            // Empties the buffers, or abandons the ring with its block (see `InFlight`).
+            drop(flight);
+        });
+        super::spare_frame_list(frames);
+        ran.is_some()
+    }
+
+    /// Fills the ring's buffers for a batch: the block the kernel reads, complete before
+    /// anything is pushed (and not changed after: no pointer into it moves), and the plan.
+    fn prepare<K>(ring: &mut Ring, frames: &[super::FrameRef<'_>], writes: &[super::Write<'_, K>]) {
+        // Whatever a batch that unwound before settling left behind.
+        ring.clear();
+        let Ring {
+            pinned,
+            plan,
+            results,
+            ..
+        } = ring;
         pinned.iovecs.extend(frames.iter().map(|(frame, from)| {
             let bytes = frame.get(*from..).unwrap_or_default();
             libc::iovec {
@@ -541,7 +558,7 @@ mod imp {
             }
         }));
         // One entry per write: a `Send` of one frame, or a `SendMsg` of the msghdr at this index.
-        for write in &writes {
+        for write in writes {
             let (start, end) = write.frames;
             let single = (end - start == 1)
                 .then(|| u32::try_from(pinned.iovecs[start].iov_len).ok())
@@ -559,42 +576,6 @@ mod imp {
             }
         }
         results.resize(writes.len(), None);
-        let mut flight = InFlight {
-            ring: Some(ring),
-            pinned: Some(pinned),
-            settled: false,
-            frames: &frames,
-        };
-        #[cfg(not(test))]
-        let options = Options::default();
-        #[cfg(test)]
-        let options = Options {
-            flags: if hooks.waiting {
-                FLAGS & !libc::MSG_DONTWAIT
-            } else {
-                FLAGS
-            },
-            cancel: !hooks.no_cancel,
-            panic_after_push: hooks.panic_after_push,
-        };
-        match submit_all(&mut flight, &writes, &plan, &mut results, options) {
-            Ok(()) => flight.settled = true,
-            Err(e) => tracing::warn!(error = %e, "an io_uring batch failed"),
-        }
-        // Puts the ring back, or abandons it with the block (see `InFlight`).
-        let block = flight.settled_block();
-        for (write, result) in writes.into_iter().zip(&results) {
-            each(write.key, result.unwrap_or(WriteResult::Abandoned));
-        }
-        if let Some(pinned) = block {
-            put_back_scratch(Scratch {
-                pinned,
-                plan,
-                results,
-            });
-        }
-        super::spare_frame_list(frames);
-        true
     }
 
     #[derive(Clone, Copy)]
@@ -619,13 +600,17 @@ mod imp {
     /// Pushes and reaps every write, `RING_ENTRIES` at a time. `Ok` means every pushed entry was
     /// submitted and its completion reaped: nothing is left in the ring.
     fn submit_all<K>(
-        flight: &mut InFlight,
+        flight: &mut InFlight<'_, '_>,
         writes: &[super::Write<'_, K>],
-        plan: &[Option<usize>],
-        results: &mut [Option<WriteResult>],
         options: Options,
     ) -> std::io::Result<()> {
-        let (Some(ring), Some(pinned)) = (flight.ring.as_mut(), flight.pinned.as_ref()) else {
+        let Some(Ring {
+            uring: ring,
+            pinned,
+            plan,
+            results,
+        }) = flight.slot.as_mut()
+        else {
             return Err(std::io::Error::other("no ring"));
         };
         for chunk_start in (0..writes.len()).step_by(RING_ENTRIES) {
@@ -656,9 +641,10 @@ mod imp {
                 // SAFETY: the entry points into `pinned` (iovecs and msghdrs built before the
                 // first push and never changed after) and into the frames lent to the batch,
                 // which all live until every write completed: `InFlight` reuses the block only
-                // when the batch settled, and otherwise leaks it with clones of the frames. The fd is borrowed for the batch's lifetime, so it is open
-                // at submission. The queue has room: it holds at most one chunk, and the previous
-                // chunk was submitted and reaped.
+                // when the batch settled, and otherwise leaks it with clones of the frames. The
+                // fd is borrowed for the batch's lifetime, so it is open at submission. The queue
+                // has room: it holds at most one chunk, and the previous chunk was submitted and
+                // reaped.
                 if unsafe { ring.submission().push(&entry.user_data(i as u64)) }.is_err() {
                     return Err(std::io::Error::other("the io_uring submission queue is full"));
                 }
