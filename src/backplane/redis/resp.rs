@@ -62,10 +62,34 @@ fn line(input: &[u8], at: usize) -> Option<(&[u8], usize)> {
 }
 
 fn number(text: &[u8], offset: usize) -> Result<i64, RespError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse::<i64>().ok())
-        .ok_or_else(|| bad(offset, "not a number"))
+    parse_i64(text).ok_or_else(|| bad(offset, "not a number"))
+}
+
+/// A decimal integer as `str::parse::<i64>` reads one (an optional sign, then digits only, in
+/// range), digit by digit: every RESP length and integer reply goes through here.
+fn parse_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        (b'+', rest) => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        let digit = i64::from(d.wrapping_sub(b'0'));
+        if digit > 9 {
+            return None;
+        }
+        // Accumulated negatively, so i64::MIN fits.
+        value = value.checked_mul(10)?.checked_sub(digit)?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
 }
 
 /// A bulk string found in place: the range of its bytes (`None` for the null bulk) and where the
@@ -185,6 +209,38 @@ pub fn append_command(out: &mut Vec<u8>, args: &[&[u8]]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn integers_are_read_as_str_parse_reads_them() {
+        for text in [
+            "0",
+            "7",
+            "-1",
+            "+5",
+            "42",
+            "-0",
+            "007",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "",
+            "-",
+            "+",
+            "1a",
+            " 1",
+            "1 ",
+            "--1",
+            "+-1",
+            "12345678901234567890",
+        ] {
+            assert_eq!(
+                super::parse_i64(text.as_bytes()),
+                text.parse::<i64>().ok(),
+                "{text:?}"
+            );
+        }
+    }
+
     use super::*;
 
     fn bulk(s: &str) -> Resp {
