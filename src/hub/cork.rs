@@ -12,6 +12,8 @@ use super::outbox::{CloseReason, IDLE_QUEUE_CAPACITY, Outbox, Queued, advance};
 use super::stats::Stats;
 use super::uring;
 use super::ws::WsFrame;
+#[cfg(target_os = "linux")]
+use bytes::Bytes;
 
 /// Deliveries held back and written once per connection: a fan-out's, or a backlog batch's.
 ///
@@ -25,10 +27,25 @@ use super::ws::WsFrame;
 /// one `send`. Either way a frame waits for nothing but its own fan-out: no added latency. Order
 /// holds: a corked frame sits in the same queue every other frame of that connection goes
 /// through, and any other sender queues behind it.
+///
+/// A *direct* cork (`set_direct`: io_uring, one message, no backlog) does not queue at all: it
+/// notes each recipient with the message's frame, and its flush locks each recipient once and
+/// hands the frame itself to the batch when the recipient's queue is empty (the usual case); only
+/// what the socket did not take goes into the queue, for the writer. A recipient with frames
+/// already queued gets this one queued behind them, as in any cork. Frames of other senders
+/// written between the fan-out and its flush may go out first: order holds per sender (one
+/// message per direct cork, and the receive loop flushes in order), as it does for any two
+/// senders.
 #[derive(Default)]
 pub(crate) struct Cork {
     active: bool,
     batched: bool,
+    /// Deliveries are noted in `pending` instead of queued (see above).
+    direct: bool,
+    /// A direct cork's deliveries: each recipient with its frame's index in `frames`.
+    pending: Vec<(Outbox, usize)>,
+    /// A direct cork's frames (one per protocol of the message).
+    frames: Vec<bytes::Bytes>,
     touched: Vec<Outbox>,
     /// A batched flush's results (key, result), kept for its capacity.
     #[cfg(target_os = "linux")]
@@ -54,10 +71,34 @@ impl Cork {
         self.active = active;
     }
 
+    /// Makes an active batched cork direct until its flush: for one message's fan-out only
+    /// (see the type's docs). Ignored without io_uring batching.
+    pub fn set_direct(&mut self, direct: bool) {
+        self.direct = direct && self.active && self.batched && cfg!(target_os = "linux");
+    }
+
+    /// Whether the cork is direct (until its flush).
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
     /// Writes every touched connection's queued frames (one vectored write each when the socket
     /// takes them all) and deactivates the cork. Returns how many connections were touched.
     pub fn flush(&mut self) -> usize {
         self.active = false;
+        #[cfg(target_os = "linux")]
+        if std::mem::take(&mut self.direct) {
+            let n = self.pending.len();
+            for chunk in self.pending.chunks(uring::RING_ENTRIES) {
+                flush_direct(chunk, &self.frames, &mut self.results);
+            }
+            self.pending.clear();
+            self.frames.clear();
+            if self.pending.capacity() > 4 * IDLE_QUEUE_CAPACITY {
+                self.pending.shrink_to(IDLE_QUEUE_CAPACITY);
+            }
+            return n;
+        }
         let n = self.touched.len();
         if cfg!(target_os = "linux") && self.batched && n > 1 {
             #[cfg(target_os = "linux")]
@@ -168,13 +209,176 @@ fn flush_together(outboxes: &[Outbox], results: &mut Vec<(usize, uring::WriteRes
     }
 }
 
+/// What a direct cork's flush does for one recipient.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Its queue was empty: the frame goes to the batch itself.
+    Frame,
+    /// The frame joined its queue, which goes to the batch.
+    Queue,
+    /// The frame joined its queue for the writer (no direct socket, or the writer is ending).
+    Writer,
+    /// Nothing to write: closed, or too slow (its queue is full).
+    Nothing,
+}
+
+/// A direct cork's flush of `pending` deliveries (see `Cork`): every recipient is locked once
+/// (`try_lock`, as in `flush_together`: one held elsewhere gets its frame through `deliver`
+/// afterwards), a recipient whose queue is empty has the frame itself written by the batch, and
+/// only what its socket did not take is queued for its writer.
+#[cfg(target_os = "linux")]
+fn flush_direct(
+    pending: &[(Outbox, usize)],
+    frames: &[bytes::Bytes],
+    results: &mut Vec<(usize, uring::WriteResult)>,
+) {
+    let mut held = Vec::with_capacity(pending.len());
+    let mut alone = Vec::new();
+    for (outbox, f) in pending {
+        let Some(frame) = frames.get(*f) else {
+            continue;
+        };
+        match outbox.shared.state.try_lock() {
+            Ok(state) => held.push((outbox, state, frame, Plan::Nothing)),
+            // As in `lock_state`: a poisoned lock is still usable.
+            Err(std::sync::TryLockError::Poisoned(e)) => {
+                held.push((outbox, e.into_inner(), frame, Plan::Nothing))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => alone.push((outbox, frame)),
+        }
+    }
+    let mut slow = Vec::new();
+    let mut delivered = 0u64;
+    for (outbox, state, frame, plan) in held.iter_mut() {
+        let outbox: &Outbox = outbox;
+        *plan = if state.closed {
+            Plan::Nothing
+        } else if state.queue.len() >= outbox.shared.capacity {
+            slow.push(outbox);
+            Plan::Nothing
+        } else if !outbox.shared.writes_directly() {
+            state.queue.push_back(Bytes::clone(frame));
+            Plan::Writer
+        } else if state.queue.is_empty() {
+            Plan::Frame
+        } else {
+            state.queue.push_back(Bytes::clone(frame));
+            Plan::Queue
+        };
+        if *plan != Plan::Nothing {
+            delivered += 1;
+        }
+    }
+    results.clear();
+    let mut batch = uring::Batch::with_capacity(held.len(), held.len());
+    for (k, (outbox, state, frame, plan)) in held.iter().enumerate() {
+        let Some(direct) = &outbox.shared.direct else {
+            continue;
+        };
+        match plan {
+            Plan::Frame => batch.push(k, direct.fd(), [(*frame, 0)]),
+            Plan::Queue => batch.push(k, direct.fd(), queued_frames(state)),
+            Plan::Writer | Plan::Nothing => {}
+        }
+    }
+    let writing = batch.len();
+    let ran = batch.run_each(|k, result| results.push((k, result)));
+    if let Some((outbox, ..)) = held.first() {
+        Stats::add(&outbox.shared.stats.client_out, delivered);
+        if ran && writing > 0 {
+            // One submission per chunk (it may wait more than once, rarely: not counted).
+            Stats::inc(&outbox.shared.stats.client_writes);
+        }
+    }
+    let mut broken = Vec::new();
+    for &(k, result) in results.iter() {
+        let Some((outbox, state, frame, plan)) = held.get_mut(k) else {
+            continue;
+        };
+        state.writes += 1;
+        let taken = match result {
+            uring::WriteResult::Written(written) => {
+                state.active = true;
+                written
+            }
+            // What reached the client is unknown.
+            uring::WriteResult::Abandoned => {
+                broken.push(*outbox);
+                continue;
+            }
+            // The socket took nothing: the writer's to retry or to find broken on its next
+            // write.
+            uring::WriteResult::WouldBlock
+            | uring::WriteResult::Failed(_)
+            | uring::WriteResult::Cancelled => 0,
+        };
+        match plan {
+            Plan::Queue => advance(state, taken),
+            Plan::Frame if taken < frame.len() => {
+                // The rest is the writer's: queued as the only frame, from where it stopped.
+                state.queue.push_back(Bytes::clone(frame));
+                state.written = taken;
+            }
+            Plan::Frame | Plan::Writer | Plan::Nothing => {}
+        }
+    }
+    if !ran && writing > 0 {
+        // No ring on this thread: each socket on its own, still under the lock.
+        for (outbox, state, frame, plan) in &mut held {
+            if *plan == Plan::Frame {
+                state.queue.push_back(Bytes::clone(frame));
+                state.written = 0;
+            }
+            if matches!(plan, Plan::Frame | Plan::Queue) {
+                outbox.shared.write_queue(state);
+            }
+        }
+    }
+    let mut wake = Vec::new();
+    for (outbox, state, ..) in &held {
+        if !state.closed && !state.queue.is_empty() {
+            wake.push(*outbox);
+        }
+    }
+    drop(held);
+    for outbox in wake {
+        outbox.shared.writer.wake();
+    }
+    for outbox in broken {
+        outbox.close(CloseReason::error());
+    }
+    for outbox in slow {
+        outbox.slow(&outbox.shared.stats);
+    }
+    for (outbox, frame) in alone {
+        outbox.deliver_bytes(frame, &outbox.shared.stats);
+    }
+}
+
 impl Outbox {
     /// `deliver`, but under an active `cork` the frame is only queued (no system call, no
-    /// wake-up) and the outbox is written once when the cork flushes. Without an active cork it
-    /// is `deliver`.
+    /// wake-up) and the outbox is written once when the cork flushes; under a direct cork it
+    /// is only noted (see `Cork`). Without an active cork it is `deliver`.
     pub fn deliver_corked(&self, frame: &WsFrame, stats: &Stats, cork: &mut Cork) -> bool {
         if !cork.active {
             return self.deliver(frame, stats);
+        }
+        if cork.direct {
+            let wire = frame.wire();
+            let f = match cork
+                .frames
+                .iter()
+                .position(|known| known.as_ptr() == wire.as_ptr())
+            {
+                Some(f) => f,
+                None => {
+                    cork.frames.push(wire.clone());
+                    cork.frames.len() - 1
+                }
+            };
+            cork.pending.push((self.clone(), f));
+            return true;
         }
         match self.shared.queue_corked(frame.wire()) {
             Queued::First => {
@@ -352,6 +556,97 @@ mod tests {
         }
         drop(writer.await.unwrap());
         assert_eq!(Stats::get(&stats.client_out), u64::from(sent) + 9);
+    }
+
+    /// A direct cork (one message, io_uring): a recipient with an empty queue gets the frame
+    /// written by the batch without it ever being queued; one with frames already queued gets it
+    /// behind them; one whose socket is full has it queued for its writer, in order; a closed one
+    /// gets nothing, and nothing is counted for it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_direct_cork_writes_the_frame_itself_and_queues_only_what_a_socket_refuses() {
+        use tokio::io::AsyncReadExt;
+        let node = Arc::new(Stats::default());
+        let mut pairs = Vec::new();
+        for _ in 0..4 {
+            let (server, client) = tcp_pair().await;
+            let (out, rx) = direct(100_000, &server, node.clone());
+            pairs.push((server, client, out, rx));
+        }
+        // Connection 1 has a frame waiting (queued, not written); connection 2's socket is full;
+        // connection 3 is closed.
+        pairs[1].2.hold(&numbered(7));
+        let filled = fill_socket(&pairs[2].2, &pairs[2].3, &node);
+        let (_, _, closed, closed_rx) = pairs.pop().unwrap();
+        drop(closed_rx);
+        let delivered = Stats::get(&node.client_out);
+        let calls = Stats::get(&node.client_writes);
+        let message = numbered(filled);
+        let mut cork = Cork::new(uring::available());
+        cork.set_active(true);
+        cork.set_direct(true);
+        if !cork.is_direct() {
+            eprintln!("io_uring is unavailable here: no direct cork to test");
+            return;
+        }
+        for (_, _, out, _) in &pairs {
+            assert!(out.deliver_corked(&message, &node, &mut cork));
+        }
+        assert!(closed.deliver_corked(&message, &node, &mut cork));
+        assert_eq!(
+            pairs[0].2.shared.lock_state().queue.len(),
+            0,
+            "a direct cork queues nothing before its flush"
+        );
+        assert_eq!(cork.flush(), 4);
+        assert!(!cork.is_direct(), "a flushed cork is no longer direct");
+        assert_eq!(Stats::get(&node.client_writes), calls + 1, "one submission");
+        assert_eq!(
+            Stats::get(&node.client_out),
+            delivered + 3,
+            "the closed one is not counted"
+        );
+        // Connection 0: written by the batch, nothing queued, nothing for the writer.
+        assert!(pairs[0].2.shared.lock_state().queue.is_empty());
+        assert_eq!(pairs[0].3.poll_next(&mut noop_cx()), Poll::Pending);
+        let mut got = vec![0u8; 4 + 4096];
+        tokio::time::timeout(Duration::from_secs(5), pairs[0].1.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(u32::from_be_bytes(got[4..8].try_into().unwrap()), filled);
+        // Connection 1: the waiting frame, then this one, both written by the batch.
+        for expected in [7, filled] {
+            tokio::time::timeout(Duration::from_secs(5), pairs[1].1.read_exact(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(u32::from_be_bytes(got[4..8].try_into().unwrap()), expected);
+        }
+        assert!(pairs[1].2.shared.lock_state().queue.is_empty());
+        // Connection 2: the frame waits for its writer, which was woken, behind everything sent.
+        assert_eq!(pairs[2].3.poll_next(&mut noop_cx()), Poll::Ready(Wake::Frames));
+        let (server, mut client, _, rx) = pairs.pop().unwrap();
+        let writer = tokio::spawn(async move {
+            loop {
+                match rx.flush_direct().unwrap() {
+                    Flush::Done => return rx,
+                    Flush::Blocked => server.writable().await.unwrap(),
+                }
+            }
+        });
+        for next in 0..=filled {
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                u32::from_be_bytes(got[4..8].try_into().unwrap()),
+                next,
+                "in order"
+            );
+        }
+        drop(writer.await.unwrap());
     }
 
     #[test]

@@ -462,10 +462,16 @@ impl Node {
                     }
                     message = inbox_rx.chat.recv() => match message {
                         Some(message) => {
-                            cork.set_active(cork.batched() || !inbox_rx.chat.is_empty());
+                            let backlog = !inbox_rx.chat.is_empty();
+                            cork.set_active(cork.batched() || backlog);
+                            // One message with io_uring: its fan-out is written without
+                            // queueing (see `Cork`), and flushed before the next message.
+                            cork.set_direct(!backlog);
+                            let direct = cork.is_direct();
                             receiver.lifetime.on_backplane_message(message, &mut cork).await;
                             let mut handled = 1;
-                            while handled < CORK_BATCH
+                            while !direct
+                                && handled < CORK_BATCH
                                 && let Ok(message) = inbox_rx.chat.try_recv()
                             {
                                 while let Ok(control) = inbox_rx.control.try_recv() {

@@ -85,7 +85,7 @@ pub(super) struct OutboxShared {
     pub(super) state: Mutex<OutState>,
     /// The node's counters (`client_writes` is counted here, at each write).
     pub(super) stats: Arc<Stats>,
-    capacity: usize,
+    pub(super) capacity: usize,
     /// The socket, when deliveries may write it themselves (see the type's docs).
     pub(super) direct: Option<Direct>,
     /// The writer task, parked until a frame or a stop arrives.
@@ -166,7 +166,12 @@ impl Outbox {
     /// full queue means the client does not read: it is closed (once) and counted. Returns
     /// whether the frame was written or queued.
     pub fn deliver(&self, frame: &WsFrame, stats: &Stats) -> bool {
-        match self.shared.send(frame.wire()) {
+        self.deliver_bytes(frame.wire(), stats)
+    }
+
+    /// `deliver` of a frame's wire bytes.
+    pub(super) fn deliver_bytes(&self, bytes: &Bytes, stats: &Stats) -> bool {
+        match self.shared.send(bytes) {
             Sent::Yes => {
                 Stats::inc(&stats.client_out);
                 true

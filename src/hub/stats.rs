@@ -58,6 +58,10 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn dec(counter: &AtomicU64) {
         counter.fetch_sub(1, Ordering::Relaxed);
     }
