@@ -335,6 +335,11 @@ struct CpuRun {
     writes: f64,
     deliveries_per_s: f64,
     lost: u64,
+    /// The load process's p99 send → receipt, cross-node and same-node, in ms (its own clock:
+    /// the driver's time is in it too).
+    p99_ms: (Option<f64>, Option<f64>),
+    /// The load process's CPU over the window, in % of one core.
+    driver_core: Option<f64>,
 }
 
 async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
@@ -390,9 +395,11 @@ async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let driver_before = cpu_ticks(client_side.id());
     let before = sample(&nodes).await;
     tokio::time::sleep(Duration::from_secs(load.duration.saturating_sub(2).max(1))).await;
     let after = sample(&nodes).await;
+    let driver_after = cpu_ticks(client_side.id());
 
     let out = client_side.wait_with_output().expect("the load process ends");
     let report = serde_json::from_slice::<LoadReport>(&out.stdout);
@@ -404,11 +411,20 @@ async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
     }
     let deliveries = after.client_out.saturating_sub(before.client_out).max(1) as f64;
     let tick_us = 1e6 / clock_ticks_per_s();
-    let lost = match &report {
-        Ok(r) => r.lost,
+    // The driver's share of one core over the same window: near 100 % it is the bottleneck, and
+    // its own queueing is in the latencies it reports.
+    let driver_core = match (driver_before, driver_after) {
+        (Some((u0, s0)), Some((u1, s1))) => {
+            let busy_us = (u1 + s1).saturating_sub(u0 + s0) as f64 * tick_us;
+            Some(100.0 * busy_us / (after.at - before.at).as_micros().max(1) as f64)
+        }
+        _ => None,
+    };
+    let (lost, p99_ms) = match &report {
+        Ok(r) => (r.lost, (r.cross_node.p99_ms, r.same_node.p99_ms)),
         Err(e) => {
             println!("  the load process gave no report ({e}); exit {:?}", out.status);
-            0
+            (0, (None, None))
         }
     };
     CpuRun {
@@ -417,6 +433,8 @@ async fn cpu_run(bin: &str, redis_url: &str, load: &CpuLoad) -> CpuRun {
         writes: after.client_writes.saturating_sub(before.client_writes) as f64 / deliveries,
         deliveries_per_s: deliveries / (after.at - before.at).as_secs_f64(),
         lost,
+        p99_ms,
+        driver_core,
     }
 }
 
@@ -441,8 +459,17 @@ async fn cpu_scenario() {
     for run in 1..=runs {
         let r = cpu_run(&bin, &redis.url(), &load).await;
         println!(
-            "   cpu run {run}/{runs}: 2 hub processes on Redis, {} {} clients from one load process, {:.0} deliveries/s measured → per delivery {:.3} µs user, {:.3} µs kernel, {:.3} write system calls ({} lost)",
-            load.clients, load.protocol, r.deliveries_per_s, r.user_us, r.system_us, r.writes, r.lost
+            "   cpu run {run}/{runs}: 2 hub processes on Redis, {} {} clients from one load process, {:.0} deliveries/s measured → per delivery {:.3} µs user, {:.3} µs kernel, {:.3} write system calls ({} lost); p99 cross-node {} ms, same-node {} ms (the load process used {} of a core)",
+            load.clients,
+            load.protocol,
+            r.deliveries_per_s,
+            r.user_us,
+            r.system_us,
+            r.writes,
+            r.lost,
+            r.p99_ms.0.map_or("-".to_string(), |ms| format!("{ms:.1}")),
+            r.p99_ms.1.map_or("-".to_string(), |ms| format!("{ms:.1}")),
+            r.driver_core.map_or("-".to_string(), |pct| format!("{pct:.0} %")),
         );
         users.push(r.user_us);
         systems.push(r.system_us);

@@ -189,8 +189,8 @@ pub trait Backplane: Send + Sync + 'static {
         Counted::Unsupported
     }
 
-    /// Who hears the outcome of each `publish_counted` that was queued (set once, before the
-    /// first; a later call replaces it for connections made after).
+    /// Who hears the outcome of each `publish_counted` that was queued: set once (a later call
+    /// is ignored); until it is set, `publish_counted` answers `Unsupported`.
     fn set_publish_outcome(&self, _outcome: PublishOutcome) {}
 
     /// Takes one reference on `channel` and, when connected, waits for the server to confirm the

@@ -93,9 +93,9 @@ struct Shared {
     changed: Notify,
     /// The command connection of the live link (PUBLISH), `None` while it is down.
     publisher: Mutex<Option<Publisher>>,
-    /// Hears counted publishes' outcomes (`Backplane::set_publish_outcome`); given to each
-    /// command connection as it is made.
-    publish_outcome: Mutex<Option<PublishOutcome>>,
+    /// Hears counted publishes' outcomes (`Backplane::set_publish_outcome`). Looked up when an
+    /// outcome comes, not when a connection is made: the node may set it after the link is up.
+    publish_outcome: Arc<std::sync::OnceLock<PublishOutcome>>,
     status_tx: watch::Sender<BackplaneStatus>,
     inbox: Inbox,
     /// The classic link's and the sharded link's states; `status_tx` shows them combined.
@@ -383,7 +383,7 @@ impl RedisBackplane {
             table: Mutex::new(Table::default()),
             changed: Notify::new(),
             publisher: Mutex::new(None),
-            publish_outcome: Mutex::new(None),
+            publish_outcome: Arc::default(),
             status_tx,
             inbox: inbox.into(),
             cluster: AtomicBool::new(false),
@@ -552,14 +552,8 @@ impl Link for ClassicLink {
 
     async fn connect(&mut self) -> Result<Live, Failure> {
         let (pubsub, publisher, reached) = connect(&mut self.finder).await?;
-        let counted = self
-            .shared
-            .publish_outcome
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .map(counted_outcome);
-        let (publisher, publisher_tasks) = Publisher::start(publisher, counted);
+        let counted = counted_outcome(self.shared.publish_outcome.clone());
+        let (publisher, publisher_tasks) = Publisher::start(publisher, Some(counted));
         let shared = &self.shared;
         shared
             .cluster
@@ -659,10 +653,14 @@ async fn supervise(finder: Finder, shared: Arc<Shared>, cancel: CancellationToke
     shared.set_state(BackplaneState::Stopped);
 }
 
-/// A counted PUBLISH's reply as the hub hears it: an integer reply is success (a count of
-/// receivers); an error reply or a lost connection is a failure, said in words.
-fn counted_outcome(outcome: PublishOutcome) -> pipeline::Counted {
+/// A counted PUBLISH's reply as the hub hears it (through the outcome set on the backplane,
+/// looked up now): an integer reply is success (a count of receivers); an error reply or a lost
+/// connection is a failure, said in words.
+fn counted_outcome(slot: Arc<std::sync::OnceLock<PublishOutcome>>) -> pipeline::Counted {
     Arc::new(move |reply: Result<Resp, CommandError>| {
+        let Some(outcome) = slot.get() else {
+            return;
+        };
         outcome(match reply {
             Ok(Resp::Int(_)) => Ok(()),
             Ok(other) => Err(BackplaneError::Redis(format!(
@@ -713,6 +711,10 @@ impl Backplane for RedisBackplane {
         {
             return Counted::Unsupported;
         }
+        // Nobody would hear the outcome: the caller waits for it instead.
+        if self.shared.publish_outcome.get().is_none() {
+            return Counted::Unsupported;
+        }
         let publisher = self.shared.publisher();
         let Some(connection) = publisher.as_ref() else {
             drop(publisher);
@@ -726,11 +728,9 @@ impl Backplane for RedisBackplane {
     }
 
     fn set_publish_outcome(&self, outcome: PublishOutcome) {
-        *self
-            .shared
-            .publish_outcome
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        if self.shared.publish_outcome.set(outcome).is_err() {
+            tracing::warn!("the backplane's publish outcome was set before: the first one stays");
+        }
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BackplaneError>> {

@@ -1,0 +1,91 @@
+//! Counted publishes on a real Redis (`Backplane::publish_counted`): the node sets who hears
+//! their outcomes after the link may already be up, and every queued publish is heard of exactly
+//! once, as a success while Redis answers and as a failure when it is gone; a publish that cannot
+//! be queued says so at once.
+//!
+//! Real parts: a test-owned `redis-server` and the Redis backplane link.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::within_for;
+use switchboard::backplane::redis::RedisBackplane;
+use switchboard::backplane::{Backplane, Counted};
+use switchboard::redis_conn::RedisSpec;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_publishes_are_heard_once_each_even_when_the_outcome_is_set_after_the_link_is_up() {
+    let mut redis = RedisServer::start().await;
+    let (inbox, _messages) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let spec = RedisSpec::parse(&redis.url(), &Default::default()).unwrap();
+    let backplane = RedisBackplane::start(spec, "counted-test", inbox, cancel.clone()).unwrap();
+    let mut status = backplane.status();
+    within_for(
+        "the link comes up",
+        Duration::from_secs(10),
+        status.wait_for(|s| s.state.is_up()),
+    )
+    .await
+    .unwrap();
+
+    // Nobody hears outcomes yet: the caller is told to wait for its publish instead.
+    assert!(matches!(
+        backplane.publish_counted("counted:test", b"early"),
+        Counted::Unsupported
+    ));
+
+    // Set after the link's command connection was made (the race a node start can lose).
+    let (heard_tx, mut heard) = mpsc::unbounded_channel();
+    backplane.set_publish_outcome(Arc::new(move |outcome| {
+        let _ = heard_tx.send(outcome.map_err(|e| e.to_string()));
+    }));
+    for i in 0..100 {
+        assert!(
+            matches!(
+                backplane.publish_counted("counted:test", format!("m{i}").as_bytes()),
+                Counted::Queued
+            ),
+            "publish {i} is queued"
+        );
+    }
+    for i in 0..100 {
+        let outcome = within_for("an outcome", Duration::from_secs(10), heard.recv())
+            .await
+            .unwrap();
+        assert_eq!(outcome, Ok(()), "publish {i} succeeded");
+    }
+
+    // Redis gone: a publish is either refused at once (the link already knows) or queued and
+    // then heard of as a failure, never lost and never heard of twice.
+    redis.kill();
+    let mut failed_now = 0;
+    let mut queued = 0;
+    for i in 0..20 {
+        match backplane.publish_counted("counted:test", format!("lost{i}").as_bytes()) {
+            Counted::Failed(_) => failed_now += 1,
+            Counted::Queued => queued += 1,
+            Counted::Unsupported => panic!("the outcome is set"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..queued {
+        let outcome = within_for("a failure", Duration::from_secs(10), heard.recv())
+            .await
+            .unwrap();
+        assert!(
+            outcome.is_err(),
+            "a publish to a dead Redis is heard of as failed"
+        );
+    }
+    assert_eq!(failed_now + queued, 20);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(heard.try_recv().is_err(), "nothing is heard of twice");
+    cancel.cancel();
+}
