@@ -191,21 +191,30 @@ fn flush_together(outboxes: &[Outbox], results: &mut Vec<(usize, uring::WriteRes
             }
         }
     }
+    release(held, broken);
+    for outbox in alone {
+        outbox.shared.flush_corked();
+    }
+}
+
+/// The end of a batched flush: unlocks every held outbox, then wakes the writers of those with
+/// frames left and closes those whose writes were abandoned (what reached the client is unknown).
+#[cfg(target_os = "linux")]
+fn release<'a>(
+    held: impl IntoIterator<Item = (&'a Outbox, std::sync::MutexGuard<'a, super::outbox::OutState>)>,
+    broken: Vec<&Outbox>,
+) {
     let mut wake = Vec::new();
-    for (outbox, state) in &held {
+    for (outbox, state) in held {
         if !state.closed && !state.queue.is_empty() {
-            wake.push(*outbox);
+            wake.push(outbox);
         }
     }
-    drop(held);
     for outbox in wake {
         outbox.shared.writer.wake();
     }
     for outbox in broken {
         outbox.close(CloseReason::error());
-    }
-    for outbox in alone {
-        outbox.shared.flush_corked();
     }
 }
 
@@ -335,19 +344,10 @@ fn flush_direct(
             }
         }
     }
-    let mut wake = Vec::new();
-    for (outbox, state, ..) in &held {
-        if !state.closed && !state.queue.is_empty() {
-            wake.push(*outbox);
-        }
-    }
-    drop(held);
-    for outbox in wake {
-        outbox.shared.writer.wake();
-    }
-    for outbox in broken {
-        outbox.close(CloseReason::error());
-    }
+    release(
+        held.into_iter().map(|(outbox, state, ..)| (outbox, state)),
+        broken,
+    );
     for outbox in slow {
         outbox.slow(&outbox.shared.stats);
     }
@@ -534,27 +534,8 @@ mod tests {
         }
         // The full connection: its writer has the rest, and the client gets every frame in order.
         assert_eq!(pairs[2].3.poll_next(&mut noop_cx()), Poll::Ready(Wake::Frames));
-        let (server, mut client, _, rx) = pairs.pop().unwrap();
-        let writer = tokio::spawn(async move {
-            loop {
-                match rx.flush_direct().unwrap() {
-                    Flush::Done => return rx,
-                    Flush::Blocked => server.writable().await.unwrap(),
-                }
-            }
-        });
-        for next in 0..sent + 3 {
-            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut frame))
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                u32::from_be_bytes(frame[4..8].try_into().unwrap()),
-                next,
-                "in order"
-            );
-        }
-        drop(writer.await.unwrap());
+        let (server, client, _, rx) = pairs.pop().unwrap();
+        writer_delivers_in_order(server, client, rx, sent + 3).await;
         assert_eq!(Stats::get(&stats.client_out), u64::from(sent) + 9);
     }
 
@@ -626,7 +607,20 @@ mod tests {
         assert!(pairs[1].2.shared.lock_state().queue.is_empty());
         // Connection 2: the frame waits for its writer, which was woken, behind everything sent.
         assert_eq!(pairs[2].3.poll_next(&mut noop_cx()), Poll::Ready(Wake::Frames));
-        let (server, mut client, _, rx) = pairs.pop().unwrap();
+        let (server, client, _, rx) = pairs.pop().unwrap();
+        writer_delivers_in_order(server, client, rx, filled + 1).await;
+    }
+
+    /// Runs a connection's writer until its queue is empty, while its client reads numbered
+    /// frames `0..count` and checks they come in order.
+    #[cfg(target_os = "linux")]
+    async fn writer_delivers_in_order(
+        server: Arc<tokio::net::TcpStream>,
+        mut client: tokio::net::TcpStream,
+        rx: crate::hub::outbox::OutboxReceiver,
+        count: u32,
+    ) {
+        use tokio::io::AsyncReadExt;
         let writer = tokio::spawn(async move {
             loop {
                 match rx.flush_direct().unwrap() {
@@ -635,13 +629,14 @@ mod tests {
                 }
             }
         });
-        for next in 0..=filled {
-            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+        let mut frame = vec![0u8; 4 + 4096];
+        for next in 0..count {
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut frame))
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(
-                u32::from_be_bytes(got[4..8].try_into().unwrap()),
+                u32::from_be_bytes(frame[4..8].try_into().unwrap()),
                 next,
                 "in order"
             );

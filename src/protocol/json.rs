@@ -123,21 +123,7 @@ fn push_int(out: &mut Vec<u8>, n: i64) {
     if n < 0 {
         out.push(b'-');
     }
-    push_u64(out, n.unsigned_abs());
-}
-
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    super::write_decimal(out, n.unsigned_abs());
 }
 
 /// A float as System.Text.Json and JavaScript write it: integral values without a fraction
@@ -167,7 +153,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Boolean(false) => out.extend_from_slice(b"false"),
         Value::Integer(n) => {
             if let Some(u) = n.as_u64() {
-                push_u64(out, u);
+                super::write_decimal(out, u);
             } else if let Some(i) = n.as_i64() {
                 push_int(out, i);
             }

@@ -80,6 +80,22 @@ impl Protocol {
     }
 }
 
+/// Appends `n` in decimal, as `to_string` writes it but without the formatting machinery or an
+/// allocation: the JSON writer's integers and the RESP writer's lengths, once per message.
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// A hub message that could not be parsed. The text is what ASP.NET Core's parsers say; it ends the
 /// connection (a Close with "Connection closed with an error.").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -184,19 +184,9 @@ pub fn command(args: &[&[u8]]) -> Vec<u8> {
 /// [`command`] appended to a buffer (the publisher's pipeline), the lengths written without the
 /// formatting machinery: this runs once per published message.
 pub fn append_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let header = |out: &mut Vec<u8>, kind: u8, mut n: usize| {
+    let header = |out: &mut Vec<u8>, kind: u8, n: usize| {
         out.push(kind);
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&digits[at..]);
+        crate::protocol::write_decimal(out, n as u64);
         out.extend_from_slice(b"\r\n");
     };
     header(out, b'*', args.len());
