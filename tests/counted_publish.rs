@@ -89,3 +89,86 @@ async fn counted_publishes_are_heard_once_each_even_when_the_outcome_is_set_afte
     assert!(heard.try_recv().is_err(), "nothing is heard of twice");
     cancel.cancel();
 }
+
+/// Redis stops answering (`CLIENT PAUSE`, longer than the node's 2 s limit): the command
+/// connection is failed as a whole, every publish waiting on it is heard of once as failed with
+/// the reason, the link leaves `connected`; once Redis answers again the link reconnects and
+/// counted publishes succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_answers_nothing_fails_the_waiting_publishes_and_the_link_recovers() {
+    let redis = RedisServer::start().await;
+    let (inbox, _messages) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let spec = RedisSpec::parse(&redis.url(), &Default::default()).unwrap();
+    let backplane = RedisBackplane::start(spec, "counted-pause", inbox, cancel.clone()).unwrap();
+    let (heard_tx, mut heard) = mpsc::unbounded_channel();
+    backplane.set_publish_outcome(Arc::new(move |outcome| {
+        let _ = heard_tx.send(outcome.map_err(|e| e.to_string()));
+    }));
+    let mut status = backplane.status();
+    within_for(
+        "the link comes up",
+        Duration::from_secs(10),
+        status.wait_for(|s| s.state.is_up()),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        backplane.publish_counted("counted:pause", b"before"),
+        Counted::Queued
+    ));
+    assert_eq!(
+        within_for("an outcome", Duration::from_secs(10), heard.recv())
+            .await
+            .unwrap(),
+        Ok(())
+    );
+
+    // Every command of every client is held for 5 s.
+    common::redis::redis_cmd(&redis.url(), &["CLIENT", "PAUSE", "5000", "ALL"])
+        .await
+        .unwrap();
+    for i in 0..5 {
+        assert!(
+            matches!(
+                backplane.publish_counted("counted:pause", format!("held{i}").as_bytes()),
+                Counted::Queued
+            ),
+            "publish {i} is queued while Redis looks up"
+        );
+    }
+    for i in 0..5 {
+        let outcome = within_for("a failure", Duration::from_secs(10), heard.recv())
+            .await
+            .unwrap();
+        let error = outcome.expect_err("a publish Redis never answered fails");
+        assert!(error.contains("answered nothing"), "publish {i}: {error}");
+    }
+    within_for(
+        "the link is down",
+        Duration::from_secs(10),
+        status.wait_for(|s| !s.state.is_up()),
+    )
+    .await
+    .unwrap();
+
+    // Redis answers again: the link comes back and counted publishes succeed.
+    within_for(
+        "the link comes back",
+        Duration::from_secs(20),
+        status.wait_for(|s| s.state.is_up()),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        backplane.publish_counted("counted:pause", b"after"),
+        Counted::Queued
+    ));
+    assert_eq!(
+        within_for("an outcome", Duration::from_secs(10), heard.recv())
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    cancel.cancel();
+}
