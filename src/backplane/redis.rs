@@ -74,7 +74,8 @@ use crate::tls::BoxedIo;
 use pipeline::CommandError;
 use resp::Resp;
 
-/// How long one PUBLISH or SUBSCRIBE may take before the link is considered unhealthy for it.
+/// How long one PUBLISH or SUBSCRIBE may take before the link is considered unhealthy for it
+/// (the publisher's connection is failed when it answers nothing for this long).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A node's link to Redis. Cloning shares the link.
@@ -312,6 +313,13 @@ impl Shared {
     fn table(&self) -> MutexGuard<'_, Table> {
         // Map operations only, none of which can panic halfway: a poisoned lock is consistent.
         self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why nothing can be published now: the link has no command connection (its state says
+    /// why).
+    fn down(&self) -> BackplaneError {
+        let state = self.status_tx.borrow().state.clone();
+        BackplaneError::Down(format!("{state:?}"))
     }
 
     fn publisher(&self) -> MutexGuard<'_, Option<Publisher>> {
@@ -656,18 +664,15 @@ async fn supervise(finder: Finder, shared: Arc<Shared>, cancel: CancellationToke
 /// A counted PUBLISH's reply as the hub hears it (through the outcome set on the backplane,
 /// looked up now): an integer reply is success (a count of receivers); an error reply or a lost
 /// connection is a failure, said in words.
-fn counted_outcome(slot: Arc<std::sync::OnceLock<PublishOutcome>>) -> pipeline::Counted {
+fn counted_outcome(slot: Arc<std::sync::OnceLock<PublishOutcome>>) -> pipeline::Counter {
     Arc::new(move |reply: Result<Resp, CommandError>| {
-        let Some(outcome) = slot.get() else {
-            return;
-        };
-        outcome(match reply {
-            Ok(Resp::Int(_)) => Ok(()),
-            Ok(other) => Err(BackplaneError::Redis(format!(
-                "unexpected reply to PUBLISH: {other:?}"
-            ))),
-            Err(e) => Err(BackplaneError::Redis(e.to_string())),
-        })
+        if let Some(outcome) = slot.get() {
+            outcome(
+                publisher::publish_reply(reply)
+                    .map(|_| ())
+                    .map_err(|e| BackplaneError::Redis(e.to_string())),
+            );
+        }
     })
 }
 
@@ -685,11 +690,11 @@ impl Backplane for RedisBackplane {
         let connection = self.shared.publisher().clone();
         Box::pin(async move {
             let Some(connection) = connection else {
-                let state = self.shared.status_tx.borrow().state.clone();
-                return Err(BackplaneError::Down(format!("{state:?}")));
+                return Err(self.shared.down());
             };
             // No timer per publish: the publisher's connection fails as a whole when Redis
-            // stops answering (`pipeline::ANSWER_WITHIN`), which fails this publish too.
+            // answers nothing for COMMAND_TIMEOUT while commands wait, which fails this publish
+            // too.
             match connection.publish(channel, &payload).await {
                 Ok(receivers) => {
                     let receivers = receivers.max(0) as usize;
@@ -717,9 +722,7 @@ impl Backplane for RedisBackplane {
         }
         let publisher = self.shared.publisher();
         let Some(connection) = publisher.as_ref() else {
-            drop(publisher);
-            let state = self.shared.status_tx.borrow().state.clone();
-            return Counted::Failed(BackplaneError::Down(format!("{state:?}")));
+            return Counted::Failed(self.shared.down());
         };
         match connection.publish_counted(channel, payload) {
             Ok(()) => Counted::Queued,

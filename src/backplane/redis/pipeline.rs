@@ -12,16 +12,18 @@
 //! command is ever half written.
 //!
 //! When the connection fails, every waiting command fails at once and so does every later one,
-//! until the link replaces the connection. A connection that answers nothing for
-//! [`ANSWER_WITHIN`] while commands wait is taken as failed the same way (the writer watches it:
-//! one timer per connection, not one per command). Replies come in order, so one late reply
+//! until the link replaces the connection. A watched connection (`start`'s `answer_within`: the
+//! publisher's, with the link's `COMMAND_TIMEOUT`) that answers nothing for that long while
+//! commands wait is taken as failed the same way (the writer watches it: one timer per
+//! connection, not one per command). Replies come in order, so one late reply
 //! means every later command waits too: the link's reconnect is the only cure.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, WriteHalf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
@@ -30,8 +32,20 @@ use crate::backplane::reconnect::{Failure, LinkFailure};
 use crate::redis_conn::describe_text;
 use crate::tls::BoxedIo;
 
-/// How long commands may wait with no reply at all before the connection is taken as failed.
-pub const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// Bytes read from a Redis connection at a time (more when a reply is larger).
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// The read step every reader of our Redis connections shares (the publisher's, the
+/// subscriber's, the sharded link's): more bytes into `buffer`, or why the connection is gone.
+pub async fn read_more(read: &mut (impl AsyncRead + Unpin), buffer: &mut BytesMut) -> Result<(), String> {
+    buffer.reserve(READ_CHUNK);
+    match read.read_buf(buffer).await {
+        Ok(0) => Err("connection to Redis lost".to_string()),
+        Ok(_) => Ok(()),
+        // Whatever the error, the connection is gone.
+        Err(e) => Err(format!("connection to Redis lost: {e}")),
+    }
+}
 
 /// Bytes of commands not yet taken by the writer, at most: one more command is refused (`Down`),
 /// so a connection Redis does not drain cannot grow without bound.
@@ -76,13 +90,13 @@ impl CommandError {
 /// Hears the outcome of every counted command (`send_counted`) of a pipeline, exactly once
 /// each: its last reply, its error reply, or why the connection went. Called without the
 /// pipeline's lock held, from the connection's reader (or from whoever closes the pipeline).
-pub type Counted = Arc<dyn Fn(Result<Resp, CommandError>) + Send + Sync>;
+pub type Counter = Arc<dyn Fn(Result<Resp, CommandError>) + Send + Sync>;
 
 /// Who waits for a command's outcome.
 enum Waiter {
     /// A caller of `send`, awaiting it.
     Task(oneshot::Sender<Reply>),
-    /// Nobody: the pipeline's `Counted` hears it.
+    /// Nobody: the pipeline's `Counter` hears it.
     Counted,
 }
 
@@ -111,7 +125,7 @@ struct Inner {
     /// Commands that may wait for replies at once; one more is refused (`Down`).
     max_waiting: usize,
     /// Hears counted commands' outcomes; without it, `send_counted` is refused.
-    counted: Option<Counted>,
+    counted: Option<Counter>,
 }
 
 /// The sending side of one connection: cheap to clone.
@@ -129,7 +143,7 @@ impl Pipeline {
         write: WriteHalf<BoxedIo>,
         max_waiting: usize,
         answer_within: Option<Duration>,
-        counted: Option<Counted>,
+        counted: Option<Counter>,
     ) -> (Pipeline, JoinHandle<Failure>) {
         let pipeline = Pipeline {
             inner: Arc::new(Inner {
@@ -181,7 +195,7 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Sends a command without waiting for it: its outcome goes to the pipeline's `Counted`
+    /// Sends a command without waiting for it: its outcome goes to the pipeline's `Counter`
     /// (once, later). `Err` when it could not be queued (then nothing hears of it again).
     pub fn send_counted(&self, args: &[&[u8]], replies: usize) -> Result<(), CommandError> {
         if self.inner.counted.is_none() {
@@ -344,10 +358,32 @@ mod tests {
 
     /// A pipeline writing into one end of an in-memory pipe; the other end reads what it wrote.
     fn pipeline(max_waiting: usize) -> (Pipeline, JoinHandle<Failure>, tokio::io::DuplexStream) {
+        pipeline_with(max_waiting, None, None)
+    }
+
+    /// `pipeline`, watched for `answer_within` and with `counter`, as `Pipeline::start` takes them.
+    fn pipeline_with(
+        max_waiting: usize,
+        answer_within: Option<Duration>,
+        counter: Option<Counter>,
+    ) -> (Pipeline, JoinHandle<Failure>, tokio::io::DuplexStream) {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let (_, write) = tokio::io::split(Box::new(ours) as BoxedIo);
-        let (pipeline, writer) = Pipeline::start(write, max_waiting, None, None);
+        let (pipeline, writer) = Pipeline::start(write, max_waiting, answer_within, counter);
         (pipeline, writer, theirs)
+    }
+
+    /// Reads what the pipeline wrote until it is as long as `commands`, and checks it is them,
+    /// in this order.
+    async fn expect_written(redis: &mut tokio::io::DuplexStream, commands: &[&[&[u8]]]) {
+        let expected: Vec<u8> = commands.iter().flat_map(|args| resp::command(args)).collect();
+        let mut wrote = Vec::new();
+        while wrote.len() < expected.len() {
+            let mut chunk = [0u8; 256];
+            let n = redis.read(&mut chunk).await.unwrap();
+            wrote.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(wrote, expected, "written in the order queued");
     }
 
     #[tokio::test]
@@ -368,19 +404,15 @@ mod tests {
             async move { p.send(&[b"SUBSCRIBE", b"x", b"y"], 2).await }
         });
         // All three written, in the order sent.
-        let mut wrote = Vec::new();
-        let expected = [
-            resp::command(&[b"PUBLISH", b"c", b"x"]),
-            resp::command(&[b"SUBSCRIBE", b"a", b"b"]),
-            resp::command(&[b"SUBSCRIBE", b"x", b"y"]),
-        ]
-        .concat();
-        while wrote.len() < expected.len() {
-            let mut chunk = [0u8; 256];
-            let n = redis.read(&mut chunk).await.unwrap();
-            wrote.extend_from_slice(&chunk[..n]);
-        }
-        assert_eq!(wrote, expected);
+        expect_written(
+            &mut redis,
+            &[
+                &[b"PUBLISH", b"c", b"x"],
+                &[b"SUBSCRIBE", b"a", b"b"],
+                &[b"SUBSCRIBE", b"x", b"y"],
+            ],
+        )
+        .await;
         pipeline.answer(Ok(Resp::Int(2)));
         pipeline.answer(Ok(Resp::Int(1)));
         assert!(
@@ -419,13 +451,11 @@ mod tests {
     #[tokio::test]
     async fn counted_commands_are_answered_once_each_through_the_counter_and_failed_on_close() {
         let heard: Arc<Mutex<Vec<Result<Resp, CommandError>>>> = Arc::default();
-        let (ours, mut redis) = tokio::io::duplex(1 << 16);
-        let (_, write) = tokio::io::split(Box::new(ours) as BoxedIo);
-        let counter: Counted = {
+        let counter: Counter = {
             let heard = heard.clone();
             Arc::new(move |outcome| heard.lock().unwrap().push(outcome))
         };
-        let (pipeline, _writer) = Pipeline::start(write, 8, None, Some(counter));
+        let (pipeline, _writer, mut redis) = pipeline_with(8, None, Some(counter));
         pipeline.send_counted(&[b"PUBLISH", b"c", b"1"], 1).unwrap();
         pipeline.send_counted(&[b"PUBLISH", b"c", b"2"], 1).unwrap();
         // An awaited command between counted ones keeps its place in the order.
@@ -435,20 +465,16 @@ mod tests {
         });
         tokio::task::yield_now().await;
         pipeline.send_counted(&[b"PUBLISH", b"c", b"3"], 1).unwrap();
-        let mut wrote = Vec::new();
-        let expected = [
-            resp::command(&[b"PUBLISH", b"c", b"1"]),
-            resp::command(&[b"PUBLISH", b"c", b"2"]),
-            resp::command(&[b"PING"]),
-            resp::command(&[b"PUBLISH", b"c", b"3"]),
-        ]
-        .concat();
-        while wrote.len() < expected.len() {
-            let mut chunk = [0u8; 256];
-            let n = redis.read(&mut chunk).await.unwrap();
-            wrote.extend_from_slice(&chunk[..n]);
-        }
-        assert_eq!(wrote, expected, "written in the order queued");
+        expect_written(
+            &mut redis,
+            &[
+                &[b"PUBLISH", b"c", b"1"],
+                &[b"PUBLISH", b"c", b"2"],
+                &[b"PING"],
+                &[b"PUBLISH", b"c", b"3"],
+            ],
+        )
+        .await;
         pipeline.answer(Ok(Resp::Int(2)));
         pipeline.answer(Err("NOPERM no".into()));
         pipeline.answer(Ok(Resp::Simple("PONG".into())));
@@ -476,16 +502,14 @@ mod tests {
             "a refused queueing is not heard of again"
         );
         // Without a counter, counted commands are refused at once.
-        let (plain, _writer, _redis) = self::pipeline(8);
+        let (plain, _writer, _redis) = pipeline_with(8, None, None);
         assert!(plain.send_counted(&[b"PUBLISH", b"c", b"x"], 1).is_err());
     }
 
     #[tokio::test]
     async fn a_connection_that_answers_nothing_while_commands_wait_is_failed() {
-        let (ours, _redis) = tokio::io::duplex(1 << 16);
-        let (_, write) = tokio::io::split(Box::new(ours) as BoxedIo);
         let within = Duration::from_millis(200);
-        let (pipeline, writer) = Pipeline::start(write, 8, Some(within), None);
+        let (pipeline, writer, _redis) = pipeline_with(8, Some(within), None);
         // Idle with nothing waiting: never failed.
         tokio::time::sleep(3 * within).await;
         assert!(!writer.is_finished(), "an idle connection is left alone");

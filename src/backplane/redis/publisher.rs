@@ -6,17 +6,14 @@
 //! connection fails, every waiting command fails at once and so does every later one, until the
 //! link replaces the connection.
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, ReadHalf};
+use bytes::{Buf, BytesMut};
+use tokio::io::ReadHalf;
 use tokio::task::JoinHandle;
 
-use super::pipeline::{CommandError, Counted, Pipeline, Reply};
+use super::pipeline::{CommandError, Counter, Pipeline, READ_CHUNK, Reply, read_more};
 use super::resp::{self, Resp, RespError};
 use crate::backplane::reconnect::Failure;
 use crate::tls::BoxedIo;
-
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// The commands written and not yet answered, at most: a publisher that runs this far ahead of
 /// Redis is told the link is overloaded (the hub counts it as a failed publish and delivers
@@ -34,7 +31,8 @@ pub struct Publisher {
 pub struct PublisherTasks {
     /// Ends when the connection does.
     pub reader: JoinHandle<()>,
-    /// Ends when a write fails or Redis stops answering (`pipeline::ANSWER_WITHIN`).
+    /// Ends when a write fails or Redis answers nothing for `COMMAND_TIMEOUT` while commands
+    /// wait.
     pub writer: JoinHandle<Failure>,
     pipeline: Pipeline,
 }
@@ -50,10 +48,9 @@ impl Drop for PublisherTasks {
 impl Publisher {
     /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`);
     /// `counted` hears the outcome of each `publish_counted`.
-    pub fn start(io: BoxedIo, counted: Option<Counted>) -> (Publisher, PublisherTasks) {
+    pub fn start(io: BoxedIo, counted: Option<Counter>) -> (Publisher, PublisherTasks) {
         let (read, write) = tokio::io::split(io);
-        let (pipeline, writer) =
-            Pipeline::start(write, MAX_WAITING, Some(super::pipeline::ANSWER_WITHIN), counted);
+        let (pipeline, writer) = Pipeline::start(write, MAX_WAITING, Some(super::COMMAND_TIMEOUT), counted);
         let reader = tokio::spawn(read_loop(read, pipeline.clone()));
         let tasks = PublisherTasks {
             reader,
@@ -65,16 +62,11 @@ impl Publisher {
 
     /// PUBLISH `payload` on `channel`: the number of subscribers that received it.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, CommandError> {
-        match self.query(&[b"PUBLISH", channel.as_bytes(), payload]).await? {
-            Resp::Int(n) => Ok(n),
-            other => Err(CommandError::Refused(format!(
-                "unexpected reply to PUBLISH: {other:?}"
-            ))),
-        }
+        publish_reply(self.query(&[b"PUBLISH", channel.as_bytes(), payload]).await)
     }
 
     /// PUBLISH without waiting: the reply (the receiver count, or why it failed) goes to the
-    /// connection's `Counted`. `Err` when it could not even be queued.
+    /// connection's `Counter` (`publish_reply` reads it). `Err` when it could not even be queued.
     pub fn publish_counted(&self, channel: &str, payload: &[u8]) -> Result<(), CommandError> {
         self.pipeline
             .send_counted(&[b"PUBLISH", channel.as_bytes(), payload], 1)
@@ -86,6 +78,16 @@ impl Publisher {
     }
 }
 
+/// A PUBLISH's reply as its receiver count: an integer, anything else a refusal.
+pub fn publish_reply(reply: Result<Resp, CommandError>) -> Result<i64, CommandError> {
+    match reply? {
+        Resp::Int(n) => Ok(n),
+        other => Err(CommandError::Refused(format!(
+            "unexpected reply to PUBLISH: {other:?}"
+        ))),
+    }
+}
+
 async fn read_loop(mut read: ReadHalf<BoxedIo>, pipeline: Pipeline) {
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
     let why = 'read: loop {
@@ -93,17 +95,14 @@ async fn read_loop(mut read: ReadHalf<BoxedIo>, pipeline: Pipeline) {
             match next_reply(&buffer) {
                 Ok(None) => break,
                 Ok(Some((reply, used))) => {
-                    let _ = buffer.split_to(used);
+                    buffer.advance(used);
                     pipeline.answer(reply);
                 }
                 Err(e) => break 'read e.to_string(),
             }
         }
-        buffer.reserve(READ_CHUNK);
-        match read.read_buf(&mut buffer).await {
-            Ok(0) => break "connection to Redis lost".to_string(),
-            Ok(_) => {}
-            Err(e) => break format!("connection to Redis lost: {e}"),
+        if let Err(why) = read_more(&mut read, &mut buffer).await {
+            break why;
         }
     };
     pipeline.close(&why); // and the writer ends

@@ -1,7 +1,8 @@
-//! A minimal incremental RESP2 reader for the sharded subscriber connections, which redis-rs 1.8
-//! cannot drive (its `PubSub` has no SSUBSCRIBE). Incomplete input is `Ok(None)` (read more and
-//! call again); nothing is consumed until a whole value is there. Declared lengths are checked
-//! against [`MAX_BULK`] before anything is allocated. Pure: no I/O.
+//! A minimal incremental RESP2 reader and command writer for our own Redis connections: the
+//! classic link's subscriber and publisher, and the sharded subscribers (redis-rs 1.8's `PubSub`
+//! has no SSUBSCRIBE). Incomplete input is `Ok(None)` (read more and call again); nothing is
+//! consumed until a whole value is there. Declared lengths are checked against [`MAX_BULK`]
+//! before anything is allocated. Pure: no I/O.
 
 use std::ops::Range;
 

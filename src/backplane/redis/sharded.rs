@@ -28,13 +28,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use redis::aio::MultiplexedConnection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::pipeline::{READ_CHUNK, read_more};
 use super::resp::{self, Resp};
 use super::slot::{SlotMap, key_slot};
 use super::{COMMAND_TIMEOUT, Finder, Part, RefCounts, Shared as LinkShared};
@@ -47,9 +48,6 @@ use crate::tls::BoxedIo;
 /// Control replies buffered between the readers and the manager. Only confirmations and errors
 /// travel here (a few per subscribe), never messages; a reader waits when it is full.
 const CONTROL_QUEUE: usize = 1024;
-
-/// Bytes read from a subscriber socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// The shortest time between two reads of the shard map: a map with a hole (a slot owned by
 /// nobody during a failover) must not turn into a loop of CLUSTER SHARDS.
@@ -684,7 +682,7 @@ async fn read_shard(
             match resp::parse(&buffer) {
                 Ok(None) => break,
                 Ok(Some((value, used))) => {
-                    let _ = buffer.split_to(used);
+                    buffer.advance(used);
                     if let Some(message) = as_message(&value) {
                         // Never waits: a full inbox drops and counts (see the backplane docs).
                         if !link.inbox.offer(message) && link.inbox.is_closed() {
@@ -701,12 +699,8 @@ async fn read_shard(
                 }
             }
         }
-        buffer.reserve(READ_CHUNK);
-        match read.read_buf(&mut buffer).await {
-            Ok(0) => break Failure::new(LinkFailure::Lost, "connection to Redis lost"),
-            Ok(_) => {}
-            // Whatever the error, the connection is gone.
-            Err(e) => break Failure::new(LinkFailure::Lost, format!("connection to Redis lost: {e}")),
+        if let Err(why) = read_more(&mut read, &mut buffer).await {
+            break Failure::new(LinkFailure::Lost, why);
         }
     };
     let _ = control_tx.send(Control::Closed { shard, failure }).await;

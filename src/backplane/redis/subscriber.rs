@@ -10,17 +10,14 @@
 //! the order the commands were written, and a refused command (ACL `NOPERM`) with one error.
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, ReadHalf};
+use tokio::io::ReadHalf;
 use tokio::task::JoinHandle;
 
-use super::pipeline::{CommandError, Pipeline};
+use super::pipeline::{CommandError, Pipeline, READ_CHUNK, read_more};
 use super::resp::{self, Resp, RespError};
 use crate::backplane::reconnect::{Failure, LinkFailure};
 use crate::backplane::{BackplaneMessage, Inbox};
 use crate::tls::BoxedIo;
-
-/// Bytes read from the socket at a time (more when a message is larger).
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Commands that may wait for their confirmations at once. The subscription manager has at most
 /// two in flight (one UNSUBSCRIBE, one SUBSCRIBE batch), so more means a stuck connection.
@@ -105,11 +102,8 @@ async fn read_loop(mut read: ReadHalf<BoxedIo>, inbox: Inbox, pipeline: Pipeline
                 Err(e) => break 'read Failure::new(LinkFailure::Protocol, e.to_string()),
             }
         }
-        buffer.reserve(READ_CHUNK);
-        match read.read_buf(&mut buffer).await {
-            Ok(0) => break Failure::new(LinkFailure::Lost, "connection to Redis lost"),
-            Ok(_) => {}
-            Err(e) => break Failure::new(LinkFailure::Lost, format!("connection to Redis lost: {e}")),
+        if let Err(why) = read_more(&mut read, &mut buffer).await {
+            break Failure::new(LinkFailure::Lost, why);
         }
     };
     // Every waiting command hears that the connection is gone; the writer ends.
@@ -162,7 +156,7 @@ fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
     let Some((value, used)) = resp::parse(buffer)? else {
         return Ok(None);
     };
-    let _ = buffer.split_to(used);
+    buffer.advance(used);
     Ok(Some(classify(value)))
 }
 
