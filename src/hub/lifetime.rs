@@ -143,15 +143,16 @@ struct Accounting {
 }
 
 impl Accounting {
-    fn count(&self, channel: Option<&str>, outcome: &Result<(), BackplaneError>) {
-        match outcome {
-            Ok(()) => {
+    /// Counts one publish: sent (`error` is `None`), or failed with `error`.
+    fn count(&self, channel: Option<&str>, error: Option<&BackplaneError>) {
+        match error {
+            None => {
                 Stats::inc(&self.stats.backplane_out);
                 if self.forwarding_failed.swap(false, Ordering::Relaxed) {
                     tracing::info!("backplane publishes succeed again");
                 }
             }
-            Err(e) => {
+            Some(e) => {
                 Stats::inc(&self.stats.forward_failures);
                 let channel = channel.unwrap_or("(a counted publish)");
                 if !self.forwarding_failed.swap(true, Ordering::Relaxed) {
@@ -172,7 +173,9 @@ impl Forwarder {
             forwarding_failed: AtomicBool::new(false),
         });
         let counter = accounting.clone();
-        backplane.set_publish_outcome(Arc::new(move |outcome| counter.count(None, &outcome)));
+        backplane.set_publish_outcome(Arc::new(move |outcome| {
+            counter.count(None, outcome.as_ref().err())
+        }));
         Forwarder {
             backplane,
             accounting,
@@ -181,10 +184,7 @@ impl Forwarder {
 
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<Receivers, ()> {
         let published = self.backplane.publish(channel, payload).await;
-        self.accounting.count(
-            Some(channel),
-            &published.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
+        self.accounting.count(Some(channel), published.as_ref().err());
         published.map_err(|_| ())
     }
 
@@ -194,7 +194,7 @@ impl Forwarder {
         match self.backplane.publish_counted(channel, &payload) {
             Counted::Queued => Ok(()),
             Counted::Failed(e) => {
-                self.accounting.count(Some(channel), &Err(e));
+                self.accounting.count(Some(channel), Some(&e));
                 Err(())
             }
             Counted::Unsupported => self.publish(channel, payload).await.map(|_| ()),
