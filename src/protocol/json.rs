@@ -315,26 +315,47 @@ pub fn decode(body: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
     }
 }
 
-/// The property names `Fields::set` reads; any other is skipped.
-const PROPERTIES: [&str; 11] = [
-    "type",
-    "invocationId",
-    "target",
-    "error",
-    "allowReconnect",
-    "result",
-    "item",
-    "arguments",
-    "streamIds",
-    "headers",
-    "sequenceId",
-];
+/// A property `Fields::set` reads; any other is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Property {
+    Type,
+    InvocationId,
+    Target,
+    Error,
+    AllowReconnect,
+    Result,
+    Item,
+    Arguments,
+    StreamIds,
+    Headers,
+    SequenceId,
+}
 
-/// A property name: one of `PROPERTIES` (without allocating), or `None`.
+impl Property {
+    /// The property of this name (names are case-sensitive, as in .NET's reader).
+    fn named(name: &str) -> Option<Property> {
+        Some(match name {
+            "type" => Property::Type,
+            "invocationId" => Property::InvocationId,
+            "target" => Property::Target,
+            "error" => Property::Error,
+            "allowReconnect" => Property::AllowReconnect,
+            "result" => Property::Result,
+            "item" => Property::Item,
+            "arguments" => Property::Arguments,
+            "streamIds" => Property::StreamIds,
+            "headers" => Property::Headers,
+            "sequenceId" => Property::SequenceId,
+            _ => return None,
+        })
+    }
+}
+
+/// A property name read without allocating: the `Property`, or `None` for any other.
 struct PropertySeed;
 
 impl<'de> DeserializeSeed<'de> for PropertySeed {
-    type Value = Option<&'static str>;
+    type Value = Option<Property>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
@@ -342,14 +363,14 @@ impl<'de> DeserializeSeed<'de> for PropertySeed {
 }
 
 impl<'de> Visitor<'de> for PropertySeed {
-    type Value = Option<&'static str>;
+    type Value = Option<Property>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a property name")
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(PROPERTIES.iter().find(|name| **name == v).copied())
+        Ok(Property::named(v))
     }
 }
 
@@ -377,12 +398,12 @@ impl<'de> Visitor<'de> for MessageVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
         let fields = self.fields;
         while let Some(property) = map.next_key_seed(PropertySeed)? {
-            let Some(name) = property else {
+            let Some(property) = property else {
                 map.next_value::<serde::de::IgnoredAny>()?;
                 continue;
             };
             let value = map.next_value_seed(ValueSeed)?;
-            if let Err(e) = fields.set(name, value) {
+            if let Err(e) = fields.set(property, value) {
                 *self.failure = Some(e);
                 return Err(serde::de::Error::custom("invalid property"));
             }
@@ -436,9 +457,9 @@ struct Fields {
 }
 
 impl Fields {
-    fn set(&mut self, name: &str, value: Value) -> Result<(), ProtocolError> {
-        match name {
-            "type" => {
+    fn set(&mut self, property: Property, value: Value) -> Result<(), ProtocolError> {
+        match property {
+            Property::Type => {
                 let number = expect_number(&value, "type")?;
                 let n = number
                     .as_i64()
@@ -446,10 +467,10 @@ impl Fields {
                     .ok_or_else(|| ProtocolError::new("Expected 'type' to be an Int32."))?;
                 self.message_type = Some(n);
             }
-            "invocationId" => self.invocation_id = read_string(value, "invocationId")?,
-            "target" => self.target = read_string(value, "target")?,
-            "error" => self.error = read_string(value, "error")?,
-            "allowReconnect" => match value {
+            Property::InvocationId => self.invocation_id = read_string(value, "invocationId")?,
+            Property::Target => self.target = read_string(value, "target")?,
+            Property::Error => self.error = read_string(value, "error")?,
+            Property::AllowReconnect => match value {
                 Value::Boolean(b) => self.allow_reconnect = b,
                 _ => {
                     return Err(ProtocolError::new(
@@ -457,15 +478,15 @@ impl Fields {
                     ));
                 }
             },
-            "result" => self.result = Some(value),
-            "item" => self.item = Some(value),
-            "arguments" => match value {
+            Property::Result => self.result = Some(value),
+            Property::Item => self.item = Some(value),
+            Property::Arguments => match value {
                 Value::Array(items) => self.arguments = Some(items),
                 _ => {
                     return Err(ProtocolError::new("Expected 'arguments' to be of type Array."));
                 }
             },
-            "streamIds" => {
+            Property::StreamIds => {
                 let Value::Array(items) = value else {
                     return Err(ProtocolError::new("Expected 'streamIds' to be of type Array."));
                 };
@@ -485,7 +506,7 @@ impl Fields {
                 }
                 self.stream_ids = Some(ids);
             }
-            "headers" => {
+            Property::Headers => {
                 let Value::Map(entries) = value else {
                     return Err(ProtocolError::new("Expected 'headers' to be of type Object."));
                 };
@@ -506,14 +527,13 @@ impl Fields {
                 }
                 self.headers = headers;
             }
-            "sequenceId" => {
+            Property::SequenceId => {
                 let number = expect_number(&value, "sequenceId")?;
                 let n = number
                     .as_i64()
                     .ok_or_else(|| ProtocolError::new("Expected 'sequenceId' to be an Int64."))?;
                 self.sequence_id = Some(n);
             }
-            _ => {}
         }
         Ok(())
     }
