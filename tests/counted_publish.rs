@@ -14,26 +14,73 @@ use std::time::Duration;
 use common::redis::RedisServer;
 use common::within_for;
 use switchboard::backplane::redis::RedisBackplane;
-use switchboard::backplane::{Backplane, Counted};
+use switchboard::backplane::{Backplane, BackplaneStatus, Counted};
 use switchboard::redis_conn::RedisSpec;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+/// Outcomes as the test hears them (errors as text).
+type Heard = mpsc::UnboundedReceiver<Result<(), String>>;
+
+/// A Redis backplane link that is up, with what the test watches of it.
+struct Link {
+    backplane: RedisBackplane,
+    status: watch::Receiver<BackplaneStatus>,
+    cancel: CancellationToken,
+    /// The node's inbox, kept open (a closed one stops the link); nothing here reads it.
+    _messages: mpsc::Receiver<switchboard::backplane::BackplaneMessage>,
+}
+
+async fn link_up(redis: &RedisServer, name: &str) -> Link {
+    let (inbox, messages) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let spec = RedisSpec::parse(&redis.url(), &Default::default()).unwrap();
+    let backplane = RedisBackplane::start(spec, name, inbox, cancel.clone()).unwrap();
+    let mut status = backplane.status();
+    wait_until(&mut status, "the link comes up", true, Duration::from_secs(10)).await;
+    Link {
+        backplane,
+        status,
+        cancel,
+        _messages: messages,
+    }
+}
+
+/// Waits, at most `limit`, for the link to be up (or down).
+async fn wait_until(status: &mut watch::Receiver<BackplaneStatus>, what: &str, up: bool, limit: Duration) {
+    within_for(what, limit, status.wait_for(|s| s.state.is_up() == up))
+        .await
+        .unwrap();
+}
+
+/// Sets the backplane's publish outcome to one the test hears.
+fn hear(backplane: &RedisBackplane) -> Heard {
+    let (heard_tx, heard) = mpsc::unbounded_channel();
+    backplane.set_publish_outcome(Arc::new(move |outcome| {
+        let _ = heard_tx.send(outcome.map_err(|e| e.to_string()));
+    }));
+    heard
+}
+
+/// The next outcome heard.
+async fn next(heard: &mut Heard) -> Result<(), String> {
+    within_for("an outcome", Duration::from_secs(10), heard.recv())
+        .await
+        .unwrap()
+}
+
+fn queued(backplane: &RedisBackplane, payload: &str) -> bool {
+    matches!(
+        backplane.publish_counted("counted:test", payload.as_bytes()),
+        Counted::Queued
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counted_publishes_are_heard_once_each_even_when_the_outcome_is_set_after_the_link_is_up() {
     let mut redis = RedisServer::start().await;
-    let (inbox, _messages) = mpsc::channel(16);
-    let cancel = CancellationToken::new();
-    let spec = RedisSpec::parse(&redis.url(), &Default::default()).unwrap();
-    let backplane = RedisBackplane::start(spec, "counted-test", inbox, cancel.clone()).unwrap();
-    let mut status = backplane.status();
-    within_for(
-        "the link comes up",
-        Duration::from_secs(10),
-        status.wait_for(|s| s.state.is_up()),
-    )
-    .await
-    .unwrap();
+    let link = link_up(&redis, "counted-test").await;
+    let (backplane, cancel) = (&link.backplane, &link.cancel);
 
     // Nobody hears outcomes yet: the caller is told to wait for its publish instead.
     assert!(matches!(
@@ -42,24 +89,12 @@ async fn counted_publishes_are_heard_once_each_even_when_the_outcome_is_set_afte
     ));
 
     // Set after the link's command connection was made (the race a node start can lose).
-    let (heard_tx, mut heard) = mpsc::unbounded_channel();
-    backplane.set_publish_outcome(Arc::new(move |outcome| {
-        let _ = heard_tx.send(outcome.map_err(|e| e.to_string()));
-    }));
+    let mut heard = hear(backplane);
     for i in 0..100 {
-        assert!(
-            matches!(
-                backplane.publish_counted("counted:test", format!("m{i}").as_bytes()),
-                Counted::Queued
-            ),
-            "publish {i} is queued"
-        );
+        assert!(queued(backplane, &format!("m{i}")), "publish {i} is queued");
     }
     for i in 0..100 {
-        let outcome = within_for("an outcome", Duration::from_secs(10), heard.recv())
-            .await
-            .unwrap();
-        assert_eq!(outcome, Ok(()), "publish {i} succeeded");
+        assert_eq!(next(&mut heard).await, Ok(()), "publish {i} succeeded");
     }
 
     // Redis gone: a publish is either refused at once (the link already knows) or queued and
@@ -76,11 +111,8 @@ async fn counted_publishes_are_heard_once_each_even_when_the_outcome_is_set_afte
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for _ in 0..queued {
-        let outcome = within_for("a failure", Duration::from_secs(10), heard.recv())
-            .await
-            .unwrap();
         assert!(
-            outcome.is_err(),
+            next(&mut heard).await.is_err(),
             "a publish to a dead Redis is heard of as failed"
         );
     }
@@ -97,32 +129,11 @@ async fn counted_publishes_are_heard_once_each_even_when_the_outcome_is_set_afte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_answers_nothing_fails_the_waiting_publishes_and_the_link_recovers() {
     let redis = RedisServer::start().await;
-    let (inbox, _messages) = mpsc::channel(16);
-    let cancel = CancellationToken::new();
-    let spec = RedisSpec::parse(&redis.url(), &Default::default()).unwrap();
-    let backplane = RedisBackplane::start(spec, "counted-pause", inbox, cancel.clone()).unwrap();
-    let (heard_tx, mut heard) = mpsc::unbounded_channel();
-    backplane.set_publish_outcome(Arc::new(move |outcome| {
-        let _ = heard_tx.send(outcome.map_err(|e| e.to_string()));
-    }));
-    let mut status = backplane.status();
-    within_for(
-        "the link comes up",
-        Duration::from_secs(10),
-        status.wait_for(|s| s.state.is_up()),
-    )
-    .await
-    .unwrap();
-    assert!(matches!(
-        backplane.publish_counted("counted:pause", b"before"),
-        Counted::Queued
-    ));
-    assert_eq!(
-        within_for("an outcome", Duration::from_secs(10), heard.recv())
-            .await
-            .unwrap(),
-        Ok(())
-    );
+    let mut link = link_up(&redis, "counted-pause").await;
+    let (backplane, status, cancel) = (&link.backplane, &mut link.status, &link.cancel);
+    let mut heard = hear(backplane);
+    assert!(queued(backplane, "before"));
+    assert_eq!(next(&mut heard).await, Ok(()));
 
     // Every command of every client is held for 5 s.
     common::redis::redis_cmd(&redis.url(), &["CLIENT", "PAUSE", "5000", "ALL"])
@@ -130,45 +141,21 @@ async fn a_redis_that_answers_nothing_fails_the_waiting_publishes_and_the_link_r
         .unwrap();
     for i in 0..5 {
         assert!(
-            matches!(
-                backplane.publish_counted("counted:pause", format!("held{i}").as_bytes()),
-                Counted::Queued
-            ),
+            queued(backplane, &format!("held{i}")),
             "publish {i} is queued while Redis looks up"
         );
     }
     for i in 0..5 {
-        let outcome = within_for("a failure", Duration::from_secs(10), heard.recv())
+        let error = next(&mut heard)
             .await
-            .unwrap();
-        let error = outcome.expect_err("a publish Redis never answered fails");
+            .expect_err("a publish Redis never answered fails");
         assert!(error.contains("answered nothing"), "publish {i}: {error}");
     }
-    within_for(
-        "the link is down",
-        Duration::from_secs(10),
-        status.wait_for(|s| !s.state.is_up()),
-    )
-    .await
-    .unwrap();
+    wait_until(status, "the link is down", false, Duration::from_secs(10)).await;
 
     // Redis answers again: the link comes back and counted publishes succeed.
-    within_for(
-        "the link comes back",
-        Duration::from_secs(20),
-        status.wait_for(|s| s.state.is_up()),
-    )
-    .await
-    .unwrap();
-    assert!(matches!(
-        backplane.publish_counted("counted:pause", b"after"),
-        Counted::Queued
-    ));
-    assert_eq!(
-        within_for("an outcome", Duration::from_secs(10), heard.recv())
-            .await
-            .unwrap(),
-        Ok(())
-    );
+    wait_until(status, "the link comes back", true, Duration::from_secs(20)).await;
+    assert!(queued(backplane, "after"));
+    assert_eq!(next(&mut heard).await, Ok(()));
     cancel.cancel();
 }
