@@ -228,92 +228,107 @@ enum Plan {
     Queue,
     /// The frame joined its queue for the writer (no direct socket, or the writer is ending).
     Writer,
-    /// Nothing to write: closed, or too slow (its queue is full).
-    Nothing,
 }
 
 /// A direct cork's flush of `pending` deliveries (see `Cork`): every recipient is locked once
 /// (`try_lock`, as in `flush_together`: one held elsewhere gets its frame through `deliver`
 /// afterwards), a recipient whose queue is empty has the frame itself written by the batch, and
 /// only what its socket did not take is queued for its writer.
+///
+/// The usual recipient (an empty queue, a direct socket) is planned and handed to the batch in
+/// the same pass that locks it; one that is closed or too slow is let go at once. Only a
+/// recipient with frames already queued needs a second pass, since its write borrows its queue.
 #[cfg(target_os = "linux")]
 fn flush_direct(
     pending: &[(Outbox, usize)],
     frames: &[bytes::Bytes],
     results: &mut Vec<(usize, uring::WriteResult)>,
 ) {
-    let mut held = Vec::with_capacity(pending.len());
+    struct Held<'a> {
+        outbox: &'a Outbox,
+        state: std::sync::MutexGuard<'a, super::outbox::OutState>,
+        frame: &'a Bytes,
+        plan: Plan,
+    }
+    let mut held: Vec<Held<'_>> = Vec::with_capacity(pending.len());
+    let mut batch = uring::Batch::with_capacity(pending.len(), pending.len());
     let mut alone = Vec::new();
+    let mut slow = Vec::new();
+    let mut queued = false;
     for (outbox, f) in pending {
         let Some(frame) = frames.get(*f) else {
             continue;
         };
-        match outbox.shared.state.try_lock() {
-            Ok(state) => held.push((outbox, state, frame, Plan::Nothing)),
+        let mut state = match outbox.shared.state.try_lock() {
+            Ok(state) => state,
             // As in `lock_state`: a poisoned lock is still usable.
-            Err(std::sync::TryLockError::Poisoned(e)) => {
-                held.push((outbox, e.into_inner(), frame, Plan::Nothing))
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                alone.push((outbox, frame));
+                continue;
             }
-            Err(std::sync::TryLockError::WouldBlock) => alone.push((outbox, frame)),
-        }
-    }
-    let mut slow = Vec::new();
-    let mut delivered = 0u64;
-    for (outbox, state, frame, plan) in held.iter_mut() {
-        let outbox: &Outbox = outbox;
-        *plan = if state.closed {
-            Plan::Nothing
+        };
+        let direct = outbox
+            .shared
+            .direct
+            .as_ref()
+            .filter(|_| outbox.shared.writes_directly());
+        let plan = if state.closed {
+            continue;
         } else if state.queue.len() >= outbox.shared.capacity {
             slow.push(outbox);
-            Plan::Nothing
-        } else if !outbox.shared.writes_directly() {
-            state.queue.push_back(Bytes::clone(frame));
-            Plan::Writer
-        } else if state.queue.is_empty() {
-            Plan::Frame
+            continue;
+        } else if let Some(direct) = direct {
+            if state.queue.is_empty() {
+                batch.push(held.len(), direct.fd(), [(frame, 0)]);
+                Plan::Frame
+            } else {
+                state.queue.push_back(Bytes::clone(frame));
+                queued = true;
+                Plan::Queue
+            }
         } else {
             state.queue.push_back(Bytes::clone(frame));
-            Plan::Queue
+            Plan::Writer
         };
-        if *plan != Plan::Nothing {
-            delivered += 1;
-        }
+        held.push(Held {
+            outbox,
+            state,
+            frame,
+            plan,
+        });
     }
-    results.clear();
-    let mut batch = uring::Batch::with_capacity(held.len(), held.len());
-    for (k, (outbox, state, frame, plan)) in held.iter().enumerate() {
-        let Some(direct) = &outbox.shared.direct else {
-            continue;
-        };
-        match plan {
-            Plan::Frame => batch.push(k, direct.fd(), [(*frame, 0)]),
-            Plan::Queue => batch.push(k, direct.fd(), queued_frames(state)),
-            Plan::Writer | Plan::Nothing => {}
+    if queued {
+        for (k, h) in held.iter().enumerate() {
+            if let (Plan::Queue, Some(direct)) = (h.plan, &h.outbox.shared.direct) {
+                batch.push(k, direct.fd(), queued_frames(&h.state));
+            }
         }
     }
     let writing = batch.len();
+    results.clear();
     let ran = batch.run_each(|k, result| results.push((k, result)));
-    if let Some((outbox, ..)) = held.first() {
-        Stats::add(&outbox.shared.stats.client_out, delivered);
+    if let Some(h) = held.first() {
+        Stats::add(&h.outbox.shared.stats.client_out, held.len() as u64);
         if ran && writing > 0 {
             // One submission per chunk (it may wait more than once, rarely: not counted).
-            Stats::inc(&outbox.shared.stats.client_writes);
+            Stats::inc(&h.outbox.shared.stats.client_writes);
         }
     }
     let mut broken = Vec::new();
     for &(k, result) in results.iter() {
-        let Some((outbox, state, frame, plan)) = held.get_mut(k) else {
+        let Some(h) = held.get_mut(k) else {
             continue;
         };
-        state.writes += 1;
+        h.state.writes += 1;
         let taken = match result {
             uring::WriteResult::Written(written) => {
-                state.active = true;
+                h.state.active = true;
                 written
             }
             // What reached the client is unknown.
             uring::WriteResult::Abandoned => {
-                broken.push(*outbox);
+                broken.push(h.outbox);
                 continue;
             }
             // The socket took nothing: the writer's to retry or to find broken on its next
@@ -322,32 +337,29 @@ fn flush_direct(
             | uring::WriteResult::Failed(_)
             | uring::WriteResult::Cancelled => 0,
         };
-        match plan {
-            Plan::Queue => advance(state, taken),
-            Plan::Frame if taken < frame.len() => {
+        match h.plan {
+            Plan::Queue => advance(&mut h.state, taken),
+            Plan::Frame if taken < h.frame.len() => {
                 // The rest is the writer's: queued as the only frame, from where it stopped.
-                state.queue.push_back(Bytes::clone(frame));
-                state.written = taken;
+                h.state.queue.push_back(Bytes::clone(h.frame));
+                h.state.written = taken;
             }
-            Plan::Frame | Plan::Writer | Plan::Nothing => {}
+            Plan::Frame | Plan::Writer => {}
         }
     }
     if !ran && writing > 0 {
         // No ring on this thread: each socket on its own, still under the lock.
-        for (outbox, state, frame, plan) in &mut held {
-            if *plan == Plan::Frame {
-                state.queue.push_back(Bytes::clone(frame));
-                state.written = 0;
+        for h in &mut held {
+            if h.plan == Plan::Frame {
+                h.state.queue.push_back(Bytes::clone(h.frame));
+                h.state.written = 0;
             }
-            if matches!(plan, Plan::Frame | Plan::Queue) {
-                outbox.shared.write_queue(state);
+            if matches!(h.plan, Plan::Frame | Plan::Queue) {
+                h.outbox.shared.write_queue(&mut h.state);
             }
         }
     }
-    release(
-        held.into_iter().map(|(outbox, state, ..)| (outbox, state)),
-        broken,
-    );
+    release(held.into_iter().map(|h| (h.outbox, h.state)), broken);
     for outbox in slow {
         outbox.slow(&outbox.shared.stats);
     }

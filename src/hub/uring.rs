@@ -16,7 +16,8 @@
 //! - The kernel reads only memory that lives until the batch is done with it: the frames, lent
 //!   to the batch (`push` borrows them for the batch's lifetime, so the caller can neither drop
 //!   nor change them before `run_each` returns), and the iovecs and msghdrs that point into
-//!   them, in one `Pinned` block of the batch's own. A batch whose writes all completed keeps
+//!   them, in one `Pinned` block of the batch's own (a write of one frame, a fan-out's usual
+//!   write, needs neither: its `Send` points into the frame). A batch whose writes all completed keeps
 //!   the block, emptied, for the thread's next batch, and owns no frame; a batch that cannot
 //!   prove that (a write still pending after the cancel, an io_uring error, a panic between push
 //!   and reap) *abandons* the ring: it clones every lent frame into the block (still inside
@@ -304,8 +305,6 @@ mod imp {
         uring: IoUring,
         /// What the kernel reads besides the lent frames; boxed, so it can be leaked alone.
         pinned: Box<Pinned>,
-        /// Per write: `None` for a `Send` of one buffer, else the index of its msghdr.
-        plan: Vec<Option<usize>>,
         results: Vec<Option<WriteResult>>,
     }
 
@@ -316,12 +315,10 @@ mod imp {
             pinned.owned.clear();
             pinned.iovecs.clear();
             pinned.msgs.clear();
-            self.plan.clear();
             self.results.clear();
             if pinned.iovecs.capacity() > 4 * RING_ENTRIES {
                 pinned.iovecs = Vec::new();
                 pinned.msgs = Vec::new();
-                self.plan = Vec::new();
                 self.results = Vec::new();
             }
         }
@@ -380,7 +377,6 @@ mod imp {
                         iovecs: Vec::new(),
                         msgs: Vec::new(),
                     }),
-                    plan: Vec::new(),
                     results: Vec::new(),
                 });
                 true
@@ -539,43 +535,65 @@ mod imp {
         ran.is_some()
     }
 
+    /// The bytes of a lent frame still to be written.
+    fn unwritten<'a>((frame, from): &super::FrameRef<'a>) -> &'a [u8] {
+        frame.get(*from..).unwrap_or_default()
+    }
+
+    /// A write's frames, and, for a write of one frame whose length fits a `Send` (a fan-out's
+    /// usual write), that frame's bytes: its entry points into the frame, with no iovec.
+    fn frames_of<'f, 'a, K>(
+        frames: &'f [super::FrameRef<'a>],
+        write: &super::Write<'_, K>,
+    ) -> (&'f [super::FrameRef<'a>], Option<&'a [u8]>) {
+        let (start, end) = write.frames;
+        let of = frames.get(start..end).unwrap_or_default();
+        match of {
+            [one] => {
+                let bytes = unwritten(one);
+                (of, u32::try_from(bytes.len()).is_ok().then_some(bytes))
+            }
+            _ => (of, None),
+        }
+    }
+
     /// Fills the ring's buffers for a batch: the block the kernel reads, complete before
-    /// anything is pushed (and not changed after: no pointer into it moves), and the plan.
+    /// anything is pushed (and not changed after: no pointer into it moves). Only a write of
+    /// several frames needs it (an iovec per frame, a msghdr per write, in the order of the
+    /// writes); when every write has one frame there is nothing to do.
     fn prepare<K>(ring: &mut Ring, frames: &[super::FrameRef<'_>], writes: &[super::Write<'_, K>]) {
         // Whatever a batch that unwound before settling left behind.
         ring.clear();
-        let Ring {
-            pinned,
-            plan,
-            results,
-            ..
-        } = ring;
-        pinned.iovecs.extend(frames.iter().map(|(frame, from)| {
-            let bytes = frame.get(*from..).unwrap_or_default();
-            libc::iovec {
-                iov_base: bytes.as_ptr().cast_mut().cast(),
-                iov_len: bytes.len(),
-            }
-        }));
-        // One entry per write: a `Send` of one frame, or a `SendMsg` of the msghdr at this index.
-        for write in writes {
-            let (start, end) = write.frames;
-            let single = (end - start == 1)
-                .then(|| u32::try_from(pinned.iovecs[start].iov_len).ok())
-                .flatten();
-            if single.is_some() || start == end {
-                plan.push(None);
-            } else {
-                // SAFETY: `msghdr` is a C struct of integers and pointers, for which all-zero
-                // bytes are a valid value (no name, no control data).
-                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-                msg.msg_iov = pinned.iovecs[start..end].as_ptr().cast_mut();
-                msg.msg_iovlen = (end - start) as _;
-                plan.push(Some(pinned.msgs.len()));
-                pinned.msgs.push(msg);
-            }
-        }
+        let Ring { pinned, results, .. } = ring;
         results.resize(writes.len(), None);
+        if frames.len() == writes.len() && writes.iter().all(|w| w.frames.1 - w.frames.0 == 1) {
+            return;
+        }
+        // Room for every frame's iovec up front: the msghdrs point into `iovecs`, which must not
+        // move once the first one is made.
+        pinned.iovecs.reserve(frames.len());
+        for write in writes {
+            let (many, None) = frames_of(frames, write) else {
+                continue;
+            };
+            if many.is_empty() {
+                continue;
+            }
+            let first = pinned.iovecs.len();
+            pinned.iovecs.extend(many.iter().map(|frame| {
+                let bytes = unwritten(frame);
+                libc::iovec {
+                    iov_base: bytes.as_ptr().cast_mut().cast(),
+                    iov_len: bytes.len(),
+                }
+            }));
+            // SAFETY: `msghdr` is a C struct of integers and pointers, for which all-zero bytes
+            // are a valid value (no name, no control data).
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = pinned.iovecs[first..].as_ptr().cast_mut();
+            msg.msg_iovlen = many.len() as _;
+            pinned.msgs.push(msg);
+        }
     }
 
     #[derive(Clone, Copy)]
@@ -607,49 +625,55 @@ mod imp {
         let Some(Ring {
             uring: ring,
             pinned,
-            plan,
             results,
         }) = flight.slot.as_mut()
         else {
             return Err(std::io::Error::other("no ring"));
         };
+        let frames = flight.frames;
+        // The msghdr of the next write of several frames (`prepare` made them in write order).
+        let mut msgs = pinned.msgs.iter();
         for chunk_start in (0..writes.len()).step_by(RING_ENTRIES) {
             let chunk_end = (chunk_start + RING_ENTRIES).min(writes.len());
             let mut pushed = 0;
+            // One view of the queue for the chunk: its tail is published when it drops.
+            let mut queue = ring.submission();
             for i in chunk_start..chunk_end {
                 let write = &writes[i];
-                let (start, end) = write.frames;
                 let fd = types::Fd(write.fd.as_raw_fd());
-                let entry = match plan[i] {
-                    Some(m) => {
-                        let msg: *const libc::msghdr = &pinned.msgs[m];
-                        opcode::SendMsg::new(fd, msg).flags(options.flags as u32).build()
-                    }
-                    None if start == end => {
-                        results[i] = Some(WriteResult::Written(0));
-                        continue;
-                    }
-                    None => {
-                        let iov = &pinned.iovecs[start];
-                        // `plan` chose `Send` only for a length that fits in u32.
-                        let len = u32::try_from(iov.iov_len).unwrap_or(u32::MAX);
-                        opcode::Send::new(fd, iov.iov_base.cast_const().cast(), len)
+                let entry = match frames_of(frames, write) {
+                    (_, Some(bytes)) => {
+                        // `frames_of` gives bytes only for a length that fits in u32.
+                        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                        opcode::Send::new(fd, bytes.as_ptr(), len)
                             .flags(options.flags)
                             .build()
                     }
+                    ([], None) => {
+                        results[i] = Some(WriteResult::Written(0));
+                        continue;
+                    }
+                    (_, None) => {
+                        let Some(msg) = msgs.next() else {
+                            return Err(std::io::Error::other("a write without its msghdr"));
+                        };
+                        let msg: *const libc::msghdr = msg;
+                        opcode::SendMsg::new(fd, msg).flags(options.flags as u32).build()
+                    }
                 };
                 // SAFETY: the entry points into `pinned` (iovecs and msghdrs built before the
-                // first push and never changed after) and into the frames lent to the batch,
+                // first push and never changed after) or into the frames lent to the batch,
                 // which all live until every write completed: `InFlight` reuses the block only
                 // when the batch settled, and otherwise leaks it with clones of the frames. The
                 // fd is borrowed for the batch's lifetime, so it is open at submission. The queue
                 // has room: it holds at most one chunk, and the previous chunk was submitted and
                 // reaped.
-                if unsafe { ring.submission().push(&entry.user_data(i as u64)) }.is_err() {
+                if unsafe { queue.push(&entry.user_data(i as u64)) }.is_err() {
                     return Err(std::io::Error::other("the io_uring submission queue is full"));
                 }
                 pushed += 1;
             }
+            drop(queue);
             #[cfg(test)]
             if options.panic_after_push {
                 panic!("injected: a panic between push and reap");
