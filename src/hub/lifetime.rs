@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,56 +32,72 @@ use crate::protocol::{CompletionResult, HubMessage, Protocol};
 
 /// One message serialized for each protocol as a complete WebSocket frame, built once per
 /// message and written as-is to every local recipient of that protocol.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Frames {
-    pub json: Option<WsFrame>,
-    pub msgpack: Option<WsFrame>,
+///
+/// Frames of a message received from the backplane are made on first use: a node whose clients
+/// all speak one protocol never frames the other serialization.
+#[derive(Debug, Default)]
+pub(crate) struct Frames<'p> {
+    json: OnceLock<Option<WsFrame>>,
+    msgpack: OnceLock<Option<WsFrame>>,
+    /// The serializations not framed yet, each protocol's in the received payload.
+    raw: Raw<'p>,
 }
 
-impl Frames {
+/// The serializations of a received message, by protocol, not framed yet.
+#[derive(Debug, Default)]
+struct Raw<'p> {
+    json: Option<&'p [u8]>,
+    msgpack: Option<&'p [u8]>,
+}
+
+impl<'p> Frames<'p> {
     /// Serializes `message` once per protocol.
-    pub fn serialize(message: &HubMessage) -> Frames {
+    pub fn serialize(message: &HubMessage) -> Frames<'static> {
         Frames {
-            json: Some(frame_of(Protocol::Json, message)),
-            msgpack: Some(frame_of(Protocol::MessagePack, message)),
+            json: OnceLock::from(Some(frame_of(Protocol::Json, message))),
+            msgpack: OnceLock::from(Some(frame_of(Protocol::MessagePack, message))),
+            raw: Raw::default(),
         }
     }
 
-    /// Frames from a backplane invocation payload (B.6.2), read without copying anything but the
-    /// frames themselves; a JSON serialization must be UTF-8 (it goes out as a text frame), and
-    /// protocols this node does not speak are skipped.
-    fn decode(payload: &[u8]) -> Result<(Frames, wire::InvocationHead<'_>), wire::WireError> {
-        let mut frames = Frames::default();
+    /// Frames from a backplane invocation payload (B.6.2), read without copying anything; each
+    /// protocol's frame is made when a recipient of that protocol first needs it. A JSON
+    /// serialization must be UTF-8 (it goes out as a text frame), and protocols this node does
+    /// not speak are skipped.
+    fn decode(payload: &'p [u8]) -> Result<(Frames<'p>, wire::InvocationHead<'p>), wire::WireError> {
+        let mut raw = Raw::default();
         let head = wire::decode_invocation_with(payload, |name, range| {
-            let bytes = &payload[range];
+            let bytes = payload.get(range);
             match Protocol::from_name(name) {
-                Some(Protocol::Json) => {
-                    frames.json = std::str::from_utf8(bytes).is_ok().then(|| WsFrame::text(bytes))
-                }
-                Some(Protocol::MessagePack) => frames.msgpack = Some(WsFrame::binary(bytes)),
+                Some(Protocol::Json) => raw.json = bytes,
+                Some(Protocol::MessagePack) => raw.msgpack = bytes,
                 None => {}
             }
         })?;
+        let frames = Frames {
+            raw,
+            ..Frames::default()
+        };
         Ok((frames, head))
     }
 
     pub fn for_protocol(&self, protocol: Protocol) -> Option<&WsFrame> {
         match protocol {
-            Protocol::Json => self.json.as_ref(),
-            Protocol::MessagePack => self.msgpack.as_ref(),
+            Protocol::Json => self.json.get_or_init(|| {
+                let bytes = self.raw.json?;
+                std::str::from_utf8(bytes).is_ok().then(|| WsFrame::text(bytes))
+            }),
+            Protocol::MessagePack => self.msgpack.get_or_init(|| self.raw.msgpack.map(WsFrame::binary)),
         }
+        .as_ref()
     }
 
     /// The serialization map written to the backplane: every protocol we have.
     fn serializations(&self) -> Vec<(&'static str, &[u8])> {
-        let mut out = Vec::with_capacity(2);
-        if let Some(json) = &self.json {
-            out.push((Protocol::Json.name(), json.payload()));
-        }
-        if let Some(mp) = &self.msgpack {
-            out.push((Protocol::MessagePack.name(), mp.payload()));
-        }
-        out
+        [Protocol::Json, Protocol::MessagePack]
+            .into_iter()
+            .filter_map(|protocol| Some((protocol.name(), self.for_protocol(protocol)?.payload())))
+            .collect()
     }
 }
 
@@ -263,7 +279,7 @@ impl Lifetime {
         ]
     }
 
-    fn deliver(&self, conn: &LocalConnection, frames: &Frames, cork: &mut Cork) {
+    fn deliver(&self, conn: &LocalConnection, frames: &Frames<'_>, cork: &mut Cork) {
         match frames.for_protocol(conn.protocol) {
             Some(frame) => {
                 conn.outbox.deliver_corked(frame, &self.stats, cork);
@@ -275,7 +291,7 @@ impl Lifetime {
         }
     }
 
-    fn deliver_local(&self, target: Target<'_>, frames: &Frames) -> bool {
+    fn deliver_local(&self, target: Target<'_>, frames: &Frames<'_>) -> bool {
         // A local send has no backlog to batch with: written at once.
         let cork = &mut Cork::default();
         match target {
@@ -316,7 +332,7 @@ impl Lifetime {
     }
 
     /// `send` with a message already serialized.
-    pub async fn send_frames(&self, target: Target<'_>, frames: &Frames) {
+    pub async fn send_frames(&self, target: Target<'_>, frames: &Frames<'_>) {
         if let Target::User("") = target {
             return; // ASP.NET Core skips empty user ids
         }
@@ -635,5 +651,47 @@ impl Lifetime {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A received message's frames are made on first use, once, from its own serialization; a
+    /// JSON serialization that is not UTF-8 gives no frame.
+    #[test]
+    fn received_frames_are_made_when_first_needed() {
+        let payload = wire::encode_invocation(
+            &["a"],
+            &[("json", b"{\"type\":1}\x1e"), ("messagepack", &[0x01, 0x90])],
+            None,
+        );
+        let (frames, head) = Frames::decode(&payload).unwrap();
+        assert_eq!(head.excluded, ["a"]);
+        assert!(frames.json.get().is_none() && frames.msgpack.get().is_none());
+        let json = frames.for_protocol(Protocol::Json).unwrap();
+        assert_eq!(json.payload(), b"{\"type\":1}\x1e");
+        assert!(frames.msgpack.get().is_none(), "the other protocol is not framed");
+        assert!(
+            std::ptr::eq(json, frames.for_protocol(Protocol::Json).unwrap()),
+            "made once"
+        );
+        assert_eq!(
+            frames.for_protocol(Protocol::MessagePack).unwrap().payload(),
+            [0x01, 0x90]
+        );
+        assert_eq!(
+            frames.serializations(),
+            [
+                ("json", &b"{\"type\":1}\x1e"[..]),
+                ("messagepack", &[0x01, 0x90][..])
+            ]
+        );
+
+        let payload = wire::encode_invocation(&[], &[("json", &[0xff, 0x1e])], None);
+        let (frames, _) = Frames::decode(&payload).unwrap();
+        assert!(frames.for_protocol(Protocol::Json).is_none());
+        assert!(frames.for_protocol(Protocol::MessagePack).is_none());
     }
 }
