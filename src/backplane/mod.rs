@@ -25,6 +25,14 @@
 //! so a waiting reader only moves the backlog there, without limit; and on the memory bus a
 //! waiting publisher could deadlock two nodes that publish to each other while handling.
 //!
+//! **A node that keeps up skips the inbox.** The Redis subscriber hands a chat message straight to
+//! the node's [`DirectReceiver`] on its own reader task, borrowed from its read buffer (no copy,
+//! no task hop), when nothing waits in the inbox (no message queued or still being handled) and
+//! the message is the last one its read brought. Otherwise it goes through the inbox as above, so
+//! order holds (a message never overtakes one queued before it) and a node that falls behind
+//! still sheds and counts instead of pushing back on Redis. Control traffic always takes its own
+//! queue.
+//!
 //! `naming` is the only place that builds channel names; `wire` is the payload codec, shared with the
 //! dashboard's decoder; `reconnect` is the one reconnect loop (with its typed failure) of every
 //! long-lived link, the dashboard's tap and probes included. This module never sees `hub`,
@@ -38,8 +46,8 @@ pub mod redis;
 pub mod sr2;
 pub mod wire;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -233,6 +241,22 @@ pub struct Inbox {
     tx: mpsc::Sender<BackplaneMessage>,
     control: Option<Control>,
     dropped: Arc<AtomicU64>,
+    /// A node's inbox: where a chat message may skip the queue (see the module docs).
+    direct: Option<Arc<Direct>>,
+}
+
+/// Handles a chat message at once, on the backplane's reader task (see the module docs): the
+/// node's receive side, when it keeps up.
+pub trait DirectReceiver: Send + Sync {
+    /// Handles one chat message, read from `channel` (its wire name), without waiting.
+    fn receive(&self, channel: &str, payload: &[u8]);
+}
+
+/// The direct path of a node's inbox.
+struct Direct {
+    receiver: OnceLock<Weak<dyn DirectReceiver>>,
+    /// Chat messages queued and not yet reported handled (`InboxReceiver::handled`).
+    waiting: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -253,6 +277,15 @@ impl From<mpsc::Sender<BackplaneMessage>> for Inbox {
 pub struct InboxReceiver {
     pub chat: mpsc::Receiver<BackplaneMessage>,
     pub control: mpsc::Receiver<BackplaneMessage>,
+    direct: Arc<Direct>,
+}
+
+impl InboxReceiver {
+    /// Reports `n` chat messages from `chat` handled, and their deliveries written or queued:
+    /// once every queued one is, the next message may skip the queue again.
+    pub fn handled(&self, n: usize) {
+        self.direct.waiting.fetch_sub(n, Ordering::Release);
+    }
 }
 
 impl Inbox {
@@ -262,6 +295,7 @@ impl Inbox {
             tx,
             control: None,
             dropped: Arc::new(AtomicU64::new(0)),
+            direct: None,
         }
     }
 
@@ -274,6 +308,10 @@ impl Inbox {
     ) -> (Self, InboxReceiver) {
         let (tx, chat) = mpsc::channel(capacity.max(1));
         let (control_tx, control) = mpsc::channel(control_capacity.max(1));
+        let direct = Arc::new(Direct {
+            receiver: OnceLock::new(),
+            waiting: AtomicUsize::new(0),
+        });
         let inbox = Inbox {
             tx,
             control: Some(Control {
@@ -283,8 +321,52 @@ impl Inbox {
                 lost: Arc::new(tokio::sync::Notify::new()),
             }),
             dropped: Arc::new(AtomicU64::new(0)),
+            direct: Some(direct.clone()),
         };
-        (inbox, InboxReceiver { chat, control })
+        (
+            inbox,
+            InboxReceiver {
+                chat,
+                control,
+                direct,
+            },
+        )
+    }
+
+    /// Sets where chat messages may skip the queue (once; a node's inbox only). Held weakly: once
+    /// the receiver is gone every message takes the queue.
+    pub fn set_direct_receiver(&self, receiver: Weak<dyn DirectReceiver>) {
+        if let Some(direct) = &self.direct {
+            let _ = direct.receiver.set(receiver);
+        }
+    }
+
+    /// Hands a chat message to the direct receiver at once, when nothing waits in the queue
+    /// (see the module docs). False (nothing done) for control traffic, a channel name that is
+    /// not UTF-8, an inbox without a direct receiver, or while messages wait: then the caller
+    /// `offer`s it.
+    pub(crate) fn try_direct(&self, channel: &[u8], payload: &[u8]) -> bool {
+        let Some(direct) = &self.direct else {
+            return false;
+        };
+        if direct.waiting.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let Ok(channel) = std::str::from_utf8(channel) else {
+            return false;
+        };
+        if self
+            .control
+            .as_ref()
+            .is_some_and(|control| control.channels.iter().any(|c| c == channel))
+        {
+            return false;
+        }
+        let Some(receiver) = direct.receiver.get().and_then(Weak::upgrade) else {
+            return false;
+        };
+        receiver.receive(channel, payload);
+        true
     }
 
     /// Hands `message` on without waiting. Returns false when it was dropped (a full inbox,
@@ -307,7 +389,17 @@ impl Inbox {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             };
         }
-        match self.tx.try_send(message) {
+        // Counted before it is queued: the receiver can only report it handled after that.
+        if let Some(direct) = &self.direct {
+            direct.waiting.fetch_add(1, Ordering::AcqRel);
+        }
+        let sent = self.tx.try_send(message);
+        if sent.is_err()
+            && let Some(direct) = &self.direct
+        {
+            direct.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        match sent {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(message)) => {
                 if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -455,5 +547,69 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("the waiter was woken");
+    }
+
+    /// The direct path: a chat message skips the queue only while nothing waits in it (queued, or
+    /// handled but not yet reported), never for control traffic, and not once the receiver is
+    /// gone.
+    #[test]
+    fn a_chat_message_skips_the_queue_only_when_nothing_waits() {
+        use std::sync::Mutex;
+        struct Seen(Mutex<Vec<(String, Vec<u8>)>>);
+        impl DirectReceiver for Seen {
+            fn receive(&self, channel: &str, payload: &[u8]) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((channel.to_string(), payload.to_vec()));
+            }
+        }
+        let control = "p.Hub:internal:groups".to_string();
+        let (inbox, mut rx) = Inbox::with_control(4, 4, vec![control.clone()]);
+        assert!(!inbox.try_direct(b"p.Hub:all", b"x"), "no receiver yet");
+        let seen = Arc::new(Seen(Mutex::new(Vec::new())));
+        let receiver: Arc<dyn DirectReceiver> = seen.clone();
+        inbox.set_direct_receiver(Arc::downgrade(&receiver));
+        assert!(inbox.try_direct(b"p.Hub:all", b"1"));
+        assert!(
+            !inbox.try_direct(control.as_bytes(), b"g"),
+            "control takes its queue"
+        );
+        assert!(!inbox.try_direct(&[0xff], b"x"), "not UTF-8");
+        // One message queued: every later one queues behind it until it is reported handled.
+        let chat = || BackplaneMessage {
+            channel: "p.Hub:all".into(),
+            payload: Bytes::from_static(b"2"),
+        };
+        assert!(inbox.offer(chat()));
+        assert!(!inbox.try_direct(b"p.Hub:all", b"3"));
+        assert!(rx.chat.try_recv().is_ok());
+        assert!(
+            !inbox.try_direct(b"p.Hub:all", b"3"),
+            "received is not handled: its deliveries may not be written yet"
+        );
+        rx.handled(1);
+        assert!(inbox.try_direct(b"p.Hub:all", b"3"));
+        // A message the full queue dropped does not wait.
+        for _ in 0..5 {
+            inbox.offer(chat());
+        }
+        assert_eq!(inbox.dropped(), 1);
+        for _ in 0..4 {
+            assert!(rx.chat.try_recv().is_ok());
+        }
+        rx.handled(4);
+        assert!(inbox.try_direct(b"p.Hub:all", b"4"));
+        assert_eq!(
+            seen.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, p)| p.clone())
+                .collect::<Vec<_>>(),
+            [b"1".to_vec(), b"3".to_vec(), b"4".to_vec()]
+        );
+        drop((receiver, seen));
+        assert!(!inbox.try_direct(b"p.Hub:all", b"5"), "the receiver is gone");
     }
 }

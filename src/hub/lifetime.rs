@@ -27,7 +27,7 @@ use super::registry::{Cork, GroupChange, LocalConnection, Outbox, Registry, WsFr
 use super::stats::Stats;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::wire::{self, GroupAction, GroupCommand};
-use crate::backplane::{Backplane, BackplaneError, BackplaneMessage, Counted, Inbox, Receivers};
+use crate::backplane::{Backplane, BackplaneError, Counted, Inbox, Receivers};
 use crate::protocol::{CompletionResult, HubMessage, Protocol};
 
 /// One message serialized for each protocol as a complete WebSocket frame, built once per
@@ -254,6 +254,11 @@ impl Lifetime {
             pending_results: Mutex::new(HashMap::new()),
             inbox,
         }
+    }
+
+    /// The node's inbox (its direct receiver is set by the node's receive side).
+    pub(crate) fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     /// Control messages (group commands, acks, client results) this node had to drop.
@@ -549,24 +554,20 @@ impl Lifetime {
     ///
     /// Deliveries go through `cork`: when it is active (the receive loop saw a backlog) they are
     /// queued and written when the loop flushes it.
-    pub async fn on_backplane_message(&self, message: BackplaneMessage, cork: &mut Cork) {
+    /// Never waits: it runs on the backplane's reader task too (`backplane::DirectReceiver`).
+    pub fn on_backplane_message(&self, channel: &str, payload: &[u8], cork: &mut Cork) {
         Stats::inc(&self.stats.backplane_in);
-        let Some(kind) = self.channels.classify(&message.channel) else {
-            tracing::debug!(channel = %message.channel, "message on a channel this hub does not use");
+        let Some(kind) = self.channels.classify(channel) else {
+            tracing::debug!(channel, "message on a channel this hub does not use");
             return;
         };
-        if let Err(e) = self.handle(kind, &message.payload, cork).await {
+        if let Err(e) = self.handle(kind, payload, cork) {
             Stats::inc(&self.stats.backplane_decode_errors);
-            tracing::warn!(channel = %message.channel, error = %e, "undecodable backplane payload dropped");
+            tracing::warn!(channel, error = %e, "undecodable backplane payload dropped");
         }
     }
 
-    async fn handle(
-        &self,
-        kind: ChannelKind,
-        payload: &Bytes,
-        cork: &mut Cork,
-    ) -> Result<(), wire::WireError> {
+    fn handle(&self, kind: ChannelKind, payload: &[u8], cork: &mut Cork) -> Result<(), wire::WireError> {
         match kind {
             ChannelKind::All => {
                 let (frames, inv) = Frames::decode(payload)?;

@@ -52,7 +52,7 @@ use tokio_util::task::TaskTracker;
 use crate::backplane::memory::MemoryBus;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::redis::RedisBackplane;
-use crate::backplane::{Backplane, BackplaneStatus, Inbox};
+use crate::backplane::{Backplane, BackplaneStatus, DirectReceiver, Inbox};
 use crate::config;
 use crate::monitor_token::MonitorToken;
 use crate::redis_conn::{RedisOptions, RedisSpec};
@@ -443,13 +443,27 @@ impl Node {
         // already wait in the inbox, up to CORK_BATCH of them are handled under a cork: their
         // deliveries are queued and each touched connection is written once at the batch's end
         // (`registry::Cork`). An empty inbox means no cork, unless io_uring batches the writes:
-        // then each message's fan-out is corked, and written with one system call.
+        // then each message's fan-out is corked, and written with one system call. A chat
+        // message that finds nothing waiting skips this task: the subscriber's reader hands it
+        // to `DirectDelivery` (see `backplane::Inbox`), and this task reports each message it
+        // handled once its deliveries are written or queued, so none overtakes another.
         let receiver = shared.clone();
+        let direct: Arc<dyn DirectReceiver> = Arc::new(DirectDelivery {
+            node: shared.clone(),
+            cork: Mutex::new(registry::Cork::new(batched)),
+        });
+        shared
+            .lifetime
+            .inbox()
+            .set_direct_receiver(Arc::downgrade(&direct));
         tokio::spawn(async move {
+            // The direct path lives as long as this loop: once it ends, every message queues.
+            let _direct = direct;
             let mut cork = registry::Cork::new(batched);
             // Waited on across the loop's turns: registered with the token once, not per message.
             let shutdown = receiver.shutdown.cancelled();
             tokio::pin!(shutdown);
+            let lifetime = &receiver.lifetime;
             loop {
                 tokio::select! {
                     // Control first: a group command, ack or client result never waits behind a
@@ -457,7 +471,7 @@ impl Node {
                     biased;
                     () = &mut shutdown => break,
                     Some(message) = inbox_rx.control.recv() => {
-                        receiver.lifetime.on_backplane_message(message, &mut cork).await;
+                        lifetime.on_backplane_message(&message.channel, &message.payload, &mut cork);
                         cork.flush();
                     }
                     message = inbox_rx.chat.recv() => match message {
@@ -468,22 +482,23 @@ impl Node {
                             // queueing (see `Cork`), and flushed before the next message.
                             cork.set_direct(!backlog);
                             let direct = cork.is_direct();
-                            receiver.lifetime.on_backplane_message(message, &mut cork).await;
+                            lifetime.on_backplane_message(&message.channel, &message.payload, &mut cork);
                             let mut handled = 1;
                             while !direct
                                 && handled < CORK_BATCH
                                 && let Ok(message) = inbox_rx.chat.try_recv()
                             {
                                 while let Ok(control) = inbox_rx.control.try_recv() {
-                                    receiver.lifetime.on_backplane_message(control, &mut cork).await;
+                                    lifetime.on_backplane_message(&control.channel, &control.payload, &mut cork);
                                 }
                                 if !inbox_rx.chat.is_empty() {
                                     cork.set_active(true);
                                 }
-                                receiver.lifetime.on_backplane_message(message, &mut cork).await;
+                                lifetime.on_backplane_message(&message.channel, &message.payload, &mut cork);
                                 handled += 1;
                             }
                             cork.flush();
+                            inbox_rx.handled(handled);
                         }
                         None => break,
                     },
@@ -505,6 +520,32 @@ impl Node {
             let _ = stopped_tx.send(true);
         });
         Ok(NodeHandle { shared, stopped })
+    }
+}
+
+/// The node's receive side for a chat message that skips the inbox (see `backplane::Inbox`): runs
+/// on the subscriber's reader task, one message at a time, with a cork of its own (the receive
+/// loop's stays with the loop).
+struct DirectDelivery {
+    node: Arc<NodeShared>,
+    cork: Mutex<registry::Cork>,
+}
+
+impl DirectReceiver for DirectDelivery {
+    fn receive(&self, channel: &str, payload: &[u8]) {
+        let mut cork = self
+            .cork
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // As the receive loop with an empty inbox: one message, corked only under io_uring,
+        // and then written without queueing.
+        let batched = cork.batched();
+        cork.set_active(batched);
+        cork.set_direct(true);
+        self.node
+            .lifetime
+            .on_backplane_message(channel, payload, &mut cork);
+        cork.flush();
     }
 }
 

@@ -9,6 +9,8 @@
 //! written: Redis answers SUBSCRIBE and UNSUBSCRIBE with one confirmation per channel named, in
 //! the order the commands were written, and a refused command (ACL `NOPERM`) with one error.
 
+use std::ops::Range;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::ReadHalf;
 use tokio::task::JoinHandle;
@@ -88,6 +90,15 @@ async fn read_loop(mut read: ReadHalf<BoxedIo>, inbox: Inbox, pipeline: Pipeline
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
     let failure = 'read: loop {
         loop {
+            // The last message of what was read goes straight to the node when nothing waits in
+            // its inbox (see the backplane docs); any other takes the inbox.
+            if let Ok(Some(at)) = message_at(&buffer)
+                && at.end == buffer.len()
+                && inbox.try_direct(&buffer[at.channel], &buffer[at.payload])
+            {
+                buffer.advance(at.end);
+                continue;
+            }
             match next_push(&mut buffer) {
                 Ok(None) => break,
                 Ok(Some(Push::Message(message))) => {
@@ -130,34 +141,57 @@ const MESSAGE_HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n";
 /// A `message` push, the common case, is read in place and its channel and payload copied out.
 /// Everything else goes through the general reader.
 fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
-    if buffer.starts_with(MESSAGE_HEAD) {
-        let null = |at| RespError {
-            offset: at,
-            reason: "a message push's channel or payload is null".to_string(),
-        };
-        let at = MESSAGE_HEAD.len();
-        let Some((channel, after)) = resp::bulk_at(buffer, at)? else {
-            return Ok(None);
-        };
-        let channel = channel.ok_or_else(|| null(at))?;
-        let Some((payload, end)) = resp::bulk_at(buffer, after)? else {
-            return Ok(None);
-        };
-        let payload = payload.ok_or_else(|| null(after))?;
+    if let Some(at) = message_at(buffer)? {
         // Copied out, so the read buffer stays this reader's alone and is reused for the next
         // read (a payload sharing it would make every read allocate a fresh buffer).
         let message = BackplaneMessage {
-            channel: utf8_lossy(&buffer[channel]),
-            payload: Bytes::copy_from_slice(&buffer[payload]),
+            channel: utf8_lossy(&buffer[at.channel]),
+            payload: Bytes::copy_from_slice(&buffer[at.payload]),
         };
-        buffer.advance(end);
+        buffer.advance(at.end);
         return Ok(Some(Push::Message(message)));
+    }
+    if buffer.starts_with(MESSAGE_HEAD) {
+        return Ok(None); // a message push, not complete yet
     }
     let Some((value, used)) = resp::parse(buffer)? else {
         return Ok(None);
     };
     buffer.advance(used);
     Ok(Some(classify(value)))
+}
+
+/// A `message` push read in place: where its channel and its payload are, and where it ends.
+struct MessageAt {
+    channel: Range<usize>,
+    payload: Range<usize>,
+    end: usize,
+}
+
+/// The `message` push at the front of `buffer`; `Ok(None)` when the front is not a whole
+/// `message` push.
+fn message_at(buffer: &[u8]) -> Result<Option<MessageAt>, RespError> {
+    if !buffer.starts_with(MESSAGE_HEAD) {
+        return Ok(None);
+    }
+    let null = |at| RespError {
+        offset: at,
+        reason: "a message push's channel or payload is null".to_string(),
+    };
+    let at = MESSAGE_HEAD.len();
+    let Some((channel, after)) = resp::bulk_at(buffer, at)? else {
+        return Ok(None);
+    };
+    let channel = channel.ok_or_else(|| null(at))?;
+    let Some((payload, end)) = resp::bulk_at(buffer, after)? else {
+        return Ok(None);
+    };
+    let payload = payload.ok_or_else(|| null(after))?;
+    Ok(Some(MessageAt {
+        channel,
+        payload,
+        end,
+    }))
 }
 
 /// A channel name as text (Redis channels are bytes; ours are UTF-8).
