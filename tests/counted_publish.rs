@@ -1,7 +1,9 @@
 //! Counted publishes on a real Redis (`Backplane::publish_counted`): the node sets who hears
 //! their outcomes after the link may already be up, and every queued publish is heard of exactly
 //! once, as a success while Redis answers and as a failure when it is gone; a publish that cannot
-//! be queued says so at once.
+//! be queued says so at once. And the direct path past the node's inbox: messages that come one
+//! per read skip it, messages that come several per read take it, and order holds across both
+//! (without the inbox's "nothing waits" rule the last of a burst overtakes the rest: checked).
 //!
 //! Real parts: a test-owned `redis-server` and the Redis backplane link.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
@@ -70,8 +72,12 @@ async fn next(heard: &mut Heard) -> Result<(), String> {
 }
 
 fn queued(backplane: &RedisBackplane, payload: &str) -> bool {
+    queued_on(backplane, "counted:test", payload)
+}
+
+fn queued_on(backplane: &RedisBackplane, channel: &str, payload: &str) -> bool {
     matches!(
-        backplane.publish_counted("counted:test", payload.as_bytes()),
+        backplane.publish_counted(channel, payload.as_bytes()),
         Counted::Queued
     )
 }
@@ -158,4 +164,101 @@ async fn a_redis_that_answers_nothing_fails_the_waiting_publishes_and_the_link_r
     assert!(queued(backplane, "after"));
     assert_eq!(next(&mut heard).await, Ok(()));
     cancel.cancel();
+}
+
+/// The direct path past the inbox (`Inbox::try_direct`) on a real Redis: messages published in
+/// bursts (several per read: the inbox) and one at a time (the direct receiver) all arrive once,
+/// in publish order across the switches between the two paths, and both paths are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_keeps_up_skips_its_inbox_and_order_holds_across_both_paths() {
+    use std::sync::Mutex;
+    use switchboard::backplane::{DirectReceiver, Inbox};
+
+    /// Every message in the order the node took it, with the path it came by.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<(u32, &'static str)>>);
+    impl Log {
+        fn note(&self, payload: &[u8], path: &'static str) {
+            if let Some(n) = std::str::from_utf8(payload).ok().and_then(|p| p.parse().ok()) {
+                self.0.lock().unwrap().push((n, path));
+            }
+        }
+    }
+    struct Direct(Arc<Log>);
+    impl DirectReceiver for Direct {
+        fn receive(&self, _channel: &str, payload: &[u8]) {
+            self.0.note(payload, "direct");
+        }
+    }
+
+    let redis = RedisServer::start().await;
+    let log = Arc::new(Log::default());
+    let (inbox, mut rx) = Inbox::with_control(8192, 16, vec!["order:control".to_string()]);
+    let direct: Arc<dyn DirectReceiver> = Arc::new(Direct(log.clone()));
+    inbox.set_direct_receiver(Arc::downgrade(&direct));
+    // The node's receive loop, reduced to what the order needs: take a queued message, note it,
+    // report it handled.
+    let queued = tokio::spawn({
+        let log = log.clone();
+        async move {
+            while let Some(message) = rx.chat.recv().await {
+                log.note(&message.payload, "inbox");
+                rx.handled(1);
+            }
+        }
+    });
+    let cancel = CancellationToken::new();
+    let spec = RedisSpec::parse(&redis.url(), &Default::default()).unwrap();
+    let backplane = RedisBackplane::start(spec, "direct-order", inbox, cancel.clone()).unwrap();
+    let mut status = backplane.status();
+    wait_until(&mut status, "the link comes up", true, Duration::from_secs(10)).await;
+    within_for(
+        "the subscription",
+        Duration::from_secs(10),
+        backplane.subscribe("order:chat"),
+    )
+    .await
+    .unwrap();
+    let mut heard = hear(&backplane);
+
+    // Bursts of 200 queued back to back (written together, so Redis pushes them together), each
+    // followed by 20 sent one at a time.
+    let mut sent = 0u32;
+    let publish = |sent: &mut u32| {
+        assert!(queued_on(&backplane, "order:chat", &sent.to_string()));
+        *sent += 1;
+    };
+    for _ in 0..5 {
+        for _ in 0..200 {
+            publish(&mut sent);
+        }
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            publish(&mut sent);
+        }
+    }
+    for _ in 0..sent {
+        assert_eq!(next(&mut heard).await, Ok(()));
+    }
+    within_for("every message", Duration::from_secs(10), async {
+        while log.0.lock().unwrap().len() < sent as usize {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let taken = log.0.lock().unwrap().clone();
+    // Each once, in publish order: the first place where that breaks, if any.
+    let wrong = taken.iter().zip(0..sent).position(|((n, _), i)| *n != i);
+    assert!(
+        wrong.is_none() && taken.len() == sent as usize,
+        "out of publish order at {wrong:?}: {:?}",
+        wrong.map(|at| &taken[at.saturating_sub(2)..(at + 3).min(taken.len())])
+    );
+    let direct_count = taken.iter().filter(|(_, path)| *path == "direct").count();
+    assert!(
+        direct_count > 0 && direct_count < sent as usize,
+        "both paths taken: {direct_count} of {sent} direct"
+    );
+    cancel.cancel();
+    queued.abort();
 }
