@@ -355,11 +355,7 @@ impl Inbox {
         let Ok(channel) = std::str::from_utf8(channel) else {
             return false;
         };
-        if self
-            .control
-            .as_ref()
-            .is_some_and(|control| control.channels.iter().any(|c| c == channel))
-        {
+        if self.control_for(channel).is_some() {
             return false;
         }
         let Some(receiver) = direct.receiver.get().and_then(Weak::upgrade) else {
@@ -372,9 +368,7 @@ impl Inbox {
     /// Hands `message` on without waiting. Returns false when it was dropped (a full inbox,
     /// counted) or nobody receives any more (the node stopped).
     pub(crate) fn offer(&self, message: BackplaneMessage) -> bool {
-        if let Some(control) = &self.control
-            && control.channels.contains(&message.channel)
-        {
+        if let Some(control) = self.control_for(&message.channel) {
             return match control.tx.try_send(message) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(message)) => {
@@ -412,6 +406,13 @@ impl Inbox {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// The control queue, when `channel` is one of its channels (control traffic).
+    fn control_for(&self, channel: &str) -> Option<&Control> {
+        self.control
+            .as_ref()
+            .filter(|control| control.channels.iter().any(|c| c == channel))
     }
 
     /// Chat messages dropped so far.

@@ -90,16 +90,24 @@ async fn read_loop(mut read: ReadHalf<BoxedIo>, inbox: Inbox, pipeline: Pipeline
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
     let failure = 'read: loop {
         loop {
-            // The last message of what was read goes straight to the node when nothing waits in
-            // its inbox (see the backplane docs); any other takes the inbox.
-            if let Ok(Some(at)) = message_at(&buffer)
-                && at.end == buffer.len()
-                && inbox.try_direct(&buffer[at.channel], &buffer[at.payload])
-            {
-                buffer.advance(at.end);
-                continue;
-            }
-            match next_push(&mut buffer) {
+            // A `message` push (the common case), read once, in place: the last one of what was
+            // read goes straight to the node when nothing waits in its inbox (see the backplane
+            // docs); any other is copied into the inbox.
+            let push = match message_at(&buffer) {
+                Ok(Some(at)) => {
+                    let direct = at.end == buffer.len()
+                        && inbox.try_direct(&buffer[at.channel.clone()], &buffer[at.payload.clone()]);
+                    let message = (!direct).then(|| message_of(&buffer, &at));
+                    buffer.advance(at.end);
+                    match message {
+                        Some(message) => Ok(Some(Push::Message(message))),
+                        None => continue,
+                    }
+                }
+                Ok(None) => next_push(&mut buffer),
+                Err(e) => Err(e),
+            };
+            match push {
                 Ok(None) => break,
                 Ok(Some(Push::Message(message))) => {
                     // Never waits: a full inbox drops and counts (see the backplane docs).
@@ -142,12 +150,7 @@ const MESSAGE_HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n";
 /// Everything else goes through the general reader.
 fn next_push(buffer: &mut BytesMut) -> Result<Option<Push>, RespError> {
     if let Some(at) = message_at(buffer)? {
-        // Copied out, so the read buffer stays this reader's alone and is reused for the next
-        // read (a payload sharing it would make every read allocate a fresh buffer).
-        let message = BackplaneMessage {
-            channel: utf8_lossy(&buffer[at.channel]),
-            payload: Bytes::copy_from_slice(&buffer[at.payload]),
-        };
+        let message = message_of(buffer, &at);
         buffer.advance(at.end);
         return Ok(Some(Push::Message(message)));
     }
@@ -192,6 +195,16 @@ fn message_at(buffer: &[u8]) -> Result<Option<MessageAt>, RespError> {
         payload,
         end,
     }))
+}
+
+/// The `message` push at `at`, copied out of `buffer`, so the read buffer stays this reader's
+/// alone and is reused for the next read (a payload sharing it would make every read allocate a
+/// fresh buffer).
+fn message_of(buffer: &[u8], at: &MessageAt) -> BackplaneMessage {
+    BackplaneMessage {
+        channel: utf8_lossy(&buffer[at.channel.clone()]),
+        payload: Bytes::copy_from_slice(&buffer[at.payload.clone()]),
+    }
 }
 
 /// A channel name as text (Redis channels are bytes; ours are UTF-8).
