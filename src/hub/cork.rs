@@ -90,7 +90,7 @@ impl Cork {
         if std::mem::take(&mut self.direct) {
             let n = self.pending.len();
             for chunk in self.pending.chunks(uring::RING_ENTRIES) {
-                flush_direct(chunk, &self.frames, &mut self.results);
+                flush_direct(chunk, &self.frames);
             }
             self.pending.clear();
             self.frames.clear();
@@ -218,43 +218,26 @@ fn release<'a>(
     }
 }
 
-/// What a direct cork's flush does for one recipient.
+/// A direct cork's flush of `pending` deliveries (see `Cork`), in one pass over the recipients:
+/// each is locked once (`try_lock`, as in `flush_together`: one held elsewhere gets its frame
+/// through `deliver` afterwards), and one whose queue is empty (the usual case) stays locked while
+/// its frame, the frame itself, is written by one `uring::Sends` with everyone else's; only what
+/// its socket did not take is queued for its writer. One with frames already queued (or no direct
+/// socket, or a writer ending the connection) gets the frame queued behind them and is let go at
+/// once, its writer woken; one that is closed or too slow is let go at once too.
 #[cfg(target_os = "linux")]
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Plan {
-    /// Its queue was empty: the frame goes to the batch itself.
-    Frame,
-    /// The frame joined its queue, which goes to the batch.
-    Queue,
-    /// The frame joined its queue for the writer (no direct socket, or the writer is ending).
-    Writer,
-}
-
-/// A direct cork's flush of `pending` deliveries (see `Cork`): every recipient is locked once
-/// (`try_lock`, as in `flush_together`: one held elsewhere gets its frame through `deliver`
-/// afterwards), a recipient whose queue is empty has the frame itself written by the batch, and
-/// only what its socket did not take is queued for its writer.
-///
-/// The usual recipient (an empty queue, a direct socket) is planned and handed to the batch in
-/// the same pass that locks it; one that is closed or too slow is let go at once. Only a
-/// recipient with frames already queued needs a second pass, since its write borrows its queue.
-#[cfg(target_os = "linux")]
-fn flush_direct(
-    pending: &[(Outbox, usize)],
-    frames: &[bytes::Bytes],
-    results: &mut Vec<(usize, uring::WriteResult)>,
-) {
+fn flush_direct(pending: &[(Outbox, usize)], frames: &[bytes::Bytes]) {
+    /// A recipient whose frame the batch writes, locked until the batch returns.
     struct Held<'a> {
         outbox: &'a Outbox,
         state: std::sync::MutexGuard<'a, super::outbox::OutState>,
         frame: &'a Bytes,
-        plan: Plan,
     }
     let mut held: Vec<Held<'_>> = Vec::with_capacity(pending.len());
-    let mut batch = uring::Batch::with_capacity(pending.len(), pending.len());
+    let mut sends = uring::Sends::with_capacity(pending.len());
     let mut alone = Vec::new();
     let mut slow = Vec::new();
-    let mut queued = false;
+    let mut writer = Vec::new();
     for (outbox, f) in pending {
         let Some(frame) = frames.get(*f) else {
             continue;
@@ -268,57 +251,29 @@ fn flush_direct(
                 continue;
             }
         };
-        let direct = outbox
-            .shared
-            .direct
-            .as_ref()
-            .filter(|_| outbox.shared.writes_directly());
-        let plan = if state.closed {
+        if state.closed {
             continue;
-        } else if state.queue.len() >= outbox.shared.capacity {
+        }
+        if state.queue.len() >= outbox.shared.capacity {
             slow.push(outbox);
             continue;
-        } else if let Some(direct) = direct {
-            if state.queue.is_empty() {
-                batch.push(held.len(), direct.fd(), [(frame, 0)]);
-                Plan::Frame
-            } else {
+        }
+        match &outbox.shared.direct {
+            Some(direct) if state.queue.is_empty() && outbox.shared.writes_directly() => {
+                sends.push(direct.fd(), frame);
+                held.push(Held { outbox, state, frame });
+            }
+            _ => {
                 state.queue.push_back(Bytes::clone(frame));
-                queued = true;
-                Plan::Queue
-            }
-        } else {
-            state.queue.push_back(Bytes::clone(frame));
-            Plan::Writer
-        };
-        held.push(Held {
-            outbox,
-            state,
-            frame,
-            plan,
-        });
-    }
-    if queued {
-        for (k, h) in held.iter().enumerate() {
-            if let (Plan::Queue, Some(direct)) = (h.plan, &h.outbox.shared.direct) {
-                batch.push(k, direct.fd(), queued_frames(&h.state));
+                writer.push(outbox);
             }
         }
     }
-    let writing = batch.len();
-    results.clear();
-    let ran = batch.run_each(|k, result| results.push((k, result)));
-    if let Some(h) = held.first() {
-        Stats::add(&h.outbox.shared.stats.client_out, held.len() as u64);
-        if ran && writing > 0 {
-            // One submission per chunk (it may wait more than once, rarely: not counted).
-            Stats::inc(&h.outbox.shared.stats.client_writes);
-        }
-    }
+    let writing = sends.len();
     let mut broken = Vec::new();
-    for &(k, result) in results.iter() {
+    let ran = sends.run_each(|k, result| {
         let Some(h) = held.get_mut(k) else {
-            continue;
+            return;
         };
         h.state.writes += 1;
         let taken = match result {
@@ -329,7 +284,7 @@ fn flush_direct(
             // What reached the client is unknown.
             uring::WriteResult::Abandoned => {
                 broken.push(h.outbox);
-                continue;
+                return;
             }
             // The socket took nothing: the writer's to retry or to find broken on its next
             // write.
@@ -337,29 +292,36 @@ fn flush_direct(
             | uring::WriteResult::Failed(_)
             | uring::WriteResult::Cancelled => 0,
         };
-        match h.plan {
-            Plan::Queue => advance(&mut h.state, taken),
-            Plan::Frame if taken < h.frame.len() => {
-                // The rest is the writer's: queued as the only frame, from where it stopped.
-                h.state.queue.push_back(Bytes::clone(h.frame));
-                h.state.written = taken;
-            }
-            Plan::Frame | Plan::Writer => {}
+        if taken < h.frame.len() {
+            // The rest is the writer's: queued as the only frame, from where it stopped.
+            h.state.queue.push_back(Bytes::clone(h.frame));
+            h.state.written = taken;
+        }
+    });
+    if let Some(stats) = held
+        .first()
+        .map(|h| h.outbox)
+        .or(writer.first().copied())
+        .map(|outbox| &outbox.shared.stats)
+    {
+        Stats::add(&stats.client_out, (held.len() + writer.len()) as u64);
+        if ran && writing > 0 {
+            // One submission per chunk (it may wait more than once, rarely: not counted).
+            Stats::inc(&stats.client_writes);
         }
     }
-    if !ran && writing > 0 {
+    if !ran {
         // No ring on this thread: each socket on its own, still under the lock.
         for h in &mut held {
-            if h.plan == Plan::Frame {
-                h.state.queue.push_back(Bytes::clone(h.frame));
-                h.state.written = 0;
-            }
-            if matches!(h.plan, Plan::Frame | Plan::Queue) {
-                h.outbox.shared.write_queue(&mut h.state);
-            }
+            h.state.queue.push_back(Bytes::clone(h.frame));
+            h.state.written = 0;
+            h.outbox.shared.write_queue(&mut h.state);
         }
     }
     release(held.into_iter().map(|h| (h.outbox, h.state)), broken);
+    for outbox in writer {
+        outbox.shared.writer.wake();
+    }
     for outbox in slow {
         outbox.slow(&outbox.shared.stats);
     }
@@ -553,7 +515,7 @@ mod tests {
 
     /// A direct cork (one message, io_uring): a recipient with an empty queue gets the frame
     /// written by the batch without it ever being queued; one with frames already queued gets it
-    /// behind them; one whose socket is full has it queued for its writer, in order; a closed one
+    /// behind them, for its writer; one whose socket is full has it queued for its writer, in order; a closed one
     /// gets nothing, and nothing is counted for it.
     #[cfg(target_os = "linux")]
     #[tokio::test]
@@ -608,7 +570,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(u32::from_be_bytes(got[4..8].try_into().unwrap()), filled);
-        // Connection 1: the waiting frame, then this one, both written by the batch.
+        // Connection 1: this frame queued behind the waiting one, both for its writer, which
+        // was woken; it writes them in order.
+        assert_eq!(pairs[1].2.shared.lock_state().queue.len(), 2);
+        assert_eq!(pairs[1].3.poll_next(&mut noop_cx()), Poll::Ready(Wake::Frames));
+        assert_eq!(pairs[1].3.flush_direct().unwrap(), Flush::Done);
         for expected in [7, filled] {
             tokio::time::timeout(Duration::from_secs(5), pairs[1].1.read_exact(&mut got))
                 .await

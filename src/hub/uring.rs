@@ -169,13 +169,13 @@ thread_local! {
     static SPARE_FRAMES: std::cell::RefCell<Vec<FrameRef<'static>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// An empty list of frames of any lifetime with `list`'s allocation: std collects a `Vec`'s
+/// An empty list of any lifetime (of elements of the same layout) with `list`'s allocation: std collects a `Vec`'s
 /// own iterator in place when the element layouts match, as they do here (where it does not,
 /// this allocates anew; nothing depends on it).
-fn relist<'a, 'b>(mut list: Vec<FrameRef<'a>>) -> Vec<FrameRef<'b>> {
+fn relist<T, U>(mut list: Vec<T>) -> Vec<U> {
     list.clear();
     list.into_iter()
-        .map(|_| -> FrameRef<'b> { unreachable!("the list is empty") })
+        .map(|_| -> U { unreachable!("the list is empty") })
         .collect()
 }
 
@@ -244,17 +244,131 @@ impl<'fd, K> Batch<'fd, K> {
     /// when one does not complete). Returns every write's key with its result, or `None` when
     /// io_uring cannot be used here: then nothing was written.
     #[cfg(test)]
-    pub fn run(self) -> Option<Vec<(K, WriteResult)>> {
-        let mut results = Vec::with_capacity(self.writes.len());
-        self.run_each(|key, result| results.push((key, result)))
-            .then_some(results)
+    pub fn run(self) -> Option<Vec<(K, WriteResult)>>
+    where
+        K: Copy,
+    {
+        // Each write keyed by its position too, so the results come back in the order pushed.
+        let Batch {
+            writes,
+            frames,
+            hooks,
+        } = self;
+        let writes = writes
+            .into_iter()
+            .enumerate()
+            .map(|(i, write)| Write {
+                key: (i, write.key),
+                fd: write.fd,
+                frames: write.frames,
+            })
+            .collect();
+        let mut results = Vec::new();
+        let ran = imp::run(
+            Batch {
+                writes,
+                frames,
+                hooks,
+            },
+            |key, result| results.push((key, result)),
+        );
+        results.sort_by_key(|((i, _), _)| *i);
+        ran.then(|| {
+            results
+                .into_iter()
+                .map(|((_, key), result)| (key, result))
+                .collect()
+        })
     }
 
-    /// `run`, handing each write's key and result to `each` (in the order pushed) instead of
-    /// collecting them. Returns false when io_uring cannot be used here: then nothing was
-    /// written and `each` was not called.
-    pub fn run_each(self, each: impl FnMut(K, WriteResult)) -> bool {
+    /// `run`, handing each write's key and result to `each` (in the order they complete)
+    /// instead of collecting them. Returns false when io_uring cannot be used here: then nothing
+    /// was written and `each` was not called.
+    pub fn run_each(self, each: impl FnMut(K, WriteResult)) -> bool
+    where
+        K: Copy,
+    {
         imp::run(self, each)
+    }
+}
+
+/// One frame to each of many sockets: a fan-out's writes, each a `Send` straight from its
+/// frame (no iovec, no message header), each under its position in the list.
+pub(crate) struct Sends<'fd> {
+    writes: Vec<(std::os::fd::BorrowedFd<'fd>, &'fd bytes::Bytes)>,
+    #[cfg(test)]
+    hooks: Hooks,
+}
+
+thread_local! {
+    /// The write list of the thread's last `Sends`, empty, kept for its capacity.
+    static SPARE_SENDS: std::cell::RefCell<Vec<(std::os::fd::BorrowedFd<'static>, &'static bytes::Bytes)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl<'fd> Sends<'fd> {
+    /// Room for `writes` writes (the thread's spare list when there is one).
+    pub fn with_capacity(writes: usize) -> Self {
+        let spare = SPARE_SENDS
+            .try_with(|spare| {
+                spare
+                    .try_borrow_mut()
+                    .map(|mut s| std::mem::take(&mut *s))
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let mut list = relist(spare);
+        list.reserve(writes);
+        Sends {
+            writes: list,
+            #[cfg(test)]
+            hooks: Hooks::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Queues a write of all of `frame` to `fd`; its key is the number of writes pushed before
+    /// it. The frame is borrowed until `run_each` returns, as in `Batch::push`.
+    pub fn push(&mut self, fd: std::os::fd::BorrowedFd<'fd>, frame: &'fd bytes::Bytes) {
+        self.writes.push((fd, frame));
+    }
+
+    /// Submits every write and waits for all of them, as `Batch::run_each`, handing each write's
+    /// key (its position) and result to `each`, in order. Returns false when io_uring cannot be
+    /// used here: then nothing was written and `each` was not called.
+    pub fn run_each(self, each: impl FnMut(usize, WriteResult)) -> bool {
+        imp::run_sends(self, each)
+    }
+}
+
+/// Keeps an emptied write list for the thread's next `Sends`; a one-off huge one gives its
+/// memory back.
+fn spare_sends(list: Vec<(std::os::fd::BorrowedFd<'_>, &bytes::Bytes)>) {
+    if list.capacity() <= 4 * RING_ENTRIES {
+        let list = relist(list);
+        let _ = SPARE_SENDS.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                *spare = list;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+impl Sends<'_> {
+    /// As `Batch::waiting`.
+    fn waiting(mut self) -> Self {
+        self.hooks.waiting = true;
+        self
+    }
+
+    /// As `Batch::without_cancel`.
+    fn without_cancel(mut self) -> Self {
+        self.hooks.no_cancel = true;
+        self
     }
 }
 
@@ -286,7 +400,7 @@ mod imp {
     use std::sync::atomic::Ordering;
 
     use bytes::Bytes;
-    use io_uring::{IoUring, opcode, types};
+    use io_uring::{IoUring, opcode, squeue, types};
 
     use super::{
         ABANDONED_RINGS, Batch, LEAKED_BYTES, MAX_ABANDONED_RINGS, RING_ENTRIES, STATE, UNUSABLE, USABLE,
@@ -305,7 +419,8 @@ mod imp {
         uring: IoUring,
         /// What the kernel reads besides the lent frames; boxed, so it can be leaked alone.
         pinned: Box<Pinned>,
-        results: Vec<Option<WriteResult>>,
+        /// One bit per write of the batch: its result was handed out.
+        reported: Vec<u64>,
     }
 
     impl Ring {
@@ -315,11 +430,11 @@ mod imp {
             pinned.owned.clear();
             pinned.iovecs.clear();
             pinned.msgs.clear();
-            self.results.clear();
+            self.reported.clear();
             if pinned.iovecs.capacity() > 4 * RING_ENTRIES {
                 pinned.iovecs = Vec::new();
                 pinned.msgs = Vec::new();
-                self.results = Vec::new();
+                self.reported = Vec::new();
             }
         }
     }
@@ -377,7 +492,7 @@ mod imp {
                         iovecs: Vec::new(),
                         msgs: Vec::new(),
                     }),
-                    results: Vec::new(),
+                    reported: Vec::new(),
                 });
                 true
             }
@@ -435,7 +550,24 @@ mod imp {
         slot: &'s mut Option<Ring>,
         settled: bool,
         /// The frames the entries point into, lent by the caller for the batch.
-        frames: &'a [super::FrameRef<'a>],
+        lent: Lent<'a>,
+    }
+
+    /// The frames lent to a batch: a `Batch`'s, or a `Sends`' (one per write).
+    #[derive(Clone, Copy)]
+    enum Lent<'a> {
+        Frames(&'a [super::FrameRef<'a>]),
+        Sends(&'a [(std::os::fd::BorrowedFd<'a>, &'a Bytes)]),
+    }
+
+    impl Lent<'_> {
+        /// A clone of every lent frame (for a leaked block).
+        fn clone_into(self, owned: &mut Vec<Bytes>) {
+            match self {
+                Lent::Frames(frames) => owned.extend(frames.iter().map(|(frame, _)| Bytes::clone(frame))),
+                Lent::Sends(writes) => owned.extend(writes.iter().map(|(_, frame)| Bytes::clone(frame))),
+            }
+        }
     }
 
     impl Drop for InFlight<'_, '_> {
@@ -447,9 +579,7 @@ mod imp {
             } else if let Some(mut ring) = self.slot.take() {
                 // The lent frames are still borrowed here (this runs inside `run`, unwinding
                 // included): clones of them keep their memory alive with the leaked block.
-                ring.pinned
-                    .owned
-                    .extend(self.frames.iter().map(|(frame, _)| Bytes::clone(frame)));
+                self.lent.clone_into(&mut ring.pinned.owned);
                 abandon(ring);
             }
         }
@@ -480,10 +610,8 @@ mod imp {
         );
     }
 
-    pub(super) fn run<K>(batch: Batch<'_, K>, mut each: impl FnMut(K, WriteResult)) -> bool {
+    pub(super) fn run<K: Copy>(batch: Batch<'_, K>, mut each: impl FnMut(K, WriteResult)) -> bool {
         let Batch { writes, frames, .. } = batch;
-        #[cfg(test)]
-        let hooks = batch.hooks;
         if writes.is_empty() {
             super::spare_frame_list(frames);
             return true;
@@ -491,48 +619,129 @@ mod imp {
         #[cfg(not(test))]
         let options = Options::default();
         #[cfg(test)]
-        let options = Options {
-            flags: if hooks.waiting {
-                FLAGS & !libc::MSG_DONTWAIT
-            } else {
-                FLAGS
+        let options = Options::from(batch.hooks);
+        let ran = settle(
+            Lent::Frames(&frames),
+            writes.len(),
+            options,
+            |ring| prepare(ring, &frames, &writes),
+            |i, msgs| {
+                let write = &writes[i];
+                let fd = types::Fd(write.fd.as_raw_fd());
+                Ok(match frames_of(&frames, write) {
+                    (_, Some(bytes)) => Some(send(fd, bytes, options.flags)),
+                    ([], None) => None,
+                    (_, None) => {
+                        let Some(msg) = msgs.next() else {
+                            return Err(std::io::Error::other("a write without its msghdr"));
+                        };
+                        let msg: *const libc::msghdr = msg;
+                        Some(opcode::SendMsg::new(fd, msg).flags(options.flags as u32).build())
+                    }
+                })
             },
-            cancel: !hooks.no_cancel,
-            panic_after_push: hooks.panic_after_push,
-        };
-        let mut writes = writes;
-        let ran = with_ring(|slot| {
+            |i, result| each(writes[i].key, result),
+        );
+        super::spare_frame_list(frames);
+        ran
+    }
+
+    pub(super) fn run_sends(sends: super::Sends<'_>, each: impl FnMut(usize, WriteResult)) -> bool {
+        let super::Sends { writes, .. } = sends;
+        if writes.is_empty() {
+            super::spare_sends(writes);
+            return true;
+        }
+        #[cfg(not(test))]
+        let options = Options::default();
+        #[cfg(test)]
+        let options = Options::from(sends.hooks);
+        let ran = settle(
+            Lent::Sends(&writes),
+            writes.len(),
+            options,
+            |_| {},
+            |i, _| {
+                let (fd, frame) = writes[i];
+                Ok(Some(send(types::Fd(fd.as_raw_fd()), frame, options.flags)))
+            },
+            each,
+        );
+        super::spare_sends(writes);
+        ran
+    }
+
+    /// A `Send` of `bytes` (at most `u32::MAX` of them: a longer frame is a partial write).
+    fn send(fd: types::Fd, bytes: &[u8], flags: i32) -> squeue::Entry {
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        opcode::Send::new(fd, bytes.as_ptr(), len).flags(flags).build()
+    }
+
+    /// A batch of `n` writes on the thread's ring: `prepare` fills the block the entries may
+    /// point into (the ring's buffers are empty), `entry_of` makes write `i`'s entry (`None`:
+    /// nothing to write), which may point only into that block or into `lent`; every write's
+    /// index and result go to `each` as they complete (a write whose completion never came is
+    /// `Abandoned`). Returns false when io_uring cannot be used here: then nothing was written
+    /// and `each` was not called.
+    fn is_set(bits: &[u64], i: usize) -> bool {
+        bits.get(i / 64).is_some_and(|word| word & (1 << (i % 64)) != 0)
+    }
+
+    /// Sets bit `i`; false when it was set already.
+    fn set(bits: &mut [u64], i: usize) -> bool {
+        match bits.get_mut(i / 64) {
+            Some(word) if *word & (1 << (i % 64)) == 0 => {
+                *word |= 1 << (i % 64);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn settle(
+        lent: Lent<'_>,
+        n: usize,
+        options: Options,
+        prepare: impl FnOnce(&mut Ring),
+        entry_of: impl FnMut(
+            usize,
+            &mut std::slice::Iter<'_, libc::msghdr>,
+        ) -> std::io::Result<Option<squeue::Entry>>,
+        mut each: impl FnMut(usize, WriteResult),
+    ) -> bool {
+        with_ring(|slot| {
             let Some(ring) = slot.as_mut() else {
                 return;
             };
-            prepare(ring, &frames, &writes);
+            // Whatever a batch that unwound before settling left behind.
+            ring.clear();
+            ring.reported.resize(n.div_ceil(64), 0);
+            prepare(ring);
             let mut flight = InFlight {
                 slot,
                 settled: false,
-                frames: &frames,
+                lent,
             };
-            match submit_all(&mut flight, &writes, options) {
+            match submit_all(&mut flight, n, options, entry_of, &mut each) {
+                // Every write was reported.
                 Ok(()) => flight.settled = true,
-                Err(e) => tracing::warn!(error = %e, "an io_uring batch failed"),
-            }
-            // Every write's result, while the ring's buffers hold them; a write with none is
-            // one whose completion never came.
-            let results = flight
-                .slot
-                .as_ref()
-                .map(|ring| ring.results.as_slice())
-                .unwrap_or_default();
-            for (write, result) in writes
-                .drain(..)
-                .zip(results.iter().chain(std::iter::repeat(&None)))
-            {
-                each(write.key, result.unwrap_or(WriteResult::Abandoned));
+                Err(e) => {
+                    tracing::warn!(error = %e, "an io_uring batch failed");
+                    // A write not reported is one whose completion never came.
+                    let reported = flight
+                        .slot
+                        .as_ref()
+                        .map(|ring| ring.reported.as_slice())
+                        .unwrap_or_default();
+                    for i in (0..n).filter(|&i| !is_set(reported, i)) {
+                        each(i, WriteResult::Abandoned);
+                    }
+                }
             }
             // Empties the buffers, or abandons the ring with its block (see `InFlight`).
             drop(flight);
-        });
-        super::spare_frame_list(frames);
-        ran.is_some()
+        })
+        .is_some()
     }
 
     /// The bytes of a lent frame still to be written.
@@ -562,10 +771,7 @@ mod imp {
     /// several frames needs it (an iovec per frame, a msghdr per write, in the order of the
     /// writes); when every write has one frame there is nothing to do.
     fn prepare<K>(ring: &mut Ring, frames: &[super::FrameRef<'_>], writes: &[super::Write<'_, K>]) {
-        // Whatever a batch that unwound before settling left behind.
-        ring.clear();
-        let Ring { pinned, results, .. } = ring;
-        results.resize(writes.len(), None);
+        let pinned = &mut ring.pinned;
         if frames.len() == writes.len() && writes.iter().all(|w| w.frames.1 - w.frames.0 == 1) {
             return;
         }
@@ -604,6 +810,21 @@ mod imp {
         panic_after_push: bool,
     }
 
+    #[cfg(test)]
+    impl From<super::Hooks> for Options {
+        fn from(hooks: super::Hooks) -> Self {
+            Options {
+                flags: if hooks.waiting {
+                    FLAGS & !libc::MSG_DONTWAIT
+                } else {
+                    FLAGS
+                },
+                cancel: !hooks.no_cancel,
+                panic_after_push: hooks.panic_after_push,
+            }
+        }
+    }
+
     impl Default for Options {
         fn default() -> Self {
             Options {
@@ -617,49 +838,36 @@ mod imp {
 
     /// Pushes and reaps every write, `RING_ENTRIES` at a time. `Ok` means every pushed entry was
     /// submitted and its completion reaped: nothing is left in the ring.
-    fn submit_all<K>(
+    fn submit_all(
         flight: &mut InFlight<'_, '_>,
-        writes: &[super::Write<'_, K>],
+        n: usize,
         options: Options,
+        mut entry_of: impl FnMut(
+            usize,
+            &mut std::slice::Iter<'_, libc::msghdr>,
+        ) -> std::io::Result<Option<squeue::Entry>>,
+        each: &mut impl FnMut(usize, WriteResult),
     ) -> std::io::Result<()> {
         let Some(Ring {
             uring: ring,
             pinned,
-            results,
+            reported,
         }) = flight.slot.as_mut()
         else {
             return Err(std::io::Error::other("no ring"));
         };
-        let frames = flight.frames;
         // The msghdr of the next write of several frames (`prepare` made them in write order).
         let mut msgs = pinned.msgs.iter();
-        for chunk_start in (0..writes.len()).step_by(RING_ENTRIES) {
-            let chunk_end = (chunk_start + RING_ENTRIES).min(writes.len());
+        for chunk_start in (0..n).step_by(RING_ENTRIES) {
+            let chunk_end = (chunk_start + RING_ENTRIES).min(n);
             let mut pushed = 0;
             // One view of the queue for the chunk: its tail is published when it drops.
             let mut queue = ring.submission();
             for i in chunk_start..chunk_end {
-                let write = &writes[i];
-                let fd = types::Fd(write.fd.as_raw_fd());
-                let entry = match frames_of(frames, write) {
-                    (_, Some(bytes)) => {
-                        // `frames_of` gives bytes only for a length that fits in u32.
-                        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-                        opcode::Send::new(fd, bytes.as_ptr(), len)
-                            .flags(options.flags)
-                            .build()
-                    }
-                    ([], None) => {
-                        results[i] = Some(WriteResult::Written(0));
-                        continue;
-                    }
-                    (_, None) => {
-                        let Some(msg) = msgs.next() else {
-                            return Err(std::io::Error::other("a write without its msghdr"));
-                        };
-                        let msg: *const libc::msghdr = msg;
-                        opcode::SendMsg::new(fd, msg).flags(options.flags as u32).build()
-                    }
+                let Some(entry) = entry_of(i, &mut msgs)? else {
+                    set(reported, i);
+                    each(i, WriteResult::Written(0));
+                    continue;
                 };
                 // SAFETY: the entry points into `pinned` (iovecs and msghdrs built before the
                 // first push and never changed after) or into the frames lent to the batch,
@@ -679,21 +887,29 @@ mod imp {
                 panic!("injected: a panic between push and reap");
             }
             if pushed > 0 {
-                complete(ring, chunk_start..chunk_end, pushed, results, options.cancel)?;
+                complete(
+                    ring,
+                    chunk_start..chunk_end,
+                    pushed,
+                    reported,
+                    each,
+                    options.cancel,
+                )?;
             }
         }
         Ok(())
     }
 
-    /// Submits what is queued and collects the completions of `want` writes in `range` into
-    /// `results`. Writes left pending after `WAIT_LIMIT` are cancelled by their `user_data` (when
+    /// Submits what is queued and hands the results of `want` writes in `range` to `each` as
+    /// they complete, marking them in `reported`. Writes left pending after `WAIT_LIMIT` are cancelled by their `user_data` (when
     /// `cancel`); still pending `WAIT_LIMIT` later, or without `cancel`, the batch fails (and the
     /// caller's `InFlight` abandons the ring).
     fn complete(
         ring: &mut IoUring,
         range: std::ops::Range<usize>,
         want: usize,
-        results: &mut [Option<WriteResult>],
+        reported: &mut [u64],
+        each: &mut impl FnMut(usize, WriteResult),
         cancel: bool,
     ) -> std::io::Result<()> {
         let timeout = types::Timespec::from(WAIT_LIMIT);
@@ -719,8 +935,8 @@ mod imp {
                 let Ok(i) = usize::try_from(data) else {
                     continue;
                 };
-                if range.contains(&i) && results[i].is_none() {
-                    results[i] = Some(WriteResult::from_completion(cqe.result()));
+                if range.contains(&i) && set(reported, i) {
+                    each(i, WriteResult::from_completion(cqe.result()));
                     left -= 1;
                 }
             }
@@ -736,7 +952,7 @@ mod imp {
             }
             tracing::warn!(left, "io_uring writes did not complete inline; cancelling them");
             for i in range.clone() {
-                if results[i].is_none() {
+                if !is_set(reported, i) {
                     let entry = opcode::AsyncCancel::new(i as u64)
                         .build()
                         .user_data(CANCEL | i as u64);
@@ -766,6 +982,10 @@ mod imp {
     pub(super) fn run<K>(_: Batch<'_, K>, _: impl FnMut(K, WriteResult)) -> bool {
         false
     }
+
+    pub(super) fn run_sends(_: super::Sends<'_>, _: impl FnMut(usize, WriteResult)) -> bool {
+        false
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -779,7 +999,7 @@ mod tests {
 
     use bytes::Bytes;
 
-    use super::{Batch, WriteResult, available, imp, leaks};
+    use super::{Batch, Sends, WriteResult, available, imp, leaks};
 
     /// Whether io_uring works here; prints why a test is skipped when it does not (Docker's default
     /// seccomp profile refuses `io_uring_setup`, a kernel may lack it).
@@ -863,6 +1083,67 @@ mod tests {
             ])
         );
         assert_eq!(drain(&a_peer), b"ne frame");
+        drop(full_peer);
+    }
+
+    /// `Sends` (a fan-out's one frame per socket): each write's result under its position, a
+    /// full socket answering `WouldBlock`; a write left pending with cancelling off abandons the
+    /// ring, and its frame stays alive for the kernel, as with a `Batch`.
+    #[test]
+    fn sends_report_each_write_under_its_position_and_an_abandoned_one_keeps_its_frame() {
+        if !usable("sends_report_each_write_under_its_position_and_an_abandoned_one_keeps_its_frame") {
+            return;
+        }
+        let (a, a_peer) = UnixStream::pair().expect("a socket pair");
+        let (b, b_peer) = UnixStream::pair().expect("a socket pair");
+        let (full, full_peer) = UnixStream::pair().expect("a socket pair");
+        fill(&full);
+        let (one, two) = (Bytes::from_static(b"one"), Bytes::from_static(b"frame two"));
+        let mut sends = Sends::with_capacity(3);
+        sends.push(a.as_fd(), &one);
+        sends.push(full.as_fd(), &two);
+        sends.push(b.as_fd(), &two);
+        assert_eq!(sends.len(), 3);
+        let mut results = Vec::new();
+        assert!(sends.run_each(|k, result| results.push((k, result))));
+        results.sort_by_key(|(k, _)| *k);
+        assert_eq!(
+            results,
+            vec![
+                (0, WriteResult::Written(3)),
+                (1, WriteResult::WouldBlock),
+                (2, WriteResult::Written(9))
+            ]
+        );
+        assert_eq!(drain(&a_peer), b"one");
+        assert_eq!(drain(&b_peer), b"frame two");
+        // A write left pending, not cancelled: abandoned, its frame leaked for the kernel.
+        let before = leaks();
+        let freed = Arc::new(AtomicBool::new(false));
+        let payload = watched(7, 1024, &freed);
+        let mut sends = Sends::with_capacity(2).waiting().without_cancel();
+        sends.push(a.as_fd(), &one);
+        sends.push(full.as_fd(), &payload);
+        let mut results = Vec::new();
+        assert!(sends.run_each(|k, result| results.push((k, result))));
+        results.sort_by_key(|(k, _)| *k);
+        assert_eq!(
+            results,
+            vec![(0, WriteResult::Written(3)), (1, WriteResult::Abandoned)]
+        );
+        drop(payload);
+        assert!(
+            !freed.load(Ordering::SeqCst),
+            "the pending write's frame is not freed"
+        );
+        let after = leaks();
+        assert!(after.rings > before.rings, "the abandoned ring is counted");
+        assert!(after.bytes >= before.bytes + 1024, "its bytes are counted");
+        // The next `Sends` gets a fresh ring and delivers.
+        let mut sends = Sends::with_capacity(1);
+        sends.push(a.as_fd(), &two);
+        assert!(sends.run_each(|_, result| assert_eq!(result, WriteResult::Written(9))));
+        assert_eq!(drain(&a_peer), b"oneframe two");
         drop(full_peer);
     }
 
