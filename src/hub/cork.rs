@@ -42,10 +42,8 @@ pub(crate) struct Cork {
     batched: bool,
     /// Deliveries are noted in `pending` instead of queued (see above).
     direct: bool,
-    /// A direct cork's deliveries: each recipient with its frame's index in `frames`.
-    pending: Vec<(Outbox, usize)>,
-    /// A direct cork's frames (one per protocol of the message).
-    frames: Vec<bytes::Bytes>,
+    /// A direct cork's deliveries left for its flush: each recipient with its frame.
+    pending: Vec<(Outbox, bytes::Bytes)>,
     touched: Vec<Outbox>,
     /// A batched flush's results (key, result), kept for its capacity.
     #[cfg(target_os = "linux")]
@@ -82,6 +80,29 @@ impl Cork {
         self.direct
     }
 
+    /// Hands each recipient its frame: `Outbox::deliver_corked` for each, but a direct cork
+    /// writes them now, in one pass (see the type's docs): the first `uring::RING_ENTRIES` (a
+    /// usual fan-out's all) with one `uring::Sends` while the caller still holds them (the
+    /// registry's read lock: one submission of non-blocking writes), the rest noted for `flush`.
+    pub fn deliver_all<'a>(
+        &mut self,
+        recipients: impl Iterator<Item = (&'a Outbox, &'a WsFrame)>,
+        stats: &Stats,
+    ) {
+        #[cfg(target_os = "linux")]
+        if self.direct {
+            let mut wires = recipients.map(|(outbox, frame)| (outbox, frame.wire()));
+            if write_direct(&mut wires) {
+                self.pending
+                    .extend(wires.map(|(outbox, wire)| (outbox.clone(), wire.clone())));
+            }
+            return;
+        }
+        for (outbox, frame) in recipients {
+            outbox.deliver_corked(frame, stats, self);
+        }
+    }
+
     /// Writes every touched connection's queued frames (one vectored write each when the socket
     /// takes them all) and deactivates the cork. Returns how many connections were touched.
     pub fn flush(&mut self) -> usize {
@@ -89,11 +110,9 @@ impl Cork {
         #[cfg(target_os = "linux")]
         if std::mem::take(&mut self.direct) {
             let n = self.pending.len();
-            for chunk in self.pending.chunks(uring::RING_ENTRIES) {
-                flush_direct(chunk, &self.frames);
-            }
+            let mut pending = self.pending.iter().map(|(outbox, frame)| (outbox, frame));
+            while write_direct(&mut pending) {}
             self.pending.clear();
-            self.frames.clear();
             if self.pending.capacity() > 4 * IDLE_QUEUE_CAPACITY {
                 self.pending.shrink_to(IDLE_QUEUE_CAPACITY);
             }
@@ -218,30 +237,33 @@ fn release<'a>(
     }
 }
 
-/// A direct cork's flush of `pending` deliveries (see `Cork`), in one pass over the recipients:
-/// each is locked once (`try_lock`, as in `flush_together`: one held elsewhere gets its frame
+/// A direct cork's writes to the next `uring::RING_ENTRIES` of `recipients` (see `Cork`), in one
+/// pass over them; returns whether any are left. Each is locked once (`try_lock`, as in `flush_together`: one held elsewhere gets its frame
 /// through `deliver` afterwards), and one whose queue is empty (the usual case) stays locked while
 /// its frame, the frame itself, is written by one `uring::Sends` with everyone else's; only what
 /// its socket did not take is queued for its writer. One with frames already queued (or no direct
 /// socket, or a writer ending the connection) gets the frame queued behind them and is let go at
 /// once, its writer woken; one that is closed or too slow is let go at once too.
 #[cfg(target_os = "linux")]
-fn flush_direct(pending: &[(Outbox, usize)], frames: &[bytes::Bytes]) {
+fn write_direct<'a>(recipients: &mut impl Iterator<Item = (&'a Outbox, &'a Bytes)>) -> bool {
     /// A recipient whose frame the batch writes, locked until the batch returns.
     struct Held<'a> {
         outbox: &'a Outbox,
         state: std::sync::MutexGuard<'a, super::outbox::OutState>,
         frame: &'a Bytes,
     }
-    let mut held: Vec<Held<'_>> = Vec::with_capacity(pending.len());
-    let mut sends = uring::Sends::with_capacity(pending.len());
+    let room = uring::RING_ENTRIES.min(recipients.size_hint().1.unwrap_or(uring::RING_ENTRIES));
+    let mut held: Vec<Held<'_>> = Vec::with_capacity(room);
+    let mut sends = uring::Sends::with_capacity(room);
     let mut alone = Vec::new();
     let mut slow = Vec::new();
     let mut writer = Vec::new();
-    for (outbox, f) in pending {
-        let Some(frame) = frames.get(*f) else {
-            continue;
+    let mut seen = 0;
+    while seen < uring::RING_ENTRIES {
+        let Some((outbox, frame)) = recipients.next() else {
+            break;
         };
+        seen += 1;
         let mut state = match outbox.shared.state.try_lock() {
             Ok(state) => state,
             // As in `lock_state`: a poisoned lock is still usable.
@@ -328,6 +350,7 @@ fn flush_direct(pending: &[(Outbox, usize)], frames: &[bytes::Bytes]) {
     for (outbox, frame) in alone {
         outbox.deliver_bytes(frame, &outbox.shared.stats);
     }
+    seen == uring::RING_ENTRIES
 }
 
 impl Outbox {
@@ -339,19 +362,7 @@ impl Outbox {
             return self.deliver(frame, stats);
         }
         if cork.direct {
-            let wire = frame.wire();
-            let f = match cork
-                .frames
-                .iter()
-                .position(|known| known.as_ptr() == wire.as_ptr())
-            {
-                Some(f) => f,
-                None => {
-                    cork.frames.push(wire.clone());
-                    cork.frames.len() - 1
-                }
-            };
-            cork.pending.push((self.clone(), f));
+            cork.pending.push((self.clone(), frame.wire().clone()));
             return true;
         }
         match self.shared.queue_corked(frame.wire()) {

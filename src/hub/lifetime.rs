@@ -23,7 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::registry::{Cork, GroupChange, LocalConnection, Outbox, Registry, WsFrame, frame_of};
+pub(crate) use super::registry::Target;
+use super::registry::{Cork, GroupChange, Outbox, Registry, WsFrame, frame_of};
 use super::stats::Stats;
 use crate::backplane::naming::{ChannelKind, Channels};
 use crate::backplane::wire::{self, GroupAction, GroupCommand};
@@ -99,15 +100,6 @@ impl<'p> Frames<'p> {
             .filter_map(|protocol| Some((protocol.name(), self.for_protocol(protocol)?.payload())))
             .collect()
     }
-}
-
-/// Who a send is for.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Target<'a> {
-    All { excluded: &'a [&'a str] },
-    Group { group: &'a str, excluded: &'a [&'a str] },
-    User(&'a str),
-    Connection(&'a str),
 }
 
 /// Why a remote group operation failed.
@@ -284,39 +276,33 @@ impl Lifetime {
         ]
     }
 
-    fn deliver(&self, conn: &LocalConnection, frames: &Frames<'_>, cork: &mut Cork) {
-        match frames.for_protocol(conn.protocol) {
-            Some(frame) => {
-                conn.outbox.deliver_corked(frame, &self.stats, cork);
+    /// Hands each local connection `target` reaches the frame of its protocol, through `cork`
+    /// (`Cork::deliver_all`, under the registry's read lock); returns how many it reached.
+    fn fan_out(&self, target: Target<'_>, frames: &Frames<'_>, cork: &mut Cork) -> usize {
+        self.registry.with_targets(target, |conns| {
+            let mut found = 0;
+            {
+                let recipients = conns.filter_map(|c| {
+                    found += 1;
+                    let frame = frames.for_protocol(c.protocol);
+                    if frame.is_none() {
+                        tracing::warn!(
+                            connection = %c.id,
+                            "This message was received from another server that did not have the requested protocol available."
+                        );
+                    }
+                    Some((&c.outbox, frame?))
+                });
+                cork.deliver_all(recipients, &self.stats);
             }
-            None => tracing::warn!(
-                connection = %conn.id,
-                "This message was received from another server that did not have the requested protocol available."
-            ),
-        }
+            found
+        })
     }
 
     fn deliver_local(&self, target: Target<'_>, frames: &Frames<'_>) -> bool {
         // A local send has no backlog to batch with: written at once.
-        let cork = &mut Cork::default();
-        match target {
-            Target::All { excluded } => {
-                self.registry.for_all(excluded, |c| self.deliver(c, frames, cork));
-                true
-            }
-            Target::Group { group, excluded } => {
-                self.registry
-                    .for_group(group, excluded, |c| self.deliver(c, frames, cork));
-                true
-            }
-            Target::User(user) => {
-                self.registry.for_user(user, |c| self.deliver(c, frames, cork));
-                true
-            }
-            Target::Connection(id) => self
-                .registry
-                .with_connection(id, |c| self.deliver(c, frames, cork)),
-        }
+        let found = self.fan_out(target, frames, &mut Cork::default());
+        found > 0 || !matches!(target, Target::Connection(_))
     }
 
     /// Sends `message` to `target` (B.5): a local connection is written directly; everything else
@@ -571,31 +557,34 @@ impl Lifetime {
         match kind {
             ChannelKind::All => {
                 let (frames, inv) = Frames::decode(payload)?;
-                self.registry
-                    .for_all(&inv.excluded, |c| self.deliver(c, &frames, cork));
+                let excluded = &inv.excluded;
+                self.fan_out(Target::All { excluded }, &frames, cork);
             }
             ChannelKind::Group(group) => {
                 let (frames, inv) = Frames::decode(payload)?;
-                self.registry
-                    .for_group(&group, &inv.excluded, |c| self.deliver(c, &frames, cork));
+                let excluded = &inv.excluded;
+                self.fan_out(
+                    Target::Group {
+                        group: &group,
+                        excluded,
+                    },
+                    &frames,
+                    cork,
+                );
             }
             ChannelKind::User(user) => {
                 // B.7: excluded ids are not checked for user sends.
                 let (frames, _) = Frames::decode(payload)?;
-                self.registry.for_user(&user, |c| self.deliver(c, &frames, cork));
+                self.fan_out(Target::User(&user), &frames, cork);
             }
             ChannelKind::Connection(id) => {
                 let (frames, inv) = Frames::decode(payload)?;
-                let mut target: Option<Arc<str>> = None;
-                self.registry.with_connection(&id, |c| {
-                    target = Some(c.id.clone());
-                    self.deliver(c, &frames, cork);
-                });
-                if let (Some(conn), Some(invocation_id), Some(channel)) =
-                    (target, inv.invocation_id, inv.return_channel)
+                let found = self.fan_out(Target::Connection(&id), &frames, cork);
+                if let (true, Some(invocation_id), Some(channel)) =
+                    (found > 0, inv.invocation_id, inv.return_channel)
                 {
                     self.lock_results()
-                        .insert((conn, invocation_id.to_owned()), channel.to_owned());
+                        .insert((Arc::from(&*id), invocation_id.to_owned()), channel.to_owned());
                 }
             }
             ChannelKind::InternalGroups => {

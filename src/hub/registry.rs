@@ -43,6 +43,61 @@ pub(crate) struct LocalConnection {
     pub(super) connected_at: SystemTime,
 }
 
+/// Who a send is for: among this node's connections, those `Registry::with_targets` visits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    All { excluded: &'a [&'a str] },
+    Group { group: &'a str, excluded: &'a [&'a str] },
+    User(&'a str),
+    Connection(&'a str),
+}
+
+/// The local connections a `Target` reaches (`Registry::with_targets`), borrowed from the
+/// registry under its read lock.
+pub(crate) struct Targets<'s> {
+    conns: &'s HashMap<Arc<str>, LocalConnection>,
+    excluded: &'s [&'s str],
+    walk: Walk<'s>,
+}
+
+/// How `Targets` walks the registry.
+enum Walk<'s> {
+    All(std::collections::hash_map::Values<'s, Arc<str>, LocalConnection>),
+    /// A group's or a user's members (none when there is no such group or user).
+    Members(Option<std::collections::hash_set::Iter<'s, Arc<str>>>),
+    One(Option<&'s LocalConnection>),
+}
+
+impl<'s> Iterator for Targets<'s> {
+    type Item = &'s LocalConnection;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'s LocalConnection> {
+        loop {
+            let conn = match &mut self.walk {
+                Walk::All(conns) => conns.next()?,
+                Walk::Members(ids) => match self.conns.get(ids.as_mut()?.next()?) {
+                    Some(conn) => conn,
+                    None => continue,
+                },
+                Walk::One(one) => one.take()?,
+            };
+            if !self.excluded.contains(&&*conn.id) {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let most = match &self.walk {
+            Walk::All(conns) => conns.len(),
+            Walk::Members(ids) => ids.as_ref().map_or(0, |ids| ids.len()),
+            Walk::One(one) => usize::from(one.is_some()),
+        };
+        (0, Some(most))
+    }
+}
+
 /// The outcome of adding a connection to (or removing it from) a group.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum GroupChange {
@@ -200,31 +255,6 @@ impl Registry {
         self.read().connections.contains_key(id)
     }
 
-    /// Calls `f` for every local connection not in `excluded`, under the read lock.
-    pub fn for_all(&self, excluded: &[impl AsRef<str>], mut f: impl FnMut(&LocalConnection)) {
-        let state = self.read();
-        for conn in state.connections.values() {
-            if !excluded.iter().any(|e| e.as_ref() == &*conn.id) {
-                f(conn);
-            }
-        }
-    }
-
-    /// Calls `f` for every local member of `group` not in `excluded`.
-    pub fn for_group(&self, group: &str, excluded: &[impl AsRef<str>], mut f: impl FnMut(&LocalConnection)) {
-        let state = self.read();
-        if let Some(members) = state.groups.get(group) {
-            for id in members {
-                if excluded.iter().any(|e| e.as_ref() == &**id) {
-                    continue;
-                }
-                if let Some(conn) = state.connections.get(id) {
-                    f(conn);
-                }
-            }
-        }
-    }
-
     /// Calls `f` for every local connection of `user`.
     pub fn for_user(&self, user: &str, mut f: impl FnMut(&LocalConnection)) {
         let state = self.read();
@@ -235,6 +265,27 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Calls `f` with the local connections `target` reaches, as one iterator under the read
+    /// lock, so a fan-out can hold on to them while it writes (`Cork::deliver_all`): every
+    /// connection not excluded, a group's members not excluded, a user's connections, or one.
+    pub fn with_targets<R>(&self, target: Target<'_>, f: impl FnOnce(Targets<'_>) -> R) -> R {
+        let state = self.read();
+        let conns = &state.connections;
+        let (walk, excluded) = match target {
+            Target::All { excluded } => (Walk::All(conns.values()), excluded),
+            Target::Group { group, excluded } => {
+                (Walk::Members(state.groups.get(group).map(|m| m.iter())), excluded)
+            }
+            Target::User(user) => (Walk::Members(state.users.get(user).map(|m| m.iter())), &[][..]),
+            Target::Connection(id) => (Walk::One(conns.get(id)), &[][..]),
+        };
+        f(Targets {
+            conns,
+            excluded,
+            walk,
+        })
     }
 
     /// Calls `f` for one local connection; returns false when it is not local.
@@ -315,17 +366,46 @@ mod tests {
     }
 
     #[test]
-    fn exclusions_are_honoured() {
+    fn every_target_reaches_its_connections_and_exclusions_are_honoured() {
         let r = Registry::default();
         r.register("a".into(), Protocol::Json, None, outbox());
         r.register("b".into(), Protocol::Json, None, outbox());
+        r.register("c".into(), Protocol::Json, Some("u".into()), outbox());
         r.join("a", "g");
         r.join("b", "g");
-        let mut seen = Vec::new();
-        r.for_all(&["a"], |c| seen.push(c.id.to_string()));
-        assert_eq!(seen, ["b"]);
-        seen.clear();
-        r.for_group("g", &["b"], |c| seen.push(c.id.to_string()));
-        assert_eq!(seen, ["a"]);
+        r.join("b", "h");
+        let seen = |target| {
+            let mut ids: Vec<String> =
+                r.with_targets(target, |conns| conns.map(|c| c.id.to_string()).collect());
+            ids.sort();
+            ids
+        };
+        assert_eq!(seen(Target::All { excluded: &["a"] }), ["b", "c"]);
+        assert_eq!(seen(Target::All { excluded: &[] }), ["a", "b", "c"]);
+        assert_eq!(
+            seen(Target::Group {
+                group: "g",
+                excluded: &["b"]
+            }),
+            ["a"]
+        );
+        assert_eq!(
+            seen(Target::Group {
+                group: "h",
+                excluded: &[]
+            }),
+            ["b"]
+        );
+        assert_eq!(
+            seen(Target::Group {
+                group: "none",
+                excluded: &[]
+            }),
+            [""; 0]
+        );
+        assert_eq!(seen(Target::User("u")), ["c"]);
+        assert_eq!(seen(Target::User("nobody")), [""; 0]);
+        assert_eq!(seen(Target::Connection("b")), ["b"]);
+        assert_eq!(seen(Target::Connection("gone")), [""; 0]);
     }
 }
