@@ -507,6 +507,7 @@ impl Node {
         });
         tokio::spawn(status::heartbeat_loop(shared.clone()));
         tokio::spawn(reap_tokens(shared.clone()));
+        tokio::spawn(connection::keep_alive_loop(shared.clone()));
 
         let (stopped_tx, stopped) = watch::channel(false);
         let node = shared.clone();

@@ -103,8 +103,10 @@ pub(super) struct OutState {
     pub(super) queue: VecDeque<Bytes>,
     /// Bytes of the front frame already written.
     pub(super) written: usize,
-    /// Something was written since the writer last looked (the keep-alive's idle clock).
+    /// Something was written since the last keep-alive tick.
     pub(super) active: bool,
+    /// How long nothing was written, in keep-alive ticks (`Outbox::keep_alive_tick`).
+    idle: std::time::Duration,
     /// The writer is gone: frames are refused.
     pub(super) closed: bool,
     /// Frames were queued under a `Cork` that has not flushed yet (the outbox is on its list).
@@ -211,6 +213,30 @@ impl Outbox {
                 flush: false,
                 ..CloseReason::error()
             });
+        }
+    }
+
+    /// One keep-alive tick of `tick` (the node's sweep, `connection::keep_alive_loop`): a
+    /// connection nothing was written to for `keep_alive` gets `ping`, queued like any frame. A
+    /// write since the last tick (the ping's own included) starts the idle time again.
+    pub fn keep_alive_tick(
+        &self,
+        tick: std::time::Duration,
+        keep_alive: std::time::Duration,
+        ping: &WsFrame,
+    ) {
+        let due = {
+            let mut state = self.shared.lock_state();
+            if std::mem::take(&mut state.active) {
+                state.idle = std::time::Duration::ZERO;
+                false
+            } else {
+                state.idle += tick;
+                state.idle >= keep_alive
+            }
+        };
+        if due {
+            self.send_control(ping);
         }
     }
 
@@ -449,11 +475,6 @@ impl OutboxReceiver {
         } else {
             Poll::Pending
         }
-    }
-
-    /// Whether anything was written since the last call (the keep-alive's idle clock).
-    pub fn take_active(&self) -> bool {
-        std::mem::take(&mut self.shared.lock_state().active)
     }
 
     /// Writes the queue to the direct socket, one vectored write per round, until it is empty
