@@ -600,6 +600,62 @@ mod tests {
         writer_delivers_in_order(server, client, rx, filled + 1).await;
     }
 
+    /// A direct cork's `deliver_all` over more recipients than one submission takes: the first
+    /// `RING_ENTRIES` are written at once (while the caller holds them), the rest are noted and
+    /// written by the flush, one submission each; every recipient gets the frame once.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_direct_fan_out_past_one_submission_writes_the_rest_at_its_flush() {
+        use tokio::io::AsyncReadExt;
+        let node = Arc::new(Stats::default());
+        let count = uring::RING_ENTRIES + 44;
+        let mut pairs = Vec::new();
+        for _ in 0..count {
+            let (server, client) = tcp_pair().await;
+            let (out, rx) = direct(100, &server, node.clone());
+            pairs.push((server, client, out, rx));
+        }
+        let mut cork = Cork::new(uring::available());
+        cork.set_active(true);
+        cork.set_direct(true);
+        if !cork.is_direct() {
+            eprintln!("io_uring is unavailable here: no direct cork to test");
+            return;
+        }
+        let message = frame(9);
+        let calls = Stats::get(&node.client_writes);
+        cork.deliver_all(pairs.iter().map(|(_, _, out, _)| (out, &message)), &node);
+        assert_eq!(
+            Stats::get(&node.client_out),
+            uring::RING_ENTRIES as u64,
+            "the first submission's"
+        );
+        assert_eq!(
+            Stats::get(&node.client_writes),
+            calls + 1,
+            "one submission so far"
+        );
+        assert_eq!(cork.pending.len(), 44, "the rest wait for the flush");
+        assert_eq!(pairs[count - 1].2.writes(), 0, "not written before the flush");
+        assert_eq!(cork.flush(), 44);
+        assert_eq!(Stats::get(&node.client_out), count as u64);
+        assert_eq!(Stats::get(&node.client_writes), calls + 2, "one more submission");
+        for (i, (_, client, out, rx)) in pairs.iter_mut().enumerate() {
+            let mut got = [0u8; 3];
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, [0x82, 1, 9], "recipient {i}");
+            assert_eq!(out.writes(), 1, "recipient {i}: one write");
+            assert_eq!(
+                rx.poll_next(&mut noop_cx()),
+                Poll::Pending,
+                "nothing for its writer"
+            );
+        }
+    }
+
     /// Runs a connection's writer until its queue is empty, while its client reads numbered
     /// frames `0..count` and checks they come in order.
     #[cfg(target_os = "linux")]
