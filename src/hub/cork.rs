@@ -548,13 +548,9 @@ mod tests {
         let delivered = Stats::get(&node.client_out);
         let calls = Stats::get(&node.client_writes);
         let message = numbered(filled);
-        let mut cork = Cork::new(uring::available());
-        cork.set_active(true);
-        cork.set_direct(true);
-        if !cork.is_direct() {
-            eprintln!("io_uring is unavailable here: no direct cork to test");
+        let Some(mut cork) = direct_cork() else {
             return;
-        }
+        };
         for (_, _, out, _) in &pairs {
             assert!(out.deliver_corked(&message, &node, &mut cork));
         }
@@ -615,13 +611,9 @@ mod tests {
             let (out, rx) = direct(100, &server, node.clone());
             pairs.push((server, client, out, rx));
         }
-        let mut cork = Cork::new(uring::available());
-        cork.set_active(true);
-        cork.set_direct(true);
-        if !cork.is_direct() {
-            eprintln!("io_uring is unavailable here: no direct cork to test");
+        let Some(mut cork) = direct_cork() else {
             return;
-        }
+        };
         let message = frame(9);
         let calls = Stats::get(&node.client_writes);
         cork.deliver_all(pairs.iter().map(|(_, _, out, _)| (out, &message)), &node);
@@ -654,6 +646,19 @@ mod tests {
                 "nothing for its writer"
             );
         }
+    }
+
+    /// An active direct cork, or `None` (said on stderr) where io_uring is unavailable.
+    #[cfg(target_os = "linux")]
+    fn direct_cork() -> Option<Cork> {
+        let mut cork = Cork::new(uring::available());
+        cork.set_active(true);
+        cork.set_direct(true);
+        if !cork.is_direct() {
+            eprintln!("io_uring is unavailable here: no direct cork to test");
+            return None;
+        }
+        Some(cork)
     }
 
     /// Runs a connection's writer until its queue is empty, while its client reads numbered

@@ -179,9 +179,13 @@ fn relist<T, U>(mut list: Vec<T>) -> Vec<U> {
         .collect()
 }
 
-/// An empty frame list with room for `frames` (the thread's spare one when there is one).
-fn frame_list<'fd>(frames: usize) -> Vec<FrameRef<'fd>> {
-    let spare = SPARE_FRAMES
+/// A list kept in `spare` (a thread's emptied list of some lifetime), emptied, as a list of any
+/// lifetime with room for `room` (a new one when there is none).
+fn take_spare<S, T>(
+    spare: &'static std::thread::LocalKey<std::cell::RefCell<Vec<S>>>,
+    room: usize,
+) -> Vec<T> {
+    let kept = spare
         .try_with(|spare| {
             spare
                 .try_borrow_mut()
@@ -189,17 +193,17 @@ fn frame_list<'fd>(frames: usize) -> Vec<FrameRef<'fd>> {
                 .unwrap_or_default()
         })
         .unwrap_or_default();
-    let mut list = relist(spare);
-    list.reserve(frames);
+    let mut list = relist(kept);
+    list.reserve(room);
     list
 }
 
-/// Keeps an emptied frame list for the thread's next batch; a one-off huge batch gives its
+/// Keeps an emptied `list` in `spare` for the thread's next batch; a one-off huge list gives its
 /// memory back.
-fn spare_frame_list(list: Vec<FrameRef<'_>>) {
+fn keep_spare<S, T>(spare: &'static std::thread::LocalKey<std::cell::RefCell<Vec<S>>>, list: Vec<T>) {
     if list.capacity() <= 4 * RING_ENTRIES {
         let list = relist(list);
-        let _ = SPARE_FRAMES.try_with(|spare| {
+        let _ = spare.try_with(|spare| {
             if let Ok(mut spare) = spare.try_borrow_mut() {
                 *spare = list;
             }
@@ -212,7 +216,7 @@ impl<'fd, K> Batch<'fd, K> {
     pub fn with_capacity(writes: usize, frames: usize) -> Self {
         Batch {
             writes: Vec::with_capacity(writes),
-            frames: frame_list(frames),
+            frames: take_spare(&SPARE_FRAMES, frames),
             #[cfg(test)]
             hooks: Hooks::default(),
         }
@@ -309,18 +313,8 @@ thread_local! {
 impl<'fd> Sends<'fd> {
     /// Room for `writes` writes (the thread's spare list when there is one).
     pub fn with_capacity(writes: usize) -> Self {
-        let spare = SPARE_SENDS
-            .try_with(|spare| {
-                spare
-                    .try_borrow_mut()
-                    .map(|mut s| std::mem::take(&mut *s))
-                    .unwrap_or_default()
-            })
-            .unwrap_or_default();
-        let mut list = relist(spare);
-        list.reserve(writes);
         Sends {
-            writes: list,
+            writes: take_spare(&SPARE_SENDS, writes),
             #[cfg(test)]
             hooks: Hooks::default(),
         }
@@ -344,48 +338,40 @@ impl<'fd> Sends<'fd> {
     }
 }
 
-/// Keeps an emptied write list for the thread's next `Sends`; a one-off huge one gives its
-/// memory back.
-fn spare_sends(list: Vec<(std::os::fd::BorrowedFd<'_>, &bytes::Bytes)>) {
-    if list.capacity() <= 4 * RING_ENTRIES {
-        let list = relist(list);
-        let _ = SPARE_SENDS.try_with(|spare| {
-            if let Ok(mut spare) = spare.try_borrow_mut() {
-                *spare = list;
-            }
-        });
-    }
-}
-
+/// The test hooks of a `Batch` or a `Sends`.
 #[cfg(test)]
-impl Sends<'_> {
-    /// As `Batch::waiting`.
-    fn waiting(mut self) -> Self {
-        self.hooks.waiting = true;
-        self
-    }
+trait Hooked: Sized {
+    fn hooks(&mut self) -> &mut Hooks;
 
-    /// As `Batch::without_cancel`.
-    fn without_cancel(mut self) -> Self {
-        self.hooks.no_cancel = true;
-        self
-    }
-}
-
-#[cfg(test)]
-impl<K> Batch<'_, K> {
     /// Writes that wait for a full socket instead of answering `EAGAIN` (so they stay pending).
     fn waiting(mut self) -> Self {
-        self.hooks.waiting = true;
+        self.hooks().waiting = true;
         self
     }
 
     /// No cancellation of pending writes: the batch abandons the ring after `WAIT_LIMIT`.
     fn without_cancel(mut self) -> Self {
-        self.hooks.no_cancel = true;
+        self.hooks().no_cancel = true;
         self
     }
+}
 
+#[cfg(test)]
+impl Hooked for Sends<'_> {
+    fn hooks(&mut self) -> &mut Hooks {
+        &mut self.hooks
+    }
+}
+
+#[cfg(test)]
+impl<K> Hooked for Batch<'_, K> {
+    fn hooks(&mut self) -> &mut Hooks {
+        &mut self.hooks
+    }
+}
+
+#[cfg(test)]
+impl<K> Batch<'_, K> {
     /// Panics after pushing the entries, before submitting them.
     fn panicking_after_push(mut self) -> Self {
         self.hooks.panic_after_push = true;
@@ -613,7 +599,7 @@ mod imp {
     pub(super) fn run<K: Copy>(batch: Batch<'_, K>, mut each: impl FnMut(K, WriteResult)) -> bool {
         let Batch { writes, frames, .. } = batch;
         if writes.is_empty() {
-            super::spare_frame_list(frames);
+            super::keep_spare(&super::SPARE_FRAMES, frames);
             return true;
         }
         #[cfg(not(test))]
@@ -642,14 +628,14 @@ mod imp {
             },
             |i, result| each(writes[i].key, result),
         );
-        super::spare_frame_list(frames);
+        super::keep_spare(&super::SPARE_FRAMES, frames);
         ran
     }
 
     pub(super) fn run_sends(sends: super::Sends<'_>, each: impl FnMut(usize, WriteResult)) -> bool {
         let super::Sends { writes, .. } = sends;
         if writes.is_empty() {
-            super::spare_sends(writes);
+            super::keep_spare(&super::SPARE_SENDS, writes);
             return true;
         }
         #[cfg(not(test))]
@@ -667,7 +653,7 @@ mod imp {
             },
             each,
         );
-        super::spare_sends(writes);
+        super::keep_spare(&super::SPARE_SENDS, writes);
         ran
     }
 
@@ -999,7 +985,7 @@ mod tests {
 
     use bytes::Bytes;
 
-    use super::{Batch, Sends, WriteResult, available, imp, leaks};
+    use super::{Batch, Hooked, Sends, WriteResult, available, imp, leaks};
 
     /// Whether io_uring works here; prints why a test is skipped when it does not (Docker's default
     /// seccomp profile refuses `io_uring_setup`, a kernel may lack it).
