@@ -579,12 +579,20 @@ impl Lifetime {
             }
             ChannelKind::Connection(id) => {
                 let (frames, inv) = Frames::decode(payload)?;
+                // A client result is awaited before the request is written: a direct fan-out
+                // writes it at once, and the client may answer before `fan_out` returns.
+                let awaited = match (inv.invocation_id, inv.return_channel) {
+                    (Some(invocation_id), Some(channel)) => {
+                        let key = (Arc::<str>::from(&*id), invocation_id.to_owned());
+                        self.lock_results().insert(key.clone(), channel.to_owned());
+                        Some(key)
+                    }
+                    _ => None,
+                };
                 let found = self.fan_out(Target::Connection(&id), &frames, cork);
-                if let (true, Some(invocation_id), Some(channel)) =
-                    (found > 0, inv.invocation_id, inv.return_channel)
-                {
-                    self.lock_results()
-                        .insert((Arc::from(&*id), invocation_id.to_owned()), channel.to_owned());
+                if let (0, Some(key)) = (found, awaited) {
+                    // Not a connection of this node: nothing to wait for.
+                    self.lock_results().remove(&key);
                 }
             }
             ChannelKind::InternalGroups => {
