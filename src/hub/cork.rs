@@ -28,19 +28,20 @@ use bytes::Bytes;
 /// holds: a corked frame sits in the same queue every other frame of that connection goes
 /// through, and any other sender queues behind it.
 ///
-/// A *direct* cork (`set_direct`: io_uring, one message, no backlog) does not queue at all: it
-/// notes each recipient with the message's frame, and its flush locks each recipient once and
-/// hands the frame itself to the batch when the recipient's queue is empty (the usual case); only
-/// what the socket did not take goes into the queue, for the writer. A recipient with frames
-/// already queued gets this one queued behind them, as in any cork. Frames of other senders
-/// written between the fan-out and its flush may go out first: order holds per sender (one
-/// message per direct cork, and the receive loop flushes in order), as it does for any two
-/// senders.
+/// A *direct* cork (`set_direct`: io_uring, one message, no backlog) does not queue at all:
+/// `deliver_all` locks each recipient once as the caller walks them and hands the frame itself
+/// to one `uring::Sends` when the recipient's queue is empty (the usual case), then writes them;
+/// only what a socket did not take goes into its queue, for the writer. A recipient with frames
+/// already queued gets this one queued behind them, for its writer. Recipients past the first
+/// `uring::RING_ENTRIES` (and any handed over one at a time, `Outbox::deliver_corked`) are noted
+/// in `pending` and written the same way by `flush`. Frames of other senders written between the
+/// fan-out and its flush may go out first: order holds per sender (one message per direct cork,
+/// and the receive loop flushes in order), as it does for any two senders.
 #[derive(Default)]
 pub(crate) struct Cork {
     active: bool,
     batched: bool,
-    /// Deliveries are noted in `pending` instead of queued (see above).
+    /// Deliveries are written by `deliver_all` or noted in `pending`, never queued (see above).
     direct: bool,
     /// A direct cork's deliveries left for its flush: each recipient with its frame.
     pending: Vec<(Outbox, bytes::Bytes)>,
@@ -238,10 +239,11 @@ fn release<'a>(
 }
 
 /// A direct cork's writes to the next `uring::RING_ENTRIES` of `recipients` (see `Cork`), in one
-/// pass over them; returns whether any are left. Each is locked once (`try_lock`, as in `flush_together`: one held elsewhere gets its frame
-/// through `deliver` afterwards), and one whose queue is empty (the usual case) stays locked while
-/// its frame, the frame itself, is written by one `uring::Sends` with everyone else's; only what
-/// its socket did not take is queued for its writer. One with frames already queued (or no direct
+/// pass over them; returns whether any may be left. Each is locked once (`try_lock`, as in
+/// `flush_together`: one held elsewhere gets its frame through `deliver` afterwards), and one
+/// whose queue is empty (the usual case) stays locked while its frame, the frame itself, is
+/// written by one `uring::Sends` with everyone else's; only what its socket did not take is
+/// queued for its writer. One with frames already queued (or no direct
 /// socket, or a writer ending the connection) gets the frame queued behind them and is let go at
 /// once, its writer woken; one that is closed or too slow is let go at once too.
 #[cfg(target_os = "linux")]
@@ -526,8 +528,8 @@ mod tests {
 
     /// A direct cork (one message, io_uring): a recipient with an empty queue gets the frame
     /// written by the batch without it ever being queued; one with frames already queued gets it
-    /// behind them, for its writer; one whose socket is full has it queued for its writer, in order; a closed one
-    /// gets nothing, and nothing is counted for it.
+    /// behind them, for its writer; one whose socket is full has it queued for its writer, in
+    /// order; a closed one gets nothing, and nothing is counted for it.
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_direct_cork_writes_the_frame_itself_and_queues_only_what_a_socket_refuses() {

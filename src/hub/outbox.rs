@@ -105,7 +105,7 @@ pub(super) struct OutState {
     pub(super) written: usize,
     /// Something was written since the last keep-alive tick.
     pub(super) active: bool,
-    /// How long nothing was written, in keep-alive ticks (`Outbox::keep_alive_tick`).
+    /// How long nothing was written, counted in keep-alive ticks (`Outbox::keep_alive_tick`).
     idle: std::time::Duration,
     /// The writer is gone: frames are refused.
     pub(super) closed: bool,

@@ -255,18 +255,6 @@ impl Registry {
         self.read().connections.contains_key(id)
     }
 
-    /// Calls `f` for every local connection of `user`.
-    pub fn for_user(&self, user: &str, mut f: impl FnMut(&LocalConnection)) {
-        let state = self.read();
-        if let Some(members) = state.users.get(user) {
-            for id in members {
-                if let Some(conn) = state.connections.get(id) {
-                    f(conn);
-                }
-            }
-        }
-    }
-
     /// Calls `f` with the local connections `target` reaches, as one iterator under the read
     /// lock, so a fan-out can hold on to them while it writes (`Cork::deliver_all`): every
     /// connection not excluded, a group's members not excluded, a user's connections, or one.

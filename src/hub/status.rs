@@ -113,10 +113,11 @@ pub(crate) struct HoldsQuery {
 fn holds(node: &NodeShared, q: &HoldsQuery) -> Holds {
     let mut holds = Holds::default();
     if let Some(user) = &q.user {
-        let mut n = 0u64;
-        node.registry.for_user(user, |_| n += 1);
+        let n = node
+            .registry
+            .with_targets(super::registry::Target::User(user), |conns| conns.count());
         holds.user = Some(user.clone());
-        holds.user_connections = Some(n);
+        holds.user_connections = Some(n as u64);
     }
     if let Some(id) = &q.connection {
         holds.connection = Some(id.clone());
