@@ -1,8 +1,9 @@
 //! Many socket writes in one system call: a fan-out's sends submitted together through io_uring.
 //!
-//! Owns the thread's ring and every byte the kernel may read during a batch. Called by the cork's
-//! batched flush (`cork::flush_together`) and by the node's start (`available`); uses `io_uring`,
-//! `libc` and `bytes` only, nothing of the hub. Together with `syscalls` it is the only place in
+//! Owns the thread's ring and every byte the kernel may read during a batch. Called by the cork
+//! (`Batch` from its batched flush, `cork::flush_together`; `Sends` from a direct fan-out,
+//! `cork::write_direct`) and by the node's start (`available`); uses `io_uring`, `libc` and
+//! `bytes` only, nothing of the hub. Together with `syscalls` it is the only place in
 //! the hub with `unsafe`.
 //!
 //! Issue 8 measured where a delivery's user time goes (`scripts/fanout-profile.sh BIN perf`): with
