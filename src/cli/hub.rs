@@ -90,6 +90,12 @@ pub struct HubArgs {
     #[arg(long)]
     pub no_io_uring: bool,
 
+    /// Threads that serve client connections (default: one per CPU core). Each runs a
+    /// single-threaded runtime; accepted connections are dealt to them in turn and stay on
+    /// theirs. The first thread also runs the backplane and the monitor endpoints.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     /// Frames queued per client before it is disconnected as too slow.
     #[arg(long, default_value_t = config::DEFAULT_OUTBOUND_QUEUE)]
     pub outbound_queue: usize,
@@ -248,6 +254,14 @@ impl HubArgs {
             .map_err(|e| format!("--auth jwt: {e}"))
     }
 
+    /// `--threads`, or one per CPU core.
+    pub(super) fn threads(&self) -> usize {
+        match self.threads {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
     pub(super) fn node_config(&self) -> anyhow::Result<NodeConfig> {
         let mut config = NodeConfig::new(self.name.clone());
         config.listen = self.listen;
@@ -265,6 +279,7 @@ impl HubArgs {
             invocation_burst: self.invocation_burst,
         };
         config.io_uring = !self.no_io_uring;
+        config.threads = self.threads();
         config.outbound_queue = self.outbound_queue;
         config.keep_alive = Duration::from_secs(self.keep_alive_secs.max(1));
         config.client_timeout = Duration::from_secs(self.client_timeout_secs.max(1));

@@ -341,7 +341,9 @@ fn print_report<T: serde::Serialize>(
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Hub(args)) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            // The node's first thread: the backplane, the accept loop, the monitor endpoints
+            // and its share of the connections. The others are the node's (`--threads`).
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;

@@ -49,7 +49,7 @@ use crate::protocol::negotiate;
 /// the shutdown grace period). Upgraded WebSockets are tracked by the node, not here.
 pub async fn serve<L>(mut listener: L, node: Arc<NodeShared>)
 where
-    L: axum::serve::Listener<Addr = SocketAddr>,
+    L: axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr>,
 {
     let router = router(node.clone());
     let connections = TaskTracker::new();
@@ -83,12 +83,29 @@ where
             node: node.clone(),
             ip: node.per_ip_cap.map(|_| ip),
         }));
-        match node.tls.clone() {
-            Some(acceptor) => {
-                connections.spawn(serve_tls(io, acceptor, router.clone(), slot, peer, node.clone()))
-            }
-            None => connections.spawn(serve_connection(io, router.clone(), slot, peer, node.clone())),
+        let Some(thread) = node.threads.next() else {
+            connections.spawn(serve_any(io, router.clone(), slot, peer, node.clone()));
+            continue;
         };
+        // Another thread's runtime: the socket leaves this runtime's reactor and joins that one's,
+        // so every wake-up of the connection happens on the thread that serves it.
+        let io = match io.into_std() {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::debug!(error = %e, "an accepted socket could not be moved to its thread");
+                continue;
+            }
+        };
+        let (router, node) = (router.clone(), node.clone());
+        connections.spawn_on(
+            async move {
+                match tokio::net::TcpStream::from_std(io) {
+                    Ok(io) => serve_any(io, router, slot, peer, node).await,
+                    Err(e) => tracing::debug!(error = %e, "an accepted socket could not join its thread"),
+                }
+            },
+            thread,
+        );
     }
     drop(listener);
     connections.close();
@@ -97,6 +114,20 @@ where
         .is_err()
     {
         tracing::debug!("some HTTP connections did not finish within the shutdown grace period");
+    }
+}
+
+/// Serves one accepted socket: TLS first when the node serves HTTPS.
+async fn serve_any(
+    io: tokio::net::TcpStream,
+    router: Router,
+    slot: ConnSlot,
+    peer: SocketAddr,
+    node: Arc<NodeShared>,
+) {
+    match node.tls.clone() {
+        Some(acceptor) => serve_tls(io, acceptor, router, slot, peer, node).await,
+        None => serve_connection(io, router, slot, peer, node).await,
     }
 }
 

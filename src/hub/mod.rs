@@ -7,6 +7,7 @@
 //! - `registry`: local connections, groups and users, with reference-counted subscriptions.
 //! - `lifetime`: routing of sends (local or via the backplane) and the backplane receive side.
 //! - `dispatch`: the chat hub's methods.
+//! - `threads`: where each accepted connection is served (`--threads`).
 //! - `ws`: the WebSocket wire format: server frames encoded once per message, the client frame reader.
 //! - `stats`: counters and the monitor snapshot; `status`: the monitor endpoints and heartbeat;
 //!   `metrics`: the same counters in the Prometheus text format (`GET /metrics`); `access`: who may
@@ -36,6 +37,7 @@ const CORK_BATCH: usize = 64;
 pub(crate) mod stats;
 mod status;
 mod syscalls;
+mod threads;
 mod uring;
 mod ws;
 
@@ -84,6 +86,10 @@ pub struct NodeConfig {
     /// Submit a fan-out's socket writes together through io_uring where the kernel allows it
     /// (`hub::uring`); off, every delivery is its own `send`.
     pub io_uring: bool,
+    /// Threads that serve connections (`threads::Threads`): 1 keeps every connection on the
+    /// runtime that starts the node; N adds N - 1 current-thread runtimes, and accepted
+    /// connections are dealt to the N in turn.
+    pub threads: usize,
     /// Server ping interval when nothing else was sent.
     pub keep_alive: Duration,
     /// Silence after which a client is dropped, counted from its handshake and then from its last
@@ -150,6 +156,7 @@ impl NodeConfig {
             max_message_size: config::DEFAULT_MAX_MESSAGE_SIZE,
             max_groups_per_connection: config::DEFAULT_MAX_GROUPS_PER_CONNECTION,
             io_uring: true,
+            threads: 1,
             keep_alive: config::DEFAULT_KEEP_ALIVE,
             client_timeout: config::DEFAULT_CLIENT_TIMEOUT,
             handshake_timeout: config::DEFAULT_HANDSHAKE_TIMEOUT,
@@ -201,6 +208,8 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("starting the connection threads: {0}")]
+    Threads(std::io::Error),
     #[error("invalid Redis URL {url:?}: {reason}")]
     RedisUrl { url: String, reason: String },
     #[error("invalid hub path {0:?}: it must start with '/' and not end with '/'")]
@@ -230,6 +239,8 @@ pub(crate) struct NodeShared {
     pub per_ip_cap: Option<usize>,
     /// The TLS acceptor when the node serves HTTPS (built once from `config.tls`).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Where each accepted connection is served.
+    pub threads: threads::Threads,
     pub started: Instant,
     pub started_at: SystemTime,
 }
@@ -367,6 +378,8 @@ impl Node {
             source,
         })?;
 
+        let threads =
+            threads::Threads::start(config.threads, "switchboard-conn").map_err(NodeError::Threads)?;
         let registry = Arc::new(Registry::with_max_groups(config.max_groups_per_connection.max(1)));
         let stats = Arc::new(Stats::default());
         let per_ip_cap = limits::per_ip_cap(
@@ -396,6 +409,7 @@ impl Node {
             per_ip: limits::PerIp::default(),
             per_ip_cap,
             tls,
+            threads,
             started: Instant::now(),
             started_at: SystemTime::now(),
         });
@@ -412,6 +426,7 @@ impl Node {
             scheme = shared.scheme(),
             backplane = shared.lifetime.backplane().kind(),
             writes = if batched { "io_uring" } else { "send" },
+            threads = shared.threads.count(),
             "hub node listening"
         );
         match &shared.config.auth {
@@ -647,6 +662,7 @@ impl NodeHandle {
             let _ = node.lifetime.backplane().unsubscribe(&channel).await;
         }
         self.stopped().await;
+        node.threads.stop();
     }
 
     /// Resolves when the node has stopped (after `shutdown`).
