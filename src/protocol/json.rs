@@ -296,6 +296,15 @@ pub fn parse_value(text: &[u8]) -> Result<Value, serde_json::Error> {
 /// property's error is the one reported), and any other property is skipped without building
 /// its value.
 pub fn decode(body: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
+    // A chat message or a ping, read without serde (`json_fast`); anything else in full.
+    if let Some(message) = super::json_fast::decode(body) {
+        return Ok(Some(message));
+    }
+    decode_full(body)
+}
+
+/// `decode` through serde, for every message shape (and with the error text of a bad one).
+pub(super) fn decode_full(body: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
     let mut failure = None;
     let mut fields = Fields::default();
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -685,7 +694,20 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none of them needs escaping (most text).
+        while let Some(word) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            if needs_escape(word) {
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        i += 1;
         let short: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -697,7 +719,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
             0..=0x1f => &[],
             _ => continue,
         };
-        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(&bytes[start..i - 1]);
         if short.is_empty() {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
@@ -705,10 +727,23 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
         } else {
             out.extend_from_slice(short);
         }
-        start = i + 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `word` is `"`, `\\` or a control character (below 0x20):
+/// the usual has-zero-byte test, on the word XOR each character and on the word less 0x20.
+/// Exact about whether one is there (which one, the byte loop finds).
+pub(super) fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    (below(word ^ (ONES * u64::from(b'"')), 1)
+        | below(word ^ (ONES * u64::from(b'\\')), 1)
+        | below(word, 0x20))
+        != 0
 }
 
 /// Serializes a string or a number with serde_json. Writing these into a `Vec` cannot fail (no
@@ -861,6 +896,24 @@ mod tests {
                 serde_json::to_string(text).unwrap(),
                 "{text:?}"
             );
+        }
+        // Each character that needs escaping, and some that do not, at every place in the
+        // eight-byte words the writer skips: before, inside and after a word.
+        for special in [
+            '"', '\\', '\n', '\u{0}', '\u{1f}', ' ', '!', '#', '[', ']', '\u{7f}', 'é', '😀',
+        ] {
+            for at in 0..20 {
+                let mut text: String = "abcdefghijklmnopqrs".chars().take(at).collect();
+                text.push(special);
+                text.push_str("tail-of-text");
+                let mut ours = Vec::new();
+                write_str(&mut ours, &text);
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    serde_json::to_string(&text).unwrap(),
+                    "{text:?}"
+                );
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod framing;
 pub mod handshake;
 pub mod json;
+mod json_fast;
 pub mod message;
 pub mod msgpack;
 pub mod negotiate;

@@ -1,0 +1,245 @@
+//! The JSON protocol's common case, read without serde: an invocation (type 1) or a ping (type 6)
+//! whose properties are `type`, `target`, `invocationId`, `arguments` and `streamIds` only, each
+//! at most once, with string arguments and no escape in any string. That is what the official
+//! clients send for a chat message.
+//!
+//! Anything else, valid or not, is not this reader's: it answers `None`, and `json::decode` reads
+//! the message in full (with its exact error text for a bad one). So whatever this reader
+//! accepts, it reads as `json::decode` does (a test holds the two to it).
+
+use super::message::{HubMessage, Value};
+
+/// The message, when it is of the common shape; `None` for anything else.
+pub(super) fn decode(body: &[u8]) -> Option<HubMessage> {
+    let mut scan = Scan { bytes: body, at: 0 };
+    let mut message_type = None;
+    let mut target: Option<&str> = None;
+    let mut invocation_id: Option<&str> = None;
+    let mut arguments: Option<Vec<Value>> = None;
+    let mut stream_ids: Option<Vec<String>> = None;
+    scan.eat(b'{')?;
+    loop {
+        let key = scan.string()?;
+        scan.eat(b':')?;
+        match key {
+            "type" if message_type.is_none() => message_type = Some(scan.small_int()?),
+            "target" if target.is_none() => target = Some(scan.string()?),
+            "invocationId" if invocation_id.is_none() => invocation_id = Some(scan.string()?),
+            "arguments" if arguments.is_none() => {
+                let mut values = Vec::new();
+                scan.strings(|s| values.push(Value::from(s)))?;
+                arguments = Some(values);
+            }
+            "streamIds" if stream_ids.is_none() => {
+                let mut ids = Vec::new();
+                scan.strings(|s| ids.push(s.to_owned()))?;
+                stream_ids = Some(ids);
+            }
+            _ => return None,
+        }
+        match scan.next()? {
+            b',' => {}
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    scan.skip_space();
+    if scan.at != body.len() {
+        return None;
+    }
+    match message_type? {
+        1 => Some(HubMessage::Invocation {
+            headers: Vec::new(),
+            invocation_id: invocation_id.filter(|id| !id.is_empty()).map(str::to_owned),
+            target: target.filter(|t| !t.is_empty())?.to_owned(),
+            arguments: arguments?,
+            stream_ids,
+        }),
+        6 => Some(HubMessage::Ping),
+        _ => None,
+    }
+}
+
+/// A cursor over the body.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte after any whitespace.
+    fn next(&mut self) -> Option<u8> {
+        self.skip_space();
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, expected: u8) -> Option<()> {
+        (self.next()? == expected).then_some(())
+    }
+
+    /// A string without escapes or control characters, as UTF-8.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let rest = &self.bytes[start..];
+        // Eight bytes at a time while none ends the string or needs escaping.
+        let mut len = 0;
+        while let Some(word) = rest.get(len..len + 8) {
+            if super::json::needs_escape(u64::from_le_bytes(word.try_into().unwrap_or_default())) {
+                break;
+            }
+            len += 8;
+        }
+        len += rest[len..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        std::str::from_utf8(&rest[..len]).ok()
+    }
+
+    /// A one-digit message type (every type SignalR defines is one digit).
+    fn small_int(&mut self) -> Option<u8> {
+        let digit = self.next()?;
+        if !digit.is_ascii_digit()
+            || self
+                .bytes
+                .get(self.at)
+                .is_some_and(|b| b.is_ascii_digit() || *b == b'.' || *b == b'e' || *b == b'E')
+        {
+            return None;
+        }
+        Some(digit - b'0')
+    }
+
+    /// An array of strings, each handed to `each`.
+    fn strings(&mut self, mut each: impl FnMut(&'a str)) -> Option<()> {
+        self.eat(b'[')?;
+        self.skip_space();
+        if self.bytes.get(self.at) == Some(&b']') {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            each(self.string()?);
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the official clients send, and shapes around it.
+    const COMMON: &[&str] = &[
+        r#"{"arguments":["alice","hello"],"invocationId":"0","target":"SendMessage","type":1}"#,
+        r#"{"arguments":["alice","hello"],"target":"SendMessage","type":1}"#,
+        r#"{"type":1,"target":"SendMessage","arguments":["alice","hello"],"streamIds":[]}"#,
+        r#"{"type":1,"invocationId":"","target":"JoinGroup","arguments":["room"]}"#,
+        r#" { "type" : 1 , "target" : "Echo" , "arguments" : [ ] } "#,
+        r#"{"type":1,"target":"SendMessage","arguments":["ünï","😀 text"],"streamIds":["1","2"]}"#,
+        r#"{"type":6}"#,
+        r#"{"type":6,"target":"x"}"#,
+    ];
+
+    /// Not this reader's: it must answer None (the full decoder reads or refuses them).
+    const OTHER: &[&str] = &[
+        r#"{"type":1,"target":"SendMessage","arguments":["a\"b","c"]}"#,
+        r#"{"type":1,"target":"SendMessage","arguments":["a\u0041","c"]}"#,
+        r#"{"type":1,"target":"SendMessage","arguments":[1,"c"]}"#,
+        r#"{"type":1,"target":"SendMessage","arguments":[null]}"#,
+        r#"{"type":1,"target":"SendMessage","arguments":[{"a":1}]}"#,
+        r#"{"type":1,"target":"","arguments":[]}"#,
+        r#"{"type":1,"arguments":[]}"#,
+        r#"{"type":1,"target":"X"}"#,
+        r#"{"type":1,"type":1,"target":"X","arguments":[]}"#,
+        r#"{"type":1,"target":"X","target":"Y","arguments":[]}"#,
+        r#"{"type":1,"target":"X","arguments":[],"headers":{"a":"b"}}"#,
+        r#"{"type":10,"target":"X","arguments":[]}"#,
+        r#"{"type":1.0,"target":"X","arguments":[]}"#,
+        r#"{"type":1e0,"target":"X","arguments":[]}"#,
+        r#"{"type":"1","target":"X","arguments":[]}"#,
+        r#"{"type":3,"invocationId":"1"}"#,
+        r#"{"type":7}"#,
+        r#"{"type":1,"target":"X","arguments":[]}x"#,
+        r#"{"type":1,"target":"X","arguments":[],}"#,
+        r#"{"type":1,"target":"X","arguments":["a",]}"#,
+        r#"{"type":1,"target":"X","arguments":["a"}"#,
+        r#"{"type":1,"target":"X","arguments":["a"]"#,
+        r#"{"type":1,"target":"X","arguments":["a	b"]}"#,
+        r#"{"type":1,"target":"X","arguments":[],"invocationId":null}"#,
+        r#"{}"#,
+        r#"[]"#,
+        r#""#,
+        r#"{"type":1,"target":"X","arguments":[]}}"#,
+    ];
+
+    #[test]
+    fn the_common_shapes_read_as_the_full_decoder_reads_them() {
+        for text in COMMON {
+            let fast = decode(text.as_bytes());
+            assert!(fast.is_some(), "not read by the fast path: {text}");
+            assert_eq!(
+                fast,
+                super::super::json::decode_full(text.as_bytes()).unwrap(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_json_vector_reads_as_the_full_decoder_reads_it_or_is_left_to_it() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/vectors.json")).expect("vectors");
+        let mut read = 0;
+        for vector in file["vectors"].as_array().expect("array") {
+            if vector["category"] != "json-hub" {
+                continue;
+            }
+            let hex = vector["hex"].as_str().expect("hex");
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            let body = bytes.strip_suffix(&[0x1e]).expect("a JSON message ends with RS");
+            if let Some(fast) = decode(body) {
+                read += 1;
+                assert_eq!(
+                    Some(fast),
+                    super::super::json::decode_full(body).unwrap(),
+                    "{}",
+                    vector["id"]
+                );
+            }
+        }
+        // The ping and the string-only invocation.
+        assert_eq!(read, 2);
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_full_decoder() {
+        for text in OTHER {
+            assert_eq!(decode(text.as_bytes()), None, "read by the fast path: {text}");
+        }
+        // Invalid UTF-8 inside a string.
+        assert_eq!(
+            decode(b"{\"type\":1,\"target\":\"X\",\"arguments\":[\"\xff\"]}"),
+            None
+        );
+    }
+}
