@@ -15,6 +15,8 @@
 //! received from the backplane never does (its subscription and ack run in a spawned task, so
 //! the receive path keeps reading).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -94,12 +96,50 @@ impl<'p> Frames<'p> {
     }
 
     /// The serialization map written to the backplane: every protocol we have.
+    #[cfg(test)]
     fn serializations(&self) -> Vec<(&'static str, &[u8])> {
         [Protocol::Json, Protocol::MessagePack]
             .into_iter()
             .filter_map(|protocol| Some((protocol.name(), self.for_protocol(protocol)?.payload())))
             .collect()
     }
+}
+
+/// The backplane payload of `message` (B.6.2), with a serialization for each protocol: each is
+/// written into a buffer this thread keeps, and the payload is the one allocation. (The frames
+/// that local clients get are made from the payload by the node's own subscription.)
+fn invocation_payload(excluded: &[&str], message: &HubMessage) -> Bytes {
+    /// Room for MessagePack's VarInt length prefix, written before the body once its length is
+    /// known.
+    const PREFIX: usize = 10;
+    /// A buffer grown past this by a large message is let go, not kept by the thread.
+    const KEEP: usize = 64 * 1024;
+    thread_local! {
+        static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    }
+    SCRATCH.with_borrow_mut(|(json, msgpack)| {
+        json.clear();
+        crate::protocol::json::encode_into(message, json);
+        msgpack.clear();
+        msgpack.resize(PREFIX, 0);
+        crate::protocol::msgpack::encode_body_into(message, msgpack);
+        let (prefix, n) = crate::protocol::framing::varint(msgpack.len() - PREFIX);
+        msgpack[PREFIX - n..PREFIX].copy_from_slice(&prefix[..n]);
+        let payload = wire::encode_invocation(
+            excluded,
+            &[
+                (Protocol::Json.name(), json),
+                (Protocol::MessagePack.name(), &msgpack[PREFIX - n..]),
+            ],
+            None,
+        );
+        for buffer in [json, msgpack] {
+            if buffer.capacity() > KEEP {
+                *buffer = Vec::new();
+            }
+        }
+        payload
+    })
 }
 
 /// Why a remote group operation failed.
@@ -133,6 +173,8 @@ pub(crate) struct Lifetime {
     pending_results: Mutex<HashMap<(Arc<str>, String), String>>,
     /// The node's inbox: notifies when a control message (an ack, maybe ours) was dropped.
     inbox: Inbox,
+    /// `channels.all()`, made once: every broadcast publishes to it.
+    all_channel: String,
 }
 
 /// The backplane with the node's publish accounting; shared with the tasks that finish remote
@@ -235,6 +277,7 @@ impl Lifetime {
         inbox: Inbox,
     ) -> Self {
         Lifetime {
+            all_channel: channels.all(),
             channels,
             server_name,
             forwarder: Arc::new(Forwarder::new(backplane, stats.clone())),
@@ -308,37 +351,26 @@ impl Lifetime {
     /// Sends `message` to `target` (B.5): a local connection is written directly; everything else
     /// is published once, and reaches local clients through this node's own subscription.
     pub async fn send(&self, target: Target<'_>, message: &HubMessage) {
-        if let Target::Connection(id) = target {
-            // A local recipient needs its own protocol only: no backplane payload is built.
-            let delivered = self.registry.with_connection(id, |c| {
-                let frame = frame_of(c.protocol, message);
-                c.outbox.deliver(&frame, &self.stats);
-            });
-            if delivered {
-                return;
-            }
-        }
-        let frames = Frames::serialize(message);
-        self.send_frames(target, &frames).await;
-    }
-
-    /// `send` with a message already serialized.
-    pub async fn send_frames(&self, target: Target<'_>, frames: &Frames<'_>) {
         if let Target::User("") = target {
             return; // ASP.NET Core skips empty user ids
         }
-        let (channel, excluded): (String, &[&str]) = match target {
+        let (channel, excluded): (Cow<'_, str>, &[&str]) = match target {
             Target::Connection(id) => {
-                if self.deliver_local(target, frames) {
+                // A local recipient needs its own protocol only: no backplane payload is built.
+                let delivered = self.registry.with_connection(id, |c| {
+                    let frame = frame_of(c.protocol, message);
+                    c.outbox.deliver(&frame, &self.stats);
+                });
+                if delivered {
                     return;
                 }
-                (self.channels.connection(id), &[])
+                (Cow::Owned(self.channels.connection(id)), &[])
             }
-            Target::All { excluded } => (self.channels.all(), excluded),
-            Target::Group { group, excluded } => (self.channels.group(group), excluded),
-            Target::User(user) => (self.channels.user(user), &[]),
+            Target::All { excluded } => (Cow::Borrowed(&self.all_channel), excluded),
+            Target::Group { group, excluded } => (Cow::Owned(self.channels.group(group)), excluded),
+            Target::User(user) => (Cow::Owned(self.channels.user(user)), &[]),
         };
-        let payload = wire::encode_invocation(excluded, &frames.serializations(), None);
+        let payload = invocation_payload(excluded, message);
         if let Target::Connection(_) = target {
             // Awaited: a remote connection's message is lost when the publish failed (counted
             // as a forward failure) or when no node has that connection's channel subscribed.
@@ -353,7 +385,7 @@ impl Lifetime {
         if self.forwarder.publish_counted(&channel, payload).await.is_err() {
             // The message never reached Redis, so our own subscription will not bring it back:
             // local clients get it directly.
-            self.deliver_local(target, frames);
+            self.deliver_local(target, &Frames::serialize(message));
         }
     }
 
@@ -655,6 +687,25 @@ impl Lifetime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The payload written straight from the thread's buffers is the one the message's frames
+    /// give, byte for byte: for a chat message, with exclusions, and for a message whose
+    /// MessagePack length prefix takes several bytes (and whose buffers are let go after).
+    #[test]
+    fn an_invocation_payload_carries_each_protocols_frame_payload() {
+        let chat = HubMessage::invocation("ReceiveMessage", vec!["ann".into(), "hi \"there\"\n".into()]);
+        let big = HubMessage::invocation("ReceiveMessage", vec!["ann".into(), "x".repeat(100_000).into()]);
+        for (excluded, message) in [
+            (&[][..], &chat),
+            (&["c1", "c2"][..], &chat),
+            (&[][..], &big),
+            (&[][..], &chat),
+        ] {
+            let frames = Frames::serialize(message);
+            let expected = wire::encode_invocation(excluded, &frames.serializations(), None);
+            assert_eq!(invocation_payload(excluded, message), expected);
+        }
+    }
 
     /// A received message's frames are made on first use, once, from its own serialization; a
     /// JSON serialization that is not UTF-8 gives no frame.
