@@ -699,7 +699,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
         // Eight bytes at a time while none of them needs escaping (most text).
         while let Some(word) = bytes.get(i..i + 8) {
             let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            if needs_escape(word) {
+            if super::json_fast::needs_escape(word) {
                 break;
             }
             i += 8;
@@ -731,19 +731,6 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
-}
-
-/// Whether any of the eight bytes of `word` is `"`, `\\` or a control character (below 0x20):
-/// the usual has-zero-byte test, on the word XOR each character and on the word less 0x20.
-/// Exact about whether one is there (which one, the byte loop finds).
-pub(super) fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
-    (below(word ^ (ONES * u64::from(b'"')), 1)
-        | below(word ^ (ONES * u64::from(b'\\')), 1)
-        | below(word, 0x20))
-        != 0
 }
 
 /// Serializes a string or a number with serde_json. Writing these into a `Vec` cannot fail (no
@@ -915,6 +902,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_common_shapes_read_as_the_full_decoder_reads_them() {
+        for text in crate::protocol::json_fast::tests::COMMON {
+            let fast = crate::protocol::json_fast::decode(text.as_bytes());
+            assert!(fast.is_some(), "not read by the fast path: {text}");
+            assert_eq!(fast, decode_full(text.as_bytes()).unwrap(), "{text}");
+        }
+    }
+
+    #[test]
+    fn every_json_vector_reads_as_the_full_decoder_reads_it_or_is_left_to_it() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/vectors.json")).expect("vectors");
+        let mut read = 0;
+        for vector in file["vectors"].as_array().expect("array") {
+            if vector["category"] != "json-hub" {
+                continue;
+            }
+            let hex = vector["hex"].as_str().expect("hex");
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            let body = bytes.strip_suffix(&[0x1e]).expect("a JSON message ends with RS");
+            if let Some(fast) = crate::protocol::json_fast::decode(body) {
+                read += 1;
+                assert_eq!(Some(fast), decode_full(body).unwrap(), "{}", vector["id"]);
+            }
+        }
+        // The ping and the string-only invocation.
+        assert_eq!(read, 2);
     }
 
     fn decode_str(text: &str) -> Result<Option<HubMessage>, ProtocolError> {
