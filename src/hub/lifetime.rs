@@ -16,10 +16,10 @@
 //! the receive path keeps reading).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,11 +37,12 @@ use crate::protocol::{CompletionResult, HubMessage, Protocol};
 /// message and written as-is to every local recipient of that protocol.
 ///
 /// Frames of a message received from the backplane are made on first use: a node whose clients
-/// all speak one protocol never frames the other serialization.
+/// all speak one protocol never frames the other serialization. (A `OnceCell`: a message's frames
+/// are made and used on the one thread that handles the message.)
 #[derive(Debug, Default)]
 pub(crate) struct Frames<'p> {
-    json: OnceLock<Option<WsFrame>>,
-    msgpack: OnceLock<Option<WsFrame>>,
+    json: OnceCell<Option<WsFrame>>,
+    msgpack: OnceCell<Option<WsFrame>>,
     /// The serializations not framed yet, each protocol's in the received payload.
     raw: Raw<'p>,
 }
@@ -57,8 +58,8 @@ impl<'p> Frames<'p> {
     /// Serializes `message` once per protocol.
     pub fn serialize(message: &HubMessage) -> Frames<'static> {
         Frames {
-            json: OnceLock::from(Some(frame_of(Protocol::Json, message))),
-            msgpack: OnceLock::from(Some(frame_of(Protocol::MessagePack, message))),
+            json: OnceCell::from(Some(frame_of(Protocol::Json, message))),
+            msgpack: OnceCell::from(Some(frame_of(Protocol::MessagePack, message))),
             raw: Raw::default(),
         }
     }
