@@ -14,7 +14,14 @@ use super::message::{HubMessage, Value};
 
 /// The message, when it is of the common shape; `None` for anything else.
 pub(super) fn decode(body: &[u8]) -> Option<HubMessage> {
-    let mut scan = Scan { bytes: body, at: 0 };
+    // Checked once for the whole body (a word at a time where it is ASCII), not string by
+    // string: the strings are then slices of it.
+    let text = std::str::from_utf8(body).ok()?;
+    let mut scan = Scan {
+        text,
+        bytes: body,
+        at: 0,
+    };
     let mut message_type = None;
     let mut target: Option<&str> = None;
     let mut invocation_id: Option<&str> = None;
@@ -78,6 +85,8 @@ pub(super) fn needs_escape(word: u64) -> bool {
 
 /// A cursor over the body.
 struct Scan<'a> {
+    text: &'a str,
+    /// `text`'s bytes.
     bytes: &'a [u8],
     at: usize,
 }
@@ -101,7 +110,7 @@ impl<'a> Scan<'a> {
         (self.next()? == expected).then_some(())
     }
 
-    /// A string without escapes or control characters, as UTF-8.
+    /// A string without escapes or control characters.
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
@@ -121,7 +130,8 @@ impl<'a> Scan<'a> {
             return None;
         }
         self.at = start + len + 1;
-        std::str::from_utf8(&rest[..len]).ok()
+        // Both ends are next to a quote, so on character boundaries.
+        self.text.get(start..start + len)
     }
 
     /// A one-digit message type (every type SignalR defines is one digit).
