@@ -67,6 +67,98 @@ async fn hub_serves_then_shuts_down_gracefully_on_sigterm() {
     assert!(exit.success(), "exit status {exit:?}");
 }
 
+/// `--threads 3`: the node runs two connection threads beside its own (named in /proc), six
+/// clients dealt to the three all get a message sent on any of them, and SIGTERM still closes
+/// every client with allowReconnect and ends the process with 0 (the threads stop with it).
+#[tokio::test]
+async fn a_hub_on_three_threads_delivers_across_them_and_shuts_down() {
+    let mut child = Command::new(BIN)
+        .args([
+            "hub",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "threads",
+            "--threads",
+            "3",
+        ])
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = within("startup line", line).await.unwrap().unwrap();
+    let hub_url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.ends_with("/chat"))
+        .unwrap_or_else(|| panic!("no hub URL in {line:?}"))
+        .to_string();
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| name.starts_with("switchboard-con"))
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "two connection threads beside the node's own: {names:?}"
+    );
+
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(
+            within("connect", HubClient::connect(&hub_url, ClientOptions::default()))
+                .await
+                .unwrap(),
+        );
+    }
+    // Each client in turn sends once: every message reaches all six, whichever thread serves them.
+    for (i, sender) in clients.iter().enumerate() {
+        within(
+            "send",
+            sender.invoke("SendMessage", str_args(&["user", &format!("m{i}")])),
+        )
+        .await
+        .unwrap();
+    }
+    for client in &mut clients {
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            match within("receive", client.recv()).await {
+                Some(ClientEvent::Invocation { target, arguments }) if target == "ReceiveMessage" => {
+                    got.push(arguments[1].as_str().unwrap().to_string());
+                }
+                other => panic!("expected ReceiveMessage, got {other:?}"),
+            }
+        }
+        got.sort();
+        assert_eq!(got, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for client in &mut clients {
+        match within("close", client.recv()).await {
+            Some(ClientEvent::Close { allow_reconnect, .. }) => assert!(allow_reconnect),
+            other => panic!("expected a Close, got {other:?}"),
+        }
+    }
+    let exit = within("exit", tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
 #[test]
 fn a_bad_redis_url_is_a_readable_error() {
     let out = Command::new(BIN)
