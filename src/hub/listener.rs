@@ -96,11 +96,13 @@ where
                 continue;
             }
         };
-        let (router, node) = (router.clone(), node.clone());
+        // The connection's task is made on its thread (only this small hand-over is made here), so
+        // what it allocates comes from that thread's heap, and is freed to it.
+        let (router, node, tracker) = (router.clone(), node.clone(), connections.clone());
         connections.spawn_on(
             async move {
                 match tokio::net::TcpStream::from_std(io) {
-                    Ok(io) => serve_any(io, router, slot, peer, node).await,
+                    Ok(io) => drop(tracker.spawn(serve_any(io, router, slot, peer, node))),
                     Err(e) => tracing::debug!(error = %e, "an accepted socket could not join its thread"),
                 }
             },
