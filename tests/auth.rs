@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -479,17 +479,7 @@ async fn start_binary(
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = within("startup line", line).await.unwrap().unwrap();
-    let hub_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://") && w.ends_with("/chat"))
-        .unwrap_or_else(|| panic!("no hub URL in {line:?}"))
-        .to_string();
+    let hub_url = common::bin::hub_url_in(&common::bin::startup_line(child.stdout.take().unwrap()).await);
     (child, hub_url, log)
 }
 

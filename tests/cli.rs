@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::within;
@@ -24,18 +23,9 @@ async fn hub_serves_then_shuts_down_gracefully_on_sigterm() {
         .spawn()
         .expect("the binary starts");
     // The first stdout line says where the hub listens.
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = within("startup line", line).await.unwrap().unwrap();
+    let line = common::bin::startup_line(child.stdout.take().unwrap()).await;
     assert!(line.contains("'cli-node'"), "{line}");
-    let hub_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://") && w.ends_with("/chat"))
-        .unwrap_or_else(|| panic!("no hub URL in {line:?}"))
-        .to_string();
+    let hub_url = common::bin::hub_url_in(&line);
 
     let mut client = within("connect", HubClient::connect(&hub_url, ClientOptions::default()))
         .await
@@ -45,26 +35,7 @@ async fn hub_serves_then_shuts_down_gracefully_on_sigterm() {
         CompletionResult::Value(Value::from("cli"))
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    match within("close", client.recv()).await {
-        Some(ClientEvent::Close {
-            error,
-            allow_reconnect,
-        }) => {
-            assert_eq!(error, None);
-            assert!(allow_reconnect, "shutdown lets clients reconnect elsewhere");
-        }
-        other => panic!("expected a Close, got {other:?}"),
-    }
-    let exit = within("exit", tokio::task::spawn_blocking(move || child.wait()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success(), "exit status {exit:?}");
+    terminate(child, std::slice::from_mut(&mut client)).await;
 }
 
 /// `--threads 3`: the node runs two connection threads beside its own (named in /proc), six
@@ -87,17 +58,7 @@ async fn a_hub_on_three_threads_delivers_across_them_and_shuts_down() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = within("startup line", line).await.unwrap().unwrap();
-    let hub_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://") && w.ends_with("/chat"))
-        .unwrap_or_else(|| panic!("no hub URL in {line:?}"))
-        .to_string();
+    let hub_url = common::bin::hub_url_in(&common::bin::startup_line(child.stdout.take().unwrap()).await);
     let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
         .unwrap()
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
@@ -141,14 +102,26 @@ async fn a_hub_on_three_threads_delivers_across_them_and_shuts_down() {
         assert_eq!(got, ["m0", "m1", "m2", "m3", "m4", "m5"]);
     }
 
+    terminate(child, &mut clients).await;
+}
+
+/// SIGTERM to a hub: every client gets a Close with no error and allowReconnect, and the process
+/// exits 0.
+async fn terminate(mut child: std::process::Child, clients: &mut [HubClient]) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    for client in &mut clients {
+    for client in clients {
         match within("close", client.recv()).await {
-            Some(ClientEvent::Close { allow_reconnect, .. }) => assert!(allow_reconnect),
+            Some(ClientEvent::Close {
+                error,
+                allow_reconnect,
+            }) => {
+                assert_eq!(error, None);
+                assert!(allow_reconnect, "shutdown lets clients reconnect elsewhere");
+            }
             other => panic!("expected a Close, got {other:?}"),
         }
     }

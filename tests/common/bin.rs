@@ -50,6 +50,28 @@ pub async fn run(args: Vec<String>, env: &[(&str, Option<&str>)], limit: Duratio
         .unwrap_or_else(|e| panic!("{BIN}: {e}"))
 }
 
+/// The first stdout line of a started `switchboard hub` (where it listens), read off the runtime
+/// within the harness's deadline.
+pub async fn startup_line(stdout: std::process::ChildStdout) -> String {
+    use std::io::{BufRead, BufReader};
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    super::within("startup line", line)
+        .await
+        .expect("the reader thread ends")
+        .expect("the hub's stdout reads")
+}
+
+/// The hub URL in that line.
+pub fn hub_url_in(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://") && w.ends_with("/chat"))
+        .unwrap_or_else(|| panic!("no hub URL in {line:?}"))
+        .to_string()
+}
+
 /// The exit code and both outputs, for a failure message.
 pub fn text(out: &Output) -> String {
     format!(
