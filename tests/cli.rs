@@ -59,12 +59,24 @@ async fn a_hub_on_three_threads_delivers_across_them_and_shuts_down() {
         .spawn()
         .expect("the binary starts");
     let hub_url = common::bin::hub_url_in(&common::bin::startup_line(child.stdout.take().unwrap()).await);
-    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| name.starts_with("switchboard-con"))
-        .collect();
+    // A thread names itself once it runs, which may be just after the node says it listens.
+    let pid = child.id();
+    let connection_threads = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .filter(|name| name.starts_with("switchboard-con"))
+            .collect()
+    };
+    let mut names = connection_threads();
+    for _ in 0..100 {
+        if names.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        names = connection_threads();
+    }
     assert_eq!(
         names.len(),
         2,
