@@ -110,9 +110,6 @@ impl<'p> Frames<'p> {
 /// written into a buffer this thread keeps, and the payload is the one allocation. (The frames
 /// that local clients get are made from the payload by the node's own subscription.)
 fn invocation_payload(excluded: &[&str], message: &HubMessage) -> Bytes {
-    /// Room for MessagePack's VarInt length prefix, written before the body once its length is
-    /// known.
-    const PREFIX: usize = 10;
     /// A buffer grown past this by a large message is let go, not kept by the thread.
     const KEEP: usize = 64 * 1024;
     thread_local! {
@@ -122,15 +119,12 @@ fn invocation_payload(excluded: &[&str], message: &HubMessage) -> Bytes {
         json.clear();
         crate::protocol::json::encode_into(message, json);
         msgpack.clear();
-        msgpack.resize(PREFIX, 0);
-        crate::protocol::msgpack::encode_body_into(message, msgpack);
-        let (prefix, n) = crate::protocol::framing::varint(msgpack.len() - PREFIX);
-        msgpack[PREFIX - n..PREFIX].copy_from_slice(&prefix[..n]);
+        let start = crate::protocol::msgpack::encode_prefixed_into(message, msgpack);
         let payload = wire::encode_invocation(
             excluded,
             &[
                 (Protocol::Json.name(), json),
-                (Protocol::MessagePack.name(), &msgpack[PREFIX - n..]),
+                (Protocol::MessagePack.name(), &msgpack[start..]),
             ],
             None,
         );

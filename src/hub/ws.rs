@@ -87,29 +87,24 @@ impl WsFrame {
 /// Serializes one message for one protocol as a WebSocket frame (text for JSON, binary for
 /// MessagePack, A.3).
 ///
-/// The message is written once, after room for the longest WebSocket header and VarInt prefix;
-/// the prefix and the header then go just before it, and the frame is that one buffer from its
-/// first header byte (no second buffer, no copy of the message).
+/// The message is written once, after room for the longest WebSocket header (MessagePack's VarInt
+/// prefix goes just before its body, `msgpack::encode_prefixed_into`); the header then goes just
+/// before the message, and the frame is that one buffer from its first header byte (no second
+/// buffer, no copy of the message).
 pub(crate) fn frame_of(protocol: Protocol, message: &HubMessage) -> WsFrame {
-    const ROOM: usize = 10 + 10;
-    let mut buf = Vec::with_capacity(ROOM + 128);
+    const ROOM: usize = 10;
+    let mut buf = Vec::with_capacity(ROOM + 10 + 128);
     buf.resize(ROOM, 0);
-    let opcode = match protocol {
+    let (opcode, mut start) = match protocol {
         Protocol::Json => {
             crate::protocol::json::encode_into(message, &mut buf);
-            OP_TEXT
+            (OP_TEXT, ROOM)
         }
-        Protocol::MessagePack => {
-            crate::protocol::msgpack::encode_body_into(message, &mut buf);
-            OP_BINARY
-        }
+        Protocol::MessagePack => (
+            OP_BINARY,
+            crate::protocol::msgpack::encode_prefixed_into(message, &mut buf),
+        ),
     };
-    let mut start = ROOM;
-    if protocol == Protocol::MessagePack {
-        let (prefix, n) = crate::protocol::framing::varint(buf.len() - ROOM);
-        start -= n;
-        buf[start..ROOM].copy_from_slice(&prefix[..n]);
-    }
     let (header, n) = header(opcode, buf.len() - start);
     start -= n;
     buf[start..start + n].copy_from_slice(&header[..n]);

@@ -9,7 +9,7 @@
 //! instead of allocating. Called through `Protocol` by the hub and the client. Pure: no I/O, no
 //! other crate module.
 
-use super::framing::write_varint;
+use super::framing::varint;
 use super::{CompletionResult, Headers, HubMessage, ProtocolError, Value};
 
 /// rmpv's depth budget for one message. rmpv spends 2 units per nested array/map level (and
@@ -23,11 +23,24 @@ const NON_VOID_RESULT: i32 = 3;
 
 /// Serializes one message and frames it: VarInt(length) followed by the MessagePack body.
 pub fn encode(message: &HubMessage) -> Vec<u8> {
-    let body = encode_body(message);
-    let mut out = Vec::with_capacity(body.len() + 5);
-    write_varint(body.len(), &mut out);
-    out.extend_from_slice(&body);
+    let mut out = Vec::new();
+    let start = encode_prefixed_into(message, &mut out);
+    out.drain(..start);
     out
+}
+
+/// `encode`, appended to `out` without a second buffer: room for the longest VarInt prefix, then
+/// the body, then the prefix written just before the body. Returns where the prefixed message
+/// starts in `out` (the room before it is left as zeros).
+pub fn encode_prefixed_into(message: &HubMessage, out: &mut Vec<u8>) -> usize {
+    /// The longest VarInt a `usize` length takes.
+    const ROOM: usize = 10;
+    let body = out.len() + ROOM;
+    out.resize(body, 0);
+    encode_body_into(message, out);
+    let (prefix, n) = varint(out.len() - body);
+    out[body - n..body].copy_from_slice(&prefix[..n]);
+    body - n
 }
 
 /// Serializes one message without the length prefix (the layouts of A.7).
