@@ -92,7 +92,7 @@ impl Cork {
     ) {
         #[cfg(target_os = "linux")]
         if self.direct {
-            let mut wires = recipients.map(|(outbox, frame)| (outbox, frame.wire()));
+            let mut wires = Ahead::new(recipients.map(|(outbox, frame)| (outbox, frame.wire())));
             if write_direct(&mut wires) {
                 self.pending
                     .extend(wires.map(|(outbox, wire)| (outbox.clone(), wire.clone())));
@@ -111,7 +111,7 @@ impl Cork {
         #[cfg(target_os = "linux")]
         if std::mem::take(&mut self.direct) {
             let n = self.pending.len();
-            let mut pending = self.pending.iter().map(|(outbox, frame)| (outbox, frame));
+            let mut pending = Ahead::new(self.pending.iter().map(|(outbox, frame)| (outbox, frame)));
             while write_direct(&mut pending) {}
             self.pending.clear();
             if self.pending.capacity() > 4 * IDLE_QUEUE_CAPACITY {
@@ -136,6 +136,73 @@ impl Cork {
             self.touched.shrink_to(IDLE_QUEUE_CAPACITY);
         }
         n
+    }
+}
+
+/// How many recipients ahead of the one being locked a fan-out asks for their outboxes
+/// (`syscalls::prefetch`), and how far ahead of the one whose result is applied.
+#[cfg(target_os = "linux")]
+const PREFETCH_AHEAD: usize = 6;
+
+/// A direct cork's recipients read `PREFETCH_AHEAD` ahead of their use, each one's outbox
+/// prefetched as it is read: a message's fan-out locks every recipient's outbox once, and the
+/// kernel's sends of the message before evicted them all from the caches, so each lock was a
+/// miss in turn (two thirds of `write_direct`'s time in a `perf` profile at 100 recipients).
+/// Items come out in the order they went in, none is lost: `write_direct` stops after
+/// `uring::RING_ENTRIES` and its caller takes the rest from the same `Ahead`.
+#[cfg(target_os = "linux")]
+struct Ahead<'a, I> {
+    iter: std::iter::Fuse<I>,
+    ring: [Option<(&'a Outbox, &'a Bytes)>; PREFETCH_AHEAD],
+    /// The oldest item's place in `ring`.
+    next: usize,
+    primed: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl<'a, I: Iterator<Item = (&'a Outbox, &'a Bytes)>> Ahead<'a, I> {
+    fn new(iter: I) -> Self {
+        Ahead {
+            iter: iter.fuse(),
+            ring: [None; PREFETCH_AHEAD],
+            next: 0,
+            primed: false,
+        }
+    }
+
+    fn read(&mut self) -> Option<(&'a Outbox, &'a Bytes)> {
+        let item = self.iter.next();
+        if let Some((outbox, _)) = item {
+            outbox.shared.prefetch_for_delivery();
+        }
+        item
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl<'a, I: Iterator<Item = (&'a Outbox, &'a Bytes)>> Iterator for Ahead<'a, I> {
+    type Item = (&'a Outbox, &'a Bytes);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.primed {
+            self.primed = true;
+            for k in 0..PREFETCH_AHEAD {
+                self.ring[k] = self.read();
+            }
+        }
+        let item = self.ring[self.next].take()?;
+        self.ring[self.next] = self.read();
+        self.next = (self.next + 1) % PREFETCH_AHEAD;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let buffered = self.ring.iter().flatten().count();
+        let (low, high) = self.iter.size_hint();
+        (
+            low.saturating_add(buffered),
+            high.and_then(|high| high.checked_add(buffered)),
+        )
     }
 }
 
@@ -296,6 +363,10 @@ fn write_direct<'a>(recipients: &mut impl Iterator<Item = (&'a Outbox, &'a Bytes
     let writing = sends.len();
     let mut broken = Vec::new();
     let ran = sends.run_each(|k, result| {
+        // The kernel's sends evicted the outboxes again: ask for the next ones' state ahead.
+        if let Some(ahead) = held.get(k + PREFETCH_AHEAD) {
+            super::syscalls::prefetch(&*ahead.state);
+        }
         let Some(h) = held.get_mut(k) else {
             return;
         };
@@ -596,6 +667,45 @@ mod tests {
         assert_eq!(pairs[2].3.poll_next(&mut noop_cx()), Poll::Ready(Wake::Frames));
         let (server, client, _, rx) = pairs.pop().unwrap();
         writer_delivers_in_order(server, client, rx, filled + 1).await;
+    }
+
+    /// The prefetching reader hands out every recipient once, in order, whether it is read to
+    /// the end or stopped and read on (as `write_direct` and its caller do).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_read_ahead_hands_out_every_recipient_once_in_order() {
+        let stats = Arc::new(Stats::default());
+        let token = tokio_util::sync::CancellationToken::new();
+        let frame = Bytes::from_static(b"x");
+        for n in [
+            0,
+            1,
+            PREFETCH_AHEAD - 1,
+            PREFETCH_AHEAD,
+            PREFETCH_AHEAD + 1,
+            3 * PREFETCH_AHEAD + 2,
+        ] {
+            let outboxes: Vec<Outbox> = (0..n)
+                .map(|_| Outbox::new(4, &token, None, stats.clone()).0)
+                .collect();
+            let expected: Vec<*const Outbox> = outboxes.iter().map(|o| o as *const Outbox).collect();
+            for stop in 0..=n {
+                let mut ahead = Ahead::new(outboxes.iter().map(|o| (o, &frame)));
+                assert_eq!(ahead.size_hint().1, Some(n));
+                let mut got: Vec<*const Outbox> = ahead
+                    .by_ref()
+                    .take(stop)
+                    .map(|(o, _)| o as *const Outbox)
+                    .collect();
+                assert_eq!(
+                    ahead.size_hint().1,
+                    Some(n - stop),
+                    "{n} recipients, stopped at {stop}"
+                );
+                got.extend(ahead.map(|(o, _)| o as *const Outbox));
+                assert_eq!(got, expected, "{n} recipients, stopped at {stop}");
+            }
+        }
     }
 
     /// A direct cork's `deliver_all` over more recipients than one submission takes: the first

@@ -10,6 +10,30 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
+/// Asks the CPU to bring the memory of `value` into its caches before it is used: a hint that
+/// changes nothing the program does (an x86-64 prefetch reads nothing and never faults). A
+/// fan-out touches every recipient's outbox once per message, after the kernel's sends have
+/// evicted it; asking a few recipients ahead overlaps those misses (measured: see `cork`).
+/// Elsewhere than x86-64 it does nothing.
+#[inline(always)]
+pub(super) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let start = (value as *const T).cast::<i8>();
+        let end = start.wrapping_add(std::mem::size_of::<T>());
+        let mut line = start.wrapping_sub(start as usize % 64);
+        while line < end {
+            // SAFETY: a prefetch is a hint: it reads no memory the program sees and cannot fault,
+            // whatever the address; SSE is part of every x86-64 CPU.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line) };
+            line = line.wrapping_add(64);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// A connection's own TCP socket, written by deliveries.
 pub(super) struct Direct {
     pub(super) stream: Arc<TcpStream>,
