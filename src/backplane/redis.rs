@@ -416,12 +416,15 @@ impl RedisBackplane {
 
 /// Finds the server to use now (the primary a sentinel names, or any node of a cluster: classic
 /// pub/sub reaches every shard from any node) and opens both connections to it.
-async fn connect(finder: &mut Finder) -> Result<(BoxedIo, BoxedIo, Reached), Failure> {
+/// The command connection comes with its plain socket's second handle (`raw_with_socket`).
+async fn connect(
+    finder: &mut Finder,
+) -> Result<(BoxedIo, (BoxedIo, Option<std::net::TcpStream>), Reached), Failure> {
     let attempt = async {
         let reached = finder.reach().await?;
         let entry = reached.entry().clone();
         let pubsub = finder.connector.raw(&entry).await?;
-        let publisher = finder.connector.raw(&entry).await?;
+        let publisher = finder.connector.raw_with_socket(&entry).await?;
         tracing::debug!(server = %entry, reached = %reached.describe(), "redis backplane reached");
         Ok::<_, ConnectError>((pubsub, publisher, reached))
     };
@@ -559,9 +562,9 @@ impl Link for ClassicLink {
     type Conn = Live;
 
     async fn connect(&mut self) -> Result<Live, Failure> {
-        let (pubsub, publisher, reached) = connect(&mut self.finder).await?;
+        let (pubsub, (publisher, socket), reached) = connect(&mut self.finder).await?;
         let counted = counted_outcome(self.shared.publish_outcome.clone());
-        let (publisher, publisher_tasks) = Publisher::start(publisher, Some(counted));
+        let (publisher, publisher_tasks) = Publisher::start(publisher, socket, Some(counted));
         let shared = &self.shared;
         shared
             .cluster

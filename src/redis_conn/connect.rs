@@ -186,8 +186,13 @@ impl RedisConnector {
         &self.spec
     }
 
-    /// TCP (with TCP_NODELAY: small PUBLISH commands must not wait for Nagle) and TLS.
-    async fn transport(&self, addr: &Addr) -> Result<BoxedIo, ConnectError> {
+    /// TCP (with TCP_NODELAY: small PUBLISH commands must not wait for Nagle) and TLS; with
+    /// `keep_socket` and without TLS, a second handle on the socket too (`raw_with_socket`).
+    async fn transport(
+        &self,
+        addr: &Addr,
+        keep_socket: bool,
+    ) -> Result<(BoxedIo, Option<std::net::TcpStream>), ConnectError> {
         let shown = addr.to_string();
         let tcp =
             match tokio::time::timeout(self.timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
@@ -213,7 +218,18 @@ impl RedisConnector {
             };
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => Ok(Box::new(tcp)),
+            None => {
+                // A duplicate descriptor of the same socket (non-blocking, as tokio set it).
+                let socket = keep_socket
+                    .then(|| std::os::fd::AsFd::as_fd(&tcp).try_clone_to_owned())
+                    .transpose()
+                    .map_err(|e| ConnectError::Io {
+                        addr: shown,
+                        reason: e.to_string(),
+                    })?
+                    .map(std::net::TcpStream::from);
+                Ok((Box::new(tcp), socket))
+            }
             Some(connector) => {
                 match tokio::time::timeout(self.timeout, connector.connect(&addr.host, tcp)).await {
                     Err(_) => Err(ConnectError::Timeout {
@@ -221,7 +237,7 @@ impl RedisConnector {
                         what: "TLS handshake (no TLS answer: a plaintext port? use redis://)",
                         after: self.timeout,
                     }),
-                    Ok(result) => Ok(result?),
+                    Ok(result) => Ok((result?, None)),
                 }
             }
         }
@@ -230,7 +246,17 @@ impl RedisConnector {
     /// A connected, authenticated stream: AUTH, SELECT and CLIENT SETNAME are sent here, so
     /// their errors are ours to word.
     async fn stream(&self, addr: &Addr, creds: Creds) -> Result<BoxedIo, ConnectError> {
-        let mut io = self.transport(addr).await?;
+        Ok(self.stream_kept(addr, creds, false).await?.0)
+    }
+
+    /// `stream`, with the plain socket's second handle when `keep_socket` (see `transport`).
+    async fn stream_kept(
+        &self,
+        addr: &Addr,
+        creds: Creds,
+        keep_socket: bool,
+    ) -> Result<(BoxedIo, Option<std::net::TcpStream>), ConnectError> {
+        let (mut io, socket) = self.transport(addr, keep_socket).await?;
         let (user, password, db) = match creds {
             Creds::Data => (self.spec.username.as_deref(), self.spec.password(), self.spec.db),
             Creds::Sentinel => (
@@ -259,7 +285,7 @@ impl RedisConnector {
         }
         if commands.is_empty() {
             if self.tls.is_none() {
-                return Ok(io);
+                return Ok((io, socket));
             }
             // With TLS 1.3 a server that wants a client certificate refuses it after the
             // handshake: one PING finds out now, so the error can say so.
@@ -325,7 +351,7 @@ impl RedisConnector {
                 });
             }
         }
-        Ok(io)
+        Ok((io, socket))
     }
 
     fn info() -> RedisConnectionInfo {
@@ -360,6 +386,16 @@ impl RedisConnector {
     /// protocols redis-rs does not speak on a plain connection (sharded pub/sub).
     pub async fn raw(&self, addr: &Addr) -> Result<BoxedIo, ConnectError> {
         self.stream(addr, Creds::Data).await
+    }
+
+    /// `raw`, and on a plain TCP connection a second handle on its socket (a duplicate
+    /// descriptor): the publisher writes a command through it itself when nothing else is being
+    /// written (`Pipeline`'s direct writes). `None` under TLS.
+    pub async fn raw_with_socket(
+        &self,
+        addr: &Addr,
+    ) -> Result<(BoxedIo, Option<std::net::TcpStream>), ConnectError> {
+        self.stream_kept(addr, Creds::Data, true).await
     }
 
     /// A multiplexed command connection to `addr`; its driver runs on the current runtime and

@@ -11,6 +11,12 @@
 //! timeout) leaves its slot to be completed into the void: the order is never lost, and no
 //! command is ever half written.
 //!
+//! On a plain TCP connection given its socket (`start`'s `direct`: the publisher's), a command
+//! queued while nothing waits to be written and the writer is not writing is written by its
+//! caller at once, a non-blocking `send` under the same lock: no wake-up of the writer task
+//! (which, with connection threads, lives on another thread). What the socket does not take
+//! stays in the buffer for the writer, which is woken; the order is the same either way.
+//!
 //! When the connection fails, every waiting command fails at once and so does every later one,
 //! until the link replaces the connection. A watched connection (`start`'s `answer_within`: the
 //! publisher's, with the link's `COMMAND_TIMEOUT`) that answers nothing for that long while
@@ -117,6 +123,9 @@ struct State {
     closed: Option<String>,
     /// Replies read so far (the writer's watch compares it between its checks).
     answered: u64,
+    /// The writer took commands out of `out` and has not written them all yet: nobody else
+    /// writes now.
+    writing: bool,
 }
 
 struct Inner {
@@ -126,6 +135,9 @@ struct Inner {
     max_waiting: usize,
     /// Hears counted commands' outcomes; without it, `send_counted` is refused.
     counted: Option<Counter>,
+    /// A second handle on a plain TCP connection's socket, for direct writes (see the module's
+    /// docs); shut down when the pipeline closes.
+    direct: Option<std::net::TcpStream>,
 }
 
 /// The sending side of one connection: cheap to clone.
@@ -138,12 +150,15 @@ impl Pipeline {
     /// Starts the writer task on `write`; it ends (with why) when the connection is closed or a
     /// write fails. At most `max_waiting` commands wait for replies at once.
     /// With `answer_within`, the connection fails when commands wait that long with no reply;
-    /// with `counted`, commands may be sent without waiting (`send_counted`).
+    /// with `counted`, commands may be sent without waiting (`send_counted`); with `direct`
+    /// (the same connection's socket, when it is plain TCP), callers write commands themselves
+    /// when the writer is idle.
     pub fn start(
         write: WriteHalf<BoxedIo>,
         max_waiting: usize,
         answer_within: Option<Duration>,
         counted: Option<Counter>,
+        direct: Option<std::net::TcpStream>,
     ) -> (Pipeline, JoinHandle<Failure>) {
         let pipeline = Pipeline {
             inner: Arc::new(Inner {
@@ -151,6 +166,7 @@ impl Pipeline {
                 wake: Notify::new(),
                 max_waiting,
                 counted,
+                direct,
             }),
         };
         let writer = tokio::spawn(write_loop(write, pipeline.clone(), answer_within));
@@ -187,7 +203,10 @@ impl Pipeline {
                 remaining: replies.max(1),
                 waiter,
             });
-            was_empty
+            match &self.inner.direct {
+                Some(socket) if was_empty && !state.writing => write_direct(socket, &mut state.out),
+                _ => was_empty,
+            }
         };
         if wake {
             self.inner.wake.notify_one();
@@ -258,6 +277,10 @@ impl Pipeline {
             let mut state = self.state();
             let why = state.closed.get_or_insert_with(|| why.to_string()).clone();
             state.out.clear();
+            if let Some(socket) = &self.inner.direct {
+                // Its other handles are the tasks', which end now: the connection is done.
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
             (why, std::mem::take(&mut state.waiting))
         };
         self.inner.wake.notify_one();
@@ -268,6 +291,24 @@ impl Pipeline {
                 }
             }
         }
+    }
+}
+
+/// Writes `out` (one command, the only bytes waiting) to `socket` without waiting, under the
+/// pipeline's lock; what the socket did not take stays in `out`. Returns whether the writer must
+/// be woken for the rest (a full socket; an error, which its own write will meet and report).
+fn write_direct(socket: &std::net::TcpStream, out: &mut Vec<u8>) -> bool {
+    // Non-blocking: the descriptor shares its file status with tokio's, which set O_NONBLOCK.
+    match std::io::Write::write(&mut &*socket, out) {
+        Ok(n) if n == out.len() => {
+            out.clear();
+            false
+        }
+        Ok(n) => {
+            out.drain(..n);
+            true
+        }
+        Err(_) => true,
     }
 }
 
@@ -334,6 +375,7 @@ async fn write_loop(
                 return Failure::new(LinkFailure::Lost, why.clone());
             }
             std::mem::swap(&mut batch, &mut state.out);
+            state.writing = !batch.is_empty();
         }
         if batch.is_empty() {
             continue;
@@ -348,6 +390,8 @@ async fn write_loop(
             return Failure::new(LinkFailure::Lost, why);
         }
         batch.clear();
+        // Anything queued meanwhile woke the writer (it found `out` empty): taken next round.
+        pipeline.state().writing = false;
     }
 }
 
@@ -369,7 +413,7 @@ mod tests {
     ) -> (Pipeline, JoinHandle<Failure>, tokio::io::DuplexStream) {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let (_, write) = tokio::io::split(Box::new(ours) as BoxedIo);
-        let (pipeline, writer) = Pipeline::start(write, max_waiting, answer_within, counter);
+        let (pipeline, writer) = Pipeline::start(write, max_waiting, answer_within, counter, None);
         (pipeline, writer, theirs)
     }
 
@@ -504,6 +548,67 @@ mod tests {
         // Without a counter, counted commands are refused at once.
         let (plain, _writer, _redis) = pipeline_with(8, None, None);
         assert!(plain.send_counted(&[b"PUBLISH", b"c", b"x"], 1).is_err());
+    }
+
+    #[tokio::test]
+    async fn commands_are_written_by_their_callers_while_the_socket_takes_them_and_in_order_after() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut redis, _) = listener.accept().await.unwrap();
+        let socket = std::os::fd::AsFd::as_fd(&ours).try_clone_to_owned().unwrap();
+        let (_, write) = tokio::io::split(Box::new(ours) as BoxedIo);
+        let counter: Counter = Arc::new(|_| {});
+        let (pipeline, writer) = Pipeline::start(write, 1 << 20, None, Some(counter), Some(socket.into()));
+        let payload = vec![b'x'; 1000];
+        let command = |i: usize| -> Vec<Vec<u8>> {
+            vec![b"PUBLISH".to_vec(), i.to_string().into_bytes(), payload.clone()]
+        };
+        let mut expected = Vec::new();
+        let mut queued_for_the_writer = None;
+        // Redis reads nothing for now: the socket fills, and the commands after go to the writer.
+        for i in 0..20_000 {
+            let args = command(i);
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            pipeline.send_counted(&args, 1).unwrap();
+            expected.extend(resp::command(&args));
+            // No await since the first command: the writer task has not run.
+            if i == 0 {
+                assert!(
+                    pipeline.state().out.is_empty(),
+                    "the first command was written by its caller"
+                );
+            }
+            if queued_for_the_writer.is_none() && !pipeline.state().out.is_empty() {
+                queued_for_the_writer = Some(i);
+            }
+        }
+        let full_at = queued_for_the_writer.expect("20 MB fill the socket");
+        assert!(full_at > 0);
+        let mut wrote = vec![0u8; expected.len()];
+        redis.read_exact(&mut wrote).await.unwrap();
+        assert!(
+            wrote == expected,
+            "every command once, in the order sent (the socket filled at {full_at})"
+        );
+        // The writer done and idle again: the next command is its caller's to write again.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while pipeline.state().writing || !pipeline.state().out.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the writer finishes");
+        pipeline.send_counted(&[b"PING"], 1).unwrap();
+        assert!(pipeline.state().out.is_empty(), "written by its caller");
+        let mut ping = vec![0u8; resp::command(&[b"PING"]).len()];
+        redis.read_exact(&mut ping).await.unwrap();
+        assert_eq!(ping, resp::command(&[b"PING"]));
+        // Closing shuts the socket for every handle: Redis sees the end.
+        pipeline.close("done");
+        assert_eq!(redis.read(&mut [0u8; 16]).await.unwrap(), 0);
+        assert_eq!(writer.await.unwrap().message, "done");
     }
 
     #[tokio::test]

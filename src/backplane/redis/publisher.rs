@@ -46,11 +46,18 @@ impl Drop for PublisherTasks {
 }
 
 impl Publisher {
-    /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`);
-    /// `counted` hears the outcome of each `publish_counted`.
-    pub fn start(io: BoxedIo, counted: Option<Counter>) -> (Publisher, PublisherTasks) {
+    /// Starts the reader and writer of an authenticated connection
+    /// (`RedisConnector::raw_with_socket`: with its plain socket, a command is written by its
+    /// caller when the writer is idle, see `Pipeline`); `counted` hears the outcome of each
+    /// `publish_counted`.
+    pub fn start(
+        io: BoxedIo,
+        socket: Option<std::net::TcpStream>,
+        counted: Option<Counter>,
+    ) -> (Publisher, PublisherTasks) {
         let (read, write) = tokio::io::split(io);
-        let (pipeline, writer) = Pipeline::start(write, MAX_WAITING, Some(super::COMMAND_TIMEOUT), counted);
+        let (pipeline, writer) =
+            Pipeline::start(write, MAX_WAITING, Some(super::COMMAND_TIMEOUT), counted, socket);
         let reader = tokio::spawn(read_loop(read, pipeline.clone()));
         let tasks = PublisherTasks {
             reader,

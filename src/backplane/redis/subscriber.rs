@@ -54,7 +54,7 @@ impl Subscriber {
     /// Starts the reader and writer of an authenticated connection (`RedisConnector::raw`).
     pub fn start(io: BoxedIo, inbox: Inbox) -> Subscriber {
         let (read, write) = tokio::io::split(io);
-        let (pipeline, writer) = Pipeline::start(write, COMMAND_QUEUE, None, None);
+        let (pipeline, writer) = Pipeline::start(write, COMMAND_QUEUE, None, None, None);
         let reader = tokio::spawn(read_loop(read, inbox, pipeline.clone()));
         Subscriber {
             sink: SubSink { pipeline },
