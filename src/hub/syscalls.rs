@@ -32,7 +32,7 @@ pub(super) fn prefetch<T>(value: &T) {
             unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
             offset += 64;
         }
-        if size > 1 && (size - 1) % 64 != 0 {
+        if size > 1 && !(size - 1).is_multiple_of(64) {
             // SAFETY: as above.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(size - 1)) };
         }
