@@ -386,8 +386,6 @@ impl OutboxShared {
         }
     }
 
-    /// Whether deliveries may write the socket themselves now: a direct socket, and a writer
-    /// that is not ending the connection (its goodbye decides what still goes out).
     /// Asks the CPU for what a delivery reads of this outbox (its state, lock and socket) ahead
     /// of its use (`syscalls::prefetch`).
     #[inline(always)]
@@ -396,6 +394,8 @@ impl OutboxShared {
         prefetch(&self.stop);
     }
 
+    /// Whether deliveries may write the socket themselves now: a direct socket, and a writer
+    /// that is not ending the connection (its goodbye decides what still goes out).
     pub(super) fn writes_directly(&self) -> bool {
         self.direct.is_some() && !self.stop.load(Ordering::Acquire)
     }

@@ -1,5 +1,6 @@
 //! The hub's raw socket system calls: a delivery's non-blocking `send` and `sendmsg` straight to
-//! a connection's TCP socket (`Direct`), and the socket borrowed for an io_uring batch.
+//! a connection's TCP socket (`Direct`), and the socket borrowed for an io_uring batch; and the
+//! CPU's prefetch hint a fan-out gives for each recipient (`prefetch`).
 //!
 //! Owned by `outbox` (each `Outbox` with a socket of its own holds a `Direct`); called by
 //! `outbox` (deliveries, cork flushes) and `cork` (the socket handed to `uring::Batch`). Uses
