@@ -182,7 +182,7 @@ fn relist<T, U>(mut list: Vec<T>) -> Vec<U> {
 
 /// A list kept in `spare` (a thread's emptied list of some lifetime), emptied, as a list of any
 /// lifetime with room for `room` (a new one when there is none).
-fn take_spare<S, T>(
+pub(super) fn take_spare<S, T>(
     spare: &'static std::thread::LocalKey<std::cell::RefCell<Vec<S>>>,
     room: usize,
 ) -> Vec<T> {
@@ -201,7 +201,10 @@ fn take_spare<S, T>(
 
 /// Keeps an emptied `list` in `spare` for the thread's next batch; a one-off huge list gives its
 /// memory back.
-fn keep_spare<S, T>(spare: &'static std::thread::LocalKey<std::cell::RefCell<Vec<S>>>, list: Vec<T>) {
+pub(super) fn keep_spare<S, T>(
+    spare: &'static std::thread::LocalKey<std::cell::RefCell<Vec<S>>>,
+    list: Vec<T>,
+) {
     if list.capacity() <= 4 * RING_ENTRIES {
         let list = relist(list);
         let _ = spare.try_with(|spare| {
