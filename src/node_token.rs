@@ -177,8 +177,11 @@ impl NodeCredentials {
         NodeToken::new(token).map(NodeCredentials::Static)
     }
 
-    /// Minting from a secret held in memory (the demo's random secret).
+    /// Minting from a secret held in memory (the demo's random secret), without its trailing
+    /// line breaks ([`secret_bytes`]): the hub's `JwtSecret::new` drops them too, so one secret
+    /// gives one key on both ends whatever its last byte is.
     pub fn mint_from_secret(secret: &[u8]) -> Result<NodeCredentials, NodeTokenError> {
+        let secret = secret_bytes(secret);
         if secret.is_empty() {
             return Err(NodeTokenError::EmptySecretBytes);
         }
@@ -296,6 +299,7 @@ mod tests {
         assert!(NodeToken::new(&"a".repeat(MAX_NODE_TOKEN_LEN + 1)).is_err());
         assert!(NodeToken::new(&"a".repeat(MAX_NODE_TOKEN_LEN)).is_ok());
         assert!(NodeCredentials::mint_from_secret(b"").is_err());
+        assert!(NodeCredentials::mint_from_secret(b"\r\n").is_err());
     }
 
     #[test]

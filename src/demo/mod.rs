@@ -141,9 +141,13 @@ impl DemoOptions {
     }
 }
 
-/// A fresh random HS256 secret for one demo run (32 bytes: HS256's full strength).
+/// A fresh random HS256 secret for one demo run (32 bytes: HS256's full strength). Its last byte
+/// is never a line break, which secrets drop (`node_token::secret_bytes`), so all 32 count.
 pub fn random_secret() -> Arc<[u8]> {
-    let bytes: [u8; 32] = rand::random();
+    let mut bytes: [u8; 32] = rand::random();
+    while matches!(bytes[31], b'\n' | b'\r') {
+        bytes[31] = rand::random();
+    }
     Arc::from(&bytes[..])
 }
 

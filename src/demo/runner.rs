@@ -58,10 +58,19 @@ pub(super) struct Started {
     pub tap_source: TapSource,
 }
 
-/// "node-a" … "node-z", then "node-27" ….
 /// The user a chat-page link's token names (each visitor picks a display name on the page).
 const DEMO_PAGE_USER: &str = "audience";
 
+/// The nodes' verifier and the simulated clients' credentials, from the demo's one secret.
+fn auth_pair(secret: &[u8]) -> Result<(Verifier, NodeCredentials), DemoError> {
+    let auth = |e: &dyn std::fmt::Display| DemoError::Auth(e.to_string());
+    let key = JwtSecret::new(secret).map_err(|e| auth(&e))?;
+    let verifier = Verifier::new(JwtSettings::new(KeySource::Secret(key))).map_err(|e| auth(&e))?;
+    let credentials = NodeCredentials::mint_from_secret(secret).map_err(|e| auth(&e))?;
+    Ok((verifier, credentials))
+}
+
+/// "node-a" … "node-z", then "node-27" ….
 fn node_name(index: usize) -> String {
     match u8::try_from(index).ok().filter(|i| *i < 26) {
         Some(i) => format!("node-{}", char::from(b'a' + i)),
@@ -117,11 +126,7 @@ impl Runner {
         let counters = Arc::new(SimCounters::default());
         let auth = match &opts.auth_secret {
             Some(secret) => {
-                let key = JwtSecret::new(secret).map_err(|e| DemoError::Auth(e.to_string()))?;
-                let verifier = Verifier::new(JwtSettings::new(KeySource::Secret(key)))
-                    .map_err(|e| DemoError::Auth(e.to_string()))?;
-                let credentials =
-                    NodeCredentials::mint_from_secret(secret).map_err(|e| DemoError::Auth(e.to_string()))?;
+                let (verifier, credentials) = auth_pair(secret)?;
                 Some((Arc::new(verifier), credentials))
             }
             None => None,
@@ -405,5 +410,36 @@ mod tests {
         assert_eq!(node_name(0), "node-a");
         assert_eq!(node_name(25), "node-z");
         assert_eq!(node_name(26), "node-27");
+    }
+
+    /// The demo's secret is random bytes; one that ends in a line break (which secrets drop)
+    /// once let no simulated client in (the CI run of stop 28): both ends must agree.
+    #[test]
+    fn the_nodes_accept_the_tokens_minted_from_any_secret() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut tail = [0u8; 32];
+        tail[..31].copy_from_slice(&[7; 31]);
+        for last in [b'\n', b'\r', b' ', 0, 255] {
+            tail[31] = last;
+            let (verifier, credentials) = auth_pair(&tail).unwrap();
+            let token = credentials.bearer_for("ann@node-a").unwrap();
+            let identity = verifier
+                .verify(token.expose(), now)
+                .unwrap_or_else(|e| panic!("last byte {last}: {e}"));
+            assert_eq!(identity.user, "ann@node-a");
+        }
+        let (other, _) = auth_pair(&[8; 32]).unwrap();
+        let (_, credentials) = auth_pair(&tail).unwrap();
+        let token = credentials.bearer_for("ann@node-a").unwrap();
+        assert!(
+            other.verify(token.expose(), now).is_err(),
+            "another secret is refused"
+        );
+        for _ in 0..2000 {
+            assert!(!matches!(crate::demo::random_secret()[31], b'\n' | b'\r'));
+        }
     }
 }
