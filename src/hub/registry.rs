@@ -75,8 +75,30 @@ enum Walk<'s> {
 impl<'s> Iterator for Targets<'s> {
     type Item = &'s LocalConnection;
 
+    /// A walk of all is the common case (every chat message): small, so that it inlines into
+    /// the fan-out's loop; the others are a call (`next_member`).
     #[inline]
     fn next(&mut self) -> Option<&'s LocalConnection> {
+        match &mut self.walk {
+            Walk::All(conns) => conns.find(|conn| !self.excluded.contains(&&*conn.id)),
+            _ => self.next_member(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let most = match &self.walk {
+            Walk::All(conns) => conns.len(),
+            Walk::Members(ids) => ids.as_ref().map_or(0, |ids| ids.len()),
+            Walk::One(one) => usize::from(one.is_some()),
+        };
+        (0, Some(most))
+    }
+}
+
+impl<'s> Targets<'s> {
+    /// `next` for a walk of members or of one connection.
+    #[inline(never)]
+    fn next_member(&mut self) -> Option<&'s LocalConnection> {
         loop {
             let conn = match &mut self.walk {
                 Walk::All(conns) => conns.next()?,
@@ -90,15 +112,6 @@ impl<'s> Iterator for Targets<'s> {
                 return Some(conn);
             }
         }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let most = match &self.walk {
-            Walk::All(conns) => conns.len(),
-            Walk::Members(ids) => ids.as_ref().map_or(0, |ids| ids.len()),
-            Walk::One(one) => usize::from(one.is_some()),
-        };
-        (0, Some(most))
     }
 }
 
