@@ -412,19 +412,18 @@ mod tests {
         assert_eq!(node_name(26), "node-27");
     }
 
-    /// The demo's secret is random bytes; one that ends in a line break (which secrets drop)
-    /// once let no simulated client in (the CI run of stop 28): both ends must agree.
+    /// The demo's secret is random bytes; one that ended in a line break (which secrets drop)
+    /// let no simulated client in (a CI run timed out waiting for them): both ends must agree.
     #[test]
     fn the_nodes_accept_the_tokens_minted_from_any_secret() {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let mut tail = [0u8; 32];
-        tail[..31].copy_from_slice(&[7; 31]);
+        let mut secret = [7u8; 32];
         for last in [b'\n', b'\r', b' ', 0, 255] {
-            tail[31] = last;
-            let (verifier, credentials) = auth_pair(&tail).unwrap();
+            secret[31] = last;
+            let (verifier, credentials) = auth_pair(&secret).unwrap();
             let token = credentials.bearer_for("ann@node-a").unwrap();
             let identity = verifier
                 .verify(token.expose(), now)
@@ -432,7 +431,7 @@ mod tests {
             assert_eq!(identity.user, "ann@node-a");
         }
         let (other, _) = auth_pair(&[8; 32]).unwrap();
-        let (_, credentials) = auth_pair(&tail).unwrap();
+        let (_, credentials) = auth_pair(&secret).unwrap();
         let token = credentials.bearer_for("ann@node-a").unwrap();
         assert!(
             other.verify(token.expose(), now).is_err(),
